@@ -1,0 +1,22 @@
+//! Cost intelligence over an organisation's LLM usage: the usage record, the price catalog,
+//! the query interface a store implements for one org, and the analyses (breakdowns, savings)
+//! computed from query results. Knows nothing of WebSocket, HTTP, SQL or agents.
+
+pub mod catalog;
+pub mod demo;
+pub mod memory;
+pub mod money;
+pub mod period;
+pub mod queries;
+pub mod savings;
+pub mod usage;
+
+pub use catalog::{CatalogError, PriceCatalog, PriceEntry, Pricing};
+pub use memory::MemoryUsage;
+pub use money::Nanos;
+pub use period::Period;
+pub use queries::{
+    CostRow, GroupBy, OrgUsageQueries, QueryError, RepeatProfile, TokenMix, TrafficProfile,
+    UsageTotals,
+};
+pub use usage::{PricedRecord, RecordError, UsageRecord};

@@ -1,0 +1,202 @@
+//! Savings recommendations computed from query results and catalog prices. Every figure names
+//! the prices and assumptions behind it; nothing is estimated without data.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Pricing;
+use crate::money::Nanos;
+use crate::queries::{RepeatProfile, TokenMix, TrafficProfile};
+
+/// Calls at or under both limits count as "short" traffic that a smaller model handles well.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ShortLimits {
+    pub max_input_tokens: i64,
+    pub max_output_tokens: i64,
+}
+
+impl Default for ShortLimits {
+    fn default() -> Self {
+        Self {
+            max_input_tokens: 1_000,
+            max_output_tokens: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    Low,
+    Medium,
+    High,
+}
+
+/// One concrete way to cut the bill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// `right_size_model`, `response_cache`.
+    pub kind: String,
+    pub title: String,
+    /// Saving over the analysed period.
+    pub period_saving: Nanos,
+    /// The period saving scaled to 30 days.
+    pub monthly_saving: Nanos,
+    pub affected_calls: i64,
+    pub assumptions: Vec<String>,
+    pub confidence: Confidence,
+}
+
+fn per_month(amount: Nanos, period_days: f64) -> Nanos {
+    if period_days <= 0.0 {
+        return Nanos::ZERO;
+    }
+    Nanos((amount.0 as f64 * 30.0 / period_days).round() as i64)
+}
+
+fn reprice(mix: &TokenMix, to: &Pricing<'_>, batch: bool) -> Nanos {
+    to.cost(
+        mix.fresh_input_tokens,
+        mix.cached_input_tokens,
+        mix.output_tokens,
+        batch,
+    )
+}
+
+/// Moving `profile`'s short calls from their model to `to` (a cheaper model of the catalog).
+/// `None` when there is no such traffic or no saving.
+pub fn right_size(
+    profile: &TrafficProfile,
+    to: &Pricing<'_>,
+    limits: ShortLimits,
+    period_days: f64,
+) -> Option<Recommendation> {
+    let calls = profile.short_interactive.calls + profile.short_batch.calls;
+    if calls == 0 {
+        return None;
+    }
+    let current = profile.short_interactive.cost + profile.short_batch.cost;
+    let new =
+        reprice(&profile.short_interactive, to, false) + reprice(&profile.short_batch, to, true);
+    let saving = current - new;
+    if saving <= Nanos::ZERO {
+        return None;
+    }
+    let share = if profile.all_calls > 0 {
+        calls as f64 / profile.all_calls as f64
+    } else {
+        0.0
+    };
+    let e = to.entry;
+    Some(Recommendation {
+        kind: "right_size_model".into(),
+        title: format!("Route short {} calls to {}", profile.model, e.model),
+        period_saving: saving,
+        monthly_saving: per_month(saving, period_days),
+        affected_calls: calls,
+        assumptions: vec![
+            format!(
+                "short = at most {} input and {} output tokens; {calls} of {} {} calls ({:.0}%) qualify",
+                limits.max_input_tokens,
+                limits.max_output_tokens,
+                profile.all_calls,
+                profile.model,
+                share * 100.0
+            ),
+            format!(
+                "{} prices: ${} input, ${} cached input, ${} output per 1M tokens ({}, {})",
+                e.model,
+                e.input,
+                e.cached_input.unwrap_or(e.input),
+                e.output,
+                to.version,
+                e.source
+            ),
+            "same token counts on the smaller model; quality on these calls should be checked with an evaluation before switching".into(),
+        ],
+        confidence: if share >= 0.2 { Confidence::Medium } else { Confidence::Low },
+    })
+}
+
+/// Serving exact-duplicate prompts from a response cache. `hit_rate` is the assumed share of
+/// repeats a cache with a sensible TTL would serve.
+pub fn response_cache(
+    repeats: &RepeatProfile,
+    hit_rate: f64,
+    period_days: f64,
+) -> Option<Recommendation> {
+    if repeats.repeat_calls == 0 {
+        return None;
+    }
+    let saving = Nanos((repeats.repeat_cost.0 as f64 * hit_rate).round() as i64);
+    if saving <= Nanos::ZERO {
+        return None;
+    }
+    Some(Recommendation {
+        kind: "response_cache".into(),
+        title: "Cache responses to exact-duplicate prompts".into(),
+        period_saving: saving,
+        monthly_saving: per_month(saving, period_days),
+        affected_calls: repeats.repeat_calls,
+        assumptions: vec![
+            format!(
+                "{} distinct prompts were sent more than once (same prompt_hash and model); {} calls repeated an earlier one, costing {}",
+                repeats.repeated_prompts,
+                repeats.repeat_calls,
+                repeats.repeat_cost.display_usd()
+            ),
+            format!(
+                "a response cache serves {:.0}% of those repeats (the rest expire or need fresh answers)",
+                hit_rate * 100.0
+            ),
+        ],
+        confidence: Confidence::High,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::PriceCatalog;
+
+    #[test]
+    fn right_size_by_hand() {
+        let catalog = PriceCatalog::builtin().unwrap();
+        let mini = catalog.lookup("gpt-4o-mini").unwrap();
+        // 100 short interactive gpt-4o calls, 500 fresh in / 0 cached / 100 out each:
+        // on gpt-4o: 50_000 × 2.50 + 10_000 × 10 = $0.125 + $0.10 = $0.225
+        // on mini:   50_000 × 0.15 + 10_000 × 0.60 = $0.0075 + $0.006 = $0.0135
+        let profile = TrafficProfile {
+            model: "gpt-4o".into(),
+            short_interactive: TokenMix {
+                calls: 100,
+                fresh_input_tokens: 50_000,
+                cached_input_tokens: 0,
+                output_tokens: 10_000,
+                cost: Nanos(225_000_000),
+            },
+            short_batch: TokenMix::default(),
+            all_calls: 400,
+            all_cost: Nanos(1_000_000_000),
+        };
+        let r = right_size(&profile, &mini, ShortLimits::default(), 15.0).unwrap();
+        assert_eq!(r.period_saving, Nanos(211_500_000));
+        assert_eq!(r.monthly_saving, Nanos(423_000_000));
+        assert_eq!(r.affected_calls, 100);
+    }
+
+    #[test]
+    fn no_traffic_no_recommendation() {
+        let catalog = PriceCatalog::builtin().unwrap();
+        let mini = catalog.lookup("gpt-4o-mini").unwrap();
+        assert!(
+            right_size(
+                &TrafficProfile::default(),
+                &mini,
+                ShortLimits::default(),
+                30.0
+            )
+            .is_none()
+        );
+        assert!(response_cache(&RepeatProfile::default(), 0.8, 30.0).is_none());
+    }
+}

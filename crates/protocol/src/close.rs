@@ -1,0 +1,16 @@
+//! WebSocket close codes of PROTOCOL.md §6, named so no number is written twice.
+
+/// Graceful server shutdown: reconnect (elsewhere or later) with `last_seq`.
+pub const SERVICE_RESTART: u16 = 1012;
+/// The server failed internally.
+pub const INTERNAL_ERROR: u16 = 1011;
+/// A frame larger than [`crate::client::MAX_FRAME_BYTES`].
+pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// A binary frame: the protocol is text-only.
+pub const UNSUPPORTED_DATA: u16 = 1003;
+/// Too many bad frames in a short time.
+pub const POLICY_VIOLATION: u16 = 1008;
+/// The client's bounded send queue filled up: it reads too slowly.
+pub const TRY_AGAIN_LATER: u16 = 1013;
+/// The JWT expired while connected.
+pub const TOKEN_EXPIRED: u16 = 4001;

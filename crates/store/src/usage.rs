@@ -1,0 +1,89 @@
+//! Ingest of priced usage records, idempotent per org by `request_id`.
+
+use apogee_analytics::PricedRecord;
+use sqlx::QueryBuilder;
+
+use crate::{Store, StoreError};
+
+/// Rows per multi-row INSERT: 16 binds each stays far below SQLite's variable limit.
+const ROWS_PER_INSERT: usize = 500;
+
+/// What an ingest stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub accepted: u64,
+    /// Records whose `request_id` was already stored for the org (or repeated in the batch).
+    pub duplicates: u64,
+}
+
+impl Store {
+    /// Stores `records` for `org_id` in one transaction. `providers[i]` is the provider of
+    /// `records[i]` as resolved by the caller (given, or the catalog's).
+    pub async fn ingest_usage(
+        &self,
+        org_id: &str,
+        records: &[(PricedRecord, String)],
+    ) -> Result<IngestSummary, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut accepted = 0u64;
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO usage_records (org_id, request_id, ts_ms, provider, model, input_tokens,
+                 output_tokens, cached_input_tokens, latency_ms, user_name, feature, prompt_hash, batch,
+                 status, cost_nanos, price_source) ",
+            );
+            qb.push_values(chunk, |mut b, (p, provider)| {
+                let r = &p.record;
+                b.push_bind(org_id)
+                    .push_bind(r.request_id.as_deref())
+                    .push_bind(r.ts.timestamp_millis())
+                    .push_bind(provider.as_str())
+                    .push_bind(r.model.as_str())
+                    .push_bind(r.input_tokens)
+                    .push_bind(r.output_tokens)
+                    .push_bind(r.cached_tokens())
+                    .push_bind(r.latency_ms)
+                    .push_bind(r.user.as_deref())
+                    .push_bind(r.feature.as_deref())
+                    .push_bind(r.prompt_hash.as_deref())
+                    .push_bind(r.is_batch())
+                    .push_bind(r.status.as_deref().unwrap_or("ok"))
+                    .push_bind(p.cost.map(|c| c.0))
+                    .push_bind(p.price_source.as_deref());
+            });
+            qb.push(" ON CONFLICT (org_id, request_id) DO NOTHING");
+            accepted += qb.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(IngestSummary {
+            accepted,
+            duplicates: records.len() as u64 - accepted,
+        })
+    }
+}
+
+impl Store {
+    /// Deletes the org's records whose `request_id` starts with `prefix` (used to refresh the
+    /// synthetic demo history); returns how many were removed.
+    pub async fn delete_usage_with_prefix(
+        &self,
+        org_id: &str,
+        prefix: &str,
+    ) -> Result<u64, StoreError> {
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let done = sqlx::query(
+            "DELETE FROM usage_records WHERE org_id = ? AND request_id LIKE ? ESCAPE '\\'",
+        )
+        .bind(org_id)
+        .bind(pattern)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
