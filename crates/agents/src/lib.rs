@@ -1,11 +1,25 @@
 //! The agents that answer a user's question about their AI spend: a supervisor that plans the
-//! run and hands work to sub-agents (triage, data, optimization, report, data_helper), the
-//! tools they call over the org's usage, and the [`EventSink`] every step is reported into.
+//! run and hands work to sub-agents (triage, data, anomaly, optimization, report, data_helper),
+//! the tools they call over the org's usage, and the [`EventSink`] every step is reported into.
 //! Knows nothing of WebSocket, HTTP or SQL: usage comes through [`OrgUsageQueries`].
+//!
+//! The entry point is [`run`]. Everything is deterministic (rules, no LLM): the same question
+//! over the same data at the same `now` gives the same events and answer.
 
+mod findings;
+mod format;
+mod help;
+mod report;
+mod scope;
 pub mod sink;
+mod spike;
+mod subagents;
+mod supervisor;
+mod tools;
+mod triage;
 
 pub use sink::{EventSink, SinkError};
+pub use supervisor::{RunOutcome, run};
 
 use std::sync::Arc;
 

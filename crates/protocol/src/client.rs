@@ -84,13 +84,13 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         }
         "ping" => {
             let nonce = map.get("nonce").filter(|v| !v.is_null()).cloned();
-            if let Some(n) = &nonce {
-                if n.to_string().len() > MAX_NONCE_BYTES {
-                    return Err(FrameError::bad_request(
-                        format!("`nonce` is longer than {MAX_NONCE_BYTES} bytes"),
-                        None,
-                    ));
-                }
+            if let Some(n) = &nonce
+                && n.to_string().len() > MAX_NONCE_BYTES
+            {
+                return Err(FrameError::bad_request(
+                    format!("`nonce` is longer than {MAX_NONCE_BYTES} bytes"),
+                    None,
+                ));
             }
             Ok(ClientFrame::Ping { nonce })
         }

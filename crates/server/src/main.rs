@@ -1,1 +1,81 @@
-fn main() {}
+//! `apogee`: the command-line entry point (`serve`, `demo-data`). Errors end here as anyhow.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use apogee_server::config::Config;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "apogee",
+    version,
+    about = "Self-hosted, real-time AI-spend optimization assistant"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (WebSocket, REST, metrics).
+    Serve {
+        /// TOML configuration file; APOGEE_* environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Load the synthetic demo dataset into org `demo` first, unless it has recent data.
+        #[arg(long)]
+        demo_data: bool,
+    },
+    /// Load a realistic, clearly labelled synthetic usage history into the configured database.
+    DemoData {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "demo")]
+        org: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 200_000)]
+        calls: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Config::load(path, |k| std::env::var(k).ok()).context("invalid configuration")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { config, demo_data } => {
+            let config = load_config(config.as_deref())?;
+            if demo_data {
+                apogee_server::demo_data::load_if_stale(&config).await?;
+            }
+            apogee_server::app::serve(config).await?;
+        }
+        Command::DemoData {
+            config,
+            org,
+            days,
+            calls,
+            seed,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let spec = apogee_server::demo_data::spec(days, calls, seed);
+            let summary = apogee_server::demo_data::load(&config, &org, &spec).await?;
+            println!("{summary}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! The `data` agent: the period's totals and its spend by model, feature and day. With no
+//! usage in the period it stops after the totals; the supervisor then asks the data helper.
+
+use apogee_analytics::{GroupBy, OrgUsageQueries};
+
+use crate::findings::UsageData;
+use crate::format::count;
+use crate::scope::{Agent, Done, StepError};
+use crate::tools::usage::{spend_by, usage_totals};
+use crate::triage::Triage;
+
+pub(crate) async fn work(
+    agent: Agent,
+    usage: &dyn OrgUsageQueries,
+    t: &Triage,
+) -> Result<Done<UsageData>, StepError> {
+    let period = &t.period;
+    agent
+        .think(format!(
+            "Looking at {} days of usage: {}",
+            period.days().round(),
+            period.label()
+        ))
+        .await?;
+    let totals = agent.call(usage_totals(usage, period)).await?;
+    if totals.calls == 0 {
+        agent
+            .think("No usage is recorded in this period, so there is nothing to break down.")
+            .await?;
+        let summary = format!("no usage in {}", period.label());
+        return Ok(Done::new(
+            UsageData {
+                totals,
+                ..UsageData::default()
+            },
+            summary,
+        ));
+    }
+    agent
+        .think(format!(
+            "{} calls cost {}; breaking that down by model, feature and day.",
+            count(totals.calls),
+            totals.cost.display_usd()
+        ))
+        .await?;
+    let by_model = agent.call(spend_by(usage, period, GroupBy::Model)).await?;
+    let by_feature = agent
+        .call(spend_by(usage, period, GroupBy::Feature))
+        .await?;
+    let by_day = agent.call(spend_by(usage, period, GroupBy::Day)).await?;
+    let summary = format!(
+        "{} across {} calls, {} models, {} features, {} days with usage",
+        totals.cost.display_usd(),
+        count(totals.calls),
+        by_model.len(),
+        by_feature.len(),
+        by_day.len()
+    );
+    Ok(Done::new(
+        UsageData {
+            totals,
+            by_model,
+            by_feature,
+            by_day,
+        },
+        summary,
+    ))
+}

@@ -1,0 +1,72 @@
+//! The `optimization` agent: savings backed by the period's usage (`right_size_models`,
+//! `find_duplicate_prompts`), ranked by monthly saving.
+
+use apogee_analytics::savings::ShortLimits;
+use apogee_analytics::{OrgUsageQueries, PriceCatalog};
+
+use crate::findings::{Savings, UsageData, recommendations_json};
+use crate::scope::{Agent, Done, StepError};
+use crate::tools::savings::{find_duplicate_prompts, right_size_models};
+use crate::triage::Triage;
+
+/// Share of exact-duplicate prompts a response cache is assumed to serve.
+pub(crate) const CACHE_HIT_RATE: f64 = 0.8;
+
+pub(crate) async fn work(
+    agent: Agent,
+    usage: &dyn OrgUsageQueries,
+    catalog: &PriceCatalog,
+    t: &Triage,
+    data: &UsageData,
+) -> Result<Done<Savings>, StepError> {
+    let limits = ShortLimits::default();
+    agent
+        .think(format!(
+            "Checking which models' short calls (at most {} input and {} output tokens) a \
+             cheaper catalog model could take.",
+            limits.max_input_tokens, limits.max_output_tokens
+        ))
+        .await?;
+    let mut recommendations = agent
+        .call(right_size_models(
+            usage,
+            catalog,
+            &t.period,
+            &data.by_model,
+            limits,
+        ))
+        .await?;
+    agent
+        .think(format!(
+            "Looking for exact-duplicate prompts, assuming a response cache would serve {:.0}% \
+             of the repeats.",
+            CACHE_HIT_RATE * 100.0
+        ))
+        .await?;
+    let cache = agent
+        .call(find_duplicate_prompts(usage, &t.period, CACHE_HIT_RATE))
+        .await?;
+    recommendations.extend(cache);
+    recommendations.sort_by(|a, b| {
+        b.monthly_saving
+            .cmp(&a.monthly_saving)
+            .then_with(|| a.title.cmp(&b.title))
+    });
+    let savings = Savings {
+        recommendations,
+        limits,
+        cache_hit_rate: CACHE_HIT_RATE,
+    };
+    let summary = match savings.recommendations.first() {
+        Some(top) => format!(
+            "{} recommendations worth {} per month; the largest: {} ({} per month)",
+            savings.recommendations.len(),
+            savings.total_monthly().display_usd(),
+            top.title,
+            top.monthly_saving.display_usd()
+        ),
+        None => "no saving backed by this period's usage".to_string(),
+    };
+    let data = recommendations_json(&savings.recommendations);
+    Ok(Done::new(savings, summary).with_data(data))
+}

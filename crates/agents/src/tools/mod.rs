@@ -1,0 +1,46 @@
+//! The tools sub-agents call. Each tool is a function returning a [`ToolCall`]: its wire name,
+//! the JSON of its arguments, and the (not yet started) work, which ends in a [`ToolOutput`]
+//! with a one-line summary and the result JSON of its `tool_completed`. Running it, timing it
+//! and pairing its events is [`crate::scope::Agent::call`]'s job, not the tool's.
+
+pub(crate) mod classify;
+pub(crate) mod report;
+pub(crate) mod savings;
+pub(crate) mod spike;
+pub(crate) mod usage;
+
+use apogee_analytics::{Period, QueryError};
+use serde_json::{Value, json};
+
+use crate::sink::SinkError;
+
+/// A tool call ready to run.
+pub(crate) struct ToolCall<F> {
+    pub name: &'static str,
+    pub args: Value,
+    pub run: F,
+}
+
+/// What a tool produced.
+pub(crate) struct ToolOutput<T> {
+    pub value: T,
+    /// One line with the real numbers, for the step list of the UI.
+    pub summary: String,
+    pub data: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ToolError {
+    #[error("Could not read usage data: {0}")]
+    Usage(#[from] QueryError),
+    #[error("Could not store the answer: {0}")]
+    Answer(SinkError),
+}
+
+/// The arguments every period-bound tool takes.
+pub(crate) fn period_args(period: &Period) -> Value {
+    json!({
+        "from": period.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "to": period.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    })
+}

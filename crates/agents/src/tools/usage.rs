@@ -1,0 +1,143 @@
+//! The tools that read usage: `usage_totals`, the `spend_by_*` breakdowns, and
+//! `check_data_coverage` (does the org have usage at all, and when).
+
+use std::future::Future;
+
+use apogee_analytics::{CostRow, GroupBy, OrgUsageQueries, Period, UsageTotals};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+
+use super::{ToolCall, ToolError, ToolOutput, period_args};
+use crate::findings::{Coverage, coverage_json, rows_json, totals_json};
+use crate::format::{count, share};
+
+/// How far back `check_data_coverage` looks.
+pub(crate) const COVERAGE_DAYS: u32 = 365;
+
+pub(crate) fn usage_totals<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    period: &'a Period,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<UsageTotals>, ToolError>> + Send + 'a> {
+    ToolCall {
+        name: "usage_totals",
+        args: period_args(period),
+        run: async move {
+            let t = usage.totals(period).await?;
+            let mut summary = format!(
+                "{} calls, {} input + {} output tokens, {}",
+                count(t.calls),
+                count(t.input_tokens),
+                count(t.output_tokens),
+                t.cost.display_usd()
+            );
+            if t.unpriced_calls > 0 {
+                summary.push_str(&format!(" ({} calls unpriced)", count(t.unpriced_calls)));
+            }
+            Ok(ToolOutput {
+                data: totals_json(&t),
+                summary,
+                value: t,
+            })
+        },
+    }
+}
+
+/// `spend_by_model`, `spend_by_feature`, `spend_by_day`, … by `by`.
+pub(crate) fn spend_by<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    period: &'a Period,
+    by: GroupBy,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<Vec<CostRow>>, ToolError>> + Send + 'a> {
+    let name = match by {
+        GroupBy::Model => "spend_by_model",
+        GroupBy::Provider => "spend_by_provider",
+        GroupBy::User => "spend_by_user",
+        GroupBy::Feature => "spend_by_feature",
+        GroupBy::Day => "spend_by_day",
+    };
+    let mut args = period_args(period);
+    args["group_by"] = json!(by.as_str());
+    ToolCall {
+        name,
+        args,
+        run: async move {
+            let rows = usage.breakdown(period, by).await?;
+            Ok(ToolOutput {
+                data: json!({ "group_by": by.as_str(), "rows": rows_json(&rows) }),
+                summary: breakdown_summary(&rows, by),
+                value: rows,
+            })
+        },
+    }
+}
+
+fn breakdown_summary(rows: &[CostRow], by: GroupBy) -> String {
+    let total = rows.iter().map(|r| r.cost).sum();
+    let top = rows
+        .iter()
+        .max_by(|a, b| a.cost.cmp(&b.cost).then(b.key.cmp(&a.key)));
+    let noun = match by {
+        GroupBy::Model => "models",
+        GroupBy::Provider => "providers",
+        GroupBy::User => "users",
+        GroupBy::Feature => "features",
+        GroupBy::Day => "days",
+    };
+    match top {
+        None => format!("no usage, 0 {noun}"),
+        Some(top) if by == GroupBy::Day => format!(
+            "{} {noun} with usage; highest {} at {}",
+            rows.len(),
+            top.key,
+            top.cost.display_usd()
+        ),
+        Some(top) => format!(
+            "{} {noun}; top {} at {} ({} of spend)",
+            rows.len(),
+            top.key,
+            top.cost.display_usd(),
+            share(top.cost, total)
+        ),
+    }
+}
+
+/// Usage over the last [`COVERAGE_DAYS`] days, and the first and last day that had any.
+pub(crate) fn check_data_coverage<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    now: DateTime<Utc>,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<Coverage>, ToolError>> + Send + 'a> {
+    let window = Period::last_days(now, COVERAGE_DAYS);
+    ToolCall {
+        name: "check_data_coverage",
+        args: period_args(&window),
+        run: async move {
+            let totals = usage.totals(&window).await?;
+            let (first_day, last_day) = if totals.calls > 0 {
+                let days = usage.breakdown(&window, GroupBy::Day).await?;
+                let parsed: Vec<NaiveDate> =
+                    days.iter().filter_map(|r| r.key.parse().ok()).collect();
+                (parsed.iter().min().copied(), parsed.iter().max().copied())
+            } else {
+                (None, None)
+            };
+            let coverage = Coverage {
+                window,
+                calls: totals.calls,
+                first_day,
+                last_day,
+            };
+            let summary = match (first_day, last_day) {
+                (Some(a), Some(b)) => format!(
+                    "{} calls in the last {COVERAGE_DAYS} days, from {a} to {b}",
+                    count(totals.calls)
+                ),
+                _ => format!("no usage at all in the last {COVERAGE_DAYS} days"),
+            };
+            Ok(ToolOutput {
+                data: coverage_json(&coverage),
+                summary,
+                value: coverage,
+            })
+        },
+    }
+}

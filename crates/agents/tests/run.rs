@@ -1,0 +1,889 @@
+//! `apogee_agents::run` end to end over the analytics' in-memory usage and demo dataset: the
+//! event protocol (PROTOCOL.md §4 pairing rules) on the golden path, on failure, on
+//! cancellation and on a broken sink, and the answer's figures against direct queries.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use apogee_agents::{EventSink, RunContext, RunOutcome, SinkError, run};
+use apogee_analytics::demo::{self, DemoSpec};
+use apogee_analytics::{
+    CostRow, GroupBy, MemoryUsage, OrgUsageQueries, Period, PriceCatalog, PricedRecord, QueryError,
+    RepeatProfile, TrafficProfile, UsageTotals,
+};
+use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+const RUN_ID: &str = "run-1";
+
+fn end() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap()
+}
+
+/// Wednesday noon, the last day of the demo history.
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+fn spec() -> DemoSpec {
+    DemoSpec {
+        days: 30,
+        calls: 20_000,
+        seed: 1,
+        end: end(),
+    }
+}
+
+fn catalog() -> Arc<PriceCatalog> {
+    static CATALOG: OnceLock<Arc<PriceCatalog>> = OnceLock::new();
+    CATALOG
+        .get_or_init(|| Arc::new(PriceCatalog::builtin().unwrap()))
+        .clone()
+}
+
+fn demo_usage() -> Arc<MemoryUsage> {
+    static USAGE: OnceLock<Arc<MemoryUsage>> = OnceLock::new();
+    USAGE
+        .get_or_init(|| {
+            let catalog = catalog();
+            let records = demo::generate(&spec())
+                .map(|r| PricedRecord::price(r, &catalog))
+                .collect();
+            Arc::new(MemoryUsage::new(records, catalog))
+        })
+        .clone()
+}
+
+/// Collects events and answers; can fire a cancel token or start failing after N events.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<EventBody>>,
+    answers: Mutex<Vec<String>>,
+    emit_attempts: Mutex<usize>,
+    cancel_after: Option<(usize, CancellationToken)>,
+    fail_after: Option<usize>,
+    fail_answer: bool,
+}
+
+#[async_trait]
+impl EventSink for Recorder {
+    async fn emit(&self, body: EventBody) -> Result<(), SinkError> {
+        *self.emit_attempts.lock().unwrap() += 1;
+        let mut events = self.events.lock().unwrap();
+        if self.fail_after.is_some_and(|n| events.len() >= n) {
+            return Err(SinkError("stream is gone".into()));
+        }
+        events.push(body);
+        if let Some((n, token)) = &self.cancel_after
+            && events.len() == *n
+        {
+            token.cancel();
+        }
+        Ok(())
+    }
+
+    async fn post_answer(&self, content: &str) -> Result<(), SinkError> {
+        if self.fail_answer {
+            return Err(SinkError("message store is full".into()));
+        }
+        self.answers.lock().unwrap().push(content.to_string());
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn events(&self) -> Vec<EventBody> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn answer(&self) -> Option<String> {
+        let answers = self.answers.lock().unwrap();
+        assert!(answers.len() <= 1, "post_answer is called at most once");
+        answers.first().cloned()
+    }
+}
+
+async fn run_with(
+    question: &str,
+    usage: Arc<dyn OrgUsageQueries>,
+    recorder: Arc<Recorder>,
+    cancel: CancellationToken,
+) -> RunOutcome {
+    run(RunContext {
+        run_id: RUN_ID.into(),
+        question: question.into(),
+        now: now(),
+        usage,
+        catalog: catalog(),
+        sink: recorder,
+        cancel,
+    })
+    .await
+}
+
+async fn ask(question: &str) -> (RunOutcome, Vec<EventBody>, Option<String>) {
+    let recorder = Arc::new(Recorder::default());
+    let outcome = run_with(
+        question,
+        demo_usage(),
+        recorder.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    let events = recorder.events();
+    assert_well_formed(&events);
+    (outcome, events, recorder.answer())
+}
+
+/// PROTOCOL.md §4: the supervisor's start first and its end last, every agent and tool
+/// started once and ended once, in order, tools inside their open agent; returns the
+/// supervisor's final status.
+fn assert_well_formed(events: &[EventBody]) -> AgentStatus {
+    assert!(!events.is_empty(), "a run has events");
+    match &events[0] {
+        EventBody::AgentStarted {
+            agent,
+            parent_agent,
+            ..
+        } => {
+            assert_eq!(agent, "supervisor");
+            assert_eq!(*parent_agent, None);
+        }
+        e => panic!("first event {e:?}"),
+    }
+    let final_status = match events.last().unwrap() {
+        EventBody::AgentCompleted { agent, status, .. } => {
+            assert_eq!(agent, "supervisor");
+            *status
+        }
+        e => panic!("last event {e:?}"),
+    };
+    let mut open_agents: Vec<String> = Vec::new();
+    let mut open_tools: HashMap<String, (String, String)> = HashMap::new();
+    let mut seen_calls = HashSet::new();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.run_id(), Some(RUN_ID), "{e:?}");
+        match e {
+            EventBody::AgentStarted {
+                agent,
+                parent_agent,
+                ..
+            } => {
+                if i > 0 {
+                    assert_eq!(parent_agent.as_deref(), Some("supervisor"), "{e:?}");
+                    assert_ne!(agent, "supervisor");
+                }
+                assert!(open_tools.is_empty(), "agent started inside a tool call");
+                open_agents.push(agent.clone());
+            }
+            EventBody::AgentThinking { agent, text, .. } => {
+                assert_eq!(open_agents.last(), Some(agent), "{e:?}");
+                assert!(!text.trim().is_empty());
+            }
+            EventBody::ToolExecuting {
+                agent,
+                tool,
+                call_id,
+                ..
+            } => {
+                assert_eq!(open_agents.last(), Some(agent), "{e:?}");
+                assert!(
+                    seen_calls.insert(call_id.clone()),
+                    "call_id reused: {call_id}"
+                );
+                assert!(open_tools.is_empty(), "tools run one at a time");
+                open_tools.insert(call_id.clone(), (agent.clone(), tool.clone()));
+            }
+            EventBody::ToolCompleted {
+                agent,
+                tool,
+                call_id,
+                summary,
+                ..
+            } => {
+                let opened = open_tools.remove(call_id);
+                assert_eq!(opened, Some((agent.clone(), tool.clone())), "{e:?}");
+                assert!(!summary.trim().is_empty());
+            }
+            EventBody::AgentCompleted { agent, summary, .. } => {
+                assert!(open_tools.is_empty(), "agent ended with a tool open");
+                assert_eq!(open_agents.pop().as_ref(), Some(agent), "{e:?}");
+                assert!(!summary.trim().is_empty());
+                if agent == "supervisor" {
+                    assert_eq!(i, events.len() - 1, "events after the supervisor ended");
+                }
+            }
+            e => panic!("unexpected event {e:?}"),
+        }
+    }
+    assert!(open_agents.is_empty(), "unclosed agents {open_agents:?}");
+    final_status
+}
+
+fn agents_started(events: &[EventBody]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventBody::AgentStarted { agent, .. } => Some(agent.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn tools_called(events: &[EventBody]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventBody::ToolExecuting { tool, .. } => Some(tool.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn agent_status(events: &[EventBody], name: &str) -> Option<AgentStatus> {
+    events.iter().find_map(|e| match e {
+        EventBody::AgentCompleted { agent, status, .. } if agent == name => Some(*status),
+        _ => None,
+    })
+}
+
+fn has_dollar_figure(text: &str) -> bool {
+    text.as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'$' && w[1].is_ascii_digit())
+}
+
+#[tokio::test]
+async fn analyze_my_costs_golden_path() {
+    let (outcome, events, answer) = ask("Analyze my AI costs").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(outcome.sink_error, None);
+
+    let types: HashSet<&str> = events.iter().map(|e| e.type_name()).collect();
+    for t in [
+        "agent_started",
+        "agent_thinking",
+        "tool_executing",
+        "tool_completed",
+        "agent_completed",
+    ] {
+        assert!(types.contains(t), "missing {t}");
+    }
+    assert_eq!(
+        agents_started(&events),
+        ["supervisor", "triage", "data", "optimization", "report"]
+    );
+    assert_eq!(
+        tools_called(&events),
+        [
+            "classify_question",
+            "usage_totals",
+            "spend_by_model",
+            "spend_by_feature",
+            "spend_by_day",
+            "right_size_models",
+            "find_duplicate_prompts",
+            "compose_report"
+        ]
+    );
+    // Call ids are call_1, call_2, … in order, and every tool succeeded with its data.
+    let mut n = 0;
+    for e in &events {
+        if let EventBody::ToolExecuting { call_id, .. } = e {
+            n += 1;
+            assert_eq!(call_id, &format!("call_{n}"));
+        }
+        if let EventBody::ToolCompleted { status, data, .. } = e {
+            assert_eq!(*status, ToolStatus::Ok);
+            assert!(data.is_some());
+        }
+        if let EventBody::AgentCompleted { status, .. } = e {
+            assert_eq!(*status, AgentStatus::Ok);
+        }
+    }
+    // Every sub-agent says what it does.
+    for agent in ["triage", "data", "optimization", "report"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, EventBody::AgentThinking { agent: a, .. } if a == agent)),
+            "{agent} has no thinking"
+        );
+    }
+    assert!(events.iter().any(|e| matches!(
+        e,
+        EventBody::AgentThinking { text, .. }
+            if text == "Looking at 30 days of usage: 2026-10-27 – 2026-11-25"
+    )));
+
+    // The figures are the store's.
+    let usage = demo_usage();
+    let period = Period::last_days(now(), 30);
+    let totals = usage.totals(&period).await.unwrap();
+    assert!(totals.calls > 0 && totals.unpriced_calls > 0);
+    let answer = answer.expect("the report was posted");
+    assert!(
+        answer.contains(&totals.cost.display_usd()),
+        "{} not in\n{answer}",
+        totals.cost.display_usd()
+    );
+    assert!(answer.contains("| model | calls | cost | share |"));
+    assert!(answer.contains("to models not in the price catalog are not included"));
+    assert!(answer.contains(demo::UNPRICED_MODEL));
+
+    let data = &outcome.data;
+    assert_eq!(data["intent"], "cost_breakdown");
+    assert_eq!(data["period"]["label"], "2026-10-27 – 2026-11-25");
+    assert_eq!(data["totals"]["calls"], totals.calls);
+    assert_eq!(data["totals"]["cost_nanos"], totals.cost.0);
+    assert_eq!(data["totals"]["unpriced_calls"], totals.unpriced_calls);
+    let by_model = usage.breakdown(&period, GroupBy::Model).await.unwrap();
+    assert_eq!(keys_costs(&data["by_model"]), keys_costs_rows(&by_model));
+    let by_day = usage.breakdown(&period, GroupBy::Day).await.unwrap();
+    assert_eq!(keys_costs(&data["by_day"]), keys_costs_rows(&by_day));
+    assert!(!data["recommendations"].as_array().unwrap().is_empty());
+
+    // The supervisor's final event carries the same data as the outcome.
+    match events.last().unwrap() {
+        EventBody::AgentCompleted { data: Some(d), .. } => assert_eq!(d, &outcome.data),
+        e => panic!("{e:?}"),
+    }
+}
+
+fn keys_costs(rows: &Value) -> Vec<(String, i64)> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_string(),
+                r["cost_nanos"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn keys_costs_rows(rows: &[CostRow]) -> Vec<(String, i64)> {
+    rows.iter().map(|r| (r.key.clone(), r.cost.0)).collect()
+}
+
+#[tokio::test]
+async fn savings_question_yields_ranked_recommendations() {
+    let (outcome, events, answer) = ask("How do we cut the bill?").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(outcome.data["intent"], "savings");
+    let recs = outcome.data["recommendations"].as_array().unwrap();
+    assert!(!recs.is_empty());
+    let savings: Vec<i64> = recs
+        .iter()
+        .map(|r| r["monthly_saving_nanos"].as_i64().unwrap())
+        .collect();
+    assert!(savings[0] > 0);
+    assert!(
+        savings.windows(2).all(|w| w[0] >= w[1]),
+        "ranked: {savings:?}"
+    );
+    assert!(recs.iter().any(|r| r["kind"] == "right_size_model"));
+    assert!(recs.iter().any(|r| r["kind"] == "response_cache"));
+    assert!(
+        recs.iter()
+            .all(|r| !r["assumptions"].as_array().unwrap().is_empty())
+    );
+
+    let answer = answer.unwrap();
+    assert!(answer.starts_with("# How to cut your AI bill"), "{answer}");
+    assert!(answer.contains("| recommendation | monthly saving | affected calls | confidence |"));
+    assert!(answer.contains("a response cache serves 80%"));
+    let total = outcome.data["total_monthly_saving_nanos"].as_i64().unwrap();
+    assert_eq!(total, savings.iter().sum::<i64>());
+    assert!(answer.contains(&apogee_analytics::Nanos(total).display_usd()));
+    assert!(tools_called(&events).contains(&"right_size_models"));
+}
+
+#[tokio::test]
+async fn spike_question_names_the_spike_day_and_its_cause() {
+    let spike = demo::spike(&spec()).unwrap();
+    let (outcome, events, answer) = ask("Why did spend jump?").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(
+        agents_started(&events),
+        [
+            "supervisor",
+            "triage",
+            "data",
+            "anomaly",
+            "optimization",
+            "report"
+        ]
+    );
+    let s = &outcome.data["spike"];
+    assert_eq!(s["day"], spike.date.to_string());
+    assert_eq!(s["is_spike"], true);
+    assert!(s["ratio"].as_f64().unwrap() > 2.0, "{s}");
+    assert_eq!(s["feature"]["key"], demo::SPIKE_FEATURE);
+    assert_eq!(s["model"]["key"], demo::SPIKE_MODEL);
+    let answer = answer.unwrap();
+    assert!(
+        answer.contains(&format!("Spend on {}", spike.date)),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("`doc-summarizer` on claude-sonnet-4"),
+        "{answer}"
+    );
+    assert!(
+        answer.find("## What happened").unwrap() < answer.find("## Overview").unwrap(),
+        "a spike question leads with the explanation"
+    );
+    // The day's cost is the store's.
+    let day = &outcome.data["by_day"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == spike.date.to_string())
+        .unwrap()["cost_nanos"];
+    let day: &Value = day;
+    assert_eq!(&s["day_cost_nanos"], day);
+    assert!(outcome.summary.contains(&spike.date.to_string()));
+}
+
+#[tokio::test]
+async fn named_weekday_is_compared_with_its_window() {
+    let spike = demo::spike(&spec()).unwrap();
+    let weekday = match chrono::Datelike::weekday(&spike.date) {
+        chrono::Weekday::Mon => "Monday",
+        chrono::Weekday::Tue => "Tuesday",
+        chrono::Weekday::Wed => "Wednesday",
+        chrono::Weekday::Thu => "Thursday",
+        chrono::Weekday::Fri => "Friday",
+        chrono::Weekday::Sat => "Saturday",
+        chrono::Weekday::Sun => "Sunday",
+    };
+    // `now` is within a week after the spike, so the weekday names the spike date.
+    assert!((now().date_naive() - spike.date).num_days() < 7);
+    let (outcome, _, answer) = ask(&format!("What happened on {weekday}?")).await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(outcome.data["intent"], "spike_explanation");
+    assert_eq!(outcome.data["focus_day"], spike.date.to_string());
+    let from: DateTime<Utc> = outcome.data["period"]["from"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let to: DateTime<Utc> = outcome.data["period"]["to"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!((to - from).num_days(), 14);
+    assert_eq!(to.date_naive(), spike.date.succ_opt().unwrap());
+    assert_eq!(outcome.data["spike"]["day"], spike.date.to_string());
+    assert_eq!(outcome.data["spike"]["requested"], true);
+    assert!(
+        answer
+            .unwrap()
+            .contains(&format!("{weekday} {}", spike.date))
+    );
+}
+
+#[tokio::test]
+async fn empty_usage_gets_the_data_helper_without_figures() {
+    let empty: Arc<dyn OrgUsageQueries> = Arc::new(MemoryUsage::new(Vec::new(), catalog()));
+    let recorder = Arc::new(Recorder::default());
+    let outcome = run_with(
+        "Analyze my AI costs",
+        empty,
+        recorder.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    let events = recorder.events();
+    assert_eq!(assert_well_formed(&events), AgentStatus::Ok);
+    assert_eq!(outcome.status, AgentStatus::Ok);
+    assert_eq!(
+        agents_started(&events),
+        ["supervisor", "triage", "data", "data_helper"]
+    );
+    assert_eq!(
+        tools_called(&events),
+        ["classify_question", "usage_totals", "check_data_coverage"]
+    );
+    let answer = recorder.answer().unwrap();
+    assert!(answer.contains("POST /api/usage"), "{answer}");
+    assert!(answer.contains("curl"));
+    assert!(answer.contains("apogee demo-data"));
+    assert!(!has_dollar_figure(&answer), "{answer}");
+    assert!(!has_dollar_figure(&outcome.summary));
+    assert_eq!(outcome.data["coverage"]["calls"], 0);
+}
+
+#[tokio::test]
+async fn usage_outside_the_period_is_pointed_to() {
+    // The demo history ends on 2026-11-25; ask about a week later.
+    let later = Utc.with_ymd_and_hms(2026, 12, 10, 12, 0, 0).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let outcome = run(RunContext {
+        run_id: RUN_ID.into(),
+        question: "What did we spend in the last 7 days?".into(),
+        now: later,
+        usage: demo_usage(),
+        catalog: catalog(),
+        sink: recorder.clone(),
+        cancel: CancellationToken::new(),
+    })
+    .await;
+    assert_eq!(assert_well_formed(&recorder.events()), AgentStatus::Ok);
+    let answer = recorder.answer().unwrap();
+    let first = spec().start().unwrap().date_naive();
+    assert!(
+        answer.contains(&format!("between {first} and 2026-11-25")),
+        "{answer}"
+    );
+    assert!(!has_dollar_figure(&answer));
+    assert_eq!(outcome.data["coverage"]["calls"], 20_000);
+}
+
+#[tokio::test]
+async fn how_to_send_usage_is_data_help() {
+    let (outcome, events, answer) = ask("How do I send usage data?").await;
+    assert_eq!(outcome.status, AgentStatus::Ok);
+    assert_eq!(outcome.data["intent"], "data_help");
+    assert_eq!(
+        agents_started(&events),
+        ["supervisor", "triage", "data_helper"]
+    );
+    let answer = answer.unwrap();
+    assert!(answer.contains("POST /api/usage"));
+    assert!(answer.contains("20,000 calls recorded"), "{answer}");
+}
+
+fn open_sub_agents(events: &[EventBody]) -> Vec<String> {
+    let mut open = Vec::new();
+    for e in events {
+        match e {
+            EventBody::AgentStarted { agent, .. } if agent != "supervisor" => {
+                open.push(agent.clone())
+            }
+            EventBody::AgentCompleted { agent, .. } => open.retain(|a| a != agent),
+            _ => {}
+        }
+    }
+    open
+}
+
+/// The events of a complete golden-path run, to cancel or break it at every step.
+async fn golden_events(question: &str) -> Vec<EventBody> {
+    ask(question).await.1
+}
+
+#[tokio::test]
+async fn cancellation_at_every_step_keeps_pairs() {
+    for question in ["Analyze my AI costs", "Why did spend jump?"] {
+        let full = golden_events(question).await;
+        let report_done = full
+            .iter()
+            .position(|e| matches!(e, EventBody::AgentCompleted { agent, .. } if agent == "report"))
+            .unwrap();
+        for n in 1..full.len() {
+            let cancel = CancellationToken::new();
+            let recorder = Arc::new(Recorder {
+                cancel_after: Some((n, cancel.clone())),
+                ..Recorder::default()
+            });
+            let outcome = run_with(question, demo_usage(), recorder.clone(), cancel).await;
+            let events = recorder.events();
+            let status = assert_well_formed(&events);
+            assert_eq!(status, outcome.status);
+            let kinds = |evs: &[EventBody]| evs.iter().map(|e| e.type_name()).collect::<Vec<_>>();
+            assert_eq!(
+                kinds(&events[..n]),
+                kinds(&full[..n]),
+                "same run up to the cancel"
+            );
+            // Once the report agent has ended there is nothing left to cancel.
+            let want = if n <= report_done {
+                AgentStatus::Cancelled
+            } else {
+                AgentStatus::Ok
+            };
+            assert_eq!(status, want, "cancel after {n} events");
+            if want == AgentStatus::Cancelled {
+                assert_eq!(outcome.summary, "Cancelled before the analysis finished.");
+            }
+            // Nothing starts after the cancel, and the sub-agent open at that moment ends
+            // cancelled.
+            assert!(events[n..].iter().all(|e| !matches!(
+                e,
+                EventBody::AgentStarted { .. } | EventBody::ToolExecuting { .. }
+            )));
+            for open in open_sub_agents(&events[..n]) {
+                assert!(
+                    events[n..].iter().any(|e| matches!(
+                        e,
+                        EventBody::AgentCompleted { agent, status: AgentStatus::Cancelled, .. }
+                            if *agent == open
+                    )),
+                    "{open} open at cancel after {n} events"
+                );
+            }
+            // A cancel fired as a tool started ends that tool as cancelled.
+            if matches!(events[n - 1], EventBody::ToolExecuting { .. }) {
+                assert!(matches!(
+                    &events[n],
+                    EventBody::ToolCompleted { status: ToolStatus::Error, summary, .. }
+                        if summary == "cancelled"
+                ));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn cancelled_before_start_still_opens_and_closes() {
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let recorder = Arc::new(Recorder::default());
+    let outcome = run_with(
+        "Analyze my AI costs",
+        demo_usage(),
+        recorder.clone(),
+        cancel,
+    )
+    .await;
+    let events = recorder.events();
+    assert_eq!(assert_well_formed(&events), AgentStatus::Cancelled);
+    assert_eq!(outcome.status, AgentStatus::Cancelled);
+    assert_eq!(agents_started(&events), ["supervisor"]);
+    assert!(recorder.answer().is_none());
+}
+
+/// Usage whose totals never answer, to cancel a tool while it runs.
+struct Stuck;
+
+#[async_trait]
+impl OrgUsageQueries for Stuck {
+    async fn totals(&self, _: &Period) -> Result<UsageTotals, QueryError> {
+        std::future::pending().await
+    }
+    async fn breakdown(&self, _: &Period, _: GroupBy) -> Result<Vec<CostRow>, QueryError> {
+        std::future::pending().await
+    }
+    async fn traffic_profile(
+        &self,
+        _: &Period,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<TrafficProfile, QueryError> {
+        std::future::pending().await
+    }
+    async fn repeated_prompts(&self, _: &Period) -> Result<RepeatProfile, QueryError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn cancel_interrupts_a_running_tool() {
+    let cancel = CancellationToken::new();
+    let recorder = Arc::new(Recorder::default());
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        trigger.cancel();
+    });
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        run_with(
+            "Analyze my AI costs",
+            Arc::new(Stuck),
+            recorder.clone(),
+            cancel,
+        ),
+    )
+    .await
+    .expect("the run ends once cancelled");
+    let events = recorder.events();
+    assert_eq!(assert_well_formed(&events), AgentStatus::Cancelled);
+    assert_eq!(outcome.status, AgentStatus::Cancelled);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        EventBody::ToolCompleted { tool, status: ToolStatus::Error, summary, duration_ms, .. }
+            if tool == "usage_totals" && summary == "cancelled" && *duration_ms >= 40
+    )));
+    assert_eq!(agent_status(&events, "data"), Some(AgentStatus::Cancelled));
+}
+
+/// Demo usage where chosen queries fail.
+struct Failing {
+    inner: Arc<MemoryUsage>,
+    totals: bool,
+    repeats: bool,
+}
+
+fn backend() -> QueryError {
+    QueryError::Backend("database is locked".into())
+}
+
+#[async_trait]
+impl OrgUsageQueries for Failing {
+    async fn totals(&self, p: &Period) -> Result<UsageTotals, QueryError> {
+        if self.totals {
+            return Err(backend());
+        }
+        self.inner.totals(p).await
+    }
+    async fn breakdown(&self, p: &Period, by: GroupBy) -> Result<Vec<CostRow>, QueryError> {
+        self.inner.breakdown(p, by).await
+    }
+    async fn traffic_profile(
+        &self,
+        p: &Period,
+        m: &str,
+        i: i64,
+        o: i64,
+    ) -> Result<TrafficProfile, QueryError> {
+        self.inner.traffic_profile(p, m, i, o).await
+    }
+    async fn repeated_prompts(&self, p: &Period) -> Result<RepeatProfile, QueryError> {
+        if self.repeats {
+            return Err(backend());
+        }
+        self.inner.repeated_prompts(p).await
+    }
+}
+
+#[tokio::test]
+async fn failing_usage_ends_in_error_with_every_step_closed() {
+    let usage = Arc::new(Failing {
+        inner: demo_usage(),
+        totals: true,
+        repeats: false,
+    });
+    let recorder = Arc::new(Recorder::default());
+    let outcome = run_with(
+        "Analyze my AI costs",
+        usage,
+        recorder.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    let events = recorder.events();
+    assert_eq!(assert_well_formed(&events), AgentStatus::Error);
+    assert_eq!(outcome.status, AgentStatus::Error);
+    assert_eq!(
+        outcome.summary,
+        "Could not read usage data: usage query failed: database is locked"
+    );
+    assert_eq!(agent_status(&events, "data"), Some(AgentStatus::Error));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        EventBody::ToolCompleted { tool, status: ToolStatus::Error, .. } if tool == "usage_totals"
+    )));
+    assert!(recorder.answer().is_none());
+    // What was found before the failure is still reported.
+    assert_eq!(outcome.data["intent"], "cost_breakdown");
+}
+
+#[tokio::test]
+async fn a_late_failure_keeps_earlier_results() {
+    let usage = Arc::new(Failing {
+        inner: demo_usage(),
+        totals: false,
+        repeats: true,
+    });
+    let recorder = Arc::new(Recorder::default());
+    let outcome = run_with(
+        "How do we cut the bill?",
+        usage,
+        recorder.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    let events = recorder.events();
+    assert_eq!(assert_well_formed(&events), AgentStatus::Error);
+    assert_eq!(agent_status(&events, "data"), Some(AgentStatus::Ok));
+    assert_eq!(
+        agent_status(&events, "optimization"),
+        Some(AgentStatus::Error)
+    );
+    assert_eq!(agent_status(&events, "report"), None);
+    assert!(outcome.summary.starts_with("Could not read usage data"));
+    assert!(outcome.data["totals"]["calls"].as_i64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn an_answer_that_cannot_be_stored_fails_the_report() {
+    let recorder = Arc::new(Recorder {
+        fail_answer: true,
+        ..Recorder::default()
+    });
+    let outcome = run_with(
+        "Analyze my AI costs",
+        demo_usage(),
+        recorder.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    let events = recorder.events();
+    assert_eq!(assert_well_formed(&events), AgentStatus::Error);
+    assert_eq!(agent_status(&events, "report"), Some(AgentStatus::Error));
+    assert_eq!(
+        outcome.summary,
+        "Could not store the answer: event sink failed: message store is full"
+    );
+    assert_eq!(outcome.sink_error, None);
+}
+
+#[tokio::test]
+async fn a_broken_sink_stops_the_run() {
+    let full = golden_events("Analyze my AI costs").await;
+    for n in 0..full.len() {
+        let recorder = Arc::new(Recorder {
+            fail_after: Some(n),
+            ..Recorder::default()
+        });
+        let outcome = run_with(
+            "Analyze my AI costs",
+            demo_usage(),
+            recorder.clone(),
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(outcome.status, AgentStatus::Error);
+        assert_eq!(outcome.sink_error.as_deref(), Some("stream is gone"));
+        assert_eq!(recorder.events().len(), n);
+        // Nothing more is tried once the sink failed.
+        assert_eq!(*recorder.emit_attempts.lock().unwrap(), n + 1);
+    }
+}
+
+#[tokio::test]
+async fn the_run_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let fut = run(RunContext {
+        run_id: RUN_ID.into(),
+        question: "hi".into(),
+        now: now(),
+        usage: demo_usage(),
+        catalog: catalog(),
+        sink: Arc::new(Recorder::default()),
+        cancel: CancellationToken::new(),
+    });
+    assert_send(&fut);
+    let outcome = tokio::spawn(fut).await.unwrap();
+    assert_eq!(outcome.status, AgentStatus::Ok);
+    assert_eq!(outcome.data["intent"], "general");
+}
+
+#[test]
+fn spike_date_is_the_documented_one() {
+    // The demo module header: 6 + seed % 4 days before `end`.
+    assert_eq!(
+        demo::spike(&spec()).unwrap().date,
+        NaiveDate::from_ymd_opt(2026, 11, 19).unwrap()
+    );
+}

@@ -1,0 +1,177 @@
+//! Wiring and lifecycle of `apogee serve`: opens the store, closes runs a previous process
+//! left open, builds the router, prints `listening on http://ADDR`, and shuts down gracefully
+//! on SIGTERM/SIGINT (close clients with 1012, let runs finish within the grace period).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use apogee_analytics::PriceCatalog;
+use apogee_store::Store;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::config::{AuthMode, Config, Environment};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::runs::RunRegistry;
+use crate::session::SessionFactory;
+use crate::{recovery, rest, ws};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] apogee_store::StoreError),
+    #[error("the built-in price catalog is invalid: {0}")]
+    Catalog(#[from] apogee_analytics::CatalogError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub auth: Arc<Authenticator>,
+    pub sessions: Arc<SessionFactory>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Connection tasks, so shutdown can wait for their close frames.
+    pub connections: TaskTracker,
+    /// Fired once at shutdown.
+    pub shutdown: CancellationToken,
+    connection_ids: Arc<AtomicU64>,
+}
+
+impl AppState {
+    pub fn next_connection_id(&self) -> u64 {
+        self.connection_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/health", get(rest::health))
+        .route("/ready", get(rest::ready))
+        .route("/metrics", get(rest::metrics))
+        .route("/api/threads", get(rest::threads))
+        .route("/api/threads/{id}/messages", get(rest::thread_messages))
+        .route("/api/runs/{id}/events", get(rest::run_events))
+        .route("/api/usage", post(rest::ingest_usage))
+        .route("/api/costs", get(rest::costs))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Runs the server until SIGTERM/SIGINT.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    if config.auth == AuthMode::Demo {
+        tracing::warn!(env = ?config.env, "demo auth is on: anyone can connect as any demo user; use APOGEE_AUTH=jwt for real deployments");
+    }
+    if config.env == Environment::Production {
+        tracing::info!("running in production mode");
+    }
+    let store = Store::open(&config.database_url).await?;
+    let catalog = Arc::new(PriceCatalog::builtin()?);
+    let metrics = Arc::new(Metrics::new());
+    let hub = Arc::new(Hub::new(store.clone(), Arc::clone(&metrics)));
+    let closed = recovery::close_interrupted_runs(&store, &hub).await?;
+    if closed > 0 {
+        tracing::warn!(
+            runs = closed,
+            "closed runs interrupted by the previous stop"
+        );
+    }
+    let runs = RunRegistry::new(config.max_runs_per_user, Arc::clone(&metrics));
+    let sessions = Arc::new(SessionFactory::new(
+        store.clone(),
+        hub,
+        Arc::clone(&runs),
+        catalog,
+    ));
+    let state = AppState {
+        auth: Arc::new(Authenticator::from_config(&config)),
+        config: Arc::new(config.clone()),
+        sessions,
+        store: store.clone(),
+        metrics,
+        connections: TaskTracker::new(),
+        shutdown: CancellationToken::new(),
+        connection_ids: Arc::new(AtomicU64::new(0)),
+    };
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| ServeError::Bind(config.addr, e))?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, db = %config.database_url, auth = ?config.auth, "apogee serving");
+
+    let shutdown = state.shutdown.clone();
+    let connections = state.connections.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: closing connections with 1012");
+        shutdown.cancel();
+    });
+    let shutdown = state.shutdown.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+
+    connections.close();
+    if tokio::time::timeout(Duration::from_secs(5), connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+    let left = runs
+        .drain(Duration::from_millis(config.shutdown_grace_ms))
+        .await;
+    if left > 0 {
+        tracing::warn!(
+            runs = left,
+            "runs still in flight at shutdown; they are closed as interrupted at the next start"
+        );
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,265 @@
+//! Server configuration (PROTOCOL.md §9): an optional TOML file overridden by `APOGEE_*`
+//! environment variables, validated once at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("config file {0} is not valid: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Development,
+    Staging,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    Demo,
+    Jwt,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub env: Environment,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub auth: AuthMode,
+    pub jwt_hs256_secret: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub heartbeat_ms: u64,
+    /// Events a connection may have queued before it counts as too slow (close 1013).
+    pub send_queue: usize,
+    /// Runs one user may have in flight at once (`busy` beyond).
+    pub max_runs_per_user: usize,
+    /// How long shutdown waits for in-flight runs before recording them as interrupted.
+    pub shutdown_grace_ms: u64,
+    /// Largest REST request body, bytes (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+/// The file's shape: every key optional, same names as the variables without `APOGEE_`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<String>,
+    env: Option<Environment>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    auth: Option<AuthMode>,
+    jwt_hs256_secret: Option<String>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    heartbeat_ms: Option<u64>,
+    send_queue: Option<usize>,
+    max_runs_per_user: Option<usize>,
+    shutdown_grace_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
+}
+
+fn parse_enum<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value))
+        .map_err(|_| ConfigError::Invalid(format!("{name}: unknown value `{value}`")))
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| ConfigError::Invalid(format!("{name}: `{value}` is not a valid number")))
+}
+
+impl Config {
+    /// Reads `file` (if given), then applies the environment read through `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut f = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse(path.to_path_buf(), e))?
+            }
+            None => FileConfig::default(),
+        };
+        let var = |name: &str| env(name).filter(|v| !v.is_empty());
+        if let Some(v) = var("APOGEE_ADDR") {
+            f.addr = Some(v);
+        }
+        if let Some(v) = var("APOGEE_ENV") {
+            f.env = Some(parse_enum("APOGEE_ENV", &v)?);
+        }
+        if let Some(v) = var("APOGEE_DATA_DIR") {
+            f.data_dir = Some(v.into());
+        }
+        if let Some(v) = var("APOGEE_DATABASE_URL") {
+            f.database_url = Some(v);
+        }
+        if let Some(v) = var("APOGEE_REDIS_URL") {
+            f.redis_url = Some(v);
+        }
+        if let Some(v) = var("APOGEE_AUTH") {
+            f.auth = Some(parse_enum("APOGEE_AUTH", &v)?);
+        }
+        if let Some(v) = var("APOGEE_JWT_HS256_SECRET") {
+            f.jwt_hs256_secret = Some(v);
+        }
+        if let Some(v) = var("APOGEE_JWT_ISSUER") {
+            f.jwt_issuer = Some(v);
+        }
+        if let Some(v) = var("APOGEE_JWT_AUDIENCE") {
+            f.jwt_audience = Some(v);
+        }
+        if let Some(v) = var("APOGEE_HEARTBEAT_MS") {
+            f.heartbeat_ms = Some(parse_num("APOGEE_HEARTBEAT_MS", &v)?);
+        }
+        if let Some(v) = var("APOGEE_SEND_QUEUE") {
+            f.send_queue = Some(parse_num("APOGEE_SEND_QUEUE", &v)?);
+        }
+        if let Some(v) = var("APOGEE_MAX_RUNS_PER_USER") {
+            f.max_runs_per_user = Some(parse_num("APOGEE_MAX_RUNS_PER_USER", &v)?);
+        }
+        if let Some(v) = var("APOGEE_SHUTDOWN_GRACE_MS") {
+            f.shutdown_grace_ms = Some(parse_num("APOGEE_SHUTDOWN_GRACE_MS", &v)?);
+        }
+        if let Some(v) = var("APOGEE_MAX_BODY_BYTES") {
+            f.max_body_bytes = Some(parse_num("APOGEE_MAX_BODY_BYTES", &v)?);
+        }
+        Self::resolve(f)
+    }
+
+    fn resolve(f: FileConfig) -> Result<Config, ConfigError> {
+        let env = f.env.unwrap_or(Environment::Development);
+        let addr_text = f.addr.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let addr = addr_text.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "addr: `{addr_text}` is not a socket address like 127.0.0.1:8080"
+            ))
+        })?;
+        let data_dir = f.data_dir.unwrap_or_else(|| PathBuf::from("apogee-data"));
+        let database_url = f
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("apogee.db").display()));
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid(format!(
+                "database_url: only sqlite:// is supported by this build (got `{database_url}`)"
+            )));
+        }
+        if f.redis_url.is_some() {
+            return Err(ConfigError::Invalid(
+                "redis_url: cross-node fan-out through Redis is not available in this build".into(),
+            ));
+        }
+        let auth = f.auth.unwrap_or(match env {
+            Environment::Development => AuthMode::Demo,
+            _ => AuthMode::Jwt,
+        });
+        if auth == AuthMode::Demo && env == Environment::Production {
+            return Err(ConfigError::Invalid(
+                "demo auth is refused when APOGEE_ENV=production; set APOGEE_AUTH=jwt".into(),
+            ));
+        }
+        if auth == AuthMode::Jwt && f.jwt_hs256_secret.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::Invalid(
+                "jwt auth needs a key: set APOGEE_JWT_HS256_SECRET".into(),
+            ));
+        }
+        let heartbeat_ms = f.heartbeat_ms.unwrap_or(25_000);
+        if heartbeat_ms < 100 {
+            return Err(ConfigError::Invalid(
+                "heartbeat_ms must be at least 100".into(),
+            ));
+        }
+        let send_queue = f.send_queue.unwrap_or(1024);
+        let max_runs_per_user = f.max_runs_per_user.unwrap_or(4);
+        if send_queue == 0 || max_runs_per_user == 0 {
+            return Err(ConfigError::Invalid(
+                "send_queue and max_runs_per_user must be at least 1".into(),
+            ));
+        }
+        Ok(Config {
+            addr,
+            env,
+            data_dir,
+            database_url,
+            redis_url: None,
+            auth,
+            jwt_hs256_secret: f.jwt_hs256_secret,
+            jwt_issuer: f.jwt_issuer,
+            jwt_audience: f.jwt_audience,
+            heartbeat_ms,
+            send_queue,
+            max_runs_per_user,
+            shutdown_grace_ms: f.shutdown_grace_ms.unwrap_or(10_000),
+            max_body_bytes: f.max_body_bytes.unwrap_or(16 * 1024 * 1024),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(None, |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_development_demo_sqlite() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.env, Environment::Development);
+        assert_eq!(c.auth, AuthMode::Demo);
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://apogee-data/apogee.db");
+    }
+
+    #[test]
+    fn production_refuses_demo_and_needs_a_key() {
+        assert!(load(&[("APOGEE_ENV", "production"), ("APOGEE_AUTH", "demo")]).is_err());
+        assert!(load(&[("APOGEE_ENV", "production")]).is_err());
+        let c = load(&[
+            ("APOGEE_ENV", "production"),
+            ("APOGEE_JWT_HS256_SECRET", "s"),
+        ])
+        .unwrap();
+        assert_eq!(c.auth, AuthMode::Jwt);
+    }
+
+    #[test]
+    fn env_overrides_file_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apogee.toml");
+        std::fs::write(&path, "addr = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\n").unwrap();
+        let c = Config::load(Some(&path), |k| {
+            (k == "APOGEE_ADDR").then(|| "127.0.0.1:0".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.addr.port(), 0);
+        assert_eq!(c.database_url, "sqlite:///tmp/x/apogee.db");
+        let e = load(&[("APOGEE_AUTH", "magic")]).unwrap_err().to_string();
+        assert!(e.contains("APOGEE_AUTH"), "{e}");
+    }
+}

@@ -1,0 +1,18 @@
+//! The Apogee server: configuration, authentication, the WebSocket and REST endpoints, the
+//! per-user event streams, and the runs that answer users' questions. The `apogee` binary
+//! (`main.rs`) is a thin command-line front over [`app::serve`] and [`demo_data::load`].
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod demo_data;
+pub mod http_error;
+pub mod hub;
+pub mod ingest;
+pub mod metrics;
+pub mod recovery;
+pub mod rest;
+pub mod runs;
+pub mod session;
+pub mod sink;
+pub mod ws;

@@ -1,0 +1,138 @@
+//! Prometheus metrics of the server, exposed at `/metrics` in the OpenMetrics text format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections_open: Gauge,
+    pub connections_total: Counter,
+    pub handshake_failures: Counter,
+    pub events_published: Family<EventLabels, Counter>,
+    pub slow_consumers: Counter,
+    pub client_errors: Family<CodeLabels, Counter>,
+    pub runs_started: Counter,
+    pub runs_finished: Family<StatusLabels, Counter>,
+    pub runs_in_flight: Gauge,
+    pub usage_records_accepted: Counter,
+    pub usage_records_rejected: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("apogee");
+        let mut m = Metrics {
+            registry: Registry::default(),
+            connections_open: Gauge::default(),
+            connections_total: Counter::default(),
+            handshake_failures: Counter::default(),
+            events_published: Family::default(),
+            slow_consumers: Counter::default(),
+            client_errors: Family::default(),
+            runs_started: Counter::default(),
+            runs_finished: Family::default(),
+            runs_in_flight: Gauge::default(),
+            usage_records_accepted: Counter::default(),
+            usage_records_rejected: Counter::default(),
+        };
+        registry.register(
+            "ws_connections_open",
+            "Open WebSocket connections",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "ws_connections",
+            "WebSocket connections accepted",
+            m.connections_total.clone(),
+        );
+        registry.register(
+            "ws_handshake_failures",
+            "Handshakes refused with 401",
+            m.handshake_failures.clone(),
+        );
+        registry.register(
+            "stream_events",
+            "Stream events persisted and fanned out, by type",
+            m.events_published.clone(),
+        );
+        registry.register(
+            "slow_consumers",
+            "Connections closed with 1013 because their send queue was full",
+            m.slow_consumers.clone(),
+        );
+        registry.register(
+            "client_errors",
+            "Error frames sent to clients, by code",
+            m.client_errors.clone(),
+        );
+        registry.register("runs_started", "Runs started", m.runs_started.clone());
+        registry.register(
+            "runs_finished",
+            "Runs finished, by status",
+            m.runs_finished.clone(),
+        );
+        registry.register(
+            "runs_in_flight",
+            "Runs currently executing",
+            m.runs_in_flight.clone(),
+        );
+        registry.register(
+            "usage_records_accepted",
+            "Usage records stored",
+            m.usage_records_accepted.clone(),
+        );
+        registry.register(
+            "usage_records_rejected",
+            "Usage records rejected as invalid",
+            m.usage_records_rejected.clone(),
+        );
+        m.registry = registry;
+        m
+    }
+
+    /// The text exposition, with the process's resident memory added.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        if let Some(rss) = resident_bytes() {
+            out.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
+            out.push_str("# TYPE process_resident_memory_bytes gauge\n");
+            out.push_str(&format!("process_resident_memory_bytes {rss}\n"));
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

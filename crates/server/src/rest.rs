@@ -1,0 +1,253 @@
+//! REST endpoints of PROTOCOL.md §7 (all but `/api/ws-ticket`). Every `/api` call is answered
+//! through the caller's [`UserSession`], so it only ever sees the caller's own data.
+
+use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period};
+use apogee_store::MessageRow;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::http_error::ApiError;
+use crate::ingest::{BodyError, parse_body};
+use crate::session::{SessionError, UserSession};
+
+fn session(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
+    let identity = app
+        .auth
+        .authenticate_rest(headers)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    Ok(app.sessions.open(&identity))
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::NotFound => ApiError::NotFound,
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn ready(State(app): State<AppState>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "checks": {"database": "ok"}})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "checks": {"database": format!("error: {e}")}})),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn threads(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let s = session(&app, &headers)?;
+    let rows = s.threads().await.map_err(ApiError::internal)?;
+    let threads: Vec<Value> = rows
+        .into_iter()
+        .map(|t| json!({"id": t.id, "title": t.title, "created_at": t.created_at}))
+        .collect();
+    Ok(Json(json!({ "threads": threads })))
+}
+
+fn message_json(m: MessageRow) -> Value {
+    let mut v = json!({"id": m.id, "thread_id": m.thread_id, "role": m.role, "content": m.content, "created_at": m.created_at});
+    if let Some(c) = m.client_msg_id {
+        v["client_msg_id"] = c.into();
+    }
+    if let Some(r) = m.run_id {
+        v["run_id"] = r.into();
+    }
+    v
+}
+
+pub async fn thread_messages(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(thread_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let s = session(&app, &headers)?;
+    let messages: Vec<Value> = s
+        .thread_messages(&thread_id)
+        .await?
+        .into_iter()
+        .map(message_json)
+        .collect();
+    Ok(Json(json!({ "messages": messages })))
+}
+
+pub async fn run_events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let s = session(&app, &headers)?;
+    let events = s.run_events(&run_id).await?;
+    // The stored payloads are the exact frames sent on the wire; splice them in unchanged.
+    let mut body = String::from("{\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&e.payload);
+    }
+    body.push_str("]}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+pub async fn ingest_usage(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let s = session(&app, &headers)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(app.config.max_body_bytes)
+        } else {
+            ApiError::BadRequest(e.body_text())
+        }
+    })?;
+    let parsed = parse_body(&body, s.catalog())
+        .map_err(|e: BodyError| ApiError::BadRequest(e.to_string()))?;
+    let summary = s
+        .ingest_usage(&parsed.accepted)
+        .await
+        .map_err(ApiError::internal)?;
+    app.metrics.usage_records_accepted.inc_by(summary.accepted);
+    app.metrics
+        .usage_records_rejected
+        .inc_by(parsed.rejected.len() as u64);
+    Ok(Json(json!({
+        "accepted": summary.accepted,
+        "duplicates": summary.duplicates,
+        "rejected": parsed.rejected,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct CostsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+}
+
+/// `2026-11-01` (a whole UTC day) or RFC 3339. A bare date as `to` includes that day.
+fn parse_bound(text: &str, is_end: bool) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        ApiError::BadRequest(format!("`{text}` is neither YYYY-MM-DD nor RFC 3339"))
+    })?;
+    let start = day
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc())
+        .ok_or(ApiError::Internal)?;
+    Ok(if is_end {
+        start + Duration::days(1)
+    } else {
+        start
+    })
+}
+
+fn nanos_json(n: Nanos) -> Value {
+    json!({"cost_usd": n.usd(), "cost_nanos": n.0})
+}
+
+pub async fn costs(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CostsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let s = session(&app, &headers)?;
+    let default = Period::last_days(Utc::now(), 30);
+    let from = q
+        .from
+        .as_deref()
+        .map(|t| parse_bound(t, false))
+        .transpose()?
+        .unwrap_or(default.from);
+    let to =
+        q.to.as_deref()
+            .map(|t| parse_bound(t, true))
+            .transpose()?
+            .unwrap_or(default.to);
+    if from >= to {
+        return Err(ApiError::BadRequest("`from` must be before `to`".into()));
+    }
+    let by = match q.group_by.as_deref() {
+        None => GroupBy::Model,
+        Some(g) => GroupBy::parse(g).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown group_by `{g}`: use model, provider, user, feature or day"
+            ))
+        })?,
+    };
+    let period = Period::new(from, to);
+    let totals = s
+        .usage()
+        .totals(&period)
+        .await
+        .map_err(ApiError::internal)?;
+    let rows = s
+        .usage()
+        .breakdown(&period, by)
+        .await
+        .map_err(ApiError::internal)?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let mut v = json!({"key": r.key, "calls": r.calls, "input_tokens": r.input_tokens,
+                "output_tokens": r.output_tokens, "unpriced_calls": r.unpriced_calls});
+            if let (Value::Object(m), Value::Object(c)) = (&mut v, nanos_json(r.cost)) {
+                m.extend(c);
+            }
+            v
+        })
+        .collect();
+    let mut totals_json = json!({"calls": totals.calls, "input_tokens": totals.input_tokens,
+        "output_tokens": totals.output_tokens, "cached_input_tokens": totals.cached_input_tokens,
+        "unpriced_calls": totals.unpriced_calls, "unpriced_tokens": totals.unpriced_tokens,
+        "error_calls": totals.error_calls});
+    if let (Value::Object(m), Value::Object(c)) = (&mut totals_json, nanos_json(totals.cost)) {
+        m.extend(c);
+    }
+    Ok(Json(json!({
+        "org_id": s.identity().org_id(),
+        "from": period.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "to": period.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "group_by": by.as_str(),
+        "currency": "USD",
+        "totals": totals_json,
+        "rows": rows,
+    })))
+}

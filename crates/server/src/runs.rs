@@ -1,0 +1,181 @@
+//! The run registry: which runs are executing, whose they are, their cancellation, the
+//! per-user limit on runs in flight, and the task that drives each run to its end — also when
+//! the agents panic, in which case the run is closed so every start keeps its end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use apogee_agents::RunContext;
+use apogee_analytics::{OrgUsageQueries, PriceCatalog};
+use apogee_protocol::AgentStatus;
+use apogee_store::{Store, UserKey};
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::UserStream;
+use crate::metrics::{Metrics, StatusLabels};
+use crate::recovery;
+use crate::sink::StreamSink;
+
+/// Everything needed to start one run.
+pub struct RunSpec {
+    pub run_id: String,
+    pub thread_id: String,
+    pub question: String,
+    pub stream: Arc<UserStream>,
+    pub store: Store,
+    pub usage: Arc<dyn OrgUsageQueries>,
+    pub catalog: Arc<PriceCatalog>,
+    pub cancel: CancellationToken,
+}
+
+struct LiveRun {
+    user: UserKey,
+    cancel: CancellationToken,
+}
+
+pub struct RunRegistry {
+    live: Mutex<HashMap<String, LiveRun>>,
+    tracker: TaskTracker,
+    max_per_user: usize,
+    metrics: Arc<Metrics>,
+}
+
+pub fn status_name(status: AgentStatus) -> &'static str {
+    match status {
+        AgentStatus::Ok => "ok",
+        AgentStatus::Error => "error",
+        AgentStatus::Cancelled => "cancelled",
+    }
+}
+
+impl RunRegistry {
+    pub fn new(max_per_user: usize, metrics: Arc<Metrics>) -> Arc<RunRegistry> {
+        Arc::new(RunRegistry {
+            live: Mutex::new(HashMap::new()),
+            tracker: TaskTracker::new(),
+            max_per_user,
+            metrics,
+        })
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashMap<String, LiveRun>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes one of `user`'s run slots for `run_id`; `Err(max)` when all are in use.
+    pub fn reserve(&self, run_id: &str, user: &UserKey) -> Result<CancellationToken, usize> {
+        let mut live = self.live();
+        if live.values().filter(|r| &r.user == user).count() >= self.max_per_user {
+            return Err(self.max_per_user);
+        }
+        let cancel = CancellationToken::new();
+        live.insert(
+            run_id.to_string(),
+            LiveRun {
+                user: user.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        Ok(cancel)
+    }
+
+    pub fn release(&self, run_id: &str) {
+        self.live().remove(run_id);
+    }
+
+    /// Cancels `run_id` if it is running and belongs to `user`.
+    pub fn cancel(&self, run_id: &str, user: &UserKey) -> bool {
+        match self.live().get(run_id) {
+            Some(r) if &r.user == user => {
+                r.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drives the run on its own task until it has ended and been recorded.
+    pub fn start(self: &Arc<Self>, spec: RunSpec) {
+        let registry = Arc::clone(self);
+        self.metrics.runs_started.inc();
+        self.metrics.runs_in_flight.inc();
+        self.tracker.spawn(async move {
+            let run_id = spec.run_id.clone();
+            let status = registry.drive(spec).await;
+            registry
+                .metrics
+                .runs_finished
+                .get_or_create(&StatusLabels { status })
+                .inc();
+            registry.metrics.runs_in_flight.dec();
+            registry.release(&run_id);
+        });
+    }
+
+    async fn drive(&self, spec: RunSpec) -> &'static str {
+        let sink = Arc::new(StreamSink::new(
+            Arc::clone(&spec.stream),
+            spec.store.clone(),
+            spec.thread_id.clone(),
+            spec.run_id.clone(),
+        ));
+        let ctx = RunContext {
+            run_id: spec.run_id.clone(),
+            question: spec.question,
+            now: chrono::Utc::now(),
+            usage: spec.usage,
+            catalog: spec.catalog,
+            sink,
+            cancel: spec.cancel,
+        };
+        let outcome = std::panic::AssertUnwindSafe(apogee_agents::run(ctx))
+            .catch_unwind()
+            .await;
+        let ended_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // A panic, or a sink failure (the stream could not be written), leaves steps open:
+        // close them so every start keeps its end.
+        let broken = match &outcome {
+            Ok(o) => o.sink_error.clone(),
+            Err(_) => Some("the run panicked".to_string()),
+        };
+        let status = match (&outcome, &broken) {
+            (Ok(o), None) => status_name(o.status),
+            _ => "error",
+        };
+        if let Some(why) = broken {
+            tracing::error!(run_id = %spec.run_id, reason = %why, "run broke off; closing its open steps");
+            if let Err(e) = recovery::close_run(
+                &spec.stream,
+                &spec.store,
+                &spec.run_id,
+                &spec.thread_id,
+                "the run failed unexpectedly",
+            )
+            .await
+            {
+                tracing::error!(run_id = %spec.run_id, error = %e, "could not close the failed run; it is closed at the next start");
+                return "error";
+            }
+        }
+        if let Err(e) = spec.store.finish_run(&spec.run_id, status, &ended_at).await {
+            tracing::error!(run_id = %spec.run_id, error = %e, "could not record the end of a run");
+        }
+        status
+    }
+
+    /// Stops taking runs and waits up to `grace` for those in flight; returns how many are
+    /// still running (they are closed as interrupted at the next start).
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            return self.live().len();
+        }
+        0
+    }
+}

@@ -1,0 +1,313 @@
+//! Test harness: starts the real `apogee` binary on port 0 with its own data directory and
+//! talks to it over loopback with a real WebSocket client and plain HTTP/1.1.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Upper bound for any single wait in a test; tests never loop unbounded.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_apogee")
+}
+
+/// Runs `apogee demo-data` into `dir` with a small dataset.
+pub async fn load_demo_data(dir: &Path, calls: u64) {
+    let out = Command::new(binary())
+        .args([
+            "demo-data",
+            "--calls",
+            &calls.to_string(),
+            "--days",
+            "30",
+            "--seed",
+            "1",
+        ])
+        .env("APOGEE_DATA_DIR", dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run demo-data");
+    assert!(
+        out.status.success(),
+        "demo-data failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub struct Server {
+    pub addr: String,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Server {
+    pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .env("APOGEE_ADDR", "127.0.0.1:0")
+            .env("APOGEE_DATA_DIR", dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn apogee serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("server printed nothing in time")
+            .expect("read stdout")
+            .expect("server exited before listening");
+        let addr = line
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_string();
+        Server {
+            addr,
+            dir: dir.to_path_buf(),
+            child,
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("pid");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exit in time")
+            .unwrap()
+    }
+
+    pub async fn ws(&self, query: &str) -> Client {
+        Client::connect(&self.addr, query, &[])
+            .await
+            .expect("connect")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("apogee.db")
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+}
+
+impl Client {
+    pub async fn connect(
+        addr: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut req = format!("ws://{addr}/ws{query}").into_client_request()?;
+        for (k, v) in headers {
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            req.headers_mut().insert(name, v.parse().unwrap());
+        }
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("handshake in time")?;
+        Ok(Client { ws })
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_text(&mut self, t: &str) {
+        self.ws
+            .send(Message::Text(t.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next JSON frame (skipping pings), or `None` on close.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("frame in time")?;
+            match msg {
+                Ok(Message::Text(t)) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("JSON frame"));
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The close code the server sent, reading past other frames.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        for _ in 0..10_000 {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("frame in time")?;
+            match msg {
+                Ok(Message::Close(Some(f))) => return Some(f.code.into()),
+                Ok(Message::Close(None)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+        None
+    }
+
+    pub async fn ready(&mut self) -> Value {
+        let v = self.next().await.expect("connection_ready");
+        assert_eq!(v["type"], "connection_ready", "{v}");
+        v
+    }
+
+    pub async fn ask(&mut self, client_msg_id: &str, content: &str, thread_id: Option<&str>) {
+        self.send(json!({"type":"user_message","client_msg_id":client_msg_id,"content":content,"thread_id":thread_id})).await;
+    }
+
+    /// Frames until (and including) the supervisor's `agent_completed` of `run_id`.
+    pub async fn until_run_end(&mut self, run_id: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            let v = self.next().await.expect("stream ended before the run did");
+            let end = v["type"] == "agent_completed"
+                && v["agent"] == "supervisor"
+                && v["run_id"] == run_id;
+            out.push(v);
+            if end {
+                return out;
+            }
+        }
+        panic!("run {run_id} did not end within 10000 frames");
+    }
+}
+
+/// Checks PROTOCOL.md §4's pairing rules over one run's events.
+pub fn assert_run_well_formed(events: &[Value]) {
+    let agent_events: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("agent_") || t.starts_with("tool_"))
+        })
+        .collect();
+    assert_eq!(agent_events.first().unwrap()["type"], "agent_started");
+    assert_eq!(agent_events.first().unwrap()["agent"], "supervisor");
+    assert_eq!(agent_events.last().unwrap()["type"], "agent_completed");
+    assert_eq!(agent_events.last().unwrap()["agent"], "supervisor");
+    let mut open_agents: HashMap<String, i32> = HashMap::new();
+    let mut open_tools: HashMap<String, i32> = HashMap::new();
+    for e in &agent_events {
+        let agent = e["agent"].as_str().unwrap().to_string();
+        match e["type"].as_str().unwrap() {
+            "agent_started" => *open_agents.entry(agent).or_default() += 1,
+            "agent_completed" => *open_agents.entry(agent).or_default() -= 1,
+            "tool_executing" => {
+                *open_tools
+                    .entry(e["call_id"].as_str().unwrap().to_string())
+                    .or_default() += 1
+            }
+            "tool_completed" => {
+                *open_tools
+                    .entry(e["call_id"].as_str().unwrap().to_string())
+                    .or_default() -= 1
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        open_agents.values().all(|v| *v == 0),
+        "unpaired agents: {open_agents:?}"
+    );
+    assert!(
+        open_tools.values().all(|v| *v == 0),
+        "unpaired tools: {open_tools:?}"
+    );
+}
+
+/// Minimal HTTP/1.1 request over loopback; returns (status, body).
+pub async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub async fn get_json(addr: &str, path: &str, user: &str) -> (u16, Value) {
+    let (status, body) = http(addr, "GET", path, &[("X-Apogee-User", user)], b"").await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
