@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apogee_analytics::PriceCatalog;
@@ -12,13 +12,14 @@ use apogee_store::Store;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::{AuthMode, Config, Environment};
-use crate::hub::Hub;
+use crate::hub::{Hub, StreamLimits};
 use crate::metrics::Metrics;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
@@ -49,11 +50,29 @@ pub struct AppState {
     /// Fired once at shutdown.
     pub shutdown: CancellationToken,
     connection_ids: Arc<AtomicU64>,
+    /// Connections admitted and not yet ended (the per-node limit).
+    open_connections: Arc<AtomicUsize>,
+}
+
+/// One admitted connection; releases its place in the node's limit when dropped.
+pub struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl AppState {
     pub fn next_connection_id(&self) -> u64 {
         self.connection_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Takes a place under `max_connections`, or `None` when the node is full.
+    pub fn admit_connection(&self) -> Option<ConnectionSlot> {
+        let before = self.open_connections.fetch_add(1, Ordering::AcqRel);
+        let slot = ConnectionSlot(Arc::clone(&self.open_connections));
+        (before < self.config.max_connections).then_some(slot)
     }
 }
 
@@ -84,7 +103,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let store = Store::open(&config.database_url).await?;
     let catalog = Arc::new(PriceCatalog::builtin()?);
     let metrics = Arc::new(Metrics::new());
-    let hub = Arc::new(Hub::new(store.clone(), Arc::clone(&metrics)));
+    let limits = StreamLimits {
+        replay_buffer: config.replay_buffer,
+        event_retention: config.event_retention,
+        messages_per_minute: config.messages_per_minute,
+        message_burst: config.message_burst,
+    };
+    let hub = Arc::new(Hub::new(store.clone(), Arc::clone(&metrics), limits));
     let closed = recovery::close_interrupted_runs(&store, &hub).await?;
     if closed > 0 {
         tracing::warn!(
@@ -108,6 +133,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         connections: TaskTracker::new(),
         shutdown: CancellationToken::new(),
         connection_ids: Arc::new(AtomicU64::new(0)),
+        open_connections: Arc::new(AtomicUsize::new(0)),
     };
     let listener = TcpListener::bind(config.addr)
         .await
@@ -128,6 +154,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         shutdown.cancel();
     });
     let shutdown = state.shutdown.clone();
+    let listener = listener.tap_io(tune_socket);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
@@ -151,6 +178,21 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Kernel send buffer per connection. Fixed rather than auto-tuned: it bounds the memory a
+/// client that stops reading can pin in the kernel, and makes such a client fill its send
+/// queue (and get 1013) after a predictable amount of data. Events are small frames.
+const SOCKET_SEND_BUFFER: usize = 64 * 1024;
+
+fn tune_socket(tcp: &mut tokio::net::TcpStream) {
+    // Events are small and latency matters more than packet count.
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+    if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SOCKET_SEND_BUFFER) {
+        tracing::debug!(error = %e, "could not set the socket send buffer");
+    }
 }
 
 async fn wait_for_signal() {

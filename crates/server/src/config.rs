@@ -52,6 +52,15 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Largest REST request body, bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Recent events kept in memory per active user, so most resumes never touch the store.
+    pub replay_buffer: usize,
+    /// Events kept in the store per user; a resume from before them gets `resync_required`.
+    pub event_retention: u64,
+    /// `user_message`s a user may send per minute (sustained), and the burst allowed.
+    pub messages_per_minute: u32,
+    pub message_burst: u32,
+    /// WebSocket connections this node accepts at once (HTTP 503 beyond).
+    pub max_connections: usize,
 }
 
 /// The file's shape: every key optional, same names as the variables without `APOGEE_`.
@@ -72,6 +81,11 @@ struct FileConfig {
     max_runs_per_user: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    replay_buffer: Option<usize>,
+    event_retention: Option<u64>,
+    messages_per_minute: Option<u32>,
+    message_burst: Option<u32>,
+    max_connections: Option<usize>,
 }
 
 fn parse_enum<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
@@ -143,6 +157,21 @@ impl Config {
         if let Some(v) = var("APOGEE_MAX_BODY_BYTES") {
             f.max_body_bytes = Some(parse_num("APOGEE_MAX_BODY_BYTES", &v)?);
         }
+        if let Some(v) = var("APOGEE_REPLAY_BUFFER") {
+            f.replay_buffer = Some(parse_num("APOGEE_REPLAY_BUFFER", &v)?);
+        }
+        if let Some(v) = var("APOGEE_EVENT_RETENTION") {
+            f.event_retention = Some(parse_num("APOGEE_EVENT_RETENTION", &v)?);
+        }
+        if let Some(v) = var("APOGEE_MESSAGES_PER_MINUTE") {
+            f.messages_per_minute = Some(parse_num("APOGEE_MESSAGES_PER_MINUTE", &v)?);
+        }
+        if let Some(v) = var("APOGEE_MESSAGE_BURST") {
+            f.message_burst = Some(parse_num("APOGEE_MESSAGE_BURST", &v)?);
+        }
+        if let Some(v) = var("APOGEE_MAX_CONNECTIONS") {
+            f.max_connections = Some(parse_num("APOGEE_MAX_CONNECTIONS", &v)?);
+        }
         Self::resolve(f)
     }
 
@@ -195,6 +224,14 @@ impl Config {
                 "send_queue and max_runs_per_user must be at least 1".into(),
             ));
         }
+        let event_retention = f.event_retention.unwrap_or(100_000);
+        let messages_per_minute = f.messages_per_minute.unwrap_or(30);
+        let message_burst = f.message_burst.unwrap_or(10);
+        if event_retention < 100 || messages_per_minute == 0 || message_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "event_retention must be at least 100; messages_per_minute and message_burst at least 1".into(),
+            ));
+        }
         Ok(Config {
             addr,
             env,
@@ -210,6 +247,11 @@ impl Config {
             max_runs_per_user,
             shutdown_grace_ms: f.shutdown_grace_ms.unwrap_or(10_000),
             max_body_bytes: f.max_body_bytes.unwrap_or(16 * 1024 * 1024),
+            replay_buffer: f.replay_buffer.unwrap_or(512),
+            event_retention,
+            messages_per_minute,
+            message_burst,
+            max_connections: f.max_connections.unwrap_or(50_000),
         })
     }
 }

@@ -17,6 +17,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("internal error")]
     Internal,
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
 

@@ -1,9 +1,11 @@
 //! Per-user event streams: the one place events get their `seq`, are persisted, and are fanned
-//! out to every connection of their user. A [`UserStream`] is shared by that user's
+//! out to every connection of their user, with a bounded buffer of recent events for cheap
+//! resumes and the user's message rate limit. A [`UserStream`] is shared by that user's
 //! connections and runs and disappears when the last of them is gone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use apogee_protocol::{EventBody, StreamEvent};
 use apogee_store::{Store, StoreError, UserKey};
@@ -12,12 +14,25 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::rate::TokenBucket;
+
+/// Retention is enforced every this many events of a user, not on every append.
+const PRUNE_EVERY: u64 = 256;
 
 /// A persisted event ready for the wire; the text is shared by all connections.
 #[derive(Debug, Clone)]
 pub struct Delivered {
     pub seq: u64,
     pub frame: Utf8Bytes,
+}
+
+/// Limits that shape every user's stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub replay_buffer: usize,
+    pub event_retention: u64,
+    pub messages_per_minute: u32,
+    pub message_burst: u32,
 }
 
 /// The sending half a connection registers with its user's stream.
@@ -28,9 +43,22 @@ struct Subscriber {
     too_slow: CancellationToken,
 }
 
+/// What a resuming connection must send before the live events.
+pub enum Replay {
+    /// Nothing to send.
+    None,
+    /// Everything after the resume point is in memory.
+    Memory(Vec<Delivered>),
+    /// Events `after < seq <= head` must be read from the store (if still retained).
+    Store { after: u64 },
+    /// The client's position is not this stream's: it must reload history.
+    Resync,
+}
+
 /// What a connection gets when it subscribes.
 pub struct Subscription {
     pub head_seq: u64,
+    pub replay: Replay,
     pub rx: mpsc::Receiver<Delivered>,
     pub too_slow: CancellationToken,
     stream: Arc<UserStream>,
@@ -47,15 +75,24 @@ pub struct UserStream {
     key: UserKey,
     store: Store,
     metrics: Arc<Metrics>,
+    limits: StreamLimits,
     /// Serialises appends so events reach subscribers in `seq` order, and lets a subscriber
     /// read the head with no append in between. An async mutex: it is held across the write.
     append: tokio::sync::Mutex<()>,
     subscribers: Mutex<Vec<Subscriber>>,
+    /// The newest events, oldest first, at most `limits.replay_buffer`.
+    recent: Mutex<VecDeque<Delivered>>,
+    messages: Mutex<TokenBucket>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave their plain collections half-updated.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// RFC 3339 with microseconds, so event latency can be measured below a millisecond.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl UserStream {
@@ -74,32 +111,25 @@ impl UserStream {
     ) -> Result<u64, StoreError> {
         let _order = self.append.lock().await;
         let now = chrono::Utc::now();
-        let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        self.publish_locked(thread_id, body, run_id, now.timestamp_millis(), ts)
-            .await
-    }
-
-    async fn publish_locked(
-        &self,
-        thread_id: &str,
-        body: EventBody,
-        run_id: Option<&str>,
-        ts_ms: i64,
-        ts: String,
-    ) -> Result<u64, StoreError> {
         let kind = body.type_name();
         let mut event = StreamEvent {
             seq: 0,
-            ts,
+            ts: timestamp(now),
             thread_id: thread_id.to_string(),
             body,
         };
         let stored = self
             .store
-            .append_event(&self.key, run_id, thread_id, ts_ms, |seq| {
-                event.seq = seq;
-                serde_json::to_string(&event).unwrap_or_default()
-            })
+            .append_event(
+                &self.key,
+                run_id,
+                thread_id,
+                now.timestamp_millis(),
+                |seq| {
+                    event.seq = seq;
+                    serde_json::to_string(&event).unwrap_or_default()
+                },
+            )
             .await?;
         self.metrics
             .events_published
@@ -109,8 +139,16 @@ impl UserStream {
             seq: stored.seq,
             frame: Utf8Bytes::from(stored.payload),
         };
-        let mut subs = lock(&self.subscribers);
-        subs.retain(|s| match s.tx.try_send(delivered.clone()) {
+        {
+            let mut recent = lock(&self.recent);
+            if recent.len() >= self.limits.replay_buffer {
+                recent.pop_front();
+            }
+            if self.limits.replay_buffer > 0 {
+                recent.push_back(delivered.clone());
+            }
+        }
+        lock(&self.subscribers).retain(|s| match s.tx.try_send(delivered.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 s.too_slow.cancel();
@@ -119,17 +157,44 @@ impl UserStream {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
+        if stored.seq % PRUNE_EVERY == 0 && stored.seq > self.limits.event_retention {
+            let keep_after = stored.seq - self.limits.event_retention;
+            if let Err(e) = self.store.prune_events(&self.key, keep_after).await {
+                tracing::warn!(error = %e, "could not prune old events; retrying at the next prune point");
+            }
+        }
         Ok(stored.seq)
     }
 
-    /// Registers a connection. `head_seq` is exact: every event after it reaches `rx`.
+    /// Registers a connection resuming after `last_seq` (if any). `head_seq` is exact: every
+    /// event after it reaches `rx`, every event up to it is covered by `replay`.
     pub async fn subscribe(
         self: &Arc<Self>,
         id: u64,
         queue: usize,
+        last_seq: Option<u64>,
     ) -> Result<Subscription, StoreError> {
         let _order = self.append.lock().await;
         let head_seq = self.store.head_seq(&self.key).await?;
+        let replay = match last_seq {
+            None => Replay::None,
+            Some(n) if n > head_seq => Replay::Resync,
+            Some(n) if n == head_seq => Replay::None,
+            Some(n) => {
+                let recent = lock(&self.recent);
+                match recent.front() {
+                    // The buffer ends at the head (appends hold the lock we hold), so it
+                    // covers the gap whenever it starts at or before n + 1.
+                    Some(first)
+                        if first.seq <= n + 1
+                            && recent.back().is_some_and(|b| b.seq == head_seq) =>
+                    {
+                        Replay::Memory(recent.iter().filter(|d| d.seq > n).cloned().collect())
+                    }
+                    _ => Replay::Store { after: n },
+                }
+            }
+        };
         let (tx, rx) = mpsc::channel(queue);
         let too_slow = CancellationToken::new();
         lock(&self.subscribers).push(Subscriber {
@@ -139,6 +204,7 @@ impl UserStream {
         });
         Ok(Subscription {
             head_seq,
+            replay,
             rx,
             too_slow,
             stream: Arc::clone(self),
@@ -149,6 +215,11 @@ impl UserStream {
     fn unsubscribe(&self, id: u64) {
         lock(&self.subscribers).retain(|s| s.id != id);
     }
+
+    /// Counts a `user_message` against the user's rate; `Err(wait)` when over it.
+    pub fn admit_message(&self) -> Result<(), Duration> {
+        lock(&self.messages).take(Instant::now())
+    }
 }
 
 /// Finds or creates each user's stream. Holds only weak references: a stream lives as long as
@@ -156,6 +227,7 @@ impl UserStream {
 pub struct Hub {
     store: Store,
     metrics: Arc<Metrics>,
+    limits: StreamLimits,
     streams: Mutex<Streams>,
 }
 
@@ -166,10 +238,11 @@ struct Streams {
 }
 
 impl Hub {
-    pub fn new(store: Store, metrics: Arc<Metrics>) -> Hub {
+    pub fn new(store: Store, metrics: Arc<Metrics>, limits: StreamLimits) -> Hub {
         Hub {
             store,
             metrics,
+            limits,
             streams: Mutex::new(Streams {
                 by_user: HashMap::new(),
                 sweep_at: 1024,
@@ -190,8 +263,14 @@ impl Hub {
             key: key.clone(),
             store: self.store.clone(),
             metrics: Arc::clone(&self.metrics),
+            limits: self.limits,
             append: tokio::sync::Mutex::new(()),
             subscribers: Mutex::new(Vec::new()),
+            recent: Mutex::new(VecDeque::with_capacity(self.limits.replay_buffer.min(64))),
+            messages: Mutex::new(TokenBucket::new(
+                self.limits.messages_per_minute,
+                self.limits.message_burst,
+            )),
         });
         streams.by_user.insert(key.clone(), Arc::downgrade(&s));
         s

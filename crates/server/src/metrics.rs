@@ -17,6 +17,11 @@ pub struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabels {
     pub code: &'static str,
 }
@@ -26,6 +31,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     pub connections_total: Counter,
     pub handshake_failures: Counter,
+    pub connections_refused: Counter,
+    pub replays: Family<SourceLabels, Counter>,
     pub events_published: Family<EventLabels, Counter>,
     pub slow_consumers: Counter,
     pub client_errors: Family<CodeLabels, Counter>,
@@ -44,6 +51,8 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
             handshake_failures: Counter::default(),
+            connections_refused: Counter::default(),
+            replays: Family::default(),
             events_published: Family::default(),
             slow_consumers: Counter::default(),
             client_errors: Family::default(),
@@ -67,6 +76,16 @@ impl Metrics {
             "ws_handshake_failures",
             "Handshakes refused with 401",
             m.handshake_failures.clone(),
+        );
+        registry.register(
+            "ws_connections_refused",
+            "Handshakes refused with 503 because the node is at its connection limit",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "ws_replays",
+            "Connections by where their resume was served from (none, memory, store, resync)",
+            m.replays.clone(),
         );
         registry.register(
             "stream_events",

@@ -36,8 +36,13 @@ struct LiveRun {
     cancel: CancellationToken,
 }
 
+/// How long interrupted runs get to close their steps after being cancelled at shutdown.
+const INTERRUPT_WAIT: Duration = Duration::from_secs(5);
+
 pub struct RunRegistry {
     live: Mutex<HashMap<String, LiveRun>>,
+    /// Runs cancelled by shutdown rather than by their user: recorded as `interrupted`.
+    interrupted: Mutex<std::collections::HashSet<String>>,
     tracker: TaskTracker,
     max_per_user: usize,
     metrics: Arc<Metrics>,
@@ -55,6 +60,7 @@ impl RunRegistry {
     pub fn new(max_per_user: usize, metrics: Arc<Metrics>) -> Arc<RunRegistry> {
         Arc::new(RunRegistry {
             live: Mutex::new(HashMap::new()),
+            interrupted: Mutex::new(std::collections::HashSet::new()),
             tracker: TaskTracker::new(),
             max_per_user,
             metrics,
@@ -160,17 +166,49 @@ impl RunRegistry {
                 return "error";
             }
         }
+        let status = if self
+            .interrupted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&spec.run_id)
+        {
+            "interrupted"
+        } else {
+            status
+        };
         if let Err(e) = spec.store.finish_run(&spec.run_id, status, &ended_at).await {
             tracing::error!(run_id = %spec.run_id, error = %e, "could not record the end of a run");
         }
         status
     }
 
-    /// Stops taking runs and waits up to `grace` for those in flight; returns how many are
-    /// still running (they are closed as interrupted at the next start).
+    /// Stops taking runs and waits up to `grace` for those in flight; runs still going then
+    /// are cancelled (their steps end `cancelled`) and recorded as interrupted. Returns how
+    /// many did not even finish that way (the next start closes them).
     pub async fn drain(&self, grace: Duration) -> usize {
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            return 0;
+        }
+        let interrupted: Vec<String> = {
+            let live = self.live();
+            for run in live.values() {
+                run.cancel.cancel();
+            }
+            live.keys().cloned().collect()
+        };
+        {
+            let mut marked = self.interrupted.lock().unwrap_or_else(|p| p.into_inner());
+            marked.extend(interrupted.iter().cloned());
+        }
+        tracing::warn!(
+            runs = interrupted.len(),
+            "shutdown grace period over: interrupting runs"
+        );
+        if tokio::time::timeout(INTERRUPT_WAIT, self.tracker.wait())
             .await
             .is_err()
         {

@@ -14,6 +14,7 @@ use apogee_store::{
 
 use crate::auth::Identity;
 use crate::hub::{Hub, Subscription, UserStream};
+use crate::recovery;
 use crate::runs::{RunRegistry, RunSpec};
 
 /// Longest thread title derived from the first message.
@@ -25,6 +26,8 @@ pub enum SessionError {
     NotFound,
     #[error("too many runs in flight (at most {0} per user)")]
     Busy(usize),
+    #[error("too many messages; retry later")]
+    RateLimited(std::time::Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -34,6 +37,105 @@ pub enum SessionError {
 pub struct Ack {
     pub record: AckRecord,
     pub duplicate: bool,
+}
+
+/// A stored message: its ack, and the run to start once the ack is on its way.
+pub struct Submitted {
+    pub ack: Ack,
+    pub pending: Option<PendingRun>,
+}
+
+impl Submitted {
+    fn duplicate(record: AckRecord) -> Submitted {
+        Submitted {
+            ack: Ack {
+                record,
+                duplicate: true,
+            },
+            pending: None,
+        }
+    }
+}
+
+/// A run whose message is stored but whose events are not yet emitted. Self-contained, so
+/// starting it does not depend on the connection that submitted it staying open.
+pub struct PendingRun {
+    turn: NewTurn,
+    cancel: tokio_util::sync::CancellationToken,
+    stream: Arc<UserStream>,
+    store: Store,
+    runs: Arc<RunRegistry>,
+    usage: Arc<OrgUsage>,
+    catalog: Arc<PriceCatalog>,
+}
+
+impl PendingRun {
+    /// Emits `thread_created` / `message_created` and starts the run. A run whose events
+    /// cannot be written is closed as failed (or, if even that fails, at the next start).
+    pub async fn start(self) {
+        if let Err(e) = self.publish_turn().await {
+            let run_id = &self.turn.run_id;
+            tracing::error!(%run_id, error = %e, "could not publish a new message");
+            self.runs.release(run_id);
+            let closed = recovery::close_run(
+                &self.stream,
+                &self.store,
+                run_id,
+                &self.turn.thread_id,
+                "the run could not start",
+            )
+            .await;
+            if closed.is_ok() {
+                let _ = self.store.finish_run(run_id, "error", &now().0).await;
+            }
+            return;
+        }
+        let turn = self.turn;
+        self.runs.start(RunSpec {
+            run_id: turn.run_id,
+            thread_id: turn.thread_id,
+            question: turn.content,
+            stream: self.stream,
+            store: self.store,
+            usage: self.usage,
+            catalog: self.catalog,
+            cancel: self.cancel,
+        });
+    }
+
+    async fn publish_turn(&self) -> Result<(), StoreError> {
+        let run = Some(self.turn.run_id.as_str());
+        if let Some(title) = &self.turn.new_thread_title {
+            let thread = ThreadInfo {
+                id: self.turn.thread_id.clone(),
+                title: title.clone(),
+                created_at: self.turn.created_at.clone(),
+            };
+            self.stream
+                .publish(
+                    &self.turn.thread_id,
+                    run,
+                    EventBody::ThreadCreated { thread },
+                )
+                .await?;
+        }
+        let message = MessageInfo {
+            id: self.turn.message_id.clone(),
+            role: Role::User,
+            content: self.turn.content.clone(),
+            created_at: self.turn.created_at.clone(),
+            client_msg_id: Some(self.turn.client_msg_id.clone()),
+            run_id: Some(self.turn.run_id.clone()),
+        };
+        self.stream
+            .publish(
+                &self.turn.thread_id,
+                run,
+                EventBody::MessageCreated { message },
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 /// Builds sessions; shared by the whole server.
@@ -120,12 +222,14 @@ impl UserSession {
         &self.catalog
     }
 
+    /// Registers a connection resuming after `last_seq`; see [`UserStream::subscribe`].
     pub async fn subscribe(
         &self,
         connection: u64,
         queue: usize,
+        last_seq: Option<u64>,
     ) -> Result<Subscription, StoreError> {
-        self.stream.subscribe(connection, queue).await
+        self.stream.subscribe(connection, queue, last_seq).await
     }
 
     /// Stored events with `after < seq <= upto`.
@@ -138,20 +242,21 @@ impl UserSession {
         self.store.oldest_seq(&self.key).await
     }
 
-    /// Stores the message (idempotent on `client_msg_id`), emits `thread_created` /
-    /// `message_created`, and starts its run.
+    /// Stores the message and its run (idempotent on `client_msg_id`). The caller sends the
+    /// ack, then calls [`UserSession::start`] so the ack precedes the run's events.
     pub async fn submit_message(
         &self,
         client_msg_id: &str,
         content: &str,
         thread_id: Option<&str>,
-    ) -> Result<Ack, SessionError> {
+    ) -> Result<Submitted, SessionError> {
+        // Resends are answered even when over the rate: they start nothing.
         if let Some(record) = self.store.find_ack(&self.key, client_msg_id).await? {
-            return Ok(Ack {
-                record,
-                duplicate: true,
-            });
+            return Ok(Submitted::duplicate(record));
         }
+        self.stream
+            .admit_message()
+            .map_err(SessionError::RateLimited)?;
         let run_id = new_id("run");
         let cancel = self
             .runs
@@ -170,78 +275,33 @@ impl UserSession {
             created_at,
             created_ms,
         };
-        let outcome = match self.store.create_turn(&self.key, &turn).await {
-            Ok(o) => o,
-            Err(e) => {
-                self.runs.release(&run_id);
-                return Err(e.into());
-            }
-        };
-        match outcome {
-            TurnOutcome::Created => {}
-            TurnOutcome::Duplicate(record) => {
-                self.runs.release(&run_id);
-                return Ok(Ack {
-                    record,
-                    duplicate: true,
-                });
-            }
-            TurnOutcome::ThreadNotFound => {
-                self.runs.release(&run_id);
-                return Err(SessionError::NotFound);
-            }
-        }
-        let published = self.publish_turn(&turn).await;
-        if let Err(e) = published {
-            // The message is stored; the run cannot report, so it is closed as failed.
+        let outcome = self.store.create_turn(&self.key, &turn).await;
+        if !matches!(outcome, Ok(TurnOutcome::Created)) {
             self.runs.release(&run_id);
-            let _ = self.store.finish_run(&run_id, "error", &now().0).await;
-            return Err(e.into());
         }
-        self.runs.start(RunSpec {
-            run_id: run_id.clone(),
-            thread_id: turn.thread_id.clone(),
-            question: turn.content.clone(),
-            stream: Arc::clone(&self.stream),
-            store: self.store.clone(),
-            usage: Arc::new(self.usage.clone()),
-            catalog: Arc::clone(&self.catalog),
-            cancel,
-        });
-        Ok(Ack {
-            record: AckRecord {
-                message_id: turn.message_id,
-                thread_id: turn.thread_id,
-                run_id,
-            },
-            duplicate: false,
-        })
-    }
-
-    async fn publish_turn(&self, turn: &NewTurn) -> Result<(), StoreError> {
-        let run = Some(turn.run_id.as_str());
-        if let Some(title) = &turn.new_thread_title {
-            let thread = ThreadInfo {
-                id: turn.thread_id.clone(),
-                title: title.clone(),
-                created_at: turn.created_at.clone(),
-            };
-            self.stream
-                .publish(&turn.thread_id, run, EventBody::ThreadCreated { thread })
-                .await?;
+        match outcome? {
+            TurnOutcome::Created => Ok(Submitted {
+                ack: Ack {
+                    record: AckRecord {
+                        message_id: turn.message_id.clone(),
+                        thread_id: turn.thread_id.clone(),
+                        run_id,
+                    },
+                    duplicate: false,
+                },
+                pending: Some(PendingRun {
+                    turn,
+                    cancel,
+                    stream: Arc::clone(&self.stream),
+                    store: self.store.clone(),
+                    runs: Arc::clone(&self.runs),
+                    usage: Arc::new(self.usage.clone()),
+                    catalog: Arc::clone(&self.catalog),
+                }),
+            }),
+            TurnOutcome::Duplicate(record) => Ok(Submitted::duplicate(record)),
+            TurnOutcome::ThreadNotFound => Err(SessionError::NotFound),
         }
-        let message = MessageInfo {
-            id: turn.message_id.clone(),
-            role: Role::User,
-            content: turn.content.clone(),
-            created_at: turn.created_at.clone(),
-            client_msg_id: Some(turn.client_msg_id.clone()),
-            run_id: Some(turn.run_id.clone()),
-        };
-        self.stream
-            .publish(&turn.thread_id, run, EventBody::MessageCreated { message })
-            .await?;
-        Ok(())
     }
 
     /// Cancels one of the caller's runs; a finished run of theirs is left as it ended.

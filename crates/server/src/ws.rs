@@ -1,8 +1,11 @@
-//! The WebSocket endpoint (PROTOCOL.md §1–§6): authentication before the upgrade, then one
-//! task per connection that sends `connection_ready`, the replay, and live events, answers
-//! client frames, and enforces the lifecycle rules (heartbeats, limits, expiry, shutdown).
+//! The WebSocket endpoint (PROTOCOL.md §1–§6): authentication before the upgrade, then per
+//! connection a writer (`connection_ready`, the replay, live events, transient frames,
+//! heartbeats, closes) and a reader (client frames) running side by side, so a connection
+//! busy with a client's request never stops draining its event queue, and the lifecycle
+//! rules (limits, expiry, slow clients, shutdown) are enforced in one place.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use apogee_protocol::client::MAX_FRAME_BYTES;
@@ -11,18 +14,25 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::app::AppState;
+use crate::app::{AppState, ConnectionSlot};
 use crate::http_error::ApiError;
+use crate::hub::{Replay, Subscription};
+use crate::metrics::{CodeLabels, SourceLabels};
 use crate::session::{SessionError, UserSession};
 
 /// Events read from the store per replay query, so a long replay never sits in memory whole.
 const REPLAY_PAGE: u64 = 500;
 /// A write that takes longer than this means the client is not reading.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a close frame may take to go out (a slow client gets the time to read what was
+/// already queued for it, then its close code).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bad frames tolerated per window before the connection is closed with 1008.
 const MAX_ERRORS_PER_WINDOW: u32 = 20;
 const ERROR_WINDOW: Duration = Duration::from_secs(10);
@@ -53,6 +63,11 @@ pub async fn upgrade(
                 .into_response();
         }
     };
+    let Some(slot) = app.admit_connection() else {
+        app.metrics.connections_refused.inc();
+        return ApiError::Unavailable("this node is at its connection limit; retry shortly".into())
+            .into_response();
+    };
     let session = app.sessions.open(&identity);
     ws.protocols([apogee_protocol::SUBPROTOCOL])
         .read_buffer_size(4 * 1024)
@@ -64,49 +79,74 @@ pub async fn upgrade(
             let span =
                 tracing::info_span!("ws", user = %identity.user_id(), org = %identity.org_id());
             app.connections
-                .track_future(serve_connection(socket, session, last_seq, app.clone()))
+                .track_future(serve_connection(
+                    socket,
+                    session,
+                    last_seq,
+                    app.clone(),
+                    slot,
+                ))
                 .instrument(span)
         })
 }
 
-/// Why the loop ended and how to close.
+/// Why a connection ends and how to close it.
+#[derive(Debug)]
 enum End {
     Close(u16, &'static str),
     /// The peer went away or cannot be written to: nothing more to send.
     Drop,
 }
 
-struct Connection {
-    sink: Sink,
-    session: UserSession,
-    app: AppState,
-    errors_in_window: u32,
-    window_start: Instant,
+/// What the reader hands the writer: a transient frame, or the order to close.
+enum Out {
+    Frame(String),
+    Close(u16, &'static str),
 }
+
+/// Transient frames (acks, errors, pongs) a connection may have waiting to be written; a
+/// client that lets more pile up is too slow.
+const CONTROL_QUEUE: usize = 64;
 
 async fn serve_connection(
     socket: WebSocket,
     session: UserSession,
     last_seq: Option<u64>,
     app: AppState,
+    _slot: ConnectionSlot,
 ) {
-    let (sink, mut stream) = socket.split();
+    app.metrics.connections_total.inc();
+    app.metrics.connections_open.inc();
     let connection_id = app.next_connection_id();
-    let mut conn = Connection {
+    let (sink, stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel(CONTROL_QUEUE);
+    let started = Instant::now();
+    let last_seen_ms = AtomicU64::new(0);
+    let mut writer = Writer {
         sink,
-        session,
-        app: app.clone(),
+        app: &app,
+        session: &session,
+        last_seen_ms: &last_seen_ms,
+        started,
+    };
+    let reader = Reader {
+        session: &session,
+        app: &app,
+        out: out_tx,
+        last_seen_ms: &last_seen_ms,
+        started,
         errors_in_window: 0,
         window_start: Instant::now(),
     };
-    app.metrics.connections_total.inc();
-    app.metrics.connections_open.inc();
-
-    let end = match conn.start(connection_id, last_seq).await {
-        Ok(sub) => conn.run(sub, &mut stream).await,
-        Err(e) => {
-            tracing::error!(error = %e, "could not start connection");
-            End::Close(close::INTERNAL_ERROR, "internal error")
+    // The writer decides how the connection ends; when the reader stops first (peer gone, or
+    // a close requested), the writer finishes what is queued for it and closes.
+    let end = {
+        let writing = writer.run(connection_id, last_seq, out_rx);
+        let reading = reader.run(stream);
+        tokio::pin!(writing, reading);
+        tokio::select! {
+            end = &mut writing => end,
+            () = &mut reading => writing.await,
         }
     };
     if let End::Close(code, reason) = end {
@@ -114,83 +154,51 @@ async fn serve_connection(
             code,
             reason: reason.into(),
         };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            conn.sink.send(Message::Close(Some(frame))),
-        )
-        .await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.sink.send(Message::Close(Some(frame))))
+            .await;
     }
     app.metrics.connections_open.dec();
 }
 
-impl Connection {
-    async fn send_text(&mut self, text: axum::extract::ws::Utf8Bytes) -> Result<(), End> {
-        match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(Message::Text(text))).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Drop),
-            Err(_) => Err(End::Close(close::TRY_AGAIN_LATER, "too slow")),
-        }
-    }
+/// Owns the socket's sending half: `connection_ready`, the replay, live events, transient
+/// frames (before pending events: an ack precedes the events it caused), heartbeats, and
+/// every close the server initiates.
+struct Writer<'a> {
+    sink: Sink,
+    app: &'a AppState,
+    session: &'a UserSession,
+    last_seen_ms: &'a AtomicU64,
+    started: Instant,
+}
 
-    async fn send_frame(&mut self, frame: &ServerFrame) -> Result<(), End> {
-        self.send_text(frame.to_json().into()).await
-    }
-
-    /// Subscribes, then sends `connection_ready` and the replay.
-    async fn start(
-        &mut self,
-        connection_id: u64,
-        last_seq: Option<u64>,
-    ) -> Result<crate::hub::Subscription, apogee_store::StoreError> {
-        let sub = self
-            .session
-            .subscribe(connection_id, self.app.config.send_queue)
-            .await?;
-        let head = sub.head_seq;
-        let (from, resync) = match last_seq {
-            None => (head, false),
-            Some(n) if n > head => (head, true),
-            Some(n) if n == head => (head, false),
-            Some(n) => match self.session.oldest_seq().await? {
-                Some(oldest) if oldest <= n + 1 => (n, false),
-                _ => (head, true),
+impl Writer<'_> {
+    /// Sends one message, giving up as soon as the connection is found too slow or the
+    /// server is shutting down.
+    async fn send(&mut self, msg: Message, too_slow: &CancellationToken) -> Result<(), End> {
+        tokio::select! {
+            r = tokio::time::timeout(SEND_TIMEOUT, self.sink.send(msg)) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(End::Drop),
+                Err(_) => Err(End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq")),
             },
-        };
-        let identity = self.session.identity();
-        let ready = ServerFrame::ConnectionReady {
-            connection_id: format!("c_{connection_id}"),
-            user_id: identity.user_id().to_string(),
-            org_id: identity.org_id().to_string(),
-            server_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            heartbeat_ms: self.app.config.heartbeat_ms,
-            head_seq: head,
-            replayed: head - from,
-            resync_required: resync,
-        };
-        if self.send_frame(&ready).await.is_err() {
-            return Ok(sub);
+            _ = too_slow.cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq")),
+            _ = self.app.shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, "server restarting")),
         }
-        let mut after = from;
-        while after < head {
-            let upto = (after + REPLAY_PAGE).min(head);
-            for e in self.session.replay(after, upto).await? {
-                if self.send_text(e.payload.into()).await.is_err() {
-                    return Ok(sub);
-                }
-            }
-            after = upto;
-        }
-        Ok(sub)
     }
 
     async fn run(
         &mut self,
-        mut sub: crate::hub::Subscription,
-        stream: &mut futures_util::stream::SplitStream<WebSocket>,
+        connection_id: u64,
+        last_seq: Option<u64>,
+        mut out: mpsc::Receiver<Out>,
     ) -> End {
+        let mut sub = match self.start(connection_id, last_seq).await {
+            Ok(sub) => sub,
+            Err(end) => return end,
+        };
+        let too_slow = sub.too_slow.clone();
         let hb = Duration::from_millis(self.app.config.heartbeat_ms);
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
-        let mut last_seen = Instant::now();
         let expiry = self.session.identity().expires_at().map(|exp| {
             let secs = (exp - chrono::Utc::now().timestamp()).max(0) as u64;
             tokio::time::Instant::now() + Duration::from_secs(secs)
@@ -202,34 +210,28 @@ impl Connection {
             }
         };
         tokio::pin!(token_expired);
-        let shutdown = self.app.shutdown.clone();
-        let too_slow = sub.too_slow.clone();
         loop {
             let step = tokio::select! {
-                _ = shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, "server restarting")),
+                biased;
+                _ = self.app.shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, "server restarting")),
                 _ = too_slow.cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq")),
                 _ = &mut token_expired => Err(End::Close(close::TOKEN_EXPIRED, "token_expired")),
+                out = out.recv() => match out {
+                    Some(Out::Frame(text)) => self.send(Message::Text(text.into()), &too_slow).await,
+                    Some(Out::Close(code, reason)) => Err(End::Close(code, reason)),
+                    None => Err(End::Drop),
+                },
                 ev = sub.rx.recv() => match ev {
-                    Some(ev) => self.send_text(ev.frame).await,
+                    Some(ev) => self.send(Message::Text(ev.frame), &too_slow).await,
                     None => Err(End::Close(close::INTERNAL_ERROR, "stream closed")),
                 },
-                msg = stream.next() => {
-                    last_seen = Instant::now();
-                    match msg {
-                        Some(Ok(msg)) => self.on_message(msg).await,
-                        Some(Err(e)) => Err(read_error(&e)),
-                        None => Err(End::Drop),
-                    }
-                }
                 _ = heartbeat.tick() => {
-                    if last_seen.elapsed() > hb * 2 {
+                    let silent = self.started.elapsed().saturating_sub(Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed)));
+                    if silent > hb * 2 {
                         tracing::info!("dropping a silent connection");
                         Err(End::Drop)
                     } else {
-                        match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(Message::Ping(Default::default()))).await {
-                            Ok(Ok(())) => Ok(()),
-                            _ => Err(End::Drop),
-                        }
+                        self.send(Message::Ping(Default::default()), &too_slow).await
                     }
                 }
             };
@@ -237,6 +239,118 @@ impl Connection {
                 return end;
             }
         }
+    }
+
+    /// Subscribes, then sends `connection_ready` and the replay: from memory when the user's
+    /// recent events cover it, else from the store in pages.
+    async fn start(
+        &mut self,
+        connection_id: u64,
+        last_seq: Option<u64>,
+    ) -> Result<Subscription, End> {
+        let internal = |e: apogee_store::StoreError| {
+            tracing::error!(error = %e, "could not start a connection");
+            End::Close(close::INTERNAL_ERROR, "internal error")
+        };
+        let mut sub = self
+            .session
+            .subscribe(connection_id, self.app.config.send_queue, last_seq)
+            .await
+            .map_err(internal)?;
+        let head = sub.head_seq;
+        let replay = match std::mem::replace(&mut sub.replay, Replay::None) {
+            Replay::Store { after } => match self.session.oldest_seq().await.map_err(internal)? {
+                Some(oldest) if oldest <= after + 1 => Replay::Store { after },
+                _ => Replay::Resync,
+            },
+            other => other,
+        };
+        let (replayed, resync, source) = match &replay {
+            Replay::None => (0, false, "none"),
+            Replay::Resync => (0, true, "resync"),
+            Replay::Memory(events) => (events.len() as u64, false, "memory"),
+            Replay::Store { after } => (head - after, false, "store"),
+        };
+        self.app
+            .metrics
+            .replays
+            .get_or_create(&SourceLabels { source })
+            .inc();
+        let identity = self.session.identity();
+        let ready = ServerFrame::ConnectionReady {
+            connection_id: format!("c_{connection_id}"),
+            user_id: identity.user_id().to_string(),
+            org_id: identity.org_id().to_string(),
+            server_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            heartbeat_ms: self.app.config.heartbeat_ms,
+            head_seq: head,
+            replayed,
+            resync_required: resync,
+        };
+        let too_slow = sub.too_slow.clone();
+        self.send(Message::Text(ready.to_json().into()), &too_slow)
+            .await?;
+        match replay {
+            Replay::Memory(events) => {
+                for e in events {
+                    self.send(Message::Text(e.frame), &too_slow).await?;
+                }
+            }
+            Replay::Store { mut after } => {
+                while after < head {
+                    let upto = (after + REPLAY_PAGE).min(head);
+                    for e in self.session.replay(after, upto).await.map_err(internal)? {
+                        self.send(Message::Text(e.payload.into()), &too_slow)
+                            .await?;
+                    }
+                    after = upto;
+                }
+            }
+            Replay::None | Replay::Resync => {}
+        }
+        Ok(sub)
+    }
+}
+
+/// Owns the socket's receiving half: parses client frames and acts on them, answering
+/// through the writer.
+struct Reader<'a> {
+    session: &'a UserSession,
+    app: &'a AppState,
+    out: mpsc::Sender<Out>,
+    last_seen_ms: &'a AtomicU64,
+    started: Instant,
+    errors_in_window: u32,
+    window_start: Instant,
+}
+
+impl Reader<'_> {
+    /// Consumes the reader: when it returns, its sender is gone and the writer sees the end.
+    async fn run(mut self, mut stream: SplitStream<WebSocket>) {
+        while let Some(msg) = stream.next().await {
+            self.last_seen_ms
+                .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            let step = match msg {
+                Ok(msg) => self.on_message(msg).await,
+                Err(e) => Err(read_error(&e)),
+            };
+            match step {
+                Ok(()) => {}
+                Err(End::Close(code, reason)) => {
+                    let _ = self.out.try_send(Out::Close(code, reason));
+                    return;
+                }
+                Err(End::Drop) => return,
+            }
+        }
+    }
+
+    /// Queues a transient frame without waiting: a client that lets its control queue fill
+    /// is too slow, and waiting here would let it stall its own reader.
+    fn reply(&self, frame: &ServerFrame) -> Result<(), End> {
+        self.out
+            .try_send(Out::Frame(frame.to_json()))
+            .map_err(|_| End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq"))
     }
 
     async fn on_message(&mut self, msg: Message) -> Result<(), End> {
@@ -250,7 +364,7 @@ impl Connection {
                 }
                 match parse_client_frame(text.as_str()) {
                     Ok(frame) => self.on_frame(frame).await,
-                    Err(e) => self.send_error(e).await,
+                    Err(e) => self.send_error(e, None),
                 }
             }
             Message::Binary(_) => Err(End::Close(
@@ -264,43 +378,53 @@ impl Connection {
 
     async fn on_frame(&mut self, frame: ClientFrame) -> Result<(), End> {
         match frame {
-            ClientFrame::Ping { nonce } => self.send_frame(&ServerFrame::Pong { nonce }).await,
+            ClientFrame::Ping { nonce } => self.reply(&ServerFrame::Pong { nonce }),
             ClientFrame::UserMessage {
                 client_msg_id,
                 content,
                 thread_id,
-            } => {
-                match self
-                    .session
-                    .submit_message(&client_msg_id, &content, thread_id.as_deref())
-                    .await
-                {
-                    Ok(ack) => {
-                        let frame = ServerFrame::MessageAck {
-                            client_msg_id,
-                            message_id: ack.record.message_id,
-                            thread_id: ack.record.thread_id,
-                            run_id: ack.record.run_id,
-                            duplicate: ack.duplicate,
-                        };
-                        self.send_frame(&frame).await
+            } => match self
+                .session
+                .submit_message(&client_msg_id, &content, thread_id.as_deref())
+                .await
+            {
+                Ok(submitted) => {
+                    let ack = submitted.ack;
+                    self.reply(&ServerFrame::MessageAck {
+                        client_msg_id,
+                        message_id: ack.record.message_id,
+                        thread_id: ack.record.thread_id,
+                        run_id: ack.record.run_id,
+                        duplicate: ack.duplicate,
+                    })?;
+                    // Queued after the ack, so the writer sends the ack first; on its own
+                    // task, so the run starts even if this connection ends now.
+                    if let Some(pending) = submitted.pending {
+                        tokio::spawn(pending.start());
                     }
-                    Err(e) => self.send_error(session_error(e, Some(client_msg_id))).await,
+                    Ok(())
                 }
-            }
+                Err(e) => {
+                    let (frame, retry) = session_error(e, Some(client_msg_id));
+                    self.send_error(frame, retry)
+                }
+            },
             ClientFrame::CancelRun { run_id } => match self.session.cancel_run(&run_id).await {
                 Ok(()) => Ok(()),
-                Err(e) => self.send_error(session_error(e, None)).await,
+                Err(e) => {
+                    let (frame, retry) = session_error(e, None);
+                    self.send_error(frame, retry)
+                }
             },
         }
     }
 
-    async fn send_error(&mut self, e: FrameError) -> Result<(), End> {
+    fn send_error(&mut self, e: FrameError, retry_after: Option<Duration>) -> Result<(), End> {
         let code = e.code;
         self.app
             .metrics
             .client_errors
-            .get_or_create(&crate::metrics::CodeLabels {
+            .get_or_create(&CodeLabels {
                 code: error_code_name(code),
             })
             .inc();
@@ -314,13 +438,12 @@ impl Connection {
                 return Err(End::Close(close::POLICY_VIOLATION, "too many bad frames"));
             }
         }
-        let frame = ServerFrame::Error {
+        self.reply(&ServerFrame::Error {
             code,
             message: e.message,
             client_msg_id: e.client_msg_id,
-            retry_after_ms: None,
-        };
-        self.send_frame(&frame).await
+            retry_after_ms: retry_after.map(|d| d.as_millis().max(1) as u64),
+        })
     }
 }
 
@@ -335,10 +458,15 @@ fn error_code_name(code: ErrorCode) -> &'static str {
     }
 }
 
-fn session_error(e: SessionError, client_msg_id: Option<String>) -> FrameError {
+fn session_error(e: SessionError, client_msg_id: Option<String>) -> (FrameError, Option<Duration>) {
+    let retry = match &e {
+        SessionError::RateLimited(wait) => Some(*wait),
+        _ => None,
+    };
     let (code, message) = match e {
         SessionError::NotFound => (ErrorCode::NotFound, "no such thread or run".to_string()),
         SessionError::Busy(_) => (ErrorCode::Busy, e.to_string()),
+        SessionError::RateLimited(_) => (ErrorCode::RateLimited, e.to_string()),
         SessionError::Store(e) => {
             tracing::error!(error = %e, "store failure while handling a frame");
             (
@@ -347,11 +475,14 @@ fn session_error(e: SessionError, client_msg_id: Option<String>) -> FrameError {
             )
         }
     };
-    FrameError {
-        code,
-        message,
-        client_msg_id,
-    }
+    (
+        FrameError {
+            code,
+            message,
+            client_msg_id,
+        },
+        retry,
+    )
 }
 
 /// A read error: an over-long message gets 1009; anything else means the peer is gone.

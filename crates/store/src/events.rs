@@ -132,3 +132,17 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Deletes the user's events with `seq <= upto` (retention). The head is kept, so seqs
+    /// continue; a resume from before the oldest kept event gets `resync_required`.
+    pub async fn prune_events(&self, user: &UserKey, upto: u64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM events WHERE org_id = ? AND user_id = ? AND seq <= ?")
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(upto as i64)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

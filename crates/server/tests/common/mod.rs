@@ -86,6 +86,43 @@ impl Server {
         }
     }
 
+    /// Freezes the process at once (SIGSTOP), then kills it (SIGKILL): a crash at an exact
+    /// point, with nothing flushed or closed after it.
+    pub async fn crash(mut self) {
+        let pid = self.child.id().expect("pid").to_string();
+        for sig in ["-STOP", "-KILL"] {
+            let status = std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exit in time")
+            .unwrap();
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn sigterm(&self) {
+        let pid = self.child.id().expect("pid").to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait(mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exit in time")
+            .unwrap()
+    }
+
     /// SIGTERM, then the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("pid");
@@ -135,6 +172,21 @@ impl Client {
         Ok(Client { ws })
     }
 
+    /// Connects over a socket with a tiny receive buffer, so a client that stops reading
+    /// backs up into the server quickly.
+    pub async fn connect_small_buffer(addr: &str, query: &str) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let stream = sock.connect(addr.parse().unwrap()).await.unwrap();
+        let req = format!("ws://{addr}/ws{query}")
+            .into_client_request()
+            .unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+        Client { ws }
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.ws
             .send(Message::Text(v.to_string().into()))
@@ -161,6 +213,23 @@ impl Client {
                 }
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The next JSON frame, or `Err(close code)` when the server closes.
+    pub async fn ws_next_or_close(&mut self) -> Result<Value, Option<u16>> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("frame in time");
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(serde_json::from_str(t.as_str()).expect("JSON frame"));
+                }
+                Some(Ok(Message::Close(Some(f)))) => return Err(Some(f.code.into())),
+                Some(Ok(Message::Close(None))) | Some(Err(_)) | None => return Err(None),
+                Some(Ok(_)) => continue,
             }
         }
     }

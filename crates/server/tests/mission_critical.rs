@@ -1,0 +1,558 @@
+//! The mission-critical suite: many connections, many users at once, random disconnects,
+//! reconnection storms, slow consumers, token expiry, graceful shutdown and crashes. Every
+//! threshold is 100%: no event lost, none duplicated, none delivered to another user.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn server_with_data(calls: u64, env: &[(&str, &str)]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    load_demo_data(dir.path(), calls).await;
+    let server = Server::start(dir.path(), env).await;
+    (dir, server)
+}
+
+/// Every seq from 1 to the highest seen exactly once.
+fn assert_contiguous(user: &str, seen: &BTreeMap<u64, Value>) {
+    let seqs: Vec<u64> = seen.keys().copied().collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "{user}: gap in the stream"
+    );
+}
+
+/// A client that records every stream event by seq and fails on a duplicate.
+struct Tracker {
+    user: String,
+    seen: BTreeMap<u64, Value>,
+}
+
+impl Tracker {
+    fn new(user: &str) -> Tracker {
+        Tracker {
+            user: user.to_string(),
+            seen: BTreeMap::new(),
+        }
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.seen.keys().last().copied().unwrap_or(0)
+    }
+
+    fn record(&mut self, v: Value) -> bool {
+        let Some(seq) = v["seq"].as_u64() else {
+            return false;
+        };
+        let done = v["type"] == "agent_completed" && v["agent"] == "supervisor";
+        assert!(
+            self.seen.insert(seq, v).is_none(),
+            "{}: seq {seq} delivered twice",
+            self.user
+        );
+        done
+    }
+
+    fn completed_runs(&self) -> usize {
+        self.seen
+            .values()
+            .filter(|v| v["type"] == "agent_completed" && v["agent"] == "supervisor")
+            .count()
+    }
+
+    async fn resume(&self, addr: &str) -> Client {
+        let mut c = Client::connect(
+            addr,
+            &format!("?user={}&last_seq={}", self.user, self.last_seq()),
+            &[],
+        )
+        .await
+        .unwrap();
+        let ready = c.ready().await;
+        assert_eq!(ready["resync_required"], false, "{ready}");
+        assert_eq!(ready["user_id"], self.user.as_str());
+        c
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_connections_each_get_only_their_users_stream() {
+    let (_dir, server) = server_with_data(2_000, &[]).await;
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let user = format!("u{}", i % 40);
+        let mut c = server.ws(&format!("?user={user}")).await;
+        c.ready().await;
+        clients.push((user, c));
+    }
+    // One message from the first connection of each of the 40 users.
+    let mut runs: HashMap<String, String> = HashMap::new();
+    for (user, c) in clients.iter_mut().take(40) {
+        c.ask("m1", "Analyze my AI costs", None).await;
+        let ack = c.next().await.unwrap();
+        runs.insert(user.clone(), ack["run_id"].as_str().unwrap().to_string());
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|(user, mut c)| {
+            let run = runs[&user].clone();
+            tokio::spawn(async move {
+                let events = c.until_run_end(&run).await;
+                for e in &events {
+                    if let Some(r) = e["run_id"].as_str() {
+                        assert_eq!(r, run, "{user} saw another run");
+                    }
+                }
+                assert_run_well_formed(&events);
+                events.len()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap() > 10);
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_users_running_at_once_see_zero_foreign_events() {
+    let (_dir, server) = server_with_data(2_000, &[]).await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let addr = server.addr.clone();
+            tokio::spawn(async move {
+                let user = format!("iso-{i}");
+                let mut c = Client::connect(&addr, &format!("?user={user}"), &[])
+                    .await
+                    .unwrap();
+                let ready = c.ready().await;
+                assert_eq!(ready["user_id"], user.as_str());
+                c.ask(&format!("{user}-m"), "How can we cut our LLM bill?", None)
+                    .await;
+                let ack = c.next().await.unwrap();
+                assert_eq!(ack["type"], "message_ack", "{ack}");
+                let events = c.until_run_end(ack["run_id"].as_str().unwrap()).await;
+                for (n, e) in events.iter().enumerate() {
+                    assert_eq!(
+                        e["thread_id"], ack["thread_id"],
+                        "{user} got a foreign event: {e}"
+                    );
+                    assert_eq!(e["seq"], n as u64 + 1);
+                }
+                assert_run_well_formed(&events);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn random_disconnects_mid_run_lose_and_duplicate_nothing() {
+    let (_dir, server) = server_with_data(2_000, &[("APOGEE_MESSAGE_BURST", "50")]).await;
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| {
+            let addr = server.addr.clone();
+            tokio::spawn(async move {
+                let mut t = Tracker::new(&format!("chaos-{i}"));
+                // A fixed pseudo-random sequence per user: deterministic, different per user.
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (i + 1);
+                let mut next_cut = || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    1 + (x % 9) as usize
+                };
+                let mut c = t.resume(&addr).await;
+                for run in 0..3 {
+                    c.ask(&format!("r{run}"), "Analyze my AI costs", None).await;
+                    let mut acked = false;
+                    let mut cut = next_cut();
+                    for _ in 0..2_000 {
+                        if t.completed_runs() > run {
+                            break;
+                        }
+                        cut -= 1;
+                        if cut == 0 {
+                            // Drop the connection at a random point, then resume.
+                            drop(c);
+                            c = t.resume(&addr).await;
+                            if !acked {
+                                // The ack may have been lost with the connection: resend.
+                                c.ask(&format!("r{run}"), "Analyze my AI costs", None).await;
+                            }
+                            cut = next_cut();
+                            continue;
+                        }
+                        let v = c.next().await.expect("frame");
+                        if v["type"] == "message_ack" {
+                            acked = true;
+                            continue;
+                        }
+                        t.record(v);
+                    }
+                    assert!(
+                        t.completed_runs() > run,
+                        "{}: run {run} did not finish",
+                        t.user
+                    );
+                }
+                assert_contiguous(&t.user, &t.seen);
+                let all: Vec<Value> = t.seen.values().cloned().collect();
+                assert_eq!(
+                    t.completed_runs(),
+                    3,
+                    "exactly three runs, none started twice"
+                );
+                for run_events in split_runs(&all) {
+                    assert_run_well_formed(&run_events);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+fn split_runs(events: &[Value]) -> Vec<Vec<Value>> {
+    let mut by_run: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for e in events {
+        if let Some(r) = e["run_id"].as_str()
+            && e["type"] != "message_created"
+        {
+            by_run.entry(r.to_string()).or_default().push(e.clone());
+        }
+    }
+    by_run.into_values().collect()
+}
+
+#[tokio::test]
+async fn rapid_reconnection_storm_during_a_run_ends_with_every_event_once() {
+    let (_dir, server) = server_with_data(20_000, &[]).await;
+    let mut t = Tracker::new("stormy");
+    let mut c = t.resume(&server.addr).await;
+    c.ask("m1", "Why did spend jump?", None).await;
+    let ack = c.next().await.unwrap();
+    assert_eq!(ack["type"], "message_ack");
+    drop(c);
+    // 200 connect/read-one/drop cycles while the run goes on.
+    for _ in 0..200 {
+        let mut c = t.resume(&server.addr).await;
+        if t.completed_runs() == 1 {
+            break;
+        }
+        let v = c.next().await.unwrap();
+        t.record(v);
+    }
+    // Then resume for good and take the rest.
+    let mut c = t.resume(&server.addr).await;
+    for _ in 0..1_000 {
+        if t.completed_runs() == 1 {
+            break;
+        }
+        let v = c.next().await.unwrap();
+        t.record(v);
+    }
+    assert_eq!(t.completed_runs(), 1);
+    assert_contiguous(&t.user, &t.seen);
+    assert_run_well_formed(&split_runs(&t.seen.values().cloned().collect::<Vec<_>>())[0]);
+}
+
+#[tokio::test]
+async fn a_message_sent_just_before_a_disconnect_is_neither_lost_nor_doubled() {
+    let (_dir, server) = server_with_data(2_000, &[]).await;
+    let mut c = server.ws("?user=lossy").await;
+    c.ready().await;
+    c.ask("once", "Analyze my AI costs", None).await;
+    drop(c); // gone before reading the ack
+    let mut c = server.ws("?user=lossy&last_seq=0").await;
+    c.ready().await;
+    c.ask("once", "Analyze my AI costs", None).await;
+    let mut t = Tracker::new("lossy");
+    let mut acks = Vec::new();
+    for _ in 0..1_000 {
+        let v = c.next().await.unwrap();
+        if v["type"] == "message_ack" {
+            acks.push(v);
+            continue;
+        }
+        if t.record(v) {
+            break;
+        }
+    }
+    assert_eq!(acks.len(), 1);
+    assert_eq!(
+        acks[0]["duplicate"], true,
+        "the first send was stored; the resend starts nothing"
+    );
+    assert_contiguous("lossy", &t.seen);
+    assert_eq!(t.completed_runs(), 1);
+    let msgs = t
+        .seen
+        .values()
+        .filter(|v| v["type"] == "message_created" && v["message"]["role"] == "user")
+        .count();
+    assert_eq!(msgs, 1);
+}
+
+#[tokio::test]
+async fn ordering_under_load_is_identical_across_a_users_tabs() {
+    let (_dir, server) = server_with_data(2_000, &[]).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let addr = server.addr.clone();
+            tokio::spawn(async move {
+                let q = format!("?user=tabs-{i}");
+                let mut a = Client::connect(&addr, &q, &[]).await.unwrap();
+                let mut b = Client::connect(&addr, &q, &[]).await.unwrap();
+                a.ready().await;
+                b.ready().await;
+                a.ask("m1", "Analyze my AI costs", None).await;
+                let ack = a.next().await.unwrap();
+                let run = ack["run_id"].as_str().unwrap();
+                let (ea, eb) = tokio::join!(a.until_run_end(run), b.until_run_end(run));
+                assert_eq!(ea, eb);
+                let seqs: Vec<u64> = ea.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+                assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_with_1013_and_resumes_while_others_are_unaffected() {
+    let env = [
+        ("APOGEE_SEND_QUEUE", "64"),
+        ("APOGEE_MESSAGE_BURST", "100"),
+        ("APOGEE_MESSAGES_PER_MINUTE", "6000"),
+        ("APOGEE_MAX_RUNS_PER_USER", "50"),
+    ];
+    let (_dir, server) = server_with_data(2_000, &env).await;
+    // The slow tab never reads; its tiny receive buffer backs up into the server.
+    let mut slow = Client::connect_small_buffer(&server.addr, "?user=busy").await;
+    let mut fast = server.ws("?user=busy").await;
+    let mut other = server.ws("?user=bystander").await;
+    fast.ready().await;
+    other.ready().await;
+    let mut t = Tracker::new("busy");
+    let runs = 12;
+    for i in 0..runs {
+        fast.ask(&format!("m{i}"), "Analyze my AI costs", None)
+            .await;
+    }
+    other.ask("b1", "Analyze my AI costs", None).await;
+    let ack = other.next().await.unwrap();
+    let events = other.until_run_end(ack["run_id"].as_str().unwrap()).await;
+    assert_run_well_formed(&events);
+    for _ in 0..20_000 {
+        if t.completed_runs() == runs {
+            break;
+        }
+        let v = fast.next().await.unwrap();
+        t.record(v);
+    }
+    assert_eq!(t.completed_runs(), runs, "the fast tab got everything");
+    // The server has given up on the slow tab; once it reads again it finds the 1013.
+    assert!(slow_consumers(&server.addr).await >= 1);
+    assert_eq!(
+        slow.close_code().await,
+        Some(1013),
+        "the slow tab was told to resume"
+    );
+    let mut resumed = Tracker::new("busy");
+    let mut c = resumed.resume(&server.addr).await;
+    for _ in 0..20_000 {
+        if resumed.completed_runs() == runs {
+            break;
+        }
+        let v = c.next().await.unwrap();
+        resumed.record(v);
+    }
+    assert_eq!(
+        resumed.seen, t.seen,
+        "resume from 0 delivers the same stream"
+    );
+}
+
+/// `apogee_slow_consumers_total` from `/metrics`, polled until it is non-zero (bounded).
+async fn slow_consumers(addr: &str) -> u64 {
+    for _ in 0..300 {
+        let (_, body) = http(addr, "GET", "/metrics", &[], b"").await;
+        let n = body
+            .lines()
+            .find_map(|l| l.strip_prefix("apogee_slow_consumers_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if n > 0 {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    0
+}
+
+#[tokio::test]
+async fn token_expiry_closes_4001_and_a_fresh_token_resumes_without_loss() {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let secret = "mission-critical-secret";
+    let (_dir, server) = server_with_data(
+        20_000,
+        &[
+            ("APOGEE_AUTH", "jwt"),
+            ("APOGEE_JWT_HS256_SECRET", secret),
+            ("APOGEE_JWT_AUDIENCE", ""),
+        ],
+    )
+    .await;
+    let token = |ttl: i64| {
+        let exp = chrono::Utc::now().timestamp() + ttl;
+        encode(
+            &Header::default(),
+            &json!({"sub":"erin","org":"demo","exp":exp}),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let short = token(2);
+    let mut c = Client::connect(
+        &server.addr,
+        "",
+        &[("authorization", &format!("Bearer {short}"))],
+    )
+    .await
+    .unwrap();
+    c.ready().await;
+    c.ask("m1", "Analyze my AI costs", None).await;
+    let mut t = Tracker::new("erin");
+    let mut code = None;
+    for _ in 0..10_000 {
+        match c.ws_next_or_close().await {
+            Ok(v) => {
+                if v["type"] != "message_ack" {
+                    t.record(v);
+                }
+            }
+            Err(close) => {
+                code = close;
+                break;
+            }
+        }
+    }
+    assert_eq!(code, Some(4001));
+    let fresh = token(600);
+    let mut c = Client::connect(
+        &server.addr,
+        &format!("?last_seq={}", t.last_seq()),
+        &[("authorization", &format!("Bearer {fresh}"))],
+    )
+    .await
+    .unwrap();
+    c.ready().await;
+    for _ in 0..10_000 {
+        if t.completed_runs() == 1 {
+            break;
+        }
+        let v = c.next().await.unwrap();
+        t.record(v);
+    }
+    assert_eq!(t.completed_runs(), 1);
+    assert_contiguous("erin", &t.seen);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_1012_and_the_run_is_complete_after_restart() {
+    let (dir, server) = server_with_data(20_000, &[]).await;
+    let mut c = server.ws("?user=grace").await;
+    c.ready().await;
+    c.ask("m1", "Analyze my AI costs", None).await;
+    let mut t = Tracker::new("grace");
+    let mut code = None;
+    let mut signalled = false;
+    for _ in 0..10_000 {
+        match c.ws_next_or_close().await {
+            Ok(v) => {
+                if v["type"] == "tool_executing" && !signalled {
+                    server.sigterm();
+                    signalled = true;
+                }
+                if v["type"] != "message_ack" {
+                    t.record(v);
+                }
+            }
+            Err(close) => {
+                code = close;
+                break;
+            }
+        }
+    }
+    assert!(signalled);
+    assert_eq!(code, Some(1012));
+    assert!(server.wait().await.success(), "graceful exit is 0");
+    let server = Server::start(dir.path(), &[]).await;
+    let mut c = t.resume(&server.addr).await;
+    for _ in 0..10_000 {
+        if t.completed_runs() == 1 {
+            break;
+        }
+        let v = c.next().await.unwrap();
+        t.record(v);
+    }
+    assert_eq!(t.completed_runs(), 1);
+    assert_contiguous("grace", &t.seen);
+    assert_run_well_formed(&split_runs(&t.seen.values().cloned().collect::<Vec<_>>())[0]);
+}
+
+#[tokio::test]
+async fn a_crash_mid_run_is_closed_at_restart_with_every_start_paired() {
+    let (dir, server) = server_with_data(100_000, &[]).await;
+    let db = server.db_path();
+    let mut c = server.ws("?user=crashy").await;
+    c.ready().await;
+    c.ask("m1", "Analyze my AI costs", None).await;
+    let mut t = Tracker::new("crashy");
+    for _ in 0..10_000 {
+        let v = c.next().await.unwrap();
+        if v["type"] == "message_ack" {
+            continue;
+        }
+        let mid = v["type"] == "tool_executing" && v["tool"] == "spend_by_model";
+        t.record(v);
+        if mid {
+            break;
+        }
+    }
+    server.crash().await;
+    drop(c);
+
+    let server = Server::start(dir.path(), &[]).await;
+    let mut c = t.resume(&server.addr).await;
+    for _ in 0..10_000 {
+        if t.completed_runs() == 1 {
+            break;
+        }
+        let v = c.next().await.unwrap();
+        t.record(v);
+    }
+    assert_contiguous("crashy", &t.seen);
+    let events: Vec<Value> = t.seen.values().cloned().collect();
+    let run = split_runs(&events).remove(0);
+    assert_run_well_formed(&run);
+    let end = run.last().unwrap();
+    assert_eq!(end["status"], "error", "{end}");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "interrupted");
+}
