@@ -1,128 +1,122 @@
-//! The `golden` scenario: each user connects, asks the question `runs` times in a row, and the
-//! time from sending `user_message` to the supervisor's `agent_completed` is recorded. Checks
-//! along the way that each user's seqs are contiguous and every run ends `ok`.
+//! The `golden` scenario: U users at once, each asking the question R times in a row. Reports
+//! run time (send → supervisor `agent_completed`), event delivery latency (event `ts` →
+//! receipt), delivered events/s, and checks every user's seqs are contiguous.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use anyhow::bail;
+use serde_json::json;
 
+use crate::conn::{Conn, Frame};
+use crate::progress::bar;
 use crate::stats::percentiles;
 
-struct UserResult {
-    durations: Vec<Duration>,
-    events: u64,
+pub struct Golden {
+    pub users: usize,
+    pub runs: usize,
+    pub question: String,
+    pub timeout: Duration,
 }
 
-async fn next_json<S>(ws: &mut S, deadline: Instant) -> anyhow::Result<Value>
-where
-    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
-            .await
-            .context("timed out waiting for a frame")?;
-        match msg {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
-            Some(Ok(Message::Close(f))) => bail!("server closed the connection: {f:?}"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("connection ended"),
-        }
-    }
+struct UserResult {
+    run_times: Vec<Duration>,
+    latencies: Vec<Duration>,
+    events: u64,
 }
 
 async fn one_user(
     addr: String,
     user: String,
-    runs: usize,
-    question: String,
-    timeout: Duration,
+    p: &Golden,
+    progress: indicatif::ProgressBar,
 ) -> anyhow::Result<UserResult> {
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?user={user}")).await?;
-    let ready = next_json(&mut ws, Instant::now() + timeout).await?;
-    let mut expected_seq = ready["head_seq"]
-        .as_u64()
-        .context("connection_ready without head_seq")?
-        + 1;
-    let mut result = UserResult {
-        durations: Vec::with_capacity(runs),
+    let mut conn = Conn::connect(&addr, &user, None).await?;
+    let ready = conn.ready(Instant::now() + p.timeout).await?;
+    let mut expected = ready["head_seq"].as_u64().unwrap_or(0) + 1;
+    let nonce = ready["connection_id"].as_str().unwrap_or("c").to_string();
+    let mut r = UserResult {
+        run_times: Vec::new(),
+        latencies: Vec::new(),
         events: 0,
     };
-    let nonce = ready["connection_id"].as_str().unwrap_or("c").to_string();
-    for i in 0..runs {
+    for i in 0..p.runs {
         let started = Instant::now();
-        let deadline = started + timeout;
-        let msg = json!({"type":"user_message","client_msg_id": format!("load-{nonce}-{i}"),"content": question});
-        ws.send(Message::Text(msg.to_string().into())).await?;
-        let mut run_id: Option<String> = None;
+        let deadline = started + p.timeout;
+        conn.send(&json!({"type":"user_message","client_msg_id": format!("load-{nonce}-{i}"),"content": p.question}))
+            .await?;
+        let mut run_id = None;
         loop {
-            let v = next_json(&mut ws, deadline).await?;
-            if v["type"] == "message_ack" {
-                run_id = v["run_id"].as_str().map(str::to_string);
-                continue;
-            }
-            if v["type"] == "error" {
-                bail!("server error: {v}");
-            }
-            let Some(seq) = v["seq"].as_u64() else {
-                continue;
-            };
-            if seq != expected_seq {
-                bail!("user {user}: expected seq {expected_seq}, got {seq}");
-            }
-            expected_seq += 1;
-            result.events += 1;
-            if v["type"] == "agent_completed"
-                && v["agent"] == "supervisor"
-                && v["run_id"].as_str() == run_id.as_deref()
-            {
-                if v["status"] != "ok" {
-                    bail!("run ended {}: {}", v["status"], v["summary"]);
+            match conn.next(deadline).await? {
+                Frame::Ack(v) => run_id = v["run_id"].as_str().map(str::to_string),
+                Frame::Event {
+                    seq,
+                    value,
+                    latency,
+                } => {
+                    if seq != expected {
+                        bail!("{user}: expected seq {expected}, got {seq}");
+                    }
+                    expected += 1;
+                    r.events += 1;
+                    r.latencies.extend(latency);
+                    if value["type"] == "agent_completed"
+                        && value["agent"] == "supervisor"
+                        && value["run_id"].as_str() == run_id.as_deref()
+                    {
+                        if value["status"] != "ok" {
+                            bail!("run ended {}: {}", value["status"], value["summary"]);
+                        }
+                        r.run_times.push(started.elapsed());
+                        progress.inc(1);
+                        break;
+                    }
                 }
-                result.durations.push(started.elapsed());
-                break;
+                Frame::Error(v) => bail!("server error: {v}"),
+                Frame::Closed(code) => bail!("connection closed ({code:?})"),
+                Frame::Ready(_) | Frame::Other => {}
             }
         }
     }
-    let _ = ws.close(None).await;
-    Ok(result)
+    conn.close().await;
+    Ok(r)
 }
 
-pub async fn run(
-    addr: &str,
-    users: usize,
-    runs: usize,
-    question: &str,
-    timeout: Duration,
-) -> anyhow::Result<String> {
+pub async fn run(addr: &str, p: Golden) -> anyhow::Result<String> {
+    let p = std::sync::Arc::new(p);
+    let progress = bar((p.users * p.runs) as u64, "runs");
     let started = Instant::now();
-    let tasks: Vec<_> = (0..users)
+    let tasks: Vec<_> = (0..p.users)
         .map(|u| {
-            tokio::spawn(one_user(
+            let (addr, p, progress) = (
                 addr.to_string(),
-                format!("load-{u}"),
-                runs,
-                question.to_string(),
-                timeout,
-            ))
+                std::sync::Arc::clone(&p),
+                progress.clone(),
+            );
+            tokio::spawn(async move { one_user(addr, format!("golden-{u}"), &p, progress).await })
         })
         .collect();
-    let mut durations = Vec::new();
-    let mut events = 0;
+    let (mut run_times, mut latencies, mut events) = (Vec::new(), Vec::new(), 0);
     for t in tasks {
         let r = t.await??;
-        durations.extend(r.durations);
+        run_times.extend(r.run_times);
+        latencies.extend(r.latencies);
         events += r.events;
     }
+    progress.finish_and_clear();
     let wall = started.elapsed();
-    let p = percentiles(&mut durations).context("no run completed")?;
+    let runs = percentiles(&mut run_times)
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let lat = percentiles(&mut latencies)
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     Ok(format!(
-        "golden: {users} users × {runs} runs, {events} events in {:.2}s\nrun time (send → supervisor agent_completed): {p}",
-        wall.as_secs_f64()
+        "golden: {} users × {} runs, {events} events in {:.2}s ({:.0} events/s delivered)\n\
+         run time (send → supervisor agent_completed): {runs}\n\
+         event latency (ts → receipt): {lat}",
+        p.users,
+        p.runs,
+        wall.as_secs_f64(),
+        events as f64 / wall.as_secs_f64(),
     ))
 }

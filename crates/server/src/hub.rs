@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use apogee_protocol::{EventBody, StreamEvent};
 use apogee_store::{Store, StoreError, UserKey};
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::queue::{self, PushError};
 use crate::rate::TokenBucket;
 
 /// Retention is enforced every this many events of a user, not on every append.
@@ -38,7 +38,7 @@ pub struct StreamLimits {
 /// The sending half a connection registers with its user's stream.
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Delivered>,
+    tx: queue::Sender<Delivered>,
     /// Fired when the connection's queue is full: it must close with 1013 and resume.
     too_slow: CancellationToken,
 }
@@ -59,7 +59,7 @@ pub enum Replay {
 pub struct Subscription {
     pub head_seq: u64,
     pub replay: Replay,
-    pub rx: mpsc::Receiver<Delivered>,
+    pub rx: queue::Receiver<Delivered>,
     pub too_slow: CancellationToken,
     stream: Arc<UserStream>,
     id: u64,
@@ -148,14 +148,14 @@ impl UserStream {
                 recent.push_back(delivered.clone());
             }
         }
-        lock(&self.subscribers).retain(|s| match s.tx.try_send(delivered.clone()) {
+        lock(&self.subscribers).retain(|s| match s.tx.try_push(delivered.clone()) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(PushError::Full) => {
                 s.too_slow.cancel();
                 self.metrics.slow_consumers.inc();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(PushError::Closed) => false,
         });
         if stored.seq % PRUNE_EVERY == 0 && stored.seq > self.limits.event_retention {
             let keep_after = stored.seq - self.limits.event_retention;
@@ -195,7 +195,7 @@ impl UserStream {
                 }
             }
         };
-        let (tx, rx) = mpsc::channel(queue);
+        let (tx, rx) = queue::bounded(queue);
         let too_slow = CancellationToken::new();
         lock(&self.subscribers).push(Subscriber {
             id,
@@ -266,7 +266,8 @@ impl Hub {
             limits: self.limits,
             append: tokio::sync::Mutex::new(()),
             subscribers: Mutex::new(Vec::new()),
-            recent: Mutex::new(VecDeque::with_capacity(self.limits.replay_buffer.min(64))),
+            // Grows with use: an idle user costs no buffer.
+            recent: Mutex::new(VecDeque::new()),
             messages: Mutex::new(TokenBucket::new(
                 self.limits.messages_per_minute,
                 self.limits.message_burst,

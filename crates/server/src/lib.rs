@@ -10,6 +10,7 @@ pub mod http_error;
 pub mod hub;
 pub mod ingest;
 pub mod metrics;
+pub mod queue;
 pub mod rate;
 pub mod recovery;
 pub mod rest;

@@ -58,6 +58,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Each connection is a file descriptor: allow as many as the hard limit permits.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
     match Cli::parse().command {
         Command::Serve { config, demo_data } => {
             let config = load_config(config.as_deref())?;

@@ -16,7 +16,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -24,6 +23,7 @@ use crate::app::{AppState, ConnectionSlot};
 use crate::http_error::ApiError;
 use crate::hub::{Replay, Subscription};
 use crate::metrics::{CodeLabels, SourceLabels};
+use crate::queue;
 use crate::session::{SessionError, UserSession};
 
 /// Events read from the store per replay query, so a long replay never sits in memory whole.
@@ -70,7 +70,7 @@ pub async fn upgrade(
     };
     let session = app.sessions.open(&identity);
     ws.protocols([apogee_protocol::SUBPROTOCOL])
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(CODEC_MAX_MESSAGE)
@@ -78,15 +78,8 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let span =
                 tracing::info_span!("ws", user = %identity.user_id(), org = %identity.org_id());
-            app.connections
-                .track_future(serve_connection(
-                    socket,
-                    session,
-                    last_seq,
-                    app.clone(),
-                    slot,
-                ))
-                .instrument(span)
+            let fut = serve_connection(socket, session, last_seq, app.clone(), slot);
+            app.connections.track_future(fut).instrument(span)
         })
 }
 
@@ -119,7 +112,7 @@ async fn serve_connection(
     app.metrics.connections_open.inc();
     let connection_id = app.next_connection_id();
     let (sink, stream) = socket.split();
-    let (out_tx, out_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (out_tx, out_rx) = queue::bounded(CONTROL_QUEUE);
     let started = Instant::now();
     let last_seen_ms = AtomicU64::new(0);
     let mut writer = Writer {
@@ -190,9 +183,11 @@ impl Writer<'_> {
         &mut self,
         connection_id: u64,
         last_seq: Option<u64>,
-        mut out: mpsc::Receiver<Out>,
+        mut out: queue::Receiver<Out>,
     ) -> End {
-        let mut sub = match self.start(connection_id, last_seq).await {
+        // Boxed: the start-up work (store reads, replay) is large and short-lived; inline it
+        // would size every idle connection's task for it.
+        let mut sub = match Box::pin(self.start(connection_id, last_seq)).await {
             Ok(sub) => sub,
             Err(end) => return end,
         };
@@ -216,12 +211,12 @@ impl Writer<'_> {
                 _ = self.app.shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, "server restarting")),
                 _ = too_slow.cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq")),
                 _ = &mut token_expired => Err(End::Close(close::TOKEN_EXPIRED, "token_expired")),
-                out = out.recv() => match out {
+                out = out.pop() => match out {
                     Some(Out::Frame(text)) => self.send(Message::Text(text.into()), &too_slow).await,
                     Some(Out::Close(code, reason)) => Err(End::Close(code, reason)),
                     None => Err(End::Drop),
                 },
-                ev = sub.rx.recv() => match ev {
+                ev = sub.rx.pop() => match ev {
                     Some(ev) => self.send(Message::Text(ev.frame), &too_slow).await,
                     None => Err(End::Close(close::INTERNAL_ERROR, "stream closed")),
                 },
@@ -317,7 +312,7 @@ impl Writer<'_> {
 struct Reader<'a> {
     session: &'a UserSession,
     app: &'a AppState,
-    out: mpsc::Sender<Out>,
+    out: queue::Sender<Out>,
     last_seen_ms: &'a AtomicU64,
     started: Instant,
     errors_in_window: u32,
@@ -337,7 +332,7 @@ impl Reader<'_> {
             match step {
                 Ok(()) => {}
                 Err(End::Close(code, reason)) => {
-                    let _ = self.out.try_send(Out::Close(code, reason));
+                    let _ = self.out.try_push(Out::Close(code, reason));
                     return;
                 }
                 Err(End::Drop) => return,
@@ -349,7 +344,7 @@ impl Reader<'_> {
     /// is too slow, and waiting here would let it stall its own reader.
     fn reply(&self, frame: &ServerFrame) -> Result<(), End> {
         self.out
-            .try_send(Out::Frame(frame.to_json()))
+            .try_push(Out::Frame(frame.to_json()))
             .map_err(|_| End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq"))
     }
 
@@ -363,7 +358,8 @@ impl Reader<'_> {
                     ));
                 }
                 match parse_client_frame(text.as_str()) {
-                    Ok(frame) => self.on_frame(frame).await,
+                    // Boxed for the same reason as the writer's start-up.
+                    Ok(frame) => Box::pin(self.on_frame(frame)).await,
                     Err(e) => self.send_error(e, None),
                 }
             }

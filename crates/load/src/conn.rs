@@ -1,0 +1,146 @@
+//! One client connection speaking PROTOCOL.md: connect (with resume), send frames, read frames
+//! with a deadline, and classify them; plus the per-user record that detects loss and
+//! duplication of stream events.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub struct Conn {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// A frame as the scenarios care about it.
+pub enum Frame {
+    Ready(Value),
+    Ack(Value),
+    /// A stream event, with its delivery latency (event `ts` → receipt).
+    Event {
+        seq: u64,
+        value: Value,
+        latency: Option<Duration>,
+    },
+    Error(Value),
+    Other,
+    Closed(Option<u16>),
+}
+
+/// Time from the event's `ts` to now; `None` when `ts` is missing or in the future.
+pub fn latency(value: &Value) -> Option<Duration> {
+    let ts = chrono::DateTime::parse_from_rfc3339(value["ts"].as_str()?).ok()?;
+    (chrono::Utc::now() - ts.with_timezone(&chrono::Utc))
+        .to_std()
+        .ok()
+}
+
+impl Conn {
+    pub async fn connect(addr: &str, user: &str, last_seq: Option<u64>) -> anyhow::Result<Conn> {
+        let resume = last_seq
+            .map(|n| format!("&last_seq={n}"))
+            .unwrap_or_default();
+        let url = format!("ws://{addr}/ws?user={user}{resume}");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .context("WebSocket handshake")?;
+        Ok(Conn { ws })
+    }
+
+    /// Connects over a socket with a tiny receive buffer, for clients that stop reading.
+    pub async fn connect_small_buffer(addr: &str, user: &str) -> anyhow::Result<Conn> {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.set_recv_buffer_size(4096)?;
+        let stream = sock.connect(addr.parse()?).await?;
+        let url = format!("ws://{addr}/ws?user={user}");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+        Ok(Conn { ws })
+    }
+
+    pub async fn send(&mut self, v: &Value) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(v.to_string().into())).await?;
+        Ok(())
+    }
+
+    pub async fn next(&mut self, deadline: Instant) -> anyhow::Result<Frame> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = tokio::time::timeout(left, self.ws.next())
+                .await
+                .context("timed out waiting for a frame")?;
+            let text = match msg {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Close(f))) => return Ok(Frame::Closed(f.map(|f| f.code.into()))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ok(Frame::Closed(None)),
+            };
+            let value: Value = serde_json::from_str(text.as_str())?;
+            if let Some(seq) = value["seq"].as_u64() {
+                let latency = latency(&value);
+                return Ok(Frame::Event {
+                    seq,
+                    value,
+                    latency,
+                });
+            }
+            return Ok(match value["type"].as_str() {
+                Some("connection_ready") => Frame::Ready(value),
+                Some("message_ack") => Frame::Ack(value),
+                Some("error") => Frame::Error(value),
+                _ => Frame::Other,
+            });
+        }
+    }
+
+    /// Reads up to `connection_ready`.
+    pub async fn ready(&mut self, deadline: Instant) -> anyhow::Result<Value> {
+        match self.next(deadline).await? {
+            Frame::Ready(v) => Ok(v),
+            Frame::Closed(code) => bail!("closed before connection_ready ({code:?})"),
+            _ => bail!("first frame was not connection_ready"),
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// Every stream event a user has received, across its connections.
+#[derive(Default)]
+pub struct UserLog {
+    seen: BTreeSet<u64>,
+    pub duplicates: u64,
+    pub runs_completed: u64,
+}
+
+impl UserLog {
+    /// Records an event; true when it ends a run.
+    pub fn record(&mut self, seq: u64, value: &Value) -> bool {
+        if !self.seen.insert(seq) {
+            self.duplicates += 1;
+            return false;
+        }
+        let end = value["type"] == "agent_completed" && value["agent"] == "supervisor";
+        if end {
+            self.runs_completed += 1;
+        }
+        end
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.seen.last().copied().unwrap_or(0)
+    }
+
+    /// Seqs missing between the first seen and `head`.
+    pub fn lost(&self, first: u64, head: u64) -> u64 {
+        if head < first {
+            return 0;
+        }
+        (head - first + 1).saturating_sub(self.seen.range(first..=head).count() as u64)
+    }
+}

@@ -1,0 +1,176 @@
+//! The `storm` scenario: N clients (one user each) ask a question and stop reading part-way;
+//! once every run has finished on the server, all N drop at once and reconnect with
+//! `last_seq`. Reports how long until every client had resumed and caught up, and checks
+//! that no event was lost or duplicated.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::json;
+use tokio::sync::{Semaphore, watch};
+
+use crate::conn::{Conn, Frame, UserLog};
+use crate::progress::bar;
+use crate::server_metrics::metric;
+use crate::stats::percentiles;
+
+pub struct Storm {
+    pub clients: usize,
+    pub concurrency: usize,
+    /// Events each client reads before it stops reading.
+    pub read_before_drop: u64,
+    pub question: String,
+    pub timeout: Duration,
+}
+
+struct ClientResult {
+    resumed_after: Duration,
+    caught_up_after: Duration,
+    replayed: u64,
+    lost: u64,
+    duplicates: u64,
+}
+
+async fn one_client(
+    addr: String,
+    user: String,
+    p: Arc<Storm>,
+    gate: Arc<Semaphore>,
+    armed: Arc<AtomicUsize>,
+    mut drop_at: watch::Receiver<Option<Instant>>,
+) -> anyhow::Result<ClientResult> {
+    let deadline = Instant::now() + p.timeout;
+    let permit = gate.acquire_owned().await?;
+    let mut conn = Conn::connect(&addr, &user, None).await?;
+    let first = conn.ready(deadline).await?["head_seq"]
+        .as_u64()
+        .unwrap_or(0)
+        + 1;
+    drop(permit);
+    conn.send(&json!({"type":"user_message","client_msg_id":"storm-1","content": p.question}))
+        .await?;
+    let mut log = UserLog::default();
+    let mut read = 0;
+    while read < p.read_before_drop {
+        match conn.next(deadline).await? {
+            Frame::Event { seq, value, .. } => {
+                log.record(seq, &value);
+                read += 1;
+            }
+            Frame::Closed(code) => bail!("{user}: closed before the storm ({code:?})"),
+            Frame::Error(v) => bail!("{user}: {v}"),
+            _ => {}
+        }
+    }
+    armed.fetch_add(1, Ordering::SeqCst);
+    // Stop reading; wait for everyone to be dropped at once.
+    let dropped = loop {
+        if let Some(t) = *drop_at.borrow_and_update() {
+            break t;
+        }
+        drop_at.changed().await?;
+    };
+    drop(conn);
+    let mut conn = Conn::connect(&addr, &user, Some(log.last_seq())).await?;
+    let ready = conn.ready(deadline).await?;
+    let resumed_after = dropped.elapsed();
+    if ready["resync_required"] == true {
+        bail!("{user}: resync_required");
+    }
+    let head = ready["head_seq"].as_u64().unwrap_or(0);
+    let replayed = ready["replayed"].as_u64().unwrap_or(0);
+    while log.last_seq() < head {
+        match conn.next(deadline).await? {
+            Frame::Event { seq, value, .. } => {
+                log.record(seq, &value);
+            }
+            Frame::Closed(code) => bail!("{user}: closed during replay ({code:?})"),
+            _ => {}
+        }
+    }
+    let caught_up_after = dropped.elapsed();
+    conn.close().await;
+    Ok(ClientResult {
+        resumed_after,
+        caught_up_after,
+        replayed,
+        lost: log.lost(first, head),
+        duplicates: log.duplicates,
+    })
+}
+
+pub async fn run(addr: &str, p: Storm) -> anyhow::Result<String> {
+    let p = Arc::new(p);
+    let gate = Arc::new(Semaphore::new(p.concurrency.max(1)));
+    let armed = Arc::new(AtomicUsize::new(0));
+    let (drop_tx, drop_rx) = watch::channel(None);
+    let tasks: Vec<_> = (0..p.clients)
+        .map(|i| {
+            let (addr, p, gate, armed, rx) = (
+                addr.to_string(),
+                Arc::clone(&p),
+                Arc::clone(&gate),
+                Arc::clone(&armed),
+                drop_rx.clone(),
+            );
+            tokio::spawn(
+                async move { one_client(addr, format!("storm-{i}"), p, gate, armed, rx).await },
+            )
+        })
+        .collect();
+    let progress = bar(p.clients as u64, "arming");
+    let deadline = Instant::now() + p.timeout;
+    while armed.load(Ordering::SeqCst) < p.clients {
+        if Instant::now() > deadline || tasks.iter().any(|t| t.is_finished()) {
+            break;
+        }
+        progress.set_position(armed.load(Ordering::SeqCst) as u64);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    progress.finish_and_clear();
+    // Let every run finish on the server, so the storm measures resumption alone.
+    while Instant::now() < deadline
+        && metric(addr, "apogee_runs_in_flight").await.unwrap_or(0.0) > 0.0
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = drop_tx.send(Some(Instant::now()));
+    let mut results = Vec::new();
+    let mut failures = 0;
+    let mut first_error = None;
+    for t in tasks {
+        match t.await? {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                failures += 1;
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    let mut resumed: Vec<Duration> = results.iter().map(|r| r.resumed_after).collect();
+    let mut caught_up: Vec<Duration> = results.iter().map(|r| r.caught_up_after).collect();
+    let replayed: u64 = results.iter().map(|r| r.replayed).sum();
+    let lost: u64 = results.iter().map(|r| r.lost).sum();
+    let dups: u64 = results.iter().map(|r| r.duplicates).sum();
+    let all = caught_up.iter().max().copied().unwrap_or_default();
+    Ok(format!(
+        "storm: {} clients dropped at once, {} resumed, {failures} failed{err}; {replayed} events replayed, lost {lost}, duplicated {dups}\n\
+         all clients caught up {:.2}s after the drop\n\
+         per client, drop → connection_ready: {}\n\
+         per client, drop → caught up: {}",
+        p.clients,
+        results.len(),
+        all.as_secs_f64(),
+        percentiles(&mut resumed)
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        percentiles(&mut caught_up)
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        err = first_error
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
+    ))
+}
