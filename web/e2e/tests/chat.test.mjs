@@ -79,6 +79,7 @@ test('asking "Analyze my AI costs" shows every agent step, the charts and the an
     await run.locator('.timeline > summary').click();
     await page.locator('.message.from-user').first().evaluate((el) => el.scrollIntoView({ block: 'start' }));
     await screenshot(page, 'golden-report-desktop', 'report-desktop');
+    assert.equal(await page.evaluate(() => document.scrollingElement.scrollTop), 0, 'the page itself scrolled');
 
     // The thread is listed, and a reload rebuilds the same run from REST history.
     await page.locator('.thread-link[aria-current="page"]').waitFor();
@@ -100,13 +101,14 @@ test('asking "Analyze my AI costs" shows every agent step, the charts and the an
 });
 
 test('a socket cut mid-run resumes with last_seq: no step missing or doubled', async () => {
+  // A spike question, so the anomaly agent runs too and the chart marks its day.
   const b = await launchBrowser();
   try {
     const { page } = b;
     await signInDemo(page, server.url, 'e2e-bob');
     // Cut the socket from the page the moment the data agent's first tool ends.
     await page.evaluate(() => window.__apogee.dropWhen({ type: 'tool_completed', agent: 'data' }));
-    const runId = await ask(page, 'Analyze my AI costs');
+    const runId = await ask(page, 'Why did spend jump?');
     await waitRunEnd(page, runId);
 
     const ready = await page.evaluate(() => window.__apogee.readyLog());
@@ -118,8 +120,13 @@ test('a socket cut mid-run resumes with last_seq: no step missing or doubled', a
     const shown = await pageRun(page, runId);
     assert.equal(shown.status, 'ok');
     assert.deepEqual(shown.steps, expectedRun(events));
+    assert.ok(shown.steps.some((s) => s.agent === 'anomaly'), JSON.stringify(shown.steps));
     await page.locator(`.run[data-run-id="${runId}"] .answer h3`).first().waitFor();
+    const spike = events.find((e) => e.type === 'agent_completed' && e.agent === 'supervisor').data.spike;
+    const marked = page.locator(`.run[data-run-id="${runId}"] [data-chart="daily"] rect[data-marked="true"]`);
+    assert.equal(await marked.getAttribute('data-day'), spike.day);
     await page.locator('#conn-status[data-state="open"]').waitFor();
+    await page.locator(`.run[data-run-id="${runId}"] .report-visuals`).evaluate((el) => el.scrollIntoView({ block: 'start' }));
     await screenshot(page, 'socket-cut-resumed');
     assert.deepEqual(b.errors.filter((e) => !e.includes('WebSocket')), []);
   } finally {
