@@ -20,6 +20,8 @@ const el = {
   identity: byId('identity-button'),
   connStatus: byId('conn-status'),
   connText: byId('conn-text'),
+  connCountdown: byId('conn-countdown'),
+  connRetry: byId('conn-retry'),
   threadList: byId('thread-list'),
   threadEmpty: byId('thread-empty'),
   newChat: byId('new-chat'),
@@ -78,7 +80,10 @@ function showSignin(config, message) {
 
 function setConn(state, text) {
   el.connStatus.dataset.state = state;
-  el.connText.textContent = text;
+  // Only a changed text is written: the status region announces every change.
+  if (el.connText.textContent !== text) el.connText.textContent = text;
+  el.connCountdown.textContent = '';
+  el.connRetry.hidden = state !== 'waiting';
 }
 
 function start(config, identity) {
@@ -101,6 +106,8 @@ function start(config, identity) {
   const dropWhen = [];
   const readyLog = [];
   const eventHooks = [];
+  const ackLog = [];
+  let dropAfterNextSend = false;
 
   const view = new ThreadView({
     list: el.messages,
@@ -134,7 +141,14 @@ function start(config, identity) {
   };
   store.subscribe(render);
 
+  let threadsShown = '';
   function renderThreads() {
+    // Rebuilt only when something visible changed, so keyboard focus in the list survives
+    // the stream of run events.
+    const shown = JSON.stringify([currentThread, store.order.map((id) => [id, store.threads.get(id)?.title])]);
+    if (shown === threadsShown) return;
+    threadsShown = shown;
+    const hadFocus = el.threadList.contains(document.activeElement) ? document.activeElement.dataset.threadId : null;
     clear(el.threadList);
     for (const id of store.order) {
       const t = store.threads.get(id);
@@ -146,6 +160,7 @@ function start(config, identity) {
         el.input.focus();
       });
       el.threadList.append(h('li', {}, button));
+      if (id === hadFocus) button.focus();
     }
     el.threadEmpty.hidden = store.order.length > 0;
   }
@@ -189,6 +204,12 @@ function start(config, identity) {
   function flush() {
     for (const m of store.unsent()) {
       if (!conn.send({ type: 'user_message', client_msg_id: m.client_msg_id, content: m.content, thread_id: m.thread_id ?? null })) break;
+      if (dropAfterNextSend) {
+        // Test hook: the link dies before the ack can arrive.
+        dropAfterNextSend = false;
+        conn.drop();
+        break;
+      }
     }
     render();
   }
@@ -208,6 +229,7 @@ function start(config, identity) {
       return;
     }
     if (f.type === 'message_ack') {
+      ackLog.push({ client_msg_id: f.client_msg_id, run_id: f.run_id, duplicate: f.duplicate });
       const m = store.ack(f);
       if (m && currentThread === null && view.threadId === null) openThread(f.thread_id);
       else render();
@@ -223,7 +245,12 @@ function start(config, identity) {
       }
       return;
     }
+    // A message sent from the new-chat view takes the view to its thread, whichever comes
+    // first: its ack, or (after a reconnect) its replayed message_created.
+    const mine = f.type === 'message_created' && f.message && f.message.client_msg_id ? store.outbox.get(f.message.client_msg_id) : null;
+    const follow = Boolean(mine && (mine.thread_id ?? null) === null && currentThread === null && view.threadId === null);
     if (typeof f.seq === 'number' && store.applyEvent(f)) {
+      if (follow) openThread(f.thread_id);
       for (const fn of eventHooks) fn(f);
       for (let k = dropWhen.length - 1; k >= 0; k -= 1) {
         const spec = dropWhen[k];
@@ -243,9 +270,10 @@ function start(config, identity) {
       setConn('failed', detail.message);
       if (detail.expired) signedOut('the token expired');
     } else if (state === 'waiting') {
+      setConn('waiting', `Offline: ${detail.reason}.`);
       const tick = () => {
         const left = Math.max(0, Math.ceil((detail.at - Date.now()) / 1000));
-        setConn('waiting', `Offline: ${detail.reason}. Retrying in ${left} s`);
+        el.connCountdown.textContent = ` Retrying in ${left} s`;
       };
       tick();
       waitTimer = setInterval(tick, 1000);
@@ -282,9 +310,7 @@ function start(config, identity) {
     },
   });
 
-  el.connStatus.addEventListener('click', () => {
-    if (el.connStatus.dataset.state === 'waiting') conn.connectNow();
-  });
+  el.connRetry.addEventListener('click', () => conn.connectNow());
 
   // Test hooks: inspect the model and cut the socket at a chosen event.
   window.__apogee = {
@@ -295,6 +321,10 @@ function start(config, identity) {
     appliedSeqs: () => [...store.appliedSeqs],
     readyLog: () => [...readyLog],
     onEvent: (fn) => eventHooks.push(fn),
+    ackLog: () => [...ackLog],
+    dropAfterNextSend: () => {
+      dropAfterNextSend = true;
+    },
   };
 
   function send(text) {
