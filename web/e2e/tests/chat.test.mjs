@@ -186,3 +186,44 @@ test('the server restarting mid-run: the page reconnects and the run ends whole'
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a message whose ack was lost is re-sent with the same client_msg_id: one run, not two', async () => {
+  const b = await launchBrowser();
+  try {
+    const { page } = b;
+    await signInDemo(page, server.url, 'e2e-erin');
+    await page.evaluate(() => window.__apogee.dropAfterNextSend());
+    const runId = await ask(page, 'How can we cut our bill?');
+    await waitRunEnd(page, runId);
+    const acks = await page.evaluate(() => window.__apogee.ackLog());
+    assert.equal(acks.length, 1, JSON.stringify(acks));
+    assert.equal(acks[0].duplicate, true, 'the re-sent message was not recognised as the same one');
+    assert.equal(await page.locator('.run').count(), 1);
+    assert.equal(await page.locator('.message.from-user').count(), 1);
+    assert.equal(await page.locator('.run[data-status="ok"]').count(), 1);
+  } finally {
+    await b.close();
+  }
+});
+
+test('a message typed while offline waits in the outbox, survives a reload, and is sent once', async () => {
+  const b = await launchBrowser();
+  try {
+    const { page } = b;
+    await signInDemo(page, server.url, 'e2e-fay');
+    await page.evaluate(() => window.__apogee.conn.stop());
+    await page.getByLabel('Your question').fill('Analyze my AI costs');
+    await page.keyboard.press('Enter');
+    await page.locator('.message.pending[data-state="sending"]').waitFor();
+    await page.reload();
+    await page.locator('#conn-status[data-state="open"]').waitFor();
+    const run = page.locator('.run[data-status="ok"]');
+    await run.waitFor({ timeout: 60000 });
+    assert.equal(await page.locator('.run').count(), 1);
+    assert.equal(await page.locator('.message.from-user').count(), 1);
+    const threads = await (await fetch(`${server.url}/api/threads`, { headers: { 'X-Apogee-User': 'e2e-fay' } })).json();
+    assert.equal(threads.threads.length, 1);
+  } finally {
+    await b.close();
+  }
+});
