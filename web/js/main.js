@@ -46,6 +46,8 @@ function showSignin(config, message) {
   el.chat.hidden = true;
   el.signin.hidden = false;
   el.identity.hidden = true;
+  el.threadsToggle.hidden = true;
+  el.sidebar.hidden = true;
   setConn('idle', 'Not signed in');
   const form = config.auth === 'demo' ? el.demoForm : el.jwtForm;
   el.demoForm.hidden = config.auth !== 'demo';
@@ -90,6 +92,8 @@ function start(config, identity) {
   el.signin.hidden = true;
   el.chat.hidden = false;
   el.identity.hidden = false;
+  el.threadsToggle.hidden = false;
+  el.sidebar.hidden = false;
   el.identity.textContent = `${identity.label} · Sign out`;
   el.identity.setAttribute('aria-label', `Signed in as ${identity.label}. Sign out`);
   el.identity.onclick = () => {
@@ -363,6 +367,7 @@ function start(config, identity) {
     const open = !el.sidebar.classList.contains('open');
     el.sidebar.classList.toggle('open', open);
     el.threadsToggle.setAttribute('aria-expanded', String(open));
+    if (open) el.newChat.focus();
   });
   function closeSidebar() {
     el.sidebar.classList.remove('open');

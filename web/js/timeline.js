@@ -54,9 +54,10 @@ export class RunView {
     this.announcedEnd = false;
     const t = collapsible('timeline', live);
     this.timeline = t.details;
+    this.headIcon = h('span', { class: 'run-icon', 'aria-hidden': 'true' });
     this.headline = h('span', { class: 'run-headline' });
     this.counts = h('span', { class: 'run-counts muted small' });
-    t.summary.append(this.headline, this.counts);
+    t.summary.append(this.headIcon, this.headline, this.counts);
     this.stepList = h('ol', { class: 'steps', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Agent steps' });
     this.cancelButton = h('button', { type: 'button', class: 'secondary small-button cancel-run', hidden: true }, 'Stop this run');
     this.cancelButton.addEventListener('click', () => this.onCancel(this.runId));
@@ -65,7 +66,8 @@ export class RunView {
     this.visuals = h('div', { class: 'visuals-slot' });
     this.answer = h('article', { class: 'answer markdown', hidden: true, 'aria-label': 'Answer' });
     this.el = h('section', { class: 'run', 'data-run-id': runId, 'data-status': 'running', 'aria-label': 'Analysis run' }, this.timeline, this.errorBox, this.visuals, this.answer);
-    this.headline.textContent = `${STATUS_ICON.running} Starting…`;
+    this.headIcon.textContent = `${STATUS_ICON.running} `;
+    this.headline.textContent = 'Starting…';
   }
 
   /** @param view Run.view(); @param answer the assistant message of this run, if any. */
@@ -74,8 +76,9 @@ export class RunView {
     this.el.dataset.status = view.status;
     const tools = view.steps.reduce((n, st) => n + st.items.filter((i) => i.kind === 'tool').length, 0);
     const agents = view.steps.filter((st) => st.agent !== 'supervisor').length;
-    if (!done) this.headline.textContent = `${STATUS_ICON.running} Working: ${agentLabel(lastRunning(view))}…`;
-    else this.headline.textContent = `${STATUS_ICON[view.status] || ''} Analysis ${STATUS_TEXT[view.status] || view.status}${view.endedAt ? ` in ${elapsed(view.startedAt, view.endedAt)}` : ''}`;
+    this.headIcon.textContent = `${STATUS_ICON[view.status] || STATUS_ICON.running} `;
+    if (!done) this.headline.textContent = `Working: ${agentLabel(lastRunning(view))}…`;
+    else this.headline.textContent = `Analysis ${STATUS_TEXT[view.status] || view.status}${view.endedAt ? ` in ${elapsed(view.startedAt, view.endedAt)}` : ''}`;
     this.counts.textContent = ` · ${agents} agent${agents === 1 ? '' : 's'}, ${tools} tool call${tools === 1 ? '' : 's'}`;
     this.cancelButton.hidden = done || !this.live;
 
@@ -131,7 +134,10 @@ export class RunView {
     }
     if (runDone && !v.details.userToggled) v.details.open = false;
     st.items.forEach((item, k) => this.updateItem(v, item, k));
-    if (st.summary) {
+    // Agents often end on the sentence they just said; showing it twice adds nothing.
+    const last = st.items[st.items.length - 1];
+    const repeated = last && (last.kind === 'thinking' ? last.text : last.summary) === st.summary;
+    if (st.summary && !repeated) {
       v.result.hidden = false;
       v.result.textContent = st.summary;
     }
