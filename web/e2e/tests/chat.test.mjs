@@ -227,3 +227,27 @@ test('a message typed while offline waits in the outbox, survives a reload, and 
     await b.close();
   }
 });
+
+test('resync_required (the server lacks the events after last_seq) reloads history over REST', async () => {
+  const b = await launchBrowser();
+  try {
+    const { page } = b;
+    await signInDemo(page, server.url, 'e2e-gus');
+    const runId = await ask(page, 'Analyze my AI costs');
+    await waitRunEnd(page, runId);
+    // A last_seq beyond the server's head, as after the database was replaced.
+    await page.evaluate(() => localStorage.setItem('apogee.lastSeq.demo:e2e-gus', '999999'));
+    await page.reload();
+    await page.locator('#conn-status[data-state="open"]').waitFor();
+    const ready = await page.evaluate(() => window.__apogee.readyLog());
+    assert.equal(ready[0].resync_required, true, JSON.stringify(ready));
+    await waitRunEnd(page, runId);
+    const events = await runEvents(server.url, 'e2e-gus', runId);
+    assert.deepEqual((await pageRun(page, runId)).steps, expectedRun(events));
+    const stored = await page.evaluate(() => Number(localStorage.getItem('apogee.lastSeq.demo:e2e-gus')));
+    assert.equal(stored, ready[0].head_seq);
+    await page.locator('.thread-link').first().waitFor();
+  } finally {
+    await b.close();
+  }
+});
