@@ -158,7 +158,16 @@ test('the server restarting mid-run: the page reconnects and the run ends whole'
     await page.waitForFunction(() => document.querySelector('#conn-status').dataset.state !== 'open', null, { timeout: 15000 });
     await stopping;
     const seenBefore = await page.evaluate(() => window.__apogee.appliedSeqs().length);
-    srv = await startServer(dir, { addr });
+    // The same port again; the old socket may linger for a moment.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        srv = await startServer(dir, { addr });
+        break;
+      } catch (e) {
+        if (attempt >= 10) throw e;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
     await page.locator('#conn-status[data-state="open"]').waitFor({ timeout: 30000 });
     const runId = await page.locator('.run').first().getAttribute('data-run-id');
     await waitRunEnd(page, runId);
