@@ -23,7 +23,7 @@ use crate::hub::{Hub, StreamLimits};
 use crate::metrics::Metrics;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
-use crate::{recovery, rest, ws};
+use crate::{recovery, rest, static_ui, ws};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{id}/events", get(rest::run_events))
         .route("/api/usage", post(rest::ingest_usage))
         .route("/api/costs", get(rest::costs))
+        .merge(static_ui::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

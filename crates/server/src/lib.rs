@@ -17,4 +17,5 @@ pub mod rest;
 pub mod runs;
 pub mod session;
 pub mod sink;
+pub mod static_ui;
 pub mod ws;

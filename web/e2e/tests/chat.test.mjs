@@ -1,0 +1,262 @@
+// The golden path in a real browser, and the run surviving a cut socket and a server restart.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { tempDir, loadDemoData, startServer, launchBrowser, screenshot, signInDemo, runEvents, pageRun, expectedRun } from './harness.mjs';
+
+let dataDir;
+let server;
+
+before(async () => {
+  dataDir = await tempDir('data');
+  await loadDemoData(dataDir, 20000);
+  server = await startServer(dataDir);
+});
+
+after(async () => {
+  if (server) await server.stop();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+/** Asks by clicking a suggestion; returns the run id the server acknowledged. */
+async function ask(page, question) {
+  await page.getByRole('button', { name: question }).click();
+  const handle = await page.waitForFunction(() => {
+    const m = [...window.__apogee.store.outbox.values()].find((x) => x.run_id);
+    if (m) return m.run_id;
+    const runs = [...document.querySelectorAll('.run')];
+    return runs.length ? runs[runs.length - 1].dataset.runId : null;
+  }, null, { timeout: 15000 });
+  return handle.jsonValue();
+}
+
+async function waitRunEnd(page, runId, timeout = 60000) {
+  const sel = (status) => `.run[data-run-id="${runId}"][data-status="${status}"]`;
+  await page.locator(`${sel('ok')}, ${sel('error')}, ${sel('cancelled')}`).waitFor({ timeout });
+}
+
+function assertUniqueContiguous(seqs) {
+  const sorted = [...seqs].sort((a, b) => a - b);
+  assert.equal(new Set(seqs).size, seqs.length, `duplicate seqs applied: ${seqs}`);
+  for (let k = 1; k < sorted.length; k += 1) assert.equal(sorted[k], sorted[k - 1] + 1, `gap in seqs: ${sorted}`);
+}
+
+test('asking "Analyze my AI costs" shows every agent step, the charts and the answer', async () => {
+  const b = await launchBrowser({ width: 1280, height: 800 });
+  try {
+    const { page } = b;
+    await signInDemo(page, server.url, 'e2e-alice');
+    const runId = await ask(page, 'Analyze my AI costs');
+    await waitRunEnd(page, runId);
+
+    const events = await runEvents(server.url, 'e2e-alice', runId);
+    const shown = await pageRun(page, runId);
+    assert.equal(shown.status, 'ok');
+    assert.deepEqual(shown.steps, expectedRun(events));
+    const agents = shown.steps.map((s) => s.agent);
+    for (const a of ['supervisor', 'triage', 'data', 'optimization', 'report']) assert.ok(agents.includes(a), `no ${a} step in ${agents}`);
+
+    // Charts from the supervisor's data, and the markdown answer with its tables.
+    const run = page.locator(`.run[data-run-id="${runId}"]`);
+    await run.locator('[data-chart="by-model"] svg rect').first().waitFor();
+    assert.ok((await run.locator('[data-chart="daily"] svg rect').count()) >= 20);
+    assert.equal(await run.locator('[data-chart="daily"] rect[data-marked="true"]').count(), 1);
+    assert.ok((await run.locator('[data-chart="savings"] svg rect').count()) >= 1);
+    await run.locator('.answer h3', { hasText: 'Your AI spend' }).waitFor();
+    assert.ok((await run.locator('.answer table').count()) >= 2);
+    const answerText = await run.locator('.answer').innerText();
+    const total = events.find((e) => e.type === 'agent_completed' && e.agent === 'supervisor').data.totals.cost_usd;
+    const dollars = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' }).format(total);
+    assert.ok(answerText.includes(dollars), `answer lacks the total ${dollars}`);
+
+    // The timeline opens with the keyboard and shows the tools with their arguments.
+    await run.locator('.timeline > summary').focus();
+    await page.keyboard.press('Enter');
+    await run.locator('.step[data-agent="data"] > details > summary').click();
+    await run.locator('.step[data-agent="data"] .tool-args').first().waitFor();
+    await screenshot(page, 'golden-timeline-desktop');
+    await run.locator('.timeline > summary').click();
+    await page.locator('.message.from-user').first().evaluate((el) => el.scrollIntoView({ block: 'start' }));
+    await screenshot(page, 'golden-report-desktop', 'report-desktop');
+    assert.equal(await page.evaluate(() => document.scrollingElement.scrollTop), 0, 'the page itself scrolled');
+
+    // The thread is listed, and a reload rebuilds the same run from REST history.
+    await page.locator('.thread-link[aria-current="page"]').waitFor();
+    await page.reload();
+    await page.locator('#conn-status[data-state="open"]').waitFor();
+    await waitRunEnd(page, runId);
+    assert.deepEqual((await pageRun(page, runId)).steps, expectedRun(events));
+    await run.locator('[data-chart="by-model"] svg rect').first().waitFor();
+
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.locator('.message.from-user').first().evaluate((el) => el.scrollIntoView({ block: 'start' }));
+    await screenshot(page, 'golden-report-phone', 'report-phone');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `page wider than a phone by ${overflow}px`);
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
+
+test('a socket cut mid-run resumes with last_seq: no step missing or doubled', async () => {
+  // A spike question, so the anomaly agent runs too and the chart marks its day.
+  const b = await launchBrowser();
+  try {
+    const { page } = b;
+    await signInDemo(page, server.url, 'e2e-bob');
+    // Cut the socket from the page the moment the data agent's first tool ends.
+    await page.evaluate(() => window.__apogee.dropWhen({ type: 'tool_completed', agent: 'data' }));
+    const runId = await ask(page, 'Why did spend jump?');
+    await waitRunEnd(page, runId);
+
+    const ready = await page.evaluate(() => window.__apogee.readyLog());
+    assert.ok(ready.length >= 2, `expected a reconnect, saw ${JSON.stringify(ready)}`);
+    assert.ok(ready.slice(1).some((r) => r.replayed > 0), `no replay after the cut: ${JSON.stringify(ready)}`);
+    assertUniqueContiguous(await page.evaluate(() => window.__apogee.appliedSeqs()));
+
+    const events = await runEvents(server.url, 'e2e-bob', runId);
+    const shown = await pageRun(page, runId);
+    assert.equal(shown.status, 'ok');
+    assert.deepEqual(shown.steps, expectedRun(events));
+    assert.ok(shown.steps.some((s) => s.agent === 'anomaly'), JSON.stringify(shown.steps));
+    await page.locator(`.run[data-run-id="${runId}"] .answer h3`).first().waitFor();
+    const spike = events.find((e) => e.type === 'agent_completed' && e.agent === 'supervisor').data.spike;
+    const marked = page.locator(`.run[data-run-id="${runId}"] [data-chart="daily"] rect[data-marked="true"]`);
+    assert.equal(await marked.getAttribute('data-day'), spike.day);
+    await page.locator('#conn-status[data-state="open"]').waitFor();
+    await page.locator(`.run[data-run-id="${runId}"] .report-visuals`).evaluate((el) => el.scrollIntoView({ block: 'start' }));
+    await screenshot(page, 'socket-cut-resumed');
+    assert.deepEqual(b.errors.filter((e) => !e.includes('WebSocket')), []);
+  } finally {
+    await b.close();
+  }
+});
+
+test('the server restarting mid-run: the page reconnects and the run ends whole', async () => {
+  // A server of its own on a fixed port, so the page can find it again after the restart.
+  const dir = await tempDir('restart');
+  await loadDemoData(dir, 20000);
+  let srv = await startServer(dir);
+  const addr = srv.addr;
+  const b = await launchBrowser();
+  try {
+    const { page } = b;
+    await signInDemo(page, srv.url, 'e2e-carol');
+    // Stop the server (SIGTERM) the moment the data agent calls its first tool.
+    let stopping = null;
+    await page.exposeFunction('e2eStopServer', () => {
+      stopping ??= srv.stop();
+    });
+    await page.evaluate(() =>
+      window.__apogee.onEvent((f) => {
+        if (f.type === 'tool_executing' && f.agent === 'data') window.e2eStopServer();
+      }),
+    );
+    await page.getByRole('button', { name: 'Analyze my AI costs' }).click();
+    await page.waitForFunction(() => document.querySelector('#conn-status').dataset.state !== 'open', null, { timeout: 15000 });
+    await stopping;
+    const seenBefore = await page.evaluate(() => window.__apogee.appliedSeqs().length);
+    // The same port again; the old socket may linger for a moment.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        srv = await startServer(dir, { addr });
+        break;
+      } catch (e) {
+        if (attempt >= 10) throw e;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
+    await page.locator('#conn-status[data-state="open"]').waitFor({ timeout: 30000 });
+    const runId = await page.locator('.run').first().getAttribute('data-run-id');
+    await waitRunEnd(page, runId);
+
+    assertUniqueContiguous(await page.evaluate(() => window.__apogee.appliedSeqs()));
+    const events = await runEvents(srv.url, 'e2e-carol', runId);
+    const shown = await pageRun(page, runId);
+    assert.deepEqual(shown.steps, expectedRun(events));
+    assert.ok(shown.steps.every((s) => s.status !== 'running'), JSON.stringify(shown.steps));
+    const endSeq = events[events.length - 1].seq;
+    assert.ok(seenBefore < endSeq, `the stop came after the run ended (${seenBefore} of ${endSeq} events seen)`);
+    await screenshot(page, 'server-restart-resumed');
+
+    // The connection works after the restart: a second question in the same thread.
+    const before = await page.locator('.run').count();
+    await page.getByLabel('Your question').fill('How can we cut our bill?');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((n) => document.querySelectorAll('.run').length > n, before);
+    const second = await page.locator('.run').last().getAttribute('data-run-id');
+    await waitRunEnd(page, second);
+    assert.equal(await page.locator(`.run[data-run-id="${second}"]`).getAttribute('data-status'), 'ok');
+  } finally {
+    await b.close();
+    await srv.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a message whose ack was lost is re-sent with the same client_msg_id: one run, not two', async () => {
+  const b = await launchBrowser();
+  try {
+    const { page } = b;
+    await signInDemo(page, server.url, 'e2e-erin');
+    await page.evaluate(() => window.__apogee.dropAfterNextSend());
+    const runId = await ask(page, 'How can we cut our bill?');
+    await waitRunEnd(page, runId);
+    const acks = await page.evaluate(() => window.__apogee.ackLog());
+    assert.equal(acks.length, 1, JSON.stringify(acks));
+    assert.equal(acks[0].duplicate, true, 'the re-sent message was not recognised as the same one');
+    assert.equal(await page.locator('.run').count(), 1);
+    assert.equal(await page.locator('.message.from-user').count(), 1);
+    assert.equal(await page.locator('.run[data-status="ok"]').count(), 1);
+  } finally {
+    await b.close();
+  }
+});
+
+test('a message typed while offline waits in the outbox, survives a reload, and is sent once', async () => {
+  const b = await launchBrowser();
+  try {
+    const { page } = b;
+    await signInDemo(page, server.url, 'e2e-fay');
+    await page.evaluate(() => window.__apogee.conn.stop());
+    await page.getByLabel('Your question').fill('Analyze my AI costs');
+    await page.keyboard.press('Enter');
+    await page.locator('.message.pending[data-state="sending"]').waitFor();
+    await page.reload();
+    await page.locator('#conn-status[data-state="open"]').waitFor();
+    const run = page.locator('.run[data-status="ok"]');
+    await run.waitFor({ timeout: 60000 });
+    assert.equal(await page.locator('.run').count(), 1);
+    assert.equal(await page.locator('.message.from-user').count(), 1);
+    const threads = await (await fetch(`${server.url}/api/threads`, { headers: { 'X-Apogee-User': 'e2e-fay' } })).json();
+    assert.equal(threads.threads.length, 1);
+  } finally {
+    await b.close();
+  }
+});
+
+test('resync_required (the server lacks the events after last_seq) reloads history over REST', async () => {
+  const b = await launchBrowser();
+  try {
+    const { page } = b;
+    await signInDemo(page, server.url, 'e2e-gus');
+    const runId = await ask(page, 'Analyze my AI costs');
+    await waitRunEnd(page, runId);
+    // A last_seq beyond the server's head, as after the database was replaced.
+    await page.evaluate(() => localStorage.setItem('apogee.lastSeq.demo:e2e-gus', '999999'));
+    await page.reload();
+    await page.locator('#conn-status[data-state="open"]').waitFor();
+    const ready = await page.evaluate(() => window.__apogee.readyLog());
+    assert.equal(ready[0].resync_required, true, JSON.stringify(ready));
+    await waitRunEnd(page, runId);
+    const events = await runEvents(server.url, 'e2e-gus', runId);
+    assert.deepEqual((await pageRun(page, runId)).steps, expectedRun(events));
+    const stored = await page.evaluate(() => Number(localStorage.getItem('apogee.lastSeq.demo:e2e-gus')));
+    assert.equal(stored, ready[0].head_seq);
+    await page.locator('.thread-link').first().waitFor();
+  } finally {
+    await b.close();
+  }
+});

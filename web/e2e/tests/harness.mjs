@@ -1,0 +1,147 @@
+// Shared test plumbing: the real `apogee` binary on loopback with its own temp data dir, and
+// Debian's Chromium driven by playwright-core with a fresh profile.
+
+import { spawn, execFile } from 'node:child_process';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(here, '../../..');
+export const BIN = process.env.APOGEE_BIN || path.join(ROOT, 'target/debug/apogee');
+export const SHOTS = process.env.E2E_SCREENSHOTS || path.join(ROOT, 'target/e2e-screenshots');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+export async function tempDir(prefix) {
+  return mkdtemp(path.join(tmpdir(), `apogee-e2e-${prefix}-`));
+}
+
+function serverEnv(dataDir, extra) {
+  return { ...process.env, APOGEE_DATA_DIR: dataDir, RUST_LOG: process.env.RUST_LOG || 'warn', ...extra };
+}
+
+export async function loadDemoData(dataDir, calls = 20000) {
+  await promisify(execFile)(BIN, ['demo-data', '--calls', String(calls)], { env: serverEnv(dataDir, {}) });
+}
+
+/** Starts `apogee serve`; resolves once it prints `listening on http://ADDR`. */
+export function startServer(dataDir, { addr = '127.0.0.1:0', env = {} } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BIN, ['serve'], { env: serverEnv(dataDir, { APOGEE_ADDR: addr, ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 30000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ url: m[1], addr: m[1].replace('http://', ''), child, stop: () => stopServer(child) });
+      }
+    });
+    child.stderr.on('data', (d) => {
+      err = (err + d).slice(-4000);
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}: ${err}`));
+    });
+  });
+}
+
+export function stopServer(child, signal = 'SIGTERM') {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill(signal);
+  });
+}
+
+/** A fresh Chromium profile in a temp dir, removed by `close()`. */
+export async function launchBrowser(viewport = { width: 1280, height: 800 }) {
+  const profile = await tempDir('profile');
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  return {
+    context,
+    page,
+    errors,
+    close: async () => {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Saves a screenshot under target/e2e-screenshots, and under $DOCS_SCREENSHOTS as `docsName`. */
+export async function screenshot(page, name, docsName) {
+  await mkdir(SHOTS, { recursive: true });
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file });
+  if (docsName && process.env.DOCS_SCREENSHOTS) {
+    await mkdir(process.env.DOCS_SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(process.env.DOCS_SCREENSHOTS, `${docsName}.png`) });
+  }
+  return file;
+}
+
+/** Opens the UI and signs in as a demo user. */
+export async function signInDemo(page, url, name) {
+  await page.goto(url);
+  await page.getByLabel('Display name').fill(name);
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('#conn-status[data-state="open"]').waitFor({ timeout: 15000 });
+}
+
+/** The run's stored events, straight from the server (the truth to compare the page with). */
+export async function runEvents(url, user, runId) {
+  const res = await fetch(`${url}/api/runs/${runId}/events`, { headers: { 'X-Apogee-User': user } });
+  if (!res.ok) throw new Error(`run events: HTTP ${res.status}`);
+  return (await res.json()).events;
+}
+
+/** What the page shows for a run: its steps and tool calls. */
+export async function pageRun(page, runId) {
+  return page.evaluate((id) => {
+    const run = document.querySelector(`.run[data-run-id="${id}"]`);
+    if (!run) return null;
+    return {
+      status: run.dataset.status,
+      steps: [...run.querySelectorAll('.step')].map((s) => ({ agent: s.dataset.agent, status: s.dataset.status, tools: [...s.querySelectorAll('.item.tool')].map((t) => ({ tool: t.dataset.tool, status: t.dataset.status })) })),
+    };
+  }, runId);
+}
+
+/** Asserts the page shows exactly the run the server stored: every step once, every tool once. */
+export function expectedRun(events) {
+  const steps = [];
+  const open = new Map();
+  for (const e of events) {
+    if (e.type === 'agent_started') {
+      const s = { agent: e.agent, status: 'running', tools: [] };
+      steps.push(s);
+      open.set(e.agent, s);
+    } else if (e.type === 'tool_executing') {
+      open.get(e.agent).tools.push({ tool: e.tool, status: 'running', call: e.call_id });
+    } else if (e.type === 'tool_completed') {
+      const t = open.get(e.agent).tools.find((x) => x.call === e.call_id);
+      t.status = e.status;
+    } else if (e.type === 'agent_completed') {
+      open.get(e.agent).status = e.status;
+    }
+  }
+  return steps.map((s) => ({ ...s, tools: s.tools.map(({ tool, status }) => ({ tool, status })) }));
+}

@@ -1,0 +1,389 @@
+// Entry point: learns the server's auth mode, signs the user in, then wires the REST client,
+// the self-healing WebSocket, the stream model and the views together.
+
+import { byId, h, clear, announce } from './dom.js';
+import { dateTime } from './format.js';
+import { Api, ApiError, fetchConfig } from './api.js';
+import { Connection, FatalConnectError } from './connection.js';
+import { Store } from './state.js';
+import { ThreadView } from './thread_view.js';
+import { loadIdentity, saveIdentity, forgetIdentity, validDemoName, jwtIdentity } from './identity.js';
+
+const el = {
+  signin: byId('signin'),
+  demoForm: byId('demo-form'),
+  demoName: byId('demo-name'),
+  jwtForm: byId('jwt-form'),
+  jwtToken: byId('jwt-token'),
+  jwtError: byId('jwt-error'),
+  chat: byId('chat'),
+  identity: byId('identity-button'),
+  connStatus: byId('conn-status'),
+  connText: byId('conn-text'),
+  connCountdown: byId('conn-countdown'),
+  connRetry: byId('conn-retry'),
+  threadList: byId('thread-list'),
+  threadEmpty: byId('thread-empty'),
+  newChat: byId('new-chat'),
+  sidebar: byId('sidebar'),
+  threadsToggle: byId('threads-toggle'),
+  composer: byId('composer'),
+  input: byId('composer-input'),
+  suggestions: byId('suggestions'),
+  messages: byId('messages'),
+  conversation: byId('conversation'),
+  welcome: byId('welcome'),
+};
+
+async function boot() {
+  const config = await fetchConfig();
+  const identity = loadIdentity(config.auth);
+  if (identity) start(config, identity);
+  else showSignin(config);
+}
+
+function showSignin(config, message) {
+  el.chat.hidden = true;
+  el.signin.hidden = false;
+  el.identity.hidden = true;
+  el.threadsToggle.hidden = true;
+  el.sidebar.hidden = true;
+  setConn('idle', 'Not signed in');
+  const form = config.auth === 'demo' ? el.demoForm : el.jwtForm;
+  el.demoForm.hidden = config.auth !== 'demo';
+  el.jwtForm.hidden = config.auth === 'demo';
+  el.jwtError.hidden = !message;
+  el.jwtError.textContent = message || '';
+  form.onsubmit = (ev) => {
+    ev.preventDefault();
+    let identity = null;
+    if (config.auth === 'demo') {
+      const name = el.demoName.value.trim();
+      if (!validDemoName(name)) {
+        el.demoName.setCustomValidity('Use letters, digits, - and _ only (up to 64).');
+        el.demoName.reportValidity();
+        return;
+      }
+      identity = { mode: 'demo', user: name, key: `demo:${name}`, label: name };
+    } else {
+      identity = jwtIdentity(el.jwtToken.value.trim());
+      if (!identity) {
+        el.jwtError.hidden = false;
+        el.jwtError.textContent = 'That does not look like a JWT with a `sub` claim.';
+        return;
+      }
+    }
+    saveIdentity(identity);
+    start(config, identity);
+  };
+  el.demoName.oninput = () => el.demoName.setCustomValidity('');
+  (config.auth === 'demo' ? el.demoName : el.jwtToken).focus();
+}
+
+function setConn(state, text) {
+  el.connStatus.dataset.state = state;
+  // Only a changed text is written: the status region announces every change.
+  if (el.connText.textContent !== text) el.connText.textContent = text;
+  el.connCountdown.textContent = '';
+  el.connRetry.hidden = state !== 'waiting';
+}
+
+function start(config, identity) {
+  el.signin.hidden = true;
+  el.chat.hidden = false;
+  el.identity.hidden = false;
+  el.threadsToggle.hidden = false;
+  el.sidebar.hidden = false;
+  el.identity.textContent = `${identity.label} · Sign out`;
+  el.identity.setAttribute('aria-label', `Signed in as ${identity.label}. Sign out`);
+  el.identity.onclick = () => {
+    forgetIdentity(identity.mode);
+    location.hash = '';
+    location.reload();
+  };
+
+  const api = new Api(identity);
+  const store = new Store(identity.key);
+  const fetchedRuns = new Set();
+  let currentThread = null;
+  let waitTimer = null;
+  const dropWhen = [];
+  const readyLog = [];
+  const eventHooks = [];
+  const ackLog = [];
+  let dropAfterNextSend = false;
+
+  const view = new ThreadView({
+    list: el.messages,
+    scroller: el.conversation,
+    welcome: el.welcome,
+    onCancel: (runId) => conn.send({ type: 'cancel_run', run_id: runId }),
+    onRetry: (id) => {
+      store.retry(id);
+      flush();
+    },
+    needRun: (runId) => {
+      if (fetchedRuns.has(runId)) return;
+      fetchedRuns.add(runId);
+      api.runEvents(runId).then(
+        (events) => store.setRunEvents(runId, events),
+        () => fetchedRuns.delete(runId),
+      );
+    },
+  });
+
+  // Rendering is batched to one pass per frame, however many events arrive.
+  let scheduled = false;
+  const render = () => {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      renderThreads();
+      view.render(store);
+    });
+  };
+  store.subscribe(render);
+
+  let threadsShown = '';
+  function renderThreads() {
+    // Rebuilt only when something visible changed, so keyboard focus in the list survives
+    // the stream of run events.
+    const shown = JSON.stringify([currentThread, store.order.map((id) => [id, store.threads.get(id)?.title])]);
+    if (shown === threadsShown) return;
+    threadsShown = shown;
+    const hadFocus = el.threadList.contains(document.activeElement) ? document.activeElement.dataset.threadId : null;
+    clear(el.threadList);
+    for (const id of store.order) {
+      const t = store.threads.get(id);
+      if (!t) continue;
+      const button = h('button', { type: 'button', class: 'thread-link', 'aria-current': id === currentThread ? 'page' : null, 'data-thread-id': id }, h('span', { class: 'thread-title' }, t.title || 'Conversation'), h('span', { class: 'thread-date muted small' }, dateTime(t.created_at)));
+      button.addEventListener('click', () => {
+        openThread(id);
+        closeSidebar();
+        el.input.focus();
+      });
+      el.threadList.append(h('li', {}, button));
+      if (id === hadFocus) button.focus();
+    }
+    el.threadEmpty.hidden = store.order.length > 0;
+  }
+
+  async function loadThreads() {
+    try {
+      store.setThreads(await api.threads());
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return signedOut(e.message);
+      announce('Could not load conversations.');
+    }
+  }
+
+  async function loadMessages(threadId) {
+    try {
+      store.setMessages(threadId, await api.messages(threadId));
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) {
+        openThread(null);
+        return;
+      }
+      if (e instanceof ApiError && e.status === 401) signedOut(e.message);
+    }
+  }
+
+  function openThread(id) {
+    currentThread = id;
+    history.replaceState(null, '', id ? `#thread=${encodeURIComponent(id)}` : location.pathname);
+    view.open(id);
+    const t = id ? store.threads.get(id) : null;
+    if (id && (!t || !t.messages)) loadMessages(id);
+    render();
+  }
+
+  function signedOut(message) {
+    conn.stop();
+    forgetIdentity(identity.mode);
+    showSignin(config, `The server refused these credentials: ${message}`);
+  }
+
+  function flush() {
+    for (const m of store.unsent()) {
+      if (!conn.send({ type: 'user_message', client_msg_id: m.client_msg_id, content: m.content, thread_id: m.thread_id ?? null })) break;
+      if (dropAfterNextSend) {
+        // Test hook: the link dies before the ack can arrive.
+        dropAfterNextSend = false;
+        conn.drop();
+        break;
+      }
+    }
+    render();
+  }
+
+  function onFrame(f) {
+    if (f.type === 'connection_ready') {
+      readyLog.push({ head_seq: f.head_seq, replayed: f.replayed, resync_required: f.resync_required });
+      if (store.ready(f)) {
+        // The server no longer has the events we missed: history comes from REST instead.
+        store.resetHistory();
+        fetchedRuns.clear();
+        view.open(undefined);
+        openThread(currentThread);
+        loadThreads();
+      }
+      flush();
+      return;
+    }
+    if (f.type === 'message_ack') {
+      ackLog.push({ client_msg_id: f.client_msg_id, run_id: f.run_id, duplicate: f.duplicate });
+      const m = store.ack(f);
+      if (m && currentThread === null && view.threadId === null) openThread(f.thread_id);
+      else render();
+      return;
+    }
+    if (f.type === 'error') {
+      if (f.client_msg_id && f.code === 'rate_limited') {
+        setTimeout(flush, Math.max(500, Number(f.retry_after_ms) || 1000));
+      } else if (f.client_msg_id) {
+        store.fail(f.client_msg_id, f.message || f.code);
+      } else {
+        announce(`The server reported an error: ${f.message || f.code}`);
+      }
+      return;
+    }
+    // A message sent from the new-chat view takes the view to its thread, whichever comes
+    // first: its ack, or (after a reconnect) its replayed message_created.
+    const mine = f.type === 'message_created' && f.message && f.message.client_msg_id ? store.outbox.get(f.message.client_msg_id) : null;
+    const follow = Boolean(mine && (mine.thread_id ?? null) === null && currentThread === null && view.threadId === null);
+    if (typeof f.seq === 'number' && store.applyEvent(f)) {
+      if (follow) openThread(f.thread_id);
+      for (const fn of eventHooks) fn(f);
+      for (let k = dropWhen.length - 1; k >= 0; k -= 1) {
+        const spec = dropWhen[k];
+        if (Object.entries(spec).every(([key, v]) => f[key] === v)) {
+          dropWhen.splice(k, 1);
+          conn.drop();
+        }
+      }
+    }
+  }
+
+  function onState(state, detail) {
+    clearInterval(waitTimer);
+    if (state === 'connecting') setConn('connecting', detail.attempt ? 'Reconnecting…' : 'Connecting…');
+    else if (state === 'open') setConn('open', 'Connected · live');
+    else if (state === 'failed') {
+      setConn('failed', detail.message);
+      if (detail.expired) signedOut('the token expired');
+    } else if (state === 'waiting') {
+      setConn('waiting', `Offline: ${detail.reason}.`);
+      const tick = () => {
+        const left = Math.max(0, Math.ceil((detail.at - Date.now()) / 1000));
+        el.connCountdown.textContent = ` Retrying in ${left} s`;
+      };
+      tick();
+      waitTimer = setInterval(tick, 1000);
+    }
+  }
+
+  const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  const conn = new Connection({
+    onFrame,
+    onState,
+    urlFor: async () => {
+      const q = new URLSearchParams();
+      if (identity.mode === 'demo') {
+        q.set('user', identity.user);
+      } else {
+        let ticket;
+        try {
+          ticket = await api.wsTicket();
+        } catch (e) {
+          if (e instanceof ApiError && (e.status === 404 || e.status === 405)) {
+            throw new FatalConnectError('Live updates are unavailable: this server does not issue WebSocket tickets. History still loads.');
+          }
+          if (e instanceof ApiError && e.status === 401) {
+            signedOut(e.message);
+            throw new FatalConnectError('Signed out.');
+          }
+          throw e;
+        }
+        if (!ticket || typeof ticket.ticket !== 'string') throw new FatalConnectError('The server sent no WebSocket ticket.');
+        q.set('ticket', ticket.ticket);
+      }
+      if (store.lastSeq !== null) q.set('last_seq', String(store.lastSeq));
+      return `${wsBase}?${q}`;
+    },
+  });
+
+  el.connRetry.addEventListener('click', () => conn.connectNow());
+
+  // Test hooks: inspect the model and cut the socket at a chosen event.
+  window.__apogee = {
+    store,
+    conn,
+    drop: () => conn.drop(),
+    dropWhen: (spec) => dropWhen.push(spec),
+    appliedSeqs: () => [...store.appliedSeqs],
+    readyLog: () => [...readyLog],
+    onEvent: (fn) => eventHooks.push(fn),
+    ackLog: () => [...ackLog],
+    dropAfterNextSend: () => {
+      dropAfterNextSend = true;
+    },
+  };
+
+  function send(text) {
+    const content = text.trim();
+    if (!content) return;
+    store.queue(content.slice(0, 8000), currentThread);
+    el.input.value = '';
+    autosize();
+    view.stickToBottom = true;
+    flush();
+  }
+
+  function autosize() {
+    el.input.style.height = 'auto';
+    el.input.style.height = `${Math.min(200, el.input.scrollHeight)}px`;
+  }
+
+  el.composer.onsubmit = (ev) => {
+    ev.preventDefault();
+    send(el.input.value);
+  };
+  el.input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      send(el.input.value);
+    }
+  });
+  el.input.addEventListener('input', autosize);
+  for (const chip of el.suggestions.querySelectorAll('button')) chip.addEventListener('click', () => send(chip.textContent));
+  el.newChat.addEventListener('click', () => {
+    openThread(null);
+    closeSidebar();
+    el.input.focus();
+  });
+  el.threadsToggle.addEventListener('click', () => {
+    const open = !el.sidebar.classList.contains('open');
+    el.sidebar.classList.toggle('open', open);
+    el.threadsToggle.setAttribute('aria-expanded', String(open));
+    if (open) el.newChat.focus();
+  });
+  function closeSidebar() {
+    el.sidebar.classList.remove('open');
+    el.threadsToggle.setAttribute('aria-expanded', 'false');
+  }
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape' && el.sidebar.classList.contains('open')) {
+      closeSidebar();
+      el.threadsToggle.focus();
+    }
+  });
+
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get('thread');
+  openThread(fromHash || null);
+  loadThreads();
+  conn.start();
+}
+
+boot();
