@@ -254,22 +254,7 @@ mod tests {
     }
 
     fn rec(ts: DateTime<Utc>, model: &str, input: i64, output: i64) -> UsageRecord {
-        UsageRecord {
-            request_id: None,
-            ts,
-            provider: None,
-            model: model.into(),
-            input_tokens: input,
-            output_tokens: output,
-            cached_input_tokens: None,
-            latency_ms: None,
-            user: None,
-            feature: None,
-            prompt_hash: None,
-            batch: None,
-            status: None,
-            cost_usd: None,
-        }
+        UsageRecord::new(ts, model.into(), input, output)
     }
 
     fn catalog() -> Arc<PriceCatalog> {
