@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use apogee_analytics::PriceCatalog;
 use apogee_store::Store;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -22,14 +21,14 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
-use crate::{recovery, rest, ws};
+use crate::{recovery, rest, traces, ws};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot open the database: {0}")]
     Store(#[from] apogee_store::StoreError),
-    #[error("the built-in price catalog is invalid: {0}")]
-    Catalog(#[from] apogee_analytics::CatalogError),
+    #[error(transparent)]
+    Prices(#[from] crate::prices::PricesError),
     #[error("cannot listen on {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
     #[error("server error: {0}")]
@@ -69,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{id}/events", get(rest::run_events))
         .route("/api/usage", post(rest::ingest_usage))
         .route("/api/costs", get(rest::costs))
+        .route("/v1/traces", post(traces::traces))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -82,7 +82,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tracing::info!("running in production mode");
     }
     let store = Store::open(&config.database_url).await?;
-    let catalog = Arc::new(PriceCatalog::builtin()?);
+    let catalog = Arc::new(crate::prices::catalog(&config)?);
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(store.clone(), Arc::clone(&metrics)));
     let closed = recovery::close_interrupted_runs(&store, &hub).await?;

@@ -52,6 +52,8 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Largest REST request body, bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Operator price entries that override or add to the built-in catalog.
+    pub prices_file: Option<PathBuf>,
 }
 
 /// The file's shape: every key optional, same names as the variables without `APOGEE_`.
@@ -72,6 +74,7 @@ struct FileConfig {
     max_runs_per_user: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    prices_file: Option<PathBuf>,
 }
 
 fn parse_enum<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
@@ -95,8 +98,15 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::Parse(path.to_path_buf(), e))?
+                let mut f = toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse(path.to_path_buf(), e))?;
+                // A relative prices file in the config file is relative to that file.
+                if let (Some(prices), Some(dir)) = (&f.prices_file, path.parent())
+                    && prices.is_relative()
+                {
+                    f.prices_file = Some(dir.join(prices));
+                }
+                f
             }
             None => FileConfig::default(),
         };
@@ -142,6 +152,9 @@ impl Config {
         }
         if let Some(v) = var("APOGEE_MAX_BODY_BYTES") {
             f.max_body_bytes = Some(parse_num("APOGEE_MAX_BODY_BYTES", &v)?);
+        }
+        if let Some(v) = var("APOGEE_PRICES_FILE") {
+            f.prices_file = Some(v.into());
         }
         Self::resolve(f)
     }
@@ -210,6 +223,7 @@ impl Config {
             max_runs_per_user,
             shutdown_grace_ms: f.shutdown_grace_ms.unwrap_or(10_000),
             max_body_bytes: f.max_body_bytes.unwrap_or(16 * 1024 * 1024),
+            prices_file: f.prices_file,
         })
     }
 }
@@ -225,6 +239,21 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::load(None, |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn prices_file_comes_from_env_or_relative_to_the_config_file() {
+        assert_eq!(load(&[]).unwrap().prices_file, None);
+        let c = load(&[("APOGEE_PRICES_FILE", "/etc/apogee/prices.toml")]).unwrap();
+        assert_eq!(
+            c.prices_file,
+            Some(PathBuf::from("/etc/apogee/prices.toml"))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apogee.toml");
+        std::fs::write(&path, "prices_file = \"prices.toml\"\n").unwrap();
+        let c = Config::load(Some(&path), |_| None).unwrap();
+        assert_eq!(c.prices_file, Some(dir.path().join("prices.toml")));
     }
 
     #[test]

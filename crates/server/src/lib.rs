@@ -1,6 +1,7 @@
 //! The Apogee server: configuration, authentication, the WebSocket and REST endpoints, the
 //! per-user event streams, and the runs that answer users' questions. The `apogee` binary
-//! (`main.rs`) is a thin command-line front over [`app::serve`] and [`demo_data::load`].
+//! (`main.rs`) is a thin command-line front over [`app::serve`], [`demo_data::load`] and
+//! [`ingest::file::run`].
 
 pub mod app;
 pub mod auth;
@@ -10,9 +11,11 @@ pub mod http_error;
 pub mod hub;
 pub mod ingest;
 pub mod metrics;
+pub mod prices;
 pub mod recovery;
 pub mod rest;
 pub mod runs;
 pub mod session;
 pub mod sink;
+pub mod traces;
 pub mod ws;

@@ -83,13 +83,17 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<ParsedBatch, FormatError> {
     Ok(collect(results))
 }
 
-/// Normalises and validates each parsed record, keeping its index.
+/// Normalises and validates each parsed record; its index is its position in `results`.
 pub fn collect(results: Vec<Result<UsageRecord, String>>) -> ParsedBatch {
-    let mut batch = ParsedBatch {
-        records: Vec::with_capacity(results.len()),
-        rejected: Vec::new(),
-    };
-    for (index, r) in results.into_iter().enumerate() {
+    collect_indexed(results.into_iter().enumerate())
+}
+
+/// Normalises and validates each parsed record, keeping the index its source gave it.
+pub fn collect_indexed(
+    results: impl IntoIterator<Item = (usize, Result<UsageRecord, String>)>,
+) -> ParsedBatch {
+    let mut batch = ParsedBatch::default();
+    for (index, r) in results {
         match r.and_then(|rec| rec.normalise().map_err(|e| e.to_string())) {
             Ok(record) => batch.records.push(record),
             Err(error) => batch.rejected.push(Rejection { index, error }),
