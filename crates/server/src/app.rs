@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::auth::Authenticator;
 use crate::config::{AuthMode, Config, Environment};
@@ -68,7 +69,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{id}/events", get(rest::run_events))
         .route("/api/usage", post(rest::ingest_usage))
         .route("/api/costs", get(rest::costs))
-        .route("/v1/traces", post(traces::traces))
+        // OTLP exporters (the Collector by default) gzip their bodies; the body limit below
+        // applies to the decompressed bytes, so a small bomb is still a 413.
+        .route(
+            "/v1/traces",
+            post(traces::traces).layer(RequestDecompressionLayer::new()),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

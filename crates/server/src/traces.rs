@@ -1,7 +1,7 @@
 //! `POST /v1/traces`: the OTLP/HTTP traces endpoint, so applications instrumented with
 //! OpenTelemetry GenAI conventions export straight to Apogee. Authenticated like every REST
 //! call; the body is protobuf (`application/x-protobuf`) or JSON (`application/json`),
-//! uncompressed; the answer is an `ExportTraceServiceResponse` in the same encoding, with
+//! plain or gzip (decompressed by the route's layer, see `app.rs`); the answer is an `ExportTraceServiceResponse` in the same encoding, with
 //! `partial_success` naming rejected spans. Spans are read by [`crate::ingest::otlp`].
 
 use axum::body::Bytes;
@@ -30,15 +30,6 @@ pub async fn traces(
             "OTLP/HTTP bodies are application/x-protobuf or application/json".into(),
         )
     })?;
-    // Compressed bodies are refused rather than misread; exporters can send uncompressed.
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING)
-        && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
-    {
-        return Err(ApiError::UnsupportedMediaType(
-            "compressed OTLP bodies are not accepted: configure the exporter with compression none"
-                .into(),
-        ));
-    }
     let body = body_bytes(&app, body)?;
     let request = otlp::decode(encoding, &body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let spans = otlp::records(&request);

@@ -215,6 +215,32 @@ async fn otlp_traces_in_protobuf_and_json_become_priced_calls() {
     let big = vec![b' '; 70_000];
     let (s, _) = post(&server, "/v1/traces", "application/json", &big).await;
     assert_eq!(s, 413);
+
+    // Gzip bodies (the Collector's default) are read; the limit counts decompressed bytes.
+    let gzip = |bytes: &[u8]| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let headers = [
+        USER,
+        ("Content-Type", "application/json"),
+        ("Content-Encoding", "gzip"),
+    ];
+    let (s, body) = http(&server.addr, "POST", "/v1/traces", &headers, &gzip(&json)).await;
+    assert_eq!(s, 200, "{body}");
+    let small_bomb = gzip(&big);
+    assert!(small_bomb.len() < 65_536);
+    let (s, _) = http(&server.addr, "POST", "/v1/traces", &headers, &small_bomb).await;
+    assert_eq!(s, 413);
+    let br = [
+        USER,
+        ("Content-Type", "application/json"),
+        ("Content-Encoding", "br"),
+    ];
+    let (s, _) = http(&server.addr, "POST", "/v1/traces", &br, &json).await;
+    assert_eq!(s, 415);
 }
 
 async fn ingest_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, Value, String) {
