@@ -33,9 +33,13 @@ pub struct UsageRecord {
     pub model: String,
     pub input_tokens: i64,
     pub output_tokens: i64,
-    /// Prompt tokens read from the provider's cache (Anthropic: `cache_read_input_tokens`).
-    #[serde(default, alias = "cache_read_input_tokens")]
+    /// Prompt tokens read from the provider's cache.
+    #[serde(default)]
     pub cached_input_tokens: Option<i64>,
+    /// Anthropic's name for `cached_input_tokens`, used only when that is absent (a separate
+    /// field rather than a serde alias, so a §8 record carrying both still parses as before).
+    #[serde(default, skip_serializing)]
+    pub cache_read_input_tokens: Option<i64>,
     /// Prompt tokens written to the provider's cache.
     #[serde(default)]
     pub cache_creation_input_tokens: Option<i64>,
@@ -96,6 +100,7 @@ impl UsageRecord {
             input_tokens,
             output_tokens,
             cached_input_tokens: None,
+            cache_read_input_tokens: None,
             cache_creation_input_tokens: None,
             reasoning_tokens: None,
             latency_ms: None,
@@ -204,6 +209,11 @@ impl UsageRecord {
     /// `input_tokens`) as declared by `token_convention`, then validates. Every ingest path
     /// calls this once before pricing.
     pub fn normalise(mut self) -> Result<UsageRecord, RecordError> {
+        if let Some(read) = self.cache_read_input_tokens.take()
+            && self.cached_input_tokens.is_none()
+        {
+            self.cached_input_tokens = Some(read);
+        }
         if let Some(convention) = self.token_convention.take() {
             self.input_tokens = convention
                 .canonical_input(
@@ -311,6 +321,16 @@ mod tests {
             r#"{"ts":"2026-11-20T08:15:02Z","model":"claude-sonnet-4","input_tokens":50,"output_tokens":100,"cache_read_input_tokens":1000}"#,
         );
         assert!(raw.normalise().is_err());
+        // Both names: the §8 field wins, as when the other was an unknown field.
+        let both = record(
+            r#"{"ts":"2026-11-20T08:15:02Z","model":"gpt-4o","input_tokens":100,"output_tokens":1,"cached_input_tokens":10,"cache_read_input_tokens":90}"#,
+        )
+        .normalise()
+        .unwrap();
+        assert_eq!(
+            (both.cached_tokens(), both.cache_read_input_tokens),
+            (10, None)
+        );
     }
 
     #[test]
