@@ -24,10 +24,18 @@ const BOOLEANS: &[&str] = &["batch", "stream"];
 const DECIMALS: &[&str] = &["cost_usd"];
 
 pub fn parse(text: &str) -> Result<Vec<Result<UsageRecord, String>>, FormatError> {
+    Ok(records(text.as_bytes())?.collect())
+}
+
+/// CSV records read row by row from `reader` (for files too large to hold). The header row is
+/// read first; a read error is reported as one bad record and ends the iteration.
+pub fn records<R: std::io::Read>(
+    reader: R,
+) -> Result<impl Iterator<Item = Result<UsageRecord, String>>, FormatError> {
     let mut reader = ::csv::ReaderBuilder::new()
         .flexible(true)
         .trim(::csv::Trim::All)
-        .from_reader(text.as_bytes());
+        .from_reader(reader);
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| FormatError::Document(format!("CSV header row: {e}")))?
@@ -41,20 +49,30 @@ pub fn parse(text: &str) -> Result<Vec<Result<UsageRecord, String>>, FormatError
             )));
         }
     }
-    Ok(reader
-        .records()
-        .map(|row| {
-            let row = row.map_err(|e| format!("bad CSV row: {e}"))?;
-            if row.len() != headers.len() {
-                return Err(format!(
-                    "row has {} cells, the header {}",
-                    row.len(),
-                    headers.len()
-                ));
+    let mut rows = reader.into_records();
+    let mut done = false;
+    Ok(std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let row = match rows.next()? {
+            Ok(row) => row,
+            Err(e) => {
+                if matches!(e.kind(), ::csv::ErrorKind::Io(_)) {
+                    done = true;
+                }
+                return Some(Err(format!("bad CSV row: {e}")));
             }
-            row_to_record(&headers, &row)
-        })
-        .collect())
+        };
+        if row.len() != headers.len() {
+            return Some(Err(format!(
+                "row has {} cells, the header {}",
+                row.len(),
+                headers.len()
+            )));
+        }
+        Some(row_to_record(&headers, &row))
+    }))
 }
 
 fn row_to_record(headers: &[String], row: &::csv::StringRecord) -> Result<UsageRecord, String> {
