@@ -143,6 +143,15 @@ impl UsageRecord {
                 ));
             }
         }
+        if let Some(n) = self.request_count
+            && !(1..=MAX_REQUEST_COUNT).contains(&n)
+        {
+            return bad(format!(
+                "`request_count` must be between 1 and {MAX_REQUEST_COUNT}"
+            ));
+        }
+        // An aggregated record sums the tokens of its calls: the bound is per call.
+        let total_limit = MAX_TOKENS.saturating_mul(self.request_count());
         for (name, value) in [
             ("input_tokens", Some(self.input_tokens)),
             ("output_tokens", Some(self.output_tokens)),
@@ -154,10 +163,15 @@ impl UsageRecord {
             ("reasoning_tokens", self.reasoning_tokens),
             ("max_tokens", self.max_tokens),
         ] {
+            let limit = if name == "max_tokens" {
+                MAX_TOKENS
+            } else {
+                total_limit
+            };
             if let Some(v) = value
-                && !(0..=MAX_TOKENS).contains(&v)
+                && !(0..=limit).contains(&v)
             {
-                return bad(format!("`{name}` must be between 0 and {MAX_TOKENS}"));
+                return bad(format!("`{name}` must be between 0 and {limit}"));
             }
         }
         if self.cached_tokens() + self.cache_write_tokens() > self.input_tokens {
@@ -167,13 +181,6 @@ impl UsageRecord {
         }
         if self.reasoning_tokens.unwrap_or(0) > self.output_tokens {
             return bad("`reasoning_tokens` cannot exceed `output_tokens`".into());
-        }
-        if let Some(n) = self.request_count
-            && !(1..=MAX_REQUEST_COUNT).contains(&n)
-        {
-            return bad(format!(
-                "`request_count` must be between 1 and {MAX_REQUEST_COUNT}"
-            ));
         }
         if let Some(tags) = &self.tags {
             if tags.len() > MAX_TAGS {
@@ -364,6 +371,15 @@ mod tests {
             record(&format!(r#"{{{base},"request_count":0}}"#))
                 .validate()
                 .is_err()
+        );
+        // 300M tokens: too many for one call, fine for a bucket of 1000 calls.
+        let big =
+            r#""ts":"2026-11-20T08:15:02Z","model":"m","input_tokens":300000000,"output_tokens":2"#;
+        assert!(record(&format!("{{{big}}}")).validate().is_err());
+        assert!(
+            record(&format!(r#"{{{big},"request_count":1000}}"#))
+                .validate()
+                .is_ok()
         );
         let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!(r#""k{i}":"v""#)).collect();
         let r = record(&format!(r#"{{{base},"tags":{{{}}}}}"#, many.join(",")));
