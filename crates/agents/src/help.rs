@@ -95,6 +95,22 @@ pub(crate) fn render(h: &HelpInput<'_>) -> String {
          and each `rejected` record with its error; one bad record never drops the good ones.",
     );
     line("");
+    line("## Other sources");
+    line("");
+    line(
+        "- CSV with a header row of the same field names: `Content-Type: text/csv`, or \
+         `apogee ingest usage.csv --org <org>` on the server.",
+    );
+    line(
+        "- LiteLLM spend logs and OpenAI usage-API exports: `POST /api/usage?format=litellm` or \
+         `?format=openai`, or `apogee ingest FILE --format litellm|openai`.",
+    );
+    line(
+        "- OpenTelemetry: point your OTLP/HTTP exporter at `/v1/traces` with the same \
+         credentials; spans with GenAI usage attributes (`gen_ai.usage.input_tokens`, …) become \
+         usage records.",
+    );
+    line("");
     line("## Or try the demo data");
     line("");
     line(&format!(

@@ -580,12 +580,7 @@ impl DemoRecords {
         };
 
         UsageRecord {
-            request_id: None,
-            ts: DateTime::from_timestamp_millis(ts_ms).unwrap_or_default(),
             provider: provider.map(Into::into),
-            model: model.into(),
-            input_tokens: input,
-            output_tokens: output,
             cached_input_tokens: cached.map(|c: i64| c.min(input)),
             latency_ms: Some(latency),
             user,
@@ -593,7 +588,12 @@ impl DemoRecords {
             prompt_hash: Some(prompt_hash),
             batch,
             status: Some(if failed { "error" } else { "ok" }.into()),
-            cost_usd: None,
+            ..UsageRecord::new(
+                DateTime::from_timestamp_millis(ts_ms).unwrap_or_default(),
+                model.into(),
+                input,
+                output,
+            )
         }
     }
 }

@@ -4,14 +4,16 @@
 
 pub mod catalog;
 pub mod demo;
+pub mod formats;
 pub mod memory;
 pub mod money;
 pub mod period;
 pub mod queries;
 pub mod savings;
+pub mod tokens;
 pub mod usage;
 
-pub use catalog::{CatalogError, PriceCatalog, PriceEntry, Pricing};
+pub use catalog::{CatalogError, PriceCatalog, PriceEntry, PriceTier, Pricing, Quote};
 pub use memory::MemoryUsage;
 pub use money::Nanos;
 pub use period::Period;
@@ -19,4 +21,5 @@ pub use queries::{
     CostRow, GroupBy, OrgUsageQueries, QueryError, RepeatProfile, TokenMix, TrafficProfile,
     UsageTotals,
 };
+pub use tokens::{CacheConvention, TokenCounts};
 pub use usage::{PricedRecord, RecordError, UsageRecord};

@@ -84,12 +84,14 @@ fn is_error(r: &UsageRecord) -> bool {
 }
 
 fn add_to_row(row: &mut CostRow, r: &PricedRecord) {
-    row.calls += 1;
+    // An aggregated record (an OpenAI usage bucket) stands for `request_count` calls.
+    let calls = r.record.request_count();
+    row.calls += calls;
     row.input_tokens += r.record.input_tokens;
     row.output_tokens += r.record.output_tokens;
     match r.cost {
         Some(c) => row.cost = row.cost + c,
-        None => row.unpriced_calls += 1,
+        None => row.unpriced_calls += calls,
     }
 }
 
@@ -123,19 +125,20 @@ impl OrgUsageQueries for MemoryUsage {
         let mut t = UsageTotals::default();
         for r in self.in_period(period) {
             let u = &r.record;
-            t.calls += 1;
+            let calls = u.request_count();
+            t.calls += calls;
             t.input_tokens += u.input_tokens;
             t.output_tokens += u.output_tokens;
             t.cached_input_tokens += u.cached_tokens();
             match r.cost {
                 Some(c) => t.cost = t.cost + c,
                 None => {
-                    t.unpriced_calls += 1;
+                    t.unpriced_calls += calls;
                     t.unpriced_tokens += u.input_tokens + u.output_tokens;
                 }
             }
             if is_error(u) {
-                t.error_calls += 1;
+                t.error_calls += calls;
             }
         }
         Ok(t)
@@ -254,22 +257,7 @@ mod tests {
     }
 
     fn rec(ts: DateTime<Utc>, model: &str, input: i64, output: i64) -> UsageRecord {
-        UsageRecord {
-            request_id: None,
-            ts,
-            provider: None,
-            model: model.into(),
-            input_tokens: input,
-            output_tokens: output,
-            cached_input_tokens: None,
-            latency_ms: None,
-            user: None,
-            feature: None,
-            prompt_hash: None,
-            batch: None,
-            status: None,
-            cost_usd: None,
-        }
+        UsageRecord::new(ts, model.into(), input, output)
     }
 
     fn catalog() -> Arc<PriceCatalog> {

@@ -1,18 +1,28 @@
-//! The usage record of PROTOCOL.md §8 (one LLM API call made by a customer's application) and
-//! its validation. Token convention: `input_tokens` counts every prompt token, cached ones
-//! included; `cached_input_tokens` says how many of those were read from the provider's cache.
+//! The usage record of PROTOCOL.md §8 (one LLM API call made by a customer's application),
+//! its extensions (cache writes, reasoning tokens, stream, finish reason, max_tokens, tags,
+//! request count), its validation, and its normalisation into the canonical token convention
+//! of [`crate::tokens`] before it is priced and stored.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::money::Nanos;
+use crate::tokens::{CacheConvention, TokenCounts};
 
 /// Longest accepted string field (model, provider, user, feature, request_id, …).
 pub const MAX_FIELD_CHARS: usize = 256;
 /// More tokens than any model accepts in one call; larger counts are input errors.
 pub const MAX_TOKENS: i64 = 100_000_000;
+/// Most tags one record may carry, and the longest tag key.
+pub const MAX_TAGS: usize = 32;
+pub const MAX_TAG_KEY_CHARS: usize = 64;
+/// Most calls one aggregated record (an OpenAI usage-export bucket) may stand for.
+pub const MAX_REQUEST_COUNT: i64 = 1_000_000_000;
 
-/// One usage record as sent by a client, before pricing.
+/// One usage record as sent by a client, before pricing. The §8 fields keep their meaning;
+/// the rest are optional extensions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
     #[serde(default)]
@@ -23,8 +33,19 @@ pub struct UsageRecord {
     pub model: String,
     pub input_tokens: i64,
     pub output_tokens: i64,
+    /// Prompt tokens read from the provider's cache.
     #[serde(default)]
     pub cached_input_tokens: Option<i64>,
+    /// Anthropic's name for `cached_input_tokens`, used only when that is absent (a separate
+    /// field rather than a serde alias, so a §8 record carrying both still parses as before).
+    #[serde(default, skip_serializing)]
+    pub cache_read_input_tokens: Option<i64>,
+    /// Prompt tokens written to the provider's cache.
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<i64>,
+    /// Output tokens spent on reasoning (a part of `output_tokens`).
+    #[serde(default)]
+    pub reasoning_tokens: Option<i64>,
     #[serde(default)]
     pub latency_ms: Option<i64>,
     #[serde(default)]
@@ -39,6 +60,21 @@ pub struct UsageRecord {
     pub status: Option<String>,
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Calls this record stands for (1 unless it is an aggregate, e.g. an OpenAI usage bucket).
+    #[serde(default)]
+    pub request_count: Option<i64>,
+    /// How `input_tokens` counts cached tokens as sent; absent means Apogee's canonical
+    /// convention (cached included). Never stored: [`UsageRecord::normalise`] applies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_convention: Option<CacheConvention>,
 }
 
 /// Why a record was rejected.
@@ -49,6 +85,40 @@ pub enum RecordError {
 }
 
 impl UsageRecord {
+    /// A record with only the required fields set; format parsers fill in the rest.
+    pub fn new(
+        ts: DateTime<Utc>,
+        model: String,
+        input_tokens: i64,
+        output_tokens: i64,
+    ) -> UsageRecord {
+        UsageRecord {
+            request_id: None,
+            ts,
+            provider: None,
+            model,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens: None,
+            cache_read_input_tokens: None,
+            cache_creation_input_tokens: None,
+            reasoning_tokens: None,
+            latency_ms: None,
+            user: None,
+            feature: None,
+            prompt_hash: None,
+            batch: None,
+            status: None,
+            cost_usd: None,
+            stream: None,
+            finish_reason: None,
+            max_tokens: None,
+            tags: None,
+            request_count: None,
+            token_convention: None,
+        }
+    }
+
     /// Checks ranges and lengths that serde's types do not.
     pub fn validate(&self) -> Result<(), RecordError> {
         let bad = |m: String| Err(RecordError::Invalid(m));
@@ -63,6 +133,7 @@ impl UsageRecord {
             ("feature", self.feature.as_deref()),
             ("prompt_hash", self.prompt_hash.as_deref()),
             ("status", self.status.as_deref()),
+            ("finish_reason", self.finish_reason.as_deref()),
         ] {
             if let Some(v) = value
                 && v.chars().count() > MAX_FIELD_CHARS
@@ -72,19 +143,61 @@ impl UsageRecord {
                 ));
             }
         }
+        if let Some(n) = self.request_count
+            && !(1..=MAX_REQUEST_COUNT).contains(&n)
+        {
+            return bad(format!(
+                "`request_count` must be between 1 and {MAX_REQUEST_COUNT}"
+            ));
+        }
+        // An aggregated record sums the tokens of its calls: the bound is per call.
+        let total_limit = MAX_TOKENS.saturating_mul(self.request_count());
         for (name, value) in [
             ("input_tokens", Some(self.input_tokens)),
             ("output_tokens", Some(self.output_tokens)),
             ("cached_input_tokens", self.cached_input_tokens),
+            (
+                "cache_creation_input_tokens",
+                self.cache_creation_input_tokens,
+            ),
+            ("reasoning_tokens", self.reasoning_tokens),
+            ("max_tokens", self.max_tokens),
         ] {
+            let limit = if name == "max_tokens" {
+                MAX_TOKENS
+            } else {
+                total_limit
+            };
             if let Some(v) = value
-                && !(0..=MAX_TOKENS).contains(&v)
+                && !(0..=limit).contains(&v)
             {
-                return bad(format!("`{name}` must be between 0 and {MAX_TOKENS}"));
+                return bad(format!("`{name}` must be between 0 and {limit}"));
             }
         }
-        if self.cached_tokens() > self.input_tokens {
-            return bad("`cached_input_tokens` cannot exceed `input_tokens`".into());
+        if self.cached_tokens() + self.cache_write_tokens() > self.input_tokens {
+            return bad(
+                "`cached_input_tokens` + `cache_creation_input_tokens` cannot exceed `input_tokens` (which counts cached tokens; send `token_convention: \"excludes_cache\"` for Anthropic-style counts)".into(),
+            );
+        }
+        if self.reasoning_tokens.unwrap_or(0) > self.output_tokens {
+            return bad("`reasoning_tokens` cannot exceed `output_tokens`".into());
+        }
+        if let Some(tags) = &self.tags {
+            if tags.len() > MAX_TAGS {
+                return bad(format!("at most {MAX_TAGS} tags"));
+            }
+            for (k, v) in tags {
+                if k.is_empty() || k.chars().count() > MAX_TAG_KEY_CHARS {
+                    return bad(format!(
+                        "tag keys must have 1 to {MAX_TAG_KEY_CHARS} characters"
+                    ));
+                }
+                if v.chars().count() > MAX_FIELD_CHARS {
+                    return bad(format!(
+                        "tag `{k}` is longer than {MAX_FIELD_CHARS} characters"
+                    ));
+                }
+            }
         }
         if let Some(l) = self.latency_ms
             && !(0..=86_400_000).contains(&l)
@@ -99,8 +212,50 @@ impl UsageRecord {
         Ok(())
     }
 
+    /// Converts the token counts to the canonical convention (cached tokens inside
+    /// `input_tokens`) as declared by `token_convention`, then validates. Every ingest path
+    /// calls this once before pricing.
+    pub fn normalise(mut self) -> Result<UsageRecord, RecordError> {
+        if let Some(read) = self.cache_read_input_tokens.take()
+            && self.cached_input_tokens.is_none()
+        {
+            self.cached_input_tokens = Some(read);
+        }
+        if let Some(convention) = self.token_convention.take() {
+            self.input_tokens = convention
+                .canonical_input(
+                    self.input_tokens,
+                    self.cached_tokens(),
+                    self.cache_write_tokens(),
+                )
+                .ok_or_else(|| {
+                    RecordError::Invalid("cached token counts contradict `token_convention`".into())
+                })?;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     pub fn cached_tokens(&self) -> i64 {
         self.cached_input_tokens.unwrap_or(0)
+    }
+
+    pub fn cache_write_tokens(&self) -> i64 {
+        self.cache_creation_input_tokens.unwrap_or(0)
+    }
+
+    /// The canonical token split for pricing.
+    pub fn token_counts(&self) -> TokenCounts {
+        TokenCounts {
+            input: self.input_tokens,
+            cache_read: self.cached_tokens(),
+            cache_write: self.cache_write_tokens(),
+            output: self.output_tokens,
+        }
+    }
+
+    pub fn request_count(&self) -> i64 {
+        self.request_count.unwrap_or(1)
     }
 
     pub fn is_batch(&self) -> bool {
@@ -130,6 +285,112 @@ mod tests {
         assert_eq!(r.cached_tokens(), 0);
     }
 
+    fn priced(json: &str) -> PricedRecord {
+        let catalog = crate::catalog::PriceCatalog::builtin().unwrap();
+        PricedRecord::price(record(json).normalise().unwrap(), &catalog)
+    }
+
+    #[test]
+    fn openai_style_counts_price_cache_reads_inside_input() {
+        // gpt-4o from 2024-10-02: $2.50 in, $1.25 cached, $10 out per 1M.
+        // 1200 input of which 1000 cached: 200 × 2.50 + 1000 × 1.25 + 310 × 10
+        // = 500 + 1250 + 3100 = 4850 micro-dollars... × 1000 = 4,850,000 nanos.
+        let p = priced(
+            r#"{"ts":"2026-11-20T08:15:02Z","model":"gpt-4o","input_tokens":1200,"output_tokens":310,"cached_input_tokens":1000}"#,
+        );
+        assert_eq!(p.record.input_tokens, 1200);
+        assert_eq!(p.cost, Some(Nanos(4_850_000)));
+        assert_eq!(p.price_source.as_deref(), Some("openai/gpt-4o@2024-10-02"));
+    }
+
+    #[test]
+    fn anthropic_style_counts_are_added_up_then_priced() {
+        // claude-sonnet-4 (2025-08-12 entry): $3 in, $0.30 cache read, $3.75 cache write,
+        // $15 out. Anthropic reports input_tokens 50 outside the cache, 1000 read, 150 written:
+        // canonical input 1200; cost 50 × 3 + 1000 × 0.30 + 150 × 3.75 + 100 × 15
+        // = 150 + 300 + 562.5 + 1500 = 2512.5 micro-dollars = 2,512,500 nanos.
+        let p = priced(
+            r#"{"ts":"2026-11-20T08:15:02Z","provider":"anthropic","model":"claude-sonnet-4","input_tokens":50,"output_tokens":100,"cache_read_input_tokens":1000,"cache_creation_input_tokens":150,"token_convention":"anthropic"}"#,
+        );
+        assert_eq!(p.record.input_tokens, 1200);
+        assert_eq!(
+            p.record.token_convention, None,
+            "stored records are canonical"
+        );
+        assert_eq!(p.cost, Some(Nanos(2_512_500)));
+        // The same call sent already canonical prices the same.
+        let same = priced(
+            r#"{"ts":"2026-11-20T08:15:02Z","model":"claude-sonnet-4","input_tokens":1200,"output_tokens":100,"cached_input_tokens":1000,"cache_creation_input_tokens":150}"#,
+        );
+        assert_eq!(same.cost, p.cost);
+        // Anthropic-style counts sent without the convention are refused, not mispriced.
+        let raw = record(
+            r#"{"ts":"2026-11-20T08:15:02Z","model":"claude-sonnet-4","input_tokens":50,"output_tokens":100,"cache_read_input_tokens":1000}"#,
+        );
+        assert!(raw.normalise().is_err());
+        // Both names: the §8 field wins, as when the other was an unknown field.
+        let both = record(
+            r#"{"ts":"2026-11-20T08:15:02Z","model":"gpt-4o","input_tokens":100,"output_tokens":1,"cached_input_tokens":10,"cache_read_input_tokens":90}"#,
+        )
+        .normalise()
+        .unwrap();
+        assert_eq!(
+            (both.cached_tokens(), both.cache_read_input_tokens),
+            (10, None)
+        );
+    }
+
+    #[test]
+    fn client_cost_wins_and_unknown_models_stay_unpriced() {
+        let p = priced(
+            r#"{"ts":"2026-11-20T08:15:02Z","model":"gpt-4o","input_tokens":1,"output_tokens":1,"cost_usd":0.25}"#,
+        );
+        assert_eq!(
+            (p.cost, p.price_source.as_deref()),
+            (Some(Nanos(250_000_000)), Some("client"))
+        );
+        let p = priced(
+            r#"{"ts":"2026-11-20T08:15:02Z","model":"acme-7b","input_tokens":1,"output_tokens":1}"#,
+        );
+        assert_eq!((p.cost, p.price_source), (None, None));
+    }
+
+    #[test]
+    fn extensions_are_bounded() {
+        let base = r#""ts":"2026-11-20T08:15:02Z","model":"m","input_tokens":5,"output_tokens":2"#;
+        let ok = record(&format!(
+            r#"{{{base},"reasoning_tokens":2,"stream":true,"finish_reason":"stop","max_tokens":100,"tags":{{"team":"search"}},"request_count":3}}"#
+        ));
+        assert!(ok.validate().is_ok());
+        assert!(
+            record(&format!(r#"{{{base},"reasoning_tokens":3}}"#))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            record(&format!(r#"{{{base},"request_count":0}}"#))
+                .validate()
+                .is_err()
+        );
+        // 300M tokens: too many for one call, fine for a bucket of 1000 calls.
+        let big =
+            r#""ts":"2026-11-20T08:15:02Z","model":"m","input_tokens":300000000,"output_tokens":2"#;
+        assert!(record(&format!("{{{big}}}")).validate().is_err());
+        assert!(
+            record(&format!(r#"{{{big},"request_count":1000}}"#))
+                .validate()
+                .is_ok()
+        );
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!(r#""k{i}":"v""#)).collect();
+        let r = record(&format!(r#"{{{base},"tags":{{{}}}}}"#, many.join(",")));
+        assert!(r.validate().is_err());
+        assert!(
+            record(&format!(r#"{{{base},"tags":{{"":"v"}}}}"#))
+                .validate()
+                .is_err()
+        );
+    }
+
     #[test]
     fn rejects_negative_tokens_and_cache_above_input() {
         let r = record(
@@ -149,7 +410,8 @@ mod tests {
 pub struct PricedRecord {
     pub record: UsageRecord,
     pub cost: Option<Nanos>,
-    /// `client`, or the catalog entry id (`openai/gpt-4o@2026-11-01`); `None` when unpriced.
+    /// `client`, or the catalog entry id (`openai/gpt-4o@2024-10-02`, with `>200000` when a
+    /// context-length tier applied); `None` when unpriced.
     pub price_source: Option<String>,
 }
 
@@ -162,20 +424,17 @@ impl PricedRecord {
                 price_source: Some("client".into()),
             };
         }
-        match catalog.lookup(&record.model) {
+        match catalog.lookup_at(&record.model, record.ts) {
             Some(p) => {
-                let cached = record.cached_tokens();
-                let cost = p.cost(
-                    record.input_tokens - cached,
-                    cached,
-                    record.output_tokens,
+                let quote = p.quote(
+                    &record.token_counts(),
                     record.is_batch(),
+                    record.request_count(),
                 );
-                let source = p.source_id();
                 PricedRecord {
                     record,
-                    cost: Some(cost),
-                    price_source: Some(source),
+                    cost: Some(quote.cost),
+                    price_source: Some(quote.source_id),
                 }
             }
             None => PricedRecord {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use apogee_analytics::PriceCatalog;
 use apogee_store::Store;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -16,6 +15,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::auth::Authenticator;
 use crate::config::{AuthMode, Config, Environment};
@@ -23,14 +23,14 @@ use crate::hub::{Hub, StreamLimits};
 use crate::metrics::Metrics;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
-use crate::{recovery, rest, static_ui, ws};
+use crate::{recovery, rest, static_ui, traces, ws};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot open the database: {0}")]
     Store(#[from] apogee_store::StoreError),
-    #[error("the built-in price catalog is invalid: {0}")]
-    Catalog(#[from] apogee_analytics::CatalogError),
+    #[error(transparent)]
+    Prices(#[from] crate::prices::PricesError),
     #[error("cannot listen on {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
     #[error("server error: {0}")]
@@ -89,6 +89,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/usage", post(rest::ingest_usage))
         .route("/api/costs", get(rest::costs))
         .merge(static_ui::routes())
+        // OTLP exporters (the Collector by default) gzip their bodies; the body limit below
+        // applies to the decompressed bytes, so a small bomb is still a 413.
+        .route(
+            "/v1/traces",
+            post(traces::traces).layer(RequestDecompressionLayer::new()),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -102,7 +108,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tracing::info!("running in production mode");
     }
     let store = Store::open(&config.database_url).await?;
-    let catalog = Arc::new(PriceCatalog::builtin()?);
+    let catalog = Arc::new(crate::prices::catalog(&config)?);
     let metrics = Arc::new(Metrics::new());
     let limits = StreamLimits {
         replay_buffer: config.replay_buffer,

@@ -61,6 +61,8 @@ pub struct Config {
     pub message_burst: u32,
     /// WebSocket connections this node accepts at once (HTTP 503 beyond).
     pub max_connections: usize,
+    /// Operator price entries that override or add to the built-in catalog.
+    pub prices_file: Option<PathBuf>,
 }
 
 /// The file's shape: every key optional, same names as the variables without `APOGEE_`.
@@ -86,6 +88,7 @@ struct FileConfig {
     messages_per_minute: Option<u32>,
     message_burst: Option<u32>,
     max_connections: Option<usize>,
+    prices_file: Option<PathBuf>,
 }
 
 fn parse_enum<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
@@ -109,8 +112,15 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::Parse(path.to_path_buf(), e))?
+                let mut f = toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse(path.to_path_buf(), e))?;
+                // A relative prices file in the config file is relative to that file.
+                if let (Some(prices), Some(dir)) = (&f.prices_file, path.parent())
+                    && prices.is_relative()
+                {
+                    f.prices_file = Some(dir.join(prices));
+                }
+                f
             }
             None => FileConfig::default(),
         };
@@ -171,6 +181,9 @@ impl Config {
         }
         if let Some(v) = var("APOGEE_MAX_CONNECTIONS") {
             f.max_connections = Some(parse_num("APOGEE_MAX_CONNECTIONS", &v)?);
+        }
+        if let Some(v) = var("APOGEE_PRICES_FILE") {
+            f.prices_file = Some(v.into());
         }
         Self::resolve(f)
     }
@@ -252,6 +265,7 @@ impl Config {
             messages_per_minute,
             message_burst,
             max_connections: f.max_connections.unwrap_or(50_000),
+            prices_file: f.prices_file,
         })
     }
 }
@@ -267,6 +281,21 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::load(None, |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn prices_file_comes_from_env_or_relative_to_the_config_file() {
+        assert_eq!(load(&[]).unwrap().prices_file, None);
+        let c = load(&[("APOGEE_PRICES_FILE", "/etc/apogee/prices.toml")]).unwrap();
+        assert_eq!(
+            c.prices_file,
+            Some(PathBuf::from("/etc/apogee/prices.toml"))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apogee.toml");
+        std::fs::write(&path, "prices_file = \"prices.toml\"\n").unwrap();
+        let c = Config::load(Some(&path), |_| None).unwrap();
+        assert_eq!(c.prices_file, Some(dir.path().join("prices.toml")));
     }
 
     #[test]

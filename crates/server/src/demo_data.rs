@@ -2,7 +2,7 @@
 //! `apogee_analytics::demo` into the configured database, priced like any other ingest.
 
 use apogee_analytics::demo::{DemoSpec, generate};
-use apogee_analytics::{OrgUsageQueries, Period, PriceCatalog, PricedRecord};
+use apogee_analytics::{OrgUsageQueries, Period};
 use apogee_store::Store;
 use chrono::Utc;
 
@@ -19,7 +19,7 @@ pub enum DemoError {
     #[error(transparent)]
     Store(#[from] apogee_store::StoreError),
     #[error(transparent)]
-    Catalog(#[from] apogee_analytics::CatalogError),
+    Prices(#[from] crate::prices::PricesError),
     #[error(transparent)]
     Query(#[from] apogee_analytics::QueryError),
     #[error("invalid demo dataset: {0}")]
@@ -41,18 +41,19 @@ pub fn spec(days: u32, calls: u64, seed: u64) -> DemoSpec {
 pub async fn load(config: &Config, org: &str, spec: &DemoSpec) -> Result<String, DemoError> {
     spec.validate()?;
     let store = Store::open(&config.database_url).await?;
-    let catalog = PriceCatalog::builtin()?;
+    let catalog = crate::prices::catalog(config)?;
     let replaced = store.delete_usage_with_prefix(org, DEMO_PREFIX).await?;
     let (mut accepted, mut duplicates) = (0u64, 0u64);
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut records = generate(spec).peekable();
     while records.peek().is_some() {
         chunk.clear();
-        chunk.extend(records.by_ref().take(CHUNK).map(|r| {
-            let priced = PricedRecord::price(r, &catalog);
-            let provider = priced.provider(&catalog);
-            (priced, provider)
-        }));
+        chunk.extend(
+            records
+                .by_ref()
+                .take(CHUNK)
+                .map(|r| crate::ingest::price(r, &catalog)),
+        );
         let s = store.ingest_usage(org, &chunk).await?;
         accepted += s.accepted;
         duplicates += s.duplicates;

@@ -15,6 +15,8 @@ pub enum ApiError {
     NotFound,
     #[error("request body too large (limit {0} bytes)")]
     PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("internal error")]
     Internal,
     #[error("{0}")]
@@ -28,6 +30,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }

@@ -1,6 +1,7 @@
 //! The Apogee server: configuration, authentication, the WebSocket and REST endpoints, the
 //! per-user event streams, and the runs that answer users' questions. The `apogee` binary
-//! (`main.rs`) is a thin command-line front over [`app::serve`] and [`demo_data::load`].
+//! (`main.rs`) is a thin command-line front over [`app::serve`], [`demo_data::load`] and
+//! [`ingest::file::run`].
 
 pub mod app;
 pub mod auth;
@@ -10,6 +11,7 @@ pub mod http_error;
 pub mod hub;
 pub mod ingest;
 pub mod metrics;
+pub mod prices;
 pub mod queue;
 pub mod rate;
 pub mod recovery;
@@ -18,4 +20,5 @@ pub mod runs;
 pub mod session;
 pub mod sink;
 pub mod static_ui;
+pub mod traces;
 pub mod ws;

@@ -1,9 +1,11 @@
-//! `apogee`: the command-line entry point (`serve`, `demo-data`). Errors end here as anyhow.
+//! `apogee`: the command-line entry point (`serve`, `demo-data`, `ingest`). Errors end here as
+//! anyhow.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use apogee_analytics::formats::Format;
 use apogee_server::config::Config;
 use clap::{Parser, Subcommand};
 
@@ -42,6 +44,25 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Load a usage file into the configured database for one org (idempotent by request_id);
+    /// prints `{accepted, duplicates, rejected}` as JSON.
+    Ingest {
+        /// NDJSON/JSON (§8 records), CSV with a header row, a LiteLLM spend-log export or an
+        /// OpenAI usage export.
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "demo")]
+        org: String,
+        /// ndjson, csv, litellm or openai; by default `.csv` files are CSV, others NDJSON/JSON.
+        #[arg(long, value_parser = parse_format)]
+        format: Option<Format>,
+    },
+}
+
+fn parse_format(name: &str) -> Result<Format, String> {
+    Format::parse_name(name)
+        .ok_or_else(|| format!("unknown format `{name}`: use ndjson, csv, litellm or openai"))
 }
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
@@ -82,6 +103,18 @@ async fn main() -> anyhow::Result<()> {
             let spec = apogee_server::demo_data::spec(days, calls, seed);
             let summary = apogee_server::demo_data::load(&config, &org, &spec).await?;
             println!("{summary}");
+        }
+        Command::Ingest {
+            file,
+            config,
+            org,
+            format,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let progress = std::io::stderr().is_terminal();
+            let summary =
+                apogee_server::ingest::file::run(&config, &file, &org, format, progress).await?;
+            println!("{}", serde_json::to_string(&summary)?);
         }
     }
     Ok(())

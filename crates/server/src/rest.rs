@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::http_error::ApiError;
-use crate::ingest::{BodyError, parse_body};
+use crate::ingest::{Parsed, body_format, parse_body};
 use crate::session::{SessionError, UserSession};
 
-fn session(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
+pub(crate) fn session(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
     let identity = app
         .auth
         .authenticate_rest(headers)
@@ -123,21 +123,26 @@ pub async fn run_events(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-pub async fn ingest_usage(
-    State(app): State<AppState>,
-    headers: HeaderMap,
+/// The request body, or 413 past `max_body_bytes`.
+pub(crate) fn body_bytes(
+    app: &AppState,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers)?;
-    let body = body.map_err(|e| {
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(app.config.max_body_bytes)
         } else {
             ApiError::BadRequest(e.body_text())
         }
-    })?;
-    let parsed = parse_body(&body, s.catalog())
-        .map_err(|e: BodyError| ApiError::BadRequest(e.to_string()))?;
+    })
+}
+
+/// Stores the accepted records of a parsed body for the caller's org and counts them.
+pub(crate) async fn store_parsed(
+    app: &AppState,
+    s: &UserSession,
+    parsed: &Parsed,
+) -> Result<apogee_store::IngestSummary, ApiError> {
     let summary = s
         .ingest_usage(&parsed.accepted)
         .await
@@ -146,6 +151,29 @@ pub async fn ingest_usage(
     app.metrics
         .usage_records_rejected
         .inc_by(parsed.rejected.len() as u64);
+    Ok(summary)
+}
+
+#[derive(Deserialize)]
+pub struct UsageQuery {
+    format: Option<String>,
+}
+
+pub async fn ingest_usage(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<UsageQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let s = session(&app, &headers)?;
+    let body = body_bytes(&app, body)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = body_format(q.format.as_deref(), content_type).map_err(ApiError::BadRequest)?;
+    let parsed =
+        parse_body(format, &body, s.catalog()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let summary = store_parsed(&app, &s, &parsed).await?;
     Ok(Json(json!({
         "accepted": summary.accepted,
         "duplicates": summary.duplicates,

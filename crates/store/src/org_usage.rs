@@ -65,14 +65,14 @@ impl OrgUsage {
 impl OrgUsageQueries for OrgUsage {
     async fn totals(&self, period: &Period) -> Result<UsageTotals, QueryError> {
         let r = sqlx::query(
-            "SELECT COUNT(*) AS calls,
+            "SELECT COALESCE(SUM(request_count), 0) AS calls,
                     COALESCE(SUM(input_tokens), 0) AS input_tokens,
                     COALESCE(SUM(output_tokens), 0) AS output_tokens,
                     COALESCE(SUM(cached_input_tokens), 0) AS cached,
                     COALESCE(SUM(cost_nanos), 0) AS cost,
-                    COALESCE(SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END), 0) AS unpriced_calls,
+                    COALESCE(SUM(CASE WHEN cost_nanos IS NULL THEN request_count ELSE 0 END), 0) AS unpriced_calls,
                     COALESCE(SUM(CASE WHEN cost_nanos IS NULL THEN input_tokens + output_tokens ELSE 0 END), 0) AS unpriced_tokens,
-                    COALESCE(SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), 0) AS error_calls
+                    COALESCE(SUM(CASE WHEN status <> 'ok' THEN request_count ELSE 0 END), 0) AS error_calls
              FROM usage_records WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ?",
         )
         .bind(&self.org_id)
@@ -101,11 +101,11 @@ impl OrgUsageQueries for OrgUsage {
             "cost DESC, k ASC"
         };
         let sql = format!(
-            "SELECT {key} AS k, COUNT(*) AS calls,
+            "SELECT {key} AS k, COALESCE(SUM(request_count), 0) AS calls,
                     COALESCE(SUM(input_tokens), 0) AS input_tokens,
                     COALESCE(SUM(output_tokens), 0) AS output_tokens,
                     COALESCE(SUM(cost_nanos), 0) AS cost,
-                    COALESCE(SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END), 0) AS unpriced_calls
+                    COALESCE(SUM(CASE WHEN cost_nanos IS NULL THEN request_count ELSE 0 END), 0) AS unpriced_calls
              FROM usage_records WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ?
              GROUP BY k ORDER BY {order}",
             key = group_key(by)

@@ -1,11 +1,12 @@
-//! Ingest of priced usage records, idempotent per org by `request_id`.
+//! Ingest of priced usage records (all columns of usage records v2), idempotent per org by
+//! `request_id`.
 
 use apogee_analytics::PricedRecord;
 use sqlx::QueryBuilder;
 
 use crate::{Store, StoreError};
 
-/// Rows per multi-row INSERT: 16 binds each stays far below SQLite's variable limit.
+/// Rows per multi-row INSERT: 23 binds each stays far below SQLite's variable limit (32766).
 const ROWS_PER_INSERT: usize = 500;
 
 /// What an ingest stored.
@@ -14,6 +15,14 @@ pub struct IngestSummary {
     pub accepted: u64,
     /// Records whose `request_id` was already stored for the org (or repeated in the batch).
     pub duplicates: u64,
+}
+
+/// Tags as a JSON object (`NULL` when there are none).
+fn tags_json(r: &apogee_analytics::UsageRecord) -> Option<String> {
+    r.tags
+        .as_ref()
+        .filter(|t| !t.is_empty())
+        .and_then(|t| serde_json::to_string(t).ok())
 }
 
 impl Store {
@@ -30,7 +39,8 @@ impl Store {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO usage_records (org_id, request_id, ts_ms, provider, model, input_tokens,
                  output_tokens, cached_input_tokens, latency_ms, user_name, feature, prompt_hash, batch,
-                 status, cost_nanos, price_source) ",
+                 status, cost_nanos, price_source, cache_creation_input_tokens, reasoning_tokens,
+                 stream, finish_reason, max_tokens, tags, request_count) ",
             );
             qb.push_values(chunk, |mut b, (p, provider)| {
                 let r = &p.record;
@@ -49,7 +59,14 @@ impl Store {
                     .push_bind(r.is_batch())
                     .push_bind(r.status.as_deref().unwrap_or("ok"))
                     .push_bind(p.cost.map(|c| c.0))
-                    .push_bind(p.price_source.as_deref());
+                    .push_bind(p.price_source.as_deref())
+                    .push_bind(r.cache_write_tokens())
+                    .push_bind(r.reasoning_tokens)
+                    .push_bind(r.stream)
+                    .push_bind(r.finish_reason.as_deref())
+                    .push_bind(r.max_tokens)
+                    .push_bind(tags_json(r))
+                    .push_bind(r.request_count());
             });
             qb.push(" ON CONFLICT (org_id, request_id) DO NOTHING");
             accepted += qb.build().execute(&mut *tx).await?.rows_affected();

@@ -119,3 +119,66 @@ async fn another_orgs_usage_is_never_counted() {
         1_000
     );
 }
+
+#[tokio::test]
+async fn v2_columns_are_stored_and_aggregates_count_their_calls() {
+    let catalog = Arc::new(PriceCatalog::builtin().unwrap());
+    let batch = apogee_analytics::formats::parse(
+        apogee_analytics::formats::Format::Usage,
+        concat!(
+            r#"{"request_id":"a","ts":"2026-11-20T08:00:00Z","model":"claude-sonnet-4","input_tokens":40,"output_tokens":220,"cache_read_input_tokens":900,"cache_creation_input_tokens":60,"token_convention":"anthropic","reasoning_tokens":120,"stream":true,"finish_reason":"end_turn","max_tokens":1024,"tags":{"team":"search"}}"#,
+            "\n",
+            r#"{"request_id":"b","ts":"2026-11-20T09:00:00Z","model":"gpt-4o","input_tokens":5000,"output_tokens":700,"request_count":5}"#,
+            "\n",
+            r#"{"request_id":"c","ts":"2026-11-20T09:00:00Z","model":"acme-7b","input_tokens":50,"output_tokens":7,"request_count":3,"status":"error"}"#,
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert!(batch.rejected.is_empty(), "{:?}", batch.rejected);
+    let records: Vec<PricedRecord> = batch
+        .records
+        .into_iter()
+        .map(|r| PricedRecord::price(r, &catalog))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), "acme", &records, &catalog).await;
+    let period = Period::new(
+        Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap(),
+    );
+    let sql = store.org_usage("acme").totals(&period).await.unwrap();
+    let mem = MemoryUsage::new(records, Arc::clone(&catalog))
+        .totals(&period)
+        .await
+        .unwrap();
+    assert_eq!(sql, mem);
+    assert_eq!((sql.calls, sql.unpriced_calls, sql.error_calls), (9, 3, 3));
+    store.close().await;
+
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+    let row: (i64, i64, i64, bool, String, i64, String, i64) = sqlx::query_as(
+        "SELECT input_tokens, cached_input_tokens, cache_creation_input_tokens, stream,
+                finish_reason, max_tokens, tags, request_count
+         FROM usage_records WHERE request_id = 'a'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            1000,
+            900,
+            60,
+            true,
+            "end_turn".into(),
+            1024,
+            r#"{"team":"search"}"#.into(),
+            1
+        )
+    );
+}

@@ -1,0 +1,215 @@
+//! LiteLLM spend-log exports: a JSON array of spend logs (the proxy's `LiteLLM_SpendLogs` rows
+//! as `/spend/logs` returns them), or `{"data": [...]}`.
+//!
+//! Mapping: `request_id`; `startTime` → `ts` (a time without offset is UTC) and `endTime −
+//! startTime` → `latency_ms`; `model`; `custom_llm_provider`, else the `provider/` prefix of
+//! `model`, → `provider`; `prompt_tokens`/`completion_tokens`; `user`; the first of
+//! `request_tags` → `feature`; `end_user`, `team_id`, `api_key` alias, `model_group` and
+//! `cache_hit` → tags; `status` `failure` → `error`. Cache tokens come from
+//! `metadata.additional_usage_values` (`cache_read_input_tokens` or
+//! `prompt_tokens_details.cached_tokens`, `cache_creation_input_tokens`,
+//! `completion_tokens_details.reasoning_tokens`).
+//!
+//! LiteLLM reports usage OpenAI-style (cached tokens inside `prompt_tokens`); counts where the
+//! cache exceeds `prompt_tokens` can only be Anthropic-style and are added up instead.
+//! `spend` is LiteLLM's own price and wins like a client `cost_usd` — except a `spend` of 0 on
+//! a call with tokens, which is how LiteLLM books models it has no price for: that call is
+//! priced from Apogee's catalog or reported unpriced, never kept at $0.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::Value;
+
+use crate::tokens::CacheConvention;
+use crate::usage::UsageRecord;
+
+use super::FormatError;
+
+pub fn parse(text: &str) -> Result<Vec<Result<UsageRecord, String>>, FormatError> {
+    let doc: Value = serde_json::from_str(text)
+        .map_err(|e| FormatError::Document(format!("not a LiteLLM spend-log export: {e}")))?;
+    let logs = match doc {
+        Value::Array(a) => a,
+        Value::Object(mut o) => match o.remove("data") {
+            Some(Value::Array(a)) => a,
+            _ => {
+                return Err(FormatError::Document(
+                    "expected a JSON array of spend logs or {\"data\": [...]}".into(),
+                ));
+            }
+        },
+        _ => {
+            return Err(FormatError::Document(
+                "expected a JSON array of spend logs".into(),
+            ));
+        }
+    };
+    Ok(logs.iter().map(record).collect())
+}
+
+/// `2026-11-20T08:15:02Z`, `2026-11-20T08:15:02.123000` (UTC), or `2026-11-20 08:15:02`.
+fn time(v: &Value) -> Option<DateTime<Utc>> {
+    let s = v.as_str()?;
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .map(|t| t.and_utc())
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn int(v: Option<&Value>, name: &str) -> Result<Option<i64>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| format!("`{name}` must be an integer")),
+    }
+}
+
+fn record(log: &Value) -> Result<UsageRecord, String> {
+    let Value::Object(o) = log else {
+        return Err("a spend log must be a JSON object".into());
+    };
+    let ts = time(o.get("startTime").unwrap_or(&Value::Null))
+        .ok_or("`startTime` is missing or not a time")?;
+    let model_text = text(o.get("model")).ok_or("`model` is missing")?;
+    let input = int(o.get("prompt_tokens"), "prompt_tokens")?.unwrap_or(0);
+    let output = int(o.get("completion_tokens"), "completion_tokens")?.unwrap_or(0);
+    let (prefix, model) = match model_text.split_once('/') {
+        Some((p, m)) if !m.is_empty() => (Some(p.to_string()), m.to_string()),
+        _ => (None, model_text.clone()),
+    };
+    let mut r = UsageRecord::new(ts, model, input, output);
+    r.request_id = text(o.get("request_id"));
+    r.provider = text(o.get("custom_llm_provider")).or(prefix);
+    r.user = text(o.get("user"));
+    r.latency_ms = o
+        .get("endTime")
+        .and_then(time)
+        .map(|end| (end - ts).num_milliseconds())
+        .filter(|ms| *ms >= 0);
+    r.status = match text(o.get("status")).as_deref() {
+        Some("failure") => Some("error".into()),
+        Some(_) => Some("ok".into()),
+        None => None,
+    };
+    if let Some(Value::Array(tags)) = o.get("request_tags") {
+        r.feature = tags.first().and_then(Value::as_str).map(str::to_string);
+    }
+    let spend = match o.get("spend") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_f64().ok_or("`spend` must be a number")?),
+    };
+    r.cost_usd = spend.filter(|s| *s > 0.0 || input + output == 0);
+
+    // `metadata` is an object, or the same object as a JSON string in some exports.
+    let metadata = match o.get("metadata") {
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+        Some(v) => v.clone(),
+        None => Value::Null,
+    };
+    let usage = &metadata["additional_usage_values"];
+    let cache_read = int(
+        usage.get("cache_read_input_tokens"),
+        "cache_read_input_tokens",
+    )?
+    .or(int(
+        usage.pointer("/prompt_tokens_details/cached_tokens"),
+        "cached_tokens",
+    )?);
+    let cache_write = int(
+        usage.get("cache_creation_input_tokens"),
+        "cache_creation_input_tokens",
+    )?;
+    r.cached_input_tokens = cache_read.filter(|n| *n > 0);
+    r.cache_creation_input_tokens = cache_write.filter(|n| *n > 0);
+    r.reasoning_tokens = int(
+        usage.pointer("/completion_tokens_details/reasoning_tokens"),
+        "reasoning_tokens",
+    )?
+    .filter(|n| *n > 0);
+    if r.cached_tokens() + r.cache_write_tokens() > input {
+        r.token_convention = Some(CacheConvention::ExcludesCache);
+    }
+
+    let mut tags = BTreeMap::new();
+    for (key, value) in [
+        ("end_user", o.get("end_user")),
+        ("team_id", o.get("team_id")),
+        ("model_group", o.get("model_group")),
+        ("api_key_alias", metadata.get("user_api_key_alias")),
+        ("team_alias", metadata.get("user_api_key_team_alias")),
+    ] {
+        if let Some(v) = text(value) {
+            tags.insert(key.to_string(), v);
+        }
+    }
+    if let Some(hit) = o.get("cache_hit") {
+        let hit = hit
+            .as_bool()
+            .or_else(|| hit.as_str().map(|s| s.eq_ignore_ascii_case("true")));
+        if hit == Some(true) {
+            tags.insert("litellm_cache_hit".into(), "true".into());
+        }
+    }
+    r.tags = (!tags.is_empty()).then_some(tags);
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::formats::{Format, parse, testdata};
+    use crate::money::Nanos;
+
+    #[test]
+    fn sample_spend_logs_map_to_records() {
+        let b = parse(Format::Litellm, testdata::LITELLM.as_bytes()).unwrap();
+        let idx: Vec<usize> = b.rejected.iter().map(|r| r.index).collect();
+        assert_eq!(idx, [4, 5], "{:?}", b.rejected);
+        assert_eq!(b.records.len(), 4);
+        let a = &b.records[0];
+        assert_eq!(a.request_id.as_deref(), Some("chatcmpl-9a1b"));
+        assert_eq!(
+            (a.provider.as_deref(), a.model.as_str()),
+            (Some("openai"), "gpt-4o")
+        );
+        assert_eq!(
+            (a.input_tokens, a.cached_tokens(), a.latency_ms),
+            (1200, 1000, Some(1840))
+        );
+        assert_eq!(a.client_cost(), Some(Nanos(4_850_000)));
+        assert_eq!(a.feature.as_deref(), Some("support-bot"));
+        // Anthropic counts that only fit the exclusive convention: 50 + 1000 + 150.
+        let c = &b.records[1];
+        assert_eq!(
+            (c.provider.as_deref(), c.input_tokens),
+            (Some("anthropic"), 1200)
+        );
+        // spend 0 on an unknown model is not a price.
+        let u = &b.records[2];
+        assert_eq!((u.cost_usd, u.status.as_deref()), (None, Some("ok")));
+        assert_eq!(b.records[3].status.as_deref(), Some("error"));
+    }
+
+    #[test]
+    fn non_array_documents_are_refused_whole() {
+        assert!(parse(Format::Litellm, b"{\"logs\":1}").is_err());
+        assert!(
+            parse(Format::Litellm, b"{\"data\":[]}")
+                .unwrap()
+                .records
+                .is_empty()
+        );
+    }
+}

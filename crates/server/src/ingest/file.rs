@@ -1,0 +1,172 @@
+//! `apogee ingest FILE`: loads a usage file (NDJSON, CSV, a LiteLLM spend-log export or an
+//! OpenAI usage export) into the configured database for one org, priced and idempotent like
+//! `POST /api/usage`, with a progress bar on stderr when it is a terminal. NDJSON and CSV are
+//! streamed in chunks, so memory stays bounded whatever the file's size.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use apogee_analytics::UsageRecord;
+use apogee_analytics::formats::{self, Format, Rejection};
+use apogee_store::Store;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::prices::{self, PricesError};
+
+/// Records priced and stored per transaction.
+const CHUNK: usize = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileIngestError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Format(String, formats::FormatError),
+    #[error("org `{0}` is not 1-64 characters of [A-Za-z0-9_-]")]
+    Org(String),
+    #[error(transparent)]
+    Prices(#[from] PricesError),
+    #[error(transparent)]
+    Store(#[from] apogee_store::StoreError),
+}
+
+/// The same shape as the answer of `POST /api/usage`.
+#[derive(Debug, Serialize)]
+pub struct FileSummary {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: Vec<Rejection>,
+}
+
+fn valid_org(org: &str) -> bool {
+    (1..=64).contains(&org.len())
+        && org
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether a §8 JSON file is an array (read whole) rather than NDJSON (streamed).
+fn is_json_array(path: &Path) -> std::io::Result<bool> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let head = reader.fill_buf()?;
+    Ok(head
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'['))
+}
+
+fn progress_bar(len: u64, show: bool, template: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(len),
+        if show {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Parsed records of the file, chunk by chunk, with each record's index in the file.
+type Records = Box<dyn Iterator<Item = (usize, Result<UsageRecord, String>)>>;
+
+pub async fn run(
+    config: &Config,
+    path: &Path,
+    org: &str,
+    format: Option<Format>,
+    show_progress: bool,
+) -> Result<FileSummary, FileIngestError> {
+    if !valid_org(org) {
+        return Err(FileIngestError::Org(org.into()));
+    }
+    let name = path.display().to_string();
+    let read_err = |e| FileIngestError::Read(name.clone(), e);
+    let format = format.unwrap_or_else(|| Format::from_path(path));
+    let catalog = prices::catalog(config)?;
+
+    // NDJSON and CSV are streamed (progress in bytes), so a file larger than memory loads;
+    // JSON documents (arrays, LiteLLM and OpenAI exports) are parsed whole.
+    let streamed = match format {
+        Format::Csv => true,
+        Format::Usage => !is_json_array(path).map_err(read_err)?,
+        Format::Litellm | Format::OpenaiUsage => false,
+    };
+    let (bar, records): (ProgressBar, Records) = if streamed {
+        let file = File::open(path).map_err(read_err)?;
+        let len = file.metadata().map_err(read_err)?.len();
+        let bar = progress_bar(
+            len,
+            show_progress,
+            "{bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+        );
+        let reader = BufReader::new(bar.wrap_read(file));
+        let records: Records = if format == Format::Csv {
+            Box::new(
+                formats::csv::records(reader)
+                    .map_err(|e| FileIngestError::Format(name.clone(), e))?
+                    .enumerate(),
+            )
+        } else {
+            Box::new(formats::json::ndjson_records(reader).enumerate())
+        };
+        (bar, records)
+    } else {
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| FileIngestError::Format(name.clone(), formats::FormatError::NotUtf8))?;
+        let parsed = match format {
+            Format::Litellm => formats::litellm::parse(text),
+            Format::OpenaiUsage => formats::openai_usage::parse(text),
+            Format::Usage | Format::Csv => formats::json::parse(text),
+        }
+        .map_err(|e| FileIngestError::Format(name.clone(), e))?;
+        let bar = progress_bar(
+            parsed.len() as u64,
+            show_progress,
+            "{bar:40} {pos}/{len} records ({per_sec}, {eta} left)",
+        );
+        (bar, Box::new(parsed.into_iter().enumerate()))
+    };
+
+    let store = Store::open(&config.database_url).await?;
+    let mut summary = FileSummary {
+        accepted: 0,
+        duplicates: 0,
+        rejected: Vec::new(),
+    };
+    let mut records = records.peekable();
+    while records.peek().is_some() {
+        let batch = formats::collect_indexed(records.by_ref().take(CHUNK));
+        let parsed = (batch.records.len() + batch.rejected.len()) as u64;
+        summary.rejected.extend(batch.rejected);
+        let chunk: Vec<_> = batch
+            .records
+            .into_iter()
+            .map(|r| super::price(r, &catalog))
+            .collect();
+        let s = store.ingest_usage(org, &chunk).await?;
+        summary.accepted += s.accepted;
+        summary.duplicates += s.duplicates;
+        if !streamed {
+            bar.inc(parsed);
+        }
+    }
+    bar.finish_and_clear();
+    store.close().await;
+    tracing::info!(
+        file = %path.display(),
+        org,
+        accepted = summary.accepted,
+        duplicates = summary.duplicates,
+        rejected = summary.rejected.len(),
+        "usage file ingested"
+    );
+    Ok(summary)
+}
