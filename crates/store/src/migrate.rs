@@ -5,7 +5,10 @@ use sqlx::{Row, SqlitePool};
 
 use crate::StoreError;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_tickets.sql")),
+];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::query(
