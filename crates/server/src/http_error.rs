@@ -1,7 +1,7 @@
 //! REST error answers (PROTOCOL.md §7): `{"error":{"code","message"}}` with a fitting status.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -15,6 +15,9 @@ pub enum ApiError {
     NotFound,
     #[error("request body too large (limit {0} bytes)")]
     PayloadTooLarge(usize),
+    /// Too many failed attempts; retry after this many seconds (sent as `Retry-After`).
+    #[error("too many failed handshakes from this address; retry in {0} s")]
+    TooManyRequests(u64),
     #[error("internal error")]
     Internal,
 }
@@ -26,6 +29,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -40,10 +44,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        (
-            status,
-            Json(json!({"error": {"code": code, "message": self.to_string()}})),
-        )
-            .into_response()
+        let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));
+        match self {
+            ApiError::TooManyRequests(secs) => {
+                (status, [(header::RETRY_AFTER, secs.to_string())], body).into_response()
+            }
+            _ => (status, body).into_response(),
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! Parsing of usage bodies (`POST /api/usage`): a JSON array or NDJSON. Each record is parsed
 //! and validated on its own, so one bad record is reported by index and never drops the rest.
+//! Nesting depth is checked before any parsing (`apogee_protocol::depth`): a too-deep array
+//! body is refused whole (400), a too-deep NDJSON line is rejected as its record.
 
 use apogee_analytics::{PriceCatalog, PricedRecord, UsageRecord};
+use apogee_protocol::depth::{MAX_JSON_DEPTH, json_depth_exceeds};
 use serde::Serialize;
 
 /// Why the record at `index` (0-based position in the array, or among non-blank NDJSON
@@ -24,6 +27,8 @@ pub enum BodyError {
     NotUtf8,
     #[error("body starts like a JSON array but is not one: {0}")]
     BadArray(serde_json::Error),
+    #[error("body is nested deeper than {MAX_JSON_DEPTH} levels")]
+    TooDeep,
 }
 
 fn parse_value(value: serde_json::Value) -> Result<UsageRecord, String> {
@@ -36,11 +41,20 @@ pub fn parse_body(body: &[u8], catalog: &PriceCatalog) -> Result<Parsed, BodyErr
     let text = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
     let mut results: Vec<Result<UsageRecord, String>> = Vec::new();
     if text.trim_start().starts_with('[') {
+        if json_depth_exceeds(body, MAX_JSON_DEPTH) {
+            return Err(BodyError::TooDeep);
+        }
         let values: Vec<serde_json::Value> =
             serde_json::from_str(text).map_err(BodyError::BadArray)?;
         results.extend(values.into_iter().map(parse_value));
     } else {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if json_depth_exceeds(line.as_bytes(), MAX_JSON_DEPTH) {
+                results.push(Err(format!(
+                    "not JSON: nested deeper than {MAX_JSON_DEPTH} levels"
+                )));
+                continue;
+            }
             results.push(
                 serde_json::from_str::<serde_json::Value>(line)
                     .map_err(|e| format!("not JSON: {e}"))
@@ -95,5 +109,22 @@ mod tests {
         assert_eq!(p.accepted[0].0.price_source.as_deref(), Some("client"));
         assert_eq!(p.rejected[0].index, 1);
         assert!(parse_body(b"[{", &catalog).is_err());
+    }
+
+    #[test]
+    fn deep_json_is_refused_before_parsing() {
+        let catalog = PriceCatalog::builtin().unwrap();
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(matches!(
+            parse_body(deep.as_bytes(), &catalog),
+            Err(BodyError::TooDeep)
+        ));
+        let ndjson = format!(
+            "{}\n{{\"ts\":\"2026-11-20T08:15:02Z\",\"model\":\"gpt-4o\",\"input_tokens\":1,\"output_tokens\":1}}\n",
+            "{\"a\":".repeat(10_000)
+        );
+        let p = parse_body(ndjson.as_bytes(), &catalog).unwrap();
+        assert_eq!(p.accepted.len(), 1);
+        assert_eq!(p.rejected[0].index, 0);
     }
 }

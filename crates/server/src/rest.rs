@@ -1,4 +1,4 @@
-//! REST endpoints of PROTOCOL.md §7 (all but `/api/ws-ticket`). Every `/api` call is answered
+//! REST endpoints of PROTOCOL.md §7. Every `/api` call is authenticated first and answered
 //! through the caller's [`UserSession`], so it only ever sees the caller's own data.
 
 use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period};
@@ -14,16 +14,46 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::auth::{AuthError, Identity};
 use crate::http_error::ApiError;
 use crate::ingest::{BodyError, parse_body};
 use crate::session::{SessionError, UserSession};
 
-fn session(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
-    let identity = app
-        .auth
+async fn identity(app: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
+    app.auth
         .authenticate_rest(headers)
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    Ok(app.sessions.open(&identity))
+        .await
+        .map_err(auth_error)
+}
+
+async fn session(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
+    Ok(app.sessions.open(&identity(app, headers).await?))
+}
+
+/// Bad credentials are 401; a server that could not check them answers 500.
+pub fn auth_error(e: AuthError) -> ApiError {
+    if e.is_client_error() {
+        ApiError::Unauthorized(e.to_string())
+    } else {
+        ApiError::internal(e)
+    }
+}
+
+/// `POST /api/ws-ticket`: a single-use, 60 s credential for `GET /ws?ticket=` (browsers
+/// cannot set headers on a WebSocket).
+pub async fn ws_ticket(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let who = identity(&app, &headers).await?;
+    let t = app
+        .auth
+        .issue_ticket(&who)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({"ticket": t.ticket, "expires_in": t.expires_in}),
+    ))
 }
 
 impl From<SessionError> for ApiError {
@@ -69,7 +99,7 @@ pub async fn threads(
     State(app): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let rows = s.threads().await.map_err(ApiError::internal)?;
     let threads: Vec<Value> = rows
         .into_iter()
@@ -94,7 +124,7 @@ pub async fn thread_messages(
     headers: HeaderMap,
     Path(thread_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let messages: Vec<Value> = s
         .thread_messages(&thread_id)
         .await?
@@ -109,7 +139,7 @@ pub async fn run_events(
     headers: HeaderMap,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let events = s.run_events(&run_id).await?;
     // The stored payloads are the exact frames sent on the wire; splice them in unchanged.
     let mut body = String::from("{\"events\":[");
@@ -128,7 +158,7 @@ pub async fn ingest_usage(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(app.config.max_body_bytes)
@@ -188,7 +218,7 @@ pub async fn costs(
     headers: HeaderMap,
     Query(q): Query<CostsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let default = Period::last_days(Utc::now(), 30);
     let from = q
         .from
