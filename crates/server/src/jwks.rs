@@ -1,8 +1,9 @@
 //! JWKS documents (RFC 7517): parsing them into verification keys, and keeping the set from a
-//! URL fresh. A fetched set is used for `jwt_jwks_cache_secs`; a token whose `kid` is not in
-//! the set triggers an early fetch, at most once per `jwt_jwks_min_refresh_secs`, so key
-//! rotation at the identity provider is picked up without letting garbage `kid`s hammer it.
-//! When a fetch fails, the last good set stays in use.
+//! URL fresh. A fetched set is used for `jwt_jwks_cache_secs`; after that, or when a token's
+//! `kid` is not in the set, it is fetched again, but never more than once per
+//! `jwt_jwks_min_refresh_secs`, so key rotation at the identity provider is picked up without
+//! letting garbage `kid`s (or an identity provider that is down) turn every handshake into a
+//! fetch. When a fetch fails, the last good set stays in use.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,19 +138,17 @@ impl RemoteJwks {
         if fresh && !missing {
             return keys;
         }
-        self.refresh(!fresh, Instant::now()).await
+        self.refresh(Instant::now()).await
     }
 
-    /// Fetches unless another task did since `asked_at`; a `stale` set is fetched regardless
-    /// of the throttle.
-    async fn refresh(&self, stale: bool, asked_at: Instant) -> Arc<Vec<KeyEntry>> {
+    /// Fetches unless another task did since `asked_at`, or the last attempt was too recent.
+    async fn refresh(&self, asked_at: Instant) -> Arc<Vec<KeyEntry>> {
         let mut last_attempt = self.fetching.lock().await;
         if last_attempt.is_some_and(|t| t >= asked_at) {
             // Another task fetched (or tried) while this one waited for the lock.
             return Arc::clone(&self.cached.read().await.keys);
         }
-        let throttled = last_attempt.is_some_and(|t| t.elapsed() < self.min_refresh);
-        if throttled && !stale {
+        if last_attempt.is_some_and(|t| t.elapsed() < self.min_refresh) {
             return Arc::clone(&self.cached.read().await.keys);
         }
         *last_attempt = Some(Instant::now());

@@ -5,6 +5,7 @@
 //! checked when configured, all with [`LEEWAY_SECS`] of clock skew.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
@@ -17,6 +18,8 @@ use crate::jwks::{JwksError, KeyEntry, RemoteJwks, parse_jwks};
 pub const LEEWAY_SECS: u64 = 5;
 /// Longest token looked at; real ones are well under 4 KiB.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Shorter HS256 secrets are accepted with a warning (RFC 7518 §3.2 asks for 256 bits).
+const MIN_SECRET_BYTES: usize = 32;
 /// Longest `sub`/`org` accepted.
 const MAX_CLAIM_CHARS: usize = 256;
 
@@ -98,10 +101,15 @@ impl JwtVerifier {
     /// Loads every configured key source. A JWKS URL is fetched once here; if that fails the
     /// server still starts (the identity provider may be down) and retries on demand.
     pub async fn from_config(config: &Config) -> Result<JwtVerifier, JwtSetupError> {
-        let hs256 = config
-            .jwt_hs256_secret
-            .as_deref()
-            .map(|s| DecodingKey::from_secret(s.as_bytes()));
+        let hs256 = config.jwt_hs256_secret.as_deref().map(|s| {
+            if s.len() < MIN_SECRET_BYTES {
+                tracing::warn!(
+                    bytes = s.len(),
+                    "the HS256 secret is short; use at least {MIN_SECRET_BYTES} random bytes"
+                );
+            }
+            DecodingKey::from_secret(s.as_bytes())
+        });
         let pem = config
             .jwt_public_key_file
             .as_deref()
@@ -155,8 +163,8 @@ impl JwtVerifier {
             return self.hs256.clone().ok_or(JwtError::UnknownKey);
         }
         let remote = match &self.jwks_url {
-            Some(r) => r.keys(kid).await.as_ref().clone(),
-            None => Vec::new(),
+            Some(r) => r.keys(kid).await,
+            None => Arc::new(Vec::new()),
         };
         let jwks = || {
             self.jwks_file
