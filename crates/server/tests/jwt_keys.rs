@@ -385,3 +385,29 @@ async fn jwks_url_is_cached_and_refetched_when_a_new_kid_appears() {
         "withdrawn key"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_jwks_url_does_not_stop_the_start_and_tokens_wait_for_it() {
+    // A port that was just free: nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{closed}/jwks.json");
+    let server = Server::start(
+        dir.path(),
+        &[("APOGEE_AUTH", "jwt"), ("APOGEE_JWT_JWKS_URL", &url)],
+    )
+    .await;
+    let t = jwt(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &rsa_key("rsa_private.pem"),
+        &claims("alice", "acme"),
+    );
+    assert_eq!(bearer_status(&server.addr, "", Some(&t)).await, 401);
+    let (s, _) = http(&server.addr, "GET", "/health", &[], b"").await;
+    assert_eq!(s, 200);
+}
