@@ -5,6 +5,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::AuthError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -38,6 +40,17 @@ impl ApiError {
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %e, "request failed");
         ApiError::Internal
+    }
+}
+
+/// Bad credentials are 401; a server that could not check them answers 500.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        if e.is_client_error() {
+            ApiError::Unauthorized(e.to_string())
+        } else {
+            ApiError::internal(e)
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::auth::{AuthError, Identity};
+use crate::auth::Identity;
 use crate::http_error::ApiError;
 use crate::ingest::{BodyError, parse_body};
 use crate::session::{SessionError, UserSession};
@@ -23,20 +23,11 @@ async fn identity(app: &AppState, headers: &HeaderMap) -> Result<Identity, ApiEr
     app.auth
         .authenticate_rest(headers)
         .await
-        .map_err(auth_error)
+        .map_err(ApiError::from)
 }
 
 async fn session(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
     Ok(app.sessions.open(&identity(app, headers).await?))
-}
-
-/// Bad credentials are 401; a server that could not check them answers 500.
-pub fn auth_error(e: AuthError) -> ApiError {
-    if e.is_client_error() {
-        ApiError::Unauthorized(e.to_string())
-    } else {
-        ApiError::internal(e)
-    }
 }
 
 /// `POST /api/ws-ticket`: a single-use, 60 s credential for `GET /ws?ticket=` (browsers

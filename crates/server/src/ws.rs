@@ -18,7 +18,6 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::http_error::ApiError;
-use crate::rest::auth_error;
 use crate::session::{SessionError, UserSession};
 
 /// Events read from the store per replay query, so a long replay never sits in memory whole.
@@ -46,6 +45,15 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Checked first, so a malformed request never spends a single-use ticket.
+    let last_seq = match query.get("last_seq").map(|v| v.parse::<u64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return ApiError::BadRequest("`last_seq` must be a non-negative integer".into())
+                .into_response();
+        }
+    };
     let ip = peer.ip();
     if let Some(retry_after) = app.handshake_limit.blocked(ip) {
         app.metrics.handshake_failures.inc();
@@ -59,15 +67,7 @@ pub async fn upgrade(
                 app.handshake_limit.record_failure(ip);
                 tracing::info!(%ip, error = %e, "refused a WebSocket handshake");
             }
-            return auth_error(e).into_response();
-        }
-    };
-    let last_seq = match query.get("last_seq").map(|v| v.parse::<u64>()) {
-        None => None,
-        Some(Ok(n)) => Some(n),
-        Some(Err(_)) => {
-            return ApiError::BadRequest("`last_seq` must be a non-negative integer".into())
-                .into_response();
+            return ApiError::from(e).into_response();
         }
     };
     let session = app.sessions.open(&identity);

@@ -46,6 +46,9 @@ async fn a_ticket_opens_one_connection_as_its_user_and_is_then_spent() {
     let t = issue(&server.addr, &alice).await;
     assert_eq!(t["expires_in"], 60);
     let ticket = t["ticket"].as_str().unwrap().to_string();
+    // A malformed request is refused without spending the ticket.
+    let bad = handshake(&server.addr, &format!("?ticket={ticket}&last_seq=-1"), &[]).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
     // Demo `?user=` is ignored: the ticket says who this is.
     let mut h = handshake(&server.addr, &format!("?ticket={ticket}&user=eve"), &[]).await;
     assert_eq!(h.status, 101, "{}", h.body);
