@@ -122,6 +122,10 @@ impl JwtVerifier {
         };
         let jwks_url = match &config.jwt_jwks_url {
             Some(url) => {
+                if url.starts_with("http://") {
+                    // Keys fetched in clear text can be swapped by anyone on the path.
+                    tracing::warn!(%url, "the JWKS URL is not https; use it only on a trusted network");
+                }
                 let remote = RemoteJwks::new(
                     url.clone(),
                     Duration::from_secs(config.jwt_jwks_cache_secs),
