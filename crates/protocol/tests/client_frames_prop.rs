@@ -2,7 +2,7 @@
 //! with a frame or a specified error (never a panic), and well-formed frames round-trip.
 
 use apogee_protocol::client::{MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS};
-use apogee_protocol::depth::MAX_JSON_DEPTH;
+use apogee_protocol::depth::{MAX_JSON_DEPTH, json_depth_exceeds};
 use apogee_protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -128,6 +128,13 @@ proptest! {
         let text = format!(r#"{{"type":"ping","nonce":{}1{}}}"#, open.repeat(depth), close.repeat(depth));
         let e = parse_client_frame(&text).unwrap_err();
         prop_assert_eq!(e.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn shallow_json_is_never_taken_for_deep(v in json_value(), s in ".{0,60}") {
+        // Brackets and escaped quotes inside strings must not count as nesting.
+        let text = json!([v, s]).to_string();
+        prop_assert!(!json_depth_exceeds(text.as_bytes(), MAX_JSON_DEPTH), "{}", text);
     }
 
     #[test]
