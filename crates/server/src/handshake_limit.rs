@@ -1,10 +1,12 @@
 //! Per-IP limit on failed WebSocket handshakes: after `limit` failures within a minute, an IP
 //! gets 429 with `Retry-After` until its minute is over, without its credentials being looked
 //! at. Memory is bounded: at most [`MAX_TRACKED_IPS`] addresses are tracked; when full, expired
-//! entries are swept, then the entry with the oldest window makes room.
+//! entries are swept, then the entry with the oldest window makes room. IPv6 addresses count
+//! per /64, the block one host is usually given, so a host cannot dodge the limit by cycling
+//! through its own addresses.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,17 @@ const WINDOW: Duration = Duration::from_secs(60);
 struct Entry {
     window_start: Instant,
     failures: u32,
+}
+
+/// The address a failure is counted against: IPv4 as is (also when IPv4-mapped), IPv6 by /64.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
 }
 
 pub struct HandshakeLimiter {
@@ -43,6 +56,7 @@ impl HandshakeLimiter {
 
     /// `Some(seconds to wait)` when `ip` has used up its failures for this minute.
     pub fn blocked(&self, ip: IpAddr) -> Option<u64> {
+        let ip = bucket(ip);
         let ips = self.lock();
         let e = ips.get(&ip)?;
         let elapsed = e.window_start.elapsed();
@@ -54,6 +68,7 @@ impl HandshakeLimiter {
 
     /// Counts one failed handshake from `ip`.
     pub fn record_failure(&self, ip: IpAddr) {
+        let ip = bucket(ip);
         let mut ips = self.lock();
         let now = Instant::now();
         if !ips.contains_key(&ip) && ips.len() >= self.max_ips {
@@ -102,6 +117,18 @@ mod tests {
         let wait = l.blocked(ip(1)).expect("blocked after 3 failures");
         assert!((1..=60).contains(&wait));
         assert_eq!(l.blocked(ip(2)), None);
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let l = HandshakeLimiter::new(2);
+        l.record_failure("2001:db8:1:2::1".parse().unwrap());
+        l.record_failure("2001:db8:1:2:ffff::9".parse().unwrap());
+        assert!(l.blocked("2001:db8:1:2::77".parse().unwrap()).is_some());
+        assert!(l.blocked("2001:db8:1:3::1".parse().unwrap()).is_none());
+        l.record_failure("::ffff:10.0.0.1".parse().unwrap());
+        l.record_failure("10.0.0.1".parse().unwrap());
+        assert!(l.blocked("10.0.0.1".parse().unwrap()).is_some());
     }
 
     #[test]
