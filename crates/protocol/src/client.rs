@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::depth::{MAX_JSON_DEPTH, json_depth_exceeds};
 use crate::server::ErrorCode;
 
 /// Largest text frame a client may send (§6); larger frames close the connection with 1009.
@@ -62,6 +63,13 @@ struct RawUserMessage {
 
 /// Parses and validates one text frame.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
+    // Checked before parsing, so no input can make the parser recurse deeply.
+    if json_depth_exceeds(text.as_bytes(), MAX_JSON_DEPTH) {
+        return Err(FrameError::bad_request(
+            format!("frame is nested deeper than {MAX_JSON_DEPTH} levels"),
+            None,
+        ));
+    }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| FrameError::bad_request(format!("frame is not valid JSON: {e}"), None))?;
     let Value::Object(map) = &value else {

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod close;
+pub mod depth;
 pub mod events;
 pub mod server;
 

@@ -19,6 +19,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::auth::Authenticator;
 use crate::config::{AuthMode, Config, Environment};
+use crate::handshake_limit::HandshakeLimiter;
 use crate::hub::{Hub, StreamLimits};
 use crate::metrics::Metrics;
 use crate::runs::RunRegistry;
@@ -31,6 +32,10 @@ pub enum ServeError {
     Store(#[from] apogee_store::StoreError),
     #[error(transparent)]
     Prices(#[from] crate::prices::PricesError),
+    #[error("cannot set up authentication: {0}")]
+    Auth(#[from] crate::auth::AuthSetupError),
+    #[error("the built-in price catalog is invalid: {0}")]
+    Catalog(#[from] apogee_analytics::CatalogError),
     #[error("cannot listen on {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
     #[error("server error: {0}")]
@@ -42,6 +47,8 @@ pub enum ServeError {
 pub struct AppState {
     pub config: Arc<Config>,
     pub auth: Arc<Authenticator>,
+    /// Failed handshakes per client IP (429 beyond the configured rate).
+    pub handshake_limit: Arc<HandshakeLimiter>,
     pub sessions: Arc<SessionFactory>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
@@ -83,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(rest::health))
         .route("/ready", get(rest::ready))
         .route("/metrics", get(rest::metrics))
+        .route("/api/ws-ticket", post(rest::ws_ticket))
         .route("/api/threads", get(rest::threads))
         .route("/api/threads/{id}/messages", get(rest::thread_messages))
         .route("/api/runs/{id}/events", get(rest::run_events))
@@ -132,7 +140,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         catalog,
     ));
     let state = AppState {
-        auth: Arc::new(Authenticator::from_config(&config)),
+        auth: Arc::new(Authenticator::from_config(&config, store.clone()).await?),
+        handshake_limit: Arc::new(HandshakeLimiter::new(config.handshake_failures_per_minute)),
         config: Arc::new(config.clone()),
         sessions,
         store: store.clone(),
@@ -162,9 +171,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     });
     let shutdown = state.shutdown.clone();
     let listener = listener.tap_io(tune_socket);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    // Connect info gives handlers the peer address, for the per-IP handshake limit.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await?;
 
     connections.close();
     if tokio::time::timeout(Duration::from_secs(5), connections.wait())

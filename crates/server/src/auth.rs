@@ -1,17 +1,21 @@
-//! Authentication at the handshake (PROTOCOL.md §1, §7): demo identities or HS256 JWTs. An
-//! [`Identity`] can only be produced here, from credentials that checked out.
+//! Authentication (PROTOCOL.md §1, §7): demo identities, JWTs (verified in `jwt.rs`) and
+//! single-use WebSocket tickets (kept in the store). An [`Identity`] can only be produced
+//! here, from credentials that checked out.
 
 use std::collections::HashMap;
 
+use apogee_store::{Redeemed, Store, StoreError, TicketGrant, UserKey};
 use axum::http::HeaderMap;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use rand::Rng;
 
 use crate::config::{AuthMode, Config};
+use crate::jwt::{JwtError, JwtSetupError, JwtVerifier};
 
-/// Seconds of clock skew tolerated on `exp`/`nbf`.
-const LEEWAY_SECS: u64 = 5;
 pub const DEMO_ORG: &str = "demo";
+/// How long a WebSocket ticket can be redeemed (§1).
+pub const TICKET_TTL_SECS: u64 = 60;
+/// Tickets are `t_` + 64 hex digits; anything much longer is refused without a lookup.
+const MAX_TICKET_CHARS: usize = 128;
 
 /// Who is calling. Fields are private: the only way to get one is to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,35 +42,52 @@ impl Identity {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("missing credentials: send `Authorization: Bearer <JWT>`")]
+    #[error("missing credentials: send `Authorization: Bearer <JWT>` or `?ticket=`")]
     MissingToken,
     #[error("invalid token: {0}")]
-    InvalidToken(String),
+    InvalidToken(#[from] JwtError),
+    #[error("invalid ticket: unknown or already used")]
+    UnknownTicket,
+    #[error("invalid ticket: expired")]
+    ExpiredTicket,
     #[error("invalid demo user: `user` must match [A-Za-z0-9_-]{{1,64}}")]
     InvalidDemoUser,
     #[error("missing demo user: send the `X-Apogee-User` header")]
     MissingDemoUser,
+    /// The credentials could not be checked (the store failed); not the caller's fault.
+    #[error("credentials could not be checked")]
+    Unavailable(#[from] StoreError),
 }
 
-#[derive(Deserialize)]
-struct Claims {
-    sub: Option<String>,
-    org: Option<String>,
+impl AuthError {
+    /// Whether the caller presented bad credentials (as opposed to the server failing).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, AuthError::Unavailable(_))
+    }
 }
 
-struct JwtCheck {
-    key: DecodingKey,
-    validation: Validation,
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error(transparent)]
+    Jwt(#[from] JwtSetupError),
+}
+
+/// A freshly issued WebSocket ticket.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub ticket: String,
+    pub expires_in: u64,
 }
 
 enum Mode {
     Demo,
-    Jwt(Box<JwtCheck>),
+    Jwt(Box<JwtVerifier>),
 }
 
 /// Checks credentials according to the configured mode.
 pub struct Authenticator {
     mode: Mode,
+    store: Store,
 }
 
 fn valid_demo_name(name: &str) -> bool {
@@ -85,59 +106,55 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 impl Authenticator {
-    pub fn from_config(config: &Config) -> Authenticator {
+    /// Loads the configured keys; tickets are kept in `store`.
+    pub async fn from_config(
+        config: &Config,
+        store: Store,
+    ) -> Result<Authenticator, AuthSetupError> {
         let mode = match config.auth {
             AuthMode::Demo => Mode::Demo,
-            AuthMode::Jwt => {
-                let secret = config.jwt_hs256_secret.clone().unwrap_or_default();
-                let mut validation = Validation::new(Algorithm::HS256);
-                validation.leeway = LEEWAY_SECS;
-                validation.validate_nbf = true;
-                validation.set_required_spec_claims(&["exp", "sub"]);
-                match &config.jwt_issuer {
-                    Some(iss) => validation.set_issuer(&[iss]),
-                    None => validation.iss = None,
-                }
-                match &config.jwt_audience {
-                    Some(aud) => validation.set_audience(&[aud]),
-                    None => validation.validate_aud = false,
-                }
-                Mode::Jwt(Box::new(JwtCheck {
-                    key: DecodingKey::from_secret(secret.as_bytes()),
-                    validation,
-                }))
-            }
+            AuthMode::Jwt => Mode::Jwt(Box::new(JwtVerifier::from_config(config).await?)),
         };
-        Authenticator { mode }
+        Ok(Authenticator { mode, store })
     }
 
     pub fn is_demo(&self) -> bool {
         matches!(self.mode, Mode::Demo)
     }
 
-    /// The WebSocket handshake: Bearer header in JWT mode; `?user=` (or a random demo user)
-    /// in demo mode. Demo query parameters are ignored in JWT mode.
-    pub fn authenticate_ws(
+    /// The WebSocket handshake. JWT mode: the Bearer header, else `?ticket=`. Demo mode:
+    /// `?ticket=`, else `?user=` (or a random demo user). Demo parameters are ignored in JWT
+    /// mode.
+    pub async fn authenticate_ws(
         &self,
         headers: &HeaderMap,
         query: &HashMap<String, String>,
     ) -> Result<Identity, AuthError> {
         match &self.mode {
-            Mode::Demo => match query.get("user") {
-                Some(name) => Self::demo(name),
-                None => Ok(Identity {
+            Mode::Jwt(verifier) => match (bearer(headers), query.get("ticket")) {
+                (Some(token), _) => Self::jwt(verifier, token).await,
+                (None, Some(ticket)) => self.redeem(ticket).await,
+                (None, None) => Err(AuthError::MissingToken),
+            },
+            Mode::Demo => match (query.get("ticket"), query.get("user")) {
+                (Some(ticket), _) => self.redeem(ticket).await,
+                (None, Some(name)) => Self::demo(name),
+                (None, None) => Ok(Identity {
                     user_id: format!("demo-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
                     org_id: DEMO_ORG.into(),
                     expires_at: None,
                 }),
             },
-            Mode::Jwt(_) => self.jwt(bearer(headers).ok_or(AuthError::MissingToken)?),
         }
     }
 
     /// REST calls: Bearer header in JWT mode; `X-Apogee-User` in demo mode.
-    pub fn authenticate_rest(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+    pub async fn authenticate_rest(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
         match &self.mode {
             Mode::Demo => {
                 let name = headers
@@ -146,7 +163,46 @@ impl Authenticator {
                     .ok_or(AuthError::MissingDemoUser)?;
                 Self::demo(name)
             }
-            Mode::Jwt(_) => self.jwt(bearer(headers).ok_or(AuthError::MissingToken)?),
+            Mode::Jwt(verifier) => {
+                Self::jwt(verifier, bearer(headers).ok_or(AuthError::MissingToken)?).await
+            }
+        }
+    }
+
+    /// Issues a single-use ticket bound to `identity`, redeemable for [`TICKET_TTL_SECS`].
+    pub async fn issue_ticket(&self, identity: &Identity) -> Result<Ticket, StoreError> {
+        let bytes: [u8; 32] = rand::rng().random();
+        let ticket: String = std::iter::once("t_".to_string())
+            .chain(bytes.iter().map(|b| format!("{b:02x}")))
+            .collect();
+        let now = now_ms();
+        let grant = TicketGrant {
+            user: UserKey {
+                org_id: identity.org_id.clone(),
+                user_id: identity.user_id.clone(),
+            },
+            expires_ms: now + (TICKET_TTL_SECS * 1000) as i64,
+            token_exp: identity.expires_at,
+        };
+        self.store.issue_ticket(&ticket, &grant, now).await?;
+        Ok(Ticket {
+            ticket,
+            expires_in: TICKET_TTL_SECS,
+        })
+    }
+
+    async fn redeem(&self, ticket: &str) -> Result<Identity, AuthError> {
+        if ticket.is_empty() || ticket.len() > MAX_TICKET_CHARS {
+            return Err(AuthError::UnknownTicket);
+        }
+        match self.store.redeem_ticket(ticket, now_ms()).await? {
+            Redeemed::Valid(grant) => Ok(Identity {
+                user_id: grant.user.user_id,
+                org_id: grant.user.org_id,
+                expires_at: grant.token_exp,
+            }),
+            Redeemed::Expired => Err(AuthError::ExpiredTicket),
+            Redeemed::Unknown => Err(AuthError::UnknownTicket),
         }
     }
 
@@ -161,25 +217,12 @@ impl Authenticator {
         })
     }
 
-    fn jwt(&self, token: &str) -> Result<Identity, AuthError> {
-        let Mode::Jwt(check) = &self.mode else {
-            return Err(AuthError::MissingToken);
-        };
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &check.key, &check.validation)
-            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
-        let exp = data.claims.get("exp").and_then(serde_json::Value::as_i64);
-        let claims: Claims = serde_json::from_value(data.claims)
-            .map_err(|e| AuthError::InvalidToken(format!("bad claims: {e}")))?;
-        let non_empty = |v: Option<String>, name: &str| {
-            v.filter(|s| !s.is_empty() && s.len() <= 256)
-                .ok_or_else(|| {
-                    AuthError::InvalidToken(format!("claim `{name}` is missing or invalid"))
-                })
-        };
+    async fn jwt(verifier: &JwtVerifier, token: &str) -> Result<Identity, AuthError> {
+        let claims = verifier.verify(token).await?;
         Ok(Identity {
-            user_id: non_empty(claims.sub, "sub")?,
-            org_id: non_empty(claims.org, "org")?,
-            expires_at: exp,
+            user_id: claims.sub,
+            org_id: claims.org,
+            expires_at: Some(claims.exp),
         })
     }
 }
@@ -187,68 +230,6 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{EncodingKey, Header, encode};
-    use serde_json::json;
-
-    fn jwt_auth() -> Authenticator {
-        let config = Config::load(None, |k| match k {
-            "APOGEE_AUTH" => Some("jwt".into()),
-            "APOGEE_JWT_HS256_SECRET" => Some("s3cret".into()),
-            _ => None,
-        })
-        .unwrap();
-        Authenticator::from_config(&config)
-    }
-
-    fn headers_with(token: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        h
-    }
-
-    fn now() -> i64 {
-        chrono::Utc::now().timestamp()
-    }
-
-    #[test]
-    fn valid_hs256_token_gives_identity() {
-        let t = encode(
-            &Header::default(),
-            &json!({"sub":"alice","org":"acme","exp": now() + 60}),
-            &EncodingKey::from_secret(b"s3cret"),
-        )
-        .unwrap();
-        let id = jwt_auth().authenticate_rest(&headers_with(&t)).unwrap();
-        assert_eq!((id.user_id(), id.org_id()), ("alice", "acme"));
-    }
-
-    #[test]
-    fn rejects_bad_tokens() {
-        let a = jwt_auth();
-        let key = EncodingKey::from_secret(b"s3cret");
-        let missing_org = encode(
-            &Header::default(),
-            &json!({"sub":"a","exp": now() + 60}),
-            &key,
-        )
-        .unwrap();
-        let expired = encode(
-            &Header::default(),
-            &json!({"sub":"a","org":"o","exp": now() - 60}),
-            &key,
-        )
-        .unwrap();
-        let wrong = encode(
-            &Header::default(),
-            &json!({"sub":"a","org":"o","exp": now() + 60}),
-            &EncodingKey::from_secret(b"other"),
-        )
-        .unwrap();
-        for t in [missing_org, expired, wrong, "garbage".to_string()] {
-            assert!(a.authenticate_rest(&headers_with(&t)).is_err(), "{t}");
-        }
-        assert!(a.authenticate_rest(&HeaderMap::new()).is_err());
-    }
 
     #[test]
     fn demo_names_are_checked() {

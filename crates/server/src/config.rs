@@ -41,8 +41,20 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub auth: AuthMode,
     pub jwt_hs256_secret: Option<String>,
+    /// PEM public key (RSA → RS256, P-256 → ES256).
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// A JWKS document on disk, read once at start.
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// A JWKS document fetched over HTTP(S) and kept fresh (see `jwks.rs`).
+    pub jwt_jwks_url: Option<String>,
+    /// How long a fetched JWKS is used before it is fetched again.
+    pub jwt_jwks_cache_secs: u64,
+    /// Least time between two fetches caused by tokens with an unknown `kid`.
+    pub jwt_jwks_min_refresh_secs: u64,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    /// Failed WebSocket handshakes one IP may make per minute before it gets 429.
+    pub handshake_failures_per_minute: u32,
     pub heartbeat_ms: u64,
     /// Events a connection may have queued before it counts as too slow (close 1013).
     pub send_queue: usize,
@@ -76,8 +88,14 @@ struct FileConfig {
     redis_url: Option<String>,
     auth: Option<AuthMode>,
     jwt_hs256_secret: Option<String>,
+    jwt_public_key_file: Option<PathBuf>,
+    jwt_jwks_file: Option<PathBuf>,
+    jwt_jwks_url: Option<String>,
+    jwt_jwks_cache_secs: Option<u64>,
+    jwt_jwks_min_refresh_secs: Option<u64>,
     jwt_issuer: Option<String>,
     jwt_audience: Option<String>,
+    handshake_failures_per_minute: Option<u32>,
     heartbeat_ms: Option<u64>,
     send_queue: Option<usize>,
     max_runs_per_user: Option<usize>,
@@ -145,6 +163,25 @@ impl Config {
         }
         if let Some(v) = var("APOGEE_JWT_HS256_SECRET") {
             f.jwt_hs256_secret = Some(v);
+        }
+        if let Some(v) = var("APOGEE_JWT_PUBLIC_KEY_FILE") {
+            f.jwt_public_key_file = Some(v.into());
+        }
+        if let Some(v) = var("APOGEE_JWT_JWKS_FILE") {
+            f.jwt_jwks_file = Some(v.into());
+        }
+        if let Some(v) = var("APOGEE_JWT_JWKS_URL") {
+            f.jwt_jwks_url = Some(v);
+        }
+        if let Some(v) = var("APOGEE_JWT_JWKS_CACHE_SECS") {
+            f.jwt_jwks_cache_secs = Some(parse_num("APOGEE_JWT_JWKS_CACHE_SECS", &v)?);
+        }
+        if let Some(v) = var("APOGEE_JWT_JWKS_MIN_REFRESH_SECS") {
+            f.jwt_jwks_min_refresh_secs = Some(parse_num("APOGEE_JWT_JWKS_MIN_REFRESH_SECS", &v)?);
+        }
+        if let Some(v) = var("APOGEE_HANDSHAKE_FAILURES_PER_MINUTE") {
+            f.handshake_failures_per_minute =
+                Some(parse_num("APOGEE_HANDSHAKE_FAILURES_PER_MINUTE", &v)?);
         }
         if let Some(v) = var("APOGEE_JWT_ISSUER") {
             f.jwt_issuer = Some(v);
@@ -219,9 +256,28 @@ impl Config {
                 "demo auth is refused when APOGEE_ENV=production; set APOGEE_AUTH=jwt".into(),
             ));
         }
-        if auth == AuthMode::Jwt && f.jwt_hs256_secret.as_deref().is_none_or(str::is_empty) {
+        let has_key = f.jwt_hs256_secret.as_deref().is_some_and(|s| !s.is_empty())
+            || f.jwt_public_key_file.is_some()
+            || f.jwt_jwks_file.is_some()
+            || f.jwt_jwks_url.is_some();
+        if auth == AuthMode::Jwt && !has_key {
             return Err(ConfigError::Invalid(
-                "jwt auth needs a key: set APOGEE_JWT_HS256_SECRET".into(),
+                "jwt auth needs a key: set APOGEE_JWT_HS256_SECRET, APOGEE_JWT_PUBLIC_KEY_FILE, \
+                 APOGEE_JWT_JWKS_FILE or APOGEE_JWT_JWKS_URL"
+                    .into(),
+            ));
+        }
+        if let Some(url) = &f.jwt_jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "jwt_jwks_url: `{url}` is not an http(s) URL"
+            )));
+        }
+        let handshake_failures_per_minute = f.handshake_failures_per_minute.unwrap_or(30);
+        if handshake_failures_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "handshake_failures_per_minute must be at least 1".into(),
             ));
         }
         let heartbeat_ms = f.heartbeat_ms.unwrap_or(25_000);
@@ -252,7 +308,13 @@ impl Config {
             database_url,
             redis_url: None,
             auth,
-            jwt_hs256_secret: f.jwt_hs256_secret,
+            jwt_hs256_secret: f.jwt_hs256_secret.filter(|s| !s.is_empty()),
+            jwt_public_key_file: f.jwt_public_key_file,
+            jwt_jwks_file: f.jwt_jwks_file,
+            jwt_jwks_url: f.jwt_jwks_url,
+            jwt_jwks_cache_secs: f.jwt_jwks_cache_secs.unwrap_or(300),
+            jwt_jwks_min_refresh_secs: f.jwt_jwks_min_refresh_secs.unwrap_or(10),
+            handshake_failures_per_minute,
             jwt_issuer: f.jwt_issuer,
             jwt_audience: f.jwt_audience,
             heartbeat_ms,
@@ -317,6 +379,19 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.auth, AuthMode::Jwt);
+        let c = load(&[
+            ("APOGEE_ENV", "production"),
+            ("APOGEE_JWT_JWKS_URL", "https://idp.example/jwks.json"),
+        ])
+        .unwrap();
+        assert_eq!(c.auth, AuthMode::Jwt);
+        assert!(
+            load(&[
+                ("APOGEE_AUTH", "jwt"),
+                ("APOGEE_JWT_JWKS_URL", "file:///etc/passwd"),
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! REST error answers (PROTOCOL.md §7): `{"error":{"code","message"}}` with a fitting status.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use crate::auth::AuthError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -17,6 +19,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Too many failed attempts; retry after this many seconds (sent as `Retry-After`).
+    #[error("too many failed handshakes from this address; retry in {0} s")]
+    TooManyRequests(u64),
     #[error("internal error")]
     Internal,
     #[error("{0}")]
@@ -33,6 +38,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
@@ -45,13 +51,26 @@ impl ApiError {
     }
 }
 
+/// Bad credentials are 401; a server that could not check them answers 500.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        if e.is_client_error() {
+            ApiError::Unauthorized(e.to_string())
+        } else {
+            ApiError::internal(e)
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        (
-            status,
-            Json(json!({"error": {"code": code, "message": self.to_string()}})),
-        )
-            .into_response()
+        let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));
+        match self {
+            ApiError::TooManyRequests(secs) => {
+                (status, [(header::RETRY_AFTER, secs.to_string())], body).into_response()
+            }
+            _ => (status, body).into_response(),
+        }
     }
 }

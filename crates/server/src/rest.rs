@@ -1,4 +1,4 @@
-//! REST endpoints of PROTOCOL.md §7 (all but `/api/ws-ticket`). Every `/api` call is answered
+//! REST endpoints of PROTOCOL.md §7. Every `/api` call is authenticated first and answered
 //! through the caller's [`UserSession`], so it only ever sees the caller's own data.
 
 use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period};
@@ -14,16 +14,37 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::auth::Identity;
 use crate::http_error::ApiError;
 use crate::ingest::{Parsed, body_format, parse_body};
 use crate::session::{SessionError, UserSession};
 
-pub(crate) fn session(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
-    let identity = app
-        .auth
+async fn identity(app: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
+    app.auth
         .authenticate_rest(headers)
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    Ok(app.sessions.open(&identity))
+        .await
+        .map_err(ApiError::from)
+}
+
+pub(crate) async fn session(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
+    Ok(app.sessions.open(&identity(app, headers).await?))
+}
+
+/// `POST /api/ws-ticket`: a single-use, 60 s credential for `GET /ws?ticket=` (browsers
+/// cannot set headers on a WebSocket).
+pub async fn ws_ticket(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let who = identity(&app, &headers).await?;
+    let t = app
+        .auth
+        .issue_ticket(&who)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({"ticket": t.ticket, "expires_in": t.expires_in}),
+    ))
 }
 
 impl From<SessionError> for ApiError {
@@ -69,7 +90,7 @@ pub async fn threads(
     State(app): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let rows = s.threads().await.map_err(ApiError::internal)?;
     let threads: Vec<Value> = rows
         .into_iter()
@@ -94,7 +115,7 @@ pub async fn thread_messages(
     headers: HeaderMap,
     Path(thread_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let messages: Vec<Value> = s
         .thread_messages(&thread_id)
         .await?
@@ -109,7 +130,7 @@ pub async fn run_events(
     headers: HeaderMap,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let events = s.run_events(&run_id).await?;
     // The stored payloads are the exact frames sent on the wire; splice them in unchanged.
     let mut body = String::from("{\"events\":[");
@@ -165,7 +186,7 @@ pub async fn ingest_usage(
     Query(q): Query<UsageQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let body = body_bytes(&app, body)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -216,7 +237,7 @@ pub async fn costs(
     headers: HeaderMap,
     Query(q): Query<CostsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let default = Period::last_days(Utc::now(), 30);
     let from = q
         .from

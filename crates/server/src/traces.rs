@@ -21,7 +21,7 @@ pub async fn traces(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let s = session(&app, &headers)?;
+    let s = session(&app, &headers).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

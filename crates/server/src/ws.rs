@@ -5,13 +5,14 @@
 //! rules (limits, expiry, slow clients, shutdown) are enforced in one place.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use apogee_protocol::client::MAX_FRAME_BYTES;
 use apogee_protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame, close, parse_client_frame};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -40,27 +41,43 @@ const ERROR_WINDOW: Duration = Duration::from_secs(10);
 /// this get a clean 1009, larger ones are cut off by the codec.
 const CODEC_MAX_MESSAGE: usize = 256 * 1024;
 
+/// Longest wait scheduled for a token's expiry (ten years).
+const MAX_EXPIRY_WAIT_SECS: i64 = 10 * 365 * 24 * 3600;
+
 type Sink = SplitSink<WebSocket, Message>;
 
+/// The handshake. Authentication runs before the upgrade is accepted, so a bad credential is a
+/// plain HTTP answer (401, or 429 for an address with too many recent failures).
 pub async fn upgrade(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let identity = match app.auth.authenticate_ws(&headers, &query) {
-        Ok(id) => id,
-        Err(e) => {
-            app.metrics.handshake_failures.inc();
-            return ApiError::Unauthorized(e.to_string()).into_response();
-        }
-    };
+    // Checked first, so a malformed request never spends a single-use ticket.
     let last_seq = match query.get("last_seq").map(|v| v.parse::<u64>()) {
         None => None,
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => {
             return ApiError::BadRequest("`last_seq` must be a non-negative integer".into())
                 .into_response();
+        }
+    };
+    let ip = peer.ip();
+    if let Some(retry_after) = app.handshake_limit.blocked(ip) {
+        app.metrics.handshake_failures.inc();
+        return ApiError::TooManyRequests(retry_after).into_response();
+    }
+    let identity = match app.auth.authenticate_ws(&headers, &query).await {
+        Ok(id) => id,
+        Err(e) => {
+            if e.is_client_error() {
+                app.metrics.handshake_failures.inc();
+                app.handshake_limit.record_failure(ip);
+                tracing::info!(%ip, error = %e, "refused a WebSocket handshake");
+            }
+            return ApiError::from(e).into_response();
         }
     };
     let Some(slot) = app.admit_connection() else {
@@ -195,7 +212,10 @@ impl Writer<'_> {
         let hb = Duration::from_millis(self.app.config.heartbeat_ms);
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
         let expiry = self.session.identity().expires_at().map(|exp| {
-            let secs = (exp - chrono::Utc::now().timestamp()).max(0) as u64;
+            // Clamped: a far-future `exp` must not overflow the timer's arithmetic.
+            let secs = exp
+                .saturating_sub(chrono::Utc::now().timestamp())
+                .clamp(0, MAX_EXPIRY_WAIT_SECS) as u64;
             tokio::time::Instant::now() + Duration::from_secs(secs)
         });
         let token_expired = async move {

@@ -1,5 +1,5 @@
 //! Persistence for Apogee: per-user event streams with `seq` assignment, threads, messages and
-//! runs, and the org's usage records with the queries analyses run over them. The embedded
+//! runs, WebSocket tickets, and the org's usage records with the queries analyses run over them. The embedded
 //! default is SQLite (one writer connection, several readers, WAL). Knows nothing of
 //! WebSocket, HTTP or agents.
 
@@ -8,12 +8,14 @@ mod error;
 mod events;
 mod migrate;
 mod org_usage;
+mod tickets;
 mod usage;
 
 pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnOutcome};
 pub use error::StoreError;
 pub use events::StoredEvent;
 pub use org_usage::OrgUsage;
+pub use tickets::{Redeemed, TicketGrant};
 pub use usage::IngestSummary;
 
 use std::path::Path;

@@ -9,9 +9,9 @@ use sqlx::{Row, SqlitePool};
 
 use crate::StoreError;
 
-/// Version 2 is reserved for a migration developed in parallel.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_tickets.sql")),
     (3, include_str!("../migrations/0003_usage_v2.sql")),
 ];
 

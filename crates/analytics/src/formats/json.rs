@@ -4,11 +4,18 @@
 
 use std::io::BufRead;
 
+use apogee_protocol::depth::{MAX_JSON_DEPTH, json_depth_exceeds};
+
 use crate::usage::UsageRecord;
 
 use super::{FormatError, record_from_value};
 
 fn line_record(line: &str) -> Result<UsageRecord, String> {
+    if json_depth_exceeds(line.as_bytes(), MAX_JSON_DEPTH) {
+        return Err(format!(
+            "not JSON: nested deeper than {MAX_JSON_DEPTH} levels"
+        ));
+    }
     serde_json::from_str::<serde_json::Value>(line)
         .map_err(|e| format!("not JSON: {e}"))
         .and_then(record_from_value)

@@ -8,6 +8,7 @@ pub mod json;
 pub mod litellm;
 pub mod openai_usage;
 
+use apogee_protocol::depth::{MAX_JSON_DEPTH, json_depth_exceeds};
 use serde::Serialize;
 
 use crate::usage::UsageRecord;
@@ -74,6 +75,18 @@ pub enum FormatError {
 /// Parses `bytes` as `format`.
 pub fn parse(format: Format, bytes: &[u8]) -> Result<ParsedBatch, FormatError> {
     let text = std::str::from_utf8(bytes).map_err(|_| FormatError::NotUtf8)?;
+    // Whole JSON documents are refused before parsing when nested too deep (NDJSON is checked
+    // line by line, so one deep line is one rejected record).
+    let document = match format {
+        Format::Usage => text.trim_start().starts_with('['),
+        Format::Litellm | Format::OpenaiUsage => true,
+        Format::Csv => false,
+    };
+    if document && json_depth_exceeds(bytes, MAX_JSON_DEPTH) {
+        return Err(FormatError::Document(format!(
+            "body is nested deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
     let results = match format {
         Format::Usage => json::parse(text)?,
         Format::Csv => csv::parse(text)?,
@@ -114,4 +127,27 @@ pub(crate) mod testdata {
     pub const USAGE_CSV: &str = include_str!("../../testdata/usage.csv");
     pub const LITELLM: &str = include_str!("../../testdata/litellm_spend_logs.json");
     pub const OPENAI_USAGE: &str = include_str!("../../testdata/openai_usage_completions.json");
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    #[test]
+    fn deep_json_is_refused_before_parsing() {
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        for format in [Format::Usage, Format::Litellm, Format::OpenaiUsage] {
+            assert!(matches!(
+                parse(format, deep.as_bytes()),
+                Err(FormatError::Document(_))
+            ));
+        }
+        let ndjson = format!(
+            "{}\n{{\"ts\":\"2026-11-20T08:15:02Z\",\"model\":\"gpt-4o\",\"input_tokens\":1,\"output_tokens\":1}}\n",
+            "{\"a\":".repeat(10_000)
+        );
+        let p = parse(Format::Usage, ndjson.as_bytes()).unwrap();
+        assert_eq!(p.records.len(), 1);
+        assert_eq!(p.rejected[0].index, 0);
+    }
 }

@@ -328,6 +328,18 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    let (status, _, body) = http_full(addr, method, path, headers, body).await;
+    (status, body)
+}
+
+/// Like [`http`], also returning the response head (status line and headers) as text.
+pub async fn http_full(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -359,7 +371,7 @@ pub async fn http(
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head.to_string(), body)
 }
 
 fn dechunk(body: &str) -> String {
@@ -379,4 +391,82 @@ fn dechunk(body: &str) -> String {
 pub async fn get_json(addr: &str, path: &str, user: &str) -> (u16, Value) {
     let (status, body) = http(addr, "GET", path, &[("X-Apogee-User", user)], b"").await;
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Path of a file under `tests/fixtures`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A signed JWT; `kid` goes into the header when given.
+pub fn jwt(
+    alg: jsonwebtoken::Algorithm,
+    kid: Option<&str>,
+    key: &jsonwebtoken::EncodingKey,
+    claims: &Value,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&header, claims, key).expect("encode JWT")
+}
+
+pub fn hs256(secret: &str, claims: &Value) -> String {
+    jwt(
+        jsonwebtoken::Algorithm::HS256,
+        None,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        claims,
+    )
+}
+
+/// How a WebSocket handshake was answered: 101, or the HTTP refusal.
+pub struct Handshake {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: String,
+    pub client: Option<Client>,
+}
+
+pub async fn handshake(addr: &str, query: &str, headers: &[(&str, &str)]) -> Handshake {
+    match Client::connect(addr, query, headers).await {
+        Ok(c) => Handshake {
+            status: 101,
+            retry_after: None,
+            body: String::new(),
+            client: Some(c),
+        },
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Handshake {
+            status: resp.status().as_u16(),
+            retry_after: resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            body: resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).to_string())
+                .unwrap_or_default(),
+            client: None,
+        },
+        Err(e) => panic!("unexpected handshake error: {e}"),
+    }
+}
+
+/// The handshake's status with a Bearer token (or none).
+pub async fn bearer_status(addr: &str, query: &str, token: Option<&str>) -> u16 {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("authorization", a)])
+        .unwrap_or_default();
+    let h = handshake(addr, query, &headers).await;
+    if h.status == 401 {
+        assert!(h.body.contains("\"unauthorized\""), "{}", h.body);
+    }
+    h.status
 }
