@@ -125,7 +125,7 @@ impl UserStream {
                 run_id,
                 thread_id,
                 now.timestamp_millis(),
-                |seq| {
+                move |seq| {
                     event.seq = seq;
                     serde_json::to_string(&event).unwrap_or_default()
                 },

@@ -5,7 +5,12 @@
 mod common;
 
 use common::*;
+use futures_util::SinkExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The server's WebSocket codec buffer (`ws.rs`): frames past it fail at the header.
+const CODEC_BUFFER: usize = 256 * 1024;
 
 /// A second user's connection still answers a ping: the server serves everyone else.
 async fn still_serving(c: &mut Client, nonce: &str) {
@@ -28,9 +33,19 @@ async fn oversized_frames_close_with_1009_and_others_keep_being_served() {
         let mut c = server.ws("?user=mallory").await;
         c.ready().await;
         let content = "x".repeat(size);
-        c.send_text(&format!(r#"{{"type":"ping","nonce":"{content}"}}"#))
-            .await;
-        assert_eq!(c.close_code().await, Some(1009), "{size} bytes");
+        let frame = format!(r#"{{"type":"ping","nonce":"{content}"}}"#);
+        // The server may refuse the frame before the client has finished writing it.
+        let sent = c.ws.send(Message::Text(frame.into())).await;
+        let code = c.close_code().await;
+        if size < CODEC_BUFFER {
+            // Read whole, then refused: the close code always arrives.
+            assert!(sent.is_ok(), "{size} bytes");
+            assert_eq!(code, Some(1009), "{size} bytes");
+        } else {
+            // Past the codec's buffer the connection is failed at the frame header; the
+            // close frame races the client's own write (a reset may win on a busy machine).
+            assert!(matches!(code, Some(1009) | None), "{size} bytes: {code:?}");
+        }
         still_serving(&mut bystander, &format!("after-{size}")).await;
     }
     // A frame of exactly 64 KiB is within the limit: answered, connection open.

@@ -8,4 +8,8 @@ pub enum StoreError {
     Config(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("storing a batch of events failed: {0}")]
+    Batch(String),
+    #[error("the store is closed")]
+    Closed,
 }

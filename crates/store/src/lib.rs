@@ -3,6 +3,7 @@
 //! default is SQLite (one writer connection, several readers, WAL). Knows nothing of
 //! WebSocket, HTTP or agents.
 
+mod committer;
 mod conversations;
 mod error;
 mod events;
@@ -13,7 +14,7 @@ mod usage;
 
 pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnOutcome};
 pub use error::StoreError;
-pub use events::StoredEvent;
+pub use events::{NewEvent, StoredEvent};
 pub use org_usage::OrgUsage;
 pub use tickets::{Redeemed, TicketGrant};
 pub use usage::IngestSummary;
@@ -41,6 +42,7 @@ pub struct Store {
     /// of letting them spin on `SQLITE_BUSY`.
     write: SqlitePool,
     read: SqlitePool,
+    committer: committer::Committer,
 }
 
 impl Store {
@@ -78,7 +80,12 @@ impl Store {
             .max_connections(4)
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Store { write, read })
+        let committer = committer::Committer::start(write.clone());
+        Ok(Store {
+            write,
+            read,
+            committer,
+        })
     }
 
     /// Checks the database answers (for `/ready`).

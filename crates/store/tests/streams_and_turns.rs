@@ -26,7 +26,7 @@ async fn concurrent_appends_get_contiguous_seqs_per_user() {
             for i in 0..25 {
                 let who = if i % 2 == 0 { "alice" } else { "bob" };
                 store
-                    .append_event(&user(who), None, "thr", 0, |seq| {
+                    .append_event(&user(who), None, "thr", 0, move |seq| {
                         format!("{{\"seq\":{seq},\"t\":{t}}}")
                     })
                     .await
