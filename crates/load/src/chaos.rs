@@ -46,7 +46,7 @@ async fn one_user(
         + 1;
     let mut resume_from = first - 1;
     for i in 0..p.runs as u64 {
-        let msg = json!({"type":"user_message","client_msg_id": format!("chaos-{user}-{i}"),"content": p.question});
+        let msg = json!({"type":"user_message","client_msg_id": format!("chaos-{}-{user}-{i}", crate::conn::run_tag()),"content": p.question});
         conn.send(&msg).await?;
         let mut acked = false;
         while log.runs_completed <= i {

@@ -31,6 +31,14 @@ pub enum Frame {
     Closed(Option<u16>),
 }
 
+/// A tag unique to this load process, put into every `client_msg_id`: the server keeps ids
+/// forever (that is what makes resends idempotent), so a second run of a scenario against the
+/// same database must not reuse the first run's ids.
+pub fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("{:016x}", rand::random::<u64>()))
+}
+
 /// Time from the event's `ts` to now; `None` when `ts` is missing or in the future.
 pub fn latency(value: &Value) -> Option<Duration> {
     let ts = chrono::DateTime::parse_from_rfc3339(value["ts"].as_str()?).ok()?;

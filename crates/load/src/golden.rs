@@ -42,7 +42,7 @@ async fn one_user(
     for i in 0..p.runs {
         let started = Instant::now();
         let deadline = started + p.timeout;
-        conn.send(&json!({"type":"user_message","client_msg_id": format!("load-{nonce}-{i}"),"content": p.question}))
+        conn.send(&json!({"type":"user_message","client_msg_id": format!("load-{}-{nonce}-{i}", crate::conn::run_tag()),"content": p.question}))
             .await?;
         let mut run_id = None;
         loop {

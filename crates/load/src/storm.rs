@@ -49,7 +49,7 @@ async fn one_client(
         .unwrap_or(0)
         + 1;
     drop(permit);
-    conn.send(&json!({"type":"user_message","client_msg_id":"storm-1","content": p.question}))
+    conn.send(&json!({"type":"user_message","client_msg_id": format!("storm-{}", crate::conn::run_tag()),"content": p.question}))
         .await?;
     let mut log = UserLog::default();
     let mut read = 0;
