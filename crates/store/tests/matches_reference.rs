@@ -52,6 +52,16 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
             end - chrono::Duration::hours(36),
             end - chrono::Duration::hours(11),
         ),
+        // Not hour-aligned: whole hours come from the rollups, the edges from raw rows.
+        Period::new(
+            end - chrono::Duration::days(9) + chrono::Duration::seconds(1_037),
+            end - chrono::Duration::days(2) - chrono::Duration::milliseconds(2_581_003),
+        ),
+        // Within one hour.
+        Period::new(
+            end - chrono::Duration::minutes(50),
+            end - chrono::Duration::minutes(5),
+        ),
     ];
     for p in &periods {
         assert_eq!(sql.totals(p).await.unwrap(), mem.totals(p).await.unwrap());
