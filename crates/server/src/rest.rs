@@ -204,6 +204,8 @@ pub async fn ingest_usage(
 
 #[derive(Deserialize)]
 pub struct CostsQuery {
+    /// A named period (`Period::NAMES`); `from`/`to` refine or replace it.
+    period: Option<String>,
     from: Option<String>,
     to: Option<String>,
     group_by: Option<String>,
@@ -238,7 +240,15 @@ pub async fn costs(
     Query(q): Query<CostsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let s = session(&app, &headers).await?;
-    let default = Period::last_days(Utc::now(), 30);
+    let default = match q.period.as_deref() {
+        None => Period::last_days(Utc::now(), 30),
+        Some(name) => Period::named(name, Utc::now()).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown period `{name}`: use {}",
+                Period::NAMES.join(", ")
+            ))
+        })?,
+    };
     let from = q
         .from
         .as_deref()
