@@ -11,6 +11,7 @@ pub mod period;
 pub mod queries;
 pub mod savings;
 pub mod tokens;
+pub mod trends;
 pub mod usage;
 
 pub use catalog::{CatalogError, PriceCatalog, PriceEntry, PriceTier, Pricing, Quote};
