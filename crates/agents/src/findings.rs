@@ -143,17 +143,7 @@ pub(crate) fn rows_json(rows: &[CostRow]) -> Value {
 }
 
 pub(crate) fn recommendation_json(r: &Recommendation) -> Value {
-    json!({
-        "kind": r.kind,
-        "title": r.title,
-        "monthly_saving_nanos": r.monthly_saving.0,
-        "monthly_saving_usd": r.monthly_saving.usd(),
-        "period_saving_nanos": r.period_saving.0,
-        "period_saving_usd": r.period_saving.usd(),
-        "affected_calls": r.affected_calls,
-        "assumptions": r.assumptions,
-        "confidence": r.confidence,
-    })
+    r.to_json()
 }
 
 pub(crate) fn recommendations_json(recs: &[Recommendation]) -> Value {

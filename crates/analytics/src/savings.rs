@@ -3,9 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Pricing;
+use crate::catalog::{PriceCatalog, Pricing};
 use crate::money::Nanos;
-use crate::queries::{RepeatProfile, TokenMix, TrafficProfile};
+use crate::period::Period;
+use crate::queries::{
+    CostRow, GroupBy, OrgUsageQueries, QueryError, RepeatProfile, TokenMix, TrafficProfile,
+};
+
+/// Share of exact-duplicate prompts a response cache is assumed to serve.
+pub const CACHE_HIT_RATE: f64 = 0.8;
 
 /// Calls at or under both limits count as "short" traffic that a smaller model handles well.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -44,6 +50,24 @@ pub struct Recommendation {
     pub affected_calls: i64,
     pub assumptions: Vec<String>,
     pub confidence: Confidence,
+}
+
+impl Recommendation {
+    /// The JSON shape of a recommendation wherever one is shown (`GET /api/recommendations`,
+    /// the agents' tool and report `data`): money both as exact nanos and as dollars.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": self.kind,
+            "title": self.title,
+            "monthly_saving_nanos": self.monthly_saving.0,
+            "monthly_saving_usd": self.monthly_saving.usd(),
+            "period_saving_nanos": self.period_saving.0,
+            "period_saving_usd": self.period_saving.usd(),
+            "affected_calls": self.affected_calls,
+            "assumptions": self.assumptions,
+            "confidence": self.confidence,
+        })
+    }
 }
 
 fn per_month(amount: Nanos, period_days: f64) -> Nanos {
@@ -151,6 +175,67 @@ pub fn response_cache(
         ],
         confidence: Confidence::High,
     })
+}
+
+/// Models of `by_model` whose catalog entry names a cheaper alternative the catalog prices:
+/// `(model, alternative)`, in `by_model`'s order.
+pub fn right_size_candidates(
+    catalog: &PriceCatalog,
+    by_model: &[CostRow],
+) -> Vec<(String, String)> {
+    by_model
+        .iter()
+        .filter_map(|row| {
+            let alt = catalog
+                .lookup(&row.key)?
+                .entry
+                .cheaper_alternative
+                .clone()?;
+            catalog.lookup(&alt)?;
+            Some((row.key.clone(), alt))
+        })
+        .collect()
+}
+
+/// Every recommendation the period's usage backs (right-sizing each candidate model, the
+/// response cache at [`CACHE_HIT_RATE`]), largest monthly saving first, then by title: what
+/// `GET /api/recommendations` answers and the optimization agent finds step by step.
+pub async fn recommend(
+    usage: &dyn OrgUsageQueries,
+    catalog: &PriceCatalog,
+    period: &Period,
+    limits: ShortLimits,
+) -> Result<Vec<Recommendation>, QueryError> {
+    let by_model = usage.breakdown(period, GroupBy::Model).await?;
+    let mut recs = Vec::new();
+    for (model, alt) in right_size_candidates(catalog, &by_model) {
+        let profile = usage
+            .traffic_profile(
+                period,
+                &model,
+                limits.max_input_tokens,
+                limits.max_output_tokens,
+            )
+            .await?;
+        recs.extend(
+            catalog
+                .lookup(&alt)
+                .and_then(|to| right_size(&profile, &to, limits, period.days())),
+        );
+    }
+    let repeats = usage.repeated_prompts(period).await?;
+    recs.extend(response_cache(&repeats, CACHE_HIT_RATE, period.days()));
+    sort_by_saving(&mut recs);
+    Ok(recs)
+}
+
+/// Largest monthly saving first, ties by title: the order every list of recommendations has.
+pub fn sort_by_saving(recs: &mut [Recommendation]) {
+    recs.sort_by(|a, b| {
+        b.monthly_saving
+            .cmp(&a.monthly_saving)
+            .then_with(|| a.title.cmp(&b.title))
+    });
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 
 use std::future::Future;
 
-use apogee_analytics::savings::{Recommendation, ShortLimits, response_cache, right_size};
+use apogee_analytics::savings::{
+    Recommendation, ShortLimits, response_cache, right_size, right_size_candidates,
+};
 use apogee_analytics::{CostRow, Nanos, OrgUsageQueries, Period, PriceCatalog};
 use serde_json::{Value, json};
 
@@ -20,19 +22,7 @@ pub(crate) fn right_size_models<'a>(
     limits: ShortLimits,
 ) -> ToolCall<impl Future<Output = Result<ToolOutput<Vec<Recommendation>>, ToolError>> + Send + 'a>
 {
-    // Models with usage whose catalog entry names a priced cheaper alternative.
-    let candidates: Vec<(&str, String)> = by_model
-        .iter()
-        .filter_map(|row| {
-            let alt = catalog
-                .lookup(&row.key)?
-                .entry
-                .cheaper_alternative
-                .clone()?;
-            catalog.lookup(&alt)?;
-            Some((row.key.as_str(), alt))
-        })
-        .collect();
+    let candidates = right_size_candidates(catalog, by_model);
     let mut args = period_args(period);
     args["models"] = json!(candidates.iter().map(|(m, _)| m).collect::<Vec<_>>());
     args["max_input_tokens"] = json!(limits.max_input_tokens);
