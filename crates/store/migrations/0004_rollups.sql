@@ -23,7 +23,9 @@ CREATE TABLE usage_hourly (
     unpriced_tokens     BIGINT  NOT NULL,
     error_calls         BIGINT  NOT NULL,
     PRIMARY KEY (org_id, hour_ms, provider, model, user_key, feature_key)
-);
+) WITHOUT ROWID;
+-- WITHOUT ROWID: the rows live in the primary key's b-tree, so a period's hours are one range
+-- scan of adjacent pages rather than index lookups into a separate table.
 
 -- Backfill from the raw rows already stored. `%` truncates toward zero in SQLite, so the
 -- hour floor is written to be right for any sign of ts_ms.
