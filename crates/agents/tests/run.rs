@@ -449,6 +449,26 @@ async fn spike_question_names_the_spike_day_and_its_cause() {
     let day: &Value = day;
     assert_eq!(&s["day_cost_nanos"], day);
     assert!(outcome.summary.contains(&spike.date.to_string()));
+    // The median/MAD check finds the same day, and the week is compared with the one before.
+    let outliers = tool_data(&events, "detect_anomalies");
+    assert_eq!(
+        outliers["anomalies"][0]["day"],
+        spike.date.to_string(),
+        "{outliers}"
+    );
+    let week = tool_data(&events, "compare_periods");
+    assert!(week["current_nanos"].as_i64().unwrap() > 0, "{week}");
+}
+
+/// The `data` of the first completed call of `tool`.
+fn tool_data(events: &[EventBody], name: &str) -> Value {
+    events
+        .iter()
+        .find_map(|e| match e {
+            EventBody::ToolCompleted { tool, data, .. } if tool == name => data.clone(),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no completed {name}"))
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ pub(crate) mod classify;
 pub(crate) mod report;
 pub(crate) mod savings;
 pub(crate) mod spike;
+pub(crate) mod trends;
 pub(crate) mod usage;
 
 use apogee_analytics::{Period, QueryError};
