@@ -9,8 +9,8 @@ use std::time::Duration;
 use apogee_agents::{EventSink, RunContext, RunOutcome, SinkError, run};
 use apogee_analytics::demo::{self, DemoSpec};
 use apogee_analytics::{
-    CostRow, GroupBy, MemoryUsage, OrgUsageQueries, Period, PriceCatalog, PricedRecord, QueryError,
-    RepeatProfile, TrafficProfile, UsageTotals,
+    CostRow, GroupBy, LatencyRow, MemoryUsage, OrgUsageQueries, Period, PriceCatalog, PricedRecord,
+    QueryError, RepeatProfile, TrafficProfile, UsageTotals,
 };
 use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
 use async_trait::async_trait;
@@ -704,6 +704,9 @@ impl OrgUsageQueries for Stuck {
     async fn repeated_prompts(&self, _: &Period) -> Result<RepeatProfile, QueryError> {
         std::future::pending().await
     }
+    async fn latency_by_model(&self, _: &Period) -> Result<Vec<LatencyRow>, QueryError> {
+        std::future::pending().await
+    }
 }
 
 #[tokio::test]
@@ -773,6 +776,9 @@ impl OrgUsageQueries for Failing {
             return Err(backend());
         }
         self.inner.repeated_prompts(p).await
+    }
+    async fn latency_by_model(&self, p: &Period) -> Result<Vec<LatencyRow>, QueryError> {
+        self.inner.latency_by_model(p).await
     }
 }
 

@@ -5,9 +5,10 @@
 //! only for its partial edge hours ([`Split`]), so they stay exact for any period while a
 //! 30-day breakdown reads ~720 hours × dimensions instead of every call.
 
+use apogee_analytics::queries::{latency_row, sort_latency_rows};
 use apogee_analytics::{
-    CostRow, GroupBy, Nanos, OrgUsageQueries, Period, QueryError, RepeatProfile, TokenMix,
-    TrafficProfile, UsageTotals,
+    CostRow, GroupBy, LatencyRow, Nanos, OrgUsageQueries, Period, QueryError, RepeatProfile,
+    TokenMix, TrafficProfile, UsageTotals,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
@@ -273,6 +274,51 @@ impl OrgUsageQueries for OrgUsage {
         }
         profile.top_features.truncate(5);
         Ok(profile)
+    }
+
+    async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError> {
+        // Calls and errors from the rollups; percentiles need every latency, read sorted so
+        // each model's sample arrives in order.
+        let sql = format!(
+            "SELECT model, COALESCE(SUM(calls), 0) AS calls, COALESCE(SUM(error_calls), 0) AS errors
+             FROM ({UNION_ROWS}) AS u GROUP BY model"
+        );
+        let counts = bind_split(sqlx::query(&sql), &self.org_id, Split::of(period))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let latencies = sqlx::query(
+            "SELECT model, latency_ms FROM usage_records
+             WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ? AND latency_ms IS NOT NULL
+             ORDER BY model, latency_ms",
+        )
+        .bind(&self.org_id)
+        .bind(period.from_ms())
+        .bind(period.to_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut samples: std::collections::HashMap<String, Vec<i64>> = Default::default();
+        for r in &latencies {
+            let model: String = r.try_get("model").map_err(backend)?;
+            samples
+                .entry(model)
+                .or_default()
+                .push(r.try_get("latency_ms").map_err(backend)?);
+        }
+        let mut rows = Vec::with_capacity(counts.len());
+        for r in &counts {
+            let model: String = r.try_get("model").map_err(backend)?;
+            let lat = samples.remove(&model).unwrap_or_default();
+            rows.push(latency_row(
+                model,
+                r.try_get("calls").map_err(backend)?,
+                r.try_get("errors").map_err(backend)?,
+                &lat,
+            ));
+        }
+        sort_latency_rows(&mut rows);
+        Ok(rows)
     }
 }
 

@@ -63,6 +63,14 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
             end - chrono::Duration::minutes(5),
         ),
     ];
+    // The demo data has latencies and errors, so the latency comparison compares something.
+    assert!(
+        mem.latency_by_model(&periods[0])
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.latency_samples > 0 && r.error_calls > 0 && r.p99_ms > r.p50_ms)
+    );
     for p in &periods {
         assert_eq!(sql.totals(p).await.unwrap(), mem.totals(p).await.unwrap());
         for by in [
@@ -88,6 +96,10 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
         assert_eq!(
             sql.repeated_prompts(p).await.unwrap(),
             mem.repeated_prompts(p).await.unwrap()
+        );
+        assert_eq!(
+            sql.latency_by_model(p).await.unwrap(),
+            mem.latency_by_model(p).await.unwrap()
         );
     }
 }
