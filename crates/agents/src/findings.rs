@@ -3,7 +3,7 @@
 //! given twice: exact integer `*_nanos` and `*_usd` floats for display.
 
 use apogee_analytics::savings::{Recommendation, ShortLimits};
-use apogee_analytics::{CostRow, Nanos, Period, UsageTotals};
+use apogee_analytics::{CostRow, LatencyRow, Nanos, Period, UsageTotals};
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
@@ -51,6 +51,7 @@ pub(crate) struct Findings {
     pub usage: Option<UsageData>,
     pub spike: Option<Spike>,
     pub savings: Option<Savings>,
+    pub latency: Option<Vec<LatencyRow>>,
     pub coverage: Option<Coverage>,
 }
 
@@ -76,9 +77,28 @@ impl Findings {
             "total_monthly_saving_nanos": self.savings.as_ref().map(|s| s.total_monthly().0),
             "total_monthly_saving_usd": self.savings.as_ref().map(|s| s.total_monthly().usd()),
             "spike": self.spike.as_ref().map(spike_json),
+            "latency": self.latency.as_deref().map(latency_json),
             "coverage": self.coverage.as_ref().map(coverage_json),
         })
     }
+}
+
+/// Latency by model as a chartable table: one object per model.
+pub(crate) fn latency_json(rows: &[LatencyRow]) -> Value {
+    rows.iter()
+        .map(|r| {
+            json!({
+                "model": r.model,
+                "calls": r.calls,
+                "error_calls": r.error_calls,
+                "error_rate": r.error_rate(),
+                "latency_samples": r.latency_samples,
+                "p50_ms": r.p50_ms,
+                "p95_ms": r.p95_ms,
+                "p99_ms": r.p99_ms,
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn period_json(p: &Period) -> Value {

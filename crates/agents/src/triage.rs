@@ -19,6 +19,8 @@ pub(crate) enum Intent {
     CostBreakdown,
     SpikeExplanation,
     Savings,
+    /// Latency percentiles and error rates by model.
+    Latency,
     DataHelp,
     General,
 }
@@ -29,6 +31,7 @@ impl Intent {
             Intent::CostBreakdown => "cost_breakdown",
             Intent::SpikeExplanation => "spike_explanation",
             Intent::Savings => "savings",
+            Intent::Latency => "latency",
             Intent::DataHelp => "data_help",
             Intent::General => "general",
         }
@@ -120,6 +123,18 @@ fn intent_of(text: &str, words: &[&str], day_named: bool) -> Intent {
         || (starts("integrat") && !starts("cost"));
     if data_help {
         return Intent::DataHelp;
+    }
+
+    // Before spikes: "why is latency up?" is about latency, not spend.
+    let latency = starts("latenc")
+        || starts("slow")
+        || any(&["p50", "p90", "p95", "p99", "timeouts", "errors"])
+        || phrase("response time")
+        || phrase("response times")
+        || phrase("error rate")
+        || phrase("error rates");
+    if latency {
+        return Intent::Latency;
     }
 
     let spike = starts("jump")
@@ -534,6 +549,10 @@ mod tests {
             ("Optimise our LLM usage", Savings),
             ("any recommendations to lower our costs?", Savings),
             ("are we wasting money on gpt-4o?", Savings),
+            ("Which model is slowest?", Latency),
+            ("What is our p95 latency on gpt-4o?", Latency),
+            ("why did latency jump yesterday", Latency),
+            ("error rate by model", Latency),
             ("How do I send usage?", DataHelp),
             ("how to ingest records", DataHelp),
             ("Can I upload a CSV?", DataHelp),

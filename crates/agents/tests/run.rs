@@ -472,6 +472,39 @@ fn tool_data(events: &[EventBody], name: &str) -> Value {
 }
 
 #[tokio::test]
+async fn latency_question_gets_the_performance_agent_and_a_latency_table() {
+    let (outcome, events, answer) = ask("Which model is slowest? Show p95 latency").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(
+        agents_started(&events),
+        [
+            "supervisor",
+            "triage",
+            "data",
+            "performance",
+            "optimization",
+            "report"
+        ]
+    );
+    assert!(tools_called(&events).contains(&"latency_by_model"));
+    // The report's table is the reference query's rows.
+    let rows = demo_usage()
+        .latency_by_model(&Period::last_days(now(), 30))
+        .await
+        .unwrap();
+    let latency = outcome.data["latency"].as_array().unwrap();
+    assert_eq!(latency.len(), rows.len());
+    assert_eq!(latency[0]["model"], rows[0].model.as_str());
+    assert_eq!(latency[0]["p95_ms"].as_i64(), rows[0].p95_ms);
+    let answer = answer.unwrap();
+    assert!(
+        answer.starts_with("# Latency and errors by model"),
+        "{answer}"
+    );
+    assert!(answer.contains(&rows[0].model), "{answer}");
+}
+
+#[tokio::test]
 async fn named_weekday_is_compared_with_its_window() {
     let spike = demo::spike(&spec()).unwrap();
     let weekday = match chrono::Datelike::weekday(&spike.date) {

@@ -37,6 +37,7 @@ fn explain(t: &Triage) -> String {
         Intent::CostBreakdown => "a cost breakdown",
         Intent::SpikeExplanation => "why spend changed",
         Intent::Savings => "how to cut the bill",
+        Intent::Latency => "latency and errors by model",
         Intent::DataHelp => "how to get usage data into Apogee",
         Intent::General => "a general question; I will summarise the spend",
     };
