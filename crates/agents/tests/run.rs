@@ -9,8 +9,8 @@ use std::time::Duration;
 use apogee_agents::{EventSink, RunContext, RunOutcome, SinkError, run};
 use apogee_analytics::demo::{self, DemoSpec};
 use apogee_analytics::{
-    CostRow, GroupBy, LatencyRow, MemoryUsage, OrgUsageQueries, Period, PriceCatalog, PricedRecord,
-    QueryError, RepeatProfile, TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, GroupBy, LatencyRow, MemoryUsage, OrgUsageQueries, Period,
+    PriceCatalog, PricedRecord, QueryError, RepeatProfile, TrafficProfile, UsageTotals,
 };
 use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
 use async_trait::async_trait;
@@ -287,6 +287,7 @@ async fn analyze_my_costs_golden_path() {
             "spend_by_day",
             "right_size_models",
             "find_duplicate_prompts",
+            "find_batchable_traffic",
             "compose_report"
         ]
     );
@@ -740,6 +741,9 @@ impl OrgUsageQueries for Stuck {
     async fn latency_by_model(&self, _: &Period) -> Result<Vec<LatencyRow>, QueryError> {
         std::future::pending().await
     }
+    async fn batch_candidates(&self, _: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        std::future::pending().await
+    }
 }
 
 #[tokio::test]
@@ -812,6 +816,9 @@ impl OrgUsageQueries for Failing {
     }
     async fn latency_by_model(&self, p: &Period) -> Result<Vec<LatencyRow>, QueryError> {
         self.inner.latency_by_model(p).await
+    }
+    async fn batch_candidates(&self, p: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        self.inner.batch_candidates(p).await
     }
 }
 

@@ -25,8 +25,8 @@ use crate::catalog::PriceCatalog;
 use crate::money::Nanos;
 use crate::period::Period;
 use crate::queries::{
-    CostRow, GroupBy, LatencyRow, OrgUsageQueries, QueryError, RepeatProfile, TokenMix,
-    TrafficProfile, UsageTotals, latency_row, sort_latency_rows,
+    BatchCandidate, CostRow, GroupBy, LatencyRow, NIGHT_END_HOUR, OrgUsageQueries, QueryError,
+    RepeatProfile, TokenMix, TrafficProfile, UsageTotals, latency_row, sort_latency_rows,
 };
 use crate::usage::{PricedRecord, UsageRecord};
 
@@ -231,6 +231,32 @@ impl OrgUsageQueries for MemoryUsage {
         top.truncate(TOP_REPEAT_FEATURES);
         profile.top_features = top;
         Ok(profile)
+    }
+
+    async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        use chrono::Timelike;
+        let mut groups: std::collections::BTreeMap<(String, String), BatchCandidate> =
+            Default::default();
+        let from_catalog = |r: &&PricedRecord| {
+            !r.record.is_batch() && r.price_source.as_deref().is_some_and(|s| s != "client")
+        };
+        for r in self.in_period(period).filter(from_catalog) {
+            let u = &r.record;
+            let feature = u.feature.clone().unwrap_or_else(|| NONE_KEY.into());
+            let c = groups
+                .entry((feature.clone(), u.model.clone()))
+                .or_insert_with(|| BatchCandidate {
+                    feature,
+                    model: u.model.clone(),
+                    interactive_calls: 0,
+                    night: TokenMix::default(),
+                });
+            c.interactive_calls += 1;
+            if u.ts.hour() < NIGHT_END_HOUR {
+                add_to_mix(&mut c.night, r);
+            }
+        }
+        Ok(groups.into_values().collect())
     }
 
     async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError> {

@@ -107,6 +107,23 @@ pub struct RepeatProfile {
     pub top_features: Vec<CostRow>,
 }
 
+/// UTC hours `[0, NIGHT_END_HOUR)` count as night: traffic then has nobody waiting on it.
+pub const NIGHT_END_HOUR: u32 = 6;
+
+/// Interactive (`batch: false`) traffic of one feature on one model, priced from the catalog,
+/// with the part sent at night: a feature whose calls all run at night is a scheduled job
+/// that the Batch API would serve at its discount.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchCandidate {
+    /// The feature (`(none)` without one).
+    pub feature: String,
+    pub model: String,
+    /// Interactive calls of the feature on the model (records).
+    pub interactive_calls: i64,
+    /// Those sent at night, with their tokens and recorded cost.
+    pub night: TokenMix,
+}
+
 /// A model's latency percentiles and error rate within a period.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencyRow {
@@ -187,6 +204,10 @@ pub trait OrgUsageQueries: Send + Sync {
     ) -> Result<TrafficProfile, QueryError>;
 
     async fn repeated_prompts(&self, period: &Period) -> Result<RepeatProfile, QueryError>;
+
+    /// Interactive traffic priced from the catalog by feature and model, ordered by feature
+    /// then model.
+    async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError>;
 
     /// Latency percentiles and error rate per model ([`sort_latency_rows`] order).
     async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError>;

@@ -19,6 +19,15 @@ async fn recommendations_and_named_periods_on_demo_data() {
     let kinds: Vec<&str> = recs.iter().filter_map(|r| r["kind"].as_str()).collect();
     assert!(kinds.contains(&"right_size_model"), "{kinds:?}");
     assert!(kinds.contains(&"response_cache"), "{kinds:?}");
+    // The demo's doc-summarizer runs nightly with `batch: false`.
+    let batch = recs
+        .iter()
+        .find(|r| r["kind"] == "batch_api")
+        .unwrap_or_else(|| panic!("no batch_api in {kinds:?}"));
+    assert!(
+        batch["title"].as_str().unwrap().contains("doc-summarizer"),
+        "{batch}"
+    );
     let savings: Vec<i64> = recs
         .iter()
         .map(|r| r["monthly_saving_nanos"].as_i64().unwrap())

@@ -7,8 +7,8 @@
 
 use apogee_analytics::queries::{latency_row, sort_latency_rows};
 use apogee_analytics::{
-    CostRow, GroupBy, LatencyRow, Nanos, OrgUsageQueries, Period, QueryError, RepeatProfile,
-    TokenMix, TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, GroupBy, LatencyRow, Nanos, OrgUsageQueries, Period, QueryError,
+    RepeatProfile, TokenMix, TrafficProfile, UsageTotals,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
@@ -274,6 +274,43 @@ impl OrgUsageQueries for OrgUsage {
         }
         profile.top_features.truncate(5);
         Ok(profile)
+    }
+
+    async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        let night = format!(
+            "((ts_ms / 3600000) % 24) < {}",
+            apogee_analytics::queries::NIGHT_END_HOUR
+        );
+        let sql = format!(
+            "SELECT COALESCE(feature, '(none)') AS f, model, COUNT(*) AS all_calls,
+                    COALESCE(SUM(CASE WHEN {night} THEN 1 ELSE 0 END), 0) AS n_calls,
+                    COALESCE(SUM(CASE WHEN {night} THEN input_tokens - cached_input_tokens ELSE 0 END), 0) AS n_fresh,
+                    COALESCE(SUM(CASE WHEN {night} THEN cached_input_tokens ELSE 0 END), 0) AS n_cached,
+                    COALESCE(SUM(CASE WHEN {night} THEN output_tokens ELSE 0 END), 0) AS n_output,
+                    COALESCE(SUM(CASE WHEN {night} THEN cost_nanos ELSE 0 END), 0) AS n_cost
+             FROM usage_records
+             WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ? AND batch = 0
+               AND price_source IS NOT NULL AND price_source <> 'client'
+             GROUP BY f, model ORDER BY f, model"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&self.org_id)
+            .bind(period.from_ms())
+            .bind(period.to_ms())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(BatchCandidate {
+                    feature: r.try_get("f")?,
+                    model: r.try_get("model")?,
+                    interactive_calls: r.try_get("all_calls")?,
+                    night: mix(r, "n_")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend)
     }
 
     async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError> {

@@ -101,6 +101,10 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
             sql.latency_by_model(p).await.unwrap(),
             mem.latency_by_model(p).await.unwrap()
         );
+        assert_eq!(
+            sql.batch_candidates(p).await.unwrap(),
+            mem.batch_candidates(p).await.unwrap()
+        );
     }
 }
 
