@@ -66,6 +66,7 @@ impl Findings {
             "focus_day": t.and_then(|t| t.focus_day).map(|d| d.to_string()),
             "model": t.and_then(|t| t.model.clone()),
             "feature": t.and_then(|t| t.feature.clone()),
+            "user": t.and_then(|t| t.user.clone()),
             "totals": u.map(|u| totals_json(&u.totals)),
             "by_model": rows(|u| &u.by_model),
             "by_feature": rows(|u| &u.by_feature),
@@ -125,6 +126,9 @@ pub(crate) fn triage_json(t: &Triage) -> Value {
     }
     if let Some(m) = &t.model {
         v["model"] = json!(m);
+    }
+    if let Some(u) = &t.user {
+        v["user"] = json!(u);
     }
     if let Some(f) = &t.feature {
         v["feature"] = json!(f);

@@ -475,6 +475,7 @@ mod tests {
             focus_day: None,
             model: None,
             feature: None,
+            user: None,
         }
     }
 

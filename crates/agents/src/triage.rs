@@ -52,6 +52,8 @@ pub(crate) struct Triage {
     pub model: Option<String>,
     /// A feature the question names (`feature X` or in backticks).
     pub feature: Option<String>,
+    /// A user the question names (`user X`).
+    pub user: Option<String>,
 }
 
 pub(crate) fn classify(question: &str, now: DateTime<Utc>, catalog: &PriceCatalog) -> Triage {
@@ -84,7 +86,20 @@ pub(crate) fn classify(question: &str, now: DateTime<Utc>, catalog: &PriceCatalo
         focus_day,
         model: model_of(&text, catalog),
         feature: feature_of(question, &original),
+        user: user_of(&original),
     }
+}
+
+/// The word after `user` when it looks like an id (has a digit, `-`, `_` or `@`), so "user
+/// u-77" and "user alice_b" are names while "user costs" is not.
+fn user_of(words: &[&str]) -> Option<String> {
+    words.windows(2).find_map(|w| {
+        let looks_like_id = w[1]
+            .chars()
+            .any(|c| c.is_ascii_digit() || "-_@".contains(c));
+        (w[0].eq_ignore_ascii_case("user") && looks_like_id && w[1].chars().count() <= 256)
+            .then(|| w[1].to_string())
+    })
 }
 
 /// Words of the question: letters, digits and the `-._` that model and feature names use.
@@ -568,6 +583,21 @@ mod tests {
         for (q, want) in cases {
             assert_eq!(triage(q).intent, want, "{q:?}");
         }
+    }
+
+    #[test]
+    fn users_named_like_ids_are_extracted() {
+        assert_eq!(
+            triage("How much did user u-77 spend last week?")
+                .user
+                .as_deref(),
+            Some("u-77")
+        );
+        assert_eq!(
+            triage("costs of user alice_b").user.as_deref(),
+            Some("alice_b")
+        );
+        assert_eq!(triage("which user costs the most?").user, None);
     }
 
     #[test]

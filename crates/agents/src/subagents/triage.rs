@@ -59,5 +59,8 @@ fn explain(t: &Triage) -> String {
     if let Some(f) = &t.feature {
         s.push_str(&format!(" It names the feature `{f}`."));
     }
+    if let Some(u) = &t.user {
+        s.push_str(&format!(" It names the user {u}."));
+    }
     s
 }
