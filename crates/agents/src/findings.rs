@@ -3,7 +3,7 @@
 //! given twice: exact integer `*_nanos` and `*_usd` floats for display.
 
 use apogee_analytics::savings::{Recommendation, ShortLimits};
-use apogee_analytics::{CostRow, Nanos, Period, UsageTotals};
+use apogee_analytics::{CostRow, LatencyRow, Nanos, Period, UsageTotals};
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
@@ -51,6 +51,7 @@ pub(crate) struct Findings {
     pub usage: Option<UsageData>,
     pub spike: Option<Spike>,
     pub savings: Option<Savings>,
+    pub latency: Option<Vec<LatencyRow>>,
     pub coverage: Option<Coverage>,
 }
 
@@ -65,6 +66,7 @@ impl Findings {
             "focus_day": t.and_then(|t| t.focus_day).map(|d| d.to_string()),
             "model": t.and_then(|t| t.model.clone()),
             "feature": t.and_then(|t| t.feature.clone()),
+            "user": t.and_then(|t| t.user.clone()),
             "totals": u.map(|u| totals_json(&u.totals)),
             "by_model": rows(|u| &u.by_model),
             "by_feature": rows(|u| &u.by_feature),
@@ -76,9 +78,28 @@ impl Findings {
             "total_monthly_saving_nanos": self.savings.as_ref().map(|s| s.total_monthly().0),
             "total_monthly_saving_usd": self.savings.as_ref().map(|s| s.total_monthly().usd()),
             "spike": self.spike.as_ref().map(spike_json),
+            "latency": self.latency.as_deref().map(latency_json),
             "coverage": self.coverage.as_ref().map(coverage_json),
         })
     }
+}
+
+/// Latency by model as a chartable table: one object per model.
+pub(crate) fn latency_json(rows: &[LatencyRow]) -> Value {
+    rows.iter()
+        .map(|r| {
+            json!({
+                "model": r.model,
+                "calls": r.calls,
+                "error_calls": r.error_calls,
+                "error_rate": r.error_rate(),
+                "latency_samples": r.latency_samples,
+                "p50_ms": r.p50_ms,
+                "p95_ms": r.p95_ms,
+                "p99_ms": r.p99_ms,
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn period_json(p: &Period) -> Value {
@@ -105,6 +126,9 @@ pub(crate) fn triage_json(t: &Triage) -> Value {
     }
     if let Some(m) = &t.model {
         v["model"] = json!(m);
+    }
+    if let Some(u) = &t.user {
+        v["user"] = json!(u);
     }
     if let Some(f) = &t.feature {
         v["feature"] = json!(f);
@@ -143,17 +167,7 @@ pub(crate) fn rows_json(rows: &[CostRow]) -> Value {
 }
 
 pub(crate) fn recommendation_json(r: &Recommendation) -> Value {
-    json!({
-        "kind": r.kind,
-        "title": r.title,
-        "monthly_saving_nanos": r.monthly_saving.0,
-        "monthly_saving_usd": r.monthly_saving.usd(),
-        "period_saving_nanos": r.period_saving.0,
-        "period_saving_usd": r.period_saving.usd(),
-        "affected_calls": r.affected_calls,
-        "assumptions": r.assumptions,
-        "confidence": r.confidence,
-    })
+    r.to_json()
 }
 
 pub(crate) fn recommendations_json(recs: &[Recommendation]) -> Value {

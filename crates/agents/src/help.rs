@@ -139,6 +139,7 @@ mod tests {
             focus_day: None,
             model: None,
             feature: None,
+            user: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! the data. Shaped by the intent: a savings question leads with savings, a spike question
 //! with the spike's explanation.
 
-use apogee_analytics::{CostRow, Nanos};
+use apogee_analytics::{CostRow, LatencyRow, Nanos};
 use chrono::{Datelike, NaiveDate};
 
 use crate::findings::{Savings, UsageData};
@@ -20,6 +20,8 @@ pub(crate) struct ReportInput<'a> {
     pub usage: &'a UsageData,
     pub spike: Option<&'a Spike>,
     pub savings: Option<&'a Savings>,
+    /// Latency and errors by model, for latency questions.
+    pub latency: Option<&'a [LatencyRow]>,
 }
 
 /// The answer and the titles of its sections.
@@ -66,6 +68,7 @@ pub(crate) fn render(r: &ReportInput<'_>) -> Rendered {
             s.day.day
         ),
         (Intent::SpikeExplanation, _) => "What drove your AI spend".to_string(),
+        (Intent::Latency, _) => "Latency and errors by model".to_string(),
         _ => "Your AI spend".to_string(),
     };
     doc.line(&format!("# {title}"));
@@ -91,6 +94,12 @@ pub(crate) fn render(r: &ReportInput<'_>) -> Rendered {
             trend(&mut doc, r);
             savings_section(&mut doc, r.savings, false);
         }
+        Intent::Latency => {
+            latency_section(&mut doc, r.latency);
+            overview(&mut doc, r);
+            tables(&mut doc, r.usage);
+            savings_section(&mut doc, r.savings, false);
+        }
         Intent::CostBreakdown | Intent::General | Intent::DataHelp => {
             overview(&mut doc, r);
             tables(&mut doc, r.usage);
@@ -108,6 +117,37 @@ pub(crate) fn render(r: &ReportInput<'_>) -> Rendered {
         markdown: doc.out,
         sections: doc.sections,
     }
+}
+
+fn ms(v: Option<i64>) -> String {
+    v.map_or("–".to_string(), |v| format!("{} ms", count(v)))
+}
+
+fn latency_section(doc: &mut Doc, rows: Option<&[LatencyRow]>) {
+    doc.section("Latency and errors by model");
+    let rows = rows.unwrap_or_default();
+    if rows.is_empty() {
+        doc.line("No calls in this period.");
+        return;
+    }
+    doc.line("| model | calls | p50 | p95 | p99 | errors |");
+    doc.line("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for r in rows {
+        doc.line(&format!(
+            "| {} | {} | {} | {} | {} | {:.1}% |",
+            r.model,
+            count(r.calls),
+            ms(r.p50_ms),
+            ms(r.p95_ms),
+            ms(r.p99_ms),
+            r.error_rate() * 100.0
+        ));
+    }
+    doc.blank();
+    doc.line(
+        "_Percentiles are nearest-rank over the calls that reported `latency_ms`; errors are \
+         calls with a status other than `ok`._",
+    );
 }
 
 fn savings_lead(doc: &mut Doc, savings: Option<&Savings>) {
@@ -435,6 +475,7 @@ mod tests {
             focus_day: None,
             model: None,
             feature: None,
+            user: None,
         }
     }
 
@@ -464,6 +505,7 @@ mod tests {
             usage: &u,
             spike: None,
             savings: Some(&s),
+            latency: None,
         });
         let md = &r.markdown;
         assert!(md.starts_with("# Your AI spend\n"), "{md}");
@@ -515,6 +557,7 @@ mod tests {
             usage: &u,
             spike: None,
             savings: Some(&s),
+            latency: None,
         });
         assert!(r.markdown.starts_with("# How to cut your AI bill\n"));
         let lead = r
@@ -551,6 +594,7 @@ mod tests {
             usage: &u,
             spike: Some(&spike),
             savings: None,
+            latency: None,
         });
         assert_eq!(r.sections[0], "What happened");
         assert!(r.markdown.contains(
@@ -574,6 +618,7 @@ mod tests {
             usage: &u,
             spike: None,
             savings: None,
+            latency: None,
         });
         assert!(
             r.markdown
@@ -582,6 +627,36 @@ mod tests {
         assert!(
             r.markdown
                 .contains("- Feature `email-drafts`: no usage in this period")
+        );
+    }
+
+    #[test]
+    fn latency_question_leads_with_the_latency_table() {
+        let t = triage(Intent::Latency);
+        let u = usage();
+        let rows = [LatencyRow {
+            model: "gpt-4o".into(),
+            calls: 200,
+            error_calls: 3,
+            latency_samples: 190,
+            p50_ms: Some(820),
+            p95_ms: Some(1_840),
+            p99_ms: Some(2_600),
+        }];
+        let r = render(&ReportInput {
+            triage: &t,
+            usage: &u,
+            spike: None,
+            savings: None,
+            latency: Some(&rows),
+        });
+        assert!(r.markdown.starts_with("# Latency and errors by model\n"));
+        assert_eq!(r.sections[0], "Latency and errors by model");
+        assert!(
+            r.markdown
+                .contains("| gpt-4o | 200 | 820 ms | 1,840 ms | 2,600 ms | 1.5% |"),
+            "{}",
+            r.markdown
         );
     }
 }

@@ -17,7 +17,8 @@ use crate::report::ReportInput;
 use crate::scope::{Agent, Conclusion, RunEvents, StepError, supervise};
 use crate::sink::SinkError;
 use crate::spike::Spike;
-use crate::subagents::{anomaly, data, data_helper, optimization, report, triage};
+use crate::subagents::{anomaly, data, data_helper, optimization, performance, report, triage};
+use crate::tools::latency::latency_sentence;
 use crate::triage::{Intent, Triage};
 
 /// How a run ended.
@@ -126,10 +127,10 @@ async fn plan(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<Stri
         return Ok("Explained how to send usage to Apogee.".into());
     }
 
-    let steps = if t.intent == Intent::SpikeExplanation {
-        "data → anomaly → optimization → report"
-    } else {
-        "data → optimization → report"
+    let steps = match t.intent {
+        Intent::SpikeExplanation => "data → anomaly → optimization → report",
+        Intent::Latency => "data → performance → optimization → report",
+        _ => "data → optimization → report",
     };
     sup.think(format!("Plan: {steps}, over {}.", t.period.label()))
         .await?;
@@ -156,6 +157,13 @@ async fn plan(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<Stri
             .run(|a| anomaly::work(a, usage, &t, &data))
             .await?;
     }
+    if t.intent == Intent::Latency {
+        found.latency = Some(
+            sup.child("performance")
+                .run(|a| performance::work(a, usage, &t))
+                .await?,
+        );
+    }
     let savings = sup
         .child("optimization")
         .run(|a| optimization::work(a, usage, &inputs.catalog, &t, &data))
@@ -167,8 +175,12 @@ async fn plan(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<Stri
         usage: &data,
         spike: found.spike.as_ref(),
         savings: found.savings.as_ref(),
+        latency: found.latency.as_deref(),
     };
     sup.child("report").run(|a| report::work(a, &input)).await?;
+    if let Some(rows) = found.latency.as_deref() {
+        return Ok(format!("{}.", latency_sentence(rows)));
+    }
     Ok(summary(
         &t,
         &data,

@@ -19,6 +19,8 @@ pub(crate) enum Intent {
     CostBreakdown,
     SpikeExplanation,
     Savings,
+    /// Latency percentiles and error rates by model.
+    Latency,
     DataHelp,
     General,
 }
@@ -29,6 +31,7 @@ impl Intent {
             Intent::CostBreakdown => "cost_breakdown",
             Intent::SpikeExplanation => "spike_explanation",
             Intent::Savings => "savings",
+            Intent::Latency => "latency",
             Intent::DataHelp => "data_help",
             Intent::General => "general",
         }
@@ -49,6 +52,8 @@ pub(crate) struct Triage {
     pub model: Option<String>,
     /// A feature the question names (`feature X` or in backticks).
     pub feature: Option<String>,
+    /// A user the question names (`user X`).
+    pub user: Option<String>,
 }
 
 pub(crate) fn classify(question: &str, now: DateTime<Utc>, catalog: &PriceCatalog) -> Triage {
@@ -81,7 +86,20 @@ pub(crate) fn classify(question: &str, now: DateTime<Utc>, catalog: &PriceCatalo
         focus_day,
         model: model_of(&text, catalog),
         feature: feature_of(question, &original),
+        user: user_of(&original),
     }
+}
+
+/// The word after `user` when it looks like an id (has a digit, `-`, `_` or `@`), so "user
+/// u-77" and "user alice_b" are names while "user costs" is not.
+fn user_of(words: &[&str]) -> Option<String> {
+    words.windows(2).find_map(|w| {
+        let looks_like_id = w[1]
+            .chars()
+            .any(|c| c.is_ascii_digit() || "-_@".contains(c));
+        (w[0].eq_ignore_ascii_case("user") && looks_like_id && w[1].chars().count() <= 256)
+            .then(|| w[1].to_string())
+    })
 }
 
 /// Words of the question: letters, digits and the `-._` that model and feature names use.
@@ -120,6 +138,18 @@ fn intent_of(text: &str, words: &[&str], day_named: bool) -> Intent {
         || (starts("integrat") && !starts("cost"));
     if data_help {
         return Intent::DataHelp;
+    }
+
+    // Before spikes: "why is latency up?" is about latency, not spend.
+    let latency = starts("latenc")
+        || starts("slow")
+        || any(&["p50", "p90", "p95", "p99", "timeouts", "errors"])
+        || phrase("response time")
+        || phrase("response times")
+        || phrase("error rate")
+        || phrase("error rates");
+    if latency {
+        return Intent::Latency;
     }
 
     let spike = starts("jump")
@@ -534,6 +564,10 @@ mod tests {
             ("Optimise our LLM usage", Savings),
             ("any recommendations to lower our costs?", Savings),
             ("are we wasting money on gpt-4o?", Savings),
+            ("Which model is slowest?", Latency),
+            ("What is our p95 latency on gpt-4o?", Latency),
+            ("why did latency jump yesterday", Latency),
+            ("error rate by model", Latency),
             ("How do I send usage?", DataHelp),
             ("how to ingest records", DataHelp),
             ("Can I upload a CSV?", DataHelp),
@@ -549,6 +583,21 @@ mod tests {
         for (q, want) in cases {
             assert_eq!(triage(q).intent, want, "{q:?}");
         }
+    }
+
+    #[test]
+    fn users_named_like_ids_are_extracted() {
+        assert_eq!(
+            triage("How much did user u-77 spend last week?")
+                .user
+                .as_deref(),
+            Some("u-77")
+        );
+        assert_eq!(
+            triage("costs of user alice_b").user.as_deref(),
+            Some("alice_b")
+        );
+        assert_eq!(triage("which user costs the most?").user, None);
     }
 
     #[test]

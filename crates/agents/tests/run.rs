@@ -9,8 +9,8 @@ use std::time::Duration;
 use apogee_agents::{EventSink, RunContext, RunOutcome, SinkError, run};
 use apogee_analytics::demo::{self, DemoSpec};
 use apogee_analytics::{
-    CostRow, GroupBy, MemoryUsage, OrgUsageQueries, Period, PriceCatalog, PricedRecord, QueryError,
-    RepeatProfile, TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, GroupBy, LatencyRow, MemoryUsage, OrgUsageQueries, Period,
+    PriceCatalog, PricedRecord, QueryError, RepeatProfile, TrafficProfile, UsageTotals,
 };
 use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
 use async_trait::async_trait;
@@ -287,6 +287,7 @@ async fn analyze_my_costs_golden_path() {
             "spend_by_day",
             "right_size_models",
             "find_duplicate_prompts",
+            "find_batchable_traffic",
             "compose_report"
         ]
     );
@@ -449,6 +450,59 @@ async fn spike_question_names_the_spike_day_and_its_cause() {
     let day: &Value = day;
     assert_eq!(&s["day_cost_nanos"], day);
     assert!(outcome.summary.contains(&spike.date.to_string()));
+    // The median/MAD check finds the same day, and the week is compared with the one before.
+    let outliers = tool_data(&events, "detect_anomalies");
+    assert_eq!(
+        outliers["anomalies"][0]["day"],
+        spike.date.to_string(),
+        "{outliers}"
+    );
+    let week = tool_data(&events, "compare_periods");
+    assert!(week["current_nanos"].as_i64().unwrap() > 0, "{week}");
+}
+
+/// The `data` of the first completed call of `tool`.
+fn tool_data(events: &[EventBody], name: &str) -> Value {
+    events
+        .iter()
+        .find_map(|e| match e {
+            EventBody::ToolCompleted { tool, data, .. } if tool == name => data.clone(),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no completed {name}"))
+}
+
+#[tokio::test]
+async fn latency_question_gets_the_performance_agent_and_a_latency_table() {
+    let (outcome, events, answer) = ask("Which model is slowest? Show p95 latency").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(
+        agents_started(&events),
+        [
+            "supervisor",
+            "triage",
+            "data",
+            "performance",
+            "optimization",
+            "report"
+        ]
+    );
+    assert!(tools_called(&events).contains(&"latency_by_model"));
+    // The report's table is the reference query's rows.
+    let rows = demo_usage()
+        .latency_by_model(&Period::last_days(now(), 30))
+        .await
+        .unwrap();
+    let latency = outcome.data["latency"].as_array().unwrap();
+    assert_eq!(latency.len(), rows.len());
+    assert_eq!(latency[0]["model"], rows[0].model.as_str());
+    assert_eq!(latency[0]["p95_ms"].as_i64(), rows[0].p95_ms);
+    let answer = answer.unwrap();
+    assert!(
+        answer.starts_with("# Latency and errors by model"),
+        "{answer}"
+    );
+    assert!(answer.contains(&rows[0].model), "{answer}");
 }
 
 #[tokio::test]
@@ -684,6 +738,12 @@ impl OrgUsageQueries for Stuck {
     async fn repeated_prompts(&self, _: &Period) -> Result<RepeatProfile, QueryError> {
         std::future::pending().await
     }
+    async fn latency_by_model(&self, _: &Period) -> Result<Vec<LatencyRow>, QueryError> {
+        std::future::pending().await
+    }
+    async fn batch_candidates(&self, _: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        std::future::pending().await
+    }
 }
 
 #[tokio::test]
@@ -753,6 +813,12 @@ impl OrgUsageQueries for Failing {
             return Err(backend());
         }
         self.inner.repeated_prompts(p).await
+    }
+    async fn latency_by_model(&self, p: &Period) -> Result<Vec<LatencyRow>, QueryError> {
+        self.inner.latency_by_model(p).await
+    }
+    async fn batch_candidates(&self, p: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        self.inner.batch_candidates(p).await
     }
 }
 

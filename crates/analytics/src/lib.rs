@@ -11,6 +11,7 @@ pub mod period;
 pub mod queries;
 pub mod savings;
 pub mod tokens;
+pub mod trends;
 pub mod usage;
 
 pub use catalog::{CatalogError, PriceCatalog, PriceEntry, PriceTier, Pricing, Quote};
@@ -18,8 +19,8 @@ pub use memory::MemoryUsage;
 pub use money::Nanos;
 pub use period::Period;
 pub use queries::{
-    CostRow, GroupBy, OrgUsageQueries, QueryError, RepeatProfile, TokenMix, TrafficProfile,
-    UsageTotals,
+    BatchCandidate, CostRow, GroupBy, LatencyRow, OrgUsageQueries, QueryError, RepeatProfile,
+    TokenMix, TrafficProfile, UsageTotals,
 };
 pub use tokens::{CacheConvention, TokenCounts};
 pub use usage::{PricedRecord, RecordError, UsageRecord};

@@ -12,7 +12,9 @@
 //! - the traffic profile takes only calls of exactly that model priced from the catalog (a
 //!   client-sent cost says nothing about what the catalog model would charge);
 //! - a repeated prompt is a `(model, prompt_hash)` pair seen more than once; the first call of
-//!   each (earliest `ts`, ties by position) is the one a response cache could not have served.
+//!   each (earliest `ts`, ties by position) is the one a response cache could not have served;
+//! - latency percentiles are nearest-rank over the records reporting `latency_ms` (one sample
+//!   per record, whatever its `request_count`); calls and errors count `request_count`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,8 +25,8 @@ use crate::catalog::PriceCatalog;
 use crate::money::Nanos;
 use crate::period::Period;
 use crate::queries::{
-    CostRow, GroupBy, OrgUsageQueries, QueryError, RepeatProfile, TokenMix, TrafficProfile,
-    UsageTotals,
+    BatchCandidate, CostRow, GroupBy, LatencyRow, NIGHT_END_HOUR, OrgUsageQueries, QueryError,
+    RepeatProfile, TokenMix, TrafficProfile, UsageTotals, latency_row, sort_latency_rows,
 };
 use crate::usage::{PricedRecord, UsageRecord};
 
@@ -229,6 +231,55 @@ impl OrgUsageQueries for MemoryUsage {
         top.truncate(TOP_REPEAT_FEATURES);
         profile.top_features = top;
         Ok(profile)
+    }
+
+    async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        use chrono::Timelike;
+        let mut groups: std::collections::BTreeMap<(String, String), BatchCandidate> =
+            Default::default();
+        let from_catalog = |r: &&PricedRecord| {
+            !r.record.is_batch() && r.price_source.as_deref().is_some_and(|s| s != "client")
+        };
+        for r in self.in_period(period).filter(from_catalog) {
+            let u = &r.record;
+            let feature = u.feature.clone().unwrap_or_else(|| NONE_KEY.into());
+            let c = groups
+                .entry((feature.clone(), u.model.clone()))
+                .or_insert_with(|| BatchCandidate {
+                    feature,
+                    model: u.model.clone(),
+                    interactive_calls: 0,
+                    night: TokenMix::default(),
+                });
+            c.interactive_calls += 1;
+            if u.ts.hour() < NIGHT_END_HOUR {
+                add_to_mix(&mut c.night, r);
+            }
+        }
+        Ok(groups.into_values().collect())
+    }
+
+    async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError> {
+        // Per model: (calls, error calls, latencies of the records that reported one).
+        let mut by_model: HashMap<&str, (i64, i64, Vec<i64>)> = HashMap::new();
+        for r in self.in_period(period) {
+            let u = &r.record;
+            let e = by_model.entry(u.model.as_str()).or_default();
+            e.0 += u.request_count();
+            if is_error(u) {
+                e.1 += u.request_count();
+            }
+            e.2.extend(u.latency_ms);
+        }
+        let mut rows: Vec<LatencyRow> = by_model
+            .into_iter()
+            .map(|(model, (calls, errors, mut lat))| {
+                lat.sort_unstable();
+                latency_row(model.to_string(), calls, errors, &lat)
+            })
+            .collect();
+        sort_latency_rows(&mut rows);
+        Ok(rows)
     }
 }
 

@@ -107,6 +107,78 @@ pub struct RepeatProfile {
     pub top_features: Vec<CostRow>,
 }
 
+/// UTC hours `[0, NIGHT_END_HOUR)` count as night: traffic then has nobody waiting on it.
+pub const NIGHT_END_HOUR: u32 = 6;
+
+/// Interactive (`batch: false`) traffic of one feature on one model, priced from the catalog,
+/// with the part sent at night: a feature whose calls all run at night is a scheduled job
+/// that the Batch API would serve at its discount.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchCandidate {
+    /// The feature (`(none)` without one).
+    pub feature: String,
+    pub model: String,
+    /// Interactive calls of the feature on the model (records).
+    pub interactive_calls: i64,
+    /// Those sent at night, with their tokens and recorded cost.
+    pub night: TokenMix,
+}
+
+/// A model's latency percentiles and error rate within a period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRow {
+    pub model: String,
+    /// Calls (the sum of `request_count`).
+    pub calls: i64,
+    /// Calls with a non-`ok` status.
+    pub error_calls: i64,
+    /// Records that reported `latency_ms`: the sample the percentiles are taken over.
+    pub latency_samples: i64,
+    /// Nearest-rank percentiles of `latency_ms` (`None` without samples).
+    pub p50_ms: Option<i64>,
+    pub p95_ms: Option<i64>,
+    pub p99_ms: Option<i64>,
+}
+
+impl LatencyRow {
+    /// `error_calls / calls` (0 without calls).
+    pub fn error_rate(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.error_calls as f64 / self.calls as f64
+        }
+    }
+}
+
+/// The nearest-rank `p`-th percentile (0 < p ≤ 100) of `sorted` (ascending): the smallest
+/// value with at least p% of the sample at or below it. `None` for an empty sample.
+pub fn nearest_rank(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+/// Builds a [`LatencyRow`] from a model's call counts and its latencies sorted ascending.
+pub fn latency_row(model: String, calls: i64, error_calls: i64, sorted: &[i64]) -> LatencyRow {
+    LatencyRow {
+        model,
+        calls,
+        error_calls,
+        latency_samples: sorted.len() as i64,
+        p50_ms: nearest_rank(sorted, 50.0),
+        p95_ms: nearest_rank(sorted, 95.0),
+        p99_ms: nearest_rank(sorted, 99.0),
+    }
+}
+
+/// Rows by calls descending, then model ascending: the order of every latency report.
+pub fn sort_latency_rows(rows: &mut [LatencyRow]) {
+    rows.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.model.cmp(&b.model)));
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("usage query failed: {0}")]
@@ -132,4 +204,27 @@ pub trait OrgUsageQueries: Send + Sync {
     ) -> Result<TrafficProfile, QueryError>;
 
     async fn repeated_prompts(&self, period: &Period) -> Result<RepeatProfile, QueryError>;
+
+    /// Interactive traffic priced from the catalog by feature and model, ordered by feature
+    /// then model.
+    async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError>;
+
+    /// Latency percentiles and error rate per model ([`sort_latency_rows`] order).
+    async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_by_hand() {
+        // 1..=20: p50 is the 10th value, p95 the 19th, p99 the 20th.
+        let v: Vec<i64> = (1..=20).collect();
+        assert_eq!(nearest_rank(&v, 50.0), Some(10));
+        assert_eq!(nearest_rank(&v, 95.0), Some(19));
+        assert_eq!(nearest_rank(&v, 99.0), Some(20));
+        assert_eq!(nearest_rank(&[7], 99.0), Some(7));
+        assert_eq!(nearest_rank(&[], 50.0), None);
+    }
 }

@@ -3,9 +3,20 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Pricing;
+use crate::catalog::{PriceCatalog, Pricing};
 use crate::money::Nanos;
-use crate::queries::{RepeatProfile, TokenMix, TrafficProfile};
+use crate::period::Period;
+use crate::queries::{
+    BatchCandidate, CostRow, GroupBy, NIGHT_END_HOUR, OrgUsageQueries, QueryError, RepeatProfile,
+    TokenMix, TrafficProfile,
+};
+
+/// Share of a feature's interactive calls on a model that must run at night for it to count
+/// as a scheduled job nobody waits on.
+pub const BATCHABLE_NIGHT_SHARE: f64 = 0.9;
+
+/// Share of exact-duplicate prompts a response cache is assumed to serve.
+pub const CACHE_HIT_RATE: f64 = 0.8;
 
 /// Calls at or under both limits count as "short" traffic that a smaller model handles well.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -44,6 +55,24 @@ pub struct Recommendation {
     pub affected_calls: i64,
     pub assumptions: Vec<String>,
     pub confidence: Confidence,
+}
+
+impl Recommendation {
+    /// The JSON shape of a recommendation wherever one is shown (`GET /api/recommendations`,
+    /// the agents' tool and report `data`): money both as exact nanos and as dollars.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": self.kind,
+            "title": self.title,
+            "monthly_saving_nanos": self.monthly_saving.0,
+            "monthly_saving_usd": self.monthly_saving.usd(),
+            "period_saving_nanos": self.period_saving.0,
+            "period_saving_usd": self.period_saving.usd(),
+            "affected_calls": self.affected_calls,
+            "assumptions": self.assumptions,
+            "confidence": self.confidence,
+        })
+    }
 }
 
 fn per_month(amount: Nanos, period_days: f64) -> Nanos {
@@ -153,10 +182,121 @@ pub fn response_cache(
     })
 }
 
+/// Sending a feature's night-time interactive calls through the provider's Batch API (results
+/// within 24 h at the batch discount). `None` unless at least [`BATCHABLE_NIGHT_SHARE`] of its
+/// interactive calls on the model ran at night, or when the model has no batch discount.
+pub fn batch_api(
+    c: &BatchCandidate,
+    pricing: &Pricing<'_>,
+    period_days: f64,
+) -> Option<Recommendation> {
+    if c.night.calls == 0
+        || (c.night.calls as f64) < BATCHABLE_NIGHT_SHARE * c.interactive_calls as f64
+    {
+        return None;
+    }
+    // The discount alone, on catalog prices: both sides priced the same way.
+    let saving = reprice(&c.night, pricing, false) - reprice(&c.night, pricing, true);
+    if saving <= Nanos::ZERO {
+        return None;
+    }
+    Some(Recommendation {
+        kind: "batch_api".into(),
+        title: format!(
+            "Send `{}`'s nightly {} calls through the Batch API",
+            c.feature, c.model
+        ),
+        period_saving: saving,
+        monthly_saving: per_month(saving, period_days),
+        affected_calls: c.night.calls,
+        assumptions: vec![
+            format!(
+                "{} of {} interactive `{}` calls on {} ran between 00:00 and {NIGHT_END_HOUR:02}:00 UTC: a scheduled job nobody waits on",
+                c.night.calls, c.interactive_calls, c.feature, c.model
+            ),
+            format!(
+                "the Batch API discount of the catalog entry {} ({}) applies to these calls; results arrive within 24 hours",
+                pricing.version, pricing.entry.source
+            ),
+        ],
+        confidence: Confidence::High,
+    })
+}
+
+/// Models of `by_model` whose catalog entry names a cheaper alternative the catalog prices:
+/// `(model, alternative)`, in `by_model`'s order.
+pub fn right_size_candidates(
+    catalog: &PriceCatalog,
+    by_model: &[CostRow],
+) -> Vec<(String, String)> {
+    by_model
+        .iter()
+        .filter_map(|row| {
+            let alt = catalog
+                .lookup(&row.key)?
+                .entry
+                .cheaper_alternative
+                .clone()?;
+            catalog.lookup(&alt)?;
+            Some((row.key.clone(), alt))
+        })
+        .collect()
+}
+
+/// Every recommendation the period's usage backs (right-sizing each candidate model, the
+/// response cache at [`CACHE_HIT_RATE`], the Batch API for night-time jobs), largest monthly
+/// saving first, then by title: what
+/// `GET /api/recommendations` answers and the optimization agent finds step by step.
+pub async fn recommend(
+    usage: &dyn OrgUsageQueries,
+    catalog: &PriceCatalog,
+    period: &Period,
+    limits: ShortLimits,
+) -> Result<Vec<Recommendation>, QueryError> {
+    let by_model = usage.breakdown(period, GroupBy::Model).await?;
+    let mut recs = Vec::new();
+    for (model, alt) in right_size_candidates(catalog, &by_model) {
+        let profile = usage
+            .traffic_profile(
+                period,
+                &model,
+                limits.max_input_tokens,
+                limits.max_output_tokens,
+            )
+            .await?;
+        recs.extend(
+            catalog
+                .lookup(&alt)
+                .and_then(|to| right_size(&profile, &to, limits, period.days())),
+        );
+    }
+    let repeats = usage.repeated_prompts(period).await?;
+    recs.extend(response_cache(&repeats, CACHE_HIT_RATE, period.days()));
+    for c in usage.batch_candidates(period).await? {
+        recs.extend(
+            catalog
+                .lookup(&c.model)
+                .and_then(|p| batch_api(&c, &p, period.days())),
+        );
+    }
+    sort_by_saving(&mut recs);
+    Ok(recs)
+}
+
+/// Largest monthly saving first, ties by title: the order every list of recommendations has.
+pub fn sort_by_saving(recs: &mut [Recommendation]) {
+    recs.sort_by(|a, b| {
+        b.monthly_saving
+            .cmp(&a.monthly_saving)
+            .then_with(|| a.title.cmp(&b.title))
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalog::PriceCatalog;
+    use crate::queries::BatchCandidate;
 
     #[test]
     fn right_size_by_hand() {
@@ -198,5 +338,33 @@ mod tests {
             .is_none()
         );
         assert!(response_cache(&RepeatProfile::default(), 0.8, 30.0).is_none());
+    }
+
+    #[test]
+    fn batch_api_by_hand() {
+        let catalog = PriceCatalog::builtin().unwrap();
+        let sonnet = catalog.lookup("claude-sonnet-4").unwrap();
+        // 10 night calls, 100,000 fresh in and 10,000 out: $3 and $15 per 1M →
+        // $0.30 + $0.15 = $0.45; at the 50% batch discount $0.225: saving $0.225 over 15
+        // days, $0.45 a month.
+        let mut c = BatchCandidate {
+            feature: "nightly".into(),
+            model: "claude-sonnet-4".into(),
+            interactive_calls: 10,
+            night: TokenMix {
+                calls: 10,
+                fresh_input_tokens: 100_000,
+                cached_input_tokens: 0,
+                output_tokens: 10_000,
+                cost: Nanos(450_000_000),
+            },
+        };
+        let r = batch_api(&c, &sonnet, 15.0).unwrap();
+        assert_eq!(r.period_saving, Nanos(225_000_000));
+        assert_eq!(r.monthly_saving, Nanos(450_000_000));
+        assert_eq!((r.kind.as_str(), r.affected_calls), ("batch_api", 10));
+        // 10 of 12 calls at night (83%) is not a night-time job.
+        c.interactive_calls = 12;
+        assert!(batch_api(&c, &sonnet, 15.0).is_none());
     }
 }

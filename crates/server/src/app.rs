@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{id}/events", get(rest::run_events))
         .route("/api/usage", post(rest::ingest_usage))
         .route("/api/costs", get(rest::costs))
+        .route("/api/recommendations", get(rest::recommendations))
         .merge(static_ui::routes())
         // OTLP exporters (the Collector by default) gzip their bodies; the body limit below
         // applies to the decompressed bytes, so a small bomb is still a 413.

@@ -1,6 +1,7 @@
 //! REST endpoints of PROTOCOL.md §7. Every `/api` call is authenticated first and answered
 //! through the caller's [`UserSession`], so it only ever sees the caller's own data.
 
+use apogee_analytics::savings::{CACHE_HIT_RATE, Recommendation, ShortLimits, recommend};
 use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period};
 use apogee_store::MessageRow;
 use axum::Json;
@@ -204,6 +205,8 @@ pub async fn ingest_usage(
 
 #[derive(Deserialize)]
 pub struct CostsQuery {
+    /// A named period (`Period::NAMES`); `from`/`to` refine or replace it.
+    period: Option<String>,
     from: Option<String>,
     to: Option<String>,
     group_by: Option<String>,
@@ -228,6 +231,36 @@ fn parse_bound(text: &str, is_end: bool) -> Result<DateTime<Utc>, ApiError> {
     })
 }
 
+/// The window of `GET /api/costs` and `GET /api/recommendations`: a named `period` (default
+/// `30d`), whose bounds `from` / `to` replace when given.
+fn period_of(
+    period: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Period, ApiError> {
+    let default = match period {
+        None => Period::last_days(Utc::now(), 30),
+        Some(name) => Period::named(name, Utc::now()).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown period `{name}`: use {}",
+                Period::NAMES.join(", ")
+            ))
+        })?,
+    };
+    let from = from
+        .map(|t| parse_bound(t, false))
+        .transpose()?
+        .unwrap_or(default.from);
+    let to = to
+        .map(|t| parse_bound(t, true))
+        .transpose()?
+        .unwrap_or(default.to);
+    if from >= to {
+        return Err(ApiError::BadRequest("`from` must be before `to`".into()));
+    }
+    Ok(Period::new(from, to))
+}
+
 fn nanos_json(n: Nanos) -> Value {
     json!({"cost_usd": n.usd(), "cost_nanos": n.0})
 }
@@ -238,21 +271,7 @@ pub async fn costs(
     Query(q): Query<CostsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let s = session(&app, &headers).await?;
-    let default = Period::last_days(Utc::now(), 30);
-    let from = q
-        .from
-        .as_deref()
-        .map(|t| parse_bound(t, false))
-        .transpose()?
-        .unwrap_or(default.from);
-    let to =
-        q.to.as_deref()
-            .map(|t| parse_bound(t, true))
-            .transpose()?
-            .unwrap_or(default.to);
-    if from >= to {
-        return Err(ApiError::BadRequest("`from` must be before `to`".into()));
-    }
+    let period = period_of(q.period.as_deref(), q.from.as_deref(), q.to.as_deref())?;
     let by = match q.group_by.as_deref() {
         None => GroupBy::Model,
         Some(g) => GroupBy::parse(g).ok_or_else(|| {
@@ -261,7 +280,6 @@ pub async fn costs(
             ))
         })?,
     };
-    let period = Period::new(from, to);
     let totals = s
         .usage()
         .totals(&period)
@@ -298,5 +316,38 @@ pub async fn costs(
         "currency": "USD",
         "totals": totals_json,
         "rows": rows,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct RecommendationsQuery {
+    period: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/recommendations`: the savings the period's usage backs, largest first.
+pub async fn recommendations(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<RecommendationsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let s = session(&app, &headers).await?;
+    let period = period_of(q.period.as_deref(), q.from.as_deref(), q.to.as_deref())?;
+    let limits = ShortLimits::default();
+    let recs = recommend(s.usage(), s.catalog(), &period, limits)
+        .await
+        .map_err(ApiError::internal)?;
+    let total: Nanos = recs.iter().map(|r| r.monthly_saving).sum();
+    Ok(Json(json!({
+        "org_id": s.identity().org_id(),
+        "from": period.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "to": period.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "currency": "USD",
+        "limits": limits,
+        "cache_hit_rate": CACHE_HIT_RATE,
+        "monthly_saving_nanos": total.0,
+        "monthly_saving_usd": total.usd(),
+        "recommendations": recs.iter().map(Recommendation::to_json).collect::<Vec<_>>(),
     })))
 }

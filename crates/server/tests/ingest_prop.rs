@@ -135,7 +135,9 @@ proptest! {
     #[test]
     fn ndjson_answers_every_line(records in prop::collection::vec(record_like(), 1..20), garbage in "[^\\n\\r]{1,40}") {
         let mut body: Vec<String> = records.iter().map(Value::to_string).collect();
-        body.insert(body.len() / 2, garbage.clone());
+        // Never first: a body whose first line starts with `[` is (rightly) read as a JSON
+        // array, which is not what this property is about.
+        body.insert(body.len().div_ceil(2), garbage.clone());
         let lines = body.iter().filter(|l| !l.trim().is_empty()).count();
         check_accepted(body.join("\n").as_bytes(), lines);
     }

@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod migrate;
 mod org_usage;
+mod rollup;
 mod tickets;
 mod usage;
 

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_tickets.sql")),
     (3, include_str!("../migrations/0003_usage_v2.sql")),
+    (4, include_str!("../migrations/0004_rollups.sql")),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -1,13 +1,20 @@
 //! [`OrgUsageQueries`] over the usage table for one org, fixed at construction: every query
 //! filters on that org, so a handle cannot reach another org's usage.
+//!
+//! Totals and breakdowns read the hourly rollups for the whole hours of a period and raw rows
+//! only for its partial edge hours ([`Split`]), so they stay exact for any period while a
+//! 30-day breakdown reads ~720 hours × dimensions instead of every call.
 
+use apogee_analytics::queries::{latency_row, sort_latency_rows};
 use apogee_analytics::{
-    CostRow, GroupBy, Nanos, OrgUsageQueries, Period, QueryError, RepeatProfile, TokenMix,
-    TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, GroupBy, LatencyRow, Nanos, OrgUsageQueries, Period, QueryError,
+    RepeatProfile, TokenMix, TrafficProfile, UsageTotals,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
+
+use crate::rollup;
 
 /// Usage queries bound to one org. Obtained from [`crate::Store::org_usage`].
 #[derive(Clone)]
@@ -20,14 +27,85 @@ fn backend(e: sqlx::Error) -> QueryError {
     QueryError::Backend(e.to_string())
 }
 
+/// The group key over the union of rollup and raw rows that [`UNION_ROWS`] produces.
 fn group_key(by: GroupBy) -> &'static str {
     match by {
         GroupBy::Model => "model",
         GroupBy::Provider => "provider",
-        GroupBy::User => "COALESCE(user_name, '(none)')",
-        GroupBy::Feature => "COALESCE(feature, '(none)')",
-        GroupBy::Day => "strftime('%Y-%m-%d', ts_ms / 1000, 'unixepoch')",
+        GroupBy::User => "user_key",
+        GroupBy::Feature => "feature_key",
+        GroupBy::Day => "strftime('%Y-%m-%d', hour_ms / 1000, 'unixepoch')",
     }
+}
+
+/// How a period `[from, to)` is read: whole hours `[hours_from, hours_to)` from the rollups,
+/// the rest from raw rows in `[from, edge1_to)` and `[edge2_from, to)` (either may be empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Split {
+    from: i64,
+    to: i64,
+    hours_from: i64,
+    hours_to: i64,
+    edge1_to: i64,
+    edge2_from: i64,
+}
+
+impl Split {
+    fn of(period: &Period) -> Split {
+        let (from, to) = (period.from_ms(), period.to_ms());
+        let up = rollup::hour_floor(from.saturating_add(rollup::HOUR_MS - 1));
+        let down = rollup::hour_floor(to);
+        if up < down {
+            Split {
+                from,
+                to,
+                hours_from: up,
+                hours_to: down,
+                edge1_to: up,
+                edge2_from: down,
+            }
+        } else {
+            // No whole hour inside: everything is raw, read once (the two edges would overlap).
+            Split {
+                from,
+                to,
+                hours_from: 0,
+                hours_to: 0,
+                edge1_to: to,
+                edge2_from: to,
+            }
+        }
+    }
+}
+
+/// Rollup rows of the whole hours, then raw rows of the edges shaped like rollup rows. Binds:
+/// ?1 org, ?2/?3 the hours, ?4/?5 the first edge, ?6/?7 the second.
+const UNION_ROWS: &str = "
+    SELECT hour_ms, provider, model, user_key, feature_key, calls, input_tokens, output_tokens,
+           cached_input_tokens, cost_nanos, unpriced_calls, unpriced_tokens, error_calls
+    FROM usage_hourly WHERE org_id = ?1 AND hour_ms >= ?2 AND hour_ms < ?3
+    UNION ALL
+    SELECT ts_ms AS hour_ms, provider, model, COALESCE(user_name, '(none)') AS user_key,
+           COALESCE(feature, '(none)') AS feature_key, request_count AS calls, input_tokens,
+           output_tokens, cached_input_tokens, COALESCE(cost_nanos, 0) AS cost_nanos,
+           CASE WHEN cost_nanos IS NULL THEN request_count ELSE 0 END AS unpriced_calls,
+           CASE WHEN cost_nanos IS NULL THEN input_tokens + output_tokens ELSE 0 END AS unpriced_tokens,
+           CASE WHEN status <> 'ok' THEN request_count ELSE 0 END AS error_calls
+    FROM usage_records
+    WHERE org_id = ?1 AND ((ts_ms >= ?4 AND ts_ms < ?5) OR (ts_ms >= ?6 AND ts_ms < ?7))";
+
+fn bind_split<'q>(
+    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    org_id: &'q str,
+    s: Split,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    q.bind(org_id)
+        .bind(s.hours_from)
+        .bind(s.hours_to)
+        .bind(s.from)
+        .bind(s.edge1_to)
+        .bind(s.edge2_from)
+        .bind(s.to)
 }
 
 fn cost_row(r: &SqliteRow) -> Result<CostRow, sqlx::Error> {
@@ -64,23 +142,21 @@ impl OrgUsage {
 #[async_trait]
 impl OrgUsageQueries for OrgUsage {
     async fn totals(&self, period: &Period) -> Result<UsageTotals, QueryError> {
-        let r = sqlx::query(
-            "SELECT COALESCE(SUM(request_count), 0) AS calls,
+        let sql = format!(
+            "SELECT COALESCE(SUM(calls), 0) AS calls,
                     COALESCE(SUM(input_tokens), 0) AS input_tokens,
                     COALESCE(SUM(output_tokens), 0) AS output_tokens,
                     COALESCE(SUM(cached_input_tokens), 0) AS cached,
                     COALESCE(SUM(cost_nanos), 0) AS cost,
-                    COALESCE(SUM(CASE WHEN cost_nanos IS NULL THEN request_count ELSE 0 END), 0) AS unpriced_calls,
-                    COALESCE(SUM(CASE WHEN cost_nanos IS NULL THEN input_tokens + output_tokens ELSE 0 END), 0) AS unpriced_tokens,
-                    COALESCE(SUM(CASE WHEN status <> 'ok' THEN request_count ELSE 0 END), 0) AS error_calls
-             FROM usage_records WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ?",
-        )
-        .bind(&self.org_id)
-        .bind(period.from_ms())
-        .bind(period.to_ms())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
+                    COALESCE(SUM(unpriced_calls), 0) AS unpriced_calls,
+                    COALESCE(SUM(unpriced_tokens), 0) AS unpriced_tokens,
+                    COALESCE(SUM(error_calls), 0) AS error_calls
+             FROM ({UNION_ROWS}) AS u"
+        );
+        let r = bind_split(sqlx::query(&sql), &self.org_id, Split::of(period))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
         let get = |c: &str| r.try_get::<i64, _>(c).map_err(backend);
         Ok(UsageTotals {
             calls: get("calls")?,
@@ -101,19 +177,16 @@ impl OrgUsageQueries for OrgUsage {
             "cost DESC, k ASC"
         };
         let sql = format!(
-            "SELECT {key} AS k, COALESCE(SUM(request_count), 0) AS calls,
+            "SELECT {key} AS k, COALESCE(SUM(calls), 0) AS calls,
                     COALESCE(SUM(input_tokens), 0) AS input_tokens,
                     COALESCE(SUM(output_tokens), 0) AS output_tokens,
                     COALESCE(SUM(cost_nanos), 0) AS cost,
-                    COALESCE(SUM(CASE WHEN cost_nanos IS NULL THEN request_count ELSE 0 END), 0) AS unpriced_calls
-             FROM usage_records WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ?
+                    COALESCE(SUM(unpriced_calls), 0) AS unpriced_calls
+             FROM ({UNION_ROWS}) AS u
              GROUP BY k ORDER BY {order}",
             key = group_key(by)
         );
-        let rows = sqlx::query(&sql)
-            .bind(&self.org_id)
-            .bind(period.from_ms())
-            .bind(period.to_ms())
+        let rows = bind_split(sqlx::query(&sql), &self.org_id, Split::of(period))
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
@@ -201,5 +274,115 @@ impl OrgUsageQueries for OrgUsage {
         }
         profile.top_features.truncate(5);
         Ok(profile)
+    }
+
+    async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        let night = format!(
+            "((ts_ms / 3600000) % 24) < {}",
+            apogee_analytics::queries::NIGHT_END_HOUR
+        );
+        let sql = format!(
+            "SELECT COALESCE(feature, '(none)') AS f, model, COUNT(*) AS all_calls,
+                    COALESCE(SUM(CASE WHEN {night} THEN 1 ELSE 0 END), 0) AS n_calls,
+                    COALESCE(SUM(CASE WHEN {night} THEN input_tokens - cached_input_tokens ELSE 0 END), 0) AS n_fresh,
+                    COALESCE(SUM(CASE WHEN {night} THEN cached_input_tokens ELSE 0 END), 0) AS n_cached,
+                    COALESCE(SUM(CASE WHEN {night} THEN output_tokens ELSE 0 END), 0) AS n_output,
+                    COALESCE(SUM(CASE WHEN {night} THEN cost_nanos ELSE 0 END), 0) AS n_cost
+             FROM usage_records
+             WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ? AND batch = 0
+               AND price_source IS NOT NULL AND price_source <> 'client'
+             GROUP BY f, model ORDER BY f, model"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&self.org_id)
+            .bind(period.from_ms())
+            .bind(period.to_ms())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(BatchCandidate {
+                    feature: r.try_get("f")?,
+                    model: r.try_get("model")?,
+                    interactive_calls: r.try_get("all_calls")?,
+                    night: mix(r, "n_")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend)
+    }
+
+    async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError> {
+        // Calls and errors from the rollups; percentiles need every latency, read sorted so
+        // each model's sample arrives in order.
+        let sql = format!(
+            "SELECT model, COALESCE(SUM(calls), 0) AS calls, COALESCE(SUM(error_calls), 0) AS errors
+             FROM ({UNION_ROWS}) AS u GROUP BY model"
+        );
+        let counts = bind_split(sqlx::query(&sql), &self.org_id, Split::of(period))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let latencies = sqlx::query(
+            "SELECT model, latency_ms FROM usage_records
+             WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ? AND latency_ms IS NOT NULL
+             ORDER BY model, latency_ms",
+        )
+        .bind(&self.org_id)
+        .bind(period.from_ms())
+        .bind(period.to_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut samples: std::collections::HashMap<String, Vec<i64>> = Default::default();
+        for r in &latencies {
+            let model: String = r.try_get("model").map_err(backend)?;
+            samples
+                .entry(model)
+                .or_default()
+                .push(r.try_get("latency_ms").map_err(backend)?);
+        }
+        let mut rows = Vec::with_capacity(counts.len());
+        for r in &counts {
+            let model: String = r.try_get("model").map_err(backend)?;
+            let lat = samples.remove(&model).unwrap_or_default();
+            rows.push(latency_row(
+                model,
+                r.try_get("calls").map_err(backend)?,
+                r.try_get("errors").map_err(backend)?,
+                &lat,
+            ));
+        }
+        sort_latency_rows(&mut rows);
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn a_period_splits_into_whole_hours_and_raw_edges() {
+        let t = |h, m| Utc.with_ymd_and_hms(2026, 11, 20, h, m, 0).unwrap();
+        let ms = |h, m| t(h, m).timestamp_millis();
+        let s = Split::of(&Period::new(t(10, 15), t(13, 30)));
+        assert_eq!((s.hours_from, s.hours_to), (ms(11, 0), ms(13, 0)));
+        assert_eq!((s.from, s.edge1_to), (ms(10, 15), ms(11, 0)));
+        assert_eq!((s.edge2_from, s.to), (ms(13, 0), ms(13, 30)));
+        // Aligned: the edges are empty.
+        let s = Split::of(&Period::new(t(10, 0), t(12, 0)));
+        assert_eq!((s.hours_from, s.hours_to), (ms(10, 0), ms(12, 0)));
+        assert_eq!(s.edge1_to, s.from);
+        assert_eq!(s.edge2_from, s.to);
+        // Inside one hour: all raw, read once.
+        let s = Split::of(&Period::new(t(10, 15), t(10, 45)));
+        assert_eq!(s.hours_from, s.hours_to);
+        assert_eq!(
+            (s.from, s.edge1_to, s.edge2_from),
+            (ms(10, 15), ms(10, 45), ms(10, 45))
+        );
     }
 }

@@ -4,6 +4,7 @@
 use apogee_analytics::PricedRecord;
 use sqlx::QueryBuilder;
 
+use crate::rollup::{RAW_COLUMNS, RollupDelta};
 use crate::{Store, StoreError};
 
 /// Rows per multi-row INSERT: 23 binds each stays far below SQLite's variable limit (32766).
@@ -26,15 +27,16 @@ fn tags_json(r: &apogee_analytics::UsageRecord) -> Option<String> {
 }
 
 impl Store {
-    /// Stores `records` for `org_id` in one transaction. `providers[i]` is the provider of
-    /// `records[i]` as resolved by the caller (given, or the catalog's).
+    /// Stores `records` for `org_id` in one transaction, together with the hourly rollups of
+    /// the rows actually inserted (a duplicate adds nothing). `providers[i]` is the provider
+    /// of `records[i]` as resolved by the caller (given, or the catalog's).
     pub async fn ingest_usage(
         &self,
         org_id: &str,
         records: &[(PricedRecord, String)],
     ) -> Result<IngestSummary, StoreError> {
         let mut tx = self.write.begin().await?;
-        let mut accepted = 0u64;
+        let mut delta = RollupDelta::default();
         for chunk in records.chunks(ROWS_PER_INSERT) {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO usage_records (org_id, request_id, ts_ms, provider, model, input_tokens,
@@ -68,10 +70,16 @@ impl Store {
                     .push_bind(tags_json(r))
                     .push_bind(r.request_count());
             });
-            qb.push(" ON CONFLICT (org_id, request_id) DO NOTHING");
-            accepted += qb.build().execute(&mut *tx).await?.rows_affected();
+            // RETURNING yields only the rows inserted, not those skipped as duplicates.
+            qb.push(" ON CONFLICT (org_id, request_id) DO NOTHING RETURNING ");
+            qb.push(RAW_COLUMNS);
+            for row in qb.build().fetch_all(&mut *tx).await? {
+                delta.add_row(&row)?;
+            }
         }
+        delta.apply(&mut tx, org_id, 1).await?;
         tx.commit().await?;
+        let accepted = delta.rows();
         Ok(IngestSummary {
             accepted,
             duplicates: records.len() as u64 - accepted,
@@ -81,7 +89,8 @@ impl Store {
 
 impl Store {
     /// Deletes the org's records whose `request_id` starts with `prefix` (used to refresh the
-    /// synthetic demo history); returns how many were removed.
+    /// synthetic demo history), and their share of the rollups, in one transaction; returns
+    /// how many were removed.
     pub async fn delete_usage_with_prefix(
         &self,
         org_id: &str,
@@ -94,13 +103,20 @@ impl Store {
                 .replace('%', "\\%")
                 .replace('_', "\\_")
         );
-        let done = sqlx::query(
-            "DELETE FROM usage_records WHERE org_id = ? AND request_id LIKE ? ESCAPE '\\'",
-        )
+        let mut tx = self.write.begin().await?;
+        let rows = sqlx::query(&format!(
+            "DELETE FROM usage_records WHERE org_id = ? AND request_id LIKE ? ESCAPE '\\' RETURNING {RAW_COLUMNS}"
+        ))
         .bind(org_id)
         .bind(pattern)
-        .execute(&self.write)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        let mut delta = RollupDelta::default();
+        for row in &rows {
+            delta.add_row(row)?;
+        }
+        delta.apply(&mut tx, org_id, -1).await?;
+        tx.commit().await?;
+        Ok(delta.rows())
     }
 }

@@ -52,7 +52,25 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
             end - chrono::Duration::hours(36),
             end - chrono::Duration::hours(11),
         ),
+        // Not hour-aligned: whole hours come from the rollups, the edges from raw rows.
+        Period::new(
+            end - chrono::Duration::days(9) + chrono::Duration::seconds(1_037),
+            end - chrono::Duration::days(2) - chrono::Duration::milliseconds(2_581_003),
+        ),
+        // Within one hour.
+        Period::new(
+            end - chrono::Duration::minutes(50),
+            end - chrono::Duration::minutes(5),
+        ),
     ];
+    // The demo data has latencies and errors, so the latency comparison compares something.
+    assert!(
+        mem.latency_by_model(&periods[0])
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.latency_samples > 0 && r.error_calls > 0 && r.p99_ms > r.p50_ms)
+    );
     for p in &periods {
         assert_eq!(sql.totals(p).await.unwrap(), mem.totals(p).await.unwrap());
         for by in [
@@ -78,6 +96,14 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
         assert_eq!(
             sql.repeated_prompts(p).await.unwrap(),
             mem.repeated_prompts(p).await.unwrap()
+        );
+        assert_eq!(
+            sql.latency_by_model(p).await.unwrap(),
+            mem.latency_by_model(p).await.unwrap()
+        );
+        assert_eq!(
+            sql.batch_candidates(p).await.unwrap(),
+            mem.batch_candidates(p).await.unwrap()
         );
     }
 }

@@ -1,14 +1,19 @@
 //! The `anomaly` agent: explains a spend spike (`explain_spike`), for questions like "why did
-//! spend jump on Tuesday?".
+//! spend jump on Tuesday?", then puts it in context: the last 7 days against the 7 before
+//! (`compare_periods`, attributed by feature) and every outlier day (`detect_anomalies`).
 
-use apogee_analytics::OrgUsageQueries;
-use chrono::Datelike;
+use apogee_analytics::{OrgUsageQueries, Period};
+use chrono::{Datelike, Duration};
 
 use crate::findings::{UsageData, spike_json};
 use crate::scope::{Agent, Done, StepError};
 use crate::spike::Spike;
 use crate::tools::spike::explain_spike;
+use crate::tools::trends::{change_sentence, compare_periods, detect_anomalies};
 use crate::triage::{Triage, weekday_name};
+
+/// The window `compare_periods` looks at, against the same length before it.
+const WEEK_DAYS: i64 = 7;
 
 pub(crate) async fn work(
     agent: Agent,
@@ -33,14 +38,32 @@ pub(crate) async fn work(
     let spike = agent
         .call(explain_spike(usage, &t.period, data, t.focus_day))
         .await?;
+    if let Some(s) = &spike {
+        agent.think(s.sentence()).await?;
+    }
+    agent
+        .think("Comparing the last 7 days with the 7 before, and checking every day against the median day (median/MAD).")
+        .await?;
+    let week = Period::new(t.period.to - Duration::days(WEEK_DAYS), t.period.to);
+    let change = agent.call(compare_periods(usage, week)).await?;
+    let outliers = agent
+        .call(detect_anomalies(&t.period, &data.by_day))
+        .await?;
+    let context = format!(
+        "Last 7 days: {}. {} outlier day(s) by robust z-score.",
+        change_sentence(&change, WEEK_DAYS),
+        outliers.len()
+    );
     let done = match spike {
         Some(s) => {
-            let sentence = s.sentence();
-            agent.think(sentence.clone()).await?;
+            let sentence = format!("{} {context}", s.sentence());
             let data = spike_json(&s);
             Done::new(Some(s), sentence).with_data(data)
         }
-        None => Done::new(None, "fewer than two days of usage: no day to compare"),
+        None => Done::new(
+            None,
+            format!("fewer than two days of usage: no day to compare. {context}"),
+        ),
     };
     Ok(done)
 }

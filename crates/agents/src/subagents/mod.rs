@@ -6,5 +6,6 @@ pub(crate) mod anomaly;
 pub(crate) mod data;
 pub(crate) mod data_helper;
 pub(crate) mod optimization;
+pub(crate) mod performance;
 pub(crate) mod report;
 pub(crate) mod triage;

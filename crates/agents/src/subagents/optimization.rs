@@ -1,16 +1,13 @@
 //! The `optimization` agent: savings backed by the period's usage (`right_size_models`,
-//! `find_duplicate_prompts`), ranked by monthly saving.
+//! `find_duplicate_prompts`, `find_batchable_traffic`), ranked by monthly saving.
 
-use apogee_analytics::savings::ShortLimits;
+use apogee_analytics::savings::{CACHE_HIT_RATE, ShortLimits, sort_by_saving};
 use apogee_analytics::{OrgUsageQueries, PriceCatalog};
 
 use crate::findings::{Savings, UsageData, recommendations_json};
 use crate::scope::{Agent, Done, StepError};
-use crate::tools::savings::{find_duplicate_prompts, right_size_models};
+use crate::tools::savings::{find_batchable_traffic, find_duplicate_prompts, right_size_models};
 use crate::triage::Triage;
-
-/// Share of exact-duplicate prompts a response cache is assumed to serve.
-pub(crate) const CACHE_HIT_RATE: f64 = 0.8;
 
 pub(crate) async fn work(
     agent: Agent,
@@ -47,11 +44,18 @@ pub(crate) async fn work(
         .call(find_duplicate_prompts(usage, &t.period, CACHE_HIT_RATE))
         .await?;
     recommendations.extend(cache);
-    recommendations.sort_by(|a, b| {
-        b.monthly_saving
-            .cmp(&a.monthly_saving)
-            .then_with(|| a.title.cmp(&b.title))
-    });
+    agent
+        .think(
+            "Looking for interactive features that run as night-time jobs, which the Batch API \
+             would serve at its discount.",
+        )
+        .await?;
+    recommendations.extend(
+        agent
+            .call(find_batchable_traffic(usage, catalog, &t.period))
+            .await?,
+    );
+    sort_by_saving(&mut recommendations);
     let savings = Savings {
         recommendations,
         limits,

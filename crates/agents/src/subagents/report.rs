@@ -9,6 +9,7 @@ pub(crate) async fn work(agent: Agent, input: &ReportInput<'_>) -> Result<Done<(
     let lead = match input.triage.intent {
         Intent::Savings => "leading with the savings",
         Intent::SpikeExplanation => "leading with what happened",
+        Intent::Latency => "leading with latency and errors by model",
         _ => "with the spend by model, feature and day",
     };
     agent

@@ -37,6 +37,7 @@ fn explain(t: &Triage) -> String {
         Intent::CostBreakdown => "a cost breakdown",
         Intent::SpikeExplanation => "why spend changed",
         Intent::Savings => "how to cut the bill",
+        Intent::Latency => "latency and errors by model",
         Intent::DataHelp => "how to get usage data into Apogee",
         Intent::General => "a general question; I will summarise the spend",
     };
@@ -57,6 +58,9 @@ fn explain(t: &Triage) -> String {
     }
     if let Some(f) = &t.feature {
         s.push_str(&format!(" It names the feature `{f}`."));
+    }
+    if let Some(u) = &t.user {
+        s.push_str(&format!(" It names the user {u}."));
     }
     s
 }

@@ -33,6 +33,9 @@ pub(crate) fn classify_question<'a>(
             if let Some(f) = &t.feature {
                 summary.push_str(&format!("; feature `{f}`"));
             }
+            if let Some(u) = &t.user {
+                summary.push_str(&format!("; user {u}"));
+            }
             Ok(ToolOutput {
                 data: triage_json(&t),
                 summary,

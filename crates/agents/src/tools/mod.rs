@@ -4,9 +4,11 @@
 //! and pairing its events is [`crate::scope::Agent::call`]'s job, not the tool's.
 
 pub(crate) mod classify;
+pub(crate) mod latency;
 pub(crate) mod report;
 pub(crate) mod savings;
 pub(crate) mod spike;
+pub(crate) mod trends;
 pub(crate) mod usage;
 
 use apogee_analytics::{Period, QueryError};

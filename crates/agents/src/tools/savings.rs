@@ -1,10 +1,14 @@
 //! The savings tools: `right_size_models` (short calls of a model that has a cheaper catalog
 //! alternative, re-priced on it) and `find_duplicate_prompts` (exact repeats a response cache
-//! would serve). The arithmetic is [`apogee_analytics::savings`]'s.
+//! would serve) and `find_batchable_traffic` (night-time interactive jobs the Batch API would
+//! serve at its discount). The arithmetic is [`apogee_analytics::savings`]'s.
 
 use std::future::Future;
 
-use apogee_analytics::savings::{Recommendation, ShortLimits, response_cache, right_size};
+use apogee_analytics::savings::{
+    BATCHABLE_NIGHT_SHARE, Recommendation, ShortLimits, batch_api, response_cache, right_size,
+    right_size_candidates,
+};
 use apogee_analytics::{CostRow, Nanos, OrgUsageQueries, Period, PriceCatalog};
 use serde_json::{Value, json};
 
@@ -20,19 +24,7 @@ pub(crate) fn right_size_models<'a>(
     limits: ShortLimits,
 ) -> ToolCall<impl Future<Output = Result<ToolOutput<Vec<Recommendation>>, ToolError>> + Send + 'a>
 {
-    // Models with usage whose catalog entry names a priced cheaper alternative.
-    let candidates: Vec<(&str, String)> = by_model
-        .iter()
-        .filter_map(|row| {
-            let alt = catalog
-                .lookup(&row.key)?
-                .entry
-                .cheaper_alternative
-                .clone()?;
-            catalog.lookup(&alt)?;
-            Some((row.key.as_str(), alt))
-        })
-        .collect();
+    let candidates = right_size_candidates(catalog, by_model);
     let mut args = period_args(period);
     args["models"] = json!(candidates.iter().map(|(m, _)| m).collect::<Vec<_>>());
     args["max_input_tokens"] = json!(limits.max_input_tokens);
@@ -126,6 +118,49 @@ pub(crate) fn find_duplicate_prompts<'a>(
                 }),
                 summary,
                 value: rec,
+            })
+        },
+    }
+}
+
+pub(crate) fn find_batchable_traffic<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    catalog: &'a PriceCatalog,
+    period: &'a Period,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<Vec<Recommendation>>, ToolError>> + Send + 'a>
+{
+    let mut args = period_args(period);
+    args["night_share"] = json!(BATCHABLE_NIGHT_SHARE);
+    ToolCall {
+        name: "find_batchable_traffic",
+        args,
+        run: async move {
+            let candidates = usage.batch_candidates(period).await?;
+            let recs: Vec<Recommendation> = candidates
+                .iter()
+                .filter_map(|c| {
+                    catalog
+                        .lookup(&c.model)
+                        .and_then(|p| batch_api(c, &p, period.days()))
+                })
+                .collect();
+            let total = recs.iter().map(|r| r.monthly_saving).sum::<Nanos>();
+            let summary = if recs.is_empty() {
+                "no interactive feature runs as a night-time job".to_string()
+            } else {
+                format!(
+                    "{} night-time job(s) could use the Batch API, saving {} per month",
+                    recs.len(),
+                    total.display_usd()
+                )
+            };
+            Ok(ToolOutput {
+                data: json!({
+                    "night_share": BATCHABLE_NIGHT_SHARE,
+                    "recommendations": recommendations_json(&recs),
+                }),
+                summary,
+                value: recs,
             })
         },
     }

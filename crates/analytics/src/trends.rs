@@ -1,0 +1,282 @@
+//! Analyses of spend over time, as pure functions over query results: anomaly days (robust
+//! z-score over median and MAD), period-over-period change with its attribution to the keys
+//! that moved, and the month-end forecast. The queries feeding them are breakdowns; the
+//! arithmetic is here so it is tested by hand-computed examples (testdata/golden/README.md).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Nanos;
+use crate::queries::CostRow;
+
+/// Iglewicz and Hoaglin's cut-off: a robust z-score above this marks an outlier.
+pub const ANOMALY_Z: f64 = 3.5;
+
+/// 0.6745 is the 0.75 quantile of the standard normal: it makes MAD comparable to a standard
+/// deviation for normally distributed data.
+const MAD_SCALE: f64 = 0.6745;
+
+/// One day (or any bucket) whose spend is far from the typical one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub key: String,
+    pub cost: Nanos,
+    pub median: Nanos,
+    /// Robust z-score `0.6745 × (cost − median) / MAD`; infinite when MAD is 0 and the day
+    /// differs from the median (every other day is exactly typical).
+    pub z: f64,
+}
+
+fn median(sorted: &[i64]) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        sorted[n / 2] as f64
+    } else {
+        (sorted[n / 2 - 1] as f64 + sorted[n / 2] as f64) / 2.0
+    }
+}
+
+/// Days whose cost has a robust z-score above `threshold` (use [`ANOMALY_Z`]) in either
+/// direction, largest |z| first. `days` should include zero-spend days, since a missing day
+/// is a day of no spend. Fewer than 3 days say nothing about what is typical: none.
+pub fn anomaly_days(days: &[CostRow], threshold: f64) -> Vec<Anomaly> {
+    if days.len() < 3 {
+        return Vec::new();
+    }
+    let mut costs: Vec<i64> = days.iter().map(|d| d.cost.0).collect();
+    costs.sort_unstable();
+    let med = median(&costs);
+    let mut deviations: Vec<i64> = costs
+        .iter()
+        .map(|&c| (c as f64 - med).abs().round() as i64)
+        .collect();
+    deviations.sort_unstable();
+    let mad = median(&deviations);
+    let mut out: Vec<Anomaly> = days
+        .iter()
+        .filter_map(|d| {
+            let diff = d.cost.0 as f64 - med;
+            let z = if mad > 0.0 {
+                MAD_SCALE * diff / mad
+            } else if diff == 0.0 {
+                0.0
+            } else {
+                f64::INFINITY.copysign(diff)
+            };
+            (z.abs() > threshold).then(|| Anomaly {
+                key: d.key.clone(),
+                cost: d.cost,
+                median: Nanos(med.round() as i64),
+                z,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.z.abs()
+            .total_cmp(&a.z.abs())
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    out
+}
+
+/// How much one key's cost moved between two periods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub key: String,
+    pub previous: Nanos,
+    pub current: Nanos,
+    pub change: Nanos,
+    /// This key's change as a share of the total change (may exceed 1 or be negative when
+    /// other keys moved the other way); 0 when the total did not change.
+    pub share_of_change: f64,
+}
+
+/// Period-over-period change of spend, attributed to the keys of a breakdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub previous: Nanos,
+    pub current: Nanos,
+    pub change: Nanos,
+    /// `change / previous`; `None` when the previous period had no spend.
+    pub change_ratio: Option<f64>,
+    /// Every key present in either period, largest absolute change first (then by key).
+    pub contributions: Vec<Contribution>,
+}
+
+/// Compares two breakdowns by the same dimension (e.g. feature, or feature · model to see
+/// traffic moving between models). A key absent from one period cost nothing in it.
+pub fn change(current: &[CostRow], previous: &[CostRow]) -> Change {
+    let mut by_key: BTreeMap<&str, (Nanos, Nanos)> = BTreeMap::new();
+    for r in previous {
+        by_key.entry(&r.key).or_insert((Nanos::ZERO, Nanos::ZERO)).0 = r.cost;
+    }
+    for r in current {
+        by_key.entry(&r.key).or_insert((Nanos::ZERO, Nanos::ZERO)).1 = r.cost;
+    }
+    let prev_total: Nanos = previous.iter().map(|r| r.cost).sum();
+    let cur_total: Nanos = current.iter().map(|r| r.cost).sum();
+    let total_change = cur_total - prev_total;
+    let mut contributions: Vec<Contribution> = by_key
+        .into_iter()
+        .map(|(key, (previous, current))| {
+            let change = current - previous;
+            Contribution {
+                key: key.to_string(),
+                previous,
+                current,
+                change,
+                share_of_change: if total_change.0 == 0 {
+                    0.0
+                } else {
+                    change.0 as f64 / total_change.0 as f64
+                },
+            }
+        })
+        .collect();
+    contributions.sort_by(|a, b| {
+        b.change
+            .0
+            .unsigned_abs()
+            .cmp(&a.change.0.unsigned_abs())
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    Change {
+        previous: prev_total,
+        current: cur_total,
+        change: total_change,
+        change_ratio: (prev_total.0 != 0).then(|| total_change.0 as f64 / prev_total.0 as f64),
+        contributions,
+    }
+}
+
+/// Spend expected by the end of the month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    pub spent: Nanos,
+    /// Average daily spend of the recent complete days the projection uses.
+    pub daily_run_rate: Nanos,
+    pub remaining_days: f64,
+    pub projected: Nanos,
+}
+
+/// Month-end spend: what is `spent` so far plus `remaining_days` at the average of
+/// `recent_days` (complete days, most recent last; e.g. the last 7), so a change in usage
+/// this month shows up in the projection, unlike a month-to-date average.
+pub fn month_end_forecast(spent: Nanos, recent_days: &[Nanos], remaining_days: f64) -> Forecast {
+    let daily = if recent_days.is_empty() {
+        Nanos::ZERO
+    } else {
+        Nanos(
+            (recent_days.iter().map(|d| d.0 as f64).sum::<f64>() / recent_days.len() as f64).round()
+                as i64,
+        )
+    };
+    let remaining_days = remaining_days.max(0.0);
+    Forecast {
+        spent,
+        daily_run_rate: daily,
+        remaining_days,
+        projected: spent + Nanos((daily.0 as f64 * remaining_days).round() as i64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, usd: i64) -> CostRow {
+        CostRow {
+            key: key.into(),
+            calls: 1,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost: Nanos(usd * 1_000_000_000),
+            unpriced_calls: 0,
+        }
+    }
+
+    #[test]
+    fn anomaly_by_hand() {
+        // Costs $10, 12, 11, 9, 10, 50, 11. Sorted: 9 10 10 11 11 12 50, median 11.
+        // |dev|: 1 1 0 2 1 39 0 → sorted 0 0 1 1 1 2 39, MAD 1.
+        // z(50) = 0.6745 × 39 / 1 = 26.3 > 3.5; z(9) = 0.6745 × −2 = −1.35: not anomalous.
+        let days: Vec<CostRow> = [10, 12, 11, 9, 10, 50, 11]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| row(&format!("2026-11-0{}", i + 1), *c))
+            .collect();
+        let a = anomaly_days(&days, ANOMALY_Z);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].key, "2026-11-06");
+        assert_eq!(a[0].median, Nanos(11_000_000_000));
+        assert!((a[0].z - 26.3055).abs() < 1e-3, "{}", a[0].z);
+        // A drop is an anomaly too: $0 among days of $10 ± 1.
+        let days: Vec<CostRow> = [10, 11, 9, 10, 0, 11, 9]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| row(&format!("d{i}"), *c))
+            .collect();
+        // median 10, |dev| 0 1 1 0 10 1 1 → MAD 1; z(0) = −6.745.
+        let a = anomaly_days(&days, ANOMALY_Z);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].key, "d4");
+        assert!(a[0].z < -6.7);
+    }
+
+    #[test]
+    fn flat_days_have_no_anomaly_and_too_few_days_say_nothing() {
+        let flat: Vec<CostRow> = (0..5).map(|i| row(&format!("d{i}"), 7)).collect();
+        assert!(anomaly_days(&flat, ANOMALY_Z).is_empty());
+        assert!(anomaly_days(&[row("a", 1), row("b", 100)], ANOMALY_Z).is_empty());
+    }
+
+    #[test]
+    fn change_attribution_by_hand() {
+        // Previous week: support-bot $100, search $50, drafts $30 = $180.
+        // This week:     support-bot $160, search $48, drafts $40, eval $0 = $248.
+        // Change +$68 = +37.8%; support-bot +$60 = 88.2% of it, drafts +$10 = 14.7%,
+        // search −$2 = −2.9%.
+        let prev = [
+            row("support-bot", 100),
+            row("search", 50),
+            row("drafts", 30),
+        ];
+        let cur = [
+            row("support-bot", 160),
+            row("search", 48),
+            row("drafts", 40),
+            row("eval", 0),
+        ];
+        let c = change(&cur, &prev);
+        assert_eq!(c.change, Nanos(68_000_000_000));
+        assert!((c.change_ratio.unwrap() - 68.0 / 180.0).abs() < 1e-12);
+        let keys: Vec<&str> = c.contributions.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["support-bot", "drafts", "search", "eval"]);
+        assert!((c.contributions[0].share_of_change - 60.0 / 68.0).abs() < 1e-12);
+        assert_eq!(c.contributions[2].change, Nanos(-2_000_000_000));
+        // From nothing: no ratio.
+        assert_eq!(change(&cur, &[]).change_ratio, None);
+    }
+
+    #[test]
+    fn forecast_by_hand() {
+        // $300 spent by the end of the 20th of a 30-day month; last 7 days averaged
+        // (14+16+15+15+15+15+15)/7 = $15 → $300 + 10 × $15 = $450.
+        let recent: Vec<Nanos> = [14, 16, 15, 15, 15, 15, 15]
+            .iter()
+            .map(|d| Nanos(d * 1_000_000_000))
+            .collect();
+        let f = month_end_forecast(Nanos(300_000_000_000), &recent, 10.0);
+        assert_eq!(f.daily_run_rate, Nanos(15_000_000_000));
+        assert_eq!(f.projected, Nanos(450_000_000_000));
+        assert_eq!(
+            month_end_forecast(Nanos(5), &[], 3.0).projected,
+            Nanos(5),
+            "no recent days: nothing projected"
+        );
+    }
+}

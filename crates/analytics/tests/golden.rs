@@ -1,0 +1,93 @@
+//! The golden datasets of `testdata/golden/` give exactly the answers computed by hand in its
+//! README: costs under both cache conventions, a context-length tier, an unpriced model, and
+//! each recommender's saving.
+
+use std::sync::Arc;
+
+use apogee_analytics::formats::{self, Format};
+use apogee_analytics::memory::MemoryUsage;
+use apogee_analytics::savings::{Confidence, ShortLimits, recommend};
+use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period, PriceCatalog, UsageTotals};
+use chrono::{TimeZone, Utc};
+
+fn golden() -> (MemoryUsage, Arc<PriceCatalog>) {
+    let catalog = Arc::new(PriceCatalog::builtin().unwrap());
+    let parsed = formats::parse(
+        Format::Usage,
+        include_bytes!("../testdata/golden/costs.ndjson"),
+    )
+    .unwrap();
+    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+    assert_eq!(parsed.records.len(), 9);
+    (
+        MemoryUsage::from_usage(parsed.records, Arc::clone(&catalog)),
+        catalog,
+    )
+}
+
+fn november() -> Period {
+    Period::new(
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn golden_costs() {
+    let (usage, _) = golden();
+    let cost = |id: &str| {
+        usage
+            .records()
+            .iter()
+            .find(|r| r.record.request_id.as_deref() == Some(id))
+            .unwrap()
+            .cost
+    };
+    assert_eq!(cost("g-1"), Some(Nanos(4_850_000)), "OpenAI convention");
+    assert_eq!(cost("g-2"), Some(Nanos(2_512_500)), "Anthropic convention");
+    assert_eq!(cost("g-3"), Some(Nanos(958_506_000)), "long-context tier");
+    assert_eq!(cost("g-4"), None, "unpriced, never $0");
+    assert_eq!(cost("g-5"), Some(Nanos(270_000)));
+    assert_eq!(cost("g-9"), Some(Nanos(2_250_000)));
+    assert_eq!(
+        usage.totals(&november()).await.unwrap(),
+        UsageTotals {
+            calls: 9,
+            input_tokens: 207_401,
+            output_tokens: 2_410,
+            cached_input_tokens: 62_000,
+            cost: Nanos(969_198_500),
+            unpriced_calls: 1,
+            unpriced_tokens: 600,
+            error_calls: 0,
+        }
+    );
+    let by_model = usage.breakdown(&november(), GroupBy::Model).await.unwrap();
+    let unpriced = by_model.iter().find(|r| r.key == "acme-llama").unwrap();
+    assert_eq!((unpriced.cost, unpriced.unpriced_calls), (Nanos::ZERO, 1));
+}
+
+#[tokio::test]
+async fn golden_recommendations() {
+    let (usage, catalog) = golden();
+    let recs = recommend(&usage, &catalog, &november(), ShortLimits::default())
+        .await
+        .unwrap();
+    let got: Vec<(&str, Nanos, i64)> = recs
+        .iter()
+        .map(|r| (r.kind.as_str(), r.monthly_saving, r.affected_calls))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("right_size_model", Nanos(2_115_000), 1),
+            ("response_cache", Nanos(648_000), 3),
+        ]
+    );
+    assert_eq!(recs[0].title, "Route short gpt-4o calls to gpt-4o-mini");
+    assert_eq!(recs[0].confidence, Confidence::Medium);
+    assert_eq!(
+        recs[0].period_saving, recs[0].monthly_saving,
+        "a 30-day period"
+    );
+}
