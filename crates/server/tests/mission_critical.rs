@@ -57,6 +57,17 @@ impl Tracker {
         done
     }
 
+    /// Reads `c` until `runs` runs have completed in this user's stream (bounded).
+    async fn take_until(&mut self, c: &mut Client, runs: usize) {
+        for _ in 0..20_000 {
+            if self.completed_runs() >= runs {
+                return;
+            }
+            let v = c.next().await.expect("stream ended before the runs did");
+            self.record(v);
+        }
+    }
+
     fn completed_runs(&self) -> usize {
         self.seen
             .values()
@@ -251,13 +262,7 @@ async fn rapid_reconnection_storm_during_a_run_ends_with_every_event_once() {
     }
     // Then resume for good and take the rest.
     let mut c = t.resume(&server.addr).await;
-    for _ in 0..1_000 {
-        if t.completed_runs() == 1 {
-            break;
-        }
-        let v = c.next().await.unwrap();
-        t.record(v);
-    }
+    t.take_until(&mut c, 1).await;
     assert_eq!(t.completed_runs(), 1);
     assert_contiguous(&t.user, &t.seen);
     assert_run_well_formed(&split_runs(&t.seen.values().cloned().collect::<Vec<_>>())[0]);
@@ -352,13 +357,7 @@ async fn a_slow_consumer_is_closed_with_1013_and_resumes_while_others_are_unaffe
     let ack = other.next().await.unwrap();
     let events = other.until_run_end(ack["run_id"].as_str().unwrap()).await;
     assert_run_well_formed(&events);
-    for _ in 0..20_000 {
-        if t.completed_runs() == runs {
-            break;
-        }
-        let v = fast.next().await.unwrap();
-        t.record(v);
-    }
+    t.take_until(&mut fast, runs).await;
     assert_eq!(t.completed_runs(), runs, "the fast tab got everything");
     // The server has given up on the slow tab; once it reads again it finds the 1013.
     assert!(slow_consumers(&server.addr).await >= 1);
@@ -369,13 +368,7 @@ async fn a_slow_consumer_is_closed_with_1013_and_resumes_while_others_are_unaffe
     );
     let mut resumed = Tracker::new("busy");
     let mut c = resumed.resume(&server.addr).await;
-    for _ in 0..20_000 {
-        if resumed.completed_runs() == runs {
-            break;
-        }
-        let v = c.next().await.unwrap();
-        resumed.record(v);
-    }
+    resumed.take_until(&mut c, runs).await;
     assert_eq!(
         resumed.seen, t.seen,
         "resume from 0 delivers the same stream"
@@ -456,13 +449,7 @@ async fn token_expiry_closes_4001_and_a_fresh_token_resumes_without_loss() {
     .await
     .unwrap();
     c.ready().await;
-    for _ in 0..10_000 {
-        if t.completed_runs() == 1 {
-            break;
-        }
-        let v = c.next().await.unwrap();
-        t.record(v);
-    }
+    t.take_until(&mut c, 1).await;
     assert_eq!(t.completed_runs(), 1);
     assert_contiguous("erin", &t.seen);
 }
@@ -498,13 +485,7 @@ async fn graceful_shutdown_closes_1012_and_the_run_is_complete_after_restart() {
     assert!(server.wait().await.success(), "graceful exit is 0");
     let server = Server::start(dir.path(), &[]).await;
     let mut c = t.resume(&server.addr).await;
-    for _ in 0..10_000 {
-        if t.completed_runs() == 1 {
-            break;
-        }
-        let v = c.next().await.unwrap();
-        t.record(v);
-    }
+    t.take_until(&mut c, 1).await;
     assert_eq!(t.completed_runs(), 1);
     assert_contiguous("grace", &t.seen);
     assert_run_well_formed(&split_runs(&t.seen.values().cloned().collect::<Vec<_>>())[0]);
@@ -534,13 +515,7 @@ async fn a_crash_mid_run_is_closed_at_restart_with_every_start_paired() {
 
     let server = Server::start(dir.path(), &[]).await;
     let mut c = t.resume(&server.addr).await;
-    for _ in 0..10_000 {
-        if t.completed_runs() == 1 {
-            break;
-        }
-        let v = c.next().await.unwrap();
-        t.record(v);
-    }
+    t.take_until(&mut c, 1).await;
     assert_contiguous("crashy", &t.seen);
     let events: Vec<Value> = t.seen.values().cloned().collect();
     let run = split_runs(&events).remove(0);
