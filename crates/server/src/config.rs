@@ -143,84 +143,44 @@ impl Config {
             None => FileConfig::default(),
         };
         let var = |name: &str| env(name).filter(|v| !v.is_empty());
-        if let Some(v) = var("APOGEE_ADDR") {
-            f.addr = Some(v);
+        // Each variable overrides the file's key of the same name.
+        macro_rules! overlay {
+            ($(($name:ident, $field:ident, $how:ident),)*) => {$(
+                if let Some(v) = var(stringify!($name)) {
+                    f.$field = Some(overlay!(@$how $name, v));
+                }
+            )*};
+            (@text $name:ident, $v:ident) => { $v.into() };
+            (@parse_num $name:ident, $v:ident) => { parse_num(stringify!($name), &$v)? };
+            (@parse_enum $name:ident, $v:ident) => { parse_enum(stringify!($name), &$v)? };
         }
-        if let Some(v) = var("APOGEE_ENV") {
-            f.env = Some(parse_enum("APOGEE_ENV", &v)?);
-        }
-        if let Some(v) = var("APOGEE_DATA_DIR") {
-            f.data_dir = Some(v.into());
-        }
-        if let Some(v) = var("APOGEE_DATABASE_URL") {
-            f.database_url = Some(v);
-        }
-        if let Some(v) = var("APOGEE_REDIS_URL") {
-            f.redis_url = Some(v);
-        }
-        if let Some(v) = var("APOGEE_AUTH") {
-            f.auth = Some(parse_enum("APOGEE_AUTH", &v)?);
-        }
-        if let Some(v) = var("APOGEE_JWT_HS256_SECRET") {
-            f.jwt_hs256_secret = Some(v);
-        }
-        if let Some(v) = var("APOGEE_JWT_PUBLIC_KEY_FILE") {
-            f.jwt_public_key_file = Some(v.into());
-        }
-        if let Some(v) = var("APOGEE_JWT_JWKS_FILE") {
-            f.jwt_jwks_file = Some(v.into());
-        }
-        if let Some(v) = var("APOGEE_JWT_JWKS_URL") {
-            f.jwt_jwks_url = Some(v);
-        }
-        if let Some(v) = var("APOGEE_JWT_JWKS_CACHE_SECS") {
-            f.jwt_jwks_cache_secs = Some(parse_num("APOGEE_JWT_JWKS_CACHE_SECS", &v)?);
-        }
-        if let Some(v) = var("APOGEE_JWT_JWKS_MIN_REFRESH_SECS") {
-            f.jwt_jwks_min_refresh_secs = Some(parse_num("APOGEE_JWT_JWKS_MIN_REFRESH_SECS", &v)?);
-        }
-        if let Some(v) = var("APOGEE_HANDSHAKE_FAILURES_PER_MINUTE") {
-            f.handshake_failures_per_minute =
-                Some(parse_num("APOGEE_HANDSHAKE_FAILURES_PER_MINUTE", &v)?);
-        }
-        if let Some(v) = var("APOGEE_JWT_ISSUER") {
-            f.jwt_issuer = Some(v);
-        }
-        if let Some(v) = var("APOGEE_JWT_AUDIENCE") {
-            f.jwt_audience = Some(v);
-        }
-        if let Some(v) = var("APOGEE_HEARTBEAT_MS") {
-            f.heartbeat_ms = Some(parse_num("APOGEE_HEARTBEAT_MS", &v)?);
-        }
-        if let Some(v) = var("APOGEE_SEND_QUEUE") {
-            f.send_queue = Some(parse_num("APOGEE_SEND_QUEUE", &v)?);
-        }
-        if let Some(v) = var("APOGEE_MAX_RUNS_PER_USER") {
-            f.max_runs_per_user = Some(parse_num("APOGEE_MAX_RUNS_PER_USER", &v)?);
-        }
-        if let Some(v) = var("APOGEE_SHUTDOWN_GRACE_MS") {
-            f.shutdown_grace_ms = Some(parse_num("APOGEE_SHUTDOWN_GRACE_MS", &v)?);
-        }
-        if let Some(v) = var("APOGEE_MAX_BODY_BYTES") {
-            f.max_body_bytes = Some(parse_num("APOGEE_MAX_BODY_BYTES", &v)?);
-        }
-        if let Some(v) = var("APOGEE_REPLAY_BUFFER") {
-            f.replay_buffer = Some(parse_num("APOGEE_REPLAY_BUFFER", &v)?);
-        }
-        if let Some(v) = var("APOGEE_EVENT_RETENTION") {
-            f.event_retention = Some(parse_num("APOGEE_EVENT_RETENTION", &v)?);
-        }
-        if let Some(v) = var("APOGEE_MESSAGES_PER_MINUTE") {
-            f.messages_per_minute = Some(parse_num("APOGEE_MESSAGES_PER_MINUTE", &v)?);
-        }
-        if let Some(v) = var("APOGEE_MESSAGE_BURST") {
-            f.message_burst = Some(parse_num("APOGEE_MESSAGE_BURST", &v)?);
-        }
-        if let Some(v) = var("APOGEE_MAX_CONNECTIONS") {
-            f.max_connections = Some(parse_num("APOGEE_MAX_CONNECTIONS", &v)?);
-        }
-        if let Some(v) = var("APOGEE_PRICES_FILE") {
-            f.prices_file = Some(v.into());
+        overlay! {
+            (APOGEE_ADDR, addr, text),
+            (APOGEE_ENV, env, parse_enum),
+            (APOGEE_DATA_DIR, data_dir, text),
+            (APOGEE_DATABASE_URL, database_url, text),
+            (APOGEE_REDIS_URL, redis_url, text),
+            (APOGEE_AUTH, auth, parse_enum),
+            (APOGEE_JWT_HS256_SECRET, jwt_hs256_secret, text),
+            (APOGEE_JWT_PUBLIC_KEY_FILE, jwt_public_key_file, text),
+            (APOGEE_JWT_JWKS_FILE, jwt_jwks_file, text),
+            (APOGEE_JWT_JWKS_URL, jwt_jwks_url, text),
+            (APOGEE_JWT_JWKS_CACHE_SECS, jwt_jwks_cache_secs, parse_num),
+            (APOGEE_JWT_JWKS_MIN_REFRESH_SECS, jwt_jwks_min_refresh_secs, parse_num),
+            (APOGEE_HANDSHAKE_FAILURES_PER_MINUTE, handshake_failures_per_minute, parse_num),
+            (APOGEE_JWT_ISSUER, jwt_issuer, text),
+            (APOGEE_JWT_AUDIENCE, jwt_audience, text),
+            (APOGEE_HEARTBEAT_MS, heartbeat_ms, parse_num),
+            (APOGEE_SEND_QUEUE, send_queue, parse_num),
+            (APOGEE_MAX_RUNS_PER_USER, max_runs_per_user, parse_num),
+            (APOGEE_SHUTDOWN_GRACE_MS, shutdown_grace_ms, parse_num),
+            (APOGEE_MAX_BODY_BYTES, max_body_bytes, parse_num),
+            (APOGEE_REPLAY_BUFFER, replay_buffer, parse_num),
+            (APOGEE_EVENT_RETENTION, event_retention, parse_num),
+            (APOGEE_MESSAGES_PER_MINUTE, messages_per_minute, parse_num),
+            (APOGEE_MESSAGE_BURST, message_burst, parse_num),
+            (APOGEE_MAX_CONNECTIONS, max_connections, parse_num),
+            (APOGEE_PRICES_FILE, prices_file, text),
         }
         Self::resolve(f)
     }

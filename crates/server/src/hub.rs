@@ -127,7 +127,12 @@ impl UserStream {
                 now.timestamp_millis(),
                 move |seq| {
                     event.seq = seq;
-                    serde_json::to_string(&event).unwrap_or_default()
+                    // Serialising these plain types (strings, numbers, JSON values) cannot fail;
+                    // should it ever, the frame still says what it was rather than being empty.
+                    serde_json::to_string(&event).unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "could not serialise a stream event");
+                        format!(r#"{{"seq":{seq},"type":"{kind}","thread_id":"","ts":""}}"#)
+                    })
                 },
             )
             .await?;
