@@ -151,11 +151,17 @@ async fn serve_connection(
     // The writer decides how the connection ends; when the reader stops first (peer gone, or
     // a close requested), the writer finishes what is queued for it and closes.
     let end = {
+        let stop = CancellationToken::new();
         let writing = writer.run(connection_id, last_seq, out_rx);
-        let reading = reader.run(stream);
+        let reading = reader.run(stream, stop.clone());
         tokio::pin!(writing, reading);
         tokio::select! {
-            end = &mut writing => end,
+            end = &mut writing => {
+                // Let the reader finish the frame in hand (bounded store work), then stop.
+                stop.cancel();
+                reading.await;
+                end
+            }
             () = &mut reading => writing.await,
         }
     };
@@ -341,8 +347,15 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// Consumes the reader: when it returns, its sender is gone and the writer sees the end.
-    async fn run(mut self, mut stream: SplitStream<WebSocket>) {
-        while let Some(msg) = stream.next().await {
+    /// `stop` ends it between frames, never while a frame is being handled: a stored message
+    /// must not lose the run it starts because the connection is closing.
+    async fn run(mut self, mut stream: SplitStream<WebSocket>, stop: CancellationToken) {
+        loop {
+            let msg = tokio::select! {
+                msg = stream.next() => msg,
+                _ = stop.cancelled() => return,
+            };
+            let Some(msg) = msg else { return };
             self.last_seen_ms
                 .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
             let step = match msg {
@@ -406,19 +419,20 @@ impl Reader<'_> {
             {
                 Ok(submitted) => {
                     let ack = submitted.ack;
-                    self.reply(&ServerFrame::MessageAck {
+                    let replied = self.reply(&ServerFrame::MessageAck {
                         client_msg_id,
                         message_id: ack.record.message_id,
                         thread_id: ack.record.thread_id,
                         run_id: ack.record.run_id,
                         duplicate: ack.duplicate,
-                    })?;
+                    });
                     // Queued after the ack, so the writer sends the ack first; on its own
-                    // task, so the run starts even if this connection ends now.
+                    // task, and whether or not the ack could be queued, because the message
+                    // is stored: its run must start even if this connection is ending.
                     if let Some(pending) = submitted.pending {
                         tokio::spawn(pending.start());
                     }
-                    Ok(())
+                    replied
                 }
                 Err(e) => {
                     let (frame, retry) = session_error(e, Some(client_msg_id));
