@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::auth::Authenticator;
+use crate::bus::Bus;
 use crate::config::{AuthMode, Config, Environment};
 use crate::handshake_limit::HandshakeLimiter;
 use crate::hub::{Hub, StreamLimits};
@@ -36,6 +37,8 @@ pub enum ServeError {
     Auth(#[from] crate::auth::AuthSetupError),
     #[error("the built-in price catalog is invalid: {0}")]
     Catalog(#[from] apogee_analytics::CatalogError),
+    #[error("cannot set up Redis: {0}")]
+    Bus(#[from] crate::bus::BusError),
     #[error("cannot listen on {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
     #[error("server error: {0}")]
@@ -56,6 +59,8 @@ pub struct AppState {
     pub connections: TaskTracker,
     /// Fired once at shutdown.
     pub shutdown: CancellationToken,
+    /// Cross-node fan-out, when Redis is configured.
+    pub bus: Option<Bus>,
     connection_ids: Arc<AtomicU64>,
     /// Connections admitted and not yet ended (the per-node limit).
     open_connections: Arc<AtomicUsize>,
@@ -125,7 +130,23 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         messages_per_minute: config.messages_per_minute,
         message_burst: config.message_burst,
     };
-    let hub = Arc::new(Hub::new(store.clone(), Arc::clone(&metrics), limits));
+    let shutdown = CancellationToken::new();
+    let node_id = uuid::Uuid::now_v7().to_string();
+    let bus = match &config.redis_url {
+        Some(url) => Some(Bus::start(
+            url,
+            node_id.clone(),
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        )?),
+        None => None,
+    };
+    let hub = Arc::new(Hub::new(
+        store.clone(),
+        Arc::clone(&metrics),
+        limits,
+        bus.clone(),
+    ));
     let closed = recovery::close_interrupted_runs(&store, &hub).await?;
     if closed > 0 {
         tracing::warn!(
@@ -148,7 +169,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         store: store.clone(),
         metrics,
         connections: TaskTracker::new(),
-        shutdown: CancellationToken::new(),
+        shutdown,
+        bus,
         connection_ids: Arc::new(AtomicU64::new(0)),
         open_connections: Arc::new(AtomicUsize::new(0)),
     };

@@ -62,6 +62,9 @@ pub struct Config {
     pub max_runs_per_user: usize,
     /// How long shutdown waits for in-flight runs before recording them as interrupted.
     pub shutdown_grace_ms: u64,
+    /// A node that has not renewed its lease for this long counts as dead: another node closes
+    /// its runs as interrupted. Renewed every fifth of it.
+    pub node_lease_ms: u64,
     /// Largest REST request body, bytes (413 beyond).
     pub max_body_bytes: usize,
     /// Recent events kept in memory per active user, so most resumes never touch the store.
@@ -100,6 +103,7 @@ struct FileConfig {
     send_queue: Option<usize>,
     max_runs_per_user: Option<usize>,
     shutdown_grace_ms: Option<u64>,
+    node_lease_ms: Option<u64>,
     max_body_bytes: Option<usize>,
     replay_buffer: Option<usize>,
     event_retention: Option<u64>,
@@ -174,6 +178,7 @@ impl Config {
             (APOGEE_SEND_QUEUE, send_queue, parse_num),
             (APOGEE_MAX_RUNS_PER_USER, max_runs_per_user, parse_num),
             (APOGEE_SHUTDOWN_GRACE_MS, shutdown_grace_ms, parse_num),
+            (APOGEE_NODE_LEASE_MS, node_lease_ms, parse_num),
             (APOGEE_MAX_BODY_BYTES, max_body_bytes, parse_num),
             (APOGEE_REPLAY_BUFFER, replay_buffer, parse_num),
             (APOGEE_EVENT_RETENTION, event_retention, parse_num),
@@ -197,15 +202,25 @@ impl Config {
         let database_url = f
             .database_url
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("apogee.db").display()));
-        if !database_url.starts_with("sqlite:") {
+        let shared_database = ["postgres://", "postgresql://"]
+            .iter()
+            .any(|p| database_url.starts_with(p));
+        if !shared_database && !database_url.starts_with("sqlite:") {
             return Err(ConfigError::Invalid(format!(
-                "database_url: only sqlite:// is supported by this build (got `{database_url}`)"
+                "database_url: expected sqlite://PATH or postgres://… (got `{database_url}`)"
             )));
         }
-        if f.redis_url.is_some() {
-            return Err(ConfigError::Invalid(
-                "redis_url: cross-node fan-out through Redis is not available in this build".into(),
-            ));
+        if let Some(url) = &f.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
+                return Err(ConfigError::Invalid(
+                    "redis_url: expected redis://HOST[:PORT][/DB] or redis+unix:///PATH".into(),
+                ));
+            }
+            if !shared_database {
+                return Err(ConfigError::Invalid(
+                    "redis_url: nodes that share Redis must share a PostgreSQL database_url too (an embedded SQLite database is one node's own)".into(),
+                ));
+            }
         }
         let auth = f.auth.unwrap_or(match env {
             Environment::Development => AuthMode::Demo,
@@ -246,6 +261,12 @@ impl Config {
                 "heartbeat_ms must be at least 100".into(),
             ));
         }
+        let node_lease_ms = f.node_lease_ms.unwrap_or(15_000);
+        if node_lease_ms < 1_000 {
+            return Err(ConfigError::Invalid(
+                "node_lease_ms must be at least 1000".into(),
+            ));
+        }
         let send_queue = f.send_queue.unwrap_or(1024);
         let max_runs_per_user = f.max_runs_per_user.unwrap_or(4);
         if send_queue == 0 || max_runs_per_user == 0 {
@@ -266,7 +287,7 @@ impl Config {
             env,
             data_dir,
             database_url,
-            redis_url: None,
+            redis_url: f.redis_url,
             auth,
             jwt_hs256_secret: f.jwt_hs256_secret.filter(|s| !s.is_empty()),
             jwt_public_key_file: f.jwt_public_key_file,
@@ -281,6 +302,7 @@ impl Config {
             send_queue,
             max_runs_per_user,
             shutdown_grace_ms: f.shutdown_grace_ms.unwrap_or(10_000),
+            node_lease_ms,
             max_body_bytes: f.max_body_bytes.unwrap_or(16 * 1024 * 1024),
             replay_buffer: f.replay_buffer.unwrap_or(512),
             event_retention,

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod demo_data;
 pub mod handshake_limit;

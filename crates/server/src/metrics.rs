@@ -41,6 +41,13 @@ pub struct Metrics {
     pub runs_in_flight: Gauge,
     pub usage_records_accepted: Counter,
     pub usage_records_rejected: Counter,
+    /// 1 while the Redis subscription connection is up (always 0 without Redis).
+    pub bus_connected: Gauge,
+    pub bus_published: Counter,
+    /// Events not offered to Redis because the publish queue was full.
+    pub bus_dropped: Counter,
+    /// Events a stream read from the store because they did not arrive through Redis.
+    pub gap_filled: Counter,
 }
 
 impl Metrics {
@@ -61,6 +68,10 @@ impl Metrics {
             runs_in_flight: Gauge::default(),
             usage_records_accepted: Counter::default(),
             usage_records_rejected: Counter::default(),
+            bus_connected: Gauge::default(),
+            bus_published: Counter::default(),
+            bus_dropped: Counter::default(),
+            gap_filled: Counter::default(),
         };
         registry.register(
             "ws_connections_open",
@@ -122,6 +133,26 @@ impl Metrics {
             "usage_records_rejected",
             "Usage records rejected as invalid",
             m.usage_records_rejected.clone(),
+        );
+        registry.register(
+            "redis_connected",
+            "1 while the Redis subscription is up",
+            m.bus_connected.clone(),
+        );
+        registry.register(
+            "redis_events_published",
+            "Events published to other nodes through Redis",
+            m.bus_published.clone(),
+        );
+        registry.register(
+            "redis_events_dropped",
+            "Events not published because the Redis queue was full",
+            m.bus_dropped.clone(),
+        );
+        registry.register(
+            "stream_gap_filled_events",
+            "Events read from the store because Redis did not deliver them",
+            m.gap_filled.clone(),
         );
         m.registry = registry;
         m

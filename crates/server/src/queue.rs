@@ -107,6 +107,14 @@ impl<T> Receiver<T> {
     }
 }
 
+#[cfg(test)]
+impl<T> Receiver<T> {
+    /// The next item if one is queued (tests read queues without a runtime).
+    pub fn try_pop(&mut self) -> Option<T> {
+        self.inner.lock().items.pop_front()
+    }
+}
+
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         let mut state = self.inner.lock();

@@ -2,6 +2,8 @@
 //! mid-run): every `agent_started` and `tool_executing` still open gets its end, with
 //! `status: "error"`, as new events of the user's stream, so each start keeps its end.
 
+use std::sync::Arc;
+
 use apogee_protocol::{AgentStatus, EventBody, StreamEvent, ToolStatus};
 use apogee_store::{Store, StoreError};
 
@@ -70,7 +72,7 @@ fn missing_ends(run_id: &str, events: &[StreamEvent], reason: &str) -> Vec<Event
 
 /// Emits whatever ends `run_id` is missing.
 pub async fn close_run(
-    stream: &UserStream,
+    stream: &Arc<UserStream>,
     store: &Store,
     run_id: &str,
     thread_id: &str,

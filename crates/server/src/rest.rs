@@ -61,19 +61,29 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// 503 only when the database is unreachable: without it nothing can be stored. An
+/// unreachable Redis is reported (`"status": "degraded"`) but keeps the node in rotation, since
+/// it still serves its users and reads other nodes' events from the database.
 pub async fn ready(State(app): State<AppState>) -> Response {
-    match app.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "checks": {"database": "ok"}})),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "checks": {"database": format!("error: {e}")}})),
-        )
-            .into_response(),
+    let database = app.store.ping().await;
+    let mut checks = serde_json::Map::new();
+    checks.insert(
+        "database".into(),
+        match &database {
+            Ok(()) => json!("ok"),
+            Err(e) => json!(format!("error: {e}")),
+        },
+    );
+    let redis_up = app.bus.as_ref().map(|bus| bus.connected());
+    if let Some(up) = redis_up {
+        checks.insert("redis".into(), json!(if up { "ok" } else { "unreachable" }));
     }
+    let (status, word) = match (&database, redis_up) {
+        (Err(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (Ok(()), Some(false)) => (StatusCode::OK, "degraded"),
+        (Ok(()), _) => (StatusCode::OK, "ready"),
+    };
+    (status, Json(json!({"status": word, "checks": checks}))).into_response()
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Response {

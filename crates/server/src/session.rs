@@ -256,6 +256,7 @@ impl UserSession {
         }
         self.stream
             .admit_message()
+            .await
             .map_err(SessionError::RateLimited)?;
         let run_id = new_id("run");
         let cancel = self

@@ -3,6 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod services;
+pub mod tracker;
+
+#[allow(unused_imports)]
+pub use tracker::*;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -26,6 +32,11 @@ pub fn binary() -> &'static str {
 
 /// Runs `apogee demo-data` into `dir` with a small dataset.
 pub async fn load_demo_data(dir: &Path, calls: u64) {
+    load_demo_data_with(dir, calls, &[]).await
+}
+
+/// [`load_demo_data`] with extra environment (e.g. `APOGEE_DATABASE_URL`).
+pub async fn load_demo_data_with(dir: &Path, calls: u64, env: &[(&str, &str)]) {
     let out = Command::new(binary())
         .args([
             "demo-data",
@@ -38,6 +49,7 @@ pub async fn load_demo_data(dir: &Path, calls: u64) {
         ])
         .env("APOGEE_DATA_DIR", dir)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("run demo-data");

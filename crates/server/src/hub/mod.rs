@@ -1,0 +1,438 @@
+//! Per-user event streams on this node: the one place events get their `seq` and are
+//! persisted, then handed in order to every connection of their user (through
+//! [`fanout::Fanout`]), with a bounded buffer of recent events for cheap resumes and the
+//! user's message rate limit. With Redis ([`crate::bus`]) a stream also publishes what it
+//! stored and receives what other nodes stored for the same user; whatever does not arrive
+//! that way is read from the store. A [`UserStream`] is shared by that user's connections and
+//! runs and disappears when the last of them is gone.
+
+mod fanout;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use apogee_protocol::{EventBody, StreamEvent};
+use apogee_store::{Store, StoreError, StoredEvent, UserKey};
+use axum::extract::ws::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::metrics::Metrics;
+use crate::queue;
+use crate::rate::TokenBucket;
+use fanout::{Fanout, Offered, Subscriber};
+
+/// Retention is enforced every this many events of a user, not on every append.
+const PRUNE_EVERY: u64 = 256;
+/// Events read from the store per round of a gap fill.
+const FILL_CHUNK: u64 = 1024;
+/// Pause before a failed gap-fill read is tried again.
+const FILL_RETRY: Duration = Duration::from_millis(200);
+
+/// A persisted event ready for the wire; the text is shared by all connections.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub seq: u64,
+    pub frame: Utf8Bytes,
+}
+
+impl From<StoredEvent> for Delivered {
+    fn from(e: StoredEvent) -> Delivered {
+        Delivered {
+            seq: e.seq,
+            frame: Utf8Bytes::from(e.payload),
+        }
+    }
+}
+
+/// Limits that shape every user's stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub replay_buffer: usize,
+    pub event_retention: u64,
+    pub messages_per_minute: u32,
+    pub message_burst: u32,
+}
+
+/// What a resuming connection must send before the live events.
+pub enum Replay {
+    /// Nothing to send.
+    None,
+    /// Everything after the resume point is in memory.
+    Memory(Vec<Delivered>),
+    /// Events `after < seq <= head` must be read from the store (if still retained).
+    Store { after: u64 },
+    /// The client's position is not this stream's: it must reload history.
+    Resync,
+}
+
+/// What a connection gets when it subscribes.
+pub struct Subscription {
+    pub head_seq: u64,
+    pub replay: Replay,
+    pub rx: queue::Receiver<Delivered>,
+    pub too_slow: CancellationToken,
+    stream: Arc<UserStream>,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.stream.unsubscribe(self.id);
+    }
+}
+
+pub struct UserStream {
+    key: UserKey,
+    store: Store,
+    metrics: Arc<Metrics>,
+    limits: StreamLimits,
+    bus: Option<Bus>,
+    /// Set once the stream asked the bus for its user's channel.
+    joined: AtomicBool,
+    /// Serialises this node's appends of the user, and lets a subscriber read the head with
+    /// none of them in between. An async mutex: it is held across the write.
+    append: tokio::sync::Mutex<()>,
+    fanout: Mutex<Fanout>,
+    messages: Mutex<TokenBucket>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave their plain collections half-updated.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// RFC 3339 with microseconds, so event latency can be measured below a millisecond.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+impl Drop for UserStream {
+    fn drop(&mut self) {
+        if self.joined.load(Ordering::Acquire)
+            && let Some(bus) = &self.bus
+        {
+            bus.leave(&self.key);
+        }
+    }
+}
+
+impl UserStream {
+    pub fn key(&self) -> &UserKey {
+        &self.key
+    }
+
+    /// Assigns the next `seq`, persists the event, then offers it to every connection here
+    /// and, through Redis, on other nodes. `run_id` files the event under a run for per-run
+    /// reads (a run's `thread_created` too). Never waits on a connection: a full queue marks
+    /// that connection too slow.
+    pub async fn publish(
+        self: &Arc<Self>,
+        thread_id: &str,
+        run_id: Option<&str>,
+        body: EventBody,
+    ) -> Result<u64, StoreError> {
+        let _order = self.append.lock().await;
+        let now = chrono::Utc::now();
+        let kind = body.type_name();
+        let mut event = StreamEvent {
+            seq: 0,
+            ts: timestamp(now),
+            thread_id: thread_id.to_string(),
+            body,
+        };
+        let stored = self
+            .store
+            .append_event(
+                &self.key,
+                run_id,
+                thread_id,
+                now.timestamp_millis(),
+                move |seq| {
+                    event.seq = seq;
+                    // Serialising these plain types (strings, numbers, JSON values) cannot fail;
+                    // should it ever, the frame still says what it was rather than being empty.
+                    serde_json::to_string(&event).unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "could not serialise a stream event");
+                        format!(r#"{{"seq":{seq},"type":"{kind}","thread_id":"","ts":""}}"#)
+                    })
+                },
+            )
+            .await?;
+        self.metrics
+            .events_published
+            .get_or_create(&crate::metrics::EventLabels { kind })
+            .inc();
+        let seq = stored.seq;
+        if let Some(bus) = &self.bus {
+            bus.publish(&self.key, seq, &stored.payload);
+        }
+        let delivered = Delivered {
+            seq,
+            frame: Utf8Bytes::from(stored.payload),
+        };
+        {
+            let mut fanout = lock(&self.fanout);
+            // Nobody here had a position yet: this event is where delivery starts.
+            fanout.start_at(seq - 1);
+            self.offer(&mut fanout, delivered);
+        }
+        if seq % PRUNE_EVERY == 0 && seq > self.limits.event_retention {
+            let keep_after = seq - self.limits.event_retention;
+            if let Err(e) = self.store.prune_events(&self.key, keep_after).await {
+                tracing::warn!(error = %e, "could not prune old events; retrying at the next prune point");
+            }
+        }
+        Ok(seq)
+    }
+
+    /// An event another node stored for this user, as Redis delivered it.
+    pub fn receive_remote(self: &Arc<Self>, seq: u64, payload: &str) {
+        let mut fanout = lock(&self.fanout);
+        self.offer(
+            &mut fanout,
+            Delivered {
+                seq,
+                frame: Utf8Bytes::from(payload),
+            },
+        );
+    }
+
+    /// Reads whatever the store has past what was delivered here (Redis was down or missed
+    /// something). Skipped while a gap fill runs: that fill reads the same events.
+    pub async fn catch_up(self: &Arc<Self>) {
+        let head = match self.store.head_seq(&self.key).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read a stream head to catch up");
+                return;
+            }
+        };
+        let start = {
+            let mut fanout = lock(&self.fanout);
+            match fanout.delivered() {
+                Some(d) if head > d && !fanout.filling => {
+                    fanout.mark_behind();
+                    fanout.filling = true;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if start {
+            Arc::clone(self).fill().await;
+        }
+    }
+
+    /// Offers an event under the fan-out lock; starts a gap fill when one is needed.
+    fn offer(self: &Arc<Self>, fanout: &mut Fanout, event: Delivered) {
+        let mut slow = 0;
+        let offered = fanout.offer(event, &mut slow);
+        self.metrics.slow_consumers.inc_by(slow);
+        if offered == Offered::Gap && !fanout.filling {
+            fanout.filling = true;
+            tokio::spawn(Arc::clone(self).fill());
+        }
+    }
+
+    /// Reads missing events from the store until nothing is held back. Holds the stream only
+    /// while it works, so it ends by itself when the stream is gone.
+    async fn fill(self: Arc<Self>) {
+        let weak = Arc::downgrade(&self);
+        drop(self);
+        while let Some(stream) = weak.upgrade() {
+            let after = {
+                let mut fanout = lock(&stream.fanout);
+                match fanout.delivered() {
+                    Some(d) if fanout.needs_fill() => d,
+                    _ => {
+                        fanout.filling = false;
+                        return;
+                    }
+                }
+            };
+            let upto = after + FILL_CHUNK;
+            match stream.store.events_between(&stream.key, after, upto).await {
+                Ok(events) => {
+                    let complete = (events.len() as u64) < FILL_CHUNK;
+                    stream.metrics.gap_filled.inc_by(events.len() as u64);
+                    let events = events.into_iter().map(Delivered::from).collect();
+                    let mut slow = 0;
+                    lock(&stream.fanout).apply_fill(after, events, complete, &mut slow);
+                    stream.metrics.slow_consumers.inc_by(slow);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read events to fill a gap; retrying");
+                    drop(stream);
+                    tokio::time::sleep(FILL_RETRY).await;
+                }
+            }
+        }
+    }
+
+    /// Registers a connection resuming after `last_seq` (if any). `head_seq` is exact: every
+    /// event after it reaches `rx`, every event up to it is covered by `replay`.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        id: u64,
+        queue: usize,
+        last_seq: Option<u64>,
+    ) -> Result<Subscription, StoreError> {
+        if let Some(bus) = &self.bus
+            && !self.joined.swap(true, Ordering::AcqRel)
+        {
+            // Before reading the head: every event stored after that read then comes
+            // through Redis (or a poll of the store while Redis is down).
+            bus.join(&self.key, Arc::downgrade(self)).await;
+        }
+        let _order = self.append.lock().await;
+        let stored_head = self.store.head_seq(&self.key).await?;
+        self.deliver_upto(stored_head).await?;
+        let (tx, rx) = queue::bounded(queue);
+        let too_slow = CancellationToken::new();
+        let (head_seq, replay) = {
+            let mut fanout = lock(&self.fanout);
+            let head_seq = fanout.start_at(stored_head);
+            let replay = match last_seq {
+                None => Replay::None,
+                Some(n) if n > head_seq => Replay::Resync,
+                Some(n) if n == head_seq => Replay::None,
+                Some(n) => {
+                    let recent = fanout.recent();
+                    match recent.front() {
+                        // The buffer ends at the position, so it covers the gap whenever it
+                        // starts at or before n + 1.
+                        Some(first)
+                            if first.seq <= n + 1
+                                && recent.back().is_some_and(|b| b.seq == head_seq) =>
+                        {
+                            Replay::Memory(recent.iter().filter(|d| d.seq > n).cloned().collect())
+                        }
+                        _ => Replay::Store { after: n },
+                    }
+                }
+            };
+            fanout.subscribers.push(Subscriber {
+                id,
+                tx,
+                too_slow: too_slow.clone(),
+            });
+            (head_seq, replay)
+        };
+        Ok(Subscription {
+            head_seq,
+            replay,
+            rx,
+            too_slow,
+            stream: Arc::clone(self),
+            id,
+        })
+    }
+
+    /// Brings this node's position up to `head` (events other nodes stored that have not
+    /// arrived yet), so a new subscriber's position is never behind what it may have seen.
+    async fn deliver_upto(self: &Arc<Self>, head: u64) -> Result<(), StoreError> {
+        loop {
+            let after = lock(&self.fanout).start_at(head);
+            if after >= head {
+                return Ok(());
+            }
+            let events = self
+                .store
+                .events_between(&self.key, after, head.min(after + FILL_CHUNK))
+                .await?;
+            self.metrics.gap_filled.inc_by(events.len() as u64);
+            let events = events.into_iter().map(Delivered::from).collect();
+            let mut slow = 0;
+            let mut fanout = lock(&self.fanout);
+            fanout.apply_fill(after, events, false, &mut slow);
+            self.metrics.slow_consumers.inc_by(slow);
+            if fanout.delivered() <= Some(after) {
+                // The store had nothing to add (pruned meanwhile): go on from here.
+                return Ok(());
+            }
+        }
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        lock(&self.fanout).subscribers.retain(|s| s.id != id);
+    }
+
+    /// Counts a `user_message` against the user's rate (shared by all nodes through Redis
+    /// when it answers, this node's own otherwise); `Err(wait)` when over it.
+    pub async fn admit_message(&self) -> Result<(), Duration> {
+        if let Some(bus) = &self.bus
+            && let Some(verdict) = bus
+                .admit_message(
+                    &self.key,
+                    self.limits.messages_per_minute,
+                    self.limits.message_burst,
+                )
+                .await
+        {
+            return verdict;
+        }
+        lock(&self.messages).take(Instant::now())
+    }
+}
+
+/// Finds or creates each user's stream. Holds only weak references: a stream lives as long as
+/// a connection or run of its user holds it.
+pub struct Hub {
+    store: Store,
+    metrics: Arc<Metrics>,
+    limits: StreamLimits,
+    bus: Option<Bus>,
+    streams: Mutex<Streams>,
+}
+
+struct Streams {
+    by_user: HashMap<UserKey, Weak<UserStream>>,
+    /// Size at which dead entries are swept next; doubling keeps sweeps amortised O(1).
+    sweep_at: usize,
+}
+
+impl Hub {
+    pub fn new(store: Store, metrics: Arc<Metrics>, limits: StreamLimits, bus: Option<Bus>) -> Hub {
+        Hub {
+            store,
+            metrics,
+            limits,
+            bus,
+            streams: Mutex::new(Streams {
+                by_user: HashMap::new(),
+                sweep_at: 1024,
+            }),
+        }
+    }
+
+    pub(crate) fn stream(&self, key: &UserKey) -> Arc<UserStream> {
+        let mut streams = lock(&self.streams);
+        if let Some(s) = streams.by_user.get(key).and_then(Weak::upgrade) {
+            return s;
+        }
+        if streams.by_user.len() >= streams.sweep_at {
+            streams.by_user.retain(|_, w| w.strong_count() > 0);
+            streams.sweep_at = (streams.by_user.len() * 2).max(1024);
+        }
+        let s = Arc::new(UserStream {
+            key: key.clone(),
+            store: self.store.clone(),
+            metrics: Arc::clone(&self.metrics),
+            limits: self.limits,
+            bus: self.bus.clone(),
+            joined: AtomicBool::new(false),
+            append: tokio::sync::Mutex::new(()),
+            // Grows with use: an idle user costs no buffer.
+            fanout: Mutex::new(Fanout::new(self.limits.replay_buffer)),
+            messages: Mutex::new(TokenBucket::new(
+                self.limits.messages_per_minute,
+                self.limits.message_burst,
+            )),
+        });
+        streams.by_user.insert(key.clone(), Arc::downgrade(&s));
+        s
+    }
+}

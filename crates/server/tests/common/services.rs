@@ -1,0 +1,109 @@
+//! PostgreSQL and Redis for the multi-node tests. `scripts/test` (via `scripts/services`)
+//! starts a throwaway PostgreSQL server and names the redis-server binary; each test gets a
+//! database of its own and a Redis process of its own that it can stop and start again.
+//! Under CI a missing service fails the test: multi-node tests never skip there.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use super::WAIT;
+
+/// Whether a test without its services must fail rather than skip.
+fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn service_env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if required() => panic!(
+            "{name} is not set: run the tests through ./scripts/test, which starts PostgreSQL and Redis (CI never skips these tests)"
+        ),
+        _ => {
+            eprintln!(
+                "skipped: {name} is not set (run ./scripts/test to start PostgreSQL and Redis)"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh, empty database on the test PostgreSQL server; `None` (skip) outside CI when no
+/// server was started.
+pub async fn postgres_database() -> Option<String> {
+    let server = service_env("APOGEE_TEST_DATABASE_URL")?;
+    let name = format!("apogee_t_{}", uuid::Uuid::now_v7().simple());
+    let pool = sqlx::PgPool::connect(&server)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create a test database");
+    pool.close().await;
+    let base = server
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .expect("APOGEE_TEST_DATABASE_URL ends with /DATABASE");
+    Some(format!("{base}/{name}"))
+}
+
+/// A Redis server of the test's own on a free loopback port, killed when dropped.
+pub struct Redis {
+    binary: String,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// `None` (skip) outside CI when no redis-server was named.
+    pub async fn start() -> Option<Redis> {
+        let binary = service_env("APOGEE_TEST_REDIS_SERVER")?;
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("pick a port");
+            l.local_addr().expect("port").port()
+        };
+        let mut redis = Redis {
+            binary,
+            port,
+            child: None,
+        };
+        redis.start_again().await;
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and waits until it accepts connections.
+    pub async fn start_again(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server (every connection to it drops at once).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill redis-server");
+        }
+    }
+}
