@@ -56,6 +56,9 @@ enum Scenario {
         runs: usize,
         #[arg(long, default_value = "Analyze my AI costs")]
         question: String,
+        /// Another node of the same cluster: each user also listens there (two-node runs).
+        #[arg(long)]
+        watch_addr: Option<String>,
     },
     /// Random disconnects with resume; verify zero loss and duplication per user.
     Chaos {
@@ -137,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
             users,
             runs,
             question,
+            watch_addr,
         } => {
             golden::run(
                 addr,
@@ -145,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
                     runs,
                     question,
                     timeout,
+                    watch_addr,
                 },
             )
             .await?

@@ -27,6 +27,7 @@ pub async fn run(addr: &str, p: Slow) -> anyhow::Result<String> {
             runs: p.runs,
             question: p.question.clone(),
             timeout: p.timeout,
+            watch_addr: None,
         },
     )
     .await?;
