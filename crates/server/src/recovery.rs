@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use apogee_protocol::{AgentStatus, EventBody, StreamEvent, ToolStatus};
-use apogee_store::{Store, StoreError};
+use apogee_store::{RunRow, Store, StoreError};
 
 use crate::hub::{Hub, UserStream};
 
@@ -89,24 +89,22 @@ pub async fn close_run(
     Ok(())
 }
 
-/// At start: runs left `running` by a previous process are closed and marked interrupted.
-pub async fn close_interrupted_runs(store: &Store, hub: &Hub) -> Result<usize, StoreError> {
-    let open = store.open_runs().await?;
+/// Closes a run no live node is running any more (its node died or stopped before it ended;
+/// see [`crate::lease`]) and marks it interrupted.
+pub async fn close_claimed_run(store: &Store, hub: &Hub, run: &RunRow) -> Result<(), StoreError> {
     let ended_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    for run in &open {
-        let stream = hub.stream(&run.user);
-        close_run(
-            &stream,
-            store,
-            &run.id,
-            &run.thread_id,
-            "interrupted: the server stopped before this run finished",
-        )
-        .await?;
-        store.finish_run(&run.id, "interrupted", &ended_at).await?;
-        tracing::warn!(run_id = %run.id, "closed a run interrupted by a server stop");
-    }
-    Ok(open.len())
+    let stream = hub.stream(&run.user);
+    close_run(
+        &stream,
+        store,
+        &run.id,
+        &run.thread_id,
+        "interrupted: the server stopped before this run finished",
+    )
+    .await?;
+    store.finish_run(&run.id, "interrupted", &ended_at).await?;
+    tracing::warn!(run_id = %run.id, "closed a run interrupted by a server stop");
+    Ok(())
 }
 
 #[cfg(test)]
