@@ -24,6 +24,8 @@ pub struct NewTurn {
     pub content: String,
     pub created_at: String,
     pub created_ms: i64,
+    /// The node that executes the run (see [`Store::claim_orphan_runs`]).
+    pub node_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +83,7 @@ fn ack_record(r: &impl Cols) -> Result<AckRecord, sqlx::Error> {
     })
 }
 
-fn run_row(r: &impl Cols) -> Result<RunRow, sqlx::Error> {
+pub(crate) fn run_row(r: &impl Cols) -> Result<RunRow, sqlx::Error> {
     Ok(RunRow {
         id: r.text("id")?,
         user: UserKey {
@@ -211,8 +213,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO runs (id, org_id, user_id, thread_id, message_id, status, started_at)
-                 VALUES ($1, $2, $3, $4, $5, 'running', $6)",
+                "INSERT INTO runs (id, org_id, user_id, thread_id, message_id, status, started_at, node_id)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7)",
             )
             .bind(&turn.run_id)
             .bind(&user.org_id)
@@ -220,6 +222,7 @@ impl Store {
             .bind(&turn.thread_id)
             .bind(&turn.message_id)
             .bind(&turn.created_at)
+            .bind(&turn.node_id)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

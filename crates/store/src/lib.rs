@@ -1,5 +1,5 @@
 //! Persistence for Apogee: per-user event streams with `seq` assignment, threads, messages and
-//! runs, WebSocket tickets, and the org's usage records with the queries analyses
+//! runs, WebSocket tickets, node leases, and the org's usage records with the queries analyses
 //! run over them. Runs on SQLite (embedded default: one writer connection, several readers,
 //! WAL; one node) or on PostgreSQL (one pool; several nodes may share the database). The
 //! public API and the queries are the same on both; see the `db` module for how. Knows nothing of
@@ -11,6 +11,7 @@ mod db;
 mod error;
 mod events;
 mod migrate;
+mod nodes;
 mod org_usage;
 mod rollup;
 #[cfg(any(test, feature = "test-support"))]

@@ -15,6 +15,7 @@ const SQLITE: &[Migration] = &[
     (2, include_str!("../migrations/0002_tickets.sql")),
     (3, include_str!("../migrations/0003_usage_v2.sql")),
     (4, include_str!("../migrations/0004_rollups.sql")),
+    (5, include_str!("../migrations/0005_nodes.sql")),
 ];
 
 /// The same versions, tables, columns and indexes in PostgreSQL's dialect.
@@ -23,6 +24,7 @@ const POSTGRES: &[Migration] = &[
     (2, include_str!("../migrations/postgres/0002_tickets.sql")),
     (3, include_str!("../migrations/postgres/0003_usage_v2.sql")),
     (4, include_str!("../migrations/postgres/0004_rollups.sql")),
+    (5, include_str!("../migrations/postgres/0005_nodes.sql")),
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).

@@ -69,6 +69,7 @@ async fn turns_are_idempotent_and_threads_scoped() {
             content: "hi".into(),
             created_at: "2026-11-25T00:00:00Z".into(),
             created_ms: 1,
+            node_id: "n1".into(),
         };
         assert_eq!(
             store
