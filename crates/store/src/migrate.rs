@@ -127,27 +127,28 @@ mod tests {
     async fn a_lower_version_landing_later_is_still_applied() {
         let dir = tempfile::tempdir().unwrap();
         check_lower_version_later(&sqlite_db(dir.path()).await).await;
-        if let Some(url) = test_support::fresh_postgres_url().await {
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        if let Some(database) = test_support::fresh_postgres().await {
+            let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
             check_lower_version_later(&Db::Postgres(pool)).await;
         }
     }
 
     #[tokio::test]
     async fn nodes_opening_a_fresh_postgres_database_together_migrate_it_once() {
-        let Some(url) = test_support::fresh_postgres_url().await else {
+        let Some(database) = test_support::fresh_postgres().await else {
             return;
         };
+        let url = &database.url;
         // Separate pools, opened concurrently: as two nodes starting at once.
         let (a, b, c) = tokio::join!(
-            crate::Store::open(&url),
-            crate::Store::open(&url),
-            crate::Store::open(&url)
+            crate::Store::open(url),
+            crate::Store::open(url),
+            crate::Store::open(url)
         );
         for store in [a, b, c] {
             store.unwrap().close().await;
         }
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
         let versions: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM apogee_migrations ORDER BY version")
                 .fetch_all(&pool)

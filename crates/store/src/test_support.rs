@@ -25,6 +25,42 @@ pub struct TestStore {
     pub url: String,
     /// Keeps a SQLite database's directory alive for the test.
     _dir: Option<tempfile::TempDir>,
+    /// Drops a PostgreSQL database after the test.
+    _database: Option<FreshDatabase>,
+}
+
+/// A PostgreSQL database made for one test; dropped (connections and all) with this value,
+/// so test runs do not pile databases up on the server.
+pub struct FreshDatabase {
+    pub url: String,
+    server: String,
+    name: String,
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on: a thread with a
+        // runtime of its own does the dropping.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&server).await.ok()?;
+                sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()?;
+                conn.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
 }
 
 /// A fresh store on SQLite, plus one on PostgreSQL when a server is configured.
@@ -44,24 +80,28 @@ pub async fn sqlite() -> TestStore {
         backend: Backend::Sqlite,
         url,
         _dir: Some(dir),
+        _database: None,
     }
 }
 
 /// A store on a fresh PostgreSQL database, or `None` when no server is configured (outside CI).
 pub async fn postgres() -> Option<TestStore> {
-    let url = fresh_postgres_url().await?;
-    let store = Store::open(&url).await.expect("open a PostgreSQL store");
+    let database = fresh_postgres().await?;
+    let store = Store::open(&database.url)
+        .await
+        .expect("open a PostgreSQL store");
     Some(TestStore {
         store,
         backend: Backend::Postgres,
-        url,
+        url: database.url.clone(),
         _dir: None,
+        _database: Some(database),
     })
 }
 
-/// The URL of a new, empty PostgreSQL database (nothing applied yet), or `None` when no
-/// server is configured (outside CI).
-pub async fn fresh_postgres_url() -> Option<String> {
+/// A new, empty PostgreSQL database (nothing applied yet), or `None` when no server is
+/// configured (outside CI).
+pub async fn fresh_postgres() -> Option<FreshDatabase> {
     let server = postgres_server()?;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -82,7 +122,11 @@ pub async fn fresh_postgres_url() -> Option<String> {
         .await
         .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
     let _ = conn.close().await;
-    Some(with_database(&server, &name))
+    Some(FreshDatabase {
+        url: with_database(&server, &name),
+        server,
+        name,
+    })
 }
 
 /// The configured server URL; panics in CI when there is none, else notes the skip.
