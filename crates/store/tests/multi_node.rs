@@ -235,3 +235,46 @@ async fn the_backend_is_reported() {
         assert_eq!(t.store.backend(), t.backend);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_sent_to_two_nodes_at_once_is_stored_once() {
+    // PostgreSQL only: a SQLite file has one node, whose single writer connection already
+    // serialises turns (two processes on one file would get SQLITE_BUSY upgrading a read).
+    for t in stores()
+        .await
+        .into_iter()
+        .filter(|t| t.backend == Backend::Postgres)
+    {
+        let other = Store::open(&t.url).await.unwrap();
+        for i in 0..10 {
+            // The same client_msg_id reaching two nodes: different message and run ids.
+            let mut first = turn(&format!("r{i}-a"), "a");
+            let mut second = turn(&format!("r{i}-b"), "b");
+            first.client_msg_id = format!("same-{i}");
+            second.client_msg_id = format!("same-{i}");
+            let ana = user("ana");
+            let (x, y) = tokio::join!(
+                t.store.create_turn(&ana, &first),
+                other.create_turn(&ana, &second)
+            );
+            let outcomes = [x.unwrap(), y.unwrap()];
+            let created = outcomes
+                .iter()
+                .filter(|o| **o == TurnOutcome::Created)
+                .count();
+            assert_eq!(created, 1, "{:?} {outcomes:?}", t.backend);
+            let winner = if outcomes[0] == TurnOutcome::Created {
+                &first
+            } else {
+                &second
+            };
+            for o in &outcomes {
+                if let TurnOutcome::Duplicate(ack) = o {
+                    assert_eq!(ack.run_id, winner.run_id);
+                    assert_eq!(ack.message_id, winner.message_id);
+                }
+            }
+        }
+        other.close().await;
+    }
+}
