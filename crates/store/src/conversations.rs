@@ -350,7 +350,9 @@ impl Store {
         Ok(found)
     }
 
-    /// Runs still marked running (after a crash, none of them has a live task).
+    /// Runs still marked running (after a crash, none of them has a live task). On a database
+    /// several nodes share, this includes other nodes' live runs: see
+    /// [`Store::claim_orphan_runs`] for taking over only those of stopped nodes.
     pub async fn open_runs(&self) -> Result<Vec<RunRow>, StoreError> {
         on_write!(&self.db, pool => {
             let rows = sqlx::query(

@@ -71,11 +71,13 @@ impl Store {
     /// The newest `seq` of the user's stream (0 when empty).
     pub async fn head_seq(&self, user: &UserKey) -> Result<u64, StoreError> {
         let head: Option<i64> = on_read!(&self.db, pool => {
-            sqlx::query_scalar("SELECT head_seq FROM user_streams WHERE org_id = $1 AND user_id = $2")
-                .bind(&user.org_id)
-                .bind(&user.user_id)
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_scalar(
+                "SELECT head_seq FROM user_streams WHERE org_id = $1 AND user_id = $2",
+            )
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .fetch_optional(pool)
+            .await?
         });
         head.map_or(Ok(0), to_u64)
     }
@@ -203,7 +205,8 @@ pub(crate) async fn append_batch(
                 match qb.build().fetch_all(&mut *tx).await {
                     Ok(rows) => {
                         for r in &rows {
-                            heads.insert((r.text("org_id")?, r.text("user_id")?), r.int("head_seq")?);
+                            let key = (r.text("org_id")?, r.text("user_id")?);
+                            heads.insert(key, r.int("head_seq")?);
                         }
                     }
                     Err(e) => {

@@ -47,10 +47,14 @@ async fn apply(db: &Db, migrations: &[Migration]) -> Result<(), StoreError> {
         // the version recorded. On SQLite the single writer connection serialises them.
         let mut tx = pool.begin().await?;
         if lock {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await?;
         }
         sqlx::query(
-            "CREATE TABLE IF NOT EXISTS apogee_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS apogee_migrations
+             (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
         )
         .execute(&mut *tx)
         .await?;
@@ -58,13 +62,17 @@ async fn apply(db: &Db, migrations: &[Migration]) -> Result<(), StoreError> {
         for (version, sql) in pending {
             let mut tx = pool.begin().await?;
             if lock {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
             }
             // Every missing version is applied, not only those above the highest applied.
-            let applied = sqlx::query("SELECT 1 AS one FROM apogee_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let applied =
+                sqlx::query("SELECT 1 AS one FROM apogee_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if applied.is_some() {
                 continue;
             }

@@ -284,7 +284,8 @@ impl OrgUsageQueries for OrgUsage {
         // A repeat is every call after the first (by time, then insertion order) of the same
         // prompt on the same model: the calls a response cache would have answered.
         // Insertion order breaks ties in time: SQLite's rowid; on PostgreSQL the row's
-        // physical position, which follows insertion in this insert-only table.
+        // physical position (ctid), which follows insertion until space freed by deletes is
+        // reused — then only calls of one prompt in the same millisecond may order differently.
         let sql = format!(
             "SELECT COALESCE(feature, '(none)'){bytewise} AS k, COUNT(*) AS calls,
                     {input} AS input_tokens, {output} AS output_tokens, {cost} AS cost,
