@@ -140,6 +140,9 @@ impl PendingRun {
 
 /// Builds sessions; shared by the whole server.
 pub struct SessionFactory {
+    /// This server process's id as a node sharing the store: recorded on every run it
+    /// starts. Generated once at start (see [`SessionFactory::new`]).
+    pub node_id: String,
     store: Store,
     hub: Arc<Hub>,
     runs: Arc<RunRegistry>,
@@ -154,6 +157,7 @@ impl SessionFactory {
         catalog: Arc<PriceCatalog>,
     ) -> Self {
         Self {
+            node_id: new_id("node"),
             store,
             hub,
             runs,
@@ -175,6 +179,7 @@ impl SessionFactory {
             store: self.store.clone(),
             runs: Arc::clone(&self.runs),
             catalog: Arc::clone(&self.catalog),
+            node_id: self.node_id.clone(),
         }
     }
 }
@@ -184,7 +189,7 @@ impl SessionFactory {
 /// ```compile_fail
 /// // Sessions cannot be built by hand, only from an authenticated identity.
 /// let s = apogee_server::session::UserSession { identity: todo!(), key: todo!(), stream: todo!(),
-///     usage: todo!(), store: todo!(), runs: todo!(), catalog: todo!() };
+///     usage: todo!(), store: todo!(), runs: todo!(), catalog: todo!(), node_id: todo!() };
 /// ```
 pub struct UserSession {
     identity: Identity,
@@ -194,6 +199,7 @@ pub struct UserSession {
     store: Store,
     runs: Arc<RunRegistry>,
     catalog: Arc<PriceCatalog>,
+    node_id: String,
 }
 
 fn now() -> (String, i64) {
@@ -275,6 +281,7 @@ impl UserSession {
             content: content.to_string(),
             created_at,
             created_ms,
+            node_id: self.node_id.clone(),
         };
         let outcome = self.store.create_turn(&self.key, &turn).await;
         if !matches!(outcome, Ok(TurnOutcome::Created)) {

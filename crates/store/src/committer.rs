@@ -1,13 +1,14 @@
 //! Group commit of stream events. Every append goes through one background task that takes
 //! whatever appends are waiting (up to a batch) and stores them in a single transaction, so
-//! under load the cost of a transaction, and of each hop to SQLite's worker thread, is shared
-//! by many events instead of paid by each. An append still returns only once its event is
-//! durable in the database (persist, then send).
+//! under load the cost of a transaction, and of each round trip to the database, is shared by
+//! many events instead of paid by each. An append still returns only once its event is durable
+//! in the database (persist, then send). Works alike on both backends; on PostgreSQL each node
+//! has its own committer, and `append_batch` keeps seqs contiguous across them.
 
-use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
+use crate::db::Db;
 use crate::events::{NewEvent, StoredEvent, append_batch};
 
 /// Appends stored together at most; bounds one transaction's size and latency.
@@ -23,11 +24,11 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    /// Starts the writer task. It holds only the pool, so it ends when every store handle
+    /// Starts the writer task. It holds only the pools, so it ends when every store handle
     /// (and with it every sender) is gone.
-    pub(crate) fn start(pool: SqlitePool) -> Committer {
+    pub(crate) fn start(db: Db) -> Committer {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, rx));
+        tokio::spawn(run(db, rx));
         Committer { tx }
     }
 
@@ -41,11 +42,11 @@ impl Committer {
     }
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<(NewEvent, Reply)>) {
+async fn run(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
-        match append_batch(&pool, events).await {
+        match append_batch(&db, events).await {
             Ok(stored) => {
                 for (reply, event) in replies.into_iter().zip(stored) {
                     let _ = reply.send(Ok(event));

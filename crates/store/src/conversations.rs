@@ -1,9 +1,7 @@
 //! Threads, messages and runs of each user: the durable record behind `message_ack`
 //! idempotency and the REST history.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-
+use crate::db::{Cols, on_read, on_write};
 use crate::{Store, StoreError, UserKey};
 
 /// What `message_ack` reports for a `client_msg_id`.
@@ -26,6 +24,8 @@ pub struct NewTurn {
     pub content: String,
     pub created_at: String,
     pub created_ms: i64,
+    /// The node that executes the run (see [`Store::claim_orphan_runs`]).
+    pub node_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,16 +63,42 @@ pub struct RunRow {
     pub status: String,
 }
 
-fn message_row(r: &SqliteRow) -> Result<MessageRow, sqlx::Error> {
+fn message_row(r: &impl Cols) -> Result<MessageRow, sqlx::Error> {
     Ok(MessageRow {
-        id: r.try_get("id")?,
-        thread_id: r.try_get("thread_id")?,
-        role: r.try_get("role")?,
-        content: r.try_get("content")?,
-        client_msg_id: r.try_get("client_msg_id")?,
-        run_id: r.try_get("run_id")?,
-        created_at: r.try_get("created_at")?,
+        id: r.text("id")?,
+        thread_id: r.text("thread_id")?,
+        role: r.text("role")?,
+        content: r.text("content")?,
+        client_msg_id: r.opt_text("client_msg_id")?,
+        run_id: r.opt_text("run_id")?,
+        created_at: r.text("created_at")?,
     })
+}
+
+fn ack_record(r: &impl Cols) -> Result<AckRecord, sqlx::Error> {
+    Ok(AckRecord {
+        message_id: r.text("id")?,
+        thread_id: r.text("thread_id")?,
+        run_id: r.opt_text("run_id")?.unwrap_or_default(),
+    })
+}
+
+pub(crate) fn run_row(r: &impl Cols) -> Result<RunRow, sqlx::Error> {
+    Ok(RunRow {
+        id: r.text("id")?,
+        user: UserKey {
+            org_id: r.text("org_id")?,
+            user_id: r.text("user_id")?,
+        },
+        thread_id: r.text("thread_id")?,
+        status: r.text("status")?,
+    })
+}
+
+/// Whether `e` is a unique-constraint violation (SQLSTATE 23505 on PostgreSQL, 2067/1555 on
+/// SQLite).
+fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation())
 }
 
 impl Store {
@@ -82,25 +108,21 @@ impl Store {
         user: &UserKey,
         client_msg_id: &str,
     ) -> Result<Option<AckRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, thread_id, run_id FROM messages
-             WHERE org_id = ? AND user_id = ? AND client_msg_id = ?",
-        )
-        .bind(&user.org_id)
-        .bind(&user.user_id)
-        .bind(client_msg_id)
-        .fetch_optional(&self.write)
-        .await?;
-        row.map(|r| {
-            Ok(AckRecord {
-                message_id: r.try_get("id")?,
-                thread_id: r.try_get("thread_id")?,
-                run_id: r
-                    .try_get::<Option<String>, _>("run_id")?
-                    .unwrap_or_default(),
-            })
-        })
-        .transpose()
+        // The write pool: a resend must see the turn its first send just stored.
+        let ack = on_write!(&self.db, pool => {
+            sqlx::query(
+                "SELECT id, thread_id, run_id FROM messages
+                 WHERE org_id = $1 AND user_id = $2 AND client_msg_id = $3",
+            )
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(client_msg_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| ack_record(&r))
+            .transpose()?
+        });
+        Ok(ack)
     }
 
     /// Stores a user message (opening its thread when new) and its run, unless the
@@ -110,83 +132,102 @@ impl Store {
         user: &UserKey,
         turn: &NewTurn,
     ) -> Result<TurnOutcome, StoreError> {
-        let mut tx = self.write.begin().await?;
-        // Checked inside the write transaction: the single writer makes check-then-insert atomic.
-        let existing = sqlx::query(
-            "SELECT id, thread_id, run_id FROM messages WHERE org_id = ? AND user_id = ? AND client_msg_id = ?",
-        )
-        .bind(&user.org_id)
-        .bind(&user.user_id)
-        .bind(&turn.client_msg_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(r) = existing {
-            return Ok(TurnOutcome::Duplicate(AckRecord {
-                message_id: r.try_get("id")?,
-                thread_id: r.try_get("thread_id")?,
-                run_id: r
-                    .try_get::<Option<String>, _>("run_id")?
-                    .unwrap_or_default(),
-            }));
-        }
-        match &turn.new_thread_title {
-            Some(title) => {
-                sqlx::query(
-                    "INSERT INTO threads (id, org_id, user_id, title, created_at, updated_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&turn.thread_id)
-                .bind(&user.org_id)
-                .bind(&user.user_id)
-                .bind(title)
-                .bind(&turn.created_at)
-                .bind(turn.created_ms)
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                let updated = sqlx::query(
-                    "UPDATE threads SET updated_ms = ? WHERE id = ? AND org_id = ? AND user_id = ?",
-                )
-                .bind(turn.created_ms)
-                .bind(&turn.thread_id)
-                .bind(&user.org_id)
-                .bind(&user.user_id)
-                .execute(&mut *tx)
-                .await?;
-                if updated.rows_affected() == 0 {
-                    return Ok(TurnOutcome::ThreadNotFound);
+        match self.try_create_turn(user, turn).await {
+            // Two nodes raced with the same `client_msg_id` (PostgreSQL): the unique index
+            // refused the later one, which answers as a resend.
+            Err(e) if is_unique_violation(&e) => {
+                match self.find_ack(user, &turn.client_msg_id).await? {
+                    Some(ack) => Ok(TurnOutcome::Duplicate(ack)),
+                    None => Err(e),
                 }
             }
+            other => other,
         }
-        sqlx::query(
-            "INSERT INTO messages (id, thread_id, org_id, user_id, role, content, client_msg_id, run_id, created_at, created_ms)
-             VALUES (?, ?, ?, ?, 'user', ?, ?, ?, ?, ?)",
-        )
-        .bind(&turn.message_id)
-        .bind(&turn.thread_id)
-        .bind(&user.org_id)
-        .bind(&user.user_id)
-        .bind(&turn.content)
-        .bind(&turn.client_msg_id)
-        .bind(&turn.run_id)
-        .bind(&turn.created_at)
-        .bind(turn.created_ms)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO runs (id, org_id, user_id, thread_id, message_id, status, started_at)
-             VALUES (?, ?, ?, ?, ?, 'running', ?)",
-        )
-        .bind(&turn.run_id)
-        .bind(&user.org_id)
-        .bind(&user.user_id)
-        .bind(&turn.thread_id)
-        .bind(&turn.message_id)
-        .bind(&turn.created_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(TurnOutcome::Created)
+    }
+
+    async fn try_create_turn(
+        &self,
+        user: &UserKey,
+        turn: &NewTurn,
+    ) -> Result<TurnOutcome, StoreError> {
+        on_write!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            // Checked inside the write transaction: on SQLite the single writer makes
+            // check-then-insert atomic; on PostgreSQL the unique index on client_msg_id
+            // settles a race (see `create_turn`).
+            let existing = sqlx::query(
+                "SELECT id, thread_id, run_id FROM messages
+                 WHERE org_id = $1 AND user_id = $2 AND client_msg_id = $3",
+            )
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(&turn.client_msg_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(r) = existing {
+                return Ok(TurnOutcome::Duplicate(ack_record(&r)?));
+            }
+            match &turn.new_thread_title {
+                Some(title) => {
+                    sqlx::query(
+                        "INSERT INTO threads (id, org_id, user_id, title, created_at, updated_ms)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&turn.thread_id)
+                    .bind(&user.org_id)
+                    .bind(&user.user_id)
+                    .bind(title)
+                    .bind(&turn.created_at)
+                    .bind(turn.created_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    let updated = sqlx::query(
+                        "UPDATE threads SET updated_ms = $1 WHERE id = $2 AND org_id = $3 AND user_id = $4",
+                    )
+                    .bind(turn.created_ms)
+                    .bind(&turn.thread_id)
+                    .bind(&user.org_id)
+                    .bind(&user.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if updated.rows_affected() == 0 {
+                        return Ok(TurnOutcome::ThreadNotFound);
+                    }
+                }
+            }
+            sqlx::query(
+                "INSERT INTO messages (id, thread_id, org_id, user_id, role, content, client_msg_id, run_id, created_at, created_ms)
+                 VALUES ($1, $2, $3, $4, 'user', $5, $6, $7, $8, $9)",
+            )
+            .bind(&turn.message_id)
+            .bind(&turn.thread_id)
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(&turn.content)
+            .bind(&turn.client_msg_id)
+            .bind(&turn.run_id)
+            .bind(&turn.created_at)
+            .bind(turn.created_ms)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO runs (id, org_id, user_id, thread_id, message_id, status, started_at, node_id)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7)",
+            )
+            .bind(&turn.run_id)
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(&turn.thread_id)
+            .bind(&turn.message_id)
+            .bind(&turn.created_at)
+            .bind(&turn.node_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(TurnOutcome::Created)
+        })
     }
 
     /// Stores an assistant message produced by a run.
@@ -196,20 +237,22 @@ impl Store {
         message: &MessageRow,
         created_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO messages (id, thread_id, org_id, user_id, role, content, client_msg_id, run_id, created_at, created_ms)
-             VALUES (?, ?, ?, ?, 'assistant', ?, NULL, ?, ?, ?)",
-        )
-        .bind(&message.id)
-        .bind(&message.thread_id)
-        .bind(&user.org_id)
-        .bind(&user.user_id)
-        .bind(&message.content)
-        .bind(&message.run_id)
-        .bind(&message.created_at)
-        .bind(created_ms)
-        .execute(&self.write)
-        .await?;
+        on_write!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO messages (id, thread_id, org_id, user_id, role, content, client_msg_id, run_id, created_at, created_ms)
+                 VALUES ($1, $2, $3, $4, 'assistant', $5, NULL, $6, $7, $8)",
+            )
+            .bind(&message.id)
+            .bind(&message.thread_id)
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(&message.content)
+            .bind(&message.run_id)
+            .bind(&message.created_at)
+            .bind(created_ms)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
@@ -220,34 +263,41 @@ impl Store {
         status: &str,
         ended_at: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET status = ?, ended_at = ? WHERE id = ?")
-            .bind(status)
-            .bind(ended_at)
-            .bind(run_id)
-            .execute(&self.write)
-            .await?;
+        on_write!(&self.db, pool => {
+            sqlx::query("UPDATE runs SET status = $1, ended_at = $2 WHERE id = $3")
+                .bind(status)
+                .bind(ended_at)
+                .bind(run_id)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     /// The user's threads, most recently active first.
     pub async fn list_threads(&self, user: &UserKey) -> Result<Vec<ThreadRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, title, created_at FROM threads WHERE org_id = ? AND user_id = ?
-             ORDER BY updated_ms DESC, id DESC",
-        )
-        .bind(&user.org_id)
-        .bind(&user.user_id)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ThreadRow {
-                    id: r.try_get("id")?,
-                    title: r.try_get("title")?,
-                    created_at: r.try_get("created_at")?,
+        // Ids compare byte-wise on both backends (`COLLATE "C"` on PostgreSQL).
+        let sql = format!(
+            "SELECT id, title, created_at FROM threads WHERE org_id = $1 AND user_id = $2
+             ORDER BY updated_ms DESC, id{} DESC",
+            self.db.pick("", " COLLATE \"C\"")
+        );
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(&sql)
+                .bind(&user.org_id)
+                .bind(&user.user_id)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ThreadRow {
+                        id: r.text("id")?,
+                        title: r.text("title")?,
+                        created_at: r.text("created_at")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// The thread's messages in order, or `None` when the thread is not the user's.
@@ -256,61 +306,61 @@ impl Store {
         user: &UserKey,
         thread_id: &str,
     ) -> Result<Option<Vec<MessageRow>>, StoreError> {
-        let owned =
-            sqlx::query("SELECT 1 AS one FROM threads WHERE id = ? AND org_id = ? AND user_id = ?")
+        let sql = format!(
+            "SELECT id, thread_id, role, content, client_msg_id, run_id, created_at FROM messages
+             WHERE thread_id = $1 AND org_id = $2 AND user_id = $3
+             ORDER BY created_ms, role DESC, id{}",
+            self.db.pick("", " COLLATE \"C\"")
+        );
+        on_read!(&self.db, pool => {
+            let owned = sqlx::query(
+                "SELECT 1 AS one FROM threads WHERE id = $1 AND org_id = $2 AND user_id = $3",
+            )
+            .bind(thread_id)
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .fetch_optional(pool)
+            .await?;
+            if owned.is_none() {
+                return Ok(None);
+            }
+            let rows = sqlx::query(&sql)
                 .bind(thread_id)
                 .bind(&user.org_id)
                 .bind(&user.user_id)
-                .fetch_optional(&self.read)
+                .fetch_all(pool)
                 .await?;
-        if owned.is_none() {
-            return Ok(None);
-        }
-        let rows = sqlx::query(
-            "SELECT id, thread_id, role, content, client_msg_id, run_id, created_at FROM messages
-             WHERE thread_id = ? AND org_id = ? AND user_id = ? ORDER BY created_ms, role DESC, id",
-        )
-        .bind(thread_id)
-        .bind(&user.org_id)
-        .bind(&user.user_id)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(Some(
-            rows.iter().map(message_row).collect::<Result<_, _>>()?,
-        ))
+            Ok(Some(
+                rows.iter().map(message_row).collect::<Result<_, _>>()?,
+            ))
+        })
     }
 
     /// Whether the run exists and belongs to `user`.
     pub async fn run_owned(&self, user: &UserKey, run_id: &str) -> Result<bool, StoreError> {
-        let row =
-            sqlx::query("SELECT 1 AS one FROM runs WHERE id = ? AND org_id = ? AND user_id = ?")
+        let found = on_read!(&self.db, pool => {
+            sqlx::query("SELECT 1 AS one FROM runs WHERE id = $1 AND org_id = $2 AND user_id = $3")
                 .bind(run_id)
                 .bind(&user.org_id)
                 .bind(&user.user_id)
-                .fetch_optional(&self.read)
-                .await?;
-        Ok(row.is_some())
+                .fetch_optional(pool)
+                .await?
+                .is_some()
+        });
+        Ok(found)
     }
 
-    /// Runs still marked running (after a crash, none of them has a live task).
+    /// Runs still marked running (after a crash, none of them has a live task). On a database
+    /// several nodes share, this includes other nodes' live runs: see
+    /// [`Store::claim_orphan_runs`] for taking over only those of stopped nodes.
     pub async fn open_runs(&self) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, org_id, user_id, thread_id, status FROM runs WHERE status = 'running'",
-        )
-        .fetch_all(&self.write)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunRow {
-                    id: r.try_get("id")?,
-                    user: UserKey {
-                        org_id: r.try_get("org_id")?,
-                        user_id: r.try_get("user_id")?,
-                    },
-                    thread_id: r.try_get("thread_id")?,
-                    status: r.try_get("status")?,
-                })
-            })
-            .collect()
+        on_write!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT id, org_id, user_id, thread_id, status FROM runs WHERE status = 'running'",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.iter().map(run_row).collect::<Result<_, _>>()?)
+        })
     }
 }

@@ -1,9 +1,11 @@
 //! Per-user event streams: `seq` assignment, persistence, replay and per-run reads.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-use sqlx::{QueryBuilder, Row, SqlitePool};
+use sqlx::QueryBuilder;
 
+use crate::db::{Cols, Db, is_retryable, on_read, on_write};
 use crate::{Store, StoreError, UserKey};
 
 /// An event as stored: its `seq` and the exact JSON frame sent on the wire.
@@ -27,8 +29,14 @@ pub struct NewEvent {
     pub render: Box<dyn FnOnce(u64) -> String + Send>,
 }
 
-/// Events appended per statement: 7 binds each stays far below SQLite's variable limit.
+/// Events appended per statement: 7 binds each stays far below SQLite's variable limit
+/// (32766) and PostgreSQL's (65535).
 const EVENTS_PER_INSERT: usize = 512;
+/// Stream heads moved per statement (3 binds each).
+const HEADS_PER_UPSERT: usize = 1_000;
+/// Attempts at locking a batch's heads when PostgreSQL reports a deadlock or serialization
+/// failure (another node's transaction may have held them).
+const LOCK_ATTEMPTS: u32 = 5;
 
 impl Store {
     /// Assigns the user's next `seq`, renders the event with it and stores it: either the event
@@ -57,20 +65,21 @@ impl Store {
         &self,
         events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        append_batch(&self.write, events).await
+        append_batch(&self.db, events).await
     }
 
     /// The newest `seq` of the user's stream (0 when empty).
     pub async fn head_seq(&self, user: &UserKey) -> Result<u64, StoreError> {
-        let row = sqlx::query("SELECT head_seq FROM user_streams WHERE org_id = ? AND user_id = ?")
+        let head: Option<i64> = on_read!(&self.db, pool => {
+            sqlx::query_scalar(
+                "SELECT head_seq FROM user_streams WHERE org_id = $1 AND user_id = $2",
+            )
             .bind(&user.org_id)
             .bind(&user.user_id)
-            .fetch_optional(&self.read)
-            .await?;
-        match row {
-            Some(r) => to_u64(r.try_get("head_seq")?),
-            None => Ok(0),
-        }
+            .fetch_optional(pool)
+            .await?
+        });
+        head.map_or(Ok(0), to_u64)
     }
 
     /// Events with `after < seq <= upto`, in order.
@@ -80,35 +89,30 @@ impl Store {
         after: u64,
         upto: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, payload FROM events
-             WHERE org_id = ? AND user_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
-        )
-        .bind(&user.org_id)
-        .bind(&user.user_id)
-        .bind(after as i64)
-        .bind(upto as i64)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredEvent {
-                    seq: to_u64(r.try_get("seq")?)?,
-                    payload: r.try_get("payload")?,
-                })
-            })
-            .collect()
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT seq, payload FROM events
+                 WHERE org_id = $1 AND user_id = $2 AND seq > $3 AND seq <= $4 ORDER BY seq",
+            )
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(after as i64)
+            .bind(upto as i64)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(stored_event).collect()
+        })
     }
 
     /// The oldest `seq` still stored for the user (None when the stream is empty).
     pub async fn oldest_seq(&self, user: &UserKey) -> Result<Option<u64>, StoreError> {
-        let v: Option<i64> =
-            sqlx::query("SELECT MIN(seq) AS s FROM events WHERE org_id = ? AND user_id = ?")
+        let v: Option<i64> = on_read!(&self.db, pool => {
+            sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE org_id = $1 AND user_id = $2")
                 .bind(&user.org_id)
                 .bind(&user.user_id)
-                .fetch_one(&self.read)
+                .fetch_one(pool)
                 .await?
-                .try_get("s")?;
+        });
         v.map(to_u64).transpose()
     }
 
@@ -118,22 +122,18 @@ impl Store {
         user: &UserKey,
         run_id: &str,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, payload FROM events WHERE run_id = ? AND org_id = ? AND user_id = ? ORDER BY seq",
-        )
-        .bind(run_id)
-        .bind(&user.org_id)
-        .bind(&user.user_id)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredEvent {
-                    seq: to_u64(r.try_get("seq")?)?,
-                    payload: r.try_get("payload")?,
-                })
-            })
-            .collect()
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT seq, payload FROM events
+                 WHERE run_id = $1 AND org_id = $2 AND user_id = $3 ORDER BY seq",
+            )
+            .bind(run_id)
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(stored_event).collect()
+        })
     }
 }
 
@@ -141,86 +141,136 @@ impl Store {
     /// Deletes the user's events with `seq <= upto` (retention). The head is kept, so seqs
     /// continue; a resume from before the oldest kept event gets `resync_required`.
     pub async fn prune_events(&self, user: &UserKey, upto: u64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM events WHERE org_id = ? AND user_id = ? AND seq <= ?")
-            .bind(&user.org_id)
-            .bind(&user.user_id)
-            .bind(upto as i64)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected())
+        let done = on_write!(&self.db, pool => {
+            sqlx::query("DELETE FROM events WHERE org_id = $1 AND user_id = $2 AND seq <= $3")
+                .bind(&user.org_id)
+                .bind(&user.user_id)
+                .bind(upto as i64)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done)
     }
+}
+
+fn stored_event(r: &impl Cols) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        seq: to_u64(r.int("seq")?)?,
+        payload: r.text("payload")?,
+    })
 }
 
 /// Appends many events (of any users) in one transaction, in order: a group commit. Each
 /// user's events get that user's next seqs; all are stored, or none and no head moves.
+///
+/// Every head the batch needs is moved by its event count in one upsert, which row-locks the
+/// heads until commit: a writer on another node (PostgreSQL, READ COMMITTED) waits for them
+/// and then adds to the committed head, so seqs stay contiguous whichever node writes. Heads
+/// are locked in (org, user) order so two batches cannot deadlock on each other; should
+/// PostgreSQL still report a deadlock or serialization failure, locking is retried — it is
+/// the only step that takes locks, and nothing was rendered yet.
 pub(crate) async fn append_batch(
-    pool: &SqlitePool,
+    db: &Db,
     events: Vec<NewEvent>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut tx = pool.begin().await?;
-    let mut stored = Vec::with_capacity(events.len());
-    let mut pending = events.into_iter().peekable();
-    while pending.peek().is_some() {
-        // One round takes each user at most once, so a multi-row upsert can move every
-        // head in the round by one.
-        let mut round: Vec<NewEvent> = Vec::new();
-        while let Some(e) = pending.peek() {
-            if round.len() >= EVENTS_PER_INSERT || round.iter().any(|r| r.user == e.user) {
-                break;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Events per user, keyed in lock order.
+    let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for e in &events {
+        *counts
+            .entry((e.user.org_id.as_str(), e.user.user_id.as_str()))
+            .or_default() += 1;
+    }
+    let counts: Vec<((&str, &str), i64)> = counts.into_iter().collect();
+    on_write!(db, pool => {
+        let mut attempt = 1;
+        let (mut tx, heads) = loop {
+            let mut tx = pool.begin().await?;
+            let mut heads: BTreeMap<(String, String), i64> = BTreeMap::new();
+            let mut locked: Result<(), sqlx::Error> = Ok(());
+            for chunk in counts.chunks(HEADS_PER_UPSERT) {
+                let mut qb =
+                    QueryBuilder::new("INSERT INTO user_streams (org_id, user_id, head_seq) ");
+                qb.push_values(chunk, |mut b, ((org, user), n)| {
+                    b.push_bind(*org).push_bind(*user).push_bind(*n);
+                });
+                qb.push(
+                    " ON CONFLICT (org_id, user_id)
+                     DO UPDATE SET head_seq = user_streams.head_seq + excluded.head_seq
+                     RETURNING org_id, user_id, head_seq",
+                );
+                match qb.build().fetch_all(&mut *tx).await {
+                    Ok(rows) => {
+                        for r in &rows {
+                            let key = (r.text("org_id")?, r.text("user_id")?);
+                            heads.insert(key, r.int("head_seq")?);
+                        }
+                    }
+                    Err(e) => {
+                        locked = Err(e);
+                        break;
+                    }
+                }
             }
-            if let Some(e) = pending.next() {
-                round.push(e);
+            match locked {
+                Ok(()) => break (tx, heads),
+                Err(e) if is_retryable(&e) && attempt < LOCK_ATTEMPTS => {
+                    drop(tx);
+                    tracing::warn!(error = %e, attempt, "retrying an event batch");
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
             }
-        }
-        let mut heads = QueryBuilder::new("INSERT INTO user_streams (org_id, user_id, head_seq) ");
-        heads.push_values(&round, |mut b, e| {
-            b.push_bind(&e.user.org_id)
-                .push_bind(&e.user.user_id)
-                .push_bind(1i64);
-        });
-        heads.push(
-            " ON CONFLICT (org_id, user_id) DO UPDATE SET head_seq = user_streams.head_seq + 1
-             RETURNING org_id, user_id, head_seq",
-        );
-        let rows = heads.build().fetch_all(&mut *tx).await?;
-        let mut seqs: HashMap<(String, String), u64> = HashMap::with_capacity(rows.len());
-        for r in &rows {
-            seqs.insert(
-                (r.try_get("org_id")?, r.try_get("user_id")?),
-                to_u64(r.try_get("head_seq")?)?,
-            );
-        }
-        let mut rendered = Vec::with_capacity(round.len());
-        for e in round {
-            let key = (e.user.org_id.clone(), e.user.user_id.clone());
-            let seq = *seqs
+        };
+        // The next seq of each user: the head before this batch, plus one.
+        let mut next: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for ((org, user), n) in &counts {
+            let key = (org.to_string(), user.to_string());
+            let head = *heads
                 .get(&key)
                 .ok_or_else(|| StoreError::Corrupt("a stream head was not returned".into()))?;
-            let payload = (e.render)(seq);
-            rendered.push((e.user, e.run_id, e.thread_id, e.ts_ms, seq, payload));
+            next.insert(key, head - n + 1);
         }
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO events (org_id, user_id, seq, run_id, thread_id, ts_ms, payload) ",
-        );
-        insert.push_values(
-            &rendered,
-            |mut b, (user, run_id, thread_id, ts_ms, seq, payload)| {
-                b.push_bind(&user.org_id)
-                    .push_bind(&user.user_id)
-                    .push_bind(*seq as i64)
-                    .push_bind(run_id.as_deref())
-                    .push_bind(thread_id.as_str())
-                    .push_bind(*ts_ms)
-                    .push_bind(payload.as_str());
-            },
-        );
-        insert.build().execute(&mut *tx).await?;
-        stored.extend(
-            rendered
-                .into_iter()
-                .map(|(_, _, _, _, seq, payload)| StoredEvent { seq, payload }),
-        );
-    }
-    tx.commit().await?;
-    Ok(stored)
+        let mut stored = Vec::with_capacity(events.len());
+        let mut pending = events.into_iter().peekable();
+        while pending.peek().is_some() {
+            let mut rendered = Vec::with_capacity(EVENTS_PER_INSERT);
+            for e in pending.by_ref().take(EVENTS_PER_INSERT) {
+                let slot = next
+                    .get_mut(&(e.user.org_id.clone(), e.user.user_id.clone()))
+                    .ok_or_else(|| StoreError::Corrupt("a stream head was not returned".into()))?;
+                let seq = to_u64(*slot)?;
+                *slot += 1;
+                let payload = (e.render)(seq);
+                rendered.push((e.user, e.run_id, e.thread_id, e.ts_ms, seq, payload));
+            }
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO events (org_id, user_id, seq, run_id, thread_id, ts_ms, payload) ",
+            );
+            insert.push_values(
+                &rendered,
+                |mut b, (user, run_id, thread_id, ts_ms, seq, payload)| {
+                    b.push_bind(&user.org_id)
+                        .push_bind(&user.user_id)
+                        .push_bind(*seq as i64)
+                        .push_bind(run_id.as_deref())
+                        .push_bind(thread_id.as_str())
+                        .push_bind(*ts_ms)
+                        .push_bind(payload.as_str());
+                },
+            );
+            insert.build().execute(&mut *tx).await?;
+            stored.extend(
+                rendered
+                    .into_iter()
+                    .map(|(_, _, _, _, seq, payload)| StoredEvent { seq, payload }),
+            );
+        }
+        tx.commit().await?;
+        Ok(stored)
+    })
 }

@@ -1,19 +1,26 @@
 //! Persistence for Apogee: per-user event streams with `seq` assignment, threads, messages and
-//! runs, WebSocket tickets, and the org's usage records with the queries analyses run over them. The embedded
-//! default is SQLite (one writer connection, several readers, WAL). Knows nothing of
+//! runs, WebSocket tickets, node leases, and the org's usage records with the queries analyses
+//! run over them. Runs on SQLite (embedded default: one writer connection, several readers,
+//! WAL; one node) or on PostgreSQL (one pool; several nodes may share the database). The
+//! public API and the queries are the same on both; see the `db` module for how. Knows nothing of
 //! WebSocket, HTTP or agents.
 
 mod committer;
 mod conversations;
+mod db;
 mod error;
 mod events;
 mod migrate;
+mod nodes;
 mod org_usage;
 mod rollup;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 mod tickets;
 mod usage;
 
 pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnOutcome};
+pub use db::Backend;
 pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};
 pub use org_usage::OrgUsage;
@@ -24,9 +31,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use db::{Db, on_read};
+
+/// PostgreSQL connections per node unless the URL says otherwise (`?max_connections=N`).
+const PG_MAX_CONNECTIONS: u32 = 16;
 
 /// Whose stream or conversations an operation touches. Built by the server from an
 /// authenticated identity only.
@@ -39,69 +50,142 @@ pub struct UserKey {
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    /// SQLite has one writer at a time: a single-connection pool queues writers fairly instead
-    /// of letting them spin on `SQLITE_BUSY`.
-    write: SqlitePool,
-    read: SqlitePool,
+    db: Db,
     committer: committer::Committer,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` (`sqlite://path` or a plain path) and
-    /// applies pending migrations.
+    /// Opens the database at `url` and applies pending migrations: `postgres://…` or
+    /// `postgresql://…` (optionally with `max_connections=N` among its query parameters), else
+    /// SQLite (`sqlite://path` or a plain path, created if needed).
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        if path.is_empty() || path.contains(":memory:") {
-            return Err(StoreError::Config(
-                "an in-memory SQLite database cannot be shared between connections; give a file path".into(),
-            ));
-        }
-        if let Some(parent) = Path::new(path).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Config(format!("cannot create {}: {e}", parent.display()))
-            })?;
-        }
-        let base = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-            .map_err(|e| StoreError::Config(format!("bad database url `{url}`: {e}")))?
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(base.clone().create_if_missing(true))
-            .await?;
-        migrate::run(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(base.read_only(true))
-            .await?;
-        let committer = committer::Committer::start(write.clone());
-        Ok(Store {
-            write,
-            read,
-            committer,
-        })
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            open_postgres(url).await?
+        } else {
+            open_sqlite(url).await?
+        };
+        let committer = committer::Committer::start(db.clone());
+        Ok(Store { db, committer })
+    }
+
+    /// Which engine this store runs on: only PostgreSQL may be shared by several nodes.
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
     }
 
     /// Checks the database answers (for `/ready`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        on_read!(&self.db, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
         Ok(())
     }
 
     /// Usage queries bound to one org.
     pub fn org_usage(&self, org_id: &str) -> OrgUsage {
-        OrgUsage::new(self.read.clone(), org_id.to_string())
+        OrgUsage::new(self.db.clone(), org_id.to_string())
     }
 
     pub async fn close(&self) {
-        self.write.close().await;
-        self.read.close().await;
+        self.db.close().await;
+    }
+}
+
+async fn open_sqlite(url: &str) -> Result<Db, StoreError> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() || path.contains(":memory:") {
+        return Err(StoreError::Config(
+            "an in-memory SQLite database cannot be shared between connections; give a file path"
+                .into(),
+        ));
+    }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let base = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+        .map_err(|e| StoreError::Config(format!("bad database url `{url}`: {e}")))?
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(base.clone().create_if_missing(true))
+        .await?;
+    // Migrate before the read pool opens: a read-only connection cannot create the file.
+    let db = Db::Sqlite {
+        write: write.clone(),
+        read: write.clone(),
+    };
+    migrate::run(&db).await?;
+    let read = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(base.read_only(true))
+        .await?;
+    Ok(Db::Sqlite { write, read })
+}
+
+async fn open_postgres(url: &str) -> Result<Db, StoreError> {
+    let (base, max) = split_max_connections(url)?;
+    let options = PgConnectOptions::from_str(&base)
+        .map_err(|e| StoreError::Config(format!("bad database url: {e}")))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?;
+    let db = Db::Postgres(pool);
+    migrate::run(&db).await?;
+    Ok(db)
+}
+
+/// Takes our own `max_connections` parameter out of a PostgreSQL URL (the driver would warn
+/// about it), returning the rest of the URL and the pool size.
+fn split_max_connections(url: &str) -> Result<(String, u32), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), PG_MAX_CONNECTIONS));
+    };
+    let mut max = PG_MAX_CONNECTIONS;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("max_connections", v)) => {
+                max = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    StoreError::Config(format!(
+                        "max_connections must be a positive integer, not `{v}`"
+                    ))
+                })?;
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((rest, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_connections_is_taken_out_of_the_url() {
+        let (u, n) = split_max_connections("postgres://h/db").unwrap();
+        assert_eq!((u.as_str(), n), ("postgres://h/db", PG_MAX_CONNECTIONS));
+        let (u, n) =
+            split_max_connections("postgres://h/db?sslmode=disable&max_connections=3").unwrap();
+        assert_eq!((u.as_str(), n), ("postgres://h/db?sslmode=disable", 3));
+        let (u, n) = split_max_connections("postgres://h/db?max_connections=5").unwrap();
+        assert_eq!((u.as_str(), n), ("postgres://h/db", 5));
+        assert!(split_max_connections("postgres://h/db?max_connections=0").is_err());
     }
 }

@@ -4,23 +4,30 @@
 //! Totals and breakdowns read the hourly rollups for the whole hours of a period and raw rows
 //! only for its partial edge hours ([`Split`]), so they stay exact for any period while a
 //! 30-day breakdown reads ~720 hours × dimensions instead of every call.
+//!
+//! The SQL is shared by both backends and gives identical results on them: sums are cast to
+//! BIGINT (PostgreSQL's SUM of BIGINT is NUMERIC), text keys sort byte-wise (`COLLATE "C"` on
+//! PostgreSQL) and only day bucketing and the insertion-order tiebreak differ by dialect.
 
+use crate::db::{Cols, Db, on_read};
+use crate::rollup;
 use apogee_analytics::queries::{latency_row, sort_latency_rows};
 use apogee_analytics::{
     BatchCandidate, CostRow, GroupBy, LatencyRow, Nanos, OrgUsageQueries, Period, QueryError,
     RepeatProfile, TokenMix, TrafficProfile, UsageTotals,
 };
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
-
-use crate::rollup;
 
 /// Usage queries bound to one org. Obtained from [`crate::Store::org_usage`].
 #[derive(Clone)]
 pub struct OrgUsage {
-    pool: SqlitePool,
+    db: Db,
     org_id: String,
+}
+
+/// `SUM(expr)` as a BIGINT, 0 over no rows, on both backends.
+fn sum(expr: &str) -> String {
+    format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)")
 }
 
 fn backend(e: sqlx::Error) -> QueryError {
@@ -28,14 +35,24 @@ fn backend(e: sqlx::Error) -> QueryError {
 }
 
 /// The group key over the union of rollup and raw rows that [`UNION_ROWS`] produces.
-fn group_key(by: GroupBy) -> &'static str {
+fn group_key(db: &Db, by: GroupBy) -> &'static str {
     match by {
         GroupBy::Model => "model",
         GroupBy::Provider => "provider",
         GroupBy::User => "user_key",
         GroupBy::Feature => "feature_key",
-        GroupBy::Day => "strftime('%Y-%m-%d', hour_ms / 1000, 'unixepoch')",
+        // The UTC day; `hour_ms / 1000` truncates alike on both.
+        GroupBy::Day => db.pick(
+            "strftime('%Y-%m-%d', hour_ms / 1000, 'unixepoch')",
+            "to_char(to_timestamp(hour_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        ),
     }
+}
+
+/// Appended to a text key in a select list so that grouping and ordering by it compare bytes,
+/// as SQLite does, whatever the PostgreSQL database's collation.
+fn bytewise(db: &Db) -> &'static str {
+    db.pick("", " COLLATE \"C\"")
 }
 
 /// How a period `[from, to)` is read: whole hours `[hours_from, hours_to)` from the rollups,
@@ -79,11 +96,11 @@ impl Split {
 }
 
 /// Rollup rows of the whole hours, then raw rows of the edges shaped like rollup rows. Binds:
-/// ?1 org, ?2/?3 the hours, ?4/?5 the first edge, ?6/?7 the second.
+/// $1 org, $2/$3 the hours, $4/$5 the first edge, $6/$7 the second.
 const UNION_ROWS: &str = "
     SELECT hour_ms, provider, model, user_key, feature_key, calls, input_tokens, output_tokens,
            cached_input_tokens, cost_nanos, unpriced_calls, unpriced_tokens, error_calls
-    FROM usage_hourly WHERE org_id = ?1 AND hour_ms >= ?2 AND hour_ms < ?3
+    FROM usage_hourly WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3
     UNION ALL
     SELECT ts_ms AS hour_ms, provider, model, COALESCE(user_name, '(none)') AS user_key,
            COALESCE(feature, '(none)') AS feature_key, request_count AS calls, input_tokens,
@@ -92,46 +109,46 @@ const UNION_ROWS: &str = "
            CASE WHEN cost_nanos IS NULL THEN input_tokens + output_tokens ELSE 0 END AS unpriced_tokens,
            CASE WHEN status <> 'ok' THEN request_count ELSE 0 END AS error_calls
     FROM usage_records
-    WHERE org_id = ?1 AND ((ts_ms >= ?4 AND ts_ms < ?5) OR (ts_ms >= ?6 AND ts_ms < ?7))";
+    WHERE org_id = $1 AND ((ts_ms >= $4 AND ts_ms < $5) OR (ts_ms >= $6 AND ts_ms < $7))";
 
-fn bind_split<'q>(
-    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    org_id: &'q str,
-    s: Split,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    q.bind(org_id)
-        .bind(s.hours_from)
-        .bind(s.hours_to)
-        .bind(s.from)
-        .bind(s.edge1_to)
-        .bind(s.edge2_from)
-        .bind(s.to)
+/// Binds [`UNION_ROWS`]' parameters to a query of either backend.
+macro_rules! bind_split {
+    ($q:expr, $org_id:expr, $s:expr) => {{
+        let s: Split = $s;
+        $q.bind($org_id)
+            .bind(s.hours_from)
+            .bind(s.hours_to)
+            .bind(s.from)
+            .bind(s.edge1_to)
+            .bind(s.edge2_from)
+            .bind(s.to)
+    }};
 }
 
-fn cost_row(r: &SqliteRow) -> Result<CostRow, sqlx::Error> {
+fn cost_row(r: &impl Cols) -> Result<CostRow, sqlx::Error> {
     Ok(CostRow {
-        key: r.try_get("k")?,
-        calls: r.try_get("calls")?,
-        input_tokens: r.try_get("input_tokens")?,
-        output_tokens: r.try_get("output_tokens")?,
-        cost: Nanos(r.try_get("cost")?),
-        unpriced_calls: r.try_get("unpriced_calls")?,
+        key: r.text("k")?,
+        calls: r.int("calls")?,
+        input_tokens: r.int("input_tokens")?,
+        output_tokens: r.int("output_tokens")?,
+        cost: Nanos(r.int("cost")?),
+        unpriced_calls: r.int("unpriced_calls")?,
     })
 }
 
-fn mix(r: &SqliteRow, prefix: &str) -> Result<TokenMix, sqlx::Error> {
+fn mix(r: &impl Cols, prefix: &str) -> Result<TokenMix, sqlx::Error> {
     Ok(TokenMix {
-        calls: r.try_get(format!("{prefix}calls").as_str())?,
-        fresh_input_tokens: r.try_get(format!("{prefix}fresh").as_str())?,
-        cached_input_tokens: r.try_get(format!("{prefix}cached").as_str())?,
-        output_tokens: r.try_get(format!("{prefix}output").as_str())?,
-        cost: Nanos(r.try_get(format!("{prefix}cost").as_str())?),
+        calls: r.int(&format!("{prefix}calls"))?,
+        fresh_input_tokens: r.int(&format!("{prefix}fresh"))?,
+        cached_input_tokens: r.int(&format!("{prefix}cached"))?,
+        output_tokens: r.int(&format!("{prefix}output"))?,
+        cost: Nanos(r.int(&format!("{prefix}cost"))?),
     })
 }
 
 impl OrgUsage {
-    pub(crate) fn new(pool: SqlitePool, org_id: String) -> Self {
-        Self { pool, org_id }
+    pub(crate) fn new(db: Db, org_id: String) -> Self {
+        Self { db, org_id }
     }
 
     pub fn org_id(&self) -> &str {
@@ -143,30 +160,36 @@ impl OrgUsage {
 impl OrgUsageQueries for OrgUsage {
     async fn totals(&self, period: &Period) -> Result<UsageTotals, QueryError> {
         let sql = format!(
-            "SELECT COALESCE(SUM(calls), 0) AS calls,
-                    COALESCE(SUM(input_tokens), 0) AS input_tokens,
-                    COALESCE(SUM(output_tokens), 0) AS output_tokens,
-                    COALESCE(SUM(cached_input_tokens), 0) AS cached,
-                    COALESCE(SUM(cost_nanos), 0) AS cost,
-                    COALESCE(SUM(unpriced_calls), 0) AS unpriced_calls,
-                    COALESCE(SUM(unpriced_tokens), 0) AS unpriced_tokens,
-                    COALESCE(SUM(error_calls), 0) AS error_calls
-             FROM ({UNION_ROWS}) AS u"
+            "SELECT {calls} AS calls, {input} AS input_tokens, {output} AS output_tokens,
+                    {cached} AS cached, {cost} AS cost, {unpriced_calls} AS unpriced_calls,
+                    {unpriced_tokens} AS unpriced_tokens, {errors} AS error_calls
+             FROM ({UNION_ROWS}) AS u",
+            calls = sum("calls"),
+            input = sum("input_tokens"),
+            output = sum("output_tokens"),
+            cached = sum("cached_input_tokens"),
+            cost = sum("cost_nanos"),
+            unpriced_calls = sum("unpriced_calls"),
+            unpriced_tokens = sum("unpriced_tokens"),
+            errors = sum("error_calls"),
         );
-        let r = bind_split(sqlx::query(&sql), &self.org_id, Split::of(period))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
-        let get = |c: &str| r.try_get::<i64, _>(c).map_err(backend);
-        Ok(UsageTotals {
-            calls: get("calls")?,
-            input_tokens: get("input_tokens")?,
-            output_tokens: get("output_tokens")?,
-            cached_input_tokens: get("cached")?,
-            cost: Nanos(get("cost")?),
-            unpriced_calls: get("unpriced_calls")?,
-            unpriced_tokens: get("unpriced_tokens")?,
-            error_calls: get("error_calls")?,
+        let split = Split::of(period);
+        on_read!(&self.db, pool => {
+            let r = bind_split!(sqlx::query(&sql), &self.org_id, split)
+                .fetch_one(pool)
+                .await
+                .map_err(backend)?;
+            let get = |c: &str| r.int(c).map_err(backend);
+            Ok(UsageTotals {
+                calls: get("calls")?,
+                input_tokens: get("input_tokens")?,
+                output_tokens: get("output_tokens")?,
+                cached_input_tokens: get("cached")?,
+                cost: Nanos(get("cost")?),
+                unpriced_calls: get("unpriced_calls")?,
+                unpriced_tokens: get("unpriced_tokens")?,
+                error_calls: get("error_calls")?,
+            })
         })
     }
 
@@ -177,23 +200,29 @@ impl OrgUsageQueries for OrgUsage {
             "cost DESC, k ASC"
         };
         let sql = format!(
-            "SELECT {key} AS k, COALESCE(SUM(calls), 0) AS calls,
-                    COALESCE(SUM(input_tokens), 0) AS input_tokens,
-                    COALESCE(SUM(output_tokens), 0) AS output_tokens,
-                    COALESCE(SUM(cost_nanos), 0) AS cost,
-                    COALESCE(SUM(unpriced_calls), 0) AS unpriced_calls
+            "SELECT {key}{bytewise} AS k, {calls} AS calls, {input} AS input_tokens,
+                    {output} AS output_tokens, {cost} AS cost, {unpriced} AS unpriced_calls
              FROM ({UNION_ROWS}) AS u
              GROUP BY k ORDER BY {order}",
-            key = group_key(by)
+            key = group_key(&self.db, by),
+            bytewise = bytewise(&self.db),
+            calls = sum("calls"),
+            input = sum("input_tokens"),
+            output = sum("output_tokens"),
+            cost = sum("cost_nanos"),
+            unpriced = sum("unpriced_calls"),
         );
-        let rows = bind_split(sqlx::query(&sql), &self.org_id, Split::of(period))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(cost_row)
-            .collect::<Result<_, _>>()
-            .map_err(backend)
+        let split = Split::of(period);
+        on_read!(&self.db, pool => {
+            let rows = bind_split!(sqlx::query(&sql), &self.org_id, split)
+                .fetch_all(pool)
+                .await
+                .map_err(backend)?;
+            rows.iter()
+                .map(cost_row)
+                .collect::<Result<_, _>>()
+                .map_err(backend)
+        })
     }
 
     async fn traffic_profile(
@@ -203,71 +232,94 @@ impl OrgUsageQueries for OrgUsage {
         max_input_tokens: i64,
         max_output_tokens: i64,
     ) -> Result<TrafficProfile, QueryError> {
-        let short = "input_tokens <= ?1 AND output_tokens <= ?2";
+        let short = "input_tokens <= $1 AND output_tokens <= $2";
         let batch_sum = |b: &str, prefix: &str| {
+            let when = |then: &str| {
+                sum(&format!(
+                    "CASE WHEN {short} AND batch = {b} THEN {then} ELSE 0 END"
+                ))
+            };
             format!(
-                "COALESCE(SUM(CASE WHEN {short} AND batch = {b} THEN 1 ELSE 0 END), 0) AS {prefix}calls,
-                 COALESCE(SUM(CASE WHEN {short} AND batch = {b} THEN input_tokens - cached_input_tokens ELSE 0 END), 0) AS {prefix}fresh,
-                 COALESCE(SUM(CASE WHEN {short} AND batch = {b} THEN cached_input_tokens ELSE 0 END), 0) AS {prefix}cached,
-                 COALESCE(SUM(CASE WHEN {short} AND batch = {b} THEN output_tokens ELSE 0 END), 0) AS {prefix}output,
-                 COALESCE(SUM(CASE WHEN {short} AND batch = {b} THEN cost_nanos ELSE 0 END), 0) AS {prefix}cost"
+                "{} AS {prefix}calls, {} AS {prefix}fresh, {} AS {prefix}cached,
+                 {} AS {prefix}output, {} AS {prefix}cost",
+                when("1"),
+                when("input_tokens - cached_input_tokens"),
+                when("cached_input_tokens"),
+                when("output_tokens"),
+                when("cost_nanos"),
             )
         };
         let sql = format!(
-            "SELECT COUNT(*) AS all_calls, COALESCE(SUM(cost_nanos), 0) AS all_cost,
+            "SELECT COUNT(*) AS all_calls, {all_cost} AS all_cost,
                     {interactive}, {batch}
              FROM usage_records
-             WHERE org_id = ?3 AND model = ?4 AND ts_ms >= ?5 AND ts_ms < ?6
+             WHERE org_id = $3 AND model = $4 AND ts_ms >= $5 AND ts_ms < $6
                AND price_source IS NOT NULL AND price_source <> 'client'",
-            interactive = batch_sum("0", "i_"),
-            batch = batch_sum("1", "b_"),
+            all_cost = sum("cost_nanos"),
+            interactive = batch_sum("FALSE", "i_"),
+            batch = batch_sum("TRUE", "b_"),
         );
-        let r = sqlx::query(&sql)
-            .bind(max_input_tokens)
-            .bind(max_output_tokens)
-            .bind(&self.org_id)
-            .bind(model)
-            .bind(period.from_ms())
-            .bind(period.to_ms())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(TrafficProfile {
-            model: model.to_string(),
-            short_interactive: mix(&r, "i_").map_err(backend)?,
-            short_batch: mix(&r, "b_").map_err(backend)?,
-            all_calls: r.try_get("all_calls").map_err(backend)?,
-            all_cost: Nanos(r.try_get("all_cost").map_err(backend)?),
+        on_read!(&self.db, pool => {
+            let r = sqlx::query(&sql)
+                .bind(max_input_tokens)
+                .bind(max_output_tokens)
+                .bind(&self.org_id)
+                .bind(model)
+                .bind(period.from_ms())
+                .bind(period.to_ms())
+                .fetch_one(pool)
+                .await
+                .map_err(backend)?;
+            Ok(TrafficProfile {
+                model: model.to_string(),
+                short_interactive: mix(&r, "i_").map_err(backend)?,
+                short_batch: mix(&r, "b_").map_err(backend)?,
+                all_calls: r.int("all_calls").map_err(backend)?,
+                all_cost: Nanos(r.int("all_cost").map_err(backend)?),
+            })
         })
     }
 
     async fn repeated_prompts(&self, period: &Period) -> Result<RepeatProfile, QueryError> {
         // A repeat is every call after the first (by time, then insertion order) of the same
         // prompt on the same model: the calls a response cache would have answered.
-        let rows = sqlx::query(
-            "SELECT COALESCE(feature, '(none)') AS k, COUNT(*) AS calls,
-                    COALESCE(SUM(input_tokens), 0) AS input_tokens,
-                    COALESCE(SUM(output_tokens), 0) AS output_tokens,
-                    COALESCE(SUM(cost_nanos), 0) AS cost,
-                    COALESCE(SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END), 0) AS unpriced_calls,
-                    COALESCE(SUM(CASE WHEN rn = 2 THEN 1 ELSE 0 END), 0) AS prompts
+        // Insertion order breaks ties in time: SQLite's rowid; on PostgreSQL the row's
+        // physical position (ctid), which follows insertion until space freed by deletes is
+        // reused — then only calls of one prompt in the same millisecond may order differently.
+        let sql = format!(
+            "SELECT COALESCE(feature, '(none)'){bytewise} AS k, COUNT(*) AS calls,
+                    {input} AS input_tokens, {output} AS output_tokens, {cost} AS cost,
+                    {unpriced} AS unpriced_calls, {prompts} AS prompts
              FROM (SELECT feature, input_tokens, output_tokens, cost_nanos,
-                          ROW_NUMBER() OVER (PARTITION BY model, prompt_hash ORDER BY ts_ms, rowid) AS rn
+                          ROW_NUMBER() OVER (PARTITION BY model, prompt_hash ORDER BY ts_ms, {rowid}) AS rn
                    FROM usage_records
-                   WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ? AND prompt_hash IS NOT NULL) AS numbered
+                   WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND prompt_hash IS NOT NULL) AS numbered
              WHERE rn > 1
              GROUP BY k ORDER BY cost DESC, k ASC",
-        )
-        .bind(&self.org_id)
-        .bind(period.from_ms())
-        .bind(period.to_ms())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+            bytewise = bytewise(&self.db),
+            input = sum("input_tokens"),
+            output = sum("output_tokens"),
+            cost = sum("cost_nanos"),
+            unpriced = sum("CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END"),
+            prompts = sum("CASE WHEN rn = 2 THEN 1 ELSE 0 END"),
+            rowid = self.db.pick("rowid", "ctid"),
+        );
+        let rows: Vec<(CostRow, i64)> = on_read!(&self.db, pool => {
+            sqlx::query(&sql)
+                .bind(&self.org_id)
+                .bind(period.from_ms())
+                .bind(period.to_ms())
+                .fetch_all(pool)
+                .await
+                .map_err(backend)?
+                .iter()
+                .map(|r| Ok((cost_row(r)?, r.int("prompts")?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(backend)?
+        });
         let mut profile = RepeatProfile::default();
-        for r in &rows {
-            let row = cost_row(r).map_err(backend)?;
-            profile.repeated_prompts += r.try_get::<i64, _>("prompts").map_err(backend)?;
+        for (row, prompts) in rows {
+            profile.repeated_prompts += prompts;
             profile.repeat_calls += row.calls;
             profile.repeat_cost = profile.repeat_cost + row.cost;
             profile.top_features.push(row);
@@ -281,78 +333,88 @@ impl OrgUsageQueries for OrgUsage {
             "((ts_ms / 3600000) % 24) < {}",
             apogee_analytics::queries::NIGHT_END_HOUR
         );
+        let when = |then: &str| sum(&format!("CASE WHEN {night} THEN {then} ELSE 0 END"));
         let sql = format!(
-            "SELECT COALESCE(feature, '(none)') AS f, model, COUNT(*) AS all_calls,
-                    COALESCE(SUM(CASE WHEN {night} THEN 1 ELSE 0 END), 0) AS n_calls,
-                    COALESCE(SUM(CASE WHEN {night} THEN input_tokens - cached_input_tokens ELSE 0 END), 0) AS n_fresh,
-                    COALESCE(SUM(CASE WHEN {night} THEN cached_input_tokens ELSE 0 END), 0) AS n_cached,
-                    COALESCE(SUM(CASE WHEN {night} THEN output_tokens ELSE 0 END), 0) AS n_output,
-                    COALESCE(SUM(CASE WHEN {night} THEN cost_nanos ELSE 0 END), 0) AS n_cost
+            "SELECT COALESCE(feature, '(none)'){bytewise} AS f, model{bytewise} AS model,
+                    COUNT(*) AS all_calls, {calls} AS n_calls, {fresh} AS n_fresh,
+                    {cached} AS n_cached, {output} AS n_output, {cost} AS n_cost
              FROM usage_records
-             WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ? AND batch = 0
+             WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND batch = FALSE
                AND price_source IS NOT NULL AND price_source <> 'client'
-             GROUP BY f, model ORDER BY f, model"
+             GROUP BY f, model ORDER BY f, model",
+            bytewise = bytewise(&self.db),
+            calls = when("1"),
+            fresh = when("input_tokens - cached_input_tokens"),
+            cached = when("cached_input_tokens"),
+            output = when("output_tokens"),
+            cost = when("cost_nanos"),
         );
-        let rows = sqlx::query(&sql)
-            .bind(&self.org_id)
-            .bind(period.from_ms())
-            .bind(period.to_ms())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(BatchCandidate {
-                    feature: r.try_get("f")?,
-                    model: r.try_get("model")?,
-                    interactive_calls: r.try_get("all_calls")?,
-                    night: mix(r, "n_")?,
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(&sql)
+                .bind(&self.org_id)
+                .bind(period.from_ms())
+                .bind(period.to_ms())
+                .fetch_all(pool)
+                .await
+                .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(BatchCandidate {
+                        feature: r.text("f")?,
+                        model: r.text("model")?,
+                        interactive_calls: r.int("all_calls")?,
+                        night: mix(r, "n_")?,
+                    })
                 })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(backend)
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(backend)
+        })
     }
 
     async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError> {
         // Calls and errors from the rollups; percentiles need every latency, read sorted so
         // each model's sample arrives in order.
         let sql = format!(
-            "SELECT model, COALESCE(SUM(calls), 0) AS calls, COALESCE(SUM(error_calls), 0) AS errors
-             FROM ({UNION_ROWS}) AS u GROUP BY model"
+            "SELECT model, {calls} AS calls, {errors} AS errors
+             FROM ({UNION_ROWS}) AS u GROUP BY model",
+            calls = sum("calls"),
+            errors = sum("error_calls"),
         );
-        let counts = bind_split(sqlx::query(&sql), &self.org_id, Split::of(period))
-            .fetch_all(&self.pool)
+        let split = Split::of(period);
+        let (counts, latencies) = on_read!(&self.db, pool => {
+            let counts = bind_split!(sqlx::query(&sql), &self.org_id, split)
+                .fetch_all(pool)
+                .await
+                .map_err(backend)?
+                .iter()
+                .map(|r| Ok((r.text("model")?, r.int("calls")?, r.int("errors")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(backend)?;
+            let latencies = sqlx::query(
+                "SELECT model, latency_ms FROM usage_records
+                 WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND latency_ms IS NOT NULL
+                 ORDER BY model, latency_ms",
+            )
+            .bind(&self.org_id)
+            .bind(period.from_ms())
+            .bind(period.to_ms())
+            .fetch_all(pool)
             .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| Ok((r.text("model")?, r.int("latency_ms")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(backend)?;
-        let latencies = sqlx::query(
-            "SELECT model, latency_ms FROM usage_records
-             WHERE org_id = ? AND ts_ms >= ? AND ts_ms < ? AND latency_ms IS NOT NULL
-             ORDER BY model, latency_ms",
-        )
-        .bind(&self.org_id)
-        .bind(period.from_ms())
-        .bind(period.to_ms())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+            (counts, latencies)
+        });
         let mut samples: std::collections::HashMap<String, Vec<i64>> = Default::default();
-        for r in &latencies {
-            let model: String = r.try_get("model").map_err(backend)?;
-            samples
-                .entry(model)
-                .or_default()
-                .push(r.try_get("latency_ms").map_err(backend)?);
+        for (model, latency) in latencies {
+            samples.entry(model).or_default().push(latency);
         }
         let mut rows = Vec::with_capacity(counts.len());
-        for r in &counts {
-            let model: String = r.try_get("model").map_err(backend)?;
+        for (model, calls, errors) in counts {
             let lat = samples.remove(&model).unwrap_or_default();
-            rows.push(latency_row(
-                model,
-                r.try_get("calls").map_err(backend)?,
-                r.try_get("errors").map_err(backend)?,
-                &lat,
-            ));
+            rows.push(latency_row(model, calls, errors, &lat));
         }
         sort_latency_rows(&mut rows);
         Ok(rows)

@@ -2,8 +2,7 @@
 //! one `DELETE … RETURNING`, so two handshakes racing with the same ticket cannot both win,
 //! whichever node they reach.
 
-use sqlx::Row;
-
+use crate::db::{Cols, on_write};
 use crate::{Store, StoreError, UserKey};
 
 /// What a new ticket is bound to.
@@ -35,43 +34,52 @@ impl Store {
         grant: &TicketGrant,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
-        sqlx::query("DELETE FROM ws_tickets WHERE expires_ms < ?")
-            .bind(now_ms)
+        on_write!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM ws_tickets WHERE expires_ms < $1")
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO ws_tickets (ticket, org_id, user_id, expires_ms, token_exp)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(ticket)
+            .bind(&grant.user.org_id)
+            .bind(&grant.user.user_id)
+            .bind(grant.expires_ms)
+            .bind(grant.token_exp)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO ws_tickets (ticket, org_id, user_id, expires_ms, token_exp) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(ticket)
-        .bind(&grant.user.org_id)
-        .bind(&grant.user.user_id)
-        .bind(grant.expires_ms)
-        .bind(grant.token_exp)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     /// Consumes `ticket`: whatever the answer, it can never be redeemed again.
     pub async fn redeem_ticket(&self, ticket: &str, now_ms: i64) -> Result<Redeemed, StoreError> {
-        let row = sqlx::query(
-            "DELETE FROM ws_tickets WHERE ticket = ? RETURNING org_id, user_id, expires_ms, token_exp",
-        )
-        .bind(ticket)
-        .fetch_optional(&self.write)
-        .await?;
-        let Some(row) = row else {
+        let grant = on_write!(&self.db, pool => {
+            sqlx::query(
+                "DELETE FROM ws_tickets WHERE ticket = $1
+                 RETURNING org_id, user_id, expires_ms, token_exp",
+            )
+            .bind(ticket)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| {
+                Ok::<_, sqlx::Error>(TicketGrant {
+                    user: UserKey {
+                        org_id: row.text("org_id")?,
+                        user_id: row.text("user_id")?,
+                    },
+                    expires_ms: row.int("expires_ms")?,
+                    token_exp: row.opt_int("token_exp")?,
+                })
+            })
+            .transpose()?
+        });
+        let Some(grant) = grant else {
             return Ok(Redeemed::Unknown);
-        };
-        let grant = TicketGrant {
-            user: UserKey {
-                org_id: row.try_get("org_id")?,
-                user_id: row.try_get("user_id")?,
-            },
-            expires_ms: row.try_get("expires_ms")?,
-            token_exp: row.try_get("token_exp")?,
         };
         Ok(if grant.expires_ms < now_ms {
             Redeemed::Expired
@@ -98,43 +106,42 @@ mod tests {
 
     #[tokio::test]
     async fn a_ticket_is_redeemed_once_and_expired_ones_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("t.db").to_str().unwrap())
-            .await
-            .unwrap();
-        store
-            .issue_ticket("t1", &grant(2_000), 1_000)
-            .await
-            .unwrap();
-        store
-            .issue_ticket("t2", &grant(2_000), 1_000)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.redeem_ticket("t1", 1_500).await.unwrap(),
-            Redeemed::Valid(grant(2_000))
-        );
-        assert_eq!(
-            store.redeem_ticket("t1", 1_500).await.unwrap(),
-            Redeemed::Unknown
-        );
-        assert_eq!(
-            store.redeem_ticket("t2", 2_001).await.unwrap(),
-            Redeemed::Expired
-        );
-        assert_eq!(
-            store.redeem_ticket("nope", 0).await.unwrap(),
-            Redeemed::Unknown
-        );
-        // Issuing sweeps expired tickets.
-        store.issue_ticket("t3", &grant(500), 0).await.unwrap();
-        store
-            .issue_ticket("t4", &grant(5_000), 1_000)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.redeem_ticket("t3", 0).await.unwrap(),
-            Redeemed::Unknown
-        );
+        for t in crate::test_support::stores().await {
+            let store = &t.store;
+            store
+                .issue_ticket("t1", &grant(2_000), 1_000)
+                .await
+                .unwrap();
+            store
+                .issue_ticket("t2", &grant(2_000), 1_000)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.redeem_ticket("t1", 1_500).await.unwrap(),
+                Redeemed::Valid(grant(2_000))
+            );
+            assert_eq!(
+                store.redeem_ticket("t1", 1_500).await.unwrap(),
+                Redeemed::Unknown
+            );
+            assert_eq!(
+                store.redeem_ticket("t2", 2_001).await.unwrap(),
+                Redeemed::Expired
+            );
+            assert_eq!(
+                store.redeem_ticket("nope", 0).await.unwrap(),
+                Redeemed::Unknown
+            );
+            // Issuing sweeps expired tickets.
+            store.issue_ticket("t3", &grant(500), 0).await.unwrap();
+            store
+                .issue_ticket("t4", &grant(5_000), 1_000)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.redeem_ticket("t3", 0).await.unwrap(),
+                Redeemed::Unknown
+            );
+        }
     }
 }

@@ -6,18 +6,17 @@ use std::sync::Arc;
 use apogee_analytics::demo::{DemoSpec, generate};
 use apogee_analytics::memory::MemoryUsage;
 use apogee_analytics::{GroupBy, OrgUsageQueries, Period, PriceCatalog, PricedRecord};
-use apogee_store::Store;
+use apogee_store::test_support::{TestStore, stores};
+use apogee_store::{Backend, Store};
 use chrono::{TimeZone, Utc};
 
 async fn store_with(
-    dir: &std::path::Path,
+    t: &TestStore,
     org: &str,
     records: &[PricedRecord],
     catalog: &PriceCatalog,
 ) -> Store {
-    let store = Store::open(&format!("sqlite://{}", dir.join("t.db").display()))
-        .await
-        .unwrap();
+    let store = t.store.clone();
     let rows: Vec<(PricedRecord, String)> = records
         .iter()
         .map(|p| (p.clone(), p.provider(catalog)))
@@ -40,71 +39,72 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
     let records: Vec<PricedRecord> = generate(&spec)
         .map(|r| PricedRecord::price(r, &catalog))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), "acme", &records, &catalog).await;
-    let sql = store.org_usage("acme");
-    let mem = MemoryUsage::new(records, Arc::clone(&catalog));
+    for t in stores().await {
+        let store = store_with(&t, "acme", &records, &catalog).await;
+        let sql = store.org_usage("acme");
+        let mem = MemoryUsage::new(records.clone(), Arc::clone(&catalog));
 
-    let periods = [
-        Period::new(end - chrono::Duration::days(30), end),
-        Period::new(end - chrono::Duration::days(7), end),
-        Period::new(
-            end - chrono::Duration::hours(36),
-            end - chrono::Duration::hours(11),
-        ),
-        // Not hour-aligned: whole hours come from the rollups, the edges from raw rows.
-        Period::new(
-            end - chrono::Duration::days(9) + chrono::Duration::seconds(1_037),
-            end - chrono::Duration::days(2) - chrono::Duration::milliseconds(2_581_003),
-        ),
-        // Within one hour.
-        Period::new(
-            end - chrono::Duration::minutes(50),
-            end - chrono::Duration::minutes(5),
-        ),
-    ];
-    // The demo data has latencies and errors, so the latency comparison compares something.
-    assert!(
-        mem.latency_by_model(&periods[0])
-            .await
-            .unwrap()
-            .iter()
-            .any(|r| r.latency_samples > 0 && r.error_calls > 0 && r.p99_ms > r.p50_ms)
-    );
-    for p in &periods {
-        assert_eq!(sql.totals(p).await.unwrap(), mem.totals(p).await.unwrap());
-        for by in [
-            GroupBy::Model,
-            GroupBy::Provider,
-            GroupBy::User,
-            GroupBy::Feature,
-            GroupBy::Day,
-        ] {
+        let periods = [
+            Period::new(end - chrono::Duration::days(30), end),
+            Period::new(end - chrono::Duration::days(7), end),
+            Period::new(
+                end - chrono::Duration::hours(36),
+                end - chrono::Duration::hours(11),
+            ),
+            // Not hour-aligned: whole hours come from the rollups, the edges from raw rows.
+            Period::new(
+                end - chrono::Duration::days(9) + chrono::Duration::seconds(1_037),
+                end - chrono::Duration::days(2) - chrono::Duration::milliseconds(2_581_003),
+            ),
+            // Within one hour.
+            Period::new(
+                end - chrono::Duration::minutes(50),
+                end - chrono::Duration::minutes(5),
+            ),
+        ];
+        // The demo data has latencies and errors, so the latency comparison compares something.
+        assert!(
+            mem.latency_by_model(&periods[0])
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.latency_samples > 0 && r.error_calls > 0 && r.p99_ms > r.p50_ms)
+        );
+        for p in &periods {
+            assert_eq!(sql.totals(p).await.unwrap(), mem.totals(p).await.unwrap());
+            for by in [
+                GroupBy::Model,
+                GroupBy::Provider,
+                GroupBy::User,
+                GroupBy::Feature,
+                GroupBy::Day,
+            ] {
+                assert_eq!(
+                    sql.breakdown(p, by).await.unwrap(),
+                    mem.breakdown(p, by).await.unwrap(),
+                    "{by:?}"
+                );
+            }
+            for model in ["gpt-4o", "claude-sonnet-4", "gemini-2.0-flash", "nope"] {
+                assert_eq!(
+                    sql.traffic_profile(p, model, 1000, 300).await.unwrap(),
+                    mem.traffic_profile(p, model, 1000, 300).await.unwrap(),
+                    "{model}"
+                );
+            }
             assert_eq!(
-                sql.breakdown(p, by).await.unwrap(),
-                mem.breakdown(p, by).await.unwrap(),
-                "{by:?}"
+                sql.repeated_prompts(p).await.unwrap(),
+                mem.repeated_prompts(p).await.unwrap()
+            );
+            assert_eq!(
+                sql.latency_by_model(p).await.unwrap(),
+                mem.latency_by_model(p).await.unwrap()
+            );
+            assert_eq!(
+                sql.batch_candidates(p).await.unwrap(),
+                mem.batch_candidates(p).await.unwrap()
             );
         }
-        for model in ["gpt-4o", "claude-sonnet-4", "gemini-2.0-flash", "nope"] {
-            assert_eq!(
-                sql.traffic_profile(p, model, 1000, 300).await.unwrap(),
-                mem.traffic_profile(p, model, 1000, 300).await.unwrap(),
-                "{model}"
-            );
-        }
-        assert_eq!(
-            sql.repeated_prompts(p).await.unwrap(),
-            mem.repeated_prompts(p).await.unwrap()
-        );
-        assert_eq!(
-            sql.latency_by_model(p).await.unwrap(),
-            mem.latency_by_model(p).await.unwrap()
-        );
-        assert_eq!(
-            sql.batch_candidates(p).await.unwrap(),
-            mem.batch_candidates(p).await.unwrap()
-        );
     }
 }
 
@@ -121,29 +121,30 @@ async fn another_orgs_usage_is_never_counted() {
     let records: Vec<PricedRecord> = generate(&spec)
         .map(|r| PricedRecord::price(r, &catalog))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), "org-a", &records, &catalog).await;
-    let p = Period::new(end - chrono::Duration::days(10), end);
-    assert_eq!(
-        store.org_usage("org-a").totals(&p).await.unwrap().calls,
-        1_000
-    );
-    let b = store.org_usage("org-b");
-    assert_eq!(b.totals(&p).await.unwrap().calls, 0);
-    assert!(b.breakdown(&p, GroupBy::Model).await.unwrap().is_empty());
-    // Same request ids in another org are not duplicates.
-    let rows: Vec<(PricedRecord, String)> = records
-        .iter()
-        .map(|r| (r.clone(), r.provider(&catalog)))
-        .collect();
-    assert_eq!(
-        store.ingest_usage("org-b", &rows).await.unwrap().accepted,
-        1_000
-    );
-    assert_eq!(
-        store.ingest_usage("org-b", &rows).await.unwrap().duplicates,
-        1_000
-    );
+    for t in stores().await {
+        let store = store_with(&t, "org-a", &records, &catalog).await;
+        let p = Period::new(end - chrono::Duration::days(10), end);
+        assert_eq!(
+            store.org_usage("org-a").totals(&p).await.unwrap().calls,
+            1_000
+        );
+        let b = store.org_usage("org-b");
+        assert_eq!(b.totals(&p).await.unwrap().calls, 0);
+        assert!(b.breakdown(&p, GroupBy::Model).await.unwrap().is_empty());
+        // Same request ids in another org are not duplicates.
+        let rows: Vec<(PricedRecord, String)> = records
+            .iter()
+            .map(|r| (r.clone(), r.provider(&catalog)))
+            .collect();
+        assert_eq!(
+            store.ingest_usage("org-b", &rows).await.unwrap().accepted,
+            1_000
+        );
+        assert_eq!(
+            store.ingest_usage("org-b", &rows).await.unwrap().duplicates,
+            1_000
+        );
+    }
 }
 
 #[tokio::test]
@@ -167,44 +168,47 @@ async fn v2_columns_are_stored_and_aggregates_count_their_calls() {
         .into_iter()
         .map(|r| PricedRecord::price(r, &catalog))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), "acme", &records, &catalog).await;
-    let period = Period::new(
-        Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap(),
-        Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap(),
-    );
-    let sql = store.org_usage("acme").totals(&period).await.unwrap();
-    let mem = MemoryUsage::new(records, Arc::clone(&catalog))
-        .totals(&period)
-        .await
-        .unwrap();
-    assert_eq!(sql, mem);
-    assert_eq!((sql.calls, sql.unpriced_calls, sql.error_calls), (9, 3, 3));
-    store.close().await;
-
-    let pool =
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+    for t in stores().await {
+        let store = store_with(&t, "acme", &records, &catalog).await;
+        let period = Period::new(
+            Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap(),
+        );
+        let sql = store.org_usage("acme").totals(&period).await.unwrap();
+        let mem = MemoryUsage::new(records.clone(), Arc::clone(&catalog))
+            .totals(&period)
             .await
             .unwrap();
-    let row: (i64, i64, i64, bool, String, i64, String, i64) = sqlx::query_as(
-        "SELECT input_tokens, cached_input_tokens, cache_creation_input_tokens, stream,
-                finish_reason, max_tokens, tags, request_count
-         FROM usage_records WHERE request_id = 'a'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(
-        row,
-        (
-            1000,
-            900,
-            60,
-            true,
-            "end_turn".into(),
-            1024,
-            r#"{"team":"search"}"#.into(),
-            1
-        )
-    );
+        assert_eq!(sql, mem);
+        assert_eq!((sql.calls, sql.unpriced_calls, sql.error_calls), (9, 3, 3));
+        store.close().await;
+
+        let stored =
+            "SELECT input_tokens, cached_input_tokens, cache_creation_input_tokens, stream,
+                    finish_reason, max_tokens, tags, request_count
+             FROM usage_records WHERE request_id = 'a'";
+        let row: (i64, i64, i64, bool, String, i64, String, i64) = match t.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&t.url).await.unwrap();
+                sqlx::query_as(stored).fetch_one(&pool).await.unwrap()
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&t.url).await.unwrap();
+                sqlx::query_as(stored).fetch_one(&pool).await.unwrap()
+            }
+        };
+        assert_eq!(
+            row,
+            (
+                1000,
+                900,
+                60,
+                true,
+                "end_turn".into(),
+                1024,
+                r#"{"team":"search"}"#.into(),
+                1
+            )
+        );
+    }
 }

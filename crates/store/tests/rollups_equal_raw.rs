@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use apogee_analytics::memory::MemoryUsage;
 use apogee_analytics::{GroupBy, OrgUsageQueries, Period, PriceCatalog, PricedRecord, UsageRecord};
-use apogee_store::Store;
+use apogee_store::test_support::stores;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
@@ -107,64 +107,64 @@ async fn check(recs: Vec<Rec>, periods: Vec<(i64, i64)>, delete_demo: bool) {
         .iter()
         .map(|p| (p.clone(), p.provider(&catalog)))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
-        .await
-        .unwrap();
-    // Ingest in two overlapping halves: the overlap is duplicates and must add nothing.
-    let half = rows.len() / 2;
-    store
-        .ingest_usage("acme", &rows[..half + 1.min(rows.len() - half)])
-        .await
-        .unwrap();
-    store.ingest_usage("acme", &rows[half..]).await.unwrap();
-    store.ingest_usage("other", &rows).await.unwrap();
-    let kept: Vec<PricedRecord> = if delete_demo {
+    for t in stores().await {
+        let store = t.store.clone();
+        // Ingest in two overlapping halves: the overlap is duplicates and must add nothing.
+        let half = rows.len() / 2;
         store
-            .delete_usage_with_prefix("acme", "demo-")
+            .ingest_usage("acme", &rows[..half + 1.min(rows.len() - half)])
             .await
             .unwrap();
-        priced
-            .into_iter()
-            .filter(|p| {
-                !p.record
-                    .request_id
-                    .as_deref()
-                    .unwrap_or("")
-                    .starts_with("demo-")
-            })
-            .collect()
-    } else {
-        priced
-    };
-    let sql = store.org_usage("acme");
-    let mem = MemoryUsage::new(kept, Arc::clone(&catalog));
-    for (a, b) in periods {
-        let (from, to) = (a.min(b), a.max(b));
-        let p = Period::new(
-            start() + Duration::milliseconds(from),
-            start() + Duration::milliseconds(to),
-        );
-        assert_eq!(
-            sql.totals(&p).await.unwrap(),
-            mem.totals(&p).await.unwrap(),
-            "{p:?}"
-        );
-        for by in [
-            GroupBy::Model,
-            GroupBy::Provider,
-            GroupBy::User,
-            GroupBy::Feature,
-            GroupBy::Day,
-        ] {
-            assert_eq!(
-                sql.breakdown(&p, by).await.unwrap(),
-                mem.breakdown(&p, by).await.unwrap(),
-                "{by:?} {p:?}"
+        store.ingest_usage("acme", &rows[half..]).await.unwrap();
+        store.ingest_usage("other", &rows).await.unwrap();
+        let kept: Vec<PricedRecord> = if delete_demo {
+            store
+                .delete_usage_with_prefix("acme", "demo-")
+                .await
+                .unwrap();
+            priced
+                .iter()
+                .filter(|p| {
+                    !p.record
+                        .request_id
+                        .as_deref()
+                        .unwrap_or("")
+                        .starts_with("demo-")
+                })
+                .cloned()
+                .collect()
+        } else {
+            priced.clone()
+        };
+        let sql = store.org_usage("acme");
+        let mem = MemoryUsage::new(kept, Arc::clone(&catalog));
+        for &(a, b) in &periods {
+            let (from, to) = (a.min(b), a.max(b));
+            let p = Period::new(
+                start() + Duration::milliseconds(from),
+                start() + Duration::milliseconds(to),
             );
+            assert_eq!(
+                sql.totals(&p).await.unwrap(),
+                mem.totals(&p).await.unwrap(),
+                "{p:?}"
+            );
+            for by in [
+                GroupBy::Model,
+                GroupBy::Provider,
+                GroupBy::User,
+                GroupBy::Feature,
+                GroupBy::Day,
+            ] {
+                assert_eq!(
+                    sql.breakdown(&p, by).await.unwrap(),
+                    mem.breakdown(&p, by).await.unwrap(),
+                    "{by:?} {p:?}"
+                );
+            }
         }
+        store.close().await;
     }
-    store.close().await;
 }
 
 /// Period bounds: sometimes exactly on an hour, mostly anywhere (and a little outside the data).

@@ -1,6 +1,8 @@
-//! Per-user seq assignment under concurrent writers, replay reads, and idempotent turns.
+//! Per-user seq assignment under concurrent writers, replay reads, and idempotent turns; on
+//! SQLite and on PostgreSQL.
 
-use apogee_store::{NewTurn, Store, TurnOutcome, UserKey};
+use apogee_store::test_support::stores;
+use apogee_store::{NewTurn, TurnOutcome, UserKey};
 
 fn user(name: &str) -> UserKey {
     UserKey {
@@ -9,129 +11,126 @@ fn user(name: &str) -> UserKey {
     }
 }
 
-async fn open(dir: &std::path::Path) -> Store {
-    Store::open(&format!("sqlite://{}", dir.join("s.db").display()))
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn concurrent_appends_get_contiguous_seqs_per_user() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let mut tasks = Vec::new();
-    for t in 0..8 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..25 {
-                let who = if i % 2 == 0 { "alice" } else { "bob" };
-                store
-                    .append_event(&user(who), None, "thr", 0, move |seq| {
-                        format!("{{\"seq\":{seq},\"t\":{t}}}")
-                    })
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    for (who, n) in [("alice", 8 * 13), ("bob", 8 * 12)] {
-        assert_eq!(store.head_seq(&user(who)).await.unwrap(), n);
-        let events = store.events_between(&user(who), 0, n).await.unwrap();
-        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
-        assert!(
-            events
-                .iter()
-                .all(|e| e.payload.starts_with(&format!("{{\"seq\":{},", e.seq)))
+    for t in stores().await {
+        let store = t.store.clone();
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    let who = if i % 2 == 0 { "alice" } else { "bob" };
+                    store
+                        .append_event(&user(who), None, "thr", 0, move |seq| {
+                            format!("{{\"seq\":{seq},\"t\":{t}}}")
+                        })
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for (who, n) in [("alice", 8 * 13), ("bob", 8 * 12)] {
+            assert_eq!(store.head_seq(&user(who)).await.unwrap(), n);
+            let events = store.events_between(&user(who), 0, n).await.unwrap();
+            let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+            assert!(
+                events
+                    .iter()
+                    .all(|e| e.payload.starts_with(&format!("{{\"seq\":{},", e.seq)))
+            );
+        }
+        assert_eq!(store.head_seq(&user("carol")).await.unwrap(), 0);
+        assert_eq!(
+            store
+                .events_between(&user("alice"), 100, 104)
+                .await
+                .unwrap()
+                .len(),
+            4
         );
     }
-    assert_eq!(store.head_seq(&user("carol")).await.unwrap(), 0);
-    assert_eq!(
-        store
-            .events_between(&user("alice"), 100, 104)
-            .await
-            .unwrap()
-            .len(),
-        4
-    );
 }
 
 #[tokio::test]
 async fn turns_are_idempotent_and_threads_scoped() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let turn = |cmid: &str, thread: &str, new: bool| NewTurn {
-        new_thread_title: new.then(|| "t".to_string()),
-        thread_id: thread.into(),
-        message_id: format!("m-{cmid}-{thread}"),
-        run_id: format!("r-{cmid}-{thread}"),
-        client_msg_id: cmid.into(),
-        content: "hi".into(),
-        created_at: "2026-11-25T00:00:00Z".into(),
-        created_ms: 1,
-    };
-    assert_eq!(
-        store
-            .create_turn(&user("alice"), &turn("c1", "th1", true))
+    for t in stores().await {
+        let store = t.store.clone();
+        let turn = |cmid: &str, thread: &str, new: bool| NewTurn {
+            new_thread_title: new.then(|| "t".to_string()),
+            thread_id: thread.into(),
+            message_id: format!("m-{cmid}-{thread}"),
+            run_id: format!("r-{cmid}-{thread}"),
+            client_msg_id: cmid.into(),
+            content: "hi".into(),
+            created_at: "2026-11-25T00:00:00Z".into(),
+            created_ms: 1,
+            node_id: "n1".into(),
+        };
+        assert_eq!(
+            store
+                .create_turn(&user("alice"), &turn("c1", "th1", true))
+                .await
+                .unwrap(),
+            TurnOutcome::Created
+        );
+        match store
+            .create_turn(&user("alice"), &turn("c1", "th9", true))
             .await
-            .unwrap(),
-        TurnOutcome::Created
-    );
-    match store
-        .create_turn(&user("alice"), &turn("c1", "th9", true))
-        .await
-        .unwrap()
-    {
-        TurnOutcome::Duplicate(ack) => assert_eq!(
-            (
-                ack.message_id.as_str(),
-                ack.thread_id.as_str(),
-                ack.run_id.as_str()
+            .unwrap()
+        {
+            TurnOutcome::Duplicate(ack) => assert_eq!(
+                (
+                    ack.message_id.as_str(),
+                    ack.thread_id.as_str(),
+                    ack.run_id.as_str()
+                ),
+                ("m-c1-th1", "th1", "r-c1-th1")
             ),
-            ("m-c1-th1", "th1", "r-c1-th1")
-        ),
-        other => panic!("{other:?}"),
+            other => panic!("{other:?}"),
+        }
+        // Same client_msg_id from another user is not a duplicate; alice's thread is not bob's.
+        assert_eq!(
+            store
+                .create_turn(&user("bob"), &turn("c1", "th2", true))
+                .await
+                .unwrap(),
+            TurnOutcome::Created
+        );
+        assert_eq!(
+            store
+                .create_turn(&user("bob"), &turn("c2", "th1", false))
+                .await
+                .unwrap(),
+            TurnOutcome::ThreadNotFound
+        );
+        assert!(
+            store
+                .thread_messages(&user("bob"), "th1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            store
+                .thread_messages(&user("alice"), "th1")
+                .await
+                .unwrap()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store.run_owned(&user("alice"), "r-c1-th1").await.unwrap());
+        assert!(!store.run_owned(&user("bob"), "r-c1-th1").await.unwrap());
+        assert_eq!(store.open_runs().await.unwrap().len(), 2);
+        store
+            .finish_run("r-c1-th1", "ok", "2026-11-25T00:00:01Z")
+            .await
+            .unwrap();
+        assert_eq!(store.open_runs().await.unwrap().len(), 1);
     }
-    // Same client_msg_id from another user is not a duplicate; alice's thread is not bob's.
-    assert_eq!(
-        store
-            .create_turn(&user("bob"), &turn("c1", "th2", true))
-            .await
-            .unwrap(),
-        TurnOutcome::Created
-    );
-    assert_eq!(
-        store
-            .create_turn(&user("bob"), &turn("c2", "th1", false))
-            .await
-            .unwrap(),
-        TurnOutcome::ThreadNotFound
-    );
-    assert!(
-        store
-            .thread_messages(&user("bob"), "th1")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(
-        store
-            .thread_messages(&user("alice"), "th1")
-            .await
-            .unwrap()
-            .unwrap()
-            .len(),
-        1
-    );
-    assert!(store.run_owned(&user("alice"), "r-c1-th1").await.unwrap());
-    assert!(!store.run_owned(&user("bob"), "r-c1-th1").await.unwrap());
-    assert_eq!(store.open_runs().await.unwrap().len(), 2);
-    store
-        .finish_run("r-c1-th1", "ok", "2026-11-25T00:00:01Z")
-        .await
-        .unwrap();
-    assert_eq!(store.open_runs().await.unwrap().len(), 1);
 }

@@ -1,0 +1,166 @@
+//! The database behind a [`crate::Store`]: which backend, its pools, and the dispatch macros
+//! that let every query be written once and run on either backend.
+//!
+//! `on_read!(db, pool => body)` and `on_write!(db, pool => body)` expand `body` once per
+//! backend with `pool` bound to that backend's concrete pool, so rows, transactions and
+//! `QueryBuilder`s inside `body` have concrete types (sqlx's generic bounds are unwieldy) while
+//! the SQL text is shared. SQL uses `$1, $2…` placeholders, which both backends accept; where
+//! the dialects really differ, the query picks a string with [`Db::backend`].
+
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Row, error::DatabaseError};
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One process owns the database file: a single node.
+    Sqlite,
+    /// A server several nodes may share.
+    Postgres,
+}
+
+/// The pools of one database; cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Db {
+    /// SQLite has one writer at a time: a single-connection write pool queues writers fairly
+    /// instead of letting them spin on `SQLITE_BUSY`; reads go to a separate read-only pool.
+    Sqlite { write: SqlitePool, read: SqlitePool },
+    /// PostgreSQL handles concurrent writers itself: one pool serves reads and writes.
+    Postgres(PgPool),
+}
+
+impl Db {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// `sqlite` or `postgres` as the dialect of a query that must differ.
+    pub(crate) fn pick<'a>(&self, sqlite: &'a str, postgres: &'a str) -> &'a str {
+        match self {
+            Db::Sqlite { .. } => sqlite,
+            Db::Postgres(_) => postgres,
+        }
+    }
+
+    pub(crate) async fn close(&self) {
+        match self {
+            Db::Sqlite { write, read } => {
+                write.close().await;
+                read.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Runs `body` with `pool` bound to the pool for reads of the backend in use.
+macro_rules! on_read {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite { read: $pool, .. } => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `body` with `pool` bound to the pool for writes (and reads that must see the latest
+/// writes) of the backend in use.
+macro_rules! on_write {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite { write: $pool, .. } => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+pub(crate) use {on_read, on_write};
+
+/// Typed column reads shared by row-mapping helpers, so one helper serves both backends'
+/// row types.
+pub(crate) trait Cols {
+    fn text(&self, col: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+}
+
+macro_rules! impl_cols {
+    ($row:ty) => {
+        impl Cols for $row {
+            fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(col)
+            }
+        }
+    };
+}
+
+impl_cols!(SqliteRow);
+impl_cols!(PgRow);
+
+/// Whether `e` is a PostgreSQL deadlock (40P01) or serialization failure (40001): the
+/// transaction was rolled back and may simply be run again.
+pub(crate) fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let d: &dyn DatabaseError = d.as_ref();
+            matches!(d.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_accepts_dollar_placeholders_repeated_and_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let pool = SqlitePool::connect_with(
+            url.parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+        let row = sqlx::query("SELECT $1 AS a, $2 AS b, $1 + $2 AS c")
+            .bind(40i64)
+            .bind(2i64)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!((row.int("a").unwrap(), row.int("b").unwrap()), (40, 2));
+        assert_eq!(row.int("c").unwrap(), 42);
+        // sqlx binds `$N` by its number, whatever the order of first use.
+        let row = sqlx::query("SELECT $2 AS b, $1 AS a")
+            .bind("first")
+            .bind("second")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(row.text("a").unwrap(), "first");
+        assert_eq!(row.text("b").unwrap(), "second");
+        // The generic QueryBuilder emits `?` for SQLite: both styles in one store are fine.
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT ");
+        qb.push_bind(7i64).push(" AS x");
+        assert_eq!(
+            qb.build().fetch_one(&pool).await.unwrap().int("x").unwrap(),
+            7
+        );
+    }
+}
