@@ -1,5 +1,6 @@
-//! Wiring and lifecycle of `apogee serve`: opens the store, closes runs a previous process
-//! left open, builds the router, prints `listening on http://ADDR`, and shuts down gracefully
+//! Wiring and lifecycle of `apogee serve`: opens the store, connects to Redis when configured,
+//! takes the node's lease (closing runs dead nodes or a previous process left open), builds
+//! the router, prints `listening on http://ADDR`, and shuts down gracefully
 //! on SIGTERM/SIGINT (close clients with 1012, let runs finish within the grace period).
 
 use std::io::Write;
@@ -22,10 +23,11 @@ use crate::bus::Bus;
 use crate::config::{AuthMode, Config, Environment};
 use crate::handshake_limit::HandshakeLimiter;
 use crate::hub::{Hub, StreamLimits};
+use crate::lease::NodeLease;
 use crate::metrics::Metrics;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
-use crate::{recovery, rest, static_ui, traces, ws};
+use crate::{rest, static_ui, traces, ws};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -147,19 +149,27 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         limits,
         bus.clone(),
     ));
-    let closed = recovery::close_interrupted_runs(&store, &hub).await?;
+    let (lease, closed) = NodeLease::register(
+        store.clone(),
+        Arc::clone(&hub),
+        node_id.clone(),
+        Duration::from_millis(config.node_lease_ms),
+    )
+    .await?;
     if closed > 0 {
         tracing::warn!(
             runs = closed,
-            "closed runs interrupted by the previous stop"
+            "closed runs left open by a stopped or dead node"
         );
     }
+    let lease_task = tokio::spawn(lease.keep(shutdown.clone()));
     let runs = RunRegistry::new(config.max_runs_per_user, Arc::clone(&metrics));
     let sessions = Arc::new(SessionFactory::new(
         store.clone(),
         hub,
         Arc::clone(&runs),
         catalog,
+        node_id.clone(),
     ));
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config, store.clone()).await?),
@@ -215,9 +225,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if left > 0 {
         tracing::warn!(
             runs = left,
-            "runs still in flight at shutdown; they are closed as interrupted at the next start"
+            "runs still in flight at shutdown; the next node to look closes them as interrupted"
         );
     }
+    // The lease goes last: with it gone, another node closes any run left at once.
+    let _ = lease_task.await;
+    NodeLease::release(&store, &node_id).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -14,6 +14,7 @@ pub mod hub;
 pub mod ingest;
 pub mod jwks;
 pub mod jwt;
+pub mod lease;
 pub mod metrics;
 pub mod prices;
 pub mod queue;

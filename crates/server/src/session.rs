@@ -141,8 +141,8 @@ impl PendingRun {
 /// Builds sessions; shared by the whole server.
 pub struct SessionFactory {
     /// This server process's id as a node sharing the store: recorded on every run it
-    /// starts. Generated once at start (see [`SessionFactory::new`]).
-    pub node_id: String,
+    /// starts, so another node can take the run over if this one dies (`crate::lease`).
+    node_id: String,
     store: Store,
     hub: Arc<Hub>,
     runs: Arc<RunRegistry>,
@@ -155,9 +155,10 @@ impl SessionFactory {
         hub: Arc<Hub>,
         runs: Arc<RunRegistry>,
         catalog: Arc<PriceCatalog>,
+        node_id: String,
     ) -> Self {
         Self {
-            node_id: new_id("node"),
+            node_id,
             store,
             hub,
             runs,
