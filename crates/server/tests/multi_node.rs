@@ -141,12 +141,20 @@ async fn a_user_on_two_nodes_sees_every_event_once_in_order_on_both() {
     other.1.ask("m1", "Analyze my AI costs", None).await;
     other.0.take_until(&mut other.1, 1).await;
     assert_contiguous("bob", &other.0.seen);
+    let alices: Vec<&Value> =
+        a.0.seen
+            .values()
+            .filter_map(|e| e.get("run_id"))
+            .filter(|r| !r.is_null())
+            .collect();
     assert!(
         other
             .0
             .seen
             .values()
-            .all(|e| e["run_id"] != a.0.seen[&1]["run_id"])
+            .filter_map(|e| e.get("run_id"))
+            .all(|r| !alices.contains(&r)),
+        "bob saw one of alice's runs"
     );
 }
 
@@ -276,4 +284,37 @@ async fn the_message_rate_is_shared_by_all_nodes() {
     assert_eq!(verdict["type"], "error", "{verdict}");
     assert_eq!(verdict["code"], "rate_limited", "{verdict}");
     assert!(verdict["retry_after_ms"].as_u64().unwrap() > 0, "{verdict}");
+}
+
+#[tokio::test]
+async fn a_ticket_issued_by_one_node_opens_one_connection_on_another() {
+    const SECRET: &str = "multi-node-ticket-secret-of-some-length";
+    let jwt = [("APOGEE_AUTH", "jwt"), ("APOGEE_JWT_HS256_SECRET", SECRET)];
+    let Some(cluster) = Cluster::start(2, 0, &jwt).await else {
+        return;
+    };
+    let token = hs256(
+        SECRET,
+        &serde_json::json!({"sub":"frank","org":"acme","exp": unix_now() + 600}),
+    );
+    let auth = format!("Bearer {token}");
+    let (status, body) = http(
+        &cluster.nodes[0].addr,
+        "POST",
+        "/api/ws-ticket",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ticket: Value = serde_json::from_str(&body).unwrap();
+    let query = format!("?ticket={}", ticket["ticket"].as_str().unwrap());
+    let mut h = handshake(&cluster.nodes[1].addr, &query, &[]).await;
+    assert_eq!(h.status, 101, "{}", h.body);
+    let ready = h.client.as_mut().unwrap().ready().await;
+    assert_eq!(ready["user_id"], "frank");
+    // Spent: neither node takes it again.
+    for node in &cluster.nodes {
+        assert_eq!(handshake(&node.addr, &query, &[]).await.status, 401);
+    }
 }
