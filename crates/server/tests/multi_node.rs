@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use apogee_store::test_support::FreshDatabase;
 use common::services::{Redis, postgres_database};
 use common::*;
 use serde_json::Value;
@@ -18,26 +19,26 @@ struct Cluster {
     _dirs: Vec<tempfile::TempDir>,
     nodes: Vec<Server>,
     redis: Redis,
-    database_url: String,
+    database: FreshDatabase,
 }
 
 impl Cluster {
     /// `None` when PostgreSQL/Redis are not available outside CI (the test then skips).
     async fn start(nodes: usize, demo_calls: u64, extra: &[(&str, &str)]) -> Option<Cluster> {
-        let database_url = postgres_database().await?;
+        let database = postgres_database().await?;
         let redis = Redis::start().await?;
         let mut cluster = Cluster {
             _dirs: Vec::new(),
             nodes: Vec::new(),
             redis,
-            database_url,
+            database,
         };
         if demo_calls > 0 {
             let dir = tempfile::tempdir().unwrap();
             load_demo_data_with(
                 dir.path(),
                 demo_calls,
-                &[("APOGEE_DATABASE_URL", &cluster.database_url)],
+                &[("APOGEE_DATABASE_URL", &cluster.database.url)],
             )
             .await;
         }
@@ -52,7 +53,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let redis_url = self.redis.url();
         let mut env = vec![
-            ("APOGEE_DATABASE_URL", self.database_url.as_str()),
+            ("APOGEE_DATABASE_URL", self.database.url.as_str()),
             ("APOGEE_REDIS_URL", redis_url.as_str()),
             ("APOGEE_NODE_LEASE_MS", LEASE_MS),
         ];
@@ -188,7 +189,7 @@ async fn a_node_killed_mid_run_loses_nothing_and_a_survivor_closes_the_run() {
     assert_run_well_formed(&run);
     assert_eq!(run.last().unwrap()["status"], "error", "{run:?}");
 
-    let pool = sqlx::PgPool::connect(&cluster.database_url).await.unwrap();
+    let pool = sqlx::PgPool::connect(&cluster.database.url).await.unwrap();
     let status: String = sqlx::query_scalar("SELECT status FROM runs")
         .fetch_one(&pool)
         .await

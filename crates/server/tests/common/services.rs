@@ -1,13 +1,16 @@
 //! PostgreSQL and Redis for the multi-node tests. `scripts/test` (via `scripts/services`)
 //! starts a throwaway PostgreSQL server and names the redis-server binary; each test gets a
-//! database of its own and a Redis process of its own that it can stop and start again.
-//! Under CI a missing service fails the test: multi-node tests never skip there.
+//! database of its own (`apogee_store::test_support`) and a Redis process of its own that it
+//! can stop and start again. Under CI a missing service fails the test: multi-node tests
+//! never skip there.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+
+use apogee_store::test_support::FreshDatabase;
 
 use super::WAIT;
 
@@ -31,24 +34,10 @@ fn service_env(name: &str) -> Option<String> {
     }
 }
 
-/// A fresh, empty database on the test PostgreSQL server; `None` (skip) outside CI when no
-/// server was started.
-pub async fn postgres_database() -> Option<String> {
-    let server = service_env("APOGEE_TEST_DATABASE_URL")?;
-    let name = format!("apogee_t_{}", uuid::Uuid::now_v7().simple());
-    let pool = sqlx::PgPool::connect(&server)
-        .await
-        .expect("connect to the test PostgreSQL server");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .expect("create a test database");
-    pool.close().await;
-    let base = server
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .expect("APOGEE_TEST_DATABASE_URL ends with /DATABASE");
-    Some(format!("{base}/{name}"))
+/// A fresh, empty database on the test PostgreSQL server (dropped with the value); `None`
+/// (skip) outside CI when no server was started.
+pub async fn postgres_database() -> Option<FreshDatabase> {
+    apogee_store::test_support::fresh_postgres().await
 }
 
 /// A Redis server of the test's own on a free loopback port, killed when dropped.
