@@ -9,8 +9,9 @@ use std::time::Duration;
 use apogee_agents::{EventSink, RunContext, RunOutcome, SinkError, run};
 use apogee_analytics::demo::{self, DemoSpec};
 use apogee_analytics::{
-    BatchCandidate, CostRow, GroupBy, LatencyRow, MemoryUsage, OrgUsageQueries, Period,
-    PriceCatalog, PricedRecord, QueryError, RepeatProfile, TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
+    MemoryUsage, OrgUsageQueries, OutputTail, Period, PriceCatalog, PricedRecord, QueryError,
+    RepeatProfile, TrafficProfile, UsageTotals,
 };
 use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
 use async_trait::async_trait;
@@ -744,6 +745,27 @@ impl OrgUsageQueries for Stuck {
     async fn batch_candidates(&self, _: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
         std::future::pending().await
     }
+    async fn breakdown_feature_model(
+        &self,
+        _: &Period,
+    ) -> Result<Vec<FeatureModelCost>, QueryError> {
+        std::future::pending().await
+    }
+    async fn feature_model_traffic(&self, _: &Period) -> Result<Vec<FeatureModelMix>, QueryError> {
+        std::future::pending().await
+    }
+    async fn output_tails(&self, _: &Period, _: i64) -> Result<Vec<OutputTail>, QueryError> {
+        std::future::pending().await
+    }
+    async fn input_band(
+        &self,
+        _: &Period,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<InputBand, QueryError> {
+        std::future::pending().await
+    }
 }
 
 #[tokio::test]
@@ -819,6 +841,27 @@ impl OrgUsageQueries for Failing {
     }
     async fn batch_candidates(&self, p: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
         self.inner.batch_candidates(p).await
+    }
+    async fn breakdown_feature_model(
+        &self,
+        p: &Period,
+    ) -> Result<Vec<FeatureModelCost>, QueryError> {
+        self.inner.breakdown_feature_model(p).await
+    }
+    async fn feature_model_traffic(&self, p: &Period) -> Result<Vec<FeatureModelMix>, QueryError> {
+        self.inner.feature_model_traffic(p).await
+    }
+    async fn output_tails(&self, p: &Period, pct: i64) -> Result<Vec<OutputTail>, QueryError> {
+        self.inner.output_tails(p, pct).await
+    }
+    async fn input_band(
+        &self,
+        p: &Period,
+        m: &str,
+        a: i64,
+        u: i64,
+    ) -> Result<InputBand, QueryError> {
+        self.inner.input_band(p, m, a, u).await
     }
 }
 
