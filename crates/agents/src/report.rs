@@ -9,6 +9,7 @@ use chrono::{Datelike, NaiveDate};
 use crate::findings::{Savings, UsageData};
 use crate::format::{count, share};
 use crate::spike::{Spike, pick_day};
+use crate::tools::trends::forecast_sentence;
 use crate::triage::{Intent, Triage, weekday_name};
 
 /// Features listed in the report; the rest are in the run's data.
@@ -289,6 +290,9 @@ fn trend(doc: &mut Doc, r: &ReportInput<'_>) {
     {
         doc.line(&day_line(focus, by_day));
     }
+    if let Some(m) = &r.usage.forecast {
+        doc.line(&format!("- Month-end forecast: {}", forecast_sentence(m)));
+    }
 }
 
 fn day_line(day: NaiveDate, by_day: &[CostRow]) -> String {
@@ -463,6 +467,7 @@ mod tests {
                 row("2026-11-17", 50, 634.5, 0),
                 row("2026-11-18", 40, 300.0, 0),
             ],
+            forecast: None,
         }
     }
 

@@ -286,9 +286,13 @@ async fn analyze_my_costs_golden_path() {
             "spend_by_model",
             "spend_by_feature",
             "spend_by_day",
+            "forecast_month_end",
             "right_size_models",
             "find_duplicate_prompts",
             "find_batchable_traffic",
+            "find_prompt_cache_savings",
+            "find_output_caps",
+            "find_context_tier_savings",
             "compose_report"
         ]
     );
@@ -327,6 +331,14 @@ async fn analyze_my_costs_golden_path() {
     let period = Period::last_days(now(), 30);
     let totals = usage.totals(&period).await.unwrap();
     assert!(totals.calls > 0 && totals.unpriced_calls > 0);
+    let month = apogee_analytics::forecast::month_end(&*usage, now())
+        .await
+        .unwrap();
+    assert!(month.forecast.projected > month.forecast.spent);
+    assert_eq!(
+        outcome.data["forecast"]["projected_nanos"],
+        month.forecast.projected.0
+    );
     let answer = answer.expect("the report was posted");
     assert!(
         answer.contains(&totals.cost.display_usd()),

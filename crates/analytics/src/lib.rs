@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod demo;
+pub mod forecast;
 pub mod formats;
 pub mod memory;
 pub mod money;

@@ -1,16 +1,18 @@
 //! The trend tools: `compare_periods` (spend of a window against the same-length window before
 //! it, attributed to the features that moved, and naming the top feature's move to a more
 //! expensive model when there is one) and `detect_anomalies`
-//! (days far from the median day by a median/MAD robust z-score). The arithmetic is
+//! (days far from the median day by a median/MAD robust z-score) and `forecast_month_end`
+//! (this month's spend so far plus the rest at the recent daily run rate). The arithmetic is
 //! [`apogee_analytics::trends`]'s.
 
 use std::future::Future;
 
+use apogee_analytics::forecast::{MonthEnd, RECENT_DAYS, month_end};
 use apogee_analytics::trends::{
     ANOMALY_Z, Anomaly, Change, ModelMove, anomaly_days, change, model_move,
 };
 use apogee_analytics::{CostRow, GroupBy, Nanos, OrgUsageQueries, Period};
-use chrono::{Duration, NaiveDate};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{Value, json};
 
 use super::{ToolCall, ToolError, ToolOutput, period_args};
@@ -120,6 +122,42 @@ pub(crate) fn compare_periods<'a>(
                 summary: change_sentence(&c, days, mv.as_ref()),
                 data: change_json(&c, mv.as_ref()),
                 value: (c, mv),
+            })
+        },
+    }
+}
+
+/// "$450.00 by 2026-11-30: $300.00 so far, then 10.0 days at $15.00 a day (the average of the
+/// last 7 complete days)".
+pub(crate) fn forecast_sentence(m: &MonthEnd) -> String {
+    let f = &m.forecast;
+    let last_day = (m.month_end - Duration::days(1)).date_naive();
+    format!(
+        "{} by {last_day}: {} so far, then {:.1} days at {} a day (the average of the last {RECENT_DAYS} complete days)",
+        f.projected.display_usd(),
+        f.spent.display_usd(),
+        f.remaining_days,
+        f.daily_run_rate.display_usd()
+    )
+}
+
+/// The month-end forecast as of `now`.
+pub(crate) fn forecast_month_end<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    now: DateTime<Utc>,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<MonthEnd>, ToolError>> + Send + 'a> {
+    ToolCall {
+        name: "forecast_month_end",
+        args: json!({
+            "now": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "recent_days": RECENT_DAYS,
+        }),
+        run: async move {
+            let m = month_end(usage, now).await?;
+            Ok(ToolOutput {
+                summary: forecast_sentence(&m),
+                data: m.to_json(),
+                value: m,
             })
         },
     }
