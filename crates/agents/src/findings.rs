@@ -20,6 +20,8 @@ pub(crate) struct UsageData {
     pub by_day: Vec<CostRow>,
     /// The month-end forecast as of the run, for cost and spike questions.
     pub forecast: Option<MonthEnd>,
+    /// Spend by user, read only when the question names a user (to report that user's row).
+    pub by_user: Vec<CostRow>,
 }
 
 /// The `optimization` agent's results.
@@ -74,6 +76,10 @@ impl Findings {
             "by_model": rows(|u| &u.by_model),
             "by_feature": rows(|u| &u.by_feature),
             "by_day": rows(|u| &u.by_day),
+            "by_user": rows(|u| &u.by_user),
+            // A named user is reported from the by-user breakdown; no other figure is
+            // filtered by user.
+            "user_filter_applied": t.and_then(|t| t.user.as_ref()).map(|_| false),
             "forecast": u.and_then(|u| u.forecast.as_ref()).map(MonthEnd::to_json),
             "recommendations": self
                 .savings

@@ -1008,3 +1008,33 @@ fn spike_date_is_the_documented_one() {
         NaiveDate::from_ymd_opt(2026, 11, 19).unwrap()
     );
 }
+
+#[tokio::test]
+async fn model_selection_gets_the_models_and_right_sizing() {
+    let (outcome, events, answer) = ask("Which model should we use for support-bot?").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(outcome.data["intent"], "model_selection");
+    assert_eq!(
+        agents_started(&events),
+        ["supervisor", "triage", "data", "optimization", "report"]
+    );
+    let tools = tools_called(&events);
+    assert!(tools.contains(&"spend_by_model") && tools.contains(&"right_size_models"));
+    assert!(answer.expect("posted").starts_with("# Choosing a model"));
+}
+
+#[tokio::test]
+async fn a_named_user_is_reported_and_not_claimed_as_a_filter() {
+    let (outcome, events, answer) = ask("costs for user bob last week").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(outcome.data["user"], "bob");
+    assert_eq!(outcome.data["user_filter_applied"], false);
+    assert!(tools_called(&events).contains(&"spend_by_user"));
+    let answer = answer.expect("posted");
+    assert!(answer.contains("- User `bob`: "), "{answer}");
+    assert!(answer.contains("are not filtered by user"), "{answer}");
+    // No user named: no by-user read, nothing claimed.
+    let (outcome, events, _) = ask("Analyze my AI costs").await;
+    assert!(outcome.data["user_filter_applied"].is_null());
+    assert!(!tools_called(&events).contains(&"spend_by_user"));
+}

@@ -52,6 +52,20 @@ pub(crate) async fn work(
         .call(spend_by(usage, period, GroupBy::Feature))
         .await?;
     let by_day = agent.call(spend_by(usage, period, GroupBy::Day)).await?;
+    // The tools cannot filter by user; a named user's own spend comes from the by-user
+    // breakdown, and the report says the rest is org-wide.
+    let by_user = match &t.user {
+        Some(user) => {
+            agent
+                .think(format!(
+                    "The question names user `{user}`: reading spend by user for their row; the \
+                     other figures stay org-wide."
+                ))
+                .await?;
+            agent.call(spend_by(usage, period, GroupBy::User)).await?
+        }
+        None => Vec::new(),
+    };
     // Where the month is heading answers "what are we spending" and puts a spike in context.
     let forecast = if matches!(t.intent, Intent::CostBreakdown | Intent::SpikeExplanation) {
         agent
@@ -76,6 +90,7 @@ pub(crate) async fn work(
             by_feature,
             by_day,
             forecast,
+            by_user,
         },
         summary,
     ))
