@@ -147,3 +147,49 @@ async fn golden_prompt_cache_output_cap_and_context_tier() {
         "Cap `drafts`'s gpt-4o-mini outputs at max_tokens = 200"
     );
 }
+
+/// `model_move.ndjson`: week-over-week change attributed to `support-bot` moving to gpt-4o,
+/// through the reference queries (README, "Model move through the queries").
+#[tokio::test]
+async fn golden_model_move() {
+    use apogee_analytics::trends::{change, model_move};
+    let catalog = Arc::new(PriceCatalog::builtin().unwrap());
+    let parsed = formats::parse(
+        Format::Usage,
+        include_bytes!("../testdata/golden/model_move.ndjson"),
+    )
+    .unwrap();
+    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+    let usage = MemoryUsage::from_usage(parsed.records, catalog);
+    let week = Period::new(
+        Utc.with_ymd_and_hms(2026, 11, 17, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap(),
+    );
+    let before = week.previous();
+    let c = change(
+        &usage.breakdown(&week, GroupBy::Feature).await.unwrap(),
+        &usage.breakdown(&before, GroupBy::Feature).await.unwrap(),
+    );
+    assert_eq!(
+        (c.previous, c.current, c.change),
+        (Nanos(4_600_000), Nanos(21_050_000), Nanos(16_450_000))
+    );
+    assert_eq!(c.contributions[0].key, "support-bot");
+    assert_eq!(c.contributions[0].share_of_change, 1.0);
+    let m = model_move(
+        "support-bot",
+        &usage.breakdown_feature_model(&week).await.unwrap(),
+        &usage.breakdown_feature_model(&before).await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (m.from_model.as_str(), m.to_model.as_str()),
+        ("gpt-4o-mini", "gpt-4o")
+    );
+    assert_eq!((m.previous_share, m.current_share), (0.1, 0.8));
+    assert_eq!(m.to_model_change, Nanos(17_500_000));
+    assert_eq!(
+        (m.from_cost_per_call, m.to_cost_per_call),
+        (Nanos(150_000), Nanos(2_500_000))
+    );
+}

@@ -150,9 +150,10 @@ async fn sql_queries_equal_the_reference_on_the_golden_datasets() {
         Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
         Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
     );
-    let files: [&[u8]; 2] = [
+    let files: [&[u8]; 3] = [
         include_bytes!("../../analytics/testdata/golden/recs.ndjson"),
         include_bytes!("../../analytics/testdata/golden/costs.ndjson"),
+        include_bytes!("../../analytics/testdata/golden/model_move.ndjson"),
     ];
     for file in files {
         let parsed =
