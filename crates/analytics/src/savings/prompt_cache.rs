@@ -111,6 +111,7 @@ pub fn prompt_cache(
                 pricing.version,
                 e.source
             ),
+            "interactive calls only; where the Batch API is also recommended for the same calls, the two savings overlap and do not add up in full".into(),
         ],
         confidence: if inferred {
             Confidence::Low
