@@ -2,6 +2,7 @@
 //! (what a UI charts and what tests compare with SQL) and the tools' result `data`. Money is
 //! given twice: exact integer `*_nanos` and `*_usd` floats for display.
 
+use apogee_analytics::forecast::MonthEnd;
 use apogee_analytics::savings::{Recommendation, ShortLimits};
 use apogee_analytics::{CostRow, LatencyRow, Nanos, Period, UsageTotals};
 use chrono::NaiveDate;
@@ -17,6 +18,10 @@ pub(crate) struct UsageData {
     pub by_model: Vec<CostRow>,
     pub by_feature: Vec<CostRow>,
     pub by_day: Vec<CostRow>,
+    /// The month-end forecast as of the run, for cost and spike questions.
+    pub forecast: Option<MonthEnd>,
+    /// Spend by user, read only when the question names a user (to report that user's row).
+    pub by_user: Vec<CostRow>,
 }
 
 /// The `optimization` agent's results.
@@ -71,6 +76,11 @@ impl Findings {
             "by_model": rows(|u| &u.by_model),
             "by_feature": rows(|u| &u.by_feature),
             "by_day": rows(|u| &u.by_day),
+            "by_user": rows(|u| &u.by_user),
+            // A named user is reported from the by-user breakdown; no other figure is
+            // filtered by user.
+            "user_filter_applied": t.and_then(|t| t.user.as_ref()).map(|_| false),
+            "forecast": u.and_then(|u| u.forecast.as_ref()).map(MonthEnd::to_json),
             "recommendations": self
                 .savings
                 .as_ref()

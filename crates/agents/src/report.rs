@@ -9,6 +9,7 @@ use chrono::{Datelike, NaiveDate};
 use crate::findings::{Savings, UsageData};
 use crate::format::{count, share};
 use crate::spike::{Spike, pick_day};
+use crate::tools::trends::forecast_sentence;
 use crate::triage::{Intent, Triage, weekday_name};
 
 /// Features listed in the report; the rest are in the run's data.
@@ -69,6 +70,7 @@ pub(crate) fn render(r: &ReportInput<'_>) -> Rendered {
         ),
         (Intent::SpikeExplanation, _) => "What drove your AI spend".to_string(),
         (Intent::Latency, _) => "Latency and errors by model".to_string(),
+        (Intent::ModelSelection, _) => "Choosing a model".to_string(),
         _ => "Your AI spend".to_string(),
     };
     doc.line(&format!("# {title}"));
@@ -93,6 +95,11 @@ pub(crate) fn render(r: &ReportInput<'_>) -> Rendered {
             tables(&mut doc, r.usage);
             trend(&mut doc, r);
             savings_section(&mut doc, r.savings, false);
+        }
+        Intent::ModelSelection => {
+            overview(&mut doc, r);
+            tables(&mut doc, r.usage);
+            savings_section(&mut doc, r.savings, true);
         }
         Intent::Latency => {
             latency_section(&mut doc, r.latency);
@@ -194,6 +201,19 @@ fn overview(doc: &mut Doc, r: &ReportInput<'_>) {
     if let Some(model) = &r.triage.model {
         doc.line(&highlight("Model", model, &r.usage.by_model, totals.cost));
     }
+    if let Some(user) = &r.triage.user {
+        doc.line(&highlight(
+            "User",
+            &format!("`{user}`"),
+            &r.usage.by_user,
+            totals.cost,
+        ));
+        // Only the user's own row is filtered: say so rather than let the rest read as theirs.
+        doc.line(
+            "- The other figures and the recommendations cover the whole organisation: they \
+             are not filtered by user.",
+        );
+    }
     if let Some(feature) = &r.triage.feature {
         doc.line(&highlight(
             "Feature",
@@ -288,6 +308,9 @@ fn trend(doc: &mut Doc, r: &ReportInput<'_>) {
         && r.spike.is_none()
     {
         doc.line(&day_line(focus, by_day));
+    }
+    if let Some(m) = &r.usage.forecast {
+        doc.line(&format!("- Month-end forecast: {}", forecast_sentence(m)));
     }
 }
 
@@ -463,6 +486,8 @@ mod tests {
                 row("2026-11-17", 50, 634.5, 0),
                 row("2026-11-18", 40, 300.0, 0),
             ],
+            forecast: None,
+            by_user: vec![row("u-7", 10, 34.5, 0)],
         }
     }
 
@@ -627,6 +652,60 @@ mod tests {
         assert!(
             r.markdown
                 .contains("- Feature `email-drafts`: no usage in this period")
+        );
+    }
+
+    #[test]
+    fn a_named_user_is_highlighted_and_the_rest_said_to_be_org_wide() {
+        let mut t = triage(Intent::CostBreakdown);
+        t.user = Some("u-7".into());
+        let u = usage();
+        let md = render(&ReportInput {
+            triage: &t,
+            usage: &u,
+            spike: None,
+            savings: None,
+            latency: None,
+        })
+        .markdown;
+        assert!(
+            md.contains("- User `u-7`: $34.50 across 10 calls (2.8% of spend)"),
+            "{md}"
+        );
+        assert!(md.contains("are not filtered by user"), "{md}");
+        t.user = Some("bob".into());
+        let md = render(&ReportInput {
+            triage: &t,
+            usage: &u,
+            spike: None,
+            savings: None,
+            latency: None,
+        })
+        .markdown;
+        assert!(md.contains("- User `bob`: no usage in this period"), "{md}");
+    }
+
+    #[test]
+    fn model_selection_leads_with_models_and_recommendations() {
+        let t = triage(Intent::ModelSelection);
+        let u = usage();
+        let s = savings();
+        let r = render(&ReportInput {
+            triage: &t,
+            usage: &u,
+            spike: None,
+            savings: Some(&s),
+            latency: None,
+        });
+        assert!(
+            r.markdown.starts_with("# Choosing a model\n"),
+            "{}",
+            r.markdown
+        );
+        assert!(
+            r.sections.contains(&"Recommendations".to_string()),
+            "{:?}",
+            r.sections
         );
     }
 

@@ -134,7 +134,10 @@ async fn plan(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<Stri
     };
     sup.think(format!("Plan: {steps}, over {}.", t.period.label()))
         .await?;
-    let data = sup.child("data").run(|a| data::work(a, usage, &t)).await?;
+    let data = sup
+        .child("data")
+        .run(|a| data::work(a, usage, &t, inputs.now))
+        .await?;
     found.usage = Some(data.clone());
 
     if data.totals.calls == 0 {

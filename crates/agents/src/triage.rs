@@ -21,6 +21,9 @@ pub(crate) enum Intent {
     Savings,
     /// Latency percentiles and error rates by model.
     Latency,
+    /// Which model to use, or whether one is worth its price: answered with spend by model and
+    /// right-sizing.
+    ModelSelection,
     DataHelp,
     General,
 }
@@ -32,6 +35,7 @@ impl Intent {
             Intent::SpikeExplanation => "spike_explanation",
             Intent::Savings => "savings",
             Intent::Latency => "latency",
+            Intent::ModelSelection => "model_selection",
             Intent::DataHelp => "data_help",
             Intent::General => "general",
         }
@@ -90,15 +94,65 @@ pub(crate) fn classify(question: &str, now: DateTime<Utc>, catalog: &PriceCatalo
     }
 }
 
-/// The word after `user` when it looks like an id (has a digit, `-`, `_` or `@`), so "user
-/// u-77" and "user alice_b" are names while "user costs" is not.
+/// Words that follow "user" in ordinary sentences ("which user costs the most", "user level
+/// breakdown") and so cannot be a user's name.
+const NOT_A_USER: &[&str] = &[
+    "a",
+    "activity",
+    "an",
+    "and",
+    "are",
+    "behind",
+    "breakdown",
+    "by",
+    "call",
+    "calls",
+    "cost",
+    "costs",
+    "count",
+    "data",
+    "did",
+    "does",
+    "for",
+    "had",
+    "has",
+    "have",
+    "id",
+    "ids",
+    "in",
+    "is",
+    "level",
+    "made",
+    "most",
+    "name",
+    "names",
+    "of",
+    "on",
+    "or",
+    "spend",
+    "spending",
+    "spends",
+    "spent",
+    "that",
+    "the",
+    "to",
+    "usage",
+    "used",
+    "uses",
+    "was",
+    "which",
+    "who",
+    "with",
+];
+
+/// The word after `user` (as in "costs for user bob", "user u-77"), unless it is an ordinary
+/// word of the sentence ([`NOT_A_USER`]).
 fn user_of(words: &[&str]) -> Option<String> {
     words.windows(2).find_map(|w| {
-        let looks_like_id = w[1]
-            .chars()
-            .any(|c| c.is_ascii_digit() || "-_@".contains(c));
-        (w[0].eq_ignore_ascii_case("user") && looks_like_id && w[1].chars().count() <= 256)
-            .then(|| w[1].to_string())
+        let name = w[1];
+        let ordinary = NOT_A_USER.contains(&name.to_lowercase().as_str());
+        (w[0].eq_ignore_ascii_case("user") && !ordinary && name.chars().count() <= 256)
+            .then(|| name.to_string())
     })
 }
 
@@ -174,6 +228,32 @@ fn intent_of(text: &str, words: &[&str], day_named: bool) -> Intent {
         || (has("why") && day_named);
     if spike {
         return Intent::SpikeExplanation;
+    }
+
+    // After spikes ("why did spend jump after we switched to gpt-4o?" is a spike) and before
+    // savings, so "is gpt-4o worth it" gets the model comparison rather than a generic list.
+    let model_selection = ((phrase("which model") || phrase("what model") || phrase("which llm"))
+        && any(&[
+            "should",
+            "use",
+            "best",
+            "pick",
+            "choose",
+            "recommend",
+            "recommended",
+            "suit",
+        ]))
+        || phrase("worth it")
+        || phrase("worth the")
+        || phrase("worth using")
+        || phrase("worth paying")
+        || (any(&["vs", "versus"]) && starts("model"))
+        || phrase("switch to")
+        || phrase("switch from")
+        || phrase("compare models")
+        || phrase("best model");
+    if model_selection {
+        return Intent::ModelSelection;
     }
 
     let savings = any(&[
@@ -564,6 +644,11 @@ mod tests {
             ("Optimise our LLM usage", Savings),
             ("any recommendations to lower our costs?", Savings),
             ("are we wasting money on gpt-4o?", Savings),
+            ("Which model should we use for support-bot?", ModelSelection),
+            ("is gpt-4o worth it?", ModelSelection),
+            ("Is claude-sonnet-4 worth the price", ModelSelection),
+            ("what model is best for summaries", ModelSelection),
+            ("should we switch to gpt-4o-mini", ModelSelection),
             ("Which model is slowest?", Latency),
             ("What is our p95 latency on gpt-4o?", Latency),
             ("why did latency jump yesterday", Latency),
@@ -598,6 +683,13 @@ mod tests {
             Some("alice_b")
         );
         assert_eq!(triage("which user costs the most?").user, None);
+        assert_eq!(triage("costs for user bob").user.as_deref(), Some("bob"));
+        assert_eq!(
+            triage("How much did user Alice spend?").user.as_deref(),
+            Some("Alice")
+        );
+        assert_eq!(triage("spend by user").user, None);
+        assert_eq!(triage("user level breakdown").user, None);
     }
 
     #[test]

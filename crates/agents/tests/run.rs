@@ -9,8 +9,9 @@ use std::time::Duration;
 use apogee_agents::{EventSink, RunContext, RunOutcome, SinkError, run};
 use apogee_analytics::demo::{self, DemoSpec};
 use apogee_analytics::{
-    BatchCandidate, CostRow, GroupBy, LatencyRow, MemoryUsage, OrgUsageQueries, Period,
-    PriceCatalog, PricedRecord, QueryError, RepeatProfile, TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
+    MemoryUsage, OrgUsageQueries, OutputTail, Period, PriceCatalog, PricedRecord, QueryError,
+    RepeatProfile, TrafficProfile, UsageTotals,
 };
 use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
 use async_trait::async_trait;
@@ -285,9 +286,13 @@ async fn analyze_my_costs_golden_path() {
             "spend_by_model",
             "spend_by_feature",
             "spend_by_day",
+            "forecast_month_end",
             "right_size_models",
             "find_duplicate_prompts",
             "find_batchable_traffic",
+            "find_prompt_cache_savings",
+            "find_output_caps",
+            "find_context_tier_savings",
             "compose_report"
         ]
     );
@@ -326,6 +331,14 @@ async fn analyze_my_costs_golden_path() {
     let period = Period::last_days(now(), 30);
     let totals = usage.totals(&period).await.unwrap();
     assert!(totals.calls > 0 && totals.unpriced_calls > 0);
+    let month = apogee_analytics::forecast::month_end(&*usage, now())
+        .await
+        .unwrap();
+    assert!(month.forecast.projected > month.forecast.spent);
+    assert_eq!(
+        outcome.data["forecast"]["projected_nanos"],
+        month.forecast.projected.0
+    );
     let answer = answer.expect("the report was posted");
     assert!(
         answer.contains(&totals.cost.display_usd()),
@@ -744,6 +757,27 @@ impl OrgUsageQueries for Stuck {
     async fn batch_candidates(&self, _: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
         std::future::pending().await
     }
+    async fn breakdown_feature_model(
+        &self,
+        _: &Period,
+    ) -> Result<Vec<FeatureModelCost>, QueryError> {
+        std::future::pending().await
+    }
+    async fn feature_model_traffic(&self, _: &Period) -> Result<Vec<FeatureModelMix>, QueryError> {
+        std::future::pending().await
+    }
+    async fn output_tails(&self, _: &Period, _: i64) -> Result<Vec<OutputTail>, QueryError> {
+        std::future::pending().await
+    }
+    async fn input_band(
+        &self,
+        _: &Period,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<InputBand, QueryError> {
+        std::future::pending().await
+    }
 }
 
 #[tokio::test]
@@ -819,6 +853,27 @@ impl OrgUsageQueries for Failing {
     }
     async fn batch_candidates(&self, p: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
         self.inner.batch_candidates(p).await
+    }
+    async fn breakdown_feature_model(
+        &self,
+        p: &Period,
+    ) -> Result<Vec<FeatureModelCost>, QueryError> {
+        self.inner.breakdown_feature_model(p).await
+    }
+    async fn feature_model_traffic(&self, p: &Period) -> Result<Vec<FeatureModelMix>, QueryError> {
+        self.inner.feature_model_traffic(p).await
+    }
+    async fn output_tails(&self, p: &Period, pct: i64) -> Result<Vec<OutputTail>, QueryError> {
+        self.inner.output_tails(p, pct).await
+    }
+    async fn input_band(
+        &self,
+        p: &Period,
+        m: &str,
+        a: i64,
+        u: i64,
+    ) -> Result<InputBand, QueryError> {
+        self.inner.input_band(p, m, a, u).await
     }
 }
 
@@ -952,4 +1007,34 @@ fn spike_date_is_the_documented_one() {
         demo::spike(&spec()).unwrap().date,
         NaiveDate::from_ymd_opt(2026, 11, 19).unwrap()
     );
+}
+
+#[tokio::test]
+async fn model_selection_gets_the_models_and_right_sizing() {
+    let (outcome, events, answer) = ask("Which model should we use for support-bot?").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(outcome.data["intent"], "model_selection");
+    assert_eq!(
+        agents_started(&events),
+        ["supervisor", "triage", "data", "optimization", "report"]
+    );
+    let tools = tools_called(&events);
+    assert!(tools.contains(&"spend_by_model") && tools.contains(&"right_size_models"));
+    assert!(answer.expect("posted").starts_with("# Choosing a model"));
+}
+
+#[tokio::test]
+async fn a_named_user_is_reported_and_not_claimed_as_a_filter() {
+    let (outcome, events, answer) = ask("costs for user bob last week").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(outcome.data["user"], "bob");
+    assert_eq!(outcome.data["user_filter_applied"], false);
+    assert!(tools_called(&events).contains(&"spend_by_user"));
+    let answer = answer.expect("posted");
+    assert!(answer.contains("- User `bob`: "), "{answer}");
+    assert!(answer.contains("are not filtered by user"), "{answer}");
+    // No user named: no by-user read, nothing claimed.
+    let (outcome, events, _) = ask("Analyze my AI costs").await;
+    assert!(outcome.data["user_filter_applied"].is_null());
+    assert!(!tools_called(&events).contains(&"spend_by_user"));
 }

@@ -202,6 +202,26 @@ impl Pricing<'_> {
         };
         self.nanos(&self.rates(None), &tokens, batch)
     }
+
+    /// Like [`Pricing::cost`], but at the rates of the context-length tier a prompt of
+    /// `prompt_tokens` per call falls in (base rates below every tier), so the premium of a
+    /// tier is the difference of two such costs.
+    pub fn cost_for_prompt(
+        &self,
+        prompt_tokens: i64,
+        fresh_input: i64,
+        cached_input: i64,
+        output: i64,
+        batch: bool,
+    ) -> Nanos {
+        let tokens = TokenCounts {
+            input: fresh_input + cached_input,
+            cache_read: cached_input,
+            cache_write: 0,
+            output,
+        };
+        self.nanos(&self.rates(self.tier(prompt_tokens)), &tokens, batch)
+    }
 }
 
 #[derive(Deserialize)]

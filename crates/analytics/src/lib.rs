@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod demo;
+pub mod forecast;
 pub mod formats;
 pub mod memory;
 pub mod money;
@@ -19,8 +20,8 @@ pub use memory::MemoryUsage;
 pub use money::Nanos;
 pub use period::Period;
 pub use queries::{
-    BatchCandidate, CostRow, GroupBy, LatencyRow, OrgUsageQueries, QueryError, RepeatProfile,
-    TokenMix, TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
+    OrgUsageQueries, OutputTail, QueryError, RepeatProfile, TokenMix, TrafficProfile, UsageTotals,
 };
 pub use tokens::{CacheConvention, TokenCounts};
 pub use usage::{PricedRecord, RecordError, UsageRecord};

@@ -14,7 +14,12 @@
 //! - a repeated prompt is a `(model, prompt_hash)` pair seen more than once; the first call of
 //!   each (earliest `ts`, ties by position) is the one a response cache could not have served;
 //! - latency percentiles are nearest-rank over the records reporting `latency_ms` (one sample
-//!   per record, whatever its `request_count`); calls and errors count `request_count`.
+//!   per record, whatever its `request_count`); calls and errors count `request_count`;
+//! - feature × model traffic, output tails and input bands take only calls priced from the
+//!   catalog, like the traffic profile; output tails also only single-call records, and take
+//!   the nearest rank `ceil(p × n / 100)` in integers so SQL computes the same rank;
+//! - an input band compares the prompt per call, `input_tokens / request_count` (integer
+//!   division), with its bounds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,8 +30,9 @@ use crate::catalog::PriceCatalog;
 use crate::money::Nanos;
 use crate::period::Period;
 use crate::queries::{
-    BatchCandidate, CostRow, GroupBy, LatencyRow, NIGHT_END_HOUR, OrgUsageQueries, QueryError,
-    RepeatProfile, TokenMix, TrafficProfile, UsageTotals, latency_row, sort_latency_rows,
+    BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
+    NIGHT_END_HOUR, OrgUsageQueries, OutputTail, QueryError, RepeatProfile, TokenMix,
+    TrafficProfile, UsageTotals, latency_row, sort_latency_rows,
 };
 use crate::usage::{PricedRecord, UsageRecord};
 
@@ -79,6 +85,19 @@ impl MemoryUsage {
             GroupBy::Day => r.record.ts.format("%Y-%m-%d").to_string(),
         }
     }
+}
+
+fn from_catalog(r: &PricedRecord) -> bool {
+    r.price_source.as_deref().is_some_and(|s| s != "client")
+}
+
+fn feature_of(r: &UsageRecord) -> String {
+    r.feature.clone().unwrap_or_else(|| NONE_KEY.into())
+}
+
+/// The nearest rank `ceil(p × n / 100)` (1-based) in integers, as the SQL store computes it.
+pub fn nearest_rank_index(percentile: i64, n: i64) -> i64 {
+    (percentile * n + 99) / 100
 }
 
 fn is_error(r: &UsageRecord) -> bool {
@@ -280,6 +299,140 @@ impl OrgUsageQueries for MemoryUsage {
             .collect();
         sort_latency_rows(&mut rows);
         Ok(rows)
+    }
+
+    async fn breakdown_feature_model(
+        &self,
+        period: &Period,
+    ) -> Result<Vec<FeatureModelCost>, QueryError> {
+        let mut groups: HashMap<(String, String), FeatureModelCost> = HashMap::new();
+        for r in self.in_period(period) {
+            let u = &r.record;
+            let feature = feature_of(u);
+            let row = groups
+                .entry((feature.clone(), u.model.clone()))
+                .or_insert_with(|| FeatureModelCost {
+                    feature,
+                    model: u.model.clone(),
+                    calls: 0,
+                    cost: Nanos::ZERO,
+                });
+            row.calls += u.request_count();
+            row.cost = row.cost + r.cost.unwrap_or(Nanos::ZERO);
+        }
+        let mut rows: Vec<FeatureModelCost> = groups.into_values().collect();
+        rows.sort_by(|a, b| {
+            b.cost
+                .cmp(&a.cost)
+                .then_with(|| a.feature.cmp(&b.feature))
+                .then_with(|| a.model.cmp(&b.model))
+        });
+        Ok(rows)
+    }
+
+    async fn feature_model_traffic(
+        &self,
+        period: &Period,
+    ) -> Result<Vec<FeatureModelMix>, QueryError> {
+        let mut groups: std::collections::BTreeMap<(String, String), FeatureModelMix> =
+            Default::default();
+        for r in self.in_period(period).filter(|r| from_catalog(r)) {
+            let u = &r.record;
+            let feature = feature_of(u);
+            let g = groups
+                .entry((feature.clone(), u.model.clone()))
+                .or_insert_with(|| FeatureModelMix {
+                    feature,
+                    model: u.model.clone(),
+                    interactive: TokenMix::default(),
+                    batch: TokenMix::default(),
+                });
+            if u.is_batch() {
+                add_to_mix(&mut g.batch, r);
+            } else {
+                add_to_mix(&mut g.interactive, r);
+            }
+        }
+        Ok(groups.into_values().collect())
+    }
+
+    async fn output_tails(
+        &self,
+        period: &Period,
+        percentile: i64,
+    ) -> Result<Vec<OutputTail>, QueryError> {
+        // Per feature and model: (output tokens, batch) of each single-call record.
+        let mut groups: std::collections::BTreeMap<(String, String), Vec<(i64, bool)>> =
+            Default::default();
+        for r in self
+            .in_period(period)
+            .filter(|r| from_catalog(r) && r.record.request_count() == 1)
+        {
+            let u = &r.record;
+            groups
+                .entry((feature_of(u), u.model.clone()))
+                .or_default()
+                .push((u.output_tokens, u.is_batch()));
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for ((feature, model), calls) in groups {
+            let mut lengths: Vec<i64> = calls.iter().map(|c| c.0).collect();
+            lengths.sort_unstable();
+            let n = lengths.len() as i64;
+            let rank = nearest_rank_index(percentile, n).clamp(1, n);
+            let Some(&cap) = lengths.get((rank - 1) as usize) else {
+                continue;
+            };
+            let mut tail = OutputTail {
+                feature,
+                model,
+                calls: n,
+                cap,
+                over_calls: 0,
+                excess_interactive_tokens: 0,
+                excess_batch_tokens: 0,
+            };
+            for &(output, batch) in calls.iter().filter(|c| c.0 > cap) {
+                tail.over_calls += 1;
+                if batch {
+                    tail.excess_batch_tokens += output - cap;
+                } else {
+                    tail.excess_interactive_tokens += output - cap;
+                }
+            }
+            out.push(tail);
+        }
+        Ok(out)
+    }
+
+    async fn input_band(
+        &self,
+        period: &Period,
+        model: &str,
+        above_input_tokens: i64,
+        up_to_input_tokens: i64,
+    ) -> Result<InputBand, QueryError> {
+        let mut band = InputBand {
+            model: model.to_string(),
+            above_input_tokens,
+            up_to_input_tokens,
+            ..InputBand::default()
+        };
+        for r in self
+            .in_period(period)
+            .filter(|r| r.record.model == model && from_catalog(r))
+        {
+            let u = &r.record;
+            let per_call = u.input_tokens / u.request_count().max(1);
+            if per_call > above_input_tokens && per_call <= up_to_input_tokens {
+                if u.is_batch() {
+                    add_to_mix(&mut band.batch, r);
+                } else {
+                    add_to_mix(&mut band.interactive, r);
+                }
+            }
+        }
+        Ok(band)
     }
 }
 

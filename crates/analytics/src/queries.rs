@@ -124,6 +124,60 @@ pub struct BatchCandidate {
     pub night: TokenMix,
 }
 
+/// Spend of one feature on one model (breakdown semantics: every call, `request_count` calls
+/// per record, unpriced calls adding nothing), so a period-over-period change can tell a
+/// feature that grew from one that moved to another model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureModelCost {
+    /// The feature (`(none)` without one).
+    pub feature: String,
+    pub model: String,
+    pub calls: i64,
+    pub cost: Nanos,
+}
+
+/// Traffic of one feature on one model priced from the catalog (records, as in
+/// [`TrafficProfile`]), split by batch vs. interactive so it can be re-priced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureModelMix {
+    /// The feature (`(none)` without one).
+    pub feature: String,
+    pub model: String,
+    pub interactive: TokenMix,
+    pub batch: TokenMix,
+}
+
+/// How long one feature's outputs on one model run: the nearest-rank percentile of output
+/// tokens per call (the proposed `max_tokens` cap) and the tokens produced beyond it. Only
+/// single-call records priced from the catalog count: an aggregated record's per-call output
+/// is unknown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputTail {
+    pub feature: String,
+    pub model: String,
+    /// Records in the sample.
+    pub calls: i64,
+    /// The percentile's output length.
+    pub cap: i64,
+    /// Calls whose output was longer than `cap`.
+    pub over_calls: i64,
+    /// Output tokens beyond `cap`, of interactive and of batch calls (priced differently).
+    pub excess_interactive_tokens: i64,
+    pub excess_batch_tokens: i64,
+}
+
+/// Calls of a model whose prompt per call (`input_tokens / request_count`, cached tokens
+/// included, as tiers are billed) is in `(above_input_tokens, up_to_input_tokens]`, priced
+/// from the catalog; `calls` counts records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputBand {
+    pub model: String,
+    pub above_input_tokens: i64,
+    pub up_to_input_tokens: i64,
+    pub interactive: TokenMix,
+    pub batch: TokenMix,
+}
+
 /// A model's latency percentiles and error rate within a period.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencyRow {
@@ -211,6 +265,35 @@ pub trait OrgUsageQueries: Send + Sync {
 
     /// Latency percentiles and error rate per model ([`sort_latency_rows`] order).
     async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError>;
+
+    /// Spend by feature and model, by cost descending, then feature, then model.
+    async fn breakdown_feature_model(
+        &self,
+        period: &Period,
+    ) -> Result<Vec<FeatureModelCost>, QueryError>;
+
+    /// Catalog-priced traffic by feature and model, ordered by feature then model.
+    async fn feature_model_traffic(
+        &self,
+        period: &Period,
+    ) -> Result<Vec<FeatureModelMix>, QueryError>;
+
+    /// Per feature and model, the `percentile`-th (1–100, nearest rank) output length and the
+    /// output beyond it ([`OutputTail`]), ordered by feature then model.
+    async fn output_tails(
+        &self,
+        period: &Period,
+        percentile: i64,
+    ) -> Result<Vec<OutputTail>, QueryError>;
+
+    /// Catalog-priced calls of `model` with a prompt in the band ([`InputBand`]).
+    async fn input_band(
+        &self,
+        period: &Period,
+        model: &str,
+        above_input_tokens: i64,
+        up_to_input_tokens: i64,
+    ) -> Result<InputBand, QueryError>;
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Analyses of spend over time, as pure functions over query results: anomaly days (robust
 //! z-score over median and MAD), period-over-period change with its attribution to the keys
-//! that moved, and the month-end forecast. The queries feeding them are breakdowns; the
+//! that moved (and to a feature moving to a more expensive model), and the month-end forecast. The queries feeding them are breakdowns; the
 //! arithmetic is here so it is tested by hand-computed examples (testdata/golden/README.md).
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::money::Nanos;
-use crate::queries::CostRow;
+use crate::queries::{CostRow, FeatureModelCost};
 
 /// Iglewicz and Hoaglin's cut-off: a robust z-score above this marks an outlier.
 pub const ANOMALY_Z: f64 = 3.5;
@@ -153,6 +153,98 @@ pub fn change(current: &[CostRow], previous: &[CostRow]) -> Change {
     }
 }
 
+/// A feature's calls must shift at least this share (20 points) to one model for its change
+/// to count as a move to that model rather than ordinary variation.
+pub const MODEL_MOVE_MIN_SHIFT: f64 = 0.2;
+
+/// A feature whose calls moved from one model to a more expensive one between two periods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMove {
+    pub feature: String,
+    /// The model that lost the largest share of the feature's calls.
+    pub from_model: String,
+    /// The model that gained the largest share.
+    pub to_model: String,
+    /// `to_model`'s share of the feature's calls before and after.
+    pub previous_share: f64,
+    pub current_share: f64,
+    /// The change of the feature's spend on `to_model`.
+    pub to_model_change: Nanos,
+    /// Cost per call of `from_model` (previous period) and `to_model` (current period).
+    pub from_cost_per_call: Nanos,
+    pub to_cost_per_call: Nanos,
+}
+
+struct ModelSide {
+    calls: i64,
+    cost: Nanos,
+}
+
+fn sides<'a>(rows: &'a [FeatureModelCost], feature: &str) -> BTreeMap<&'a str, ModelSide> {
+    rows.iter()
+        .filter(|r| r.feature == feature)
+        .map(|r| {
+            (
+                r.model.as_str(),
+                ModelSide {
+                    calls: r.calls,
+                    cost: r.cost,
+                },
+            )
+        })
+        .collect()
+}
+
+fn per_call(side: Option<&ModelSide>) -> Option<Nanos> {
+    side.filter(|s| s.calls > 0)
+        .map(|s| Nanos((s.cost.0 as f64 / s.calls as f64).round() as i64))
+}
+
+/// Whether `feature` moved to a more expensive model between `previous` and `current`
+/// (feature × model breakdowns of the two periods): the model whose share of the feature's
+/// calls grew most gained at least [`MODEL_MOVE_MIN_SHIFT`], another lost share, and a call
+/// on the new model costs more than one on the old. Ties go to the model named first.
+pub fn model_move(
+    feature: &str,
+    current: &[FeatureModelCost],
+    previous: &[FeatureModelCost],
+) -> Option<ModelMove> {
+    let (cur, prev) = (sides(current, feature), sides(previous, feature));
+    let total = |m: &BTreeMap<&str, ModelSide>| m.values().map(|s| s.calls).sum::<i64>();
+    let (cur_calls, prev_calls) = (total(&cur), total(&prev));
+    if cur_calls == 0 || prev_calls == 0 {
+        return None;
+    }
+    let share = |m: &BTreeMap<&str, ModelSide>, n: i64, model: &str| {
+        m.get(model).map_or(0.0, |s| s.calls as f64 / n as f64)
+    };
+    let models: std::collections::BTreeSet<&str> = cur.keys().chain(prev.keys()).copied().collect();
+    let shifts: Vec<(&str, f64)> = models
+        .iter()
+        .map(|&m| (m, share(&cur, cur_calls, m) - share(&prev, prev_calls, m)))
+        .collect();
+    // `max_by`/`min_by` keep the last of equals: reversed so the first-named model wins ties.
+    let (to, gain) = *shifts.iter().rev().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let (from, loss) = *shifts.iter().rev().min_by(|a, b| a.1.total_cmp(&b.1))?;
+    if gain < MODEL_MOVE_MIN_SHIFT || loss >= 0.0 {
+        return None;
+    }
+    let to_cpc = per_call(cur.get(to))?;
+    let from_cpc = per_call(prev.get(from))?;
+    let to_change =
+        cur.get(to).map_or(Nanos::ZERO, |s| s.cost) - prev.get(to).map_or(Nanos::ZERO, |s| s.cost);
+    (to_cpc > from_cpc && to_change > Nanos::ZERO).then(|| ModelMove {
+        feature: feature.to_string(),
+        from_model: from.to_string(),
+        to_model: to.to_string(),
+        previous_share: share(&prev, prev_calls, to),
+        current_share: share(&cur, cur_calls, to),
+        to_model_change: to_change,
+        from_cost_per_call: from_cpc,
+        to_cost_per_call: to_cpc,
+    })
+}
+
 /// Spend expected by the end of the month.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Forecast {
@@ -260,6 +352,53 @@ mod tests {
         assert_eq!(c.contributions[2].change, Nanos(-2_000_000_000));
         // From nothing: no ratio.
         assert_eq!(change(&cur, &[]).change_ratio, None);
+    }
+
+    fn fm(feature: &str, model: &str, calls: i64, usd_cents: i64) -> FeatureModelCost {
+        FeatureModelCost {
+            feature: feature.into(),
+            model: model.into(),
+            calls,
+            cost: Nanos(usd_cents * 10_000_000),
+        }
+    }
+
+    #[test]
+    fn model_move_by_hand() {
+        // Previous week: support-bot 900 calls on gpt-4o-mini ($9.00, 1¢ a call) and 100 on
+        // gpt-4o ($10.00, 10¢); search $50. This week: 200 on mini ($2.00), 800 on gpt-4o
+        // ($80.00); search $48. Total $69 → $130: +$61; support-bot +$63 = 103.3% of it.
+        // gpt-4o's share of support-bot's calls 10% → 80% (+70 points ≥ 20), mini's fell;
+        // 10¢ a call > 1¢: a move from gpt-4o-mini to gpt-4o, gpt-4o's spend +$70.
+        let prev = [
+            fm("support-bot", "gpt-4o-mini", 900, 900),
+            fm("support-bot", "gpt-4o", 100, 1_000),
+            fm("search", "gpt-4o-mini", 5_000, 5_000),
+        ];
+        let cur = [
+            fm("support-bot", "gpt-4o-mini", 200, 200),
+            fm("support-bot", "gpt-4o", 800, 8_000),
+            fm("search", "gpt-4o-mini", 4_800, 4_800),
+        ];
+        let m = model_move("support-bot", &cur, &prev).unwrap();
+        assert_eq!(
+            (m.from_model.as_str(), m.to_model.as_str()),
+            ("gpt-4o-mini", "gpt-4o")
+        );
+        assert!((m.previous_share - 0.1).abs() < 1e-12);
+        assert!((m.current_share - 0.8).abs() < 1e-12);
+        assert_eq!(m.to_model_change, Nanos(70_000_000_000));
+        assert_eq!(m.from_cost_per_call, Nanos(10_000_000));
+        assert_eq!(m.to_cost_per_call, Nanos(100_000_000));
+        // search only shrank on one model: no move. The reverse move is to a cheaper model.
+        assert_eq!(model_move("search", &cur, &prev), None);
+        assert_eq!(model_move("support-bot", &prev, &cur), None);
+        // A 10-point shift is ordinary variation.
+        let small = [
+            fm("support-bot", "gpt-4o-mini", 800, 800),
+            fm("support-bot", "gpt-4o", 200, 2_000),
+        ];
+        assert_eq!(model_move("support-bot", &small, &prev), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! REST endpoints of PROTOCOL.md §7. Every `/api` call is authenticated first and answered
 //! through the caller's [`UserSession`], so it only ever sees the caller's own data.
 
+use apogee_analytics::forecast::month_end;
 use apogee_analytics::savings::{CACHE_HIT_RATE, Recommendation, ShortLimits, recommend};
 use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period};
 use apogee_store::MessageRow;
@@ -318,6 +319,10 @@ pub async fn costs(
     if let (Value::Object(m), Value::Object(c)) = (&mut totals_json, nanos_json(totals.cost)) {
         m.extend(c);
     }
+    // As of now whatever the requested period: where this month's spend is heading.
+    let forecast = month_end(s.usage(), Utc::now())
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({
         "org_id": s.identity().org_id(),
         "from": period.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -326,6 +331,7 @@ pub async fn costs(
         "currency": "USD",
         "totals": totals_json,
         "rows": rows,
+        "forecast": forecast.to_json(),
     })))
 }
 

@@ -100,6 +100,21 @@ async fn usage_ingest_is_idempotent_keeps_good_records_and_prices_them() {
         (Some(0), Some(1))
     );
 
+    // The month-end forecast rides along, as of now: this month's spend so far (the same as
+    // the month-to-date totals) projected to the month's end.
+    let (s, mtd) = get_json(&server.addr, "/api/costs?period=mtd", "alice").await;
+    assert_eq!(s, 200, "{mtd}");
+    let f = &mtd["forecast"];
+    assert_eq!(f["spent_nanos"], mtd["totals"]["cost_nanos"]);
+    assert!(
+        f["projected_nanos"].as_i64() >= f["spent_nanos"].as_i64(),
+        "{f}"
+    );
+    assert!(
+        f["daily_run_rate_nanos"].is_i64() && f["month_end"].is_string(),
+        "{f}"
+    );
+
     // Demo users share org `demo`; a JWT org would not. Bad parameters are 400s.
     let (s, _) = get_json(&server.addr, "/api/costs?group_by=color", "alice").await;
     assert_eq!(s, 400);

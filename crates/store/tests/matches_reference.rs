@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use apogee_analytics::demo::{DemoSpec, generate};
 use apogee_analytics::memory::MemoryUsage;
+use apogee_analytics::savings::{ShortLimits, recommend};
 use apogee_analytics::{GroupBy, OrgUsageQueries, Period, PriceCatalog, PricedRecord};
 use apogee_store::test_support::{TestStore, stores};
 use apogee_store::{Backend, Store};
@@ -103,6 +104,81 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
             assert_eq!(
                 sql.batch_candidates(p).await.unwrap(),
                 mem.batch_candidates(p).await.unwrap()
+            );
+            assert_newer_queries_agree(&sql, &mem, p).await;
+        }
+    }
+}
+
+/// The queries of `org_usage/more.rs` against the reference, with each model's tier bands and
+/// bands that hold nothing.
+async fn assert_newer_queries_agree(sql: &dyn OrgUsageQueries, mem: &MemoryUsage, p: &Period) {
+    assert_eq!(
+        sql.breakdown_feature_model(p).await.unwrap(),
+        mem.breakdown_feature_model(p).await.unwrap()
+    );
+    assert_eq!(
+        sql.feature_model_traffic(p).await.unwrap(),
+        mem.feature_model_traffic(p).await.unwrap()
+    );
+    for percentile in [50, 95, 100] {
+        assert_eq!(
+            sql.output_tails(p, percentile).await.unwrap(),
+            mem.output_tails(p, percentile).await.unwrap(),
+            "p{percentile}"
+        );
+    }
+    for (model, above, up_to) in [
+        ("gemini-1.5-pro", 128_000, 153_600),
+        ("claude-sonnet-4", 200_000, 240_000),
+        ("gpt-4o", 1_000, 3_000),
+        ("gpt-4o-mini", 0, 1_000_000),
+        ("nope", 0, 1_000_000),
+    ] {
+        assert_eq!(
+            sql.input_band(p, model, above, up_to).await.unwrap(),
+            mem.input_band(p, model, above, up_to).await.unwrap(),
+            "{model}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sql_queries_equal_the_reference_on_the_golden_datasets() {
+    let catalog = Arc::new(PriceCatalog::builtin().unwrap());
+    let november = Period::new(
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+    );
+    let files: [&[u8]; 3] = [
+        include_bytes!("../../analytics/testdata/golden/recs.ndjson"),
+        include_bytes!("../../analytics/testdata/golden/costs.ndjson"),
+        include_bytes!("../../analytics/testdata/golden/model_move.ndjson"),
+    ];
+    for file in files {
+        let parsed =
+            apogee_analytics::formats::parse(apogee_analytics::formats::Format::Usage, file)
+                .unwrap();
+        let records: Vec<PricedRecord> = parsed
+            .records
+            .into_iter()
+            .map(|r| PricedRecord::price(r, &catalog))
+            .collect();
+        for t in stores().await {
+            let store = store_with(&t, "acme", &records, &catalog).await;
+            let sql = store.org_usage("acme");
+            let mem = MemoryUsage::new(records.clone(), Arc::clone(&catalog));
+            assert_newer_queries_agree(&sql, &mem, &november).await;
+            // And so every recommendation, the golden figures included.
+            assert_eq!(
+                recommend(&sql, &catalog, &november, ShortLimits::default())
+                    .await
+                    .unwrap(),
+                recommend(&mem, &catalog, &november, ShortLimits::default())
+                    .await
+                    .unwrap(),
+                "{:?}",
+                t.backend
             );
         }
     }

@@ -45,13 +45,13 @@ pub(crate) async fn work(
         .think("Comparing the last 7 days with the 7 before, and checking every day against the median day (median/MAD).")
         .await?;
     let week = Period::new(t.period.to - Duration::days(WEEK_DAYS), t.period.to);
-    let change = agent.call(compare_periods(usage, week)).await?;
+    let (change, moved) = agent.call(compare_periods(usage, week)).await?;
     let outliers = agent
         .call(detect_anomalies(&t.period, &data.by_day))
         .await?;
     let context = format!(
         "Last 7 days: {}. {} outlier day(s) by robust z-score.",
-        change_sentence(&change, WEEK_DAYS),
+        change_sentence(&change, WEEK_DAYS, moved.as_ref()),
         outliers.len()
     );
     let done = match spike {

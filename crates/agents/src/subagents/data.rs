@@ -1,18 +1,22 @@
-//! The `data` agent: the period's totals and its spend by model, feature and day. With no
-//! usage in the period it stops after the totals; the supervisor then asks the data helper.
+//! The `data` agent: the period's totals and its spend by model, feature and day, and for cost
+//! and spike questions the month-end forecast. With no usage in the period it stops after the
+//! totals; the supervisor then asks the data helper.
 
 use apogee_analytics::{GroupBy, OrgUsageQueries};
+use chrono::{DateTime, Utc};
 
 use crate::findings::UsageData;
 use crate::format::count;
 use crate::scope::{Agent, Done, StepError};
+use crate::tools::trends::forecast_month_end;
 use crate::tools::usage::{spend_by, usage_totals};
-use crate::triage::Triage;
+use crate::triage::{Intent, Triage};
 
 pub(crate) async fn work(
     agent: Agent,
     usage: &dyn OrgUsageQueries,
     t: &Triage,
+    now: DateTime<Utc>,
 ) -> Result<Done<UsageData>, StepError> {
     let period = &t.period;
     agent
@@ -48,6 +52,29 @@ pub(crate) async fn work(
         .call(spend_by(usage, period, GroupBy::Feature))
         .await?;
     let by_day = agent.call(spend_by(usage, period, GroupBy::Day)).await?;
+    // The tools cannot filter by user; a named user's own spend comes from the by-user
+    // breakdown, and the report says the rest is org-wide.
+    let by_user = match &t.user {
+        Some(user) => {
+            agent
+                .think(format!(
+                    "The question names user `{user}`: reading spend by user for their row; the \
+                     other figures stay org-wide."
+                ))
+                .await?;
+            agent.call(spend_by(usage, period, GroupBy::User)).await?
+        }
+        None => Vec::new(),
+    };
+    // Where the month is heading answers "what are we spending" and puts a spike in context.
+    let forecast = if matches!(t.intent, Intent::CostBreakdown | Intent::SpikeExplanation) {
+        agent
+            .think("Projecting this month's spend from the last 7 complete days.")
+            .await?;
+        Some(agent.call(forecast_month_end(usage, now)).await?)
+    } else {
+        None
+    };
     let summary = format!(
         "{} across {} calls, {} models, {} features, {} days with usage",
         totals.cost.display_usd(),
@@ -62,6 +89,8 @@ pub(crate) async fn work(
             by_model,
             by_feature,
             by_day,
+            forecast,
+            by_user,
         },
         summary,
     ))

@@ -1,12 +1,16 @@
 //! The `optimization` agent: savings backed by the period's usage (`right_size_models`,
-//! `find_duplicate_prompts`, `find_batchable_traffic`), ranked by monthly saving.
+//! `find_duplicate_prompts`, `find_batchable_traffic`, `find_prompt_cache_savings`,
+//! `find_output_caps`, `find_context_tier_savings`), ranked by monthly saving: the same
+//! recommendations as `savings::recommend`.
 
 use apogee_analytics::savings::{CACHE_HIT_RATE, ShortLimits, sort_by_saving};
 use apogee_analytics::{OrgUsageQueries, PriceCatalog};
 
 use crate::findings::{Savings, UsageData, recommendations_json};
 use crate::scope::{Agent, Done, StepError};
-use crate::tools::savings::{find_batchable_traffic, find_duplicate_prompts, right_size_models};
+use crate::tools::savings::{
+    More, find_batchable_traffic, find_duplicate_prompts, more_savings, right_size_models,
+};
 use crate::triage::Triage;
 
 pub(crate) async fn work(
@@ -55,6 +59,25 @@ pub(crate) async fn work(
             .call(find_batchable_traffic(usage, catalog, &t.period))
             .await?,
     );
+    agent
+        .think(
+            "Checking for long prompts with a stable prefix to cache, outputs far beyond their \
+             usual length, and prompts just above a long-context price tier.",
+        )
+        .await?;
+    for which in [More::PromptCache, More::OutputCap, More::ContextTier] {
+        recommendations.extend(
+            agent
+                .call(more_savings(
+                    usage,
+                    catalog,
+                    &t.period,
+                    &data.by_model,
+                    which,
+                ))
+                .await?,
+        );
+    }
     sort_by_saving(&mut recommendations);
     let savings = Savings {
         recommendations,

@@ -10,6 +10,7 @@ pub(crate) async fn work(agent: Agent, input: &ReportInput<'_>) -> Result<Done<(
         Intent::Savings => "leading with the savings",
         Intent::SpikeExplanation => "leading with what happened",
         Intent::Latency => "leading with latency and errors by model",
+        Intent::ModelSelection => "leading with the spend by model and right-sizing",
         _ => "with the spend by model, feature and day",
     };
     agent

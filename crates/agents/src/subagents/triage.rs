@@ -38,6 +38,7 @@ fn explain(t: &Triage) -> String {
         Intent::SpikeExplanation => "why spend changed",
         Intent::Savings => "how to cut the bill",
         Intent::Latency => "latency and errors by model",
+        Intent::ModelSelection => "which model to use, by spend per model and right-sizing",
         Intent::DataHelp => "how to get usage data into Apogee",
         Intent::General => "a general question; I will summarise the spend",
     };

@@ -1,12 +1,15 @@
 //! The savings tools: `right_size_models` (short calls of a model that has a cheaper catalog
 //! alternative, re-priced on it) and `find_duplicate_prompts` (exact repeats a response cache
-//! would serve) and `find_batchable_traffic` (night-time interactive jobs the Batch API would
-//! serve at its discount). The arithmetic is [`apogee_analytics::savings`]'s.
+//! would serve), `find_batchable_traffic` (night-time interactive jobs the Batch API would
+//! serve at its discount), `find_prompt_cache_savings` (long prompts with a stable prefix),
+//! `find_output_caps` (long tails of output) and `find_context_tier_savings` (prompts just
+//! above a long-context price tier). The arithmetic is [`apogee_analytics::savings`]'s.
 
 use std::future::Future;
 
 use apogee_analytics::savings::{
-    BATCHABLE_NIGHT_SHARE, Recommendation, ShortLimits, batch_api, response_cache, right_size,
+    BATCHABLE_NIGHT_SHARE, OUTPUT_CAP_PERCENTILE, Recommendation, STABLE_PREFIX_SHARE, ShortLimits,
+    TIER_MARGIN, batch_api, context_tiers, output_caps, prompt_caches, response_cache, right_size,
     right_size_candidates,
 };
 use apogee_analytics::{CostRow, Nanos, OrgUsageQueries, Period, PriceCatalog};
@@ -159,6 +162,77 @@ pub(crate) fn find_batchable_traffic<'a>(
                     "night_share": BATCHABLE_NIGHT_SHARE,
                     "recommendations": recommendations_json(&recs),
                 }),
+                summary,
+                value: recs,
+            })
+        },
+    }
+}
+
+/// Which of the newer recommenders a [`more_savings`] tool runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum More {
+    PromptCache,
+    OutputCap,
+    ContextTier,
+}
+
+/// `find_prompt_cache_savings`, `find_output_caps` or `find_context_tier_savings`: the
+/// recommender's findings over the period, as `recommend` computes them.
+pub(crate) fn more_savings<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    catalog: &'a PriceCatalog,
+    period: &'a Period,
+    by_model: &'a [CostRow],
+    which: More,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<Vec<Recommendation>>, ToolError>> + Send + 'a>
+{
+    let mut args = period_args(period);
+    let (name, what) = match which {
+        More::PromptCache => {
+            args["stable_prefix_share"] = json!(STABLE_PREFIX_SHARE);
+            (
+                "find_prompt_cache_savings",
+                "feature(s) could cache a stable prompt prefix",
+            )
+        }
+        More::OutputCap => {
+            args["percentile"] = json!(OUTPUT_CAP_PERCENTILE);
+            (
+                "find_output_caps",
+                "feature(s) could cap their long outputs",
+            )
+        }
+        More::ContextTier => {
+            args["margin"] = json!(TIER_MARGIN);
+            (
+                "find_context_tier_savings",
+                "model(s) have prompts just above a price tier",
+            )
+        }
+    };
+    ToolCall {
+        name,
+        args,
+        run: async move {
+            let mut recs = match which {
+                More::PromptCache => prompt_caches(usage, catalog, period).await?,
+                More::OutputCap => output_caps(usage, catalog, period).await?,
+                More::ContextTier => context_tiers(usage, catalog, period, by_model).await?,
+            };
+            recs.sort_by_key(|r| std::cmp::Reverse(r.monthly_saving));
+            let total = recs.iter().map(|r| r.monthly_saving).sum::<Nanos>();
+            let summary = if recs.is_empty() {
+                format!("none found: 0 {what}")
+            } else {
+                format!(
+                    "{} {what}, saving {} per month",
+                    recs.len(),
+                    total.display_usd()
+                )
+            };
+            Ok(ToolOutput {
+                data: json!({ "recommendations": recommendations_json(&recs) }),
                 summary,
                 value: recs,
             })

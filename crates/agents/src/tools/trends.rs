@@ -1,19 +1,34 @@
 //! The trend tools: `compare_periods` (spend of a window against the same-length window before
-//! it, attributed to the features and feature · model pairs that moved) and `detect_anomalies`
-//! (days far from the median day by a median/MAD robust z-score). The arithmetic is
+//! it, attributed to the features that moved, and naming the top feature's move to a more
+//! expensive model when there is one) and `detect_anomalies`
+//! (days far from the median day by a median/MAD robust z-score) and `forecast_month_end`
+//! (this month's spend so far plus the rest at the recent daily run rate). The arithmetic is
 //! [`apogee_analytics::trends`]'s.
 
 use std::future::Future;
 
-use apogee_analytics::trends::{ANOMALY_Z, Anomaly, Change, anomaly_days, change};
+use apogee_analytics::forecast::{MonthEnd, RECENT_DAYS, month_end};
+use apogee_analytics::trends::{
+    ANOMALY_Z, Anomaly, Change, ModelMove, anomaly_days, change, model_move,
+};
 use apogee_analytics::{CostRow, GroupBy, Nanos, OrgUsageQueries, Period};
-use chrono::{Duration, NaiveDate};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{Value, json};
 
 use super::{ToolCall, ToolError, ToolOutput, period_args};
 
-fn change_json(c: &Change) -> Value {
+fn change_json(c: &Change, mv: Option<&ModelMove>) -> Value {
     json!({
+        "model_move": mv.map(|m| json!({
+            "feature": m.feature,
+            "from_model": m.from_model,
+            "to_model": m.to_model,
+            "previous_share": m.previous_share,
+            "current_share": m.current_share,
+            "to_model_change_nanos": m.to_model_change.0,
+            "from_cost_per_call_nanos": m.from_cost_per_call.0,
+            "to_cost_per_call_nanos": m.to_cost_per_call.0,
+        })),
         "previous_nanos": c.previous.0,
         "current_nanos": c.current.0,
         "change_nanos": c.change.0,
@@ -29,8 +44,9 @@ fn change_json(c: &Change) -> Value {
 }
 
 /// "spend +38% ($1,234.00 → $1,702.92) against the previous 7 days; 81% of the change from
-/// feature `support-bot`".
-pub(crate) fn change_sentence(c: &Change, days: i64) -> String {
+/// feature `support-bot` (+$30.78), which moved from gpt-4o-mini to gpt-4o (10% → 80% of its
+/// calls)".
+pub(crate) fn change_sentence(c: &Change, days: i64, mv: Option<&ModelMove>) -> String {
     let head = match c.change_ratio {
         Some(r) => format!(
             "spend {:+.0}% ({} → {}) against the previous {days} days",
@@ -44,12 +60,24 @@ pub(crate) fn change_sentence(c: &Change, days: i64) -> String {
         ),
     };
     match c.contributions.first() {
-        Some(top) if c.change != Nanos::ZERO => format!(
-            "{head}; {:.0}% of the change from feature `{}` ({})",
-            top.share_of_change * 100.0,
-            top.key,
-            signed_usd(top.change)
-        ),
+        Some(top) if c.change != Nanos::ZERO => {
+            let moved = match mv.filter(|m| m.feature == top.key) {
+                Some(m) => format!(
+                    ", which moved from {} to {} ({:.0}% → {:.0}% of its calls)",
+                    m.from_model,
+                    m.to_model,
+                    m.previous_share * 100.0,
+                    m.current_share * 100.0
+                ),
+                None => String::new(),
+            };
+            format!(
+                "{head}; {:.0}% of the change from feature `{}` ({}){moved}",
+                top.share_of_change * 100.0,
+                top.key,
+                signed_usd(top.change)
+            )
+        }
         _ => head,
     }
 }
@@ -62,11 +90,15 @@ fn signed_usd(n: Nanos) -> String {
     }
 }
 
-/// Compares `current` with the same-length window right before it, by feature.
+/// A period-over-period change and the top feature's move to a pricier model, if any.
+pub(crate) type Comparison = (Change, Option<ModelMove>);
+
+/// Compares `current` with the same-length window right before it, by feature, and checks
+/// whether the feature that grew most moved to a more expensive model.
 pub(crate) fn compare_periods<'a>(
     usage: &'a dyn OrgUsageQueries,
     current: Period,
-) -> ToolCall<impl Future<Output = Result<ToolOutput<Change>, ToolError>> + Send + 'a> {
+) -> ToolCall<impl Future<Output = Result<ToolOutput<Comparison>, ToolError>> + Send + 'a> {
     let mut args = period_args(&current);
     args["group_by"] = json!("feature");
     ToolCall {
@@ -77,11 +109,55 @@ pub(crate) fn compare_periods<'a>(
             let now = usage.breakdown(&current, GroupBy::Feature).await?;
             let before = usage.breakdown(&previous, GroupBy::Feature).await?;
             let c = change(&now, &before);
+            let mv = match c.contributions.first() {
+                Some(top) if top.change > Nanos::ZERO => {
+                    let now = usage.breakdown_feature_model(&current).await?;
+                    let before = usage.breakdown_feature_model(&previous).await?;
+                    model_move(&top.key, &now, &before)
+                }
+                _ => None,
+            };
             let days = (current.to - current.from).num_days();
             Ok(ToolOutput {
-                summary: change_sentence(&c, days),
-                data: change_json(&c),
-                value: c,
+                summary: change_sentence(&c, days, mv.as_ref()),
+                data: change_json(&c, mv.as_ref()),
+                value: (c, mv),
+            })
+        },
+    }
+}
+
+/// "$450.00 by 2026-11-30: $300.00 so far, then 10.0 days at $15.00 a day (the average of the
+/// last 7 complete days)".
+pub(crate) fn forecast_sentence(m: &MonthEnd) -> String {
+    let f = &m.forecast;
+    let last_day = (m.month_end - Duration::days(1)).date_naive();
+    format!(
+        "{} by {last_day}: {} so far, then {:.1} days at {} a day (the average of the last {RECENT_DAYS} complete days)",
+        f.projected.display_usd(),
+        f.spent.display_usd(),
+        f.remaining_days,
+        f.daily_run_rate.display_usd()
+    )
+}
+
+/// The month-end forecast as of `now`.
+pub(crate) fn forecast_month_end<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    now: DateTime<Utc>,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<MonthEnd>, ToolError>> + Send + 'a> {
+    ToolCall {
+        name: "forecast_month_end",
+        args: json!({
+            "now": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "recent_days": RECENT_DAYS,
+        }),
+        run: async move {
+            let m = month_end(usage, now).await?;
+            Ok(ToolOutput {
+                summary: forecast_sentence(&m),
+                data: m.to_json(),
+                value: m,
             })
         },
     }
@@ -211,8 +287,22 @@ mod tests {
             }],
         };
         assert_eq!(
-            change_sentence(&c, 7),
+            change_sentence(&c, 7, None),
             "spend +38% ($100.00 → $138.00) against the previous 7 days; 81% of the change from feature `support-bot` (+$30.78)"
+        );
+        let mv = ModelMove {
+            feature: "support-bot".into(),
+            from_model: "gpt-4o-mini".into(),
+            to_model: "gpt-4o".into(),
+            previous_share: 0.1,
+            current_share: 0.8,
+            to_model_change: Nanos(30_000_000_000),
+            from_cost_per_call: Nanos(10_000_000),
+            to_cost_per_call: Nanos(100_000_000),
+        };
+        assert_eq!(
+            change_sentence(&c, 7, Some(&mv)),
+            "spend +38% ($100.00 → $138.00) against the previous 7 days; 81% of the change from feature `support-bot` (+$30.78), which moved from gpt-4o-mini to gpt-4o (10% → 80% of its calls)"
         );
     }
 }

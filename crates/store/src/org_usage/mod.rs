@@ -13,10 +13,13 @@ use crate::db::{Cols, Db, on_read};
 use crate::rollup;
 use apogee_analytics::queries::{latency_row, sort_latency_rows};
 use apogee_analytics::{
-    BatchCandidate, CostRow, GroupBy, LatencyRow, Nanos, OrgUsageQueries, Period, QueryError,
-    RepeatProfile, TokenMix, TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
+    Nanos, OrgUsageQueries, OutputTail, Period, QueryError, RepeatProfile, TokenMix,
+    TrafficProfile, UsageTotals,
 };
 use async_trait::async_trait;
+
+mod more;
 
 /// Usage queries bound to one org. Obtained from [`crate::Store::org_usage`].
 #[derive(Clone)]
@@ -418,6 +421,38 @@ impl OrgUsageQueries for OrgUsage {
         }
         sort_latency_rows(&mut rows);
         Ok(rows)
+    }
+
+    async fn breakdown_feature_model(
+        &self,
+        period: &Period,
+    ) -> Result<Vec<FeatureModelCost>, QueryError> {
+        more::breakdown_feature_model(&self.db, &self.org_id, period).await
+    }
+
+    async fn feature_model_traffic(
+        &self,
+        period: &Period,
+    ) -> Result<Vec<FeatureModelMix>, QueryError> {
+        more::feature_model_traffic(&self.db, &self.org_id, period).await
+    }
+
+    async fn output_tails(
+        &self,
+        period: &Period,
+        percentile: i64,
+    ) -> Result<Vec<OutputTail>, QueryError> {
+        more::output_tails(&self.db, &self.org_id, period, percentile).await
+    }
+
+    async fn input_band(
+        &self,
+        period: &Period,
+        model: &str,
+        above: i64,
+        up_to: i64,
+    ) -> Result<InputBand, QueryError> {
+        more::input_band(&self.db, &self.org_id, period, model, above, up_to).await
     }
 }
 

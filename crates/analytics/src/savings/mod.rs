@@ -1,5 +1,20 @@
 //! Savings recommendations computed from query results and catalog prices. Every figure names
-//! the prices and assumptions behind it; nothing is estimated without data.
+//! the prices and assumptions behind it; nothing is estimated without data. This module owns
+//! the [`Recommendation`] shape, right-sizing, the response cache and the Batch API, and
+//! [`recommend`], which runs every recommender; the prompt cache, output cap and context-tier
+//! recommenders live in their own submodules.
+
+mod context_tier;
+mod prompt_cache;
+mod truncation;
+
+pub use context_tier::{TIER_MARGIN, context_tier, tier_band};
+pub use prompt_cache::{
+    ANTHROPIC_CACHE_READ, ANTHROPIC_CACHE_WRITE, CACHE_WRITE_SHARE, GOOGLE_CACHE_READ,
+    GOOGLE_CACHE_WRITE, MIN_CACHEABLE_PREFIX_TOKENS, MIN_PROMPT_CACHE_CALLS, OPENAI_CACHE_READ,
+    OPENAI_CACHE_WRITE, STABLE_PREFIX_SHARE, cache_multipliers, prompt_cache,
+};
+pub use truncation::{FAR_ABOVE_FACTOR, MIN_TRUNCATION_CALLS, OUTPUT_CAP_PERCENTILE, output_cap};
 
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +60,8 @@ pub enum Confidence {
 /// One concrete way to cut the bill.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendation {
-    /// `right_size_model`, `response_cache`.
+    /// `right_size_model`, `response_cache`, `batch_api`, `prompt_cache`, `output_cap`,
+    /// `context_tier`.
     pub kind: String,
     pub title: String,
     /// Saving over the analysed period.
@@ -75,7 +91,7 @@ impl Recommendation {
     }
 }
 
-fn per_month(amount: Nanos, period_days: f64) -> Nanos {
+pub(crate) fn per_month(amount: Nanos, period_days: f64) -> Nanos {
     if period_days <= 0.0 {
         return Nanos::ZERO;
     }
@@ -244,8 +260,8 @@ pub fn right_size_candidates(
 }
 
 /// Every recommendation the period's usage backs (right-sizing each candidate model, the
-/// response cache at [`CACHE_HIT_RATE`], the Batch API for night-time jobs), largest monthly
-/// saving first, then by title: what
+/// response cache at [`CACHE_HIT_RATE`], the Batch API for night-time jobs, prompt caching,
+/// output caps and context-tier trimming), largest monthly saving first, then by title: what
 /// `GET /api/recommendations` answers and the optimization agent finds step by step.
 pub async fn recommend(
     usage: &dyn OrgUsageQueries,
@@ -279,7 +295,67 @@ pub async fn recommend(
                 .and_then(|p| batch_api(&c, &p, period.days())),
         );
     }
+    recs.extend(prompt_caches(usage, catalog, period).await?);
+    recs.extend(output_caps(usage, catalog, period).await?);
+    recs.extend(context_tiers(usage, catalog, period, &by_model).await?);
     sort_by_saving(&mut recs);
+    Ok(recs)
+}
+
+/// Prompt caching for each feature × model whose traffic backs it.
+pub async fn prompt_caches(
+    usage: &dyn OrgUsageQueries,
+    catalog: &PriceCatalog,
+    period: &Period,
+) -> Result<Vec<Recommendation>, QueryError> {
+    Ok(usage
+        .feature_model_traffic(period)
+        .await?
+        .iter()
+        .filter_map(|m| {
+            catalog
+                .lookup(&m.model)
+                .and_then(|p| prompt_cache(m, &p, period.days()))
+        })
+        .collect())
+}
+
+/// A `max_tokens` cap for each feature × model with a long tail of outputs.
+pub async fn output_caps(
+    usage: &dyn OrgUsageQueries,
+    catalog: &PriceCatalog,
+    period: &Period,
+) -> Result<Vec<Recommendation>, QueryError> {
+    Ok(usage
+        .output_tails(period, OUTPUT_CAP_PERCENTILE)
+        .await?
+        .iter()
+        .filter_map(|t| {
+            catalog
+                .lookup(&t.model)
+                .and_then(|p| output_cap(t, &p, period.days()))
+        })
+        .collect())
+}
+
+/// Context-tier trimming for each model of `by_model` with tiers in the catalog, one per tier.
+pub async fn context_tiers(
+    usage: &dyn OrgUsageQueries,
+    catalog: &PriceCatalog,
+    period: &Period,
+    by_model: &[CostRow],
+) -> Result<Vec<Recommendation>, QueryError> {
+    let mut recs = Vec::new();
+    for row in by_model {
+        let Some(pricing) = catalog.lookup(&row.key) else {
+            continue;
+        };
+        for tier in &pricing.entry.tiers {
+            let (above, up_to) = tier_band(tier.above_input_tokens);
+            let band = usage.input_band(period, &row.key, above, up_to).await?;
+            recs.extend(context_tier(&band, &pricing, period.days()));
+        }
+    }
     Ok(recs)
 }
 

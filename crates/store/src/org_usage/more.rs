@@ -1,0 +1,227 @@
+//! The usage queries behind the newer recommenders and change attribution (feature × model
+//! spend and traffic, output tails, prompt-length bands), one org at a time. Kept apart from
+//! `mod.rs` so the two evolve separately; its trait impl only delegates here.
+//!
+//! The SQL is written for both SQLite and PostgreSQL: `$n` placeholders, sums cast to
+//! `BIGINT` (PostgreSQL's `SUM` of a bigint is numeric), booleans compared with
+//! `TRUE`/`FALSE`, and no SQLite-only functions. Semantics are `MemoryUsage`'s (see its
+//! module docs), which `tests/matches_reference.rs` checks.
+
+use apogee_analytics::{
+    FeatureModelCost, FeatureModelMix, InputBand, Nanos, OutputTail, Period, QueryError, TokenMix,
+};
+
+use super::bytewise;
+use crate::db::{Cols, Db, on_read};
+
+fn backend(e: sqlx::Error) -> QueryError {
+    QueryError::Backend(e.to_string())
+}
+
+/// Calls priced from the catalog: a client-sent cost says nothing about catalog prices.
+const FROM_CATALOG: &str = "price_source IS NOT NULL AND price_source <> 'client'";
+
+/// The five columns of a [`TokenMix`] over the records matching `cond`, named `{p}calls`,
+/// `{p}fresh`, `{p}cached`, `{p}output`, `{p}cost`.
+fn mix_columns(cond: &str, p: &str) -> String {
+    let sum = |expr: &str, name: &str| {
+        format!(
+            "CAST(COALESCE(SUM(CASE WHEN {cond} THEN {expr} ELSE 0 END), 0) AS BIGINT) AS {p}{name}"
+        )
+    };
+    [
+        sum("1", "calls"),
+        sum("input_tokens - cached_input_tokens", "fresh"),
+        sum("cached_input_tokens", "cached"),
+        sum("output_tokens", "output"),
+        sum("COALESCE(cost_nanos, 0)", "cost"),
+    ]
+    .join(", ")
+}
+
+fn mix(r: &impl Cols, p: &str) -> Result<TokenMix, sqlx::Error> {
+    let get = |name: &str| r.int(format!("{p}{name}").as_str());
+    Ok(TokenMix {
+        calls: get("calls")?,
+        fresh_input_tokens: get("fresh")?,
+        cached_input_tokens: get("cached")?,
+        output_tokens: get("output")?,
+        cost: Nanos(get("cost")?),
+    })
+}
+
+pub(crate) async fn breakdown_feature_model(
+    db: &Db,
+    org_id: &str,
+    period: &Period,
+) -> Result<Vec<FeatureModelCost>, QueryError> {
+    let sql = format!(
+        "SELECT COALESCE(feature, '(none)'){b} AS f, model{b} AS model,
+                CAST(COALESCE(SUM(request_count), 0) AS BIGINT) AS calls,
+                CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost
+         FROM usage_records
+         WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3
+         GROUP BY COALESCE(feature, '(none)'), model
+         ORDER BY cost DESC, f, model",
+        b = bytewise(db),
+    );
+    on_read!(db, pool => {
+        sqlx::query(&sql)
+            .bind(org_id)
+            .bind(period.from_ms())
+            .bind(period.to_ms())
+            .fetch_all(pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| {
+                Ok(FeatureModelCost {
+                    feature: r.text("f")?,
+                    model: r.text("model")?,
+                    calls: r.int("calls")?,
+                    cost: Nanos(r.int("cost")?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend)
+    })
+}
+
+pub(crate) async fn feature_model_traffic(
+    db: &Db,
+    org_id: &str,
+    period: &Period,
+) -> Result<Vec<FeatureModelMix>, QueryError> {
+    let sql = format!(
+        "SELECT COALESCE(feature, '(none)'){b} AS f, model{b} AS model, {interactive}, {batch}
+         FROM usage_records
+         WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND {FROM_CATALOG}
+         GROUP BY COALESCE(feature, '(none)'), model
+         ORDER BY f, model",
+        b = bytewise(db),
+        interactive = mix_columns("batch = FALSE", "i_"),
+        batch = mix_columns("batch = TRUE", "b_"),
+    );
+    on_read!(db, pool => {
+        sqlx::query(&sql)
+            .bind(org_id)
+            .bind(period.from_ms())
+            .bind(period.to_ms())
+            .fetch_all(pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| {
+                Ok(FeatureModelMix {
+                    feature: r.text("f")?,
+                    model: r.text("model")?,
+                    interactive: mix(r, "i_")?,
+                    batch: mix(r, "b_")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend)
+    })
+}
+
+pub(crate) async fn output_tails(
+    db: &Db,
+    org_id: &str,
+    period: &Period,
+    percentile: i64,
+) -> Result<Vec<OutputTail>, QueryError> {
+    // The cap is the output length at rank ceil(p × n / 100) of each group, computed in
+    // integers exactly as `MemoryUsage` does, spread to every row of the group by a second
+    // window so each call is compared with its cap in one pass (a join back to the rows made
+    // SQLite recompute the ranking per row).
+    let sql = format!(
+        "WITH ranked AS (
+             SELECT COALESCE(feature, '(none)'){b} AS f, model{b} AS model, output_tokens, batch,
+                    ROW_NUMBER() OVER (PARTITION BY COALESCE(feature, '(none)'), model
+                                       ORDER BY output_tokens) AS rn,
+                    COUNT(*) OVER (PARTITION BY COALESCE(feature, '(none)'), model) AS n
+             FROM usage_records
+             WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND request_count = 1
+               AND {FROM_CATALOG}),
+         capped AS (
+             SELECT f, model, output_tokens, batch, n,
+                    MAX(CASE WHEN rn = ($4 * n + 99) / 100 THEN output_tokens END)
+                        OVER (PARTITION BY f, model) AS cap
+             FROM ranked)
+         SELECT f, model, CAST(n AS BIGINT) AS calls, CAST(cap AS BIGINT) AS cap,
+                CAST(COALESCE(SUM(CASE WHEN output_tokens > cap THEN 1 ELSE 0 END), 0) AS BIGINT) AS over_calls,
+                CAST(COALESCE(SUM(CASE WHEN output_tokens > cap AND batch = FALSE
+                    THEN output_tokens - cap ELSE 0 END), 0) AS BIGINT) AS excess_i,
+                CAST(COALESCE(SUM(CASE WHEN output_tokens > cap AND batch = TRUE
+                    THEN output_tokens - cap ELSE 0 END), 0) AS BIGINT) AS excess_b
+         FROM capped
+         GROUP BY f, model, n, cap
+         ORDER BY f, model",
+        b = bytewise(db),
+    );
+    on_read!(db, pool => {
+        sqlx::query(&sql)
+            .bind(org_id)
+            .bind(period.from_ms())
+            .bind(period.to_ms())
+            .bind(percentile)
+            .fetch_all(pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| {
+                Ok(OutputTail {
+                    feature: r.text("f")?,
+                    model: r.text("model")?,
+                    calls: r.int("calls")?,
+                    cap: r.int("cap")?,
+                    over_calls: r.int("over_calls")?,
+                    excess_interactive_tokens: r.int("excess_i")?,
+                    excess_batch_tokens: r.int("excess_b")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend)
+    })
+}
+
+pub(crate) async fn input_band(
+    db: &Db,
+    org_id: &str,
+    period: &Period,
+    model: &str,
+    above_input_tokens: i64,
+    up_to_input_tokens: i64,
+) -> Result<InputBand, QueryError> {
+    let in_band = "input_tokens / request_count > $5 AND input_tokens / request_count <= $6";
+    let sql = format!(
+        "SELECT {interactive}, {batch}
+         FROM usage_records
+         WHERE org_id = $1 AND model = $2 AND ts_ms >= $3 AND ts_ms < $4 AND {FROM_CATALOG}",
+        interactive = mix_columns(&format!("{in_band} AND batch = FALSE"), "i_"),
+        batch = mix_columns(&format!("{in_band} AND batch = TRUE"), "b_"),
+    );
+    let (interactive, batch) = on_read!(db, pool => {
+        let r = sqlx::query(&sql)
+            .bind(org_id)
+            .bind(model)
+            .bind(period.from_ms())
+            .bind(period.to_ms())
+            .bind(above_input_tokens)
+            .bind(up_to_input_tokens)
+            .fetch_one(pool)
+            .await
+            .map_err(backend)?;
+        (
+            mix(&r, "i_").map_err(backend)?,
+            mix(&r, "b_").map_err(backend)?,
+        )
+    });
+    Ok(InputBand {
+        model: model.to_string(),
+        above_input_tokens,
+        up_to_input_tokens,
+        interactive,
+        batch,
+    })
+}
