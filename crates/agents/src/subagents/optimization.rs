@@ -23,61 +23,40 @@ pub(crate) async fn work(
     let limits = ShortLimits::default();
     agent
         .think(format!(
-            "Checking which models' short calls (at most {} input and {} output tokens) a \
-             cheaper catalog model could take.",
-            limits.max_input_tokens, limits.max_output_tokens
+            "Checking six kinds of saving side by side: short calls (at most {} input and {} \
+             output tokens) a cheaper catalog model could take; exact-duplicate prompts, \
+             assuming a response cache would serve {:.0}% of the repeats; interactive features \
+             that run as night-time jobs, which the Batch API would serve at its discount; long \
+             prompts with a stable prefix to cache; outputs far beyond their usual length; and \
+             prompts just above a long-context price tier.",
+            limits.max_input_tokens,
+            limits.max_output_tokens,
+            CACHE_HIT_RATE * 100.0
         ))
         .await?;
-    let mut recommendations = agent
-        .call(right_size_models(
+    // Independent reads of the same period: run together, they take as long as the slowest
+    // rather than the sum (each call still pairs its own start and end by call id).
+    let more = |which| more_savings(usage, catalog, &t.period, &data.by_model, which);
+    let (right_size, duplicates, batchable, prompt_cache, output_cap, context_tier) = tokio::join!(
+        agent.call(right_size_models(
             usage,
             catalog,
             &t.period,
             &data.by_model,
             limits,
-        ))
-        .await?;
-    agent
-        .think(format!(
-            "Looking for exact-duplicate prompts, assuming a response cache would serve {:.0}% \
-             of the repeats.",
-            CACHE_HIT_RATE * 100.0
-        ))
-        .await?;
-    let cache = agent
-        .call(find_duplicate_prompts(usage, &t.period, CACHE_HIT_RATE))
-        .await?;
-    recommendations.extend(cache);
-    agent
-        .think(
-            "Looking for interactive features that run as night-time jobs, which the Batch API \
-             would serve at its discount.",
-        )
-        .await?;
-    recommendations.extend(
-        agent
-            .call(find_batchable_traffic(usage, catalog, &t.period))
-            .await?,
+        )),
+        agent.call(find_duplicate_prompts(usage, &t.period, CACHE_HIT_RATE)),
+        agent.call(find_batchable_traffic(usage, catalog, &t.period)),
+        agent.call(more(More::PromptCache)),
+        agent.call(more(More::OutputCap)),
+        agent.call(more(More::ContextTier)),
     );
-    agent
-        .think(
-            "Checking for long prompts with a stable prefix to cache, outputs far beyond their \
-             usual length, and prompts just above a long-context price tier.",
-        )
-        .await?;
-    for which in [More::PromptCache, More::OutputCap, More::ContextTier] {
-        recommendations.extend(
-            agent
-                .call(more_savings(
-                    usage,
-                    catalog,
-                    &t.period,
-                    &data.by_model,
-                    which,
-                ))
-                .await?,
-        );
-    }
+    let mut recommendations = right_size?;
+    recommendations.extend(duplicates?);
+    recommendations.extend(batchable?);
+    recommendations.extend(prompt_cache?);
+    recommendations.extend(output_cap?);
+    recommendations.extend(context_tier?);
     sort_by_saving(&mut recommendations);
     let savings = Savings {
         recommendations,

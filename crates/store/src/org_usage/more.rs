@@ -7,6 +7,7 @@
 //! `TRUE`/`FALSE`, and no SQLite-only functions. Semantics are `MemoryUsage`'s (see its
 //! module docs), which `tests/matches_reference.rs` checks.
 
+use apogee_analytics::memory::nearest_rank_index;
 use apogee_analytics::{
     FeatureModelCost, FeatureModelMix, InputBand, Nanos, OutputTail, Period, QueryError, TokenMix,
 };
@@ -130,59 +131,84 @@ pub(crate) async fn output_tails(
     period: &Period,
     percentile: i64,
 ) -> Result<Vec<OutputTail>, QueryError> {
-    // The cap is the output length at rank ceil(p × n / 100) of each group, computed in
-    // integers exactly as `MemoryUsage` does, spread to every row of the group by a second
-    // window so each call is compared with its cap in one pass (a join back to the rows made
-    // SQLite recompute the ranking per row).
+    // A histogram per feature × model (calls per distinct output length, interactive and
+    // batch apart) is one plain aggregate; the nearest-rank cap and the excess over it are
+    // then exact integer folds here, as in `MemoryUsage`. Window functions ranking every row
+    // took several times longer on both backends.
     let sql = format!(
-        "WITH ranked AS (
-             SELECT COALESCE(feature, '(none)'){b} AS f, model{b} AS model, output_tokens, batch,
-                    ROW_NUMBER() OVER (PARTITION BY COALESCE(feature, '(none)'), model
-                                       ORDER BY output_tokens) AS rn,
-                    COUNT(*) OVER (PARTITION BY COALESCE(feature, '(none)'), model) AS n
-             FROM usage_records
-             WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND request_count = 1
-               AND {FROM_CATALOG}),
-         capped AS (
-             SELECT f, model, output_tokens, batch, n,
-                    MAX(CASE WHEN rn = ($4 * n + 99) / 100 THEN output_tokens END)
-                        OVER (PARTITION BY f, model) AS cap
-             FROM ranked)
-         SELECT f, model, CAST(n AS BIGINT) AS calls, CAST(cap AS BIGINT) AS cap,
-                CAST(COALESCE(SUM(CASE WHEN output_tokens > cap THEN 1 ELSE 0 END), 0) AS BIGINT) AS over_calls,
-                CAST(COALESCE(SUM(CASE WHEN output_tokens > cap AND batch = FALSE
-                    THEN output_tokens - cap ELSE 0 END), 0) AS BIGINT) AS excess_i,
-                CAST(COALESCE(SUM(CASE WHEN output_tokens > cap AND batch = TRUE
-                    THEN output_tokens - cap ELSE 0 END), 0) AS BIGINT) AS excess_b
-         FROM capped
-         GROUP BY f, model, n, cap
-         ORDER BY f, model",
+        "SELECT COALESCE(feature, '(none)'){b} AS f, model{b} AS model, output_tokens AS output,
+                CAST(SUM(CASE WHEN batch = FALSE THEN 1 ELSE 0 END) AS BIGINT) AS n_i,
+                CAST(SUM(CASE WHEN batch = TRUE THEN 1 ELSE 0 END) AS BIGINT) AS n_b
+         FROM usage_records
+         WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND request_count = 1
+           AND {FROM_CATALOG}
+         GROUP BY COALESCE(feature, '(none)'), model, output_tokens
+         ORDER BY f, model, output",
         b = bytewise(db),
     );
-    on_read!(db, pool => {
+    let histogram: Vec<(String, String, i64, i64, i64)> = on_read!(db, pool => {
         sqlx::query(&sql)
             .bind(org_id)
             .bind(period.from_ms())
             .bind(period.to_ms())
-            .bind(percentile)
             .fetch_all(pool)
             .await
             .map_err(backend)?
             .iter()
             .map(|r| {
-                Ok(OutputTail {
-                    feature: r.text("f")?,
-                    model: r.text("model")?,
-                    calls: r.int("calls")?,
-                    cap: r.int("cap")?,
-                    over_calls: r.int("over_calls")?,
-                    excess_interactive_tokens: r.int("excess_i")?,
-                    excess_batch_tokens: r.int("excess_b")?,
-                })
+                Ok((
+                    r.text("f")?,
+                    r.text("model")?,
+                    r.int("output")?,
+                    r.int("n_i")?,
+                    r.int("n_b")?,
+                ))
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(backend)
-    })
+            .map_err(backend)?
+    });
+    let mut tails = Vec::new();
+    let mut rest = histogram.as_slice();
+    while let Some(first) = rest.first() {
+        let len = rest
+            .iter()
+            .take_while(|h| h.0 == first.0 && h.1 == first.1)
+            .count();
+        let (group, after) = rest.split_at(len);
+        tails.push(tail_of(group, percentile));
+        rest = after;
+    }
+    Ok(tails)
+}
+
+/// The tail of one feature × model from its histogram `(feature, model, output, n_i, n_b)`,
+/// sorted by output length.
+fn tail_of(group: &[(String, String, i64, i64, i64)], percentile: i64) -> OutputTail {
+    let calls: i64 = group.iter().map(|h| h.3 + h.4).sum();
+    let rank = nearest_rank_index(percentile, calls).clamp(1, calls.max(1));
+    let mut seen = 0;
+    let cap = group
+        .iter()
+        .find(|h| {
+            seen += h.3 + h.4;
+            seen >= rank
+        })
+        .map_or(0, |h| h.2);
+    let mut tail = OutputTail {
+        feature: group[0].0.clone(),
+        model: group[0].1.clone(),
+        calls,
+        cap,
+        over_calls: 0,
+        excess_interactive_tokens: 0,
+        excess_batch_tokens: 0,
+    };
+    for &(_, _, output, n_i, n_b) in group.iter().filter(|h| h.2 > cap) {
+        tail.over_calls += n_i + n_b;
+        tail.excess_interactive_tokens += (output - cap) * n_i;
+        tail.excess_batch_tokens += (output - cap) * n_b;
+    }
+    tail
 }
 
 pub(crate) async fn input_band(
