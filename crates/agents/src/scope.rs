@@ -37,6 +37,9 @@ pub(crate) struct RunEvents {
     sink: Arc<dyn EventSink>,
     cancel: CancellationToken,
     calls: AtomicU64,
+    /// The sink's first failure. Steps running side by side may still try to emit after it:
+    /// they get the same error without the sink being tried again.
+    broken: std::sync::OnceLock<SinkError>,
 }
 
 impl RunEvents {
@@ -50,12 +53,17 @@ impl RunEvents {
             sink,
             cancel,
             calls: AtomicU64::new(0),
+            broken: std::sync::OnceLock::new(),
         })
     }
 
     async fn emit(&self, body: EventBody) -> Result<(), SinkError> {
+        if let Some(e) = self.broken.get() {
+            return Err(e.clone());
+        }
         self.sink.emit(body).await.inspect_err(|e| {
             tracing::warn!(run_id = %self.run_id, error = %e, "event sink failed; stopping the run");
+            let _ = self.broken.set(e.clone());
         })
     }
 

@@ -4,7 +4,7 @@
 use apogee_protocol::EventBody;
 use async_trait::async_trait;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("event sink failed: {0}")]
 pub struct SinkError(pub String);
 
