@@ -1,7 +1,8 @@
-//! Benchmark (not a test): ingest N synthetic demo records into a fresh SQLite store and time
-//! the ingest rate and a 30-day breakdown per dimension (read from the hourly rollups).
+//! Benchmark (not a test): ingest N synthetic demo records into a fresh store (a SQLite file,
+//! or an empty PostgreSQL database given by URL) and time the ingest rate and a 30-day
+//! breakdown per dimension (read from the hourly rollups).
 //!
-//! `cargo run --release -p apogee-store --example bench_rollups -- [records] [db path]`
+//! `cargo run --release -p apogee-store --example bench_rollups -- [records] [db path or URL]`
 //! Results and the machine they ran on: docs/benchmarks.md.
 
 use std::time::Instant;
@@ -26,7 +27,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = args
         .next()
         .unwrap_or_else(|| dir.path().join("bench.db").display().to_string());
-    let store = Store::open(&format!("sqlite://{path}")).await?;
+    // A database URL (e.g. `postgres://…/bench`, an empty database) or a SQLite file path.
+    let url = if path.contains("://") {
+        path
+    } else {
+        format!("sqlite://{path}")
+    };
+    let store = Store::open(&url).await?;
     let catalog = PriceCatalog::builtin()?;
     let end = Utc
         .with_ymd_and_hms(2026, 11, 25, 0, 0, 0)
