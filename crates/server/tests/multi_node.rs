@@ -298,17 +298,7 @@ async fn a_ticket_issued_by_one_node_opens_one_connection_on_another() {
         SECRET,
         &serde_json::json!({"sub":"frank","org":"acme","exp": unix_now() + 600}),
     );
-    let auth = format!("Bearer {token}");
-    let (status, body) = http(
-        &cluster.nodes[0].addr,
-        "POST",
-        "/api/ws-ticket",
-        &[("Authorization", &auth)],
-        b"",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let ticket: Value = serde_json::from_str(&body).unwrap();
+    let ticket = ws_ticket(&cluster.nodes[0].addr, &token).await;
     let query = format!("?ticket={}", ticket["ticket"].as_str().unwrap());
     let mut h = handshake(&cluster.nodes[1].addr, &query, &[]).await;
     assert_eq!(h.status, 101, "{}", h.body);

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SECRET: &str = "ticket-test-secret-of-some-length";
 
@@ -15,20 +15,6 @@ async fn jwt_server(dir: &std::path::Path) -> Server {
         &[("APOGEE_AUTH", "jwt"), ("APOGEE_JWT_HS256_SECRET", SECRET)],
     )
     .await
-}
-
-async fn issue(addr: &str, token: &str) -> Value {
-    let auth = format!("Bearer {token}");
-    let (status, body) = http(
-        addr,
-        "POST",
-        "/api/ws-ticket",
-        &[("Authorization", &auth)],
-        b"",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 #[tokio::test]
@@ -43,7 +29,7 @@ async fn a_ticket_opens_one_connection_as_its_user_and_is_then_spent() {
     let (status, _) = http(&server.addr, "POST", "/api/ws-ticket", &[], b"").await;
     assert_eq!(status, 401, "tickets need credentials");
 
-    let t = issue(&server.addr, &alice).await;
+    let t = ws_ticket(&server.addr, &alice).await;
     assert_eq!(t["expires_in"], 60);
     let ticket = t["ticket"].as_str().unwrap().to_string();
     // A malformed request is refused without spending the ticket.
@@ -81,7 +67,7 @@ async fn two_handshakes_racing_with_one_ticket_get_one_connection() {
         &json!({"sub":"bob","org":"acme","exp": unix_now() + 600}),
     );
     for _ in 0..5 {
-        let ticket = issue(&server.addr, &bob).await["ticket"]
+        let ticket = ws_ticket(&server.addr, &bob).await["ticket"]
             .as_str()
             .unwrap()
             .to_string();
@@ -137,7 +123,7 @@ async fn a_ticket_connection_closes_when_the_token_it_came_from_expires() {
         SECRET,
         &json!({"sub":"alice","org":"acme","exp": unix_now() + 2}),
     );
-    let ticket = issue(&server.addr, &short).await["ticket"]
+    let ticket = ws_ticket(&server.addr, &short).await["ticket"]
         .as_str()
         .unwrap()
         .to_string();

@@ -1,5 +1,6 @@
-//! Schema migrations, embedded in the binary and applied in order at open: `migrations/*.sql`
-//! on SQLite, `migrations/postgres/*.sql` (same versions and schema) on PostgreSQL. Each
+//! Schema migrations, embedded in the binary and applied in order at open: `migrations/*.sql`,
+//! written in the SQL common to SQLite and PostgreSQL, on both; where a version needs
+//! PostgreSQL's own dialect, `migrations/postgres/` holds that version (same schema). Each
 //! migration runs in one transaction together with the row that records it. Every version missing from
 //! `apogee_migrations` is applied — not only those above the highest applied — so migrations
 //! written in parallel (a lower version landing after a higher one) still run.
@@ -18,13 +19,14 @@ const SQLITE: &[Migration] = &[
     (5, include_str!("../migrations/0005_nodes.sql")),
 ];
 
-/// The same versions, tables, columns and indexes in PostgreSQL's dialect.
+/// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
+/// rollups (no `WITHOUT ROWID`; typed sums in the backfill).
 const POSTGRES: &[Migration] = &[
-    (1, include_str!("../migrations/postgres/0001_init.sql")),
-    (2, include_str!("../migrations/postgres/0002_tickets.sql")),
-    (3, include_str!("../migrations/postgres/0003_usage_v2.sql")),
+    SQLITE[0],
+    SQLITE[1],
+    SQLITE[2],
     (4, include_str!("../migrations/postgres/0004_rollups.sql")),
-    (5, include_str!("../migrations/postgres/0005_nodes.sql")),
+    SQLITE[4],
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).
@@ -93,6 +95,16 @@ async fn apply(db: &Db, migrations: &[Migration]) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::test_support;
+
+    #[test]
+    fn both_backends_have_every_version_in_order() {
+        let versions = |m: &[Migration]| m.iter().map(|(v, _)| *v).collect::<Vec<_>>();
+        assert_eq!(versions(SQLITE), versions(POSTGRES));
+        assert_eq!(
+            versions(SQLITE),
+            (1..=SQLITE.len() as i64).collect::<Vec<_>>()
+        );
+    }
 
     async fn sqlite_db(dir: &std::path::Path) -> Db {
         let url = format!("sqlite://{}", dir.join("m.db").display());

@@ -400,6 +400,21 @@ fn dechunk(body: &str) -> String {
     out
 }
 
+/// `POST /api/ws-ticket` with a Bearer token; the answer must be 200.
+pub async fn ws_ticket(addr: &str, token: &str) -> Value {
+    let auth = format!("Bearer {token}");
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/api/ws-ticket",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 pub async fn get_json(addr: &str, path: &str, user: &str) -> (u16, Value) {
     let (status, body) = http(addr, "GET", path, &[("X-Apogee-User", user)], b"").await;
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
