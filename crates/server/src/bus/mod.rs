@@ -29,7 +29,7 @@ pub use limiter::SharedRate;
 pub const POLL_WHILE_DOWN: Duration = Duration::from_secs(1);
 /// How long a new stream waits for Redis to confirm its subscription before going on
 /// without it (it is then covered by polling until Redis answers).
-const JOIN_WAIT: Duration = Duration::from_millis(500);
+pub const JOIN_WAIT: Duration = Duration::from_millis(500);
 /// Events waiting to be published at most; beyond it they are dropped (other nodes then
 /// fill them from the store when their next event or their reconnect reveals the gap).
 const PUBLISH_QUEUE: usize = 65_536;
@@ -139,18 +139,17 @@ impl Bus {
         self.inner.connected.load(Ordering::Acquire)
     }
 
-    /// Routes the user's channel to `stream` and waits (briefly) until Redis confirmed, so
-    /// every event stored after this returns is either delivered by Redis or found by a poll.
-    pub async fn join(&self, key: &UserKey, stream: Weak<UserStream>) {
+    /// Routes the user's channel to `stream`. The answer fires once Redis confirmed the
+    /// subscription (at once while Redis is down: polling covers the stream then), so every
+    /// event stored after it fired reaches the stream through Redis or a poll.
+    pub fn join(&self, key: &UserKey, stream: Weak<UserStream>) -> oneshot::Receiver<()> {
         let (done, confirmed) = oneshot::channel();
-        let command = Command::Join {
+        let _ = self.inner.commands.send(Command::Join {
             channel: channel(key),
             stream,
             done,
-        };
-        if self.inner.commands.send(command).is_ok() {
-            let _ = tokio::time::timeout(JOIN_WAIT, confirmed).await;
-        }
+        });
+        confirmed
     }
 
     /// The stream of `key` is gone from this node.

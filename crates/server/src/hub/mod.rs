@@ -18,7 +18,7 @@ use apogee_store::{Store, StoreError, StoredEvent, UserKey};
 use axum::extract::ws::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::Bus;
+use crate::bus::{Bus, JOIN_WAIT};
 use crate::metrics::Metrics;
 use crate::queue;
 use crate::rate::TokenBucket;
@@ -92,6 +92,9 @@ pub struct UserStream {
     bus: Option<Bus>,
     /// Set once the stream asked the bus for its user's channel.
     joined: AtomicBool,
+    /// With a bus: turns true once Redis confirmed the channel (or gave up waiting). Every
+    /// subscriber waits for it, not only the first, before reading the head.
+    confirmed: Option<tokio::sync::watch::Sender<bool>>,
     /// Serialises this node's appends of the user, and lets a subscriber read the head with
     /// none of them in between. An async mutex: it is held across the write.
     append: tokio::sync::Mutex<()>,
@@ -280,12 +283,25 @@ impl UserStream {
         queue: usize,
         last_seq: Option<u64>,
     ) -> Result<Subscription, StoreError> {
-        if let Some(bus) = &self.bus
-            && !self.joined.swap(true, Ordering::AcqRel)
-        {
+        if let (Some(bus), Some(confirmed)) = (&self.bus, &self.confirmed) {
+            if !self.joined.swap(true, Ordering::AcqRel) {
+                // Asked once per stream; the answer is awaited by a task of its own, so a
+                // subscriber that goes away meanwhile cannot leave the others waiting.
+                let answer = bus.join(&self.key, Arc::downgrade(self));
+                let stream = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(JOIN_WAIT, answer).await;
+                    if let Some(s) = stream.upgrade()
+                        && let Some(c) = &s.confirmed
+                    {
+                        c.send_replace(true);
+                    }
+                });
+            }
             // Before reading the head: every event stored after that read then comes
             // through Redis (or a poll of the store while Redis is down).
-            bus.join(&self.key, Arc::downgrade(self)).await;
+            let mut ready = confirmed.subscribe();
+            let _ = tokio::time::timeout(JOIN_WAIT, ready.wait_for(|joined| *joined)).await;
         }
         let _order = self.append.lock().await;
         let stored_head = self.store.head_seq(&self.key).await?;
@@ -424,6 +440,10 @@ impl Hub {
             limits: self.limits,
             bus: self.bus.clone(),
             joined: AtomicBool::new(false),
+            confirmed: self
+                .bus
+                .as_ref()
+                .map(|_| tokio::sync::watch::Sender::new(false)),
             append: tokio::sync::Mutex::new(()),
             // Grows with use: an idle user costs no buffer.
             fanout: Mutex::new(Fanout::new(self.limits.replay_buffer)),
