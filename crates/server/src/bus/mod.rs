@@ -65,6 +65,9 @@ pub struct Bus {
 
 struct Inner {
     node_id: String,
+    /// Unbounded because a leave is sent from `Drop`, which cannot wait, and a lost leave would
+    /// keep a channel subscribed forever. It holds at most one join and one leave per stream
+    /// created on this node, and the subscriber task drains it without I/O while Redis is down.
     commands: mpsc::UnboundedSender<Command>,
     outgoing: mpsc::Sender<Outgoing>,
     /// Whether the subscription connection is up (what `/ready` reports).
