@@ -137,6 +137,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let bus = match &config.redis_url {
         Some(url) => Some(Bus::start(
             url,
+            store.clone(),
             node_id.clone(),
             Arc::clone(&metrics),
             shutdown.clone(),

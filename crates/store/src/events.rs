@@ -29,6 +29,9 @@ pub struct NewEvent {
     pub render: Box<dyn FnOnce(u64) -> String + Send>,
 }
 
+/// Users whose heads one [`Store::head_seqs`] statement reads (2 binds each).
+const HEADS_PER_READ: usize = 500;
+
 /// Events appended per statement: 7 binds each stays far below SQLite's variable limit
 /// (32766) and PostgreSQL's (65535).
 const EVENTS_PER_INSERT: usize = 512;
@@ -80,6 +83,34 @@ impl Store {
             .await?
         });
         head.map_or(Ok(0), to_u64)
+    }
+
+    /// The newest `seq` of each of `users` that has a stream, in one read per
+    /// [`HEADS_PER_READ`] users (users without a stream yet are left out). Lets a node check
+    /// all its streams without one query each.
+    pub async fn head_seqs(&self, users: &[UserKey]) -> Result<Vec<(UserKey, u64)>, StoreError> {
+        let mut heads = Vec::with_capacity(users.len());
+        for chunk in users.chunks(HEADS_PER_READ) {
+            let rows: Vec<(String, String, i64)> = on_read!(&self.db, pool => {
+                let mut q = QueryBuilder::new(
+                    "SELECT org_id, user_id, head_seq FROM user_streams WHERE (org_id, user_id) IN (",
+                );
+                let mut keys = q.separated(", ");
+                for u in chunk {
+                    keys.push("(");
+                    keys.push_bind_unseparated(&u.org_id);
+                    keys.push_unseparated(", ");
+                    keys.push_bind_unseparated(&u.user_id);
+                    keys.push_unseparated(")");
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await?
+            });
+            for (org_id, user_id, head) in rows {
+                heads.push((UserKey { org_id, user_id }, to_u64(head)?));
+            }
+        }
+        Ok(heads)
     }
 
     /// Events with `after < seq <= upto`, in order.

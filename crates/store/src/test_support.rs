@@ -131,14 +131,21 @@ pub async fn fresh_postgres() -> Option<FreshDatabase> {
 
 /// The configured server URL; panics in CI when there is none, else notes the skip.
 fn postgres_server() -> Option<String> {
-    match std::env::var(DATABASE_URL_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
+    service_env(DATABASE_URL_VAR)
+}
+
+/// The value of `var`, which names a service tests need (a server URL, a binary). Unset: a
+/// panic under CI (`CI=true`: CI never skips these tests), otherwise a note that the test
+/// skips, and `None`.
+pub fn service_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
         _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
-            "{DATABASE_URL_VAR} is not set: CI never skips the PostgreSQL store tests; point it at a \
-             server where the tests may CREATE DATABASE"
+            "{var} is not set: CI never skips the tests that need it; run them through \
+             ./scripts/test, which starts PostgreSQL and Redis"
         ),
         _ => {
-            eprintln!("skipping the PostgreSQL half of this test: {DATABASE_URL_VAR} is not set");
+            eprintln!("skipping what needs {var}: it is not set (./scripts/test sets it)");
             None
         }
     }

@@ -57,6 +57,43 @@ async fn concurrent_appends_get_contiguous_seqs_per_user() {
 }
 
 #[tokio::test]
+async fn heads_of_many_users_are_read_together() {
+    for t in stores().await {
+        let store = t.store.clone();
+        // More users than one statement reads, so the reads are chunked.
+        let users: Vec<UserKey> = (0..1203).map(|i| user(&format!("u{i}"))).collect();
+        let mut events = Vec::new();
+        for (i, u) in users.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+            for _ in 0..(i % 4 + 1) {
+                events.push(apogee_store::NewEvent {
+                    user: u.clone(),
+                    run_id: None,
+                    thread_id: "thr".into(),
+                    ts_ms: 0,
+                    render: Box::new(|seq| format!("{{\"seq\":{seq}}}")),
+                });
+            }
+        }
+        store.append_events(events).await.unwrap();
+        let mut heads = store.head_seqs(&users).await.unwrap();
+        heads.sort_by_key(|(u, _)| u.user_id[1..].parse::<usize>().unwrap());
+        let expected: Vec<(UserKey, u64)> = users
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0)
+            .map(|(i, u)| (u.clone(), (i % 4 + 1) as u64))
+            .collect();
+        assert_eq!(heads, expected, "{:?}", t.backend);
+        // Another org's user of the same name is not this one.
+        let stranger = UserKey {
+            org_id: "other".into(),
+            user_id: "u1".into(),
+        };
+        assert!(store.head_seqs(&[stranger]).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
 async fn turns_are_idempotent_and_threads_scoped() {
     for t in stores().await {
         let store = t.store.clone();

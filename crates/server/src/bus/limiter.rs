@@ -2,13 +2,16 @@
 //! [`crate::rate::TokenBucket`], kept in Redis and updated atomically by a script using
 //! Redis's clock, so a user cannot multiply the rate by spreading tabs over nodes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apogee_store::UserKey;
 use tokio::sync::Mutex;
 
 /// How long a message waits for Redis before the node-local bucket decides instead.
 const TIMEOUT: Duration = Duration::from_millis(250);
+/// After a failure, messages use the node-local bucket for this long without trying Redis,
+/// so an unreachable Redis costs messages nothing rather than a timeout each.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// KEYS[1]: the bucket. ARGV: tokens per millisecond, capacity. Returns 0 when a token was
 /// taken, otherwise the milliseconds until one is available.
@@ -35,6 +38,8 @@ return wait
 pub struct SharedRate {
     client: redis::Client,
     connection: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// Until when Redis is not tried again after a failure.
+    resting_until: std::sync::Mutex<Option<Instant>>,
     script: redis::Script,
 }
 
@@ -43,6 +48,7 @@ impl SharedRate {
         SharedRate {
             client,
             connection: Mutex::new(None),
+            resting_until: std::sync::Mutex::new(None),
             script: redis::Script::new(BUCKET),
         }
     }
@@ -54,7 +60,13 @@ impl SharedRate {
         per_minute: u32,
         burst: u32,
     ) -> Option<Result<(), Duration>> {
-        let mut connection = self.connection().await?;
+        if self.resting() {
+            return None;
+        }
+        let Some(mut connection) = self.connection().await else {
+            self.rest();
+            return None;
+        };
         let per_ms = f64::from(per_minute.max(1)) / 60_000.0;
         let bucket = format!(
             "apogee:rate:{}:{}:{}",
@@ -70,15 +82,29 @@ impl SharedRate {
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "shared rate limit unavailable; using the node's");
                 *self.connection.lock().await = None;
+                self.rest();
                 None
             }
             Err(_) => {
                 *self.connection.lock().await = None;
+                self.rest();
                 None
             }
         }
     }
 
+    fn resting(&self) -> bool {
+        let until = *self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn rest(&self) {
+        *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + RETRY_AFTER);
+    }
+
+    /// The shared connection, connecting if there is none. The lock is held across the
+    /// connect on purpose: concurrent messages share one attempt instead of each dialing.
     async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
         let mut slot = self.connection.lock().await;
         if slot.is_none() {

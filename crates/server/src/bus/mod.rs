@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use apogee_store::UserKey;
+use apogee_store::{Store, UserKey};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -103,6 +103,7 @@ impl Bus {
     /// `shutdown` fires. Fails only on a malformed URL, never because Redis is down.
     pub fn start(
         url: &str,
+        store: Store,
         node_id: String,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
@@ -113,6 +114,7 @@ impl Bus {
         let connected = Arc::new(AtomicBool::new(false));
         tokio::spawn(subscriber::run(
             client.clone(),
+            store,
             node_id.clone(),
             commands_rx,
             Arc::clone(&connected),

@@ -203,16 +203,10 @@ impl UserStream {
         );
     }
 
-    /// Reads whatever the store has past what was delivered here (Redis was down or missed
-    /// something). Skipped while a gap fill runs: that fill reads the same events.
-    pub async fn catch_up(self: &Arc<Self>) {
-        let head = match self.store.head_seq(&self.key).await {
-            Ok(head) => head,
-            Err(e) => {
-                tracing::debug!(error = %e, "could not read a stream head to catch up");
-                return;
-            }
-        };
+    /// The store's head for this user is `head`: reads whatever of it was not delivered here
+    /// (Redis was down or missed something). Skipped while a gap fill runs: that fill reads
+    /// the same events.
+    pub async fn catch_up_to(self: &Arc<Self>, head: u64) {
         let start = {
             let mut fanout = lock(&self.fanout);
             match fanout.delivered() {
@@ -256,15 +250,10 @@ impl UserStream {
                     }
                 }
             };
-            let upto = after + FILL_CHUNK;
-            match stream.store.events_between(&stream.key, after, upto).await {
+            match stream.read_after(after, after + FILL_CHUNK).await {
                 Ok(events) => {
                     let complete = (events.len() as u64) < FILL_CHUNK;
-                    stream.metrics.gap_filled.inc_by(events.len() as u64);
-                    let events = events.into_iter().map(Delivered::from).collect();
-                    let mut slow = 0;
-                    lock(&stream.fanout).apply_fill(after, events, complete, &mut slow);
-                    stream.metrics.slow_consumers.inc_by(slow);
+                    stream.apply_read(after, events, complete);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read events to fill a gap; retrying");
@@ -347,6 +336,22 @@ impl UserStream {
         })
     }
 
+    /// Events `after < seq <= upto` from the store, for a gap this node did not get live.
+    async fn read_after(&self, after: u64, upto: u64) -> Result<Vec<Delivered>, StoreError> {
+        let events = self.store.events_between(&self.key, after, upto).await?;
+        self.metrics.gap_filled.inc_by(events.len() as u64);
+        Ok(events.into_iter().map(Delivered::from).collect())
+    }
+
+    /// Hands what [`Self::read_after`] found to the fan-out; returns the new position.
+    fn apply_read(&self, after: u64, events: Vec<Delivered>, complete: bool) -> Option<u64> {
+        let mut slow = 0;
+        let mut fanout = lock(&self.fanout);
+        fanout.apply_fill(after, events, complete, &mut slow);
+        self.metrics.slow_consumers.inc_by(slow);
+        fanout.delivered()
+    }
+
     /// Brings this node's position up to `head` (events other nodes stored that have not
     /// arrived yet), so a new subscriber's position is never behind what it may have seen.
     async fn deliver_upto(self: &Arc<Self>, head: u64) -> Result<(), StoreError> {
@@ -355,17 +360,8 @@ impl UserStream {
             if after >= head {
                 return Ok(());
             }
-            let events = self
-                .store
-                .events_between(&self.key, after, head.min(after + FILL_CHUNK))
-                .await?;
-            self.metrics.gap_filled.inc_by(events.len() as u64);
-            let events = events.into_iter().map(Delivered::from).collect();
-            let mut slow = 0;
-            let mut fanout = lock(&self.fanout);
-            fanout.apply_fill(after, events, false, &mut slow);
-            self.metrics.slow_consumers.inc_by(slow);
-            if fanout.delivered() <= Some(after) {
+            let events = self.read_after(after, head.min(after + FILL_CHUNK)).await?;
+            if self.apply_read(after, events, false) <= Some(after) {
                 // The store had nothing to add (pruned meanwhile): go on from here.
                 return Ok(());
             }

@@ -14,26 +14,6 @@ use apogee_store::test_support::FreshDatabase;
 
 use super::WAIT;
 
-/// Whether a test without its services must fail rather than skip.
-fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn service_env(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if required() => panic!(
-            "{name} is not set: run the tests through ./scripts/test, which starts PostgreSQL and Redis (CI never skips these tests)"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: {name} is not set (run ./scripts/test to start PostgreSQL and Redis)"
-            );
-            None
-        }
-    }
-}
-
 /// A fresh, empty database on the test PostgreSQL server (dropped with the value); `None`
 /// (skip) outside CI when no server was started.
 pub async fn postgres_database() -> Option<FreshDatabase> {
@@ -50,7 +30,7 @@ pub struct Redis {
 impl Redis {
     /// `None` (skip) outside CI when no redis-server was named.
     pub async fn start() -> Option<Redis> {
-        let binary = service_env("APOGEE_TEST_REDIS_SERVER")?;
+        let binary = apogee_store::test_support::service_env("APOGEE_TEST_REDIS_SERVER")?;
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("pick a port");
             l.local_addr().expect("port").port()
