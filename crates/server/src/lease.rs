@@ -68,6 +68,10 @@ impl NodeLease {
     /// Renews the lease every fifth of it and looks for dead nodes' runs every half, until
     /// `shutdown`; then removes the node, so its remaining runs are taken over at once.
     pub async fn keep(self, shutdown: CancellationToken) {
+        if self.store.backend() == Backend::Sqlite {
+            // One node only: nobody reads its lease, and there are no other nodes to check.
+            return;
+        }
         let mut renew = tokio::time::interval(self.lease / 5);
         let mut sweep = tokio::time::interval(self.lease / 2);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -85,15 +89,11 @@ impl NodeLease {
                     }
                     Err(e) => tracing::warn!(error = %e, "could not renew the node lease"),
                 },
-                _ = sweep.tick() => {
-                    if self.store.backend() == Backend::Postgres {
-                        match self.take_over(self.live_after()).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::warn!(runs = n, "closed runs of a node that stopped renewing its lease"),
-                            Err(e) => tracing::warn!(error = %e, "could not take over dead nodes' runs"),
-                        }
-                    }
-                }
+                _ = sweep.tick() => match self.take_over(self.live_after()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(runs = n, "closed runs of a node that stopped renewing its lease"),
+                    Err(e) => tracing::warn!(error = %e, "could not take over dead nodes' runs"),
+                },
             }
         }
     }

@@ -42,7 +42,7 @@ pub enum BusError {
 
 /// An event on the wire between nodes.
 pub(crate) struct Outgoing {
-    channel: String,
+    channel: Arc<str>,
     message: String,
 }
 
@@ -144,34 +144,11 @@ impl Bus {
         self.inner.connected.load(Ordering::Acquire)
     }
 
-    /// Routes the user's channel to `stream`. The answer fires once Redis confirmed the
-    /// subscription (at once while Redis is down: polling covers the stream then), so every
-    /// event stored after it fired reaches the stream through Redis or a poll.
-    pub fn join(&self, key: &UserKey, stream: Weak<UserStream>) -> oneshot::Receiver<()> {
-        let (done, confirmed) = oneshot::channel();
-        let _ = self.inner.commands.send(Command::Join {
-            channel: channel(key),
-            stream,
-            done,
-        });
-        confirmed
-    }
-
-    /// The stream of `key` is gone from this node.
-    pub fn leave(&self, key: &UserKey) {
-        let _ = self.inner.commands.send(Command::Leave {
-            channel: channel(key),
-        });
-    }
-
-    /// Offers a persisted event to the other nodes; never waits.
-    pub fn publish(&self, key: &UserKey, seq: u64, payload: &str) {
-        let item = Outgoing {
-            channel: channel(key),
-            message: encode(&self.inner.node_id, seq, payload),
-        };
-        if self.inner.outgoing.try_send(item).is_err() {
-            self.inner.metrics.bus_dropped.inc();
+    /// The user's channel on this bus (its name made once, for every event of the stream).
+    pub fn user_channel(&self, key: &UserKey) -> UserChannel {
+        UserChannel {
+            bus: self.clone(),
+            name: channel(key).into(),
         }
     }
 
@@ -184,6 +161,51 @@ impl Bus {
         burst: u32,
     ) -> Option<Result<(), Duration>> {
         self.inner.rate.admit(key, per_minute, burst).await
+    }
+}
+
+/// One user's channel, held by that user's stream on this node.
+pub struct UserChannel {
+    bus: Bus,
+    /// Shared with every outgoing event rather than copied into each.
+    name: Arc<str>,
+}
+
+impl UserChannel {
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Routes the channel to `stream`. The answer fires once Redis confirmed the subscription
+    /// (at once while Redis is down: polling covers the stream then), so every event stored
+    /// after it fired reaches the stream through Redis or a poll.
+    pub fn join(&self, stream: Weak<UserStream>) -> oneshot::Receiver<()> {
+        let (done, confirmed) = oneshot::channel();
+        let _ = self.bus.inner.commands.send(Command::Join {
+            channel: self.name.to_string(),
+            stream,
+            done,
+        });
+        confirmed
+    }
+
+    /// The stream is gone from this node.
+    pub fn leave(&self) {
+        let _ = self.bus.inner.commands.send(Command::Leave {
+            channel: self.name.to_string(),
+        });
+    }
+
+    /// Offers a persisted event to the other nodes; never waits.
+    pub fn publish(&self, seq: u64, payload: &str) {
+        let inner = &self.bus.inner;
+        let item = Outgoing {
+            channel: Arc::clone(&self.name),
+            message: encode(&inner.node_id, seq, payload),
+        };
+        if inner.outgoing.try_send(item).is_err() {
+            inner.metrics.bus_dropped.inc();
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use apogee_store::{Store, StoreError, StoredEvent, UserKey};
 use axum::extract::ws::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{Bus, JOIN_WAIT};
+use crate::bus::{Bus, JOIN_WAIT, UserChannel};
 use crate::metrics::Metrics;
 use crate::queue;
 use crate::rate::TokenBucket;
@@ -89,7 +89,8 @@ pub struct UserStream {
     store: Store,
     metrics: Arc<Metrics>,
     limits: StreamLimits,
-    bus: Option<Bus>,
+    /// The user's Redis channel, when there is a bus.
+    bus: Option<UserChannel>,
     /// Set once the stream asked the bus for its user's channel.
     joined: AtomicBool,
     /// With a bus: turns true once Redis confirmed the channel (or gave up waiting). Every
@@ -117,7 +118,7 @@ impl Drop for UserStream {
         if self.joined.load(Ordering::Acquire)
             && let Some(bus) = &self.bus
         {
-            bus.leave(&self.key);
+            bus.leave();
         }
     }
 }
@@ -170,7 +171,7 @@ impl UserStream {
             .inc();
         let seq = stored.seq;
         if let Some(bus) = &self.bus {
-            bus.publish(&self.key, seq, &stored.payload);
+            bus.publish(seq, &stored.payload);
         }
         let delivered = Delivered {
             seq,
@@ -276,7 +277,7 @@ impl UserStream {
             if !self.joined.swap(true, Ordering::AcqRel) {
                 // Asked once per stream; the answer is awaited by a task of its own, so a
                 // subscriber that goes away meanwhile cannot leave the others waiting.
-                let answer = bus.join(&self.key, Arc::downgrade(self));
+                let answer = bus.join(Arc::downgrade(self));
                 let stream = Arc::downgrade(self);
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(JOIN_WAIT, answer).await;
@@ -375,8 +376,9 @@ impl UserStream {
     /// Counts a `user_message` against the user's rate (shared by all nodes through Redis
     /// when it answers, this node's own otherwise); `Err(wait)` when over it.
     pub async fn admit_message(&self) -> Result<(), Duration> {
-        if let Some(bus) = &self.bus
-            && let Some(verdict) = bus
+        if let Some(channel) = &self.bus
+            && let Some(verdict) = channel
+                .bus()
                 .admit_message(
                     &self.key,
                     self.limits.messages_per_minute,
@@ -434,7 +436,7 @@ impl Hub {
             store: self.store.clone(),
             metrics: Arc::clone(&self.metrics),
             limits: self.limits,
-            bus: self.bus.clone(),
+            bus: self.bus.as_ref().map(|b| b.user_channel(key)),
             joined: AtomicBool::new(false),
             confirmed: self
                 .bus
