@@ -10,6 +10,7 @@ pub mod memory;
 pub mod money;
 pub mod period;
 pub mod queries;
+pub mod query;
 pub mod savings;
 pub mod tokens;
 pub mod trends;
@@ -22,6 +23,10 @@ pub use period::Period;
 pub use queries::{
     BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
     OrgUsageQueries, OutputTail, QueryError, RepeatProfile, TokenMix, TrafficProfile, UsageTotals,
+};
+pub use query::{
+    Dimension, Filter, GroupTotals, Grouping, QuerySpecError, Scope, TagCount, UsageQuery,
+    UsageSlice,
 };
 pub use tokens::{CacheConvention, TokenCounts};
 pub use usage::{PricedRecord, RecordError, UsageRecord};
