@@ -60,6 +60,8 @@ pub struct TokenCounts {
     pub input: i64,
     pub cache_read: i64,
     pub cache_write: i64,
+    /// The part of `cache_write` written with a 1-hour TTL (Anthropic bills it higher).
+    pub cache_write_1h: i64,
     /// All output tokens, reasoning included.
     pub output: i64,
 }
@@ -96,6 +98,7 @@ mod tests {
             input: 1200,
             cache_read: 1000,
             cache_write: 150,
+            cache_write_1h: 0,
             output: 10,
         };
         assert_eq!(t.fresh_input(), 50);

@@ -1,13 +1,15 @@
 //! The usage record of PROTOCOL.md §8 (one LLM API call made by a customer's application),
-//! its extensions (cache writes, reasoning tokens, stream, finish reason, max_tokens, tags,
-//! request count), its validation, and its normalisation into the canonical token convention
-//! of [`crate::tokens`] before it is priced and stored.
+//! its extensions (cache writes and their TTL, reasoning tokens, stream, finish reason,
+//! max_tokens, tags, request count, service tier, aggregate buckets), its validation, and its
+//! normalisation into the canonical token convention of [`crate::tokens`] before it is priced
+//! and stored.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::catalog::{BilledCalls, ServiceTier};
 use crate::money::Nanos;
 use crate::tokens::{CacheConvention, TokenCounts};
 
@@ -20,6 +22,64 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_KEY_CHARS: usize = 64;
 /// Most calls one aggregated record (an OpenAI usage-export bucket) may stand for.
 pub const MAX_REQUEST_COUNT: i64 = 1_000_000_000;
+/// The widest time bucket an aggregated record may cover: a year.
+pub const MAX_BUCKET_SECONDS: i64 = 366 * 86_400;
+/// Accepted record times: `[MIN_TS_DAY, MAX_TS_DAY)` UTC. Nothing was billed per token before
+/// the first LLM APIs; a time outside is a unit or clock mistake (seconds for milliseconds, a
+/// zero or far-future date) that would put calls in the wrong month.
+pub const MIN_TS_DAY: (i32, u32, u32) = (2020, 1, 1);
+pub const MAX_TS_DAY: (i32, u32, u32) = (2100, 1, 1);
+/// Accepted `status` values (any case); `success`/`succeeded` are stored as `ok`,
+/// `failure`/`failed` as `error`. Anything else but `ok` counts as an error.
+pub const STATUSES: [&str; 10] = [
+    "ok",
+    "success",
+    "succeeded",
+    "error",
+    "failure",
+    "failed",
+    "timeout",
+    "cancelled",
+    "canceled",
+    "rate_limited",
+];
+
+fn day(d: (i32, u32, u32)) -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(d.0, d.1, d.2)
+        .unwrap_or_default()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+}
+
+/// `ts` as RFC 3339, with an error that names the field and shows what was sent.
+fn ts_field<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    let text = match &value {
+        serde_json::Value::String(s) => s.as_str(),
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "`ts` must be an RFC 3339 time such as 2026-11-20T08:15:02Z, got {other}"
+            )));
+        }
+    };
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            let shown: String = text.chars().take(40).collect();
+            serde::de::Error::custom(format!(
+                "`ts` must be an RFC 3339 time such as 2026-11-20T08:15:02Z, got `{shown}` ({e})"
+            ))
+        })
+}
+
+/// Anthropic's split of cache writes by TTL (`usage.cache_creation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheCreation {
+    #[serde(default)]
+    pub ephemeral_5m_input_tokens: Option<i64>,
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: Option<i64>,
+}
 
 /// One usage record as sent by a client, before pricing. The §8 fields keep their meaning;
 /// the rest are optional extensions.
@@ -27,6 +87,7 @@ pub const MAX_REQUEST_COUNT: i64 = 1_000_000_000;
 pub struct UsageRecord {
     #[serde(default)]
     pub request_id: Option<String>,
+    #[serde(deserialize_with = "ts_field")]
     pub ts: DateTime<Utc>,
     #[serde(default)]
     pub provider: Option<String>,
@@ -43,6 +104,18 @@ pub struct UsageRecord {
     /// Prompt tokens written to the provider's cache.
     #[serde(default)]
     pub cache_creation_input_tokens: Option<i64>,
+    /// The part of `cache_creation_input_tokens` written with a 1-hour TTL (Anthropic bills
+    /// those at 2 × input rather than 1.25 ×).
+    #[serde(default)]
+    pub cache_creation_1h_input_tokens: Option<i64>,
+    /// `5m` or `1h`: the TTL of every cache write of the record, when the 1-hour count is not
+    /// given. Applied by [`UsageRecord::normalise`], not stored.
+    #[serde(default, skip_serializing)]
+    pub cache_ttl: Option<String>,
+    /// Anthropic's `usage.cache_creation` object, read when the counts above are absent.
+    /// Applied by [`UsageRecord::normalise`], not stored.
+    #[serde(default, skip_serializing)]
+    pub cache_creation: Option<CacheCreation>,
     /// Output tokens spent on reasoning (a part of `output_tokens`).
     #[serde(default)]
     pub reasoning_tokens: Option<i64>,
@@ -71,6 +144,14 @@ pub struct UsageRecord {
     /// Calls this record stands for (1 unless it is an aggregate, e.g. an OpenAI usage bucket).
     #[serde(default)]
     pub request_count: Option<i64>,
+    /// The record sums the calls of a time bucket of this many seconds starting at `ts` (an
+    /// OpenAI usage-export bucket): their times of day are unknown.
+    #[serde(default)]
+    pub bucket_seconds: Option<i64>,
+    /// The service tier the provider served the call on (`default`, `priority`, `flex`, …;
+    /// see [`ServiceTier::NAMES`]), lower-cased.
+    #[serde(default)]
+    pub service_tier: Option<String>,
     /// How `input_tokens` counts cached tokens as sent; absent means Apogee's canonical
     /// convention (cached included). Never stored: [`UsageRecord::normalise`] applies it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +183,9 @@ impl UsageRecord {
             cached_input_tokens: None,
             cache_read_input_tokens: None,
             cache_creation_input_tokens: None,
+            cache_creation_1h_input_tokens: None,
+            cache_ttl: None,
+            cache_creation: None,
             reasoning_tokens: None,
             latency_ms: None,
             user: None,
@@ -115,6 +199,8 @@ impl UsageRecord {
             max_tokens: None,
             tags: None,
             request_count: None,
+            bucket_seconds: None,
+            service_tier: None,
             token_convention: None,
         }
     }
@@ -125,6 +211,39 @@ impl UsageRecord {
         if self.model.trim().is_empty() {
             return bad("`model` must not be empty".into());
         }
+        if self.ts < day(MIN_TS_DAY) || self.ts >= day(MAX_TS_DAY) {
+            return bad(format!(
+                "`ts` {} is outside {}-01-01 – {}-12-31: check the unit and the clock",
+                self.ts.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                MIN_TS_DAY.0,
+                MAX_TS_DAY.0 - 1
+            ));
+        }
+        if let Some(s) = &self.status
+            && !STATUSES.iter().any(|k| k.eq_ignore_ascii_case(s))
+        {
+            return bad(format!(
+                "`status` must be one of {}; got `{}`",
+                STATUSES.join(", "),
+                s.chars().take(40).collect::<String>()
+            ));
+        }
+        if let Some(t) = &self.service_tier
+            && ServiceTier::parse(t).is_none()
+        {
+            return bad(format!(
+                "`service_tier` must be one of {}; got `{}`",
+                ServiceTier::NAMES.join(", "),
+                t.chars().take(40).collect::<String>()
+            ));
+        }
+        if let Some(b) = self.bucket_seconds
+            && !(1..=MAX_BUCKET_SECONDS).contains(&b)
+        {
+            return bad(format!(
+                "`bucket_seconds` must be between 1 and {MAX_BUCKET_SECONDS}"
+            ));
+        }
         for (name, value) in [
             ("request_id", self.request_id.as_deref()),
             ("provider", self.provider.as_deref()),
@@ -134,6 +253,7 @@ impl UsageRecord {
             ("prompt_hash", self.prompt_hash.as_deref()),
             ("status", self.status.as_deref()),
             ("finish_reason", self.finish_reason.as_deref()),
+            ("service_tier", self.service_tier.as_deref()),
         ] {
             if let Some(v) = value
                 && v.chars().count() > MAX_FIELD_CHARS
@@ -160,6 +280,10 @@ impl UsageRecord {
                 "cache_creation_input_tokens",
                 self.cache_creation_input_tokens,
             ),
+            (
+                "cache_creation_1h_input_tokens",
+                self.cache_creation_1h_input_tokens,
+            ),
             ("reasoning_tokens", self.reasoning_tokens),
             ("max_tokens", self.max_tokens),
         ] {
@@ -177,6 +301,12 @@ impl UsageRecord {
         if self.cached_tokens() + self.cache_write_tokens() > self.input_tokens {
             return bad(
                 "`cached_input_tokens` + `cache_creation_input_tokens` cannot exceed `input_tokens` (which counts cached tokens; send `token_convention: \"excludes_cache\"` for Anthropic-style counts)".into(),
+            );
+        }
+        if self.cache_write_1h_tokens() > self.cache_write_tokens() {
+            return bad(
+                "`cache_creation_1h_input_tokens` cannot exceed `cache_creation_input_tokens`"
+                    .into(),
             );
         }
         if self.reasoning_tokens.unwrap_or(0) > self.output_tokens {
@@ -221,6 +351,29 @@ impl UsageRecord {
         {
             self.cached_input_tokens = Some(read);
         }
+        self.apply_cache_ttl()?;
+        if let Some(status) = self.status.take() {
+            let lower = status.to_ascii_lowercase();
+            self.status = Some(match lower.as_str() {
+                "success" | "succeeded" => "ok".into(),
+                "failure" | "failed" => "error".into(),
+                "canceled" => "cancelled".into(),
+                _ if STATUSES.contains(&lower.as_str()) => lower,
+                _ => status,
+            });
+        }
+        if let Some(tier) = self.service_tier.take() {
+            let lower = tier.trim().to_ascii_lowercase();
+            // Anthropic reports a Batch API call as the `batch` tier.
+            if lower == "batch" && self.batch.is_none() {
+                self.batch = Some(true);
+            }
+            self.service_tier = Some(if ServiceTier::parse(&lower).is_some() {
+                lower
+            } else {
+                tier
+            });
+        }
         if let Some(convention) = self.token_convention.take() {
             self.input_tokens = convention
                 .canonical_input(
@@ -236,8 +389,61 @@ impl UsageRecord {
         Ok(self)
     }
 
+    /// Folds `cache_creation` and `cache_ttl` into the cache-write counts.
+    fn apply_cache_ttl(&mut self) -> Result<(), RecordError> {
+        if let Some(c) = self.cache_creation.take() {
+            let (five, hour) = (
+                c.ephemeral_5m_input_tokens.unwrap_or(0),
+                c.ephemeral_1h_input_tokens.unwrap_or(0),
+            );
+            if self.cache_creation_input_tokens.is_none() {
+                self.cache_creation_input_tokens = five.checked_add(hour);
+            }
+            if self.cache_creation_1h_input_tokens.is_none() {
+                self.cache_creation_1h_input_tokens = Some(hour);
+            }
+        }
+        if let Some(ttl) = self.cache_ttl.take() {
+            let all = match ttl.trim().to_ascii_lowercase().as_str() {
+                "1h" | "60m" | "3600s" => self.cache_write_tokens(),
+                "5m" | "300s" => 0,
+                _ => {
+                    return Err(RecordError::Invalid(
+                        "`cache_ttl` must be `5m` or `1h`".into(),
+                    ));
+                }
+            };
+            if self.cache_creation_1h_input_tokens.is_none() {
+                self.cache_creation_1h_input_tokens = Some(all);
+            }
+        }
+        if self.cache_creation_1h_input_tokens == Some(0) {
+            self.cache_creation_1h_input_tokens = None;
+        }
+        Ok(())
+    }
+
     pub fn cached_tokens(&self) -> i64 {
         self.cached_input_tokens.unwrap_or(0)
+    }
+
+    /// Cache writes with the 1-hour TTL (a part of [`UsageRecord::cache_write_tokens`]).
+    pub fn cache_write_1h_tokens(&self) -> i64 {
+        self.cache_creation_1h_input_tokens.unwrap_or(0)
+    }
+
+    /// Whether the record stands for more than one call or for a time bucket: its `ts` is not
+    /// the time of a call, so heuristics that read the time of day must leave it out.
+    pub fn is_aggregate(&self) -> bool {
+        self.request_count() > 1 || self.bucket_seconds.is_some()
+    }
+
+    /// The service tier the call was billed on (standard when not reported).
+    pub fn tier(&self) -> ServiceTier {
+        self.service_tier
+            .as_deref()
+            .and_then(ServiceTier::parse)
+            .unwrap_or_default()
     }
 
     pub fn cache_write_tokens(&self) -> i64 {
@@ -250,7 +456,18 @@ impl UsageRecord {
             input: self.input_tokens,
             cache_read: self.cached_tokens(),
             cache_write: self.cache_write_tokens(),
+            cache_write_1h: self.cache_write_1h_tokens(),
             output: self.output_tokens,
+        }
+    }
+
+    /// What pricing needs to know: tokens, batch, calls and service tier.
+    pub fn billed_calls(&self) -> BilledCalls {
+        BilledCalls {
+            tokens: self.token_counts(),
+            batch: self.is_batch(),
+            calls: self.request_count(),
+            service_tier: self.tier(),
         }
     }
 
@@ -424,19 +641,15 @@ impl PricedRecord {
                 price_source: Some("client".into()),
             };
         }
-        match catalog.lookup_at(&record.model, record.ts) {
-            Some(p) => {
-                let quote = p.quote(
-                    &record.token_counts(),
-                    record.is_batch(),
-                    record.request_count(),
-                );
-                PricedRecord {
-                    record,
-                    cost: Some(quote.cost),
-                    price_source: Some(quote.source_id),
-                }
-            }
+        let quote = catalog
+            .lookup_for(record.provider.as_deref(), &record.model, record.ts)
+            .and_then(|p| p.quote(&record.billed_calls()));
+        match quote {
+            Some(quote) => PricedRecord {
+                record,
+                cost: Some(quote.cost),
+                price_source: Some(quote.source_id),
+            },
             None => PricedRecord {
                 record,
                 cost: None,
@@ -445,15 +658,16 @@ impl PricedRecord {
         }
     }
 
-    /// The provider as given, else the catalog's, else `unknown`.
+    /// The provider as given, else the one the catalog resolves the model name to (the
+    /// name's shape, `bedrock/…` or `us.anthropic.…`, or the model's maker), else `unknown`.
     pub fn provider(&self, catalog: &crate::catalog::PriceCatalog) -> String {
         self.record
             .provider
             .clone()
             .or_else(|| {
                 catalog
-                    .lookup(&self.record.model)
-                    .map(|p| p.entry.provider.clone())
+                    .lookup_for(None, &self.record.model, self.record.ts)
+                    .map(|p| p.provider.to_string())
             })
             .unwrap_or_else(|| "unknown".into())
     }

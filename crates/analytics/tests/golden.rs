@@ -81,11 +81,11 @@ async fn golden_recommendations() {
         got,
         [
             ("context_tier", Nanos(445_503_000), 1),
-            ("right_size_model", Nanos(2_115_000), 1),
+            ("right_size_model", Nanos(1_425_000), 1),
             ("response_cache", Nanos(648_000), 3),
         ]
     );
-    assert_eq!(recs[1].title, "Route short gpt-4o calls to gpt-4o-mini");
+    assert_eq!(recs[1].title, "Route short gpt-4o calls to gpt-5.4-mini");
     assert_eq!(recs[1].confidence, Confidence::Medium);
     assert_eq!(
         recs[1].period_saving, recs[1].monthly_saving,

@@ -11,12 +11,16 @@ use crate::db::{Backend, Db, on_write};
 /// A migration: its version and its SQL.
 type Migration = (i64, &'static str);
 
+/// Version 7 (common SQL), named so both lists take it whatever other versions land beside it.
+const BILLING_FIELDS: Migration = (7, include_str!("../migrations/0007_billing_fields.sql"));
+
 const SQLITE: &[Migration] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_tickets.sql")),
     (3, include_str!("../migrations/0003_usage_v2.sql")),
     (4, include_str!("../migrations/0004_rollups.sql")),
     (5, include_str!("../migrations/0005_nodes.sql")),
+    BILLING_FIELDS,
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -27,6 +31,7 @@ const POSTGRES: &[Migration] = &[
     SQLITE[2],
     (4, include_str!("../migrations/postgres/0004_rollups.sql")),
     SQLITE[4],
+    BILLING_FIELDS,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).

@@ -8,7 +8,7 @@ use crate::db::on_write;
 use crate::rollup::{RAW_COLUMNS, RollupDelta, apply_delta};
 use crate::{Store, StoreError};
 
-/// Rows per multi-row INSERT: 23 binds each stays far below SQLite's variable limit (32766)
+/// Rows per multi-row INSERT: 26 binds each stays far below SQLite's variable limit (32766)
 /// and PostgreSQL's (65535).
 const ROWS_PER_INSERT: usize = 500;
 
@@ -45,7 +45,8 @@ impl Store {
                     "INSERT INTO usage_records (org_id, request_id, ts_ms, provider, model, input_tokens,
                      output_tokens, cached_input_tokens, latency_ms, user_name, feature, prompt_hash, batch,
                      status, cost_nanos, price_source, cache_creation_input_tokens, reasoning_tokens,
-                     stream, finish_reason, max_tokens, tags, request_count) ",
+                     stream, finish_reason, max_tokens, tags, request_count, service_tier,
+                     cache_creation_1h_input_tokens, bucket_seconds) ",
                 );
                 qb.push_values(chunk, |mut b, (p, provider)| {
                     let r = &p.record;
@@ -71,7 +72,10 @@ impl Store {
                         .push_bind(r.finish_reason.as_deref())
                         .push_bind(r.max_tokens)
                         .push_bind(tags_json(r))
-                        .push_bind(r.request_count());
+                        .push_bind(r.request_count())
+                        .push_bind(r.service_tier.as_deref())
+                        .push_bind(r.cache_write_1h_tokens())
+                        .push_bind(r.bucket_seconds);
                 });
                 // RETURNING yields only the rows inserted, not those skipped as duplicates.
                 qb.push(" ON CONFLICT (org_id, request_id) DO NOTHING RETURNING ");

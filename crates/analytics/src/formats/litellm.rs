@@ -2,25 +2,31 @@
 //! as `/spend/logs` returns them), or `{"data": [...]}`.
 //!
 //! Mapping: `request_id`; `startTime` → `ts` (a time without offset is UTC) and `endTime −
-//! startTime` → `latency_ms`; `model`; `custom_llm_provider`, else the `provider/` prefix of
-//! `model`, → `provider`; `prompt_tokens`/`completion_tokens`; `user`; the first of
-//! `request_tags` → `feature`; `end_user`, `team_id`, `api_key` alias, `model_group` and
-//! `cache_hit` → tags; `status` `failure` → `error`. Cache tokens come from
-//! `metadata.additional_usage_values` (`cache_read_input_tokens` or
-//! `prompt_tokens_details.cached_tokens`, `cache_creation_input_tokens`,
-//! `completion_tokens_details.reasoning_tokens`).
+//! startTime` → `latency_ms`; `model`; `custom_llm_provider`, else the gateway prefix of
+//! `model` (`anthropic/…`, `bedrock/converse/…`; an org such as Together's `meta-llama/` stays
+//! part of the model), → `provider`; `prompt_tokens`/`completion_tokens`; `user`; the first of
+//! `request_tags` (a JSON array, or the JSON string of one, as the proxy stores it) →
+//! `feature`; `end_user`, `team_id`, `api_key` alias, `model_group` and `cache_hit` → tags;
+//! `status` `failure` → `error`; `metadata.cost_breakdown.service_tier` → `service_tier`.
+//! Cache tokens come from `metadata.additional_usage_values` (`cache_read_input_tokens` or
+//! `prompt_tokens_details.cached_tokens`, `cache_creation_input_tokens`, the 1-hour part from
+//! `prompt_tokens_details.cache_creation_token_details.ephemeral_1h_input_tokens` or
+//! `cache_creation.ephemeral_1h_input_tokens`, `completion_tokens_details.reasoning_tokens`).
 //!
 //! LiteLLM reports usage OpenAI-style (cached tokens inside `prompt_tokens`); counts where the
 //! cache exceeds `prompt_tokens` can only be Anthropic-style and are added up instead.
 //! `spend` is LiteLLM's own price and wins like a client `cost_usd` — except a `spend` of 0 on
 //! a call with tokens, which is how LiteLLM books models it has no price for: that call is
-//! priced from Apogee's catalog or reported unpriced, never kept at $0.
+//! priced from Apogee's catalog or reported unpriced, never kept at $0. A cache hit
+//! (`cache_hit: "True"`) made no provider call: it costs its `spend`, $0, whatever its tokens.
+//! A negative `spend` rejects the log.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 
+use crate::catalog::strip_gateway_prefixes;
 use crate::tokens::CacheConvention;
 use crate::usage::UsageRecord;
 
@@ -77,6 +83,21 @@ fn int(v: Option<&Value>, name: &str) -> Result<Option<i64>, String> {
     }
 }
 
+/// The first of `request_tags`: a JSON array of strings, or (as the proxy's `SpendLogs` table
+/// stores it) the JSON text of one.
+fn first_tag(tags: Option<&Value>) -> Option<String> {
+    let parsed;
+    let list = match tags? {
+        Value::Array(list) => list,
+        Value::String(s) => {
+            parsed = serde_json::from_str::<Value>(s).ok()?;
+            parsed.as_array()?
+        }
+        _ => return None,
+    };
+    text(list.first())
+}
+
 fn record(log: &Value) -> Result<UsageRecord, String> {
     let Value::Object(o) = log else {
         return Err("a spend log must be a JSON object".into());
@@ -86,11 +107,8 @@ fn record(log: &Value) -> Result<UsageRecord, String> {
     let model_text = text(o.get("model")).ok_or("`model` is missing")?;
     let input = int(o.get("prompt_tokens"), "prompt_tokens")?.unwrap_or(0);
     let output = int(o.get("completion_tokens"), "completion_tokens")?.unwrap_or(0);
-    let (prefix, model) = match model_text.split_once('/') {
-        Some((p, m)) if !m.is_empty() => (Some(p.to_string()), m.to_string()),
-        _ => (None, model_text.clone()),
-    };
-    let mut r = UsageRecord::new(ts, model, input, output);
+    let (prefix, model) = strip_gateway_prefixes(&model_text);
+    let mut r = UsageRecord::new(ts, model.to_string(), input, output);
     r.request_id = text(o.get("request_id"));
     r.provider = text(o.get("custom_llm_provider")).or(prefix);
     r.user = text(o.get("user"));
@@ -104,14 +122,27 @@ fn record(log: &Value) -> Result<UsageRecord, String> {
         Some(_) => Some("ok".into()),
         None => None,
     };
-    if let Some(Value::Array(tags)) = o.get("request_tags") {
-        r.feature = tags.first().and_then(Value::as_str).map(str::to_string);
-    }
+    r.feature = first_tag(o.get("request_tags"));
     let spend = match o.get("spend") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_f64().ok_or("`spend` must be a number")?),
     };
-    r.cost_usd = spend.filter(|s| *s > 0.0 || input + output == 0);
+    if spend.is_some_and(|s| s < 0.0) {
+        return Err("`spend` must not be negative".into());
+    }
+    let cache_hit = o
+        .get("cache_hit")
+        .and_then(|hit| {
+            hit.as_bool()
+                .or_else(|| hit.as_str().map(|s| s.eq_ignore_ascii_case("true")))
+        })
+        .unwrap_or(false);
+    r.cost_usd = if cache_hit {
+        // Served from LiteLLM's cache: no provider call, nothing billed.
+        Some(spend.unwrap_or(0.0))
+    } else {
+        spend.filter(|s| *s > 0.0 || input + output == 0)
+    };
 
     // `metadata` is an object, or the same object as a JSON string in some exports.
     let metadata = match o.get("metadata") {
@@ -134,6 +165,18 @@ fn record(log: &Value) -> Result<UsageRecord, String> {
     )?;
     r.cached_input_tokens = cache_read.filter(|n| *n > 0);
     r.cache_creation_input_tokens = cache_write.filter(|n| *n > 0);
+    let write_1h = int(
+        usage.pointer(
+            "/prompt_tokens_details/cache_creation_token_details/ephemeral_1h_input_tokens",
+        ),
+        "ephemeral_1h_input_tokens",
+    )?
+    .or(int(
+        usage.pointer("/cache_creation/ephemeral_1h_input_tokens"),
+        "ephemeral_1h_input_tokens",
+    )?);
+    r.cache_creation_1h_input_tokens = write_1h.filter(|n| *n > 0);
+    r.service_tier = text(metadata.pointer("/cost_breakdown/service_tier"));
     r.reasoning_tokens = int(
         usage.pointer("/completion_tokens_details/reasoning_tokens"),
         "reasoning_tokens",
@@ -155,13 +198,8 @@ fn record(log: &Value) -> Result<UsageRecord, String> {
             tags.insert(key.to_string(), v);
         }
     }
-    if let Some(hit) = o.get("cache_hit") {
-        let hit = hit
-            .as_bool()
-            .or_else(|| hit.as_str().map(|s| s.eq_ignore_ascii_case("true")));
-        if hit == Some(true) {
-            tags.insert("litellm_cache_hit".into(), "true".into());
-        }
+    if cache_hit {
+        tags.insert("litellm_cache_hit".into(), "true".into());
     }
     r.tags = (!tags.is_empty()).then_some(tags);
     Ok(r)

@@ -3,8 +3,10 @@
 //! bucket `{"start_time","end_time","results":[…]}`.
 //!
 //! These are aggregates: each result becomes one record standing for `num_model_requests`
-//! calls (`request_count`), at the bucket's `start_time`, with the result's summed tokens
-//! (`input_cached_tokens` are inside `input_tokens`, OpenAI's convention and Apogee's). The
+//! calls (`request_count`) over the bucket (`bucket_seconds` = `end_time − start_time`, so
+//! heuristics that read the time of day leave it out), at the bucket's `start_time`, with the
+//! result's summed tokens (`input_cached_tokens` and `input_cache_write_tokens` are inside
+//! `input_tokens`, OpenAI's convention and Apogee's) and its `service_tier`. The
 //! `request_id` is `openai-usage-` + a 64-bit FNV-1a hash of the bucket bounds and the
 //! result's grouping fields (model, project, user, API key, batch, service tier) — not of its
 //! counts — so importing the same export twice stores it once. `project_id` becomes the
@@ -107,6 +109,10 @@ fn record(bucket: &Value, result: &Value) -> Result<UsageRecord, String> {
     r.request_id = Some(format!("openai-usage-{:016x}", fnv1a(&identity)));
     r.provider = Some("openai".into());
     r.cached_input_tokens = Some(count(result, "input_cached_tokens")?);
+    r.cache_creation_input_tokens =
+        Some(count(result, "input_cache_write_tokens")?).filter(|n| *n > 0);
+    r.bucket_seconds = Some(end - start).filter(|s| *s > 0);
+    r.service_tier = field(result, "service_tier");
     r.batch = batch;
     r.request_count = Some(requests);
     r.user = user;

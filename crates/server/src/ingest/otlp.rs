@@ -13,6 +13,9 @@
 //!   `gen_ai.usage.reasoning.output_tokens`;
 //! - `gen_ai.request.max_tokens`, the first of `gen_ai.response.finish_reasons`,
 //!   `gen_ai.request.stream` / `llm.is_streaming`;
+//! - service tier: `openai.response.service_tier` (or the older
+//!   `gen_ai.openai.response.service_tier`), else the requested `openai.request.service_tier`
+//!   (`gen_ai.openai.request.service_tier`);
 //! - user: `apogee.user`, `enduser.id` or `user.id`; feature: `apogee.feature`, else the
 //!   resource's `service.name`; `gen_ai.operation.name` becomes the tag `operation`.
 //!
@@ -237,6 +240,12 @@ fn record(span: &Span, a: &Attrs<'_>) -> Result<UsageRecord, String> {
     r.max_tokens = a.int(&["gen_ai.request.max_tokens"])?;
     r.finish_reason = a.text(&["gen_ai.response.finish_reasons"]);
     r.stream = a.flag(&["gen_ai.request.stream", "llm.is_streaming"]);
+    r.service_tier = a.text(&[
+        "openai.response.service_tier",
+        "gen_ai.openai.response.service_tier",
+        "openai.request.service_tier",
+        "gen_ai.openai.request.service_tier",
+    ]);
     r.user = a.text(&["apogee.user", "enduser.id", "user.id"]);
     r.feature = a.text(&["apogee.feature", "service.name"]);
     r.latency_ms = span
