@@ -15,7 +15,11 @@ use crate::triage::Triage;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct UsageData {
     pub totals: UsageTotals,
+    /// Spend by model as shown: names of one catalog model merged
+    /// ([`apogee_analytics::model_rows`]).
     pub by_model: Vec<CostRow>,
+    /// Spend by model as stored, one row per name sent: what drill-downs by model match.
+    pub by_model_as_stored: Vec<CostRow>,
     pub by_feature: Vec<CostRow>,
     pub by_day: Vec<CostRow>,
     /// The month-end forecast as of the run, for cost and spike questions.

@@ -3,6 +3,7 @@
 //! the data. Shaped by the intent: a savings question leads with savings, a spike question
 //! with the spike's explanation.
 
+use apogee_analytics::savings::Recommendation;
 use apogee_analytics::{CostRow, LatencyRow, Nanos};
 use chrono::{Datelike, NaiveDate};
 
@@ -376,13 +377,26 @@ fn savings_section(doc: &mut Doc, savings: Option<&Savings>, lead: bool) {
     } else {
         "Ways to save"
     });
-    if s.recommendations.is_empty() {
+    // A saving that rounds to $0.00 a month is not worth a line.
+    let listed: Vec<&Recommendation> = s
+        .recommendations
+        .iter()
+        .filter(|r| r.worth_listing())
+        .collect();
+    let below = s.recommendations.len() - listed.len();
+    if listed.is_empty() {
         doc.line("No saving is backed by this period's usage.");
+        if below > 0 {
+            doc.line(&format!(
+                "({below} possible saving{} of less than $0.01 a month left out.)",
+                if below == 1 { "" } else { "s" }
+            ));
+        }
         return;
     }
     doc.line("| recommendation | monthly saving | affected calls | confidence |");
     doc.line("| --- | ---: | ---: | --- |");
-    for rec in &s.recommendations {
+    for rec in &listed {
         doc.line(&format!(
             "| {} | {} | {} | {} |",
             rec.title,
@@ -397,10 +411,17 @@ fn savings_section(doc: &mut Doc, savings: Option<&Savings>, lead: bool) {
          so treat the total as an upper bound.",
         s.total_monthly().display_usd()
     ));
+    if below > 0 {
+        doc.line(&format!(
+            "{below} smaller saving{} of less than $0.01 a month {} left out.",
+            if below == 1 { "" } else { "s" },
+            if below == 1 { "is" } else { "are" }
+        ));
+    }
     doc.blank();
     doc.line("Assumptions:");
     doc.blank();
-    for (i, rec) in s.recommendations.iter().enumerate() {
+    for (i, rec) in listed.iter().enumerate() {
         doc.line(&format!("{}. **{}**", i + 1, rec.title));
         for a in &rec.assumptions {
             doc.line(&format!("   - {a}"));
@@ -488,6 +509,7 @@ mod tests {
             ],
             forecast: None,
             by_user: vec![row("u-7", 10, 34.5, 0)],
+            by_model_as_stored: Vec::new(),
         }
     }
 
@@ -569,6 +591,56 @@ mod tests {
                 "Ways to save",
                 "Not priced"
             ]
+        );
+    }
+
+    #[test]
+    fn savings_that_round_to_nothing_are_not_listed() {
+        let t = triage(Intent::CostBreakdown);
+        let u = usage();
+        let mut s = savings();
+        let tiny = |title: &str, nanos: i64| Recommendation {
+            kind: "right_size_model".into(),
+            title: title.into(),
+            period_saving: Nanos(nanos),
+            monthly_saving: Nanos(nanos),
+            affected_calls: 1,
+            assumptions: vec![format!("{title} assumption")],
+            confidence: Confidence::Medium,
+        };
+        s.recommendations
+            .push(tiny("Route short gpt-4o calls", 2_115_000));
+        s.recommendations.push(tiny("Cap outputs", 4_999_999));
+        let r = render(&ReportInput {
+            triage: &t,
+            usage: &u,
+            spike: None,
+            savings: Some(&s),
+            latency: None,
+        });
+        let md = &r.markdown;
+        assert!(!md.contains("$0.00"), "{md}");
+        assert!(!md.contains("Route short gpt-4o calls"), "{md}");
+        assert!(
+            md.contains("2 smaller savings of less than $0.01 a month are left out."),
+            "{md}"
+        );
+        // Only those: nothing listed at all says so.
+        s.recommendations.remove(0);
+        let r = render(&ReportInput {
+            triage: &t,
+            usage: &u,
+            spike: None,
+            savings: Some(&s),
+            latency: None,
+        });
+        assert!(
+            r.markdown
+                .contains("No saving is backed by this period's usage.")
+        );
+        assert!(
+            r.markdown
+                .contains("(2 possible savings of less than $0.01 a month left out.)")
         );
     }
 

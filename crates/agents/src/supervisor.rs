@@ -136,7 +136,7 @@ async fn plan(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<Stri
         .await?;
     let data = sup
         .child("data")
-        .run(|a| data::work(a, usage, &t, inputs.now))
+        .run(|a| data::work(a, usage, &inputs.catalog, &t, inputs.now))
         .await?;
     found.usage = Some(data.clone());
 

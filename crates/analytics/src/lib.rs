@@ -7,6 +7,7 @@ pub mod demo;
 pub mod forecast;
 pub mod formats;
 pub mod memory;
+pub mod model_rows;
 pub mod money;
 pub mod period;
 pub mod queries;

@@ -10,7 +10,15 @@
 //! - breakdown rows are by cost descending then key ascending (days: key ascending); a missing
 //!   user or feature is the key `(none)`; days are UTC `YYYY-MM-DD`;
 //! - the traffic profile takes only calls of exactly that model priced from the catalog (a
-//!   client-sent cost says nothing about what the catalog model would charge);
+//!   client-sent cost says nothing about what the catalog model would charge); a record is
+//!   short when its tokens per call (`tokens / request_count`, compared as
+//!   `tokens <= limit × request_count`) are within the limits;
+//! - every `calls` of a [`TokenMix`], and a traffic profile's `all_calls`, a batch
+//!   candidate's `interactive_calls` and an input band's calls, sum `request_count`;
+//! - the night-time share of batch candidates reads the time of day, which an aggregated
+//!   record (`request_count` above 1, or a `bucket_seconds` bucket such as an OpenAI
+//!   usage-export day starting at 00:00) does not have: such records count among a feature's
+//!   interactive calls but never as night calls;
 //! - a repeated prompt is a `(model, prompt_hash)` pair seen more than once; the first call of
 //!   each (earliest `ts`, ties by position) is the one a response cache could not have served;
 //! - latency percentiles are nearest-rank over the records reporting `latency_ms` (one sample
@@ -133,7 +141,7 @@ fn by_cost_then_key(rows: &mut [CostRow]) {
 
 fn add_to_mix(mix: &mut TokenMix, r: &PricedRecord) {
     let cached = r.record.cached_tokens();
-    mix.calls += 1;
+    mix.calls += r.record.request_count();
     mix.fresh_input_tokens += r.record.input_tokens - cached;
     mix.cached_input_tokens += cached;
     mix.output_tokens += r.record.output_tokens;
@@ -198,10 +206,13 @@ impl OrgUsageQueries for MemoryUsage {
             r.record.model == model && r.price_source.as_deref().is_some_and(|s| s != "client")
         };
         for r in self.in_period(period).filter(from_catalog) {
-            p.all_calls += 1;
-            p.all_cost = p.all_cost + r.cost.unwrap_or(Nanos::ZERO);
             let u = &r.record;
-            if u.input_tokens <= max_input_tokens && u.output_tokens <= max_output_tokens {
+            let calls = u.request_count();
+            p.all_calls += calls;
+            p.all_cost = p.all_cost + r.cost.unwrap_or(Nanos::ZERO);
+            if u.input_tokens <= max_input_tokens.saturating_mul(calls)
+                && u.output_tokens <= max_output_tokens.saturating_mul(calls)
+            {
                 if u.is_batch() {
                     add_to_mix(&mut p.short_batch, r);
                 } else {
@@ -270,8 +281,9 @@ impl OrgUsageQueries for MemoryUsage {
                     interactive_calls: 0,
                     night: TokenMix::default(),
                 });
-            c.interactive_calls += 1;
-            if u.ts.hour() < NIGHT_END_HOUR {
+            c.interactive_calls += u.request_count();
+            // An aggregate's `ts` is its bucket's start, not a time of day.
+            if !u.is_aggregate() && u.ts.hour() < NIGHT_END_HOUR {
                 add_to_mix(&mut c.night, r);
             }
         }
@@ -744,5 +756,45 @@ mod tests {
         let keys: Vec<&str> = r.top_features.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(keys, vec!["g", "a", "b", "c", "d"]);
         assert_eq!(r.top_features[0].cost, Nanos(300_000));
+    }
+
+    #[test]
+    fn aggregated_records_are_never_night_calls_and_count_their_calls() {
+        let night = |hour, feature: &str| {
+            let mut r = rec(at(20, hour), "gpt-4o-mini", 1000, 100);
+            r.feature = Some(feature.into());
+            r
+        };
+        // An OpenAI usage-export day: 500 calls in one record at 00:00, a day's bucket.
+        let mut export = night(0, "reports");
+        export.request_count = Some(500);
+        export.bucket_seconds = Some(86_400);
+        export.input_tokens = 500_000;
+        // A §8 aggregate of 3 calls at 02:00: its calls' times are not known either.
+        let mut summed = night(2, "digest");
+        summed.request_count = Some(3);
+        let single = night(3, "digest");
+        let u = usage(vec![export, summed, single]);
+        let c = run(u.batch_candidates(&november(20, 21))).unwrap();
+        let got: Vec<(&str, i64, i64)> = c
+            .iter()
+            .map(|c| (c.feature.as_str(), c.interactive_calls, c.night.calls))
+            .collect();
+        assert_eq!(got, vec![("digest", 4, 1), ("reports", 500, 0)]);
+    }
+
+    #[test]
+    fn short_calls_are_judged_per_call_and_counted_by_request_count() {
+        // 100 calls of 500 input and 100 output tokens in one record: short.
+        let mut bucket = rec(at(20, 0), "gpt-4o", 50_000, 10_000);
+        bucket.request_count = Some(100);
+        // 10 calls of 1,500 input tokens: not short.
+        let mut long = rec(at(20, 1), "gpt-4o", 15_000, 100);
+        long.request_count = Some(10);
+        let u = usage(vec![bucket, long]);
+        let p = run(u.traffic_profile(&november(20, 21), "gpt-4o", 1000, 300)).unwrap();
+        assert_eq!(p.all_calls, 110);
+        assert_eq!(p.short_interactive.calls, 100);
+        assert_eq!(p.short_interactive.fresh_input_tokens, 50_000);
     }
 }

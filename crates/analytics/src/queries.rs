@@ -74,6 +74,7 @@ pub struct CostRow {
 /// output), so the slice can be re-priced on another model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct TokenMix {
+    /// Calls (the sum of `request_count`).
     pub calls: i64,
     /// Input tokens not served from cache.
     pub fresh_input_tokens: i64,
@@ -83,13 +84,15 @@ pub struct TokenMix {
     pub cost: Nanos,
 }
 
-/// A model's traffic within a period, split into calls that fit the "short" limits and the
-/// rest, and each split by batch vs. interactive (batch calls are priced at a discount).
+/// A model's traffic within a period, split into calls that fit the "short" limits (per call:
+/// an aggregated record's tokens divided by its `request_count`) and the rest, and each split
+/// by batch vs. interactive (batch calls are priced at a discount).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrafficProfile {
     pub model: String,
     pub short_interactive: TokenMix,
     pub short_batch: TokenMix,
+    /// Calls (the sum of `request_count`).
     pub all_calls: i64,
     pub all_cost: Nanos,
 }
@@ -112,13 +115,15 @@ pub const NIGHT_END_HOUR: u32 = 6;
 
 /// Interactive (`batch: false`) traffic of one feature on one model, priced from the catalog,
 /// with the part sent at night: a feature whose calls all run at night is a scheduled job
-/// that the Batch API would serve at its discount.
+/// that the Batch API would serve at its discount. Aggregated records (`request_count` above
+/// 1 or a `bucket_seconds` bucket: their `ts` is not a time of day) count among the
+/// interactive calls, never among the night ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchCandidate {
     /// The feature (`(none)` without one).
     pub feature: String,
     pub model: String,
-    /// Interactive calls of the feature on the model (records).
+    /// Interactive calls of the feature on the model (the sum of `request_count`).
     pub interactive_calls: i64,
     /// Those sent at night, with their tokens and recorded cost.
     pub night: TokenMix,
@@ -136,8 +141,9 @@ pub struct FeatureModelCost {
     pub cost: Nanos,
 }
 
-/// Traffic of one feature on one model priced from the catalog (records, as in
-/// [`TrafficProfile`]), split by batch vs. interactive so it can be re-priced.
+/// Traffic of one feature on one model priced from the catalog (calls summing
+/// `request_count`, as in [`TrafficProfile`]), split by batch vs. interactive so it can be
+/// re-priced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureModelMix {
     /// The feature (`(none)` without one).
@@ -168,7 +174,7 @@ pub struct OutputTail {
 
 /// Calls of a model whose prompt per call (`input_tokens / request_count`, cached tokens
 /// included, as tiers are billed) is in `(above_input_tokens, up_to_input_tokens]`, priced
-/// from the catalog; `calls` counts records.
+/// from the catalog; `calls` sum `request_count`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InputBand {
     pub model: String,

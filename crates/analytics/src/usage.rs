@@ -608,6 +608,94 @@ mod tests {
         );
     }
 
+    fn normalised(json: &str) -> Result<UsageRecord, String> {
+        serde_json::from_str::<UsageRecord>(json)
+            .map_err(|e| e.to_string())?
+            .normalise()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_bad_ts_names_the_field_and_shows_the_value() {
+        let e = normalised(
+            r#"{"ts":"20/11/2026 08:15","model":"gpt-4o","input_tokens":1,"output_tokens":1}"#,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("`ts` must be an RFC 3339 time"), "{e}");
+        assert!(e.contains("`20/11/2026 08:15`"), "{e}");
+        let e =
+            normalised(r#"{"ts":1763626502,"model":"gpt-4o","input_tokens":1,"output_tokens":1}"#)
+                .unwrap_err();
+        assert!(e.starts_with("`ts` must be"), "{e}");
+    }
+
+    #[test]
+    fn timestamps_outside_the_sane_range_are_refused() {
+        for ts in [
+            "1969-12-31T23:59:59Z",
+            "2019-12-31T23:59:59Z",
+            "2126-01-01T00:00:00Z",
+        ] {
+            let e = normalised(&format!(
+                r#"{{"ts":"{ts}","model":"gpt-4o","input_tokens":1,"output_tokens":1}}"#
+            ))
+            .unwrap_err();
+            assert!(e.contains("`ts`") && e.contains("outside"), "{ts}: {e}");
+        }
+        assert!(
+            normalised(
+                r#"{"ts":"2020-01-01T00:00:00Z","model":"gpt-4o","input_tokens":1,"output_tokens":1}"#
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn statuses_are_normalised_or_refused() {
+        let status = |s: &str| {
+            normalised(&format!(
+                r#"{{"ts":"2026-11-20T08:15:02Z","model":"m","input_tokens":1,"output_tokens":1,"status":"{s}"}}"#
+            ))
+            .map(|r| r.status)
+        };
+        assert_eq!(status("success"), Ok(Some("ok".into())));
+        assert_eq!(status("OK"), Ok(Some("ok".into())));
+        assert_eq!(status("Failed"), Ok(Some("error".into())));
+        assert_eq!(status("timeout"), Ok(Some("timeout".into())));
+        let e = status("pending").unwrap_err();
+        assert!(e.contains("`status` must be one of"), "{e}");
+    }
+
+    #[test]
+    fn service_tier_and_cache_ttl_are_read_and_checked() {
+        let base =
+            r#""ts":"2026-11-20T08:15:02Z","model":"m","input_tokens":1000,"output_tokens":1"#;
+        let r = normalised(&format!(r#"{{{base},"service_tier":"Priority"}}"#)).unwrap();
+        assert_eq!(r.service_tier.as_deref(), Some("priority"));
+        assert_eq!(r.tier(), ServiceTier::Priority);
+        // Anthropic's `batch` tier is a Batch API call.
+        let r = normalised(&format!(r#"{{{base},"service_tier":"batch"}}"#)).unwrap();
+        assert!(r.is_batch());
+        assert!(normalised(&format!(r#"{{{base},"service_tier":"turbo"}}"#)).is_err());
+        // `cache_ttl: 1h` makes every write a 1-hour one; the 1-hour part never exceeds them.
+        let r = normalised(&format!(
+            r#"{{{base},"cache_creation_input_tokens":300,"cache_ttl":"1h"}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            (r.cache_write_tokens(), r.cache_write_1h_tokens()),
+            (300, 300)
+        );
+        assert!(
+            normalised(&format!(
+                r#"{{{base},"cache_creation_input_tokens":300,"cache_creation_1h_input_tokens":301}}"#
+            ))
+            .is_err()
+        );
+        assert!(normalised(&format!(r#"{{{base},"cache_ttl":"1d"}}"#)).is_err());
+        assert!(normalised(&format!(r#"{{{base},"bucket_seconds":0}}"#)).is_err());
+    }
+
     #[test]
     fn rejects_negative_tokens_and_cache_above_input() {
         let r = record(

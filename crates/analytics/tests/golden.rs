@@ -193,3 +193,173 @@ async fn golden_model_move() {
         (Nanos(150_000), Nanos(2_500_000))
     );
 }
+
+fn priced(format: Format, bytes: &[u8]) -> (MemoryUsage, Vec<formats::Rejection>) {
+    let catalog = Arc::new(PriceCatalog::builtin().unwrap());
+    let parsed = formats::parse(format, bytes).unwrap();
+    (
+        MemoryUsage::from_usage(parsed.records, catalog),
+        parsed.rejected,
+    )
+}
+
+fn cost_of(usage: &MemoryUsage, id: &str) -> (Option<Nanos>, Option<String>) {
+    let r = usage
+        .records()
+        .iter()
+        .find(|r| r.record.request_id.as_deref() == Some(id))
+        .unwrap_or_else(|| panic!("no record {id}"));
+    (r.cost, r.price_source.clone())
+}
+
+/// `billing.ndjson`: what decides a price beyond the tokens (README, "Billing").
+#[tokio::test]
+async fn golden_billing() {
+    let (usage, rejected) = priced(
+        Format::Usage,
+        include_bytes!("../testdata/golden/billing.ndjson"),
+    );
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let want = [
+        ("b-1", 17_500_000, "openai/gpt-4o-2024-05-13@2024-05-13"),
+        ("b-2", 40_500_000, "openai/gpt-5@2025-08-07#priority"),
+        ("b-3", 3_250_000, "openai/gpt-5-mini@2025-08-07#flex"),
+        ("b-4", 10_900_000, "google/gemini-2.5-flash@2025-06-17"),
+        ("b-5", 21_000_000, "vertex_ai/gemini-2.0-flash@2025-02-05"),
+        ("b-6", 35_550_000, "anthropic/claude-sonnet-4-5@2025-09-29"),
+        (
+            "b-7",
+            49_500_000,
+            "anthropic/claude-sonnet-4-5@2025-09-29+regional",
+        ),
+    ];
+    for (id, nanos, source) in want {
+        assert_eq!(
+            cost_of(&usage, id),
+            (Some(Nanos(nanos)), Some(source.to_string())),
+            "{id}"
+        );
+    }
+    // Scale Tier has no per-token list price: unpriced, never $0 or standard.
+    assert_eq!(cost_of(&usage, "b-8"), (None, None));
+    let b1 = &usage.records()[0].record;
+    assert_eq!(
+        b1.status.as_deref(),
+        Some("ok"),
+        "`success` is stored as ok"
+    );
+    assert_eq!(usage.records()[5].record.cache_write_1h_tokens(), 4_000);
+    assert_eq!(
+        usage.totals(&november()).await.unwrap(),
+        UsageTotals {
+            calls: 8,
+            input_tokens: 238_100,
+            output_tokens: 16_100,
+            cached_input_tokens: 82_000,
+            cost: Nanos(178_200_000),
+            unpriced_calls: 1,
+            unpriced_tokens: 1_100,
+            error_calls: 0,
+        }
+    );
+    // Shown by model, Claude Sonnet 4.5 is one row whichever name and provider sent it.
+    let catalog = PriceCatalog::builtin().unwrap();
+    let by_model = apogee_analytics::model_rows::merge_model_rows(
+        &usage.breakdown(&november(), GroupBy::Model).await.unwrap(),
+        &catalog,
+    );
+    let sonnet = by_model
+        .iter()
+        .find(|m| m.row.key == "claude-sonnet-4-5")
+        .unwrap();
+    assert_eq!((sonnet.row.calls, sonnet.row.cost), (2, Nanos(85_050_000)));
+    assert_eq!(sonnet.names.len(), 2);
+}
+
+/// `openai_export.json`: an OpenAI usage export, whose records sum a day from 00:00 UTC
+/// (README, "OpenAI usage export").
+#[tokio::test]
+async fn golden_openai_export() {
+    let (usage, rejected) = priced(
+        Format::OpenaiUsage,
+        include_bytes!("../testdata/golden/openai_export.json"),
+    );
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let costs: Vec<(i64, Option<Nanos>)> = usage
+        .records()
+        .iter()
+        .map(|r| (r.record.request_count(), r.cost))
+        .collect();
+    assert_eq!(
+        costs,
+        [
+            (100, Some(Nanos(225_000_000))),
+            (500, Some(Nanos(105_000_000))),
+            (10, Some(Nanos(405_000_000))),
+            (50, Some(Nanos(101_000_000))),
+        ]
+    );
+    let t = usage.totals(&november()).await.unwrap();
+    assert_eq!((t.calls, t.cost), (660, Nanos(836_000_000)));
+    let catalog = PriceCatalog::builtin().unwrap();
+    let recs = recommend(&usage, &catalog, &november(), ShortLimits::default())
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str, Nanos, i64)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r.kind.as_str(),
+                r.title.as_str(),
+                r.monthly_saving,
+                r.affected_calls,
+            )
+        })
+        .collect();
+    // No Batch API saving: a day's bucket starting at 00:00 is not night-time traffic. The
+    // gpt-4o bucket's 100 calls average 500 input and 100 output tokens: short.
+    assert_eq!(
+        got,
+        [(
+            "right_size_model",
+            "Route short gpt-4o calls to gpt-5.4-mini",
+            Nanos(142_500_000),
+            100
+        )]
+    );
+}
+
+/// `litellm_spend_logs.json`: LiteLLM's own spend-log shapes (README, "LiteLLM").
+#[tokio::test]
+async fn golden_litellm() {
+    let (usage, rejected) = priced(
+        Format::Litellm,
+        include_bytes!("../testdata/golden/litellm_spend_logs.json"),
+    );
+    let rejected: Vec<(usize, &str)> = rejected
+        .iter()
+        .map(|r| (r.index, r.error.as_str()))
+        .collect();
+    assert_eq!(rejected, [(3, "`spend` must not be negative")]);
+    let hit = &usage.records()[0];
+    assert_eq!(
+        (hit.cost, hit.price_source.as_deref()),
+        (Some(Nanos::ZERO), Some("client")),
+        "a cache hit made no provider call"
+    );
+    assert_eq!(hit.record.feature.as_deref(), Some("faq-bot"));
+    assert_eq!(
+        cost_of(&usage, "chatcmpl-flex-1"),
+        (
+            Some(Nanos(3_250_000)),
+            Some("openai/gpt-5-mini@2025-08-07#flex".to_string())
+        )
+    );
+    assert_eq!(
+        cost_of(&usage, "msg_01TTL"),
+        (
+            Some(Nanos(35_550_000)),
+            Some("anthropic/claude-sonnet-4-5@2025-09-29".to_string())
+        )
+    );
+}

@@ -1,5 +1,5 @@
-//! `apogee`: the command-line entry point (`serve`, `demo-data`, `ingest`). Errors end here as
-//! anyhow.
+//! `apogee`: the command-line entry point (`serve`, `demo-data`, `ingest`, `prices check`).
+//! Errors end here as anyhow.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -58,6 +58,30 @@ enum Command {
         #[arg(long, value_parser = parse_format)]
         format: Option<Format>,
     },
+    /// Price catalog tools.
+    Prices {
+        #[command(subcommand)]
+        command: PricesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PricesCommand {
+    /// Read a prices file (Apogee's TOML or LiteLLM's model_prices_and_context_window.json)
+    /// the way the server would and say what it holds; with --org, list the models of that
+    /// org's usage that are unpriced, whether the file prices them, and the closest catalog
+    /// names. Exits non-zero when the file cannot be used.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The org whose usage to check (needs the configured database).
+        #[arg(long)]
+        org: Option<String>,
+        /// How many days of the org's usage to look at.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
 }
 
 fn parse_format(name: &str) -> Result<Format, String> {
@@ -115,6 +139,19 @@ async fn main() -> anyhow::Result<()> {
             let summary =
                 apogee_server::ingest::file::run(&config, &file, &org, format, progress).await?;
             println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Prices {
+            command:
+                PricesCommand::Check {
+                    file,
+                    config,
+                    org,
+                    days,
+                },
+        } => {
+            let config = load_config(config.as_deref())?;
+            let report = apogee_server::prices::check(&config, &file, org.as_deref(), days).await?;
+            print!("{report}");
         }
     }
     Ok(())

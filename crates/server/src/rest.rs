@@ -2,6 +2,7 @@
 //! through the caller's [`UserSession`], so it only ever sees the caller's own data.
 
 use apogee_analytics::forecast::month_end;
+use apogee_analytics::model_rows::merge_model_rows;
 use apogee_analytics::savings::{CACHE_HIT_RATE, Recommendation, ShortLimits, recommend};
 use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period};
 use apogee_store::MessageRow;
@@ -301,13 +302,25 @@ pub async fn costs(
         .breakdown(&period, by)
         .await
         .map_err(ApiError::internal)?;
+    // By model, one model reported under several names is one row, listing the names.
+    let rows: Vec<(apogee_analytics::CostRow, Option<Vec<String>>)> = if by == GroupBy::Model {
+        merge_model_rows(&rows, s.catalog())
+            .into_iter()
+            .map(|m| (m.row, Some(m.names)))
+            .collect()
+    } else {
+        rows.into_iter().map(|r| (r, None)).collect()
+    };
     let rows: Vec<Value> = rows
         .into_iter()
-        .map(|r| {
+        .map(|(r, names)| {
             let mut v = json!({"key": r.key, "calls": r.calls, "input_tokens": r.input_tokens,
                 "output_tokens": r.output_tokens, "unpriced_calls": r.unpriced_calls});
             if let (Value::Object(m), Value::Object(c)) = (&mut v, nanos_json(r.cost)) {
                 m.extend(c);
+            }
+            if let (Value::Object(m), Some(names)) = (&mut v, names) {
+                m.insert("models".into(), json!(names));
             }
             v
         })

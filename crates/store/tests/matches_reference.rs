@@ -150,15 +150,36 @@ async fn sql_queries_equal_the_reference_on_the_golden_datasets() {
         Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
         Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
     );
-    let files: [&[u8]; 3] = [
-        include_bytes!("../../analytics/testdata/golden/recs.ndjson"),
-        include_bytes!("../../analytics/testdata/golden/costs.ndjson"),
-        include_bytes!("../../analytics/testdata/golden/model_move.ndjson"),
+    use apogee_analytics::formats::Format;
+    let files: [(Format, &[u8]); 6] = [
+        (
+            Format::Usage,
+            include_bytes!("../../analytics/testdata/golden/recs.ndjson"),
+        ),
+        (
+            Format::Usage,
+            include_bytes!("../../analytics/testdata/golden/costs.ndjson"),
+        ),
+        (
+            Format::Usage,
+            include_bytes!("../../analytics/testdata/golden/model_move.ndjson"),
+        ),
+        (
+            Format::Usage,
+            include_bytes!("../../analytics/testdata/golden/billing.ndjson"),
+        ),
+        // Aggregates at 00:00: never night-time traffic, in SQL as in the reference.
+        (
+            Format::OpenaiUsage,
+            include_bytes!("../../analytics/testdata/golden/openai_export.json"),
+        ),
+        (
+            Format::Litellm,
+            include_bytes!("../../analytics/testdata/golden/litellm_spend_logs.json"),
+        ),
     ];
-    for file in files {
-        let parsed =
-            apogee_analytics::formats::parse(apogee_analytics::formats::Format::Usage, file)
-                .unwrap();
+    for (format, file) in files {
+        let parsed = apogee_analytics::formats::parse(format, file).unwrap();
         let records: Vec<PricedRecord> = parsed
             .records
             .into_iter()
@@ -285,6 +306,99 @@ async fn v2_columns_are_stored_and_aggregates_count_their_calls() {
                 r#"{"team":"search"}"#.into(),
                 1
             )
+        );
+    }
+}
+
+#[tokio::test]
+async fn billing_fields_are_stored() {
+    use apogee_analytics::formats::{Format, parse};
+    let catalog = Arc::new(PriceCatalog::builtin().unwrap());
+    let mut records: Vec<PricedRecord> = Vec::new();
+    for (format, bytes) in [
+        (
+            Format::Usage,
+            &include_bytes!("../../analytics/testdata/golden/billing.ndjson")[..],
+        ),
+        (
+            Format::OpenaiUsage,
+            &include_bytes!("../../analytics/testdata/golden/openai_export.json")[..],
+        ),
+    ] {
+        records.extend(
+            parse(format, bytes)
+                .unwrap()
+                .records
+                .into_iter()
+                .map(|r| PricedRecord::price(r, &catalog)),
+        );
+    }
+    for t in stores().await {
+        let store = store_with(&t, "acme", &records, &catalog).await;
+        store.close().await;
+        let sql = "SELECT request_id, service_tier, cache_creation_1h_input_tokens, bucket_seconds,
+                          status, price_source
+                   FROM usage_records
+                   WHERE request_id IN ('b-1', 'b-2', 'b-6') OR request_count = 10
+                   ORDER BY request_id";
+        type Row = (
+            String,
+            Option<String>,
+            i64,
+            Option<i64>,
+            String,
+            Option<String>,
+        );
+        let rows: Vec<Row> = match t.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&t.url).await.unwrap();
+                sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&t.url).await.unwrap();
+                sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+            }
+        };
+        type Shown<'a> = (Option<&'a str>, i64, Option<i64>, &'a str, Option<&'a str>);
+        let got: Vec<Shown<'_>> = rows
+            .iter()
+            .map(|r| (r.1.as_deref(), r.2, r.3, r.4.as_str(), r.5.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    None,
+                    0,
+                    None,
+                    "ok",
+                    Some("openai/gpt-4o-2024-05-13@2024-05-13")
+                ),
+                (
+                    Some("priority"),
+                    0,
+                    None,
+                    "ok",
+                    Some("openai/gpt-5@2025-08-07#priority")
+                ),
+                (
+                    None,
+                    4_000,
+                    None,
+                    "ok",
+                    Some("anthropic/claude-sonnet-4-5@2025-09-29")
+                ),
+                // The export's gpt-5 result (id `openai-usage-…`, sorted last).
+                (
+                    Some("priority"),
+                    0,
+                    Some(86_400),
+                    "ok",
+                    Some("openai/gpt-5@2025-08-07#priority")
+                ),
+            ],
+            "{:?}",
+            t.backend
         );
     }
 }

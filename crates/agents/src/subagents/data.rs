@@ -2,7 +2,8 @@
 //! and spike questions the month-end forecast. With no usage in the period it stops after the
 //! totals; the supervisor then asks the data helper.
 
-use apogee_analytics::{GroupBy, OrgUsageQueries};
+use apogee_analytics::model_rows::merge_model_rows;
+use apogee_analytics::{GroupBy, OrgUsageQueries, PriceCatalog};
 use chrono::{DateTime, Utc};
 
 use crate::findings::UsageData;
@@ -15,6 +16,7 @@ use crate::triage::{Intent, Triage};
 pub(crate) async fn work(
     agent: Agent,
     usage: &dyn OrgUsageQueries,
+    catalog: &PriceCatalog,
     t: &Triage,
     now: DateTime<Utc>,
 ) -> Result<Done<UsageData>, StepError> {
@@ -47,7 +49,12 @@ pub(crate) async fn work(
             totals.cost.display_usd()
         ))
         .await?;
-    let by_model = agent.call(spend_by(usage, period, GroupBy::Model)).await?;
+    let by_model_as_stored = agent.call(spend_by(usage, period, GroupBy::Model)).await?;
+    // One model reported under several names (`gpt-4o`, `gpt-4o-2024-08-06`) is one row.
+    let by_model: Vec<_> = merge_model_rows(&by_model_as_stored, catalog)
+        .into_iter()
+        .map(|m| m.row)
+        .collect();
     let by_feature = agent
         .call(spend_by(usage, period, GroupBy::Feature))
         .await?;
@@ -87,6 +94,7 @@ pub(crate) async fn work(
         UsageData {
             totals,
             by_model,
+            by_model_as_stored,
             by_feature,
             by_day,
             forecast,

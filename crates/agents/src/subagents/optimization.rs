@@ -36,13 +36,14 @@ pub(crate) async fn work(
         .await?;
     // Independent reads of the same period: run together, they take as long as the slowest
     // rather than the sum (each call still pairs its own start and end by call id).
-    let more = |which| more_savings(usage, catalog, &t.period, &data.by_model, which);
+    // Drill-downs by model match the names as stored.
+    let more = |which| more_savings(usage, catalog, &t.period, &data.by_model_as_stored, which);
     let (right_size, duplicates, batchable, prompt_cache, output_cap, context_tier) = tokio::join!(
         agent.call(right_size_models(
             usage,
             catalog,
             &t.period,
-            &data.by_model,
+            &data.by_model_as_stored,
             limits,
         )),
         agent.call(find_duplicate_prompts(usage, &t.period, CACHE_HIT_RATE)),

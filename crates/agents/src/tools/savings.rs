@@ -9,8 +9,8 @@ use std::future::Future;
 
 use apogee_analytics::savings::{
     BATCHABLE_NIGHT_SHARE, OUTPUT_CAP_PERCENTILE, Recommendation, STABLE_PREFIX_SHARE, ShortLimits,
-    TIER_MARGIN, batch_api, context_tiers, output_caps, prompt_caches, response_cache, right_size,
-    right_size_candidates,
+    TIER_MARGIN, batch_api, candidate_profile, context_tiers, output_caps, prompt_caches,
+    response_cache, right_size, right_size_candidates,
 };
 use apogee_analytics::{CostRow, Nanos, OrgUsageQueries, Period, PriceCatalog};
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ pub(crate) fn right_size_models<'a>(
 {
     let candidates = right_size_candidates(catalog, by_model);
     let mut args = period_args(period);
-    args["models"] = json!(candidates.iter().map(|(m, _)| m).collect::<Vec<_>>());
+    args["models"] = json!(candidates.iter().map(|c| &c.model).collect::<Vec<_>>());
     args["max_input_tokens"] = json!(limits.max_input_tokens);
     args["max_output_tokens"] = json!(limits.max_output_tokens);
     ToolCall {
@@ -38,21 +38,16 @@ pub(crate) fn right_size_models<'a>(
         run: async move {
             let mut checked: Vec<Value> = Vec::new();
             let mut recs = Vec::new();
-            for (model, alt) in &candidates {
-                let profile = usage
-                    .traffic_profile(
-                        period,
-                        model,
-                        limits.max_input_tokens,
-                        limits.max_output_tokens,
-                    )
-                    .await?;
+            for c in &candidates {
+                // Every name the model's calls are stored under, added up.
+                let profile = candidate_profile(usage, period, c, limits).await?;
                 let rec = catalog
-                    .lookup(alt)
+                    .lookup(&c.alternative)
                     .and_then(|to| right_size(&profile, &to, limits, period.days()));
                 checked.push(json!({
-                    "model": model,
-                    "alternative": alt,
+                    "model": c.model,
+                    "names": c.names,
+                    "alternative": c.alternative,
                     "all_calls": profile.all_calls,
                     "short_calls": profile.short_interactive.calls + profile.short_batch.calls,
                     "monthly_saving_nanos": rec.as_ref().map(|r| r.monthly_saving.0),

@@ -38,7 +38,8 @@ pub(crate) fn explain_spike<'a>(
             let other_days = day.days.saturating_sub(1);
             let spike = Spike {
                 feature: top_driver(&by_feature, &data.by_feature, other_days),
-                model: top_driver(&by_model, &data.by_model, other_days),
+                // The day's rows are as stored: compare them with the period's as stored.
+                model: top_driver(&by_model, &data.by_model_as_stored, other_days),
                 requested: focus.is_some(),
                 day,
             };

@@ -5,7 +5,7 @@
 //! (`data/prices.toml`); an operator's prices file — Apogee's TOML or LiteLLM's
 //! `model_prices_and_context_window.json` ([`price_map`]) — adds to or overrides it.
 //!
-//! Pricing a call resolves the name it reports ([`names`]) with the provider that served it,
+//! Pricing a call resolves the name it reports (`names.rs`) with the provider that served it,
 //! and names the entry that priced it. A model the catalog does not know has no price, never a
 //! price of zero.
 

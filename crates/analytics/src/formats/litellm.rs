@@ -240,6 +240,64 @@ mod tests {
         assert_eq!(b.records[3].status.as_deref(), Some("error"));
     }
 
+    /// LiteLLM's `SpendLogs` rows as the proxy writes them (request_tags as JSON text, the
+    /// usage object's extras under `metadata.additional_usage_values`).
+    const PROXY_LOGS: &str = include_str!("../../testdata/golden/litellm_spend_logs.json");
+
+    #[test]
+    fn cache_hits_cost_nothing_and_tags_stored_as_json_text_name_the_feature() {
+        let b = parse(Format::Litellm, PROXY_LOGS.as_bytes()).unwrap();
+        let hit = &b.records[0];
+        assert_eq!(hit.client_cost(), Some(Nanos::ZERO));
+        assert_eq!(hit.feature.as_deref(), Some("faq-bot"));
+        assert_eq!(
+            hit.tags.as_ref().and_then(|t| t.get("litellm_cache_hit")),
+            Some(&"true".to_string())
+        );
+        // Not a cache hit and `spend` 0 on tokens: left to the catalog, as before.
+        assert_eq!(b.records[1].client_cost(), None);
+    }
+
+    #[test]
+    fn service_tier_and_one_hour_cache_writes_come_from_metadata() {
+        let b = parse(Format::Litellm, PROXY_LOGS.as_bytes()).unwrap();
+        assert_eq!(b.records[1].service_tier.as_deref(), Some("flex"));
+        let ttl = &b.records[2];
+        assert_eq!(
+            (
+                ttl.provider.as_deref(),
+                ttl.model.as_str(),
+                ttl.cache_write_tokens(),
+                ttl.cache_write_1h_tokens()
+            ),
+            (Some("anthropic"), "claude-sonnet-4-5-20250929", 5000, 4000)
+        );
+    }
+
+    #[test]
+    fn a_negative_spend_rejects_its_log_by_index() {
+        let b = parse(Format::Litellm, PROXY_LOGS.as_bytes()).unwrap();
+        assert_eq!(b.rejected.len(), 1);
+        assert_eq!(b.rejected[0].index, 3);
+        assert!(b.rejected[0].error.contains("`spend`"), "{:?}", b.rejected);
+    }
+
+    #[test]
+    fn a_model_org_is_not_a_provider_prefix() {
+        let log = r#"[{"request_id":"t-1","startTime":"2026-11-20T08:00:00Z","model":"meta-llama/Llama-3.3-70B-Instruct-Turbo","custom_llm_provider":"together_ai","prompt_tokens":10,"completion_tokens":5,"spend":0.0}]"#;
+        let b = parse(Format::Litellm, log.as_bytes()).unwrap();
+        assert_eq!(
+            (
+                b.records[0].provider.as_deref(),
+                b.records[0].model.as_str()
+            ),
+            (
+                Some("together_ai"),
+                "meta-llama/Llama-3.3-70B-Instruct-Turbo"
+            )
+        );
+    }
+
     #[test]
     fn non_array_documents_are_refused_whole() {
         assert!(parse(Format::Litellm, b"{\"logs\":1}").is_err());

@@ -159,5 +159,25 @@ mod tests {
         assert_eq!(ids(&b), ids(&again));
         // Results differing only in `batch` get different ids.
         assert_ne!(b.records[0].request_id, b.records[1].request_id);
+        // A day's bucket: its calls' times of day are unknown.
+        assert_eq!(r.bucket_seconds, Some(86_400));
+        assert!(r.is_aggregate());
+    }
+
+    #[test]
+    fn service_tier_and_cache_writes_are_kept() {
+        let export = include_str!("../../testdata/golden/openai_export.json");
+        let b = parse(Format::OpenaiUsage, export.as_bytes()).unwrap();
+        assert!(b.rejected.is_empty(), "{:?}", b.rejected);
+        assert_eq!(b.records[2].service_tier.as_deref(), Some("priority"));
+        let luna = &b.records[3];
+        assert_eq!(
+            (
+                luna.input_tokens,
+                luna.cached_tokens(),
+                luna.cache_write_tokens()
+            ),
+            (1_000_000, 600_000, 200_000)
+        );
     }
 }

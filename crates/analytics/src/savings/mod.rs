@@ -30,6 +30,10 @@ use crate::queries::{
 /// as a scheduled job nobody waits on.
 pub const BATCHABLE_NIGHT_SHARE: f64 = 0.9;
 
+/// The smallest monthly saving a written answer lists: anything less rounds to $0.00. The
+/// figures themselves (API, `data`) keep every recommendation, exact to the nano-dollar.
+pub const MIN_LISTED_MONTHLY_SAVING: Nanos = Nanos(5_000_000);
+
 /// Share of exact-duplicate prompts a response cache is assumed to serve.
 pub const CACHE_HIT_RATE: f64 = 0.8;
 
@@ -74,6 +78,11 @@ pub struct Recommendation {
 }
 
 impl Recommendation {
+    /// Whether the monthly saving shows as at least $0.01 ([`MIN_LISTED_MONTHLY_SAVING`]).
+    pub fn worth_listing(&self) -> bool {
+        self.monthly_saving >= MIN_LISTED_MONTHLY_SAVING
+    }
+
     /// The JSON shape of a recommendation wherever one is shown (`GET /api/recommendations`,
     /// the agents' tool and report `data`): money both as exact nanos and as dollars.
     pub fn to_json(&self) -> serde_json::Value {
@@ -239,24 +248,82 @@ pub fn batch_api(
     })
 }
 
-/// Models of `by_model` whose catalog entry names a cheaper alternative the catalog prices:
-/// `(model, alternative)`, in `by_model`'s order.
+/// A model whose short calls could move to a cheaper one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RightSizeCandidate {
+    /// The catalog's name of the model.
+    pub model: String,
+    /// The names its calls are stored under (`gpt-4o`, `gpt-4o-2024-08-06`), by cost.
+    pub names: Vec<String>,
+    /// The cheaper model suggested.
+    pub alternative: String,
+}
+
+/// Models of `by_model` (a breakdown by model as stored) whose catalog entry names a cheaper
+/// alternative the catalog prices and that has no announced retirement — never a move to a
+/// model being retired. Names of one model are one candidate, in `by_model`'s order.
 pub fn right_size_candidates(
     catalog: &PriceCatalog,
     by_model: &[CostRow],
-) -> Vec<(String, String)> {
-    by_model
-        .iter()
-        .filter_map(|row| {
-            let alt = catalog
-                .lookup(&row.key)?
-                .entry
-                .cheaper_alternative
-                .clone()?;
-            catalog.lookup(&alt)?;
-            Some((row.key.clone(), alt))
-        })
-        .collect()
+) -> Vec<RightSizeCandidate> {
+    let mut out: Vec<RightSizeCandidate> = Vec::new();
+    for m in crate::model_rows::merge_model_rows(by_model, catalog) {
+        let Some(alt) = catalog
+            .lookup(&m.row.key)
+            .and_then(|p| p.entry.cheaper_alternative.clone())
+        else {
+            continue;
+        };
+        let Some(to) = catalog.lookup(&alt) else {
+            continue;
+        };
+        if to.entry.retires_on.is_some() {
+            continue;
+        }
+        out.push(RightSizeCandidate {
+            model: m.row.key,
+            names: m.names,
+            alternative: alt,
+        });
+    }
+    out
+}
+
+/// The traffic profile of a candidate: its stored names' profiles added up, under its
+/// catalog name.
+pub async fn candidate_profile(
+    usage: &dyn OrgUsageQueries,
+    period: &Period,
+    candidate: &RightSizeCandidate,
+    limits: ShortLimits,
+) -> Result<TrafficProfile, QueryError> {
+    let mut total = TrafficProfile {
+        model: candidate.model.clone(),
+        ..TrafficProfile::default()
+    };
+    for name in &candidate.names {
+        let p = usage
+            .traffic_profile(
+                period,
+                name,
+                limits.max_input_tokens,
+                limits.max_output_tokens,
+            )
+            .await?;
+        for (sum, part) in [
+            (&mut total.short_interactive, p.short_interactive),
+            (&mut total.short_batch, p.short_batch),
+        ] {
+            sum.calls += part.calls;
+            sum.fresh_input_tokens += part.fresh_input_tokens;
+            sum.cached_input_tokens += part.cached_input_tokens;
+            sum.output_tokens += part.output_tokens;
+            sum.cost = sum.cost + part.cost;
+        }
+        total.all_calls += p.all_calls;
+        total.all_cost = total.all_cost + p.all_cost;
+    }
+    Ok(total)
 }
 
 /// Every recommendation the period's usage backs (right-sizing each candidate model, the
@@ -271,18 +338,11 @@ pub async fn recommend(
 ) -> Result<Vec<Recommendation>, QueryError> {
     let by_model = usage.breakdown(period, GroupBy::Model).await?;
     let mut recs = Vec::new();
-    for (model, alt) in right_size_candidates(catalog, &by_model) {
-        let profile = usage
-            .traffic_profile(
-                period,
-                &model,
-                limits.max_input_tokens,
-                limits.max_output_tokens,
-            )
-            .await?;
+    for candidate in right_size_candidates(catalog, &by_model) {
+        let profile = candidate_profile(usage, period, &candidate, limits).await?;
         recs.extend(
             catalog
-                .lookup(&alt)
+                .lookup(&candidate.alternative)
                 .and_then(|to| right_size(&profile, &to, limits, period.days())),
         );
     }
@@ -442,5 +502,45 @@ mod tests {
         // 10 of 12 calls at night (83%) is not a night-time job.
         c.interactive_calls = 12;
         assert!(batch_api(&c, &sonnet, 15.0).is_none());
+    }
+
+    #[test]
+    fn right_sizing_never_suggests_a_model_being_retired() {
+        let entry = |model: &str, price: f64, alt: &str, retires: &str| {
+            format!(
+                "[[model]]\nprovider = \"openai\"\nmodel = \"{model}\"\ninput = {price}\noutput = {price}\neffective_from = \"2025-01-01\"\nsource = \"s\"\n{alt}{retires}\n"
+            )
+        };
+        let row = |key: &str| CostRow {
+            key: key.into(),
+            calls: 1,
+            input_tokens: 1,
+            output_tokens: 1,
+            cost: Nanos(1),
+            unpriced_calls: 0,
+        };
+        let catalog = PriceCatalog::from_toml(&format!(
+            "{}{}{}{}",
+            entry("big", 10.0, "cheaper_alternative = \"small\"\n", ""),
+            entry("small", 1.0, "", "retires_on = \"2027-01-14\"\n"),
+            entry("other", 10.0, "cheaper_alternative = \"tiny\"\n", ""),
+            entry("tiny", 0.5, "", ""),
+        ))
+        .unwrap();
+        let got = right_size_candidates(&catalog, &[row("big"), row("other")]);
+        assert_eq!(
+            got,
+            vec![RightSizeCandidate {
+                model: "other".into(),
+                names: vec!["other".into()],
+                alternative: "tiny".into(),
+            }]
+        );
+        // The built-in catalog's gpt-4o calls, under both their names, are one candidate.
+        let builtin = PriceCatalog::builtin().unwrap();
+        let got = right_size_candidates(&builtin, &[row("gpt-4o-2024-08-06"), row("gpt-4o")]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].names, ["gpt-4o-2024-08-06", "gpt-4o"]);
+        assert_eq!(got[0].alternative, "gpt-5.4-mini");
     }
 }

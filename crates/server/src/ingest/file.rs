@@ -41,7 +41,7 @@ pub struct FileSummary {
     pub rejected: Vec<Rejection>,
 }
 
-fn valid_org(org: &str) -> bool {
+pub(crate) fn valid_org(org: &str) -> bool {
     (1..=64).contains(&org.len())
         && org
             .bytes()

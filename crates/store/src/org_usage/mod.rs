@@ -235,7 +235,8 @@ impl OrgUsageQueries for OrgUsage {
         max_input_tokens: i64,
         max_output_tokens: i64,
     ) -> Result<TrafficProfile, QueryError> {
-        let short = "input_tokens <= $1 AND output_tokens <= $2";
+        // Short per call: an aggregate's tokens over its request_count (MemoryUsage's rule).
+        let short = "input_tokens <= $1 * request_count AND output_tokens <= $2 * request_count";
         let batch_sum = |b: &str, prefix: &str| {
             let when = |then: &str| {
                 sum(&format!(
@@ -245,7 +246,7 @@ impl OrgUsageQueries for OrgUsage {
             format!(
                 "{} AS {prefix}calls, {} AS {prefix}fresh, {} AS {prefix}cached,
                  {} AS {prefix}output, {} AS {prefix}cost",
-                when("1"),
+                when("request_count"),
                 when("input_tokens - cached_input_tokens"),
                 when("cached_input_tokens"),
                 when("output_tokens"),
@@ -253,11 +254,12 @@ impl OrgUsageQueries for OrgUsage {
             )
         };
         let sql = format!(
-            "SELECT COUNT(*) AS all_calls, {all_cost} AS all_cost,
+            "SELECT {all_calls} AS all_calls, {all_cost} AS all_cost,
                     {interactive}, {batch}
              FROM usage_records
              WHERE org_id = $3 AND model = $4 AND ts_ms >= $5 AND ts_ms < $6
                AND price_source IS NOT NULL AND price_source <> 'client'",
+            all_calls = sum("request_count"),
             all_cost = sum("cost_nanos"),
             interactive = batch_sum("FALSE", "i_"),
             batch = batch_sum("TRUE", "b_"),
@@ -332,21 +334,23 @@ impl OrgUsageQueries for OrgUsage {
     }
 
     async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        // An aggregated record's ts is its bucket's start, not a time of day: never at night.
         let night = format!(
-            "((ts_ms / 3600000) % 24) < {}",
+            "((ts_ms / 3600000) % 24) < {} AND request_count = 1 AND bucket_seconds IS NULL",
             apogee_analytics::queries::NIGHT_END_HOUR
         );
         let when = |then: &str| sum(&format!("CASE WHEN {night} THEN {then} ELSE 0 END"));
         let sql = format!(
             "SELECT COALESCE(feature, '(none)'){bytewise} AS f, model{bytewise} AS model,
-                    COUNT(*) AS all_calls, {calls} AS n_calls, {fresh} AS n_fresh,
+                    {all_calls} AS all_calls, {calls} AS n_calls, {fresh} AS n_fresh,
                     {cached} AS n_cached, {output} AS n_output, {cost} AS n_cost
              FROM usage_records
              WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND batch = FALSE
                AND price_source IS NOT NULL AND price_source <> 'client'
              GROUP BY f, model ORDER BY f, model",
             bytewise = bytewise(&self.db),
-            calls = when("1"),
+            all_calls = sum("request_count"),
+            calls = when("request_count"),
             fresh = when("input_tokens - cached_input_tokens"),
             cached = when("cached_input_tokens"),
             output = when("output_tokens"),

@@ -31,7 +31,7 @@ fn mix_columns(cond: &str, p: &str) -> String {
         )
     };
     [
-        sum("1", "calls"),
+        sum("request_count", "calls"),
         sum("input_tokens - cached_input_tokens", "fresh"),
         sum("cached_input_tokens", "cached"),
         sum("output_tokens", "output"),

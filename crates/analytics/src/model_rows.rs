@@ -1,0 +1,118 @@
+//! One model reported under several names (`gpt-4o` by the request, `gpt-4o-2024-08-06` by
+//! the response and the usage export; `claude-sonnet-4-20250514` and
+//! `us.anthropic.claude-sonnet-4-20250514-v1:0`) is shown as one: a breakdown by model is
+//! merged under the catalog's name for each stored name, and says which stored names it
+//! merged. A snapshot priced on its own (`gpt-4o-2024-05-13`) keeps its own row; an unpriced
+//! name is its own row as stored.
+//!
+//! Why here and not in the stored rows: the stored `model` is what the source sent (filters and
+//! drill-downs match it exactly), and the catalog that decides which names are one model can
+//! change (an operator's prices file); merging the rows read is exact whatever the catalog.
+
+use std::collections::HashMap;
+
+use crate::catalog::PriceCatalog;
+use crate::queries::CostRow;
+
+/// A breakdown row under the catalog's model name, with the stored names it sums.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRow {
+    pub row: CostRow,
+    /// The stored names merged, in the breakdown's order (just the key when nothing merged).
+    pub names: Vec<String>,
+}
+
+/// The name `stored` is shown under: the catalog entry's model, else `stored` itself.
+pub fn display_name(catalog: &PriceCatalog, stored: &str) -> String {
+    catalog
+        .model_name(None, stored)
+        .map_or_else(|| stored.to_string(), str::to_string)
+}
+
+/// `rows` (a breakdown by model) merged under the catalog's names, by cost descending then
+/// name, as breakdowns are ordered.
+pub fn merge_model_rows(rows: &[CostRow], catalog: &PriceCatalog) -> Vec<ModelRow> {
+    let mut merged: Vec<ModelRow> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for r in rows {
+        let key = display_name(catalog, &r.key);
+        match at.get(&key) {
+            Some(&i) => {
+                let m = &mut merged[i];
+                m.row.calls += r.calls;
+                m.row.input_tokens += r.input_tokens;
+                m.row.output_tokens += r.output_tokens;
+                m.row.cost = m.row.cost + r.cost;
+                m.row.unpriced_calls += r.unpriced_calls;
+                m.names.push(r.key.clone());
+            }
+            None => {
+                at.insert(key.clone(), merged.len());
+                merged.push(ModelRow {
+                    row: CostRow { key, ..r.clone() },
+                    names: vec![r.key.clone()],
+                });
+            }
+        }
+    }
+    merged.sort_by(|a, b| {
+        b.row
+            .cost
+            .cmp(&a.row.cost)
+            .then_with(|| a.row.key.cmp(&b.row.key))
+    });
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Nanos;
+
+    fn row(key: &str, calls: i64, cost: i64, unpriced: i64) -> CostRow {
+        CostRow {
+            key: key.into(),
+            calls,
+            input_tokens: calls * 100,
+            output_tokens: calls * 10,
+            cost: Nanos(cost),
+            unpriced_calls: unpriced,
+        }
+    }
+
+    #[test]
+    fn names_of_one_model_become_one_row() {
+        let catalog = PriceCatalog::builtin().unwrap();
+        let rows = [
+            row("gpt-4o-mini", 10, 900, 0),
+            row("gpt-4o", 2, 500, 0),
+            row("gpt-4o-2024-08-06", 3, 700, 0),
+            row("gpt-4o-2024-05-13", 1, 600, 0),
+            row("acme-llama", 4, 0, 4),
+        ];
+        let merged = merge_model_rows(&rows, &catalog);
+        let got: Vec<(&str, i64, i64, Vec<&str>)> = merged
+            .iter()
+            .map(|m| {
+                (
+                    m.row.key.as_str(),
+                    m.row.calls,
+                    m.row.cost.0,
+                    m.names.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("gpt-4o", 5, 1200, vec!["gpt-4o", "gpt-4o-2024-08-06"]),
+                ("gpt-4o-mini", 10, 900, vec!["gpt-4o-mini"]),
+                // Its own price: its own row.
+                ("gpt-4o-2024-05-13", 1, 600, vec!["gpt-4o-2024-05-13"]),
+                ("acme-llama", 4, 0, vec!["acme-llama"]),
+            ]
+        );
+        assert_eq!(merged[0].row.input_tokens, 500);
+        assert_eq!(merged[3].row.unpriced_calls, 4);
+    }
+}
