@@ -378,24 +378,34 @@ async fn token_expiry_closes_4001_and_a_fresh_token_resumes_without_loss() {
     let mut t = Tracker::new("erin");
     let mut code = None;
     let mut paused = None;
-    for _ in 0..10_000 {
-        match c.ws_next_or_close().await {
-            Ok(v) => {
-                if v["type"] == "tool_executing" && paused.is_none() {
-                    // The run stalls before its next event (events are stored before they
-                    // are sent), so the token expires mid-run however fast the machine is.
-                    paused = Some(hold_write_lock(&server.db_path()).await);
+    // Bounded below the server's 10 s busy timeout, so a stalled run is never failed by the
+    // lock: the token (2 s) expires well within it.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(8), async {
+        for _ in 0..10_000 {
+            match c.ws_next_or_close().await {
+                Ok(v) => {
+                    if v["type"] == "tool_executing" && paused.is_none() {
+                        // The run stalls before its next event (events are stored before
+                        // they are sent), so the token expires mid-run however fast the
+                        // machine is.
+                        paused = Some(hold_write_lock(&server.db_path()).await);
+                    }
+                    if v["type"] != "message_ack" {
+                        t.record(v);
+                    }
                 }
-                if v["type"] != "message_ack" {
-                    t.record(v);
+                Err(close) => {
+                    code = close;
+                    break;
                 }
-            }
-            Err(close) => {
-                code = close;
-                break;
             }
         }
-    }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "no close within 8 s of a token with 2 s to live"
+    );
     assert_eq!(code, Some(4001));
     t.assert_mid_run("4001 close");
     let mut paused = paused.expect("the run called a tool");

@@ -253,6 +253,7 @@ test('a message whose ack was lost is re-sent with the same client_msg_id: one r
     const acks = await page.evaluate(() => window.__apogee.ackLog());
     assert.equal(acks.length, 1, JSON.stringify(acks));
     assert.equal(acks[0].duplicate, true, 'the re-sent message was not recognised as the same one');
+    assertExactlyOnceInOrder(await received(page));
     assert.equal(await page.locator('.run').count(), 1);
     assert.equal(await page.locator('.message.from-user').count(), 1);
     assert.equal(await page.locator('.run[data-status="ok"]').count(), 1);
@@ -276,6 +277,7 @@ test('a message typed while offline waits in the outbox, survives a reload, and 
     await run.waitFor({ timeout: 60000 });
     assert.equal(await page.locator('.run').count(), 1);
     assert.equal(await page.locator('.message.from-user').count(), 1);
+    assertExactlyOnceInOrder(await received(page));
     const threads = await (await fetch(`${server.url}/api/threads`, { headers: { 'X-Apogee-User': 'e2e-fay' } })).json();
     assert.equal(threads.threads.length, 1);
   } finally {

@@ -233,10 +233,12 @@ impl Client {
             .unwrap();
     }
 
-    /// The next JSON frame (skipping pings), or `None` on close.
+    /// The next JSON frame (skipping pings), or `None` on close. Pings do not extend the
+    /// wait: a server that only pings fails the test in [`WAIT`] instead of hanging it.
     pub async fn next(&mut self) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("frame in time")?;
             match msg {
@@ -249,10 +251,11 @@ impl Client {
         }
     }
 
-    /// The next JSON frame, or `Err(close code)` when the server closes.
+    /// The next JSON frame, or `Err(close code)` when the server closes (within [`WAIT`]).
     pub async fn ws_next_or_close(&mut self) -> Result<Value, Option<u16>> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("frame in time");
             match msg {
