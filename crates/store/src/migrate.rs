@@ -21,6 +21,7 @@ const SQLITE: &[Migration] = &[
     (4, include_str!("../migrations/0004_rollups.sql")),
     (5, include_str!("../migrations/0005_nodes.sql")),
     BILLING_FIELDS,
+    (8, include_str!("../migrations/0008_synthetic_usage.sql")),
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -32,6 +33,7 @@ const POSTGRES: &[Migration] = &[
     (4, include_str!("../migrations/postgres/0004_rollups.sql")),
     SQLITE[4],
     BILLING_FIELDS,
+    SQLITE[6],
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).
@@ -105,10 +107,12 @@ mod tests {
     fn both_backends_have_every_version_in_order() {
         let versions = |m: &[Migration]| m.iter().map(|(v, _)| *v).collect::<Vec<_>>();
         assert_eq!(versions(SQLITE), versions(POSTGRES));
-        // Strictly increasing; gaps are versions another branch holds until it lands.
-        let v = versions(SQLITE);
-        assert_eq!(v.first(), Some(&1));
-        assert!(v.windows(2).all(|w| w[0] < w[1]), "{v:?}");
+        // Versions are handed out to parallel work, so some may not have landed yet.
+        assert!(
+            versions(SQLITE).windows(2).all(|w| w[0] < w[1]),
+            "{:?}",
+            versions(SQLITE)
+        );
     }
 
     async fn sqlite_db(dir: &std::path::Path) -> Db {
