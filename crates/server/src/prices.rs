@@ -199,13 +199,15 @@ impl fmt::Display for CheckReport {
                 m.model, m.unpriced_calls, m.calls
             )?;
             match &m.priced_by {
-                Some(id) => write!(f, "this file prices it from now on ({id})")?,
-                None => write!(f, "still unpriced with this file")?,
-            }
-            if m.closest.is_empty() {
-                writeln!(f, "; no catalog name is close")?;
-            } else {
-                writeln!(f, "; closest catalog names: {}", m.closest.join(", "))?;
+                Some(id) => writeln!(f, "this file prices it from now on ({id})")?,
+                None if m.closest.is_empty() => {
+                    writeln!(f, "still unpriced with this file; no catalog name is close")?
+                }
+                None => writeln!(
+                    f,
+                    "still unpriced with this file; closest catalog names: {}",
+                    m.closest.join(", ")
+                )?,
             }
         }
         Ok(())
