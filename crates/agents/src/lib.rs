@@ -9,6 +9,8 @@
 mod findings;
 mod format;
 mod help;
+mod plan;
+mod question;
 mod report;
 mod scope;
 pub mod sink;
@@ -18,6 +20,11 @@ mod supervisor;
 mod tools;
 mod triage;
 
+pub use plan::{
+    Intent, Measure, Order, PlanPeriod, QuestionPlan, Rank, UnknownName, Unsupported, WhatIf,
+};
+pub use question::names::OrgNames;
+pub use question::{PlanContext, names_period, plan_question};
 pub use sink::{EventSink, SinkError};
 pub use supervisor::{RunOutcome, run};
 
