@@ -6,6 +6,7 @@
 //! The entry point is [`run`]. Everything is deterministic (rules, no LLM): the same question
 //! over the same data at the same `now` gives the same events and answer.
 
+mod answer;
 mod findings;
 mod format;
 mod help;

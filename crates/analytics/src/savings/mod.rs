@@ -7,6 +7,7 @@
 mod context_tier;
 mod prompt_cache;
 mod truncation;
+pub mod what_if;
 
 pub use context_tier::{TIER_MARGIN, context_tier, tier_band};
 pub use prompt_cache::{
