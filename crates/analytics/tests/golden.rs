@@ -140,11 +140,11 @@ async fn golden_prompt_cache_output_cap_and_context_tier() {
     );
     assert_eq!(
         recs[1].title,
-        "Cache the stable prompt prefix of `support-bot` on claude-sonnet-4"
+        "Cache the stable prompt prefix of support-bot on claude-sonnet-4"
     );
     assert_eq!(
         recs[2].title,
-        "Cap `drafts`'s gpt-4o-mini outputs at max_tokens = 200"
+        "Cap drafts's gpt-4o-mini outputs at max_tokens = 200"
     );
 }
 

@@ -17,6 +17,7 @@ const SQLITE: &[Migration] = &[
     (3, include_str!("../migrations/0003_usage_v2.sql")),
     (4, include_str!("../migrations/0004_rollups.sql")),
     (5, include_str!("../migrations/0005_nodes.sql")),
+    (10, include_str!("../migrations/0010_run_plans.sql")),
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -27,6 +28,7 @@ const POSTGRES: &[Migration] = &[
     SQLITE[2],
     (4, include_str!("../migrations/postgres/0004_rollups.sql")),
     SQLITE[4],
+    SQLITE[5],
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).

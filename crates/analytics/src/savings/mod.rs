@@ -220,7 +220,7 @@ pub fn batch_api(
     Some(Recommendation {
         kind: "batch_api".into(),
         title: format!(
-            "Send `{}`'s nightly {} calls through the Batch API",
+            "Send {}'s nightly {} calls through the Batch API",
             c.feature, c.model
         ),
         period_saving: saving,
@@ -228,7 +228,7 @@ pub fn batch_api(
         affected_calls: c.night.calls,
         assumptions: vec![
             format!(
-                "{} of {} interactive `{}` calls on {} ran between 00:00 and {NIGHT_END_HOUR:02}:00 UTC: a scheduled job nobody waits on",
+                "{} of {} interactive {} calls on {} ran between 00:00 and {NIGHT_END_HOUR:02}:00 UTC: a scheduled job nobody waits on",
                 c.night.calls, c.interactive_calls, c.feature, c.model
             ),
             format!(

@@ -82,7 +82,7 @@ pub fn prompt_cache(
     Some(Recommendation {
         kind: "prompt_cache".into(),
         title: format!(
-            "Cache the stable prompt prefix of `{}` on {}",
+            "Cache the stable prompt prefix of {} on {}",
             m.feature, m.model
         ),
         period_saving: saving,
