@@ -99,14 +99,14 @@ pub(crate) fn latency_json(rows: &[LatencyRow]) -> Value {
     rows.iter()
         .map(|r| {
             json!({
-                "model": r.model,
-                "calls": r.calls,
-                "error_calls": r.error_calls,
-                "error_rate": r.error_rate(),
-                "latency_samples": r.latency_samples,
-                "p50_ms": r.p50_ms,
-                "p95_ms": r.p95_ms,
-                "p99_ms": r.p99_ms,
+                "model": r.key,
+                "calls": r.stats.calls,
+                "error_calls": r.stats.error_calls,
+                "error_rate": r.stats.error_rate(),
+                "latency_samples": r.stats.latency_samples,
+                "p50_ms": r.stats.p50_ms,
+                "p95_ms": r.stats.p95_ms,
+                "p99_ms": r.stats.p99_ms,
             })
         })
         .collect()

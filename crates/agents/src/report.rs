@@ -142,12 +142,12 @@ fn latency_section(doc: &mut Doc, rows: Option<&[LatencyRow]>) {
     for r in rows {
         doc.line(&format!(
             "| {} | {} | {} | {} | {} | {:.1}% |",
-            r.model,
-            count(r.calls),
-            ms(r.p50_ms),
-            ms(r.p95_ms),
-            ms(r.p99_ms),
-            r.error_rate() * 100.0
+            r.key,
+            count(r.stats.calls),
+            ms(r.stats.p50_ms),
+            ms(r.stats.p95_ms),
+            ms(r.stats.p99_ms),
+            r.stats.error_rate() * 100.0
         ));
     }
     doc.blank();
@@ -446,6 +446,7 @@ fn unpriced_note(doc: &mut Doc, usage: &UsageData) {
 mod tests {
     use super::*;
     use crate::spike::{DayPick, Driver};
+    use apogee_analytics::LatencyStats;
     use apogee_analytics::savings::{Confidence, Recommendation, ShortLimits};
     use apogee_analytics::{Period, UsageTotals};
     use chrono::{TimeZone, Utc};
@@ -714,13 +715,15 @@ mod tests {
         let t = triage(Intent::Latency);
         let u = usage();
         let rows = [LatencyRow {
-            model: "gpt-4o".into(),
-            calls: 200,
-            error_calls: 3,
-            latency_samples: 190,
-            p50_ms: Some(820),
-            p95_ms: Some(1_840),
-            p99_ms: Some(2_600),
+            key: "gpt-4o".into(),
+            stats: LatencyStats {
+                calls: 200,
+                error_calls: 3,
+                latency_samples: 190,
+                p50_ms: Some(820),
+                p95_ms: Some(1_840),
+                p99_ms: Some(2_600),
+            },
         }];
         let r = render(&ReportInput {
             triage: &t,
