@@ -9,9 +9,9 @@ use std::time::Duration;
 use apogee_agents::{EventSink, RunContext, RunOutcome, SinkError, run};
 use apogee_analytics::demo::{self, DemoSpec};
 use apogee_analytics::{
-    BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
-    MemoryUsage, OrgUsageQueries, OutputTail, Period, PriceCatalog, PricedRecord, QueryError,
-    RepeatProfile, TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, Dimension, FeatureModelCost, Grouping, InputBand, LatencySlice,
+    MemoryUsage, ModelMix, OrgUsageQueries, OutputTail, Period, PriceCatalog, PricedRecord,
+    QueryError, RepeatProfile, TagCount, TrafficProfile, UsageQuery, UsageSlice, UsageTotals,
 };
 use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
 use async_trait::async_trait;
@@ -355,9 +355,12 @@ async fn analyze_my_costs_golden_path() {
     assert_eq!(data["totals"]["calls"], totals.calls);
     assert_eq!(data["totals"]["cost_nanos"], totals.cost.0);
     assert_eq!(data["totals"]["unpriced_calls"], totals.unpriced_calls);
-    let by_model = usage.breakdown(&period, GroupBy::Model).await.unwrap();
+    let by_model = usage
+        .breakdown(&period, Grouping::By(Dimension::Model))
+        .await
+        .unwrap();
     assert_eq!(keys_costs(&data["by_model"]), keys_costs_rows(&by_model));
-    let by_day = usage.breakdown(&period, GroupBy::Day).await.unwrap();
+    let by_day = usage.breakdown(&period, Grouping::Day).await.unwrap();
     assert_eq!(keys_costs(&data["by_day"]), keys_costs_rows(&by_day));
     assert!(!data["recommendations"].as_array().unwrap().is_empty());
 
@@ -508,14 +511,14 @@ async fn latency_question_gets_the_performance_agent_and_a_latency_table() {
         .unwrap();
     let latency = outcome.data["latency"].as_array().unwrap();
     assert_eq!(latency.len(), rows.len());
-    assert_eq!(latency[0]["model"], rows[0].model.as_str());
-    assert_eq!(latency[0]["p95_ms"].as_i64(), rows[0].p95_ms);
+    assert_eq!(latency[0]["model"], rows[0].key.as_str());
+    assert_eq!(latency[0]["p95_ms"].as_i64(), rows[0].stats.p95_ms);
     let answer = answer.unwrap();
     assert!(
         answer.starts_with("# Latency and errors by model"),
         "{answer}"
     );
-    assert!(answer.contains(&rows[0].model), "{answer}");
+    assert!(answer.contains(&rows[0].key), "{answer}");
 }
 
 #[tokio::test]
@@ -733,10 +736,16 @@ struct Stuck;
 
 #[async_trait]
 impl OrgUsageQueries for Stuck {
-    async fn totals(&self, _: &Period) -> Result<UsageTotals, QueryError> {
+    async fn aggregate(&self, _: &UsageQuery) -> Result<UsageSlice, QueryError> {
         std::future::pending().await
     }
-    async fn breakdown(&self, _: &Period, _: GroupBy) -> Result<Vec<CostRow>, QueryError> {
+    async fn latency(&self, _: &UsageQuery) -> Result<LatencySlice, QueryError> {
+        std::future::pending().await
+    }
+    async fn model_mix(&self, _: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
+        std::future::pending().await
+    }
+    async fn tags(&self, _: &Period) -> Result<Vec<TagCount>, QueryError> {
         std::future::pending().await
     }
     async fn traffic_profile(
@@ -751,9 +760,6 @@ impl OrgUsageQueries for Stuck {
     async fn repeated_prompts(&self, _: &Period) -> Result<RepeatProfile, QueryError> {
         std::future::pending().await
     }
-    async fn latency_by_model(&self, _: &Period) -> Result<Vec<LatencyRow>, QueryError> {
-        std::future::pending().await
-    }
     async fn batch_candidates(&self, _: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
         std::future::pending().await
     }
@@ -761,9 +767,6 @@ impl OrgUsageQueries for Stuck {
         &self,
         _: &Period,
     ) -> Result<Vec<FeatureModelCost>, QueryError> {
-        std::future::pending().await
-    }
-    async fn feature_model_traffic(&self, _: &Period) -> Result<Vec<FeatureModelMix>, QueryError> {
         std::future::pending().await
     }
     async fn output_tails(&self, _: &Period, _: i64) -> Result<Vec<OutputTail>, QueryError> {
@@ -830,8 +833,17 @@ impl OrgUsageQueries for Failing {
         }
         self.inner.totals(p).await
     }
-    async fn breakdown(&self, p: &Period, by: GroupBy) -> Result<Vec<CostRow>, QueryError> {
-        self.inner.breakdown(p, by).await
+    async fn aggregate(&self, q: &UsageQuery) -> Result<UsageSlice, QueryError> {
+        self.inner.aggregate(q).await
+    }
+    async fn latency(&self, q: &UsageQuery) -> Result<LatencySlice, QueryError> {
+        self.inner.latency(q).await
+    }
+    async fn model_mix(&self, q: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
+        self.inner.model_mix(q).await
+    }
+    async fn tags(&self, p: &Period) -> Result<Vec<TagCount>, QueryError> {
+        self.inner.tags(p).await
     }
     async fn traffic_profile(
         &self,
@@ -848,9 +860,6 @@ impl OrgUsageQueries for Failing {
         }
         self.inner.repeated_prompts(p).await
     }
-    async fn latency_by_model(&self, p: &Period) -> Result<Vec<LatencyRow>, QueryError> {
-        self.inner.latency_by_model(p).await
-    }
     async fn batch_candidates(&self, p: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
         self.inner.batch_candidates(p).await
     }
@@ -859,9 +868,6 @@ impl OrgUsageQueries for Failing {
         p: &Period,
     ) -> Result<Vec<FeatureModelCost>, QueryError> {
         self.inner.breakdown_feature_model(p).await
-    }
-    async fn feature_model_traffic(&self, p: &Period) -> Result<Vec<FeatureModelMix>, QueryError> {
-        self.inner.feature_model_traffic(p).await
     }
     async fn output_tails(&self, p: &Period, pct: i64) -> Result<Vec<OutputTail>, QueryError> {
         self.inner.output_tails(p, pct).await

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Nanos;
 use crate::period::Period;
-use crate::queries::{GroupBy, OrgUsageQueries, QueryError};
+use crate::queries::{OrgUsageQueries, QueryError};
+use crate::query::Grouping;
 use crate::trends::{self, Forecast};
 
 /// Complete days whose average spend is projected over the rest of the month.
@@ -46,7 +47,7 @@ pub async fn month_end(
         midnight(today),
     );
     let spent = usage.totals(&month_to_date).await?.cost;
-    let by_day = usage.breakdown(&recent, GroupBy::Day).await?;
+    let by_day = usage.breakdown(&recent, Grouping::Day).await?;
     let days: Vec<Nanos> = (0..RECENT_DAYS)
         .map(|i| {
             let key = (today - Duration::days(RECENT_DAYS - i)).to_string();

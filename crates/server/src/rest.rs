@@ -3,7 +3,7 @@
 
 use apogee_analytics::forecast::month_end;
 use apogee_analytics::savings::{CACHE_HIT_RATE, Recommendation, ShortLimits, recommend};
-use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period};
+use apogee_analytics::{Dimension, Grouping, Nanos, OrgUsageQueries, Period};
 use apogee_store::MessageRow;
 use axum::Json;
 use axum::body::Bytes;
@@ -284,12 +284,10 @@ pub async fn costs(
     let s = session(&app, &headers).await?;
     let period = period_of(q.period.as_deref(), q.from.as_deref(), q.to.as_deref())?;
     let by = match q.group_by.as_deref() {
-        None => GroupBy::Model,
-        Some(g) => GroupBy::parse(g).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "unknown group_by `{g}`: use model, provider, user, feature or day"
-            ))
-        })?,
+        None => Grouping::By(Dimension::Model),
+        Some(g) => g
+            .parse::<Grouping>()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
     };
     let totals = s
         .usage()
@@ -298,7 +296,7 @@ pub async fn costs(
         .map_err(ApiError::internal)?;
     let rows = s
         .usage()
-        .breakdown(&period, by)
+        .breakdown(&period, by.clone())
         .await
         .map_err(ApiError::internal)?;
     let rows: Vec<Value> = rows
@@ -327,7 +325,7 @@ pub async fn costs(
         "org_id": s.identity().org_id(),
         "from": period.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "to": period.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "group_by": by.as_str(),
+        "group_by": by.to_string(),
         "currency": "USD",
         "totals": totals_json,
         "rows": rows,

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use apogee_analytics::demo::{DemoSpec, generate};
-use apogee_analytics::{GroupBy, OrgUsageQueries, Period, PriceCatalog, PricedRecord};
+use apogee_analytics::{Dimension, Grouping, OrgUsageQueries, Period, PriceCatalog, PricedRecord};
 use apogee_store::Store;
 use chrono::{Duration, TimeZone, Utc};
 
@@ -89,22 +89,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     for (label, p) in periods {
         for by in [
-            GroupBy::Model,
-            GroupBy::Feature,
-            GroupBy::User,
-            GroupBy::Day,
+            Grouping::By(Dimension::Model),
+            Grouping::By(Dimension::Feature),
+            Grouping::By(Dimension::User),
+            Grouping::Day,
         ] {
             // The first read warms SQLite's page cache; the best of five is reported.
             let mut best = f64::MAX;
             let mut rows = 0;
             for _ in 0..5 {
                 let t = Instant::now();
-                rows = usage.breakdown(&p, by).await?.len();
+                rows = usage.breakdown(&p, by.clone()).await?.len();
                 best = best.min(t.elapsed().as_secs_f64() * 1e3);
             }
             println!(
                 "breakdown {label} by {}: {rows} rows, best of 5: {best:.1} ms",
-                by.as_str()
+                by
             );
         }
         let t = Instant::now();

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use apogee_analytics::demo::{DemoSpec, generate};
 use apogee_analytics::memory::MemoryUsage;
 use apogee_analytics::savings::{ShortLimits, recommend};
-use apogee_analytics::{GroupBy, OrgUsageQueries, Period, PriceCatalog, PricedRecord};
+use apogee_analytics::{
+    Dimension, Grouping, OrgUsageQueries, Period, PriceCatalog, PricedRecord, Scope, UsageQuery,
+};
 use apogee_store::test_support::{TestStore, stores};
 use apogee_store::{Backend, Store};
 use chrono::{TimeZone, Utc};
@@ -69,20 +71,22 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
                 .await
                 .unwrap()
                 .iter()
-                .any(|r| r.latency_samples > 0 && r.error_calls > 0 && r.p99_ms > r.p50_ms)
+                .any(|r| r.stats.latency_samples > 0
+                    && r.stats.error_calls > 0
+                    && r.stats.p99_ms > r.stats.p50_ms)
         );
         for p in &periods {
             assert_eq!(sql.totals(p).await.unwrap(), mem.totals(p).await.unwrap());
             for by in [
-                GroupBy::Model,
-                GroupBy::Provider,
-                GroupBy::User,
-                GroupBy::Feature,
-                GroupBy::Day,
+                Grouping::By(Dimension::Model),
+                Grouping::By(Dimension::Provider),
+                Grouping::By(Dimension::User),
+                Grouping::By(Dimension::Feature),
+                Grouping::Day,
             ] {
                 assert_eq!(
-                    sql.breakdown(p, by).await.unwrap(),
-                    mem.breakdown(p, by).await.unwrap(),
+                    sql.breakdown(p, by.clone()).await.unwrap(),
+                    mem.breakdown(p, by.clone()).await.unwrap(),
                     "{by:?}"
                 );
             }
@@ -113,13 +117,18 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
 /// The queries of `org_usage/more.rs` against the reference, with each model's tier bands and
 /// bands that hold nothing.
 async fn assert_newer_queries_agree(sql: &dyn OrgUsageQueries, mem: &MemoryUsage, p: &Period) {
+    let by_feature = UsageQuery {
+        period: *p,
+        scope: Scope::all(),
+        group_by: Some(Grouping::By(Dimension::Feature)),
+    };
     assert_eq!(
         sql.breakdown_feature_model(p).await.unwrap(),
         mem.breakdown_feature_model(p).await.unwrap()
     );
     assert_eq!(
-        sql.feature_model_traffic(p).await.unwrap(),
-        mem.feature_model_traffic(p).await.unwrap()
+        sql.model_mix(&by_feature).await.unwrap(),
+        mem.model_mix(&by_feature).await.unwrap()
     );
     for percentile in [50, 95, 100] {
         assert_eq!(
@@ -206,7 +215,12 @@ async fn another_orgs_usage_is_never_counted() {
         );
         let b = store.org_usage("org-b");
         assert_eq!(b.totals(&p).await.unwrap().calls, 0);
-        assert!(b.breakdown(&p, GroupBy::Model).await.unwrap().is_empty());
+        assert!(
+            b.breakdown(&p, Grouping::By(Dimension::Model))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // Same request ids in another org are not duplicates.
         let rows: Vec<(PricedRecord, String)> = records
             .iter()

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use apogee_analytics::memory::MemoryUsage;
-use apogee_analytics::{GroupBy, OrgUsageQueries, Period, PriceCatalog, PricedRecord, UsageRecord};
+use apogee_analytics::{
+    Dimension, Grouping, OrgUsageQueries, Period, PriceCatalog, PricedRecord, UsageRecord,
+};
 use apogee_store::test_support::stores;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
@@ -150,15 +152,15 @@ async fn check(recs: Vec<Rec>, periods: Vec<(i64, i64)>, delete_demo: bool) {
                 "{p:?}"
             );
             for by in [
-                GroupBy::Model,
-                GroupBy::Provider,
-                GroupBy::User,
-                GroupBy::Feature,
-                GroupBy::Day,
+                Grouping::By(Dimension::Model),
+                Grouping::By(Dimension::Provider),
+                Grouping::By(Dimension::User),
+                Grouping::By(Dimension::Feature),
+                Grouping::Day,
             ] {
                 assert_eq!(
-                    sql.breakdown(&p, by).await.unwrap(),
-                    mem.breakdown(&p, by).await.unwrap(),
+                    sql.breakdown(&p, by.clone()).await.unwrap(),
+                    mem.breakdown(&p, by.clone()).await.unwrap(),
                     "{by:?} {p:?}"
                 );
             }

@@ -2,7 +2,7 @@
 //! and spike questions the month-end forecast. With no usage in the period it stops after the
 //! totals; the supervisor then asks the data helper.
 
-use apogee_analytics::{GroupBy, OrgUsageQueries};
+use apogee_analytics::{Dimension, Grouping, OrgUsageQueries};
 use chrono::{DateTime, Utc};
 
 use crate::findings::UsageData;
@@ -47,11 +47,13 @@ pub(crate) async fn work(
             totals.cost.display_usd()
         ))
         .await?;
-    let by_model = agent.call(spend_by(usage, period, GroupBy::Model)).await?;
-    let by_feature = agent
-        .call(spend_by(usage, period, GroupBy::Feature))
+    let by_model = agent
+        .call(spend_by(usage, period, Grouping::By(Dimension::Model)))
         .await?;
-    let by_day = agent.call(spend_by(usage, period, GroupBy::Day)).await?;
+    let by_feature = agent
+        .call(spend_by(usage, period, Grouping::By(Dimension::Feature)))
+        .await?;
+    let by_day = agent.call(spend_by(usage, period, Grouping::Day)).await?;
     // The tools cannot filter by user; a named user's own spend comes from the by-user
     // breakdown, and the report says the rest is org-wide.
     let by_user = match &t.user {
@@ -62,7 +64,9 @@ pub(crate) async fn work(
                      other figures stay org-wide."
                 ))
                 .await?;
-            agent.call(spend_by(usage, period, GroupBy::User)).await?
+            agent
+                .call(spend_by(usage, period, Grouping::By(Dimension::User)))
+                .await?
         }
         None => Vec::new(),
     };

@@ -13,20 +13,20 @@ use crate::findings::latency_json;
 pub(crate) fn latency_sentence(rows: &[LatencyRow]) -> String {
     match rows.first() {
         None => "no calls in the period".to_string(),
-        Some(top) => match top.p95_ms {
+        Some(top) => match top.stats.p95_ms {
             Some(p95) => format!(
                 "{} models; the busiest, {}, has p50 {} ms, p95 {p95} ms, p99 {} ms and {:.1}% errors",
                 rows.len(),
-                top.model,
-                top.p50_ms.unwrap_or(p95),
-                top.p99_ms.unwrap_or(p95),
-                top.error_rate() * 100.0
+                top.key,
+                top.stats.p50_ms.unwrap_or(p95),
+                top.stats.p99_ms.unwrap_or(p95),
+                top.stats.error_rate() * 100.0
             ),
             None => format!(
                 "{} models; the busiest, {}, reported no latency; {:.1}% errors",
                 rows.len(),
-                top.model,
-                top.error_rate() * 100.0
+                top.key,
+                top.stats.error_rate() * 100.0
             ),
         },
     }

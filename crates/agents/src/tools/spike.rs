@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use apogee_analytics::{GroupBy, OrgUsageQueries, Period};
+use apogee_analytics::{Dimension, Grouping, OrgUsageQueries, Period};
 use chrono::NaiveDate;
 use serde_json::json;
 
@@ -33,8 +33,12 @@ pub(crate) fn explain_spike<'a>(
                 });
             };
             let one_day = day_period(day.day, day.day.succ_opt().unwrap_or(day.day));
-            let by_feature = usage.breakdown(&one_day, GroupBy::Feature).await?;
-            let by_model = usage.breakdown(&one_day, GroupBy::Model).await?;
+            let by_feature = usage
+                .breakdown(&one_day, Grouping::By(Dimension::Feature))
+                .await?;
+            let by_model = usage
+                .breakdown(&one_day, Grouping::By(Dimension::Model))
+                .await?;
             let other_days = day.days.saturating_sub(1);
             let spike = Spike {
                 feature: top_driver(&by_feature, &data.by_feature, other_days),

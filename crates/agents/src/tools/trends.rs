@@ -11,7 +11,7 @@ use apogee_analytics::forecast::{MonthEnd, RECENT_DAYS, month_end};
 use apogee_analytics::trends::{
     ANOMALY_Z, Anomaly, Change, ModelMove, anomaly_days, change, model_move,
 };
-use apogee_analytics::{CostRow, GroupBy, Nanos, OrgUsageQueries, Period};
+use apogee_analytics::{CostRow, Dimension, Grouping, Nanos, OrgUsageQueries, Period};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{Value, json};
 
@@ -106,8 +106,12 @@ pub(crate) fn compare_periods<'a>(
         args,
         run: async move {
             let previous = current.previous();
-            let now = usage.breakdown(&current, GroupBy::Feature).await?;
-            let before = usage.breakdown(&previous, GroupBy::Feature).await?;
+            let now = usage
+                .breakdown(&current, Grouping::By(Dimension::Feature))
+                .await?;
+            let before = usage
+                .breakdown(&previous, Grouping::By(Dimension::Feature))
+                .await?;
             let c = change(&now, &before);
             let mv = match c.contributions.first() {
                 Some(top) if top.change > Nanos::ZERO => {

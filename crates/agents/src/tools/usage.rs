@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use apogee_analytics::{CostRow, GroupBy, OrgUsageQueries, Period, UsageTotals};
+use apogee_analytics::{CostRow, Dimension, Grouping, OrgUsageQueries, Period, UsageTotals};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
@@ -46,46 +46,50 @@ pub(crate) fn usage_totals<'a>(
 pub(crate) fn spend_by<'a>(
     usage: &'a dyn OrgUsageQueries,
     period: &'a Period,
-    by: GroupBy,
+    by: Grouping,
 ) -> ToolCall<impl Future<Output = Result<ToolOutput<Vec<CostRow>>, ToolError>> + Send + 'a> {
-    let name = match by {
-        GroupBy::Model => "spend_by_model",
-        GroupBy::Provider => "spend_by_provider",
-        GroupBy::User => "spend_by_user",
-        GroupBy::Feature => "spend_by_feature",
-        GroupBy::Day => "spend_by_day",
+    let name = match &by {
+        Grouping::By(Dimension::Model) => "spend_by_model",
+        Grouping::By(Dimension::Provider) => "spend_by_provider",
+        Grouping::By(Dimension::User) => "spend_by_user",
+        Grouping::By(Dimension::Feature) => "spend_by_feature",
+        Grouping::By(Dimension::Tag(_)) => "spend_by_tag",
+        Grouping::Day => "spend_by_day",
+        Grouping::Week => "spend_by_week",
     };
     let mut args = period_args(period);
-    args["group_by"] = json!(by.as_str());
+    args["group_by"] = json!(by);
     ToolCall {
         name,
         args,
         run: async move {
-            let rows = usage.breakdown(period, by).await?;
+            let rows = usage.breakdown(period, by.clone()).await?;
             Ok(ToolOutput {
-                data: json!({ "group_by": by.as_str(), "rows": rows_json(&rows) }),
-                summary: breakdown_summary(&rows, by),
+                data: json!({ "group_by": by, "rows": rows_json(&rows) }),
+                summary: breakdown_summary(&rows, &by),
                 value: rows,
             })
         },
     }
 }
 
-fn breakdown_summary(rows: &[CostRow], by: GroupBy) -> String {
+fn breakdown_summary(rows: &[CostRow], by: &Grouping) -> String {
     let total = rows.iter().map(|r| r.cost).sum();
     let top = rows
         .iter()
         .max_by(|a, b| a.cost.cmp(&b.cost).then(b.key.cmp(&a.key)));
     let noun = match by {
-        GroupBy::Model => "models",
-        GroupBy::Provider => "providers",
-        GroupBy::User => "users",
-        GroupBy::Feature => "features",
-        GroupBy::Day => "days",
+        Grouping::By(Dimension::Model) => "models",
+        Grouping::By(Dimension::Provider) => "providers",
+        Grouping::By(Dimension::User) => "users",
+        Grouping::By(Dimension::Feature) => "features",
+        Grouping::By(Dimension::Tag(_)) => "tag values",
+        Grouping::Day => "days",
+        Grouping::Week => "weeks",
     };
     match top {
         None => format!("no usage, 0 {noun}"),
-        Some(top) if by == GroupBy::Day => format!(
+        Some(top) if by.is_time() => format!(
             "{} {noun} with usage; highest {} at {}",
             rows.len(),
             top.key,
@@ -113,7 +117,7 @@ pub(crate) fn check_data_coverage<'a>(
         run: async move {
             let totals = usage.totals(&window).await?;
             let (first_day, last_day) = if totals.calls > 0 {
-                let days = usage.breakdown(&window, GroupBy::Day).await?;
+                let days = usage.breakdown(&window, Grouping::Day).await?;
                 let parsed: Vec<NaiveDate> =
                     days.iter().filter_map(|r| r.key.parse().ok()).collect();
                 (parsed.iter().min().copied(), parsed.iter().max().copied())

@@ -23,9 +23,10 @@ use crate::catalog::{PriceCatalog, Pricing};
 use crate::money::Nanos;
 use crate::period::Period;
 use crate::queries::{
-    BatchCandidate, CostRow, GroupBy, NIGHT_END_HOUR, OrgUsageQueries, QueryError, RepeatProfile,
-    TokenMix, TrafficProfile,
+    BatchCandidate, CostRow, NIGHT_END_HOUR, OrgUsageQueries, QueryError, RepeatProfile, TokenMix,
+    TrafficProfile,
 };
+use crate::query::{Dimension, Grouping, Scope, UsageQuery};
 
 /// Share of a feature's interactive calls on a model that must run at night for it to count
 /// as a scheduled job nobody waits on.
@@ -270,7 +271,9 @@ pub async fn recommend(
     period: &Period,
     limits: ShortLimits,
 ) -> Result<Vec<Recommendation>, QueryError> {
-    let by_model = usage.breakdown(period, GroupBy::Model).await?;
+    let by_model = usage
+        .breakdown(period, Grouping::By(Dimension::Model))
+        .await?;
     let mut recs = Vec::new();
     for (model, alt) in right_size_candidates(catalog, &by_model) {
         let profile = usage
@@ -309,8 +312,13 @@ pub async fn prompt_caches(
     catalog: &PriceCatalog,
     period: &Period,
 ) -> Result<Vec<Recommendation>, QueryError> {
+    let by_feature = UsageQuery {
+        period: *period,
+        scope: Scope::all(),
+        group_by: Some(Grouping::By(Dimension::Feature)),
+    };
     Ok(usage
-        .feature_model_traffic(period)
+        .model_mix(&by_feature)
         .await?
         .iter()
         .filter_map(|m| {
