@@ -11,12 +11,12 @@ use apogee_analytics::forecast::MonthEnd;
 use apogee_analytics::savings::what_if::Repriced;
 use apogee_analytics::savings::{Recommendation, ShortLimits};
 use apogee_analytics::trends::{DaySpend, Driver, Spike};
-use apogee_analytics::{CostRow, Dimension, Nanos, Period, UsageTotals};
+use apogee_analytics::{CostRow, Dimension, LatencyStats, Nanos, Period, UsageTotals};
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
 use crate::answer::explain::spike_sentence;
-use crate::answer::figure::{FigureData, Group, Measured, Percentiles};
+use crate::answer::figure::{FigureData, Group, Measured};
 use crate::answer::projection::{ForecastData, WhatIfData};
 use crate::plan::{Intent, QuestionPlan};
 
@@ -186,12 +186,12 @@ pub(crate) fn rows_json(rows: &[CostRow]) -> Value {
         .collect()
 }
 
-fn percentiles_json(v: &mut Value, p: Option<&Percentiles>) {
+fn percentiles_json(v: &mut Value, p: Option<&LatencyStats>) {
     if let Some(p) = p {
-        v["latency_samples"] = json!(p.samples);
-        v["p50_ms"] = json!(p.p50);
-        v["p95_ms"] = json!(p.p95);
-        v["p99_ms"] = json!(p.p99);
+        v["latency_samples"] = json!(p.latency_samples);
+        v["p50_ms"] = json!(p.p50_ms);
+        v["p95_ms"] = json!(p.p95_ms);
+        v["p99_ms"] = json!(p.p99_ms);
     }
 }
 
@@ -231,7 +231,7 @@ fn day_json(d: &DaySpend) -> Value {
 
 /// Latency of a measured slice as a table: the slice, then one object per group.
 fn latency_json(m: &Measured) -> Value {
-    let row = |key: Option<&str>, t: &UsageTotals, p: Option<&Percentiles>| {
+    let row = |key: Option<&str>, t: &UsageTotals, p: Option<&LatencyStats>| {
         let mut v = json!({
             "key": key,
             "calls": t.calls,

@@ -64,7 +64,11 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
             format!(
                 "{} change{} could save about {} a month",
                 s.recommendations.len(),
-                if s.recommendations.len() == 1 { "" } else { "s" },
+                if s.recommendations.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
                 s.total_monthly().display_usd()
             )
         });
@@ -82,7 +86,11 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
                 "You could save about {} a month with {} change{}, estimated from the usage {period} (you spent {}).",
                 s.total_monthly().display_usd(),
                 s.recommendations.len(),
-                if s.recommendations.len() == 1 { "" } else { "s" },
+                if s.recommendations.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
                 t.cost.display_usd()
             ),
             _ => format!(
@@ -103,9 +111,14 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
             match r.savings.map(|s| s.right_sizing()) {
                 Some(rs) if !rs.is_empty() => s.push_str(&format!(
                     "; moving short calls to a cheaper model could save about {} a month",
-                    rs.iter().map(|r| r.monthly_saving).sum::<Nanos>().display_usd()
+                    rs.iter()
+                        .map(|r| r.monthly_saving)
+                        .sum::<Nanos>()
+                        .display_usd()
                 )),
-                _ => s.push_str("; no model in use has short traffic a cheaper catalog model could take"),
+                _ => s.push_str(
+                    "; no model in use has short traffic a cheaper catalog model could take",
+                ),
             }
             s.push('.');
             s
@@ -256,7 +269,12 @@ fn table(doc: &mut Doc, first: &str, rows: &[CostRow], total: Nanos) {
         })
         .collect();
     doc.table(
-        &[(first, false), ("calls", true), ("cost", true), ("share", true)],
+        &[
+            (first, false),
+            ("calls", true),
+            ("cost", true),
+            ("share", true),
+        ],
         &cells,
     );
 }
@@ -326,16 +344,16 @@ fn spike_section(doc: &mut Doc, spike: Option<&Spike>) {
         );
         return;
     };
-    doc.line(&spike_sentence(s));
+    // The first sentence of the report already says it; here the table behind it.
     let drivers: Vec<(&str, &apogee_analytics::trends::Driver)> =
         [("feature", s.feature.as_ref()), ("model", s.model.as_ref())]
             .into_iter()
             .filter_map(|(k, d)| Some((k, d?)))
             .collect();
     if drivers.is_empty() {
+        doc.line("No feature or model spent more that day than on its average day.");
         return;
     }
-    doc.blank();
     let head_day = format!("on {}", s.day.day);
     let head_avg = format!(
         "daily average of the other {} days",
@@ -525,7 +543,12 @@ mod tests {
         }
     }
 
-    fn input<'a>(plan: &'a QuestionPlan, u: &'a UsageData, s: Option<&'a Savings>, spike: Option<&'a Spike>) -> ReportInput<'a> {
+    fn input<'a>(
+        plan: &'a QuestionPlan,
+        u: &'a UsageData,
+        s: Option<&'a Savings>,
+        spike: Option<&'a Spike>,
+    ) -> ReportInput<'a> {
         ReportInput {
             plan,
             usage: u,
@@ -547,16 +570,34 @@ mod tests {
             "You spent $1,234.50 in the last 30 days (Oct 21 – Nov 19) across 130 calls; gpt-4o is the largest model at $1,234.50 (100.0%); 1 change could save about $100.00 a month."
         );
         assert!(md.starts_with(&r.lead), "{md}");
-        assert!(md.contains("**Total spend: $1,234.50** across 130 calls"), "{md}");
+        assert!(
+            md.contains("**Total spend: $1,234.50** across 130 calls"),
+            "{md}"
+        );
         assert!(md.contains("| gpt-4o | 100 | $1,234.50 | 100.0% |"), "{md}");
-        assert!(md.contains("| llama-3.1-70b-internal | 30 | unpriced | 0.0% |"), "{md}");
-        assert!(md.contains("| (none) | 30 | $234.50 (+10 unpriced calls) | 19.0% |"), "{md}");
+        assert!(
+            md.contains("| llama-3.1-70b-internal | 30 | unpriced | 0.0% |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| (none) | 30 | $234.50 (+10 unpriced calls) | 19.0% |"),
+            "{md}"
+        );
         assert!(md.contains("Highest day: 2026-11-17 (Tuesday), $634.50 across 50 calls"));
         assert!(md.contains("Median day: $300.00 over 3 days"));
-        assert!(md.contains("| Cache responses to exact-duplicate prompts | $100.00 | 1,500 | high |"));
+        assert!(
+            md.contains("| Cache responses to exact-duplicate prompts | $100.00 | 1,500 | high |")
+        );
         assert_eq!(
             r.sections,
-            ["Overview", "Spend by model", "Top features", "Daily trend", "Ways to save", "Not priced"]
+            [
+                "Overview",
+                "Spend by model",
+                "Top features",
+                "Daily trend",
+                "Ways to save",
+                "Not priced"
+            ]
         );
     }
 
@@ -566,7 +607,12 @@ mod tests {
         let s = savings();
         let p = plan(Intent::Savings);
         let r = render(&input(&p, &u, Some(&s), None));
-        assert!(r.lead.starts_with("You could save about $100.00 a month with 1 change"), "{}", r.lead);
+        assert!(
+            r.lead
+                .starts_with("You could save about $100.00 a month with 1 change"),
+            "{}",
+            r.lead
+        );
         assert_eq!(r.sections[0], "Recommendations");
         let spike = Spike {
             day: DayPick {
@@ -591,7 +637,10 @@ mod tests {
             r.lead,
             "Spend on 2026-11-17 (Tuesday) was $634.50, 2.1× the median day ($300.00); $250.00 of the increase came from feature support-bot."
         );
-        assert!(r.markdown.contains("| feature support-bot | $500.00 | $250.00 | +$250.00 |"));
+        assert!(
+            r.markdown
+                .contains("| feature support-bot | $500.00 | $250.00 | +$250.00 |")
+        );
     }
 
     #[test]
@@ -602,7 +651,10 @@ mod tests {
             .and(Filter::is(Dimension::User, "bob"));
         let u = usage();
         let md = render(&input(&p, &u, None, None)).markdown;
-        assert!(md.contains("- Model gpt-4o: $1,234.50 across 100 calls (100.0% of spend)"), "{md}");
+        assert!(
+            md.contains("- Model gpt-4o: $1,234.50 across 100 calls (100.0% of spend)"),
+            "{md}"
+        );
         assert!(md.contains("- User bob: no usage in this period"), "{md}");
         assert!(md.contains("this report is not filtered"), "{md}");
     }

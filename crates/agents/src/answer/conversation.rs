@@ -213,6 +213,7 @@ pub(crate) fn unknown_names(
         .unknown_names
         .iter()
         .map(|u| match &u.dimension {
+            Some(Dimension::Tag(k)) => format!("{}={}", escape(k), escape(&u.typed)),
             Some(d) => format!("{} {}", dimension_words(d).0, escape(&u.typed)),
             None => format!("anything named {}", escape(&u.typed)),
         })
@@ -223,6 +224,9 @@ pub(crate) fn unknown_names(
     for u in &plan.unknown_names {
         let (options, label) = options_for(u, names);
         if options.is_empty() {
+            if let Some(Dimension::Tag(k)) = &u.dimension {
+                lines.push(format!("No usage has a {} tag in this period.", escape(k)));
+            }
             continue;
         }
         let near = closest(&u.typed, &options, MAX_LISTED);

@@ -5,7 +5,7 @@
 //! computed from one; every name goes through [`escape`].
 
 use apogee_analytics::trends::DaySpend;
-use apogee_analytics::{Dimension, Grouping, Nanos, Scope, UsageTotals};
+use apogee_analytics::{Dimension, Grouping, LatencyStats, Nanos, Scope, UsageTotals};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::{Value as Json, json};
 
@@ -18,28 +18,19 @@ use crate::question::period::dates_label;
 /// Rows a table lists at most; the rest are summed in one line.
 pub(crate) const MAX_ROWS: usize = 20;
 
-/// p50/p95/p99 over the calls that reported a latency.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Percentiles {
-    pub samples: i64,
-    pub p50: Option<i64>,
-    pub p95: Option<i64>,
-    pub p99: Option<i64>,
-}
-
 /// One group of a measured slice.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Group {
     pub key: String,
     pub totals: UsageTotals,
-    pub latency: Option<Percentiles>,
+    pub latency: Option<LatencyStats>,
 }
 
 /// A slice measured over one period: its totals and its groups (the plan's grouping).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Measured {
     pub totals: UsageTotals,
-    pub latency: Option<Percentiles>,
+    pub latency: Option<LatencyStats>,
     pub groups: Vec<Group>,
 }
 
@@ -100,30 +91,24 @@ fn priced_calls(t: &UsageTotals) -> i64 {
 }
 
 /// `m` of a slice; `None` when it has no value (no priced call, no latency sample).
-pub(crate) fn value(m: Measure, t: &UsageTotals, l: Option<&Percentiles>) -> Option<Value> {
+pub(crate) fn value(m: Measure, t: &UsageTotals, l: Option<&LatencyStats>) -> Option<Value> {
     let v = match m {
         Measure::Spend => Value::Usd(t.cost),
         Measure::Calls => Value::Count(t.calls),
         Measure::InputTokens => Value::Count(t.input_tokens),
         Measure::OutputTokens => Value::Count(t.output_tokens),
-        Measure::TotalTokens => Value::Count(t.input_tokens.saturating_add(t.output_tokens)),
-        Measure::CostPerCall => {
-            let n = priced_calls(t);
-            if n <= 0 {
-                return None;
-            }
-            Value::PerCall(Nanos((t.cost.0 as f64 / n as f64).round() as i64))
-        }
+        Measure::TotalTokens => Value::Count(t.total_tokens()),
+        Measure::CostPerCall => Value::PerCall(t.cost_per_call()?),
         Measure::Errors => Value::Count(t.error_calls),
         Measure::ErrorRate => {
             if t.calls <= 0 {
                 return None;
             }
-            Value::Rate(t.error_calls as f64 / t.calls as f64)
+            Value::Rate(t.error_rate())
         }
-        Measure::LatencyP50 => Value::Ms(l?.p50?),
-        Measure::LatencyP95 => Value::Ms(l?.p95?),
-        Measure::LatencyP99 => Value::Ms(l?.p99?),
+        Measure::LatencyP50 => Value::Ms(l?.p50_ms?),
+        Measure::LatencyP95 => Value::Ms(l?.p95_ms?),
+        Measure::LatencyP99 => Value::Ms(l?.p99_ms?),
     };
     Some(v)
 }
@@ -292,54 +277,60 @@ fn key_text(g: &Grouping, key: &str, year: i32) -> String {
                 year
             )
         ),
+        _ if key == apogee_analytics::NONE_KEY => format!("(no {})", dimension_noun(g, false)),
         _ => escape(key),
     }
 }
 
-/// The sentence of one measure over a slice, without its period ("gpt-4o cost $57.37").
+/// The sentence of one measure over a slice in `period`, without its final stop
+/// ("gpt-4o cost $57.37 in the last 7 days (Nov 23–29)"): the figure first, the period, then
+/// what it is made of.
 fn measure_clause(
     m: Measure,
     who: Option<&str>,
     t: &UsageTotals,
-    l: Option<&Percentiles>,
+    l: Option<&LatencyStats>,
+    period: &str,
 ) -> String {
     let v = value(m, t, l);
     let vt = v.map(Value::text).unwrap_or_else(|| "–".into());
     match (m, who) {
-        (Measure::Spend, Some(s)) => format!("{s} cost {vt}"),
-        (Measure::Spend, None) => format!("You spent {vt}"),
-        (Measure::Calls, Some(s)) => format!("{s} made {vt} calls"),
-        (Measure::Calls, None) => format!("You made {vt} calls"),
-        (Measure::InputTokens, Some(s)) => format!("{s} sent {vt} input tokens"),
-        (Measure::InputTokens, None) => format!("Your calls sent {vt} input tokens"),
-        (Measure::OutputTokens, Some(s)) => format!("{s} received {vt} output tokens"),
-        (Measure::OutputTokens, None) => format!("Your calls received {vt} output tokens"),
+        (Measure::Spend, Some(s)) => format!("{s} cost {vt} {period}"),
+        (Measure::Spend, None) => format!("You spent {vt} {period}"),
+        (Measure::Calls, Some(s)) => format!("{s} made {vt} calls {period}"),
+        (Measure::Calls, None) => format!("You made {vt} calls {period}"),
+        (Measure::InputTokens, Some(s)) => format!("{s} sent {vt} input tokens {period}"),
+        (Measure::InputTokens, None) => format!("Your calls sent {vt} input tokens {period}"),
+        (Measure::OutputTokens, Some(s)) => format!("{s} received {vt} output tokens {period}"),
+        (Measure::OutputTokens, None) => {
+            format!("Your calls received {vt} output tokens {period}")
+        }
         (Measure::TotalTokens, who) => format!(
-            "{} used {vt} tokens ({} input, {} output)",
+            "{} used {vt} tokens {period}: {} input and {} output",
             who.unwrap_or("Your calls"),
             count(t.input_tokens),
             count(t.output_tokens)
         ),
         (Measure::CostPerCall, who) => match v {
             Some(_) => format!(
-                "{} cost {vt} per call on average ({} over {} priced calls)",
+                "{} cost {vt} per call on average {period}: {} over {} priced calls",
                 who.unwrap_or("A call"),
                 t.cost.display_usd(),
                 count(priced_calls(t))
             ),
             None => format!(
-                "{} had no priced call, so there is no cost per call",
+                "{} had no priced call {period}, so there is no cost per call",
                 who.unwrap_or("Your usage")
             ),
         },
         (Measure::Errors, who) => format!(
-            "{} had {vt} failed calls ({} of {} calls)",
+            "{} had {vt} failed calls {period}, {} of {} calls",
             who.unwrap_or("You"),
             value(Measure::ErrorRate, t, None).map_or("–".into(), Value::text),
             count(t.calls)
         ),
         (Measure::ErrorRate, who) => format!(
-            "{vt} of {} calls failed ({} of {})",
+            "{vt} of {} calls failed {period}: {} of {}",
             who.map_or("your".to_string(), possessive),
             count(t.error_calls),
             count(t.calls)
@@ -347,15 +338,27 @@ fn measure_clause(
         (m, who) => {
             let whose = who.map_or("Your".to_string(), possessive);
             match (v, l) {
-                (Some(_), Some(p)) => format!(
-                    "{whose} {} was {vt} (p50 {}, p95 {}, p99 {}, over {} calls that reported a latency)",
-                    noun(m),
-                    p.p50.map_or("–".into(), ms),
-                    p.p95.map_or("–".into(), ms),
-                    p.p99.map_or("–".into(), ms),
-                    count(p.samples)
+                (Some(_), Some(p)) => {
+                    let others: Vec<String> = [
+                        (Measure::LatencyP50, "p50", p.p50_ms),
+                        (Measure::LatencyP95, "p95", p.p95_ms),
+                        (Measure::LatencyP99, "p99", p.p99_ms),
+                    ]
+                    .iter()
+                    .filter(|(o, _, _)| *o != m)
+                    .map(|(_, name, v)| format!("{name} {}", v.map_or("–".into(), ms)))
+                    .collect();
+                    format!(
+                        "{whose} {} was {vt} {period}; {}, over {} calls that reported a latency",
+                        noun(m),
+                        others.join(", "),
+                        count(p.latency_samples)
+                    )
+                }
+                _ => format!(
+                    "No call of {} reported a latency {period}",
+                    who.unwrap_or("yours")
                 ),
-                _ => format!("No call of {} reported a latency", who.unwrap_or("yours")),
             }
         }
     }
@@ -471,7 +474,7 @@ fn single(
 ) -> (String, Json) {
     let t = &data.current.totals;
     let l = data.current.latency.as_ref();
-    let mut lead = format!("{} {period}", measure_clause(m, who, t, l));
+    let mut lead = measure_clause(m, who, t, l, period);
     if who.is_some()
         && let Some(s) = share_clause(m, t, data.org.as_ref())
     {
@@ -538,7 +541,7 @@ fn series_chart(m: Measure, days: &[DaySpend], year: i32) -> Json {
 }
 
 /// The groups that have a value for `m`, best first for `order`, then by key.
-fn ranked<'a>(groups: &'a [Group], m: Measure, order: Order) -> Vec<(&'a Group, Value)> {
+fn ranked(groups: &[Group], m: Measure, order: Order) -> Vec<(&Group, Value)> {
     let mut rows: Vec<(&Group, Value)> = groups
         .iter()
         .filter_map(|g| value(m, &g.totals, g.latency.as_ref()).map(|v| (g, v)))
@@ -721,7 +724,7 @@ fn ranking(
             );
             if additive(m) {
                 let total = value(m, &cur.totals, None).map_or("–".into(), Value::text);
-                let of = who.map_or("all".to_string(), |w| possessive(w));
+                let of = who.map_or("all".to_string(), possessive);
                 s.push_str(&format!(
                     ", {} of {of} {total}",
                     share_of(m, &first.totals, &cur.totals)
@@ -782,14 +785,7 @@ fn ranking(
 
 pub(crate) fn sum_totals<'a>(it: impl Iterator<Item = &'a UsageTotals>) -> UsageTotals {
     it.fold(UsageTotals::default(), |mut a, t| {
-        a.calls += t.calls;
-        a.input_tokens += t.input_tokens;
-        a.output_tokens += t.output_tokens;
-        a.cached_input_tokens += t.cached_input_tokens;
-        a.cost = a.cost + t.cost;
-        a.unpriced_calls += t.unpriced_calls;
-        a.unpriced_tokens += t.unpriced_tokens;
-        a.error_calls += t.error_calls;
+        a.add(t);
         a
     })
 }
@@ -805,10 +801,7 @@ fn breakdown(
 ) -> (String, Json) {
     let rows = ranked(&cur.groups, m, Order::Highest);
     let n = cur.groups.len();
-    let mut lead = format!(
-        "{} {period}",
-        measure_clause(m, who, &cur.totals, cur.latency.as_ref())
-    );
+    let mut lead = measure_clause(m, who, &cur.totals, cur.latency.as_ref(), period);
     match rows.first() {
         Some((top, v)) if additive(m) => lead.push_str(&format!(
             ", across {n} {}; the largest, {}, {} ({})",
@@ -844,10 +837,7 @@ fn series(
     period: &str,
     year: i32,
 ) -> (String, Json) {
-    let mut lead = format!(
-        "{} {period}",
-        measure_clause(m, who, &cur.totals, cur.latency.as_ref())
-    );
+    let mut lead = measure_clause(m, who, &cur.totals, cur.latency.as_ref(), period);
     let points: Vec<(&Group, Value)> = cur
         .groups
         .iter()
@@ -900,10 +890,7 @@ fn compare(
     let before = when(cmp, year);
     let now_v = value(m, &cur.totals, cur.latency.as_ref());
     let then_v = value(m, &prev.totals, prev.latency.as_ref());
-    let mut lead = format!(
-        "{} {period}",
-        measure_clause(m, who, &cur.totals, cur.latency.as_ref())
-    );
+    let mut lead = measure_clause(m, who, &cur.totals, cur.latency.as_ref(), &period);
     let change = match (now_v, then_v) {
         (Some(a), Some(b)) => match (a, b) {
             (Value::Rate(x), Value::Rate(y)) => format!(
@@ -911,7 +898,7 @@ fn compare(
                 b.text(),
                 (x - y) * 100.0
             ),
-            _ if b.num() == 0.0 => format!(", against none {before}"),
+            _ if b.num() == 0.0 => format!(", against nothing {before}"),
             _ => {
                 let r = (a.num() - b.num()) / b.num();
                 let dir = if r >= 0.0 { "up" } else { "down" };
@@ -958,7 +945,7 @@ fn compare(
             groups
                 .iter()
                 .find(|x| x.key == k)
-                .map(|x| (x.totals.clone(), x.latency))
+                .map(|x| (x.totals.clone(), x.latency.clone()))
         };
         let mut rows: Vec<(String, Option<Value>, Option<Value>, f64)> = keys
             .iter()

@@ -4,8 +4,12 @@
 //! cannot carry out and questions it cannot map, and names without usage. Every
 //! data-derived string goes through [`markdown::escape`].
 
+pub(crate) mod analysis;
 pub(crate) mod conversation;
+pub(crate) mod explain;
 pub(crate) mod figure;
+pub(crate) mod follow_ups;
+pub(crate) mod help;
 pub(crate) mod markdown;
 pub(crate) mod projection;
 

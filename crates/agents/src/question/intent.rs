@@ -290,7 +290,6 @@ const VOCABULARY: &[&str] = &[
     "forecasts",
     "projected",
     "projection",
-    "project",
     "track",
     "end",
     "expect",
@@ -612,23 +611,16 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
                 push(&mut out, Measure::OutputTokens);
                 i += 3;
             }
-            _ if latency_word(w) || (w == "response" && matches!(next, "time" | "times")) => {
-                if !out.iter().any(|m| m.is_latency()) {
-                    out.extend([
-                        Measure::LatencyP95,
-                        Measure::LatencyP50,
-                        Measure::LatencyP99,
-                    ]);
-                }
-            }
-            "how" if next == "long" => {
-                if !out.iter().any(|m| m.is_latency()) {
-                    out.extend([
-                        Measure::LatencyP95,
-                        Measure::LatencyP50,
-                        Measure::LatencyP99,
-                    ]);
-                }
+            _ if (latency_word(w)
+                || (w == "response" && matches!(next, "time" | "times"))
+                || (w == "how" && next == "long"))
+                && !out.iter().any(|m| m.is_latency()) =>
+            {
+                out.extend([
+                    Measure::LatencyP95,
+                    Measure::LatencyP50,
+                    Measure::LatencyP99,
+                ]);
             }
             "error" | "errors" | "failure" | "failures"
                 if matches!(next, "rate" | "rates" | "ratio" | "percentage") =>
@@ -691,13 +683,13 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
                 push(&mut out, Measure::OutputTokens);
                 i += 1;
             }
-            "tokens" | "token" => {
+            "tokens" | "token"
                 if !matches!(
                     prev,
                     "input" | "prompt" | "output" | "completion" | "generated"
-                ) {
-                    push(&mut out, Measure::TotalTokens);
-                }
+                ) =>
+            {
+                push(&mut out, Measure::TotalTokens);
             }
             "calls" | "requests" | "invocations" | "traffic" | "volume" | "busiest" => {
                 push(&mut out, Measure::Calls)
@@ -1127,7 +1119,6 @@ fn intents(v: &View<'_>, s: &mut Signals) {
         || v.any(&[
             "projected",
             "projection",
-            "project",
             "predict",
             "predicted",
             "prediction",

@@ -75,6 +75,15 @@ pub fn names_period(
 ) -> Option<Period> {
     let tokens = words::tokens(question);
     let periods = period::read(&tokens, now);
+    // Conversation moves and data help name nothing to resolve.
+    let s = intent::read(&tokens, &periods.used, &OrgNames::default(), question);
+    if s.greeting
+        || s.unsupported.is_some()
+        || s.data_help
+        || (s.capabilities && !s.asks_something())
+    {
+        return None;
+    }
     let candidate = tokens.iter().enumerate().any(|(i, t)| {
         !periods.used.contains(&i)
             && (t.quoted
@@ -166,7 +175,42 @@ fn elliptical(parts: &Parts) -> bool {
     }
     match s.follow_up {
         Some(_) => parts.tokens.len() <= 10,
-        None => parts.tokens.len() <= 6 && s.measures.is_empty() && s.leftovers.is_empty(),
+        // Without a cue, only a fragment: a name, a period, a ranking, a comparison; a
+        // question that starts like one ("Compare this week to last week", "top 5 users"
+        // names its grouping) is asked afresh.
+        None => {
+            let first = parts.tokens.first().map_or("", |t| t.lower.as_str());
+            let asks = matches!(
+                first,
+                "compare"
+                    | "show"
+                    | "give"
+                    | "list"
+                    | "what"
+                    | "what's"
+                    | "how"
+                    | "which"
+                    | "who"
+                    | "when"
+                    | "where"
+                    | "why"
+                    | "is"
+                    | "are"
+                    | "did"
+                    | "do"
+                    | "does"
+                    | "can"
+                    | "could"
+                    | "tell"
+                    | "analyze"
+                    | "analyse"
+            );
+            !asks
+                && parts.tokens.len() <= 6
+                && s.measures.is_empty()
+                && s.leftovers.is_empty()
+                && s.group.is_none()
+        }
     }
 }
 
@@ -566,5 +610,7 @@ mod tests {
         let p = names_period("How much did gpt-4o cost last week?", now(), None).unwrap();
         assert_eq!(p.from.date_naive().to_string(), "2026-11-16");
         assert!(names_period("the growth team", now(), None).is_some());
+        assert!(names_period("Set a budget alert at $1500 a month", now(), None).is_none());
+        assert!(names_period("hello there apogee", now(), None).is_none());
     }
 }

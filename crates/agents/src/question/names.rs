@@ -84,15 +84,33 @@ pub(crate) fn dimension_word(word: &str, names: &OrgNames) -> Option<Dimension> 
         | "employees" | "developer" | "developers" => Dimension::User,
         _ => {
             let singular = word.strip_suffix('s').unwrap_or(word);
-            let key = names
+            match names
                 .tag_keys()
                 .into_iter()
-                .find(|k| k.eq_ignore_ascii_case(word) || k.eq_ignore_ascii_case(singular))?;
-            Dimension::Tag(key.to_string())
+                .find(|k| k.eq_ignore_ascii_case(word) || k.eq_ignore_ascii_case(singular))
+            {
+                Some(key) => Dimension::Tag(key.to_string()),
+                // Words that name a tag in most orgs, known even where no usage has it yet, so
+                // "the growth team" is a team nobody has rather than two unknown words.
+                None if COMMON_TAG_KEYS.contains(&singular) => Dimension::Tag(singular.to_string()),
+                None => return None,
+            }
         }
     };
     Some(d)
 }
+
+/// Tag keys common enough to read as a dimension before any usage carries them.
+const COMMON_TAG_KEYS: &[&str] = &[
+    "team",
+    "project",
+    "env",
+    "environment",
+    "department",
+    "customer",
+    "tenant",
+    "squad",
+];
 
 /// Looks like a name rather than a word: letters with digits, or joined by `-`, `_`, `.`.
 fn identifier_like(raw: &str) -> bool {
@@ -193,7 +211,7 @@ pub(crate) fn read(
         // A word the rules know is still a name right next to its dimension ("the growth
         // team", "the report feature").
         let hinted = hint_at(i.checked_sub(1)).is_some() || hint_at(Some(i + 1)).is_some();
-        if !free(i) || (word_only(&tokens[i]) && !(hinted && !is_stop(&tokens[i].lower))) {
+        if !free(i) || ((is_stop(&tokens[i].lower) || !hinted) && word_only(&tokens[i])) {
             i += 1;
             continue;
         }

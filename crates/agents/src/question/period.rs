@@ -343,13 +343,10 @@ impl Reader<'_> {
             return found(i + 1, Kind::Over(step));
         }
         // "the 7 days before", "the previous 7 days", "the week before", "the prior period".
-        if !(self.word(i) == "day"
-            && self.word(i + 1) == "before"
-            && self.word(i + 2) == "yesterday")
-            && !(self.word(i + 1) == "day"
-                && self.word(i + 2) == "before"
-                && self.word(i + 3) == "yesterday")
-        {
+        let day_before_yesterday = |k: usize| {
+            self.word(k) == "day" && self.word(k + 1) == "before" && self.word(k + 2) == "yesterday"
+        };
+        if !day_before_yesterday(i) && !day_before_yesterday(i + 1) {
             let mut j = i;
             if self.word(j) == "the" {
                 j += 1;

@@ -1,18 +1,20 @@
-//! `compose_report`: renders the markdown answer from the run's results
-//! ([`crate::report::render`]) and stores it as the run's assistant message.
+//! `compose_report` (the full analysis report, [`crate::answer::analysis::render`]) and
+//! `compose_answer` (a focused or short answer rendered by the writer the plan calls for):
+//! each renders the markdown and stores it as the run's assistant message.
 
 use std::future::Future;
 
 use serde_json::json;
 
 use super::{ToolCall, ToolError, ToolOutput};
-use crate::report::{ReportInput, render};
+use crate::answer::analysis::{Rendered, ReportInput, render};
+use crate::answer::figure::Answer;
 use crate::scope::Agent;
 
 pub(crate) fn compose_report<'a>(
     agent: &'a Agent,
     input: &'a ReportInput<'a>,
-) -> ToolCall<impl Future<Output = Result<ToolOutput<()>, ToolError>> + Send + 'a> {
+) -> ToolCall<impl Future<Output = Result<ToolOutput<Rendered>, ToolError>> + Send + 'a> {
     let sections = [
         Some("overview"),
         Some("by_model"),
@@ -24,8 +26,8 @@ pub(crate) fn compose_report<'a>(
     ToolCall {
         name: "compose_report",
         args: json!({
-            "intent": input.triage.intent.as_str(),
-            "period": input.triage.period.label(),
+            "intent": input.plan.intent.as_str(),
+            "period": input.plan.period.period().label(),
             "inputs": sections.iter().flatten().collect::<Vec<_>>(),
         }),
         run: async move {
@@ -44,7 +46,39 @@ pub(crate) fn compose_report<'a>(
                     "sections": rendered.sections,
                     "characters": rendered.markdown.chars().count(),
                 }),
-                value: (),
+                value: rendered,
+            })
+        },
+    }
+}
+
+/// Renders an answer of `kind` (`figure`, `forecast`, `what_if`, `conversation`, …) with
+/// `write` and posts it.
+pub(crate) fn compose_answer<'a, W>(
+    agent: &'a Agent,
+    kind: &'static str,
+    write: W,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<Answer>, ToolError>> + Send + 'a>
+where
+    W: FnOnce() -> Answer + Send + 'a,
+{
+    ToolCall {
+        name: "compose_answer",
+        args: json!({ "kind": kind }),
+        run: async move {
+            let answer = write();
+            agent
+                .post_answer(&answer.markdown)
+                .await
+                .map_err(ToolError::Answer)?;
+            Ok(ToolOutput {
+                summary: answer.lead.clone(),
+                data: json!({
+                    "lead": answer.lead,
+                    "chart": answer.chart["kind"],
+                    "characters": answer.markdown.chars().count(),
+                }),
+                value: answer,
             })
         },
     }
