@@ -705,7 +705,14 @@ fn ranking(
     year: i32,
 ) -> (String, Json) {
     let period = when(&plan.period, year);
-    let all = ranked(&cur.groups, m, order);
+    // Usage without the dimension ("(none)") is no user, feature or team: it is not ranked.
+    let named: Vec<Group> = cur
+        .groups
+        .iter()
+        .filter(|grp| g.is_time() || grp.key != apogee_analytics::NONE_KEY)
+        .cloned()
+        .collect();
+    let all = ranked(&named, m, order);
     let n = top.map_or(all.len(), |t| (t as usize).min(all.len()));
     let shown = &all[..n];
     let inside = within(&plan.scope, who);
@@ -770,7 +777,14 @@ fn ranking(
     if !shown.is_empty() {
         group_table(doc, m, g, shown, Some(&cur.totals), year);
     }
-    let missing = cur.groups.len() - all.len();
+    let missing = named.len() - all.len();
+    if named.len() < cur.groups.len() {
+        doc.blank();
+        doc.line(&format!(
+            "Usage without a {} is not ranked.",
+            dimension_noun(g, false)
+        ));
+    }
     if missing > 0 {
         doc.blank();
         doc.line(&format!(
