@@ -7,7 +7,8 @@ use apogee_analytics::demo::{DemoSpec, generate};
 use apogee_analytics::memory::MemoryUsage;
 use apogee_analytics::savings::{ShortLimits, recommend};
 use apogee_analytics::{
-    Dimension, Grouping, OrgUsageQueries, Period, PriceCatalog, PricedRecord, Scope, UsageQuery,
+    Dimension, Filter, Grouping, OrgUsageQueries, Period, PriceCatalog, PricedRecord, Scope,
+    UsageQuery,
 };
 use apogee_store::test_support::{TestStore, stores};
 use apogee_store::{Backend, Store};
@@ -110,6 +111,69 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
                 mem.batch_candidates(p).await.unwrap()
             );
             assert_newer_queries_agree(&sql, &mem, p).await;
+            assert_scoped_queries_agree(&sql, &mem, p).await;
+        }
+    }
+}
+
+/// Questions as the planner asks them of the demo data: a team (tag), a feature, several
+/// users, an excluded environment, grouped every way.
+async fn assert_scoped_queries_agree(sql: &dyn OrgUsageQueries, mem: &MemoryUsage, p: &Period) {
+    let team = |v: &str| Filter::is(Dimension::Tag("team".into()), v);
+    let scopes = [
+        Scope::all(),
+        Scope::all().and(team("growth")),
+        Scope::all().and(Filter::is(Dimension::Feature, "support-bot")),
+        Scope::all()
+            .and(Filter {
+                dimension: Dimension::User,
+                values: vec![
+                    "demo-user-01".into(),
+                    "demo-user-07".into(),
+                    "(none)".into(),
+                ],
+                exclude: false,
+            })
+            .and(Filter {
+                dimension: Dimension::Tag("env".into()),
+                values: vec!["prod".into()],
+                exclude: true,
+            }),
+        Scope::all()
+            .and(team("knowledge"))
+            .and(Filter::is(Dimension::Model, "claude-sonnet-4")),
+    ];
+    let groupings = [
+        None,
+        Some(Grouping::By(Dimension::Model)),
+        Some(Grouping::By(Dimension::Tag("team".into()))),
+        Some(Grouping::By(Dimension::User)),
+        Some(Grouping::Day),
+        Some(Grouping::Week),
+    ];
+    assert_eq!(sql.tags(p).await.unwrap(), mem.tags(p).await.unwrap());
+    for scope in &scopes {
+        for group_by in &groupings {
+            let q = UsageQuery {
+                period: *p,
+                scope: scope.clone(),
+                group_by: group_by.clone(),
+            };
+            assert_eq!(
+                sql.aggregate(&q).await.unwrap(),
+                mem.aggregate(&q).await.unwrap(),
+                "{q:?}"
+            );
+            assert_eq!(
+                sql.latency(&q).await.unwrap(),
+                mem.latency(&q).await.unwrap(),
+                "{q:?}"
+            );
+            assert_eq!(
+                sql.model_mix(&q).await.unwrap(),
+                mem.model_mix(&q).await.unwrap(),
+                "{q:?}"
+            );
         }
     }
 }
