@@ -160,7 +160,9 @@ async fn assert_scoped_queries_agree(sql: &dyn OrgUsageQueries, mem: &MemoryUsag
                 group_by: group_by.clone(),
             };
             assert_eq!(
-                sql.aggregate(&q).await.unwrap(),
+                sql.aggregate(&q)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e} {q:?}")),
                 mem.aggregate(&q).await.unwrap(),
                 "{q:?}"
             );
