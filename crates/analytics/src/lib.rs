@@ -3,6 +3,7 @@
 //! computed from query results. Knows nothing of WebSocket, HTTP, SQL or agents.
 
 pub mod catalog;
+pub mod compare;
 pub mod demo;
 pub mod forecast;
 pub mod formats;
@@ -17,6 +18,7 @@ pub mod trends;
 pub mod usage;
 
 pub use catalog::{CatalogError, PriceCatalog, PriceEntry, PriceTier, Pricing, Quote};
+pub use compare::{Comparison, GroupChange, SliceChange};
 pub use memory::MemoryUsage;
 pub use money::Nanos;
 pub use period::Period;

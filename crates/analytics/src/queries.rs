@@ -17,8 +17,11 @@ use crate::query::{
     UsageSlice,
 };
 
-/// Totals over a period.
+/// Totals over a period. Serialised as `GET /api/costs` answers them (PROTOCOL.md §7): the
+/// cost as `cost_nanos` and `cost_usd` (the latter ignored when read back), so a slice in a
+/// run's data and in the API's answer are the same JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "TotalsWire", from = "TotalsWire")]
 pub struct UsageTotals {
     pub calls: i64,
     pub input_tokens: i64,
@@ -31,6 +34,52 @@ pub struct UsageTotals {
     pub unpriced_tokens: i64,
     /// Calls with a non-`ok` status.
     pub error_calls: i64,
+}
+
+/// [`UsageTotals`] on the wire.
+#[derive(Serialize, Deserialize)]
+struct TotalsWire {
+    calls: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_input_tokens: i64,
+    unpriced_calls: i64,
+    unpriced_tokens: i64,
+    error_calls: i64,
+    cost_nanos: i64,
+    #[serde(default)]
+    cost_usd: f64,
+}
+
+impl From<UsageTotals> for TotalsWire {
+    fn from(t: UsageTotals) -> TotalsWire {
+        TotalsWire {
+            calls: t.calls,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            cached_input_tokens: t.cached_input_tokens,
+            unpriced_calls: t.unpriced_calls,
+            unpriced_tokens: t.unpriced_tokens,
+            error_calls: t.error_calls,
+            cost_nanos: t.cost.0,
+            cost_usd: t.cost.usd(),
+        }
+    }
+}
+
+impl From<TotalsWire> for UsageTotals {
+    fn from(w: TotalsWire) -> UsageTotals {
+        UsageTotals {
+            calls: w.calls,
+            input_tokens: w.input_tokens,
+            output_tokens: w.output_tokens,
+            cached_input_tokens: w.cached_input_tokens,
+            cost: Nanos(w.cost_nanos),
+            unpriced_calls: w.unpriced_calls,
+            unpriced_tokens: w.unpriced_tokens,
+            error_calls: w.error_calls,
+        }
+    }
 }
 
 impl UsageTotals {
@@ -49,6 +98,20 @@ impl UsageTotals {
     /// `error_calls / calls` (0 without calls).
     pub fn error_rate(&self) -> f64 {
         ratio(self.error_calls, self.calls)
+    }
+
+    /// These totals less `other`, field by field (a change between two windows).
+    pub fn minus(&self, other: &UsageTotals) -> UsageTotals {
+        UsageTotals {
+            calls: self.calls - other.calls,
+            input_tokens: self.input_tokens - other.input_tokens,
+            output_tokens: self.output_tokens - other.output_tokens,
+            cached_input_tokens: self.cached_input_tokens - other.cached_input_tokens,
+            cost: self.cost - other.cost,
+            unpriced_calls: self.unpriced_calls - other.unpriced_calls,
+            unpriced_tokens: self.unpriced_tokens - other.unpriced_tokens,
+            error_calls: self.error_calls - other.error_calls,
+        }
     }
 
     /// Adds `other` to these totals.

@@ -253,17 +253,6 @@ impl UsageQuery {
             group_by: None,
         }
     }
-
-    /// Whether answering needs the tags of raw records (a tag filter or grouping), which the
-    /// hourly rollups do not keep.
-    pub fn reads_tags(&self) -> bool {
-        matches!(&self.group_by, Some(Grouping::By(Dimension::Tag(_))))
-            || self
-                .scope
-                .filters
-                .iter()
-                .any(|f| matches!(f.dimension, Dimension::Tag(_)))
-    }
 }
 
 impl From<Dimension> for Grouping {

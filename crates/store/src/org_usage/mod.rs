@@ -86,22 +86,6 @@ impl Split {
     }
 }
 
-/// Rollup rows of the whole hours, then raw rows of the edges shaped like rollup rows. Binds:
-/// $1 org, $2/$3 the hours, $4/$5 the first edge, $6/$7 the second ([`Split`]'s fields).
-const UNION_ROWS: &str = "
-    SELECT hour_ms, provider, model, user_key, feature_key, calls, input_tokens, output_tokens,
-           cached_input_tokens, cost_nanos, unpriced_calls, unpriced_tokens, error_calls
-    FROM usage_hourly WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3
-    UNION ALL
-    SELECT ts_ms AS hour_ms, provider, model, COALESCE(user_name, '(none)') AS user_key,
-           COALESCE(feature, '(none)') AS feature_key, request_count AS calls, input_tokens,
-           output_tokens, cached_input_tokens, COALESCE(cost_nanos, 0) AS cost_nanos,
-           CASE WHEN cost_nanos IS NULL THEN request_count ELSE 0 END AS unpriced_calls,
-           CASE WHEN cost_nanos IS NULL THEN input_tokens + output_tokens ELSE 0 END AS unpriced_tokens,
-           CASE WHEN status <> 'ok' THEN request_count ELSE 0 END AS error_calls
-    FROM usage_records
-    WHERE org_id = $1 AND ((ts_ms >= $4 AND ts_ms < $5) OR (ts_ms >= $6 AND ts_ms < $7))";
-
 fn cost_row(r: &impl Cols) -> Result<CostRow, sqlx::Error> {
     Ok(CostRow {
         key: r.text("k")?,

@@ -21,29 +21,93 @@
 //! just keys. Days and weeks are grouped as UTC day starts (integers, the same arithmetic on
 //! both backends) and named and merged into weeks here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use apogee_analytics::queries::{sort_group_rows, sort_latency_rows};
 use apogee_analytics::{
     Dimension, Filter, GroupTotals, Grouping, LatencyRow, LatencySlice, LatencyStats, MAX_GROUPS,
-    MAX_TAG_VALUES, ModelMix, Nanos, Period, QueryError, TagCount, TokenMix, UsageQuery,
+    MAX_TAG_VALUES, ModelMix, NONE_KEY, Nanos, Period, QueryError, TagCount, TokenMix, UsageQuery,
     UsageSlice, UsageTotals,
 };
 use chrono::{DateTime, Datelike, Duration};
 use futures_util::TryStreamExt;
 
 use super::recommender_inputs::{FROM_CATALOG, mix, mix_columns};
-use super::{Split, UNION_ROWS, backend, bytewise, sum};
+use super::{Split, backend, bytewise, sum};
 use crate::db::{Cols, Db, on_read};
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Raw rows of `[$2, $3)` shaped like [`UNION_ROWS`]' rows, with the per-call columns the
-/// rollups drop. Binds: $1 org, $2/$3 the period.
+/// The measures of a rollup row, in the order every row source gives them. `row_count` (raw
+/// records) tells a group that nets to no records, which the signed rows of
+/// [`one_tag_rows`] can leave, from one whose records add up to nothing.
+const MEASURES: &str = "row_count, calls, input_tokens, output_tokens, cached_input_tokens, \
+     cost_nanos, unpriced_calls, unpriced_tokens, error_calls";
+
+/// [`MEASURES`] negated: rows that take away what another branch added.
+const NEGATED_MEASURES: &str = "-row_count, -calls, -input_tokens, -output_tokens, \
+     -cached_input_tokens, -cost_nanos, -unpriced_calls, -unpriced_tokens, -error_calls";
+
+/// The dimensions of raw rows, shaped like rollup rows (`hour_ms` is the row's own time,
+/// which lands on the same day as its hour).
+const RAW_DIMENSIONS: &str = "ts_ms AS hour_ms, provider, model,
+    COALESCE(user_name, '(none)') AS user_key, COALESCE(feature, '(none)') AS feature_key";
+
+/// The [`MEASURES`] of raw rows.
+const RAW_MEASURES: &str =
+    "1 AS row_count, request_count AS calls, input_tokens, output_tokens, cached_input_tokens,
+    COALESCE(cost_nanos, 0) AS cost_nanos,
+    CASE WHEN cost_nanos IS NULL THEN request_count ELSE 0 END AS unpriced_calls,
+    CASE WHEN cost_nanos IS NULL THEN input_tokens + output_tokens ELSE 0 END AS unpriced_tokens,
+    CASE WHEN status <> 'ok' THEN request_count ELSE 0 END AS error_calls";
+
+/// Raw rows of the period's edges ([`Split`]): binds $1 org, $4/$5 and $6/$7.
+const EDGES: &str = "FROM usage_records
+    WHERE org_id = $1 AND ((ts_ms >= $4 AND ts_ms < $5) OR (ts_ms >= $6 AND ts_ms < $7))";
+
+/// Rollup rows of the whole hours ($1 org, $2/$3 the hours), then the raw rows of the edges.
+fn rollup_rows() -> String {
+    format!(
+        "SELECT hour_ms, provider, model, user_key, feature_key, {MEASURES}
+         FROM usage_hourly WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3
+         UNION ALL
+         SELECT {RAW_DIMENSIONS}, {RAW_MEASURES} {EDGES}"
+    )
+}
+
+/// Like [`rollup_rows`], with the value of one tag (`key`, a placeholder) as `tag_value`: the
+/// tag rollup's rows for the records carrying it and — when `(none)` can matter — every
+/// rollup row as `(none)` less the tag rollup's rows as `(none)`, which leaves the records
+/// without it. `edge_value` is the edges' raw lookup of the same key.
+fn one_tag_rows(key: &str, edge_value: &str, with_none: bool) -> String {
+    let tag_rows = |value: &str, measures: &str| {
+        format!(
+            "SELECT hour_ms, provider, model, user_key, feature_key, {value} AS tag_value, {measures}
+             FROM usage_hourly_tags
+             WHERE org_id = $1 AND tag_key = {key} AND hour_ms >= $2 AND hour_ms < $3"
+        )
+    };
+    let mut parts = vec![tag_rows("tag_value", MEASURES)];
+    if with_none {
+        parts.push(format!(
+            "SELECT hour_ms, provider, model, user_key, feature_key, '(none)' AS tag_value, {MEASURES}
+             FROM usage_hourly WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3"
+        ));
+        parts.push(tag_rows("'(none)'", NEGATED_MEASURES));
+    }
+    parts.push(format!(
+        "SELECT {RAW_DIMENSIONS}, COALESCE({edge_value}, '(none)') AS tag_value, {RAW_MEASURES}
+         {EDGES}"
+    ));
+    parts.join(" UNION ALL ")
+}
+
+/// Raw rows of `[$2, $3)` shaped like rollup rows, with the per-call columns the rollups drop.
+/// Binds: $1 org, $2/$3 the period.
 const RAW_ROWS: &str = "
-    SELECT ts_ms - (((ts_ms % 3600000) + 3600000) % 3600000) AS hour_ms, provider, model,
+    SELECT ts_ms AS hour_ms, provider, model,
            COALESCE(user_name, '(none)') AS user_key, COALESCE(feature, '(none)') AS feature_key,
-           request_count AS calls, input_tokens, output_tokens, cached_input_tokens,
+           1 AS row_count, request_count AS calls, input_tokens, output_tokens, cached_input_tokens,
            COALESCE(cost_nanos, 0) AS cost_nanos,
            CASE WHEN cost_nanos IS NULL THEN request_count ELSE 0 END AS unpriced_calls,
            CASE WHEN cost_nanos IS NULL THEN input_tokens + output_tokens ELSE 0 END AS unpriced_tokens,
@@ -58,39 +122,60 @@ enum Arg {
     Text(String),
 }
 
-/// A query's text and its bound values, `$1…` in order.
+/// Where a tag's value comes from in the rows a query reads.
+#[derive(Clone, Copy)]
+enum TagValues {
+    /// The `tag_value` column of [`one_tag_rows`].
+    Column,
+    /// Each raw row's `tags` JSON.
+    Json,
+}
+
+/// A query's bound values (`$1…` in order) and how it reads tags.
 struct Sql {
     args: Vec<Arg>,
+    tags: TagValues,
 }
 
 impl Sql {
-    fn new(args: Vec<Arg>) -> Sql {
-        Sql { args }
-    }
-
     /// Binds `value` and returns its placeholder.
     fn text(&mut self, value: &str) -> String {
         self.args.push(Arg::Text(value.to_string()));
         format!("${}", self.args.len())
     }
 
-    /// The value of `dimension` in a row of [`UNION_ROWS`] or [`RAW_ROWS`] (tags: only the
-    /// latter).
+    /// The value of tag `key` in a raw row's `tags` (NULL without it). On SQLite a key free of
+    /// `"` and `\` is looked up through a bound JSON path that quotes it (`$."a.b"`), ~3× faster
+    /// than `json_each`; any other key is matched by `json_each` on the key itself. PostgreSQL's
+    /// `->>` takes the key as it is.
+    fn json_tag(&mut self, db: &Db, key: &str) -> String {
+        match db {
+            Db::Sqlite { .. } if !key.contains(['"', '\\']) => {
+                let path = self.text(&format!("$.\"{key}\""));
+                format!("json_extract(tags, {path})")
+            }
+            Db::Sqlite { .. } => {
+                let key = self.text(key);
+                format!("(SELECT je.value FROM json_each(tags) AS je WHERE je.key = {key})")
+            }
+            Db::Postgres(_) => {
+                let key = self.text(key);
+                format!("(CAST(tags AS json) ->> {key})")
+            }
+        }
+    }
+
+    /// The value of `dimension` in the rows read.
     fn dimension(&mut self, db: &Db, dimension: &Dimension) -> String {
         match dimension {
             Dimension::Model => "model".into(),
             Dimension::Provider => "provider".into(),
             Dimension::User => "user_key".into(),
             Dimension::Feature => "feature_key".into(),
-            Dimension::Tag(key) => {
-                let key = self.text(key);
-                match db {
-                    Db::Sqlite { .. } => format!(
-                        "COALESCE((SELECT je.value FROM json_each(tags) AS je WHERE je.key = {key}), '(none)')"
-                    ),
-                    Db::Postgres(_) => format!("COALESCE(CAST(tags AS json) ->> {key}, '(none)')"),
-                }
-            }
+            Dimension::Tag(key) => match self.tags {
+                TagValues::Column => "tag_value".into(),
+                TagValues::Json => format!("COALESCE({}, '(none)')", self.json_tag(db, key)),
+            },
         }
     }
 
@@ -131,29 +216,72 @@ macro_rules! bind_args {
     }};
 }
 
-/// The row source of `q` — rollups plus raw edges, or raw rows when tags are needed — and
-/// its binds so far.
-fn source(org_id: &str, q: &UsageQuery, raw: bool) -> (&'static str, Sql) {
-    if raw || q.reads_tags() {
+/// The tag keys `q` filters or groups by.
+fn tag_keys(q: &UsageQuery) -> BTreeSet<&str> {
+    let grouped = match &q.group_by {
+        Some(Grouping::By(Dimension::Tag(k))) => Some(k.as_str()),
+        _ => None,
+    };
+    q.scope
+        .filters
+        .iter()
+        .filter_map(|f| match &f.dimension {
+            Dimension::Tag(k) => Some(k.as_str()),
+            _ => None,
+        })
+        .chain(grouped)
+        .collect()
+}
+
+/// Whether records without tag `key` can be in `q`'s answer: not when an including filter on
+/// the key leaves `(none)` out.
+fn none_matters(q: &UsageQuery, key: &str) -> bool {
+    !q.scope.filters.iter().any(|f| {
+        matches!(&f.dimension, Dimension::Tag(k) if k == key)
+            && !f.exclude
+            && !f.values.iter().any(|v| v == NONE_KEY)
+    })
+}
+
+/// The rows `q` reads and its binds so far: the rollups plus raw edges when it names at most
+/// one tag key, else — or when `raw` — the raw rows of the period.
+fn source(db: &Db, org_id: &str, q: &UsageQuery, raw: bool) -> (String, Sql) {
+    let keys = tag_keys(q);
+    if raw || keys.len() > 1 {
         let args = vec![
             Arg::Text(org_id.into()),
             Arg::Int(q.period.from_ms()),
             Arg::Int(q.period.to_ms()),
         ];
-        (RAW_ROWS, Sql::new(args))
-    } else {
-        let s = Split::of(&q.period);
-        let args = vec![
-            Arg::Text(org_id.into()),
-            Arg::Int(s.hours_from),
-            Arg::Int(s.hours_to),
-            Arg::Int(s.from),
-            Arg::Int(s.edge1_to),
-            Arg::Int(s.edge2_from),
-            Arg::Int(s.to),
-        ];
-        (UNION_ROWS, Sql::new(args))
+        let sql = Sql {
+            args,
+            tags: TagValues::Json,
+        };
+        return (RAW_ROWS.to_string(), sql);
     }
+    let s = Split::of(&q.period);
+    let args = vec![
+        Arg::Text(org_id.into()),
+        Arg::Int(s.hours_from),
+        Arg::Int(s.hours_to),
+        Arg::Int(s.from),
+        Arg::Int(s.edge1_to),
+        Arg::Int(s.edge2_from),
+        Arg::Int(s.to),
+    ];
+    let mut sql = Sql {
+        args,
+        tags: TagValues::Column,
+    };
+    let rows = match keys.first() {
+        None => rollup_rows(),
+        Some(key) => {
+            let placeholder = sql.text(key);
+            let edge_value = sql.json_tag(db, key);
+            one_tag_rows(&placeholder, &edge_value, none_matters(q, key))
+        }
+    };
+    (rows, sql)
 }
 
 /// `YYYY-MM-DD` of the UTC day starting at `day_ms`, or of the Monday starting its week.
@@ -235,7 +363,7 @@ pub(super) async fn aggregate(
             ..UsageSlice::default()
         });
     };
-    let (src, mut sql) = source(org_id, q, false);
+    let (src, mut sql) = source(db, org_id, q, false);
     let key = sql.group_key(db, by);
     let filters = sql.filters(db, &q.scope.filters);
     // Dimension groups come ranked and bounded; days are few and are merged into weeks here.
@@ -245,7 +373,8 @@ pub(super) async fn aggregate(
         format!("ORDER BY cost DESC, k ASC LIMIT {}", MAX_GROUPS + 1)
     };
     let text = format!(
-        "SELECT {key} AS k, {columns} FROM ({src}) AS u WHERE {filters} GROUP BY k {tail}",
+        "SELECT {key} AS k, {columns} FROM ({src}) AS u WHERE {filters}
+         GROUP BY k HAVING SUM(row_count) > 0 {tail}",
         columns = totals_columns(),
     );
     let groups: Vec<(Key, UsageTotals)> = on_read!(db, pool => {
@@ -285,7 +414,7 @@ pub(super) async fn aggregate(
 }
 
 async fn slice_totals(db: &Db, org_id: &str, q: &UsageQuery) -> Result<UsageTotals, QueryError> {
-    let (src, mut sql) = source(org_id, q, false);
+    let (src, mut sql) = source(db, org_id, q, false);
     let filters = sql.filters(db, &q.scope.filters);
     let text = format!(
         "SELECT {columns} FROM ({src}) AS u WHERE {filters}",
@@ -329,7 +458,7 @@ pub(super) async fn latency(
     q: &UsageQuery,
 ) -> Result<LatencySlice, QueryError> {
     q.scope.validate()?;
-    let (src, mut sql) = source(org_id, q, true);
+    let (src, mut sql) = source(db, org_id, q, true);
     let key = match &q.group_by {
         Some(by) => sql.group_key(db, by),
         None => "0".into(),
@@ -394,7 +523,7 @@ pub(super) async fn model_mix(
     q: &UsageQuery,
 ) -> Result<Vec<ModelMix>, QueryError> {
     q.scope.validate()?;
-    let (src, mut sql) = source(org_id, q, true);
+    let (src, mut sql) = source(db, org_id, q, true);
     let key = match &q.group_by {
         Some(by) => sql.group_key(db, by),
         None => "0".into(),
@@ -462,23 +591,35 @@ pub(super) async fn tags(
     org_id: &str,
     period: &Period,
 ) -> Result<Vec<TagCount>, QueryError> {
+    // The tag rollup's whole hours, and the edges' raw tags.
     let pairs = db.pick(
         "json_each(r.tags) AS je",
         "json_each_text(CAST(r.tags AS json)) AS je",
     );
     let text = format!(
-        "SELECT je.key{b} AS k, je.value{b} AS v, {calls} AS calls
-         FROM usage_records AS r, {pairs}
-         WHERE r.org_id = $1 AND r.ts_ms >= $2 AND r.ts_ms < $3 AND r.tags IS NOT NULL
-         GROUP BY k, v ORDER BY calls DESC, k ASC, v ASC LIMIT {MAX_TAG_VALUES}",
+        "SELECT k{b} AS k, v{b} AS v, {calls} AS calls FROM (
+             SELECT tag_key AS k, tag_value AS v, calls FROM usage_hourly_tags
+             WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3
+             UNION ALL
+             SELECT je.key AS k, je.value AS v, r.request_count AS calls
+             FROM usage_records AS r, {pairs}
+             WHERE r.org_id = $1 AND r.tags IS NOT NULL
+               AND ((r.ts_ms >= $4 AND r.ts_ms < $5) OR (r.ts_ms >= $6 AND r.ts_ms < $7))
+         ) AS t
+         GROUP BY 1, 2 ORDER BY calls DESC, k ASC, v ASC LIMIT {MAX_TAG_VALUES}",
         b = bytewise(db),
-        calls = sum("r.request_count"),
+        calls = sum("calls"),
     );
+    let split = Split::of(period);
     on_read!(db, pool => {
         sqlx::query(&text)
             .bind(org_id)
-            .bind(period.from_ms())
-            .bind(period.to_ms())
+            .bind(split.hours_from)
+            .bind(split.hours_to)
+            .bind(split.from)
+            .bind(split.edge1_to)
+            .bind(split.edge2_from)
+            .bind(split.to)
             .fetch_all(pool)
             .await
             .map_err(backend)?
