@@ -313,8 +313,10 @@ fn measure_clause(
         ),
         (Measure::CostPerCall, who) => match v {
             Some(_) => format!(
-                "{} cost {vt} per call on average {period}: {} over {} priced calls",
-                who.unwrap_or("A call"),
+                "{} {period}: {} over {} priced calls",
+                who.map_or(format!("A call cost {vt} on average"), |w| {
+                    format!("{w} cost {vt} per call on average")
+                }),
                 t.cost.display_usd(),
                 count(priced_calls(t))
             ),
@@ -481,6 +483,14 @@ fn single(
         lead.push_str(&format!(", {s}"));
     } else if who.is_none() && m == Measure::Spend {
         lead.push_str(&format!(" across {} calls", count(t.calls)));
+    }
+    // Spend leaves out calls without a price: say so where the figure is.
+    if m == Measure::Spend && t.unpriced_calls > 0 {
+        lead.push_str(&format!(
+            "; {} of {} calls are to models without a price and not counted",
+            count(t.unpriced_calls),
+            count(t.calls)
+        ));
     }
     lead.push('.');
     let lead = sentence_start(&lead);
@@ -731,11 +741,11 @@ fn ranking(
             );
             if additive(m) {
                 let total = value(m, &cur.totals, None).map_or("–".into(), Value::text);
-                let of = who.map_or("all".to_string(), possessive);
-                s.push_str(&format!(
-                    ", {} of {of} {total}",
-                    share_of(m, &first.totals, &cur.totals)
-                ));
+                let part = share_of(m, &first.totals, &cur.totals);
+                s.push_str(&match who {
+                    Some(w) => format!(", {part} of {} {total}", possessive(w)),
+                    None => format!(", {part} of all {} ({total})", noun(m)),
+                });
             }
             s.push('.');
             sentence_start(&s)

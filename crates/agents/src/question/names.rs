@@ -311,8 +311,24 @@ pub(crate) fn read(
             i = end;
             continue;
         }
-        // Nothing matched: is it meant as a name?
+        // A model family ("claude", "gpt", "gemini"): every model of the org named like it.
         let t = &tokens[i];
+        let family = family_of(&t.lower, &names.models);
+        if !t.quoted && !is_vocabulary(&t.lower) && family.len() > 1 {
+            for model in family {
+                out.found.push(Found {
+                    dimension: Dimension::Model,
+                    value: model.to_string(),
+                    start: i,
+                    end: i + 1,
+                    catalog_only: false,
+                });
+            }
+            out.used.push(i);
+            i += 1;
+            continue;
+        }
+        // Nothing matched: is it meant as a name?
         let hint = hint_at(before).or_else(|| {
             // "the blorp feature", "the apollo team": a hint after the word.
             hint_at(Some(i + 1)).filter(|_| !is_vocabulary(&t.lower))
@@ -330,6 +346,23 @@ pub(crate) fn read(
         i += 1;
     }
     out
+}
+
+/// The models whose name starts with `word` and then a `-` ("claude" → `claude-sonnet-4`,
+/// `claude-3-5-haiku`).
+fn family_of<'a>(word: &str, models: &'a [String]) -> Vec<&'a str> {
+    if word.chars().count() < 3 || word.contains(['-', '.']) {
+        return Vec::new();
+    }
+    models
+        .iter()
+        .filter(|m| {
+            m.to_lowercase()
+                .strip_prefix(word)
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+        .map(String::as_str)
+        .collect()
 }
 
 /// The names of `dimension` closest to `typed`, for "did you mean" lists.
@@ -401,6 +434,10 @@ mod tests {
         assert_eq!(found("gpt-4.1"), [pair("model", "gpt-4.1")]);
         assert!(read_q("gpt-4.1").found[0].catalog_only);
         assert_eq!(found("Anthropic spend"), [pair("provider", "anthropic")]);
+        assert_eq!(
+            found("how much did claude cost"),
+            [pair("model", "claude-sonnet-4"), pair("model", "claude-3-5-haiku")]
+        );
         assert_eq!(
             found("compare gpt-4o and claude-sonnet-4"),
             [pair("model", "gpt-4o"), pair("model", "claude-sonnet-4")]
