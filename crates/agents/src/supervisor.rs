@@ -172,7 +172,8 @@ async fn steps(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<Str
     if plan.intent.is_conversation() {
         sup.think("Nothing to measure: answering in a few lines.")
             .await?;
-        let (answer, suggestions) = match plan.intent {
+        // The examples are in the answer itself: no follow-ups under it.
+        let (answer, _) = match plan.intent {
             Intent::Greeting => conversation::greeting(),
             Intent::Capabilities => conversation::capabilities(),
             Intent::Unsupported => conversation::unsupported(
@@ -181,7 +182,7 @@ async fn steps(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<Str
             ),
             _ => conversation::unknown(&inputs.question),
         };
-        return post(sup, &plan, found, "conversation", answer, suggestions).await;
+        return post(sup, &plan, found, "conversation", answer, Vec::new()).await;
     }
     if !plan.unknown_names.is_empty() {
         sup.think("Some names in the question have no usage in the period: saying so, with the names that do.")

@@ -1265,7 +1265,7 @@ async fn a_what_if_prices_the_move_on_the_same_tokens() {
     let answer = answer.unwrap();
     assert!(
         answer.starts_with(
-            "Moving doc-summarizer on claude-sonnet-4 to claude-3-5-haiku would have cost $"
+            "Moving doc-summarizer from claude-sonnet-4 to claude-3-5-haiku would have cost $"
         ),
         "{answer}"
     );

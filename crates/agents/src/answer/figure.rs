@@ -17,6 +17,8 @@ use crate::question::period::dates_label;
 
 /// Rows a table lists at most; the rest are summed in one line.
 pub(crate) const MAX_ROWS: usize = 20;
+/// Rows a ranking of one shows around it.
+const CONTEXT_ROWS: usize = 5;
 
 /// One group of a measured slice.
 #[derive(Debug, Clone, PartialEq)]
@@ -784,8 +786,10 @@ fn ranking(
             s
         }
     };
-    if !shown.is_empty() {
-        group_table(doc, m, g, shown, Some(&cur.totals), year);
+    // The one named is shown among the next ones, so the table says what it beat.
+    let context = &all[..all.len().min(shown.len().max(CONTEXT_ROWS))];
+    if !context.is_empty() {
+        group_table(doc, m, g, context, Some(&cur.totals), year);
     }
     let missing = named.len() - all.len();
     if named.len() < cur.groups.len() {
@@ -804,7 +808,7 @@ fn ranking(
             noun(m)
         ));
     }
-    (lead, ranking_chart(m, g, shown, year))
+    (lead, ranking_chart(m, g, context, year))
 }
 
 pub(crate) fn sum_totals<'a>(it: impl Iterator<Item = &'a UsageTotals>) -> UsageTotals {

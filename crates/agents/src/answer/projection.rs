@@ -2,13 +2,13 @@
 //! traffic moved to another model, or sent through the Batch API, re-priced with the catalog
 //! on the same tokens). First sentence first, then the table behind it.
 
-use apogee_analytics::Nanos;
 use apogee_analytics::savings::what_if::{Repriced, monthly};
 use apogee_analytics::trends::Forecast;
+use apogee_analytics::{Dimension, Nanos, Scope};
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde_json::json;
 
-use super::figure::{Answer, subject};
+use super::figure::{Answer, and_list, subject};
 use super::markdown::{Doc, escape};
 use super::when;
 use crate::format::{count, percent};
@@ -74,10 +74,33 @@ pub(crate) fn what_if(plan: &QuestionPlan, w: &WhatIfData, now: DateTime<Utc>) -
     let period = when(&plan.period, year);
     let who = subject(&plan.scope).unwrap_or_else(|| "all your traffic".into());
     let (action, column) = match &plan.what_if {
-        Some(WhatIf::MoveToModel { to }) => (
-            format!("Moving {who} to {}", escape(to)),
-            format!("on {}", escape(to)),
-        ),
+        Some(WhatIf::MoveToModel { to }) => {
+            // "Moving doc-summarizer from claude-sonnet-4 to …": the models moved away from
+            // apart from the rest of the scope.
+            let from = plan.scope.values_of(&Dimension::Model).map(|m| {
+                let names: Vec<String> = m.iter().map(|v| escape(v)).collect();
+                and_list(&names)
+            });
+            let rest = Scope {
+                filters: plan
+                    .scope
+                    .filters
+                    .iter()
+                    .filter(|f| f.dimension != Dimension::Model || f.exclude)
+                    .cloned()
+                    .collect(),
+            };
+            let moving = match (subject(&rest), from) {
+                (Some(r), Some(f)) => format!("{r} from {f}"),
+                (None, Some(f)) => format!("all traffic from {f}"),
+                (Some(r), None) => r,
+                (None, None) => "all your traffic".into(),
+            };
+            (
+                format!("Moving {moving} to {}", escape(to)),
+                format!("on {}", escape(to)),
+            )
+        }
         _ => (
             format!("Sending {who} through the Batch API"),
             "through the Batch API".to_string(),
@@ -208,7 +231,7 @@ fn capitalise(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::plan::{Intent, PlanPeriod};
-    use apogee_analytics::{Dimension, Filter, Period, Scope};
+    use apogee_analytics::{Filter, Period};
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -239,7 +262,7 @@ mod tests {
         let a = what_if(&plan, &w, now());
         assert_eq!(
             a.lead,
-            "Moving doc-summarizer on claude-sonnet-4 to claude-3-5-haiku would have cost $80.00 instead of $300.00 in the last 30 days (Oct 27 – Nov 25): $220.00 less (73.3%), about $220.00 a month."
+            "Moving doc-summarizer from claude-sonnet-4 to claude-3-5-haiku would have cost $80.00 instead of $300.00 in the last 30 days (Oct 27 – Nov 25): $220.00 less (73.3%), about $220.00 a month."
         );
         assert!(
             a.markdown

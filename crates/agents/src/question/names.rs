@@ -436,7 +436,10 @@ mod tests {
         assert_eq!(found("Anthropic spend"), [pair("provider", "anthropic")]);
         assert_eq!(
             found("how much did claude cost"),
-            [pair("model", "claude-sonnet-4"), pair("model", "claude-3-5-haiku")]
+            [
+                pair("model", "claude-sonnet-4"),
+                pair("model", "claude-3-5-haiku")
+            ]
         );
         assert_eq!(
             found("compare gpt-4o and claude-sonnet-4"),
