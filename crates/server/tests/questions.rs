@@ -138,7 +138,7 @@ fn records(today: NaiveDate) -> Vec<Rec> {
             Some("carol"),
             Some("growth"),
             c(20),
-            n % 4 == 0,
+            n.is_multiple_of(4),
         );
         push(
             7,
@@ -148,7 +148,7 @@ fn records(today: NaiveDate) -> Vec<Rec> {
             Some("dave"),
             None,
             c(1 + n % 6),
-            n % 5 == 0,
+            n.is_multiple_of(5),
         );
     }
     // The summarizer's prompts are long: re-pricing it is worth asking about.
