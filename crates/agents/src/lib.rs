@@ -4,7 +4,7 @@
 //!
 //! # Layout: rules → tools → sub-agents
 //!
-//! - **Rules** are pure functions, tested by hand-computed examples and data: [`plan`] (the
+//! - **Rules** are pure functions, tested by hand-computed examples and data: `plan` (the
 //!   [`QuestionPlan`] type), `question/` (reading a question into a plan: `words` with the one
 //!   stop-word list, `period`, `names` against the org's own, `intent`, combined by
 //!   [`plan_question`]), `answer/` (writing answers: `figure`, `projection`, `analysis`,
