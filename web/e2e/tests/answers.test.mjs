@@ -43,7 +43,8 @@ async function shoot(page, run, name) {
     await page.setViewportSize({ width, height });
     await page.waitForTimeout(150);
     await run.evaluate((el) => (el.previousElementSibling || el).scrollIntoView({ block: 'start' }));
-    await screenshot(page, `answer-${name}-${suffix}`, `answer-${name}-${suffix}`);
+    const docs = ['figure', 'ranking'].includes(name) ? `answer-${name}-${suffix}` : undefined;
+    await screenshot(page, `answer-${name}-${suffix}`, docs);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `${name}: page wider than the window by ${overflow}px at ${width}`);
   }

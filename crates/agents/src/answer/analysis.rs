@@ -186,9 +186,9 @@ fn overview(doc: &mut Doc, r: &ReportInput<'_>) {
     let totals = &r.usage.totals;
     doc.section("Overview");
     doc.line(&format!(
-        "- Period: {} ({}, UTC)",
-        r.plan.period.text,
-        r.plan.period.period().label()
+        "- Period: {} UTC ({})",
+        r.plan.period.period().label(),
+        r.plan.period.text
     ));
     doc.line(&format!(
         "- **Total spend: {}** across {} calls",

@@ -5,6 +5,8 @@
 //! ("feature blorp", a backticked or identifier-like word) that matches nothing is reported as
 //! unknown rather than guessed.
 
+use std::collections::HashMap;
+
 use apogee_analytics::Dimension;
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +73,8 @@ pub(crate) struct NameReading {
     pub unknown: Vec<UnknownName>,
     /// Token indexes read as names or as the word naming their dimension.
     pub used: Vec<usize>,
+    /// Name comparisons made looking for typing slips (at most [`MAX_FUZZY_COMPARISONS`]).
+    pub comparisons: usize,
 }
 
 /// The word naming a dimension ("feature", "users", "team"), if `word` is one. Tag keys are
@@ -99,6 +103,9 @@ pub(crate) fn dimension_word(word: &str, names: &OrgNames) -> Option<Dimension> 
     };
     Some(d)
 }
+
+/// Most name comparisons for typing slips in one question (spans × names).
+const MAX_FUZZY_COMPARISONS: usize = 200_000;
 
 /// Tag keys common enough to read as a dimension before any usage carries them.
 const COMMON_TAG_KEYS: &[&str] = &[
@@ -193,6 +200,13 @@ pub(crate) fn read(
 ) -> NameReading {
     let all = candidates(names, catalog);
     let normalized: Vec<String> = all.iter().map(|(_, v, _)| normalize(v)).collect();
+    let mut by_normal: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (c, n) in normalized.iter().enumerate() {
+        by_normal.entry(n.as_str()).or_default().push(c);
+    }
+    // Typing slips are looked for within a budget: a long question against an org with tens
+    // of thousands of names must not cost seconds.
+    let mut comparisons_left = MAX_FUZZY_COMPARISONS;
     let mut out = NameReading::default();
     let free = |i: usize| i < tokens.len() && !skip.contains(&i);
     let word_only = |t: &Token| {
@@ -258,7 +272,7 @@ pub(crate) fn read(
             let hint = hint_at(before).or_else(|| hint_at(Some(end)));
             let prefer = |c: usize| hint.as_ref().is_some_and(|h| *h == all[c].0);
             // Exact first; then the fewest edits; then the hinted dimension; then the order.
-            let exact: Vec<usize> = (0..all.len()).filter(|&c| normalized[c] == typed).collect();
+            let exact: &[usize] = by_normal.get(typed.as_str()).map_or(&[], Vec::as_slice);
             let pick = if !exact.is_empty() {
                 let c = exact
                     .iter()
@@ -266,10 +280,13 @@ pub(crate) fn read(
                     .find(|&c| prefer(c))
                     .unwrap_or(exact[0]);
                 Some((c, 0))
-            } else if !tokens[i..end]
-                .iter()
-                .all(|t| is_vocabulary(&t.lower) || is_stop(&t.lower))
+            } else if comparisons_left >= all.len()
+                && !tokens[i..end]
+                    .iter()
+                    .all(|t| is_vocabulary(&t.lower) || is_stop(&t.lower))
             {
+                comparisons_left -= all.len();
+                out.comparisons += all.len();
                 let allowed = allowed_edits(typed.chars().count());
                 (0..all.len())
                     .filter(|&c| normalized[c].chars().count() >= 4)
@@ -445,6 +462,20 @@ mod tests {
             found("compare gpt-4o and claude-sonnet-4"),
             [pair("model", "gpt-4o"), pair("model", "claude-sonnet-4")]
         );
+    }
+
+    #[test]
+    fn a_long_question_against_many_names_stays_cheap() {
+        let many = OrgNames {
+            users: (0..20_000).map(|i| format!("user-{i:05}")).collect(),
+            ..names()
+        };
+        let q = "support bot ".repeat(100) + "how much did usre-00042 spend";
+        let r = read(&tokens(&q), &[], &many, &[], &|_| false);
+        // Exact names are still found; slips are looked for only within the budget.
+        assert!(r.found.iter().any(|f| f.value == "support-bot"));
+        assert!(r.comparisons <= MAX_FUZZY_COMPARISONS, "{}", r.comparisons);
+        assert!(r.comparisons > 0);
     }
 
     #[test]
