@@ -107,10 +107,11 @@ mod tests {
     fn both_backends_have_every_version_in_order() {
         let versions = |m: &[Migration]| m.iter().map(|(v, _)| *v).collect::<Vec<_>>();
         assert_eq!(versions(SQLITE), versions(POSTGRES));
-        assert_eq!(
-            versions(SQLITE),
-            (1..=SQLITE.len() as i64).collect::<Vec<_>>()
-        );
+        // Ascending and unique; gaps are versions given to work landing on another branch
+        // (each branch has its own numbers, and every missing one is applied).
+        let v = versions(SQLITE);
+        assert_eq!(v.first(), Some(&1));
+        assert!(v.windows(2).all(|w| w[0] < w[1]), "{v:?}");
     }
 
     async fn sqlite_db(dir: &std::path::Path) -> Db {
