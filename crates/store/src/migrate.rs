@@ -29,7 +29,10 @@ const POSTGRES: &[Migration] = &[
     SQLITE[2],
     (4, include_str!("../migrations/postgres/0004_rollups.sql")),
     SQLITE[4],
-    (6, include_str!("../migrations/postgres/0006_tag_rollups.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_tag_rollups.sql"),
+    ),
     SQLITE[6],
 ];
 
