@@ -8,6 +8,7 @@ import { Connection, FatalConnectError } from './connection.js';
 import { Store } from './state.js';
 import { ThreadView } from './thread_view.js';
 import { loadIdentity, saveIdentity, forgetIdentity, validDemoName, jwtIdentity } from './identity.js';
+import { installTestTaps } from './test_taps.js';
 
 const el = {
   signin: byId('signin'),
@@ -107,11 +108,6 @@ function start(config, identity) {
   const fetchedRuns = new Set();
   let currentThread = null;
   let waitTimer = null;
-  const dropWhen = [];
-  const readyLog = [];
-  const eventHooks = [];
-  const ackLog = [];
-  let dropAfterNextSend = false;
 
   const view = new ThreadView({
     list: el.messages,
@@ -210,19 +206,12 @@ function start(config, identity) {
   function flush() {
     for (const m of store.unsent()) {
       if (!conn.send({ type: 'user_message', client_msg_id: m.client_msg_id, content: m.content, thread_id: m.thread_id ?? null })) break;
-      if (dropAfterNextSend) {
-        // Test hook: the link dies before the ack can arrive.
-        dropAfterNextSend = false;
-        conn.drop();
-        break;
-      }
     }
     render();
   }
 
   function onFrame(f) {
     if (f.type === 'connection_ready') {
-      readyLog.push({ head_seq: f.head_seq, replayed: f.replayed, resync_required: f.resync_required });
       if (store.ready(f)) {
         // The server no longer has the events we missed: history comes from REST instead.
         store.resetHistory();
@@ -235,7 +224,6 @@ function start(config, identity) {
       return;
     }
     if (f.type === 'message_ack') {
-      ackLog.push({ client_msg_id: f.client_msg_id, run_id: f.run_id, duplicate: f.duplicate });
       const m = store.ack(f);
       if (m && currentThread === null && view.threadId === null) openThread(f.thread_id);
       else render();
@@ -255,17 +243,7 @@ function start(config, identity) {
     // first: its ack, or (after a reconnect) its replayed message_created.
     const mine = f.type === 'message_created' && f.message && f.message.client_msg_id ? store.outbox.get(f.message.client_msg_id) : null;
     const follow = Boolean(mine && (mine.thread_id ?? null) === null && currentThread === null && view.threadId === null);
-    if (typeof f.seq === 'number' && store.applyEvent(f)) {
-      if (follow) openThread(f.thread_id);
-      for (const fn of eventHooks) fn(f);
-      for (let k = dropWhen.length - 1; k >= 0; k -= 1) {
-        const spec = dropWhen[k];
-        if (Object.entries(spec).every(([key, v]) => f[key] === v)) {
-          dropWhen.splice(k, 1);
-          conn.drop();
-        }
-      }
-    }
+    if (typeof f.seq === 'number' && store.applyEvent(f) && follow) openThread(f.thread_id);
   }
 
   function onState(state, detail) {
@@ -295,13 +273,12 @@ function start(config, identity) {
       if (identity.mode === 'demo') {
         q.set('user', identity.user);
       } else {
+        // Every server in JWT mode issues tickets (PROTOCOL.md §1): any other failure is
+        // retried like a lost connection, never taken for a server without live updates.
         let ticket;
         try {
           ticket = await api.wsTicket();
         } catch (e) {
-          if (e instanceof ApiError && (e.status === 404 || e.status === 405)) {
-            throw new FatalConnectError('Live updates are unavailable: this server does not issue WebSocket tickets. History still loads.');
-          }
           if (e instanceof ApiError && e.status === 401) {
             signedOut(e.message);
             throw new FatalConnectError('Signed out.');
@@ -318,20 +295,8 @@ function start(config, identity) {
 
   el.connRetry.addEventListener('click', () => conn.connectNow());
 
-  // Test hooks: inspect the model and cut the socket at a chosen event.
-  window.__apogee = {
-    store,
-    conn,
-    drop: () => conn.drop(),
-    dropWhen: (spec) => dropWhen.push(spec),
-    appliedSeqs: () => [...store.appliedSeqs],
-    readyLog: () => [...readyLog],
-    onEvent: (fn) => eventHooks.push(fn),
-    ackLog: () => [...ackLog],
-    dropAfterNextSend: () => {
-      dropAfterNextSend = true;
-    },
-  };
+  // The one test switch: the end-to-end harness sets it before the page loads.
+  if (window.__apogeeTest === true) installTestTaps({ store, conn });
 
   function send(text) {
     const content = text.trim();

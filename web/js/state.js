@@ -104,7 +104,6 @@ export class Store {
     this.runs = new Map();
     /** client_msg_id → {client_msg_id, content, thread_id, created_at, acked, error} */
     this.outbox = new Map();
-    this.appliedSeqs = [];
     this.listeners = new Set();
     try {
       for (const m of JSON.parse(localStorage.getItem(this.outboxKey) || '[]')) {
@@ -149,8 +148,6 @@ export class Store {
     if (typeof ev.seq !== 'number') return false;
     if (this.lastSeq !== null && ev.seq <= this.lastSeq) return false;
     this.setLastSeq(ev.seq);
-    this.appliedSeqs.push(ev.seq);
-    if (this.appliedSeqs.length > 5000) this.appliedSeqs.splice(0, 1000);
     this.absorb(ev);
     this.emit({ kind: 'event', event: ev });
     return true;

@@ -7,10 +7,12 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
 use serde_json::Value;
+// tokio's clock (the system's monotonic clock outside tests): a test with a paused clock
+// measures a tool's `duration_ms` exactly.
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::sink::{EventSink, SinkError};

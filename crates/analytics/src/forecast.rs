@@ -175,4 +175,99 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
         );
     }
+
+    /// The windows on a fixed clock at month, year and leap-day boundaries: usage of $0.15
+    /// at noon every day, so the run rate is $0.15 whatever the window and only the windows
+    /// and the time left decide the figures.
+    #[tokio::test]
+    async fn windows_at_month_year_and_leap_day_boundaries() {
+        let utc = |y, m, d, h| Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap();
+        // (now, first of the month, recent from, month end, noons in [the 1st, now), seconds
+        // left).
+        let cases = [
+            (
+                utc(2026, 12, 31, 18),
+                utc(2026, 12, 1, 0),
+                utc(2026, 12, 24, 0),
+                utc(2027, 1, 1, 0),
+                31,
+                21_600,
+            ),
+            (
+                utc(2027, 3, 1, 6),
+                utc(2027, 3, 1, 0),
+                utc(2027, 2, 22, 0),
+                utc(2027, 4, 1, 0),
+                0,
+                2_656_800,
+            ),
+            // A call at exactly `now` is not yet spent: the windows are half-open.
+            (
+                utc(2027, 3, 1, 12),
+                utc(2027, 3, 1, 0),
+                utc(2027, 2, 22, 0),
+                utc(2027, 4, 1, 0),
+                0,
+                2_635_200,
+            ),
+            (
+                utc(2027, 3, 1, 13),
+                utc(2027, 3, 1, 0),
+                utc(2027, 2, 22, 0),
+                utc(2027, 4, 1, 0),
+                1,
+                2_631_600,
+            ),
+            (
+                utc(2028, 2, 29, 0),
+                utc(2028, 2, 1, 0),
+                utc(2028, 2, 22, 0),
+                utc(2028, 3, 1, 0),
+                28,
+                86_400,
+            ),
+            (
+                utc(2027, 2, 28, 23),
+                utc(2027, 2, 1, 0),
+                utc(2027, 2, 21, 0),
+                utc(2027, 3, 1, 0),
+                28,
+                3_600,
+            ),
+        ];
+        for (now, first, recent_from, end, noons, left_secs) in cases {
+            let left = f64::from(left_secs) / 86_400.0;
+            let records: Vec<UsageRecord> = (1..=60)
+                .map(|k| {
+                    let day = now.date_naive() - Duration::days(k - 1);
+                    UsageRecord::new(
+                        midnight(day) + Duration::hours(12),
+                        "gpt-4o-mini".into(),
+                        1_000_000,
+                        0,
+                    )
+                })
+                .filter(|r| r.ts <= now)
+                .collect();
+            let usage =
+                MemoryUsage::from_usage(records, Arc::new(PriceCatalog::builtin().unwrap()));
+            let m = month_end(&usage, now).await.unwrap();
+            let why = format!("now {now}");
+            assert_eq!(m.month_to_date, Period::new(first, now), "{why}");
+            assert_eq!(
+                m.recent,
+                Period::new(recent_from, midnight(now.date_naive())),
+                "{why}"
+            );
+            assert_eq!(m.month_end, end, "{why}");
+            assert_eq!(m.forecast.remaining_days, left, "{why}");
+            assert_eq!(m.forecast.spent, Nanos(noons * 150_000_000), "{why}");
+            assert_eq!(m.forecast.daily_run_rate, Nanos(150_000_000), "{why}");
+            assert_eq!(
+                m.forecast.projected,
+                Nanos(noons * 150_000_000 + (150_000_000.0 * left).round() as i64),
+                "{why}"
+            );
+        }
+    }
 }

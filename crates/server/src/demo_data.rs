@@ -9,8 +9,6 @@ use chrono::Utc;
 use crate::auth::DEMO_ORG;
 use crate::config::Config;
 
-/// Request ids of synthetic records start with this.
-const DEMO_PREFIX: &str = "demo-";
 /// Records priced and stored per transaction.
 const CHUNK: usize = 20_000;
 
@@ -37,12 +35,13 @@ pub fn spec(days: u32, calls: u64, seed: u64) -> DemoSpec {
 }
 
 /// Replaces the org's earlier synthetic records with a fresh history (real records are never
-/// touched: only request ids starting `demo-` are); returns a one-line summary.
+/// touched: only rows this loader stored, marked synthetic in the store, are replaced, whatever
+/// a client's request ids look like); returns a one-line summary.
 pub async fn load(config: &Config, org: &str, spec: &DemoSpec) -> Result<String, DemoError> {
     spec.validate()?;
     let store = Store::open(&config.database_url).await?;
     let catalog = crate::prices::catalog(config)?;
-    let replaced = store.delete_usage_with_prefix(org, DEMO_PREFIX).await?;
+    let replaced = store.delete_synthetic_usage(org).await?;
     let (mut accepted, mut duplicates) = (0u64, 0u64);
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut records = generate(spec).peekable();
@@ -54,7 +53,7 @@ pub async fn load(config: &Config, org: &str, spec: &DemoSpec) -> Result<String,
                 .take(CHUNK)
                 .map(|r| crate::ingest::price(r, &catalog)),
         );
-        let s = store.ingest_usage(org, &chunk).await?;
+        let s = store.ingest_synthetic_usage(org, &chunk).await?;
         accepted += s.accepted;
         duplicates += s.duplicates;
     }

@@ -180,9 +180,47 @@ impl Default for Metrics {
     }
 }
 
-/// Resident set size from `/proc/self/statm` (Linux); `None` elsewhere.
+/// Resident set size from `/proc/self/status` (Linux); `None` elsewhere. `VmRSS` is in kB
+/// (KiB), so no page size is assumed: pages are 16 or 64 KiB on some hosts.
 fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    vm_rss_bytes(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// The `VmRSS:  1234 kB` line of a `/proc/PID/status` text, in bytes.
+fn vm_rss_bytes(status: &str) -> Option<u64> {
+    let mut fields = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace();
+    let kib: u64 = fields.next()?.parse().ok()?;
+    if fields.next()? != "kB" {
+        return None;
+    }
+    kib.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vm_rss_bytes;
+
+    #[test]
+    fn resident_memory_comes_from_vm_rss_in_kib() {
+        let status = "Name:\tapogee\nVmPeak:\t  999 kB\nVmRSS:\t   20480 kB\nRssAnon:\t 100 kB\n";
+        assert_eq!(vm_rss_bytes(status), Some(20_480 * 1024));
+        for bad in [
+            "Name:\tapogee\n",
+            "VmRSS:\t20480\n",
+            "VmRSS:\t20480 pages\n",
+            "VmRSS:\t-1 kB\n",
+            "VmRSS:\tlots kB\n",
+            "VmRSS:\t18446744073709551615 kB\n",
+        ] {
+            assert_eq!(vm_rss_bytes(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn this_process_reports_its_resident_memory() {
+        assert!(super::resident_bytes().is_some_and(|b| b > 0));
+    }
 }

@@ -55,6 +55,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/timeline.js", JS),
     asset!("js/thread_view.js", JS),
     asset!("js/identity.js", JS),
+    asset!("js/test_taps.js", JS),
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

@@ -143,7 +143,7 @@ async fn jwt_handshake_accepts_good_tokens_and_refuses_bad_ones_with_401() {
 #[tokio::test]
 async fn production_refuses_demo_auth() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(binary())
+    let out = apogee()
         .arg("serve")
         .env("APOGEE_ADDR", "127.0.0.1:0")
         .env("APOGEE_DATA_DIR", dir.path())

@@ -1,6 +1,7 @@
 //! Every ingest path against the real binary, with the sample files of `testdata/`: REST in
 //! each format, OTLP/HTTP in protobuf and JSON, `apogee ingest` for each file format, and the
-//! operator's prices file. Expected costs are computed by hand in the comments.
+//! operator's prices file, and the demo loader's synthetic history, which a reload replaces
+//! without touching a client's records. Expected costs are computed by hand in the comments.
 
 mod common;
 
@@ -244,11 +245,8 @@ async fn otlp_traces_in_protobuf_and_json_become_priced_calls() {
 }
 
 async fn ingest_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, Value, String) {
-    let mut cmd = tokio::process::Command::new(binary());
-    cmd.arg("ingest")
-        .args(args)
-        .env("APOGEE_DATA_DIR", dir)
-        .env("RUST_LOG", "warn");
+    let mut cmd = apogee();
+    cmd.arg("ingest").args(args).env("APOGEE_DATA_DIR", dir);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -393,7 +391,7 @@ source = "internal GPU cost"
     // A broken prices file stops the server from starting rather than mispricing.
     std::fs::write(dir.path().join("bad.toml"), "[[model]]\nmodel = 1\n").unwrap();
     let bad = dir.path().join("bad.toml");
-    let out = tokio::process::Command::new(binary())
+    let out = apogee()
         .args(["ingest", &sample("usage.csv").display().to_string()])
         .env("APOGEE_DATA_DIR", dir.path())
         .env("APOGEE_PRICES_FILE", &bad)
@@ -402,4 +400,75 @@ source = "internal GPU cost"
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("prices file"));
+}
+
+/// `apogee demo-data` into `dir` (org `demo`, seed 1); its one-line summary.
+async fn demo_data(dir: &Path, calls: u64) -> String {
+    let out = apogee()
+        .args(["demo-data", "--calls", &calls.to_string(), "--days", "30"])
+        .args(["--seed", "1"])
+        .env("APOGEE_DATA_DIR", dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test]
+async fn reloading_demo_data_replaces_only_synthetic_records() {
+    let dir = tempfile::tempdir().unwrap();
+    // A client's records in org `demo` whose request ids look like the loader's: one
+    // `demo-…`, one exactly the id the loader gives its first record.
+    let server = Server::start(dir.path(), &[]).await;
+    let body = concat!(
+        r#"[{"request_id":"demo-mine","ts":"2026-11-20T08:00:00Z","model":"gpt-4o","input_tokens":1000,"output_tokens":0,"cost_usd":1.5},"#,
+        r#"{"request_id":"demo-1-0","ts":"2026-11-20T09:00:00Z","model":"gpt-4o","input_tokens":1000,"output_tokens":0,"cost_usd":2.25}]"#
+    );
+    let json = [USER, ("Content-Type", "application/json")];
+    let (s, answer) = http(&server.addr, "POST", "/api/usage", &json, body.as_bytes()).await;
+    assert_eq!(s, 200, "{answer}");
+    assert!(server.terminate().await.success());
+
+    let first = demo_data(dir.path(), 500).await;
+    assert!(
+        first.contains("499 records stored (1 duplicates), 0 earlier"),
+        "{first}"
+    );
+    let again = demo_data(dir.path(), 500).await;
+    assert!(
+        again.contains("499 earlier demo records replaced"),
+        "{again}"
+    );
+
+    let db = format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join("apogee.db").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let mine: Vec<(String, i64, bool)> = sqlx::query_as(
+        "SELECT request_id, cost_nanos, synthetic FROM usage_records
+         WHERE org_id = 'demo' AND request_id IN ('demo-mine', 'demo-1-0') ORDER BY request_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        mine,
+        [
+            ("demo-1-0".to_string(), 2_250_000_000, false),
+            ("demo-mine".to_string(), 1_500_000_000, false),
+        ],
+        "the client's records survive both loads"
+    );
+    let synthetic: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_records WHERE synthetic")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(synthetic, 499);
+    pool.close().await;
 }

@@ -105,6 +105,7 @@ async fn random_disconnects_mid_run_lose_and_duplicate_nothing() {
                     1 + (x % 9) as usize
                 };
                 let mut c = t.resume(&addr).await;
+                let mut mid_run_cuts = 0;
                 for run in 0..3 {
                     c.ask(&format!("r{run}"), "Analyze my AI costs", None).await;
                     let mut acked = false;
@@ -116,6 +117,9 @@ async fn random_disconnects_mid_run_lose_and_duplicate_nothing() {
                         cut -= 1;
                         if cut == 0 {
                             // Drop the connection at a random point, then resume.
+                            if t.in_run() {
+                                mid_run_cuts += 1;
+                            }
                             drop(c);
                             c = t.resume(&addr).await;
                             if !acked {
@@ -139,6 +143,7 @@ async fn random_disconnects_mid_run_lose_and_duplicate_nothing() {
                     );
                 }
                 assert_contiguous(&t.user, &t.seen);
+                assert!(mid_run_cuts > 0, "{}: no cut came mid-run", t.user);
                 let all: Vec<Value> = t.seen.values().cloned().collect();
                 assert_eq!(
                     t.completed_runs(),
@@ -166,6 +171,7 @@ async fn rapid_reconnection_storm_during_a_run_ends_with_every_event_once() {
     assert_eq!(ack["type"], "message_ack");
     drop(c);
     // 200 connect/read-one/drop cycles while the run goes on.
+    let mut mid_run_drops = 0;
     for _ in 0..200 {
         let mut c = t.resume(&server.addr).await;
         if t.completed_runs() == 1 {
@@ -173,7 +179,11 @@ async fn rapid_reconnection_storm_during_a_run_ends_with_every_event_once() {
         }
         let v = c.next().await.unwrap();
         t.record(v);
+        if t.in_run() {
+            mid_run_drops += 1;
+        }
     }
+    assert!(mid_run_drops > 0, "no reconnection came mid-run");
     // Then resume for good and take the rest.
     let mut c = t.resume(&server.addr).await;
     t.take_until(&mut c, 1).await;
@@ -316,6 +326,23 @@ async fn slow_consumers(addr: &str) -> u64 {
     0
 }
 
+/// Takes SQLite's write lock on `db` (well within the server's 10 s busy timeout, its
+/// writers wait): no event can be stored, so no run can move on, until it is rolled back.
+async fn hold_write_lock(db: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
 #[tokio::test]
 async fn token_expiry_closes_4001_and_a_fresh_token_resumes_without_loss() {
     use jsonwebtoken::{EncodingKey, Header, encode};
@@ -350,20 +377,40 @@ async fn token_expiry_closes_4001_and_a_fresh_token_resumes_without_loss() {
     c.ask("m1", "Analyze my AI costs", None).await;
     let mut t = Tracker::new("erin");
     let mut code = None;
-    for _ in 0..10_000 {
-        match c.ws_next_or_close().await {
-            Ok(v) => {
-                if v["type"] != "message_ack" {
-                    t.record(v);
+    let mut paused = None;
+    // Bounded below the server's 10 s busy timeout, so a stalled run is never failed by the
+    // lock: the token (2 s) expires well within it.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(8), async {
+        for _ in 0..10_000 {
+            match c.ws_next_or_close().await {
+                Ok(v) => {
+                    if v["type"] == "tool_executing" && paused.is_none() {
+                        // The run stalls before its next event (events are stored before
+                        // they are sent), so the token expires mid-run however fast the
+                        // machine is.
+                        paused = Some(hold_write_lock(&server.db_path()).await);
+                    }
+                    if v["type"] != "message_ack" {
+                        t.record(v);
+                    }
+                }
+                Err(close) => {
+                    code = close;
+                    break;
                 }
             }
-            Err(close) => {
-                code = close;
-                break;
-            }
         }
-    }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "no close within 8 s of a token with 2 s to live"
+    );
     assert_eq!(code, Some(4001));
+    t.assert_mid_run("4001 close");
+    let mut paused = paused.expect("the run called a tool");
+    sqlx::query("ROLLBACK").execute(&mut paused).await.unwrap();
+    drop(paused);
     let fresh = token(600);
     let mut c = Client::connect(
         &server.addr,
@@ -406,6 +453,7 @@ async fn graceful_shutdown_closes_1012_and_the_run_is_complete_after_restart() {
     }
     assert!(signalled);
     assert_eq!(code, Some(1012));
+    t.assert_mid_run("1012 close");
     assert!(server.wait().await.success(), "graceful exit is 0");
     let server = Server::start(dir.path(), &[]).await;
     let mut c = t.resume(&server.addr).await;
@@ -434,6 +482,7 @@ async fn a_crash_mid_run_is_closed_at_restart_with_every_start_paired() {
             break;
         }
     }
+    t.assert_mid_run("crash");
     server.crash().await;
     drop(c);
 

@@ -23,7 +23,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// `None` when PostgreSQL/Redis are not available outside CI (the test then skips).
+    /// `None` only when PostgreSQL and Redis are skipped on purpose (the test then skips).
     async fn start(nodes: usize, demo_calls: u64, extra: &[(&str, &str)]) -> Option<Cluster> {
         let database = postgres_database().await?;
         let redis = Redis::start().await?;
@@ -176,6 +176,7 @@ async fn a_node_killed_mid_run_loses_nothing_and_a_survivor_closes_the_run() {
             break;
         }
     }
+    t.assert_mid_run("node crash");
     doomed.crash().await;
     drop(c);
 
@@ -232,6 +233,7 @@ async fn redis_stopped_and_restarted_mid_run_loses_nothing() {
             break;
         }
     }
+    a.0.assert_mid_run("Redis stop");
     cluster.redis.stop().await;
     let degraded = ready_becomes(&cluster.nodes[1], "degraded").await;
     assert_eq!(degraded["checks"]["redis"], "unreachable", "{degraded}");

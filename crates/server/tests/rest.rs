@@ -3,8 +3,9 @@
 
 mod common;
 
+use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, Utc};
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn health_ready_and_metrics() {
@@ -16,10 +17,25 @@ async fn health_ready_and_metrics() {
     assert_eq!(s, 200, "{body}");
     let (s, body) = http(&server.addr, "GET", "/metrics", &[], b"").await;
     assert_eq!(s, 200);
+    assert!(body.contains("apogee_ws_connections_open"), "{body}");
+    // The resident memory the kernel reports for the process (in KiB, whatever the page
+    // size), read just after; it moves a little between the two reads, never by a factor.
+    let reported: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no process_resident_memory_bytes: {body}"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let kernel: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("VmRSS")
+        * 1024.0;
     assert!(
-        body.contains("apogee_ws_connections_open")
-            && body.contains("process_resident_memory_bytes"),
-        "{body}"
+        (0.75..=1.33).contains(&(reported / kernel)),
+        "process_resident_memory_bytes {reported} vs VmRSS {kernel} bytes"
     );
     let (s, body) = http(&server.addr, "GET", "/api/threads", &[], b"").await;
     assert_eq!(s, 401, "demo REST needs X-Apogee-User: {body}");
@@ -100,26 +116,138 @@ async fn usage_ingest_is_idempotent_keeps_good_records_and_prices_them() {
         (Some(0), Some(1))
     );
 
-    // The month-end forecast rides along, as of now: this month's spend so far (the same as
-    // the month-to-date totals) projected to the month's end.
-    let (s, mtd) = get_json(&server.addr, "/api/costs?period=mtd", "alice").await;
-    assert_eq!(s, 200, "{mtd}");
-    let f = &mtd["forecast"];
-    assert_eq!(f["spent_nanos"], mtd["totals"]["cost_nanos"]);
-    assert!(
-        f["projected_nanos"].as_i64() >= f["spent_nanos"].as_i64(),
-        "{f}"
-    );
-    assert!(
-        f["daily_run_rate_nanos"].is_i64() && f["month_end"].is_string(),
-        "{f}"
-    );
-
     // Demo users share org `demo`; a JWT org would not. Bad parameters are 400s.
     let (s, _) = get_json(&server.addr, "/api/costs?group_by=color", "alice").await;
     assert_eq!(s, 400);
     let (s, _) = http(&server.addr, "POST", "/api/usage", &headers, b"[{").await;
     assert_eq!(s, 400);
+}
+
+fn midnight(d: NaiveDate) -> DateTime<Utc> {
+    d.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Nanos a day on each of the 7 days before today (`k` days ago: `k` × this): they sum to
+/// 7 × 86,400,000, a run rate of 86,400,000 nanos a day, i.e. exactly 1,000 nanos for each
+/// second left in the month, so the projection is exact for any `now`. A window shifted by a
+/// day changes the sum.
+const RECENT_UNIT: i64 = 21_600_000;
+
+/// `GET /api/costs?period=mtd`'s forecast, exact on the server's real clock: usage is placed
+/// around "now" (today, each of the 7 days before, the 8th day before, 40 days ago), the
+/// expectation is computed from the records and the `now` the server reports (checked to lie
+/// between the request's send and its answer), and every figure must match to the nanosecond.
+#[tokio::test]
+async fn the_month_end_forecast_is_exact_for_the_servers_now() {
+    // A run across midnight UTC shifts every window between posting and asking: try again.
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path(), &[]).await;
+        let before = Utc::now();
+        let today = midnight(before.date_naive());
+        // (timestamp, nanos) of every record posted.
+        let mut records: Vec<(DateTime<Utc>, i64)> = vec![
+            // Today, between midnight and now.
+            (today + (before - today) / 2, 1_000_000_000),
+            // The 8th day before today: this month's spend (maybe), never the run rate.
+            (
+                today - Duration::days(8) + Duration::hours(12),
+                100_000_000_000,
+            ),
+            // 40 days ago: neither.
+            (today - Duration::days(40), 1_000_000_000_000),
+        ];
+        for k in 1..=7 {
+            records.push((
+                today - Duration::days(k) + Duration::hours(12),
+                k * RECENT_UNIT,
+            ));
+        }
+        let body: Vec<Value> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (ts, nanos))| {
+                json!({
+                    "request_id": format!("f{i}"),
+                    "ts": ts.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    "model": "gpt-4o-mini",
+                    "input_tokens": 10,
+                    "output_tokens": 10,
+                    "cost_usd": *nanos as f64 / 1e9,
+                })
+            })
+            .collect();
+        let headers = [
+            ("X-Apogee-User", "alice"),
+            ("Content-Type", "application/json"),
+        ];
+        let (s, ingested) = http(
+            &server.addr,
+            "POST",
+            "/api/usage",
+            &headers,
+            Value::Array(body).to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(s, 200, "{ingested}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&ingested).unwrap()["accepted"],
+            records.len()
+        );
+
+        let asked = Utc::now();
+        let (s, mtd) = get_json(&server.addr, "/api/costs?period=mtd", "alice").await;
+        let answered = Utc::now();
+        assert_eq!(s, 200, "{mtd}");
+        if answered.date_naive() != before.date_naive() {
+            continue;
+        }
+        let f = &mtd["forecast"];
+        // The server's now, to the second (rounded down), within the request.
+        let now: DateTime<Utc> = f["month_to_date"]["to"].as_str().unwrap().parse().unwrap();
+        assert!(
+            asked - Duration::seconds(1) <= now && now <= answered,
+            "the forecast's now {now} is not the request's ({asked} to {answered}): {f}"
+        );
+
+        let first = today.date_naive().with_day(1).unwrap();
+        let month_end = midnight(first.checked_add_months(chrono::Months::new(1)).unwrap());
+        let recent_from = today - Duration::days(7);
+        let spent: i64 = records
+            .iter()
+            .filter(|(ts, _)| midnight(first) <= *ts && *ts <= now)
+            .map(|(_, n)| n)
+            .sum();
+        let recent: i64 = records
+            .iter()
+            .filter(|(ts, _)| recent_from <= *ts && *ts < today)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(recent, 28 * RECENT_UNIT);
+        // Whole seconds left: the server's now is in [now, now + 1 s).
+        let remaining_secs = (f["remaining_days"].as_f64().unwrap() * 86_400.0).round() as i64;
+        let left = (month_end - now).num_seconds();
+        assert!(
+            remaining_secs == left || remaining_secs == left - 1,
+            "remaining_days {} for {left} s to {month_end}: {f}",
+            f["remaining_days"]
+        );
+
+        assert_eq!(f["month_to_date"]["from"], rfc3339(midnight(first)), "{f}");
+        assert_eq!(f["recent_days"]["from"], rfc3339(recent_from), "{f}");
+        assert_eq!(f["recent_days"]["to"], rfc3339(today), "{f}");
+        assert_eq!(f["month_end"], rfc3339(month_end), "{f}");
+        assert_eq!(f["spent_nanos"], spent, "{f}");
+        assert_eq!(mtd["totals"]["cost_nanos"], spent, "{mtd}");
+        assert_eq!(f["daily_run_rate_nanos"], recent / 7, "{f}");
+        assert_eq!(f["projected_nanos"], spent + remaining_secs * 1_000, "{f}");
+        return;
+    }
+    panic!("the day changed during both attempts");
 }
 
 #[tokio::test]

@@ -60,6 +60,7 @@ async fn resume_with_last_seq_mid_run_loses_and_duplicates_nothing() {
         seen.insert(e["seq"].as_u64().unwrap(), e);
     }
     let last = *seen.keys().last().unwrap();
+    assert_mid_run(seen.values(), "drop");
     drop(c);
 
     let mut r = server.ws(&format!("?user=alice&last_seq={last}")).await;

@@ -18,6 +18,7 @@ const SQLITE: &[Migration] = &[
     (4, include_str!("../migrations/0004_rollups.sql")),
     (5, include_str!("../migrations/0005_nodes.sql")),
     (6, include_str!("../migrations/0006_tag_rollups.sql")),
+    (8, include_str!("../migrations/0008_synthetic_usage.sql")),
     (10, include_str!("../migrations/0010_run_plans.sql")),
 ];
 
@@ -34,6 +35,7 @@ const POSTGRES: &[Migration] = &[
         include_str!("../migrations/postgres/0006_tag_rollups.sql"),
     ),
     SQLITE[6],
+    SQLITE[7],
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).
@@ -107,11 +109,12 @@ mod tests {
     fn both_backends_have_every_version_in_order() {
         let versions = |m: &[Migration]| m.iter().map(|(v, _)| *v).collect::<Vec<_>>();
         assert_eq!(versions(SQLITE), versions(POSTGRES));
-        // Ascending and unique; gaps are versions given to work landing on another branch
-        // (each branch has its own numbers, and every missing one is applied).
-        let v = versions(SQLITE);
-        assert_eq!(v.first(), Some(&1));
-        assert!(v.windows(2).all(|w| w[0] < w[1]), "{v:?}");
+        // Versions are handed out to parallel work, so some may not have landed yet.
+        assert!(
+            versions(SQLITE).windows(2).all(|w| w[0] < w[1]),
+            "{:?}",
+            versions(SQLITE)
+        );
     }
 
     async fn sqlite_db(dir: &std::path::Path) -> Db {

@@ -8,7 +8,7 @@ use crate::db::on_write;
 use crate::rollup::{RAW_COLUMNS, RollupDelta, apply_delta};
 use crate::{Store, StoreError};
 
-/// Rows per multi-row INSERT: 23 binds each stays far below SQLite's variable limit (32766)
+/// Rows per multi-row INSERT: 24 binds each stays far below SQLite's variable limit (32766)
 /// and PostgreSQL's (65535).
 const ROWS_PER_INSERT: usize = 500;
 
@@ -28,15 +28,46 @@ fn tags_json(r: &apogee_analytics::UsageRecord) -> Option<String> {
         .and_then(|t| serde_json::to_string(t).ok())
 }
 
+/// Where stored usage came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A client's records (REST, OTLP, `apogee ingest`).
+    Client,
+    /// The demo loader's synthetic history: the only rows [`Store::delete_synthetic_usage`]
+    /// removes.
+    Synthetic,
+}
+
 impl Store {
-    /// Stores `records` for `org_id` in one transaction, together with the hourly rollups of
-    /// the rows actually inserted (a duplicate adds nothing). `providers[i]` is the provider
-    /// of `records[i]` as resolved by the caller (given, or the catalog's).
+    /// Stores a client's `records` for `org_id` in one transaction, together with the hourly
+    /// rollups of the rows actually inserted (a duplicate adds nothing). Each record comes
+    /// with its provider as resolved by the caller (given, or the catalog's).
     pub async fn ingest_usage(
         &self,
         org_id: &str,
         records: &[(PricedRecord, String)],
     ) -> Result<IngestSummary, StoreError> {
+        self.insert_usage(org_id, records, Origin::Client).await
+    }
+
+    /// Like [`Store::ingest_usage`], for the demo loader's synthetic history: the rows are
+    /// marked synthetic (a mark no client input can set), so a reload replaces them and
+    /// nothing else.
+    pub async fn ingest_synthetic_usage(
+        &self,
+        org_id: &str,
+        records: &[(PricedRecord, String)],
+    ) -> Result<IngestSummary, StoreError> {
+        self.insert_usage(org_id, records, Origin::Synthetic).await
+    }
+
+    async fn insert_usage(
+        &self,
+        org_id: &str,
+        records: &[(PricedRecord, String)],
+        origin: Origin,
+    ) -> Result<IngestSummary, StoreError> {
+        let synthetic = origin == Origin::Synthetic;
         let delta = on_write!(&self.db, pool => {
             let mut delta = RollupDelta::default();
             let mut tx = pool.begin().await?;
@@ -45,7 +76,7 @@ impl Store {
                     "INSERT INTO usage_records (org_id, request_id, ts_ms, provider, model, input_tokens,
                      output_tokens, cached_input_tokens, latency_ms, user_name, feature, prompt_hash, batch,
                      status, cost_nanos, price_source, cache_creation_input_tokens, reasoning_tokens,
-                     stream, finish_reason, max_tokens, tags, request_count) ",
+                     stream, finish_reason, max_tokens, tags, request_count, synthetic) ",
                 );
                 qb.push_values(chunk, |mut b, (p, provider)| {
                     let r = &p.record;
@@ -71,7 +102,8 @@ impl Store {
                         .push_bind(r.finish_reason.as_deref())
                         .push_bind(r.max_tokens)
                         .push_bind(tags_json(r))
-                        .push_bind(r.request_count());
+                        .push_bind(r.request_count())
+                        .push_bind(synthetic);
                 });
                 // RETURNING yields only the rows inserted, not those skipped as duplicates.
                 qb.push(" ON CONFLICT (org_id, request_id) DO NOTHING RETURNING ");
@@ -93,32 +125,17 @@ impl Store {
 }
 
 impl Store {
-    /// Deletes the org's records whose `request_id` starts with `prefix` (used to refresh the
-    /// synthetic demo history), and their share of the rollups, in one transaction; returns
-    /// how many were removed.
-    pub async fn delete_usage_with_prefix(
-        &self,
-        org_id: &str,
-        prefix: &str,
-    ) -> Result<u64, StoreError> {
-        let pattern = format!(
-            "{}%",
-            prefix
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+    /// Deletes the org's synthetic records (those stored by [`Store::ingest_synthetic_usage`],
+    /// to refresh the demo history), and their share of the rollups, in one transaction;
+    /// returns how many were removed. A client's records are never touched, whatever their
+    /// request ids.
+    pub async fn delete_synthetic_usage(&self, org_id: &str) -> Result<u64, StoreError> {
         let sql = format!(
-            "DELETE FROM usage_records WHERE org_id = $1 AND request_id LIKE $2 ESCAPE '\\'
-             RETURNING {RAW_COLUMNS}"
+            "DELETE FROM usage_records WHERE org_id = $1 AND synthetic RETURNING {RAW_COLUMNS}"
         );
         let delta = on_write!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            let rows = sqlx::query(&sql)
-                .bind(org_id)
-                .bind(pattern)
-                .fetch_all(&mut *tx)
-                .await?;
+            let rows = sqlx::query(&sql).bind(org_id).fetch_all(&mut *tx).await?;
             let mut delta = RollupDelta::default();
             for row in &rows {
                 delta.add_row(row)?;

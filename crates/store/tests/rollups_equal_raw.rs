@@ -1,8 +1,9 @@
 //! Property: the engine's queries over the SQL store — totals, breakdowns, and `aggregate`,
 //! `latency`, `model_mix` over random scopes and groupings, and `tags` — equal the in-memory
 //! reference over the raw records, for random records (with tags), random periods, duplicate
-//! ingests and the prefix delete the demo refresh uses: whether they read the hourly rollups
-//! plus raw edge hours or, for tags, the raw rows. On SQLite, and on PostgreSQL when
+//! ingests and the delete of synthetic records the demo refresh uses (which must spare a
+//! client's records, `demo-` request ids included): whether they read the hourly rollups plus
+//! raw edge hours, the tag rollup, or raw rows. On SQLite, and on PostgreSQL when
 //! `APOGEE_TEST_DATABASE_URL` is set (`./scripts/test` sets it).
 
 use std::collections::BTreeMap;
@@ -55,7 +56,10 @@ struct Rec {
     error: bool,
     count: i64,
     client_cost: Option<u32>,
+    /// A request id starting `demo-`, as a client may send.
     demo: bool,
+    /// Stored by the demo loader (`ingest_synthetic_usage`).
+    synthetic: bool,
     /// (key, value) indexes into TAG_KEYS and TAG_VALUES.
     tags: Vec<(usize, usize)>,
     latency: Option<i64>,
@@ -74,7 +78,7 @@ fn rec() -> impl Strategy<Value = Rec> {
         any::<bool>(),
         1i64..4,
         prop::option::weighted(0.2, 0u32..1_000_000),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         (
             prop::collection::vec((0..TAG_KEYS.len(), 0..TAG_VALUES.len()), 0..4),
             prop::option::weighted(0.8, 0i64..50),
@@ -93,7 +97,7 @@ fn rec() -> impl Strategy<Value = Rec> {
                 error,
                 count,
                 client_cost,
-                demo,
+                (demo, synthetic),
                 (tags, latency, batch),
             )| {
                 Rec {
@@ -108,6 +112,7 @@ fn rec() -> impl Strategy<Value = Rec> {
                     count,
                     client_cost,
                     demo,
+                    synthetic,
                     tags,
                     // Few distinct latencies, so percentiles hit ties.
                     latency: latency.map(|l| l * 10),
@@ -205,7 +210,7 @@ async fn check(
     recs: Vec<Rec>,
     periods: Vec<(i64, i64)>,
     shapes: Vec<(Scope, Option<Grouping>)>,
-    delete_demo: bool,
+    delete_synthetic: bool,
 ) {
     let catalog = Arc::new(PriceCatalog::builtin().unwrap());
     let priced: Vec<PricedRecord> = recs
@@ -213,35 +218,33 @@ async fn check(
         .enumerate()
         .map(|(i, r)| PricedRecord::price(usage(i, r), &catalog))
         .collect();
-    let rows: Vec<(PricedRecord, String)> = priced
-        .iter()
-        .map(|p| (p.clone(), p.provider(&catalog)))
-        .collect();
+    let row = |i: usize| (priced[i].clone(), priced[i].provider(&catalog));
+    let (synthetic, client): (Vec<usize>, Vec<usize>) =
+        (0..recs.len()).partition(|&i| recs[i].synthetic);
+    let synthetic: Vec<(PricedRecord, String)> = synthetic.into_iter().map(row).collect();
+    let client: Vec<(PricedRecord, String)> = client.into_iter().map(row).collect();
     for t in stores().await {
         let store = t.store.clone();
         // Ingest in two overlapping halves: the overlap is duplicates and must add nothing.
-        let half = rows.len() / 2;
-        store
-            .ingest_usage("acme", &rows[..half + 1.min(rows.len() - half)])
-            .await
-            .unwrap();
-        store.ingest_usage("acme", &rows[half..]).await.unwrap();
-        store.ingest_usage("other", &rows).await.unwrap();
-        let kept: Vec<PricedRecord> = if delete_demo {
-            store
-                .delete_usage_with_prefix("acme", "demo-")
-                .await
-                .unwrap();
+        for (rows, as_synthetic) in [(&client, false), (&synthetic, true)] {
+            let half = rows.len() / 2;
+            for part in [&rows[..half + 1.min(rows.len() - half)], &rows[half..]] {
+                if as_synthetic {
+                    store.ingest_synthetic_usage("acme", part).await.unwrap();
+                } else {
+                    store.ingest_usage("acme", part).await.unwrap();
+                }
+            }
+            store.ingest_synthetic_usage("other", rows).await.unwrap();
+        }
+        let kept: Vec<PricedRecord> = if delete_synthetic {
+            let deleted = store.delete_synthetic_usage("acme").await.unwrap();
+            assert_eq!(deleted, synthetic.len() as u64);
             priced
                 .iter()
-                .filter(|p| {
-                    !p.record
-                        .request_id
-                        .as_deref()
-                        .unwrap_or("")
-                        .starts_with("demo-")
-                })
-                .cloned()
+                .zip(&recs)
+                .filter(|(_, r)| !r.synthetic)
+                .map(|(p, _)| p.clone())
                 .collect()
         } else {
             priced.clone()
@@ -322,9 +325,9 @@ proptest! {
         recs in prop::collection::vec(rec(), 1..120),
         periods in prop::collection::vec((bound(), bound()), 1..4),
         shapes in prop::collection::vec(query_shape(), 1..6),
-        delete_demo in any::<bool>(),
+        delete_synthetic in any::<bool>(),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(check(recs, periods, shapes, delete_demo));
+        rt.block_on(check(recs, periods, shapes, delete_synthetic));
     }
 }

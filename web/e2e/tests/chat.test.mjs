@@ -1,9 +1,11 @@
-// The golden path in a real browser, and the run surviving a cut socket and a server restart.
+// The golden path in a real browser, and the run surviving a cut socket, a dead link (the
+// server stops answering; only the page's heartbeat can tell) and a server restart. What the
+// page received is checked as it arrived, before the page drops seqs it has already seen.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
-import { tempDir, loadDemoData, startServer, launchBrowser, screenshot, signInDemo, runEvents, pageRun, expectedRun } from './harness.mjs';
+import { tempDir, loadDemoData, startServer, launchBrowser, screenshot, signInDemo, runEvents, pageRun, expectedRun, assertExactlyOnceInOrder, assertMidRun, startProxy } from './harness.mjs';
 
 let dataDir;
 let server;
@@ -36,11 +38,7 @@ async function waitRunEnd(page, runId, timeout = 60000) {
   await page.locator(`${sel('ok')}, ${sel('error')}, ${sel('cancelled')}`).waitFor({ timeout });
 }
 
-function assertUniqueContiguous(seqs) {
-  const sorted = [...seqs].sort((a, b) => a - b);
-  assert.equal(new Set(seqs).size, seqs.length, `duplicate seqs applied: ${seqs}`);
-  for (let k = 1; k < sorted.length; k += 1) assert.equal(sorted[k], sorted[k - 1] + 1, `gap in seqs: ${sorted}`);
-}
+const received = (page) => page.evaluate(() => window.__apogee.received());
 
 test('asking "Analyze my AI costs" shows every agent step, the charts and the answer', async () => {
   const b = await launchBrowser({ width: 1280, height: 800 });
@@ -51,6 +49,7 @@ test('asking "Analyze my AI costs" shows every agent step, the charts and the an
     await waitRunEnd(page, runId);
 
     const events = await runEvents(server.url, 'e2e-alice', runId);
+    assertExactlyOnceInOrder(await received(page));
     const shown = await pageRun(page, runId);
     assert.equal(shown.status, 'ok');
     assert.deepEqual(shown.steps, expectedRun(events));
@@ -116,7 +115,10 @@ test('a socket cut mid-run resumes with last_seq: no step missing or doubled', a
     const ready = await page.evaluate(() => window.__apogee.readyLog());
     assert.ok(ready.length >= 2, `expected a reconnect, saw ${JSON.stringify(ready)}`);
     assert.ok(ready.slice(1).some((r) => r.replayed > 0), `no replay after the cut: ${JSON.stringify(ready)}`);
-    assertUniqueContiguous(await page.evaluate(() => window.__apogee.appliedSeqs()));
+    const got = await received(page);
+    assertExactlyOnceInOrder(got);
+    const cutAt = got.findIndex((e) => e.type === 'tool_completed' && e.agent === 'data');
+    assertMidRun(got.slice(0, cutAt + 1), runId, 'socket cut');
 
     const events = await runEvents(server.url, 'e2e-bob', runId);
     const shown = await pageRun(page, runId);
@@ -159,7 +161,7 @@ test('the server restarting mid-run: the page reconnects and the run ends whole'
     await page.getByRole('button', { name: 'Analyze my AI costs' }).click();
     await page.waitForFunction(() => document.querySelector('#conn-status').dataset.state !== 'open', null, { timeout: 15000 });
     await stopping;
-    const seenBefore = await page.evaluate(() => window.__apogee.appliedSeqs().length);
+    const atStop = await received(page);
     // The same port again; the old socket may linger for a moment.
     for (let attempt = 1; ; attempt += 1) {
       try {
@@ -174,13 +176,12 @@ test('the server restarting mid-run: the page reconnects and the run ends whole'
     const runId = await page.locator('.run').first().getAttribute('data-run-id');
     await waitRunEnd(page, runId);
 
-    assertUniqueContiguous(await page.evaluate(() => window.__apogee.appliedSeqs()));
+    assertExactlyOnceInOrder(await received(page));
+    assertMidRun(atStop, runId, 'server stop');
     const events = await runEvents(srv.url, 'e2e-carol', runId);
     const shown = await pageRun(page, runId);
     assert.deepEqual(shown.steps, expectedRun(events));
     assert.ok(shown.steps.every((s) => s.status !== 'running'), JSON.stringify(shown.steps));
-    const endSeq = events[events.length - 1].seq;
-    assert.ok(seenBefore < endSeq, `the stop came after the run ended (${seenBefore} of ${endSeq} events seen)`);
     await screenshot(page, 'server-restart-resumed');
 
     // The connection works after the restart: a second question in the same thread.
@@ -198,6 +199,51 @@ test('the server restarting mid-run: the page reconnects and the run ends whole'
   }
 });
 
+test('a dead link mid-run (the server stops answering) is noticed by the heartbeat; the run resumes whole', async () => {
+  // The page talks to the server through a proxy that, mid-run, stops forwarding anything on the open socket without closing it: no close, no error, just
+  // silence. A short heartbeat (1 s, so two missed periods is ~2 s) keeps the test brisk.
+  const dir = await tempDir('deadlink');
+  await loadDemoData(dir, 20000);
+  const srv = await startServer(dir, { env: { APOGEE_HEARTBEAT_MS: '1000' } });
+  const proxy = await startProxy(srv.addr);
+  const b = await launchBrowser();
+  try {
+    const { page } = b;
+    await signInDemo(page, proxy.url, 'e2e-dana');
+    // Every text the connection status shows, in order (a reconnect passes through quickly).
+    await page.evaluate(() => {
+      window.e2eConnLog = [];
+      const status = document.querySelector('#conn-status');
+      new MutationObserver(() => window.e2eConnLog.push(document.querySelector('#conn-text').textContent)).observe(status, { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+    // The second data query: well after the ack and the run's start reached the page.
+    const frozen = proxy.freezeOn('"tool":"spend_by_model"');
+    const runId = await ask(page, 'Analyze my AI costs');
+    await frozen;
+    await page.waitForFunction(() => window.e2eConnLog.some((t) => t.includes('no answer from the server')), null, { timeout: 15000 });
+    assertMidRun(await received(page), runId, 'dead link');
+
+    await page.locator('#conn-status[data-state="open"]').waitFor({ timeout: 15000 });
+    await waitRunEnd(page, runId);
+    const ready = await page.evaluate(() => window.__apogee.readyLog());
+    assert.equal(ready.length, 2, JSON.stringify(ready));
+    assert.ok(ready[1].replayed > 0, `nothing replayed after the dead link: ${JSON.stringify(ready)}`);
+    assert.equal(proxy.webSockets(), 2, 'one socket before the dead link, one after');
+    assertExactlyOnceInOrder(await received(page));
+    const events = await runEvents(srv.url, 'e2e-dana', runId);
+    const shown = await pageRun(page, runId);
+    assert.equal(shown.status, 'ok');
+    assert.deepEqual(shown.steps, expectedRun(events));
+    const log = await page.evaluate(() => window.e2eConnLog);
+    assert.ok(!log.some((t) => t.includes('the connection was lost')), `the page was told, not left to notice: ${JSON.stringify(log)}`);
+  } finally {
+    await b.close();
+    await proxy.close();
+    await srv.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('a message whose ack was lost is re-sent with the same client_msg_id: one run, not two', async () => {
   const b = await launchBrowser();
   try {
@@ -209,6 +255,7 @@ test('a message whose ack was lost is re-sent with the same client_msg_id: one r
     const acks = await page.evaluate(() => window.__apogee.ackLog());
     assert.equal(acks.length, 1, JSON.stringify(acks));
     assert.equal(acks[0].duplicate, true, 'the re-sent message was not recognised as the same one');
+    assertExactlyOnceInOrder(await received(page));
     assert.equal(await page.locator('.run').count(), 1);
     assert.equal(await page.locator('.message.from-user').count(), 1);
     assert.equal(await page.locator('.run[data-status="ok"]').count(), 1);
@@ -232,6 +279,7 @@ test('a message typed while offline waits in the outbox, survives a reload, and 
     await run.waitFor({ timeout: 60000 });
     assert.equal(await page.locator('.run').count(), 1);
     assert.equal(await page.locator('.message.from-user').count(), 1);
+    assertExactlyOnceInOrder(await received(page));
     const threads = await (await fetch(`${server.url}/api/threads`, { headers: { 'X-Apogee-User': 'e2e-fay' } })).json();
     assert.equal(threads.threads.length, 1);
   } finally {

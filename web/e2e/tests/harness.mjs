@@ -1,7 +1,11 @@
-// Shared test plumbing: the real `apogee` binary on loopback with its own temp data dir, and
-// Debian's Chromium driven by playwright-core with a fresh profile.
+// Shared test plumbing: the real `apogee` binary on loopback with its own temp data dir and a
+// clean environment, Debian's Chromium driven by playwright-core with a fresh profile (and the
+// page's test switch on), a loopback TCP proxy that can go silent like a dead link, and the
+// checks of what the page received.
 
+import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
+import net from 'node:net';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,8 +23,15 @@ export async function tempDir(prefix) {
   return mkdtemp(path.join(tmpdir(), `apogee-e2e-${prefix}-`));
 }
 
-function serverEnv(dataDir, extra) {
-  return { ...process.env, APOGEE_DATA_DIR: dataDir, RUST_LOG: process.env.RUST_LOG || 'warn', ...extra };
+/**
+ * The environment of every `apogee` a test starts: a clean one (an exported
+ * APOGEE_DATABASE_URL, APOGEE_AUTH or APOGEE_REDIS_URL must not change what a test exercises)
+ * plus what the test sets. Only variables that shape the server's stderr are kept.
+ */
+export function serverEnv(dataDir, extra) {
+  const env = { APOGEE_DATA_DIR: dataDir, RUST_LOG: process.env.RUST_LOG || 'warn' };
+  if (process.env.RUST_BACKTRACE) env.RUST_BACKTRACE = process.env.RUST_BACKTRACE;
+  return { ...env, ...extra };
 }
 
 export async function loadDemoData(dataDir, calls = 20000) {
@@ -68,6 +79,10 @@ export async function launchBrowser(viewport = { width: 1280, height: 800 }) {
     headless: true,
     viewport,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  // The page's one test switch (web/js/test_taps.js), set before any of its scripts run.
+  await context.addInitScript(() => {
+    window.__apogeeTest = true;
   });
   const page = context.pages()[0] || (await context.newPage());
   const errors = [];
@@ -144,4 +159,97 @@ export function expectedRun(events) {
     }
   }
   return steps.map((s) => ({ ...s, tools: s.tools.map(({ tool, status }) => ({ tool, status })) }));
+}
+
+/**
+ * Every stream event the page received (`window.__apogee.received()`, recorded before the
+ * page drops seqs it has seen) arrived exactly once and in order: a gap-free run of seqs.
+ */
+export function assertExactlyOnceInOrder(received) {
+  const seqs = received.map((e) => e.seq);
+  assert.ok(seqs.length > 0, 'no stream event received');
+  const doubled = seqs.filter((s, k) => seqs.indexOf(s) !== k);
+  assert.deepEqual(doubled, [], `the server delivered seqs more than once: ${seqs}`);
+  for (let k = 1; k < seqs.length; k += 1) assert.equal(seqs[k], seqs[k - 1] + 1, `seqs out of order or with a gap: ${seqs}`);
+}
+
+/** At a cut, with `received` delivered so far, run `runId` had started and not ended. */
+export function assertMidRun(received, runId, cut) {
+  const supervisor = (type) => received.some((e) => e.run_id === runId && e.agent === 'supervisor' && e.type === type);
+  assert.ok(supervisor('agent_started'), `the ${cut} came before run ${runId} started`);
+  assert.ok(!supervisor('agent_completed'), `the ${cut} came after run ${runId} ended: nothing was left to resume`);
+}
+
+/**
+ * A TCP proxy on loopback in front of `upstream` (`host:port`), for the dead-link path: once
+ * armed with `freezeOn(marker)`, the first chunk from the server containing `marker` on a
+ * WebSocket connection freezes every WebSocket connection open at that moment — nothing more
+ * is forwarded either way and nothing is closed, as when a network path dies without a word.
+ * Connections opened later (the page reconnecting) are forwarded normally.
+ */
+export function startProxy(upstream) {
+  const [host, port] = [upstream.slice(0, upstream.lastIndexOf(':')), Number(upstream.slice(upstream.lastIndexOf(':') + 1))];
+  const links = new Set();
+  let armed = null;
+  let webSockets = 0;
+  const server = net.createServer((client) => {
+    const link = { client, server: net.connect(port, host), ws: null, frozen: false, tail: '' };
+    links.add(link);
+    const forget = () => {
+      if (link.frozen) return; // a dead link says nothing, not even goodbye
+      links.delete(link);
+      client.destroy();
+      link.server.destroy();
+    };
+    client.on('data', (d) => {
+      if (link.ws === null) {
+        link.ws = d.toString('latin1').startsWith('GET /ws');
+        if (link.ws) webSockets += 1;
+      }
+      if (!link.frozen) link.server.write(d);
+    });
+    link.server.on('data', (d) => {
+      if (link.frozen) return;
+      if (link.ws && armed) {
+        const text = link.tail + d.toString('latin1');
+        if (text.includes(armed.marker)) {
+          const { resolve } = armed;
+          armed = null;
+          for (const l of links) if (l.ws) l.frozen = true;
+          resolve();
+          return;
+        }
+        link.tail = text.slice(-256);
+      }
+      client.write(d);
+    });
+    for (const s of [client, link.server]) {
+      s.on('error', forget);
+      s.on('close', forget);
+    }
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const addr = `127.0.0.1:${server.address().port}`;
+      resolve({
+        addr,
+        url: `http://${addr}`,
+        /** Resolves when the freeze happened. */
+        freezeOn: (marker) =>
+          new Promise((done) => {
+            armed = { marker, resolve: done };
+          }),
+        /** WebSocket connections the proxy has seen opened. */
+        webSockets: () => webSockets,
+        close: () =>
+          new Promise((done) => {
+            for (const l of links) {
+              l.client.destroy();
+              l.server.destroy();
+            }
+            server.close(() => done());
+          }),
+      });
+    });
+  });
 }

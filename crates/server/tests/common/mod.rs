@@ -9,7 +9,6 @@ pub mod tracker;
 #[allow(unused_imports)]
 pub use tracker::*;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -30,6 +29,24 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_apogee")
 }
 
+/// Variables a spawned `apogee` keeps from the test's environment: none that changes what it
+/// does (`RUST_LOG` and `RUST_BACKTRACE` only shape its stderr).
+const INHERITED_ENV: [&str; 2] = ["RUST_LOG", "RUST_BACKTRACE"];
+
+/// `apogee` with a clean environment: an exported `APOGEE_DATABASE_URL`, `APOGEE_AUTH` or
+/// `APOGEE_REDIS_URL` in the shell running the tests must not change what a test exercises
+/// (or touch a real database). The test adds what it means to set; logs default to `warn`.
+pub fn apogee() -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.env_clear().env("RUST_LOG", "warn");
+    for var in INHERITED_ENV {
+        if let Ok(value) = std::env::var(var) {
+            cmd.env(var, value);
+        }
+    }
+    cmd
+}
+
 /// Runs `apogee demo-data` into `dir` with a small dataset.
 pub async fn load_demo_data(dir: &Path, calls: u64) {
     load_demo_data_with(dir, calls, &[]).await
@@ -37,7 +54,7 @@ pub async fn load_demo_data(dir: &Path, calls: u64) {
 
 /// [`load_demo_data`] with extra environment (e.g. `APOGEE_DATABASE_URL`).
 pub async fn load_demo_data_with(dir: &Path, calls: u64, env: &[(&str, &str)]) {
-    let out = Command::new(binary())
+    let out = apogee()
         .args([
             "demo-data",
             "--calls",
@@ -48,7 +65,6 @@ pub async fn load_demo_data_with(dir: &Path, calls: u64, env: &[(&str, &str)]) {
             "1",
         ])
         .env("APOGEE_DATA_DIR", dir)
-        .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .output()
         .await
@@ -68,11 +84,10 @@ pub struct Server {
 
 impl Server {
     pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(binary());
+        let mut cmd = apogee();
         cmd.arg("serve")
             .env("APOGEE_ADDR", "127.0.0.1:0")
             .env("APOGEE_DATA_DIR", dir)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
@@ -155,6 +170,11 @@ impl Server {
             .expect("connect")
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.join("apogee.db")
     }
@@ -213,10 +233,12 @@ impl Client {
             .unwrap();
     }
 
-    /// The next JSON frame (skipping pings), or `None` on close.
+    /// The next JSON frame (skipping pings), or `None` on close. Pings do not extend the
+    /// wait: a server that only pings fails the test in [`WAIT`] instead of hanging it.
     pub async fn next(&mut self) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("frame in time")?;
             match msg {
@@ -229,10 +251,11 @@ impl Client {
         }
     }
 
-    /// The next JSON frame, or `Err(close code)` when the server closes.
+    /// The next JSON frame, or `Err(close code)` when the server closes (within [`WAIT`]).
     pub async fn ws_next_or_close(&mut self) -> Result<Value, Option<u16>> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("frame in time");
             match msg {
@@ -286,50 +309,6 @@ impl Client {
         }
         panic!("run {run_id} did not end within 10000 frames");
     }
-}
-
-/// Checks PROTOCOL.md §4's pairing rules over one run's events.
-pub fn assert_run_well_formed(events: &[Value]) {
-    let agent_events: Vec<&Value> = events
-        .iter()
-        .filter(|e| {
-            e["type"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("agent_") || t.starts_with("tool_"))
-        })
-        .collect();
-    assert_eq!(agent_events.first().unwrap()["type"], "agent_started");
-    assert_eq!(agent_events.first().unwrap()["agent"], "supervisor");
-    assert_eq!(agent_events.last().unwrap()["type"], "agent_completed");
-    assert_eq!(agent_events.last().unwrap()["agent"], "supervisor");
-    let mut open_agents: HashMap<String, i32> = HashMap::new();
-    let mut open_tools: HashMap<String, i32> = HashMap::new();
-    for e in &agent_events {
-        let agent = e["agent"].as_str().unwrap().to_string();
-        match e["type"].as_str().unwrap() {
-            "agent_started" => *open_agents.entry(agent).or_default() += 1,
-            "agent_completed" => *open_agents.entry(agent).or_default() -= 1,
-            "tool_executing" => {
-                *open_tools
-                    .entry(e["call_id"].as_str().unwrap().to_string())
-                    .or_default() += 1
-            }
-            "tool_completed" => {
-                *open_tools
-                    .entry(e["call_id"].as_str().unwrap().to_string())
-                    .or_default() -= 1
-            }
-            _ => {}
-        }
-    }
-    assert!(
-        open_agents.values().all(|v| *v == 0),
-        "unpaired agents: {open_agents:?}"
-    );
-    assert!(
-        open_tools.values().all(|v| *v == 0),
-        "unpaired tools: {open_tools:?}"
-    );
 }
 
 /// Minimal HTTP/1.1 request over loopback; returns (status, body).

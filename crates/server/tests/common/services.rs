@@ -1,8 +1,8 @@
 //! PostgreSQL and Redis for the multi-node tests. `scripts/test` (via `scripts/services`)
 //! starts a throwaway PostgreSQL server and names the redis-server binary; each test gets a
 //! database of its own (`apogee_store::test_support`) and a Redis process of its own that it
-//! can stop and start again. Under CI a missing service fails the test: multi-node tests
-//! never skip there.
+//! can stop and start again. A missing service fails the test unless the developer opted out
+//! with `APOGEE_TEST_SKIP_SERVICES=1` (never under CI; see `apogee_store::test_support`).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use apogee_store::test_support::FreshDatabase;
 use super::WAIT;
 
 /// A fresh, empty database on the test PostgreSQL server (dropped with the value); `None`
-/// (skip) outside CI when no server was started.
+/// only when the services are skipped on purpose.
 pub async fn postgres_database() -> Option<FreshDatabase> {
     apogee_store::test_support::fresh_postgres().await
 }
@@ -28,9 +28,10 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// `None` (skip) outside CI when no redis-server was named.
+    /// `None` only when the services are skipped on purpose.
     pub async fn start() -> Option<Redis> {
-        let binary = apogee_store::test_support::service_env("APOGEE_TEST_REDIS_SERVER")?;
+        let binary =
+            apogee_store::test_support::service_env(apogee_store::test_support::REDIS_SERVER_VAR)?;
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("pick a port");
             l.local_addr().expect("port").port()
@@ -51,6 +52,7 @@ impl Redis {
     /// Starts the server (again) on the same port and waits until it accepts connections.
     pub async fn start_again(&mut self) {
         let child = Command::new(&self.binary)
+            .env_clear()
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdout(Stdio::null())

@@ -3,23 +3,26 @@
 //! semantics of `MemoryUsage` (its module doc), which `tests/matches_reference.rs` and
 //! `tests/rollups_equal_raw.rs` check on both backends.
 //!
-//! Where each is answered from:
-//! - `aggregate` without a tag filter or grouping reads the hourly rollups for the period's
-//!   whole hours and raw rows only for its edges ([`Split`]), as totals always have: the
-//!   rollups keep provider, model, user and feature, so those filters and groupings, and days
-//!   and weeks, cost ~720 hour rows × dimensions for 30 days, not a read of every call.
-//! - A tag filter or grouping reads the raw rows of the period and each one's `tags` JSON:
-//!   the rollups have no tags, and a rollup per tag key would multiply their rows by the tags
-//!   per call while still failing two tag filters at once. `docs/benchmarks.md` has what this
-//!   costs at 1M records on both backends.
+//! Where each is answered from (ARCHITECTURE.md "Reading usage" says why):
+//! - `aggregate` reads the hourly rollups for the period's whole hours and raw rows only for
+//!   its edges ([`Split`]): `usage_hourly` keeps provider, model, user and feature, so those
+//!   filters and groupings, days and weeks cost ~720 hour rows × dimensions for 30 days, not a
+//!   read of every call. A query naming one tag key reads that key's rows of
+//!   `usage_hourly_tags` as its values and, when records without the tag can be in the answer,
+//!   every `usage_hourly` row as `(none)` less the key's rows as `(none)` ([`one_tag_rows`]);
+//!   `row_count` drops a group that nets to no records. Two tag keys in one query read the
+//!   raw rows of the period and their `tags` JSON ([`RAW_ROWS`]).
 //! - `latency` and `model_mix` need per-call columns (latency, batch, price source), so they
-//!   read raw rows; `tags` reads the raw rows' tags.
+//!   read raw rows; `tags` reads the tag rollup plus the edges' raw tags.
+//! - Grouped answers are bounded by `MAX_GROUPS` in SQL (`LIMIT`), days before they are
+//!   merged into weeks here.
 //!
-//! Every value from a query (filter values, tag keys) is a bound parameter, never SQL text. A
-//! tag's value is looked up by its key as a bound string — SQLite's `json_each` matched on
-//! `key`, PostgreSQL's `->>` — not through a JSON path, so keys holding dots or quotes are
+//! Every value from a query (filter values, tag keys) is a bound parameter, never SQL text. In
+//! raw rows a tag's value is looked up with its key bound — PostgreSQL's `->>`, SQLite's
+//! `json_extract` with a bound path quoting the key, or `json_each` matched on the key when it
+//! holds a quote or backslash a path cannot quote — so keys holding dots, `$` or brackets are
 //! just keys. Days and weeks are grouped as UTC day starts (integers, the same arithmetic on
-//! both backends) and named and merged into weeks here.
+//! both backends) and named, and merged into weeks, here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
