@@ -185,6 +185,69 @@ export function kpis(data) {
   return h('dl', { class: 'kpis' }, items.map(([k, v]) => h('div', { class: 'kpi' }, h('dt', {}, k), h('dd', {}, v))));
 }
 
+/** Columns over time (days or weeks) with the highest one marked; `points` are
+ * `{key, label, value, display}` in order. */
+function columns(points, width) {
+  const height = 200;
+  const left = 48;
+  const top_ = 26;
+  const bottom = 24;
+  const plotW = width - left - 4;
+  const plotH = height - top_ - bottom;
+  const peak = Math.max(...points.map((p) => p.value), 0) || 1;
+  const tick = niceStep(peak, 3);
+  const max = Math.max(peak * 1.04, tick * Math.ceil(peak / tick));
+  const y = (v) => top_ + plotH - (v / max) * plotH;
+  const step = plotW / points.length;
+  const best = points.reduce((a, p) => (p.value > a.value ? p : a), points[0]);
+  const svg = s('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'chart-svg', 'aria-hidden': 'true' });
+  const money = points.some((p) => String(p.display).startsWith('$'));
+  for (let v = 0; v <= max + 1e-9; v += tick) {
+    svg.append(s('line', { x1: left, x2: width, y1: y(v), y2: y(v), class: 'chart-grid' }), s('text', { x: left - 6, y: y(v) + 4, class: 'chart-axis', 'text-anchor': 'end' }, money ? usdShort(v) : count(Math.round(v))));
+  }
+  const labelEvery = Math.max(1, Math.ceil(points.length / Math.max(2, Math.floor(plotW / 56))));
+  points.forEach((p, k) => {
+    const x = left + k * step;
+    const marked = p === best;
+    const bh = Math.max(p.value > 0 ? 1 : 0, top_ + plotH - y(p.value));
+    svg.append(s('rect', { x: x + step * 0.15, y: top_ + plotH - bh, width: Math.max(1, step * 0.7), height: bh, rx: Math.min(2, step * 0.2), class: marked ? 'chart-bar chart-bar-marked' : 'chart-bar chart-bar-day', 'data-key': p.key, 'data-marked': marked ? 'true' : null }, s('title', {}, `${p.label}: ${p.display}`)));
+    if (k % labelEvery === 0) svg.append(s('text', { x: x + step / 2, y: height - 6, class: 'chart-axis', 'text-anchor': 'middle' }, fit(String(p.label), step * labelEvery)));
+    if (marked) {
+      const label = fit(`Highest: ${p.display}`, width - 8);
+      const tw = label.length * 7.4;
+      const lx = Math.min(Math.max(x + step / 2 - tw / 2, 4), width - tw - 4);
+      svg.append(s('text', { x: lx, y: 14, class: 'chart-mark-label' }, label));
+    }
+  });
+  return svg;
+}
+
+/** The one chart a focused answer's data names (`data.answer.chart`): a ranking, a series
+ * over time, or a before/after; null for none. */
+export function answerChart(chart) {
+  if (!chart || typeof chart !== 'object') return null;
+  const title = String(chart.title ?? '');
+  if (chart.kind === 'ranking' || chart.kind === 'before_after') {
+    const list = Array.isArray(chart.rows) ? chart.rows : Array.isArray(chart.bars) ? chart.bars : [];
+    const rows = list.map((r) => ({ label: String(r.label ?? ''), value: Math.max(0, Number(r.value) || 0), display: String(r.display ?? '') }));
+    if (!rows.length) return null;
+    const kind = chart.kind === 'ranking' ? 'ranking' : 'before-after';
+    const fig = responsive(`chart-${kind}`, title, null, (w) => bars(rows, w, { barClass: kind === 'ranking' ? 'chart-bar-model' : 'chart-bar-compare', valueText: (r) => r.display }));
+    fig.setAttribute('data-chart', kind);
+    fig.append(srList(rows.map((r) => `${r.label}: ${r.display}`)));
+    return fig;
+  }
+  if (chart.kind === 'series') {
+    const points = (Array.isArray(chart.points) ? chart.points : []).map((p) => ({ key: String(p.key ?? ''), label: String(p.label ?? p.key ?? ''), value: Math.max(0, Number(p.value) || 0), display: String(p.display ?? '') }));
+    if (points.length < 2) return null;
+    const fig = responsive('chart-series', title, `${points[0].label} – ${points[points.length - 1].label}`, (w) => columns(points, w));
+    fig.setAttribute('data-chart', 'series');
+    fig.append(srList(points.map((p) => `${p.label}: ${p.display}`)));
+    return fig;
+  }
+  return null;
+}
+
 /** KPIs and every chart the data supports, or null when it supports none. */
 export function reportCharts(data) {
   if (!data || typeof data !== 'object') return null;

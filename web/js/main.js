@@ -114,6 +114,8 @@ function start(config, identity) {
     scroller: el.conversation,
     welcome: el.welcome,
     onCancel: (runId) => conn.send({ type: 'cancel_run', run_id: runId }),
+    // A follow-up suggestion asks itself in the open thread, as if typed.
+    onAsk: (text) => send(text),
     onRetry: (id) => {
       store.retry(id);
       flush();

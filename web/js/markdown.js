@@ -1,8 +1,9 @@
 // A small markdown renderer for the answers: headings, paragraphs, bullet and numbered lists
 // (nested by indentation), tables with alignment, fenced code, block quotes, rules, and inline
-// bold, italic, code and http(s) links. It builds DOM nodes and puts every piece of text in
-// through text nodes, so no input can inject markup; anything it does not understand stays
-// plain text.
+// bold, italic, code and http(s) links, and CommonMark backslash escapes (`\*` is a star, not
+// emphasis: the server escapes names from usage data this way). It builds DOM nodes and puts
+// every piece of text in through text nodes, so no input can inject markup; anything it does
+// not understand stays plain text.
 
 import { h } from './dom.js';
 
@@ -169,6 +170,8 @@ export function inline(text) {
   const out = [];
   let rest = String(text);
   const patterns = [
+    // An escaped punctuation character is itself, whatever it would have started.
+    { re: /\\([!-/:-@[-`{-~])/, make: (m) => document.createTextNode(m[1]) },
     { re: /`([^`]+)`/, make: (m) => h('code', {}, m[1]) },
     { re: /\*\*(.+?)\*\*/, make: (m) => h('strong', {}, inline(m[1])) },
     { re: /__(.+?)__/, make: (m) => h('strong', {}, inline(m[1])) },

@@ -8,11 +8,12 @@ import { renderMarkdown } from './markdown.js';
 import { RunView } from './timeline.js';
 
 export class ThreadView {
-  constructor({ list, scroller, welcome, onCancel, onRetry, needRun }) {
+  constructor({ list, scroller, welcome, onCancel, onRetry, needRun, onAsk }) {
     this.list = list;
     this.scroller = scroller;
     this.welcome = welcome;
     this.onCancel = onCancel;
+    this.onAsk = onAsk;
     this.onRetry = onRetry;
     this.needRun = needRun;
     this.threadId = undefined;
@@ -48,7 +49,7 @@ export class ThreadView {
       const key = `r:${runId}`;
       let rv = this.nodes.get(key);
       if (!rv) {
-        rv = new RunView(runId, { live: !view || view.status === 'running', onCancel: this.onCancel });
+        rv = new RunView(runId, { live: !view || view.status === 'running', onCancel: this.onCancel, onAsk: this.onAsk });
         this.nodes.set(key, rv);
       }
       if (view) rv.update(view, answers.get(runId));

@@ -1,18 +1,21 @@
 // One run as the user sees it: a collapsible timeline of its agents (each a collapsible step:
 // started → thinking → tools with arguments, status and duration → completed), then the
-// charts of the supervisor's data and the answer rendered from markdown. Updated in place,
-// keyed by step and item, so focus and open/closed state survive new events.
+// answer: its first sentence prominent, the one chart that supports it (a full analysis
+// report gets its KPIs and charts above it instead), the rest of the markdown, and follow-up
+// questions that ask themselves when clicked. Updated in place, keyed by step and item, so
+// focus and open/closed state survive new events.
 
 import { h, clear, announce } from './dom.js';
 import { duration, args } from './format.js';
 import { renderMarkdown } from './markdown.js';
-import { reportCharts } from './charts.js';
+import { reportCharts, answerChart } from './charts.js';
 
 const AGENT_LABELS = {
   supervisor: 'Supervisor',
   triage: 'Triage',
   data: 'Data',
   anomaly: 'Anomaly',
+  performance: 'Performance',
   optimization: 'Optimization',
   report: 'Report',
   data_helper: 'Data helper',
@@ -44,10 +47,13 @@ function collapsible(className, open) {
 }
 
 export class RunView {
-  constructor(runId, { live, onCancel }) {
+  constructor(runId, { live, onCancel, onAsk }) {
     this.runId = runId;
     this.live = live;
     this.onCancel = onCancel;
+    this.onAsk = onAsk;
+    this.focusChart = null;
+    this.followupsShown = false;
     this.steps = new Map();
     this.answerId = null;
     this.chartsShown = false;
@@ -65,7 +71,8 @@ export class RunView {
     this.errorBox = h('p', { class: 'run-error', role: 'alert', hidden: true });
     this.visuals = h('div', { class: 'visuals-slot' });
     this.answer = h('article', { class: 'answer markdown', hidden: true, 'aria-label': 'Answer' });
-    this.el = h('section', { class: 'run', 'data-run-id': runId, 'data-status': 'running', 'aria-label': 'Analysis run' }, this.timeline, this.errorBox, this.visuals, this.answer);
+    this.followups = h('nav', { class: 'followups', hidden: true, 'aria-label': 'Follow-up questions' });
+    this.el = h('section', { class: 'run', 'data-run-id': runId, 'data-status': 'running', 'aria-label': 'Analysis run' }, this.timeline, this.errorBox, this.visuals, this.answer, this.followups);
     this.headIcon.textContent = `${STATUS_ICON.running} `;
     this.headline.textContent = 'Starting…';
   }
@@ -89,17 +96,38 @@ export class RunView {
       this.errorBox.hidden = false;
       this.errorBox.textContent = view.summary;
     }
+    const shape = done && view.data && typeof view.data.answer === 'object' && view.data.answer ? view.data.answer : null;
     if (!this.chartsShown && done && view.data) {
-      const charts = reportCharts(view.data);
-      if (charts) {
-        clear(this.visuals).append(charts);
-        this.chartsShown = true;
+      // A full report shows its KPIs and charts above it; a focused answer its one chart.
+      if (!shape || shape.kind === 'report') {
+        const charts = reportCharts(view.data);
+        if (charts) clear(this.visuals).append(charts);
+      } else {
+        this.focusChart = answerChart(shape.chart);
       }
+      this.chartsShown = true;
     }
     if (answer && answer.id !== this.answerId) {
       this.answerId = answer.id;
       clear(this.answer).append(renderMarkdown(answer.content));
+      const first = this.answer.firstElementChild;
+      if (first && first.tagName === 'P') first.classList.add('answer-lead');
       this.answer.hidden = false;
+    }
+    // The chart goes right under the first sentence it supports.
+    if (this.focusChart && !this.answer.hidden && this.focusChart.parentNode !== this.answer) {
+      const lead = this.answer.querySelector('.answer-lead');
+      this.answer.insertBefore(this.focusChart, lead ? lead.nextSibling : this.answer.firstChild);
+    }
+    if (!this.followupsShown && shape && Array.isArray(shape.suggestions) && shape.suggestions.length && this.onAsk) {
+      this.followupsShown = true;
+      const buttons = shape.suggestions.slice(0, 4).map((q) => {
+        const b = h('button', { type: 'button', class: 'chip followup' }, String(q));
+        b.addEventListener('click', () => this.onAsk(String(q)));
+        return b;
+      });
+      clear(this.followups).append(h('span', { class: 'followups-label muted small' }, 'Ask next:'), ...buttons);
+      this.followups.hidden = false;
     }
     if (done && this.live && !this.announcedEnd) {
       this.announcedEnd = true;

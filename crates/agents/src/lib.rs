@@ -1,23 +1,45 @@
-//! The agents that answer a user's question about their AI spend: a supervisor that plans the
-//! run and hands work to sub-agents (triage, data, anomaly, optimization, report, data_helper),
-//! the tools they call over the org's usage, and the [`EventSink`] every step is reported into.
-//! Knows nothing of WebSocket, HTTP or SQL: usage comes through [`OrgUsageQueries`].
+//! The agents that answer a user's question about their AI spend. Knows nothing of WebSocket,
+//! HTTP or SQL: usage comes through [`OrgUsageQueries`], one org's, and every step is reported
+//! into an [`EventSink`].
+//!
+//! # Layout: rules → tools → sub-agents
+//!
+//! - **Rules** are pure functions, tested by hand-computed examples and data: `plan` (the
+//!   [`QuestionPlan`] type), `question/` (reading a question into a plan: `words` with the one
+//!   stop-word list, `period`, `names` against the org's own, `intent`, combined by
+//!   [`plan_question`]), `answer/` (writing answers: `figure`, `projection`, `analysis`,
+//!   `conversation`, `help`, `explain`, `follow_ups`, and `markdown` with the one escape every
+//!   writer uses), `format` (numbers). The arithmetic of spend (spikes, anomalies, change,
+//!   forecast, savings, what-if pricing) is `apogee_analytics`'s.
+//! - **Tools** (`tools/`) wrap one query or one rule as a step with a name, arguments and a
+//!   result: `plan_question`, `read_org_names`, `measure_usage`, `measure_latency`, the
+//!   breakdowns, trends, recommenders, what-if pricing, and `compose_*`, which post the
+//!   answer. A tool never decides what to run next.
+//! - **Sub-agents** (`subagents/`: triage, data, performance, anomaly, optimization, report,
+//!   data_helper) sequence tools and say what they do; the supervisor (`supervisor.rs`) runs
+//!   the ones the plan needs, and only those. `scope.rs` pairs every start with its end by
+//!   construction.
 //!
 //! The entry point is [`run`]. Everything is deterministic (rules, no LLM): the same question
-//! over the same data at the same `now` gives the same events and answer.
+//! over the same data at the same `now`, after the same previous plan, gives the same events
+//! and answer.
 
+mod answer;
 mod findings;
 mod format;
-mod help;
-mod report;
+mod plan;
+mod question;
 mod scope;
 pub mod sink;
-mod spike;
 mod subagents;
 mod supervisor;
 mod tools;
-mod triage;
 
+pub use plan::{
+    Intent, Measure, Order, PlanPeriod, QuestionPlan, Rank, UnknownName, Unsupported, WhatIf,
+};
+pub use question::names::OrgNames;
+pub use question::{PlanContext, names_period, plan_question};
 pub use sink::{EventSink, SinkError};
 pub use supervisor::{RunOutcome, run};
 
@@ -39,4 +61,7 @@ pub struct RunContext {
     pub catalog: Arc<PriceCatalog>,
     pub sink: Arc<dyn EventSink>,
     pub cancel: CancellationToken,
+    /// The plan the thread's previous question left ([`RunOutcome::thread_plan`]), which a
+    /// follow-up ("and last month?") refines.
+    pub previous_plan: Option<QuestionPlan>,
 }

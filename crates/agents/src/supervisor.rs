@@ -1,7 +1,15 @@
-//! The public entry point [`run`]: the supervisor plans the run from the triage and hands the
-//! work to sub-agents (triage → data → [anomaly] → optimization → report, or data_helper when
-//! there is nothing to analyse). Failures and cancellation become events and the
-//! [`RunOutcome`]; `run` itself never fails.
+//! The public entry point [`run`]: the supervisor has triage read the question into a
+//! [`QuestionPlan`], then runs the sub-agents that plan needs, and only those:
+//!
+//! - a figure: data (and performance for latency) → report;
+//! - a forecast: data → report; a what-if: optimization → report;
+//! - a full analysis (analysis, savings, spike, model choice): data → [anomaly] →
+//!   optimization → report;
+//! - names without usage, a greeting, a capability question, a request Apogee cannot do, a
+//!   question it cannot map: report alone, in a few lines;
+//! - data help, or no usage at all in the period: data_helper.
+//!
+//! Failures and cancellation become events and the [`RunOutcome`]; `run` itself never fails.
 
 use std::sync::Arc;
 
@@ -11,15 +19,15 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::RunContext;
-use crate::findings::{Findings, Savings, UsageData};
-use crate::format::{count, share};
-use crate::report::ReportInput;
+use crate::answer::analysis::ReportInput;
+use crate::answer::figure::{self, FigureData};
+use crate::answer::{conversation, follow_ups, projection};
+use crate::findings::{Findings, Shown, answer_kind};
+use crate::plan::{Intent, QuestionPlan};
 use crate::scope::{Agent, Conclusion, RunEvents, StepError, supervise};
 use crate::sink::SinkError;
-use crate::spike::Spike;
 use crate::subagents::{anomaly, data, data_helper, optimization, performance, report, triage};
-use crate::tools::latency::latency_sentence;
-use crate::triage::{Intent, Triage};
+use crate::tools::planning::describe;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,9 +36,13 @@ pub struct RunOutcome {
     pub status: AgentStatus,
     /// Its user-readable summary.
     pub summary: String,
-    /// Its structured result (intent, period, totals, breakdowns, recommendations, spike);
-    /// `Null` when the sink failed before it could be sent.
+    /// Its structured result (the plan, how to show the answer, totals, breakdowns,
+    /// recommendations, spike, …); `Null` when the sink failed before it could be sent.
     pub data: Value,
+    /// The plan the next question of this thread refines: this run's, or (after a greeting or
+    /// a question it could not map) the previous one. `None` when the run ended before
+    /// planning and there was none before.
+    pub thread_plan: Option<QuestionPlan>,
     /// Set when the event sink failed: the run stopped there, so its last events (the
     /// supervisor's `agent_completed` at least) were never delivered and the caller must close
     /// the run itself.
@@ -43,6 +55,7 @@ struct Inputs {
     now: DateTime<Utc>,
     usage: Arc<dyn OrgUsageQueries>,
     catalog: Arc<PriceCatalog>,
+    previous: Option<QuestionPlan>,
 }
 
 /// Answers one user message: streams every step into `ctx.sink`, posts the answer with
@@ -56,6 +69,7 @@ pub async fn run(ctx: RunContext) -> RunOutcome {
         catalog,
         sink,
         cancel,
+        previous_plan,
     } = ctx;
     tracing::info!(%run_id, "run started");
     let events = RunEvents::new(run_id.clone(), sink, cancel);
@@ -64,19 +78,35 @@ pub async fn run(ctx: RunContext) -> RunOutcome {
         now,
         usage,
         catalog,
+        previous: previous_plan,
     };
-    let outcome = match supervise(events, |sup| async move { conclude(&sup, &inputs).await }).await
+    let thread_plan = std::sync::Mutex::new(inputs.previous.clone());
+    let inputs = &inputs;
+    let thread = &thread_plan;
+    let outcome = match supervise(events, |sup| async move {
+        let (conclusion, plan) = conclude(&sup, inputs).await?;
+        if let Some(p) = plan {
+            // A plan a follow-up can refine replaces the thread's; a greeting keeps the last.
+            if !p.intent.is_conversation() && p.intent != Intent::DataHelp {
+                *thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+            }
+        }
+        Ok(conclusion)
+    })
+    .await
     {
         Ok(c) => RunOutcome {
             status: c.status,
             summary: c.summary,
             data: c.data,
+            thread_plan: thread_plan.into_inner().unwrap_or_else(|e| e.into_inner()),
             sink_error: None,
         },
         Err(e) => RunOutcome {
             status: AgentStatus::Error,
             summary: "The run stopped: its events could not be delivered.".into(),
             data: Value::Null,
+            thread_plan: thread_plan.into_inner().unwrap_or_else(|e| e.into_inner()),
             sink_error: Some(e.0),
         },
     };
@@ -84,9 +114,12 @@ pub async fn run(ctx: RunContext) -> RunOutcome {
     outcome
 }
 
-async fn conclude(sup: &Agent, inputs: &Inputs) -> Result<Conclusion, SinkError> {
+async fn conclude(
+    sup: &Agent,
+    inputs: &Inputs,
+) -> Result<(Conclusion, Option<QuestionPlan>), SinkError> {
     let mut found = Findings::default();
-    let result = plan(sup, inputs, &mut found).await;
+    let result = steps(sup, inputs, &mut found).await;
     let data = found.to_json();
     let (status, summary) = match result {
         Ok(summary) => (AgentStatus::Ok, summary),
@@ -97,144 +130,246 @@ async fn conclude(sup: &Agent, inputs: &Inputs) -> Result<Conclusion, SinkError>
         ),
         Err(StepError::Tool(e)) => (AgentStatus::Error, e.to_string()),
     };
-    Ok(Conclusion {
-        status,
-        summary,
-        data,
-    })
-}
-
-/// The run's steps; returns the supervisor's summary. What each step found goes into `found`
-/// as soon as it has it, so a failed or cancelled run still reports what it had.
-async fn plan(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<String, StepError> {
-    let usage = &*inputs.usage;
-    sup.think("Reading the question first, to plan which analyses to run.")
-        .await?;
-    let t = sup
-        .child("triage")
-        .run(|a| triage::work(a, &inputs.question, inputs.now, &inputs.catalog))
-        .await?;
-    found.triage = Some(t.clone());
-
-    if t.intent == Intent::DataHelp {
-        sup.think("This is about getting usage data in; handing it to the data helper.")
-            .await?;
-        let coverage = sup
-            .child("data_helper")
-            .run(|a| data_helper::work(a, usage, &t, None, inputs.now))
-            .await?;
-        found.coverage = Some(coverage);
-        return Ok("Explained how to send usage to Apogee.".into());
-    }
-
-    let steps = match t.intent {
-        Intent::SpikeExplanation => "data → anomaly → optimization → report",
-        Intent::Latency => "data → performance → optimization → report",
-        _ => "data → optimization → report",
-    };
-    sup.think(format!("Plan: {steps}, over {}.", t.period.label()))
-        .await?;
-    let data = sup
-        .child("data")
-        .run(|a| data::work(a, usage, &inputs.catalog, &t, inputs.now))
-        .await?;
-    found.usage = Some(data.clone());
-
-    if data.totals.calls == 0 {
-        sup.think("There is no usage to analyse in this period; handing over to the data helper.")
-            .await?;
-        let coverage = sup
-            .child("data_helper")
-            .run(|a| data_helper::work(a, usage, &t, Some(0), inputs.now))
-            .await?;
-        found.coverage = Some(coverage);
-        return Ok(format!(
-            "No usage recorded in {}; explained how to send usage.",
-            t.period.label()
-        ));
-    }
-
-    if t.intent == Intent::SpikeExplanation {
-        found.spike = sup
-            .child("anomaly")
-            .run(|a| anomaly::work(a, usage, &t, &data))
-            .await?;
-    }
-    if t.intent == Intent::Latency {
-        found.latency = Some(
-            sup.child("performance")
-                .run(|a| performance::work(a, usage, &t))
-                .await?,
-        );
-    }
-    let savings = sup
-        .child("optimization")
-        .run(|a| optimization::work(a, usage, &inputs.catalog, &t, &data))
-        .await?;
-    found.savings = Some(savings);
-
-    let input = ReportInput {
-        triage: &t,
-        usage: &data,
-        spike: found.spike.as_ref(),
-        savings: found.savings.as_ref(),
-        latency: found.latency.as_deref(),
-    };
-    sup.child("report").run(|a| report::work(a, &input)).await?;
-    if let Some(rows) = found.latency.as_deref() {
-        return Ok(format!("{}.", latency_sentence(rows)));
-    }
-    Ok(summary(
-        &t,
-        &data,
-        found.spike.as_ref(),
-        found.savings.as_ref(),
+    Ok((
+        Conclusion {
+            status,
+            summary,
+            data,
+        },
+        found.plan,
     ))
 }
 
-/// The supervisor's closing line, shaped like the report.
-fn summary(
-    t: &Triage,
-    data: &UsageData,
-    spike: Option<&Spike>,
-    savings: Option<&Savings>,
-) -> String {
-    let spend = format!(
-        "{} across {} calls over {}",
-        data.totals.cost.display_usd(),
-        count(data.totals.calls),
-        t.period.label()
-    );
-    let saving = savings.filter(|s| !s.recommendations.is_empty()).map(|s| {
-        format!(
-            "{} ways to save about {} per month",
-            s.recommendations.len(),
-            s.total_monthly().display_usd()
-        )
-    });
-    match t.intent {
-        Intent::Savings => match saving {
-            Some(s) => format!("Found {s}, on {spend}."),
-            None => format!("No saving is backed by the usage: {spend}."),
-        },
-        Intent::SpikeExplanation => match spike {
-            Some(s) => s.sentence(),
-            None => format!("Too few days of usage to compare: {spend}."),
-        },
-        _ => {
-            let mut line = format!("Spend was {spend}");
-            if let Some(top) = data.by_model.first() {
-                line.push_str(&format!(
-                    "; top model {} ({})",
-                    top.key,
-                    share(top.cost, data.totals.cost)
-                ));
-            }
-            if let Some(s) = saving {
-                line.push_str(&format!("; {s}"));
-            }
-            line.push('.');
-            line
-        }
+/// The run's steps; returns the supervisor's summary (the answer's first sentence). What each
+/// step found goes into `found` as soon as it has it, so a failed or cancelled run still
+/// reports what it had.
+async fn steps(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<String, StepError> {
+    let usage = &*inputs.usage;
+    sup.think("Reading the question first, to plan which analyses to run.")
+        .await?;
+    let reading = sup
+        .child("triage")
+        .run(|a| {
+            triage::work(
+                a,
+                &inputs.question,
+                inputs.now,
+                usage,
+                &inputs.catalog,
+                inputs.previous.as_ref(),
+            )
+        })
+        .await?;
+    let plan = reading.plan;
+    found.plan = Some(plan.clone());
+    let names = reading.names;
+
+    if plan.intent == Intent::DataHelp {
+        sup.think("This is about getting usage data in; handing it to the data helper.")
+            .await?;
+        return help(sup, inputs, &plan, None, found).await;
     }
+    if plan.intent.is_conversation() {
+        sup.think("Nothing to measure: answering in a few lines.")
+            .await?;
+        // The examples are in the answer itself: no follow-ups under it.
+        let (answer, _) = match plan.intent {
+            Intent::Greeting => conversation::greeting(),
+            Intent::Capabilities => conversation::capabilities(),
+            Intent::Unsupported => conversation::unsupported(
+                plan.unsupported
+                    .unwrap_or(crate::plan::Unsupported::Budgets),
+            ),
+            _ => conversation::unknown(&inputs.question),
+        };
+        return post(sup, &plan, found, "conversation", answer, Vec::new()).await;
+    }
+    if !plan.unknown_names.is_empty() {
+        sup.think("Some names in the question have no usage in the period: saying so, with the names that do.")
+            .await?;
+        let (answer, suggestions) = conversation::unknown_names(&plan, &names, inputs.now);
+        return post(sup, &plan, found, "figure", answer, suggestions).await;
+    }
+    match plan.intent {
+        Intent::Figure => figure_steps(sup, inputs, &plan, found).await,
+        Intent::Forecast => {
+            sup.think(format!("Plan: data → report. {}", describe(&plan)))
+                .await?;
+            let f = sup
+                .child("data")
+                .run(|a| data::forecast(a, usage, &plan, inputs.now))
+                .await?;
+            found.forecast = Some(f.clone());
+            let answer = projection::forecast(&plan, &f, inputs.now);
+            let suggestions = follow_ups::suggestions(&plan, None);
+            post(sup, &plan, found, "forecast", answer, suggestions).await
+        }
+        Intent::WhatIf => {
+            sup.think(format!("Plan: optimization → report. {}", describe(&plan)))
+                .await?;
+            let what = plan
+                .what_if
+                .clone()
+                .unwrap_or(crate::plan::WhatIf::BatchApi);
+            let w = sup
+                .child("optimization")
+                .run(|a| optimization::what_if(a, usage, &inputs.catalog, &plan, &what))
+                .await?;
+            found.what_if = Some(w.clone());
+            let answer = projection::what_if(&plan, &w, inputs.now);
+            let suggestions = follow_ups::suggestions(&plan, None);
+            post(sup, &plan, found, "what_if", answer, suggestions).await
+        }
+        _ => report_steps(sup, inputs, &plan, found).await,
+    }
+}
+
+/// Posts a focused or short answer through the report agent and records how to show it.
+async fn post(
+    sup: &Agent,
+    plan: &QuestionPlan,
+    found: &mut Findings,
+    kind: &'static str,
+    answer: figure::Answer,
+    suggestions: Vec<String>,
+) -> Result<String, StepError> {
+    let chart = answer.chart.clone();
+    let posted = sup
+        .child("report")
+        .run(|a| report::answer(a, plan, kind, move || answer))
+        .await?;
+    found.shown = Some(Shown {
+        kind: answer_kind(plan),
+        lead: posted.lead.clone(),
+        chart,
+        suggestions,
+    });
+    Ok(posted.lead)
+}
+
+async fn help(
+    sup: &Agent,
+    inputs: &Inputs,
+    plan: &QuestionPlan,
+    asked_calls: Option<i64>,
+    found: &mut Findings,
+) -> Result<String, StepError> {
+    let usage = &*inputs.usage;
+    let (coverage, lead) = sup
+        .child("data_helper")
+        .run(|a| data_helper::work(a, usage, plan, asked_calls, inputs.now))
+        .await?;
+    found.coverage = Some(coverage);
+    found.shown = Some(Shown {
+        kind: "help",
+        lead,
+        chart: serde_json::json!({ "kind": "none" }),
+        suggestions: vec!["Analyze my AI costs".into()],
+    });
+    Ok(match asked_calls {
+        Some(0) => format!(
+            "No usage recorded in {}; explained how to send usage.",
+            plan.period.period().label()
+        ),
+        _ => "Explained how to send usage to Apogee.".into(),
+    })
+}
+
+async fn figure_steps(
+    sup: &Agent,
+    inputs: &Inputs,
+    plan: &QuestionPlan,
+    found: &mut Findings,
+) -> Result<String, StepError> {
+    let usage = &*inputs.usage;
+    let latency = plan.measures.iter().any(|m| m.is_latency());
+    let totals = plan.measures.iter().any(|m| !m.is_latency());
+    let agents = match (totals, latency) {
+        (true, true) => "data → performance → report",
+        (false, true) => "performance → report",
+        _ => "data → report",
+    };
+    sup.think(format!("Plan: {agents}. {}", describe(plan)))
+        .await?;
+    let mut fig = if totals {
+        sup.child("data")
+            .run(|a| data::figure(a, usage, plan))
+            .await?
+    } else {
+        FigureData::default()
+    };
+    if latency {
+        fig = sup
+            .child("performance")
+            .run(|a| performance::work(a, usage, plan, fig))
+            .await?;
+    }
+    found.figure = Some(fig.clone());
+    // No usage at all in the period (not just in a scope): how to send some.
+    let nothing =
+        fig.current.totals.calls == 0 && fig.previous.as_ref().is_none_or(|p| p.totals.calls == 0);
+    if nothing && plan.scope.is_all() {
+        sup.think("There is no usage in this period; handing over to the data helper.")
+            .await?;
+        return help(sup, inputs, plan, Some(0), found).await;
+    }
+    let top = fig.current.groups.first().map(|g| g.key.clone());
+    let suggestions = follow_ups::suggestions(plan, top.as_deref());
+    let now = inputs.now;
+    let answer = figure::render(plan, &fig, now);
+    post(sup, plan, found, "figure", answer, suggestions).await
+}
+
+async fn report_steps(
+    sup: &Agent,
+    inputs: &Inputs,
+    plan: &QuestionPlan,
+    found: &mut Findings,
+) -> Result<String, StepError> {
+    let usage = &*inputs.usage;
+    let steps = match plan.intent {
+        Intent::SpikeExplanation => "data → anomaly → optimization → report",
+        _ => "data → optimization → report",
+    };
+    sup.think(format!(
+        "Plan: {steps}, over {}.",
+        plan.period.period().label()
+    ))
+    .await?;
+    let data = sup
+        .child("data")
+        .run(|a| data::work(a, usage, &inputs.catalog, plan, inputs.now))
+        .await?;
+    found.usage = Some(data.clone());
+    if data.totals.calls == 0 {
+        sup.think("There is no usage to analyse in this period; handing over to the data helper.")
+            .await?;
+        return help(sup, inputs, plan, Some(0), found).await;
+    }
+    if plan.intent == Intent::SpikeExplanation {
+        found.spike = sup
+            .child("anomaly")
+            .run(|a| anomaly::work(a, usage, plan, &data))
+            .await?;
+    }
+    let savings = sup
+        .child("optimization")
+        .run(|a| optimization::work(a, usage, &inputs.catalog, plan, &data))
+        .await?;
+    found.savings = Some(savings);
+    let input = ReportInput {
+        plan,
+        usage: &data,
+        spike: found.spike.as_ref(),
+        savings: found.savings.as_ref(),
+        now: inputs.now,
+    };
+    let lead = sup.child("report").run(|a| report::full(a, &input)).await?;
+    found.shown = Some(Shown {
+        kind: "report",
+        lead: lead.clone(),
+        chart: serde_json::json!({ "kind": "report" }),
+        suggestions: follow_ups::suggestions(plan, None),
+    });
+    Ok(lead)
 }

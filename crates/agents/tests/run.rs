@@ -9,9 +9,10 @@ use std::time::Duration;
 use apogee_agents::{EventSink, RunContext, RunOutcome, SinkError, run};
 use apogee_analytics::demo::{self, DemoSpec};
 use apogee_analytics::{
-    BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
-    MemoryUsage, OrgUsageQueries, OutputTail, Period, PriceCatalog, PricedRecord, QueryError,
-    RepeatProfile, TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, Dimension, FeatureModelCost, Filter, Grouping, InputBand,
+    LatencySlice, MemoryUsage, ModelMix, OrgUsageQueries, OutputTail, Period, PriceCatalog,
+    PricedRecord, QueryError, RepeatProfile, Scope, TagCount, TrafficProfile, UsageQuery,
+    UsageSlice, UsageTotals,
 };
 use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
 use async_trait::async_trait;
@@ -122,6 +123,7 @@ async fn run_with(
         catalog: catalog(),
         sink: recorder,
         cancel,
+        previous_plan: None,
     })
     .await
 }
@@ -281,7 +283,7 @@ async fn analyze_my_costs_golden_path() {
     assert_eq!(
         tools_called(&events),
         [
-            "classify_question",
+            "plan_question",
             "usage_totals",
             "spend_by_model",
             "spend_by_feature",
@@ -350,14 +352,20 @@ async fn analyze_my_costs_golden_path() {
     assert!(answer.contains(demo::UNPRICED_MODEL));
 
     let data = &outcome.data;
-    assert_eq!(data["intent"], "cost_breakdown");
+    assert_eq!(data["intent"], "analysis");
+    assert_eq!(data["plan"]["intent"], "analysis");
+    assert_eq!(data["answer"]["kind"], "report");
+    assert!(answer.starts_with(data["answer"]["lead"].as_str().unwrap()));
     assert_eq!(data["period"]["label"], "2026-10-27 – 2026-11-25");
     assert_eq!(data["totals"]["calls"], totals.calls);
     assert_eq!(data["totals"]["cost_nanos"], totals.cost.0);
     assert_eq!(data["totals"]["unpriced_calls"], totals.unpriced_calls);
-    let by_model = usage.breakdown(&period, GroupBy::Model).await.unwrap();
+    let by_model = usage
+        .breakdown(&period, Grouping::By(Dimension::Model))
+        .await
+        .unwrap();
     assert_eq!(keys_costs(&data["by_model"]), keys_costs_rows(&by_model));
-    let by_day = usage.breakdown(&period, GroupBy::Day).await.unwrap();
+    let by_day = usage.breakdown(&period, Grouping::Day).await.unwrap();
     assert_eq!(keys_costs(&data["by_day"]), keys_costs_rows(&by_day));
     assert!(!data["recommendations"].as_array().unwrap().is_empty());
 
@@ -409,7 +417,7 @@ async fn savings_question_yields_ranked_recommendations() {
     );
 
     let answer = answer.unwrap();
-    assert!(answer.starts_with("# How to cut your AI bill"), "{answer}");
+    assert!(answer.starts_with("You could save about"), "{answer}");
     assert!(answer.contains("| recommendation | monthly saving | affected calls | confidence |"));
     assert!(answer.contains("a response cache serves 80%"));
     let total = outcome.data["total_monthly_saving_nanos"].as_i64().unwrap();
@@ -446,7 +454,7 @@ async fn spike_question_names_the_spike_day_and_its_cause() {
         "{answer}"
     );
     assert!(
-        answer.contains("`doc-summarizer` on claude-sonnet-4"),
+        answer.contains("feature doc-summarizer on claude-sonnet-4"),
         "{answer}"
     );
     assert!(
@@ -486,36 +494,56 @@ fn tool_data(events: &[EventBody], name: &str) -> Value {
 }
 
 #[tokio::test]
-async fn latency_question_gets_the_performance_agent_and_a_latency_table() {
+async fn latency_question_gets_the_performance_agent_and_a_ranking() {
     let (outcome, events, answer) = ask("Which model is slowest? Show p95 latency").await;
     assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    // Latency is measured, and nothing else runs: no breakdowns, no recommenders.
     assert_eq!(
         agents_started(&events),
-        [
-            "supervisor",
-            "triage",
-            "data",
-            "performance",
-            "optimization",
-            "report"
-        ]
+        ["supervisor", "triage", "performance", "report"]
     );
-    assert!(tools_called(&events).contains(&"latency_by_model"));
-    // The report's table is the reference query's rows.
-    let rows = demo_usage()
+    assert_eq!(
+        tools_called(&events),
+        ["plan_question", "measure_latency", "compose_answer"]
+    );
+    // The ranking is the reference query's rows, slowest p95 first.
+    let mut rows = demo_usage()
         .latency_by_model(&Period::last_days(now(), 30))
         .await
         .unwrap();
+    rows.retain(|r| r.stats.p95_ms.is_some());
+    rows.sort_by(|a, b| b.stats.p95_ms.cmp(&a.stats.p95_ms).then(a.key.cmp(&b.key)));
+    let slowest = &rows[0];
     let latency = outcome.data["latency"].as_array().unwrap();
-    assert_eq!(latency.len(), rows.len());
-    assert_eq!(latency[0]["model"], rows[0].model.as_str());
-    assert_eq!(latency[0]["p95_ms"].as_i64(), rows[0].p95_ms);
-    let answer = answer.unwrap();
     assert!(
-        answer.starts_with("# Latency and errors by model"),
+        latency
+            .iter()
+            .any(|r| r["key"] == slowest.key.as_str()
+                && r["p95_ms"].as_i64() == slowest.stats.p95_ms)
+    );
+    let answer = answer.unwrap();
+    let p95 = slowest.stats.p95_ms.unwrap();
+    assert!(
+        answer.starts_with(&format!(
+            "{} was the slowest model by p95 in the last 30 days (Oct 27 – Nov 25): {} ms.",
+            slowest.key,
+            count(p95)
+        )),
         "{answer}"
     );
-    assert!(answer.contains(&rows[0].model), "{answer}");
+    assert_eq!(outcome.data["answer"]["chart"]["kind"], "ranking");
+}
+
+fn count(n: i64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 #[tokio::test]
@@ -553,7 +581,7 @@ async fn named_weekday_is_compared_with_its_window() {
     assert!(
         answer
             .unwrap()
-            .contains(&format!("{weekday} {}", spike.date))
+            .starts_with(&format!("Spend on {} ({weekday})", spike.date))
     );
 }
 
@@ -577,7 +605,7 @@ async fn empty_usage_gets_the_data_helper_without_figures() {
     );
     assert_eq!(
         tools_called(&events),
-        ["classify_question", "usage_totals", "check_data_coverage"]
+        ["plan_question", "usage_totals", "check_data_coverage"]
     );
     let answer = recorder.answer().unwrap();
     assert!(answer.contains("POST /api/usage"), "{answer}");
@@ -601,6 +629,7 @@ async fn usage_outside_the_period_is_pointed_to() {
         catalog: catalog(),
         sink: recorder.clone(),
         cancel: CancellationToken::new(),
+        previous_plan: None,
     })
     .await;
     assert_eq!(assert_well_formed(&recorder.events()), AgentStatus::Ok);
@@ -733,10 +762,16 @@ struct Stuck;
 
 #[async_trait]
 impl OrgUsageQueries for Stuck {
-    async fn totals(&self, _: &Period) -> Result<UsageTotals, QueryError> {
+    async fn aggregate(&self, _: &UsageQuery) -> Result<UsageSlice, QueryError> {
         std::future::pending().await
     }
-    async fn breakdown(&self, _: &Period, _: GroupBy) -> Result<Vec<CostRow>, QueryError> {
+    async fn latency(&self, _: &UsageQuery) -> Result<LatencySlice, QueryError> {
+        std::future::pending().await
+    }
+    async fn model_mix(&self, _: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
+        std::future::pending().await
+    }
+    async fn tags(&self, _: &Period) -> Result<Vec<TagCount>, QueryError> {
         std::future::pending().await
     }
     async fn traffic_profile(
@@ -751,9 +786,6 @@ impl OrgUsageQueries for Stuck {
     async fn repeated_prompts(&self, _: &Period) -> Result<RepeatProfile, QueryError> {
         std::future::pending().await
     }
-    async fn latency_by_model(&self, _: &Period) -> Result<Vec<LatencyRow>, QueryError> {
-        std::future::pending().await
-    }
     async fn batch_candidates(&self, _: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
         std::future::pending().await
     }
@@ -761,9 +793,6 @@ impl OrgUsageQueries for Stuck {
         &self,
         _: &Period,
     ) -> Result<Vec<FeatureModelCost>, QueryError> {
-        std::future::pending().await
-    }
-    async fn feature_model_traffic(&self, _: &Period) -> Result<Vec<FeatureModelMix>, QueryError> {
         std::future::pending().await
     }
     async fn output_tails(&self, _: &Period, _: i64) -> Result<Vec<OutputTail>, QueryError> {
@@ -832,8 +861,17 @@ impl OrgUsageQueries for Failing {
         }
         self.inner.totals(p).await
     }
-    async fn breakdown(&self, p: &Period, by: GroupBy) -> Result<Vec<CostRow>, QueryError> {
-        self.inner.breakdown(p, by).await
+    async fn aggregate(&self, q: &UsageQuery) -> Result<UsageSlice, QueryError> {
+        self.inner.aggregate(q).await
+    }
+    async fn latency(&self, q: &UsageQuery) -> Result<LatencySlice, QueryError> {
+        self.inner.latency(q).await
+    }
+    async fn model_mix(&self, q: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
+        self.inner.model_mix(q).await
+    }
+    async fn tags(&self, p: &Period) -> Result<Vec<TagCount>, QueryError> {
+        self.inner.tags(p).await
     }
     async fn traffic_profile(
         &self,
@@ -850,9 +888,6 @@ impl OrgUsageQueries for Failing {
         }
         self.inner.repeated_prompts(p).await
     }
-    async fn latency_by_model(&self, p: &Period) -> Result<Vec<LatencyRow>, QueryError> {
-        self.inner.latency_by_model(p).await
-    }
     async fn batch_candidates(&self, p: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
         self.inner.batch_candidates(p).await
     }
@@ -861,9 +896,6 @@ impl OrgUsageQueries for Failing {
         p: &Period,
     ) -> Result<Vec<FeatureModelCost>, QueryError> {
         self.inner.breakdown_feature_model(p).await
-    }
-    async fn feature_model_traffic(&self, p: &Period) -> Result<Vec<FeatureModelMix>, QueryError> {
-        self.inner.feature_model_traffic(p).await
     }
     async fn output_tails(&self, p: &Period, pct: i64) -> Result<Vec<OutputTail>, QueryError> {
         self.inner.output_tails(p, pct).await
@@ -908,7 +940,7 @@ async fn failing_usage_ends_in_error_with_every_step_closed() {
     )));
     assert!(recorder.answer().is_none());
     // What was found before the failure is still reported.
-    assert_eq!(outcome.data["intent"], "cost_breakdown");
+    assert_eq!(outcome.data["intent"], "analysis");
 }
 
 #[tokio::test]
@@ -995,11 +1027,12 @@ async fn the_run_future_is_send() {
         catalog: catalog(),
         sink: Arc::new(Recorder::default()),
         cancel: CancellationToken::new(),
+        previous_plan: None,
     });
     assert_send(&fut);
     let outcome = tokio::spawn(fut).await.unwrap();
     assert_eq!(outcome.status, AgentStatus::Ok);
-    assert_eq!(outcome.data["intent"], "general");
+    assert_eq!(outcome.data["intent"], "greeting");
 }
 
 #[test]
@@ -1022,21 +1055,224 @@ async fn model_selection_gets_the_models_and_right_sizing() {
     );
     let tools = tools_called(&events);
     assert!(tools.contains(&"spend_by_model") && tools.contains(&"right_size_models"));
-    assert!(answer.expect("posted").starts_with("# Choosing a model"));
+    assert!(answer.expect("posted").starts_with("You spent"));
 }
 
 #[tokio::test]
-async fn a_named_user_is_reported_and_not_claimed_as_a_filter() {
-    let (outcome, events, answer) = ask("costs for user bob last week").await;
+async fn a_user_figure_is_filtered_and_an_unknown_user_is_said_to_have_no_usage() {
+    let user = "demo-user-03";
+    let (outcome, events, answer) =
+        ask(&format!("How much did user {user} spend last week?")).await;
     assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
-    assert_eq!(outcome.data["user"], "bob");
-    assert_eq!(outcome.data["user_filter_applied"], false);
-    assert!(tools_called(&events).contains(&"spend_by_user"));
+    assert_eq!(outcome.data["user"], user);
+    assert_eq!(outcome.data["user_filter_applied"], true);
+    assert_eq!(
+        tools_called(&events),
+        [
+            "read_org_names",
+            "plan_question",
+            "measure_usage",
+            "measure_usage",
+            "measure_usage",
+            "compose_answer"
+        ]
+    );
+    // Last week is the calendar week before the one of `now`: Nov 16–22.
+    let last_week = Period::new(
+        Utc.with_ymd_and_hms(2026, 11, 16, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap(),
+    );
+    let mine = demo_usage()
+        .aggregate(&UsageQuery {
+            period: last_week,
+            scope: Scope::all().and(Filter::is(Dimension::User, user)),
+            group_by: None,
+        })
+        .await
+        .unwrap()
+        .totals;
     let answer = answer.expect("posted");
-    assert!(answer.contains("- User `bob`: "), "{answer}");
-    assert!(answer.contains("are not filtered by user"), "{answer}");
-    // No user named: no by-user read, nothing claimed.
-    let (outcome, events, _) = ask("Analyze my AI costs").await;
-    assert!(outcome.data["user_filter_applied"].is_null());
-    assert!(!tools_called(&events).contains(&"spend_by_user"));
+    assert!(
+        answer.starts_with(&format!(
+            "User {user} cost {} last week (Nov 16–22)",
+            mine.cost.display_usd()
+        )),
+        "{answer}"
+    );
+    assert_eq!(outcome.data["totals"]["cost_nanos"], mine.cost.0);
+    // A user without usage is said to have none, with the users that do.
+    let (outcome, events, answer) = ask("costs for user bob last week").await;
+    assert_eq!(outcome.data["plan"]["unknown_names"][0]["typed"], "bob");
+    assert!(!tools_called(&events).contains(&"measure_usage"));
+    let answer = answer.unwrap();
+    assert!(
+        answer.starts_with("I found no usage for user bob last week"),
+        "{answer}"
+    );
+    assert!(answer.contains("Users with usage then: "), "{answer}");
+}
+
+/// Asks `question` after `previous` (a plan) in the same thread.
+async fn ask_after(
+    question: &str,
+    previous: Option<apogee_agents::QuestionPlan>,
+) -> (RunOutcome, Vec<EventBody>, Option<String>) {
+    let recorder = Arc::new(Recorder::default());
+    let outcome = run(RunContext {
+        run_id: RUN_ID.into(),
+        question: question.into(),
+        now: now(),
+        usage: demo_usage(),
+        catalog: catalog(),
+        sink: recorder.clone(),
+        cancel: CancellationToken::new(),
+        previous_plan: previous,
+    })
+    .await;
+    let events = recorder.events();
+    assert_well_formed(&events);
+    (outcome, events, recorder.answer())
+}
+
+#[tokio::test]
+async fn a_figure_runs_only_the_tools_it_needs() {
+    let (outcome, events, answer) = ask("Which feature spends the most on gpt-4o?").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(
+        agents_started(&events),
+        ["supervisor", "triage", "data", "report"]
+    );
+    let tools = tools_called(&events);
+    assert_eq!(
+        tools,
+        [
+            "read_org_names",
+            "plan_question",
+            "measure_usage",
+            "compose_answer"
+        ]
+    );
+    let period = Period::last_days(now(), 30);
+    let rows = demo_usage()
+        .aggregate(&UsageQuery {
+            period,
+            scope: Scope::all().and(Filter::is(Dimension::Model, "gpt-4o")),
+            group_by: Some(Grouping::By(Dimension::Feature)),
+        })
+        .await
+        .unwrap();
+    let top = &rows.rows[0];
+    let answer = answer.unwrap();
+    assert!(
+        answer.starts_with(&format!(
+            "{} spent the most on gpt-4o in the last 30 days (Oct 27 – Nov 25): {}",
+            top.key,
+            top.totals.cost.display_usd()
+        )),
+        "{answer}"
+    );
+    assert!(!answer.contains("## "), "no report sections: {answer}");
+    assert_eq!(outcome.data["answer"]["kind"], "figure");
+    assert!(
+        !outcome.data["answer"]["suggestions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn conversation_moves_answer_in_a_few_lines_without_reading_usage() {
+    for (question, intent, starts) in [
+        ("hello", "greeting", "Hello!"),
+        ("What can you do?", "capabilities", "I answer questions"),
+        (
+            "Set a budget alert at $1500 a month",
+            "unsupported",
+            "I can't set budgets",
+        ),
+        (
+            "what's the weather in Paris",
+            "unknown",
+            "I can't answer that yet",
+        ),
+        ("asdf qwerty zxcv", "unknown", "I can't answer that yet"),
+    ] {
+        let (outcome, events, answer) = ask(question).await;
+        assert_eq!(outcome.status, AgentStatus::Ok, "{question}");
+        assert_eq!(outcome.data["intent"], intent, "{question}");
+        assert_eq!(
+            agents_started(&events),
+            ["supervisor", "triage", "report"],
+            "{question}"
+        );
+        // Words that could be names are looked up; nothing is measured.
+        let tools = tools_called(&events);
+        assert!(
+            tools
+                .iter()
+                .all(|t| ["read_org_names", "plan_question", "compose_answer"].contains(t)),
+            "{question}: {tools:?}"
+        );
+        if intent != "unknown" {
+            assert_eq!(tools, ["plan_question", "compose_answer"], "{question}");
+        }
+        let answer = answer.unwrap();
+        assert!(answer.starts_with(starts), "{question}: {answer}");
+        assert!(answer.lines().count() <= 12, "{question}: {answer}");
+        assert!(
+            !has_dollar_figure(&answer.replace("$1500", "")),
+            "{question}: {answer}"
+        );
+        assert!(!answer.contains("## "), "{question}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_follow_up_refines_the_previous_plan() {
+    let (first, _, _) = ask_after("How much did gpt-4o cost last week?", None).await;
+    let plan: apogee_agents::QuestionPlan =
+        serde_json::from_value(first.data["plan"].clone()).unwrap();
+    assert_eq!(first.thread_plan.as_ref(), Some(&plan));
+    let (second, _, answer) = ask_after("and claude-sonnet-4?", Some(plan.clone())).await;
+    assert_eq!(second.data["plan"]["refines_previous"], true);
+    assert_eq!(second.data["model"], "claude-sonnet-4");
+    assert_eq!(second.data["plan"]["period"], first.data["plan"]["period"]);
+    assert!(answer.unwrap().starts_with("claude-sonnet-4 cost $"));
+    let (third, _, answer) =
+        ask_after("break that down by feature", second.thread_plan.clone()).await;
+    assert_eq!(third.data["plan"]["group_by"], "feature");
+    assert_eq!(third.data["model"], "claude-sonnet-4");
+    assert!(answer.unwrap().contains("| feature |"));
+    // A greeting in between keeps the thread's plan for the next follow-up.
+    let (hello, _, _) = ask_after("thanks!", third.thread_plan.clone()).await;
+    assert_eq!(hello.thread_plan, third.thread_plan);
+}
+
+#[tokio::test]
+async fn a_what_if_prices_the_move_on_the_same_tokens() {
+    let (outcome, events, answer) = ask(
+        "What would we save by moving doc-summarizer from claude-sonnet-4 to claude-3-5-haiku?",
+    )
+    .await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(
+        agents_started(&events),
+        ["supervisor", "triage", "optimization", "report"]
+    );
+    assert!(tools_called(&events).contains(&"price_model_move"));
+    let w = &outcome.data["what_if"];
+    let saving = w["saving_nanos"].as_i64().unwrap();
+    assert!(saving > 0, "{w}");
+    let answer = answer.unwrap();
+    assert!(
+        answer.starts_with(
+            "Moving doc-summarizer from claude-sonnet-4 to claude-3-5-haiku would have cost $"
+        ),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&apogee_analytics::Nanos(saving).display_usd()),
+        "{answer}"
+    );
 }

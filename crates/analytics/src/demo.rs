@@ -6,16 +6,19 @@
 //! What is in it, for `days` days ending at `end` (exclusive), `calls` records exactly, in
 //! time order:
 //!
-//! | feature          | model(s)                             | traffic |
-//! | ---------------- | ------------------------------------ | ------- |
-//! | `search-rerank`  | gemini-2.0-flash                     | ~34%, tiny calls, business hours |
-//! | `support-bot`    | gpt-4o                               | ~30%, 85% short (input 200–900, output 50–250): the right-sizing target; ~25% are FAQ prompts from a pool of 24 `prompt_hash`es: the response-cache target |
-//! | `email-drafts`   | gpt-4o-mini (60%), claude-3-5-haiku  | ~14%, weekdays |
-//! | `code-review`    | gpt-4.1                              | ~8%, large diffs, weekdays |
-//! | `doc-summarizer` | claude-sonnet-4                      | ~5%, inputs 4k–20k, nightly 01:00–04:00 UTC, `batch: false` although nobody waits for it: batchable traffic; no user (a scheduled job) |
-//! | `ticket-tagging` | gpt-4o via the Batch API             | ~4%, short, nightly 02:00–05:00 UTC, `batch: true` |
-//! | `(none)`         | gpt-4o-mini, no `provider`           | ~3.5%, ad-hoc scripts (provider comes from the catalog) |
-//! | `internal-eval`  | llama-3.1-70b-internal (self-hosted) | ~1.5%, not in the catalog: unpriced |
+//! | feature          | `team` tag  | model(s)                             | traffic |
+//! | ---------------- | ----------- | ------------------------------------ | ------- |
+//! | `search-rerank`  | `knowledge` | gemini-2.0-flash                     | ~34%, tiny calls, business hours |
+//! | `support-bot`    | `support`   | gpt-4o                               | ~30%, 85% short (input 200–900, output 50–250): the right-sizing target; ~25% are FAQ prompts from a pool of 24 `prompt_hash`es: the response-cache target |
+//! | `email-drafts`   | `growth`    | gpt-4o-mini (60%), claude-3-5-haiku  | ~14%, weekdays |
+//! | `code-review`    | `platform`  | gpt-4.1                              | ~8%, large diffs, weekdays |
+//! | `doc-summarizer` | `knowledge` | claude-sonnet-4                      | ~5%, inputs 4k–20k, nightly 01:00–04:00 UTC, `batch: false` although nobody waits for it: batchable traffic; no user (a scheduled job) |
+//! | `ticket-tagging` | `support`   | gpt-4o via the Batch API             | ~4%, short, nightly 02:00–05:00 UTC, `batch: true` |
+//! | `(none)`         | none        | gpt-4o-mini, no `provider`           | ~3.5%, ad-hoc scripts (provider comes from the catalog) |
+//! | `internal-eval`  | `research`  | llama-3.1-70b-internal (self-hosted) | ~1.5%, not in the catalog: unpriced |
+//!
+//! Every record with a feature also has an `env` tag: `staging` for `internal-eval`, `prod`
+//! for the rest. Tags follow from the feature alone, so adding them changed no other value.
 //!
 //! Weekdays are busier than weekends and interactive traffic peaks 09:00–18:00 UTC. About 1%
 //! of calls have status `error` (no output tokens). OpenAI and Anthropic calls carry cached
@@ -28,6 +31,8 @@
 //! the default 30 days and 200,000 calls: ~$140 against a median of ~$37; other weekdays stay
 //! within ~10% of the median and weekends near half of it). The calls are taken from the same
 //! total, so `calls` stays exact.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Timelike, Utc, Weekday};
 use rand::rngs::StdRng;
@@ -201,6 +206,38 @@ impl Feature {
             Feature::AdHoc => None,
             Feature::InternalEval => Some("internal-eval"),
         }
+    }
+
+    /// The team that owns the feature, as the demo's `team` tag: what "the growth team" in a
+    /// question means. Ad-hoc scripts carry no tags.
+    fn team(self) -> Option<&'static str> {
+        match self {
+            Feature::SupportBot | Feature::TicketTagging => Some("support"),
+            Feature::EmailDrafts => Some("growth"),
+            Feature::SearchRerank | Feature::DocSummarizer => Some("knowledge"),
+            Feature::CodeReview => Some("platform"),
+            Feature::InternalEval => Some("research"),
+            Feature::AdHoc => None,
+        }
+    }
+
+    /// The `env` tag: the internal evaluations run in staging, the product in production.
+    fn env(self) -> Option<&'static str> {
+        match self {
+            Feature::InternalEval => Some("staging"),
+            Feature::AdHoc => None,
+            _ => Some("prod"),
+        }
+    }
+
+    /// The record's tags, derived from the feature alone (no draw from the generator, so
+    /// every other generated value stays as it was).
+    fn tags(self) -> Option<BTreeMap<String, String>> {
+        let tags: BTreeMap<String, String> = [("team", self.team()), ("env", self.env())]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
+            .collect();
+        (!tags.is_empty()).then_some(tags)
     }
 
     fn is_scheduled(self) -> bool {
@@ -585,6 +622,7 @@ impl DemoRecords {
             latency_ms: Some(latency),
             user,
             feature: feature.name().map(Into::into),
+            tags: feature.tags(),
             prompt_hash: Some(prompt_hash),
             batch,
             status: Some(if failed { "error" } else { "ok" }.into()),
@@ -855,5 +893,38 @@ mod tests {
             .filter(|r| r.record.input_tokens <= 1_000 && r.record.output_tokens <= 300)
             .count() as f64;
         assert!(short / support > 0.75);
+    }
+
+    #[test]
+    fn teams_follow_from_features() {
+        let mut teams: HashMap<Option<&str>, std::collections::BTreeSet<Option<&str>>> =
+            HashMap::new();
+        for r in default_data() {
+            let tag = |k: &str| {
+                r.record
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.get(k))
+                    .map(String::as_str)
+            };
+            teams
+                .entry(tag("team"))
+                .or_default()
+                .insert(r.record.feature.as_deref());
+            assert_eq!(tag("env").is_some(), r.record.feature.is_some());
+        }
+        let features = |team| teams[&Some(team)].iter().copied().collect::<Vec<_>>();
+        assert_eq!(features("growth"), [Some("email-drafts")]);
+        assert_eq!(
+            features("support"),
+            [Some("support-bot"), Some("ticket-tagging")]
+        );
+        assert_eq!(
+            features("knowledge"),
+            [Some("doc-summarizer"), Some("search-rerank")]
+        );
+        assert_eq!(features("platform"), [Some("code-review")]);
+        assert_eq!(features("research"), [Some("internal-eval")]);
+        assert_eq!(teams[&None].iter().copied().collect::<Vec<_>>(), [None]);
     }
 }

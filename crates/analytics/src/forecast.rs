@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Nanos;
 use crate::period::Period;
-use crate::queries::{GroupBy, OrgUsageQueries, QueryError};
+use crate::queries::{OrgUsageQueries, QueryError};
+use crate::query::{Grouping, Scope, UsageQuery};
 use crate::trends::{self, Forecast};
 
 /// Complete days whose average spend is projected over the rest of the month.
@@ -35,6 +36,16 @@ pub async fn month_end(
     usage: &dyn OrgUsageQueries,
     now: DateTime<Utc>,
 ) -> Result<MonthEnd, QueryError> {
+    month_end_of(usage, now, &Scope::all()).await
+}
+
+/// [`month_end`] of one slice of usage (a feature, a model, a team): the same periods and
+/// arithmetic over the scope's spend.
+pub async fn month_end_of(
+    usage: &dyn OrgUsageQueries,
+    now: DateTime<Utc>,
+    scope: &Scope,
+) -> Result<MonthEnd, QueryError> {
     let today = now.date_naive();
     let first = today.with_day(1).unwrap_or(today);
     let next = first
@@ -45,15 +56,27 @@ pub async fn month_end(
         midnight(today) - Duration::days(RECENT_DAYS),
         midnight(today),
     );
-    let spent = usage.totals(&month_to_date).await?.cost;
-    let by_day = usage.breakdown(&recent, GroupBy::Day).await?;
+    let query = |period: Period, group_by: Option<Grouping>| UsageQuery {
+        period,
+        scope: scope.clone(),
+        group_by,
+    };
+    let spent = usage
+        .aggregate(&query(month_to_date, None))
+        .await?
+        .totals
+        .cost;
+    let by_day = usage
+        .aggregate(&query(recent, Some(Grouping::Day)))
+        .await?
+        .rows;
     let days: Vec<Nanos> = (0..RECENT_DAYS)
         .map(|i| {
             let key = (today - Duration::days(RECENT_DAYS - i)).to_string();
             by_day
                 .iter()
                 .find(|r| r.key == key)
-                .map_or(Nanos::ZERO, |r| r.cost)
+                .map_or(Nanos::ZERO, |r| r.totals.cost)
         })
         .collect();
     let month_end = midnight(next);

@@ -3,6 +3,7 @@
 //! computed from query results. Knows nothing of WebSocket, HTTP, SQL or agents.
 
 pub mod catalog;
+pub mod compare;
 pub mod demo;
 pub mod forecast;
 pub mod formats;
@@ -18,16 +19,18 @@ pub mod trends;
 pub mod usage;
 
 pub use catalog::{CatalogError, PriceCatalog, PriceEntry, PriceTier, Pricing, Quote};
+pub use compare::{Comparison, GroupChange, SliceChange};
 pub use memory::MemoryUsage;
 pub use money::Nanos;
 pub use period::Period;
 pub use queries::{
-    BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
-    OrgUsageQueries, OutputTail, QueryError, RepeatProfile, TokenMix, TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, FeatureModelCost, InputBand, LatencyRow, LatencySlice, LatencyStats,
+    ModelMix, OrgUsageQueries, OutputTail, QueryError, RepeatProfile, TokenMix, TrafficProfile,
+    UsageTotals,
 };
 pub use query::{
-    Dimension, Filter, GroupTotals, Grouping, QuerySpecError, Scope, TagCount, UsageQuery,
-    UsageSlice,
+    Dimension, Filter, GroupTotals, Grouping, MAX_FILTER_VALUES, MAX_FILTERS, MAX_GROUPS,
+    MAX_TAG_VALUES, NONE_KEY, QuerySpecError, Scope, TagCount, UsageQuery, UsageSlice,
 };
 pub use tokens::{CacheConvention, TokenCounts};
 pub use usage::{PricedRecord, RecordError, UsageRecord};

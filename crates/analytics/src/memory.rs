@@ -7,8 +7,19 @@
 //! - a call is an error when its `status` is present and not exactly `ok`;
 //! - a call is unpriced when its cost is unknown; unpriced calls add nothing to any cost and
 //!   their input + output tokens are reported as `unpriced_tokens`;
-//! - breakdown rows are by cost descending then key ascending (days: key ascending); a missing
-//!   user or feature is the key `(none)`; days are UTC `YYYY-MM-DD`;
+//! - a scope's filters all hold; a filter holds when the record's value of its dimension is
+//!   one of its values (with `exclude`, none of them); a record without a user, a feature or
+//!   the filtered tag has the value `(none)`, so filtering on `(none)` selects those records;
+//! - a provider is the record's own, else the catalog's, else `unknown` (as ingest stores it);
+//! - aggregate rows are by cost descending then key ascending (days and weeks: key ascending),
+//!   keys compared byte-wise; a missing user, feature or tag is the key `(none)`; days are UTC
+//!   `YYYY-MM-DD`, weeks the UTC Monday that starts them; at most `MAX_GROUPS` rows, the first
+//!   in that order, with `truncated` set when there were more;
+//! - latency rows are by calls descending then key ascending (days and weeks: key ascending),
+//!   bounded alike;
+//! - model mix rows are by key then model ascending; more than `MAX_GROUPS` is an error;
+//! - tags are the key/value pairs of records in the period (not scoped), their calls summing
+//!   `request_count`, by calls descending then key then value, at most `MAX_TAG_VALUES`;
 //! - the traffic profile takes only calls of exactly that model priced from the catalog (a
 //!   client-sent cost says nothing about what the catalog model would charge); a record is
 //!   short when its tokens per call (`tokens / request_count`, compared as
@@ -23,29 +34,31 @@
 //!   each (earliest `ts`, ties by position) is the one a response cache could not have served;
 //! - latency percentiles are nearest-rank over the records reporting `latency_ms` (one sample
 //!   per record, whatever its `request_count`); calls and errors count `request_count`;
-//! - feature × model traffic, output tails and input bands take only calls priced from the
-//!   catalog, like the traffic profile; output tails also only single-call records, and take
+//! - model mixes, output tails and input bands take only calls priced from the catalog, like
+//!   the traffic profile; output tails also only single-call records, and take
 //!   the nearest rank `ceil(p × n / 100)` in integers so SQL computes the same rank;
 //! - an input band compares the prompt per call, `input_tokens / request_count` (integer
 //!   division), with its bounds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Datelike, Duration, Utc};
 
 use crate::catalog::PriceCatalog;
 use crate::money::Nanos;
 use crate::period::Period;
 use crate::queries::{
-    BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
-    NIGHT_END_HOUR, OrgUsageQueries, OutputTail, QueryError, RepeatProfile, TokenMix,
-    TrafficProfile, UsageTotals, latency_row, sort_latency_rows,
+    BatchCandidate, CostRow, FeatureModelCost, InputBand, LatencyRow, LatencySlice, LatencyStats,
+    ModelMix, NIGHT_END_HOUR, OrgUsageQueries, OutputTail, QueryError, RepeatProfile, TokenMix,
+    TrafficProfile, UsageTotals, nearest_rank, sort_group_rows, sort_latency_rows,
+};
+use crate::query::{
+    Dimension, Filter, GroupTotals, Grouping, MAX_GROUPS, MAX_TAG_VALUES, NONE_KEY, Scope,
+    TagCount, UsageQuery, UsageSlice,
 };
 use crate::usage::{PricedRecord, UsageRecord};
-
-/// The key of records without a user or a feature.
-pub const NONE_KEY: &str = "(none)";
 /// How many features [`RepeatProfile::top_features`] lists at most.
 pub const TOP_REPEAT_FEATURES: usize = 5;
 
@@ -84,15 +97,72 @@ impl MemoryUsage {
             .filter(move |r| r.record.ts >= period.from && r.record.ts < period.to)
     }
 
-    fn group_key(&self, r: &PricedRecord, by: GroupBy) -> String {
-        match by {
-            GroupBy::Model => r.record.model.clone(),
-            GroupBy::Provider => r.provider(&self.catalog),
-            GroupBy::User => r.record.user.clone().unwrap_or_else(|| NONE_KEY.into()),
-            GroupBy::Feature => r.record.feature.clone().unwrap_or_else(|| NONE_KEY.into()),
-            GroupBy::Day => r.record.ts.format("%Y-%m-%d").to_string(),
+    /// The records of `period` that `scope` selects.
+    fn in_slice<'a>(
+        &'a self,
+        period: &'a Period,
+        scope: &'a Scope,
+    ) -> impl Iterator<Item = &'a PricedRecord> + 'a {
+        self.in_period(period)
+            .filter(move |r| scope.filters.iter().all(|f| self.holds(f, r)))
+    }
+
+    fn holds(&self, f: &Filter, r: &PricedRecord) -> bool {
+        let value = self.value_of(r, &f.dimension);
+        f.values.contains(&value) != f.exclude
+    }
+
+    /// The record's value of `dimension`: [`NONE_KEY`] when it has none.
+    fn value_of(&self, r: &PricedRecord, dimension: &Dimension) -> String {
+        let u = &r.record;
+        let or_none = |v: Option<&String>| v.cloned().unwrap_or_else(|| NONE_KEY.into());
+        match dimension {
+            Dimension::Model => u.model.clone(),
+            Dimension::Provider => r.provider(&self.catalog),
+            Dimension::User => or_none(u.user.as_ref()),
+            Dimension::Feature => or_none(u.feature.as_ref()),
+            Dimension::Tag(key) => or_none(u.tags.as_ref().and_then(|t| t.get(key))),
         }
     }
+
+    fn group_key(&self, r: &PricedRecord, by: &Grouping) -> String {
+        match by {
+            Grouping::By(d) => self.value_of(r, d),
+            Grouping::Day => r.record.ts.format("%Y-%m-%d").to_string(),
+            Grouping::Week => week_start(r.record.ts).format("%Y-%m-%d").to_string(),
+        }
+    }
+}
+
+/// The Monday 00:00 UTC that starts the week holding `ts`.
+fn week_start(ts: DateTime<Utc>) -> chrono::NaiveDate {
+    let day = ts.date_naive();
+    day - Duration::days(i64::from(day.weekday().num_days_from_monday()))
+}
+
+/// What one record adds to the totals of its slice and group.
+fn record_totals(r: &PricedRecord) -> UsageTotals {
+    let u = &r.record;
+    // An aggregated record (an OpenAI usage bucket) stands for `request_count` calls.
+    let calls = u.request_count();
+    let mut t = UsageTotals {
+        calls,
+        input_tokens: u.input_tokens,
+        output_tokens: u.output_tokens,
+        cached_input_tokens: u.cached_tokens(),
+        ..UsageTotals::default()
+    };
+    match r.cost {
+        Some(c) => t.cost = c,
+        None => {
+            t.unpriced_calls = calls;
+            t.unpriced_tokens = u.input_tokens + u.output_tokens;
+        }
+    }
+    if is_error(u) {
+        t.error_calls = calls;
+    }
+    t
 }
 
 fn from_catalog(r: &PricedRecord) -> bool {
@@ -113,7 +183,6 @@ fn is_error(r: &UsageRecord) -> bool {
 }
 
 fn add_to_row(row: &mut CostRow, r: &PricedRecord) {
-    // An aggregated record (an OpenAI usage bucket) stands for `request_count` calls.
     let calls = r.record.request_count();
     row.calls += calls;
     row.input_tokens += r.record.input_tokens;
@@ -150,45 +219,143 @@ fn add_to_mix(mix: &mut TokenMix, r: &PricedRecord) {
 
 #[async_trait]
 impl OrgUsageQueries for MemoryUsage {
-    async fn totals(&self, period: &Period) -> Result<UsageTotals, QueryError> {
-        let mut t = UsageTotals::default();
-        for r in self.in_period(period) {
-            let u = &r.record;
-            let calls = u.request_count();
-            t.calls += calls;
-            t.input_tokens += u.input_tokens;
-            t.output_tokens += u.output_tokens;
-            t.cached_input_tokens += u.cached_tokens();
-            match r.cost {
-                Some(c) => t.cost = t.cost + c,
-                None => {
-                    t.unpriced_calls += calls;
-                    t.unpriced_tokens += u.input_tokens + u.output_tokens;
-                }
-            }
-            if is_error(u) {
-                t.error_calls += calls;
+    async fn aggregate(&self, q: &UsageQuery) -> Result<UsageSlice, QueryError> {
+        q.scope.validate()?;
+        let mut slice = UsageSlice::default();
+        let mut groups: HashMap<String, UsageTotals> = HashMap::new();
+        for r in self.in_slice(&q.period, &q.scope) {
+            let t = record_totals(r);
+            slice.totals.add(&t);
+            if let Some(by) = &q.group_by {
+                groups.entry(self.group_key(r, by)).or_default().add(&t);
             }
         }
-        Ok(t)
+        if let Some(by) = &q.group_by {
+            let mut rows: Vec<GroupTotals> = groups
+                .into_iter()
+                .map(|(key, totals)| GroupTotals { key, totals })
+                .collect();
+            sort_group_rows(&mut rows, by);
+            slice.truncated = rows.len() > MAX_GROUPS;
+            rows.truncate(MAX_GROUPS);
+            slice.rows = rows;
+        }
+        Ok(slice)
     }
 
-    async fn breakdown(&self, period: &Period, by: GroupBy) -> Result<Vec<CostRow>, QueryError> {
-        let mut groups: HashMap<String, CostRow> = HashMap::new();
+    async fn latency(&self, q: &UsageQuery) -> Result<LatencySlice, QueryError> {
+        // Per group (and for the slice): calls, error calls, the latencies reported.
+        #[derive(Default)]
+        struct Sample {
+            calls: i64,
+            errors: i64,
+            latencies: Vec<i64>,
+        }
+        impl Sample {
+            fn add(&mut self, u: &UsageRecord) {
+                self.calls += u.request_count();
+                if is_error(u) {
+                    self.errors += u.request_count();
+                }
+                self.latencies.extend(u.latency_ms);
+            }
+            fn stats(mut self) -> LatencyStats {
+                self.latencies.sort_unstable();
+                let l = &self.latencies;
+                LatencyStats {
+                    calls: self.calls,
+                    error_calls: self.errors,
+                    latency_samples: l.len() as i64,
+                    p50_ms: nearest_rank(l, 50.0),
+                    p95_ms: nearest_rank(l, 95.0),
+                    p99_ms: nearest_rank(l, 99.0),
+                }
+            }
+        }
+        q.scope.validate()?;
+        let mut all = Sample::default();
+        let mut groups: HashMap<String, Sample> = HashMap::new();
+        for r in self.in_slice(&q.period, &q.scope) {
+            all.add(&r.record);
+            if let Some(by) = &q.group_by {
+                groups
+                    .entry(self.group_key(r, by))
+                    .or_default()
+                    .add(&r.record);
+            }
+        }
+        let mut slice = LatencySlice {
+            totals: all.stats(),
+            ..LatencySlice::default()
+        };
+        if let Some(by) = &q.group_by {
+            let mut rows: Vec<LatencyRow> = groups
+                .into_iter()
+                .map(|(key, s)| LatencyRow {
+                    key,
+                    stats: s.stats(),
+                })
+                .collect();
+            sort_latency_rows(&mut rows, by);
+            slice.truncated = rows.len() > MAX_GROUPS;
+            rows.truncate(MAX_GROUPS);
+            slice.rows = rows;
+        }
+        Ok(slice)
+    }
+
+    async fn model_mix(&self, q: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
+        q.scope.validate()?;
+        let mut groups: BTreeMap<(Option<String>, String), ModelMix> = BTreeMap::new();
+        for r in self
+            .in_slice(&q.period, &q.scope)
+            .filter(|r| from_catalog(r))
+        {
+            let key = q.group_by.as_ref().map(|by| self.group_key(r, by));
+            let u = &r.record;
+            let g = groups
+                .entry((key.clone(), u.model.clone()))
+                .or_insert_with(|| ModelMix {
+                    key,
+                    model: u.model.clone(),
+                    interactive: TokenMix::default(),
+                    batch: TokenMix::default(),
+                });
+            if u.is_batch() {
+                add_to_mix(&mut g.batch, r);
+            } else {
+                add_to_mix(&mut g.interactive, r);
+            }
+        }
+        if groups.len() > MAX_GROUPS {
+            return Err(QueryError::model_mix_too_large());
+        }
+        Ok(groups.into_values().collect())
+    }
+
+    async fn tags(&self, period: &Period) -> Result<Vec<TagCount>, QueryError> {
+        let mut counts: HashMap<(&str, &str), i64> = HashMap::new();
         for r in self.in_period(period) {
-            let key = self.group_key(r, by);
-            let row = groups
-                .entry(key)
-                .or_insert_with_key(|k| empty_row(k.clone()));
-            add_to_row(row, r);
+            for (k, v) in r.record.tags.iter().flatten() {
+                *counts.entry((k.as_str(), v.as_str())).or_default() += r.record.request_count();
+            }
         }
-        let mut rows: Vec<CostRow> = groups.into_values().collect();
-        if by == GroupBy::Day {
-            rows.sort_by(|a, b| a.key.cmp(&b.key));
-        } else {
-            by_cost_then_key(&mut rows);
-        }
-        Ok(rows)
+        let mut tags: Vec<TagCount> = counts
+            .into_iter()
+            .map(|((key, value), calls)| TagCount {
+                key: key.into(),
+                value: value.into(),
+                calls,
+            })
+            .collect();
+        tags.sort_by(|a, b| {
+            b.calls
+                .cmp(&a.calls)
+                .then_with(|| a.key.cmp(&b.key))
+                .then_with(|| a.value.cmp(&b.value))
+        });
+        tags.truncate(MAX_TAG_VALUES);
+        Ok(tags)
     }
 
     async fn traffic_profile(
@@ -249,9 +416,8 @@ impl OrgUsageQueries for MemoryUsage {
                 let r = &self.records[i];
                 profile.repeat_calls += 1;
                 profile.repeat_cost = profile.repeat_cost + r.cost.unwrap_or(Nanos::ZERO);
-                let key = self.group_key(r, GroupBy::Feature);
                 let row = features
-                    .entry(key)
+                    .entry(feature_of(&r.record))
                     .or_insert_with_key(|k| empty_row(k.clone()));
                 add_to_row(row, r);
             }
@@ -290,29 +456,6 @@ impl OrgUsageQueries for MemoryUsage {
         Ok(groups.into_values().collect())
     }
 
-    async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError> {
-        // Per model: (calls, error calls, latencies of the records that reported one).
-        let mut by_model: HashMap<&str, (i64, i64, Vec<i64>)> = HashMap::new();
-        for r in self.in_period(period) {
-            let u = &r.record;
-            let e = by_model.entry(u.model.as_str()).or_default();
-            e.0 += u.request_count();
-            if is_error(u) {
-                e.1 += u.request_count();
-            }
-            e.2.extend(u.latency_ms);
-        }
-        let mut rows: Vec<LatencyRow> = by_model
-            .into_iter()
-            .map(|(model, (calls, errors, mut lat))| {
-                lat.sort_unstable();
-                latency_row(model.to_string(), calls, errors, &lat)
-            })
-            .collect();
-        sort_latency_rows(&mut rows);
-        Ok(rows)
-    }
-
     async fn breakdown_feature_model(
         &self,
         period: &Period,
@@ -340,32 +483,6 @@ impl OrgUsageQueries for MemoryUsage {
                 .then_with(|| a.model.cmp(&b.model))
         });
         Ok(rows)
-    }
-
-    async fn feature_model_traffic(
-        &self,
-        period: &Period,
-    ) -> Result<Vec<FeatureModelMix>, QueryError> {
-        let mut groups: std::collections::BTreeMap<(String, String), FeatureModelMix> =
-            Default::default();
-        for r in self.in_period(period).filter(|r| from_catalog(r)) {
-            let u = &r.record;
-            let feature = feature_of(u);
-            let g = groups
-                .entry((feature.clone(), u.model.clone()))
-                .or_insert_with(|| FeatureModelMix {
-                    feature,
-                    model: u.model.clone(),
-                    interactive: TokenMix::default(),
-                    batch: TokenMix::default(),
-                });
-            if u.is_batch() {
-                add_to_mix(&mut g.batch, r);
-            } else {
-                add_to_mix(&mut g.interactive, r);
-            }
-        }
-        Ok(groups.into_values().collect())
     }
 
     async fn output_tails(
@@ -550,7 +667,7 @@ mod tests {
         let u = breakdown_fixture();
         let p = november(1, 30);
 
-        let by_model = run(u.breakdown(&p, GroupBy::Model)).unwrap();
+        let by_model = run(u.breakdown(&p, Grouping::By(Dimension::Model))).unwrap();
         assert_eq!(
             keys_costs(&by_model),
             vec![
@@ -563,7 +680,7 @@ mod tests {
         assert_eq!(by_model[1].input_tokens, 2000);
         assert_eq!(by_model[2].output_tokens, 2);
 
-        let by_provider = run(u.breakdown(&p, GroupBy::Provider)).unwrap();
+        let by_provider = run(u.breakdown(&p, Grouping::By(Dimension::Provider))).unwrap();
         assert_eq!(
             keys_costs(&by_provider),
             vec![
@@ -573,7 +690,7 @@ mod tests {
             ]
         );
 
-        let by_user = run(u.breakdown(&p, GroupBy::User)).unwrap();
+        let by_user = run(u.breakdown(&p, Grouping::By(Dimension::User))).unwrap();
         assert_eq!(
             keys_costs(&by_user),
             vec![
@@ -583,7 +700,7 @@ mod tests {
             ]
         );
 
-        let by_feature = run(u.breakdown(&p, GroupBy::Feature)).unwrap();
+        let by_feature = run(u.breakdown(&p, Grouping::By(Dimension::Feature))).unwrap();
         assert_eq!(
             keys_costs(&by_feature),
             vec![
@@ -593,7 +710,7 @@ mod tests {
             ]
         );
 
-        let by_day = run(u.breakdown(&p, GroupBy::Day)).unwrap();
+        let by_day = run(u.breakdown(&p, Grouping::Day)).unwrap();
         assert_eq!(
             keys_costs(&by_day),
             vec![
@@ -607,10 +724,10 @@ mod tests {
     #[test]
     fn breakdown_respects_the_period() {
         let u = breakdown_fixture();
-        let rows = run(u.breakdown(&Period::new(at(20, 8), at(21, 0)), GroupBy::Day)).unwrap();
+        let rows = run(u.breakdown(&Period::new(at(20, 8), at(21, 0)), Grouping::Day)).unwrap();
         assert_eq!(keys_costs(&rows), vec![("2026-11-20", 2, 2_650_000, 0)]);
         assert!(
-            run(u.breakdown(&november(1, 2), GroupBy::Model))
+            run(u.breakdown(&november(1, 2), Grouping::By(Dimension::Model)))
                 .unwrap()
                 .is_empty()
         );
@@ -796,5 +913,481 @@ mod tests {
         assert_eq!(p.all_calls, 110);
         assert_eq!(p.short_interactive.calls, 100);
         assert_eq!(p.short_interactive.fresh_input_tokens, 50_000);
+    }
+}
+
+/// The engine's queries ([`OrgUsageQueries::aggregate`], `latency`, `model_mix`, `tags`) by
+/// hand, over records around a month boundary: 2026-10-26 and 2026-11-02 are Mondays.
+#[cfg(test)]
+mod engine_tests {
+    use std::collections::BTreeMap;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::*;
+
+    fn run<F: Future>(f: F) -> F::Output {
+        let mut f = pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("in-memory query did not complete at once"),
+        }
+    }
+
+    fn at(month: u32, day: u32, hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, month, day, hour, 0, 0).unwrap()
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// A: gpt-4o 1000 in, $0.0025, ana, support-bot, team=support env=prod, 100 ms.
+    /// B: gpt-4o-mini 1000 in, $0.00015, bo, email-drafts, team=growth `a.b"c`=x, 300 ms.
+    /// C: gpt-4o-mini 2000 in, $0.0003, ana, no feature, team=growth env=dev, error, 200 ms.
+    /// D: gpt-4o 2000 in via the Batch API, $0.0025, no user, support-bot, no tags, no latency.
+    /// E: acme-llama 40 in 2 out, unpriced, self-hosted, bo, eval, team=growth, 3 calls, all
+    ///    errors, 900 ms.
+    /// F: after the period (team=growth).
+    fn fixture() -> MemoryUsage {
+        let mut a = UsageRecord::new(at(10, 30, 10), "gpt-4o".into(), 1000, 0);
+        a.user = Some("ana".into());
+        a.feature = Some("support-bot".into());
+        a.tags = tags(&[("team", "support"), ("env", "prod")]);
+        a.latency_ms = Some(100);
+        let mut b = UsageRecord::new(at(10, 31, 23), "gpt-4o-mini".into(), 1000, 0);
+        b.user = Some("bo".into());
+        b.feature = Some("email-drafts".into());
+        b.tags = tags(&[("team", "growth"), ("a.b\"c", "x")]);
+        b.latency_ms = Some(300);
+        let mut c = UsageRecord::new(at(11, 1, 12), "gpt-4o-mini".into(), 2000, 0);
+        c.user = Some("ana".into());
+        c.tags = tags(&[("team", "growth"), ("env", "dev")]);
+        c.status = Some("error".into());
+        c.latency_ms = Some(200);
+        let mut d = UsageRecord::new(at(11, 2, 8), "gpt-4o".into(), 2000, 0);
+        d.feature = Some("support-bot".into());
+        d.batch = Some(true);
+        let mut e = UsageRecord::new(at(11, 2, 9), "acme-llama".into(), 40, 2);
+        e.provider = Some("self-hosted".into());
+        e.user = Some("bo".into());
+        e.feature = Some("eval".into());
+        e.tags = tags(&[("team", "growth")]);
+        e.request_count = Some(3);
+        e.status = Some("error".into());
+        e.latency_ms = Some(900);
+        let mut f = UsageRecord::new(at(11, 9, 0), "gpt-4o".into(), 1000, 0);
+        f.tags = tags(&[("team", "growth")]);
+        MemoryUsage::from_usage(
+            vec![a, b, c, d, e, f],
+            Arc::new(PriceCatalog::builtin().unwrap()),
+        )
+    }
+
+    fn period() -> Period {
+        Period::new(at(10, 26, 0), at(11, 9, 0))
+    }
+
+    fn query(filters: Vec<Filter>, group_by: Option<Grouping>) -> UsageQuery {
+        UsageQuery {
+            period: period(),
+            scope: Scope { filters },
+            group_by,
+        }
+    }
+
+    fn any_of(d: Dimension, values: &[&str]) -> Filter {
+        Filter {
+            dimension: d,
+            values: values.iter().map(|v| v.to_string()).collect(),
+            exclude: false,
+        }
+    }
+
+    fn none_of(d: Dimension, values: &[&str]) -> Filter {
+        Filter {
+            exclude: true,
+            ..any_of(d, values)
+        }
+    }
+
+    fn tag(key: &str) -> Dimension {
+        Dimension::Tag(key.into())
+    }
+
+    /// (calls, cost nanos, unpriced calls, error calls)
+    type Brief = (i64, i64, i64, i64);
+
+    fn brief(t: &UsageTotals) -> Brief {
+        (t.calls, t.cost.0, t.unpriced_calls, t.error_calls)
+    }
+
+    fn slice(filters: Vec<Filter>) -> Brief {
+        brief(
+            &run(fixture().aggregate(&query(filters, None)))
+                .unwrap()
+                .totals,
+        )
+    }
+
+    #[test]
+    fn the_whole_period() {
+        let s = run(fixture().aggregate(&query(vec![], None))).unwrap();
+        assert_eq!(
+            s.totals,
+            UsageTotals {
+                calls: 7,
+                input_tokens: 6040,
+                output_tokens: 2,
+                cached_input_tokens: 0,
+                cost: Nanos(5_450_000),
+                unpriced_calls: 3,
+                unpriced_tokens: 42,
+                error_calls: 4,
+            }
+        );
+        assert!(s.rows.is_empty() && !s.truncated);
+    }
+
+    #[test]
+    fn filters_on_each_dimension() {
+        use Dimension::*;
+        // One value, several values, and excluded values.
+        assert_eq!(
+            slice(vec![any_of(Feature, &["support-bot"])]),
+            (2, 5_000_000, 0, 0)
+        );
+        assert_eq!(
+            slice(vec![any_of(Model, &["gpt-4o-mini", "acme-llama"])]),
+            (5, 450_000, 3, 4)
+        );
+        assert_eq!(slice(vec![none_of(Model, &["gpt-4o"])]), (5, 450_000, 3, 4));
+        assert_eq!(
+            slice(vec![any_of(Provider, &["openai"])]),
+            (4, 5_450_000, 0, 1)
+        );
+        assert_eq!(
+            slice(vec![any_of(Provider, &["self-hosted"])]),
+            (3, 0, 3, 3)
+        );
+        assert_eq!(
+            slice(vec![any_of(User, &["ana", "bo"])]),
+            (6, 2_950_000, 3, 4)
+        );
+        assert_eq!(slice(vec![any_of(Model, &["no-such-model"])]), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn none_selects_records_without_the_dimension() {
+        use Dimension::*;
+        assert_eq!(slice(vec![any_of(User, &["(none)"])]), (1, 2_500_000, 0, 0));
+        assert_eq!(
+            slice(vec![none_of(Feature, &["(none)"])]),
+            (6, 5_150_000, 3, 3)
+        );
+        assert_eq!(
+            slice(vec![any_of(tag("team"), &["(none)"])]),
+            (1, 2_500_000, 0, 0)
+        );
+    }
+
+    #[test]
+    fn tag_filters_and_filters_together() {
+        assert_eq!(
+            slice(vec![any_of(tag("team"), &["growth"])]),
+            (5, 450_000, 3, 4)
+        );
+        // Records without `env` are not `prod`, so excluding `prod` keeps them.
+        assert_eq!(
+            slice(vec![none_of(tag("env"), &["prod"])]),
+            (6, 2_950_000, 3, 4)
+        );
+        assert_eq!(
+            slice(vec![any_of(tag("a.b\"c"), &["x"])]),
+            (1, 150_000, 0, 0)
+        );
+        // Filters are AND'd.
+        assert_eq!(
+            slice(vec![
+                any_of(tag("team"), &["growth"]),
+                any_of(Dimension::User, &["bo"]),
+            ]),
+            (4, 150_000, 3, 3)
+        );
+        assert_eq!(
+            slice(vec![
+                any_of(tag("team"), &["growth"]),
+                none_of(tag("env"), &["dev"]),
+                any_of(Dimension::Model, &["gpt-4o-mini"]),
+            ]),
+            (1, 150_000, 0, 0)
+        );
+    }
+
+    fn rows(filters: Vec<Filter>, by: Grouping) -> Vec<(String, Brief)> {
+        let s = run(fixture().aggregate(&query(filters, Some(by)))).unwrap();
+        // The groups partition the slice.
+        let mut sum = UsageTotals::default();
+        for r in &s.rows {
+            sum.add(&r.totals);
+        }
+        assert_eq!(sum, s.totals);
+        s.rows
+            .iter()
+            .map(|r| (r.key.clone(), brief(&r.totals)))
+            .collect()
+    }
+
+    fn keyed(rows: &[(&str, Brief)]) -> Vec<(String, Brief)> {
+        rows.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn grouped_by_day_and_by_week_across_a_month_boundary() {
+        assert_eq!(
+            rows(vec![], Grouping::Day),
+            keyed(&[
+                ("2026-10-30", (1, 2_500_000, 0, 0)),
+                ("2026-10-31", (1, 150_000, 0, 0)),
+                ("2026-11-01", (1, 300_000, 0, 1)),
+                ("2026-11-02", (4, 2_500_000, 3, 3)),
+            ])
+        );
+        // Sunday 2026-11-01 belongs to the week of Monday 2026-10-26.
+        assert_eq!(
+            rows(vec![], Grouping::Week),
+            keyed(&[
+                ("2026-10-26", (3, 2_950_000, 0, 1)),
+                ("2026-11-02", (4, 2_500_000, 3, 3)),
+            ])
+        );
+        assert_eq!(
+            rows(vec![any_of(tag("team"), &["growth"])], Grouping::Week),
+            keyed(&[
+                ("2026-10-26", (2, 450_000, 0, 1)),
+                ("2026-11-02", (3, 0, 3, 3)),
+            ])
+        );
+    }
+
+    #[test]
+    fn grouped_by_dimensions_and_tag_keys() {
+        use Dimension::*;
+        // Cost descending, then key ascending byte-wise: `(none)` sorts before letters.
+        assert_eq!(
+            rows(vec![], Grouping::By(tag("team"))),
+            keyed(&[
+                ("(none)", (1, 2_500_000, 0, 0)),
+                ("support", (1, 2_500_000, 0, 0)),
+                ("growth", (5, 450_000, 3, 4)),
+            ])
+        );
+        assert_eq!(
+            rows(vec![], Grouping::By(tag("env"))),
+            keyed(&[
+                ("(none)", (5, 2_650_000, 3, 3)),
+                ("prod", (1, 2_500_000, 0, 0)),
+                ("dev", (1, 300_000, 0, 1)),
+            ])
+        );
+        assert_eq!(
+            rows(vec![], Grouping::By(User)),
+            keyed(&[
+                ("ana", (2, 2_800_000, 0, 1)),
+                ("(none)", (1, 2_500_000, 0, 0)),
+                ("bo", (4, 150_000, 3, 3)),
+            ])
+        );
+        assert_eq!(
+            rows(
+                vec![any_of(Feature, &["support-bot"])],
+                Grouping::By(Provider)
+            ),
+            keyed(&[("openai", (2, 5_000_000, 0, 0))])
+        );
+        assert_eq!(
+            rows(vec![any_of(tag("team"), &["growth"])], Grouping::By(Model)),
+            keyed(&[
+                ("gpt-4o-mini", (2, 450_000, 0, 1)),
+                ("acme-llama", (3, 0, 3, 3)),
+            ])
+        );
+    }
+
+    #[test]
+    fn groups_beyond_the_bound_are_left_out_but_counted() {
+        let records = (0..MAX_GROUPS as i64 + 2).map(|i| {
+            let mut r = UsageRecord::new(at(11, 2, 0), "gpt-4o-mini".into(), 1000 + i, 0);
+            r.user = Some(format!("u{i:05}"));
+            r
+        });
+        let u = MemoryUsage::from_usage(records, Arc::new(PriceCatalog::builtin().unwrap()));
+        let s = run(u.aggregate(&query(vec![], Some(Grouping::By(Dimension::User))))).unwrap();
+        assert!(s.truncated);
+        assert_eq!(s.rows.len(), MAX_GROUPS);
+        assert_eq!(s.totals.calls, MAX_GROUPS as i64 + 2);
+        // The most expensive (the largest prompts) are kept.
+        assert_eq!(s.rows[0].key, format!("u{:05}", MAX_GROUPS + 1));
+    }
+
+    fn stats(calls: i64, errors: i64, latencies: &[i64]) -> LatencyStats {
+        let mut sorted = latencies.to_vec();
+        sorted.sort_unstable();
+        LatencyStats {
+            calls,
+            error_calls: errors,
+            latency_samples: sorted.len() as i64,
+            p50_ms: nearest_rank(&sorted, 50.0),
+            p95_ms: nearest_rank(&sorted, 95.0),
+            p99_ms: nearest_rank(&sorted, 99.0),
+        }
+    }
+
+    #[test]
+    fn latency_of_the_slice_and_per_group() {
+        let by_feature =
+            run(fixture().latency(&query(vec![], Some(Grouping::By(Dimension::Feature))))).unwrap();
+        // [100, 200, 300, 900]: p50 is the 2nd, p95 and p99 the 4th.
+        assert_eq!(
+            by_feature.totals,
+            LatencyStats {
+                calls: 7,
+                error_calls: 4,
+                latency_samples: 4,
+                p50_ms: Some(200),
+                p95_ms: Some(900),
+                p99_ms: Some(900),
+            }
+        );
+        let got: Vec<(&str, &LatencyStats)> = by_feature
+            .rows
+            .iter()
+            .map(|r| (r.key.as_str(), &r.stats))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("eval", &stats(3, 3, &[900])),
+                ("support-bot", &stats(2, 0, &[100])),
+                ("(none)", &stats(1, 1, &[200])),
+                ("email-drafts", &stats(1, 0, &[300])),
+            ]
+        );
+        assert_eq!(got[1].1.p95_ms, Some(100));
+
+        let by_week = run(fixture().latency(&query(vec![], Some(Grouping::Week)))).unwrap();
+        let got: Vec<(&str, &LatencyStats)> = by_week
+            .rows
+            .iter()
+            .map(|r| (r.key.as_str(), &r.stats))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("2026-10-26", &stats(3, 1, &[100, 200, 300])),
+                ("2026-11-02", &stats(4, 3, &[900])),
+            ]
+        );
+        assert_eq!(got[0].1.p50_ms, Some(200));
+
+        let growth =
+            run(fixture().latency(&query(vec![any_of(tag("team"), &["growth"])], None))).unwrap();
+        assert_eq!(growth.totals, stats(5, 4, &[300, 200, 900]));
+        assert!(growth.rows.is_empty());
+        // Latency by model is the grouping by model.
+        let by_model = run(fixture().latency_by_model(&period())).unwrap();
+        assert_eq!(by_model[0].key, "acme-llama");
+        assert_eq!(by_model[1].key, "gpt-4o");
+        assert_eq!(by_model[1].stats, stats(2, 0, &[100]));
+    }
+
+    fn mix(calls: i64, fresh: i64, cost: i64) -> TokenMix {
+        TokenMix {
+            calls,
+            fresh_input_tokens: fresh,
+            cached_input_tokens: 0,
+            output_tokens: 0,
+            cost: Nanos(cost),
+        }
+    }
+
+    #[test]
+    fn model_mix_per_group_and_for_a_slice() {
+        // Catalog-priced only: E (unpriced) is not traffic a catalog price could move.
+        let by_feature =
+            run(fixture().model_mix(&query(vec![], Some(Grouping::By(Dimension::Feature)))))
+                .unwrap();
+        let m = |key: &str, model: &str, interactive, batch| ModelMix {
+            key: Some(key.into()),
+            model: model.into(),
+            interactive,
+            batch,
+        };
+        assert_eq!(
+            by_feature,
+            vec![
+                m(
+                    "(none)",
+                    "gpt-4o-mini",
+                    mix(1, 2000, 300_000),
+                    TokenMix::default()
+                ),
+                m(
+                    "email-drafts",
+                    "gpt-4o-mini",
+                    mix(1, 1000, 150_000),
+                    TokenMix::default()
+                ),
+                m(
+                    "support-bot",
+                    "gpt-4o",
+                    mix(1, 1000, 2_500_000),
+                    mix(1, 2000, 2_500_000)
+                ),
+            ]
+        );
+        let growth =
+            run(fixture().model_mix(&query(vec![any_of(tag("team"), &["growth"])], None))).unwrap();
+        assert_eq!(
+            growth,
+            vec![ModelMix {
+                key: None,
+                model: "gpt-4o-mini".into(),
+                interactive: mix(2, 3000, 450_000),
+                batch: TokenMix::default(),
+            }]
+        );
+    }
+
+    #[test]
+    fn tags_seen_in_the_period_by_calls() {
+        let t = run(fixture().tags(&period())).unwrap();
+        let got: Vec<(&str, &str, i64)> = t
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str(), t.calls))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("team", "growth", 5),
+                ("a.b\"c", "x", 1),
+                ("env", "dev", 1),
+                ("env", "prod", 1),
+                ("team", "support", 1),
+            ]
+        );
+        assert!(
+            run(fixture().tags(&Period::new(at(11, 2, 8), at(11, 2, 9))))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

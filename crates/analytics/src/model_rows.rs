@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use crate::catalog::PriceCatalog;
 use crate::queries::CostRow;
+use crate::query::{GroupTotals, UsageSlice};
 
 /// A breakdown row under the catalog's model name, with the stored names it sums.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +63,49 @@ pub fn merge_model_rows(rows: &[CostRow], catalog: &PriceCatalog) -> Vec<ModelRo
             .then_with(|| a.row.key.cmp(&b.row.key))
     });
     merged
+}
+
+/// A slice grouped by model with its rows merged under the catalog's names (as
+/// [`merge_model_rows`]), and for each row the stored names it sums. `totals` and `truncated`
+/// are unchanged.
+pub fn merge_model_groups(slice: UsageSlice, catalog: &PriceCatalog) -> (UsageSlice, Vec<Vec<String>>) {
+    let mut merged: Vec<(GroupTotals, Vec<String>)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for g in slice.rows {
+        let key = display_name(catalog, &g.key);
+        match at.get(&key) {
+            Some(&i) => {
+                let (m, names) = &mut merged[i];
+                m.totals.add(&g.totals);
+                names.push(g.key);
+            }
+            None => {
+                at.insert(key.clone(), merged.len());
+                merged.push((
+                    GroupTotals {
+                        key,
+                        totals: g.totals,
+                    },
+                    vec![g.key],
+                ));
+            }
+        }
+    }
+    merged.sort_by(|(a, _), (b, _)| {
+        b.totals
+            .cost
+            .cmp(&a.totals.cost)
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let (rows, names) = merged.into_iter().unzip();
+    (
+        UsageSlice {
+            totals: slice.totals,
+            rows,
+            truncated: slice.truncated,
+        },
+        names,
+    )
 }
 
 #[cfg(test)]

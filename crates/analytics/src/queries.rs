@@ -1,49 +1,27 @@
 //! What an analysis may ask of one organisation's usage. A store implements
 //! [`OrgUsageQueries`] for a single org fixed at construction, so no caller can name, and no
 //! query can reach, another org's data.
+//!
+//! The engine's general questions take a [`UsageQuery`] (a scope, a period, a grouping):
+//! [`OrgUsageQueries::aggregate`] (spend, calls, tokens, errors), [`OrgUsageQueries::latency`]
+//! (percentiles) and [`OrgUsageQueries::model_mix`] (the tokens a what-if re-prices). The
+//! remaining methods serve the recommenders, whose questions have their own shape.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::money::Nanos;
 use crate::period::Period;
+use crate::query::{
+    Dimension, GroupTotals, Grouping, MAX_GROUPS, QuerySpecError, Scope, TagCount, UsageQuery,
+    UsageSlice,
+};
 
-/// A dimension of a cost breakdown (`GET /api/costs?group_by=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupBy {
-    Model,
-    Provider,
-    User,
-    Feature,
-    Day,
-}
-
-impl GroupBy {
-    pub fn parse(s: &str) -> Option<GroupBy> {
-        match s {
-            "model" => Some(GroupBy::Model),
-            "provider" => Some(GroupBy::Provider),
-            "user" => Some(GroupBy::User),
-            "feature" => Some(GroupBy::Feature),
-            "day" => Some(GroupBy::Day),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GroupBy::Model => "model",
-            GroupBy::Provider => "provider",
-            GroupBy::User => "user",
-            GroupBy::Feature => "feature",
-            GroupBy::Day => "day",
-        }
-    }
-}
-
-/// Totals over a period.
+/// Totals over a period. Serialised as `GET /api/costs` answers them (PROTOCOL.md §7): the
+/// cost as `cost_nanos` and `cost_usd` (the latter ignored when read back), so a slice in a
+/// run's data and in the API's answer are the same JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "TotalsWire", from = "TotalsWire")]
 pub struct UsageTotals {
     pub calls: i64,
     pub input_tokens: i64,
@@ -58,6 +36,105 @@ pub struct UsageTotals {
     pub error_calls: i64,
 }
 
+/// [`UsageTotals`] on the wire.
+#[derive(Serialize, Deserialize)]
+struct TotalsWire {
+    calls: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_input_tokens: i64,
+    unpriced_calls: i64,
+    unpriced_tokens: i64,
+    error_calls: i64,
+    cost_nanos: i64,
+    #[serde(default)]
+    cost_usd: f64,
+}
+
+impl From<UsageTotals> for TotalsWire {
+    fn from(t: UsageTotals) -> TotalsWire {
+        TotalsWire {
+            calls: t.calls,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            cached_input_tokens: t.cached_input_tokens,
+            unpriced_calls: t.unpriced_calls,
+            unpriced_tokens: t.unpriced_tokens,
+            error_calls: t.error_calls,
+            cost_nanos: t.cost.0,
+            cost_usd: t.cost.usd(),
+        }
+    }
+}
+
+impl From<TotalsWire> for UsageTotals {
+    fn from(w: TotalsWire) -> UsageTotals {
+        UsageTotals {
+            calls: w.calls,
+            input_tokens: w.input_tokens,
+            output_tokens: w.output_tokens,
+            cached_input_tokens: w.cached_input_tokens,
+            cost: Nanos(w.cost_nanos),
+            unpriced_calls: w.unpriced_calls,
+            unpriced_tokens: w.unpriced_tokens,
+            error_calls: w.error_calls,
+        }
+    }
+}
+
+impl UsageTotals {
+    /// Input plus output tokens.
+    pub fn total_tokens(&self) -> i64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+
+    /// The priced cost per priced call (`None` without priced calls): unpriced calls add no
+    /// cost, so counting them would understate it.
+    pub fn cost_per_call(&self) -> Option<Nanos> {
+        let priced = self.calls - self.unpriced_calls;
+        (priced > 0).then(|| Nanos(self.cost.0 / priced))
+    }
+
+    /// `error_calls / calls` (0 without calls).
+    pub fn error_rate(&self) -> f64 {
+        ratio(self.error_calls, self.calls)
+    }
+
+    /// These totals less `other`, field by field (a change between two windows).
+    pub fn minus(&self, other: &UsageTotals) -> UsageTotals {
+        UsageTotals {
+            calls: self.calls - other.calls,
+            input_tokens: self.input_tokens - other.input_tokens,
+            output_tokens: self.output_tokens - other.output_tokens,
+            cached_input_tokens: self.cached_input_tokens - other.cached_input_tokens,
+            cost: self.cost - other.cost,
+            unpriced_calls: self.unpriced_calls - other.unpriced_calls,
+            unpriced_tokens: self.unpriced_tokens - other.unpriced_tokens,
+            error_calls: self.error_calls - other.error_calls,
+        }
+    }
+
+    /// Adds `other` to these totals.
+    pub fn add(&mut self, other: &UsageTotals) {
+        self.calls += other.calls;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.cost = self.cost + other.cost;
+        self.unpriced_calls += other.unpriced_calls;
+        self.unpriced_tokens += other.unpriced_tokens;
+        self.error_calls += other.error_calls;
+    }
+}
+
+fn ratio(part: i64, whole: i64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
 /// One row of a breakdown. `key` is the model, provider, user, feature, or the day as
 /// `YYYY-MM-DD`; records without a user or feature are grouped under `(none)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +145,19 @@ pub struct CostRow {
     pub output_tokens: i64,
     pub cost: Nanos,
     pub unpriced_calls: i64,
+}
+
+impl From<GroupTotals> for CostRow {
+    fn from(g: GroupTotals) -> CostRow {
+        CostRow {
+            key: g.key,
+            calls: g.totals.calls,
+            input_tokens: g.totals.input_tokens,
+            output_tokens: g.totals.output_tokens,
+            cost: g.totals.cost,
+            unpriced_calls: g.totals.unpriced_calls,
+        }
+    }
 }
 
 /// Token sums of a slice of traffic, split the way prices are (fresh input, cached input,
@@ -141,13 +231,15 @@ pub struct FeatureModelCost {
     pub cost: Nanos,
 }
 
-/// Traffic of one feature on one model priced from the catalog (calls summing
-/// `request_count`, as in [`TrafficProfile`]), split by batch vs. interactive so it can be
-/// re-priced.
+/// Catalog-priced traffic of one model within a slice (and within one group of it, when the
+/// query is grouped), split by batch vs. interactive: the tokens a what-if re-prices on
+/// another model or through the Batch API. `calls` sum `request_count`, as in [`TrafficProfile`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureModelMix {
-    /// The feature (`(none)` without one).
-    pub feature: String,
+pub struct ModelMix {
+    /// The group's key (`(none)` for records without the dimension); `None` when the query is
+    /// not grouped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub model: String,
     pub interactive: TokenMix,
     pub batch: TokenMix,
@@ -184,10 +276,9 @@ pub struct InputBand {
     pub batch: TokenMix,
 }
 
-/// A model's latency percentiles and error rate within a period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LatencyRow {
-    pub model: String,
+/// Latency percentiles and errors of a slice of usage (or of one group of it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStats {
     /// Calls (the sum of `request_count`).
     pub calls: i64,
     /// Calls with a non-`ok` status.
@@ -200,58 +291,173 @@ pub struct LatencyRow {
     pub p99_ms: Option<i64>,
 }
 
-impl LatencyRow {
+impl LatencyStats {
     /// `error_calls / calls` (0 without calls).
     pub fn error_rate(&self) -> f64 {
-        if self.calls == 0 {
-            0.0
-        } else {
-            self.error_calls as f64 / self.calls as f64
+        ratio(self.error_calls, self.calls)
+    }
+
+    /// The stats of calls and errors with the latencies of their records as a histogram
+    /// (`(latency_ms, records)` by latency ascending).
+    pub fn from_histogram(calls: i64, error_calls: i64, histogram: &[(i64, i64)]) -> LatencyStats {
+        let samples: i64 = histogram.iter().map(|h| h.1).sum();
+        let at = |p: f64| {
+            let rank = nearest_rank_position(p, samples)?;
+            let mut seen = 0;
+            histogram.iter().find_map(|&(latency, n)| {
+                seen += n;
+                (seen >= rank).then_some(latency)
+            })
+        };
+        LatencyStats {
+            calls,
+            error_calls,
+            latency_samples: samples,
+            p50_ms: at(50.0),
+            p95_ms: at(95.0),
+            p99_ms: at(99.0),
         }
     }
+}
+
+/// One group's [`LatencyStats`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRow {
+    /// The group's value (`(none)` for records without it), or its day or week.
+    pub key: String,
+    #[serde(flatten)]
+    pub stats: LatencyStats,
+}
+
+/// The answer of [`OrgUsageQueries::latency`]: the slice's stats and its groups (empty when not
+/// grouped) by calls descending then key ascending, or by key ascending for days and weeks; at
+/// most [`MAX_GROUPS`] of them (`truncated` says some were left out).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySlice {
+    pub totals: LatencyStats,
+    pub rows: Vec<LatencyRow>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// The 1-based nearest rank of the `p`-th percentile (0 < p ≤ 100) in a sample of `n`: the
+/// smallest rank with at least p% of the sample at or below it. `None` for an empty sample.
+pub fn nearest_rank_position(p: f64, n: i64) -> Option<i64> {
+    if n <= 0 {
+        return None;
+    }
+    let rank = ((p / 100.0) * n as f64).ceil() as i64;
+    Some(rank.clamp(1, n))
 }
 
 /// The nearest-rank `p`-th percentile (0 < p ≤ 100) of `sorted` (ascending): the smallest
 /// value with at least p% of the sample at or below it. `None` for an empty sample.
 pub fn nearest_rank(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+    let rank = nearest_rank_position(p, sorted.len() as i64)?;
+    sorted.get(rank as usize - 1).copied()
 }
 
-/// Builds a [`LatencyRow`] from a model's call counts and its latencies sorted ascending.
-pub fn latency_row(model: String, calls: i64, error_calls: i64, sorted: &[i64]) -> LatencyRow {
-    LatencyRow {
-        model,
-        calls,
-        error_calls,
-        latency_samples: sorted.len() as i64,
-        p50_ms: nearest_rank(sorted, 50.0),
-        p95_ms: nearest_rank(sorted, 95.0),
-        p99_ms: nearest_rank(sorted, 99.0),
+/// Rows by calls descending then key ascending, or by key ascending for days and weeks: the
+/// order of every latency report.
+pub fn sort_latency_rows(rows: &mut [LatencyRow], by: &Grouping) {
+    if by.is_time() {
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+    } else {
+        rows.sort_by(|a, b| {
+            b.stats
+                .calls
+                .cmp(&a.stats.calls)
+                .then_with(|| a.key.cmp(&b.key))
+        });
     }
 }
 
-/// Rows by calls descending, then model ascending: the order of every latency report.
-pub fn sort_latency_rows(rows: &mut [LatencyRow]) {
-    rows.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.model.cmp(&b.model)));
+/// Rows by cost descending then key ascending, or by key ascending for days and weeks: the
+/// order of [`UsageSlice::rows`].
+pub fn sort_group_rows(rows: &mut [GroupTotals], by: &Grouping) {
+    if by.is_time() {
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+    } else {
+        rows.sort_by(|a, b| {
+            b.totals
+                .cost
+                .cmp(&a.totals.cost)
+                .then_with(|| a.key.cmp(&b.key))
+        });
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("usage query failed: {0}")]
     Backend(String),
+    /// The query is well formed but its answer would be larger than the engine returns.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The query breaks a bound of its scope ([`Scope::validate`]).
+    #[error("{0}")]
+    Invalid(#[from] QuerySpecError),
+}
+
+impl QueryError {
+    /// A model mix with more than [`MAX_GROUPS`] rows.
+    pub fn model_mix_too_large() -> QueryError {
+        QueryError::TooLarge(format!(
+            "the model mix has more than {MAX_GROUPS} group × model rows: narrow the scope or group by fewer values"
+        ))
+    }
 }
 
 /// Queries over the usage of the one org this handle was created for.
 #[async_trait]
 pub trait OrgUsageQueries: Send + Sync {
-    async fn totals(&self, period: &Period) -> Result<UsageTotals, QueryError>;
+    /// The [`UsageTotals`] of the query's scope over its period, and of each of its groups
+    /// ([`UsageSlice`] says the order and bound). Every figure a question about spend, calls,
+    /// tokens or errors needs is in, or a ratio of, these totals.
+    async fn aggregate(&self, q: &UsageQuery) -> Result<UsageSlice, QueryError>;
 
-    /// Rows by cost descending, except `Day`, which is by day ascending.
-    async fn breakdown(&self, period: &Period, by: GroupBy) -> Result<Vec<CostRow>, QueryError>;
+    /// Latency percentiles, calls and errors of the query's slice and of each of its groups.
+    async fn latency(&self, q: &UsageQuery) -> Result<LatencySlice, QueryError>;
+
+    /// Catalog-priced traffic of the query's slice by group (if grouped) and model, ordered by
+    /// key then model; more than [`MAX_GROUPS`] rows is
+    /// [`QueryError::TooLarge`].
+    async fn model_mix(&self, q: &UsageQuery) -> Result<Vec<ModelMix>, QueryError>;
+
+    /// The tag key/value pairs seen in `period` with their calls, by calls descending then key
+    /// and value ascending, at most [`crate::query::MAX_TAG_VALUES`] of them.
+    async fn tags(&self, period: &Period) -> Result<Vec<TagCount>, QueryError>;
+
+    /// The whole org's totals over `period`.
+    async fn totals(&self, period: &Period) -> Result<UsageTotals, QueryError> {
+        Ok(self.aggregate(&UsageQuery::totals(*period)).await?.totals)
+    }
+
+    /// The whole org's spend over `period` grouped `by` ([`UsageSlice`] order).
+    async fn breakdown(&self, period: &Period, by: Grouping) -> Result<Vec<CostRow>, QueryError> {
+        let q = UsageQuery {
+            period: *period,
+            scope: Scope::all(),
+            group_by: Some(by),
+        };
+        Ok(self
+            .aggregate(&q)
+            .await?
+            .rows
+            .into_iter()
+            .map(CostRow::from)
+            .collect())
+    }
+
+    /// Latency percentiles and error rate per model ([`sort_latency_rows`] order).
+    async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError> {
+        let q = UsageQuery {
+            period: *period,
+            scope: Scope::all(),
+            group_by: Some(Grouping::By(Dimension::Model)),
+        };
+        Ok(self.latency(&q).await?.rows)
+    }
 
     /// Traffic of `model` whose calls have at most `max_input_tokens` input and
     /// `max_output_tokens` output tokens, counting only calls priced from the catalog.
@@ -269,20 +475,11 @@ pub trait OrgUsageQueries: Send + Sync {
     /// then model.
     async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError>;
 
-    /// Latency percentiles and error rate per model ([`sort_latency_rows`] order).
-    async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError>;
-
     /// Spend by feature and model, by cost descending, then feature, then model.
     async fn breakdown_feature_model(
         &self,
         period: &Period,
     ) -> Result<Vec<FeatureModelCost>, QueryError>;
-
-    /// Catalog-priced traffic by feature and model, ordered by feature then model.
-    async fn feature_model_traffic(
-        &self,
-        period: &Period,
-    ) -> Result<Vec<FeatureModelMix>, QueryError>;
 
     /// Per feature and model, the `percentile`-th (1–100, nearest rank) output length and the
     /// output beyond it ([`OutputTail`]), ordered by feature then model.
@@ -315,5 +512,35 @@ mod tests {
         assert_eq!(nearest_rank(&v, 99.0), Some(20));
         assert_eq!(nearest_rank(&[7], 99.0), Some(7));
         assert_eq!(nearest_rank(&[], 50.0), None);
+    }
+
+    #[test]
+    fn percentiles_from_a_histogram_equal_those_of_the_sample() {
+        // 100 ×1, 200 ×3, 900 ×1: sorted [100, 200, 200, 200, 900].
+        let s = LatencyStats::from_histogram(7, 2, &[(100, 1), (200, 3), (900, 1)]);
+        assert_eq!(s.latency_samples, 5);
+        let sorted = [100, 200, 200, 200, 900];
+        assert_eq!(s.p50_ms, nearest_rank(&sorted, 50.0));
+        assert_eq!(s.p95_ms, Some(900));
+        assert_eq!(s.p50_ms, Some(200));
+        assert_eq!(LatencyStats::from_histogram(3, 0, &[]).p99_ms, None);
+    }
+
+    #[test]
+    fn ratios_of_totals() {
+        let t = UsageTotals {
+            calls: 10,
+            unpriced_calls: 2,
+            cost: Nanos(800),
+            error_calls: 1,
+            input_tokens: 5,
+            output_tokens: 6,
+            ..UsageTotals::default()
+        };
+        assert_eq!(t.cost_per_call(), Some(Nanos(100)));
+        assert_eq!(t.error_rate(), 0.1);
+        assert_eq!(t.total_tokens(), 11);
+        assert_eq!(UsageTotals::default().cost_per_call(), None);
+        assert_eq!(UsageTotals::default().error_rate(), 0.0);
     }
 }

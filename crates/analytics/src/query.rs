@@ -23,6 +23,13 @@ use crate::usage::MAX_TAG_KEY_CHARS;
 pub const MAX_FILTERS: usize = 16;
 pub const MAX_FILTER_VALUES: usize = 64;
 
+/// Most groups one answer lists: a grouping by a tag holding per-request ids must not make the
+/// server hold a row per call. The slice's totals still cover every group.
+pub const MAX_GROUPS: usize = 10_000;
+
+/// The key of records without a user, a feature or a given tag. Filtering on it selects them.
+pub const NONE_KEY: &str = "(none)";
+
 /// A dimension usage can be filtered or grouped by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dimension {
@@ -157,7 +164,9 @@ serde_as_text!(Dimension);
 serde_as_text!(Grouping);
 
 /// Usage whose `dimension` is one of `values` (or, with `exclude`, none of them). Values match
-/// exactly as stored; resolving what a person typed to a stored name is the caller's job.
+/// exactly as stored, and a record without the dimension (no user, no feature, no such tag)
+/// has the value [`NONE_KEY`]; resolving what a person typed to a stored name is the caller's
+/// job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filter {
     pub dimension: Dimension,
@@ -246,6 +255,12 @@ impl UsageQuery {
     }
 }
 
+impl From<Dimension> for Grouping {
+    fn from(d: Dimension) -> Grouping {
+        Grouping::By(d)
+    }
+}
+
 /// One group of a [`UsageSlice`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupTotals {
@@ -256,11 +271,15 @@ pub struct GroupTotals {
 }
 
 /// The engine's answer to a [`UsageQuery`]: the slice's totals, and its groups (empty when not
-/// grouped) by cost descending then key ascending, or by key ascending for days and weeks.
+/// grouped) by cost descending then key ascending, or by key ascending for days and weeks. At
+/// most [`MAX_GROUPS`] groups are listed; `truncated` says that more exist (the first ones in
+/// that order are kept, and `totals` still counts them all).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageSlice {
     pub totals: UsageTotals,
     pub rows: Vec<GroupTotals>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// How many calls carry one tag value within a period: what names in a question resolve

@@ -1,10 +1,14 @@
-//! Analyses of spend over time, as pure functions over query results: anomaly days (robust
-//! z-score over median and MAD), period-over-period change with its attribution to the keys
-//! that moved (and to a feature moving to a more expensive model), and the month-end forecast. The queries feeding them are breakdowns; the
-//! arithmetic is here so it is tested by hand-computed examples (testdata/golden/README.md).
+//! Analyses of spend over time, as pure functions over query results: the day that stands out
+//! and what grew on it (spikes: the day against the median day, drivers against their
+//! average on the other days), anomaly days (robust z-score over median and MAD),
+//! period-over-period change with its attribution to the keys that moved (and to a feature
+//! moving to a more expensive model), and the month-end forecast. The queries feeding them are
+//! breakdowns; the arithmetic is here so it is tested by hand-computed examples
+//! (testdata/golden/README.md). Every median here is [`median`].
 
 use std::collections::BTreeMap;
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::money::Nanos;
@@ -28,7 +32,9 @@ pub struct Anomaly {
     pub z: f64,
 }
 
-fn median(sorted: &[i64]) -> f64 {
+/// The median of `sorted` (ascending): the middle value, or the mean of the two middle ones;
+/// 0 for an empty sample.
+pub fn median(sorted: &[i64]) -> f64 {
     let n = sorted.len();
     if n == 0 {
         return 0.0;
@@ -37,6 +43,164 @@ fn median(sorted: &[i64]) -> f64 {
         sorted[n / 2] as f64
     } else {
         (sorted[n / 2 - 1] as f64 + sorted[n / 2] as f64) / 2.0
+    }
+}
+
+/// A day whose spend is at least this many times the median day's counts as a spike.
+pub const SPIKE_RATIO: f64 = 1.5;
+
+/// One UTC day's spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaySpend {
+    pub day: NaiveDate,
+    pub cost: Nanos,
+    pub calls: i64,
+}
+
+/// Every day from the first to the last of `days`, missing days as zero spend: a day without
+/// usage is a day of no spend, not a gap. Input in any order; output by day.
+pub fn fill_days(days: &[DaySpend]) -> Vec<DaySpend> {
+    let mut sorted = days.to_vec();
+    sorted.sort_by_key(|d| d.day);
+    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut day = first.day;
+    let mut it = sorted.iter().peekable();
+    while day <= last.day {
+        let mut spend = DaySpend {
+            day,
+            cost: Nanos::ZERO,
+            calls: 0,
+        };
+        while let Some(d) = it.next_if(|d| d.day == day) {
+            spend.cost = spend.cost + d.cost;
+            spend.calls += d.calls;
+        }
+        out.push(spend);
+        match day.succ_opt() {
+            Some(next) => day = next,
+            None => break,
+        }
+    }
+    out
+}
+
+/// The day analysed, against the other days of the period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayPick {
+    pub day: NaiveDate,
+    pub cost: Nanos,
+    pub calls: i64,
+    pub median: Nanos,
+    /// Days compared: from the first to the last day with usage (or the named day), days
+    /// without usage counting as zero spend.
+    pub days: usize,
+}
+
+/// The day to explain (`focus`, else the highest-spend day, the earliest on a tie) and the
+/// median day. `None` with fewer than two days to compare.
+pub fn pick_day(days: &[DaySpend], focus: Option<NaiveDate>) -> Option<DayPick> {
+    let mut with_focus = days.to_vec();
+    if let Some(f) = focus {
+        with_focus.push(DaySpend {
+            day: f,
+            cost: Nanos::ZERO,
+            calls: 0,
+        });
+    }
+    let filled = fill_days(&with_focus);
+    if filled.len() < 2 {
+        return None;
+    }
+    let picked = match focus {
+        Some(f) => filled.iter().find(|d| d.day == f)?,
+        None => filled
+            .iter()
+            .max_by(|a, b| a.cost.cmp(&b.cost).then_with(|| b.day.cmp(&a.day)))?,
+    };
+    let mut costs: Vec<i64> = filled.iter().map(|d| d.cost.0).collect();
+    costs.sort_unstable();
+    Some(DayPick {
+        day: picked.day,
+        cost: picked.cost,
+        calls: picked.calls,
+        median: Nanos(median(&costs).round() as i64),
+        days: filled.len(),
+    })
+}
+
+/// What grew on the day, compared with its average on the other days.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Driver {
+    pub key: String,
+    pub day_cost: Nanos,
+    /// Average daily cost on the other days.
+    pub baseline: Nanos,
+    pub increase: Nanos,
+}
+
+/// The key that grew most on the day: its cost that day (`day`) against its average over the
+/// `other_days` (its cost over the whole period, `period`, minus the day's). `None` when
+/// nothing grew.
+pub fn top_driver(
+    day: &[(&str, Nanos)],
+    period: &[(&str, Nanos)],
+    other_days: usize,
+) -> Option<Driver> {
+    if other_days == 0 {
+        return None;
+    }
+    let mut keys: Vec<&str> = day.iter().chain(period).map(|(k, _)| *k).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let cost_of = |rows: &[(&str, Nanos)], key: &str| {
+        rows.iter()
+            .find(|(k, _)| *k == key)
+            .map_or(Nanos::ZERO, |(_, c)| *c)
+    };
+    keys.into_iter()
+        .map(|key| {
+            let day_cost = cost_of(day, key);
+            let others = cost_of(period, key) - day_cost;
+            let baseline = Nanos(others.0 / other_days as i64);
+            Driver {
+                key: key.to_string(),
+                day_cost,
+                baseline,
+                increase: day_cost - baseline,
+            }
+        })
+        .filter(|d| d.increase > Nanos::ZERO)
+        .max_by(|a, b| a.increase.cmp(&b.increase).then_with(|| b.key.cmp(&a.key)))
+}
+
+/// A day explained: how it compares with the median day and what grew on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spike {
+    pub day: DayPick,
+    /// The question named this day; otherwise it is the highest-spend day.
+    pub requested: bool,
+    pub feature: Option<Driver>,
+    pub model: Option<Driver>,
+}
+
+impl Spike {
+    /// Day cost over the median day's; `None` when the median day had no spend.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.day.median.0 > 0).then(|| self.day.cost.0 as f64 / self.day.median.0 as f64)
+    }
+
+    pub fn increase(&self) -> Nanos {
+        self.day.cost - self.day.median
+    }
+
+    /// At least [`SPIKE_RATIO`] times the median day (any spend, when the median day had
+    /// none).
+    pub fn is_spike(&self) -> bool {
+        self.ratio()
+            .map_or(self.day.cost > Nanos::ZERO, |r| r >= SPIKE_RATIO)
     }
 }
 
@@ -289,6 +453,84 @@ mod tests {
             cost: Nanos(usd * 1_000_000_000),
             unpriced_calls: 0,
         }
+    }
+
+    fn spend(day: &str, usd: f64) -> DaySpend {
+        DaySpend {
+            day: day.parse().unwrap(),
+            cost: Nanos::from_usd(usd),
+            calls: 10,
+        }
+    }
+
+    #[test]
+    fn highest_day_against_the_median_with_gaps_as_zero() {
+        let days = [
+            spend("2026-11-01", 10.0),
+            spend("2026-11-02", 12.0),
+            // 11-03 missing: zero
+            spend("2026-11-04", 40.0),
+            spend("2026-11-05", 11.0),
+        ];
+        let p = pick_day(&days, None).unwrap();
+        assert_eq!(p.day.to_string(), "2026-11-04");
+        assert_eq!(p.cost, Nanos::from_usd(40.0));
+        assert_eq!(p.days, 5);
+        // 0, 10, 11, 12, 40
+        assert_eq!(p.median, Nanos::from_usd(11.0));
+        let focus = pick_day(&days, Some("2026-11-03".parse().unwrap())).unwrap();
+        assert_eq!((focus.cost, focus.calls), (Nanos::ZERO, 0));
+        assert!(pick_day(&days[..1], None).is_none());
+        assert!(pick_day(&[], None).is_none());
+        // An even count: the mean of the middle days.
+        let two = [spend("2026-11-01", 10.0), spend("2026-11-02", 20.0)];
+        assert_eq!(pick_day(&two, None).unwrap().median, Nanos::from_usd(15.0));
+    }
+
+    #[test]
+    fn driver_grew_most_against_its_average() {
+        let usd = Nanos::from_usd;
+        let day = [("a", usd(30.0)), ("b", usd(5.0))];
+        // Over 5 days: a 38 (8 on the other 4 days: 2/day), b 25 (20: 5/day), c 8.
+        let period = [("a", usd(38.0)), ("b", usd(25.0)), ("c", usd(8.0))];
+        let top = top_driver(&day, &period, 4).unwrap();
+        assert_eq!(top.key, "a");
+        assert_eq!(top.baseline, usd(2.0));
+        assert_eq!(top.increase, usd(28.0));
+        assert!(top_driver(&[], &period, 4).is_none());
+        assert!(top_driver(&day, &period, 0).is_none());
+    }
+
+    #[test]
+    fn a_spike_is_one_and_a_half_median_days() {
+        let pick = |cost: f64| DayPick {
+            day: "2026-11-17".parse().unwrap(),
+            cost: Nanos::from_usd(cost),
+            calls: 1,
+            median: Nanos::from_usd(40.0),
+            days: 30,
+        };
+        let spike = |cost| Spike {
+            day: pick(cost),
+            requested: false,
+            feature: None,
+            model: None,
+        };
+        assert!(spike(60.0).is_spike());
+        assert!(!spike(59.0).is_spike());
+        assert_eq!(spike(124.0).increase(), Nanos::from_usd(84.0));
+    }
+
+    #[test]
+    fn missing_days_are_zero_spend() {
+        let filled = fill_days(&[spend("2026-11-04", 7.0), spend("2026-11-01", 5.0)]);
+        let days: Vec<String> = filled.iter().map(|d| d.day.to_string()).collect();
+        assert_eq!(
+            days,
+            ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
+        );
+        assert_eq!(filled[1].cost, Nanos::ZERO);
+        assert_eq!(filled[3].cost, Nanos::from_usd(7.0));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use apogee_analytics::formats::{self, Format};
 use apogee_analytics::memory::MemoryUsage;
 use apogee_analytics::savings::{Confidence, ShortLimits, recommend};
-use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period, PriceCatalog, UsageTotals};
+use apogee_analytics::{
+    Dimension, Grouping, Nanos, OrgUsageQueries, Period, PriceCatalog, UsageTotals,
+};
 use chrono::{TimeZone, Utc};
 
 fn golden() -> (MemoryUsage, Arc<PriceCatalog>) {
@@ -62,7 +64,10 @@ async fn golden_costs() {
             error_calls: 0,
         }
     );
-    let by_model = usage.breakdown(&november(), GroupBy::Model).await.unwrap();
+    let by_model = usage
+        .breakdown(&november(), Grouping::By(Dimension::Model))
+        .await
+        .unwrap();
     let unpriced = by_model.iter().find(|r| r.key == "acme-llama").unwrap();
     assert_eq!((unpriced.cost, unpriced.unpriced_calls), (Nanos::ZERO, 1));
 }
@@ -140,11 +145,11 @@ async fn golden_prompt_cache_output_cap_and_context_tier() {
     );
     assert_eq!(
         recs[1].title,
-        "Cache the stable prompt prefix of `support-bot` on claude-sonnet-4"
+        "Cache the stable prompt prefix of support-bot on claude-sonnet-4"
     );
     assert_eq!(
         recs[2].title,
-        "Cap `drafts`'s gpt-4o-mini outputs at max_tokens = 200"
+        "Cap drafts's gpt-4o-mini outputs at max_tokens = 200"
     );
 }
 
@@ -167,8 +172,14 @@ async fn golden_model_move() {
     );
     let before = week.previous();
     let c = change(
-        &usage.breakdown(&week, GroupBy::Feature).await.unwrap(),
-        &usage.breakdown(&before, GroupBy::Feature).await.unwrap(),
+        &usage
+            .breakdown(&week, Grouping::By(Dimension::Feature))
+            .await
+            .unwrap(),
+        &usage
+            .breakdown(&before, Grouping::By(Dimension::Feature))
+            .await
+            .unwrap(),
     );
     assert_eq!(
         (c.previous, c.current, c.change),
@@ -265,7 +276,7 @@ async fn golden_billing() {
     // Shown by model, Claude Sonnet 4.5 is one row whichever name and provider sent it.
     let catalog = PriceCatalog::builtin().unwrap();
     let by_model = apogee_analytics::model_rows::merge_model_rows(
-        &usage.breakdown(&november(), GroupBy::Model).await.unwrap(),
+        &usage.breakdown(&november(), Grouping::By(Dimension::Model)).await.unwrap(),
         &catalog,
     );
     let sonnet = by_model

@@ -27,7 +27,7 @@ use crate::lease::NodeLease;
 use crate::metrics::Metrics;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
-use crate::{rest, static_ui, traces, ws};
+use crate::{costs, rest, static_ui, traces, ws};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -102,7 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/threads/{id}/messages", get(rest::thread_messages))
         .route("/api/runs/{id}/events", get(rest::run_events))
         .route("/api/usage", post(rest::ingest_usage))
-        .route("/api/costs", get(rest::costs))
+        .route("/api/costs", get(costs::costs))
         .route("/api/recommendations", get(rest::recommendations))
         .merge(static_ui::routes())
         // OTLP exporters (the Collector by default) gzip their bodies; the body limit below

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod costs;
 pub mod demo_data;
 pub mod handshake_limit;
 pub mod http_error;

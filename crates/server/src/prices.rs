@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use apogee_analytics::catalog::{PricesFormat, price_map};
-use apogee_analytics::{CatalogError, GroupBy, OrgUsageQueries, Period, PriceCatalog};
+use apogee_analytics::{CatalogError, Dimension, Grouping, OrgUsageQueries, Period, PriceCatalog};
 use apogee_store::Store;
 use chrono::Utc;
 
@@ -127,7 +127,7 @@ pub async fn check(
     let store = Store::open(&config.database_url).await?;
     let rows = store
         .org_usage(org)
-        .breakdown(&period, GroupBy::Model)
+        .breakdown(&period, Grouping::By(Dimension::Model))
         .await;
     store.close().await;
     for row in rows?.into_iter().filter(|r| r.unpriced_calls > 0) {

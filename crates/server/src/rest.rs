@@ -1,10 +1,8 @@
 //! REST endpoints of PROTOCOL.md §7. Every `/api` call is authenticated first and answered
 //! through the caller's [`UserSession`], so it only ever sees the caller's own data.
 
-use apogee_analytics::forecast::month_end;
-use apogee_analytics::model_rows::merge_model_rows;
 use apogee_analytics::savings::{CACHE_HIT_RATE, Recommendation, ShortLimits, recommend};
-use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period};
+use apogee_analytics::{Nanos, Period};
 use apogee_store::MessageRow;
 use axum::Json;
 use axum::body::Bytes;
@@ -215,17 +213,8 @@ pub async fn ingest_usage(
     })))
 }
 
-#[derive(Deserialize)]
-pub struct CostsQuery {
-    /// A named period (`Period::NAMES`); `from`/`to` refine or replace it.
-    period: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    group_by: Option<String>,
-}
-
 /// `2026-11-01` (a whole UTC day) or RFC 3339. A bare date as `to` includes that day.
-fn parse_bound(text: &str, is_end: bool) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn parse_bound(text: &str, is_end: bool) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -245,7 +234,7 @@ fn parse_bound(text: &str, is_end: bool) -> Result<DateTime<Utc>, ApiError> {
 
 /// The window of `GET /api/costs` and `GET /api/recommendations`: a named `period` (default
 /// `30d`), whose bounds `from` / `to` replace when given.
-fn period_of(
+pub(crate) fn period_of(
     period: Option<&str>,
     from: Option<&str>,
     to: Option<&str>,
@@ -273,79 +262,9 @@ fn period_of(
     Ok(Period::new(from, to))
 }
 
-fn nanos_json(n: Nanos) -> Value {
-    json!({"cost_usd": n.usd(), "cost_nanos": n.0})
-}
-
-pub async fn costs(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<CostsQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers).await?;
-    let period = period_of(q.period.as_deref(), q.from.as_deref(), q.to.as_deref())?;
-    let by = match q.group_by.as_deref() {
-        None => GroupBy::Model,
-        Some(g) => GroupBy::parse(g).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "unknown group_by `{g}`: use model, provider, user, feature or day"
-            ))
-        })?,
-    };
-    let totals = s
-        .usage()
-        .totals(&period)
-        .await
-        .map_err(ApiError::internal)?;
-    let rows = s
-        .usage()
-        .breakdown(&period, by)
-        .await
-        .map_err(ApiError::internal)?;
-    // By model, one model reported under several names is one row, listing the names.
-    let rows: Vec<(apogee_analytics::CostRow, Option<Vec<String>>)> = if by == GroupBy::Model {
-        merge_model_rows(&rows, s.catalog())
-            .into_iter()
-            .map(|m| (m.row, Some(m.names)))
-            .collect()
-    } else {
-        rows.into_iter().map(|r| (r, None)).collect()
-    };
-    let rows: Vec<Value> = rows
-        .into_iter()
-        .map(|(r, names)| {
-            let mut v = json!({"key": r.key, "calls": r.calls, "input_tokens": r.input_tokens,
-                "output_tokens": r.output_tokens, "unpriced_calls": r.unpriced_calls});
-            if let (Value::Object(m), Value::Object(c)) = (&mut v, nanos_json(r.cost)) {
-                m.extend(c);
-            }
-            if let (Value::Object(m), Some(names)) = (&mut v, names) {
-                m.insert("models".into(), json!(names));
-            }
-            v
-        })
-        .collect();
-    let mut totals_json = json!({"calls": totals.calls, "input_tokens": totals.input_tokens,
-        "output_tokens": totals.output_tokens, "cached_input_tokens": totals.cached_input_tokens,
-        "unpriced_calls": totals.unpriced_calls, "unpriced_tokens": totals.unpriced_tokens,
-        "error_calls": totals.error_calls});
-    if let (Value::Object(m), Value::Object(c)) = (&mut totals_json, nanos_json(totals.cost)) {
-        m.extend(c);
-    }
-    // As of now whatever the requested period: where this month's spend is heading.
-    let forecast = month_end(s.usage(), Utc::now())
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(json!({
-        "org_id": s.identity().org_id(),
-        "from": period.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "to": period.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "group_by": by.as_str(),
-        "currency": "USD",
-        "totals": totals_json,
-        "rows": rows,
-        "forecast": forecast.to_json(),
-    })))
+/// An instant as the REST answers give it: RFC 3339, whole seconds, `Z`.
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[derive(Deserialize)]
@@ -370,8 +289,8 @@ pub async fn recommendations(
     let total: Nanos = recs.iter().map(|r| r.monthly_saving).sum();
     Ok(Json(json!({
         "org_id": s.identity().org_id(),
-        "from": period.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "to": period.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "from": rfc3339(period.from),
+        "to": rfc3339(period.to),
         "currency": "USD",
         "limits": limits,
         "cache_hit_rate": CACHE_HIT_RATE,

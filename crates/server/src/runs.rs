@@ -128,6 +128,7 @@ impl RunRegistry {
             spec.thread_id.clone(),
             spec.run_id.clone(),
         ));
+        let previous_plan = thread_plan(&spec).await;
         let ctx = RunContext {
             run_id: spec.run_id.clone(),
             question: spec.question,
@@ -136,10 +137,14 @@ impl RunRegistry {
             catalog: spec.catalog,
             sink,
             cancel: spec.cancel,
+            previous_plan,
         };
         let outcome = std::panic::AssertUnwindSafe(apogee_agents::run(ctx))
             .catch_unwind()
             .await;
+        if let Ok(o) = &outcome {
+            record_thread_plan(&spec.store, &spec.run_id, o.thread_plan.as_ref()).await;
+        }
         let ended_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         // A panic, or a sink failure (the stream could not be written), leaves steps open:
         // close them so every start keeps its end.
@@ -215,5 +220,34 @@ impl RunRegistry {
             return self.live().len();
         }
         0
+    }
+}
+
+/// The plan the thread's previous question left, for a follow-up to refine. A plan that cannot
+/// be read (a store error, a plan of an older shape) only means the question is read afresh.
+async fn thread_plan(spec: &RunSpec) -> Option<apogee_agents::QuestionPlan> {
+    let stored = spec
+        .store
+        .thread_plan(spec.stream.key(), &spec.thread_id, &spec.run_id)
+        .await
+        .inspect_err(|e| tracing::warn!(run_id = %spec.run_id, error = %e, "could not read the thread's plan"))
+        .ok()??;
+    serde_json::from_str(&stored)
+        .inspect_err(|e| tracing::warn!(run_id = %spec.run_id, error = %e, "the thread's plan does not parse"))
+        .ok()
+}
+
+/// Records the plan the next question of the run's thread refines.
+async fn record_thread_plan(
+    store: &Store,
+    run_id: &str,
+    plan: Option<&apogee_agents::QuestionPlan>,
+) {
+    let Some(plan) = plan else { return };
+    let Ok(json) = serde_json::to_string(plan) else {
+        return;
+    };
+    if let Err(e) = store.set_run_plan(run_id, &json).await {
+        tracing::warn!(%run_id, error = %e, "could not record the run's plan");
     }
 }

@@ -102,3 +102,176 @@ async fn spike_and_savings_answers_match_the_rest_api() {
     assert!(answer.contains(&top.display_usd()), "{answer}");
     assert!(server.terminate().await.success());
 }
+
+/// `s` percent-encoded for a query string.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The `GET /api/costs` query of a chat plan: its window, filters, grouping and comparison.
+fn costs_query(plan: &Value) -> String {
+    let mut q = format!(
+        "from={}&to={}",
+        enc(plan["period"]["from"].as_str().unwrap()),
+        enc(plan["period"]["to"].as_str().unwrap())
+    );
+    for f in plan["scope"].as_array().into_iter().flatten() {
+        let dim = f["dimension"].as_str().unwrap();
+        let name = match dim.strip_prefix("tag:") {
+            Some(key) => format!("tag.{key}"),
+            None => dim.to_string(),
+        };
+        let name = if f["exclude"] == true {
+            format!("not.{name}")
+        } else {
+            name
+        };
+        for v in f["values"].as_array().unwrap() {
+            q.push_str(&format!("&{name}={}", enc(v.as_str().unwrap())));
+        }
+    }
+    if let Some(g) = plan["group_by"].as_str() {
+        q.push_str(&format!("&group_by={}", enc(g)));
+    }
+    if let Some(c) = plan.get("compare").filter(|c| !c.is_null()) {
+        q.push_str(&format!(
+            "&compare_from={}&compare_to={}",
+            enc(c["from"].as_str().unwrap()),
+            enc(c["to"].as_str().unwrap())
+        ));
+    }
+    q
+}
+
+fn key_costs(rows: &Value) -> Vec<(String, i64, i64)> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_string(),
+                r["cost_nanos"].as_i64().unwrap(),
+                r["calls"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn figure_answers_equal_the_api_for_the_same_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    load_demo_data(dir.path(), 20_000).await;
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("APOGEE_MESSAGES_PER_MINUTE", "600"),
+            ("APOGEE_MESSAGE_BURST", "50"),
+        ],
+    )
+    .await;
+    let mut alice = server.ws("?user=alice").await;
+    alice.ready().await;
+    let questions = [
+        "How much did gpt-4o cost in the last 7 days?",
+        "Which feature spends the most on claude-sonnet-4 in the last 14 days?",
+        "top 5 users in the last 7 days",
+        "spend by team in the last 14 days",
+        "How much did the growth team spend in the last 7 days?",
+        "How much did the support team spend on gpt-4o last week?",
+        "Compare this week to last week",
+        "spend in the last 7 days vs the 7 days before by feature",
+        "weekly spend",
+        "daily spend of support-bot in the last 14 days",
+        "spend excluding internal-eval in the last 7 days",
+        "How many calls did search-rerank make yesterday?",
+        "openai spend by model in the last 7 days",
+    ];
+    for (i, question) in questions.iter().enumerate() {
+        let (data, answer) = ask(&mut alice, &format!("f{i}"), question).await;
+        let plan = &data["plan"];
+        assert_eq!(plan["intent"], "figure", "{question}: {plan}");
+        let (s, api) = get_json(
+            &server.addr,
+            &format!("/api/costs?{}", costs_query(plan)),
+            "alice",
+        )
+        .await;
+        assert_eq!(s, 200, "{question}: {api}");
+        let figure = &data["figure"]["current"];
+        for field in [
+            "cost_nanos",
+            "calls",
+            "input_tokens",
+            "output_tokens",
+            "error_calls",
+        ] {
+            assert_eq!(
+                figure["totals"][field], api["totals"][field],
+                "{question}: {field}"
+            );
+        }
+        if plan.get("group_by").is_some_and(|g| !g.is_null()) {
+            assert_eq!(
+                key_costs(&figure["rows"]),
+                key_costs(&api["rows"]),
+                "{question}: rows"
+            );
+        }
+        if plan.get("compare").is_some_and(|c| !c.is_null()) {
+            let previous = &data["figure"]["previous"]["totals"];
+            assert_eq!(
+                previous["cost_nanos"], api["compare"]["totals"]["cost_nanos"],
+                "{question}"
+            );
+            assert_eq!(
+                previous["calls"], api["compare"]["totals"]["calls"],
+                "{question}"
+            );
+        }
+        // The first sentence carries the API's figure.
+        let lead = answer.lines().next().unwrap();
+        let headline = plan["measures"][0].as_str().unwrap_or("spend");
+        let figure_text = match headline {
+            "calls" => {
+                let n = api["totals"]["calls"].as_i64().unwrap();
+                let s = n.to_string();
+                let mut out = String::new();
+                for (k, ch) in s.chars().enumerate() {
+                    if k > 0 && (s.len() - k).is_multiple_of(3) {
+                        out.push(',');
+                    }
+                    out.push(ch);
+                }
+                out
+            }
+            _ => Nanos(api["totals"]["cost_nanos"].as_i64().unwrap()).display_usd(),
+        };
+        let ranked = plan.get("rank").is_some_and(|r| !r.is_null());
+        if !ranked {
+            assert!(
+                lead.contains(&figure_text),
+                "{question}: {lead} lacks {figure_text}"
+            );
+        } else {
+            // Usage without the dimension ("(none)") is not ranked.
+            let top = api["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["key"] != "(none)")
+                .unwrap();
+            assert!(
+                lead.contains(&Nanos(top["cost_nanos"].as_i64().unwrap()).display_usd()),
+                "{question}: {lead} lacks the top row {top}"
+            );
+        }
+    }
+    assert!(server.terminate().await.success());
+}

@@ -274,6 +274,44 @@ impl Store {
         Ok(())
     }
 
+    /// Records the question plan (JSON) the next question of the run's thread refines.
+    pub async fn set_run_plan(&self, run_id: &str, plan: &str) -> Result<(), StoreError> {
+        on_write!(&self.db, pool => {
+            sqlx::query("UPDATE runs SET plan = $1 WHERE id = $2")
+                .bind(plan)
+                .bind(run_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The plan recorded by the latest run of the user's thread other than `except_run` (the
+    /// run about to start), if any run recorded one.
+    pub async fn thread_plan(
+        &self,
+        user: &UserKey,
+        thread_id: &str,
+        except_run: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let sql = format!(
+            "SELECT plan FROM runs
+             WHERE thread_id = $1 AND org_id = $2 AND user_id = $3 AND id <> $4 AND plan IS NOT NULL
+             ORDER BY started_at DESC, id{} DESC LIMIT 1",
+            self.db.pick("", " COLLATE \"C\"")
+        );
+        on_read!(&self.db, pool => {
+            let row = sqlx::query(&sql)
+                .bind(thread_id)
+                .bind(&user.org_id)
+                .bind(&user.user_id)
+                .bind(except_run)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|r| r.text("plan")).transpose().map_err(StoreError::from)
+        })
+    }
+
     /// The user's threads, most recently active first.
     pub async fn list_threads(&self, user: &UserKey) -> Result<Vec<ThreadRow>, StoreError> {
         // Ids compare byte-wise on both backends (`COLLATE "C"` on PostgreSQL).

@@ -44,7 +44,7 @@ const LOCK_ATTEMPTS: u32 = 5;
 impl Store {
     /// Assigns the user's next `seq`, renders the event with it and stores it: either the event
     /// is stored with the next seq or the head does not move. Concurrent appends (of different
-    /// users) share one transaction: see `committer.rs`.
+    /// users) share one transaction: see the `committer` module.
     pub async fn append_event(
         &self,
         user: &UserKey,

@@ -11,29 +11,39 @@ use crate::db::{Backend, Db, on_write};
 /// A migration: its version and its SQL.
 type Migration = (i64, &'static str);
 
-/// Version 7 (common SQL), named so both lists take it whatever other versions land beside it.
+// Each version is named once, so both lists take it whatever other versions land beside it.
+const INIT: Migration = (1, include_str!("../migrations/0001_init.sql"));
+const TICKETS: Migration = (2, include_str!("../migrations/0002_tickets.sql"));
+const USAGE_V2: Migration = (3, include_str!("../migrations/0003_usage_v2.sql"));
+const NODES: Migration = (5, include_str!("../migrations/0005_nodes.sql"));
 const BILLING_FIELDS: Migration = (7, include_str!("../migrations/0007_billing_fields.sql"));
+const SYNTHETIC_USAGE: Migration = (8, include_str!("../migrations/0008_synthetic_usage.sql"));
+const RUN_PLANS: Migration = (10, include_str!("../migrations/0010_run_plans.sql"));
 
 const SQLITE: &[Migration] = &[
-    (1, include_str!("../migrations/0001_init.sql")),
-    (2, include_str!("../migrations/0002_tickets.sql")),
-    (3, include_str!("../migrations/0003_usage_v2.sql")),
+    INIT,
+    TICKETS,
+    USAGE_V2,
     (4, include_str!("../migrations/0004_rollups.sql")),
-    (5, include_str!("../migrations/0005_nodes.sql")),
+    NODES,
+    (6, include_str!("../migrations/0006_tag_rollups.sql")),
     BILLING_FIELDS,
-    (8, include_str!("../migrations/0008_synthetic_usage.sql")),
+    SYNTHETIC_USAGE,
+    RUN_PLANS,
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
-/// rollups (no `WITHOUT ROWID`; typed sums in the backfill).
+/// rollups (no `WITHOUT ROWID`; typed sums and `json_each_text` in the backfills).
 const POSTGRES: &[Migration] = &[
-    SQLITE[0],
-    SQLITE[1],
-    SQLITE[2],
+    INIT,
+    TICKETS,
+    USAGE_V2,
     (4, include_str!("../migrations/postgres/0004_rollups.sql")),
-    SQLITE[4],
+    NODES,
+    (6, include_str!("../migrations/postgres/0006_tag_rollups.sql")),
     BILLING_FIELDS,
-    SQLITE[6],
+    SYNTHETIC_USAGE,
+    RUN_PLANS,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).
@@ -187,9 +197,98 @@ mod tests {
         assert_eq!(versions, all);
     }
 
-    #[test]
-    fn both_dialects_have_the_same_versions() {
-        let versions = |m: &[Migration]| m.iter().map(|(v, _)| *v).collect::<Vec<_>>();
-        assert_eq!(versions(SQLITE), versions(POSTGRES));
+    /// Raw rows stored before migration 6 (tags with odd keys, an aggregate record, an error,
+    /// an unpriced call, untagged rows): what the backfill must fold into the tag rollup.
+    const V5_ROWS: &str = r#"
+        INSERT INTO usage_records (org_id, request_id, ts_ms, provider, model, input_tokens,
+            output_tokens, cached_input_tokens, batch, status, cost_nanos, tags, request_count)
+        VALUES
+          ('acme', 'a', 1763600000000, 'openai', 'gpt-4o', 100, 10, 0, FALSE, 'ok', 500, '{"team":"growth","a.b\"c":"x"}', 1),
+          ('acme', 'b', 1763600100000, 'openai', 'gpt-4o', 200, 20, 5, FALSE, 'error', 700, '{"team":"growth"}', 3),
+          ('acme', 'c', 1763603700000, 'acme', 'llama', 50, 5, 0, FALSE, 'ok', NULL, '{"team":"search","env":"prod"}', 1),
+          ('acme', 'd', 1763603800000, 'openai', 'gpt-4o', 1, 1, 0, FALSE, 'ok', 9, NULL, 1),
+          ('other', 'e', 1763600000000, 'openai', 'gpt-4o', 100, 10, 0, FALSE, 'ok', 500, '{"team":"growth"}', 1)
+    "#;
+
+    /// A tag rollup row: org, tag key, hour, tag value, model, user, and its sums.
+    type TagRow = (String, String, i64, String, String, String, Vec<i64>);
+
+    async fn check_tag_backfill(db: &Db, migrations: &[Migration]) {
+        apply(db, &migrations[..5]).await.unwrap();
+        on_write!(db, pool => {
+            sqlx::raw_sql(V5_ROWS).execute(pool).await.unwrap();
+        });
+        apply(db, migrations).await.unwrap();
+        // What ingest would have folded from the same rows.
+        let mut expected: Vec<TagRow> = Vec::new();
+        for org in ["acme", "other"] {
+            let mut d = crate::rollup::RollupDelta::default();
+            on_write!(db, pool => {
+                let rows = sqlx::query(&format!(
+                    "SELECT {} FROM usage_records WHERE org_id = $1",
+                    crate::rollup::RAW_COLUMNS
+                ))
+                .bind(org)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                for r in &rows {
+                    d.add_row(r).unwrap();
+                }
+            });
+            for (k, s) in d.tag_entries() {
+                expected.push((
+                    org.to_string(),
+                    k.tag_key.clone(),
+                    k.hour.hour_ms,
+                    k.tag_value.clone(),
+                    k.hour.model.clone(),
+                    k.hour.user.clone(),
+                    vec![
+                        s.rows,
+                        s.calls,
+                        s.input_tokens,
+                        s.cost_nanos,
+                        s.unpriced_calls,
+                        s.unpriced_tokens,
+                        s.error_calls,
+                    ],
+                ));
+            }
+        }
+        assert!(!expected.is_empty());
+        let got: Vec<TagRow> = on_write!(db, pool => {
+            sqlx::query_as::<_, (String, String, i64, String, String, String, i64, i64, i64, i64, i64, i64, i64)>(
+                "SELECT org_id, tag_key, hour_ms, tag_value, model, user_key, row_count, calls,
+                            input_tokens, cost_nanos, unpriced_calls, unpriced_tokens, error_calls
+                     FROM usage_hourly_tags",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.0, r.1, r.2, r.3, r.4, r.5, vec![r.6, r.7, r.8, r.9, r.10, r.11, r.12]))
+            .collect()
+        });
+        let (mut got, mut expected) = (got, expected);
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected);
+        // team=growth on acme: records a (1 call) and b (3 calls, errors) in one hour.
+        assert!(got.iter().any(|g| g.0 == "acme"
+            && g.1 == "team"
+            && g.3 == "growth"
+            && g.6 == [2, 4, 300, 1200, 0, 0, 3]));
+        assert!(got.iter().any(|g| g.1 == "a.b\"c" && g.3 == "x"));
+    }
+
+    #[tokio::test]
+    async fn the_tag_rollup_backfill_equals_what_ingest_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        check_tag_backfill(&sqlite_db(dir.path()).await, SQLITE).await;
+        if let Some(database) = test_support::fresh_postgres().await {
+            let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+            check_tag_backfill(&Db::Postgres(pool), POSTGRES).await;
+        }
     }
 }

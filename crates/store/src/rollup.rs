@@ -1,6 +1,6 @@
-//! The hourly rollups (`usage_hourly`, migration 4): folding raw rows into per-hour sums and
-//! applying them in the transaction that inserted or deleted those rows, so the rollups always
-//! equal the raw rows they summarise.
+//! The hourly rollups (`usage_hourly`, migration 4, and per tag `usage_hourly_tags`, migration
+//! 6): folding raw rows into per-hour sums and applying them in the transaction that inserted
+//! or deleted those rows, so the rollups always equal the raw rows they summarise.
 
 use std::collections::HashMap;
 
@@ -10,9 +10,9 @@ pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// The raw columns a rollup needs, for `RETURNING` after an insert or a delete.
 pub(crate) const RAW_COLUMNS: &str = "ts_ms, provider, model, user_name, feature, input_tokens, \
-     output_tokens, cached_input_tokens, cost_nanos, status, request_count";
+     output_tokens, cached_input_tokens, cost_nanos, status, request_count, tags";
 
-/// Rollup rows per multi-row upsert: 15 binds each stays far below SQLite's variable limit.
+/// Rollup rows per multi-row upsert: 17 binds each stays far below SQLite's variable limit.
 pub(crate) const ROWS_PER_UPSERT: usize = 1_000;
 
 /// The head of the rollup upsert; [`apply_delta`] pushes the values.
@@ -35,8 +35,26 @@ pub(crate) const UPSERT_TAIL: &str =
       unpriced_tokens = usage_hourly.unpriced_tokens + excluded.unpriced_tokens,
       error_calls = usage_hourly.error_calls + excluded.error_calls";
 
+/// The head of the tag rollup upsert; [`apply_delta`] pushes the values.
+pub(crate) const TAG_UPSERT_HEAD: &str = "INSERT INTO usage_hourly_tags (org_id, tag_key, hour_ms,
+     tag_value, provider, model, user_key, feature_key, row_count, calls, input_tokens,
+     output_tokens, cached_input_tokens, cost_nanos, unpriced_calls, unpriced_tokens, error_calls) ";
+
+pub(crate) const TAG_UPSERT_TAIL: &str = " ON CONFLICT (org_id, tag_key, hour_ms, tag_value,
+      provider, model, user_key, feature_key)
+    DO UPDATE SET
+      row_count = usage_hourly_tags.row_count + excluded.row_count,
+      calls = usage_hourly_tags.calls + excluded.calls,
+      input_tokens = usage_hourly_tags.input_tokens + excluded.input_tokens,
+      output_tokens = usage_hourly_tags.output_tokens + excluded.output_tokens,
+      cached_input_tokens = usage_hourly_tags.cached_input_tokens + excluded.cached_input_tokens,
+      cost_nanos = usage_hourly_tags.cost_nanos + excluded.cost_nanos,
+      unpriced_calls = usage_hourly_tags.unpriced_calls + excluded.unpriced_calls,
+      unpriced_tokens = usage_hourly_tags.unpriced_tokens + excluded.unpriced_tokens,
+      error_calls = usage_hourly_tags.error_calls + excluded.error_calls";
+
 /// Key of records without a user or a feature; the same key every breakdown reports.
-const NONE_KEY: &str = "(none)";
+const NONE_KEY: &str = apogee_analytics::NONE_KEY;
 
 /// The start of the UTC hour holding `ts_ms`.
 pub(crate) fn hour_floor(ts_ms: i64) -> i64 {
@@ -50,6 +68,14 @@ pub(crate) struct HourKey {
     pub(crate) model: String,
     pub(crate) user: String,
     pub(crate) feature: String,
+}
+
+/// A tag rollup row's key: one tag of the records of an [`HourKey`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct TagHourKey {
+    pub(crate) tag_key: String,
+    pub(crate) hour: HourKey,
+    pub(crate) tag_value: String,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -69,7 +95,22 @@ pub(crate) struct HourSums {
 #[derive(Debug, Default)]
 pub(crate) struct RollupDelta {
     sums: HashMap<HourKey, HourSums>,
+    tag_sums: HashMap<TagHourKey, HourSums>,
     rows: u64,
+}
+
+impl HourSums {
+    fn add(&mut self, o: &HourSums) {
+        self.rows += o.rows;
+        self.calls += o.calls;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.cached_input_tokens += o.cached_input_tokens;
+        self.cost_nanos += o.cost_nanos;
+        self.unpriced_calls += o.unpriced_calls;
+        self.unpriced_tokens += o.unpriced_tokens;
+        self.error_calls += o.error_calls;
+    }
 }
 
 impl RollupDelta {
@@ -86,6 +127,13 @@ impl RollupDelta {
         entries
     }
 
+    /// The sums by tag, hour and dimensions, in key order (for the same reason).
+    pub(crate) fn tag_entries(&self) -> Vec<(&TagHourKey, &HourSums)> {
+        let mut entries: Vec<_> = self.tag_sums.iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        entries
+    }
+
     /// Folds in one raw row read through [`RAW_COLUMNS`].
     pub(crate) fn add_row(&mut self, r: &impl Cols) -> Result<(), sqlx::Error> {
         let ts_ms = r.int("ts_ms")?;
@@ -98,26 +146,40 @@ impl RollupDelta {
         };
         let input = r.int("input_tokens")?;
         let output = r.int("output_tokens")?;
-        let cached = r.int("cached_input_tokens")?;
-        let cost = r.opt_int("cost_nanos")?;
-        let status = r.text("status")?;
         let calls = r.int("request_count")?;
-        let s = self.sums.entry(key).or_default();
-        s.rows += 1;
-        s.calls += calls;
-        s.input_tokens += input;
-        s.output_tokens += output;
-        s.cached_input_tokens += cached;
+        let cost = r.opt_int("cost_nanos")?;
+        let mut one = HourSums {
+            rows: 1,
+            calls,
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: r.int("cached_input_tokens")?,
+            ..HourSums::default()
+        };
         match cost {
-            Some(c) => s.cost_nanos += c,
+            Some(c) => one.cost_nanos = c,
             None => {
-                s.unpriced_calls += calls;
-                s.unpriced_tokens += input + output;
+                one.unpriced_calls = calls;
+                one.unpriced_tokens = input + output;
             }
         }
-        if status != "ok" {
-            s.error_calls += calls;
+        if r.text("status")? != "ok" {
+            one.error_calls = calls;
         }
+        // Tags were stored as a JSON object of strings by ingest; anything else is not ours.
+        if let Some(json) = r.opt_text("tags")? {
+            let tags: std::collections::BTreeMap<String, String> =
+                serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            for (tag_key, tag_value) in tags {
+                let k = TagHourKey {
+                    tag_key,
+                    hour: key.clone(),
+                    tag_value,
+                };
+                self.tag_sums.entry(k).or_default().add(&one);
+            }
+        }
+        self.sums.entry(key).or_default().add(&one);
         self.rows += 1;
         Ok(())
     }
@@ -154,8 +216,39 @@ macro_rules! apply_delta {
             qb.push($crate::rollup::UPSERT_TAIL);
             qb.build().execute(&mut **tx).await?;
         }
+        let tag_entries = delta.tag_entries();
+        for chunk in tag_entries.chunks($crate::rollup::ROWS_PER_UPSERT) {
+            let mut qb = sqlx::QueryBuilder::new($crate::rollup::TAG_UPSERT_HEAD);
+            qb.push_values(chunk, |mut b, (k, s)| {
+                b.push_bind(org_id)
+                    .push_bind(k.tag_key.as_str())
+                    .push_bind(k.hour.hour_ms)
+                    .push_bind(k.tag_value.as_str())
+                    .push_bind(k.hour.provider.as_str())
+                    .push_bind(k.hour.model.as_str())
+                    .push_bind(k.hour.user.as_str())
+                    .push_bind(k.hour.feature.as_str())
+                    .push_bind(sign * s.rows)
+                    .push_bind(sign * s.calls)
+                    .push_bind(sign * s.input_tokens)
+                    .push_bind(sign * s.output_tokens)
+                    .push_bind(sign * s.cached_input_tokens)
+                    .push_bind(sign * s.cost_nanos)
+                    .push_bind(sign * s.unpriced_calls)
+                    .push_bind(sign * s.unpriced_tokens)
+                    .push_bind(sign * s.error_calls);
+            });
+            qb.push($crate::rollup::TAG_UPSERT_TAIL);
+            qb.build().execute(&mut **tx).await?;
+        }
         if sign < 0 && !entries.is_empty() {
             sqlx::query("DELETE FROM usage_hourly WHERE org_id = $1 AND row_count <= 0")
+                .bind(org_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        if sign < 0 && !tag_entries.is_empty() {
+            sqlx::query("DELETE FROM usage_hourly_tags WHERE org_id = $1 AND row_count <= 0")
                 .bind(org_id)
                 .execute(&mut **tx)
                 .await?;

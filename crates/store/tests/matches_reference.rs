@@ -6,7 +6,10 @@ use std::sync::Arc;
 use apogee_analytics::demo::{DemoSpec, generate};
 use apogee_analytics::memory::MemoryUsage;
 use apogee_analytics::savings::{ShortLimits, recommend};
-use apogee_analytics::{GroupBy, OrgUsageQueries, Period, PriceCatalog, PricedRecord};
+use apogee_analytics::{
+    Dimension, Filter, Grouping, OrgUsageQueries, Period, PriceCatalog, PricedRecord, QueryError,
+    Scope, UsageQuery, UsageRecord,
+};
 use apogee_store::test_support::{TestStore, stores};
 use apogee_store::{Backend, Store};
 use chrono::{TimeZone, Utc};
@@ -69,20 +72,22 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
                 .await
                 .unwrap()
                 .iter()
-                .any(|r| r.latency_samples > 0 && r.error_calls > 0 && r.p99_ms > r.p50_ms)
+                .any(|r| r.stats.latency_samples > 0
+                    && r.stats.error_calls > 0
+                    && r.stats.p99_ms > r.stats.p50_ms)
         );
         for p in &periods {
             assert_eq!(sql.totals(p).await.unwrap(), mem.totals(p).await.unwrap());
             for by in [
-                GroupBy::Model,
-                GroupBy::Provider,
-                GroupBy::User,
-                GroupBy::Feature,
-                GroupBy::Day,
+                Grouping::By(Dimension::Model),
+                Grouping::By(Dimension::Provider),
+                Grouping::By(Dimension::User),
+                Grouping::By(Dimension::Feature),
+                Grouping::Day,
             ] {
                 assert_eq!(
-                    sql.breakdown(p, by).await.unwrap(),
-                    mem.breakdown(p, by).await.unwrap(),
+                    sql.breakdown(p, by.clone()).await.unwrap(),
+                    mem.breakdown(p, by.clone()).await.unwrap(),
                     "{by:?}"
                 );
             }
@@ -106,6 +111,71 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
                 mem.batch_candidates(p).await.unwrap()
             );
             assert_newer_queries_agree(&sql, &mem, p).await;
+            assert_scoped_queries_agree(&sql, &mem, p).await;
+        }
+    }
+}
+
+/// Questions as the planner asks them of the demo data: a team (tag), a feature, several
+/// users, an excluded environment, grouped every way.
+async fn assert_scoped_queries_agree(sql: &dyn OrgUsageQueries, mem: &MemoryUsage, p: &Period) {
+    let team = |v: &str| Filter::is(Dimension::Tag("team".into()), v);
+    let scopes = [
+        Scope::all(),
+        Scope::all().and(team("growth")),
+        Scope::all().and(Filter::is(Dimension::Feature, "support-bot")),
+        Scope::all()
+            .and(Filter {
+                dimension: Dimension::User,
+                values: vec![
+                    "demo-user-01".into(),
+                    "demo-user-07".into(),
+                    "(none)".into(),
+                ],
+                exclude: false,
+            })
+            .and(Filter {
+                dimension: Dimension::Tag("env".into()),
+                values: vec!["prod".into()],
+                exclude: true,
+            }),
+        Scope::all()
+            .and(team("knowledge"))
+            .and(Filter::is(Dimension::Model, "claude-sonnet-4")),
+    ];
+    let groupings = [
+        None,
+        Some(Grouping::By(Dimension::Model)),
+        Some(Grouping::By(Dimension::Tag("team".into()))),
+        Some(Grouping::By(Dimension::User)),
+        Some(Grouping::Day),
+        Some(Grouping::Week),
+    ];
+    assert_eq!(sql.tags(p).await.unwrap(), mem.tags(p).await.unwrap());
+    for scope in &scopes {
+        for group_by in &groupings {
+            let q = UsageQuery {
+                period: *p,
+                scope: scope.clone(),
+                group_by: group_by.clone(),
+            };
+            assert_eq!(
+                sql.aggregate(&q)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e} {q:?}")),
+                mem.aggregate(&q).await.unwrap(),
+                "{q:?}"
+            );
+            assert_eq!(
+                sql.latency(&q).await.unwrap(),
+                mem.latency(&q).await.unwrap(),
+                "{q:?}"
+            );
+            assert_eq!(
+                sql.model_mix(&q).await.unwrap(),
+                mem.model_mix(&q).await.unwrap(),
+                "{q:?}"
+            );
         }
     }
 }
@@ -113,13 +183,18 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
 /// The queries of `org_usage/more.rs` against the reference, with each model's tier bands and
 /// bands that hold nothing.
 async fn assert_newer_queries_agree(sql: &dyn OrgUsageQueries, mem: &MemoryUsage, p: &Period) {
+    let by_feature = UsageQuery {
+        period: *p,
+        scope: Scope::all(),
+        group_by: Some(Grouping::By(Dimension::Feature)),
+    };
     assert_eq!(
         sql.breakdown_feature_model(p).await.unwrap(),
         mem.breakdown_feature_model(p).await.unwrap()
     );
     assert_eq!(
-        sql.feature_model_traffic(p).await.unwrap(),
-        mem.feature_model_traffic(p).await.unwrap()
+        sql.model_mix(&by_feature).await.unwrap(),
+        mem.model_mix(&by_feature).await.unwrap()
     );
     for percentile in [50, 95, 100] {
         assert_eq!(
@@ -227,7 +302,12 @@ async fn another_orgs_usage_is_never_counted() {
         );
         let b = store.org_usage("org-b");
         assert_eq!(b.totals(&p).await.unwrap().calls, 0);
-        assert!(b.breakdown(&p, GroupBy::Model).await.unwrap().is_empty());
+        assert!(
+            b.breakdown(&p, Grouping::By(Dimension::Model))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // Same request ids in another org are not duplicates.
         let rows: Vec<(PricedRecord, String)> = records
             .iter()
@@ -400,5 +480,63 @@ async fn billing_fields_are_stored() {
             "{:?}",
             t.backend
         );
+    }
+}
+
+/// A grouping with more groups than an answer lists (a tag or user per call): the SQL keeps
+/// the same first `MAX_GROUPS` the reference keeps, says so, and its totals still count all;
+/// a model mix that large is refused.
+#[tokio::test]
+async fn groups_beyond_the_bound_are_cut_as_the_reference_cuts_them() {
+    let catalog = Arc::new(PriceCatalog::builtin().unwrap());
+    let at = Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0).unwrap();
+    let records: Vec<PricedRecord> = (0..apogee_analytics::MAX_GROUPS as i64 + 3)
+        .map(|i| {
+            let mut r = UsageRecord::new(
+                at + chrono::Duration::milliseconds(i),
+                "gpt-4o-mini".into(),
+                1000 + i % 7,
+                0,
+            );
+            r.request_id = Some(format!("r{i}"));
+            r.user = Some(format!("u{i}"));
+            r.tags = Some([("request".to_string(), format!("q{i}"))].into());
+            PricedRecord::price(r, &catalog)
+        })
+        .collect();
+    let period = Period::new(
+        at - chrono::Duration::hours(1),
+        at + chrono::Duration::hours(2),
+    );
+    for t in stores().await {
+        let store = store_with(&t, "acme", &records, &catalog).await;
+        let sql = store.org_usage("acme");
+        let mem = MemoryUsage::new(records.clone(), Arc::clone(&catalog));
+        for by in [
+            Grouping::By(Dimension::User),
+            Grouping::By(Dimension::Tag("request".into())),
+        ] {
+            let q = UsageQuery {
+                period,
+                scope: Scope::all(),
+                group_by: Some(by),
+            };
+            let a = sql.aggregate(&q).await.unwrap();
+            assert!(a.truncated);
+            assert_eq!(a.rows.len(), apogee_analytics::MAX_GROUPS);
+            assert_eq!(a.totals.calls, records.len() as i64);
+            assert_eq!(a, mem.aggregate(&q).await.unwrap(), "{:?}", t.backend);
+            let l = sql.latency(&q).await.unwrap();
+            assert!(l.truncated);
+            assert_eq!(l, mem.latency(&q).await.unwrap(), "{:?}", t.backend);
+            assert!(matches!(
+                sql.model_mix(&q).await,
+                Err(QueryError::TooLarge(_))
+            ));
+            assert!(matches!(
+                mem.model_mix(&q).await,
+                Err(QueryError::TooLarge(_))
+            ));
+        }
     }
 }

@@ -171,3 +171,78 @@ async fn turns_are_idempotent_and_threads_scoped() {
         assert_eq!(store.open_runs().await.unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_thread_hands_its_latest_plan_to_the_next_run() {
+    for t in stores().await {
+        let store = t.store.clone();
+        let turn = |n: u32, thread: &str, new: bool| NewTurn {
+            new_thread_title: new.then(|| "t".to_string()),
+            thread_id: thread.into(),
+            message_id: format!("m{n}"),
+            run_id: format!("r{n}"),
+            client_msg_id: format!("c{n}"),
+            content: "q".into(),
+            created_at: format!("2026-11-25T00:00:0{n}.000Z"),
+            created_ms: i64::from(n),
+            node_id: "n1".into(),
+        };
+        let alice = user("alice");
+        store
+            .create_turn(&alice, &turn(1, "th1", true))
+            .await
+            .unwrap();
+        assert_eq!(store.thread_plan(&alice, "th1", "r2").await.unwrap(), None);
+        store
+            .set_run_plan("r1", r#"{"intent":"figure"}"#)
+            .await
+            .unwrap();
+        store
+            .create_turn(&alice, &turn(2, "th1", false))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .thread_plan(&alice, "th1", "r2")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(r#"{"intent":"figure"}"#)
+        );
+        // A run without a plan (it failed early) leaves the earlier one in force.
+        store
+            .create_turn(&alice, &turn(3, "th1", false))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .thread_plan(&alice, "th1", "r3")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(r#"{"intent":"figure"}"#)
+        );
+        store
+            .set_run_plan("r2", r#"{"intent":"forecast"}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .thread_plan(&alice, "th1", "r3")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(r#"{"intent":"forecast"}"#)
+        );
+        // Another user, or another thread, sees nothing of it.
+        assert_eq!(
+            store.thread_plan(&user("bob"), "th1", "r3").await.unwrap(),
+            None
+        );
+        store
+            .create_turn(&alice, &turn(4, "th2", true))
+            .await
+            .unwrap();
+        assert_eq!(store.thread_plan(&alice, "th2", "r4").await.unwrap(), None);
+    }
+}

@@ -62,7 +62,9 @@ test('asking "Analyze my AI costs" shows every agent step, the charts and the an
     assert.ok((await run.locator('[data-chart="daily"] svg rect').count()) >= 20);
     assert.equal(await run.locator('[data-chart="daily"] rect[data-marked="true"]').count(), 1);
     assert.ok((await run.locator('[data-chart="savings"] svg rect').count()) >= 1);
-    await run.locator('.answer h3', { hasText: 'Your AI spend' }).waitFor();
+    // The answer leads with its first sentence, prominent, then the report's sections.
+    await run.locator('.answer .answer-lead', { hasText: 'You spent' }).waitFor();
+    assert.ok((await run.locator('.answer h4', { hasText: 'Spend by model' }).count()) === 1);
     assert.ok((await run.locator('.answer table').count()) >= 2);
     const answerText = await run.locator('.answer').innerText();
     const total = events.find((e) => e.type === 'agent_completed' && e.agent === 'supervisor').data.totals.cost_usd;
@@ -123,7 +125,7 @@ test('a socket cut mid-run resumes with last_seq: no step missing or doubled', a
     assert.equal(shown.status, 'ok');
     assert.deepEqual(shown.steps, expectedRun(events));
     assert.ok(shown.steps.some((s) => s.agent === 'anomaly'), JSON.stringify(shown.steps));
-    await page.locator(`.run[data-run-id="${runId}"] .answer h3`).first().waitFor();
+    await page.locator(`.run[data-run-id="${runId}"] .answer .answer-lead`).first().waitFor();
     const spike = events.find((e) => e.type === 'agent_completed' && e.agent === 'supervisor').data.spike;
     const marked = page.locator(`.run[data-run-id="${runId}"] [data-chart="daily"] rect[data-marked="true"]`);
     assert.equal(await marked.getAttribute('data-day'), spike.day);

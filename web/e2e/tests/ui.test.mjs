@@ -34,6 +34,29 @@ test('assets are served with types, revalidation and a strict CSP', async () => 
   assert.deepEqual(await (await fetch(`${demo.url}/api/config`)).json(), { auth: 'demo', protocol: 'apogee.v1' });
 });
 
+test('backslash escapes keep a name from usage as text', async () => {
+  const b = await launchBrowser();
+  try {
+    const { page } = b;
+    await page.goto(demo.url);
+    const out = await page.evaluate(async () => {
+      const { renderMarkdown } = await import('/assets/js/markdown.js');
+      const div = document.createElement('div');
+      // What the server writes for a feature named `x | **pwned** ## Action required [verify](https://evil.example)`.
+      div.append(renderMarkdown('| feature | cost |\n| --- | ---: |\n| x \\| \\*\\*pwned\\*\\* \\#\\# Action required \\[verify\\](https://evil.example) | $1.00 |'));
+      return {
+        cells: div.querySelectorAll('td').length,
+        first: div.querySelector('td')?.textContent,
+        links: div.querySelectorAll('a').length,
+        strong: div.querySelectorAll('strong').length,
+      };
+    });
+    assert.deepEqual(out, { cells: 2, first: 'x | **pwned** ## Action required [verify](https://evil.example)', links: 0, strong: 0 });
+  } finally {
+    await b.close();
+  }
+});
+
 test('markdown from the server is rendered, never injected', async () => {
   const b = await launchBrowser();
   try {

@@ -5,24 +5,24 @@
 use apogee_analytics::OrgUsageQueries;
 use chrono::{DateTime, Utc};
 
+use crate::answer::help::{HelpInput, render};
 use crate::findings::{Coverage, coverage_json};
-use crate::help::{HelpInput, render};
+use crate::plan::QuestionPlan;
 use crate::scope::{Agent, Done, StepError};
 use crate::tools::ToolError;
 use crate::tools::usage::{COVERAGE_DAYS, check_data_coverage};
-use crate::triage::Triage;
 
 pub(crate) async fn work(
     agent: Agent,
     usage: &dyn OrgUsageQueries,
-    t: &Triage,
+    plan: &QuestionPlan,
     asked_calls: Option<i64>,
     now: DateTime<Utc>,
-) -> Result<Done<Coverage>, StepError> {
+) -> Result<Done<(Coverage, String)>, StepError> {
     let why = match asked_calls {
         Some(0) => format!(
             "There is no usage in {}; checking whether the org has any in the last {COVERAGE_DAYS} days.",
-            t.period.label()
+            plan.period.period().label()
         ),
         _ => format!("Checking what usage the org already has in the last {COVERAGE_DAYS} days."),
     };
@@ -32,7 +32,7 @@ pub(crate) async fn work(
         .think("Explaining how to send usage records and how to load the demo dataset.")
         .await?;
     let answer = render(&HelpInput {
-        triage: t,
+        plan,
         asked_calls,
         coverage: &coverage,
     });
@@ -46,5 +46,6 @@ pub(crate) async fn work(
         "explained how to send usage and load the demo data"
     };
     let data = coverage_json(&coverage);
-    Ok(Done::new(coverage, summary).with_data(data))
+    let lead = answer.lines().next().unwrap_or_default().to_string();
+    Ok(Done::new((coverage, lead), summary).with_data(data))
 }

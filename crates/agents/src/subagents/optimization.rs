@@ -1,23 +1,27 @@
-//! The `optimization` agent: savings backed by the period's usage (`right_size_models`,
-//! `find_duplicate_prompts`, `find_batchable_traffic`, `find_prompt_cache_savings`,
-//! `find_output_caps`, `find_context_tier_savings`), ranked by monthly saving: the same
-//! recommendations as `savings::recommend`.
+//! The `optimization` agent. For a full report ([`work`]): savings backed by the period's
+//! usage (`right_size_models`, `find_duplicate_prompts`, `find_batchable_traffic`,
+//! `find_prompt_cache_savings`, `find_output_caps`, `find_context_tier_savings`), ranked by
+//! monthly saving: the same recommendations as `savings::recommend`. For a what-if
+//! ([`what_if`]): the plan's scope re-priced on another model or through the Batch API.
 
 use apogee_analytics::savings::{CACHE_HIT_RATE, ShortLimits, sort_by_saving};
-use apogee_analytics::{OrgUsageQueries, PriceCatalog};
+use apogee_analytics::{Nanos, OrgUsageQueries, PriceCatalog, UsageQuery};
 
+use crate::answer::figure::subject;
+use crate::answer::projection::WhatIfData;
 use crate::findings::{Savings, UsageData, recommendations_json};
+use crate::plan::{QuestionPlan, WhatIf};
 use crate::scope::{Agent, Done, StepError};
 use crate::tools::savings::{
-    More, find_batchable_traffic, find_duplicate_prompts, more_savings, right_size_models,
+    Recommender, find_batchable_traffic, find_duplicate_prompts, find_savings, price_what_if,
+    right_size_models,
 };
-use crate::triage::Triage;
 
 pub(crate) async fn work(
     agent: Agent,
     usage: &dyn OrgUsageQueries,
     catalog: &PriceCatalog,
-    t: &Triage,
+    plan: &QuestionPlan,
     data: &UsageData,
 ) -> Result<Done<Savings>, StepError> {
     let limits = ShortLimits::default();
@@ -36,21 +40,22 @@ pub(crate) async fn work(
         .await?;
     // Independent reads of the same period: run together, they take as long as the slowest
     // rather than the sum (each call still pairs its own start and end by call id).
+    let period = plan.period.period();
     // Drill-downs by model match the names as stored.
-    let more = |which| more_savings(usage, catalog, &t.period, &data.by_model_as_stored, which);
+    let more = |which| find_savings(usage, catalog, &period, &data.by_model_as_stored, which);
     let (right_size, duplicates, batchable, prompt_cache, output_cap, context_tier) = tokio::join!(
         agent.call(right_size_models(
             usage,
             catalog,
-            &t.period,
+            &period,
             &data.by_model_as_stored,
             limits,
         )),
-        agent.call(find_duplicate_prompts(usage, &t.period, CACHE_HIT_RATE)),
-        agent.call(find_batchable_traffic(usage, catalog, &t.period)),
-        agent.call(more(More::PromptCache)),
-        agent.call(more(More::OutputCap)),
-        agent.call(more(More::ContextTier)),
+        agent.call(find_duplicate_prompts(usage, &period, CACHE_HIT_RATE)),
+        agent.call(find_batchable_traffic(usage, catalog, &period)),
+        agent.call(more(Recommender::PromptCache)),
+        agent.call(more(Recommender::OutputCap)),
+        agent.call(more(Recommender::ContextTier)),
     );
     let mut recommendations = right_size?;
     recommendations.extend(duplicates?);
@@ -76,4 +81,44 @@ pub(crate) async fn work(
     };
     let data = recommendations_json(&savings.recommendations);
     Ok(Done::new(savings, summary).with_data(data))
+}
+
+/// The plan's what-if: its scope over its period, model by model, as it ran and after.
+pub(crate) async fn what_if(
+    agent: Agent,
+    usage: &dyn OrgUsageQueries,
+    catalog: &PriceCatalog,
+    plan: &QuestionPlan,
+    what: &WhatIf,
+) -> Result<Done<WhatIfData>, StepError> {
+    let who = subject(&plan.scope).unwrap_or_else(|| "all traffic".into());
+    let how = match what {
+        WhatIf::MoveToModel { to } => format!("on {to}, at its catalog prices"),
+        WhatIf::BatchApi => "through the Batch API, at the catalog's batch discount".to_string(),
+    };
+    agent
+        .think(format!(
+            "Re-pricing the tokens of {who} over {} {how}, against the same tokens at their own models' catalog prices.",
+            plan.period.period().label()
+        ))
+        .await?;
+    let q = UsageQuery {
+        period: plan.period.period(),
+        scope: plan.scope.clone(),
+        group_by: None,
+    };
+    let w = agent.call(price_what_if(usage, catalog, q, what)).await?;
+    let now: Nanos = w
+        .lines
+        .iter()
+        .filter(|l| l.after.is_some())
+        .map(|l| l.now)
+        .sum();
+    let after: Nanos = w.lines.iter().filter_map(|l| l.after).sum();
+    let summary = format!(
+        "{} as it ran, {} after the change",
+        now.display_usd(),
+        after.display_usd()
+    );
+    Ok(Done::new(w, summary))
 }

@@ -1,24 +1,50 @@
-//! The `report` agent: writes the answer (`compose_report`) from what the other agents found.
+//! The `report` agent: writes the answer the plan calls for and posts it. A full report
+//! (`compose_report`) for analysis questions; otherwise one focused answer (`compose_answer`):
+//! a figure, a forecast, a what-if, names without usage, or a few lines for a greeting, a
+//! capability question, a request Apogee cannot do, or a question it cannot map.
 
-use crate::report::ReportInput;
+use crate::answer::analysis::ReportInput;
+use crate::answer::figure::Answer;
+use crate::plan::{Intent, QuestionPlan};
 use crate::scope::{Agent, Done, StepError};
-use crate::tools::report::compose_report;
-use crate::triage::Intent;
+use crate::tools::compose::{compose_answer, compose_report};
 
-pub(crate) async fn work(agent: Agent, input: &ReportInput<'_>) -> Result<Done<()>, StepError> {
-    let lead = match input.triage.intent {
+/// The full analysis report; returns its first sentence.
+pub(crate) async fn full(agent: Agent, input: &ReportInput<'_>) -> Result<Done<String>, StepError> {
+    let lead = match input.plan.intent {
         Intent::Savings => "leading with the savings",
         Intent::SpikeExplanation => "leading with what happened",
-        Intent::Latency => "leading with latency and errors by model",
         Intent::ModelSelection => "leading with the spend by model and right-sizing",
         _ => "with the spend by model, feature and day",
     };
     agent
         .think(format!(
             "Writing the report for {}, {lead}.",
-            input.triage.period.label()
+            input.plan.period.period().label()
         ))
         .await?;
-    agent.call(compose_report(&agent, input)).await?;
-    Ok(Done::new((), "posted the report"))
+    let rendered = agent.call(compose_report(&agent, input)).await?;
+    Ok(Done::new(rendered.lead, "posted the report"))
+}
+
+/// A focused or short answer of `kind`, written by `write`; returns it.
+pub(crate) async fn answer<W>(
+    agent: Agent,
+    plan: &QuestionPlan,
+    kind: &'static str,
+    write: W,
+) -> Result<Done<Answer>, StepError>
+where
+    W: FnOnce() -> Answer + Send,
+{
+    let how = if plan.intent.is_conversation() {
+        "a few lines, without reading usage"
+    } else if !plan.unknown_names.is_empty() {
+        "saying which names have no usage, and which do"
+    } else {
+        "the figure first, then only what supports it"
+    };
+    agent.think(format!("Writing the answer: {how}.")).await?;
+    let a = agent.call(compose_answer(&agent, kind, write)).await?;
+    Ok(Done::new(a, "posted the answer"))
 }

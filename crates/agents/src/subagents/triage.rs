@@ -1,67 +1,86 @@
-//! The `triage` agent: classifies the question (`classify_question`) into the plan's intent,
-//! period, and named model or feature.
+//! The `triage` agent: reads the question into a [`QuestionPlan`]. When a word of it could be
+//! a name, it first reads the org's own names in the period (`read_org_names`), so "support
+//! bot" is `support-bot` and "the growth team" is `team=growth`; then it plans
+//! (`plan_question`), refining the thread's previous plan for a follow-up.
 
-use apogee_analytics::PriceCatalog;
+use apogee_analytics::{OrgUsageQueries, PriceCatalog};
 use chrono::{DateTime, Utc};
 
-use crate::findings::triage_json;
+use crate::plan::{Intent, QuestionPlan};
+use crate::question::names::OrgNames;
+use crate::question::{PlanContext, names_period};
 use crate::scope::{Agent, Done, StepError};
-use crate::tools::classify::classify_question;
-use crate::triage::{Intent, Triage, weekday_name};
+use crate::tools::planning::{describe, plan_question, read_org_names};
+
+/// What triage hands the supervisor.
+pub(crate) struct Reading {
+    pub plan: QuestionPlan,
+    /// The names read (empty when the question named nothing), for "no usage for feature x;
+    /// features with usage: …".
+    pub names: OrgNames,
+}
 
 pub(crate) async fn work(
     agent: Agent,
     question: &str,
     now: DateTime<Utc>,
+    usage: &dyn OrgUsageQueries,
     catalog: &PriceCatalog,
-) -> Result<Done<Triage>, StepError> {
+    previous: Option<&QuestionPlan>,
+) -> Result<Done<Reading>, StepError> {
     agent
-        .think("Reading the question to decide what to analyse, and over which period.")
+        .think("Reading the question to decide what to measure, for which usage and over which period.")
         .await?;
-    let t = agent
-        .call(classify_question(question, now, catalog))
-        .await?;
-    agent.think(explain(&t)).await?;
-    let summary = format!(
-        "{} question about {} ({})",
-        t.intent.as_str(),
-        t.period_text,
-        t.period.label()
-    );
-    let data = triage_json(&t);
-    Ok(Done::new(t, summary).with_data(data))
+    let names = match names_period(question, now, previous) {
+        Some(period) => {
+            agent
+                .think(format!(
+                    "It names something: reading the features, users, models, providers and tags with usage in {} to match it against.",
+                    period.label()
+                ))
+                .await?;
+            agent.call(read_org_names(usage, period)).await?
+        }
+        None => OrgNames::default(),
+    };
+    let catalog_models: Vec<String> = catalog.entries().iter().map(|e| e.model.clone()).collect();
+    let ctx = PlanContext {
+        now,
+        names: &names,
+        catalog_models: &catalog_models,
+        previous,
+    };
+    let plan = agent.call(plan_question(question, ctx)).await?;
+    agent.think(explain(&plan)).await?;
+    let summary = describe(&plan);
+    let data = serde_json::json!(plan);
+    Ok(Done::new(Reading { plan, names }, summary).with_data(data))
 }
 
-fn explain(t: &Triage) -> String {
-    let what = match t.intent {
-        Intent::CostBreakdown => "a cost breakdown",
-        Intent::SpikeExplanation => "why spend changed",
-        Intent::Savings => "how to cut the bill",
-        Intent::Latency => "latency and errors by model",
-        Intent::ModelSelection => "which model to use, by spend per model and right-sizing",
+/// The plan in a sentence, for the step list.
+fn explain(p: &QuestionPlan) -> String {
+    let what = match p.intent {
+        Intent::Figure => "a figure: I will measure exactly that and nothing else",
+        Intent::Forecast => "where this month's spend is heading",
+        Intent::WhatIf => "a what-if: the same traffic priced another way",
+        Intent::Analysis => "a full analysis of the bill",
+        Intent::Savings => "how to cut the bill: the full analysis, led by the savings",
+        Intent::SpikeExplanation => "why spend changed: the full analysis, led by the spike",
+        Intent::ModelSelection => "which model to use: spend by model and right-sizing",
         Intent::DataHelp => "how to get usage data into Apogee",
-        Intent::General => "a general question; I will summarise the spend",
+        Intent::Greeting => "a greeting",
+        Intent::Capabilities => "what I can do",
+        Intent::Unsupported => "something I cannot do yet",
+        Intent::Unknown => "nothing I can map to usage",
     };
-    let mut s = format!(
-        "The question is about {what}, over {} ({}).",
-        t.period_text,
-        t.period.label()
-    );
-    if let Some(day) = t.focus_day {
-        use chrono::Datelike;
-        s.push_str(&format!(
-            " It names {} {day}, which I will compare with the other days.",
-            weekday_name(day.weekday())
-        ));
+    let mut s = format!("The question asks for {what}.");
+    if p.refines_previous {
+        s.push_str(" It follows up on the previous question, so I refine that plan.");
     }
-    if let Some(m) = &t.model {
-        s.push_str(&format!(" It names the model {m}."));
-    }
-    if let Some(f) = &t.feature {
-        s.push_str(&format!(" It names the feature `{f}`."));
-    }
-    if let Some(u) = &t.user {
-        s.push_str(&format!(" It names the user {u}."));
+    if !p.unknown_names.is_empty() {
+        s.push_str(
+            " Some names in it have no usage in the period; I will say so rather than guess.",
+        );
     }
     s
 }

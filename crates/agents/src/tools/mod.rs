@@ -3,11 +3,9 @@
 //! with a one-line summary and the result JSON of its `tool_completed`. Running it, timing it
 //! and pairing its events is [`crate::scope::Agent::call`]'s job, not the tool's.
 
-pub(crate) mod classify;
-pub(crate) mod latency;
-pub(crate) mod report;
+pub(crate) mod compose;
+pub(crate) mod planning;
 pub(crate) mod savings;
-pub(crate) mod spike;
 pub(crate) mod trends;
 pub(crate) mod usage;
 

@@ -3,21 +3,26 @@
 //! would serve), `find_batchable_traffic` (night-time interactive jobs the Batch API would
 //! serve at its discount), `find_prompt_cache_savings` (long prompts with a stable prefix),
 //! `find_output_caps` (long tails of output) and `find_context_tier_savings` (prompts just
-//! above a long-context price tier). The arithmetic is [`apogee_analytics::savings`]'s.
+//! above a long-context price tier); and the what-ifs of a plan, `price_model_move` and
+//! `price_batch_api` (a scope's traffic re-priced with the catalog on the same tokens). The
+//! arithmetic is [`apogee_analytics::savings`]'s.
 
 use std::future::Future;
 
+use apogee_analytics::savings::what_if::{Repriced, move_to, through_batch};
 use apogee_analytics::savings::{
     BATCHABLE_NIGHT_SHARE, OUTPUT_CAP_PERCENTILE, Recommendation, STABLE_PREFIX_SHARE, ShortLimits,
     TIER_MARGIN, batch_api, candidate_profile, context_tiers, output_caps, prompt_caches,
     response_cache, right_size, right_size_candidates,
 };
-use apogee_analytics::{CostRow, Nanos, OrgUsageQueries, Period, PriceCatalog};
+use apogee_analytics::{CostRow, Nanos, OrgUsageQueries, Period, PriceCatalog, UsageQuery};
 use serde_json::{Value, json};
 
 use super::{ToolCall, ToolError, ToolOutput, period_args};
-use crate::findings::{recommendation_json, recommendations_json, rows_json};
+use crate::answer::projection::WhatIfData;
+use crate::findings::{recommendation_json, recommendations_json, rows_json, what_if_json};
 use crate::format::count;
+use crate::plan::WhatIf;
 
 pub(crate) fn right_size_models<'a>(
     usage: &'a dyn OrgUsageQueries,
@@ -164,9 +169,9 @@ pub(crate) fn find_batchable_traffic<'a>(
     }
 }
 
-/// Which of the newer recommenders a [`more_savings`] tool runs.
+/// The recommenders a [`find_savings`] tool runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum More {
+pub(crate) enum Recommender {
     PromptCache,
     OutputCap,
     ContextTier,
@@ -174,31 +179,31 @@ pub(crate) enum More {
 
 /// `find_prompt_cache_savings`, `find_output_caps` or `find_context_tier_savings`: the
 /// recommender's findings over the period, as `recommend` computes them.
-pub(crate) fn more_savings<'a>(
+pub(crate) fn find_savings<'a>(
     usage: &'a dyn OrgUsageQueries,
     catalog: &'a PriceCatalog,
     period: &'a Period,
     by_model: &'a [CostRow],
-    which: More,
+    which: Recommender,
 ) -> ToolCall<impl Future<Output = Result<ToolOutput<Vec<Recommendation>>, ToolError>> + Send + 'a>
 {
     let mut args = period_args(period);
     let (name, what) = match which {
-        More::PromptCache => {
+        Recommender::PromptCache => {
             args["stable_prefix_share"] = json!(STABLE_PREFIX_SHARE);
             (
                 "find_prompt_cache_savings",
                 "feature(s) could cache a stable prompt prefix",
             )
         }
-        More::OutputCap => {
+        Recommender::OutputCap => {
             args["percentile"] = json!(OUTPUT_CAP_PERCENTILE);
             (
                 "find_output_caps",
                 "feature(s) could cap their long outputs",
             )
         }
-        More::ContextTier => {
+        Recommender::ContextTier => {
             args["margin"] = json!(TIER_MARGIN);
             (
                 "find_context_tier_savings",
@@ -211,9 +216,9 @@ pub(crate) fn more_savings<'a>(
         args,
         run: async move {
             let mut recs = match which {
-                More::PromptCache => prompt_caches(usage, catalog, period).await?,
-                More::OutputCap => output_caps(usage, catalog, period).await?,
-                More::ContextTier => context_tiers(usage, catalog, period, by_model).await?,
+                Recommender::PromptCache => prompt_caches(usage, catalog, period).await?,
+                Recommender::OutputCap => output_caps(usage, catalog, period).await?,
+                Recommender::ContextTier => context_tiers(usage, catalog, period, by_model).await?,
             };
             recs.sort_by_key(|r| std::cmp::Reverse(r.monthly_saving));
             let total = recs.iter().map(|r| r.monthly_saving).sum::<Nanos>();
@@ -230,6 +235,81 @@ pub(crate) fn more_savings<'a>(
                 data: json!({ "recommendations": recommendations_json(&recs) }),
                 summary,
                 value: recs,
+            })
+        },
+    }
+}
+
+/// `price_model_move` or `price_batch_api`: the plan's scope over its period, model by model,
+/// priced as it ran and after the change, both with the catalog on the same tokens.
+pub(crate) fn price_what_if<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    catalog: &'a PriceCatalog,
+    q: UsageQuery,
+    what: &'a WhatIf,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<WhatIfData>, ToolError>> + Send + 'a> {
+    let mut args = period_args(&q.period);
+    args["scope"] = json!(q.scope);
+    let name = match what {
+        WhatIf::MoveToModel { to } => {
+            args["to_model"] = json!(to);
+            "price_model_move"
+        }
+        WhatIf::BatchApi => "price_batch_api",
+    };
+    ToolCall {
+        name,
+        args,
+        run: async move {
+            let (mix, slice) = tokio::join!(usage.model_mix(&q), usage.aggregate(&q));
+            let (mix, slice) = (mix?, slice?);
+            let target = match what {
+                WhatIf::MoveToModel { to } => catalog.lookup(to),
+                WhatIf::BatchApi => None,
+            };
+            let lines: Vec<Repriced> = mix
+                .iter()
+                .map(|m| {
+                    let own = catalog.lookup(&m.model);
+                    match what {
+                        WhatIf::MoveToModel { .. } => move_to(
+                            &m.model,
+                            &m.interactive,
+                            &m.batch,
+                            own.as_ref(),
+                            target.as_ref(),
+                        ),
+                        WhatIf::BatchApi => {
+                            through_batch(&m.model, &m.interactive, &m.batch, own.as_ref())
+                        }
+                    }
+                })
+                .collect();
+            let data = WhatIfData {
+                lines,
+                left_out_calls: slice.totals.unpriced_calls,
+            };
+            let now: Nanos = data
+                .lines
+                .iter()
+                .filter(|l| l.after.is_some())
+                .map(|l| l.now)
+                .sum();
+            let after: Nanos = data.lines.iter().filter_map(|l| l.after).sum();
+            let summary = if data.lines.is_empty() {
+                "no traffic priced from the catalog in this scope".to_string()
+            } else {
+                format!(
+                    "{} model(s): {} as they ran, {} after the change",
+                    data.lines.len(),
+                    now.display_usd(),
+                    after.display_usd()
+                )
+            };
+            Ok(ToolOutput {
+                data: what_if_json(&data),
+                summary,
+                value: data,
             })
         },
     }

@@ -1,21 +1,27 @@
-//! The trend tools: `compare_periods` (spend of a window against the same-length window before
-//! it, attributed to the features that moved, and naming the top feature's move to a more
-//! expensive model when there is one) and `detect_anomalies`
-//! (days far from the median day by a median/MAD robust z-score) and `forecast_month_end`
-//! (this month's spend so far plus the rest at the recent daily run rate). The arithmetic is
-//! [`apogee_analytics::trends`]'s.
+//! The trend tools: `explain_spike` (the day to explain, the named one or the highest, and the
+//! feature and model that grew most on it), `compare_periods` (spend of a window against the
+//! same-length window before it, attributed to the features that moved, naming the top
+//! feature's move to a more expensive model when there is one), `detect_anomalies` (days far
+//! from the median day by a median/MAD robust z-score) and `forecast_month_end` (this month's
+//! spend of a scope so far plus the rest at the recent daily run rate). The arithmetic is
+//! [`apogee_analytics::trends`]'s and [`apogee_analytics::forecast`]'s.
 
 use std::future::Future;
 
-use apogee_analytics::forecast::{MonthEnd, RECENT_DAYS, month_end};
+use apogee_analytics::forecast::{MonthEnd, RECENT_DAYS, month_end_of};
 use apogee_analytics::trends::{
-    ANOMALY_Z, Anomaly, Change, ModelMove, anomaly_days, change, model_move,
+    ANOMALY_Z, Anomaly, Change, DaySpend, ModelMove, Spike, anomaly_days, change, fill_days,
+    model_move, pick_day, top_driver,
 };
-use apogee_analytics::{CostRow, GroupBy, Nanos, OrgUsageQueries, Period};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use apogee_analytics::{CostRow, Dimension, Grouping, Nanos, OrgUsageQueries, Period, Scope};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 
 use super::{ToolCall, ToolError, ToolOutput, period_args};
+use crate::answer::analysis::day_spend;
+use crate::answer::explain::{change_sentence, forecast_sentence, spike_sentence};
+use crate::findings::{UsageData, spike_json};
+use crate::question::period::days;
 
 fn change_json(c: &Change, mv: Option<&ModelMove>) -> Value {
     json!({
@@ -43,50 +49,57 @@ fn change_json(c: &Change, mv: Option<&ModelMove>) -> Value {
     })
 }
 
-/// "spend +38% ($1,234.00 → $1,702.92) against the previous 7 days; 81% of the change from
-/// feature `support-bot` (+$30.78), which moved from gpt-4o-mini to gpt-4o (10% → 80% of its
-/// calls)".
-pub(crate) fn change_sentence(c: &Change, days: i64, mv: Option<&ModelMove>) -> String {
-    let head = match c.change_ratio {
-        Some(r) => format!(
-            "spend {:+.0}% ({} → {}) against the previous {days} days",
-            r * 100.0,
-            c.previous.display_usd(),
-            c.current.display_usd()
-        ),
-        None => format!(
-            "spend {} against nothing in the previous {days} days",
-            c.current.display_usd()
-        ),
-    };
-    match c.contributions.first() {
-        Some(top) if c.change != Nanos::ZERO => {
-            let moved = match mv.filter(|m| m.feature == top.key) {
-                Some(m) => format!(
-                    ", which moved from {} to {} ({:.0}% → {:.0}% of its calls)",
-                    m.from_model,
-                    m.to_model,
-                    m.previous_share * 100.0,
-                    m.current_share * 100.0
-                ),
-                None => String::new(),
-            };
-            format!(
-                "{head}; {:.0}% of the change from feature `{}` ({}){moved}",
-                top.share_of_change * 100.0,
-                top.key,
-                signed_usd(top.change)
-            )
-        }
-        _ => head,
-    }
+/// Key and cost of each row, as the spike arithmetic takes them.
+fn costs(rows: &[CostRow]) -> Vec<(&str, Nanos)> {
+    rows.iter().map(|r| (r.key.as_str(), r.cost)).collect()
 }
 
-fn signed_usd(n: Nanos) -> String {
-    if n < Nanos::ZERO {
-        format!("−{}", Nanos(-n.0).display_usd())
-    } else {
-        format!("+{}", n.display_usd())
+/// Picks the day to explain (`focus`, else the highest-spend day), reads that day's spend by
+/// feature and by model, and attributes its increase.
+pub(crate) fn explain_spike<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    period: &'a Period,
+    data: &'a UsageData,
+    focus: Option<NaiveDate>,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<Option<Spike>>, ToolError>> + Send + 'a> {
+    let mut args = period_args(period);
+    args["day"] = json!(focus.map(|d| d.to_string()));
+    ToolCall {
+        name: "explain_spike",
+        args,
+        run: async move {
+            let Some(day) = pick_day(&day_spend(&data.by_day), focus) else {
+                return Ok(ToolOutput {
+                    value: None,
+                    summary: "fewer than two days of usage: nothing to compare".into(),
+                    data: json!(null),
+                });
+            };
+            let one_day = days(day.day, day.day.succ_opt().unwrap_or(day.day));
+            let by_feature = usage
+                .breakdown(&one_day, Grouping::By(Dimension::Feature))
+                .await?;
+            let by_model = usage
+                .breakdown(&one_day, Grouping::By(Dimension::Model))
+                .await?;
+            let other_days = day.days.saturating_sub(1);
+            let spike = Spike {
+                feature: top_driver(&costs(&by_feature), &costs(&data.by_feature), other_days),
+                // The day's rows are as stored: compare them with the period's as stored.
+                model: top_driver(
+                    &costs(&by_model),
+                    &costs(&data.by_model_as_stored),
+                    other_days,
+                ),
+                requested: focus.is_some(),
+                day,
+            };
+            Ok(ToolOutput {
+                summary: spike_sentence(&spike),
+                data: spike_json(&spike),
+                value: Some(spike),
+            })
+        },
     }
 }
 
@@ -106,8 +119,12 @@ pub(crate) fn compare_periods<'a>(
         args,
         run: async move {
             let previous = current.previous();
-            let now = usage.breakdown(&current, GroupBy::Feature).await?;
-            let before = usage.breakdown(&previous, GroupBy::Feature).await?;
+            let now = usage
+                .breakdown(&current, Grouping::By(Dimension::Feature))
+                .await?;
+            let before = usage
+                .breakdown(&previous, Grouping::By(Dimension::Feature))
+                .await?;
             let c = change(&now, &before);
             let mv = match c.contributions.first() {
                 Some(top) if top.change > Nanos::ZERO => {
@@ -127,33 +144,24 @@ pub(crate) fn compare_periods<'a>(
     }
 }
 
-/// "$450.00 by 2026-11-30: $300.00 so far, then 10.0 days at $15.00 a day (the average of the
-/// last 7 complete days)".
-pub(crate) fn forecast_sentence(m: &MonthEnd) -> String {
-    let f = &m.forecast;
-    let last_day = (m.month_end - Duration::days(1)).date_naive();
-    format!(
-        "{} by {last_day}: {} so far, then {:.1} days at {} a day (the average of the last {RECENT_DAYS} complete days)",
-        f.projected.display_usd(),
-        f.spent.display_usd(),
-        f.remaining_days,
-        f.daily_run_rate.display_usd()
-    )
-}
-
-/// The month-end forecast as of `now`.
+/// The month-end forecast of `scope` as of `now` (the whole org when it is empty).
 pub(crate) fn forecast_month_end<'a>(
     usage: &'a dyn OrgUsageQueries,
     now: DateTime<Utc>,
+    scope: Scope,
 ) -> ToolCall<impl Future<Output = Result<ToolOutput<MonthEnd>, ToolError>> + Send + 'a> {
+    let mut args = json!({
+        "now": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "recent_days": RECENT_DAYS,
+    });
+    if !scope.is_all() {
+        args["scope"] = json!(scope);
+    }
     ToolCall {
         name: "forecast_month_end",
-        args: json!({
-            "now": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "recent_days": RECENT_DAYS,
-        }),
+        args,
         run: async move {
-            let m = month_end(usage, now).await?;
+            let m = month_end_of(usage, now, &scope).await?;
             Ok(ToolOutput {
                 summary: forecast_sentence(&m),
                 data: m.to_json(),
@@ -163,37 +171,19 @@ pub(crate) fn forecast_month_end<'a>(
     }
 }
 
-/// Days from the first to the last of `by_day` (rows keyed `YYYY-MM-DD`), missing days as
-/// zero spend: a day without usage is a day of no spend, not a gap.
-pub(crate) fn fill_days(by_day: &[CostRow]) -> Vec<CostRow> {
-    let dates: Vec<(NaiveDate, &CostRow)> = by_day
+/// The days of a by-day breakdown, missing days as zero, as rows `anomaly_days` reads.
+fn filled_rows(by_day: &[CostRow]) -> Vec<CostRow> {
+    fill_days(&day_spend(by_day))
         .iter()
-        .filter_map(|r| Some((NaiveDate::parse_from_str(&r.key, "%Y-%m-%d").ok()?, r)))
-        .collect();
-    let (Some(first), Some(last)) = (dates.first(), dates.last()) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut day = first.0;
-    let mut it = dates.iter().peekable();
-    while day <= last.0 {
-        match it.peek() {
-            Some((d, r)) if *d == day => {
-                out.push((*r).clone());
-                it.next();
-            }
-            _ => out.push(CostRow {
-                key: day.to_string(),
-                calls: 0,
-                input_tokens: 0,
-                output_tokens: 0,
-                cost: Nanos::ZERO,
-                unpriced_calls: 0,
-            }),
-        }
-        day += Duration::days(1);
-    }
-    out
+        .map(|d: &DaySpend| CostRow {
+            key: d.day.to_string(),
+            calls: d.calls,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost: d.cost,
+            unpriced_calls: 0,
+        })
+        .collect()
 }
 
 pub(crate) fn detect_anomalies<'a>(
@@ -206,7 +196,7 @@ pub(crate) fn detect_anomalies<'a>(
         name: "detect_anomalies",
         args,
         run: async move {
-            let days = fill_days(by_day);
+            let days = filled_rows(by_day);
             let found = anomaly_days(&days, ANOMALY_Z);
             let summary = match found.first() {
                 None => format!(
@@ -240,69 +230,5 @@ pub(crate) fn detect_anomalies<'a>(
                 value: found,
             })
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use apogee_analytics::trends::Contribution;
-
-    fn row(key: &str, nanos: i64) -> CostRow {
-        CostRow {
-            key: key.into(),
-            calls: 1,
-            input_tokens: 0,
-            output_tokens: 0,
-            cost: Nanos(nanos),
-            unpriced_calls: 0,
-        }
-    }
-
-    #[test]
-    fn missing_days_are_zero_spend() {
-        let filled = fill_days(&[row("2026-11-01", 5), row("2026-11-04", 7)]);
-        let keys: Vec<&str> = filled.iter().map(|r| r.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
-        );
-        assert_eq!(filled[1].cost, Nanos::ZERO);
-        assert_eq!(filled[3].cost, Nanos(7));
-    }
-
-    #[test]
-    fn the_change_sentence_names_the_top_mover() {
-        let c = Change {
-            previous: Nanos(100_000_000_000),
-            current: Nanos(138_000_000_000),
-            change: Nanos(38_000_000_000),
-            change_ratio: Some(0.38),
-            contributions: vec![Contribution {
-                key: "support-bot".into(),
-                previous: Nanos(10_000_000_000),
-                current: Nanos(40_780_000_000),
-                change: Nanos(30_780_000_000),
-                share_of_change: 0.81,
-            }],
-        };
-        assert_eq!(
-            change_sentence(&c, 7, None),
-            "spend +38% ($100.00 → $138.00) against the previous 7 days; 81% of the change from feature `support-bot` (+$30.78)"
-        );
-        let mv = ModelMove {
-            feature: "support-bot".into(),
-            from_model: "gpt-4o-mini".into(),
-            to_model: "gpt-4o".into(),
-            previous_share: 0.1,
-            current_share: 0.8,
-            to_model_change: Nanos(30_000_000_000),
-            from_cost_per_call: Nanos(10_000_000),
-            to_cost_per_call: Nanos(100_000_000),
-        };
-        assert_eq!(
-            change_sentence(&c, 7, Some(&mv)),
-            "spend +38% ($100.00 → $138.00) against the previous 7 days; 81% of the change from feature `support-bot` (+$30.78), which moved from gpt-4o-mini to gpt-4o (10% → 80% of its calls)"
-        );
     }
 }

@@ -1,9 +1,14 @@
-//! The tools that read usage: `usage_totals`, the `spend_by_*` breakdowns, and
-//! `check_data_coverage` (does the org have usage at all, and when).
+//! The tools that read usage: `measure_usage` and `measure_latency` (the query engine's
+//! `aggregate` and `latency` over a plan's scope, period and grouping), `usage_totals` and
+//! the `spend_by_*` breakdowns of the full report, and `check_data_coverage` (does the org
+//! have usage at all, and when).
 
 use std::future::Future;
 
-use apogee_analytics::{CostRow, GroupBy, OrgUsageQueries, Period, UsageTotals};
+use apogee_analytics::{
+    CostRow, Dimension, Grouping, LatencySlice, OrgUsageQueries, Period, UsageQuery, UsageSlice,
+    UsageTotals,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
@@ -46,46 +51,50 @@ pub(crate) fn usage_totals<'a>(
 pub(crate) fn spend_by<'a>(
     usage: &'a dyn OrgUsageQueries,
     period: &'a Period,
-    by: GroupBy,
+    by: Grouping,
 ) -> ToolCall<impl Future<Output = Result<ToolOutput<Vec<CostRow>>, ToolError>> + Send + 'a> {
-    let name = match by {
-        GroupBy::Model => "spend_by_model",
-        GroupBy::Provider => "spend_by_provider",
-        GroupBy::User => "spend_by_user",
-        GroupBy::Feature => "spend_by_feature",
-        GroupBy::Day => "spend_by_day",
+    let name = match &by {
+        Grouping::By(Dimension::Model) => "spend_by_model",
+        Grouping::By(Dimension::Provider) => "spend_by_provider",
+        Grouping::By(Dimension::User) => "spend_by_user",
+        Grouping::By(Dimension::Feature) => "spend_by_feature",
+        Grouping::By(Dimension::Tag(_)) => "spend_by_tag",
+        Grouping::Day => "spend_by_day",
+        Grouping::Week => "spend_by_week",
     };
     let mut args = period_args(period);
-    args["group_by"] = json!(by.as_str());
+    args["group_by"] = json!(by);
     ToolCall {
         name,
         args,
         run: async move {
-            let rows = usage.breakdown(period, by).await?;
+            let rows = usage.breakdown(period, by.clone()).await?;
             Ok(ToolOutput {
-                data: json!({ "group_by": by.as_str(), "rows": rows_json(&rows) }),
-                summary: breakdown_summary(&rows, by),
+                data: json!({ "group_by": by, "rows": rows_json(&rows) }),
+                summary: breakdown_summary(&rows, &by),
                 value: rows,
             })
         },
     }
 }
 
-fn breakdown_summary(rows: &[CostRow], by: GroupBy) -> String {
+fn breakdown_summary(rows: &[CostRow], by: &Grouping) -> String {
     let total = rows.iter().map(|r| r.cost).sum();
     let top = rows
         .iter()
         .max_by(|a, b| a.cost.cmp(&b.cost).then(b.key.cmp(&a.key)));
     let noun = match by {
-        GroupBy::Model => "models",
-        GroupBy::Provider => "providers",
-        GroupBy::User => "users",
-        GroupBy::Feature => "features",
-        GroupBy::Day => "days",
+        Grouping::By(Dimension::Model) => "models",
+        Grouping::By(Dimension::Provider) => "providers",
+        Grouping::By(Dimension::User) => "users",
+        Grouping::By(Dimension::Feature) => "features",
+        Grouping::By(Dimension::Tag(_)) => "tag values",
+        Grouping::Day => "days",
+        Grouping::Week => "weeks",
     };
     match top {
         None => format!("no usage, 0 {noun}"),
-        Some(top) if by == GroupBy::Day => format!(
+        Some(top) if by.is_time() => format!(
             "{} {noun} with usage; highest {} at {}",
             rows.len(),
             top.key,
@@ -113,7 +122,7 @@ pub(crate) fn check_data_coverage<'a>(
         run: async move {
             let totals = usage.totals(&window).await?;
             let (first_day, last_day) = if totals.calls > 0 {
-                let days = usage.breakdown(&window, GroupBy::Day).await?;
+                let days = usage.breakdown(&window, Grouping::Day).await?;
                 let parsed: Vec<NaiveDate> =
                     days.iter().filter_map(|r| r.key.parse().ok()).collect();
                 (parsed.iter().min().copied(), parsed.iter().max().copied())
@@ -137,6 +146,86 @@ pub(crate) fn check_data_coverage<'a>(
                 data: coverage_json(&coverage),
                 summary,
                 value: coverage,
+            })
+        },
+    }
+}
+
+/// The arguments of a query tool: the query itself, in its text forms.
+fn query_args(q: &UsageQuery, role: &str) -> serde_json::Value {
+    let mut args = period_args(&q.period);
+    args["scope"] = json!(q.scope);
+    args["group_by"] = json!(q.group_by);
+    args["for"] = json!(role);
+    args
+}
+
+/// `measure_usage`: the engine's totals of a scope over a period, and of each group. `role`
+/// says in the step list what the figure is for ("the question", "the comparison period").
+pub(crate) fn measure_usage<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    q: UsageQuery,
+    role: &'static str,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<UsageSlice>, ToolError>> + Send + 'a> {
+    ToolCall {
+        name: "measure_usage",
+        args: query_args(&q, role),
+        run: async move {
+            let slice = usage.aggregate(&q).await?;
+            let t = &slice.totals;
+            let mut summary = format!(
+                "{}: {} across {} calls",
+                role,
+                t.cost.display_usd(),
+                count(t.calls)
+            );
+            if !slice.rows.is_empty() {
+                summary.push_str(&format!(", {} groups", count(slice.rows.len() as i64)));
+            }
+            if t.unpriced_calls > 0 {
+                summary.push_str(&format!(" ({} calls unpriced)", count(t.unpriced_calls)));
+            }
+            Ok(ToolOutput {
+                data: json!({
+                    "totals": totals_json(t),
+                    "rows": slice.rows.len(),
+                    "truncated": slice.truncated,
+                }),
+                summary,
+                value: slice,
+            })
+        },
+    }
+}
+
+/// `measure_latency`: nearest-rank p50/p95/p99 latency, calls and errors of a scope over a
+/// period, and of each group.
+pub(crate) fn measure_latency<'a>(
+    usage: &'a dyn OrgUsageQueries,
+    q: UsageQuery,
+    role: &'static str,
+) -> ToolCall<impl Future<Output = Result<ToolOutput<LatencySlice>, ToolError>> + Send + 'a> {
+    ToolCall {
+        name: "measure_latency",
+        args: query_args(&q, role),
+        run: async move {
+            let slice = usage.latency(&q).await?;
+            let t = &slice.totals;
+            let ms = |v: Option<i64>| v.map_or("–".to_string(), |v| format!("{} ms", count(v)));
+            let summary = format!(
+                "{}: p50 {}, p95 {}, p99 {} over {} calls with a latency; {} of {} calls failed",
+                role,
+                ms(t.p50_ms),
+                ms(t.p95_ms),
+                ms(t.p99_ms),
+                count(t.latency_samples),
+                count(t.error_calls),
+                count(t.calls)
+            );
+            Ok(ToolOutput {
+                data: json!({ "totals": t, "rows": slice.rows.len(), "truncated": slice.truncated }),
+                summary,
+                value: slice,
             })
         },
     }

@@ -7,6 +7,7 @@
 mod context_tier;
 mod prompt_cache;
 mod truncation;
+pub mod what_if;
 
 pub use context_tier::{TIER_MARGIN, context_tier, tier_band};
 pub use prompt_cache::{
@@ -22,9 +23,10 @@ use crate::catalog::{PriceCatalog, Pricing};
 use crate::money::Nanos;
 use crate::period::Period;
 use crate::queries::{
-    BatchCandidate, CostRow, GroupBy, NIGHT_END_HOUR, OrgUsageQueries, QueryError, RepeatProfile,
-    TokenMix, TrafficProfile,
+    BatchCandidate, CostRow, NIGHT_END_HOUR, OrgUsageQueries, QueryError, RepeatProfile, TokenMix,
+    TrafficProfile,
 };
+use crate::query::{Dimension, Grouping, Scope, UsageQuery};
 
 /// Share of a feature's interactive calls on a model that must run at night for it to count
 /// as a scheduled job nobody waits on.
@@ -228,7 +230,7 @@ pub fn batch_api(
     Some(Recommendation {
         kind: "batch_api".into(),
         title: format!(
-            "Send `{}`'s nightly {} calls through the Batch API",
+            "Send {}'s nightly {} calls through the Batch API",
             c.feature, c.model
         ),
         period_saving: saving,
@@ -236,7 +238,7 @@ pub fn batch_api(
         affected_calls: c.night.calls,
         assumptions: vec![
             format!(
-                "{} of {} interactive `{}` calls on {} ran between 00:00 and {NIGHT_END_HOUR:02}:00 UTC: a scheduled job nobody waits on",
+                "{} of {} interactive {} calls on {} ran between 00:00 and {NIGHT_END_HOUR:02}:00 UTC: a scheduled job nobody waits on",
                 c.night.calls, c.interactive_calls, c.feature, c.model
             ),
             format!(
@@ -336,7 +338,9 @@ pub async fn recommend(
     period: &Period,
     limits: ShortLimits,
 ) -> Result<Vec<Recommendation>, QueryError> {
-    let by_model = usage.breakdown(period, GroupBy::Model).await?;
+    let by_model = usage
+        .breakdown(period, Grouping::By(Dimension::Model))
+        .await?;
     let mut recs = Vec::new();
     for candidate in right_size_candidates(catalog, &by_model) {
         let profile = candidate_profile(usage, period, &candidate, limits).await?;
@@ -368,8 +372,13 @@ pub async fn prompt_caches(
     catalog: &PriceCatalog,
     period: &Period,
 ) -> Result<Vec<Recommendation>, QueryError> {
+    let by_feature = UsageQuery {
+        period: *period,
+        scope: Scope::all(),
+        group_by: Some(Grouping::By(Dimension::Feature)),
+    };
     Ok(usage
-        .feature_model_traffic(period)
+        .model_mix(&by_feature)
         .await?
         .iter()
         .filter_map(|m| {

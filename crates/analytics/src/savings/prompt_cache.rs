@@ -6,7 +6,8 @@
 
 use crate::catalog::Pricing;
 use crate::money::Nanos;
-use crate::queries::FeatureModelMix;
+use crate::queries::ModelMix;
+use crate::query::NONE_KEY;
 
 use super::{Confidence, Recommendation, per_month};
 
@@ -50,7 +51,7 @@ pub fn cache_multipliers(provider: &str) -> Option<(f64, f64)> {
 /// `None` for too few calls, prompts too short to cache, a prefix already read from cache, or
 /// a provider without prompt caching.
 pub fn prompt_cache(
-    m: &FeatureModelMix,
+    m: &ModelMix,
     pricing: &Pricing<'_>,
     period_days: f64,
 ) -> Option<Recommendation> {
@@ -82,8 +83,9 @@ pub fn prompt_cache(
     Some(Recommendation {
         kind: "prompt_cache".into(),
         title: format!(
-            "Cache the stable prompt prefix of `{}` on {}",
-            m.feature, m.model
+            "Cache the stable prompt prefix of {} on {}",
+            m.key.as_deref().unwrap_or(NONE_KEY),
+            m.model
         ),
         period_saving: saving,
         monthly_saving: per_month(saving, period_days),
@@ -135,9 +137,9 @@ mod tests {
     use crate::catalog::PriceCatalog;
     use crate::queries::TokenMix;
 
-    fn traffic(model: &str, calls: i64, fresh: i64, cached: i64) -> FeatureModelMix {
-        FeatureModelMix {
-            feature: "support-bot".into(),
+    fn traffic(model: &str, calls: i64, fresh: i64, cached: i64) -> ModelMix {
+        ModelMix {
+            key: Some("support-bot".into()),
             model: model.into(),
             interactive: TokenMix {
                 calls,

@@ -41,7 +41,7 @@ pub fn output_cap(
     Some(Recommendation {
         kind: "output_cap".into(),
         title: format!(
-            "Cap `{}`'s {} outputs at max_tokens = {}",
+            "Cap {}'s {} outputs at max_tokens = {}",
             t.feature, t.model, t.cap
         ),
         period_saving: saving,

@@ -1,25 +1,28 @@
 //! [`OrgUsageQueries`] over the usage table for one org, fixed at construction: every query
 //! filters on that org, so a handle cannot reach another org's usage.
 //!
-//! Totals and breakdowns read the hourly rollups for the whole hours of a period and raw rows
-//! only for its partial edge hours ([`Split`]), so they stay exact for any period while a
-//! 30-day breakdown reads ~720 hours × dimensions instead of every call.
+//! The engine's queries over a scope ([`slice`]: aggregates, latency, model mixes, tags) read
+//! the hourly rollups for the whole hours of a period and raw rows only for its partial edge
+//! hours ([`Split`]) where they can, so they stay exact for any period while a 30-day
+//! breakdown reads ~720 hours × dimensions instead of every call; `slice`'s module doc says
+//! which read what. The recommenders' own queries are here and in [`recommender_inputs`].
 //!
 //! The SQL is shared by both backends and gives identical results on them: sums are cast to
 //! BIGINT (PostgreSQL's SUM of BIGINT is NUMERIC), text keys sort byte-wise (`COLLATE "C"` on
-//! PostgreSQL) and only day bucketing and the insertion-order tiebreak differ by dialect.
+//! PostgreSQL) and only tag lookups and the insertion-order tiebreak differ by dialect.
 
 use crate::db::{Cols, Db, on_read};
 use crate::rollup;
-use apogee_analytics::queries::{latency_row, sort_latency_rows};
 use apogee_analytics::{
-    BatchCandidate, CostRow, FeatureModelCost, FeatureModelMix, GroupBy, InputBand, LatencyRow,
-    Nanos, OrgUsageQueries, OutputTail, Period, QueryError, RepeatProfile, TokenMix,
-    TrafficProfile, UsageTotals,
+    BatchCandidate, CostRow, FeatureModelCost, InputBand, LatencySlice, ModelMix, Nanos,
+    OrgUsageQueries, OutputTail, Period, QueryError, RepeatProfile, TagCount, TrafficProfile,
+    UsageQuery, UsageSlice,
 };
 use async_trait::async_trait;
+use recommender_inputs::mix;
 
-mod more;
+mod recommender_inputs;
+mod slice;
 
 /// Usage queries bound to one org. Obtained from [`crate::Store::org_usage`].
 #[derive(Clone)]
@@ -35,21 +38,6 @@ fn sum(expr: &str) -> String {
 
 fn backend(e: sqlx::Error) -> QueryError {
     QueryError::Backend(e.to_string())
-}
-
-/// The group key over the union of rollup and raw rows that [`UNION_ROWS`] produces.
-fn group_key(db: &Db, by: GroupBy) -> &'static str {
-    match by {
-        GroupBy::Model => "model",
-        GroupBy::Provider => "provider",
-        GroupBy::User => "user_key",
-        GroupBy::Feature => "feature_key",
-        // The UTC day; `hour_ms / 1000` truncates alike on both.
-        GroupBy::Day => db.pick(
-            "strftime('%Y-%m-%d', hour_ms / 1000, 'unixepoch')",
-            "to_char(to_timestamp(hour_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-        ),
-    }
 }
 
 /// Appended to a text key in a select list so that grouping and ordering by it compare bytes,
@@ -98,36 +86,6 @@ impl Split {
     }
 }
 
-/// Rollup rows of the whole hours, then raw rows of the edges shaped like rollup rows. Binds:
-/// $1 org, $2/$3 the hours, $4/$5 the first edge, $6/$7 the second.
-const UNION_ROWS: &str = "
-    SELECT hour_ms, provider, model, user_key, feature_key, calls, input_tokens, output_tokens,
-           cached_input_tokens, cost_nanos, unpriced_calls, unpriced_tokens, error_calls
-    FROM usage_hourly WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3
-    UNION ALL
-    SELECT ts_ms AS hour_ms, provider, model, COALESCE(user_name, '(none)') AS user_key,
-           COALESCE(feature, '(none)') AS feature_key, request_count AS calls, input_tokens,
-           output_tokens, cached_input_tokens, COALESCE(cost_nanos, 0) AS cost_nanos,
-           CASE WHEN cost_nanos IS NULL THEN request_count ELSE 0 END AS unpriced_calls,
-           CASE WHEN cost_nanos IS NULL THEN input_tokens + output_tokens ELSE 0 END AS unpriced_tokens,
-           CASE WHEN status <> 'ok' THEN request_count ELSE 0 END AS error_calls
-    FROM usage_records
-    WHERE org_id = $1 AND ((ts_ms >= $4 AND ts_ms < $5) OR (ts_ms >= $6 AND ts_ms < $7))";
-
-/// Binds [`UNION_ROWS`]' parameters to a query of either backend.
-macro_rules! bind_split {
-    ($q:expr, $org_id:expr, $s:expr) => {{
-        let s: Split = $s;
-        $q.bind($org_id)
-            .bind(s.hours_from)
-            .bind(s.hours_to)
-            .bind(s.from)
-            .bind(s.edge1_to)
-            .bind(s.edge2_from)
-            .bind(s.to)
-    }};
-}
-
 fn cost_row(r: &impl Cols) -> Result<CostRow, sqlx::Error> {
     Ok(CostRow {
         key: r.text("k")?,
@@ -136,16 +94,6 @@ fn cost_row(r: &impl Cols) -> Result<CostRow, sqlx::Error> {
         output_tokens: r.int("output_tokens")?,
         cost: Nanos(r.int("cost")?),
         unpriced_calls: r.int("unpriced_calls")?,
-    })
-}
-
-fn mix(r: &impl Cols, prefix: &str) -> Result<TokenMix, sqlx::Error> {
-    Ok(TokenMix {
-        calls: r.int(&format!("{prefix}calls"))?,
-        fresh_input_tokens: r.int(&format!("{prefix}fresh"))?,
-        cached_input_tokens: r.int(&format!("{prefix}cached"))?,
-        output_tokens: r.int(&format!("{prefix}output"))?,
-        cost: Nanos(r.int(&format!("{prefix}cost"))?),
     })
 }
 
@@ -161,71 +109,20 @@ impl OrgUsage {
 
 #[async_trait]
 impl OrgUsageQueries for OrgUsage {
-    async fn totals(&self, period: &Period) -> Result<UsageTotals, QueryError> {
-        let sql = format!(
-            "SELECT {calls} AS calls, {input} AS input_tokens, {output} AS output_tokens,
-                    {cached} AS cached, {cost} AS cost, {unpriced_calls} AS unpriced_calls,
-                    {unpriced_tokens} AS unpriced_tokens, {errors} AS error_calls
-             FROM ({UNION_ROWS}) AS u",
-            calls = sum("calls"),
-            input = sum("input_tokens"),
-            output = sum("output_tokens"),
-            cached = sum("cached_input_tokens"),
-            cost = sum("cost_nanos"),
-            unpriced_calls = sum("unpriced_calls"),
-            unpriced_tokens = sum("unpriced_tokens"),
-            errors = sum("error_calls"),
-        );
-        let split = Split::of(period);
-        on_read!(&self.db, pool => {
-            let r = bind_split!(sqlx::query(&sql), &self.org_id, split)
-                .fetch_one(pool)
-                .await
-                .map_err(backend)?;
-            let get = |c: &str| r.int(c).map_err(backend);
-            Ok(UsageTotals {
-                calls: get("calls")?,
-                input_tokens: get("input_tokens")?,
-                output_tokens: get("output_tokens")?,
-                cached_input_tokens: get("cached")?,
-                cost: Nanos(get("cost")?),
-                unpriced_calls: get("unpriced_calls")?,
-                unpriced_tokens: get("unpriced_tokens")?,
-                error_calls: get("error_calls")?,
-            })
-        })
+    async fn aggregate(&self, q: &UsageQuery) -> Result<UsageSlice, QueryError> {
+        slice::aggregate(&self.db, &self.org_id, q).await
     }
 
-    async fn breakdown(&self, period: &Period, by: GroupBy) -> Result<Vec<CostRow>, QueryError> {
-        let order = if by == GroupBy::Day {
-            "k ASC"
-        } else {
-            "cost DESC, k ASC"
-        };
-        let sql = format!(
-            "SELECT {key}{bytewise} AS k, {calls} AS calls, {input} AS input_tokens,
-                    {output} AS output_tokens, {cost} AS cost, {unpriced} AS unpriced_calls
-             FROM ({UNION_ROWS}) AS u
-             GROUP BY k ORDER BY {order}",
-            key = group_key(&self.db, by),
-            bytewise = bytewise(&self.db),
-            calls = sum("calls"),
-            input = sum("input_tokens"),
-            output = sum("output_tokens"),
-            cost = sum("cost_nanos"),
-            unpriced = sum("unpriced_calls"),
-        );
-        let split = Split::of(period);
-        on_read!(&self.db, pool => {
-            let rows = bind_split!(sqlx::query(&sql), &self.org_id, split)
-                .fetch_all(pool)
-                .await
-                .map_err(backend)?;
-            rows.iter()
-                .map(cost_row)
-                .collect::<Result<_, _>>()
-                .map_err(backend)
-        })
+    async fn latency(&self, q: &UsageQuery) -> Result<LatencySlice, QueryError> {
+        slice::latency(&self.db, &self.org_id, q).await
+    }
+
+    async fn model_mix(&self, q: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
+        slice::model_mix(&self.db, &self.org_id, q).await
+    }
+
+    async fn tags(&self, period: &Period) -> Result<Vec<TagCount>, QueryError> {
+        slice::tags(&self.db, &self.org_id, period).await
     }
 
     async fn traffic_profile(
@@ -378,67 +275,11 @@ impl OrgUsageQueries for OrgUsage {
         })
     }
 
-    async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError> {
-        // Calls and errors from the rollups; percentiles need every latency, read sorted so
-        // each model's sample arrives in order.
-        let sql = format!(
-            "SELECT model, {calls} AS calls, {errors} AS errors
-             FROM ({UNION_ROWS}) AS u GROUP BY model",
-            calls = sum("calls"),
-            errors = sum("error_calls"),
-        );
-        let split = Split::of(period);
-        let (counts, latencies) = on_read!(&self.db, pool => {
-            let counts = bind_split!(sqlx::query(&sql), &self.org_id, split)
-                .fetch_all(pool)
-                .await
-                .map_err(backend)?
-                .iter()
-                .map(|r| Ok((r.text("model")?, r.int("calls")?, r.int("errors")?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(backend)?;
-            let latencies = sqlx::query(
-                "SELECT model, latency_ms FROM usage_records
-                 WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND latency_ms IS NOT NULL
-                 ORDER BY model, latency_ms",
-            )
-            .bind(&self.org_id)
-            .bind(period.from_ms())
-            .bind(period.to_ms())
-            .fetch_all(pool)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(|r| Ok((r.text("model")?, r.int("latency_ms")?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(backend)?;
-            (counts, latencies)
-        });
-        let mut samples: std::collections::HashMap<String, Vec<i64>> = Default::default();
-        for (model, latency) in latencies {
-            samples.entry(model).or_default().push(latency);
-        }
-        let mut rows = Vec::with_capacity(counts.len());
-        for (model, calls, errors) in counts {
-            let lat = samples.remove(&model).unwrap_or_default();
-            rows.push(latency_row(model, calls, errors, &lat));
-        }
-        sort_latency_rows(&mut rows);
-        Ok(rows)
-    }
-
     async fn breakdown_feature_model(
         &self,
         period: &Period,
     ) -> Result<Vec<FeatureModelCost>, QueryError> {
-        more::breakdown_feature_model(&self.db, &self.org_id, period).await
-    }
-
-    async fn feature_model_traffic(
-        &self,
-        period: &Period,
-    ) -> Result<Vec<FeatureModelMix>, QueryError> {
-        more::feature_model_traffic(&self.db, &self.org_id, period).await
+        recommender_inputs::breakdown_feature_model(&self.db, &self.org_id, period).await
     }
 
     async fn output_tails(
@@ -446,7 +287,7 @@ impl OrgUsageQueries for OrgUsage {
         period: &Period,
         percentile: i64,
     ) -> Result<Vec<OutputTail>, QueryError> {
-        more::output_tails(&self.db, &self.org_id, period, percentile).await
+        recommender_inputs::output_tails(&self.db, &self.org_id, period, percentile).await
     }
 
     async fn input_band(
@@ -456,7 +297,7 @@ impl OrgUsageQueries for OrgUsage {
         above: i64,
         up_to: i64,
     ) -> Result<InputBand, QueryError> {
-        more::input_band(&self.db, &self.org_id, period, model, above, up_to).await
+        recommender_inputs::input_band(&self.db, &self.org_id, period, model, above, up_to).await
     }
 }
 

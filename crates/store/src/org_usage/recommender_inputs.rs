@@ -1,6 +1,6 @@
 //! The usage queries behind the newer recommenders and change attribution (feature × model
-//! spend and traffic, output tails, prompt-length bands), one org at a time. Kept apart from
-//! `mod.rs` so the two evolve separately; its trait impl only delegates here.
+//! spend, output tails, prompt-length bands), one org at a time; the trait impl in `mod.rs`
+//! delegates here.
 //!
 //! The SQL is written for both SQLite and PostgreSQL: `$n` placeholders, sums cast to
 //! `BIGINT` (PostgreSQL's `SUM` of a bigint is numeric), booleans compared with
@@ -9,7 +9,7 @@
 
 use apogee_analytics::memory::nearest_rank_index;
 use apogee_analytics::{
-    FeatureModelCost, FeatureModelMix, InputBand, Nanos, OutputTail, Period, QueryError, TokenMix,
+    FeatureModelCost, InputBand, Nanos, OutputTail, Period, QueryError, TokenMix,
 };
 
 use super::bytewise;
@@ -20,11 +20,11 @@ fn backend(e: sqlx::Error) -> QueryError {
 }
 
 /// Calls priced from the catalog: a client-sent cost says nothing about catalog prices.
-const FROM_CATALOG: &str = "price_source IS NOT NULL AND price_source <> 'client'";
+pub(super) const FROM_CATALOG: &str = "price_source IS NOT NULL AND price_source <> 'client'";
 
 /// The five columns of a [`TokenMix`] over the records matching `cond`, named `{p}calls`,
 /// `{p}fresh`, `{p}cached`, `{p}output`, `{p}cost`.
-fn mix_columns(cond: &str, p: &str) -> String {
+pub(super) fn mix_columns(cond: &str, p: &str) -> String {
     let sum = |expr: &str, name: &str| {
         format!(
             "CAST(COALESCE(SUM(CASE WHEN {cond} THEN {expr} ELSE 0 END), 0) AS BIGINT) AS {p}{name}"
@@ -40,7 +40,7 @@ fn mix_columns(cond: &str, p: &str) -> String {
     .join(", ")
 }
 
-fn mix(r: &impl Cols, p: &str) -> Result<TokenMix, sqlx::Error> {
+pub(super) fn mix(r: &impl Cols, p: &str) -> Result<TokenMix, sqlx::Error> {
     let get = |name: &str| r.int(format!("{p}{name}").as_str());
     Ok(TokenMix {
         calls: get("calls")?,
@@ -81,43 +81,6 @@ pub(crate) async fn breakdown_feature_model(
                     model: r.text("model")?,
                     calls: r.int("calls")?,
                     cost: Nanos(r.int("cost")?),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(backend)
-    })
-}
-
-pub(crate) async fn feature_model_traffic(
-    db: &Db,
-    org_id: &str,
-    period: &Period,
-) -> Result<Vec<FeatureModelMix>, QueryError> {
-    let sql = format!(
-        "SELECT COALESCE(feature, '(none)'){b} AS f, model{b} AS model, {interactive}, {batch}
-         FROM usage_records
-         WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND {FROM_CATALOG}
-         GROUP BY COALESCE(feature, '(none)'), model
-         ORDER BY f, model",
-        b = bytewise(db),
-        interactive = mix_columns("batch = FALSE", "i_"),
-        batch = mix_columns("batch = TRUE", "b_"),
-    );
-    on_read!(db, pool => {
-        sqlx::query(&sql)
-            .bind(org_id)
-            .bind(period.from_ms())
-            .bind(period.to_ms())
-            .fetch_all(pool)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(|r| {
-                Ok(FeatureModelMix {
-                    feature: r.text("f")?,
-                    model: r.text("model")?,
-                    interactive: mix(r, "i_")?,
-                    batch: mix(r, "b_")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

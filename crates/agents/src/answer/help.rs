@@ -4,38 +4,37 @@
 
 use apogee_analytics::demo::{DEFAULT_CALLS, DEFAULT_DAYS, DEFAULT_SEED};
 
+use chrono::Datelike;
+
+use super::when;
 use crate::findings::Coverage;
 use crate::format::count;
-use crate::triage::Triage;
+use crate::plan::QuestionPlan;
 
 /// A usage record as in PROTOCOL.md §8.
 const EXAMPLE_RECORD: &str = r#"{"request_id":"r-123","ts":"2026-11-20T08:15:02Z","provider":"openai","model":"gpt-4o","input_tokens":1200,"output_tokens":310,"cached_input_tokens":0,"latency_ms":840,"user":"u-77","feature":"support-bot","prompt_hash":"9f2c41d0","batch":false,"status":"ok","cost_usd":null}"#;
 
 pub(crate) struct HelpInput<'a> {
-    pub triage: &'a Triage,
+    pub plan: &'a QuestionPlan,
     /// Calls in the asked period, when the data agent counted them.
     pub asked_calls: Option<i64>,
     pub coverage: &'a Coverage,
 }
 
 pub(crate) fn render(h: &HelpInput<'_>) -> String {
-    let t = h.triage;
     let c = h.coverage;
+    let period = when(&h.plan.period, c.window.to.year());
     let mut out = String::new();
     let mut line = |s: &str| {
         out.push_str(s);
         out.push('\n');
     };
-    line("# Getting your usage into Apogee");
-    line("");
     let span = c.first_day.zip(c.last_day);
     match (h.asked_calls, span) {
         (Some(0), Some((first, last))) => {
             line(&format!(
-                "I found no usage records for {} ({}), so there is nothing to analyse there. \
+                "I found no usage records {period}, so there is nothing to analyse there. \
                  Your org does have {} calls recorded between {first} and {last}.",
-                t.period_text,
-                t.period.label(),
                 count(c.calls)
             ));
             let days = (c.window.to.date_naive() - first).num_days().max(1);
@@ -46,11 +45,9 @@ pub(crate) fn render(h: &HelpInput<'_>) -> String {
             ));
         }
         (Some(0), None) => line(&format!(
-            "I found no usage records for {} ({}), nor anywhere in the last year, so there is \
+            "I found no usage records {period}, nor anywhere in the last year, so there is \
              nothing to analyse yet and I will not guess. Here is how to send usage, or to try \
-             Apogee with demo data.",
-            t.period_text,
-            t.period.label()
+             Apogee with demo data."
         )),
         (_, Some((first, last))) => line(&format!(
             "Your org already has {} calls recorded between {first} and {last}; ask \"Analyze my \
@@ -126,21 +123,16 @@ pub(crate) fn render(h: &HelpInput<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::triage::Intent;
+    use crate::plan::{Intent, PlanPeriod};
     use apogee_analytics::Period;
     use chrono::{TimeZone, Utc};
 
-    fn triage() -> Triage {
+    fn plan() -> QuestionPlan {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
-        Triage {
-            intent: Intent::CostBreakdown,
-            period: Period::last_days(now, 30),
-            period_text: "the last 30 days".into(),
-            focus_day: None,
-            model: None,
-            feature: None,
-            user: None,
-        }
+        QuestionPlan::new(
+            Intent::Analysis,
+            PlanPeriod::new(Period::last_days(now, 30), "in the last 30 days"),
+        )
     }
 
     fn coverage(calls: i64) -> Coverage {
@@ -155,10 +147,10 @@ mod tests {
 
     #[test]
     fn no_data_at_all_explains_ingest_without_money() {
-        let t = triage();
+        let t = plan();
         let c = coverage(0);
         let md = render(&HelpInput {
-            triage: &t,
+            plan: &t,
             asked_calls: Some(0),
             coverage: &c,
         });
@@ -171,10 +163,10 @@ mod tests {
 
     #[test]
     fn data_elsewhere_suggests_its_period() {
-        let t = triage();
+        let t = plan();
         let c = coverage(1234);
         let md = render(&HelpInput {
-            triage: &t,
+            plan: &t,
             asked_calls: Some(0),
             coverage: &c,
         });

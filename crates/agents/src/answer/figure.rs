@@ -1,0 +1,1194 @@
+//! Focused answers to figure questions: the first sentence answers with the exact figure and
+//! says what it covers ("gpt-4o cost $57.37 in the last 7 days (Nov 19–25), 23.5% of
+//! spend."), then only the table that supports it, and the data of the one chart that fits
+//! the plan (a ranking, a daily series, a before/after). Every figure is a query result or
+//! computed from one; every name goes through [`escape`].
+
+use apogee_analytics::trends::DaySpend;
+use apogee_analytics::{Dimension, Grouping, LatencyStats, Nanos, Scope, UsageTotals};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use serde_json::{Value as Json, json};
+
+use super::markdown::{Doc, escape};
+use super::when;
+use crate::format::{count, ms, percent, share, signed_usd, usd_precise};
+use crate::plan::{Measure, Order, PlanPeriod, QuestionPlan};
+use crate::question::period::dates_label;
+
+/// Rows a table lists at most; the rest are summed in one line.
+pub(crate) const MAX_ROWS: usize = 20;
+/// Rows a ranking of one shows around it.
+const CONTEXT_ROWS: usize = 5;
+
+/// One group of a measured slice.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Group {
+    pub key: String,
+    pub totals: UsageTotals,
+    pub latency: Option<LatencyStats>,
+}
+
+/// A slice measured over one period: its totals and its groups (the plan's grouping).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Measured {
+    pub totals: UsageTotals,
+    pub latency: Option<LatencyStats>,
+    pub groups: Vec<Group>,
+}
+
+/// What the data agent measured for a figure plan.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct FigureData {
+    pub current: Measured,
+    /// The comparison period, same scope and grouping.
+    pub previous: Option<Measured>,
+    /// The whole org over the period, for the share of a scoped slice.
+    pub org: Option<UsageTotals>,
+    /// The scope's spend by day, for the chart of an ungrouped figure.
+    pub series: Vec<DaySpend>,
+}
+
+/// A written answer: its markdown, its first sentence, the chart it supports and its
+/// sections.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Answer {
+    pub markdown: String,
+    pub lead: String,
+    pub chart: Json,
+    pub sections: Vec<String>,
+}
+
+/// One measured value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Value {
+    Usd(Nanos),
+    PerCall(Nanos),
+    Count(i64),
+    Rate(f64),
+    Ms(i64),
+}
+
+impl Value {
+    pub(crate) fn num(self) -> f64 {
+        match self {
+            Value::Usd(n) | Value::PerCall(n) => n.usd(),
+            Value::Count(c) | Value::Ms(c) => c as f64,
+            Value::Rate(r) => r,
+        }
+    }
+
+    pub(crate) fn text(self) -> String {
+        match self {
+            Value::Usd(n) => n.display_usd(),
+            Value::PerCall(n) => usd_precise(n),
+            Value::Count(c) => count(c),
+            Value::Rate(r) => percent(r),
+            Value::Ms(v) => ms(v),
+        }
+    }
+}
+
+fn priced_calls(t: &UsageTotals) -> i64 {
+    t.calls - t.unpriced_calls
+}
+
+/// `m` of a slice; `None` when it has no value (no priced call, no latency sample).
+pub(crate) fn value(m: Measure, t: &UsageTotals, l: Option<&LatencyStats>) -> Option<Value> {
+    let v = match m {
+        Measure::Spend => Value::Usd(t.cost),
+        Measure::Calls => Value::Count(t.calls),
+        Measure::InputTokens => Value::Count(t.input_tokens),
+        Measure::OutputTokens => Value::Count(t.output_tokens),
+        Measure::TotalTokens => Value::Count(t.total_tokens()),
+        Measure::CostPerCall => Value::PerCall(t.cost_per_call()?),
+        Measure::Errors => Value::Count(t.error_calls),
+        Measure::ErrorRate => {
+            if t.calls <= 0 {
+                return None;
+            }
+            Value::Rate(t.error_rate())
+        }
+        Measure::LatencyP50 => Value::Ms(l?.p50_ms?),
+        Measure::LatencyP95 => Value::Ms(l?.p95_ms?),
+        Measure::LatencyP99 => Value::Ms(l?.p99_ms?),
+    };
+    Some(v)
+}
+
+/// Sums over a slice add up across groups; ratios and percentiles do not.
+fn additive(m: Measure) -> bool {
+    matches!(
+        m,
+        Measure::Spend
+            | Measure::Calls
+            | Measure::InputTokens
+            | Measure::OutputTokens
+            | Measure::TotalTokens
+            | Measure::Errors
+    )
+}
+
+pub(crate) fn noun(m: Measure) -> &'static str {
+    match m {
+        Measure::Spend => "spend",
+        Measure::Calls => "calls",
+        Measure::InputTokens => "input tokens",
+        Measure::OutputTokens => "output tokens",
+        Measure::TotalTokens => "tokens",
+        Measure::CostPerCall => "cost per call",
+        Measure::Errors => "failed calls",
+        Measure::ErrorRate => "error rate",
+        Measure::LatencyP50 => "p50 latency",
+        Measure::LatencyP95 => "p95 latency",
+        Measure::LatencyP99 => "p99 latency",
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+pub(crate) fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn tag_phrase(key: &str, values: &[String]) -> String {
+    let v: Vec<String> = values.iter().map(|v| escape(v)).collect();
+    format!("the {} {}", and_list(&v), escape(key))
+}
+
+/// The scope in words ("support-bot on gpt-4o", "the growth team", "user alice"); `None` for
+/// the whole org.
+pub(crate) fn subject(scope: &Scope) -> Option<String> {
+    let values = |d: &Dimension| -> Option<String> {
+        let f = scope
+            .filters
+            .iter()
+            .find(|f| &f.dimension == d && !f.exclude)?;
+        let names: Vec<String> = f.values.iter().map(|v| escape(v)).collect();
+        Some(and_list(&names))
+    };
+    let features = values(&Dimension::Feature);
+    let models = values(&Dimension::Model);
+    let providers = values(&Dimension::Provider);
+    let users = values(&Dimension::User);
+    let tags: Vec<String> = scope
+        .filters
+        .iter()
+        .filter(|f| !f.exclude)
+        .filter_map(|f| match &f.dimension {
+            Dimension::Tag(k) => Some(tag_phrase(k, &f.values)),
+            _ => None,
+        })
+        .collect();
+    let tags = (!tags.is_empty()).then(|| and_list(&tags));
+    let mut base: Option<String> = None;
+    let mut push = |s: String| match &mut base {
+        None => base = Some(s),
+        Some(b) => {
+            b.push(' ');
+            b.push_str(&s);
+        }
+    };
+    match (&features, &models, &users, &tags, &providers) {
+        (Some(f), ..) => push(f.clone()),
+        (None, Some(m), ..) => push(m.clone()),
+        (None, None, Some(u), ..) => push(format!("user {u}")),
+        (None, None, None, Some(t), _) => push(t.clone()),
+        (None, None, None, None, Some(p)) => push(p.clone()),
+        _ => {}
+    }
+    if features.is_some()
+        && let Some(m) = &models
+    {
+        push(format!("on {m}"));
+    }
+    if (features.is_some() || models.is_some())
+        && let Some(u) = &users
+    {
+        push(format!("for user {u}"));
+    }
+    if (features.is_some() || models.is_some() || users.is_some())
+        && let Some(t) = &tags
+    {
+        push(format!("in {t}"));
+    }
+    if (features.is_some() || models.is_some() || users.is_some() || tags.is_some())
+        && let Some(p) = &providers
+    {
+        push(format!("via {p}"));
+    }
+    let excluded: Vec<String> = scope
+        .filters
+        .iter()
+        .filter(|f| f.exclude)
+        .flat_map(|f| f.values.iter().map(|v| escape(v)))
+        .collect();
+    if !excluded.is_empty() {
+        let list = and_list(&excluded);
+        match &mut base {
+            None => base = Some(format!("Everything except {list}")),
+            Some(b) => b.push_str(&format!(" except {list}")),
+        }
+    }
+    base
+}
+
+/// Upper-cases the first letter of a sentence that starts with an ordinary word, not a
+/// name ("The growth team", but "gpt-4o").
+fn sentence_start(s: &str) -> String {
+    let starts_plain = ["the ", "user ", "everything "]
+        .iter()
+        .any(|p| s.starts_with(p));
+    if !starts_plain {
+        return s.to_string();
+    }
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn possessive(s: &str) -> String {
+    format!("{s}'s")
+}
+
+fn dimension_noun(g: &Grouping, plural: bool) -> String {
+    let one = match g {
+        Grouping::Day => "day".to_string(),
+        Grouping::Week => "week".to_string(),
+        Grouping::By(Dimension::Tag(k)) => escape(k),
+        Grouping::By(d) => d.kind().to_string(),
+    };
+    if plural { format!("{one}s") } else { one }
+}
+
+/// A group's key for sentences: days and weeks as dates, names escaped.
+fn key_text(g: &Grouping, key: &str, year: i32) -> String {
+    match (g, key.parse::<NaiveDate>()) {
+        (Grouping::Day, Ok(d)) => dates_label(
+            &crate::question::period::days(d, d.succ_opt().unwrap_or(d)),
+            year,
+        ),
+        (Grouping::Week, Ok(d)) => format!(
+            "the week of {}",
+            dates_label(
+                &crate::question::period::days(d, d.succ_opt().unwrap_or(d)),
+                year
+            )
+        ),
+        _ if key == apogee_analytics::NONE_KEY => format!("(no {})", dimension_noun(g, false)),
+        _ => escape(key),
+    }
+}
+
+/// The sentence of one measure over a slice in `period`, without its final stop
+/// ("gpt-4o cost $57.37 in the last 7 days (Nov 23–29)"): the figure first, the period, then
+/// what it is made of.
+fn measure_clause(
+    m: Measure,
+    who: Option<&str>,
+    t: &UsageTotals,
+    l: Option<&LatencyStats>,
+    period: &str,
+) -> String {
+    let v = value(m, t, l);
+    let vt = v.map(Value::text).unwrap_or_else(|| "–".into());
+    match (m, who) {
+        (Measure::Spend, Some(s)) => format!("{s} cost {vt} {period}"),
+        (Measure::Spend, None) => format!("You spent {vt} {period}"),
+        (Measure::Calls, Some(s)) => format!("{s} made {vt} calls {period}"),
+        (Measure::Calls, None) => format!("You made {vt} calls {period}"),
+        (Measure::InputTokens, Some(s)) => format!("{s} sent {vt} input tokens {period}"),
+        (Measure::InputTokens, None) => format!("Your calls sent {vt} input tokens {period}"),
+        (Measure::OutputTokens, Some(s)) => format!("{s} received {vt} output tokens {period}"),
+        (Measure::OutputTokens, None) => {
+            format!("Your calls received {vt} output tokens {period}")
+        }
+        (Measure::TotalTokens, who) => format!(
+            "{} used {vt} tokens {period}: {} input and {} output",
+            who.unwrap_or("Your calls"),
+            count(t.input_tokens),
+            count(t.output_tokens)
+        ),
+        (Measure::CostPerCall, who) => match v {
+            Some(_) => format!(
+                "{} {period}: {} over {} priced calls",
+                who.map_or(format!("A call cost {vt} on average"), |w| {
+                    format!("{w} cost {vt} per call on average")
+                }),
+                t.cost.display_usd(),
+                count(priced_calls(t))
+            ),
+            None => format!(
+                "{} had no priced call {period}, so there is no cost per call",
+                who.unwrap_or("Your usage")
+            ),
+        },
+        (Measure::Errors, who) => format!(
+            "{} had {vt} failed calls {period}, {} of {} calls",
+            who.unwrap_or("You"),
+            value(Measure::ErrorRate, t, None).map_or("–".into(), Value::text),
+            count(t.calls)
+        ),
+        (Measure::ErrorRate, who) => format!(
+            "{vt} of {} calls failed {period}: {} of {}",
+            who.map_or("your".to_string(), possessive),
+            count(t.error_calls),
+            count(t.calls)
+        ),
+        (m, who) => {
+            let whose = who.map_or("Your".to_string(), possessive);
+            match (v, l) {
+                (Some(_), Some(p)) => {
+                    let others: Vec<String> = [
+                        (Measure::LatencyP50, "p50", p.p50_ms),
+                        (Measure::LatencyP95, "p95", p.p95_ms),
+                        (Measure::LatencyP99, "p99", p.p99_ms),
+                    ]
+                    .iter()
+                    .filter(|(o, _, _)| *o != m)
+                    .map(|(_, name, v)| format!("{name} {}", v.map_or("–".into(), ms)))
+                    .collect();
+                    format!(
+                        "{whose} {} was {vt} {period}; {}, over {} calls that reported a latency",
+                        noun(m),
+                        others.join(", "),
+                        count(p.latency_samples)
+                    )
+                }
+                _ => format!(
+                    "No call of {} reported a latency {period}",
+                    who.unwrap_or("yours")
+                ),
+            }
+        }
+    }
+}
+
+/// Shares of a scoped slice in the whole org's figure, for additive measures.
+fn share_clause(m: Measure, t: &UsageTotals, org: Option<&UsageTotals>) -> Option<String> {
+    let org = org?;
+    let (part, whole, what) = match m {
+        Measure::Spend => (t.cost.0 as f64, org.cost.0 as f64, "spend"),
+        Measure::Calls => (t.calls as f64, org.calls as f64, "all calls"),
+        Measure::TotalTokens => (
+            (t.input_tokens + t.output_tokens) as f64,
+            (org.input_tokens + org.output_tokens) as f64,
+            "all tokens",
+        ),
+        Measure::InputTokens => (
+            t.input_tokens as f64,
+            org.input_tokens as f64,
+            "all input tokens",
+        ),
+        Measure::OutputTokens => (
+            t.output_tokens as f64,
+            org.output_tokens as f64,
+            "all output tokens",
+        ),
+        Measure::Errors => (
+            t.error_calls as f64,
+            org.error_calls as f64,
+            "all failed calls",
+        ),
+        _ => return None,
+    };
+    (whole > 0.0).then(|| format!("{} of {what}", percent(part / whole)))
+}
+
+/// Writes the answer to a figure plan (see the module doc).
+pub(crate) fn render(plan: &QuestionPlan, data: &FigureData, now: DateTime<Utc>) -> Answer {
+    let year = now.year();
+    let mut doc = Doc::default();
+    let who = subject(&plan.scope);
+    let m = plan.measure();
+    let period = when(&plan.period, year);
+    let cur = &data.current;
+    let (lead, chart) =
+        if cur.totals.calls == 0 && data.previous.as_ref().is_none_or(|p| p.totals.calls == 0) {
+            (
+                format!(
+                    "No usage matches {} {period}.",
+                    who.clone().unwrap_or_else(|| "your question".into())
+                ),
+                json!({ "kind": "none" }),
+            )
+        } else if let (Some(prev), Some(cmp)) = (&data.previous, &plan.compare) {
+            compare(&mut doc, plan, m, who.as_deref(), cur, prev, cmp, year)
+        } else if let Some(g) = &plan.group_by {
+            match plan.rank {
+                Some(rank) => ranking(
+                    &mut doc,
+                    plan,
+                    m,
+                    g,
+                    rank.order,
+                    rank.top,
+                    who.as_deref(),
+                    cur,
+                    year,
+                ),
+                None if g.is_time() => series(&mut doc, m, g, who.as_deref(), cur, &period, year),
+                None => breakdown(&mut doc, m, g, who.as_deref(), cur, &period, year),
+            }
+        } else {
+            single(&mut doc, plan, m, who.as_deref(), data, &period, year)
+        };
+    let mut head = Doc::default();
+    head.line(&lead);
+    let markdown = if doc.out.is_empty() {
+        head.out
+    } else {
+        format!("{}\n{}", head.out, doc.out.trim_start_matches('\n'))
+    };
+    let mut markdown = markdown;
+    if let Some(note) = unpriced_note(m, &cur.totals) {
+        markdown.push('\n');
+        markdown.push_str(&note);
+        markdown.push('\n');
+    }
+    Answer {
+        markdown,
+        lead,
+        chart,
+        sections: doc.sections,
+    }
+}
+
+fn unpriced_note(m: Measure, t: &UsageTotals) -> Option<String> {
+    (matches!(m, Measure::Spend | Measure::CostPerCall) && t.unpriced_calls > 0).then(|| {
+        format!(
+            "_{} calls to models without a price are not in the cost figures._",
+            count(t.unpriced_calls)
+        )
+    })
+}
+
+fn single(
+    doc: &mut Doc,
+    plan: &QuestionPlan,
+    m: Measure,
+    who: Option<&str>,
+    data: &FigureData,
+    period: &str,
+    year: i32,
+) -> (String, Json) {
+    let t = &data.current.totals;
+    let l = data.current.latency.as_ref();
+    let mut lead = measure_clause(m, who, t, l, period);
+    if who.is_some()
+        && let Some(s) = share_clause(m, t, data.org.as_ref())
+    {
+        lead.push_str(&format!(", {s}"));
+    } else if who.is_none() && m == Measure::Spend {
+        lead.push_str(&format!(" across {} calls", count(t.calls)));
+    }
+    // Spend leaves out calls without a price: say so where the figure is.
+    if m == Measure::Spend && t.unpriced_calls > 0 {
+        lead.push_str(&format!(
+            "; {} of {} calls are to models without a price and not counted",
+            count(t.unpriced_calls),
+            count(t.calls)
+        ));
+    }
+    lead.push('.');
+    let lead = sentence_start(&lead);
+    // The other measures asked for, one line each.
+    let others: Vec<String> = plan
+        .measures
+        .iter()
+        .skip(1)
+        .filter_map(|&o| value(o, t, l).map(|v| format!("- {}: {}", capitalise(noun(o)), v.text())))
+        .collect();
+    for line in &others {
+        doc.line(line);
+    }
+    let chart = series_chart(m, &data.series, year);
+    if let Some(top) = data
+        .series
+        .iter()
+        .max_by(|a, b| a.cost.cmp(&b.cost).then(b.day.cmp(&a.day)))
+        && data.series.len() > 1
+        && m == Measure::Spend
+    {
+        if !others.is_empty() {
+            doc.blank();
+        }
+        doc.line(&format!(
+            "The highest day was {} at {}.",
+            dates_label(
+                &crate::question::period::days(top.day, top.day.succ_opt().unwrap_or(top.day)),
+                year
+            ),
+            top.cost.display_usd()
+        ));
+    }
+    (lead, chart)
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+fn series_chart(m: Measure, days: &[DaySpend], year: i32) -> Json {
+    if days.len() < 2 || m != Measure::Spend {
+        return json!({ "kind": "none" });
+    }
+    json!({
+        "kind": "series",
+        "title": "Spend by day",
+        "points": days.iter().map(|d| json!({
+            "key": d.day.to_string(),
+            "label": dates_label(&crate::question::period::days(d.day, d.day.succ_opt().unwrap_or(d.day)), year),
+            "value": d.cost.usd(),
+            "display": d.cost.display_usd(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The groups that have a value for `m`, best first for `order`, then by key.
+fn ranked(groups: &[Group], m: Measure, order: Order) -> Vec<(&Group, Value)> {
+    let mut rows: Vec<(&Group, Value)> = groups
+        .iter()
+        .filter_map(|g| value(m, &g.totals, g.latency.as_ref()).map(|v| (g, v)))
+        .collect();
+    rows.sort_by(|a, b| {
+        let by = a.1.num().total_cmp(&b.1.num());
+        let by = if order == Order::Highest {
+            by.reverse()
+        } else {
+            by
+        };
+        by.then_with(|| a.0.key.cmp(&b.0.key))
+    });
+    rows
+}
+
+/// The phrase of the top of a ranking: "spent the most", "was the cheapest model per call".
+fn superlative(m: Measure, order: Order, g: &Grouping) -> String {
+    let hi = order == Order::Highest;
+    let thing = dimension_noun(g, false);
+    let is_model = matches!(g, Grouping::By(Dimension::Model));
+    if g.is_time() {
+        return match (m, hi) {
+            (Measure::Spend, true) => format!("was the most expensive {thing}"),
+            (Measure::Spend, false) => format!("was the cheapest {thing}"),
+            (Measure::Calls, true) => format!("was the busiest {thing}"),
+            (Measure::Calls, false) => format!("was the quietest {thing}"),
+            (m, true) => format!("had the highest {}", noun(m)),
+            (m, false) => format!("had the lowest {}", noun(m)),
+        };
+    }
+    match (m, hi) {
+        (Measure::Spend, true) if is_model => "cost the most".into(),
+        (Measure::Spend, false) if is_model => "cost the least".into(),
+        (Measure::Spend, true) => "spent the most".into(),
+        (Measure::Spend, false) => "spent the least".into(),
+        (Measure::Calls, true) => "made the most calls".into(),
+        (Measure::Calls, false) => "made the fewest calls".into(),
+        (Measure::InputTokens, true) => "sent the most input tokens".into(),
+        (Measure::InputTokens, false) => "sent the fewest input tokens".into(),
+        (Measure::OutputTokens, true) => "received the most output tokens".into(),
+        (Measure::OutputTokens, false) => "received the fewest output tokens".into(),
+        (Measure::TotalTokens, true) => "used the most tokens".into(),
+        (Measure::TotalTokens, false) => "used the fewest tokens".into(),
+        (Measure::CostPerCall, true) => format!("was the most expensive {thing} per call"),
+        (Measure::CostPerCall, false) => format!("was the cheapest {thing} per call"),
+        (Measure::Errors, true) => "had the most failed calls".into(),
+        (Measure::Errors, false) => "had the fewest failed calls".into(),
+        (Measure::ErrorRate, true) => "had the highest error rate".into(),
+        (Measure::ErrorRate, false) => "had the lowest error rate".into(),
+        (m, true) => format!("was the slowest {thing} by {}", &noun(m)[..3]),
+        (m, false) => format!("was the fastest {thing} by {}", &noun(m)[..3]),
+    }
+}
+
+/// " on gpt-4o", " within support-bot": where a ranking was taken.
+fn within(scope: &Scope, who: Option<&str>) -> String {
+    match who {
+        None => String::new(),
+        Some(w) => {
+            let only_models = scope
+                .filters
+                .iter()
+                .all(|f| f.dimension == Dimension::Model && !f.exclude);
+            if only_models {
+                format!(" on {w}")
+            } else {
+                format!(" within {w}")
+            }
+        }
+    }
+}
+
+fn group_table(
+    doc: &mut Doc,
+    m: Measure,
+    g: &Grouping,
+    rows: &[(&Group, Value)],
+    total: Option<&UsageTotals>,
+    year: i32,
+) {
+    let with_share = additive(m) && total.is_some();
+    let mut header = vec![
+        (dimension_noun(g, false), false),
+        (noun(m).to_string(), true),
+    ];
+    if with_share {
+        header.push(("share".to_string(), true));
+    }
+    if m != Measure::Calls {
+        header.push(("calls".to_string(), true));
+    }
+    let header_refs: Vec<(&str, bool)> = header.iter().map(|(h, r)| (h.as_str(), *r)).collect();
+    let shown = &rows[..rows.len().min(MAX_ROWS)];
+    let table: Vec<Vec<String>> = shown
+        .iter()
+        .map(|(grp, v)| {
+            let mut cells = vec![key_text(g, &grp.key, year), v.text()];
+            if with_share && let Some(t) = total {
+                cells.push(share_of(m, &grp.totals, t));
+            }
+            if m != Measure::Calls {
+                cells.push(count(grp.totals.calls));
+            }
+            cells
+        })
+        .collect();
+    doc.table(&header_refs, &table);
+    if rows.len() > shown.len() {
+        doc.blank();
+        doc.line(&format!(
+            "{} more {} not listed.",
+            rows.len() - shown.len(),
+            dimension_noun(g, true)
+        ));
+    }
+}
+
+fn share_of(m: Measure, part: &UsageTotals, whole: &UsageTotals) -> String {
+    let (p, w) = match m {
+        Measure::Spend => return share(part.cost, whole.cost),
+        Measure::Calls => (part.calls, whole.calls),
+        Measure::InputTokens => (part.input_tokens, whole.input_tokens),
+        Measure::OutputTokens => (part.output_tokens, whole.output_tokens),
+        Measure::TotalTokens => (
+            part.input_tokens + part.output_tokens,
+            whole.input_tokens + whole.output_tokens,
+        ),
+        Measure::Errors => (part.error_calls, whole.error_calls),
+        _ => return "–".into(),
+    };
+    if w <= 0 {
+        "–".into()
+    } else {
+        percent(p as f64 / w as f64)
+    }
+}
+
+fn ranking_chart(m: Measure, g: &Grouping, rows: &[(&Group, Value)], year: i32) -> Json {
+    json!({
+        "kind": "ranking",
+        "title": format!("{} by {}", capitalise(noun(m)), dimension_noun(g, false)),
+        "rows": rows.iter().take(MAX_ROWS).map(|(grp, v)| json!({
+            "label": key_text(g, &grp.key, year),
+            "value": v.num(),
+            "display": v.text(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ranking(
+    doc: &mut Doc,
+    plan: &QuestionPlan,
+    m: Measure,
+    g: &Grouping,
+    order: Order,
+    top: Option<u32>,
+    who: Option<&str>,
+    cur: &Measured,
+    year: i32,
+) -> (String, Json) {
+    let period = when(&plan.period, year);
+    // Usage without the dimension ("(none)") is no user, feature or team: it is not ranked.
+    let named: Vec<Group> = cur
+        .groups
+        .iter()
+        .filter(|grp| g.is_time() || grp.key != apogee_analytics::NONE_KEY)
+        .cloned()
+        .collect();
+    let all = ranked(&named, m, order);
+    let n = top.map_or(all.len(), |t| (t as usize).min(all.len()));
+    let shown = &all[..n];
+    let inside = within(&plan.scope, who);
+    let lead = match shown {
+        [] => format!(
+            "No {} has a {} {period}.",
+            dimension_noun(g, false),
+            noun(m)
+        ),
+        [(first, v)] if top == Some(1) => {
+            let mut s = format!(
+                "{} {}{inside} {period}: {}",
+                key_text(g, &first.key, year),
+                superlative(m, order, g),
+                v.text()
+            );
+            if additive(m) {
+                let total = value(m, &cur.totals, None).map_or("–".into(), Value::text);
+                let part = share_of(m, &first.totals, &cur.totals);
+                s.push_str(&match who {
+                    Some(w) => format!(", {part} of {} {total}", possessive(w)),
+                    None => format!(", {part} of all {} ({total})", noun(m)),
+                });
+            }
+            s.push('.');
+            sentence_start(&s)
+        }
+        _ => {
+            let names: Vec<String> = shown
+                .iter()
+                .take(10)
+                .map(|(grp, v)| format!("{} ({})", key_text(g, &grp.key, year), v.text()))
+                .collect();
+            let what = match (top, order) {
+                (None, _) => format!(
+                    "{} ranked by {}",
+                    capitalise(&dimension_noun(g, true)),
+                    noun(m)
+                ),
+                (Some(_), Order::Highest) => {
+                    format!("The top {n} {} by {}", dimension_noun(g, true), noun(m))
+                }
+                (Some(_), Order::Lowest) => format!(
+                    "The {n} {} with the lowest {}",
+                    dimension_noun(g, true),
+                    noun(m)
+                ),
+            };
+            let mut s = format!("{what}{inside} {period}: {}", and_list(&names));
+            if additive(m) && top.is_some() {
+                let sum: UsageTotals = sum_totals(shown.iter().map(|(grp, _)| &grp.totals));
+                s.push_str(&format!(
+                    "; {} together, {} of the total",
+                    value(m, &sum, None).map_or("–".into(), Value::text),
+                    share_of(m, &sum, &cur.totals)
+                ));
+            }
+            s.push('.');
+            s
+        }
+    };
+    // The one named is shown among the next ones, so the table says what it beat.
+    let context = &all[..all.len().min(shown.len().max(CONTEXT_ROWS))];
+    if !context.is_empty() {
+        group_table(doc, m, g, context, Some(&cur.totals), year);
+    }
+    let missing = named.len() - all.len();
+    if named.len() < cur.groups.len() {
+        doc.blank();
+        doc.line(&format!(
+            "Usage without a {} is not ranked.",
+            dimension_noun(g, false)
+        ));
+    }
+    if missing > 0 {
+        doc.blank();
+        doc.line(&format!(
+            "{} {} with no {} are not ranked.",
+            missing,
+            dimension_noun(g, missing != 1),
+            noun(m)
+        ));
+    }
+    (lead, ranking_chart(m, g, context, year))
+}
+
+pub(crate) fn sum_totals<'a>(it: impl Iterator<Item = &'a UsageTotals>) -> UsageTotals {
+    it.fold(UsageTotals::default(), |mut a, t| {
+        a.add(t);
+        a
+    })
+}
+
+fn breakdown(
+    doc: &mut Doc,
+    m: Measure,
+    g: &Grouping,
+    who: Option<&str>,
+    cur: &Measured,
+    period: &str,
+    year: i32,
+) -> (String, Json) {
+    let rows = ranked(&cur.groups, m, Order::Highest);
+    let n = cur.groups.len();
+    let mut lead = measure_clause(m, who, &cur.totals, cur.latency.as_ref(), period);
+    match rows.first() {
+        Some((top, v)) if additive(m) => lead.push_str(&format!(
+            ", across {n} {}; the largest, {}, {} ({})",
+            dimension_noun(g, n != 1),
+            key_text(g, &top.key, year),
+            v.text(),
+            share_of(m, &top.totals, &cur.totals)
+        )),
+        Some((top, v)) => {
+            let (low, lv) = rows.last().map_or((*top, *v), |(l, lv)| (*l, *lv));
+            lead.push_str(&format!(
+                "; by {}: highest {} at {}, lowest {} at {}",
+                dimension_noun(g, false),
+                key_text(g, &top.key, year),
+                v.text(),
+                key_text(g, &low.key, year),
+                lv.text()
+            ));
+        }
+        None => {}
+    }
+    lead.push('.');
+    group_table(doc, m, g, &rows, Some(&cur.totals), year);
+    (sentence_start(&lead), ranking_chart(m, g, &rows, year))
+}
+
+fn series(
+    doc: &mut Doc,
+    m: Measure,
+    g: &Grouping,
+    who: Option<&str>,
+    cur: &Measured,
+    period: &str,
+    year: i32,
+) -> (String, Json) {
+    let mut lead = measure_clause(m, who, &cur.totals, cur.latency.as_ref(), period);
+    let points: Vec<(&Group, Value)> = cur
+        .groups
+        .iter()
+        .filter_map(|grp| value(m, &grp.totals, grp.latency.as_ref()).map(|v| (grp, v)))
+        .collect();
+    if let Some((top, v)) = points
+        .iter()
+        .max_by(|a, b| a.1.num().total_cmp(&b.1.num()).then(b.0.key.cmp(&a.0.key)))
+        && points.len() > 1
+    {
+        lead.push_str(&format!(
+            "; the highest {} was {} at {}",
+            dimension_noun(g, false),
+            key_text(g, &top.key, year),
+            v.text()
+        ));
+    }
+    lead.push('.');
+    group_table(doc, m, g, &points, Some(&cur.totals), year);
+    let chart = json!({
+        "kind": "series",
+        "title": format!("{} by {}", capitalise(noun(m)), dimension_noun(g, false)),
+        "points": points.iter().map(|(grp, v)| json!({
+            "key": grp.key,
+            "label": key_text(g, &grp.key, year),
+            "value": v.num(),
+            "display": v.text(),
+        })).collect::<Vec<_>>(),
+    });
+    (sentence_start(&lead), chart)
+}
+
+fn days_in(p: &PlanPeriod, now_cap: Option<DateTime<Utc>>) -> f64 {
+    let to = now_cap.map_or(p.to, |n| p.to.min(n.max(p.from)));
+    ((to - p.from).num_seconds() as f64 / 86_400.0).max(0.0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    doc: &mut Doc,
+    plan: &QuestionPlan,
+    m: Measure,
+    who: Option<&str>,
+    cur: &Measured,
+    prev: &Measured,
+    cmp: &PlanPeriod,
+    year: i32,
+) -> (String, Json) {
+    let period = when(&plan.period, year);
+    let before = when(cmp, year);
+    let now_v = value(m, &cur.totals, cur.latency.as_ref());
+    let then_v = value(m, &prev.totals, prev.latency.as_ref());
+    let mut lead = measure_clause(m, who, &cur.totals, cur.latency.as_ref(), &period);
+    let change = match (now_v, then_v) {
+        (Some(a), Some(b)) => match (a, b) {
+            (Value::Rate(x), Value::Rate(y)) => format!(
+                ", against {} {before} ({:+.1} points)",
+                b.text(),
+                (x - y) * 100.0
+            ),
+            _ if b.num() == 0.0 => format!(", against nothing {before}"),
+            _ => {
+                let r = (a.num() - b.num()) / b.num();
+                let dir = if r >= 0.0 { "up" } else { "down" };
+                format!(", {dir} {} from {} {before}", percent(r.abs()), b.text())
+            }
+        },
+        (_, None) => format!(", with nothing to compare {before}"),
+        (None, Some(b)) => format!(", against {} {before}", b.text()),
+    };
+    lead.push_str(&change);
+    lead.push('.');
+    let lead = sentence_start(&lead);
+    // Periods of different lengths ("this week so far" against last week) per day too.
+    let (dn, dp) = (days_in(&plan.period, None), days_in(cmp, None));
+    if additive(m)
+        && (dn - dp).abs() > 0.5
+        && dn > 0.0
+        && dp > 0.0
+        && let (Some(a), Some(b)) = (now_v, then_v)
+    {
+        let per_day = |v: Value, d: f64| match v {
+            Value::Usd(n) => Nanos((n.0 as f64 / d).round() as i64).display_usd(),
+            other => count((other.num() / d).round() as i64),
+        };
+        doc.line(&format!(
+            "Per day that is {} against {} (the periods have {:.0} and {:.0} days).",
+            per_day(a, dn),
+            per_day(b, dp),
+            dn,
+            dp
+        ));
+    }
+    // By group: what changed most.
+    if let Some(g) = &plan.group_by {
+        let mut keys: Vec<&str> = cur
+            .groups
+            .iter()
+            .chain(&prev.groups)
+            .map(|x| x.key.as_str())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let find = |groups: &[Group], k: &str| {
+            groups
+                .iter()
+                .find(|x| x.key == k)
+                .map(|x| (x.totals.clone(), x.latency.clone()))
+        };
+        let mut rows: Vec<(String, Option<Value>, Option<Value>, f64)> = keys
+            .iter()
+            .map(|k| {
+                let a = find(&cur.groups, k).and_then(|(t, l)| value(m, &t, l.as_ref()));
+                let b = find(&prev.groups, k).and_then(|(t, l)| value(m, &t, l.as_ref()));
+                let d = a.map_or(0.0, Value::num) - b.map_or(0.0, Value::num);
+                (k.to_string(), b, a, d)
+            })
+            .collect();
+        rows.sort_by(|x, y| y.3.abs().total_cmp(&x.3.abs()).then(x.0.cmp(&y.0)));
+        if !rows.is_empty() {
+            if !doc.out.is_empty() {
+                doc.blank();
+            }
+            let header = [
+                (dimension_noun(g, false), false),
+                (dates_label(&cmp.period(), year), true),
+                (dates_label(&plan.period.period(), year), true),
+                ("change".to_string(), true),
+            ];
+            let header_refs: Vec<(&str, bool)> =
+                header.iter().map(|(h, r)| (h.as_str(), *r)).collect();
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .take(MAX_ROWS)
+                .map(|(k, b, a, d)| {
+                    let delta = match (a.or(*b), m) {
+                        (Some(Value::Usd(_)), _) => signed_usd(Nanos::from_usd(*d)),
+                        (Some(Value::Rate(_)), _) => format!("{:+.1} pts", d * 100.0),
+                        _ => format!("{:+}", d.round() as i64),
+                    };
+                    vec![
+                        key_text(g, k, year),
+                        b.map_or("–".into(), Value::text),
+                        a.map_or("–".into(), Value::text),
+                        delta,
+                    ]
+                })
+                .collect();
+            doc.table(&header_refs, &table);
+        }
+    }
+    let bar = |label: String, v: Option<Value>| json!({ "label": label, "value": v.map_or(0.0, Value::num), "display": v.map_or("–".into(), Value::text) });
+    let chart = json!({
+        "kind": "before_after",
+        "title": capitalise(noun(m)),
+        "bars": [
+            bar(dates_label(&cmp.period(), year), then_v),
+            bar(dates_label(&plan.period.period(), year), now_v),
+        ],
+    });
+    (lead, chart)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Intent, Rank};
+    use apogee_analytics::{Filter, Period};
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap()
+    }
+
+    fn totals(calls: i64, usd: f64) -> UsageTotals {
+        UsageTotals {
+            calls,
+            input_tokens: calls * 1000,
+            output_tokens: calls * 100,
+            cached_input_tokens: 0,
+            cost: Nanos::from_usd(usd),
+            unpriced_calls: 0,
+            unpriced_tokens: 0,
+            error_calls: calls / 100,
+        }
+    }
+
+    fn plan(scope: Scope) -> QuestionPlan {
+        let mut p = QuestionPlan::new(
+            Intent::Figure,
+            PlanPeriod::new(Period::last_days(now(), 7), "in the last 7 days"),
+        );
+        p.measures = vec![Measure::Spend];
+        p.scope = scope;
+        p
+    }
+
+    fn group(key: &str, calls: i64, usd: f64) -> Group {
+        Group {
+            key: key.into(),
+            totals: totals(calls, usd),
+            latency: None,
+        }
+    }
+
+    #[test]
+    fn the_first_sentence_is_the_figure_with_its_scope_and_share() {
+        let p = plan(Scope::all().and(Filter::is(Dimension::Model, "gpt-4o")));
+        let data = FigureData {
+            current: Measured {
+                totals: totals(4321, 57.37),
+                ..Measured::default()
+            },
+            org: Some(totals(20_000, 244.13)),
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "gpt-4o cost $57.37 in the last 7 days (Nov 23–29), 23.5% of spend."
+        );
+        assert!(a.markdown.starts_with(&a.lead));
+    }
+
+    #[test]
+    fn a_ranking_names_the_top_and_its_share() {
+        let mut p = plan(Scope::all().and(Filter::is(Dimension::Model, "gpt-4o")));
+        p.group_by = Some(Grouping::By(Dimension::Feature));
+        p.rank = Some(Rank {
+            order: Order::Highest,
+            top: Some(1),
+        });
+        let data = FigureData {
+            current: Measured {
+                totals: totals(300, 100.0),
+                latency: None,
+                groups: vec![
+                    group("support-bot", 200, 80.0),
+                    group("ticket-tagging", 100, 20.0),
+                ],
+            },
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "support-bot spent the most on gpt-4o in the last 7 days (Nov 23–29): $80.00, 80.0% of gpt-4o's $100.00."
+        );
+        assert!(
+            a.markdown
+                .contains("| support-bot | $80.00 | 80.0% | 200 |"),
+            "{}",
+            a.markdown
+        );
+        assert_eq!(a.chart["kind"], "ranking");
+    }
+
+    #[test]
+    fn cheapest_per_call_ranks_lowest_first() {
+        let mut p = plan(Scope::all());
+        p.measures = vec![Measure::CostPerCall];
+        p.group_by = Some(Grouping::By(Dimension::Model));
+        p.rank = Some(Rank {
+            order: Order::Lowest,
+            top: Some(1),
+        });
+        let data = FigureData {
+            current: Measured {
+                totals: totals(3000, 30.0),
+                latency: None,
+                groups: vec![group("gpt-4o", 1000, 25.0), group("gpt-4o-mini", 2000, 5.0)],
+            },
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "gpt-4o-mini was the cheapest model per call in the last 7 days (Nov 23–29): $0.0025."
+        );
+    }
+
+    #[test]
+    fn a_comparison_states_both_periods_and_the_change() {
+        let mut p = plan(Scope::all());
+        p.compare = Some(crate::question::period::previous_of(&p.period));
+        let data = FigureData {
+            current: Measured {
+                totals: totals(100, 120.0),
+                ..Measured::default()
+            },
+            previous: Some(Measured {
+                totals: totals(100, 100.0),
+                ..Measured::default()
+            }),
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "You spent $120.00 in the last 7 days (Nov 23–29), up 20.0% from $100.00 the 7 days before (Nov 16–22)."
+        );
+        assert_eq!(a.chart["kind"], "before_after");
+    }
+
+    #[test]
+    fn names_are_escaped_in_sentences_and_tables() {
+        let mut p = plan(Scope::all());
+        p.group_by = Some(Grouping::By(Dimension::Feature));
+        let evil = "x |\n## Action required\n[verify](https://evil.example)";
+        let data = FigureData {
+            current: Measured {
+                totals: totals(10, 10.0),
+                latency: None,
+                groups: vec![group(evil, 10, 10.0)],
+            },
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert!(
+            !a.markdown.lines().any(|l| l.starts_with('#')),
+            "{}",
+            a.markdown
+        );
+        assert!(!a.markdown.contains("[verify](https"), "{}", a.markdown);
+    }
+}

@@ -1,0 +1,311 @@
+//! The question plan: what a question asks, in a typed form that the tools execute. Triage
+//! produces it (today with rules, [`crate::plan_question`]; an LLM planner could produce the
+//! same type), the supervisor runs the tools it needs and only those, and the plan each answer
+//! used travels in the run's `agent_completed.data.plan`, so a UI, a test or a follow-up
+//! question can read it. Scopes and groupings are the query engine's own
+//! ([`apogee_analytics::Scope`], [`apogee_analytics::Grouping`]): a plan's figures are
+//! `GET /api/costs`'s for the same parameters.
+
+use apogee_analytics::{Dimension, Grouping, Period, Scope};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What kind of answer a question wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// One or more measures over a scope and period, possibly grouped, ranked or compared:
+    /// "How much did gpt-4o cost last week?", "top 5 users", "compare this week to last week".
+    Figure,
+    /// Where this month's spend (of the scope) is heading.
+    Forecast,
+    /// The scope's traffic priced another way ([`WhatIf`]).
+    WhatIf,
+    /// The full analysis report: "Analyze my AI costs".
+    Analysis,
+    /// The full report, leading with the savings: "How can we cut the bill?".
+    Savings,
+    /// The full report, leading with what made a day stand out: "Why did spend jump?".
+    SpikeExplanation,
+    /// The full report, leading with spend by model and right-sizing: "Which model should we
+    /// use?".
+    ModelSelection,
+    /// How to get usage into Apogee.
+    DataHelp,
+    /// "hello", "thanks".
+    Greeting,
+    /// "What can you do?".
+    Capabilities,
+    /// Something Apogee cannot do yet ([`Unsupported`]): said plainly, with what it can do.
+    Unsupported,
+    /// A question the rules cannot map: "I can't answer that yet", with the closest questions
+    /// it can answer.
+    Unknown,
+}
+
+impl Intent {
+    /// The full analysis pipeline answers these (data → optimization → report).
+    pub fn is_full_report(self) -> bool {
+        matches!(
+            self,
+            Intent::Analysis | Intent::Savings | Intent::SpikeExplanation | Intent::ModelSelection
+        )
+    }
+
+    /// Answered in a few lines, without reading usage.
+    pub fn is_conversation(self) -> bool {
+        matches!(
+            self,
+            Intent::Greeting | Intent::Capabilities | Intent::Unsupported | Intent::Unknown
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Figure => "figure",
+            Intent::Forecast => "forecast",
+            Intent::WhatIf => "what_if",
+            Intent::Analysis => "analysis",
+            Intent::Savings => "savings",
+            Intent::SpikeExplanation => "spike_explanation",
+            Intent::ModelSelection => "model_selection",
+            Intent::DataHelp => "data_help",
+            Intent::Greeting => "greeting",
+            Intent::Capabilities => "capabilities",
+            Intent::Unsupported => "unsupported",
+            Intent::Unknown => "unknown",
+        }
+    }
+}
+
+/// What a figure measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    Spend,
+    Calls,
+    InputTokens,
+    OutputTokens,
+    TotalTokens,
+    /// Spend of the priced calls over those calls.
+    CostPerCall,
+    /// Calls with a status other than `ok`.
+    Errors,
+    /// Errors over calls.
+    ErrorRate,
+    LatencyP50,
+    LatencyP95,
+    LatencyP99,
+}
+
+impl Measure {
+    /// Read from latency percentiles rather than totals.
+    pub fn is_latency(self) -> bool {
+        matches!(
+            self,
+            Measure::LatencyP50 | Measure::LatencyP95 | Measure::LatencyP99
+        )
+    }
+
+    /// Larger is better for none of them; for rankings "highest" is the top of the list.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Spend => "spend",
+            Measure::Calls => "calls",
+            Measure::InputTokens => "input_tokens",
+            Measure::OutputTokens => "output_tokens",
+            Measure::TotalTokens => "total_tokens",
+            Measure::CostPerCall => "cost_per_call",
+            Measure::Errors => "errors",
+            Measure::ErrorRate => "error_rate",
+            Measure::LatencyP50 => "latency_p50",
+            Measure::LatencyP95 => "latency_p95",
+            Measure::LatencyP99 => "latency_p99",
+        }
+    }
+}
+
+/// Which end of a ranking the question wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Highest,
+    Lowest,
+}
+
+/// "top 5 users", "which feature spends the most" (top 1), "cheapest model per call"
+/// (lowest, top 1). Ranks the groups of the plan's grouping by its first measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rank {
+    pub order: Order,
+    /// How many groups to name; `None`: all of them, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<u32>,
+}
+
+/// The scope's traffic priced another way, with the catalog, on the same tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WhatIf {
+    /// Moved to the catalog model `to`.
+    MoveToModel { to: String },
+    /// Sent through the provider's Batch API at its discount.
+    BatchApi,
+}
+
+/// A period as the question named it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanPeriod {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// How to say it in a sentence: "the last 7 days", "yesterday", "October 2026".
+    pub text: String,
+}
+
+impl PlanPeriod {
+    pub fn new(period: Period, text: impl Into<String>) -> PlanPeriod {
+        PlanPeriod {
+            from: period.from,
+            to: period.to,
+            text: text.into(),
+        }
+    }
+
+    pub fn period(&self) -> Period {
+        Period::new(self.from, self.to)
+    }
+}
+
+/// A name the question typed that matches nothing with usage in the period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownName {
+    /// The dimension the question gave it ("feature blorp"), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimension: Option<Dimension>,
+    pub typed: String,
+}
+
+/// Requests Apogee cannot carry out yet; the answer says so and what it can do instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unsupported {
+    /// "Set a budget alert at $1500 a month".
+    Budgets,
+    /// "Email me when spend goes over …", "notify the team".
+    Alerts,
+    /// "Export this as a PDF".
+    Export,
+    /// "Switch support-bot to gpt-4o-mini": Apogee reads usage, it does not route calls.
+    ChangeModels,
+}
+
+/// What a question asks, in full. See the module doc.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuestionPlan {
+    pub intent: Intent,
+    /// What to measure, the headline first (empty when the intent measures nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measures: Vec<Measure>,
+    /// Which usage: filters on model, provider, feature, user and tags (empty: the whole org).
+    #[serde(default, skip_serializing_if = "Scope::is_all")]
+    pub scope: Scope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<Grouping>,
+    pub period: PlanPeriod,
+    /// The period to compare with ("vs the 7 days before", "compare this week to last week").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<PlanPeriod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<Rank>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub what_if: Option<WhatIf>,
+    /// The single day a spike question is about ("why did spend jump on Tuesday?").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focus_day: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_names: Vec<UnknownName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<Unsupported>,
+    /// Built by refining the thread's previous plan ("and claude-sonnet-4?").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refines_previous: bool,
+}
+
+impl QuestionPlan {
+    /// A plan of `intent` over `period` and nothing else.
+    pub fn new(intent: Intent, period: PlanPeriod) -> QuestionPlan {
+        QuestionPlan {
+            intent,
+            measures: Vec::new(),
+            scope: Scope::all(),
+            group_by: None,
+            period,
+            compare: None,
+            rank: None,
+            what_if: None,
+            focus_day: None,
+            unknown_names: Vec::new(),
+            unsupported: None,
+            refines_previous: false,
+        }
+    }
+
+    /// The headline measure (spend when none is named).
+    pub fn measure(&self) -> Measure {
+        self.measures.first().copied().unwrap_or(Measure::Spend)
+    }
+
+    /// The value the scope has for `dimension`, when it names exactly one.
+    pub fn only(&self, dimension: &Dimension) -> Option<&str> {
+        match self.scope.values_of(dimension) {
+            Some([one]) => Some(one.as_str()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apogee_analytics::Filter;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_plan_round_trips_through_json_in_its_plain_form() {
+        let from = Utc.with_ymd_and_hms(2026, 11, 19, 0, 0, 0).unwrap();
+        let to = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+        let mut plan = QuestionPlan::new(
+            Intent::Figure,
+            PlanPeriod::new(Period::new(from, to), "the last 7 days"),
+        );
+        plan.measures = vec![Measure::Spend];
+        plan.scope = Scope::all().and(Filter::is(Dimension::Model, "gpt-4o"));
+        plan.group_by = Some(Grouping::By(Dimension::Feature));
+        plan.rank = Some(Rank {
+            order: Order::Highest,
+            top: Some(1),
+        });
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "intent": "figure",
+                "measures": ["spend"],
+                "scope": [{"dimension": "model", "values": ["gpt-4o"]}],
+                "group_by": "feature",
+                "period": {"from": "2026-11-19T00:00:00Z", "to": "2026-11-26T00:00:00Z", "text": "the last 7 days"},
+                "rank": {"order": "highest", "top": 1},
+            })
+        );
+        let back: QuestionPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(back, plan);
+        let what_if = serde_json::to_value(WhatIf::MoveToModel {
+            to: "claude-3-5-haiku".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            what_if,
+            serde_json::json!({"kind": "move_to_model", "to": "claude-3-5-haiku"})
+        );
+    }
+}

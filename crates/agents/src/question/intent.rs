@@ -1,0 +1,1379 @@
+//! What a question asks for, from its words: the measures ("cost", "calls", "p95"), the
+//! grouping ("by user", "which feature", "daily"), the ranking ("top 5", "cheapest"), the
+//! cue words of each kind of answer (analysis, savings, spike, forecast, what-if, model
+//! choice), the conversation moves (greeting, capabilities, data help, requests Apogee cannot
+//! do) and the words that make a question a follow-up ("and …?", "only …", "break that down
+//! by …"). Pure rules over the tokens; names and periods are read elsewhere.
+
+use apogee_analytics::{Dimension, Grouping};
+
+use super::names::{OrgNames, dimension_word};
+use super::words::{Token, is_stop, number};
+use crate::plan::{Measure, Order, Rank, Unsupported};
+
+/// How a follow-up refines the previous plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FollowUp {
+    /// "and claude-sonnet-4?", "what about last month?": replace what it names.
+    Replace,
+    /// "only support-bot", "just the growth team": narrow to it.
+    Only,
+    /// "and gpt-4o too", "include gpt-4o": add it to the same filter.
+    Also,
+    /// "without support-bot", "excluding gpt-4o".
+    Exclude,
+    /// "break that down by user".
+    BreakDown,
+}
+
+/// The cue words found, by kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Signals {
+    pub measures: Vec<Measure>,
+    pub group: Option<Grouping>,
+    /// Named with a number or a superlative.
+    pub rank: Option<Rank>,
+    /// The grouping word was singular after "which"/"what"/"who" ("which feature").
+    pub singular_group: bool,
+    pub unsupported: Option<Unsupported>,
+    pub data_help: bool,
+    pub greeting: bool,
+    pub capabilities: bool,
+    pub analysis: bool,
+    pub savings: bool,
+    pub spike: bool,
+    pub forecast: bool,
+    pub model_selection: bool,
+    /// "batch api", "batching".
+    pub batch: bool,
+    /// A verb of moving traffic: move, switch, migrate, replace, instead.
+    pub moving: bool,
+    /// Hypothetical: "what if", "would", "if we", "could we".
+    pub hypothetical: bool,
+    /// Starts with an order ("switch …", "set …") rather than a question.
+    pub imperative: bool,
+    pub follow_up: Option<FollowUp>,
+    /// "vs", "compare", "against" (also between names: "gpt-4o vs claude").
+    pub compares: bool,
+    /// Content words no rule understood (not names, not vocabulary).
+    pub leftovers: Vec<usize>,
+}
+
+impl Signals {
+    /// Any sign of what to answer, beyond names and periods.
+    pub(crate) fn asks_something(&self) -> bool {
+        !self.measures.is_empty()
+            || self.group.is_some()
+            || self.rank.is_some()
+            || self.analysis
+            || self.savings
+            || self.spike
+            || self.forecast
+            || self.model_selection
+            || self.batch
+            || self.compares
+    }
+}
+
+/// Words the rules below understand: never taken for names on their own.
+const VOCABULARY: &[&str] = &[
+    // measures
+    "cost",
+    "costs",
+    "costed",
+    "costing",
+    "spend",
+    "spent",
+    "spends",
+    "spending",
+    "bill",
+    "bills",
+    "billed",
+    "billing",
+    "money",
+    "dollar",
+    "dollars",
+    "usd",
+    "expensive",
+    "pricey",
+    "pay",
+    "paid",
+    "paying",
+    "charge",
+    "charges",
+    "charged",
+    "invoice",
+    "burn",
+    "burned",
+    "burning",
+    "price",
+    "prices",
+    "pricing",
+    "call",
+    "calls",
+    "request",
+    "requests",
+    "invocation",
+    "invocations",
+    "times",
+    "volume",
+    "traffic",
+    "often",
+    "token",
+    "tokens",
+    "input",
+    "output",
+    "prompt",
+    "completion",
+    "completions",
+    "generated",
+    "errors",
+    "error",
+    "failures",
+    "failure",
+    "failed",
+    "fail",
+    "fails",
+    "failing",
+    "rate",
+    "rates",
+    "latency",
+    "latencies",
+    "slow",
+    "slower",
+    "slowest",
+    "fast",
+    "faster",
+    "fastest",
+    "response",
+    "time",
+    "long",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "median",
+    "tail",
+    "average",
+    "avg",
+    "mean",
+    "unit",
+    "per",
+    "percent",
+    "percentage",
+    "reliability",
+    "reliable",
+    "success",
+    "usage",
+    "use",
+    "used",
+    "uses",
+    "using",
+    "much",
+    "many",
+    "amount",
+    "number",
+    "count",
+    "busiest",
+    "busy",
+    // grouping and ranking
+    "by",
+    "each",
+    "every",
+    "daily",
+    "weekly",
+    "day",
+    "days",
+    "week",
+    "weeks",
+    "trend",
+    "trends",
+    "timeline",
+    "series",
+    "breakdown",
+    "break",
+    "down",
+    "split",
+    "grouped",
+    "group",
+    "top",
+    "bottom",
+    "most",
+    "least",
+    "highest",
+    "lowest",
+    "biggest",
+    "largest",
+    "smallest",
+    "fewest",
+    "max",
+    "maximum",
+    "min",
+    "minimum",
+    "greatest",
+    "cheapest",
+    "cheaper",
+    "priciest",
+    "worst",
+    "best",
+    "rank",
+    "ranking",
+    "ranked",
+    "leaderboard",
+    "sorted",
+    "sort",
+    "list",
+    "heaviest",
+    "more",
+    "less",
+    "fewer",
+    "higher",
+    "lower",
+    "bigger",
+    "smaller",
+    "who",
+    // intents
+    "analyze",
+    "analyse",
+    "analysis",
+    "analyzing",
+    "analysing",
+    "overview",
+    "report",
+    "summary",
+    "summarize",
+    "summarise",
+    "audit",
+    "insights",
+    "insight",
+    "dive",
+    "deep",
+    "going",
+    "save",
+    "saving",
+    "savings",
+    "cut",
+    "cuts",
+    "cutting",
+    "reduce",
+    "reducing",
+    "optimize",
+    "optimise",
+    "optimization",
+    "optimisation",
+    "waste",
+    "wasting",
+    "wasted",
+    "recommend",
+    "recommendation",
+    "recommendations",
+    "trim",
+    "jump",
+    "jumped",
+    "spike",
+    "spiked",
+    "spikes",
+    "surge",
+    "surged",
+    "increase",
+    "increased",
+    "rose",
+    "risen",
+    "grew",
+    "grow",
+    "unusual",
+    "anomaly",
+    "anomalies",
+    "happened",
+    "went",
+    "forecast",
+    "forecasts",
+    "projected",
+    "projection",
+    "track",
+    "end",
+    "expect",
+    "expected",
+    "predict",
+    "predicted",
+    "estimate",
+    "trajectory",
+    "pace",
+    "worth",
+    "should",
+    "better",
+    "choose",
+    "pick",
+    "batch",
+    "batched",
+    "batching",
+    "api",
+    "move",
+    "moving",
+    "moved",
+    "switch",
+    "switching",
+    "switched",
+    "migrate",
+    "migrating",
+    "migrated",
+    "swap",
+    "replace",
+    "replacing",
+    "instead",
+    "route",
+    "routing",
+    "downgrade",
+    "compare",
+    "compared",
+    "comparing",
+    "comparison",
+    "vs",
+    "versus",
+    "against",
+    "change",
+    "changed",
+    "difference",
+    "budget",
+    "budgets",
+    "alert",
+    "alerts",
+    "notify",
+    "export",
+    "download",
+    "help",
+    // filler of the domain
+    "ai",
+    "llm",
+    "llms",
+    "gen",
+    "genai",
+    "company",
+    "org",
+    "organization",
+    "organisation",
+    "account",
+    "everything",
+    "altogether",
+    "combined",
+    "far",
+    "date",
+    "right",
+    "lot",
+    "figure",
+    "figures",
+    "numbers",
+    "stats",
+    "statistics",
+    "info",
+    "information",
+    "details",
+    "doing",
+    "looking",
+    "happening",
+    "stuff",
+    "things",
+    "thing",
+    "one",
+    "ones",
+    "run",
+    "ran",
+    "running",
+    "make",
+    "made",
+    "again",
+    "last",
+    "past",
+    "previous",
+    "prior",
+    "this",
+    "next",
+    "since",
+    "between",
+    "until",
+    "period",
+    "same",
+    "only",
+    "without",
+    "except",
+    "excluding",
+    "include",
+    "including",
+    "plus",
+    "too",
+    "well",
+    "now",
+    "ok",
+    "okay",
+    "hi",
+    "hello",
+    "hey",
+    "thanks",
+    "thank",
+    "cool",
+    "great",
+    "nice",
+    "good",
+    "morning",
+    "afternoon",
+    "evening",
+    "would",
+    "could",
+    "if",
+    "we'd",
+    "much",
+    "currently",
+    "exact",
+    "approximately",
+    "around",
+    "spending",
+    "spendings",
+    "costly",
+    "cheap",
+    "money",
+    "bucks",
+    "apogee",
+    "month",
+    "months",
+    "year",
+    "years",
+    "quarter",
+    "today",
+    "yesterday",
+    "weekend",
+    "that",
+    "those",
+    "it",
+    "them",
+    "there",
+    "here",
+    "what",
+    "which",
+    "how",
+    "show",
+    "give",
+    "tell",
+    "list",
+    "get",
+    "month-end",
+    "makes",
+    "gets",
+    "generates",
+    "generate",
+    "sends",
+    "send",
+    "sent",
+    "needs",
+    "runs",
+    "produces",
+    "produce",
+    "takes",
+    "consumes",
+    "consume",
+    "consumed",
+    "handles",
+    "handle",
+    "handled",
+    "served",
+    "serves",
+    "accounts",
+    "account",
+    "drives",
+    "drove",
+    "driving",
+    "responsible",
+    "behind",
+    "biggest",
+    "spender",
+    "spenders",
+    "user's",
+];
+
+/// Whether the rules understand `word` (so it is no name on its own).
+pub(crate) fn is_vocabulary(word: &str) -> bool {
+    VOCABULARY.contains(&word) || dimension_word(word, &OrgNames::default()).is_some()
+}
+
+struct View<'a> {
+    t: &'a [Token],
+    used: &'a [usize],
+}
+
+impl View<'_> {
+    fn word(&self, i: usize) -> &str {
+        self.t
+            .get(i)
+            .map_or("", |t| if t.quoted { "" } else { t.lower.as_str() })
+    }
+
+    fn has(&self, w: &str) -> bool {
+        (0..self.t.len()).any(|i| self.word(i) == w)
+    }
+
+    fn any(&self, ws: &[&str]) -> bool {
+        ws.iter().any(|w| self.has(w))
+    }
+
+    fn starts(&self, prefix: &str) -> bool {
+        (0..self.t.len()).any(|i| self.word(i).starts_with(prefix))
+    }
+
+    /// The token index where the words `p` follow each other.
+    fn phrase_at(&self, p: &[&str]) -> Option<usize> {
+        (0..self.t.len()).find(|&i| p.iter().enumerate().all(|(k, w)| self.word(i + k) == *w))
+    }
+
+    fn phrase(&self, p: &[&str]) -> bool {
+        self.phrase_at(p).is_some()
+    }
+
+    fn free(&self, i: usize) -> bool {
+        !self.used.contains(&i)
+    }
+}
+
+/// Reads the cue words of `tokens`; `used` are read as periods or names already.
+pub(crate) fn read(tokens: &[Token], used: &[usize], names: &OrgNames, question: &str) -> Signals {
+    let v = View { t: tokens, used };
+    let mut s = Signals {
+        measures: measures(&v),
+        ..Signals::default()
+    };
+    let (group, singular) = grouping(&v, names);
+    s.group = group;
+    s.singular_group = singular;
+    s.rank = rank(&v, &s);
+    conversation(&v, &mut s, question);
+    intents(&v, &mut s);
+    s.follow_up = follow_up(&v);
+    s.leftovers = (0..tokens.len())
+        .filter(|&i| {
+            let t = &tokens[i];
+            v.free(i)
+                && !t.quoted
+                && !is_stop(&t.lower)
+                && !is_vocabulary(&t.lower)
+                && dimension_word(&t.lower, names).is_none()
+                && number(&t.lower).is_none()
+                && !t.lower.starts_with('$')
+                && t.lower.chars().any(char::is_alphabetic)
+        })
+        .collect();
+    s
+}
+
+fn push(out: &mut Vec<Measure>, m: Measure) {
+    if !out.contains(&m) {
+        out.push(m);
+    }
+}
+
+/// The measures, in the order the question names them.
+fn measures(v: &View<'_>) -> Vec<Measure> {
+    let mut out = Vec::new();
+    // Percentiles named one by one replace the three a plain "latency" asks for.
+    let mut named_percentiles: Vec<Measure> = Vec::new();
+    let n = v.t.len();
+    let latency_word = |w: &str| {
+        matches!(
+            w,
+            "latency" | "latencies" | "slow" | "slower" | "slowest" | "fast" | "faster" | "fastest"
+        )
+    };
+    let mut i = 0;
+    while i < n {
+        let w = v.word(i);
+        let next = v.word(i + 1);
+        let prev = i.checked_sub(1).map_or("", |p| v.word(p));
+        match w {
+            "p50" | "median" if w == "p50" || latency_word(next) => {
+                push(&mut out, Measure::LatencyP50);
+                push(&mut named_percentiles, Measure::LatencyP50);
+            }
+            "p90" | "p95" => {
+                push(&mut out, Measure::LatencyP95);
+                push(&mut named_percentiles, Measure::LatencyP95);
+            }
+            "p99" => {
+                push(&mut out, Measure::LatencyP99);
+                push(&mut named_percentiles, Measure::LatencyP99);
+            }
+            "tail" if latency_word(next) => {
+                push(&mut out, Measure::LatencyP99);
+                push(&mut named_percentiles, Measure::LatencyP99);
+            }
+            "input" | "prompt"
+                if matches!(next, "and" | "or" | "&" | "+" | "/" | "vs")
+                    && matches!(v.word(i + 2), "output" | "completion")
+                    && matches!(v.word(i + 3), "tokens" | "token") =>
+            {
+                push(&mut out, Measure::InputTokens);
+                push(&mut out, Measure::OutputTokens);
+                i += 3;
+            }
+            _ if (latency_word(w)
+                || (w == "response" && matches!(next, "time" | "times"))
+                || (w == "how" && next == "long"))
+                && !out.iter().any(|m| m.is_latency()) =>
+            {
+                out.extend([
+                    Measure::LatencyP95,
+                    Measure::LatencyP50,
+                    Measure::LatencyP99,
+                ]);
+            }
+            "error" | "errors" | "failure" | "failures"
+                if matches!(next, "rate" | "rates" | "ratio" | "percentage") =>
+            {
+                push(&mut out, Measure::ErrorRate);
+                i += 1;
+            }
+            "reliability" | "reliable" | "success" => push(&mut out, Measure::ErrorRate),
+            "errors" | "error" | "failures" | "failure" | "failed" | "fail" | "fails"
+            | "failing" | "errored" => {
+                let rate = v.any(&[
+                    "percent",
+                    "percentage",
+                    "%",
+                    "share",
+                    "fraction",
+                    "proportion",
+                ]) || v.phrase(&["how", "often"]);
+                push(
+                    &mut out,
+                    if rate {
+                        Measure::ErrorRate
+                    } else {
+                        Measure::Errors
+                    },
+                );
+                // "failed calls" are the errors, not all calls.
+                if matches!(next, "calls" | "requests" | "call" | "request") {
+                    i += 1;
+                }
+            }
+            // "calls that failed", "calls with errors".
+            "calls" | "requests"
+                if matches!(
+                    next,
+                    "that" | "which" | "with" | "failed" | "failing" | "erroring"
+                ) && (matches!(next, "failed" | "failing" | "erroring")
+                    || matches!(
+                        v.word(i + 2),
+                        "failed" | "fail" | "errors" | "error" | "errored"
+                    )) => {}
+            "per" | "each" if matches!(next, "call" | "request" | "invocation") => {
+                push(&mut out, Measure::CostPerCall);
+                i += 1;
+            }
+            "per-call" | "per-request" => push(&mut out, Measure::CostPerCall),
+            "average" | "avg" | "mean" | "unit" if matches!(next, "cost" | "price" | "spend") => {
+                push(&mut out, Measure::CostPerCall);
+                i += 1;
+            }
+            "cost" | "costs" if next == "per" && matches!(v.word(i + 2), "call" | "request") => {
+                push(&mut out, Measure::CostPerCall);
+                i += 2;
+            }
+            "input" | "prompt" if matches!(next, "tokens" | "token") => {
+                push(&mut out, Measure::InputTokens);
+                i += 1;
+            }
+            "output" | "completion" | "generated" if matches!(next, "tokens" | "token") => {
+                push(&mut out, Measure::OutputTokens);
+                i += 1;
+            }
+            "tokens" | "token"
+                if !matches!(
+                    prev,
+                    "input" | "prompt" | "output" | "completion" | "generated"
+                ) =>
+            {
+                push(&mut out, Measure::TotalTokens);
+            }
+            "calls" | "requests" | "invocations" | "traffic" | "volume" | "busiest" => {
+                push(&mut out, Measure::Calls)
+            }
+            "call" | "request" if !matches!(prev, "per" | "each" | "a") => {
+                push(&mut out, Measure::Calls)
+            }
+            "times" if prev == "many" => push(&mut out, Measure::Calls),
+            "often" if prev == "how" && !v.starts("fail") && !v.starts("error") => {
+                push(&mut out, Measure::Calls)
+            }
+            "used" | "uses" | "use"
+                if matches!(prev, "most" | "least") || matches!(next, "most" | "least") =>
+            {
+                push(&mut out, Measure::Calls)
+            }
+            "cost" | "costs" | "costed" | "costing" | "costly" | "spend" | "spent" | "spends"
+            | "spending" | "bill" | "billed" | "billing" | "money" | "dollars" | "usd"
+            | "expensive" | "pricey" | "priciest" | "pay" | "paid" | "paying" | "charges"
+            | "charged" | "invoice" | "burn" | "burned" | "burning" | "bucks" | "cheap" => {
+                push(&mut out, Measure::Spend)
+            }
+            "cheapest" => {
+                // A cheap model is cheap per call; a cheap feature costs little in all.
+                let about_models = v.any(&["model", "models", "llm", "llms"]);
+                push(
+                    &mut out,
+                    if about_models {
+                        Measure::CostPerCall
+                    } else {
+                        Measure::Spend
+                    },
+                );
+            }
+            _ if w.starts_with('$') => push(&mut out, Measure::Spend),
+            _ => {}
+        }
+        i += 1;
+    }
+    if !named_percentiles.is_empty() {
+        out.retain(|m| !m.is_latency() || named_percentiles.contains(m));
+    }
+    // "how much" without another measure asks for money.
+    if out.is_empty() && v.phrase(&["how", "much"]) {
+        out.push(Measure::Spend);
+    }
+    // "cost per call" also names "cost", "what share of calls failed" also "calls": the
+    // ratio is the figure asked for.
+    if out.contains(&Measure::CostPerCall) {
+        out.retain(|m| *m != Measure::Spend && *m != Measure::Calls);
+    }
+    if out.contains(&Measure::ErrorRate) {
+        out.retain(|m| *m != Measure::Errors && *m != Measure::Calls);
+    }
+    out
+}
+
+fn time_grouping(w: &str) -> Option<Grouping> {
+    match w {
+        "day" | "days" | "daily" | "day-by-day" => Some(Grouping::Day),
+        "week" | "weeks" | "weekly" | "week-by-week" => Some(Grouping::Week),
+        _ => None,
+    }
+}
+
+/// The grouping, and whether it was named singular after which/what/who.
+fn grouping(v: &View<'_>, names: &OrgNames) -> (Option<Grouping>, bool) {
+    let n = v.t.len();
+    for i in 0..n {
+        if !v.free(i) {
+            continue;
+        }
+        let w = v.word(i);
+        let prev = i.checked_sub(1).map_or("", |p| v.word(p));
+        let prev2 = i.checked_sub(2).map_or("", |p| v.word(p));
+        if matches!(w, "daily" | "weekly") {
+            return (time_grouping(w), false);
+        }
+        if matches!(w, "trend" | "trends" | "timeline" | "series")
+            || (w == "time" && prev == "over")
+        {
+            return (Some(Grouping::Day), false);
+        }
+        let leads = matches!(prev, "by" | "per" | "each" | "every" | "across" | "among")
+            || (prev == "the" && matches!(prev2, "by" | "per" | "across"))
+            || (matches!(prev, "by" | "per")
+                && matches!(prev2, "down" | "split" | "grouped" | "broken"));
+        let superlative = matches!(
+            prev,
+            "cheapest"
+                | "expensive"
+                | "priciest"
+                | "busiest"
+                | "slowest"
+                | "fastest"
+                | "biggest"
+                | "largest"
+                | "smallest"
+                | "highest"
+                | "lowest"
+                | "top"
+                | "most"
+                | "least"
+        );
+        if let Some(g) = time_grouping(w)
+            && (matches!(prev, "which" | "what") || superlative)
+        {
+            return (Some(g), true);
+        }
+        if let Some(g) = time_grouping(w) {
+            // "by day", "per week", "day by day"; "7 days" is a period, read elsewhere.
+            let doubled = v.word(i + 1) == "by" && time_grouping(v.word(i + 2)) == time_grouping(w);
+            if leads || doubled {
+                return (Some(g), false);
+            }
+            continue;
+        }
+        if (w == "who" || w == "whom") && !(v.word(i + 1) == "are" && v.word(i + 2) == "you") {
+            return (Some(Grouping::By(Dimension::User)), true);
+        }
+        let Some(d) = dimension_word(w, names) else {
+            continue;
+        };
+        let plural = w.ends_with('s') && !matches!(w, "llms") || matches!(w, "people" | "llms");
+        let asks_which = matches!(prev, "which" | "what" | "whose")
+            || (matches!(prev2, "which" | "what") && matches!(prev, "of" | "single" | "one"));
+        let counted = prev == "many" || matches!(prev, "top" | "bottom") || number(prev).is_some();
+        let listed = matches!(
+            prev,
+            "the" | "our" | "all" | "my" | "your" | "different" | "various"
+        ) && plural;
+        if leads || asks_which || counted || listed || plural || superlative {
+            return (
+                Some(Grouping::By(d)),
+                (asks_which || superlative) && !plural,
+            );
+        }
+        // "model breakdown", "feature split".
+        if matches!(
+            v.word(i + 1),
+            "breakdown" | "split" | "ranking" | "leaderboard" | "mix"
+        ) {
+            return (Some(Grouping::By(d)), false);
+        }
+    }
+    (None, false)
+}
+
+/// How many to list when a plural ranking names no number.
+pub(crate) const DEFAULT_TOP: u32 = 5;
+
+fn rank(v: &View<'_>, s: &Signals) -> Option<Rank> {
+    let highest = [
+        "most", "highest", "biggest", "largest", "max", "maximum", "greatest", "heaviest",
+        "priciest", "slowest", "busiest", "worst", "top",
+    ];
+    let lowest = [
+        "least", "lowest", "smallest", "fewest", "min", "minimum", "cheapest", "fastest", "bottom",
+    ];
+    let mut order = None;
+    let mut top = None;
+    for i in 0..v.t.len() {
+        let w = v.word(i);
+        if highest.contains(&w) && !(w == "most" && v.word(i + 1) == "recent") {
+            order.get_or_insert(Order::Highest);
+        } else if lowest.contains(&w) {
+            order.get_or_insert(Order::Lowest);
+        } else if w == "expensive" && i.checked_sub(1).is_some_and(|p| v.word(p) == "most") {
+            order = Some(Order::Highest);
+        }
+        if matches!(w, "top" | "bottom" | "first") {
+            top = number(v.word(i + 1)).or(top);
+        }
+        // "5 biggest users", "the 3 most expensive features".
+        if let Some(n) = number(w)
+            && (highest.contains(&v.word(i + 1)) || lowest.contains(&v.word(i + 1)))
+        {
+            top = Some(n);
+        }
+    }
+    if v.any(&["rank", "ranking", "ranked", "leaderboard", "sorted", "sort"]) {
+        order.get_or_insert(Order::Highest);
+    }
+    let order = order?;
+    // "top" and "bottom" name a list; a superlative after "which X" names one.
+    let top = top.or(match s.group {
+        Some(ref g) if g.is_time() => Some(1),
+        _ if s.singular_group => Some(1),
+        _ if v.any(&[
+            "top",
+            "bottom",
+            "rank",
+            "ranking",
+            "ranked",
+            "leaderboard",
+            "sorted",
+            "sort",
+        ]) =>
+        {
+            if v.any(&["rank", "ranking", "ranked", "leaderboard", "sorted", "sort"]) {
+                None
+            } else {
+                Some(DEFAULT_TOP)
+            }
+        }
+        Some(_) => Some(DEFAULT_TOP),
+        None => Some(1),
+    });
+    Some(Rank {
+        order,
+        top: top.map(|n| n.clamp(1, 100)),
+    })
+}
+
+/// Greetings, capability questions, data help, and requests Apogee cannot carry out.
+fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
+    const GREETING: &[&str] = &[
+        "hi",
+        "hello",
+        "hey",
+        "hiya",
+        "howdy",
+        "yo",
+        "greetings",
+        "morning",
+        "afternoon",
+        "evening",
+        "thanks",
+        "thank",
+        "thx",
+        "ty",
+        "cheers",
+        "sup",
+        "hola",
+        "bonjour",
+    ];
+    const POLITE: &[&str] = &[
+        "good", "there", "you", "apogee", "bot", "great", "cool", "nice", "awesome", "ok", "okay",
+        "so", "much", "a", "lot", "very", "all", "team", "folks", "again", "how", "are", "doing",
+        "today", "is", "it", "going", "what's", "up", "hope", "well",
+    ];
+    let words: Vec<&str> = (0..v.t.len())
+        .map(|i| v.word(i))
+        .filter(|w| !w.is_empty())
+        .collect();
+    s.greeting = words.iter().any(|w| GREETING.contains(w))
+        && words
+            .iter()
+            .all(|w| GREETING.contains(w) || POLITE.contains(w) || is_stop(w));
+
+    s.capabilities = v.phrase(&["what", "can", "you"])
+        || v.phrase(&["what", "do", "you", "do"])
+        || v.phrase(&["what", "can", "i", "ask"])
+        || v.phrase(&["what", "should", "i", "ask"])
+        || v.phrase(&["who", "are", "you"])
+        || v.phrase(&["how", "does", "this", "work"])
+        || v.phrase(&["how", "do", "you", "work"])
+        || v.phrase(&["how", "do", "i", "use"])
+        || v.phrase(&["what", "is", "apogee"])
+        || v.phrase(&["what", "questions"])
+        || v.phrase(&["example", "questions"])
+        || v.any(&["capabilities", "commands", "menu", "examples"])
+        || (v.has("help")
+            && words.iter().all(|w| {
+                matches!(*w, "help" | "me" | "please" | "i" | "need" | "can" | "you") || is_stop(w)
+            }));
+
+    let about_data = v.any(&[
+        "usage", "data", "records", "record", "logs", "events", "csv", "ndjson", "json", "spans",
+        "traces",
+    ]);
+    s.data_help = v.starts("ingest")
+        || v.starts("upload")
+        || v.starts("import")
+        || v.has("demo-data")
+        || v.phrase(&["demo", "data"])
+        || v.phrase(&["api", "usage"])
+        || v.phrase(&["no", "data"])
+        || v.phrase(&["no", "usage"])
+        || v.phrase(&["see", "any", "data"])
+        || v.phrase(&["get", "data", "in"])
+        || v.phrase(&["get", "my", "data", "in"])
+        || v.phrase(&["get", "our", "data", "in"])
+        || v.phrase(&["opentelemetry"])
+        || v.has("otel")
+        || v.has("otlp")
+        || (v.any(&[
+            "send", "sending", "submit", "push", "load", "loading", "connect", "format", "add",
+            "log",
+        ]) && about_data)
+        || (v.starts("integrat") && !v.starts("cost"));
+
+    let asks = question.contains('?')
+        || v.any(&[
+            "what", "how", "which", "would", "could", "should", "can", "if", "why", "when", "does",
+            "do", "is", "are", "save", "saving", "savings", "cost", "costs",
+        ]);
+    s.unsupported = if v.any(&["budget", "budgets", "budgeting", "quota", "quotas"])
+        || v.phrase(&["spending", "limit"])
+        || v.phrase(&["spend", "limit"])
+        || v.phrase(&["spending", "cap"])
+        || v.phrase(&["spend", "cap"])
+    {
+        Some(Unsupported::Budgets)
+    } else if v.any(&[
+        "alert",
+        "alerts",
+        "alerting",
+        "notify",
+        "notification",
+        "notifications",
+        "remind",
+        "reminder",
+        "webhook",
+        "webhooks",
+        "slack",
+        "pagerduty",
+    ]) || v.phrase(&["email", "me"])
+        || v.phrase(&["ping", "me"])
+        || v.phrase(&["warn", "me"])
+        || v.phrase(&["let", "me", "know", "when"])
+        || v.phrase(&["tell", "me", "when"])
+    {
+        Some(Unsupported::Alerts)
+    } else if !s.data_help
+        && (v.any(&[
+            "export",
+            "download",
+            "pdf",
+            "spreadsheet",
+            "excel",
+            "xlsx",
+            "print",
+        ]) || v.phrase(&["send", "me", "a", "report"])
+            || v.phrase(&["email", "the", "report"])
+            || v.phrase(&["as", "a", "csv"])
+            || v.phrase(&["to", "csv"]))
+    {
+        Some(Unsupported::Export)
+    } else {
+        let first = v.word(0);
+        let orders = matches!(
+            first,
+            "switch"
+                | "move"
+                | "migrate"
+                | "change"
+                | "route"
+                | "reroute"
+                | "replace"
+                | "swap"
+                | "disable"
+                | "block"
+                | "enable"
+                | "turn"
+                | "downgrade"
+                | "upgrade"
+                | "stop"
+                | "set"
+                | "limit"
+                | "throttle"
+                | "pause"
+        );
+        s.imperative = orders && !asks;
+        s.imperative.then_some(Unsupported::ChangeModels)
+    };
+}
+
+fn intents(v: &View<'_>, s: &mut Signals) {
+    s.analysis = v.starts("analy")
+        || v.any(&[
+            "overview",
+            "report",
+            "summary",
+            "summarize",
+            "summarise",
+            "audit",
+            "insights",
+        ])
+        || v.phrase(&["deep", "dive"])
+        || v.phrase(&["where", "is", "the", "money", "going"])
+        || v.phrase(&["where", "is", "our", "money", "going"])
+        || v.phrase(&["where", "does", "the", "money", "go"])
+        || v.phrase(&["where", "does", "our", "money", "go"])
+        || v.phrase(&["what", "are", "we", "spending", "on"])
+        || v.phrase(&["how", "are", "we", "doing"])
+        || (v.any(&["breakdown"]) && s.group.is_none())
+        || v.phrase(&["break", "down", "my"])
+        || v.phrase(&["break", "down", "our"]);
+
+    s.batch = v.any(&["batch", "batched", "batching", "batch-api"]);
+    s.moving = v.any(&[
+        "move",
+        "moving",
+        "moved",
+        "switch",
+        "switching",
+        "switched",
+        "migrate",
+        "migrating",
+        "migrated",
+        "swap",
+        "swapping",
+        "swapped",
+        "replace",
+        "replacing",
+        "replaced",
+        "instead",
+        "route",
+        "routing",
+        "routed",
+        "downgrade",
+        "downgrading",
+        "downgraded",
+    ]) || v.phrase(&["change", "to"])
+        || v.phrase(&["changed", "to"])
+        || v.phrase(&["ran", "on"])
+        || v.phrase(&["run", "on"])
+        || v.phrase(&["used", "only"]);
+    s.hypothetical = v.phrase(&["what", "if"])
+        || v.any(&["would", "we'd", "hypothetically", "suppose", "imagine"])
+        || v.phrase(&["if", "we"])
+        || v.phrase(&["if", "it"])
+        || v.phrase(&["if", "they"]);
+
+    s.forecast = v.starts("forecast")
+        || v.any(&[
+            "projected",
+            "projection",
+            "predict",
+            "predicted",
+            "prediction",
+            "trajectory",
+            "month-end",
+        ])
+        || v.phrase(&["run", "rate"])
+        || v.phrase(&["on", "track"])
+        || v.phrase(&["end", "of", "the", "month"])
+        || v.phrase(&["end", "of", "month"])
+        || v.phrase(&["by", "the", "end", "of"])
+        || v.phrase(&["will", "we", "spend"])
+        || v.phrase(&["going", "to", "spend"])
+        || v.phrase(&["going", "to", "cost"])
+        || v.phrase(&["at", "this", "rate"])
+        || v.phrase(&["at", "this", "pace"])
+        || (v.any(&["expect", "expected"]) && !s.hypothetical);
+
+    s.spike = v.starts("jump")
+        || v.starts("spike")
+        || v.starts("spiking")
+        || v.starts("surge")
+        || v.starts("increas")
+        || v.starts("anomal")
+        || v.starts("doubl")
+        || v.starts("tripl")
+        || v.starts("skyrocket")
+        || v.starts("balloon")
+        || v.any(&[
+            "rose", "risen", "unusual", "peak", "peaked", "soared", "outlier", "outliers", "grew",
+        ])
+        || v.phrase(&["went", "up"])
+        || v.phrase(&["go", "up"])
+        || v.phrase(&["gone", "up"])
+        || v.phrase(&["shot", "up"])
+        || v.phrase(&["what", "happened"])
+        || v.phrase(&["more", "than", "usual"]);
+
+    s.model_selection = ((v.phrase(&["which", "model"])
+        || v.phrase(&["what", "model"])
+        || v.phrase(&["which", "llm"]))
+        && v.any(&[
+            "should",
+            "best",
+            "pick",
+            "choose",
+            "recommend",
+            "recommended",
+            "suit",
+            "suits",
+            "right",
+        ]))
+        || v.phrase(&["worth", "it"])
+        || v.phrase(&["worth", "the"])
+        || v.phrase(&["worth", "using"])
+        || v.phrase(&["worth", "paying"])
+        || v.phrase(&["best", "model"])
+        || v.phrase(&["right", "model"])
+        || v.phrase(&["better", "model"]);
+
+    s.savings = v.any(&[
+        "cut",
+        "cuts",
+        "cutting",
+        "save",
+        "saves",
+        "saving",
+        "savings",
+        "lower",
+        "lowering",
+        "trim",
+        "cache",
+        "caching",
+        "downgrade",
+        "cheaper",
+        "overspending",
+        "overpaying",
+    ]) || v.starts("reduc")
+        || v.starts("optimi")
+        || v.starts("wast")
+        || v.starts("recommend")
+        || v.starts("decreas")
+        || v.starts("econom")
+        || v.starts("right-siz")
+        || v.phrase(&["spend", "less"])
+        || v.phrase(&["pay", "less"])
+        || v.phrase(&["bring", "down"])
+        || v.phrase(&["costs", "down"])
+        || v.phrase(&["cost", "down"])
+        || v.phrase(&["bill", "down"])
+        || v.phrase(&["too", "much"])
+        || v.phrase(&["too", "expensive"])
+        || v.phrase(&["smaller", "model"]);
+
+    s.compares = v.any(&[
+        "vs",
+        "versus",
+        "compare",
+        "compared",
+        "comparing",
+        "comparison",
+        "against",
+    ]) || v.phrase(&["difference", "between"]);
+}
+
+fn follow_up(v: &View<'_>) -> Option<FollowUp> {
+    let first = v.word(0);
+    let second = v.word(1);
+    let tail_also = v.any(&["too", "also"]) || v.phrase(&["as", "well"]);
+    let cue = match first {
+        "only" | "just" | "filter" | "narrow" => FollowUp::Only,
+        "without" | "excluding" | "except" | "exclude" | "minus" => FollowUp::Exclude,
+        "include" | "including" | "plus" | "also" => FollowUp::Also,
+        "break" | "split" | "group" | "drill" | "slice"
+            if matches!(second, "that" | "it" | "this" | "down" | "by" | "into") =>
+        {
+            FollowUp::BreakDown
+        }
+        "by" | "per" => FollowUp::BreakDown,
+        "and" | "now" | "then" | "ok" | "okay" | "same" | "&" => {
+            if tail_also {
+                FollowUp::Also
+            } else if matches!(second, "only" | "just") {
+                FollowUp::Only
+            } else if matches!(second, "by" | "per") {
+                FollowUp::BreakDown
+            } else if matches!(second, "without" | "excluding") {
+                FollowUp::Exclude
+            } else {
+                FollowUp::Replace
+            }
+        }
+        "what" | "how" if second == "about" => FollowUp::Replace,
+        "what" if second == "of" => FollowUp::Replace,
+        _ => return None,
+    };
+    Some(cue)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::question::words::tokens;
+
+    fn signals(q: &str) -> Signals {
+        read(&tokens(q), &[], &OrgNames::default(), q)
+    }
+
+    #[test]
+    fn measures_in_order() {
+        use Measure::*;
+        let cases: &[(&str, &[Measure])] = &[
+            ("How much did we spend?", &[Spend]),
+            ("how many calls and tokens", &[Calls, TotalTokens]),
+            ("cost per call by model", &[CostPerCall]),
+            ("average cost of a request", &[CostPerCall]),
+            (
+                "input tokens vs output tokens",
+                &[InputTokens, OutputTokens],
+            ),
+            ("error rate", &[ErrorRate]),
+            ("how many errors", &[Errors]),
+            ("what percent of calls failed", &[ErrorRate]),
+            ("p99 latency", &[LatencyP99]),
+            (
+                "which model is slowest",
+                &[LatencyP95, LatencyP50, LatencyP99],
+            ),
+            ("cheapest model", &[CostPerCall]),
+            ("cheapest feature", &[Spend]),
+        ];
+        for (q, want) in cases {
+            assert_eq!(signals(q).measures, *want, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn groupings_and_ranks() {
+        let s = signals("Which feature spends the most?");
+        assert_eq!(s.group, Some(Grouping::By(Dimension::Feature)));
+        assert_eq!(
+            s.rank,
+            Some(Rank {
+                order: Order::Highest,
+                top: Some(1)
+            })
+        );
+        let s = signals("top 5 users");
+        assert_eq!(s.group, Some(Grouping::By(Dimension::User)));
+        assert_eq!(
+            s.rank,
+            Some(Rank {
+                order: Order::Highest,
+                top: Some(5)
+            })
+        );
+        let s = signals("spend by day");
+        assert_eq!(s.group, Some(Grouping::Day));
+        assert_eq!(s.rank, None);
+        assert_eq!(signals("weekly spend").group, Some(Grouping::Week));
+        assert_eq!(
+            signals("who spends the most").group,
+            Some(Grouping::By(Dimension::User))
+        );
+        assert_eq!(signals("spend in the last 7 days").group, None);
+    }
+
+    #[test]
+    fn conversation_moves() {
+        assert!(signals("hello").greeting);
+        assert!(signals("Hi there!").greeting);
+        assert!(signals("thanks a lot").greeting);
+        assert!(!signals("hi, how much did we spend").greeting);
+        assert!(signals("What can you do?").capabilities);
+        assert!(signals("help").capabilities);
+        assert!(!signals("help me cut costs").capabilities);
+        assert_eq!(
+            signals("Set a budget alert at $1500 a month").unsupported,
+            Some(Unsupported::Budgets)
+        );
+        assert_eq!(
+            signals("email me when spend doubles").unsupported,
+            Some(Unsupported::Alerts)
+        );
+        assert_eq!(
+            signals("export this as a PDF").unsupported,
+            Some(Unsupported::Export)
+        );
+        assert_eq!(
+            signals("switch support-bot to gpt-4o-mini").unsupported,
+            Some(Unsupported::ChangeModels)
+        );
+        assert_eq!(
+            signals("what if we switch support-bot to gpt-4o-mini").unsupported,
+            None
+        );
+        assert!(signals("How do I upload a CSV?").data_help);
+    }
+
+    #[test]
+    fn follow_up_cues() {
+        assert_eq!(
+            signals("and claude-sonnet-4?").follow_up,
+            Some(FollowUp::Replace)
+        );
+        assert_eq!(
+            signals("what about last month?").follow_up,
+            Some(FollowUp::Replace)
+        );
+        assert_eq!(
+            signals("break that down by user").follow_up,
+            Some(FollowUp::BreakDown)
+        );
+        assert_eq!(signals("only support-bot").follow_up, Some(FollowUp::Only));
+        assert_eq!(signals("and gpt-4o too").follow_up, Some(FollowUp::Also));
+        assert_eq!(signals("How much did we spend?").follow_up, None);
+    }
+}

@@ -1,0 +1,616 @@
+//! The rule planner: a question (and, in a thread, the previous plan) read into a
+//! [`QuestionPlan`]. Pure rules, split by concern: [`words`] (tokens, the stop-word list,
+//! similarity), [`period`] (when), [`names`] (which model, feature, user, provider or tag,
+//! against the org's own names), [`intent`] (what is asked, and follow-up cues). This module
+//! only combines them. The same question with the same names at the same clock always gives
+//! the same plan.
+
+pub(crate) mod intent;
+pub(crate) mod names;
+pub(crate) mod period;
+pub(crate) mod words;
+
+use apogee_analytics::{Dimension, Filter, Grouping, Period, Scope};
+use chrono::{DateTime, Utc};
+
+use self::intent::{FollowUp, Signals};
+use self::names::{Found, NameReading, OrgNames};
+use self::period::{PeriodReading, day_window, default_period, previous_of};
+use self::words::Token;
+use crate::plan::{Intent, Measure, PlanPeriod, QuestionPlan, UnknownName, WhatIf};
+
+/// What the planner knows besides the question.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanContext<'a> {
+    /// The clock relative periods are read against.
+    pub now: DateTime<Utc>,
+    /// The org's names in the period (see [`names_period`]).
+    pub names: &'a OrgNames,
+    /// The price catalog's model names (what-if targets need no usage).
+    pub catalog_models: &'a [String],
+    /// The thread's previous plan, which a follow-up refines.
+    pub previous: Option<&'a QuestionPlan>,
+}
+
+/// Most unknown words reported back.
+const MAX_UNKNOWN: usize = 3;
+
+/// Everything the question says explicitly.
+struct Parts {
+    tokens: Vec<Token>,
+    periods: PeriodReading,
+    names: NameReading,
+    signals: Signals,
+}
+
+fn read_parts(question: &str, ctx: &PlanContext<'_>) -> Parts {
+    let tokens = words::tokens(question);
+    let periods = period::read(&tokens, ctx.now);
+    let vocabulary =
+        |w: &str| intent::is_vocabulary(w) || names::dimension_word(w, ctx.names).is_some();
+    let names = names::read(
+        &tokens,
+        &periods.used,
+        ctx.names,
+        ctx.catalog_models,
+        &vocabulary,
+    );
+    let mut used = periods.used.clone();
+    used.extend(&names.used);
+    let signals = intent::read(&tokens, &used, ctx.names, question);
+    Parts {
+        tokens,
+        periods,
+        names,
+        signals,
+    }
+}
+
+/// The period whose names a question needs, or `None` when no word of it could be a name
+/// (then reading the org's names can be skipped).
+pub fn names_period(
+    question: &str,
+    now: DateTime<Utc>,
+    previous: Option<&QuestionPlan>,
+) -> Option<Period> {
+    let tokens = words::tokens(question);
+    let periods = period::read(&tokens, now);
+    // Conversation moves and data help name nothing to resolve.
+    let s = intent::read(&tokens, &periods.used, &OrgNames::default(), question);
+    if s.greeting
+        || s.unsupported.is_some()
+        || s.data_help
+        || (s.capabilities && !s.asks_something())
+    {
+        return None;
+    }
+    let candidate = tokens.iter().enumerate().any(|(i, t)| {
+        !periods.used.contains(&i)
+            && (t.quoted
+                || (!words::is_stop(&t.lower)
+                    && !intent::is_vocabulary(&t.lower)
+                    && words::number(&t.lower).is_none()
+                    && t.lower.chars().any(char::is_alphanumeric)))
+    });
+    if !candidate {
+        return None;
+    }
+    let main = periods
+        .period
+        .clone()
+        .or_else(|| previous.map(|p| p.period.clone()))
+        .unwrap_or_else(|| default_period(now));
+    let compare = periods
+        .compare
+        .clone()
+        .or_else(|| previous.and_then(|p| p.compare.clone()));
+    let mut span = main.period();
+    if let Some(c) = compare {
+        span = Period::new(span.from.min(c.from), span.to.max(c.to));
+    }
+    Some(span)
+}
+
+/// Reads `question` into a plan. See the module doc.
+pub fn plan_question(question: &str, ctx: &PlanContext<'_>) -> QuestionPlan {
+    let parts = read_parts(question, ctx);
+    let s = &parts.signals;
+    let period = parts
+        .periods
+        .period
+        .clone()
+        .unwrap_or_else(|| default_period(ctx.now));
+    let plain = |intent| QuestionPlan::new(intent, period.clone());
+    if parts.tokens.is_empty() {
+        return plain(Intent::Capabilities);
+    }
+    if let Some(u) = s.unsupported {
+        let mut plan = plain(Intent::Unsupported);
+        plan.unsupported = Some(u);
+        return plan;
+    }
+    if s.data_help {
+        return plain(Intent::DataHelp);
+    }
+    if s.greeting {
+        return plain(Intent::Greeting);
+    }
+    if s.capabilities && !s.asks_something() && parts.names.found.is_empty() {
+        return plain(Intent::Capabilities);
+    }
+    if let Some(previous) = ctx.previous
+        && refinable(previous)
+        && elliptical(&parts)
+    {
+        return refine(previous, &parts);
+    }
+    fresh(&parts, period)
+}
+
+/// Plans a follow-up may refine: those that measured something.
+fn refinable(plan: &QuestionPlan) -> bool {
+    !plan.intent.is_conversation() && plan.intent != Intent::DataHelp
+}
+
+/// A question that only makes sense against the previous one: "and claude-sonnet-4?", "what
+/// about last month?", "by user", "only support-bot".
+fn elliptical(parts: &Parts) -> bool {
+    let s = &parts.signals;
+    let own_kind = s.analysis || s.savings || s.spike || s.forecast || s.model_selection;
+    if own_kind {
+        return false;
+    }
+    let refines = (s.follow_up.is_some() && !s.leftovers.is_empty())
+        || !parts.names.found.is_empty()
+        || !parts.names.unknown.is_empty()
+        || parts.periods.period.is_some()
+        || parts.periods.compare.is_some()
+        || s.group.is_some()
+        || s.rank.is_some()
+        || s.compares
+        || s.batch
+        || !s.measures.is_empty();
+    if !refines {
+        return false;
+    }
+    match s.follow_up {
+        Some(_) => parts.tokens.len() <= 10,
+        // Without a cue, only a fragment: a name, a period, a ranking, a comparison; a
+        // question that starts like one ("Compare this week to last week", "top 5 users"
+        // names its grouping) is asked afresh.
+        None => {
+            let first = parts.tokens.first().map_or("", |t| t.lower.as_str());
+            let asks = matches!(
+                first,
+                "compare"
+                    | "show"
+                    | "give"
+                    | "list"
+                    | "what"
+                    | "what's"
+                    | "how"
+                    | "which"
+                    | "who"
+                    | "when"
+                    | "where"
+                    | "why"
+                    | "is"
+                    | "are"
+                    | "did"
+                    | "do"
+                    | "does"
+                    | "can"
+                    | "could"
+                    | "tell"
+                    | "analyze"
+                    | "analyse"
+            );
+            !asks
+                && parts.tokens.len() <= 6
+                && s.measures.is_empty()
+                && s.leftovers.is_empty()
+                && s.group.is_none()
+        }
+    }
+}
+
+/// The word before token `i`, skipping "the".
+fn word_before(tokens: &[Token], i: usize) -> &str {
+    let mut k = i;
+    while k > 0 {
+        k -= 1;
+        if tokens[k].lower != "the" {
+            return &tokens[k].lower;
+        }
+    }
+    ""
+}
+
+fn word_after(tokens: &[Token], i: usize) -> &str {
+    tokens.get(i).map_or("", |t| t.lower.as_str())
+}
+
+/// Where a found name stands in a what-if.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Part of the scope.
+    Scope,
+    /// The model traffic would move to.
+    Target,
+    /// Excluded from the scope ("without support-bot").
+    Excluded,
+}
+
+fn role(tokens: &[Token], f: &Found, moving: bool) -> Role {
+    let before = word_before(tokens, f.start);
+    if matches!(before, "without" | "excluding" | "except" | "minus") {
+        return Role::Excluded;
+    }
+    if moving && f.dimension == Dimension::Model {
+        let after = word_after(tokens, f.end);
+        if matches!(
+            before,
+            "to" | "onto" | "with" | "using" | "on" | "into" | "use" | "used"
+        ) || after == "instead"
+        {
+            return Role::Target;
+        }
+    }
+    Role::Scope
+}
+
+/// Adds `value` to the scope's filter on `dimension` (one filter per dimension and sense).
+fn add_filter(scope: &mut Scope, dimension: &Dimension, value: &str, exclude: bool) {
+    match scope
+        .filters
+        .iter_mut()
+        .find(|f| &f.dimension == dimension && f.exclude == exclude)
+    {
+        Some(f) => {
+            if !f.values.iter().any(|v| v == value) {
+                f.values.push(value.to_string());
+            }
+        }
+        None => scope.filters.push(Filter {
+            dimension: dimension.clone(),
+            values: vec![value.to_string()],
+            exclude,
+        }),
+    }
+}
+
+/// The scope the question's names make, the what-if target, and the names without usage.
+fn scope_of(parts: &Parts, moving: bool) -> (Scope, Option<String>, Vec<UnknownName>) {
+    let mut scope = Scope::all();
+    let mut target = None;
+    let mut unknown = parts.names.unknown.clone();
+    for f in &parts.names.found {
+        match role(&parts.tokens, f, moving) {
+            Role::Target => {
+                target.get_or_insert_with(|| f.value.clone());
+            }
+            _ if f.catalog_only => unknown.push(UnknownName {
+                dimension: Some(Dimension::Model),
+                typed: f.value.clone(),
+            }),
+            Role::Excluded => add_filter(&mut scope, &f.dimension, &f.value, true),
+            Role::Scope => add_filter(&mut scope, &f.dimension, &f.value, false),
+        }
+    }
+    canonical(&mut scope);
+    (scope, target, unknown)
+}
+
+/// Filters in one order (model, provider, feature, user, tags; includes before excludes),
+/// however the question ordered the names.
+fn canonical(scope: &mut Scope) {
+    scope
+        .filters
+        .sort_by(|a, b| (&a.dimension, a.exclude).cmp(&(&b.dimension, b.exclude)));
+}
+
+/// The dimension a slice is best broken down by to explain it: the model of a feature, the
+/// feature of anything else.
+fn attribution(scope: &Scope) -> Grouping {
+    if scope.values_of(&Dimension::Feature).is_some() {
+        Grouping::By(Dimension::Model)
+    } else {
+        Grouping::By(Dimension::Feature)
+    }
+}
+
+/// The grouping a ranking without one ranks: models for latency and errors, features else.
+fn default_ranked(measures: &[Measure]) -> Grouping {
+    match measures.first() {
+        Some(m) if m.is_latency() || *m == Measure::ErrorRate || *m == Measure::CostPerCall => {
+            Grouping::By(Dimension::Model)
+        }
+        _ => Grouping::By(Dimension::Feature),
+    }
+}
+
+fn fresh(parts: &Parts, period: PlanPeriod) -> QuestionPlan {
+    let s = &parts.signals;
+    let p = &parts.periods;
+    let moving = s.moving || s.hypothetical;
+    let (scope, target, mut unknown) = scope_of(parts, moving);
+    let mut plan = QuestionPlan::new(Intent::Figure, period);
+    plan.scope = scope;
+    let multi = plan
+        .scope
+        .filters
+        .iter()
+        .find(|f| !f.exclude && f.values.len() > 1)
+        .map(|f| f.dimension.clone());
+
+    // "Which features could use the Batch API?" is a savings question; otherwise a batch
+    // question prices the scope's traffic through it.
+    let intent = if s.batch && s.group.is_none() {
+        plan.what_if = Some(WhatIf::BatchApi);
+        Intent::WhatIf
+    } else if let Some(to) = target.filter(|_| moving) {
+        plan.what_if = Some(WhatIf::MoveToModel { to });
+        Intent::WhatIf
+    } else if s.forecast {
+        Intent::Forecast
+    } else if s.spike && (p.compare.is_some() || !plan.scope.is_all() || s.group.is_some()) {
+        // "Why did gpt-4o's spend go up this week?": the change, attributed.
+        plan.compare = Some(
+            p.compare
+                .clone()
+                .unwrap_or_else(|| previous_of(&plan.period)),
+        );
+        plan.group_by = Some(s.group.clone().unwrap_or_else(|| attribution(&plan.scope)));
+        plan.measures = vec![Measure::Spend];
+        return with_unknown(plan, unknown);
+    } else if s.spike || (parts.tokens.iter().any(|t| t.lower == "why") && p.day.is_some()) {
+        if let Some(day) = p.day {
+            plan.period = day_window(day);
+            plan.focus_day = Some(day);
+        }
+        Intent::SpikeExplanation
+    } else if multi.is_some() && s.compares {
+        // Names compared with each other over the period named, not periods.
+        if let Some(named) = &p.named {
+            plan.period = named.clone();
+        }
+        Intent::Figure
+    } else if s.model_selection {
+        Intent::ModelSelection
+    } else if s.savings || (s.batch && s.group.is_some()) {
+        Intent::Savings
+    } else if s.moving && (s.asks_something() || !plan.scope.is_all()) && s.measures.is_empty() {
+        Intent::ModelSelection
+    } else if s.analysis
+        && plan.scope.is_all()
+        && s.group.is_none()
+        && s.measures.iter().all(|m| *m == Measure::Spend)
+        && s.rank.is_none()
+        && p.compare.is_none()
+    {
+        Intent::Analysis
+    } else if s.asks_something()
+        || !parts.names.found.is_empty()
+        || !unknown.is_empty()
+        || p.period.is_some()
+    {
+        Intent::Figure
+    } else if s.capabilities {
+        Intent::Capabilities
+    } else {
+        Intent::Unknown
+    };
+    plan.intent = intent;
+    match intent {
+        Intent::Figure | Intent::Forecast => {
+            plan.measures = if s.measures.is_empty() {
+                vec![Measure::Spend]
+            } else {
+                s.measures.clone()
+            };
+            if intent == Intent::Forecast {
+                plan.measures = vec![Measure::Spend];
+                return with_unknown(plan, unknown);
+            }
+            plan.group_by = s.group.clone();
+            plan.rank = s.rank;
+            if plan.group_by.is_none() {
+                plan.group_by = multi.clone().map(Grouping::By).or_else(|| {
+                    if plan.rank.is_some() {
+                        Some(default_ranked(&plan.measures))
+                    } else if s.analysis {
+                        Some(attribution(&plan.scope))
+                    } else {
+                        None
+                    }
+                });
+            }
+            plan.compare = if multi.is_some() && s.compares {
+                None
+            } else {
+                p.compare
+                    .clone()
+                    .or_else(|| s.compares.then(|| previous_of(&plan.period)))
+            };
+            // A figure of the whole org with words no rule knows: say so rather than answer
+            // another question.
+            if plan.scope.is_all() && parts.names.found.is_empty() && unknown.is_empty() {
+                unknown.extend(parts.signals.leftovers.iter().take(MAX_UNKNOWN).map(|&i| {
+                    UnknownName {
+                        dimension: None,
+                        typed: parts.tokens[i].raw.clone(),
+                    }
+                }));
+            }
+        }
+        Intent::WhatIf => {
+            plan.measures = vec![Measure::Spend];
+        }
+        Intent::SpikeExplanation | Intent::Savings | Intent::ModelSelection | Intent::Analysis => {}
+        _ => {
+            plan.scope = Scope::all();
+            return plan;
+        }
+    }
+    with_unknown(plan, unknown)
+}
+
+fn with_unknown(mut plan: QuestionPlan, unknown: Vec<UnknownName>) -> QuestionPlan {
+    let mut seen: Vec<UnknownName> = Vec::new();
+    for u in unknown {
+        if !seen.iter().any(|s| s.typed.eq_ignore_ascii_case(&u.typed)) {
+            seen.push(u);
+        }
+    }
+    plan.unknown_names = seen;
+    plan
+}
+
+/// The previous plan with what the follow-up names put in place.
+fn refine(previous: &QuestionPlan, parts: &Parts) -> QuestionPlan {
+    let s = &parts.signals;
+    let cue = s.follow_up.unwrap_or(FollowUp::Replace);
+    let mut plan = previous.clone();
+    plan.refines_previous = true;
+    let mut unknown = parts.names.unknown.clone();
+
+    if s.batch {
+        plan.intent = Intent::WhatIf;
+        plan.what_if = Some(WhatIf::BatchApi);
+        plan.measures = vec![Measure::Spend];
+    }
+    // Names: each replaces (or narrows, adds to, excludes from) its dimension's filter.
+    let mut replaced: Vec<Dimension> = Vec::new();
+    for f in &parts.names.found {
+        let r = role(&parts.tokens, f, true);
+        if matches!(plan.what_if, Some(WhatIf::MoveToModel { .. }))
+            && f.dimension == Dimension::Model
+            && word_before(&parts.tokens, f.start) != "from"
+        {
+            plan.what_if = Some(WhatIf::MoveToModel {
+                to: f.value.clone(),
+            });
+            continue;
+        }
+        if r == Role::Target && f.dimension == Dimension::Model && plan.intent != Intent::WhatIf {
+            // "and on gpt-4o-mini?" after a figure: a move of that slice.
+            if s.hypothetical || s.moving {
+                plan.intent = Intent::WhatIf;
+                plan.what_if = Some(WhatIf::MoveToModel {
+                    to: f.value.clone(),
+                });
+                plan.measures = vec![Measure::Spend];
+                continue;
+            }
+        }
+        if f.catalog_only {
+            unknown.push(UnknownName {
+                dimension: Some(Dimension::Model),
+                typed: f.value.clone(),
+            });
+            continue;
+        }
+        let exclude = cue == FollowUp::Exclude || r == Role::Excluded;
+        match cue {
+            FollowUp::Also | FollowUp::Exclude => {}
+            _ => {
+                if !replaced.contains(&f.dimension) {
+                    plan.scope
+                        .filters
+                        .retain(|x| x.dimension != f.dimension || x.exclude);
+                    replaced.push(f.dimension.clone());
+                }
+            }
+        }
+        add_filter(&mut plan.scope, &f.dimension, &f.value, exclude);
+        // Filtering to one value of the grouped dimension leaves nothing to group.
+        if plan.group_by == Some(Grouping::By(f.dimension.clone())) && !exclude {
+            let values = plan
+                .scope
+                .values_of(&f.dimension)
+                .map_or(0, <[String]>::len);
+            if values <= 1 {
+                plan.group_by = None;
+                plan.rank = None;
+            }
+        }
+    }
+    canonical(&mut plan.scope);
+    // A word no rule knows, where a name was expected ("and blorp?").
+    if parts.names.found.is_empty() && unknown.is_empty() {
+        unknown.extend(s.leftovers.iter().take(MAX_UNKNOWN).map(|&i| UnknownName {
+            dimension: None,
+            typed: parts.tokens[i].raw.clone(),
+        }));
+    }
+    // When.
+    let p = &parts.periods;
+    if let Some(period) = &p.period {
+        match (plan.intent, p.day) {
+            (Intent::SpikeExplanation, Some(day)) => {
+                plan.period = day_window(day);
+                plan.focus_day = Some(day);
+            }
+            _ => {
+                plan.period = period.clone();
+                plan.focus_day = None;
+            }
+        }
+        plan.compare = p
+            .compare
+            .clone()
+            .or_else(|| previous.compare.as_ref().map(|_| previous_of(&plan.period)));
+    } else if let Some(c) = &p.compare {
+        plan.compare = Some(c.clone());
+    } else if s.compares {
+        plan.compare = Some(previous_of(&plan.period));
+    }
+    // What and how.
+    if !s.measures.is_empty() {
+        plan.measures = s.measures.clone();
+        if plan.intent != Intent::Figure {
+            plan.intent = Intent::Figure;
+            plan.what_if = None;
+        }
+    }
+    if let Some(g) = &s.group {
+        plan.group_by = Some(g.clone());
+        plan.rank = s.rank;
+        if plan.intent != Intent::Figure {
+            plan.intent = Intent::Figure;
+            plan.what_if = None;
+        }
+    } else if let Some(r) = s.rank {
+        plan.rank = Some(r);
+        if plan.group_by.is_none() {
+            plan.group_by = Some(default_ranked(&plan.measures));
+        }
+        plan.intent = Intent::Figure;
+        plan.what_if = None;
+    }
+    if plan.intent == Intent::Figure && plan.measures.is_empty() {
+        plan.measures = vec![Measure::Spend];
+    }
+    with_unknown(plan, unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 15, 30, 0).unwrap()
+    }
+
+    #[test]
+    fn names_are_read_only_when_a_word_could_be_one() {
+        assert!(names_period("Analyze my AI costs", now(), None).is_none());
+        assert!(names_period("how much did we spend last week?", now(), None).is_none());
+        let p = names_period("How much did gpt-4o cost last week?", now(), None).unwrap();
+        assert_eq!(p.from.date_naive().to_string(), "2026-11-16");
+        assert!(names_period("the growth team", now(), None).is_some());
+        assert!(names_period("Set a budget alert at $1500 a month", now(), None).is_none());
+        assert!(names_period("hello there apogee", now(), None).is_none());
+    }
+}
