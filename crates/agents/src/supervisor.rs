@@ -293,7 +293,7 @@ async fn figure_steps(
         .await?;
     let mut fig = if totals {
         sup.child("data")
-            .run(|a| data::figure(a, usage, plan))
+            .run(|a| data::figure(a, usage, &inputs.catalog, plan))
             .await?
     } else {
         FigureData::default()

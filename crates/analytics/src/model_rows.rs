@@ -12,8 +12,9 @@
 use std::collections::HashMap;
 
 use crate::catalog::PriceCatalog;
+use crate::money::Nanos;
 use crate::queries::CostRow;
-use crate::query::{GroupTotals, UsageSlice};
+use crate::query::UsageSlice;
 
 /// A breakdown row under the catalog's model name, with the stored names it sums.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,71 +34,42 @@ pub fn display_name(catalog: &PriceCatalog, stored: &str) -> String {
 /// `rows` (a breakdown by model) merged under the catalog's names, by cost descending then
 /// name, as breakdowns are ordered.
 pub fn merge_model_rows(rows: &[CostRow], catalog: &PriceCatalog) -> Vec<ModelRow> {
-    let mut merged: Vec<ModelRow> = Vec::new();
-    let mut at: HashMap<String, usize> = HashMap::new();
-    for r in rows {
-        let key = display_name(catalog, &r.key);
-        match at.get(&key) {
-            Some(&i) => {
-                let m = &mut merged[i];
-                m.row.calls += r.calls;
-                m.row.input_tokens += r.input_tokens;
-                m.row.output_tokens += r.output_tokens;
-                m.row.cost = m.row.cost + r.cost;
-                m.row.unpriced_calls += r.unpriced_calls;
-                m.names.push(r.key.clone());
-            }
-            None => {
-                at.insert(key.clone(), merged.len());
-                merged.push(ModelRow {
-                    row: CostRow { key, ..r.clone() },
-                    names: vec![r.key.clone()],
-                });
-            }
-        }
-    }
-    merged.sort_by(|a, b| {
-        b.row
-            .cost
-            .cmp(&a.row.cost)
-            .then_with(|| a.row.key.cmp(&b.row.key))
-    });
-    merged
+    merge_named(
+        rows.iter().cloned(),
+        catalog,
+        |r| &r.key,
+        |r, key| r.key = key,
+        |m, r| {
+            m.calls += r.calls;
+            m.input_tokens += r.input_tokens;
+            m.output_tokens += r.output_tokens;
+            m.cost = m.cost + r.cost;
+            m.unpriced_calls += r.unpriced_calls;
+        },
+        |r| r.cost,
+    )
+    .into_iter()
+    .map(|(row, names)| ModelRow { row, names })
+    .collect()
 }
 
 /// A slice grouped by model with its rows merged under the catalog's names (as
 /// [`merge_model_rows`]), and for each row the stored names it sums. `totals` and `truncated`
 /// are unchanged.
-pub fn merge_model_groups(slice: UsageSlice, catalog: &PriceCatalog) -> (UsageSlice, Vec<Vec<String>>) {
-    let mut merged: Vec<(GroupTotals, Vec<String>)> = Vec::new();
-    let mut at: HashMap<String, usize> = HashMap::new();
-    for g in slice.rows {
-        let key = display_name(catalog, &g.key);
-        match at.get(&key) {
-            Some(&i) => {
-                let (m, names) = &mut merged[i];
-                m.totals.add(&g.totals);
-                names.push(g.key);
-            }
-            None => {
-                at.insert(key.clone(), merged.len());
-                merged.push((
-                    GroupTotals {
-                        key,
-                        totals: g.totals,
-                    },
-                    vec![g.key],
-                ));
-            }
-        }
-    }
-    merged.sort_by(|(a, _), (b, _)| {
-        b.totals
-            .cost
-            .cmp(&a.totals.cost)
-            .then_with(|| a.key.cmp(&b.key))
-    });
-    let (rows, names) = merged.into_iter().unzip();
+pub fn merge_model_groups(
+    slice: UsageSlice,
+    catalog: &PriceCatalog,
+) -> (UsageSlice, Vec<Vec<String>>) {
+    let (rows, names) = merge_named(
+        slice.rows,
+        catalog,
+        |g| &g.key,
+        |g, key| g.key = key,
+        |m, g| m.totals.add(&g.totals),
+        |g| g.totals.cost,
+    )
+    .into_iter()
+    .unzip();
     (
         UsageSlice {
             totals: slice.totals,
@@ -108,10 +80,43 @@ pub fn merge_model_groups(slice: UsageSlice, catalog: &PriceCatalog) -> (UsageSl
     )
 }
 
+/// The one merge behind both shapes: rows keyed by a stored model name, summed under the name
+/// each is shown under, by cost descending then name; each with the stored names it sums.
+fn merge_named<T>(
+    rows: impl IntoIterator<Item = T>,
+    catalog: &PriceCatalog,
+    key: impl Fn(&T) -> &str,
+    rename: impl Fn(&mut T, String),
+    add: impl Fn(&mut T, &T),
+    cost: impl Fn(&T) -> Nanos,
+) -> Vec<(T, Vec<String>)> {
+    let mut merged: Vec<(T, Vec<String>)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for mut r in rows {
+        let stored = key(&r).to_string();
+        let shown = display_name(catalog, &stored);
+        match at.get(&shown) {
+            Some(&i) => {
+                let (m, names) = &mut merged[i];
+                add(m, &r);
+                names.push(stored);
+            }
+            None => {
+                at.insert(shown.clone(), merged.len());
+                rename(&mut r, shown);
+                merged.push((r, vec![stored]));
+            }
+        }
+    }
+    merged.sort_by(|(a, _), (b, _)| cost(b).cmp(&cost(a)).then_with(|| key(a).cmp(key(b))));
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::money::Nanos;
+    use crate::queries::UsageTotals;
+    use crate::query::GroupTotals;
 
     fn row(key: &str, calls: i64, cost: i64, unpriced: i64) -> CostRow {
         CostRow {
@@ -158,5 +163,43 @@ mod tests {
         );
         assert_eq!(merged[0].row.input_tokens, 500);
         assert_eq!(merged[3].row.unpriced_calls, 4);
+    }
+
+    #[test]
+    fn a_slice_by_model_merges_as_the_rows_do() {
+        let catalog = PriceCatalog::builtin().unwrap();
+        let group = |key: &str, calls: i64, cost: i64| GroupTotals {
+            key: key.into(),
+            totals: UsageTotals {
+                calls,
+                cost: Nanos(cost.into()),
+                error_calls: 1,
+                ..UsageTotals::default()
+            },
+        };
+        let slice = UsageSlice {
+            totals: UsageTotals::default(),
+            rows: vec![
+                group("gpt-4o-mini", 10, 900),
+                group("gpt-4o", 2, 500),
+                group("gpt-4o-2024-08-06", 3, 700),
+            ],
+            truncated: true,
+        };
+        let (merged, names) = merge_model_groups(slice, &catalog);
+        let got: Vec<(&str, i64, i64)> = merged
+            .rows
+            .iter()
+            .map(|g| (g.key.as_str(), g.totals.calls, g.totals.error_calls))
+            .collect();
+        assert_eq!(got, vec![("gpt-4o", 5, 2), ("gpt-4o-mini", 10, 1)]);
+        assert_eq!(
+            names,
+            vec![
+                vec!["gpt-4o".to_string(), "gpt-4o-2024-08-06".to_string()],
+                vec!["gpt-4o-mini".to_string()]
+            ]
+        );
+        assert!(merged.truncated);
     }
 }

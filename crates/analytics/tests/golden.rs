@@ -276,7 +276,10 @@ async fn golden_billing() {
     // Shown by model, Claude Sonnet 4.5 is one row whichever name and provider sent it.
     let catalog = PriceCatalog::builtin().unwrap();
     let by_model = apogee_analytics::model_rows::merge_model_rows(
-        &usage.breakdown(&november(), Grouping::By(Dimension::Model)).await.unwrap(),
+        &usage
+            .breakdown(&november(), Grouping::By(Dimension::Model))
+            .await
+            .unwrap(),
         &catalog,
     );
     let sonnet = by_model

@@ -40,7 +40,10 @@ const POSTGRES: &[Migration] = &[
     USAGE_V2,
     (4, include_str!("../migrations/postgres/0004_rollups.sql")),
     NODES,
-    (6, include_str!("../migrations/postgres/0006_tag_rollups.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_tag_rollups.sql"),
+    ),
     BILLING_FIELDS,
     SYNTHETIC_USAGE,
     RUN_PLANS,

@@ -57,21 +57,14 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
         t.cost.display_usd(),
         count(t.calls)
     );
-    let saving = r
-        .savings
-        .filter(|s| !s.listed().is_empty())
-        .map(|s| {
-            format!(
-                "{} change{} could save about {} a month",
-                s.listed().len(),
-                if s.listed().len() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
-                s.total_monthly().display_usd()
-            )
-        });
+    let saving = r.savings.filter(|s| !s.listed().is_empty()).map(|s| {
+        format!(
+            "{} change{} could save about {} a month",
+            s.listed().len(),
+            if s.listed().len() == 1 { "" } else { "s" },
+            s.total_monthly().display_usd()
+        )
+    });
     let top_model = r.usage.by_model.first().map(|m| {
         format!(
             "{} is the largest model at {} ({})",
@@ -86,11 +79,7 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
                 "You could save about {} a month with {} change{}, estimated from the usage {period} (you spent {}).",
                 s.total_monthly().display_usd(),
                 s.listed().len(),
-                if s.listed().len() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
+                if s.listed().len() == 1 { "" } else { "s" },
                 t.cost.display_usd()
             ),
             _ => format!(
@@ -601,7 +590,10 @@ mod tests {
         // Only those: nothing listed at all says so.
         s.recommendations.remove(0);
         let md = render(&input(&p, &u, Some(&s), None)).markdown;
-        assert!(md.contains("No saving is backed by this period's usage."), "{md}");
+        assert!(
+            md.contains("No saving is backed by this period's usage."),
+            "{md}"
+        );
         assert!(
             md.contains("(2 possible savings of less than $0.01 a month left out.)"),
             "{md}"

@@ -6,11 +6,10 @@
 //! questions the month-end forecast; with no usage it stops after the totals and the
 //! supervisor asks the data helper.
 
+use apogee_analytics::model_rows::{merge_model_groups, merge_model_rows};
 use apogee_analytics::trends::DaySpend;
-use apogee_analytics::model_rows::merge_model_rows;
 use apogee_analytics::{
-    Dimension, Grouping, OrgUsageQueries, PriceCatalog, Scope, UsageQuery, UsageSlice,
-    UsageTotals,
+    Dimension, Grouping, OrgUsageQueries, PriceCatalog, Scope, UsageQuery, UsageSlice, UsageTotals,
 };
 use chrono::{DateTime, Utc};
 
@@ -149,6 +148,7 @@ fn measures_text(plan: &QuestionPlan) -> String {
 pub(crate) async fn figure(
     agent: Agent,
     usage: &dyn OrgUsageQueries,
+    catalog: &PriceCatalog,
     plan: &QuestionPlan,
 ) -> Result<Done<FigureData>, StepError> {
     let period = plan.period.period();
@@ -238,10 +238,18 @@ pub(crate) async fn figure(
             }
         },
     );
-    let current = measured(current?);
+    // By model, one model's several names are one group, as in `GET /api/costs`.
+    let shown = |slice: UsageSlice| {
+        if plan.group_by == Some(Grouping::By(Dimension::Model)) {
+            merge_model_groups(slice, catalog).0
+        } else {
+            slice
+        }
+    };
+    let current = measured(shown(current?));
     let data = FigureData {
         org: org?.map(|s| s.totals),
-        previous: previous?.map(measured),
+        previous: previous?.map(|s| measured(shown(s))),
         series: series?
             .map(|s| {
                 s.rows
