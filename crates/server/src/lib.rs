@@ -3,6 +3,7 @@
 //! (`main.rs`) is a thin command-line front over [`app::serve`], [`demo_data::load`] and
 //! [`ingest::file::run`].
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod bus;
@@ -15,6 +16,7 @@ pub mod ingest;
 pub mod jwks;
 pub mod jwt;
 pub mod lease;
+pub mod listener;
 pub mod metrics;
 pub mod prices;
 pub mod queue;

@@ -87,15 +87,52 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     (status, Json(json!({"status": word, "checks": checks}))).into_response()
 }
 
-pub async fn metrics(State(app): State<AppState>) -> Response {
+/// The metrics in the OpenMetrics text format.
+pub fn metrics_text(metrics: &crate::metrics::Metrics) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.render(),
+        metrics.render(),
     )
         .into_response()
+}
+
+/// `GET /metrics` on the main listener: not there when a separate metrics address is
+/// configured; behind `Authorization: Bearer <APOGEE_METRICS_TOKEN>` when a token is; not
+/// there in production without either (the figures say much about a deployment); open
+/// otherwise.
+pub async fn metrics_on_main(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let config = &app.config;
+    if config.metrics_addr.is_some() {
+        return ApiError::NotFound.into_response();
+    }
+    match &config.metrics_token {
+        Some(token) => {
+            let sent = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !constant_time_eq(sent.as_bytes(), token.as_bytes()) {
+                return ApiError::Unauthorized(
+                    "`/metrics` needs `Authorization: Bearer <metrics token>`".into(),
+                )
+                .into_response();
+            }
+        }
+        None if config.env == crate::config::Environment::Production => {
+            return ApiError::NotFound.into_response();
+        }
+        None => {}
+    }
+    metrics_text(&app.metrics)
+}
+
+/// Compares without stopping at the first difference, so timing says nothing of the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub async fn threads(
