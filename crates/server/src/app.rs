@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use apogee_store::Store;
+use apogee_analytics::formats::Limits;
+use apogee_store::{Store, UserKey};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -24,9 +25,11 @@ use crate::bus::Bus;
 use crate::config::{AuthMode, Config, Environment};
 use crate::handshake_limit::HandshakeLimiter;
 use crate::hub::{Hub, StreamLimits};
+use crate::ingest::IngestGate;
 use crate::lease::NodeLease;
 use crate::listener::{ConnectionLimits, ListenerConfig, RequestedLimits};
 use crate::metrics::Metrics;
+use crate::rate::RateTable;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
 use crate::{rest, static_ui, traces, ws};
@@ -67,12 +70,44 @@ pub struct AppState {
     pub bus: Option<Bus>,
     /// Open WebSocket connections, per node and per user.
     pub admission: Arc<Admission>,
+    /// Ingest requests in flight per user, and the node's parsing turns.
+    pub ingest: Arc<IngestGate>,
+    /// The per-user rates of the expensive REST calls.
+    pub rest_rates: Arc<RestRates>,
     connection_ids: Arc<AtomicU64>,
+}
+
+/// Per-user rates of the REST calls that cost real work (HTTP 429 beyond).
+pub struct RestRates {
+    pub costs: RateTable<UserKey>,
+    pub recommendations: RateTable<UserKey>,
+}
+
+impl RestRates {
+    /// `per_minute` sustained each, with a burst of a third of it.
+    pub fn new(costs_per_minute: u32, recommendations_per_minute: u32) -> RestRates {
+        let burst = |per_minute: u32| (per_minute / 3).max(1);
+        RestRates {
+            costs: RateTable::new(costs_per_minute, burst(costs_per_minute)),
+            recommendations: RateTable::new(
+                recommendations_per_minute,
+                burst(recommendations_per_minute),
+            ),
+        }
+    }
 }
 
 impl AppState {
     pub fn next_connection_id(&self) -> u64 {
         self.connection_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// What one ingest request may hold.
+    pub fn ingest_limits(&self) -> Limits {
+        Limits {
+            max_records: self.config.max_records_per_request,
+            ..Limits::default()
+        }
     }
 }
 
@@ -233,6 +268,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         admission: Arc::new(Admission::new(
             connection_limits.websockets,
             connection_limits.per_user,
+        )),
+        ingest: Arc::new(IngestGate::new(
+            config.max_ingests_per_user,
+            config.max_concurrent_ingests,
+        )),
+        rest_rates: Arc::new(RestRates::new(
+            config.costs_per_minute,
+            config.recommendations_per_minute,
         )),
         connection_ids: Arc::new(AtomicU64::new(0)),
     };

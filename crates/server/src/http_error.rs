@@ -15,8 +15,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("not found")]
     NotFound,
-    #[error("request body too large (limit {0} bytes)")]
-    PayloadTooLarge(usize),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// Over a rate or a limit; retry after `retry_after` seconds (sent as `Retry-After`).

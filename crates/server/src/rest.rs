@@ -2,12 +2,12 @@
 //! through the caller's [`UserSession`], so it only ever sees the caller's own data.
 
 use apogee_analytics::forecast::month_end;
+use apogee_analytics::formats::FormatError;
 use apogee_analytics::savings::{CACHE_HIT_RATE, Recommendation, ShortLimits, recommend};
 use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period};
 use apogee_store::MessageRow;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,8 +18,11 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::auth::Identity;
 use crate::http_error::ApiError;
-use crate::ingest::{Parsed, body_format, parse_body};
+use crate::ingest::{InFlight, Parsed, body_format, parse_body};
+use crate::metrics::ReasonLabels;
+use crate::rate::RateTable;
 use crate::session::{SessionError, UserSession};
+use apogee_store::UserKey;
 
 async fn identity(app: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
     app.auth
@@ -193,35 +196,112 @@ pub async fn run_events(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// The request body, or 413 past `max_body_bytes`.
-pub(crate) fn body_bytes(
-    app: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(app.config.max_body_bytes)
-        } else {
-            ApiError::BadRequest(e.body_text())
-        }
-    })
+/// An ingest request's place: one of its user's ingests in flight, the node's parsing turn,
+/// and the body, read only once both are held (so a request waiting its turn holds no body).
+pub(crate) struct IngestTurn {
+    body: Bytes,
+    _in_flight: InFlight,
+    _turn: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Stores the accepted records of a parsed body for the caller's org and counts them.
+impl IngestTurn {
+    /// 429 when the user has as many ingests in flight as allowed; then waits for a turn and
+    /// reads the body: 413 past `max_body_bytes`, 408 past `body_timeout_ms`.
+    pub(crate) async fn take(
+        app: &AppState,
+        s: &UserSession,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<IngestTurn, ApiError> {
+        let in_flight = app
+            .ingest
+            .enter(s.key())
+            .map_err(|max| ApiError::TooManyRequests {
+                retry_after: 1,
+                message: format!("this user has {max} ingest requests in flight, the most allowed"),
+            })?;
+        let limit = app.config.max_body_bytes;
+        let too_large =
+            || ApiError::PayloadTooLarge(format!("request body too large (limit {limit} bytes)"));
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let turn = app.ingest.turn().await;
+        let timeout = std::time::Duration::from_millis(app.config.body_timeout_ms);
+        let body = tokio::time::timeout(timeout, read_body(body, limit, declared))
+            .await
+            .map_err(|_| {
+                ApiError::RequestTimeout(format!(
+                    "the request body did not arrive within {} s",
+                    timeout.as_secs()
+                ))
+            })?
+            .map_err(|e| match e {
+                BodyError::TooLarge => too_large(),
+                BodyError::Read(e) => ApiError::BadRequest(format!("cannot read the body: {e}")),
+            })?;
+        Ok(IngestTurn {
+            body,
+            _in_flight: in_flight,
+            _turn: turn,
+        })
+    }
+
+    /// Runs `parse` over the body on a blocking thread: parsing a large body is seconds of
+    /// CPU that must not hold up an async worker.
+    pub(crate) async fn parse<T: Send + 'static>(
+        &self,
+        parse: impl FnOnce(&[u8]) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let body = self.body.clone();
+        tokio::task::spawn_blocking(move || parse(&body))
+            .await
+            .map_err(ApiError::internal)
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// Reads a body up to `limit` bytes (decompressed, when a layer decompresses it).
+async fn read_body(body: Body, limit: usize, declared: Option<u64>) -> Result<Bytes, BodyError> {
+    use futures_util::StreamExt;
+    let hint = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
+    let mut out = Vec::with_capacity(hint);
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(BodyError::Read)?;
+        if out.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Stores the accepted records of a parsed body for the caller's org and counts them; records
+/// the store refused (their hourly sums would overflow) become rejections.
 pub(crate) async fn store_parsed(
     app: &AppState,
     s: &UserSession,
-    parsed: &Parsed,
-) -> Result<apogee_store::IngestSummary, ApiError> {
+    mut parsed: Parsed,
+) -> Result<(apogee_store::IngestSummary, Parsed), ApiError> {
     let summary = s
         .ingest_usage(&parsed.accepted)
         .await
         .map_err(ApiError::internal)?;
+    parsed.reject_accepted(&summary.rejected);
     app.metrics.usage_records_accepted.inc_by(summary.accepted);
     app.metrics
         .usage_records_rejected
-        .inc_by(parsed.rejected.len() as u64);
-    Ok(summary)
+        .inc_by(parsed.rejected_count as u64);
+    Ok((summary, parsed))
 }
 
 #[derive(Deserialize)]
@@ -233,22 +313,51 @@ pub async fn ingest_usage(
     State(app): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<UsageQuery>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let s = session(&app, &headers).await?;
-    let body = body_bytes(&app, body)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let format = body_format(q.format.as_deref(), content_type).map_err(ApiError::BadRequest)?;
-    let parsed =
-        parse_body(format, &body, s.catalog()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let summary = store_parsed(&app, &s, &parsed).await?;
+    let turn = IngestTurn::take(&app, &s, &headers, body).await?;
+    let catalog = s.catalog_arc();
+    let limits = app.ingest_limits();
+    let parsed = turn
+        .parse(move |body| parse_body(format, body, &catalog, limits))
+        .await?
+        .map_err(|e| match e {
+            FormatError::TooManyRecords(_) => ApiError::PayloadTooLarge(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
+    let (summary, parsed) = store_parsed(&app, &s, parsed).await?;
     Ok(Json(json!({
         "accepted": summary.accepted,
         "duplicates": summary.duplicates,
         "rejected": parsed.rejected,
+        "rejected_count": parsed.rejected_count,
     })))
+}
+
+/// Counts a call against its user's rate for `endpoint`; 429 with `Retry-After` beyond.
+fn within_rate(
+    app: &AppState,
+    rates: &RateTable<UserKey>,
+    s: &UserSession,
+    endpoint: &'static str,
+) -> Result<(), ApiError> {
+    rates
+        .take(s.key(), std::time::Instant::now())
+        .map_err(|wait| {
+            app.metrics
+                .rest_rate_limited
+                .get_or_create(&ReasonLabels { reason: endpoint })
+                .inc();
+            ApiError::rate_limited(
+                wait,
+                format!("too many `{endpoint}` requests for this user; retry later"),
+            )
+        })
 }
 
 #[derive(Deserialize)]
@@ -319,6 +428,7 @@ pub async fn costs(
     Query(q): Query<CostsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let s = session(&app, &headers).await?;
+    within_rate(&app, &app.rest_rates.costs, &s, "costs")?;
     let period = period_of(q.period.as_deref(), q.from.as_deref(), q.to.as_deref())?;
     let by = match q.group_by.as_deref() {
         None => GroupBy::Model,
@@ -386,6 +496,7 @@ pub async fn recommendations(
     Query(q): Query<RecommendationsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let s = session(&app, &headers).await?;
+    within_rate(&app, &app.rest_rates.recommendations, &s, "recommendations")?;
     let period = period_of(q.period.as_deref(), q.from.as_deref(), q.to.as_deref())?;
     let limits = ShortLimits::default();
     let recs = recommend(s.usage(), s.catalog(), &period, limits)

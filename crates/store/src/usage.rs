@@ -13,11 +13,14 @@ use crate::{Store, StoreError};
 const ROWS_PER_INSERT: usize = 500;
 
 /// What an ingest stored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestSummary {
     pub accepted: u64,
     /// Records whose `request_id` was already stored for the org (or repeated in the batch).
     pub duplicates: u64,
+    /// Records not stored, by position in the input, with the reason (ascending positions):
+    /// records whose hourly sums would overflow.
+    pub rejected: Vec<(usize, String)>,
 }
 
 /// Tags as a JSON object (`NULL` when there are none).
@@ -88,6 +91,7 @@ impl Store {
         Ok(IngestSummary {
             accepted,
             duplicates: records.len() as u64 - accepted,
+            rejected: Vec::new(),
         })
     }
 }
