@@ -190,7 +190,7 @@ pub(crate) fn top_driver(
         .map(|key| {
             let day_cost = cost_of(day_rows, key);
             let others = cost_of(period_rows, key) - day_cost;
-            let baseline = Nanos(others.0 / other_days as i64);
+            let baseline = Nanos(others.0 / other_days as i128);
             Driver {
                 key: key.to_string(),
                 day_cost,

@@ -177,7 +177,7 @@ impl Pricing<'_> {
         } else {
             1.0
         };
-        Nanos((nanos * factor).round() as i64)
+        Nanos((nanos * factor).round() as i128)
     }
 
     /// Cost of `calls` calls (1 for one call; more for an aggregated record) with `tokens` in

@@ -28,7 +28,7 @@ pub struct Anomaly {
     pub z: f64,
 }
 
-fn median(sorted: &[i64]) -> f64 {
+fn median(sorted: &[i128]) -> f64 {
     let n = sorted.len();
     if n == 0 {
         return 0.0;
@@ -47,12 +47,12 @@ pub fn anomaly_days(days: &[CostRow], threshold: f64) -> Vec<Anomaly> {
     if days.len() < 3 {
         return Vec::new();
     }
-    let mut costs: Vec<i64> = days.iter().map(|d| d.cost.0).collect();
+    let mut costs: Vec<i128> = days.iter().map(|d| d.cost.0).collect();
     costs.sort_unstable();
     let med = median(&costs);
-    let mut deviations: Vec<i64> = costs
+    let mut deviations: Vec<i128> = costs
         .iter()
-        .map(|&c| (c as f64 - med).abs().round() as i64)
+        .map(|&c| (c as f64 - med).abs().round() as i128)
         .collect();
     deviations.sort_unstable();
     let mad = median(&deviations);
@@ -70,7 +70,7 @@ pub fn anomaly_days(days: &[CostRow], threshold: f64) -> Vec<Anomaly> {
             (z.abs() > threshold).then(|| Anomaly {
                 key: d.key.clone(),
                 cost: d.cost,
-                median: Nanos(med.round() as i64),
+                median: Nanos(med.round() as i128),
                 z,
             })
         })
@@ -197,7 +197,7 @@ fn sides<'a>(rows: &'a [FeatureModelCost], feature: &str) -> BTreeMap<&'a str, M
 
 fn per_call(side: Option<&ModelSide>) -> Option<Nanos> {
     side.filter(|s| s.calls > 0)
-        .map(|s| Nanos((s.cost.0 as f64 / s.calls as f64).round() as i64))
+        .map(|s| Nanos((s.cost.0 as f64 / s.calls as f64).round() as i128))
 }
 
 /// Whether `feature` moved to a more expensive model between `previous` and `current`
@@ -264,7 +264,7 @@ pub fn month_end_forecast(spent: Nanos, recent_days: &[Nanos], remaining_days: f
     } else {
         Nanos(
             (recent_days.iter().map(|d| d.0 as f64).sum::<f64>() / recent_days.len() as f64).round()
-                as i64,
+                as i128,
         )
     };
     let remaining_days = remaining_days.max(0.0);
@@ -272,7 +272,7 @@ pub fn month_end_forecast(spent: Nanos, recent_days: &[Nanos], remaining_days: f
         spent,
         daily_run_rate: daily,
         remaining_days,
-        projected: spent + Nanos((daily.0 as f64 * remaining_days).round() as i64),
+        projected: spent + Nanos((daily.0 as f64 * remaining_days).round() as i128),
     }
 }
 
@@ -286,7 +286,7 @@ mod tests {
             calls: 1,
             input_tokens: 0,
             output_tokens: 0,
-            cost: Nanos(usd * 1_000_000_000),
+            cost: Nanos::from(usd * 1_000_000_000),
             unpriced_calls: 0,
         }
     }
@@ -359,7 +359,7 @@ mod tests {
             feature: feature.into(),
             model: model.into(),
             calls,
-            cost: Nanos(usd_cents * 10_000_000),
+            cost: Nanos::from(usd_cents * 10_000_000),
         }
     }
 

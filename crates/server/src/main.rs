@@ -58,6 +58,26 @@ enum Command {
         #[arg(long, value_parser = parse_format)]
         format: Option<Format>,
     },
+    /// Delete an org's usage records (and their share of the hourly rollups) by request id,
+    /// request id prefix, or time range; prints `{"deleted": N}`.
+    DeleteUsage {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        org: String,
+        /// A request id to delete (repeat for several).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Delete the records whose request id starts with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Delete the records at or after this instant (RFC 3339 or YYYY-MM-DD)…
+        #[arg(long)]
+        from: Option<String>,
+        /// …and before this one (a bare date includes that whole day).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 fn parse_format(name: &str) -> Result<Format, String> {
@@ -115,6 +135,24 @@ async fn main() -> anyhow::Result<()> {
             let summary =
                 apogee_server::ingest::file::run(&config, &file, &org, format, progress).await?;
             println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::DeleteUsage {
+            config,
+            org,
+            ids,
+            prefix,
+            from,
+            to,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let request = apogee_server::usage_delete::Request {
+                ids,
+                prefix,
+                from,
+                to,
+            };
+            let deleted = apogee_server::usage_delete::run(&config, &org, request).await?;
+            println!("{}", serde_json::json!({ "deleted": deleted }));
         }
     }
     Ok(())

@@ -162,14 +162,27 @@ fn message_json(m: MessageRow) -> Value {
     v
 }
 
+/// An id from a path: one with a control character is no id of ours (and PostgreSQL cannot
+/// even look up text holding U+0000), so it is a 400 before any lookup.
+fn path_id<'a>(id: &'a str, what: &str) -> Result<&'a str, ApiError> {
+    match id.chars().find(|c| c.is_control()) {
+        Some(c) => Err(ApiError::BadRequest(format!(
+            "the {what} id contains the control character U+{:04X}",
+            u32::from(c)
+        ))),
+        None => Ok(id),
+    }
+}
+
 pub async fn thread_messages(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(thread_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let s = session(&app, &headers).await?;
+    let thread_id = path_id(&thread_id, "thread")?;
     let messages: Vec<Value> = s
-        .thread_messages(&thread_id)
+        .thread_messages(thread_id)
         .await?
         .into_iter()
         .map(message_json)
@@ -183,7 +196,7 @@ pub async fn run_events(
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let s = session(&app, &headers).await?;
-    let events = s.run_events(&run_id).await?;
+    let events = s.run_events(path_id(&run_id, "run")?).await?;
     // The stored payloads are the exact frames sent on the wire; splice them in unchanged.
     let mut body = String::from("{\"events\":[");
     for (i, e) in events.iter().enumerate() {
@@ -370,7 +383,7 @@ pub struct CostsQuery {
 }
 
 /// `2026-11-01` (a whole UTC day) or RFC 3339. A bare date as `to` includes that day.
-fn parse_bound(text: &str, is_end: bool) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn parse_bound(text: &str, is_end: bool) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -419,7 +432,7 @@ fn period_of(
 }
 
 fn nanos_json(n: Nanos) -> Value {
-    json!({"cost_usd": n.usd(), "cost_nanos": n.0})
+    json!({"cost_usd": n.usd(), "cost_nanos": n})
 }
 
 pub async fn costs(
@@ -510,7 +523,7 @@ pub async fn recommendations(
         "currency": "USD",
         "limits": limits,
         "cache_hit_rate": CACHE_HIT_RATE,
-        "monthly_saving_nanos": total.0,
+        "monthly_saving_nanos": total,
         "monthly_saving_usd": total.usd(),
         "recommendations": recs.iter().map(Recommendation::to_json).collect::<Vec<_>>(),
     })))

@@ -87,6 +87,50 @@ pub(crate) trait Cols {
     fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
     fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
     fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+
+    /// A sum written by [`wide_sum`], exactly (or a plain integer column, such as a count).
+    fn wide(&self, col: &str) -> Result<i128, sqlx::Error> {
+        let text = match self.text(col) {
+            Ok(text) => text,
+            Err(_) => return self.int(col).map(i128::from),
+        };
+        parse_wide(&text).ok_or_else(|| {
+            sqlx::Error::Decode(format!("column `{col}`: `{text}` is not a wide sum").into())
+        })
+    }
+
+    /// A sum written by [`wide_sum`] as an `i64`, held at `i64::MAX` beyond (token and call
+    /// counts: no real org reaches 9.2 × 10¹⁸; a hostile one must not break its reads).
+    fn wide_count(&self, col: &str) -> Result<i64, sqlx::Error> {
+        let v = self.wide(col)?;
+        Ok(i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX }))
+    }
+}
+
+/// Parts a sum of 64-bit integers is split into by [`wide_sum`]: `value / SPLIT` and
+/// `value % SPLIT` each sum without overflow over billions of rows.
+const SPLIT: i128 = 1_000_000_000;
+
+/// `SUM(expr)` of 64-bit integers that cannot overflow, 0 over no rows, as text `HIGH:LOW`
+/// (the sums of `expr / 10⁹` and of `expr % 10⁹`), read with [`Cols::wide`]. SQLite's `SUM`
+/// fails past 64 bits and PostgreSQL's is NUMERIC, which its driver here does not read; both
+/// backends sum the two parts exactly and give the same text.
+pub(crate) fn wide_sum(expr: &str) -> String {
+    format!(
+        "(CAST(COALESCE(SUM(({expr}) / {SPLIT}), 0) AS TEXT) || ':' || \
+         CAST(COALESCE(SUM(({expr}) % {SPLIT}), 0) AS TEXT))"
+    )
+}
+
+fn parse_wide(text: &str) -> Option<i128> {
+    match text.split_once(':') {
+        Some((high, low)) => high
+            .parse::<i128>()
+            .ok()?
+            .checked_mul(SPLIT)?
+            .checked_add(low.parse::<i128>().ok()?),
+        None => text.parse().ok(),
+    }
 }
 
 macro_rules! impl_cols {
@@ -126,6 +170,52 @@ pub(crate) fn is_retryable(e: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_sums_read_back_exactly() {
+        assert_eq!(parse_wide("0:0"), Some(0));
+        assert_eq!(parse_wide("9:223372036"), Some(9_223_372_036));
+        assert_eq!(
+            parse_wide("18446744073:1709551615"),
+            Some(18_446_744_073 * 1_000_000_000 + 1_709_551_615)
+        );
+        assert_eq!(parse_wide("-3:-5"), Some(-3_000_000_005));
+        assert_eq!(parse_wide("42"), Some(42));
+        assert_eq!(parse_wide("x:1"), None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_sums_past_64_bits_without_failing() {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (v BIGINT)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            sqlx::query("INSERT INTO t VALUES ($1)")
+                .bind(i64::MAX)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        assert!(
+            sqlx::query("SELECT SUM(v) FROM t")
+                .fetch_one(&pool)
+                .await
+                .is_err()
+        );
+        let row = sqlx::query(&format!(
+            "SELECT {} AS s, {} AS e FROM t",
+            wide_sum("v"),
+            wide_sum("v * 0 + NULL")
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(row.wide("s").unwrap(), 3 * i128::from(i64::MAX));
+        assert_eq!(row.wide_count("s").unwrap(), i64::MAX);
+        assert_eq!(row.wide("e").unwrap(), 0);
+    }
 
     #[tokio::test]
     async fn sqlite_accepts_dollar_placeholders_repeated_and_in_any_order() {

@@ -5,11 +5,12 @@
 //! only for its partial edge hours ([`Split`]), so they stay exact for any period while a
 //! 30-day breakdown reads ~720 hours × dimensions instead of every call.
 //!
-//! The SQL is shared by both backends and gives identical results on them: sums are cast to
-//! BIGINT (PostgreSQL's SUM of BIGINT is NUMERIC), text keys sort byte-wise (`COLLATE "C"` on
-//! PostgreSQL) and only day bucketing and the insertion-order tiebreak differ by dialect.
+//! The SQL is shared by both backends and gives identical results on them: sums cannot
+//! overflow (`db::wide_sum`; an org's lifetime of spend needs more than 64 bits), text keys sort
+//! byte-wise (`COLLATE "C"` on PostgreSQL) and only day bucketing and the insertion-order
+//! tiebreak differ by dialect. Rows ordered by cost are sorted here, on the exact sums.
 
-use crate::db::{Cols, Db, on_read};
+use crate::db::{Cols, Db, on_read, wide_sum};
 use crate::rollup;
 use apogee_analytics::queries::{latency_row, sort_latency_rows};
 use apogee_analytics::{
@@ -28,9 +29,16 @@ pub struct OrgUsage {
     org_id: String,
 }
 
-/// `SUM(expr)` as a BIGINT, 0 over no rows, on both backends.
+/// `SUM(expr)` that cannot overflow, 0 over no rows, on both backends; read with
+/// [`Cols::wide`] or [`Cols::wide_count`].
 fn sum(expr: &str) -> String {
-    format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)")
+    wide_sum(expr)
+}
+
+/// Cost descending, then key ascending (byte-wise, as the SQL's keys): the order of every
+/// breakdown by cost, on the exact sums.
+fn by_cost_then_key(rows: &mut [CostRow]) {
+    rows.sort_by(|a, b| b.cost.cmp(&a.cost).then_with(|| a.key.cmp(&b.key)));
 }
 
 fn backend(e: sqlx::Error) -> QueryError {
@@ -131,21 +139,21 @@ macro_rules! bind_split {
 fn cost_row(r: &impl Cols) -> Result<CostRow, sqlx::Error> {
     Ok(CostRow {
         key: r.text("k")?,
-        calls: r.int("calls")?,
-        input_tokens: r.int("input_tokens")?,
-        output_tokens: r.int("output_tokens")?,
-        cost: Nanos(r.int("cost")?),
-        unpriced_calls: r.int("unpriced_calls")?,
+        calls: r.wide_count("calls")?,
+        input_tokens: r.wide_count("input_tokens")?,
+        output_tokens: r.wide_count("output_tokens")?,
+        cost: Nanos(r.wide("cost")?),
+        unpriced_calls: r.wide_count("unpriced_calls")?,
     })
 }
 
 fn mix(r: &impl Cols, prefix: &str) -> Result<TokenMix, sqlx::Error> {
     Ok(TokenMix {
-        calls: r.int(&format!("{prefix}calls"))?,
-        fresh_input_tokens: r.int(&format!("{prefix}fresh"))?,
-        cached_input_tokens: r.int(&format!("{prefix}cached"))?,
-        output_tokens: r.int(&format!("{prefix}output"))?,
-        cost: Nanos(r.int(&format!("{prefix}cost"))?),
+        calls: r.wide_count(&format!("{prefix}calls"))?,
+        fresh_input_tokens: r.wide_count(&format!("{prefix}fresh"))?,
+        cached_input_tokens: r.wide_count(&format!("{prefix}cached"))?,
+        output_tokens: r.wide_count(&format!("{prefix}output"))?,
+        cost: Nanos(r.wide(&format!("{prefix}cost"))?),
     })
 }
 
@@ -182,13 +190,13 @@ impl OrgUsageQueries for OrgUsage {
                 .fetch_one(pool)
                 .await
                 .map_err(backend)?;
-            let get = |c: &str| r.int(c).map_err(backend);
+            let get = |c: &str| r.wide_count(c).map_err(backend);
             Ok(UsageTotals {
                 calls: get("calls")?,
                 input_tokens: get("input_tokens")?,
                 output_tokens: get("output_tokens")?,
                 cached_input_tokens: get("cached")?,
-                cost: Nanos(get("cost")?),
+                cost: Nanos(r.wide("cost").map_err(backend)?),
                 unpriced_calls: get("unpriced_calls")?,
                 unpriced_tokens: get("unpriced_tokens")?,
                 error_calls: get("error_calls")?,
@@ -197,16 +205,11 @@ impl OrgUsageQueries for OrgUsage {
     }
 
     async fn breakdown(&self, period: &Period, by: GroupBy) -> Result<Vec<CostRow>, QueryError> {
-        let order = if by == GroupBy::Day {
-            "k ASC"
-        } else {
-            "cost DESC, k ASC"
-        };
         let sql = format!(
             "SELECT {key}{bytewise} AS k, {calls} AS calls, {input} AS input_tokens,
                     {output} AS output_tokens, {cost} AS cost, {unpriced} AS unpriced_calls
              FROM ({UNION_ROWS}) AS u
-             GROUP BY k ORDER BY {order}",
+             GROUP BY k ORDER BY k ASC",
             key = group_key(&self.db, by),
             bytewise = bytewise(&self.db),
             calls = sum("calls"),
@@ -216,7 +219,7 @@ impl OrgUsageQueries for OrgUsage {
             unpriced = sum("unpriced_calls"),
         );
         let split = Split::of(period);
-        on_read!(&self.db, pool => {
+        let mut rows: Vec<CostRow> = on_read!(&self.db, pool => {
             let rows = bind_split!(sqlx::query(&sql), &self.org_id, split)
                 .fetch_all(pool)
                 .await
@@ -224,8 +227,12 @@ impl OrgUsageQueries for OrgUsage {
             rows.iter()
                 .map(cost_row)
                 .collect::<Result<_, _>>()
-                .map_err(backend)
-        })
+                .map_err(backend)?
+        });
+        if by != GroupBy::Day {
+            by_cost_then_key(&mut rows);
+        }
+        Ok(rows)
     }
 
     async fn traffic_profile(
@@ -278,7 +285,7 @@ impl OrgUsageQueries for OrgUsage {
                 short_interactive: mix(&r, "i_").map_err(backend)?,
                 short_batch: mix(&r, "b_").map_err(backend)?,
                 all_calls: r.int("all_calls").map_err(backend)?,
-                all_cost: Nanos(r.int("all_cost").map_err(backend)?),
+                all_cost: Nanos(r.wide("all_cost").map_err(backend)?),
             })
         })
     }
@@ -298,7 +305,7 @@ impl OrgUsageQueries for OrgUsage {
                    FROM usage_records
                    WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND prompt_hash IS NOT NULL) AS numbered
              WHERE rn > 1
-             GROUP BY k ORDER BY cost DESC, k ASC",
+             GROUP BY k",
             bytewise = bytewise(&self.db),
             input = sum("input_tokens"),
             output = sum("output_tokens"),
@@ -316,10 +323,12 @@ impl OrgUsageQueries for OrgUsage {
                 .await
                 .map_err(backend)?
                 .iter()
-                .map(|r| Ok((cost_row(r)?, r.int("prompts")?)))
+                .map(|r| Ok((cost_row(r)?, r.wide_count("prompts")?)))
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(backend)?
         });
+        let mut rows = rows;
+        rows.sort_by(|a, b| b.0.cost.cmp(&a.0.cost).then_with(|| a.0.key.cmp(&b.0.key)));
         let mut profile = RepeatProfile::default();
         for (row, prompts) in rows {
             profile.repeated_prompts += prompts;
@@ -390,7 +399,7 @@ impl OrgUsageQueries for OrgUsage {
                 .await
                 .map_err(backend)?
                 .iter()
-                .map(|r| Ok((r.text("model")?, r.int("calls")?, r.int("errors")?)))
+                .map(|r| Ok((r.text("model")?, r.wide_count("calls")?, r.wide_count("errors")?)))
                 .collect::<Result<Vec<_>, sqlx::Error>>()
                 .map_err(backend)?;
             let latencies = sqlx::query(

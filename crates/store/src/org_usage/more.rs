@@ -2,9 +2,9 @@
 //! spend and traffic, output tails, prompt-length bands), one org at a time. Kept apart from
 //! `mod.rs` so the two evolve separately; its trait impl only delegates here.
 //!
-//! The SQL is written for both SQLite and PostgreSQL: `$n` placeholders, sums cast to
-//! `BIGINT` (PostgreSQL's `SUM` of a bigint is numeric), booleans compared with
-//! `TRUE`/`FALSE`, and no SQLite-only functions. Semantics are `MemoryUsage`'s (see its
+//! The SQL is written for both SQLite and PostgreSQL: `$n` placeholders, sums that cannot
+//! overflow (`db::wide_sum`; counts of rows, which cannot, cast to `BIGINT`), booleans
+//! compared with `TRUE`/`FALSE`, and no SQLite-only functions. Semantics are `MemoryUsage`'s (see its
 //! module docs), which `tests/matches_reference.rs` checks.
 
 use apogee_analytics::memory::nearest_rank_index;
@@ -13,7 +13,7 @@ use apogee_analytics::{
 };
 
 use super::bytewise;
-use crate::db::{Cols, Db, on_read};
+use crate::db::{Cols, Db, on_read, wide_sum};
 
 fn backend(e: sqlx::Error) -> QueryError {
     QueryError::Backend(e.to_string())
@@ -27,7 +27,8 @@ const FROM_CATALOG: &str = "price_source IS NOT NULL AND price_source <> 'client
 fn mix_columns(cond: &str, p: &str) -> String {
     let sum = |expr: &str, name: &str| {
         format!(
-            "CAST(COALESCE(SUM(CASE WHEN {cond} THEN {expr} ELSE 0 END), 0) AS BIGINT) AS {p}{name}"
+            "{} AS {p}{name}",
+            wide_sum(&format!("CASE WHEN {cond} THEN {expr} ELSE 0 END"))
         )
     };
     [
@@ -41,13 +42,13 @@ fn mix_columns(cond: &str, p: &str) -> String {
 }
 
 fn mix(r: &impl Cols, p: &str) -> Result<TokenMix, sqlx::Error> {
-    let get = |name: &str| r.int(format!("{p}{name}").as_str());
+    let get = |name: &str| r.wide_count(format!("{p}{name}").as_str());
     Ok(TokenMix {
         calls: get("calls")?,
         fresh_input_tokens: get("fresh")?,
         cached_input_tokens: get("cached")?,
         output_tokens: get("output")?,
-        cost: Nanos(get("cost")?),
+        cost: Nanos(r.wide(format!("{p}cost").as_str())?),
     })
 }
 
@@ -58,15 +59,15 @@ pub(crate) async fn breakdown_feature_model(
 ) -> Result<Vec<FeatureModelCost>, QueryError> {
     let sql = format!(
         "SELECT COALESCE(feature, '(none)'){b} AS f, model{b} AS model,
-                CAST(COALESCE(SUM(request_count), 0) AS BIGINT) AS calls,
-                CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost
+                {calls} AS calls, {cost} AS cost
          FROM usage_records
          WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3
-         GROUP BY COALESCE(feature, '(none)'), model
-         ORDER BY cost DESC, f, model",
+         GROUP BY COALESCE(feature, '(none)'), model",
         b = bytewise(db),
+        calls = wide_sum("request_count"),
+        cost = wide_sum("cost_nanos"),
     );
-    on_read!(db, pool => {
+    let mut rows: Vec<FeatureModelCost> = on_read!(db, pool => {
         sqlx::query(&sql)
             .bind(org_id)
             .bind(period.from_ms())
@@ -79,13 +80,21 @@ pub(crate) async fn breakdown_feature_model(
                 Ok(FeatureModelCost {
                     feature: r.text("f")?,
                     model: r.text("model")?,
-                    calls: r.int("calls")?,
-                    cost: Nanos(r.int("cost")?),
+                    calls: r.wide_count("calls")?,
+                    cost: Nanos(r.wide("cost")?),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(backend)
-    })
+            .map_err(backend)?
+    });
+    // Cost descending, then feature and model (byte-wise, as the keys compare in SQL).
+    rows.sort_by(|a, b| {
+        b.cost
+            .cmp(&a.cost)
+            .then_with(|| a.feature.cmp(&b.feature))
+            .then_with(|| a.model.cmp(&b.model))
+    });
+    Ok(rows)
 }
 
 pub(crate) async fn feature_model_traffic(
