@@ -41,7 +41,7 @@ pub(crate) const UPSERT_TAIL: &str =
       error_calls = usage_hourly.error_calls + excluded.error_calls";
 
 /// Key of records without a user or a feature; the same key every breakdown reports.
-const NONE_KEY: &str = "(none)";
+pub(crate) const NONE_KEY: &str = "(none)";
 
 /// The start of the UTC hour holding `ts_ms`.
 pub(crate) fn hour_floor(ts_ms: i64) -> i64 {

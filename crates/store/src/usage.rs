@@ -8,14 +8,14 @@
 //! read are locked (`FOR UPDATE`) until the transaction ends, and a race on a bucket created
 //! meanwhile by another node (out of range, deadlock) runs the transaction again.
 
-use std::collections::HashMap;
-
 use apogee_analytics::PricedRecord;
 use futures_util::StreamExt;
 use sqlx::QueryBuilder;
 
 use crate::db::{Cols, Db, on_write};
-use crate::rollup::{HourKey, HourSums, RAW_COLUMNS, RollupDelta, RowSums, apply_delta, key_of};
+use crate::rollup::{
+    HourKey, HourSums, NONE_KEY, RAW_COLUMNS, RollupDelta, RowSums, apply_delta, hour_floor,
+};
 use crate::{Store, StoreError};
 
 /// Rollup rows read per query when checking a batch: 5 binds each.
@@ -74,6 +74,41 @@ fn worth_retrying(e: &StoreError) -> bool {
         || matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("22003"))
 }
 
+/// A rollup row's key borrowed from the record it comes from; ordered like [`HourKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct BucketRef<'a> {
+    hour_ms: i64,
+    provider: &'a str,
+    model: &'a str,
+    user: &'a str,
+    feature: &'a str,
+}
+
+impl<'a> BucketRef<'a> {
+    fn of(p: &'a PricedRecord, provider: &'a str) -> BucketRef<'a> {
+        let r = &p.record;
+        BucketRef {
+            hour_ms: hour_floor(r.ts.timestamp_millis()),
+            provider,
+            model: &r.model,
+            user: r.user.as_deref().unwrap_or(NONE_KEY),
+            feature: r.feature.as_deref().unwrap_or(NONE_KEY),
+        }
+    }
+}
+
+impl<'a> From<&'a HourKey> for BucketRef<'a> {
+    fn from(k: &'a HourKey) -> BucketRef<'a> {
+        BucketRef {
+            hour_ms: k.hour_ms,
+            provider: &k.provider,
+            model: &k.model,
+            user: &k.user,
+            feature: &k.feature,
+        }
+    }
+}
+
 /// The head of the read of a batch's rollup rows; the keys follow as a `VALUES` list.
 const READ_SUMS: &str = "SELECT hour_ms, provider, model, user_key, feature_key, row_count, calls,
      input_tokens, output_tokens, cached_input_tokens, cost_nanos, unpriced_calls, unpriced_tokens,
@@ -100,23 +135,25 @@ impl Store {
         org_id: &str,
         records: &[(PricedRecord, String)],
     ) -> Result<IngestSummary, StoreError> {
-        let rows: Vec<(HourKey, Option<RowSums>)> = records
+        // The batch's buckets, borrowed from its records (a batch may touch as many buckets as
+        // it has records), sorted: the order rollup rows are read, locked and written in.
+        let rows: Vec<(BucketRef<'_>, Option<RowSums>)> = records
             .iter()
-            .map(|(p, provider)| {
-                let r = &p.record;
-                let key = key_of(
-                    r.ts.timestamp_millis(),
-                    provider,
-                    &r.model,
-                    r.user.as_deref(),
-                    r.feature.as_deref(),
-                );
-                (key, row_sums(p))
-            })
+            .map(|(p, provider)| (BucketRef::of(p, provider), row_sums(p)))
+            .collect();
+        let mut buckets: Vec<BucketRef<'_>> = rows.iter().map(|(b, _)| *b).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let bucket_of: Vec<usize> = rows
+            .iter()
+            .map(|(b, _)| buckets.binary_search(b).unwrap_or_default())
             .collect();
         let mut attempt = 1;
         loop {
-            match self.try_ingest(org_id, records, &rows).await {
+            match self
+                .try_ingest(org_id, records, &rows, &buckets, &bucket_of)
+                .await
+            {
                 Err(e) if attempt < ATTEMPTS && worth_retrying(&e) => attempt += 1,
                 other => return other,
             }
@@ -127,11 +164,10 @@ impl Store {
         &self,
         org_id: &str,
         records: &[(PricedRecord, String)],
-        rows: &[(HourKey, Option<RowSums>)],
+        rows: &[(BucketRef<'_>, Option<RowSums>)],
+        buckets: &[BucketRef<'_>],
+        bucket_of: &[usize],
     ) -> Result<IngestSummary, StoreError> {
-        let mut keys: Vec<&HourKey> = rows.iter().map(|(k, _)| k).collect();
-        keys.sort();
-        keys.dedup();
         let lock = match self.db {
             Db::Sqlite { .. } => "",
             // Held to the end of the transaction, so no other ingest grows these rows between
@@ -142,30 +178,33 @@ impl Store {
         };
         let (delta, rejected) = on_write!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            let mut sums: HashMap<HourKey, HourSums> = HashMap::new();
-            for chunk in keys.chunks(KEYS_PER_READ) {
+            let mut sums = vec![HourSums::default(); buckets.len()];
+            for chunk in buckets.chunks(KEYS_PER_READ) {
                 let mut qb = QueryBuilder::new(READ_SUMS);
                 qb.push_bind(org_id);
                 qb.push(" AND (hour_ms, provider, model, user_key, feature_key) IN (");
                 qb.push_values(chunk, |mut b, k| {
                     b.push_bind(k.hour_ms)
-                        .push_bind(k.provider.as_str())
-                        .push_bind(k.model.as_str())
-                        .push_bind(k.user.as_str())
-                        .push_bind(k.feature.as_str());
+                        .push_bind(k.provider)
+                        .push_bind(k.model)
+                        .push_bind(k.user)
+                        .push_bind(k.feature);
                 });
                 qb.push(")");
                 qb.push(lock);
                 for row in qb.build().fetch_all(&mut *tx).await? {
-                    sums.insert(hour_key(&row)?, HourSums::read(&row)?);
+                    let key = hour_key(&row)?;
+                    if let Ok(i) = buckets.binary_search(&BucketRef::from(&key)) {
+                        sums[i] = HourSums::read(&row)?;
+                    }
                 }
             }
             // Each record in order against its bucket as it would stand with the records
             // before it (duplicates counted too: they are known only once inserted).
             let mut rejected = Vec::new();
             let mut admitted = Vec::with_capacity(records.len());
-            for (position, (key, row)) in rows.iter().enumerate() {
-                let bucket = sums.entry(key.clone()).or_default();
+            for (position, (_, row)) in rows.iter().enumerate() {
+                let bucket = &mut sums[bucket_of[position]];
                 match row.as_ref().and_then(|r| bucket.add(r)) {
                     Some(grown) => {
                         *bucket = grown;
