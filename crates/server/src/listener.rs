@@ -10,8 +10,8 @@
 //!   in flight, not upgraded): sockets that say nothing cannot lock everyone else out.
 //!
 //! A refused connection gets a canned `503` and is closed unread. The bookkeeping is
-//! [`Table`], pure and unit-tested; a socket's place in it is held by the IO object itself
-//! ([`TrackedIo`]), so it is released exactly when the socket closes, also after an upgrade
+//! `Table`, pure and unit-tested; a socket's place in it is held by the IO object itself
+//! (`TrackedIo`), so it is released exactly when the socket closes, also after an upgrade
 //! moved it into a WebSocket.
 
 use std::collections::HashMap;

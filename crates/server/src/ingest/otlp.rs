@@ -22,7 +22,7 @@
 //! exceeds the input can only be Anthropic-style and are added up instead.
 //!
 //! Bodies are read as a stream of spans, never decoded whole: the protobuf wire format is
-//! walked field by field ([`wire`]) and OTLP/JSON visited element by element, each span kept
+//! walked field by field (`wire`) and OTLP/JSON visited element by element, each span kept
 //! as the bytes or text it came in until its resource is known (a resource may follow its
 //! spans), then decoded alone. A request may hold at most `max_records` spans (413 beyond),
 //! and a span over [`MAX_ELEMENT_BYTES`] is rejected as its record rather than decoded.
