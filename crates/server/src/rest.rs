@@ -209,23 +209,26 @@ pub async fn run_events(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// An ingest request's place: one of its user's ingests in flight, the node's parsing turn,
-/// and the body, read only once both are held (so a request waiting its turn holds no body).
-pub(crate) struct IngestTurn {
+/// An ingest request in progress: one of its user's ingests in flight, the body, and (once
+/// parsing starts) one of the node's parsing turns, held until the request is answered so the
+/// parsed records of at most that many requests are in memory at once. The body is read before
+/// the turn is taken: a client that sends slowly holds its own place, never a turn others wait
+/// for.
+pub(crate) struct IngestRequest {
     body: Bytes,
     _in_flight: InFlight,
-    _turn: tokio::sync::OwnedSemaphorePermit,
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-impl IngestTurn {
-    /// 429 when the user has as many ingests in flight as allowed; then waits for a turn and
-    /// reads the body: 413 past `max_body_bytes`, 408 past `body_timeout_ms`.
+impl IngestRequest {
+    /// 429 when the user has as many ingests in flight as allowed; then reads the body: 413
+    /// past `max_body_bytes`, 408 past `body_timeout_ms`.
     pub(crate) async fn take(
         app: &AppState,
         s: &UserSession,
         headers: &HeaderMap,
         body: Body,
-    ) -> Result<IngestTurn, ApiError> {
+    ) -> Result<IngestRequest, ApiError> {
         let in_flight = app
             .ingest
             .enter(s.key())
@@ -243,9 +246,8 @@ impl IngestTurn {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
-        let turn = app.ingest.turn().await;
         let timeout = std::time::Duration::from_millis(app.config.body_timeout_ms);
-        let body = tokio::time::timeout(timeout, read_body(body, limit, declared))
+        let body = tokio::time::timeout(timeout, read_body(body, limit))
             .await
             .map_err(|_| {
                 ApiError::RequestTimeout(format!(
@@ -257,19 +259,21 @@ impl IngestTurn {
                 BodyError::TooLarge => too_large(),
                 BodyError::Read(e) => ApiError::BadRequest(format!("cannot read the body: {e}")),
             })?;
-        Ok(IngestTurn {
+        Ok(IngestRequest {
             body,
             _in_flight: in_flight,
-            _turn: turn,
+            turn: None,
         })
     }
 
-    /// Runs `parse` over the body on a blocking thread: parsing a large body is seconds of
-    /// CPU that must not hold up an async worker.
+    /// Waits for a parsing turn, then runs `parse` over the body on a blocking thread: parsing
+    /// a large body is seconds of CPU that must not hold up an async worker.
     pub(crate) async fn parse<T: Send + 'static>(
-        &self,
+        &mut self,
+        app: &AppState,
         parse: impl FnOnce(&[u8]) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
+        self.turn = Some(app.ingest.turn().await);
         let body = self.body.clone();
         tokio::task::spawn_blocking(move || parse(&body))
             .await
@@ -282,11 +286,11 @@ enum BodyError {
     Read(axum::Error),
 }
 
-/// Reads a body up to `limit` bytes (decompressed, when a layer decompresses it).
-async fn read_body(body: Body, limit: usize, declared: Option<u64>) -> Result<Bytes, BodyError> {
+/// Reads a body up to `limit` bytes (decompressed, when a layer decompresses it). Memory
+/// grows with what has arrived, not with what the headers announce.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
     use futures_util::StreamExt;
-    let hint = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
-    let mut out = Vec::with_capacity(hint);
+    let mut out = Vec::new();
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(BodyError::Read)?;
@@ -333,11 +337,11 @@ pub async fn ingest_usage(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let format = body_format(q.format.as_deref(), content_type).map_err(ApiError::BadRequest)?;
-    let turn = IngestTurn::take(&app, &s, &headers, body).await?;
+    let mut request = IngestRequest::take(&app, &s, &headers, body).await?;
     let catalog = s.catalog_arc();
     let limits = app.ingest_limits();
-    let parsed = turn
-        .parse(move |body| parse_body(format, body, &catalog, limits))
+    let parsed = request
+        .parse(&app, move |body| parse_body(format, body, &catalog, limits))
         .await?
         .map_err(|e| match e {
             FormatError::TooManyRecords(_) => ApiError::PayloadTooLarge(e.to_string()),

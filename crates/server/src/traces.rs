@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::ingest::otlp::{self, Encoding, OtlpError};
 use crate::ingest::price_batch;
-use crate::rest::{IngestTurn, session, store_parsed};
+use crate::rest::{IngestRequest, session, store_parsed};
 
 pub async fn traces(
     State(app): State<AppState>,
@@ -29,11 +29,11 @@ pub async fn traces(
             "OTLP/HTTP bodies are application/x-protobuf or application/json".into(),
         )
     })?;
-    let turn = IngestTurn::take(&app, &s, &headers, body).await?;
+    let mut request = IngestRequest::take(&app, &s, &headers, body).await?;
     let catalog = s.catalog_arc();
     let limits = app.ingest_limits();
-    let parsed = turn
-        .parse(move |body| {
+    let parsed = request
+        .parse(&app, move |body| {
             let spans = otlp::read(encoding, body, limits)?;
             tracing::debug!(skipped = spans.skipped, "OTLP spans read");
             Ok::<_, OtlpError>(price_batch(spans.batch, &catalog, limits))

@@ -88,7 +88,7 @@ pub(crate) trait Cols {
     fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
     fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
 
-    /// A sum written by [`wide_sum`], exactly (or a plain integer column, such as a count).
+    /// A sum written by [`Sums::sum`], exactly (or a plain integer column, such as a count).
     fn wide(&self, col: &str) -> Result<i128, sqlx::Error> {
         let text = match self.text(col) {
             Ok(text) => text,
@@ -99,7 +99,7 @@ pub(crate) trait Cols {
         })
     }
 
-    /// A sum written by [`wide_sum`] as an `i64`, held at `i64::MAX` beyond (token and call
+    /// A sum written by [`Sums::sum`] as an `i64`, held at `i64::MAX` beyond (token and call
     /// counts: no real org reaches 9.2 × 10¹⁸; a hostile one must not break its reads).
     fn wide_count(&self, col: &str) -> Result<i64, sqlx::Error> {
         let v = self.wide(col)?;
@@ -107,19 +107,50 @@ pub(crate) trait Cols {
     }
 }
 
-/// Parts a sum of 64-bit integers is split into by [`wide_sum`]: `value / SPLIT` and
+/// Parts a sum of 64-bit integers is split into on SQLite: `value / SPLIT` and
 /// `value % SPLIT` each sum without overflow over billions of rows.
 const SPLIT: i128 = 1_000_000_000;
 
-/// `SUM(expr)` of 64-bit integers that cannot overflow, 0 over no rows, as text `HIGH:LOW`
-/// (the sums of `expr / 10⁹` and of `expr % 10⁹`), read with [`Cols::wide`]. SQLite's `SUM`
-/// fails past 64 bits and PostgreSQL's is NUMERIC, which its driver here does not read; both
-/// backends sum the two parts exactly and give the same text.
-pub(crate) fn wide_sum(expr: &str) -> String {
-    format!(
-        "(CAST(COALESCE(SUM(({expr}) / {SPLIT}), 0) AS TEXT) || ':' || \
-         CAST(COALESCE(SUM(({expr}) % {SPLIT}), 0) AS TEXT))"
-    )
+/// How a read writes its sums of 64-bit integers, so they never overflow, read back with
+/// [`Cols::wide`] or [`Cols::wide_count`]. PostgreSQL sums BIGINT as NUMERIC (exact), which is
+/// read as text. SQLite's `SUM` is 64-bit and fails past that, so reads sum plainly first (the
+/// usual case costs nothing) and, when SQLite reports an overflow, again in two parts (the sums
+/// of `expr / 10⁹` and of `expr % 10⁹`, as text `HIGH:LOW`) — see `org_usage`'s `widening!`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sums {
+    backend: Backend,
+    split: bool,
+}
+
+impl Sums {
+    /// How a read sums first on `db`.
+    pub(crate) fn first(db: &Db) -> Sums {
+        Sums {
+            backend: db.backend(),
+            split: false,
+        }
+    }
+
+    /// How to sum again after `error`, when it is SQLite's overflow of a plain sum.
+    pub(crate) fn after(self, error: &str) -> Option<Sums> {
+        (self.backend == Backend::Sqlite && !self.split && error.contains("integer overflow"))
+            .then_some(Sums {
+                split: true,
+                ..self
+            })
+    }
+
+    /// `SUM(expr)`, 0 over no rows.
+    pub(crate) fn sum(self, expr: &str) -> String {
+        match (self.backend, self.split) {
+            (Backend::Postgres, _) => format!("CAST(COALESCE(SUM({expr}), 0) AS TEXT)"),
+            (Backend::Sqlite, false) => format!("COALESCE(SUM({expr}), 0)"),
+            (Backend::Sqlite, true) => format!(
+                "(CAST(COALESCE(SUM(({expr}) / {SPLIT}), 0) AS TEXT) || ':' || \
+                 CAST(COALESCE(SUM(({expr}) % {SPLIT}), 0) AS TEXT))"
+            ),
+        }
+    }
 }
 
 fn parse_wide(text: &str) -> Option<i128> {
@@ -198,16 +229,23 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert!(
-            sqlx::query("SELECT SUM(v) FROM t")
-                .fetch_one(&pool)
-                .await
-                .is_err()
-        );
+        let first = Sums::first(&Db::Sqlite {
+            write: pool.clone(),
+            read: pool.clone(),
+        });
+        let plain = match sqlx::query(&format!("SELECT {} FROM t", first.sum("v")))
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(_) => panic!("SQLite's SUM does not overflow any more?"),
+            Err(e) => e.to_string(),
+        };
+        let split = first.after(&plain).expect("an overflow sums again, split");
+        assert_eq!(split.after("integer overflow"), None, "once");
         let row = sqlx::query(&format!(
             "SELECT {} AS s, {} AS e FROM t",
-            wide_sum("v"),
-            wide_sum("v * 0 + NULL")
+            split.sum("v"),
+            split.sum("v * 0 + NULL")
         ))
         .fetch_one(&pool)
         .await

@@ -5,7 +5,7 @@
 //! A rollup row's sums are 64-bit (BIGINT) and every addition to them is checked: ingest reads
 //! the sums of the rows a batch adds to and refuses, with its index, a record that would take
 //! one past the limit ([`HourSums::add`]), so a bucket never overflows and later batches keep
-//! landing. Sums across buckets are read wide (`db::wide_sum`).
+//! landing. Sums across buckets are read wide (`db::Sums`).
 
 use std::collections::HashMap;
 

@@ -3,9 +3,9 @@
 //! the store. Parsing lives in `apogee_analytics::formats` (pure) and [`otlp`] (OTLP/HTTP).
 //!
 //! Bounds ([`IngestGate`]): a user has at most `max_ingests_per_user` requests in flight
-//! (429 beyond), and the node parses at most `max_concurrent_ingests` bodies at once, each
-//! read only after its caller is authenticated and its turn has come, and parsed on a
-//! blocking thread so a large body never holds up the async workers.
+//! (429 beyond), each body read only after its caller is authenticated; the node parses and
+//! stores at most `max_concurrent_ingests` bodies at once (the rest wait their turn, bodies
+//! read), on blocking threads so a large body never holds up the async workers.
 
 pub mod file;
 pub mod otlp;

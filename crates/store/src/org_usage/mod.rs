@@ -6,11 +6,12 @@
 //! 30-day breakdown reads ~720 hours × dimensions instead of every call.
 //!
 //! The SQL is shared by both backends and gives identical results on them: sums cannot
-//! overflow (`db::wide_sum`; an org's lifetime of spend needs more than 64 bits), text keys sort
-//! byte-wise (`COLLATE "C"` on PostgreSQL) and only day bucketing and the insertion-order
-//! tiebreak differ by dialect. Rows ordered by cost are sorted here, on the exact sums.
+//! overflow (`db::Sums`, with [`widening!`] retrying a SQLite read whose plain sum overflowed;
+//! an org's lifetime of spend needs more than 64 bits), text keys sort byte-wise
+//! (`COLLATE "C"` on PostgreSQL) and only day bucketing and the insertion-order tiebreak
+//! differ by dialect. Rows ordered by cost are sorted here, on the exact sums.
 
-use crate::db::{Cols, Db, on_read, wide_sum};
+use crate::db::{Cols, Db, Sums, on_read};
 use crate::rollup;
 use apogee_analytics::queries::{latency_row, sort_latency_rows};
 use apogee_analytics::{
@@ -29,10 +30,24 @@ pub struct OrgUsage {
     org_id: String,
 }
 
-/// `SUM(expr)` that cannot overflow, 0 over no rows, on both backends; read with
-/// [`Cols::wide`] or [`Cols::wide_count`].
-fn sum(expr: &str) -> String {
-    wide_sum(expr)
+/// Runs `body` — an expression of type `Result<_, QueryError>` that writes its sums with
+/// `$sums.sum(…)` — with the backend's first way of summing, and again with sums that cannot
+/// overflow when SQLite's plain `SUM` overflowed ([`Sums`]). A macro, so each query keeps its
+/// body as written.
+macro_rules! widening {
+    ($db:expr, $sums:ident => $body:expr) => {{
+        let mut $sums = Sums::first($db);
+        loop {
+            let result: Result<_, QueryError> = async { $body }.await;
+            match &result {
+                Err(QueryError::Backend(e)) => match $sums.after(e) {
+                    Some(again) => $sums = again,
+                    None => break result,
+                },
+                _ => break result,
+            }
+        }
+    }};
 }
 
 /// Cost descending, then key ascending (byte-wise, as the SQL's keys): the order of every
@@ -170,19 +185,20 @@ impl OrgUsage {
 #[async_trait]
 impl OrgUsageQueries for OrgUsage {
     async fn totals(&self, period: &Period) -> Result<UsageTotals, QueryError> {
+        widening!(&self.db, sums => {
         let sql = format!(
             "SELECT {calls} AS calls, {input} AS input_tokens, {output} AS output_tokens,
                     {cached} AS cached, {cost} AS cost, {unpriced_calls} AS unpriced_calls,
                     {unpriced_tokens} AS unpriced_tokens, {errors} AS error_calls
              FROM ({UNION_ROWS}) AS u",
-            calls = sum("calls"),
-            input = sum("input_tokens"),
-            output = sum("output_tokens"),
-            cached = sum("cached_input_tokens"),
-            cost = sum("cost_nanos"),
-            unpriced_calls = sum("unpriced_calls"),
-            unpriced_tokens = sum("unpriced_tokens"),
-            errors = sum("error_calls"),
+            calls = sums.sum("calls"),
+            input = sums.sum("input_tokens"),
+            output = sums.sum("output_tokens"),
+            cached = sums.sum("cached_input_tokens"),
+            cost = sums.sum("cost_nanos"),
+            unpriced_calls = sums.sum("unpriced_calls"),
+            unpriced_tokens = sums.sum("unpriced_tokens"),
+            errors = sums.sum("error_calls"),
         );
         let split = Split::of(period);
         on_read!(&self.db, pool => {
@@ -202,9 +218,11 @@ impl OrgUsageQueries for OrgUsage {
                 error_calls: get("error_calls")?,
             })
         })
+        })
     }
 
     async fn breakdown(&self, period: &Period, by: GroupBy) -> Result<Vec<CostRow>, QueryError> {
+        widening!(&self.db, sums => {
         let sql = format!(
             "SELECT {key}{bytewise} AS k, {calls} AS calls, {input} AS input_tokens,
                     {output} AS output_tokens, {cost} AS cost, {unpriced} AS unpriced_calls
@@ -212,11 +230,11 @@ impl OrgUsageQueries for OrgUsage {
              GROUP BY k ORDER BY k ASC",
             key = group_key(&self.db, by),
             bytewise = bytewise(&self.db),
-            calls = sum("calls"),
-            input = sum("input_tokens"),
-            output = sum("output_tokens"),
-            cost = sum("cost_nanos"),
-            unpriced = sum("unpriced_calls"),
+            calls = sums.sum("calls"),
+            input = sums.sum("input_tokens"),
+            output = sums.sum("output_tokens"),
+            cost = sums.sum("cost_nanos"),
+            unpriced = sums.sum("unpriced_calls"),
         );
         let split = Split::of(period);
         let mut rows: Vec<CostRow> = on_read!(&self.db, pool => {
@@ -233,6 +251,7 @@ impl OrgUsageQueries for OrgUsage {
             by_cost_then_key(&mut rows);
         }
         Ok(rows)
+        })
     }
 
     async fn traffic_profile(
@@ -242,10 +261,11 @@ impl OrgUsageQueries for OrgUsage {
         max_input_tokens: i64,
         max_output_tokens: i64,
     ) -> Result<TrafficProfile, QueryError> {
+        widening!(&self.db, sums => {
         let short = "input_tokens <= $1 AND output_tokens <= $2";
         let batch_sum = |b: &str, prefix: &str| {
             let when = |then: &str| {
-                sum(&format!(
+                sums.sum(&format!(
                     "CASE WHEN {short} AND batch = {b} THEN {then} ELSE 0 END"
                 ))
             };
@@ -265,7 +285,7 @@ impl OrgUsageQueries for OrgUsage {
              FROM usage_records
              WHERE org_id = $3 AND model = $4 AND ts_ms >= $5 AND ts_ms < $6
                AND price_source IS NOT NULL AND price_source <> 'client'",
-            all_cost = sum("cost_nanos"),
+            all_cost = sums.sum("cost_nanos"),
             interactive = batch_sum("FALSE", "i_"),
             batch = batch_sum("TRUE", "b_"),
         );
@@ -288,9 +308,11 @@ impl OrgUsageQueries for OrgUsage {
                 all_cost: Nanos(r.wide("all_cost").map_err(backend)?),
             })
         })
+        })
     }
 
     async fn repeated_prompts(&self, period: &Period) -> Result<RepeatProfile, QueryError> {
+        widening!(&self.db, sums => {
         // A repeat is every call after the first (by time, then insertion order) of the same
         // prompt on the same model: the calls a response cache would have answered.
         // Insertion order breaks ties in time: SQLite's rowid; on PostgreSQL the row's
@@ -307,11 +329,11 @@ impl OrgUsageQueries for OrgUsage {
              WHERE rn > 1
              GROUP BY k",
             bytewise = bytewise(&self.db),
-            input = sum("input_tokens"),
-            output = sum("output_tokens"),
-            cost = sum("cost_nanos"),
-            unpriced = sum("CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END"),
-            prompts = sum("CASE WHEN rn = 2 THEN 1 ELSE 0 END"),
+            input = sums.sum("input_tokens"),
+            output = sums.sum("output_tokens"),
+            cost = sums.sum("cost_nanos"),
+            unpriced = sums.sum("CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END"),
+            prompts = sums.sum("CASE WHEN rn = 2 THEN 1 ELSE 0 END"),
             rowid = self.db.pick("rowid", "ctid"),
         );
         let rows: Vec<(CostRow, i64)> = on_read!(&self.db, pool => {
@@ -338,14 +360,16 @@ impl OrgUsageQueries for OrgUsage {
         }
         profile.top_features.truncate(5);
         Ok(profile)
+        })
     }
 
     async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        widening!(&self.db, sums => {
         let night = format!(
             "((ts_ms / 3600000) % 24) < {}",
             apogee_analytics::queries::NIGHT_END_HOUR
         );
-        let when = |then: &str| sum(&format!("CASE WHEN {night} THEN {then} ELSE 0 END"));
+        let when = |then: &str| sums.sum(&format!("CASE WHEN {night} THEN {then} ELSE 0 END"));
         let sql = format!(
             "SELECT COALESCE(feature, '(none)'){bytewise} AS f, model{bytewise} AS model,
                     COUNT(*) AS all_calls, {calls} AS n_calls, {fresh} AS n_fresh,
@@ -381,16 +405,18 @@ impl OrgUsageQueries for OrgUsage {
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(backend)
         })
+        })
     }
 
     async fn latency_by_model(&self, period: &Period) -> Result<Vec<LatencyRow>, QueryError> {
+        widening!(&self.db, sums => {
         // Calls and errors from the rollups; percentiles need every latency, read sorted so
         // each model's sample arrives in order.
         let sql = format!(
             "SELECT model, {calls} AS calls, {errors} AS errors
              FROM ({UNION_ROWS}) AS u GROUP BY model",
-            calls = sum("calls"),
-            errors = sum("error_calls"),
+            calls = sums.sum("calls"),
+            errors = sums.sum("error_calls"),
         );
         let split = Split::of(period);
         let (counts, latencies) = on_read!(&self.db, pool => {
@@ -430,20 +456,21 @@ impl OrgUsageQueries for OrgUsage {
         }
         sort_latency_rows(&mut rows);
         Ok(rows)
+        })
     }
 
     async fn breakdown_feature_model(
         &self,
         period: &Period,
     ) -> Result<Vec<FeatureModelCost>, QueryError> {
-        more::breakdown_feature_model(&self.db, &self.org_id, period).await
+        widening!(&self.db, sums => more::breakdown_feature_model(&self.db, &self.org_id, period, sums).await)
     }
 
     async fn feature_model_traffic(
         &self,
         period: &Period,
     ) -> Result<Vec<FeatureModelMix>, QueryError> {
-        more::feature_model_traffic(&self.db, &self.org_id, period).await
+        widening!(&self.db, sums => more::feature_model_traffic(&self.db, &self.org_id, period, sums).await)
     }
 
     async fn output_tails(
@@ -461,7 +488,7 @@ impl OrgUsageQueries for OrgUsage {
         above: i64,
         up_to: i64,
     ) -> Result<InputBand, QueryError> {
-        more::input_band(&self.db, &self.org_id, period, model, above, up_to).await
+        widening!(&self.db, sums => more::input_band(&self.db, &self.org_id, period, model, above, up_to, sums).await)
     }
 }
 

@@ -3,8 +3,8 @@
 //! `mod.rs` so the two evolve separately; its trait impl only delegates here.
 //!
 //! The SQL is written for both SQLite and PostgreSQL: `$n` placeholders, sums that cannot
-//! overflow (`db::wide_sum`; counts of rows, which cannot, cast to `BIGINT`), booleans
-//! compared with `TRUE`/`FALSE`, and no SQLite-only functions. Semantics are `MemoryUsage`'s (see its
+//! overflow (`db::Sums`; counts of rows, which cannot, cast to `BIGINT`), booleans compared
+//! with `TRUE`/`FALSE`, and no SQLite-only functions. Semantics are `MemoryUsage`'s (see its
 //! module docs), which `tests/matches_reference.rs` checks.
 
 use apogee_analytics::memory::nearest_rank_index;
@@ -13,7 +13,7 @@ use apogee_analytics::{
 };
 
 use super::bytewise;
-use crate::db::{Cols, Db, on_read, wide_sum};
+use crate::db::{Cols, Db, Sums, on_read};
 
 fn backend(e: sqlx::Error) -> QueryError {
     QueryError::Backend(e.to_string())
@@ -24,11 +24,11 @@ const FROM_CATALOG: &str = "price_source IS NOT NULL AND price_source <> 'client
 
 /// The five columns of a [`TokenMix`] over the records matching `cond`, named `{p}calls`,
 /// `{p}fresh`, `{p}cached`, `{p}output`, `{p}cost`.
-fn mix_columns(cond: &str, p: &str) -> String {
+fn mix_columns(sums: Sums, cond: &str, p: &str) -> String {
     let sum = |expr: &str, name: &str| {
         format!(
             "{} AS {p}{name}",
-            wide_sum(&format!("CASE WHEN {cond} THEN {expr} ELSE 0 END"))
+            sums.sum(&format!("CASE WHEN {cond} THEN {expr} ELSE 0 END"))
         )
     };
     [
@@ -56,6 +56,7 @@ pub(crate) async fn breakdown_feature_model(
     db: &Db,
     org_id: &str,
     period: &Period,
+    sums: Sums,
 ) -> Result<Vec<FeatureModelCost>, QueryError> {
     let sql = format!(
         "SELECT COALESCE(feature, '(none)'){b} AS f, model{b} AS model,
@@ -64,8 +65,8 @@ pub(crate) async fn breakdown_feature_model(
          WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3
          GROUP BY COALESCE(feature, '(none)'), model",
         b = bytewise(db),
-        calls = wide_sum("request_count"),
-        cost = wide_sum("cost_nanos"),
+        calls = sums.sum("request_count"),
+        cost = sums.sum("cost_nanos"),
     );
     let mut rows: Vec<FeatureModelCost> = on_read!(db, pool => {
         sqlx::query(&sql)
@@ -101,6 +102,7 @@ pub(crate) async fn feature_model_traffic(
     db: &Db,
     org_id: &str,
     period: &Period,
+    sums: Sums,
 ) -> Result<Vec<FeatureModelMix>, QueryError> {
     let sql = format!(
         "SELECT COALESCE(feature, '(none)'){b} AS f, model{b} AS model, {interactive}, {batch}
@@ -109,8 +111,8 @@ pub(crate) async fn feature_model_traffic(
          GROUP BY COALESCE(feature, '(none)'), model
          ORDER BY f, model",
         b = bytewise(db),
-        interactive = mix_columns("batch = FALSE", "i_"),
-        batch = mix_columns("batch = TRUE", "b_"),
+        interactive = mix_columns(sums, "batch = FALSE", "i_"),
+        batch = mix_columns(sums, "batch = TRUE", "b_"),
     );
     on_read!(db, pool => {
         sqlx::query(&sql)
@@ -227,14 +229,15 @@ pub(crate) async fn input_band(
     model: &str,
     above_input_tokens: i64,
     up_to_input_tokens: i64,
+    sums: Sums,
 ) -> Result<InputBand, QueryError> {
     let in_band = "input_tokens / request_count > $5 AND input_tokens / request_count <= $6";
     let sql = format!(
         "SELECT {interactive}, {batch}
          FROM usage_records
          WHERE org_id = $1 AND model = $2 AND ts_ms >= $3 AND ts_ms < $4 AND {FROM_CATALOG}",
-        interactive = mix_columns(&format!("{in_band} AND batch = FALSE"), "i_"),
-        batch = mix_columns(&format!("{in_band} AND batch = TRUE"), "b_"),
+        interactive = mix_columns(sums, &format!("{in_band} AND batch = FALSE"), "i_"),
+        batch = mix_columns(sums, &format!("{in_band} AND batch = TRUE"), "b_"),
     );
     let (interactive, batch) = on_read!(db, pool => {
         let r = sqlx::query(&sql)
