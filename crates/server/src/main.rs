@@ -45,7 +45,8 @@ enum Command {
         seed: u64,
     },
     /// Load a usage file into the configured database for one org (idempotent by request_id);
-    /// prints `{accepted, duplicates, rejected}` as JSON.
+    /// prints `{accepted, duplicates, rejected, rejected_count}` as JSON (the first 100
+    /// rejections, and how many there were).
     Ingest {
         /// NDJSON/JSON (§8 records), CSV with a header row, a LiteLLM spend-log export or an
         /// OpenAI usage export.
