@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use apogee_analytics::PriceCatalog;
-use apogee_analytics::formats::Format;
+use apogee_analytics::formats::{Format, Limits};
 use apogee_server::ingest::parse_body;
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +17,7 @@ fn catalog() -> &'static PriceCatalog {
 fuzz_target!(|data: &[u8]| {
     // §8 bodies (JSON array / NDJSON), the format of the recorded runs; the other formats are
     // covered by the property tests (`crates/server/tests/ingest_prop.rs`).
-    if let Ok(parsed) = parse_body(Format::Usage, data, catalog()) {
+    if let Ok(parsed) = parse_body(Format::Usage, data, catalog(), Limits::default()) {
         let mut seen = std::collections::HashSet::new();
         for r in &parsed.rejected {
             assert!(seen.insert(r.index), "each index rejected once");

@@ -152,7 +152,7 @@ impl Findings {
                 .savings
                 .as_ref()
                 .map_or(json!([]), |s| recommendations_json(&s.recommendations)),
-            "total_monthly_saving_nanos": self.savings.as_ref().map(|s| s.total_monthly().0),
+            "total_monthly_saving_nanos": self.savings.as_ref().map(|s| s.total_monthly()),
             "total_monthly_saving_usd": self.savings.as_ref().map(|s| s.total_monthly().usd()),
             "spike": self.spike.as_ref().map(spike_json),
             "latency": latency,
@@ -175,7 +175,7 @@ pub(crate) fn totals_json(t: &UsageTotals) -> Value {
         "input_tokens": t.input_tokens,
         "output_tokens": t.output_tokens,
         "cached_input_tokens": t.cached_input_tokens,
-        "cost_nanos": t.cost.0,
+        "cost_nanos": t.cost,
         "cost_usd": t.cost.usd(),
         "unpriced_calls": t.unpriced_calls,
         "unpriced_tokens": t.unpriced_tokens,
@@ -191,7 +191,7 @@ pub(crate) fn rows_json(rows: &[CostRow]) -> Value {
                 "calls": r.calls,
                 "input_tokens": r.input_tokens,
                 "output_tokens": r.output_tokens,
-                "cost_nanos": r.cost.0,
+                "cost_nanos": r.cost,
                 "cost_usd": r.cost.usd(),
                 "unpriced_calls": r.unpriced_calls,
             })
@@ -312,11 +312,11 @@ pub(crate) fn recommendations_json(recs: &[Recommendation]) -> Value {
 fn driver_json(d: &Driver) -> Value {
     json!({
         "key": d.key,
-        "day_cost_nanos": d.day_cost.0,
+        "day_cost_nanos": d.day_cost,
         "day_cost_usd": d.day_cost.usd(),
-        "baseline_cost_nanos": d.baseline.0,
+        "baseline_cost_nanos": d.baseline,
         "baseline_cost_usd": d.baseline.usd(),
-        "increase_nanos": d.increase.0,
+        "increase_nanos": d.increase,
         "increase_usd": d.increase.usd(),
     })
 }
@@ -326,13 +326,13 @@ pub(crate) fn spike_json(s: &Spike) -> Value {
         "day": s.day.day.to_string(),
         "requested": s.requested,
         "is_spike": s.is_spike(),
-        "day_cost_nanos": s.day.cost.0,
+        "day_cost_nanos": s.day.cost,
         "day_cost_usd": s.day.cost.usd(),
         "day_calls": s.day.calls,
-        "median_cost_nanos": s.day.median.0,
+        "median_cost_nanos": s.day.median,
         "median_cost_usd": s.day.median.usd(),
         "ratio": s.ratio(),
-        "increase_nanos": s.increase().0,
+        "increase_nanos": s.increase(),
         "increase_usd": s.increase().usd(),
         "days_compared": s.day.days,
         "feature": s.feature.as_ref().map(driver_json),

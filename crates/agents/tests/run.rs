@@ -339,7 +339,7 @@ async fn analyze_my_costs_golden_path() {
     assert!(month.forecast.projected > month.forecast.spent);
     assert_eq!(
         outcome.data["forecast"]["projected_nanos"],
-        month.forecast.projected.0
+        serde_json::json!(month.forecast.projected)
     );
     let answer = answer.expect("the report was posted");
     assert!(
@@ -358,7 +358,7 @@ async fn analyze_my_costs_golden_path() {
     assert!(answer.starts_with(data["answer"]["lead"].as_str().unwrap()));
     assert_eq!(data["period"]["label"], "2026-10-27 – 2026-11-25");
     assert_eq!(data["totals"]["calls"], totals.calls);
-    assert_eq!(data["totals"]["cost_nanos"], totals.cost.0);
+    assert_eq!(data["totals"]["cost_nanos"], serde_json::json!(totals.cost));
     assert_eq!(data["totals"]["unpriced_calls"], totals.unpriced_calls);
     let by_model = usage
         .breakdown(&period, Grouping::By(Dimension::Model))
@@ -376,20 +376,20 @@ async fn analyze_my_costs_golden_path() {
     }
 }
 
-fn keys_costs(rows: &Value) -> Vec<(String, i64)> {
+fn keys_costs(rows: &Value) -> Vec<(String, i128)> {
     rows.as_array()
         .unwrap()
         .iter()
         .map(|r| {
             (
                 r["key"].as_str().unwrap().to_string(),
-                r["cost_nanos"].as_i64().unwrap(),
+                i128::from(r["cost_nanos"].as_i64().unwrap()),
             )
         })
         .collect()
 }
 
-fn keys_costs_rows(rows: &[CostRow]) -> Vec<(String, i64)> {
+fn keys_costs_rows(rows: &[CostRow]) -> Vec<(String, i128)> {
     rows.iter().map(|r| (r.key.clone(), r.cost.0)).collect()
 }
 
@@ -422,7 +422,7 @@ async fn savings_question_yields_ranked_recommendations() {
     assert!(answer.contains("a response cache serves 80%"));
     let total = outcome.data["total_monthly_saving_nanos"].as_i64().unwrap();
     assert_eq!(total, savings.iter().sum::<i64>());
-    assert!(answer.contains(&apogee_analytics::Nanos(total).display_usd()));
+    assert!(answer.contains(&apogee_analytics::Nanos::from(total).display_usd()));
     assert!(tools_called(&events).contains(&"right_size_models"));
 }
 

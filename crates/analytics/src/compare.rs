@@ -48,7 +48,8 @@ pub struct GroupChange {
     pub cost_ratio: Option<f64>,
 }
 
-fn ratio(change: i64, base: i64) -> Option<f64> {
+fn ratio(change: impl Into<i128>, base: impl Into<i128>) -> Option<f64> {
+    let (change, base) = (change.into(), base.into());
     (base != 0).then(|| change as f64 / base as f64)
 }
 

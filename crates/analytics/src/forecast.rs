@@ -98,12 +98,12 @@ impl MonthEnd {
             "month_to_date": {"from": ts(self.month_to_date.from), "to": ts(self.month_to_date.to)},
             "recent_days": {"from": ts(self.recent.from), "to": ts(self.recent.to)},
             "month_end": ts(self.month_end),
-            "spent_nanos": f.spent.0,
+            "spent_nanos": f.spent,
             "spent_usd": f.spent.usd(),
-            "daily_run_rate_nanos": f.daily_run_rate.0,
+            "daily_run_rate_nanos": f.daily_run_rate,
             "daily_run_rate_usd": f.daily_run_rate.usd(),
             "remaining_days": f.remaining_days,
-            "projected_nanos": f.projected.0,
+            "projected_nanos": f.projected,
             "projected_usd": f.projected.usd(),
         })
     }

@@ -656,7 +656,7 @@ mod tests {
         usage(vec![a, b, c, d, e])
     }
 
-    fn keys_costs(rows: &[CostRow]) -> Vec<(&str, i64, i64, i64)> {
+    fn keys_costs(rows: &[CostRow]) -> Vec<(&str, i64, i128, i64)> {
         rows.iter()
             .map(|r| (r.key.as_str(), r.calls, r.cost.0, r.unpriced_calls))
             .collect()

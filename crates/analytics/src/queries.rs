@@ -46,7 +46,7 @@ struct TotalsWire {
     unpriced_calls: i64,
     unpriced_tokens: i64,
     error_calls: i64,
-    cost_nanos: i64,
+    cost_nanos: Nanos,
     #[serde(default)]
     cost_usd: f64,
 }
@@ -61,7 +61,7 @@ impl From<UsageTotals> for TotalsWire {
             unpriced_calls: t.unpriced_calls,
             unpriced_tokens: t.unpriced_tokens,
             error_calls: t.error_calls,
-            cost_nanos: t.cost.0,
+            cost_nanos: t.cost,
             cost_usd: t.cost.usd(),
         }
     }
@@ -74,7 +74,7 @@ impl From<TotalsWire> for UsageTotals {
             input_tokens: w.input_tokens,
             output_tokens: w.output_tokens,
             cached_input_tokens: w.cached_input_tokens,
-            cost: Nanos(w.cost_nanos),
+            cost: w.cost_nanos,
             unpriced_calls: w.unpriced_calls,
             unpriced_tokens: w.unpriced_tokens,
             error_calls: w.error_calls,
@@ -92,7 +92,7 @@ impl UsageTotals {
     /// cost, so counting them would understate it.
     pub fn cost_per_call(&self) -> Option<Nanos> {
         let priced = self.calls - self.unpriced_calls;
-        (priced > 0).then(|| Nanos(self.cost.0 / priced))
+        (priced > 0).then(|| Nanos(self.cost.0 / i128::from(priced)))
     }
 
     /// `error_calls / calls` (0 without calls).

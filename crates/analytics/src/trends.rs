@@ -34,7 +34,7 @@ pub struct Anomaly {
 
 /// The median of `sorted` (ascending): the middle value, or the mean of the two middle ones;
 /// 0 for an empty sample.
-pub fn median(sorted: &[i64]) -> f64 {
+pub fn median(sorted: &[i128]) -> f64 {
     let n = sorted.len();
     if n == 0 {
         return 0.0;
@@ -120,13 +120,13 @@ pub fn pick_day(days: &[DaySpend], focus: Option<NaiveDate>) -> Option<DayPick> 
             .iter()
             .max_by(|a, b| a.cost.cmp(&b.cost).then_with(|| b.day.cmp(&a.day)))?,
     };
-    let mut costs: Vec<i64> = filled.iter().map(|d| d.cost.0).collect();
+    let mut costs: Vec<i128> = filled.iter().map(|d| d.cost.0).collect();
     costs.sort_unstable();
     Some(DayPick {
         day: picked.day,
         cost: picked.cost,
         calls: picked.calls,
-        median: Nanos(median(&costs).round() as i64),
+        median: Nanos(median(&costs).round() as i128),
         days: filled.len(),
     })
 }
@@ -164,7 +164,7 @@ pub fn top_driver(
         .map(|key| {
             let day_cost = cost_of(day, key);
             let others = cost_of(period, key) - day_cost;
-            let baseline = Nanos(others.0 / other_days as i64);
+            let baseline = Nanos(others.0 / other_days as i128);
             Driver {
                 key: key.to_string(),
                 day_cost,
@@ -211,12 +211,12 @@ pub fn anomaly_days(days: &[CostRow], threshold: f64) -> Vec<Anomaly> {
     if days.len() < 3 {
         return Vec::new();
     }
-    let mut costs: Vec<i64> = days.iter().map(|d| d.cost.0).collect();
+    let mut costs: Vec<i128> = days.iter().map(|d| d.cost.0).collect();
     costs.sort_unstable();
     let med = median(&costs);
-    let mut deviations: Vec<i64> = costs
+    let mut deviations: Vec<i128> = costs
         .iter()
-        .map(|&c| (c as f64 - med).abs().round() as i64)
+        .map(|&c| (c as f64 - med).abs().round() as i128)
         .collect();
     deviations.sort_unstable();
     let mad = median(&deviations);
@@ -234,7 +234,7 @@ pub fn anomaly_days(days: &[CostRow], threshold: f64) -> Vec<Anomaly> {
             (z.abs() > threshold).then(|| Anomaly {
                 key: d.key.clone(),
                 cost: d.cost,
-                median: Nanos(med.round() as i64),
+                median: Nanos(med.round() as i128),
                 z,
             })
         })
@@ -361,7 +361,7 @@ fn sides<'a>(rows: &'a [FeatureModelCost], feature: &str) -> BTreeMap<&'a str, M
 
 fn per_call(side: Option<&ModelSide>) -> Option<Nanos> {
     side.filter(|s| s.calls > 0)
-        .map(|s| Nanos((s.cost.0 as f64 / s.calls as f64).round() as i64))
+        .map(|s| Nanos((s.cost.0 as f64 / s.calls as f64).round() as i128))
 }
 
 /// Whether `feature` moved to a more expensive model between `previous` and `current`
@@ -428,7 +428,7 @@ pub fn month_end_forecast(spent: Nanos, recent_days: &[Nanos], remaining_days: f
     } else {
         Nanos(
             (recent_days.iter().map(|d| d.0 as f64).sum::<f64>() / recent_days.len() as f64).round()
-                as i64,
+                as i128,
         )
     };
     let remaining_days = remaining_days.max(0.0);
@@ -436,7 +436,7 @@ pub fn month_end_forecast(spent: Nanos, recent_days: &[Nanos], remaining_days: f
         spent,
         daily_run_rate: daily,
         remaining_days,
-        projected: spent + Nanos((daily.0 as f64 * remaining_days).round() as i64),
+        projected: spent + Nanos((daily.0 as f64 * remaining_days).round() as i128),
     }
 }
 
@@ -450,7 +450,7 @@ mod tests {
             calls: 1,
             input_tokens: 0,
             output_tokens: 0,
-            cost: Nanos(usd * 1_000_000_000),
+            cost: Nanos::from(usd * 1_000_000_000),
             unpriced_calls: 0,
         }
     }
@@ -601,7 +601,7 @@ mod tests {
             feature: feature.into(),
             model: model.into(),
             calls,
-            cost: Nanos(usd_cents * 10_000_000),
+            cost: Nanos::from(usd_cents * 10_000_000),
         }
     }
 

@@ -80,6 +80,13 @@ pub struct CacheCreation {
     #[serde(default)]
     pub ephemeral_1h_input_tokens: Option<i64>,
 }
+/// Most one record may cost, client-sent or priced from the catalog: $1 billion. Far above any
+/// real call or daily bucket, and small enough that the hourly sums a record is added to
+/// always have room for several (`i64` nano-dollars hold $9.2 billion).
+pub const MAX_RECORD_COST: Nanos = Nanos(1_000_000_000 * 1_000_000_000);
+/// Tags read from a record before the rest are refused unread (validation reports the exact
+/// limit, [`MAX_TAGS`]; this only keeps a hostile map from being held whole).
+const TAGS_READ: usize = 4 * MAX_TAGS;
 
 /// One usage record as sent by a client, before pricing. The §8 fields keep their meaning;
 /// the rest are optional extensions.
@@ -139,7 +146,7 @@ pub struct UsageRecord {
     pub finish_reason: Option<String>,
     #[serde(default)]
     pub max_tokens: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_tags")]
     pub tags: Option<BTreeMap<String, String>>,
     /// Calls this record stands for (1 unless it is an aggregate, e.g. an OpenAI usage bucket).
     #[serde(default)]
@@ -163,6 +170,49 @@ pub struct UsageRecord {
 pub enum RecordError {
     #[error("invalid record: {0}")]
     Invalid(String),
+}
+
+/// `tags` as sent, refused once it has more than [`TAGS_READ`] entries.
+fn bounded_tags<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Tags;
+    impl<'de> serde::de::Visitor<'de> for Tags {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of string tags")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut tags = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                if tags.len() == TAGS_READ {
+                    return Err(serde::de::Error::custom(format!("at most {MAX_TAGS} tags")));
+                }
+                tags.insert(k, v);
+            }
+            Ok(Some(tags))
+        }
+    }
+    d.deserialize_option(Tags)
+}
+
+/// The first control character of `text` (U+0000–U+001F, U+007F–U+009F), if any: no
+/// identifier or label has one, a database may refuse one (PostgreSQL refuses U+0000 in
+/// text), and a terminal or a report may be fooled by one.
+pub fn control_char(text: &str) -> Option<char> {
+    text.chars().find(|c| c.is_control())
 }
 
 impl UsageRecord {
@@ -207,6 +257,7 @@ impl UsageRecord {
 
     /// Checks ranges and lengths that serde's types do not.
     pub fn validate(&self) -> Result<(), RecordError> {
+        self.validate_text()?;
         let bad = |m: String| Err(RecordError::Invalid(m));
         if self.model.trim().is_empty() {
             return bad("`model` must not be empty".into());
@@ -338,6 +389,35 @@ impl UsageRecord {
             && (!c.is_finite() || !(0.0..=1_000_000.0).contains(&c))
         {
             return bad("`cost_usd` must be between 0 and 1000000".into());
+        }
+        Ok(())
+    }
+
+    /// Refuses control characters in every string the record carries, tags included.
+    fn validate_text(&self) -> Result<(), RecordError> {
+        let strings = [
+            ("request_id", self.request_id.as_deref()),
+            ("provider", self.provider.as_deref()),
+            ("model", Some(self.model.as_str())),
+            ("user", self.user.as_deref()),
+            ("feature", self.feature.as_deref()),
+            ("prompt_hash", self.prompt_hash.as_deref()),
+            ("status", self.status.as_deref()),
+            ("finish_reason", self.finish_reason.as_deref()),
+        ];
+        let tags = self.tags.iter().flatten().flat_map(|(k, v)| {
+            [
+                ("tag key", Some(k.as_str())),
+                ("tag value", Some(v.as_str())),
+            ]
+        });
+        for (name, value) in strings.into_iter().chain(tags) {
+            if let Some(c) = value.and_then(control_char) {
+                return Err(RecordError::Invalid(format!(
+                    "`{name}` contains the control character U+{:04X}",
+                    u32::from(c)
+                )));
+            }
         }
         Ok(())
     }
@@ -697,6 +777,59 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_are_refused_in_every_string() {
+        let base = r#""ts":"2026-11-20T08:15:02Z","input_tokens":5,"output_tokens":2"#;
+        for (field, json) in [
+            ("model", format!(r#"{{{base},"model":"gpt\u0000"}}"#)),
+            (
+                "feature",
+                format!(r#"{{{base},"model":"m","feature":"a\nb"}}"#),
+            ),
+            (
+                "user",
+                format!(r#"{{{base},"model":"m","user":"\u001b[31m"}}"#),
+            ),
+            (
+                "request_id",
+                format!(r#"{{{base},"model":"m","request_id":"r\u0085"}}"#),
+            ),
+            (
+                "tag value",
+                format!(r#"{{{base},"model":"m","tags":{{"k":"v\u0000"}}}}"#),
+            ),
+            (
+                "tag key",
+                format!(r#"{{{base},"model":"m","tags":{{"k\t":"v"}}}}"#),
+            ),
+        ] {
+            let e = record(&json).validate().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`{field}` contains the control character")),
+                "{e}"
+            );
+        }
+        // Non-ASCII text is fine.
+        assert!(
+            record(&format!(
+                r#"{{{base},"model":"m","feature":"Übersetzung – 翻訳"}}"#
+            ))
+            .validate()
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_huge_tag_map_is_refused_while_it_is_read() {
+        let many: Vec<String> = (0..10_000).map(|i| format!(r#""k{i}":"v""#)).collect();
+        let json = format!(
+            r#"{{"ts":"2026-11-20T08:15:02Z","model":"m","input_tokens":5,"output_tokens":2,"tags":{{{}}}}}"#,
+            many.join(",")
+        );
+        let e = serde_json::from_str::<UsageRecord>(&json).unwrap_err();
+        assert!(e.to_string().contains("at most 32 tags"), "{e}");
+    }
+
+    #[test]
     fn rejects_negative_tokens_and_cache_above_input() {
         let r = record(
             r#"{"ts":"2026-11-20T08:15:02Z","model":"m","input_tokens":-1,"output_tokens":2}"#,
@@ -743,6 +876,22 @@ impl PricedRecord {
                 cost: None,
                 price_source: None,
             },
+        }
+    }
+
+    /// Refuses a cost beyond [`MAX_RECORD_COST`]: such a price comes from counts no call has
+    /// (the catalog's arithmetic saturates rather than overflow), and storing it would
+    /// leave the hourly sums no room.
+    pub fn check_cost(&self) -> Result<(), RecordError> {
+        match self.cost {
+            Some(c) if c > MAX_RECORD_COST || c < Nanos::ZERO => {
+                Err(RecordError::Invalid(format!(
+                    "its cost ({}) is beyond what one record may cost ({}); check its token counts",
+                    c.display_usd(),
+                    MAX_RECORD_COST.display_usd()
+                )))
+            }
+            _ => Ok(()),
         }
     }
 

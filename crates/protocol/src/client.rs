@@ -134,6 +134,15 @@ fn parse_user_message(value: Value) -> Result<ClientFrame, FrameError> {
             echo,
         ));
     }
+    if let Some(c) = content.chars().find(|c| is_forbidden_in_text(*c)) {
+        return Err(FrameError::bad_request(
+            format!(
+                "`content` contains the control character U+{:04X} (only tab and line breaks are allowed)",
+                u32::from(c)
+            ),
+            echo,
+        ));
+    }
     let thread_id = match raw.thread_id {
         None | Some(Value::Null) => None,
         Some(v) => Some(required_id(
@@ -168,6 +177,14 @@ fn required_id(
                     format!("`{field}` must be 1–{max_chars} characters"),
                     echo,
                 ))
+            } else if let Some(c) = s.chars().find(|c| c.is_control()) {
+                Err(FrameError::bad_request(
+                    format!(
+                        "`{field}` contains the control character U+{:04X}",
+                        u32::from(c)
+                    ),
+                    echo,
+                ))
             } else {
                 Ok(s.clone())
             }
@@ -177,6 +194,12 @@ fn required_id(
             echo,
         )),
     }
+}
+
+/// A control character other than tab and line breaks: never part of a message, refused by
+/// some databases (U+0000), and able to fool whoever displays the text.
+pub fn is_forbidden_in_text(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -242,6 +265,27 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn control_characters_are_bad_requests_in_ids_and_content() {
+        let frame = |id: &str, content: &str, thread: &str| {
+            serde_json::json!({"type":"user_message","client_msg_id":id,"content":content,"thread_id":thread})
+                .to_string()
+        };
+        for text in [
+            frame("m\u{0}", "hi", "t"),
+            frame("m", "hi\u{0}there", "t"),
+            frame("m", "\u{1b}[2J", "t"),
+            frame("m", "hi", "t\u{0}"),
+            serde_json::json!({"type":"cancel_run","run_id":"r\u{0}"}).to_string(),
+        ] {
+            let e = parse_client_frame(&text).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{text}");
+            assert!(e.message.contains("control character"), "{}", e.message);
+        }
+        // Tabs and line breaks belong in messages.
+        assert!(parse_client_frame(&frame("m", "a\tb\r\nc", "t")).is_ok());
     }
 
     #[test]

@@ -6,6 +6,11 @@ pub const SERVICE_RESTART: u16 = 1012;
 pub const INTERNAL_ERROR: u16 = 1011;
 /// A frame larger than [`crate::client::MAX_FRAME_BYTES`].
 pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// The client broke the WebSocket protocol itself (a bad frame header, an unmasked frame, a
+/// control frame over 125 bytes).
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// A text frame that is not UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// A binary frame: the protocol is text-only.
 pub const UNSUPPORTED_DATA: u16 = 1003;
 /// Too many bad frames in a short time.

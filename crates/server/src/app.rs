@@ -1,30 +1,35 @@
 //! Wiring and lifecycle of `apogee serve`: opens the store, connects to Redis when configured,
-//! takes the node's lease (closing runs dead nodes or a previous process left open), builds
-//! the router, prints `listening on http://ADDR`, and shuts down gracefully
+//! takes the node's lease (closing runs dead nodes or a previous process left open), derives
+//! the connection limits from the open-file limit, builds the router, prints
+//! `listening on http://ADDR`, serves it through [`crate::listener`], and shuts down gracefully
 //! on SIGTERM/SIGINT (close clients with 1012, let runs finish within the grace period).
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use apogee_store::Store;
+use apogee_analytics::formats::Limits;
+use apogee_store::{Store, UserKey};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::decompression::RequestDecompressionLayer;
 
+use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::config::{AuthMode, Config, Environment};
 use crate::handshake_limit::HandshakeLimiter;
 use crate::hub::{Hub, StreamLimits};
+use crate::ingest::IngestGate;
 use crate::lease::NodeLease;
+use crate::listener::{ConnectionLimits, ListenerConfig, RequestedLimits};
 use crate::metrics::Metrics;
+use crate::rate::RateTable;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
 use crate::{costs, rest, static_ui, traces, ws};
@@ -63,17 +68,32 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Cross-node fan-out, when Redis is configured.
     pub bus: Option<Bus>,
+    /// Open WebSocket connections, per node and per user.
+    pub admission: Arc<Admission>,
+    /// Ingest requests in flight per user, and the node's parsing turns.
+    pub ingest: Arc<IngestGate>,
+    /// The per-user rates of the expensive REST calls.
+    pub rest_rates: Arc<RestRates>,
     connection_ids: Arc<AtomicU64>,
-    /// Connections admitted and not yet ended (the per-node limit).
-    open_connections: Arc<AtomicUsize>,
 }
 
-/// One admitted connection; releases its place in the node's limit when dropped.
-pub struct ConnectionSlot(Arc<AtomicUsize>);
+/// Per-user rates of the REST calls that cost real work (HTTP 429 beyond).
+pub struct RestRates {
+    pub costs: RateTable<UserKey>,
+    pub recommendations: RateTable<UserKey>,
+}
 
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+impl RestRates {
+    /// `per_minute` sustained each, with a burst of a third of it.
+    pub fn new(costs_per_minute: u32, recommendations_per_minute: u32) -> RestRates {
+        let burst = |per_minute: u32| (per_minute / 3).max(1);
+        RestRates {
+            costs: RateTable::new(costs_per_minute, burst(costs_per_minute)),
+            recommendations: RateTable::new(
+                recommendations_per_minute,
+                burst(recommendations_per_minute),
+            ),
+        }
     }
 }
 
@@ -82,11 +102,12 @@ impl AppState {
         self.connection_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Takes a place under `max_connections`, or `None` when the node is full.
-    pub fn admit_connection(&self) -> Option<ConnectionSlot> {
-        let before = self.open_connections.fetch_add(1, Ordering::AcqRel);
-        let slot = ConnectionSlot(Arc::clone(&self.open_connections));
-        (before < self.config.max_connections).then_some(slot)
+    /// What one ingest request may hold.
+    pub fn ingest_limits(&self) -> Limits {
+        Limits {
+            max_records: self.config.max_records_per_request,
+            ..Limits::default()
+        }
     }
 }
 
@@ -96,7 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/health", get(rest::health))
         .route("/ready", get(rest::ready))
-        .route("/metrics", get(rest::metrics))
+        .route("/metrics", get(rest::metrics_on_main))
         .route("/api/ws-ticket", post(rest::ws_ticket))
         .route("/api/threads", get(rest::threads))
         .route("/api/threads/{id}/messages", get(rest::thread_messages))
@@ -115,6 +136,62 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The router of a separate metrics address (`APOGEE_METRICS_ADDR`): `/metrics` only.
+fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move { rest::metrics_text(&metrics) }
+        }),
+    )
+}
+
+/// Bounds of the separate metrics listener: a scraper or two, never a crowd.
+const METRICS_LIMITS: ConnectionLimits = ConnectionLimits {
+    open_files: 0,
+    sockets: 64,
+    per_ip: 16,
+    websockets: 0,
+    per_user: 0,
+};
+
+/// The node's connection limits, from the process's open-file limit and the configuration;
+/// said in the log, since they decide when clients are refused.
+fn connection_limits(config: &Config) -> ConnectionLimits {
+    let open_files = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the open file limit; assuming 1024");
+            1024
+        }
+    };
+    let requested = RequestedLimits {
+        websockets: config.max_connections,
+        per_ip: config.max_connections_per_ip,
+        per_user: config.max_connections_per_user,
+    };
+    let limits = ConnectionLimits::derive(open_files, requested);
+    if limits.lowered(requested) {
+        tracing::warn!(
+            requested = config.max_connections,
+            open_files,
+            websockets = limits.websockets,
+            "APOGEE_MAX_CONNECTIONS is more than the open file limit allows; lowered"
+        );
+    }
+    tracing::info!(
+        open_files,
+        sockets = limits.sockets,
+        per_ip = limits.per_ip,
+        websockets = limits.websockets,
+        websockets_per_user = limits.per_user,
+        header_timeout_ms = config.header_timeout_ms,
+        "connection limits"
+    );
+    limits
+}
+
 /// Runs the server until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     if config.auth == AuthMode::Demo {
@@ -122,7 +199,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     if config.env == Environment::Production {
         tracing::info!("running in production mode");
+        if config.metrics_addr.is_none() && config.metrics_token.is_none() {
+            tracing::warn!(
+                "/metrics is not served in production without APOGEE_METRICS_ADDR or APOGEE_METRICS_TOKEN"
+            );
+        }
     }
+    let connection_limits = connection_limits(&config);
     let store = Store::open(&config.database_url).await?;
     let catalog = Arc::new(crate::prices::catalog(&config)?);
     let metrics = Arc::new(Metrics::new());
@@ -182,13 +265,43 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         connections: TaskTracker::new(),
         shutdown,
         bus,
+        admission: Arc::new(Admission::new(
+            connection_limits.websockets,
+            connection_limits.per_user,
+        )),
+        ingest: Arc::new(IngestGate::new(
+            config.max_ingests_per_user,
+            config.max_concurrent_ingests,
+        )),
+        rest_rates: Arc::new(RestRates::new(
+            config.costs_per_minute,
+            config.recommendations_per_minute,
+        )),
         connection_ids: Arc::new(AtomicU64::new(0)),
-        open_connections: Arc::new(AtomicUsize::new(0)),
     };
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|e| ServeError::Bind(config.addr, e))?;
     let addr = listener.local_addr()?;
+    let metrics_task = match config.metrics_addr {
+        Some(addr) => {
+            let metrics_listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServeError::Bind(addr, e))?;
+            tracing::info!(addr = %metrics_listener.local_addr()?, "serving /metrics");
+            Some(tokio::spawn(crate::listener::run(
+                metrics_listener,
+                metrics_router(Arc::clone(&state.metrics)),
+                ListenerConfig {
+                    limits: METRICS_LIMITS,
+                    header_timeout: Duration::from_millis(config.header_timeout_ms),
+                },
+                Arc::clone(&state.metrics),
+                state.shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")?;
@@ -204,14 +317,21 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         shutdown.cancel();
     });
     let shutdown = state.shutdown.clone();
-    let listener = listener.tap_io(tune_socket);
-    // Connect info gives handlers the peer address, for the per-IP handshake limit.
-    axum::serve(
+    let metrics = Arc::clone(&state.metrics);
+    crate::listener::run(
         listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router(state),
+        ListenerConfig {
+            limits: connection_limits,
+            header_timeout: Duration::from_millis(config.header_timeout_ms),
+        },
+        metrics,
+        shutdown,
     )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await?;
+    .await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
 
     connections.close();
     if tokio::time::timeout(Duration::from_secs(5), connections.wait())
@@ -235,21 +355,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Kernel send buffer per connection. Fixed rather than auto-tuned: it bounds the memory a
-/// client that stops reading can pin in the kernel, and makes such a client fill its send
-/// queue (and get 1013) after a predictable amount of data. Events are small frames.
-const SOCKET_SEND_BUFFER: usize = 64 * 1024;
-
-fn tune_socket(tcp: &mut tokio::net::TcpStream) {
-    // Events are small and latency matters more than packet count.
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-    }
-    if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SOCKET_SEND_BUFFER) {
-        tracing::debug!(error = %e, "could not set the socket send buffer");
-    }
 }
 
 async fn wait_for_signal() {

@@ -192,7 +192,14 @@ impl Authenticator {
     }
 
     async fn redeem(&self, ticket: &str) -> Result<Identity, AuthError> {
-        if ticket.is_empty() || ticket.len() > MAX_TICKET_CHARS {
+        // Ours are `t_` + hex: anything else is unknown without a lookup (one with U+0000
+        // could not even be looked up on PostgreSQL).
+        if ticket.is_empty()
+            || ticket.len() > MAX_TICKET_CHARS
+            || !ticket
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             return Err(AuthError::UnknownTicket);
         }
         match self.store.redeem_ticket(ticket, now_ms()).await? {

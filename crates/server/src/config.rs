@@ -74,11 +74,38 @@ pub struct Config {
     /// `user_message`s a user may send per minute (sustained), and the burst allowed.
     pub messages_per_minute: u32,
     pub message_burst: u32,
-    /// WebSocket connections this node accepts at once (HTTP 503 beyond).
-    pub max_connections: usize,
+    /// WebSocket connections this node accepts at once (HTTP 503 beyond); derived from the
+    /// open-file limit when absent, and lowered to what that limit allows (`listener.rs`).
+    pub max_connections: Option<usize>,
+    /// Open sockets per client address (IPv6 per /64); derived when absent.
+    pub max_connections_per_ip: Option<usize>,
+    /// WebSocket connections per user (HTTP 429 beyond); 32 when absent.
+    pub max_connections_per_user: Option<usize>,
+    /// How long a client has to send a request's headers; also how long a keep-alive
+    /// connection may sit idle between requests.
+    pub header_timeout_ms: u64,
+    /// How long a client has to send a whole request body (HTTP 408 beyond).
+    pub body_timeout_ms: u64,
+    /// Records (or OTLP spans) one ingest request may carry (HTTP 413 beyond).
+    pub max_records_per_request: usize,
+    /// Ingest requests one user may have in flight at once (HTTP 429 beyond).
+    pub max_ingests_per_user: usize,
+    /// Ingest requests this node parses at once; more wait their turn.
+    pub max_concurrent_ingests: usize,
+    /// `GET /api/costs` calls per user per minute (HTTP 429 beyond).
+    pub costs_per_minute: u32,
+    /// `GET /api/recommendations` calls per user per minute (HTTP 429 beyond).
+    pub recommendations_per_minute: u32,
+    /// Serve `/metrics` on this address instead of the main listener.
+    pub metrics_addr: Option<SocketAddr>,
+    /// When set, `/metrics` on the main listener needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
     /// Operator price entries that override or add to the built-in catalog.
     pub prices_file: Option<PathBuf>,
 }
+
+/// Shortest HS256 secret accepted in production (RFC 7518 §3.2 asks for 256 bits).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
 /// The file's shape: every key optional, same names as the variables without `APOGEE_`.
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +137,17 @@ struct FileConfig {
     messages_per_minute: Option<u32>,
     message_burst: Option<u32>,
     max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    max_connections_per_user: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    max_records_per_request: Option<usize>,
+    max_ingests_per_user: Option<usize>,
+    max_concurrent_ingests: Option<usize>,
+    costs_per_minute: Option<u32>,
+    recommendations_per_minute: Option<u32>,
+    metrics_addr: Option<String>,
+    metrics_token: Option<String>,
     prices_file: Option<PathBuf>,
 }
 
@@ -185,6 +223,17 @@ impl Config {
             (APOGEE_MESSAGES_PER_MINUTE, messages_per_minute, parse_num),
             (APOGEE_MESSAGE_BURST, message_burst, parse_num),
             (APOGEE_MAX_CONNECTIONS, max_connections, parse_num),
+            (APOGEE_MAX_CONNECTIONS_PER_IP, max_connections_per_ip, parse_num),
+            (APOGEE_MAX_CONNECTIONS_PER_USER, max_connections_per_user, parse_num),
+            (APOGEE_HEADER_TIMEOUT_MS, header_timeout_ms, parse_num),
+            (APOGEE_BODY_TIMEOUT_MS, body_timeout_ms, parse_num),
+            (APOGEE_MAX_RECORDS_PER_REQUEST, max_records_per_request, parse_num),
+            (APOGEE_MAX_INGESTS_PER_USER, max_ingests_per_user, parse_num),
+            (APOGEE_MAX_CONCURRENT_INGESTS, max_concurrent_ingests, parse_num),
+            (APOGEE_COSTS_PER_MINUTE, costs_per_minute, parse_num),
+            (APOGEE_RECOMMENDATIONS_PER_MINUTE, recommendations_per_minute, parse_num),
+            (APOGEE_METRICS_ADDR, metrics_addr, text),
+            (APOGEE_METRICS_TOKEN, metrics_token, text),
             (APOGEE_PRICES_FILE, prices_file, text),
         }
         Self::resolve(f)
@@ -242,6 +291,16 @@ impl Config {
                     .into(),
             ));
         }
+        if env == Environment::Production
+            && let Some(secret) = f.jwt_hs256_secret.as_deref().filter(|s| !s.is_empty())
+            && secret.len() < MIN_HS256_SECRET_BYTES
+        {
+            return Err(ConfigError::Invalid(format!(
+                "jwt_hs256_secret: {} bytes is too short for production; use at least \
+                 {MIN_HS256_SECRET_BYTES} random bytes",
+                secret.len()
+            )));
+        }
         if let Some(url) = &f.jwt_jwks_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -282,6 +341,47 @@ impl Config {
                 "event_retention must be at least 100; messages_per_minute and message_burst at least 1".into(),
             ));
         }
+        let header_timeout_ms = f.header_timeout_ms.unwrap_or(10_000);
+        let body_timeout_ms = f.body_timeout_ms.unwrap_or(60_000);
+        if header_timeout_ms < 100 || body_timeout_ms < 100 {
+            return Err(ConfigError::Invalid(
+                "header_timeout_ms and body_timeout_ms must be at least 100".into(),
+            ));
+        }
+        let positive = [
+            ("max_connections", f.max_connections),
+            ("max_connections_per_ip", f.max_connections_per_ip),
+            ("max_connections_per_user", f.max_connections_per_user),
+            ("max_records_per_request", f.max_records_per_request),
+            ("max_ingests_per_user", f.max_ingests_per_user),
+            ("max_concurrent_ingests", f.max_concurrent_ingests),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == Some(0)) {
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+        let costs_per_minute = f.costs_per_minute.unwrap_or(60);
+        let recommendations_per_minute = f.recommendations_per_minute.unwrap_or(10);
+        if costs_per_minute == 0 || recommendations_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "costs_per_minute and recommendations_per_minute must be at least 1".into(),
+            ));
+        }
+        let metrics_addr = match f.metrics_addr {
+            Some(text) => Some(text.parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "metrics_addr: `{text}` is not a socket address like 127.0.0.1:9090"
+                ))
+            })?),
+            None => None,
+        };
+        let metrics_token = f.metrics_token.filter(|t| !t.is_empty());
+        if let Some(token) = &metrics_token
+            && token.len() < 16
+        {
+            return Err(ConfigError::Invalid(
+                "metrics_token must be at least 16 characters".into(),
+            ));
+        }
         Ok(Config {
             addr,
             env,
@@ -308,7 +408,18 @@ impl Config {
             event_retention,
             messages_per_minute,
             message_burst,
-            max_connections: f.max_connections.unwrap_or(50_000),
+            max_connections: f.max_connections,
+            max_connections_per_ip: f.max_connections_per_ip,
+            max_connections_per_user: f.max_connections_per_user,
+            header_timeout_ms,
+            body_timeout_ms,
+            max_records_per_request: f.max_records_per_request.unwrap_or(50_000),
+            max_ingests_per_user: f.max_ingests_per_user.unwrap_or(2),
+            max_concurrent_ingests: f.max_concurrent_ingests.unwrap_or(4),
+            costs_per_minute,
+            recommendations_per_minute,
+            metrics_addr,
+            metrics_token,
             prices_file: f.prices_file,
         })
     }
@@ -357,7 +468,7 @@ mod tests {
         assert!(load(&[("APOGEE_ENV", "production")]).is_err());
         let c = load(&[
             ("APOGEE_ENV", "production"),
-            ("APOGEE_JWT_HS256_SECRET", "s"),
+            ("APOGEE_JWT_HS256_SECRET", &"s".repeat(32)),
         ])
         .unwrap();
         assert_eq!(c.auth, AuthMode::Jwt);
@@ -374,6 +485,43 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn production_refuses_a_short_hs256_secret() {
+        let e = load(&[
+            ("APOGEE_ENV", "production"),
+            ("APOGEE_JWT_HS256_SECRET", "x"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("too short"), "{e}");
+        let short = "s".repeat(MIN_HS256_SECRET_BYTES - 1);
+        assert!(
+            load(&[
+                ("APOGEE_ENV", "production"),
+                ("APOGEE_JWT_HS256_SECRET", &short)
+            ])
+            .is_err()
+        );
+        // Outside production a short secret starts (with a warning at start).
+        assert!(load(&[("APOGEE_AUTH", "jwt"), ("APOGEE_JWT_HS256_SECRET", "x")]).is_ok());
+    }
+
+    #[test]
+    fn connection_and_rate_settings_are_checked() {
+        let c = load(&[]).unwrap();
+        assert_eq!(
+            c.max_connections, None,
+            "derived at start from the open-file limit"
+        );
+        assert_eq!(c.header_timeout_ms, 10_000);
+        assert!(load(&[("APOGEE_MAX_CONNECTIONS_PER_IP", "0")]).is_err());
+        assert!(load(&[("APOGEE_HEADER_TIMEOUT_MS", "5")]).is_err());
+        assert!(load(&[("APOGEE_METRICS_ADDR", "nowhere")]).is_err());
+        assert!(load(&[("APOGEE_METRICS_TOKEN", "short")]).is_err());
+        let c = load(&[("APOGEE_METRICS_ADDR", "127.0.0.1:9100")]).unwrap();
+        assert_eq!(c.metrics_addr.map(|a| a.port()), Some(9100));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::http_error::ApiError;
-use crate::rest::{parse_bound, period_of, rfc3339, session};
+use crate::rest::{parse_bound, period_of, rfc3339, session, within_rate};
 
 /// The second window of a comparison, as asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +211,7 @@ pub async fn costs(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<CostsAnswer>, ApiError> {
     let s = session(&app, &headers).await?;
+    within_rate(&app, &app.rest_rates.costs, &s, "costs")?;
     let params = CostsParams::parse(pairs).map_err(ApiError::BadRequest)?;
     let period = period_of(
         params.period.as_deref(),

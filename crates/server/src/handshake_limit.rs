@@ -20,7 +20,7 @@ struct Entry {
 }
 
 /// The address a failure is counted against: IPv4 as is (also when IPv4-mapped), IPv6 by /64.
-fn bucket(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -56,7 +56,7 @@ impl HandshakeLimiter {
 
     /// `Some(seconds to wait)` when `ip` has used up its failures for this minute.
     pub fn blocked(&self, ip: IpAddr) -> Option<u64> {
-        let ip = bucket(ip);
+        let ip = client_key(ip);
         let ips = self.lock();
         let e = ips.get(&ip)?;
         let elapsed = e.window_start.elapsed();
@@ -68,7 +68,7 @@ impl HandshakeLimiter {
 
     /// Counts one failed handshake from `ip`.
     pub fn record_failure(&self, ip: IpAddr) {
-        let ip = bucket(ip);
+        let ip = client_key(ip);
         let mut ips = self.lock();
         let now = Instant::now();
         if !ips.contains_key(&ip) && ips.len() >= self.max_ips {

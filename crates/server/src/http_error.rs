@@ -15,13 +15,16 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("not found")]
     NotFound,
-    #[error("request body too large (limit {0} bytes)")]
-    PayloadTooLarge(usize),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// Too many failed attempts; retry after this many seconds (sent as `Retry-After`).
-    #[error("too many failed handshakes from this address; retry in {0} s")]
-    TooManyRequests(u64),
+    /// Over a rate or a limit; retry after `retry_after` seconds (sent as `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests { retry_after: u64, message: String },
+    /// The client took longer than allowed to send its request body.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("internal error")]
     Internal,
     #[error("{0}")]
@@ -38,9 +41,18 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
-            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+
+    /// A 429 after a rate said to wait `wait` (at least one second in `Retry-After`).
+    pub fn rate_limited(wait: std::time::Duration, message: impl Into<String>) -> ApiError {
+        ApiError::TooManyRequests {
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+            message: message.into(),
         }
     }
 
@@ -67,9 +79,12 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));
         match self {
-            ApiError::TooManyRequests(secs) => {
-                (status, [(header::RETRY_AFTER, secs.to_string())], body).into_response()
-            }
+            ApiError::TooManyRequests { retry_after, .. } => (
+                status,
+                [(header::RETRY_AFTER, retry_after.to_string())],
+                body,
+            )
+                .into_response(),
             _ => (status, body).into_response(),
         }
     }

@@ -2,7 +2,10 @@
 //! public key or JWKS keys picked by `kid`. The token's `alg` must be one this server was
 //! configured for and must match the key's type, so neither `none` nor an RS256→HS256
 //! confusion can pass. `exp` is required, `nbf` checked when present, `iss`/`aud` required and
-//! checked when configured, all with [`LEEWAY_SECS`] of clock skew.
+//! checked when configured, all with [`LEEWAY_SECS`] of clock skew. Claims must have their
+//! registered types (RFC 7519 §4.1: `iss` and `sub` strings, `aud` a string or strings, the
+//! times numbers): a token that bends them is refused, not interpreted. When several keys
+//! share the token's `kid` (a key rotation published both), each is tried.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,8 +21,9 @@ use crate::jwks::{JwksError, KeyEntry, RemoteJwks, parse_jwks};
 pub const LEEWAY_SECS: u64 = 5;
 /// Longest token looked at; real ones are well under 4 KiB.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
-/// Shorter HS256 secrets are accepted with a warning (RFC 7518 §3.2 asks for 256 bits).
-const MIN_SECRET_BYTES: usize = 32;
+/// Shorter HS256 secrets are accepted with a warning outside production, and refused in it
+/// (`config.rs`).
+use crate::config::MIN_HS256_SECRET_BYTES as MIN_SECRET_BYTES;
 /// Longest `sub`/`org` accepted.
 const MAX_CLAIM_CHARS: usize = 256;
 
@@ -160,11 +164,20 @@ impl JwtVerifier {
         }
     }
 
-    /// Picks the key: by `kid` among JWKS keys of the token's algorithm; else the PEM key of
-    /// that algorithm; else, for a token without `kid`, the only JWKS key of that algorithm.
-    async fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Result<DecodingKey, JwtError> {
+    /// The keys to try: every JWKS key of the token's algorithm with its `kid`; else the PEM
+    /// key of that algorithm; else, for a token without `kid`, the only JWKS key of that
+    /// algorithm.
+    async fn keys_for(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<Vec<DecodingKey>, JwtError> {
         if alg == Algorithm::HS256 {
-            return self.hs256.clone().ok_or(JwtError::UnknownKey);
+            return self
+                .hs256
+                .clone()
+                .map(|k| vec![k])
+                .ok_or(JwtError::UnknownKey);
         }
         let remote = match &self.jwks_url {
             Some(r) => r.keys(kid).await,
@@ -176,18 +189,22 @@ impl JwtVerifier {
                 .chain(remote.iter())
                 .filter(|k| k.alg == alg)
         };
-        if let Some(kid) = kid
-            && let Some(k) = jwks().find(|k| k.kid.as_deref() == Some(kid))
-        {
-            return Ok(k.key.clone());
+        if let Some(kid) = kid {
+            let by_kid: Vec<DecodingKey> = jwks()
+                .filter(|k| k.kid.as_deref() == Some(kid))
+                .map(|k| k.key.clone())
+                .collect();
+            if !by_kid.is_empty() {
+                return Ok(by_kid);
+            }
         }
         if let Some(k) = self.pem.as_ref().filter(|k| k.alg == alg) {
-            return Ok(k.key.clone());
+            return Ok(vec![k.key.clone()]);
         }
         if kid.is_none() {
             let mut it = jwks();
             if let (Some(only), None) = (it.next(), it.next()) {
-                return Ok(only.key.clone());
+                return Ok(vec![only.key.clone()]);
             }
         }
         Err(JwtError::UnknownKey)
@@ -225,26 +242,42 @@ impl JwtVerifier {
         if !self.accepts(header.alg) {
             return Err(JwtError::Algorithm(format!("{:?}", header.alg)));
         }
-        let key = self.key_for(header.alg, header.kid.as_deref()).await?;
-        let data =
-            jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation(header.alg))
-                .map_err(|e| match e.kind() {
-                    ErrorKind::InvalidSignature => JwtError::Signature,
-                    ErrorKind::ExpiredSignature => JwtError::Expired,
-                    ErrorKind::ImmatureSignature => JwtError::NotYetValid,
-                    ErrorKind::InvalidIssuer => JwtError::Issuer,
-                    ErrorKind::InvalidAudience => JwtError::Audience,
-                    ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => {
-                        JwtError::Claim(c.clone())
+        let validation = self.validation(header.alg);
+        let mut verified = Err(JwtError::Signature);
+        for key in self.keys_for(header.alg, header.kid.as_deref()).await? {
+            verified =
+                jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).map_err(|e| {
+                    match e.kind() {
+                        ErrorKind::InvalidSignature => JwtError::Signature,
+                        ErrorKind::ExpiredSignature => JwtError::Expired,
+                        ErrorKind::ImmatureSignature => JwtError::NotYetValid,
+                        ErrorKind::InvalidIssuer => JwtError::Issuer,
+                        ErrorKind::InvalidAudience => JwtError::Audience,
+                        ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => {
+                            JwtError::Claim(c.clone())
+                        }
+                        ErrorKind::InvalidAlgorithm => {
+                            JwtError::Algorithm(format!("{:?}", header.alg))
+                        }
+                        _ => JwtError::Malformed,
                     }
-                    ErrorKind::InvalidAlgorithm => JwtError::Algorithm(format!("{:?}", header.alg)),
-                    _ => JwtError::Malformed,
-                })?;
+                });
+            // Only a signature that does not match says another key of the same `kid` may.
+            if !matches!(verified, Err(JwtError::Signature)) {
+                break;
+            }
+        }
+        let data = verified?;
+        check_claim_types(&data.claims)?;
         let claim = |name: &str| {
             data.claims
                 .get(name)
                 .and_then(serde_json::Value::as_str)
-                .filter(|s| !s.is_empty() && s.chars().count() <= MAX_CLAIM_CHARS)
+                .filter(|s| {
+                    !s.is_empty()
+                        && s.chars().count() <= MAX_CLAIM_CHARS
+                        && !s.chars().any(char::is_control)
+                })
                 .map(str::to_string)
                 .ok_or_else(|| JwtError::Claim(name.to_string()))
         };
@@ -261,6 +294,32 @@ impl JwtVerifier {
             exp,
         })
     }
+}
+
+/// Refuses registered claims of the wrong JSON type, whatever the validation configured:
+/// `iss`, `sub` strings; `aud` a string or an array of strings; `exp`, `nbf`, `iat` numbers.
+/// (jsonwebtoken reads an `iss` array as a set of issuers; no issuer sends one.)
+fn check_claim_types(claims: &serde_json::Value) -> Result<(), JwtError> {
+    use serde_json::Value;
+    let Value::Object(map) = claims else {
+        return Err(JwtError::Malformed);
+    };
+    for (name, value) in map {
+        let ok = match name.as_str() {
+            "iss" | "sub" | "org" | "jti" => value.is_string(),
+            "aud" => match value {
+                Value::String(_) => true,
+                Value::Array(items) => items.iter().all(Value::is_string),
+                _ => false,
+            },
+            "exp" | "nbf" | "iat" => value.is_number(),
+            _ => true,
+        };
+        if !ok {
+            return Err(JwtError::Claim(name.clone()));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -354,6 +413,101 @@ mod tests {
             v.verify(&absurd).await.unwrap_err(),
             JwtError::Claim("exp".into())
         );
+    }
+
+    #[tokio::test]
+    async fn claims_of_the_wrong_type_are_refused() {
+        let v = verifier(&[
+            ("APOGEE_JWT_HS256_SECRET", SECRET.into()),
+            ("APOGEE_JWT_ISSUER", "https://idp".into()),
+        ])
+        .await;
+        let exp = now() + 60;
+        let ok = json!({"sub":"a","org":"o","exp":exp,"iss":"https://idp","aud":["x","y"],"iat":1});
+        assert!(v.verify(&hs(ok)).await.is_ok());
+        let cases = [
+            (
+                json!({"sub":"a","org":"o","exp":exp,"iss":["https://idp"]}),
+                "iss",
+            ),
+            (
+                json!({"sub":"a","org":"o","exp":exp,"iss":"https://idp","aud":[1]}),
+                "aud",
+            ),
+            (
+                json!({"sub":"a","org":"o","exp":exp,"iss":"https://idp","nbf":"0"}),
+                "nbf",
+            ),
+            (
+                json!({"sub":"a\u{0}b","org":"o","exp":exp,"iss":"https://idp"}),
+                "sub",
+            ),
+            (
+                json!({"sub":"a","org":"o\u{1b}","exp":exp,"iss":"https://idp"}),
+                "org",
+            ),
+        ];
+        for (claims, name) in cases {
+            assert_eq!(
+                v.verify(&hs(claims.clone())).await.unwrap_err(),
+                JwtError::Claim(name.into()),
+                "{claims}"
+            );
+        }
+        // jsonwebtoken itself refuses a `sub` that is not a string.
+        let array_sub = json!({"sub":["a"],"org":"o","exp":exp,"iss":"https://idp"});
+        assert!(v.verify(&hs(array_sub)).await.is_err());
+        // Without an issuer configured, an array `iss` is still not a string.
+        let open = verifier(&[("APOGEE_JWT_HS256_SECRET", SECRET.into())]).await;
+        let array_iss = json!({"sub":"a","org":"o","exp":exp,"iss":["x"]});
+        assert_eq!(
+            open.verify(&hs(array_iss)).await.unwrap_err(),
+            JwtError::Claim("iss".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn every_key_sharing_a_kid_is_tried() {
+        // A rotation that published the new key under the old `kid`, the old key first.
+        let key = |file: &str, kid: &str| {
+            let doc: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(fixture(file)).unwrap()).unwrap();
+            let mut k = doc["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["kid"] == kid)
+                .unwrap()
+                .clone();
+            k["kid"] = json!("shared");
+            k
+        };
+        let doc = json!({"keys": [key("jwks_rotated.json", "rsa-2"), key("jwks.json", "rsa-1")]});
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let v = verifier(&[("APOGEE_JWT_JWKS_FILE", path.display().to_string())]).await;
+        let sign = |pem: &str| {
+            let mut header = Header::new(Algorithm::RS256);
+            header.kid = Some("shared".into());
+            let key = EncodingKey::from_rsa_pem(&std::fs::read(fixture(pem)).unwrap()).unwrap();
+            encode(
+                &header,
+                &json!({"sub":"a","org":"o","exp": now() + 60}),
+                &key,
+            )
+            .unwrap()
+        };
+        assert_eq!(v.verify(&sign("rsa_private.pem")).await.unwrap().sub, "a");
+        assert_eq!(
+            v.verify(&sign("rsa_other_private.pem")).await.unwrap().sub,
+            "a"
+        );
+        // A key under the kid does not make any signature pass.
+        let mut forged = sign("rsa_private.pem");
+        forged.truncate(forged.len() - 4);
+        forged.push_str("AAAA");
+        assert_eq!(v.verify(&forged).await.unwrap_err(), JwtError::Signature);
     }
 
     #[tokio::test]

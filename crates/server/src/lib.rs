@@ -1,8 +1,9 @@
 //! The Apogee server: configuration, authentication, the WebSocket and REST endpoints, the
 //! per-user event streams, and the runs that answer users' questions. The `apogee` binary
-//! (`main.rs`) is a thin command-line front over [`app::serve`], [`demo_data::load`] and
-//! [`ingest::file::run`].
+//! (`main.rs`) is a thin command-line front over [`app::serve`], [`demo_data::load`],
+//! [`ingest::file::run`] and [`usage_delete::run`].
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod bus;
@@ -16,6 +17,7 @@ pub mod ingest;
 pub mod jwks;
 pub mod jwt;
 pub mod lease;
+pub mod listener;
 pub mod metrics;
 pub mod prices;
 pub mod queue;
@@ -27,4 +29,5 @@ pub mod session;
 pub mod sink;
 pub mod static_ui;
 pub mod traces;
+pub mod usage_delete;
 pub mod ws;

@@ -45,7 +45,8 @@ enum Command {
         seed: u64,
     },
     /// Load a usage file into the configured database for one org (idempotent by request_id);
-    /// prints `{accepted, duplicates, rejected}` as JSON.
+    /// prints `{accepted, duplicates, rejected, rejected_count}` as JSON (the first 100
+    /// rejections, and how many there were).
     Ingest {
         /// NDJSON/JSON (§8 records), CSV with a header row, a LiteLLM spend-log export or an
         /// OpenAI usage export.
@@ -57,6 +58,26 @@ enum Command {
         /// ndjson, csv, litellm or openai; by default `.csv` files are CSV, others NDJSON/JSON.
         #[arg(long, value_parser = parse_format)]
         format: Option<Format>,
+    },
+    /// Delete an org's usage records (and their share of the hourly rollups) by request id,
+    /// request id prefix, or time range; prints `{"deleted": N}`.
+    DeleteUsage {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        org: String,
+        /// A request id to delete (repeat for several).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Delete the records whose request id starts with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Delete the records at or after this instant (RFC 3339 or YYYY-MM-DD)…
+        #[arg(long)]
+        from: Option<String>,
+        /// …and before this one (a bare date includes that whole day).
+        #[arg(long)]
+        to: Option<String>,
     },
     /// Price catalog tools.
     Prices {
@@ -152,6 +173,24 @@ async fn main() -> anyhow::Result<()> {
             let config = load_config(config.as_deref())?;
             let report = apogee_server::prices::check(&config, &file, org.as_deref(), days).await?;
             print!("{report}");
+        }
+        Command::DeleteUsage {
+            config,
+            org,
+            ids,
+            prefix,
+            from,
+            to,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let request = apogee_server::usage_delete::Request {
+                ids,
+                prefix,
+                from,
+                to,
+            };
+            let deleted = apogee_server::usage_delete::run(&config, &org, request).await?;
+            println!("{}", serde_json::json!({ "deleted": deleted }));
         }
     }
     Ok(())

@@ -26,12 +26,26 @@ pub struct CodeLabels {
     pub code: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub connections_open: Gauge,
     pub connections_total: Counter,
     pub handshake_failures: Counter,
     pub connections_refused: Counter,
+    /// Handshakes refused with 429 because the user has as many connections as allowed.
+    pub connections_refused_per_user: Counter,
+    /// TCP connections closed at accept (per-IP limit, node full) or to make room (an idle
+    /// one evicted), by reason.
+    pub sockets_refused: Family<ReasonLabels, Counter>,
+    /// `accept` failures (the process out of descriptors or memory).
+    pub accept_errors: Counter,
+    /// REST calls answered 429 because their user is over the endpoint's rate, by endpoint.
+    pub rest_rate_limited: Family<ReasonLabels, Counter>,
     pub replays: Family<SourceLabels, Counter>,
     pub events_published: Family<EventLabels, Counter>,
     pub slow_consumers: Counter,
@@ -59,6 +73,10 @@ impl Metrics {
             connections_total: Counter::default(),
             handshake_failures: Counter::default(),
             connections_refused: Counter::default(),
+            connections_refused_per_user: Counter::default(),
+            sockets_refused: Family::default(),
+            accept_errors: Counter::default(),
+            rest_rate_limited: Family::default(),
             replays: Family::default(),
             events_published: Family::default(),
             slow_consumers: Counter::default(),
@@ -92,6 +110,26 @@ impl Metrics {
             "ws_connections_refused",
             "Handshakes refused with 503 because the node is at its connection limit",
             m.connections_refused.clone(),
+        );
+        registry.register(
+            "ws_connections_refused_per_user",
+            "Handshakes refused with 429 because the user is at the per-user connection limit",
+            m.connections_refused_per_user.clone(),
+        );
+        registry.register(
+            "sockets_refused",
+            "TCP connections closed at once (per_ip, full) or to make room (evicted_idle)",
+            m.sockets_refused.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Failures to accept a TCP connection",
+            m.accept_errors.clone(),
+        );
+        registry.register(
+            "rest_rate_limited",
+            "REST calls refused with 429 because the user is over the endpoint's rate",
+            m.rest_rate_limited.clone(),
         );
         registry.register(
             "ws_replays",

@@ -18,6 +18,9 @@ struct State<T> {
 struct Inner<T> {
     state: Mutex<State<T>>,
     ready: Notify,
+    /// Signalled when an item is taken (or the receiver is gone), for a sender waiting in
+    /// [`Sender::push`].
+    space: Notify,
     capacity: usize,
 }
 
@@ -50,6 +53,7 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             closed: false,
         }),
         ready: Notify::new(),
+        space: Notify::new(),
         capacity: capacity.max(1),
     });
     (
@@ -63,12 +67,32 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 impl<T> Sender<T> {
     /// Queues without waiting.
     pub fn try_push(&self, item: T) -> Result<(), PushError> {
+        self.offer(item).map_err(|(e, _)| e)
+    }
+
+    /// Queues, waiting while the queue is full (bound the wait with a timeout).
+    pub async fn push(&self, mut item: T) -> Result<(), PushError> {
+        loop {
+            // Registered before trying, so a pop between the try and the wait is seen.
+            let space = self.inner.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            match self.offer(item) {
+                Ok(()) => return Ok(()),
+                Err((PushError::Full, back)) => item = back,
+                Err((e, _)) => return Err(e),
+            }
+            space.await;
+        }
+    }
+
+    fn offer(&self, item: T) -> Result<(), (PushError, T)> {
         let mut state = self.inner.lock();
         if state.closed {
-            return Err(PushError::Closed);
+            return Err((PushError::Closed, item));
         }
         if state.items.len() >= self.inner.capacity {
-            return Err(PushError::Full);
+            return Err((PushError::Full, item));
         }
         state.items.push_back(item);
         drop(state);
@@ -96,6 +120,8 @@ impl<T> Receiver<T> {
                     if state.items.is_empty() && state.items.capacity() > KEEP_CAPACITY {
                         state.items.shrink_to(KEEP_CAPACITY);
                     }
+                    drop(state);
+                    self.inner.space.notify_one();
                     return Some(item);
                 }
                 if state.closed {
@@ -120,6 +146,8 @@ impl<T> Drop for Receiver<T> {
         let mut state = self.inner.lock();
         state.closed = true;
         state.items.clear();
+        drop(state);
+        self.inner.space.notify_waiters();
     }
 }
 
@@ -148,6 +176,26 @@ mod tests {
         tokio::task::yield_now().await;
         tx.try_push(7).unwrap();
         assert_eq!(waiter.await.unwrap(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_sender_goes_on_when_room_is_made() {
+        let (tx, mut rx) = bounded(1);
+        tx.push(1).await.unwrap();
+        let pusher = tokio::spawn(async move {
+            tx.push(2).await.unwrap();
+            tx
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(rx.pop().await, Some(1));
+        let tx = pusher.await.unwrap();
+        assert_eq!(rx.pop().await, Some(2));
+        // A full queue whose receiver goes away fails the waiting sender.
+        tx.push(3).await.unwrap();
+        let waiting = tokio::spawn(async move { tx.push(4).await });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert_eq!(waiting.await.unwrap(), Err(PushError::Closed));
     }
 
     #[test]

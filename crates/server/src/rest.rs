@@ -1,12 +1,12 @@
 //! REST endpoints of PROTOCOL.md §7. Every `/api` call is authenticated first and answered
 //! through the caller's [`UserSession`], so it only ever sees the caller's own data.
 
+use apogee_analytics::formats::FormatError;
 use apogee_analytics::savings::{CACHE_HIT_RATE, Recommendation, ShortLimits, recommend};
 use apogee_analytics::{Nanos, Period};
 use apogee_store::MessageRow;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,8 +17,11 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::auth::Identity;
 use crate::http_error::ApiError;
-use crate::ingest::{Parsed, body_format, parse_body};
+use crate::ingest::{InFlight, Parsed, body_format, parse_body};
+use crate::metrics::ReasonLabels;
+use crate::rate::RateTable;
 use crate::session::{SessionError, UserSession};
+use apogee_store::UserKey;
 
 async fn identity(app: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
     app.auth
@@ -86,15 +89,52 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     (status, Json(json!({"status": word, "checks": checks}))).into_response()
 }
 
-pub async fn metrics(State(app): State<AppState>) -> Response {
+/// The metrics in the OpenMetrics text format.
+pub fn metrics_text(metrics: &crate::metrics::Metrics) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.render(),
+        metrics.render(),
     )
         .into_response()
+}
+
+/// `GET /metrics` on the main listener: not there when a separate metrics address is
+/// configured; behind `Authorization: Bearer <APOGEE_METRICS_TOKEN>` when a token is; not
+/// there in production without either (the figures say much about a deployment); open
+/// otherwise.
+pub async fn metrics_on_main(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let config = &app.config;
+    if config.metrics_addr.is_some() {
+        return ApiError::NotFound.into_response();
+    }
+    match &config.metrics_token {
+        Some(token) => {
+            let sent = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !constant_time_eq(sent.as_bytes(), token.as_bytes()) {
+                return ApiError::Unauthorized(
+                    "`/metrics` needs `Authorization: Bearer <metrics token>`".into(),
+                )
+                .into_response();
+            }
+        }
+        None if config.env == crate::config::Environment::Production => {
+            return ApiError::NotFound.into_response();
+        }
+        None => {}
+    }
+    metrics_text(&app.metrics)
+}
+
+/// Compares without stopping at the first difference, so timing says nothing of the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub async fn threads(
@@ -121,14 +161,27 @@ fn message_json(m: MessageRow) -> Value {
     v
 }
 
+/// An id from a path: one with a control character is no id of ours (and PostgreSQL cannot
+/// even look up text holding U+0000), so it is a 400 before any lookup.
+fn path_id<'a>(id: &'a str, what: &str) -> Result<&'a str, ApiError> {
+    match id.chars().find(|c| c.is_control()) {
+        Some(c) => Err(ApiError::BadRequest(format!(
+            "the {what} id contains the control character U+{:04X}",
+            u32::from(c)
+        ))),
+        None => Ok(id),
+    }
+}
+
 pub async fn thread_messages(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(thread_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let s = session(&app, &headers).await?;
+    let thread_id = path_id(&thread_id, "thread")?;
     let messages: Vec<Value> = s
-        .thread_messages(&thread_id)
+        .thread_messages(thread_id)
         .await?
         .into_iter()
         .map(message_json)
@@ -142,7 +195,7 @@ pub async fn run_events(
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let s = session(&app, &headers).await?;
-    let events = s.run_events(&run_id).await?;
+    let events = s.run_events(path_id(&run_id, "run")?).await?;
     // The stored payloads are the exact frames sent on the wire; splice them in unchanged.
     let mut body = String::from("{\"events\":[");
     for (i, e) in events.iter().enumerate() {
@@ -155,35 +208,116 @@ pub async fn run_events(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// The request body, or 413 past `max_body_bytes`.
-pub(crate) fn body_bytes(
-    app: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(app.config.max_body_bytes)
-        } else {
-            ApiError::BadRequest(e.body_text())
-        }
-    })
+/// An ingest request in progress: one of its user's ingests in flight, the body, and (once
+/// parsing starts) one of the node's parsing turns, held until the request is answered so the
+/// parsed records of at most that many requests are in memory at once. The body is read before
+/// the turn is taken: a client that sends slowly holds its own place, never a turn others wait
+/// for.
+pub(crate) struct IngestRequest {
+    body: Bytes,
+    _in_flight: InFlight,
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-/// Stores the accepted records of a parsed body for the caller's org and counts them.
+impl IngestRequest {
+    /// 429 when the user has as many ingests in flight as allowed; then reads the body: 413
+    /// past `max_body_bytes`, 408 past `body_timeout_ms`.
+    pub(crate) async fn take(
+        app: &AppState,
+        s: &UserSession,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<IngestRequest, ApiError> {
+        let in_flight = app
+            .ingest
+            .enter(s.key())
+            .map_err(|max| ApiError::TooManyRequests {
+                retry_after: 1,
+                message: format!("this user has {max} ingest requests in flight, the most allowed"),
+            })?;
+        let limit = app.config.max_body_bytes;
+        let too_large =
+            || ApiError::PayloadTooLarge(format!("request body too large (limit {limit} bytes)"));
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let timeout = std::time::Duration::from_millis(app.config.body_timeout_ms);
+        let body = tokio::time::timeout(timeout, read_body(body, limit))
+            .await
+            .map_err(|_| {
+                ApiError::RequestTimeout(format!(
+                    "the request body did not arrive within {} s",
+                    timeout.as_secs()
+                ))
+            })?
+            .map_err(|e| match e {
+                BodyError::TooLarge => too_large(),
+                BodyError::Read(e) => ApiError::BadRequest(format!("cannot read the body: {e}")),
+            })?;
+        Ok(IngestRequest {
+            body,
+            _in_flight: in_flight,
+            turn: None,
+        })
+    }
+
+    /// Waits for a parsing turn, then runs `parse` over the body on a blocking thread: parsing
+    /// a large body is seconds of CPU that must not hold up an async worker.
+    pub(crate) async fn parse<T: Send + 'static>(
+        &mut self,
+        app: &AppState,
+        parse: impl FnOnce(&[u8]) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.turn = Some(app.ingest.turn().await);
+        let body = self.body.clone();
+        tokio::task::spawn_blocking(move || parse(&body))
+            .await
+            .map_err(ApiError::internal)
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// Reads a body up to `limit` bytes (decompressed, when a layer decompresses it). Memory
+/// grows with what has arrived, not with what the headers announce.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(BodyError::Read)?;
+        if out.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Stores the accepted records of a parsed body for the caller's org and counts them; records
+/// the store refused (their hourly sums would overflow) become rejections.
 pub(crate) async fn store_parsed(
     app: &AppState,
     s: &UserSession,
-    parsed: &Parsed,
-) -> Result<apogee_store::IngestSummary, ApiError> {
+    mut parsed: Parsed,
+) -> Result<(apogee_store::IngestSummary, Parsed), ApiError> {
     let summary = s
         .ingest_usage(&parsed.accepted)
         .await
         .map_err(ApiError::internal)?;
+    parsed.reject_accepted(&summary.rejected);
     app.metrics.usage_records_accepted.inc_by(summary.accepted);
     app.metrics
         .usage_records_rejected
-        .inc_by(parsed.rejected.len() as u64);
-    Ok(summary)
+        .inc_by(parsed.rejected_count as u64);
+    Ok((summary, parsed))
 }
 
 #[derive(Deserialize)]
@@ -195,22 +329,51 @@ pub async fn ingest_usage(
     State(app): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<UsageQuery>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let s = session(&app, &headers).await?;
-    let body = body_bytes(&app, body)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let format = body_format(q.format.as_deref(), content_type).map_err(ApiError::BadRequest)?;
-    let parsed =
-        parse_body(format, &body, s.catalog()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let summary = store_parsed(&app, &s, &parsed).await?;
+    let mut request = IngestRequest::take(&app, &s, &headers, body).await?;
+    let catalog = s.catalog_arc();
+    let limits = app.ingest_limits();
+    let parsed = request
+        .parse(&app, move |body| parse_body(format, body, &catalog, limits))
+        .await?
+        .map_err(|e| match e {
+            FormatError::TooManyRecords(_) => ApiError::PayloadTooLarge(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
+    let (summary, parsed) = store_parsed(&app, &s, parsed).await?;
     Ok(Json(json!({
         "accepted": summary.accepted,
         "duplicates": summary.duplicates,
         "rejected": parsed.rejected,
+        "rejected_count": parsed.rejected_count,
     })))
+}
+
+/// Counts a call against its user's rate for `endpoint`; 429 with `Retry-After` beyond.
+pub(crate) fn within_rate(
+    app: &AppState,
+    rates: &RateTable<UserKey>,
+    s: &UserSession,
+    endpoint: &'static str,
+) -> Result<(), ApiError> {
+    rates
+        .take(s.key(), std::time::Instant::now())
+        .map_err(|wait| {
+            app.metrics
+                .rest_rate_limited
+                .get_or_create(&ReasonLabels { reason: endpoint })
+                .inc();
+            ApiError::rate_limited(
+                wait,
+                format!("too many `{endpoint}` requests for this user; retry later"),
+            )
+        })
 }
 
 /// `2026-11-01` (a whole UTC day) or RFC 3339. A bare date as `to` includes that day.
@@ -281,6 +444,7 @@ pub async fn recommendations(
     Query(q): Query<RecommendationsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let s = session(&app, &headers).await?;
+    within_rate(&app, &app.rest_rates.recommendations, &s, "recommendations")?;
     let period = period_of(q.period.as_deref(), q.from.as_deref(), q.to.as_deref())?;
     let limits = ShortLimits::default();
     let recs = recommend(s.usage(), s.catalog(), &period, limits)
@@ -294,7 +458,7 @@ pub async fn recommendations(
         "currency": "USD",
         "limits": limits,
         "cache_hit_rate": CACHE_HIT_RATE,
-        "monthly_saving_nanos": total.0,
+        "monthly_saving_nanos": total,
         "monthly_saving_usd": total.usd(),
         "recommendations": recs.iter().map(Recommendation::to_json).collect::<Vec<_>>(),
     })))

@@ -1,6 +1,11 @@
 //! The run registry: which runs are executing, whose they are, their cancellation, the
 //! per-user limit on runs in flight, and the task that drives each run to its end — also when
 //! the agents panic, in which case the run is closed so every start keeps its end.
+//!
+//! Fairness: a user's runs execute one at a time, in the order they were sent (a FIFO lane
+//! per user), while different users' runs execute side by side. A user with several runs in
+//! flight so takes one run's share of the machine, never several: the others' questions are
+//! not slowed by how many one user asks. A queued run can be cancelled before it starts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +46,9 @@ const INTERRUPT_WAIT: Duration = Duration::from_secs(5);
 
 pub struct RunRegistry {
     live: Mutex<HashMap<String, LiveRun>>,
+    /// Each user's lane: one permit, taken by the run executing; the user's other runs wait
+    /// for it in order. Removed when the user has no run in flight.
+    lanes: Mutex<HashMap<UserKey, Arc<tokio::sync::Semaphore>>>,
     /// Runs cancelled by shutdown rather than by their user: recorded as `interrupted`.
     interrupted: Mutex<std::collections::HashSet<String>>,
     tracker: TaskTracker,
@@ -60,6 +68,7 @@ impl RunRegistry {
     pub fn new(max_per_user: usize, metrics: Arc<Metrics>) -> Arc<RunRegistry> {
         Arc::new(RunRegistry {
             live: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(HashMap::new()),
             interrupted: Mutex::new(std::collections::HashSet::new()),
             tracker: TaskTracker::new(),
             max_per_user,
@@ -89,7 +98,25 @@ impl RunRegistry {
     }
 
     pub fn release(&self, run_id: &str) {
-        self.live().remove(run_id);
+        let mut live = self.live();
+        if let Some(run) = live.remove(run_id)
+            && !live.values().any(|r| r.user == run.user)
+        {
+            self.lanes().remove(&run.user);
+        }
+    }
+
+    fn lanes(&self) -> MutexGuard<'_, HashMap<UserKey, Arc<tokio::sync::Semaphore>>> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lane `user`'s runs execute in, one at a time.
+    fn lane(&self, user: &UserKey) -> Arc<tokio::sync::Semaphore> {
+        Arc::clone(
+            self.lanes()
+                .entry(user.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1))),
+        )
     }
 
     /// Cancels `run_id` if it is running and belongs to `user`.
@@ -106,11 +133,19 @@ impl RunRegistry {
     /// Drives the run on its own task until it has ended and been recorded.
     pub fn start(self: &Arc<Self>, spec: RunSpec) {
         let registry = Arc::clone(self);
+        let lane = self.lane(spec.stream.key());
         self.metrics.runs_started.inc();
         self.metrics.runs_in_flight.inc();
         self.tracker.spawn(async move {
             let run_id = spec.run_id.clone();
+            // Its turn in the user's lane; a run cancelled while waiting goes at once (it
+            // only records that it was cancelled).
+            let turn = tokio::select! {
+                permit = lane.acquire_owned() => permit.ok(),
+                _ = spec.cancel.cancelled() => None,
+            };
             let status = registry.drive(spec).await;
+            drop(turn);
             registry
                 .metrics
                 .runs_finished

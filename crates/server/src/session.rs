@@ -229,6 +229,16 @@ impl UserSession {
         &self.catalog
     }
 
+    /// The catalog, to price with off the async threads.
+    pub fn catalog_arc(&self) -> Arc<PriceCatalog> {
+        Arc::clone(&self.catalog)
+    }
+
+    /// Whose session this is.
+    pub fn key(&self) -> &UserKey {
+        &self.key
+    }
+
     /// Registers a connection resuming after `last_seq`; see [`UserStream::subscribe`].
     pub async fn subscribe(
         &self,

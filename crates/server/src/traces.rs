@@ -4,22 +4,21 @@
 //! plain or gzip (decompressed by the route's layer, see `app.rs`); the answer is an `ExportTraceServiceResponse` in the same encoding, with
 //! `partial_success` naming rejected spans. Spans are read by [`crate::ingest::otlp`].
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http_error::ApiError;
-use crate::ingest::otlp::{self, Encoding};
+use crate::ingest::otlp::{self, Encoding, OtlpError};
 use crate::ingest::price_batch;
-use crate::rest::{body_bytes, session, store_parsed};
+use crate::rest::{IngestRequest, session, store_parsed};
 
 pub async fn traces(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let s = session(&app, &headers).await?;
     let content_type = headers
@@ -30,21 +29,30 @@ pub async fn traces(
             "OTLP/HTTP bodies are application/x-protobuf or application/json".into(),
         )
     })?;
-    let body = body_bytes(&app, body)?;
-    let request = otlp::decode(encoding, &body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let spans = otlp::records(&request);
-    let parsed = price_batch(spans.batch, s.catalog());
-    let summary = store_parsed(&app, &s, &parsed).await?;
+    let mut request = IngestRequest::take(&app, &s, &headers, body).await?;
+    let catalog = s.catalog_arc();
+    let limits = app.ingest_limits();
+    let parsed = request
+        .parse(&app, move |body| {
+            let spans = otlp::read(encoding, body, limits)?;
+            tracing::debug!(skipped = spans.skipped, "OTLP spans read");
+            Ok::<_, OtlpError>(price_batch(spans.batch, &catalog, limits))
+        })
+        .await?
+        .map_err(|e| match e {
+            OtlpError::TooManySpans(e) => ApiError::PayloadTooLarge(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
+    let (summary, parsed) = store_parsed(&app, &s, parsed).await?;
     tracing::debug!(
         accepted = summary.accepted,
         duplicates = summary.duplicates,
-        rejected = parsed.rejected.len(),
-        skipped = spans.skipped,
+        rejected = parsed.rejected_count,
         "OTLP spans ingested"
     );
     Ok((
         [(header::CONTENT_TYPE, encoding.content_type())],
-        otlp::response(encoding, &parsed.rejected),
+        otlp::response(encoding, &parsed.rejected, parsed.rejected_count),
     )
         .into_response())
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use apogee_protocol::client::MAX_FRAME_BYTES;
 use apogee_protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame, close, parse_client_frame};
+use apogee_store::UserKey;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
@@ -20,7 +21,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::app::{AppState, ConnectionSlot};
+use crate::admission::{ConnectionSlot, Refused};
+use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::hub::{Replay, Subscription};
 use crate::metrics::{CodeLabels, SourceLabels};
@@ -67,7 +69,13 @@ pub async fn upgrade(
     let ip = peer.ip();
     if let Some(retry_after) = app.handshake_limit.blocked(ip) {
         app.metrics.handshake_failures.inc();
-        return ApiError::TooManyRequests(retry_after).into_response();
+        return ApiError::TooManyRequests {
+            retry_after,
+            message: format!(
+                "too many failed handshakes from this address; retry in {retry_after} s"
+            ),
+        }
+        .into_response();
     }
     let identity = match app.auth.authenticate_ws(&headers, &query).await {
         Ok(id) => id,
@@ -80,10 +88,29 @@ pub async fn upgrade(
             return ApiError::from(e).into_response();
         }
     };
-    let Some(slot) = app.admit_connection() else {
-        app.metrics.connections_refused.inc();
-        return ApiError::Unavailable("this node is at its connection limit; retry shortly".into())
+    let user = UserKey {
+        org_id: identity.org_id().to_string(),
+        user_id: identity.user_id().to_string(),
+    };
+    let slot = match app.admission.admit(&user) {
+        Ok(slot) => slot,
+        Err(Refused::NodeFull) => {
+            app.metrics.connections_refused.inc();
+            return ApiError::Unavailable(
+                "this node is at its connection limit; retry shortly".into(),
+            )
             .into_response();
+        }
+        Err(Refused::UserFull(max)) => {
+            app.metrics.connections_refused_per_user.inc();
+            return ApiError::TooManyRequests {
+                retry_after: 1,
+                message: format!(
+                    "this user has {max} connections open on this node, the most allowed"
+                ),
+            }
+            .into_response();
+        }
     };
     let session = app.sessions.open(&identity);
     ws.protocols([apogee_protocol::SUBPROTOCOL])
@@ -106,12 +133,16 @@ enum End {
     Close(u16, &'static str),
     /// The peer went away or cannot be written to: nothing more to send.
     Drop,
+    /// The peer sent a close frame: the answering close (queued by the codec) is flushed.
+    PeerClosed,
 }
 
 /// What the reader hands the writer: a transient frame, or the order to close.
 enum Out {
     Frame(String),
     Close(u16, &'static str),
+    /// The client closed: finish with the codec's answer to its close frame.
+    PeerClosed,
 }
 
 /// Transient frames (acks, errors, pongs) a connection may have waiting to be written; a
@@ -165,13 +196,20 @@ async fn serve_connection(
             () = &mut reading => writing.await,
         }
     };
-    if let End::Close(code, reason) = end {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.sink.send(Message::Close(Some(frame))))
-            .await;
+    match end {
+        End::Close(code, reason) => {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ =
+                tokio::time::timeout(CLOSE_TIMEOUT, writer.sink.send(Message::Close(Some(frame))))
+                    .await;
+        }
+        // Whatever the codec still holds (its answer to a close frame) goes out if it can.
+        End::PeerClosed | End::Drop => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.sink.flush()).await;
+        }
     }
     app.metrics.connections_open.dec();
 }
@@ -240,6 +278,7 @@ impl Writer<'_> {
                 out = out.pop() => match out {
                     Some(Out::Frame(text)) => self.send(Message::Text(text.into()), &too_slow).await,
                     Some(Out::Close(code, reason)) => Err(End::Close(code, reason)),
+                    Some(Out::PeerClosed) => Err(End::PeerClosed),
                     None => Err(End::Drop),
                 },
                 ev = sub.rx.pop() => match ev {
@@ -365,7 +404,15 @@ impl Reader<'_> {
             match step {
                 Ok(()) => {}
                 Err(End::Close(code, reason)) => {
-                    let _ = self.out.try_push(Out::Close(code, reason));
+                    // After what is queued: the writer sends it, then the close frame.
+                    let _ =
+                        tokio::time::timeout(SEND_TIMEOUT, self.out.push(Out::Close(code, reason)))
+                            .await;
+                    return;
+                }
+                Err(End::PeerClosed) => {
+                    let _ =
+                        tokio::time::timeout(SEND_TIMEOUT, self.out.push(Out::PeerClosed)).await;
                     return;
                 }
                 Err(End::Drop) => return,
@@ -373,12 +420,18 @@ impl Reader<'_> {
         }
     }
 
-    /// Queues a transient frame without waiting: a client that lets its control queue fill
-    /// is too slow, and waiting here would let it stall its own reader.
-    fn reply(&self, frame: &ServerFrame) -> Result<(), End> {
-        self.out
-            .try_push(Out::Frame(frame.to_json()))
-            .map_err(|_| End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq"))
+    /// Queues a transient frame for the writer. When the queue is full the reader waits
+    /// (and so stops reading: the client's own writes back up) until the writer has sent
+    /// some; a client that does not read its answers for [`SEND_TIMEOUT`] is too slow.
+    async fn reply(&self, frame: &ServerFrame) -> Result<(), End> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.out.push(Out::Frame(frame.to_json()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Drop),
+            Err(_) => Err(End::Close(
+                close::TRY_AGAIN_LATER,
+                "too slow: resume with last_seq",
+            )),
+        }
     }
 
     async fn on_message(&mut self, msg: Message) -> Result<(), End> {
@@ -393,21 +446,21 @@ impl Reader<'_> {
                 match parse_client_frame(text.as_str()) {
                     // Boxed for the same reason as the writer's start-up.
                     Ok(frame) => Box::pin(self.on_frame(frame)).await,
-                    Err(e) => self.send_error(e, None),
+                    Err(e) => self.send_error(e, None).await,
                 }
             }
             Message::Binary(_) => Err(End::Close(
                 close::UNSUPPORTED_DATA,
                 "binary frames are not supported",
             )),
-            Message::Close(_) => Err(End::Drop),
+            Message::Close(_) => Err(End::PeerClosed),
             Message::Ping(_) | Message::Pong(_) => Ok(()),
         }
     }
 
     async fn on_frame(&mut self, frame: ClientFrame) -> Result<(), End> {
         match frame {
-            ClientFrame::Ping { nonce } => self.reply(&ServerFrame::Pong { nonce }),
+            ClientFrame::Ping { nonce } => self.reply(&ServerFrame::Pong { nonce }).await,
             ClientFrame::UserMessage {
                 client_msg_id,
                 content,
@@ -419,13 +472,15 @@ impl Reader<'_> {
             {
                 Ok(submitted) => {
                     let ack = submitted.ack;
-                    let replied = self.reply(&ServerFrame::MessageAck {
-                        client_msg_id,
-                        message_id: ack.record.message_id,
-                        thread_id: ack.record.thread_id,
-                        run_id: ack.record.run_id,
-                        duplicate: ack.duplicate,
-                    });
+                    let replied = self
+                        .reply(&ServerFrame::MessageAck {
+                            client_msg_id,
+                            message_id: ack.record.message_id,
+                            thread_id: ack.record.thread_id,
+                            run_id: ack.record.run_id,
+                            duplicate: ack.duplicate,
+                        })
+                        .await;
                     // Queued after the ack, so the writer sends the ack first; on its own
                     // task, and whether or not the ack could be queued, because the message
                     // is stored: its run must start even if this connection is ending.
@@ -436,20 +491,24 @@ impl Reader<'_> {
                 }
                 Err(e) => {
                     let (frame, retry) = session_error(e, Some(client_msg_id));
-                    self.send_error(frame, retry)
+                    self.send_error(frame, retry).await
                 }
             },
             ClientFrame::CancelRun { run_id } => match self.session.cancel_run(&run_id).await {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let (frame, retry) = session_error(e, None);
-                    self.send_error(frame, retry)
+                    self.send_error(frame, retry).await
                 }
             },
         }
     }
 
-    fn send_error(&mut self, e: FrameError, retry_after: Option<Duration>) -> Result<(), End> {
+    async fn send_error(
+        &mut self,
+        e: FrameError,
+        retry_after: Option<Duration>,
+    ) -> Result<(), End> {
         let code = e.code;
         self.app
             .metrics
@@ -458,7 +517,9 @@ impl Reader<'_> {
                 code: error_code_name(code),
             })
             .inc();
-        if code != ErrorCode::Internal {
+        // Only frames the client got wrong count towards closing it: `rate_limited` and
+        // `busy` answer well-formed requests that came too fast, `internal` is ours.
+        if counts_as_abuse(code) {
             if self.window_start.elapsed() > ERROR_WINDOW {
                 self.window_start = Instant::now();
                 self.errors_in_window = 0;
@@ -474,6 +535,14 @@ impl Reader<'_> {
             client_msg_id: e.client_msg_id,
             retry_after_ms: retry_after.map(|d| d.as_millis().max(1) as u64),
         })
+        .await
+    }
+}
+
+fn counts_as_abuse(code: ErrorCode) -> bool {
+    match code {
+        ErrorCode::BadRequest | ErrorCode::UnknownType | ErrorCode::NotFound => true,
+        ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Internal => false,
     }
 }
 
@@ -515,12 +584,86 @@ fn session_error(e: SessionError, client_msg_id: Option<String>) -> (FrameError,
     )
 }
 
-/// A read error: an over-long message gets 1009; anything else means the peer is gone.
+/// A read error: the close code RFC 6455 §7.4.1 gives its cause, or `Drop` when the peer is
+/// simply gone (nothing can be sent then).
 fn read_error(e: &axum::Error) -> End {
-    let text = e.to_string();
-    if text.contains("too long") || text.contains("Space limit") || text.contains("too big") {
-        End::Close(close::MESSAGE_TOO_BIG, "frame larger than 64 KiB")
-    } else {
-        End::Drop
+    use std::error::Error as _;
+    use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+    let Some(ws) = e.source().and_then(|s| s.downcast_ref::<WsError>()) else {
+        return End::Drop;
+    };
+    match ws {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            End::Close(close::MESSAGE_TOO_BIG, "frame larger than 64 KiB")
+        }
+        WsError::Utf8(_) => End::Close(close::INVALID_PAYLOAD, "text frame is not UTF-8"),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Drop,
+        WsError::Protocol(ProtocolError::ControlFrameTooBig) => End::Close(
+            close::PROTOCOL_ERROR,
+            "control frame payload over 125 bytes",
+        ),
+        WsError::Protocol(ProtocolError::UnmaskedFrameFromClient) => {
+            End::Close(close::PROTOCOL_ERROR, "client frames must be masked")
+        }
+        WsError::Protocol(ProtocolError::NonZeroReservedBits) => {
+            End::Close(close::PROTOCOL_ERROR, "reserved bits set")
+        }
+        WsError::Protocol(ProtocolError::FragmentedControlFrame) => {
+            End::Close(close::PROTOCOL_ERROR, "fragmented control frame")
+        }
+        WsError::Protocol(_) => End::Close(close::PROTOCOL_ERROR, "protocol error"),
+        WsError::Capacity(_) => End::Close(close::MESSAGE_TOO_BIG, "frame too large"),
+        _ => End::Drop,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_frames_the_client_got_wrong_count_towards_1008() {
+        assert!(counts_as_abuse(ErrorCode::BadRequest));
+        assert!(counts_as_abuse(ErrorCode::UnknownType));
+        assert!(counts_as_abuse(ErrorCode::NotFound));
+        assert!(!counts_as_abuse(ErrorCode::RateLimited));
+        assert!(!counts_as_abuse(ErrorCode::Busy));
+        assert!(!counts_as_abuse(ErrorCode::Internal));
+    }
+
+    #[test]
+    fn read_errors_close_with_the_code_of_their_cause() {
+        use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+        let code = |e: WsError| match read_error(&axum::Error::new(e)) {
+            End::Close(code, _) => Some(code),
+            End::Drop | End::PeerClosed => None,
+        };
+        assert_eq!(
+            code(WsError::Protocol(ProtocolError::ControlFrameTooBig)),
+            Some(close::PROTOCOL_ERROR),
+            "a 200-byte ping is a protocol error, not a message too big"
+        );
+        assert_eq!(
+            code(WsError::Capacity(CapacityError::MessageTooLong {
+                size: 300_000,
+                max_size: 262_144
+            })),
+            Some(close::MESSAGE_TOO_BIG)
+        );
+        assert_eq!(
+            code(WsError::Utf8("bad".into())),
+            Some(close::INVALID_PAYLOAD)
+        );
+        assert_eq!(
+            code(WsError::Protocol(ProtocolError::InvalidOpcode(5))),
+            Some(close::PROTOCOL_ERROR)
+        );
+        assert_eq!(code(WsError::ConnectionClosed), None);
+        assert_eq!(
+            code(WsError::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake
+            )),
+            None
+        );
     }
 }

@@ -60,7 +60,7 @@ async fn spike_and_savings_answers_match_the_rest_api() {
         .find(|r| r["key"] == spike_day)
         .expect("the spike day has usage");
     assert_eq!(data["spike"]["day_cost_nanos"], day_row["cost_nanos"]);
-    let day_cost = Nanos(day_row["cost_nanos"].as_i64().unwrap());
+    let day_cost = Nanos::from(day_row["cost_nanos"].as_i64().unwrap());
     assert!(
         answer.contains(spike_day) && answer.contains(&day_cost.display_usd()),
         "answer lacks {spike_day} at {}: {answer}",
@@ -98,7 +98,7 @@ async fn spike_and_savings_answers_match_the_rest_api() {
     let chat = pick(&data["recommendations"]);
     assert!(!chat.is_empty(), "{data}");
     assert_eq!(chat, pick(&api["recommendations"]));
-    let top = Nanos(chat[0].1);
+    let top = Nanos::from(chat[0].1);
     assert!(answer.contains(&top.display_usd()), "{answer}");
     assert!(server.terminate().await.success());
 }
@@ -251,7 +251,7 @@ async fn figure_answers_equal_the_api_for_the_same_plan() {
                 }
                 out
             }
-            _ => Nanos(api["totals"]["cost_nanos"].as_i64().unwrap()).display_usd(),
+            _ => Nanos::from(api["totals"]["cost_nanos"].as_i64().unwrap()).display_usd(),
         };
         let ranked = plan.get("rank").is_some_and(|r| !r.is_null());
         if !ranked {
@@ -268,7 +268,7 @@ async fn figure_answers_equal_the_api_for_the_same_plan() {
                 .find(|r| r["key"] != "(none)")
                 .unwrap();
             assert!(
-                lead.contains(&Nanos(top["cost_nanos"].as_i64().unwrap()).display_usd()),
+                lead.contains(&Nanos::from(top["cost_nanos"].as_i64().unwrap()).display_usd()),
                 "{question}: {lead} lacks the top row {top}"
             );
         }

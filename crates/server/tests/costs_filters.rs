@@ -74,7 +74,7 @@ fn sums<'a>(records: impl Iterator<Item = &'a PricedRecord>) -> Sums {
         s.input += r.input_tokens;
         s.output += r.output_tokens;
         match p.cost {
-            Some(c) => s.cost += c.0,
+            Some(c) => s.cost += i64::try_from(c.0).unwrap(),
             None => s.unpriced += calls,
         }
         if r.status.as_deref().is_some_and(|st| st != "ok") {

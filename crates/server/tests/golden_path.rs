@@ -80,11 +80,12 @@ async fn analyze_my_ai_costs_streams_a_complete_run_with_real_figures() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    let sql_cost = Nanos(row.get::<i64, _>("c"));
+    let sql_cost = Nanos::from(row.get::<i64, _>("c"));
     let sql_calls: i64 = row.get("n");
     assert!(sql_calls > 0);
     assert_eq!(
-        data["totals"]["cost_nanos"], sql_cost.0,
+        data["totals"]["cost_nanos"],
+        serde_json::json!(sql_cost),
         "{}",
         data["totals"]
     );
@@ -105,14 +106,14 @@ async fn analyze_my_ai_costs_streams_a_complete_run_with_real_figures() {
     let top_model: String = top.get("model");
     assert!(
         content.contains(&top_model)
-            && content.contains(&Nanos(top.get::<i64, _>("c")).display_usd()),
+            && content.contains(&Nanos::from(top.get::<i64, _>("c")).display_usd()),
         "{content}"
     );
 
     // A savings figure, computed from the data, is in the answer.
     let recs = data["recommendations"].as_array().expect("recommendations");
     assert!(!recs.is_empty(), "{data}");
-    let saving = Nanos(recs[0]["monthly_saving_nanos"].as_i64().unwrap());
+    let saving = Nanos::from(recs[0]["monthly_saving_nanos"].as_i64().unwrap());
     assert!(
         saving > Nanos::ZERO && content.contains(&saving.display_usd()),
         "{content}"

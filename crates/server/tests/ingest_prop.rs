@@ -2,7 +2,7 @@
 //! body is answered (records accepted or rejected by index, or the body refused whole), no
 //! input panics, and the range rules hold for every record that is accepted.
 
-use apogee_analytics::formats::Format;
+use apogee_analytics::formats::{Format, Limits};
 use apogee_analytics::usage::{MAX_FIELD_CHARS, MAX_TOKENS};
 use apogee_analytics::{PriceCatalog, UsageRecord};
 use apogee_server::ingest::parse_body;
@@ -94,8 +94,8 @@ fn record_like() -> impl Strategy<Value = Value> {
 fn check_accepted(body: &[u8], records: usize) {
     let catalog = catalog();
     // Arrays and NDJSON of flat records are always answered record by record.
-    let parsed =
-        parse_body(Format::Usage, body, &catalog).expect("a well-formed body is not refused whole");
+    let parsed = parse_body(Format::Usage, body, &catalog, Limits::default())
+        .expect("a well-formed body is not refused whole");
     assert_eq!(parsed.accepted.len() + parsed.rejected.len(), records);
     for r in &parsed.rejected {
         assert!(r.index < records);
@@ -115,14 +115,14 @@ proptest! {
     #[test]
     fn any_bytes_are_answered(body in prop::collection::vec(any::<u8>(), 0..400)) {
         for format in FORMATS {
-            let _ = parse_body(format, &body, &catalog());
+            let _ = parse_body(format, &body, &catalog(), Limits::default());
         }
     }
 
     #[test]
     fn any_text_is_answered(body in "\\PC{0,400}") {
         for format in FORMATS {
-            let _ = parse_body(format, body.as_bytes(), &catalog());
+            let _ = parse_body(format, body.as_bytes(), &catalog(), Limits::default());
         }
     }
 

@@ -224,7 +224,7 @@ impl Truth {
     /// price of its tokens.
     fn cost(&self, r: &Rec) -> i64 {
         match r.cost_usd {
-            Some(c) => Nanos::from_usd(c).0,
+            Some(c) => Nanos::from_usd(c).to_i64().unwrap(),
             None => {
                 let (i, o, _) = rates(&self.catalog, r.model, Some(r.day));
                 ((r.input as f64 * i + r.output as f64 * o) * 1000.0).round() as i64
@@ -296,7 +296,7 @@ impl Truth {
 }
 
 fn usd(nanos: i64) -> String {
-    Nanos(nanos).display_usd()
+    Nanos::from(nanos).display_usd()
 }
 
 fn count(n: i64) -> String {
@@ -319,7 +319,7 @@ fn pct(part: i64, whole: i64) -> String {
 fn per_call(nanos: i64) -> String {
     let usd = nanos as f64 / 1e9;
     if usd >= 1.0 {
-        return Nanos(nanos).display_usd();
+        return Nanos::from(nanos).display_usd();
     }
     let decimals = ((-usd.log10()).ceil() as usize + 2).clamp(2, 9);
     let text = format!("{usd:.decimals$}");

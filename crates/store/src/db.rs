@@ -87,6 +87,91 @@ pub(crate) trait Cols {
     fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
     fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
     fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+
+    /// A sum written by [`Sums::sum`], exactly (or a plain integer column, such as a count).
+    fn wide(&self, col: &str) -> Result<i128, sqlx::Error> {
+        let text = match self.text(col) {
+            Ok(text) => text,
+            Err(_) => return self.int(col).map(i128::from),
+        };
+        parse_wide(&text).ok_or_else(|| {
+            sqlx::Error::Decode(format!("column `{col}`: `{text}` is not a wide sum").into())
+        })
+    }
+
+    /// A sum written by [`Sums::sum`] as an `i64`, held at `i64::MAX` beyond (token and call
+    /// counts: no real org reaches 9.2 × 10¹⁸; a hostile one must not break its reads).
+    fn wide_count(&self, col: &str) -> Result<i64, sqlx::Error> {
+        let v = self.wide(col)?;
+        Ok(i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX }))
+    }
+}
+
+/// Parts a sum of 64-bit integers is split into on SQLite: `value / SPLIT` and
+/// `value % SPLIT` each sum without overflow over billions of rows.
+const SPLIT: i128 = 1_000_000_000;
+
+/// How a read writes its sums of 64-bit integers, so they never overflow, read back with
+/// [`Cols::wide`] or [`Cols::wide_count`]. PostgreSQL sums BIGINT as NUMERIC (exact), which is
+/// read as text. SQLite's `SUM` is 64-bit and fails past that, so reads sum plainly first (the
+/// usual case costs nothing) and, when SQLite reports an overflow, again in two parts (the sums
+/// of `expr / 10⁹` and of `expr % 10⁹`, as text `HIGH:LOW`) — see `org_usage`'s `widening!`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sums {
+    backend: Backend,
+    split: bool,
+}
+
+impl Sums {
+    /// How a read sums first on `db`.
+    pub(crate) fn first(db: &Db) -> Sums {
+        Sums {
+            backend: db.backend(),
+            split: false,
+        }
+    }
+
+    /// How to sum again after `error`, when it is SQLite's overflow of a plain sum.
+    pub(crate) fn after(self, error: &str) -> Option<Sums> {
+        (self.backend == Backend::Sqlite && !self.split && error.contains("integer overflow"))
+            .then_some(Sums {
+                split: true,
+                ..self
+            })
+    }
+
+    /// A sort key for `SUM(expr)` in `ORDER BY` (the sum as written may be text): the plain sum,
+    /// or with split sums the high part. Exact ordering is done in Rust on the read sums; this
+    /// only decides which rows a `LIMIT` keeps.
+    pub(crate) fn rank(self, expr: &str) -> String {
+        match (self.backend, self.split) {
+            (Backend::Sqlite, true) => format!("SUM(({expr}) / {SPLIT})"),
+            _ => format!("SUM({expr})"),
+        }
+    }
+
+    /// `SUM(expr)`, 0 over no rows.
+    pub(crate) fn sum(self, expr: &str) -> String {
+        match (self.backend, self.split) {
+            (Backend::Postgres, _) => format!("CAST(COALESCE(SUM({expr}), 0) AS TEXT)"),
+            (Backend::Sqlite, false) => format!("COALESCE(SUM({expr}), 0)"),
+            (Backend::Sqlite, true) => format!(
+                "(CAST(COALESCE(SUM(({expr}) / {SPLIT}), 0) AS TEXT) || ':' || \
+                 CAST(COALESCE(SUM(({expr}) % {SPLIT}), 0) AS TEXT))"
+            ),
+        }
+    }
+}
+
+fn parse_wide(text: &str) -> Option<i128> {
+    match text.split_once(':') {
+        Some((high, low)) => high
+            .parse::<i128>()
+            .ok()?
+            .checked_mul(SPLIT)?
+            .checked_add(low.parse::<i128>().ok()?),
+        None => text.parse().ok(),
+    }
 }
 
 macro_rules! impl_cols {
@@ -126,6 +211,59 @@ pub(crate) fn is_retryable(e: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_sums_read_back_exactly() {
+        assert_eq!(parse_wide("0:0"), Some(0));
+        assert_eq!(parse_wide("9:223372036"), Some(9_223_372_036));
+        assert_eq!(
+            parse_wide("18446744073:1709551615"),
+            Some(18_446_744_073 * 1_000_000_000 + 1_709_551_615)
+        );
+        assert_eq!(parse_wide("-3:-5"), Some(-3_000_000_005));
+        assert_eq!(parse_wide("42"), Some(42));
+        assert_eq!(parse_wide("x:1"), None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_sums_past_64_bits_without_failing() {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (v BIGINT)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            sqlx::query("INSERT INTO t VALUES ($1)")
+                .bind(i64::MAX)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let first = Sums::first(&Db::Sqlite {
+            write: pool.clone(),
+            read: pool.clone(),
+        });
+        let plain = match sqlx::query(&format!("SELECT {} FROM t", first.sum("v")))
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(_) => panic!("SQLite's SUM does not overflow any more?"),
+            Err(e) => e.to_string(),
+        };
+        let split = first.after(&plain).expect("an overflow sums again, split");
+        assert_eq!(split.after("integer overflow"), None, "once");
+        let row = sqlx::query(&format!(
+            "SELECT {} AS s, {} AS e FROM t",
+            split.sum("v"),
+            split.sum("v * 0 + NULL")
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(row.wide("s").unwrap(), 3 * i128::from(i64::MAX));
+        assert_eq!(row.wide_count("s").unwrap(), i64::MAX);
+        assert_eq!(row.wide("e").unwrap(), 0);
+    }
 
     #[tokio::test]
     async fn sqlite_accepts_dollar_placeholders_repeated_and_in_any_order() {

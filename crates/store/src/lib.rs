@@ -25,7 +25,7 @@ pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};
 pub use org_usage::OrgUsage;
 pub use tickets::{Redeemed, TicketGrant};
-pub use usage::IngestSummary;
+pub use usage::{IngestSummary, UsageSelection};
 
 use std::path::Path;
 use std::str::FromStr;

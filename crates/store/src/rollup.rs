@@ -1,6 +1,12 @@
 //! The hourly rollups (`usage_hourly`, migration 4, and per tag `usage_hourly_tags`, migration
 //! 6): folding raw rows into per-hour sums and applying them in the transaction that inserted
 //! or deleted those rows, so the rollups always equal the raw rows they summarise.
+//!
+//! A rollup row's sums are 64-bit (BIGINT) and every addition to them is checked: ingest reads
+//! the sums of the rows a batch adds to and refuses, with its index, a record that would take
+//! one past the limit ([`HourSums::add`]), so a bucket never overflows and later batches keep
+//! landing. A tag rollup row sums a subset of one hourly row's records, so it stays within the
+//! same limit. Sums across buckets are read wide (`db::Sums`).
 
 use std::collections::HashMap;
 
@@ -54,7 +60,7 @@ pub(crate) const TAG_UPSERT_TAIL: &str = " ON CONFLICT (org_id, tag_key, hour_ms
       error_calls = usage_hourly_tags.error_calls + excluded.error_calls";
 
 /// Key of records without a user or a feature; the same key every breakdown reports.
-const NONE_KEY: &str = apogee_analytics::NONE_KEY;
+pub(crate) const NONE_KEY: &str = apogee_analytics::NONE_KEY;
 
 /// The start of the UTC hour holding `ts_ms`.
 pub(crate) fn hour_floor(ts_ms: i64) -> i64 {
@@ -78,7 +84,7 @@ pub(crate) struct TagHourKey {
     pub(crate) tag_value: String,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct HourSums {
     pub(crate) rows: i64,
     pub(crate) calls: i64,
@@ -91,26 +97,81 @@ pub(crate) struct HourSums {
     pub(crate) error_calls: i64,
 }
 
+/// One raw row's contribution to its hour's sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowSums {
+    pub(crate) calls: i64,
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
+    pub(crate) cached_input_tokens: i64,
+    /// `None` when the row is unpriced.
+    pub(crate) cost_nanos: Option<i64>,
+    pub(crate) error: bool,
+}
+
+impl HourSums {
+    /// These sums with one more row, or `None` when any of them would overflow.
+    pub(crate) fn add(&self, r: &RowSums) -> Option<HourSums> {
+        let (cost, unpriced_calls, unpriced_tokens) = match r.cost_nanos {
+            Some(c) => (c, 0, 0),
+            None => (0, r.calls, r.input_tokens.checked_add(r.output_tokens)?),
+        };
+        Some(HourSums {
+            rows: self.rows.checked_add(1)?,
+            calls: self.calls.checked_add(r.calls)?,
+            input_tokens: self.input_tokens.checked_add(r.input_tokens)?,
+            output_tokens: self.output_tokens.checked_add(r.output_tokens)?,
+            cached_input_tokens: self
+                .cached_input_tokens
+                .checked_add(r.cached_input_tokens)?,
+            cost_nanos: self.cost_nanos.checked_add(cost)?,
+            unpriced_calls: self.unpriced_calls.checked_add(unpriced_calls)?,
+            unpriced_tokens: self.unpriced_tokens.checked_add(unpriced_tokens)?,
+            error_calls: self
+                .error_calls
+                .checked_add(if r.error { r.calls } else { 0 })?,
+        })
+    }
+
+    /// A stored rollup row's sums.
+    pub(crate) fn read(r: &impl Cols) -> Result<HourSums, sqlx::Error> {
+        Ok(HourSums {
+            rows: r.int("row_count")?,
+            calls: r.int("calls")?,
+            input_tokens: r.int("input_tokens")?,
+            output_tokens: r.int("output_tokens")?,
+            cached_input_tokens: r.int("cached_input_tokens")?,
+            cost_nanos: r.int("cost_nanos")?,
+            unpriced_calls: r.int("unpriced_calls")?,
+            unpriced_tokens: r.int("unpriced_tokens")?,
+            error_calls: r.int("error_calls")?,
+        })
+    }
+}
+
+/// The rollup row a raw row belongs to and what it adds, from the row as it is inserted.
+pub(crate) fn key_of(
+    ts_ms: i64,
+    provider: &str,
+    model: &str,
+    user: Option<&str>,
+    feature: Option<&str>,
+) -> HourKey {
+    HourKey {
+        hour_ms: hour_floor(ts_ms),
+        provider: provider.to_string(),
+        model: model.to_string(),
+        user: user.unwrap_or(NONE_KEY).to_string(),
+        feature: feature.unwrap_or(NONE_KEY).to_string(),
+    }
+}
+
 /// Sums of raw rows by hour and dimensions, to add to (or subtract from) the rollups.
 #[derive(Debug, Default)]
 pub(crate) struct RollupDelta {
     sums: HashMap<HourKey, HourSums>,
     tag_sums: HashMap<TagHourKey, HourSums>,
     rows: u64,
-}
-
-impl HourSums {
-    fn add(&mut self, o: &HourSums) {
-        self.rows += o.rows;
-        self.calls += o.calls;
-        self.input_tokens += o.input_tokens;
-        self.output_tokens += o.output_tokens;
-        self.cached_input_tokens += o.cached_input_tokens;
-        self.cost_nanos += o.cost_nanos;
-        self.unpriced_calls += o.unpriced_calls;
-        self.unpriced_tokens += o.unpriced_tokens;
-        self.error_calls += o.error_calls;
-    }
 }
 
 impl RollupDelta {
@@ -134,38 +195,26 @@ impl RollupDelta {
         entries
     }
 
-    /// Folds in one raw row read through [`RAW_COLUMNS`].
+    /// Folds in one raw row read through [`RAW_COLUMNS`]. The row's sums were checked
+    /// against its bucket before it was inserted, and a delete takes away part of what a
+    /// bucket holds, so an overflow here means the data is inconsistent: an error, not a wrap.
     pub(crate) fn add_row(&mut self, r: &impl Cols) -> Result<(), sqlx::Error> {
-        let ts_ms = r.int("ts_ms")?;
-        let key = HourKey {
-            hour_ms: hour_floor(ts_ms),
-            provider: r.text("provider")?,
-            model: r.text("model")?,
-            user: r.opt_text("user_name")?.unwrap_or_else(|| NONE_KEY.into()),
-            feature: r.opt_text("feature")?.unwrap_or_else(|| NONE_KEY.into()),
-        };
-        let input = r.int("input_tokens")?;
-        let output = r.int("output_tokens")?;
-        let calls = r.int("request_count")?;
-        let cost = r.opt_int("cost_nanos")?;
-        let mut one = HourSums {
-            rows: 1,
-            calls,
-            input_tokens: input,
-            output_tokens: output,
+        let key = key_of(
+            r.int("ts_ms")?,
+            &r.text("provider")?,
+            &r.text("model")?,
+            r.opt_text("user_name")?.as_deref(),
+            r.opt_text("feature")?.as_deref(),
+        );
+        let row = RowSums {
+            calls: r.int("request_count")?,
+            input_tokens: r.int("input_tokens")?,
+            output_tokens: r.int("output_tokens")?,
             cached_input_tokens: r.int("cached_input_tokens")?,
-            ..HourSums::default()
+            cost_nanos: r.opt_int("cost_nanos")?,
+            error: r.text("status")? != "ok",
         };
-        match cost {
-            Some(c) => one.cost_nanos = c,
-            None => {
-                one.unpriced_calls = calls;
-                one.unpriced_tokens = input + output;
-            }
-        }
-        if r.text("status")? != "ok" {
-            one.error_calls = calls;
-        }
+        let overflow = || sqlx::Error::Decode("hourly usage sums out of the 64-bit range".into());
         // Tags were stored as a JSON object of strings by ingest; anything else is not ours.
         if let Some(json) = r.opt_text("tags")? {
             let tags: std::collections::BTreeMap<String, String> =
@@ -176,10 +225,12 @@ impl RollupDelta {
                     hour: key.clone(),
                     tag_value,
                 };
-                self.tag_sums.entry(k).or_default().add(&one);
+                let sums = self.tag_sums.entry(k).or_default();
+                *sums = sums.add(&row).ok_or_else(overflow)?;
             }
         }
-        self.sums.entry(key).or_default().add(&one);
+        let sums = self.sums.entry(key).or_default();
+        *sums = sums.add(&row).ok_or_else(overflow)?;
         self.rows += 1;
         Ok(())
     }
@@ -261,6 +312,38 @@ pub(crate) use apply_delta;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_refuse_a_row_that_would_overflow_them() {
+        let row = |cost: Option<i64>, tokens: i64| RowSums {
+            calls: 1,
+            input_tokens: tokens,
+            output_tokens: 0,
+            cached_input_tokens: 0,
+            cost_nanos: cost,
+            error: true,
+        };
+        let s = HourSums::default().add(&row(Some(5), 7)).unwrap();
+        assert_eq!(
+            (s.rows, s.cost_nanos, s.error_calls, s.unpriced_calls),
+            (1, 5, 1, 0)
+        );
+        let s = s.add(&row(None, 3)).unwrap();
+        assert_eq!(
+            (s.unpriced_calls, s.unpriced_tokens, s.input_tokens),
+            (1, 3, 10)
+        );
+        let full = HourSums {
+            cost_nanos: i64::MAX - 4,
+            ..s
+        };
+        assert!(full.add(&row(Some(4), 0)).is_some());
+        assert!(
+            full.add(&row(Some(5), 0)).is_none(),
+            "one nano-dollar past the limit"
+        );
+        assert!(s.add(&row(None, i64::MAX)).is_none(), "tokens too");
+    }
 
     #[test]
     fn hours_floor_for_any_sign() {

@@ -1,23 +1,44 @@
 //! Ingest of priced usage records (all columns of usage records v2), idempotent per org by
-//! `request_id`.
+//! `request_id`, and their deletion by an operator; both keep the hourly rollups equal to the
+//! raw rows in the same transaction.
+//!
+//! Ingest checks every record against the rollup row it adds to before inserting anything: a
+//! record that would take a 64-bit sum past its limit is refused with its position (the rest of
+//! the batch is stored), so no batch ever fails on an overflowing bucket. On PostgreSQL the rows
+//! read are locked (`FOR UPDATE`) until the transaction ends, and a race on a bucket created
+//! meanwhile by another node (out of range, deadlock) runs the transaction again.
 
 use apogee_analytics::PricedRecord;
+use futures_util::StreamExt;
 use sqlx::QueryBuilder;
 
-use crate::db::on_write;
-use crate::rollup::{RAW_COLUMNS, RollupDelta, apply_delta};
+use crate::db::{Cols, Db, on_write};
+use crate::rollup::{
+    HourKey, HourSums, NONE_KEY, RAW_COLUMNS, RollupDelta, RowSums, apply_delta, hour_floor,
+};
 use crate::{Store, StoreError};
+
+/// Rollup rows read per query when checking a batch: 5 binds each.
+const KEYS_PER_READ: usize = 1_000;
+/// Times an ingest transaction runs before its failure is returned.
+const ATTEMPTS: usize = 3;
+/// Why a record that would overflow its bucket was not stored.
+const BUCKET_FULL: &str = "not stored: its hourly sums (org, hour, provider, model, user, \
+     feature) would overflow; check its token counts and cost";
 
 /// Rows per multi-row INSERT: 27 binds each stays far below SQLite's variable limit (32766)
 /// and PostgreSQL's (65535).
 const ROWS_PER_INSERT: usize = 500;
 
 /// What an ingest stored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestSummary {
     pub accepted: u64,
     /// Records whose `request_id` was already stored for the org (or repeated in the batch).
     pub duplicates: u64,
+    /// Records not stored, by position in the input, with the reason (ascending positions):
+    /// records whose hourly sums would overflow.
+    pub rejected: Vec<(usize, String)>,
 }
 
 /// Tags as a JSON object (`NULL` when there are none).
@@ -26,6 +47,81 @@ fn tags_json(r: &apogee_analytics::UsageRecord) -> Option<String> {
         .as_ref()
         .filter(|t| !t.is_empty())
         .and_then(|t| serde_json::to_string(t).ok())
+}
+
+/// What one record adds to its bucket; `None` when its cost cannot be stored at all.
+fn row_sums(p: &PricedRecord) -> Option<RowSums> {
+    let r = &p.record;
+    Some(RowSums {
+        calls: r.request_count(),
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cached_input_tokens: r.cached_tokens(),
+        cost_nanos: match p.cost {
+            Some(c) => Some(c.to_i64()?),
+            None => None,
+        },
+        error: r.status.as_deref().unwrap_or("ok") != "ok",
+    })
+}
+
+/// Whether a PostgreSQL error may go away by running the transaction again: a deadlock, a
+/// serialization failure, or a value out of range (a bucket another transaction grew between
+/// this one's check and its write).
+fn worth_retrying(e: &StoreError) -> bool {
+    let StoreError::Db(e) = e else { return false };
+    crate::db::is_retryable(e)
+        || matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("22003"))
+}
+
+/// A rollup row's key borrowed from the record it comes from; ordered like [`HourKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct BucketRef<'a> {
+    hour_ms: i64,
+    provider: &'a str,
+    model: &'a str,
+    user: &'a str,
+    feature: &'a str,
+}
+
+impl<'a> BucketRef<'a> {
+    fn of(p: &'a PricedRecord, provider: &'a str) -> BucketRef<'a> {
+        let r = &p.record;
+        BucketRef {
+            hour_ms: hour_floor(r.ts.timestamp_millis()),
+            provider,
+            model: &r.model,
+            user: r.user.as_deref().unwrap_or(NONE_KEY),
+            feature: r.feature.as_deref().unwrap_or(NONE_KEY),
+        }
+    }
+}
+
+impl<'a> From<&'a HourKey> for BucketRef<'a> {
+    fn from(k: &'a HourKey) -> BucketRef<'a> {
+        BucketRef {
+            hour_ms: k.hour_ms,
+            provider: &k.provider,
+            model: &k.model,
+            user: &k.user,
+            feature: &k.feature,
+        }
+    }
+}
+
+/// The head of the read of a batch's rollup rows; the keys follow as a `VALUES` list.
+const READ_SUMS: &str = "SELECT hour_ms, provider, model, user_key, feature_key, row_count, calls,
+     input_tokens, output_tokens, cached_input_tokens, cost_nanos, unpriced_calls, unpriced_tokens,
+     error_calls FROM usage_hourly WHERE org_id = ";
+
+fn hour_key(r: &impl Cols) -> Result<HourKey, sqlx::Error> {
+    Ok(HourKey {
+        hour_ms: r.int("hour_ms")?,
+        provider: r.text("provider")?,
+        model: r.text("model")?,
+        user: r.text("user_key")?,
+        feature: r.text("feature_key")?,
+    })
 }
 
 /// Where stored usage came from.
@@ -40,8 +136,10 @@ enum Origin {
 
 impl Store {
     /// Stores a client's `records` for `org_id` in one transaction, together with the hourly
-    /// rollups of the rows actually inserted (a duplicate adds nothing). Each record comes
-    /// with its provider as resolved by the caller (given, or the catalog's).
+    /// rollups of the rows actually inserted (a duplicate adds nothing). `records[i].1` is the
+    /// provider of `records[i].0` as resolved by the caller (given, or the catalog's). A
+    /// record whose hourly sums would overflow is not stored and is named in
+    /// [`IngestSummary::rejected`].
     pub async fn ingest_usage(
         &self,
         org_id: &str,
@@ -67,11 +165,88 @@ impl Store {
         records: &[(PricedRecord, String)],
         origin: Origin,
     ) -> Result<IngestSummary, StoreError> {
+        // The batch's buckets, borrowed from its records (a batch may touch as many buckets as
+        // it has records), sorted: the order rollup rows are read, locked and written in.
+        let rows: Vec<(BucketRef<'_>, Option<RowSums>)> = records
+            .iter()
+            .map(|(p, provider)| (BucketRef::of(p, provider), row_sums(p)))
+            .collect();
+        let mut buckets: Vec<BucketRef<'_>> = rows.iter().map(|(b, _)| *b).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let bucket_of: Vec<usize> = rows
+            .iter()
+            .map(|(b, _)| buckets.binary_search(b).unwrap_or_default())
+            .collect();
+        let mut attempt = 1;
+        loop {
+            match self
+                .try_ingest(org_id, records, origin, &rows, &buckets, &bucket_of)
+                .await
+            {
+                Err(e) if attempt < ATTEMPTS && worth_retrying(&e) => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_ingest(
+        &self,
+        org_id: &str,
+        records: &[(PricedRecord, String)],
+        origin: Origin,
+        rows: &[(BucketRef<'_>, Option<RowSums>)],
+        buckets: &[BucketRef<'_>],
+        bucket_of: &[usize],
+    ) -> Result<IngestSummary, StoreError> {
+        let lock = match self.db {
+            Db::Sqlite { .. } => "",
+            // Held to the end of the transaction, so no other ingest grows these rows between
+            // the check and the write; in key order, as the upserts.
+            Db::Postgres(_) => {
+                " ORDER BY hour_ms, provider, model, user_key, feature_key FOR UPDATE"
+            }
+        };
         let synthetic = origin == Origin::Synthetic;
-        let delta = on_write!(&self.db, pool => {
-            let mut delta = RollupDelta::default();
+        let (delta, rejected) = on_write!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in records.chunks(ROWS_PER_INSERT) {
+            let mut sums = vec![HourSums::default(); buckets.len()];
+            for chunk in buckets.chunks(KEYS_PER_READ) {
+                let mut qb = QueryBuilder::new(READ_SUMS);
+                qb.push_bind(org_id);
+                qb.push(" AND (hour_ms, provider, model, user_key, feature_key) IN (");
+                qb.push_values(chunk, |mut b, k| {
+                    b.push_bind(k.hour_ms)
+                        .push_bind(k.provider)
+                        .push_bind(k.model)
+                        .push_bind(k.user)
+                        .push_bind(k.feature);
+                });
+                qb.push(")");
+                qb.push(lock);
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    let key = hour_key(&row)?;
+                    if let Ok(i) = buckets.binary_search(&BucketRef::from(&key)) {
+                        sums[i] = HourSums::read(&row)?;
+                    }
+                }
+            }
+            // Each record in order against its bucket as it would stand with the records
+            // before it (duplicates counted too: they are known only once inserted).
+            let mut rejected = Vec::new();
+            let mut admitted = Vec::with_capacity(records.len());
+            for (position, (_, row)) in rows.iter().enumerate() {
+                let bucket = &mut sums[bucket_of[position]];
+                match row.as_ref().and_then(|r| bucket.add(r)) {
+                    Some(grown) => {
+                        *bucket = grown;
+                        admitted.push(&records[position]);
+                    }
+                    None => rejected.push((position, BUCKET_FULL.to_string())),
+                }
+            }
+            let mut delta = RollupDelta::default();
+            for chunk in admitted.chunks(ROWS_PER_INSERT) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO usage_records (org_id, request_id, ts_ms, provider, model, input_tokens,
                      output_tokens, cached_input_tokens, latency_ms, user_name, feature, prompt_hash, batch,
@@ -95,7 +270,8 @@ impl Store {
                         .push_bind(r.prompt_hash.as_deref())
                         .push_bind(r.is_batch())
                         .push_bind(r.status.as_deref().unwrap_or("ok"))
-                        .push_bind(p.cost.map(|c| c.0))
+                        // Checked above: every admitted cost fits.
+                        .push_bind(p.cost.and_then(|c| c.to_i64()))
                         .push_bind(p.price_source.as_deref())
                         .push_bind(r.cache_write_tokens())
                         .push_bind(r.reasoning_tokens)
@@ -118,15 +294,33 @@ impl Store {
             }
             apply_delta!(&mut tx, &delta, org_id, 1);
             tx.commit().await?;
-            delta
+            (delta, rejected)
         });
         let accepted = delta.rows();
         Ok(IngestSummary {
             accepted,
-            duplicates: records.len() as u64 - accepted,
+            duplicates: (records.len() - rejected.len()) as u64 - accepted,
+            rejected,
         })
     }
 }
+
+/// Which of an org's records to delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageSelection {
+    /// Records with these `request_id`s.
+    Ids(Vec<String>),
+    /// Records whose `request_id` starts with this.
+    Prefix(String),
+    /// Records with `from_ms <= ts < to_ms` (Unix milliseconds).
+    Between { from_ms: i64, to_ms: i64 },
+    /// The demo loader's synthetic records ([`Store::ingest_synthetic_usage`]); no client
+    /// input can mark a record so.
+    Synthetic,
+}
+
+/// `request_id`s deleted per statement.
+const IDS_PER_DELETE: usize = 1_000;
 
 impl Store {
     /// Deletes the org's synthetic records (those stored by [`Store::ingest_synthetic_usage`],
@@ -134,15 +328,77 @@ impl Store {
     /// returns how many were removed. A client's records are never touched, whatever their
     /// request ids.
     pub async fn delete_synthetic_usage(&self, org_id: &str) -> Result<u64, StoreError> {
-        let sql = format!(
-            "DELETE FROM usage_records WHERE org_id = $1 AND synthetic RETURNING {RAW_COLUMNS}"
-        );
+        self.delete_usage(org_id, &UsageSelection::Synthetic).await
+    }
+
+    /// Deletes the org's records in `selection`, and their share of the rollups, in one
+    /// transaction; returns how many were removed. The deleted rows are folded into the
+    /// rollup change as they stream back, so memory follows the hours touched, not the rows.
+    pub async fn delete_usage(
+        &self,
+        org_id: &str,
+        selection: &UsageSelection,
+    ) -> Result<u64, StoreError> {
+        let returning = format!(" RETURNING {RAW_COLUMNS}");
         let delta = on_write!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            let rows = sqlx::query(&sql).bind(org_id).fetch_all(&mut *tx).await?;
             let mut delta = RollupDelta::default();
-            for row in &rows {
-                delta.add_row(row)?;
+            match selection {
+                UsageSelection::Ids(ids) => {
+                    for chunk in ids.chunks(IDS_PER_DELETE) {
+                        let mut qb = QueryBuilder::new("DELETE FROM usage_records WHERE org_id = ");
+                        qb.push_bind(org_id);
+                        qb.push(" AND request_id IN (");
+                        let mut list = qb.separated(", ");
+                        for id in chunk {
+                            list.push_bind(id.as_str());
+                        }
+                        qb.push(")");
+                        qb.push(&returning);
+                        let mut rows = qb.build().fetch(&mut *tx);
+                        while let Some(row) = rows.next().await {
+                            delta.add_row(&row?)?;
+                        }
+                    }
+                }
+                UsageSelection::Prefix(prefix) => {
+                    let pattern = format!(
+                        "{}%",
+                        prefix
+                            .replace('\\', "\\\\")
+                            .replace('%', "\\%")
+                            .replace('_', "\\_")
+                    );
+                    let sql = format!(
+                        "DELETE FROM usage_records WHERE org_id = $1 AND request_id LIKE $2 ESCAPE '\\'{returning}"
+                    );
+                    let mut rows = sqlx::query(&sql).bind(org_id).bind(pattern).fetch(&mut *tx);
+                    while let Some(row) = rows.next().await {
+                        delta.add_row(&row?)?;
+                    }
+                }
+                UsageSelection::Synthetic => {
+                    let sql = format!(
+                        "DELETE FROM usage_records WHERE org_id = $1 AND synthetic{returning}"
+                    );
+                    let mut rows = sqlx::query(&sql).bind(org_id).fetch(&mut *tx);
+                    while let Some(row) = rows.next().await {
+                        delta.add_row(&row?)?;
+                    }
+                }
+                UsageSelection::Between { from_ms, to_ms } => {
+                    let sql = format!(
+                        "DELETE FROM usage_records WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3{returning}"
+                    );
+                    let mut rows = sqlx::query(&sql)
+                        .bind(org_id)
+                        .bind(from_ms)
+                        .bind(to_ms)
+                        .fetch(&mut *tx);
+                    while let Some(row) = rows.next().await {
+                        delta.add_row(&row?)?;
+                    }
+                }
             }
             apply_delta!(&mut tx, &delta, org_id, -1);
             tx.commit().await?;

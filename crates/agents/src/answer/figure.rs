@@ -948,7 +948,7 @@ fn compare(
         && let (Some(a), Some(b)) = (now_v, then_v)
     {
         let per_day = |v: Value, d: f64| match v {
-            Value::Usd(n) => Nanos((n.0 as f64 / d).round() as i64).display_usd(),
+            Value::Usd(n) => Nanos((n.0 as f64 / d).round() as i128).display_usd(),
             other => count((other.num() / d).round() as i64),
         };
         doc.line(&format!(

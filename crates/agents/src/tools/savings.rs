@@ -55,7 +55,7 @@ pub(crate) fn right_size_models<'a>(
                     "alternative": c.alternative,
                     "all_calls": profile.all_calls,
                     "short_calls": profile.short_interactive.calls + profile.short_batch.calls,
-                    "monthly_saving_nanos": rec.as_ref().map(|r| r.monthly_saving.0),
+                    "monthly_saving_nanos": rec.as_ref().map(|r| r.monthly_saving),
                 }));
                 recs.extend(rec);
             }
@@ -114,7 +114,7 @@ pub(crate) fn find_duplicate_prompts<'a>(
                     "hit_rate": hit_rate,
                     "repeated_prompts": repeats.repeated_prompts,
                     "repeat_calls": repeats.repeat_calls,
-                    "repeat_cost_nanos": repeats.repeat_cost.0,
+                    "repeat_cost_nanos": repeats.repeat_cost,
                     "repeat_cost_usd": repeats.repeat_cost.usd(),
                     "top_features": rows_json(&repeats.top_features),
                     "recommendation": rec.as_ref().map(recommendation_json),

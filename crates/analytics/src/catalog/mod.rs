@@ -329,7 +329,7 @@ impl Pricing<'_> {
             + write_1h as f64 * rates.cache_write_1h
             + t.output as f64 * rates.output)
             * 1000.0;
-        Nanos((nanos * factor).round() as i64)
+        Nanos((nanos * factor).round() as i128)
     }
 
     fn regional_factor(&self) -> f64 {

@@ -6,7 +6,11 @@ use serde_json::{Map, Value};
 
 use crate::usage::UsageRecord;
 
-use super::{FormatError, record_from_value};
+use super::{Collector, FormatError, record_from_value, stream::MAX_ELEMENT_BYTES};
+
+/// Columns a header row may have: every field, tag columns and columns Apogee ignores, with
+/// room to spare. The header is read whole, so it is bounded before it is.
+pub const MAX_COLUMNS: usize = 1024;
 
 /// Fields whose cells are integers, booleans or decimals; the rest are strings.
 const INTEGERS: &[&str] = &[
@@ -23,8 +27,36 @@ const INTEGERS: &[&str] = &[
 const BOOLEANS: &[&str] = &["batch", "stream"];
 const DECIMALS: &[&str] = &["cost_usd"];
 
-pub fn parse(text: &str) -> Result<Vec<Result<UsageRecord, String>>, FormatError> {
-    Ok(records(text.as_bytes())?.collect())
+/// Reads a body's rows into `out`. Rows longer than [`MAX_ELEMENT_BYTES`] make the body
+/// a 400 before any row is read: the CSV reader holds a row whole (and a position per cell),
+/// so a hostile row would cost many times its size.
+pub fn read(text: &str, out: &mut Collector) -> Result<(), FormatError> {
+    if longest_row(text.as_bytes()) > MAX_ELEMENT_BYTES {
+        return Err(FormatError::Document(format!(
+            "a CSV row is longer than {} KiB",
+            MAX_ELEMENT_BYTES / 1024
+        )));
+    }
+    for record in records(text.as_bytes())? {
+        out.push(record)?;
+    }
+    Ok(())
+}
+
+/// The length of the longest row in bytes, newlines inside quoted cells included.
+fn longest_row(bytes: &[u8]) -> usize {
+    let (mut longest, mut start, mut quoted) = (0, 0, false);
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => {
+                longest = longest.max(i - start);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    longest.max(bytes.len() - start)
 }
 
 /// CSV records read row by row from `reader` (for files too large to hold). The header row is
@@ -36,12 +68,16 @@ pub fn records<R: std::io::Read>(
         .flexible(true)
         .trim(::csv::Trim::All)
         .from_reader(reader);
-    let headers: Vec<String> = reader
+    let header_row = reader
         .headers()
-        .map_err(|e| FormatError::Document(format!("CSV header row: {e}")))?
-        .iter()
-        .map(str::to_string)
-        .collect();
+        .map_err(|e| FormatError::Document(format!("CSV header row: {e}")))?;
+    if header_row.len() > MAX_COLUMNS {
+        return Err(FormatError::Document(format!(
+            "CSV header row has {} columns, more than {MAX_COLUMNS}",
+            header_row.len()
+        )));
+    }
+    let headers: Vec<String> = header_row.iter().map(str::to_string).collect();
     for required in ["ts", "model", "input_tokens", "output_tokens"] {
         if !headers.iter().any(|h| h == required) {
             return Err(FormatError::Document(format!(
@@ -153,5 +189,16 @@ mod tests {
     #[test]
     fn header_without_required_columns_is_refused_whole() {
         assert!(parse(Format::Csv, b"ts,model\n2026-11-20T08:15:02Z,gpt-4o\n").is_err());
+    }
+
+    #[test]
+    fn huge_rows_and_headers_are_refused_before_they_are_read() {
+        let header = "ts,model,input_tokens,output_tokens";
+        let wide = format!("{header}\n{}\n", ",".repeat(2 * 1024 * 1024));
+        assert!(parse(Format::Csv, wide.as_bytes()).is_err());
+        let many_columns = format!("{header}{}\n", ",x".repeat(super::MAX_COLUMNS));
+        assert!(parse(Format::Csv, many_columns.as_bytes()).is_err());
+        // A quoted newline does not end a row; a long quoted cell is one long row.
+        assert_eq!(super::longest_row(b"a,\"b\nc\"\nd"), 7);
     }
 }

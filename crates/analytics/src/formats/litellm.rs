@@ -30,28 +30,74 @@ use crate::catalog::strip_gateway_prefixes;
 use crate::tokens::CacheConvention;
 use crate::usage::UsageRecord;
 
-use super::FormatError;
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-pub fn parse(text: &str) -> Result<Vec<Result<UsageRecord, String>>, FormatError> {
-    let doc: Value = serde_json::from_str(text)
-        .map_err(|e| FormatError::Document(format!("not a LiteLLM spend-log export: {e}")))?;
-    let logs = match doc {
-        Value::Array(a) => a,
-        Value::Object(mut o) => match o.remove("data") {
-            Some(Value::Array(a)) => a,
-            _ => {
-                return Err(FormatError::Document(
-                    "expected a JSON array of spend logs or {\"data\": [...]}".into(),
-                ));
-            }
+use super::{Collector, FormatError, small_value, stream};
+
+/// Reads an export's spend logs into `out`, one at a time.
+pub fn read(text: &str, out: &mut Collector) -> Result<(), FormatError> {
+    let mut each = |raw: &str| out.push(small_value(raw, "spend log").and_then(|v| record(&v)));
+    let mut stop = None;
+    let read = stream::read_document(
+        text,
+        Export {
+            each: &mut each,
+            stop: &mut stop,
         },
-        _ => {
-            return Err(FormatError::Document(
-                "expected a JSON array of spend logs".into(),
-            ));
+    );
+    stream::finish(read, stop, "not a LiteLLM spend-log export")
+}
+
+/// The export: an array of spend logs, or an object whose `data` is one.
+struct Export<'f, F> {
+    each: &'f mut F,
+    stop: &'f mut stream::Stop,
+}
+
+impl<'de, F: FnMut(&'de str) -> Result<(), FormatError>> DeserializeSeed<'de> for Export<'_, F> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, F: FnMut(&'de str) -> Result<(), FormatError>> Visitor<'de> for Export<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of spend logs or {\"data\": [...]}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        stream::EachElement {
+            each: self.each,
+            stop: self.stop,
         }
-    };
-    Ok(logs.iter().map(record).collect())
+        .visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "data" && !found {
+                found = true;
+                map.next_value_seed(stream::EachElement {
+                    each: &mut *self.each,
+                    stop: &mut *self.stop,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(A::Error::custom(
+                "expected a JSON array of spend logs or {\"data\": [...]}",
+            ))
+        }
+    }
 }
 
 /// `2026-11-20T08:15:02Z`, `2026-11-20T08:15:02.123000` (UTC), or `2026-11-20 08:15:02`.
@@ -296,6 +342,25 @@ mod tests {
                 "meta-llama/Llama-3.3-70B-Instruct-Turbo"
             )
         );
+    }
+
+    #[test]
+    fn logs_are_read_one_at_a_time_and_an_oversized_one_is_rejected_alone() {
+        let log = r#"{"request_id":"a","startTime":"2026-11-20T08:15:02Z","model":"gpt-4o","prompt_tokens":10,"completion_tokens":5}"#;
+        let big = format!(
+            r#"{{"request_id":"b","startTime":"2026-11-20T08:15:02Z","model":"gpt-4o","prompt_tokens":10,"completion_tokens":5,"messages":"{}"}}"#,
+            "x".repeat(2 * 1024 * 1024)
+        );
+        let body = format!(r#"{{"total":2,"data":[{log},{big},{log}],"page":1}}"#);
+        let b = parse(Format::Litellm, body.as_bytes()).unwrap();
+        assert_eq!(b.indexes, [0, 2]);
+        assert_eq!(b.rejected[0].index, 1);
+        assert!(
+            b.rejected[0].error.contains("larger than"),
+            "{:?}",
+            b.rejected
+        );
+        assert!(parse(Format::Litellm, b"{\"data\":[1,").is_err());
     }
 
     #[test]

@@ -17,33 +17,240 @@
 use std::collections::BTreeMap;
 
 use chrono::DateTime;
-use serde_json::Value;
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::usage::UsageRecord;
 
-use super::FormatError;
+use super::{Collector, FormatError, small_value, stream};
 
-pub fn parse(text: &str) -> Result<Vec<Result<UsageRecord, String>>, FormatError> {
-    let doc: Value = serde_json::from_str(text)
-        .map_err(|e| FormatError::Document(format!("not an OpenAI usage export: {e}")))?;
-    let pages = match doc {
-        Value::Array(pages) => pages,
-        page => vec![page],
-    };
-    let mut out = Vec::new();
-    for page in &pages {
-        let buckets = page
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| FormatError::Document("a usage page needs a `data` array".into()))?;
-        for bucket in buckets {
-            match bucket.get("results").and_then(Value::as_array) {
-                Some(results) => out.extend(results.iter().map(|r| record(bucket, r))),
-                None => out.push(Err("bucket without a `results` array".into())),
+/// Reads an export's results into `out`, one bucket at a time: a bucket's bounds are kept as
+/// a small JSON object and its results are parsed one by one against them.
+pub fn read(text: &str, out: &mut Collector) -> Result<(), FormatError> {
+    let mut stop = None;
+    let read = stream::read_document(
+        text,
+        Pages {
+            out: &mut *out,
+            stop: &mut stop,
+        },
+    );
+    stream::finish(read, stop, "not an OpenAI usage export")
+}
+
+/// A page, or an array of pages.
+struct Pages<'f> {
+    out: &'f mut Collector,
+    stop: &'f mut stream::Stop,
+}
+
+impl<'de> DeserializeSeed<'de> for Pages<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Pages<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a usage page or an array of pages")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(Page {
+                out: &mut *self.out,
+                stop: &mut *self.stop,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        Page {
+            out: self.out,
+            stop: self.stop,
+        }
+        .visit_map(map)
+    }
+}
+
+/// One page: its `data` array of buckets.
+struct Page<'f> {
+    out: &'f mut Collector,
+    stop: &'f mut stream::Stop,
+}
+
+const NO_DATA: &str = "a usage page needs a `data` array";
+
+impl<'de> DeserializeSeed<'de> for Page<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Page<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(NO_DATA)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "data" && !found {
+                found = true;
+                map.next_value_seed(Buckets {
+                    out: &mut *self.out,
+                    stop: &mut *self.stop,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(A::Error::custom(NO_DATA))
+        }
+    }
+}
+
+/// A page's `data`: buckets, each handed to [`Bucket`].
+struct Buckets<'f> {
+    out: &'f mut Collector,
+    stop: &'f mut stream::Stop,
+}
+
+impl<'de> DeserializeSeed<'de> for Buckets<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Buckets<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(NO_DATA)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        loop {
+            let seed = BucketSeed {
+                room: self.out.room(),
+                full: self.out.too_many(),
+                stop: &mut *self.stop,
+            };
+            let Some(bucket) = seq.next_element_seed(seed)? else {
+                return Ok(());
+            };
+            if let Err(e) = bucket.emit(self.out) {
+                *self.stop = Some(e);
+                return Err(stream::stopped());
             }
         }
     }
-    Ok(out)
+}
+
+/// A bucket as read: its bounds (small values only) and its results as raw JSON.
+struct Bucket<'a> {
+    bounds: Map<String, Value>,
+    results: Option<Vec<&'a str>>,
+}
+
+impl Bucket<'_> {
+    /// Its results as records, in order.
+    fn emit(self, out: &mut Collector) -> Result<(), FormatError> {
+        let Some(results) = self.results else {
+            return out.push(Err("bucket without a `results` array".into()));
+        };
+        let bucket = Value::Object(self.bounds);
+        for raw in results {
+            out.push(small_value(raw, "result").and_then(|r| record(&bucket, &r)))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one bucket, holding at most `room` results (the records the body may still have).
+struct BucketSeed<'f> {
+    room: usize,
+    /// The error for one result more.
+    full: FormatError,
+    stop: &'f mut stream::Stop,
+}
+
+impl<'de> DeserializeSeed<'de> for BucketSeed<'_> {
+    type Value = Bucket<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Bucket<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BucketSeed<'_> {
+    type Value = Bucket<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a usage bucket object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Bucket<'de>, A::Error> {
+        let mut bucket = Bucket {
+            bounds: Map::new(),
+            results: None,
+        };
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "results" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    let mut results = Vec::new();
+                    let (room, full) = (self.room, &self.full);
+                    let read = stream::array_elements(
+                        raw.get(),
+                        |r| {
+                            if results.len() >= room {
+                                return Err(full.clone());
+                            }
+                            results.push(r);
+                            Ok(())
+                        },
+                        "results",
+                    );
+                    match read {
+                        Ok(()) => bucket.results = Some(results),
+                        // Not an array: the bucket has no results (reported as its record).
+                        Err(FormatError::Document(_)) => {}
+                        Err(e) => {
+                            *self.stop = Some(e);
+                            return Err(stream::stopped());
+                        }
+                    }
+                }
+                "start_time" | "end_time" | "object" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    if let Ok(v) = small_value(raw.get(), &key) {
+                        bucket.bounds.insert(key.into_owned(), v);
+                    }
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(bucket)
+    }
 }
 
 /// FNV-1a, 64-bit: a stable hash with no dependency (not for security, only for ids).
@@ -130,6 +337,42 @@ mod tests {
     fn fnv1a_matches_the_reference_vectors() {
         assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn buckets_are_read_whatever_the_key_order_and_bounded_by_the_record_limit() {
+        use crate::formats::{FormatError, Limits, parse_with};
+        let result = r#"{"object":"organization.usage.completions.result","model":"gpt-4o","input_tokens":10,"output_tokens":5,"num_model_requests":2}"#;
+        let results = [result; 6].join(",");
+        let page = format!(
+            r#"{{"object":"page","data":[{{"results":[{results}],"junk":[1,2,3],"start_time":1764547200,"end_time":1764633600}}],"has_more":false}}"#
+        );
+        let b = parse(Format::OpenaiUsage, page.as_bytes()).unwrap();
+        assert_eq!(b.records.len(), 6, "{:?}", b.rejected);
+        assert_eq!(b.records[0].ts.timestamp(), 1_764_547_200);
+        let limits = Limits {
+            max_records: 5,
+            max_rejections: 10,
+        };
+        assert_eq!(
+            parse_with(Format::OpenaiUsage, page.as_bytes(), limits).unwrap_err(),
+            FormatError::TooManyRecords(5)
+        );
+        // A result too large to parse is rejected as its record; the others stay.
+        let big = format!(
+            r#"{{"model":"gpt-4o","input_tokens":1,"output_tokens":1,"num_model_requests":1,"pad":"{}"}}"#,
+            "x".repeat(2 * 1024 * 1024)
+        );
+        let page = format!(
+            r#"{{"data":[{{"start_time":1764547200,"end_time":1764633600,"results":[{result},{big}]}}]}}"#
+        );
+        let b = parse(Format::OpenaiUsage, page.as_bytes()).unwrap();
+        assert_eq!((b.records.len(), b.rejected[0].index), (1, 1));
+        assert!(
+            b.rejected[0].error.contains("larger than"),
+            "{:?}",
+            b.rejected
+        );
     }
 
     #[test]

@@ -91,9 +91,9 @@ impl Recommendation {
         serde_json::json!({
             "kind": self.kind,
             "title": self.title,
-            "monthly_saving_nanos": self.monthly_saving.0,
+            "monthly_saving_nanos": self.monthly_saving,
             "monthly_saving_usd": self.monthly_saving.usd(),
-            "period_saving_nanos": self.period_saving.0,
+            "period_saving_nanos": self.period_saving,
             "period_saving_usd": self.period_saving.usd(),
             "affected_calls": self.affected_calls,
             "assumptions": self.assumptions,
@@ -106,7 +106,7 @@ pub(crate) fn per_month(amount: Nanos, period_days: f64) -> Nanos {
     if period_days <= 0.0 {
         return Nanos::ZERO;
     }
-    Nanos((amount.0 as f64 * 30.0 / period_days).round() as i64)
+    Nanos((amount.0 as f64 * 30.0 / period_days).round() as i128)
 }
 
 fn reprice(mix: &TokenMix, to: &Pricing<'_>, batch: bool) -> Nanos {
@@ -183,7 +183,7 @@ pub fn response_cache(
     if repeats.repeat_calls == 0 {
         return None;
     }
-    let saving = Nanos((repeats.repeat_cost.0 as f64 * hit_rate).round() as i64);
+    let saving = Nanos((repeats.repeat_cost.0 as f64 * hit_rate).round() as i128);
     if saving <= Nanos::ZERO {
         return None;
     }

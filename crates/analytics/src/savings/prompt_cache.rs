@@ -75,7 +75,7 @@ pub fn prompt_cache(
     let read = e.cached_input.unwrap_or(e.input * read_x);
     let cached_rate = CACHE_WRITE_SHARE * write + (1.0 - CACHE_WRITE_SHARE) * read;
     // $ per 1M tokens × tokens × 1000 = nanos.
-    let saving = Nanos((newly_cached as f64 * (e.input - cached_rate) * 1000.0).round() as i64);
+    let saving = Nanos((newly_cached as f64 * (e.input - cached_rate) * 1000.0).round() as i128);
     if saving <= Nanos::ZERO {
         return None;
     }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, JOIN_WAIT, UserChannel};
 use crate::metrics::Metrics;
 use crate::queue;
-use crate::rate::TokenBucket;
+use crate::rate::RateTable;
 use fanout::{Fanout, Offered, Subscriber};
 
 /// Retention is enforced every this many events of a user, not on every append.
@@ -100,7 +100,9 @@ pub struct UserStream {
     /// none of them in between. An async mutex: it is held across the write.
     append: tokio::sync::Mutex<()>,
     fanout: Mutex<Fanout>,
-    messages: Mutex<TokenBucket>,
+    /// Every user's message rate on this node; shared with the hub, so it outlives the
+    /// stream (a reconnect does not refill it).
+    messages: Arc<RateTable<UserKey>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -388,7 +390,7 @@ impl UserStream {
         {
             return verdict;
         }
-        lock(&self.messages).take(Instant::now())
+        self.messages.take(&self.key, Instant::now())
     }
 }
 
@@ -400,6 +402,7 @@ pub struct Hub {
     limits: StreamLimits,
     bus: Option<Bus>,
     streams: Mutex<Streams>,
+    messages: Arc<RateTable<UserKey>>,
 }
 
 struct Streams {
@@ -419,6 +422,10 @@ impl Hub {
                 by_user: HashMap::new(),
                 sweep_at: 1024,
             }),
+            messages: Arc::new(RateTable::new(
+                limits.messages_per_minute,
+                limits.message_burst,
+            )),
         }
     }
 
@@ -445,10 +452,7 @@ impl Hub {
             append: tokio::sync::Mutex::new(()),
             // Grows with use: an idle user costs no buffer.
             fanout: Mutex::new(Fanout::new(self.limits.replay_buffer)),
-            messages: Mutex::new(TokenBucket::new(
-                self.limits.messages_per_minute,
-                self.limits.message_burst,
-            )),
+            messages: Arc::clone(&self.messages),
         });
         streams.by_user.insert(key.clone(), Arc::downgrade(&s));
         s

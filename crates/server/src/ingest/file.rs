@@ -7,8 +7,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use apogee_analytics::UsageRecord;
-use apogee_analytics::formats::{self, Format, Rejection};
+use apogee_analytics::formats::{self, Format, Limits, ParsedBatch, Rejection};
+use apogee_analytics::{PriceCatalog, UsageRecord};
 use apogee_store::Store;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -38,7 +38,9 @@ pub enum FileIngestError {
 pub struct FileSummary {
     pub accepted: u64,
     pub duplicates: u64,
+    /// The first [`formats::DEFAULT_MAX_REJECTIONS`] rejections.
     pub rejected: Vec<Rejection>,
+    pub rejected_count: usize,
 }
 
 pub(crate) fn valid_org(org: &str) -> bool {
@@ -73,8 +75,33 @@ fn progress_bar(len: u64, show: bool, template: &str) -> ProgressBar {
     bar
 }
 
-/// Parsed records of the file, chunk by chunk, with each record's index in the file.
-type Records = Box<dyn Iterator<Item = (usize, Result<UsageRecord, String>)>>;
+/// The file's records: streamed chunk by chunk with each record's index in the file, or a
+/// document parsed whole.
+enum Records {
+    Streamed(Box<dyn Iterator<Item = (usize, Result<UsageRecord, String>)>>),
+    Parsed(ParsedBatch),
+}
+
+/// Prices and stores one chunk, adding its outcome to `summary`.
+async fn store_chunk(
+    store: &Store,
+    org: &str,
+    batch: ParsedBatch,
+    catalog: &PriceCatalog,
+    summary: &mut FileSummary,
+) -> Result<(), FileIngestError> {
+    let mut parsed = super::price_batch(batch, catalog, Limits::default());
+    let stored = store.ingest_usage(org, &parsed.accepted).await?;
+    parsed.reject_accepted(&stored.rejected);
+    summary.accepted += stored.accepted;
+    summary.duplicates += stored.duplicates;
+    summary.rejected_count += parsed.rejected_count;
+    let room = formats::DEFAULT_MAX_REJECTIONS.saturating_sub(summary.rejected.len());
+    summary
+        .rejected
+        .extend(parsed.rejected.into_iter().take(room));
+    Ok(())
+}
 
 pub async fn run(
     config: &Config,
@@ -107,7 +134,7 @@ pub async fn run(
             "{bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
         );
         let reader = BufReader::new(bar.wrap_read(file));
-        let records: Records = if format == Format::Csv {
+        let records: Box<dyn Iterator<Item = _>> = if format == Format::Csv {
             Box::new(
                 formats::csv::records(reader)
                     .map_err(|e| FileIngestError::Format(name.clone(), e))?
@@ -116,23 +143,18 @@ pub async fn run(
         } else {
             Box::new(formats::json::ndjson_records(reader).enumerate())
         };
-        (bar, records)
+        (bar, Records::Streamed(records))
     } else {
         let bytes = std::fs::read(path).map_err(read_err)?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| FileIngestError::Format(name.clone(), formats::FormatError::NotUtf8))?;
-        let parsed = match format {
-            Format::Litellm => formats::litellm::parse(text),
-            Format::OpenaiUsage => formats::openai_usage::parse(text),
-            Format::Usage | Format::Csv => formats::json::parse(text),
-        }
-        .map_err(|e| FileIngestError::Format(name.clone(), e))?;
+        // The operator's own file: no bound on records (they are stored in chunks).
+        let parsed = formats::parse_with(format, &bytes, Limits::unbounded())
+            .map_err(|e| FileIngestError::Format(name.clone(), e))?;
         let bar = progress_bar(
-            parsed.len() as u64,
+            (parsed.records.len() + parsed.rejected_count) as u64,
             show_progress,
             "{bar:40} {pos}/{len} records ({per_sec}, {eta} left)",
         );
-        (bar, Box::new(parsed.into_iter().enumerate()))
+        (bar, Records::Parsed(parsed))
     };
 
     let store = Store::open(&config.database_url).await?;
@@ -140,22 +162,31 @@ pub async fn run(
         accepted: 0,
         duplicates: 0,
         rejected: Vec::new(),
+        rejected_count: 0,
     };
-    let mut records = records.peekable();
-    while records.peek().is_some() {
-        let batch = formats::collect_indexed(records.by_ref().take(CHUNK));
-        let parsed = (batch.records.len() + batch.rejected.len()) as u64;
-        summary.rejected.extend(batch.rejected);
-        let chunk: Vec<_> = batch
-            .records
-            .into_iter()
-            .map(|r| super::price(r, &catalog))
-            .collect();
-        let s = store.ingest_usage(org, &chunk).await?;
-        summary.accepted += s.accepted;
-        summary.duplicates += s.duplicates;
-        if !streamed {
-            bar.inc(parsed);
+    match records {
+        Records::Streamed(records) => {
+            let mut records = records.peekable();
+            while records.peek().is_some() {
+                let batch = formats::collect_indexed(records.by_ref().take(CHUNK));
+                store_chunk(&store, org, batch, &catalog, &mut summary).await?;
+            }
+        }
+        Records::Parsed(mut parsed) => {
+            summary.rejected = std::mem::take(&mut parsed.rejected);
+            summary.rejected_count = parsed.rejected_count;
+            bar.inc(parsed.rejected_count as u64);
+            let mut records = parsed.records.into_iter().zip(parsed.indexes).peekable();
+            while records.peek().is_some() {
+                let (chunk, indexes) = records.by_ref().take(CHUNK).unzip();
+                let batch = ParsedBatch {
+                    records: chunk,
+                    indexes,
+                    ..ParsedBatch::default()
+                };
+                bar.inc(batch.records.len() as u64);
+                store_chunk(&store, org, batch, &catalog, &mut summary).await?;
+            }
         }
     }
     bar.finish_and_clear();
@@ -165,7 +196,7 @@ pub async fn run(
         org,
         accepted = summary.accepted,
         duplicates = summary.duplicates,
-        rejected = summary.rejected.len(),
+        rejected = summary.rejected_count,
         "usage file ingested"
     );
     Ok(summary)

@@ -23,13 +23,21 @@
 //! its `request_id`, and status code ERROR (or an `error.type` attribute) its `error` status.
 //! The GenAI conventions count cached tokens inside `input_tokens`; counts where the cache
 //! exceeds the input can only be Anthropic-style and are added up instead.
+//!
+//! Bodies are read as a stream of spans, never decoded whole: the protobuf wire format is
+//! walked field by field (`wire`) and OTLP/JSON visited element by element, each span kept
+//! as the bytes or text it came in until its resource is known (a resource may follow its
+//! spans), then decoded alone. A request may hold at most `max_records` spans (413 beyond),
+//! and a span over [`MAX_ELEMENT_BYTES`] is rejected as its record rather than decoded.
 
-use apogee_analytics::formats::{ParsedBatch, collect_indexed};
+use apogee_analytics::formats::stream::MAX_ELEMENT_BYTES;
+use apogee_analytics::formats::{Collector, FormatError, Limits, ParsedBatch};
 use apogee_analytics::{CacheConvention, UsageRecord};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{Span, status::StatusCode};
 use prost::Message;
 
@@ -61,15 +69,23 @@ impl Encoding {
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {
     #[error("not an OTLP ExportTraceServiceRequest in protobuf: {0}")]
-    Protobuf(#[from] prost::DecodeError),
+    Protobuf(String),
     #[error("not an OTLP ExportTraceServiceRequest in JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(String),
+    /// More spans than one request may hold.
+    #[error("{0}")]
+    TooManySpans(FormatError),
 }
 
+/// The whole request decoded at once: for tests and tools on trusted input only (the server
+/// reads requests with [`read`]).
 pub fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportTraceServiceRequest, OtlpError> {
     Ok(match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)?,
-        Encoding::Json => serde_json::from_slice(body)?,
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
+            .map_err(|e| OtlpError::Protobuf(e.to_string()))?,
+        Encoding::Json => {
+            serde_json::from_slice(body).map_err(|e| OtlpError::Json(e.to_string()))?
+        }
     })
 }
 
@@ -80,33 +96,427 @@ pub struct Spans {
     pub skipped: usize,
 }
 
-pub fn records(request: &ExportTraceServiceRequest) -> Spans {
-    let mut results = Vec::new();
-    let mut index = 0usize;
-    let mut skipped = 0usize;
-    for rs in &request.resource_spans {
-        let resource: &[KeyValue] = rs
-            .resource
-            .as_ref()
-            .map_or(&[], |r| r.attributes.as_slice());
-        for ss in &rs.scope_spans {
-            for span in &ss.spans {
-                let attrs = Attrs {
-                    span: &span.attributes,
-                    resource,
-                };
-                if attrs.is_genai_call() {
-                    results.push((index, record(span, &attrs)));
-                } else {
-                    skipped += 1;
-                }
-                index += 1;
+/// Reads a request's spans as records, span by span.
+pub fn read(encoding: Encoding, body: &[u8], limits: Limits) -> Result<Spans, OtlpError> {
+    let mut reader = SpanReader {
+        out: Collector::new(limits),
+        next_index: 0,
+        max_spans: limits.max_records,
+        skipped: 0,
+    };
+    match encoding {
+        Encoding::Protobuf => wire::request(body, &mut reader)?,
+        Encoding::Json => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| OtlpError::Json("body is not UTF-8".into()))?;
+            json::request(text, &mut reader)?;
+        }
+    }
+    Ok(Spans {
+        batch: reader.out.finish(),
+        skipped: reader.skipped,
+    })
+}
+
+/// A span (or resource) as it came in, decoded only when needed.
+enum Encoded<'a> {
+    Protobuf(&'a [u8]),
+    Json(&'a str),
+}
+
+impl Encoded<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Encoded::Protobuf(b) => b.len(),
+            Encoded::Json(t) => t.len(),
+        }
+    }
+
+    fn decode<M: Message + Default + serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+    ) -> Result<M, OtlpError> {
+        match self {
+            Encoded::Protobuf(b) => {
+                M::decode(*b).map_err(|e| OtlpError::Protobuf(format!("{what}: {e}")))
+            }
+            Encoded::Json(t) => {
+                serde_json::from_str(t).map_err(|e| OtlpError::Json(format!("{what}: {e}")))
             }
         }
     }
-    Spans {
-        batch: collect_indexed(results),
-        skipped,
+}
+
+/// Turns each resource's spans into records, counting spans across the request.
+struct SpanReader {
+    out: Collector,
+    next_index: usize,
+    max_spans: usize,
+    skipped: usize,
+}
+
+impl SpanReader {
+    /// Whether the request may hold one more span beyond the `held` not yet turned into
+    /// records.
+    fn room_for_one(&self, held: usize) -> Result<(), FormatError> {
+        if self.next_index + held >= self.max_spans {
+            return Err(FormatError::TooManyRecords(self.max_spans));
+        }
+        Ok(())
+    }
+
+    /// One resource's spans, in order.
+    fn resource_spans(
+        &mut self,
+        resource: Option<Encoded<'_>>,
+        spans: Vec<Encoded<'_>>,
+    ) -> Result<(), OtlpError> {
+        let resource = match resource {
+            None => Ok(Vec::new()),
+            Some(r) if r.len() > MAX_ELEMENT_BYTES => Err(format!(
+                "the span's resource is larger than {} KiB",
+                MAX_ELEMENT_BYTES / 1024
+            )),
+            Some(r) => Ok(r.decode::<Resource>("a resource")?.attributes),
+        };
+        for encoded in spans {
+            let index = self.next_index;
+            self.next_index += 1;
+            let record = if encoded.len() > MAX_ELEMENT_BYTES {
+                Err(format!(
+                    "span is larger than {} KiB",
+                    MAX_ELEMENT_BYTES / 1024
+                ))
+            } else {
+                match &resource {
+                    Err(e) => Err(e.clone()),
+                    Ok(resource) => {
+                        let span: Span = encoded.decode("a span")?;
+                        let attrs = Attrs {
+                            span: &span.attributes,
+                            resource,
+                        };
+                        if !attrs.is_genai_call() {
+                            self.skipped += 1;
+                            continue;
+                        }
+                        record(&span, &attrs)
+                    }
+                }
+            };
+            self.out
+                .push_at(index, record)
+                .map_err(OtlpError::TooManySpans)?;
+        }
+        Ok(())
+    }
+}
+
+/// The protobuf wire format, walked field by field: `ExportTraceServiceRequest` field 1 is a
+/// `ResourceSpans`, whose field 1 is its `Resource` and field 2 a `ScopeSpans`, whose field 2
+/// is a `Span` (opentelemetry-proto's `trace.proto`). Other fields are skipped unread.
+mod wire {
+    use super::{Encoded, OtlpError, SpanReader};
+
+    fn malformed(what: &str) -> OtlpError {
+        OtlpError::Protobuf(what.to_string())
+    }
+
+    fn varint(buf: &mut &[u8]) -> Result<u64, OtlpError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = buf
+                .split_first()
+                .ok_or_else(|| malformed("truncated varint"))?;
+            *buf = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(malformed("varint longer than 10 bytes"))
+    }
+
+    /// Calls `each` with the number and bytes of every length-delimited field of `message`,
+    /// checking the framing of the others.
+    pub(super) fn fields<'a>(
+        mut message: &'a [u8],
+        mut each: impl FnMut(u32, &'a [u8]) -> Result<(), OtlpError>,
+    ) -> Result<(), OtlpError> {
+        while !message.is_empty() {
+            let key = varint(&mut message)?;
+            let number = u32::try_from(key >> 3).map_err(|_| malformed("field number"))?;
+            let skip = match key & 7 {
+                0 => {
+                    varint(&mut message)?;
+                    0
+                }
+                1 => 8,
+                5 => 4,
+                2 => {
+                    let len = usize::try_from(varint(&mut message)?)
+                        .map_err(|_| malformed("field length"))?;
+                    if len > message.len() {
+                        return Err(malformed("a field runs past the end of its message"));
+                    }
+                    let (bytes, rest) = message.split_at(len);
+                    message = rest;
+                    each(number, bytes)?;
+                    0
+                }
+                _ => return Err(malformed("unsupported wire type")),
+            };
+            if skip > message.len() {
+                return Err(malformed("a field runs past the end of its message"));
+            }
+            message = &message[skip..];
+        }
+        Ok(())
+    }
+
+    pub(super) fn request(body: &[u8], reader: &mut SpanReader) -> Result<(), OtlpError> {
+        fields(body, |number, resource_spans| {
+            if number != 1 {
+                return Ok(());
+            }
+            let mut resource = None;
+            let mut spans = Vec::new();
+            fields(resource_spans, |number, bytes| match number {
+                1 => {
+                    resource = Some(Encoded::Protobuf(bytes));
+                    Ok(())
+                }
+                2 => fields(bytes, |number, span| {
+                    if number == 2 {
+                        reader
+                            .room_for_one(spans.len())
+                            .map_err(OtlpError::TooManySpans)?;
+                        spans.push(Encoded::Protobuf(span));
+                    }
+                    Ok(())
+                }),
+                _ => Ok(()),
+            })?;
+            reader.resource_spans(resource, spans)
+        })
+    }
+}
+
+/// OTLP/JSON (lowerCamelCase keys, as the specification and opentelemetry-proto write them),
+/// visited element by element: `resourceSpans[].resource` and
+/// `resourceSpans[].scopeSpans[].spans[]`; other keys are skipped unread.
+mod json {
+    use std::borrow::Cow;
+
+    use apogee_analytics::formats::FormatError;
+    use apogee_analytics::formats::stream;
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    use super::{Encoded, OtlpError, SpanReader};
+
+    /// Where a visitor leaves the [`OtlpError`] that stopped the read (serde's error type
+    /// cannot carry it).
+    type Stop = Option<OtlpError>;
+
+    fn stop<E: serde::de::Error>(slot: &mut Stop, e: OtlpError) -> E {
+        *slot = Some(e);
+        E::custom("stopped")
+    }
+
+    pub(super) fn request(text: &str, reader: &mut SpanReader) -> Result<(), OtlpError> {
+        let mut slot = None;
+        let read = stream::read_document(
+            text,
+            Request {
+                reader,
+                stop: &mut slot,
+            },
+        );
+        match (read, slot) {
+            (_, Some(e)) => Err(e),
+            (Ok(()), None) => Ok(()),
+            (Err(e), None) => Err(OtlpError::Json(e.to_string())),
+        }
+    }
+
+    /// Visits a JSON object key by key; `value` reads the value of each key it wants, and
+    /// returns `false` for the others, which are skipped unread.
+    fn each_key<'de, A: MapAccess<'de>>(
+        mut map: A,
+        mut value: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
+    ) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if !value(&key, &mut map)? {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+
+    struct Request<'f> {
+        reader: &'f mut SpanReader,
+        stop: &'f mut Stop,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Request<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Request<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an ExportTraceServiceRequest object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+            each_key(map, |key, map| {
+                if key != "resourceSpans" {
+                    return Ok(false);
+                }
+                map.next_value_seed(ResourceSpansList {
+                    reader: &mut *self.reader,
+                    stop: &mut *self.stop,
+                })?;
+                Ok(true)
+            })
+        }
+    }
+
+    struct ResourceSpansList<'f> {
+        reader: &'f mut SpanReader,
+        stop: &'f mut Stop,
+    }
+
+    impl<'de> DeserializeSeed<'de> for ResourceSpansList<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ResourceSpansList<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of ResourceSpans")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq
+                .next_element_seed(ResourceSpans {
+                    reader: &mut *self.reader,
+                    stop: &mut *self.stop,
+                })?
+                .is_some()
+            {}
+            Ok(())
+        }
+    }
+
+    struct ResourceSpans<'f> {
+        reader: &'f mut SpanReader,
+        stop: &'f mut Stop,
+    }
+
+    impl<'de> DeserializeSeed<'de> for ResourceSpans<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ResourceSpans<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a ResourceSpans object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+            let mut resource = None;
+            let mut spans: Vec<Encoded<'de>> = Vec::new();
+            let reader = &*self.reader;
+            let slot = &mut *self.stop;
+            each_key(map, |key, map| {
+                match key {
+                    "resource" => {
+                        let raw: &'de RawValue = map.next_value()?;
+                        resource = Some(Encoded::Json(raw.get()));
+                    }
+                    "scopeSpans" => {
+                        let mut full = None;
+                        let mut each = |raw: &'de str| {
+                            // One ScopeSpans: its `spans`, gathered raw.
+                            stream::read_document(
+                                raw,
+                                ScopeSpans {
+                                    reader,
+                                    spans: &mut spans,
+                                    full: &mut full,
+                                },
+                            )
+                            .map_err(|e| FormatError::Document(e.to_string()))
+                        };
+                        let mut inner = None;
+                        let read = map.next_value_seed(stream::EachElement {
+                            each: &mut each,
+                            stop: &mut inner,
+                        });
+                        if let Some(e) = full {
+                            return Err(stop(slot, OtlpError::TooManySpans(e)));
+                        }
+                        if let Some(e) = inner {
+                            return Err(stop(slot, OtlpError::Json(e.to_string())));
+                        }
+                        read?;
+                    }
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            })?;
+            self.reader
+                .resource_spans(resource, spans)
+                .map_err(|e| stop(self.stop, e))
+        }
+    }
+
+    /// One ScopeSpans object: pushes its `spans` (raw) onto `spans`, stopping with `full` set
+    /// when the request would hold too many.
+    struct ScopeSpans<'f, 'de> {
+        reader: &'f SpanReader,
+        spans: &'f mut Vec<Encoded<'de>>,
+        full: &'f mut Option<FormatError>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for ScopeSpans<'_, 'de> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ScopeSpans<'_, 'de> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a ScopeSpans object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+            let (reader, spans, full) = (self.reader, self.spans, self.full);
+            each_key(map, |key, map| {
+                if key != "spans" {
+                    return Ok(false);
+                }
+                let mut each = |raw: &'de str| {
+                    reader.room_for_one(spans.len())?;
+                    spans.push(Encoded::Json(raw));
+                    Ok(())
+                };
+                map.next_value_seed(stream::EachElement {
+                    each: &mut each,
+                    stop: &mut *full,
+                })?;
+                Ok(true)
+            })
+        }
     }
 }
 
@@ -114,9 +524,10 @@ pub fn records(request: &ExportTraceServiceRequest) -> Spans {
 pub fn response(
     encoding: Encoding,
     batch_rejections: &[apogee_analytics::formats::Rejection],
+    rejected_count: usize,
 ) -> Vec<u8> {
-    let partial_success = (!batch_rejections.is_empty()).then(|| ExportTracePartialSuccess {
-        rejected_spans: batch_rejections.len() as i64,
+    let partial_success = (rejected_count > 0).then(|| ExportTracePartialSuccess {
+        rejected_spans: i64::try_from(rejected_count).unwrap_or(i64::MAX),
         error_message: batch_rejections
             .iter()
             .take(5)
@@ -276,8 +687,7 @@ mod tests {
 
     #[test]
     fn sample_json_trace_yields_genai_spans_and_skips_the_rest() {
-        let req = decode(Encoding::Json, SAMPLE_JSON.as_bytes()).unwrap();
-        let spans = records(&req);
+        let spans = read(Encoding::Json, SAMPLE_JSON.as_bytes(), Limits::default()).unwrap();
         assert_eq!(spans.skipped, 1, "the HTTP server span is not a call");
         let idx: Vec<usize> = spans.batch.rejected.iter().map(|r| r.index).collect();
         assert_eq!(idx, [4, 5], "{:?}", spans.batch.rejected);
@@ -320,9 +730,122 @@ mod tests {
     fn protobuf_round_trip_reads_the_same_spans() {
         let req = decode(Encoding::Json, SAMPLE_JSON.as_bytes()).unwrap();
         let bytes = req.encode_to_vec();
-        let again = decode(Encoding::Protobuf, &bytes).unwrap();
-        assert_eq!(records(&again).batch.records, records(&req).batch.records);
-        assert!(decode(Encoding::Protobuf, b"\xff\xff\xff").is_err());
+        let json = read(Encoding::Json, SAMPLE_JSON.as_bytes(), Limits::default()).unwrap();
+        let pb = read(Encoding::Protobuf, &bytes, Limits::default()).unwrap();
+        assert_eq!(pb.batch.records, json.batch.records);
+        assert_eq!(pb.batch.rejected, json.batch.rejected);
+        assert_eq!(pb.skipped, json.skipped);
+        for bad in [&b"\xff\xff\xff"[..], b"\x0a\x05ab", b"\x0b"] {
+            assert!(
+                matches!(
+                    read(Encoding::Protobuf, bad, Limits::default()),
+                    Err(OtlpError::Protobuf(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// A request of `n` GenAI spans under one resource that comes after them.
+    fn many_spans(n: usize) -> ExportTraceServiceRequest {
+        let mut req = decode(Encoding::Json, SAMPLE_JSON.as_bytes()).unwrap();
+        let rs = &mut req.resource_spans[0];
+        let span = rs.scope_spans[0].spans[1].clone();
+        rs.scope_spans[0].spans = (0..n)
+            .map(|i| {
+                let mut s = span.clone();
+                s.span_id = (i as u64 + 1).to_be_bytes().to_vec();
+                s
+            })
+            .collect();
+        req
+    }
+
+    #[test]
+    fn spans_are_counted_against_the_limit_in_both_encodings() {
+        let limits = Limits {
+            max_records: 10,
+            max_rejections: 5,
+        };
+        let req = many_spans(10);
+        let pb = req.encode_to_vec();
+        let json = serde_json::to_vec(&req).unwrap();
+        assert_eq!(
+            read(Encoding::Protobuf, &pb, limits)
+                .unwrap()
+                .batch
+                .records
+                .len(),
+            10
+        );
+        assert_eq!(
+            read(Encoding::Json, &json, limits)
+                .unwrap()
+                .batch
+                .records
+                .len(),
+            10
+        );
+        let req = many_spans(11);
+        for (encoding, body) in [
+            (Encoding::Protobuf, req.encode_to_vec()),
+            (Encoding::Json, serde_json::to_vec(&req).unwrap()),
+        ] {
+            assert!(
+                matches!(
+                    read(encoding, &body, limits),
+                    Err(OtlpError::TooManySpans(FormatError::TooManyRecords(10)))
+                ),
+                "{encoding:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_resource_may_follow_its_spans_and_an_oversized_span_is_rejected_alone() {
+        // Protobuf with the resource field written after the spans.
+        let req = many_spans(2);
+        let rs = &req.resource_spans[0];
+        // A length-delimited field: key, varint length, bytes.
+        let field = |number: u8, bytes: &[u8], out: &mut Vec<u8>| {
+            out.push(number << 3 | 2);
+            let mut len = bytes.len();
+            while len >= 0x80 {
+                out.push((len as u8 & 0x7f) | 0x80);
+                len >>= 7;
+            }
+            out.push(len as u8);
+            out.extend_from_slice(bytes);
+        };
+        let mut resource_spans = Vec::new();
+        for scope in &rs.scope_spans {
+            field(2, &scope.encode_to_vec(), &mut resource_spans);
+        }
+        field(
+            1,
+            &rs.resource.as_ref().unwrap().encode_to_vec(),
+            &mut resource_spans,
+        );
+        let mut body = Vec::new();
+        field(1, &resource_spans, &mut body);
+        let spans = read(Encoding::Protobuf, &body, Limits::default()).unwrap();
+        assert_eq!(spans.batch.records.len(), 2);
+        assert_eq!(
+            spans.batch.records[0].feature.as_deref(),
+            Some("support-bot"),
+            "the resource's service.name"
+        );
+        // A span over the size limit is a rejected record; its neighbours are read.
+        let mut req = many_spans(3);
+        req.resource_spans[0].scope_spans[0].spans[1].name = "x".repeat(MAX_ELEMENT_BYTES + 1);
+        for (encoding, body) in [
+            (Encoding::Protobuf, req.encode_to_vec()),
+            (Encoding::Json, serde_json::to_vec(&req).unwrap()),
+        ] {
+            let spans = read(encoding, &body, Limits::default()).unwrap();
+            assert_eq!(spans.batch.indexes, [0, 2], "{encoding:?}");
+            assert_eq!(spans.batch.rejected[0].index, 1);
+        }
     }
 
     #[test]
@@ -332,10 +855,11 @@ mod tests {
             error: "bad".into(),
         }];
         let json: serde_json::Value =
-            serde_json::from_slice(&response(Encoding::Json, &rej)).unwrap();
+            serde_json::from_slice(&response(Encoding::Json, &rej, 1)).unwrap();
         assert_eq!(json["partialSuccess"]["errorMessage"], "span 4: bad");
-        let pb = ExportTraceServiceResponse::decode(response(Encoding::Protobuf, &[]).as_slice())
-            .unwrap();
+        let pb =
+            ExportTraceServiceResponse::decode(response(Encoding::Protobuf, &[], 0).as_slice())
+                .unwrap();
         assert!(pb.partial_success.is_none());
     }
 }

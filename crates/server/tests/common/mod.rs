@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod fd_limit;
 pub mod services;
 pub mod tracker;
 

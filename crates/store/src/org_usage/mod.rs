@@ -7,11 +7,13 @@
 //! breakdown reads ~720 hours × dimensions instead of every call; `slice`'s module doc says
 //! which read what. The recommenders' own queries are here and in [`recommender_inputs`].
 //!
-//! The SQL is shared by both backends and gives identical results on them: sums are cast to
-//! BIGINT (PostgreSQL's SUM of BIGINT is NUMERIC), text keys sort byte-wise (`COLLATE "C"` on
-//! PostgreSQL) and only tag lookups and the insertion-order tiebreak differ by dialect.
+//! The SQL is shared by both backends and gives identical results on them: sums cannot
+//! overflow (`db::Sums`, with [`widening!`] retrying a SQLite read whose plain sum overflowed;
+//! an org's lifetime of spend needs more than 64 bits), text keys sort byte-wise
+//! (`COLLATE "C"` on PostgreSQL) and only tag lookups and the insertion-order tiebreak
+//! differ by dialect. Rows ordered by cost are sorted here, on the exact sums.
 
-use crate::db::{Cols, Db, on_read};
+use crate::db::{Cols, Db, Sums, on_read};
 use crate::rollup;
 use apogee_analytics::{
     BatchCandidate, CostRow, FeatureModelCost, InputBand, LatencySlice, ModelMix, Nanos,
@@ -21,9 +23,6 @@ use apogee_analytics::{
 use async_trait::async_trait;
 use recommender_inputs::mix;
 
-mod recommender_inputs;
-mod slice;
-
 /// Usage queries bound to one org. Obtained from [`crate::Store::org_usage`].
 #[derive(Clone)]
 pub struct OrgUsage {
@@ -31,10 +30,28 @@ pub struct OrgUsage {
     org_id: String,
 }
 
-/// `SUM(expr)` as a BIGINT, 0 over no rows, on both backends.
-fn sum(expr: &str) -> String {
-    format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)")
+/// Runs `body` — an expression of type `Result<_, QueryError>` that writes its sums with
+/// `$sums.sum(…)` — with the backend's first way of summing, and again with sums that cannot
+/// overflow when SQLite's plain `SUM` overflowed ([`Sums`]). A macro, so each query keeps its
+/// body as written.
+macro_rules! widening {
+    ($db:expr, $sums:ident => $body:expr) => {{
+        let mut $sums = Sums::first($db);
+        loop {
+            let result: Result<_, QueryError> = async { $body }.await;
+            match &result {
+                Err(QueryError::Backend(e)) => match $sums.after(e) {
+                    Some(again) => $sums = again,
+                    None => break result,
+                },
+                _ => break result,
+            }
+        }
+    }};
 }
+
+mod recommender_inputs;
+mod slice;
 
 fn backend(e: sqlx::Error) -> QueryError {
     QueryError::Backend(e.to_string())
@@ -89,11 +106,11 @@ impl Split {
 fn cost_row(r: &impl Cols) -> Result<CostRow, sqlx::Error> {
     Ok(CostRow {
         key: r.text("k")?,
-        calls: r.int("calls")?,
-        input_tokens: r.int("input_tokens")?,
-        output_tokens: r.int("output_tokens")?,
-        cost: Nanos(r.int("cost")?),
-        unpriced_calls: r.int("unpriced_calls")?,
+        calls: r.wide_count("calls")?,
+        input_tokens: r.wide_count("input_tokens")?,
+        output_tokens: r.wide_count("output_tokens")?,
+        cost: Nanos(r.wide("cost")?),
+        unpriced_calls: r.wide_count("unpriced_calls")?,
     })
 }
 
@@ -110,19 +127,19 @@ impl OrgUsage {
 #[async_trait]
 impl OrgUsageQueries for OrgUsage {
     async fn aggregate(&self, q: &UsageQuery) -> Result<UsageSlice, QueryError> {
-        slice::aggregate(&self.db, &self.org_id, q).await
+        widening!(&self.db, sums => slice::aggregate(&self.db, &self.org_id, q, sums).await)
     }
 
     async fn latency(&self, q: &UsageQuery) -> Result<LatencySlice, QueryError> {
-        slice::latency(&self.db, &self.org_id, q).await
+        widening!(&self.db, sums => slice::latency(&self.db, &self.org_id, q, sums).await)
     }
 
     async fn model_mix(&self, q: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
-        slice::model_mix(&self.db, &self.org_id, q).await
+        widening!(&self.db, sums => slice::model_mix(&self.db, &self.org_id, q, sums).await)
     }
 
     async fn tags(&self, period: &Period) -> Result<Vec<TagCount>, QueryError> {
-        slice::tags(&self.db, &self.org_id, period).await
+        widening!(&self.db, sums => slice::tags(&self.db, &self.org_id, period, sums).await)
     }
 
     async fn traffic_profile(
@@ -132,11 +149,12 @@ impl OrgUsageQueries for OrgUsage {
         max_input_tokens: i64,
         max_output_tokens: i64,
     ) -> Result<TrafficProfile, QueryError> {
+        widening!(&self.db, sums => {
         // Short per call: an aggregate's tokens over its request_count (MemoryUsage's rule).
         let short = "input_tokens <= $1 * request_count AND output_tokens <= $2 * request_count";
         let batch_sum = |b: &str, prefix: &str| {
             let when = |then: &str| {
-                sum(&format!(
+                sums.sum(&format!(
                     "CASE WHEN {short} AND batch = {b} THEN {then} ELSE 0 END"
                 ))
             };
@@ -156,8 +174,8 @@ impl OrgUsageQueries for OrgUsage {
              FROM usage_records
              WHERE org_id = $3 AND model = $4 AND ts_ms >= $5 AND ts_ms < $6
                AND price_source IS NOT NULL AND price_source <> 'client'",
-            all_calls = sum("request_count"),
-            all_cost = sum("cost_nanos"),
+            all_calls = sums.sum("request_count"),
+            all_cost = sums.sum("cost_nanos"),
             interactive = batch_sum("FALSE", "i_"),
             batch = batch_sum("TRUE", "b_"),
         );
@@ -176,13 +194,15 @@ impl OrgUsageQueries for OrgUsage {
                 model: model.to_string(),
                 short_interactive: mix(&r, "i_").map_err(backend)?,
                 short_batch: mix(&r, "b_").map_err(backend)?,
-                all_calls: r.int("all_calls").map_err(backend)?,
-                all_cost: Nanos(r.int("all_cost").map_err(backend)?),
+                all_calls: r.wide_count("all_calls").map_err(backend)?,
+                all_cost: Nanos(r.wide("all_cost").map_err(backend)?),
             })
+        })
         })
     }
 
     async fn repeated_prompts(&self, period: &Period) -> Result<RepeatProfile, QueryError> {
+        widening!(&self.db, sums => {
         // A repeat is every call after the first (by time, then insertion order) of the same
         // prompt on the same model: the calls a response cache would have answered.
         // Insertion order breaks ties in time: SQLite's rowid; on PostgreSQL the row's
@@ -197,13 +217,13 @@ impl OrgUsageQueries for OrgUsage {
                    FROM usage_records
                    WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND prompt_hash IS NOT NULL) AS numbered
              WHERE rn > 1
-             GROUP BY k ORDER BY cost DESC, k ASC",
+             GROUP BY k",
             bytewise = bytewise(&self.db),
-            input = sum("input_tokens"),
-            output = sum("output_tokens"),
-            cost = sum("cost_nanos"),
-            unpriced = sum("CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END"),
-            prompts = sum("CASE WHEN rn = 2 THEN 1 ELSE 0 END"),
+            input = sums.sum("input_tokens"),
+            output = sums.sum("output_tokens"),
+            cost = sums.sum("cost_nanos"),
+            unpriced = sums.sum("CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END"),
+            prompts = sums.sum("CASE WHEN rn = 2 THEN 1 ELSE 0 END"),
             rowid = self.db.pick("rowid", "ctid"),
         );
         let rows: Vec<(CostRow, i64)> = on_read!(&self.db, pool => {
@@ -215,10 +235,12 @@ impl OrgUsageQueries for OrgUsage {
                 .await
                 .map_err(backend)?
                 .iter()
-                .map(|r| Ok((cost_row(r)?, r.int("prompts")?)))
+                .map(|r| Ok((cost_row(r)?, r.wide_count("prompts")?)))
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(backend)?
         });
+        let mut rows = rows;
+        rows.sort_by(|a, b| b.0.cost.cmp(&a.0.cost).then_with(|| a.0.key.cmp(&b.0.key)));
         let mut profile = RepeatProfile::default();
         for (row, prompts) in rows {
             profile.repeated_prompts += prompts;
@@ -228,15 +250,17 @@ impl OrgUsageQueries for OrgUsage {
         }
         profile.top_features.truncate(5);
         Ok(profile)
+        })
     }
 
     async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
         // An aggregated record's ts is its bucket's start, not a time of day: never at night.
+        widening!(&self.db, sums => {
         let night = format!(
             "((ts_ms / 3600000) % 24) < {} AND request_count = 1 AND bucket_seconds IS NULL",
             apogee_analytics::queries::NIGHT_END_HOUR
         );
-        let when = |then: &str| sum(&format!("CASE WHEN {night} THEN {then} ELSE 0 END"));
+        let when = |then: &str| sums.sum(&format!("CASE WHEN {night} THEN {then} ELSE 0 END"));
         let sql = format!(
             "SELECT COALESCE(feature, '(none)'){bytewise} AS f, model{bytewise} AS model,
                     {all_calls} AS all_calls, {calls} AS n_calls, {fresh} AS n_fresh,
@@ -246,7 +270,7 @@ impl OrgUsageQueries for OrgUsage {
                AND price_source IS NOT NULL AND price_source <> 'client'
              GROUP BY f, model ORDER BY f, model",
             bytewise = bytewise(&self.db),
-            all_calls = sum("request_count"),
+            all_calls = sums.sum("request_count"),
             calls = when("request_count"),
             fresh = when("input_tokens - cached_input_tokens"),
             cached = when("cached_input_tokens"),
@@ -266,12 +290,13 @@ impl OrgUsageQueries for OrgUsage {
                     Ok(BatchCandidate {
                         feature: r.text("f")?,
                         model: r.text("model")?,
-                        interactive_calls: r.int("all_calls")?,
+                        interactive_calls: r.wide_count("all_calls")?,
                         night: mix(r, "n_")?,
                     })
                 })
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(backend)
+        })
         })
     }
 
@@ -279,7 +304,7 @@ impl OrgUsageQueries for OrgUsage {
         &self,
         period: &Period,
     ) -> Result<Vec<FeatureModelCost>, QueryError> {
-        recommender_inputs::breakdown_feature_model(&self.db, &self.org_id, period).await
+        widening!(&self.db, sums => recommender_inputs::breakdown_feature_model(&self.db, &self.org_id, period, sums).await)
     }
 
     async fn output_tails(
@@ -297,7 +322,7 @@ impl OrgUsageQueries for OrgUsage {
         above: i64,
         up_to: i64,
     ) -> Result<InputBand, QueryError> {
-        recommender_inputs::input_band(&self.db, &self.org_id, period, model, above, up_to).await
+        widening!(&self.db, sums => recommender_inputs::input_band(&self.db, &self.org_id, period, model, above, up_to, sums).await)
     }
 }
 

@@ -2,9 +2,9 @@
 //! spend, output tails, prompt-length bands), one org at a time; the trait impl in `mod.rs`
 //! delegates here.
 //!
-//! The SQL is written for both SQLite and PostgreSQL: `$n` placeholders, sums cast to
-//! `BIGINT` (PostgreSQL's `SUM` of a bigint is numeric), booleans compared with
-//! `TRUE`/`FALSE`, and no SQLite-only functions. Semantics are `MemoryUsage`'s (see its
+//! The SQL is written for both SQLite and PostgreSQL: `$n` placeholders, sums that cannot
+//! overflow (`db::Sums`; counts of rows, which cannot, cast to `BIGINT`), booleans compared
+//! with `TRUE`/`FALSE`, and no SQLite-only functions. Semantics are `MemoryUsage`'s (see its
 //! module docs), which `tests/matches_reference.rs` checks.
 
 use apogee_analytics::memory::nearest_rank_index;
@@ -13,7 +13,7 @@ use apogee_analytics::{
 };
 
 use super::bytewise;
-use crate::db::{Cols, Db, on_read};
+use crate::db::{Cols, Db, Sums, on_read};
 
 fn backend(e: sqlx::Error) -> QueryError {
     QueryError::Backend(e.to_string())
@@ -24,10 +24,11 @@ pub(super) const FROM_CATALOG: &str = "price_source IS NOT NULL AND price_source
 
 /// The five columns of a [`TokenMix`] over the records matching `cond`, named `{p}calls`,
 /// `{p}fresh`, `{p}cached`, `{p}output`, `{p}cost`.
-pub(super) fn mix_columns(cond: &str, p: &str) -> String {
+pub(super) fn mix_columns(sums: Sums, cond: &str, p: &str) -> String {
     let sum = |expr: &str, name: &str| {
         format!(
-            "CAST(COALESCE(SUM(CASE WHEN {cond} THEN {expr} ELSE 0 END), 0) AS BIGINT) AS {p}{name}"
+            "{} AS {p}{name}",
+            sums.sum(&format!("CASE WHEN {cond} THEN {expr} ELSE 0 END"))
         )
     };
     [
@@ -41,13 +42,13 @@ pub(super) fn mix_columns(cond: &str, p: &str) -> String {
 }
 
 pub(super) fn mix(r: &impl Cols, p: &str) -> Result<TokenMix, sqlx::Error> {
-    let get = |name: &str| r.int(format!("{p}{name}").as_str());
+    let get = |name: &str| r.wide_count(format!("{p}{name}").as_str());
     Ok(TokenMix {
         calls: get("calls")?,
         fresh_input_tokens: get("fresh")?,
         cached_input_tokens: get("cached")?,
         output_tokens: get("output")?,
-        cost: Nanos(get("cost")?),
+        cost: Nanos(r.wide(format!("{p}cost").as_str())?),
     })
 }
 
@@ -55,18 +56,19 @@ pub(crate) async fn breakdown_feature_model(
     db: &Db,
     org_id: &str,
     period: &Period,
+    sums: Sums,
 ) -> Result<Vec<FeatureModelCost>, QueryError> {
     let sql = format!(
         "SELECT COALESCE(feature, '(none)'){b} AS f, model{b} AS model,
-                CAST(COALESCE(SUM(request_count), 0) AS BIGINT) AS calls,
-                CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost
+                {calls} AS calls, {cost} AS cost
          FROM usage_records
          WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3
-         GROUP BY COALESCE(feature, '(none)'), model
-         ORDER BY cost DESC, f, model",
+         GROUP BY COALESCE(feature, '(none)'), model",
         b = bytewise(db),
+        calls = sums.sum("request_count"),
+        cost = sums.sum("cost_nanos"),
     );
-    on_read!(db, pool => {
+    let mut rows: Vec<FeatureModelCost> = on_read!(db, pool => {
         sqlx::query(&sql)
             .bind(org_id)
             .bind(period.from_ms())
@@ -79,13 +81,21 @@ pub(crate) async fn breakdown_feature_model(
                 Ok(FeatureModelCost {
                     feature: r.text("f")?,
                     model: r.text("model")?,
-                    calls: r.int("calls")?,
-                    cost: Nanos(r.int("cost")?),
+                    calls: r.wide_count("calls")?,
+                    cost: Nanos(r.wide("cost")?),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(backend)
-    })
+            .map_err(backend)?
+    });
+    // Cost descending, then feature and model (byte-wise, as the keys compare in SQL).
+    rows.sort_by(|a, b| {
+        b.cost
+            .cmp(&a.cost)
+            .then_with(|| a.feature.cmp(&b.feature))
+            .then_with(|| a.model.cmp(&b.model))
+    });
+    Ok(rows)
 }
 
 pub(crate) async fn output_tails(
@@ -181,14 +191,15 @@ pub(crate) async fn input_band(
     model: &str,
     above_input_tokens: i64,
     up_to_input_tokens: i64,
+    sums: Sums,
 ) -> Result<InputBand, QueryError> {
     let in_band = "input_tokens / request_count > $5 AND input_tokens / request_count <= $6";
     let sql = format!(
         "SELECT {interactive}, {batch}
          FROM usage_records
          WHERE org_id = $1 AND model = $2 AND ts_ms >= $3 AND ts_ms < $4 AND {FROM_CATALOG}",
-        interactive = mix_columns(&format!("{in_band} AND batch = FALSE"), "i_"),
-        batch = mix_columns(&format!("{in_band} AND batch = TRUE"), "b_"),
+        interactive = mix_columns(sums, &format!("{in_band} AND batch = FALSE"), "i_"),
+        batch = mix_columns(sums, &format!("{in_band} AND batch = TRUE"), "b_"),
     );
     let (interactive, batch) = on_read!(db, pool => {
         let r = sqlx::query(&sql)

@@ -36,8 +36,8 @@ use chrono::{DateTime, Datelike, Duration};
 use futures_util::TryStreamExt;
 
 use super::recommender_inputs::{FROM_CATALOG, mix, mix_columns};
-use super::{Split, backend, bytewise, sum};
-use crate::db::{Cols, Db, on_read};
+use super::{Split, backend, bytewise};
+use crate::db::{Cols, Db, Sums, on_read};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -310,24 +310,24 @@ const TOTALS_COLUMNS: [(&str, &str); 8] = [
     ("error_calls", "error_calls"),
 ];
 
-fn totals_columns() -> String {
+fn totals_columns(sums: Sums) -> String {
     TOTALS_COLUMNS
         .iter()
-        .map(|(column, name)| format!("{} AS {name}", sum(column)))
+        .map(|(column, name)| format!("{} AS {name}", sums.sum(column)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 fn totals_of(r: &impl Cols) -> Result<UsageTotals, sqlx::Error> {
     Ok(UsageTotals {
-        calls: r.int("calls")?,
-        input_tokens: r.int("input_tokens")?,
-        output_tokens: r.int("output_tokens")?,
-        cached_input_tokens: r.int("cached")?,
-        cost: Nanos(r.int("cost")?),
-        unpriced_calls: r.int("unpriced_calls")?,
-        unpriced_tokens: r.int("unpriced_tokens")?,
-        error_calls: r.int("error_calls")?,
+        calls: r.wide_count("calls")?,
+        input_tokens: r.wide_count("input_tokens")?,
+        output_tokens: r.wide_count("output_tokens")?,
+        cached_input_tokens: r.wide_count("cached")?,
+        cost: Nanos(r.wide("cost")?),
+        unpriced_calls: r.wide_count("unpriced_calls")?,
+        unpriced_tokens: r.wide_count("unpriced_tokens")?,
+        error_calls: r.wide_count("error_calls")?,
     })
 }
 
@@ -358,11 +358,12 @@ pub(super) async fn aggregate(
     db: &Db,
     org_id: &str,
     q: &UsageQuery,
+    sums: Sums,
 ) -> Result<UsageSlice, QueryError> {
     q.scope.validate()?;
     let Some(by) = &q.group_by else {
         return Ok(UsageSlice {
-            totals: slice_totals(db, org_id, q).await?,
+            totals: slice_totals(db, org_id, q, sums).await?,
             ..UsageSlice::default()
         });
     };
@@ -373,12 +374,16 @@ pub(super) async fn aggregate(
     let tail = if by.is_time() {
         String::new()
     } else {
-        format!("ORDER BY cost DESC, k ASC LIMIT {}", MAX_GROUPS + 1)
+        format!(
+            "ORDER BY {} DESC, k ASC LIMIT {}",
+            sums.rank("cost_nanos"),
+            MAX_GROUPS + 1
+        )
     };
     let text = format!(
         "SELECT {key} AS k, {columns} FROM ({src}) AS u WHERE {filters}
          GROUP BY k HAVING SUM(row_count) > 0 {tail}",
-        columns = totals_columns(),
+        columns = totals_columns(sums),
     );
     let groups: Vec<(Key, UsageTotals)> = on_read!(db, pool => {
         bind_args!(sqlx::query(&text), &sql.args)
@@ -402,7 +407,7 @@ pub(super) async fn aggregate(
     let truncated = rows.len() > MAX_GROUPS;
     let totals = if truncated {
         rows.truncate(MAX_GROUPS);
-        slice_totals(db, org_id, q).await?
+        slice_totals(db, org_id, q, sums).await?
     } else {
         // The groups partition the slice.
         let mut t = UsageTotals::default();
@@ -416,12 +421,17 @@ pub(super) async fn aggregate(
     })
 }
 
-async fn slice_totals(db: &Db, org_id: &str, q: &UsageQuery) -> Result<UsageTotals, QueryError> {
+async fn slice_totals(
+    db: &Db,
+    org_id: &str,
+    q: &UsageQuery,
+    sums: Sums,
+) -> Result<UsageTotals, QueryError> {
     let (src, mut sql) = source(db, org_id, q, false);
     let filters = sql.filters(db, &q.scope.filters);
     let text = format!(
         "SELECT {columns} FROM ({src}) AS u WHERE {filters}",
-        columns = totals_columns(),
+        columns = totals_columns(sums),
     );
     on_read!(db, pool => {
         let r = bind_args!(sqlx::query(&text), &sql.args)
@@ -459,6 +469,7 @@ pub(super) async fn latency(
     db: &Db,
     org_id: &str,
     q: &UsageQuery,
+    sums: Sums,
 ) -> Result<LatencySlice, QueryError> {
     q.scope.validate()?;
     let (src, mut sql) = source(db, org_id, q, true);
@@ -473,8 +484,8 @@ pub(super) async fn latency(
         "SELECT {key} AS k, latency_ms AS latency, COUNT(*) AS records,
                 {calls} AS calls, {errors} AS errors
          FROM ({src}) AS u WHERE {filters} GROUP BY k, latency_ms",
-        calls = sum("calls"),
-        errors = sum("error_calls"),
+        calls = sums.sum("calls"),
+        errors = sums.sum("error_calls"),
     );
     let mut all = LatencySample::default();
     let mut groups: HashMap<String, LatencySample> = HashMap::new();
@@ -484,8 +495,8 @@ pub(super) async fn latency(
         while let Some(r) = rows.try_next().await.map_err(backend)? {
             let latency = r.opt_int("latency").map_err(backend)?;
             let records = r.int("records").map_err(backend)?;
-            let calls = r.int("calls").map_err(backend)?;
-            let errors = r.int("errors").map_err(backend)?;
+            let calls = r.wide_count("calls").map_err(backend)?;
+            let errors = r.wide_count("errors").map_err(backend)?;
             all.add(calls, errors, latency, records);
             if let Some(by) = &q.group_by {
                 let key = if by_day {
@@ -524,6 +535,7 @@ pub(super) async fn model_mix(
     db: &Db,
     org_id: &str,
     q: &UsageQuery,
+    sums: Sums,
 ) -> Result<Vec<ModelMix>, QueryError> {
     q.scope.validate()?;
     let (src, mut sql) = source(db, org_id, q, true);
@@ -541,8 +553,8 @@ pub(super) async fn model_mix(
         "SELECT {key} AS k, model, {interactive}, {batch}
          FROM ({src}) AS u WHERE {FROM_CATALOG} AND {filters}
          GROUP BY k, model {limit}",
-        interactive = mix_columns("batch = FALSE", "i_"),
-        batch = mix_columns("batch = TRUE", "b_"),
+        interactive = mix_columns(sums, "batch = FALSE", "i_"),
+        batch = mix_columns(sums, "batch = TRUE", "b_"),
     );
     let found: Vec<(Option<Key>, String, TokenMix, TokenMix)> = on_read!(db, pool => {
         bind_args!(sqlx::query(&text), &sql.args)
@@ -593,6 +605,7 @@ pub(super) async fn tags(
     db: &Db,
     org_id: &str,
     period: &Period,
+    sums: Sums,
 ) -> Result<Vec<TagCount>, QueryError> {
     // The tag rollup's whole hours, and the edges' raw tags.
     let pairs = db.pick(
@@ -609,9 +622,10 @@ pub(super) async fn tags(
              WHERE r.org_id = $1 AND r.tags IS NOT NULL
                AND ((r.ts_ms >= $4 AND r.ts_ms < $5) OR (r.ts_ms >= $6 AND r.ts_ms < $7))
          ) AS t
-         GROUP BY 1, 2 ORDER BY calls DESC, k ASC, v ASC LIMIT {MAX_TAG_VALUES}",
+         GROUP BY 1, 2 ORDER BY {rank} DESC, k ASC, v ASC LIMIT {MAX_TAG_VALUES}",
         b = bytewise(db),
-        calls = sum("calls"),
+        calls = sums.sum("calls"),
+        rank = sums.rank("calls"),
     );
     let split = Split::of(period);
     on_read!(db, pool => {
@@ -631,7 +645,7 @@ pub(super) async fn tags(
                 Ok(TagCount {
                     key: r.text("k")?,
                     value: r.text("v")?,
-                    calls: r.int("calls")?,
+                    calls: r.wide_count("calls")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
