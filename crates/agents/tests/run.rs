@@ -1099,7 +1099,10 @@ async fn a_user_figure_is_filtered_and_an_unknown_user_is_said_to_have_no_usage(
         )),
         "{answer}"
     );
-    assert_eq!(outcome.data["totals"]["cost_nanos"], mine.cost.0);
+    assert_eq!(
+        outcome.data["totals"]["cost_nanos"],
+        mine.cost.to_i64().unwrap()
+    );
     // A user without usage is said to have none, with the users that do.
     let (outcome, events, answer) = ask("costs for user bob last week").await;
     assert_eq!(outcome.data["plan"]["unknown_names"][0]["typed"], "bob");
@@ -1272,7 +1275,7 @@ async fn a_what_if_prices_the_move_on_the_same_tokens() {
         "{answer}"
     );
     assert!(
-        answer.contains(&apogee_analytics::Nanos(saving).display_usd()),
+        answer.contains(&apogee_analytics::Nanos::from(saving).display_usd()),
         "{answer}"
     );
 }

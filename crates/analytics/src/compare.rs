@@ -123,7 +123,7 @@ mod tests {
     fn totals(calls: i64, cost: i64) -> UsageTotals {
         UsageTotals {
             calls,
-            cost: Nanos(cost),
+            cost: Nanos::from(cost),
             ..UsageTotals::default()
         }
     }
@@ -156,7 +156,7 @@ mod tests {
         assert_eq!(c.totals.calls, 28);
         assert_eq!(c.cost_ratio, Some(290.0 / 300.0));
         assert_eq!(c.calls_ratio, Some(28.0 / 12.0));
-        let rows: Vec<(&str, i64, Option<f64>)> = c
+        let rows: Vec<(&str, i128, Option<f64>)> = c
             .rows
             .iter()
             .map(|r| (r.key.as_str(), r.totals.cost.0, r.cost_ratio))

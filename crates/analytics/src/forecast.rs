@@ -265,7 +265,7 @@ mod tests {
             assert_eq!(m.forecast.daily_run_rate, Nanos(150_000_000), "{why}");
             assert_eq!(
                 m.forecast.projected,
-                Nanos(noons * 150_000_000 + (150_000_000.0 * left).round() as i64),
+                Nanos(noons * 150_000_000 + (150_000_000.0 * left).round() as i128),
                 "{why}"
             );
         }

@@ -1024,7 +1024,7 @@ mod engine_tests {
     }
 
     /// (calls, cost nanos, unpriced calls, error calls)
-    type Brief = (i64, i64, i64, i64);
+    type Brief = (i64, i128, i64, i64);
 
     fn brief(t: &UsageTotals) -> Brief {
         (t.calls, t.cost.0, t.unpriced_calls, t.error_calls)
@@ -1315,7 +1315,7 @@ mod engine_tests {
             fresh_input_tokens: fresh,
             cached_input_tokens: 0,
             output_tokens: 0,
-            cost: Nanos(cost),
+            cost: Nanos::from(cost),
         }
     }
 

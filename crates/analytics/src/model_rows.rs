@@ -124,7 +124,7 @@ mod tests {
             calls,
             input_tokens: calls * 100,
             output_tokens: calls * 10,
-            cost: Nanos(cost),
+            cost: Nanos::from(cost),
             unpriced_calls: unpriced,
         }
     }
@@ -140,7 +140,7 @@ mod tests {
             row("acme-llama", 4, 0, 4),
         ];
         let merged = merge_model_rows(&rows, &catalog);
-        let got: Vec<(&str, i64, i64, Vec<&str>)> = merged
+        let got: Vec<(&str, i64, i128, Vec<&str>)> = merged
             .iter()
             .map(|m| {
                 (

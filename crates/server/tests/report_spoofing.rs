@@ -85,7 +85,11 @@ async fn usage_strings_cannot_inject_markdown_into_another_members_answer() {
             )),
             csv_field(&format!("mallory | {LINK}")),
             csv_field(feature),
-            csv_field(&format!("growth\n{HEADING}")),
+            csv_field(&if i == 0 {
+                format!("growth\n{HEADING}")
+            } else {
+                format!("growth {HEADING}")
+            }),
         ));
     }
     let (status, body) = http(

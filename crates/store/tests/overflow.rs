@@ -4,7 +4,10 @@
 //! deleting records by id, prefix or time range keeps the rollups equal to the raw rows.
 
 use apogee_analytics::usage::MAX_RECORD_COST;
-use apogee_analytics::{GroupBy, Nanos, OrgUsageQueries, Period, PricedRecord, UsageRecord};
+use apogee_analytics::{
+    Dimension, Grouping, Nanos, OrgUsageQueries, Period, PricedRecord, Scope, UsageQuery,
+    UsageRecord,
+};
 use apogee_store::UsageSelection;
 use apogee_store::test_support::stores;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -105,9 +108,12 @@ async fn reads_sum_an_orgs_buckets_past_64_bits() {
                 i64::MAX,
                 "token sums hold at the limit"
             );
-            let rows = usage.breakdown(&period, GroupBy::Model).await.unwrap();
+            let rows = usage
+                .breakdown(&period, Grouping::By(Dimension::Model))
+                .await
+                .unwrap();
             assert_eq!(rows[0].cost, totals.cost);
-            let by_day = usage.breakdown(&period, GroupBy::Day).await.unwrap();
+            let by_day = usage.breakdown(&period, Grouping::Day).await.unwrap();
             assert_eq!(by_day.len(), 1);
         }
         let totals = usage.totals(&whole_day()).await.unwrap();
@@ -117,7 +123,14 @@ async fn reads_sum_an_orgs_buckets_past_64_bits() {
         usage.repeated_prompts(&whole_day()).await.unwrap();
         usage.batch_candidates(&whole_day()).await.unwrap();
         usage.breakdown_feature_model(&whole_day()).await.unwrap();
-        usage.feature_model_traffic(&whole_day()).await.unwrap();
+        let by_feature = UsageQuery {
+            period: whole_day(),
+            scope: Scope::all(),
+            group_by: Some(Grouping::By(Dimension::Feature)),
+        };
+        usage.model_mix(&by_feature).await.unwrap();
+        usage.latency(&by_feature).await.unwrap();
+        usage.tags(&whole_day()).await.unwrap();
         usage.latency_by_model(&whole_day()).await.unwrap();
         usage
             .traffic_profile(&whole_day(), "m", 1_000, 1_000)
