@@ -31,6 +31,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     pub connections_total: Counter,
     pub handshake_failures: Counter,
+    /// Browser sign-ins through OpenID Connect, by outcome (`ok` or the failure's code).
+    pub sign_ins: Family<CodeLabels, Counter>,
     pub connections_refused: Counter,
     pub replays: Family<SourceLabels, Counter>,
     pub events_published: Family<EventLabels, Counter>,
@@ -58,6 +60,7 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
             handshake_failures: Counter::default(),
+            sign_ins: Family::default(),
             connections_refused: Counter::default(),
             replays: Family::default(),
             events_published: Family::default(),
@@ -87,6 +90,11 @@ impl Metrics {
             "ws_handshake_failures",
             "Handshakes refused with 401",
             m.handshake_failures.clone(),
+        );
+        registry.register(
+            "sign_ins",
+            "Browser sign-ins through OpenID Connect, by outcome (ok, state, expired, denied, token, org, provider, busy, internal)",
+            m.sign_ins.clone(),
         );
         registry.register(
             "ws_connections_refused",

@@ -18,6 +18,7 @@ const SQLITE: &[Migration] = &[
     (4, include_str!("../migrations/0004_rollups.sql")),
     (5, include_str!("../migrations/0005_nodes.sql")),
     (8, include_str!("../migrations/0008_synthetic_usage.sql")),
+    (12, include_str!("../migrations/0012_web_sessions.sql")),
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -29,6 +30,7 @@ const POSTGRES: &[Migration] = &[
     (4, include_str!("../migrations/postgres/0004_rollups.sql")),
     SQLITE[4],
     SQLITE[5],
+    SQLITE[6],
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).
