@@ -272,7 +272,7 @@ pub struct TagCount {
     pub calls: i64,
 }
 
-/// Most tag values [`crate::OrgUsageQueries::tags`] returns, by calls descending: a tag holding
+/// Most tag values `OrgUsageQueries::tags` returns, by calls descending: a tag holding
 /// per-request ids must not turn name resolution into a scan of every record.
 pub const MAX_TAG_VALUES: usize = 1_000;
 

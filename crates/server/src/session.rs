@@ -250,7 +250,7 @@ impl UserSession {
     }
 
     /// Stores the message and its run (idempotent on `client_msg_id`). The caller sends the
-    /// ack, then calls [`UserSession::start`] so the ack precedes the run's events.
+    /// ack, then calls `UserSession::start` so the ack precedes the run's events.
     pub async fn submit_message(
         &self,
         client_msg_id: &str,

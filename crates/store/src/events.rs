@@ -44,7 +44,7 @@ const LOCK_ATTEMPTS: u32 = 5;
 impl Store {
     /// Assigns the user's next `seq`, renders the event with it and stores it: either the event
     /// is stored with the next seq or the head does not move. Concurrent appends (of different
-    /// users) share one transaction: see [`crate::committer`].
+    /// users) share one transaction: see the `committer` module.
     pub async fn append_event(
         &self,
         user: &UserKey,
@@ -63,7 +63,7 @@ impl Store {
         self.committer.append(event).await
     }
 
-    /// Appends many events (of any users) in one transaction, in order; see [`append_batch`].
+    /// Appends many events (of any users) in one transaction, in order; see `append_batch`.
     pub async fn append_events(
         &self,
         events: Vec<NewEvent>,
@@ -86,7 +86,7 @@ impl Store {
     }
 
     /// The newest `seq` of each of `users` that has a stream, in one read per
-    /// [`HEADS_PER_READ`] users (users without a stream yet are left out). Lets a node check
+    /// `HEADS_PER_READ` users (users without a stream yet are left out). Lets a node check
     /// all its streams without one query each.
     pub async fn head_seqs(&self, users: &[UserKey]) -> Result<Vec<(UserKey, u64)>, StoreError> {
         let mut heads = Vec::with_capacity(users.len());

@@ -24,15 +24,15 @@ pub const MIN_CACHEABLE_PREFIX_TOKENS: i64 = 1_024;
 // Cache prices as multiples of the input price, used only when the catalog entry has no
 // cache price of its own.
 /// Anthropic: 5-minute cache writes 1.25 × input, reads 0.1 × input
-/// (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#pricing).
+/// (<https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#pricing>).
 pub const ANTHROPIC_CACHE_WRITE: f64 = 1.25;
 pub const ANTHROPIC_CACHE_READ: f64 = 0.1;
 /// OpenAI: automatic caching, no write premium, reads at half the input price
-/// (https://platform.openai.com/docs/guides/prompt-caching).
+/// (<https://platform.openai.com/docs/guides/prompt-caching>).
 pub const OPENAI_CACHE_WRITE: f64 = 1.0;
 pub const OPENAI_CACHE_READ: f64 = 0.5;
 /// Google: implicit caching, no write premium, reads at a quarter of the input price
-/// (https://ai.google.dev/gemini-api/docs/caching); explicit caches' storage is not modelled.
+/// (<https://ai.google.dev/gemini-api/docs/caching>); explicit caches' storage is not modelled.
 pub const GOOGLE_CACHE_WRITE: f64 = 1.0;
 pub const GOOGLE_CACHE_READ: f64 = 0.25;
 

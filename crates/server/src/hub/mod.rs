@@ -1,6 +1,6 @@
 //! Per-user event streams on this node: the one place events get their `seq` and are
 //! persisted, then handed in order to every connection of their user (through
-//! [`fanout::Fanout`]), with a bounded buffer of recent events for cheap resumes and the
+//! `fanout::Fanout`), with a bounded buffer of recent events for cheap resumes and the
 //! user's message rate limit. With Redis ([`crate::bus`]) a stream also publishes what it
 //! stored and receives what other nodes stored for the same user; whatever does not arrive
 //! that way is read from the store. A [`UserStream`] is shared by that user's connections and
