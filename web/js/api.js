@@ -1,5 +1,6 @@
 // REST calls of PROTOCOL.md §7 with the right credentials: `X-Apogee-User` in demo mode,
-// `Authorization: Bearer` in JWT mode.
+// `Authorization: Bearer` with a pasted JWT, and with a browser session its cookie (sent by
+// the browser) plus the session's `X-CSRF-Token`, without which the server refuses the call.
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -23,8 +24,30 @@ export async function fetchConfig() {
   return { auth: 'demo' };
 }
 
+/** Who this browser's session cookie signs in (GET /auth/session), or null when none does. */
+export async function fetchSession() {
+  let res;
+  try {
+    res = await fetch('/auth/session', { headers: { Accept: 'application/json' }, cache: 'no-store' });
+  } catch {
+    throw new ApiError(0, 'network', 'The server cannot be reached.');
+  }
+  if (res.status === 401) return null;
+  if (!res.ok) throw new ApiError(res.status, 'http', `HTTP ${res.status}`);
+  return res.json();
+}
+
+/** Ends this browser's session (or, `everywhere`, every session of its user). */
+export async function signOut(identity, everywhere = false) {
+  const res = await fetch(everywhere ? '/auth/logout/everywhere' : '/auth/logout', {
+    method: 'POST',
+    headers: { Accept: 'application/json', 'X-CSRF-Token': identity.csrf },
+  });
+  if (!res.ok) throw new ApiError(res.status, 'http', `HTTP ${res.status}`);
+}
+
 export class Api {
-  /** @param identity {mode: 'demo', user} | {mode: 'jwt', token} */
+  /** @param identity {mode: 'demo', user} | {mode: 'jwt', token} | {mode: 'session', csrf} */
   constructor(identity) {
     this.identity = identity;
   }
@@ -32,6 +55,7 @@ export class Api {
   headers(extra = {}) {
     const h = { Accept: 'application/json', ...extra };
     if (this.identity.mode === 'demo') h['X-Apogee-User'] = this.identity.user;
+    else if (this.identity.mode === 'session') h['X-CSRF-Token'] = this.identity.csrf;
     else h.Authorization = `Bearer ${this.identity.token}`;
     return h;
   }

@@ -1,24 +1,40 @@
-// Entry point: learns the server's auth mode, signs the user in, then wires the REST client,
-// the self-healing WebSocket, the stream model and the views together.
+// Entry point: learns the server's auth mode, signs the user in (a demo name, the
+// organisation's identity provider, or a pasted token), then wires the REST client, the
+// self-healing WebSocket, the stream model and the views together.
 
 import { byId, h, clear, announce } from './dom.js';
 import { dateTime } from './format.js';
-import { Api, ApiError, fetchConfig } from './api.js';
+import { Api, ApiError, fetchConfig, fetchSession, signOut } from './api.js';
 import { Connection, FatalConnectError } from './connection.js';
 import { Store } from './state.js';
 import { ThreadView } from './thread_view.js';
-import { loadIdentity, saveIdentity, forgetIdentity, validDemoName, jwtIdentity } from './identity.js';
+import { loadIdentity, saveIdentity, forgetIdentity, validDemoName, demoIdentity, jwtIdentity, sessionIdentity, initials } from './identity.js';
 import { installTestTaps } from './test_taps.js';
 
 const el = {
   signin: byId('signin'),
+  signinNotice: byId('signin-notice'),
+  signinError: byId('signin-error'),
+  oidcSignin: byId('oidc-signin'),
+  oidcLogin: byId('oidc-login'),
+  tokenToggle: byId('token-toggle'),
   demoForm: byId('demo-form'),
   demoName: byId('demo-name'),
   jwtForm: byId('jwt-form'),
   jwtToken: byId('jwt-token'),
   jwtError: byId('jwt-error'),
   chat: byId('chat'),
+  account: byId('account'),
   identity: byId('identity-button'),
+  accountAvatar: byId('account-avatar'),
+  accountName: byId('account-name'),
+  accountOrg: byId('account-org'),
+  accountMenu: byId('account-menu'),
+  menuName: byId('menu-name'),
+  menuDetail: byId('menu-detail'),
+  signOut: byId('sign-out'),
+  signOutEverywhere: byId('sign-out-everywhere'),
+  signOutEverywhereHelp: byId('sign-out-everywhere-help'),
   connStatus: byId('conn-status'),
   connText: byId('conn-text'),
   connCountdown: byId('conn-countdown'),
@@ -36,25 +52,84 @@ const el = {
   welcome: byId('welcome'),
 };
 
-async function boot() {
-  const config = await fetchConfig();
-  const identity = loadIdentity(config.auth);
-  if (identity) start(config, identity);
-  else showSignin(config);
+// What the sign-in screen says after the provider sent the browser back with a failure
+// (`#signin_error=CODE` from /auth/callback); the reason itself is in the server's log.
+const SIGNIN_ERRORS = {
+  state: 'That sign-in could not be completed: it was started in another window or tampered with. Sign in again.',
+  expired: 'That sign-in took too long or was already used. Sign in again.',
+  denied: 'Sign-in was cancelled or refused at {provider}.',
+  token: '{provider} answered with a sign-in this server cannot accept. Ask your administrator to check the settings.',
+  org: 'Your account is not part of an organisation on this server. Ask your administrator.',
+  provider: '{provider} cannot be reached right now. Try again in a moment.',
+  busy: 'Too many sign-in attempts from here. Wait a minute and try again.',
+};
+const NOTICE_KEY = 'apogee.signinNotice';
+
+/** A sign-in failure sent back in the URL, read once and removed from the address bar. */
+function takeSigninError(config) {
+  const code = new URLSearchParams(location.hash.slice(1)).get('signin_error');
+  if (code === null) return null;
+  history.replaceState(null, '', location.pathname);
+  const provider = config.oidc ? config.oidc.provider : 'The identity provider';
+  return (SIGNIN_ERRORS[code] || 'Sign-in failed on the server. Try again.').replace('{provider}', provider);
 }
 
-function showSignin(config, message) {
+async function boot() {
+  const config = await fetchConfig();
+  const error = takeSigninError(config);
+  const notice = sessionStorage.getItem(NOTICE_KEY);
+  sessionStorage.removeItem(NOTICE_KEY);
+  if (config.oidc) {
+    let session = null;
+    try {
+      session = sessionIdentity(await fetchSession());
+    } catch (e) {
+      return showSignin(config, { error: e.message });
+    }
+    if (session) return start(config, session);
+    // The paste-a-token form is a developer setting; a token pasted with it still counts.
+    const pasted = config.token_form ? loadIdentity('jwt') : null;
+    if (pasted) return start(config, pasted);
+    return showSignin(config, { error, notice });
+  }
+  const identity = loadIdentity(config.auth);
+  if (identity) start(config, identity);
+  else showSignin(config, { error, notice });
+}
+
+function showText(node, text) {
+  node.hidden = !text;
+  node.textContent = text || '';
+}
+
+/** The sign-in screen, with an `error` or a `notice` (e.g. "You signed out.") above it. */
+function showSignin(config, { error = null, notice = null } = {}) {
   el.chat.hidden = true;
   el.signin.hidden = false;
-  el.identity.hidden = true;
+  el.account.hidden = true;
   el.threadsToggle.hidden = true;
   el.sidebar.hidden = true;
   setConn('idle', 'Not signed in');
-  const form = config.auth === 'demo' ? el.demoForm : el.jwtForm;
+  showText(el.signinError, error);
+  showText(el.signinNotice, error ? null : notice);
+  const oidc = Boolean(config.oidc);
+  el.oidcSignin.hidden = !oidc;
   el.demoForm.hidden = config.auth !== 'demo';
-  el.jwtForm.hidden = config.auth === 'demo';
-  el.jwtError.hidden = !message;
-  el.jwtError.textContent = message || '';
+  el.jwtForm.hidden = config.auth === 'demo' || oidc;
+  el.jwtError.hidden = true;
+  if (oidc) {
+    el.oidcLogin.textContent = `Sign in with ${config.oidc.provider}`;
+    el.oidcLogin.href = config.oidc.login_url || '/auth/login';
+    el.tokenToggle.hidden = !config.token_form;
+    el.tokenToggle.setAttribute('aria-expanded', 'false');
+    el.tokenToggle.onclick = () => {
+      const open = el.jwtForm.hidden;
+      el.jwtForm.hidden = !open;
+      el.tokenToggle.setAttribute('aria-expanded', String(open));
+      if (open) el.jwtToken.focus();
+    };
+  }
+  const form = config.auth === 'demo' ? el.demoForm : el.jwtForm;
   form.onsubmit = (ev) => {
     ev.preventDefault();
     let identity = null;
@@ -65,7 +140,7 @@ function showSignin(config, message) {
         el.demoName.reportValidity();
         return;
       }
-      identity = { mode: 'demo', user: name, key: `demo:${name}`, label: name };
+      identity = demoIdentity(name);
     } else {
       identity = jwtIdentity(el.jwtToken.value.trim());
       if (!identity) {
@@ -78,7 +153,7 @@ function showSignin(config, message) {
     start(config, identity);
   };
   el.demoName.oninput = () => el.demoName.setCustomValidity('');
-  (config.auth === 'demo' ? el.demoName : el.jwtToken).focus();
+  (config.auth === 'demo' ? el.demoName : oidc ? el.oidcLogin : el.jwtToken).focus();
 }
 
 function setConn(state, text) {
@@ -89,19 +164,62 @@ function setConn(state, text) {
   el.connRetry.hidden = state !== 'waiting';
 }
 
+/** The top bar's account button and its menu: who is signed in, in which org; sign-out. */
+function showAccount(identity, leave) {
+  el.account.hidden = false;
+  el.accountAvatar.textContent = initials(identity.label);
+  el.accountName.textContent = identity.label;
+  el.accountOrg.textContent = identity.org || '';
+  el.accountOrg.hidden = !identity.org;
+  el.identity.setAttribute('aria-label', `Signed in as ${identity.label}${identity.org ? `, organisation ${identity.org}` : ''}. Account menu`);
+  el.menuName.textContent = identity.label;
+  const detail = [identity.email, identity.org ? `Organisation ${identity.org}` : ''].filter(Boolean).join(' · ');
+  el.menuDetail.textContent = detail;
+  const session = identity.mode === 'session';
+  el.signOutEverywhere.hidden = !session;
+  el.signOutEverywhereHelp.hidden = !session;
+  const setOpen = (open) => {
+    el.accountMenu.hidden = !open;
+    el.identity.setAttribute('aria-expanded', String(open));
+  };
+  setOpen(false);
+  el.identity.onclick = () => {
+    const open = el.accountMenu.hidden;
+    setOpen(open);
+    if (open) el.signOut.focus();
+  };
+  el.signOut.onclick = () => leave(false);
+  el.signOutEverywhere.onclick = () => leave(true);
+  document.addEventListener('click', (ev) => {
+    if (!el.account.contains(ev.target)) setOpen(false);
+  });
+  el.account.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape' && !el.accountMenu.hidden) {
+      setOpen(false);
+      el.identity.focus();
+    }
+  });
+}
+
 function start(config, identity) {
   el.signin.hidden = true;
   el.chat.hidden = false;
-  el.identity.hidden = false;
   el.threadsToggle.hidden = false;
   el.sidebar.hidden = false;
-  el.identity.textContent = `${identity.label} · Sign out`;
-  el.identity.setAttribute('aria-label', `Signed in as ${identity.label}. Sign out`);
-  el.identity.onclick = () => {
+  showAccount(identity, async (everywhere) => {
+    conn.stop();
+    if (identity.mode === 'session') {
+      try {
+        await signOut(identity, everywhere);
+      } catch {
+        // Reloading asks the server again: a session it still holds shows up there.
+      }
+    }
     forgetIdentity(identity.mode);
+    sessionStorage.setItem(NOTICE_KEY, everywhere ? 'You signed out on every device.' : 'You signed out.');
     location.hash = '';
     location.reload();
-  };
+  });
 
   const api = new Api(identity);
   const store = new Store(identity.key);
@@ -200,7 +318,8 @@ function start(config, identity) {
   function signedOut(message) {
     conn.stop();
     forgetIdentity(identity.mode);
-    showSignin(config, `The server refused these credentials: ${message}`);
+    const error = identity.mode === 'session' ? 'Your session ended. Sign in again.' : `The server refused these credentials: ${message}`;
+    showSignin(config, { error });
   }
 
   function flush() {
@@ -272,6 +391,19 @@ function start(config, identity) {
       const q = new URLSearchParams();
       if (identity.mode === 'demo') {
         q.set('user', identity.user);
+      } else if (identity.mode === 'session') {
+        // The cookie goes with the handshake (the server checks its Origin); asking first
+        // tells an ended session from a lost connection, which a failed handshake cannot.
+        const now = sessionIdentity(await fetchSession());
+        if (!now) {
+          signedOut('session ended');
+          throw new FatalConnectError('Signed out.');
+        }
+        if (now.key !== identity.key) {
+          // Another tab signed in as someone else: start over as them.
+          location.reload();
+          throw new FatalConnectError('Signed in as someone else.');
+        }
       } else {
         // Every server in JWT mode issues tickets (PROTOCOL.md §1): any other failure is
         // retried like a lost connection, never taken for a server without live updates.
@@ -289,7 +421,8 @@ function start(config, identity) {
         q.set('ticket', ticket.ticket);
       }
       if (store.lastSeq !== null) q.set('last_seq', String(store.lastSeq));
-      return `${wsBase}?${q}`;
+      const query = q.toString();
+      return query ? `${wsBase}?${query}` : wsBase;
     },
   });
 

@@ -126,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/costs", get(costs::costs))
         .route("/api/recommendations", get(rest::recommendations))
         .merge(static_ui::routes())
+        .merge(crate::oidc::routes())
         // OTLP exporters (the Collector by default) gzip their bodies; the body limit below
         // applies to the decompressed bytes, so a small bomb is still a 413.
         .route(

@@ -1,8 +1,11 @@
-//! Authentication (PROTOCOL.md §1, §7): demo identities, JWTs (verified in `jwt.rs`) and
-//! single-use WebSocket tickets (kept in the store). An [`Identity`] can only be produced
-//! here, from credentials that checked out.
+//! Authentication (PROTOCOL.md §1, §7): demo identities, JWTs (verified in `jwt.rs`),
+//! single-use WebSocket tickets (kept in the store) and, with OpenID Connect sign-in, browser
+//! session cookies (`web_session.rs`). An [`Identity`] can only be produced here, from
+//! credentials that checked out.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use apogee_store::{Redeemed, Store, StoreError, TicketGrant, UserKey};
 use axum::http::HeaderMap;
@@ -10,6 +13,8 @@ use rand::Rng;
 
 use crate::config::{AuthMode, Config};
 use crate::jwt::{JwtError, JwtSetupError, JwtVerifier};
+use crate::oidc::{Oidc, OidcSetupError};
+use crate::web_session::{Proof, WebSessionError, WebSessions};
 
 pub const DEMO_ORG: &str = "demo";
 /// How long a WebSocket ticket can be redeemed (§1).
@@ -24,6 +29,9 @@ pub struct Identity {
     org_id: String,
     /// When the credential stops being valid (unix seconds); `None` for demo identities.
     expires_at: Option<i64>,
+    /// The browser session (its store id) the credential came from, if any: signing it out
+    /// ends connections opened with it.
+    web_session: Option<String>,
 }
 
 impl Identity {
@@ -54,6 +62,14 @@ pub enum AuthError {
     InvalidDemoUser,
     #[error("missing demo user: send the `X-Apogee-User` header")]
     MissingDemoUser,
+    #[error("not signed in: the session is unknown, expired or signed out")]
+    SessionEnded,
+    /// A session cookie without its CSRF token (HTTP 403).
+    #[error("cookie-authenticated calls must send the X-CSRF-Token header from GET /auth/session")]
+    Csrf,
+    /// A cookie-authenticated WebSocket handshake from another origin (HTTP 403).
+    #[error("a cookie-authenticated WebSocket must be opened from {0}")]
+    Origin(String),
     /// The credentials could not be checked (the store failed); not the caller's fault.
     #[error("credentials could not be checked")]
     Unavailable(#[from] StoreError),
@@ -64,12 +80,31 @@ impl AuthError {
     pub fn is_client_error(&self) -> bool {
         !matches!(self, AuthError::Unavailable(_))
     }
+
+    /// Whether the credentials are valid but came without the proof a cookie needs (403).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, AuthError::Csrf | AuthError::Origin(_))
+    }
+}
+
+impl From<WebSessionError> for AuthError {
+    fn from(e: WebSessionError) -> Self {
+        match e {
+            WebSessionError::NoCookie => AuthError::MissingToken,
+            WebSessionError::Ended => AuthError::SessionEnded,
+            WebSessionError::Csrf => AuthError::Csrf,
+            WebSessionError::Origin(o) => AuthError::Origin(o),
+            WebSessionError::Store(e) => AuthError::Unavailable(e),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
     #[error(transparent)]
     Jwt(#[from] JwtSetupError),
+    #[error(transparent)]
+    Oidc(#[from] OidcSetupError),
 }
 
 /// A freshly issued WebSocket ticket.
@@ -88,6 +123,10 @@ enum Mode {
 pub struct Authenticator {
     mode: Mode,
     store: Store,
+    /// Sign-in through an OpenID Connect provider and the browser sessions it starts (JWT
+    /// mode with `APOGEE_OIDC_ISSUER`).
+    oidc: Option<Arc<Oidc>>,
+    web_sessions: Option<Arc<WebSessions>>,
 }
 
 fn valid_demo_name(name: &str) -> bool {
@@ -120,16 +159,75 @@ impl Authenticator {
             AuthMode::Demo => Mode::Demo,
             AuthMode::Jwt => Mode::Jwt(Box::new(JwtVerifier::from_config(config).await?)),
         };
-        Ok(Authenticator { mode, store })
+        let oidc = Oidc::new(config, store.clone()).await?.map(Arc::new);
+        let web_sessions = config
+            .oidc
+            .as_ref()
+            .map(|c| Arc::new(WebSessions::new(store.clone(), c)));
+        Ok(Authenticator {
+            mode,
+            store,
+            oidc,
+            web_sessions,
+        })
     }
 
     pub fn is_demo(&self) -> bool {
         matches!(self.mode, Mode::Demo)
     }
 
-    /// The WebSocket handshake. JWT mode: the Bearer header, else `?ticket=`. Demo mode:
-    /// `?ticket=`, else `?user=` (or a random demo user). Demo parameters are ignored in JWT
-    /// mode.
+    /// Sign-in through the OpenID Connect provider, when configured.
+    pub fn oidc(&self) -> Option<&Arc<Oidc>> {
+        self.oidc.as_ref()
+    }
+
+    /// The browser sessions, when OpenID Connect sign-in is configured.
+    pub fn web_sessions(&self) -> Option<&Arc<WebSessions>> {
+        self.web_sessions.as_ref()
+    }
+
+    /// A REST call made with a browser session cookie: the cookie names a live session and
+    /// `X-CSRF-Token` carries its token (a cookie alone authenticates no API call).
+    pub async fn authenticate_cookie(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+        self.web_session(headers, Proof::Csrf).await
+    }
+
+    async fn web_session(&self, headers: &HeaderMap, proof: Proof) -> Result<Identity, AuthError> {
+        let web = self.web_sessions.as_ref().ok_or(AuthError::MissingToken)?;
+        let s = web.check(headers, proof).await?;
+        Ok(Identity {
+            user_id: s.user.user_id,
+            org_id: s.user.org_id,
+            expires_at: Some(s.expires_ms.div_euclid(1000)),
+            web_session: Some(s.id),
+        })
+    }
+
+    /// Whether the request carries a browser session cookie (and sessions are on).
+    fn has_session_cookie(&self, headers: &HeaderMap) -> bool {
+        self.web_sessions
+            .as_ref()
+            .is_some_and(|w| w.has_cookie(headers))
+    }
+
+    /// Resolves when the credential behind `identity` is revoked (its browser session signed
+    /// out); never for credentials that cannot be revoked (JWTs end at their expiry).
+    pub fn revoked(&self, identity: &Identity) -> impl Future<Output = ()> + Send + 'static {
+        let watch = match (&self.web_sessions, &identity.web_session) {
+            (Some(web), Some(id)) => Some(web.revoked(id)),
+            _ => None,
+        };
+        async move {
+            match watch {
+                Some(w) => w.await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// The WebSocket handshake. JWT mode: the Bearer header, else `?ticket=`, else a browser
+    /// session cookie with the UI's own `Origin`. Demo mode: `?ticket=`, else `?user=` (or a
+    /// random demo user). Demo parameters are ignored in JWT mode.
     pub async fn authenticate_ws(
         &self,
         headers: &HeaderMap,
@@ -139,6 +237,9 @@ impl Authenticator {
             Mode::Jwt(verifier) => match (bearer(headers), query.get("ticket")) {
                 (Some(token), _) => Self::jwt(verifier, token).await,
                 (None, Some(ticket)) => self.redeem(ticket).await,
+                (None, None) if self.has_session_cookie(headers) => {
+                    self.web_session(headers, Proof::SameOrigin).await
+                }
                 (None, None) => Err(AuthError::MissingToken),
             },
             Mode::Demo => match (query.get("ticket"), query.get("user")) {
@@ -148,12 +249,14 @@ impl Authenticator {
                     user_id: format!("demo-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
                     org_id: DEMO_ORG.into(),
                     expires_at: None,
+                    web_session: None,
                 }),
             },
         }
     }
 
-    /// REST calls: Bearer header in JWT mode; `X-Apogee-User` in demo mode.
+    /// REST calls: Bearer header in JWT mode, else a browser session cookie with its CSRF
+    /// token; `X-Apogee-User` in demo mode.
     pub async fn authenticate_rest(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
         match &self.mode {
             Mode::Demo => {
@@ -163,9 +266,11 @@ impl Authenticator {
                     .ok_or(AuthError::MissingDemoUser)?;
                 Self::demo(name)
             }
-            Mode::Jwt(verifier) => {
-                Self::jwt(verifier, bearer(headers).ok_or(AuthError::MissingToken)?).await
-            }
+            Mode::Jwt(verifier) => match bearer(headers) {
+                Some(token) => Self::jwt(verifier, token).await,
+                None if self.has_session_cookie(headers) => self.authenticate_cookie(headers).await,
+                None => Err(AuthError::MissingToken),
+            },
         }
     }
 
@@ -183,6 +288,7 @@ impl Authenticator {
             },
             expires_ms: now + (TICKET_TTL_SECS * 1000) as i64,
             token_exp: identity.expires_at,
+            web_session: identity.web_session.clone(),
         };
         self.store.issue_ticket(&ticket, &grant, now).await?;
         Ok(Ticket {
@@ -203,11 +309,24 @@ impl Authenticator {
             return Err(AuthError::UnknownTicket);
         }
         match self.store.redeem_ticket(ticket, now_ms()).await? {
-            Redeemed::Valid(grant) => Ok(Identity {
-                user_id: grant.user.user_id,
-                org_id: grant.user.org_id,
-                expires_at: grant.token_exp,
-            }),
+            Redeemed::Valid(grant) => {
+                // Bought with a browser session: only good while the session is.
+                if let Some(id) = &grant.web_session {
+                    let live = match &self.web_sessions {
+                        Some(web) => web.is_live(id).await?,
+                        None => false,
+                    };
+                    if !live {
+                        return Err(AuthError::SessionEnded);
+                    }
+                }
+                Ok(Identity {
+                    user_id: grant.user.user_id,
+                    org_id: grant.user.org_id,
+                    expires_at: grant.token_exp,
+                    web_session: grant.web_session,
+                })
+            }
             Redeemed::Expired => Err(AuthError::ExpiredTicket),
             Redeemed::Unknown => Err(AuthError::UnknownTicket),
         }
@@ -221,6 +340,7 @@ impl Authenticator {
             user_id: name.to_string(),
             org_id: DEMO_ORG.into(),
             expires_at: None,
+            web_session: None,
         })
     }
 
@@ -230,6 +350,7 @@ impl Authenticator {
             user_id: claims.sub,
             org_id: claims.org,
             expires_at: Some(claims.exp),
+            web_session: None,
         })
     }
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::oidc::{OidcConfig, OidcSettings};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {0}: {1}")]
@@ -102,6 +104,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// Operator price entries that override or add to the built-in catalog.
     pub prices_file: Option<PathBuf>,
+    /// Browser sign-in through an OpenID Connect provider (`[oidc]`, `APOGEE_OIDC_*`).
+    pub oidc: Option<OidcConfig>,
 }
 
 /// Shortest HS256 secret accepted in production (RFC 7518 §3.2 asks for 256 bits).
@@ -149,6 +153,7 @@ struct FileConfig {
     metrics_addr: Option<String>,
     metrics_token: Option<String>,
     prices_file: Option<PathBuf>,
+    oidc: Option<OidcSettings>,
 }
 
 fn parse_enum<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
@@ -236,10 +241,11 @@ impl Config {
             (APOGEE_METRICS_TOKEN, metrics_token, text),
             (APOGEE_PRICES_FILE, prices_file, text),
         }
-        Self::resolve(f)
+        let oidc = f.oidc.take().unwrap_or_default().overlay(var)?;
+        Self::resolve(f, oidc)
     }
 
-    fn resolve(f: FileConfig) -> Result<Config, ConfigError> {
+    fn resolve(f: FileConfig, oidc: OidcSettings) -> Result<Config, ConfigError> {
         let env = f.env.unwrap_or(Environment::Development);
         let addr_text = f.addr.unwrap_or_else(|| "127.0.0.1:8080".into());
         let addr = addr_text.parse().map_err(|_| {
@@ -271,10 +277,16 @@ impl Config {
                 ));
             }
         }
+        let oidc = oidc.resolve(addr, env)?;
         let auth = f.auth.unwrap_or(match env {
-            Environment::Development => AuthMode::Demo,
+            Environment::Development if oidc.is_none() => AuthMode::Demo,
             _ => AuthMode::Jwt,
         });
+        if auth == AuthMode::Demo && oidc.is_some() {
+            return Err(ConfigError::Invalid(
+                "OpenID Connect sign-in needs APOGEE_AUTH=jwt, not demo".into(),
+            ));
+        }
         if auth == AuthMode::Demo && env == Environment::Production {
             return Err(ConfigError::Invalid(
                 "demo auth is refused when APOGEE_ENV=production; set APOGEE_AUTH=jwt".into(),
@@ -284,10 +296,13 @@ impl Config {
             || f.jwt_public_key_file.is_some()
             || f.jwt_jwks_file.is_some()
             || f.jwt_jwks_url.is_some();
-        if auth == AuthMode::Jwt && !has_key {
+        // With OpenID Connect, browsers sign in through the provider; keys are then only
+        // needed by API clients sending Bearer tokens.
+        if auth == AuthMode::Jwt && !has_key && oidc.is_none() {
             return Err(ConfigError::Invalid(
                 "jwt auth needs a key: set APOGEE_JWT_HS256_SECRET, APOGEE_JWT_PUBLIC_KEY_FILE, \
-                 APOGEE_JWT_JWKS_FILE or APOGEE_JWT_JWKS_URL"
+                 APOGEE_JWT_JWKS_FILE or APOGEE_JWT_JWKS_URL (or sign-in through \
+                 APOGEE_OIDC_ISSUER)"
                     .into(),
             ));
         }
@@ -421,6 +436,7 @@ impl Config {
             metrics_addr,
             metrics_token,
             prices_file: f.prices_file,
+            oidc,
         })
     }
 }
@@ -522,6 +538,54 @@ mod tests {
         assert!(load(&[("APOGEE_METRICS_TOKEN", "short")]).is_err());
         let c = load(&[("APOGEE_METRICS_ADDR", "127.0.0.1:9100")]).unwrap();
         assert_eq!(c.metrics_addr.map(|a| a.port()), Some(9100));
+    }
+
+    #[test]
+    fn openid_connect_means_jwt_auth_and_needs_no_bearer_key() {
+        let oidc = [
+            ("APOGEE_OIDC_ISSUER", "https://idp.example.com"),
+            ("APOGEE_OIDC_CLIENT_ID", "apogee"),
+            ("APOGEE_OIDC_ORG", "acme"),
+        ];
+        let c = load(&oidc).unwrap();
+        assert_eq!(
+            c.auth,
+            AuthMode::Jwt,
+            "development defaults to jwt with a provider"
+        );
+        assert_eq!(c.oidc.unwrap().client_id, "apogee");
+        let demo: Vec<_> = oidc
+            .iter()
+            .copied()
+            .chain([("APOGEE_AUTH", "demo")])
+            .collect();
+        assert!(load(&demo).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apogee.toml");
+        std::fs::write(
+            &path,
+            "auth = \"jwt\"\n[oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"apogee\"\n\
+             org_claim = \"hd\"\norg_map = { \"Acme.com\" = \"acme\" }\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), |_| None).unwrap();
+        let mapping = c.oidc.unwrap().org;
+        assert_eq!(
+            mapping,
+            crate::oidc::OrgMapping::Claim {
+                claim: "hd".into(),
+                map: Some([("acme.com".to_string(), "acme".to_string())].into())
+            }
+        );
+        std::fs::write(
+            &path,
+            "[oidc]\nissuer = \"https://idp.example.com\"\nbogus = 1\n",
+        )
+        .unwrap();
+        assert!(
+            Config::load(Some(&path), |_| None).is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]

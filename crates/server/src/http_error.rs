@@ -13,6 +13,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// Valid credentials without the proof they need (a cookie without its CSRF token).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -36,6 +39,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => {
@@ -63,10 +67,13 @@ impl ApiError {
     }
 }
 
-/// Bad credentials are 401; a server that could not check them answers 500.
+/// Bad credentials are 401, a session cookie without its CSRF token (or from another origin)
+/// 403; a server that could not check them answers 500.
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        if e.is_client_error() {
+        if e.is_forbidden() {
+            ApiError::Forbidden(e.to_string())
+        } else if e.is_client_error() {
             ApiError::Unauthorized(e.to_string())
         } else {
             ApiError::internal(e)

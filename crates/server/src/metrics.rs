@@ -36,6 +36,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     pub connections_total: Counter,
     pub handshake_failures: Counter,
+    /// Browser sign-ins through OpenID Connect, by outcome (`ok` or the failure's code).
+    pub sign_ins: Family<CodeLabels, Counter>,
     pub connections_refused: Counter,
     /// Handshakes refused with 429 because the user has as many connections as allowed.
     pub connections_refused_per_user: Counter,
@@ -72,6 +74,7 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
             handshake_failures: Counter::default(),
+            sign_ins: Family::default(),
             connections_refused: Counter::default(),
             connections_refused_per_user: Counter::default(),
             sockets_refused: Family::default(),
@@ -105,6 +108,11 @@ impl Metrics {
             "ws_handshake_failures",
             "Handshakes refused with 401",
             m.handshake_failures.clone(),
+        );
+        registry.register(
+            "sign_ins",
+            "Browser sign-ins through OpenID Connect, by outcome (ok, state, expired, denied, token, org, provider, busy, internal)",
+            m.sign_ins.clone(),
         );
         registry.register(
             "ws_connections_refused",

@@ -147,13 +147,20 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     }
 }
 
-/// What a client needs before it authenticates; no credentials needed to read it.
+/// What a client needs before it authenticates; no credentials needed to read it. With
+/// OpenID Connect sign-in, `oidc` names the provider and where sign-in starts, and
+/// `token_form` says whether the paste-a-token form is offered too (a developer setting).
 async fn config(State(app): State<AppState>) -> Json<Value> {
     let auth = match app.config.auth {
         AuthMode::Demo => "demo",
         AuthMode::Jwt => "jwt",
     };
-    Json(json!({ "auth": auth, "protocol": apogee_protocol::SUBPROTOCOL }))
+    let mut body = json!({ "auth": auth, "protocol": apogee_protocol::SUBPROTOCOL });
+    if let Some(oidc) = app.auth.oidc() {
+        body["oidc"] = json!({"provider": oidc.config().provider_name, "login_url": "/auth/login"});
+        body["token_form"] = json!(oidc.config().token_form);
+    }
+    Json(body)
 }
 
 #[cfg(test)]

@@ -269,12 +269,16 @@ impl Writer<'_> {
             }
         };
         tokio::pin!(token_expired);
+        // A browser session signed out ends its connections as an expired token does.
+        let revoked = self.app.auth.revoked(self.session.identity());
+        tokio::pin!(revoked);
         loop {
             let step = tokio::select! {
                 biased;
                 _ = self.app.shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, "server restarting")),
                 _ = too_slow.cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq")),
                 _ = &mut token_expired => Err(End::Close(close::TOKEN_EXPIRED, "token_expired")),
+                _ = &mut revoked => Err(End::Close(close::TOKEN_EXPIRED, "token_expired")),
                 out = out.pop() => match out {
                     Some(Out::Frame(text)) => self.send(Message::Text(text.into()), &too_slow).await,
                     Some(Out::Close(code, reason)) => Err(End::Close(code, reason)),

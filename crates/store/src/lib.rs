@@ -1,9 +1,9 @@
 //! Persistence for Apogee: per-user event streams with `seq` assignment, threads, messages and
-//! runs, WebSocket tickets, node leases, and the org's usage records with the queries analyses
-//! run over them. Runs on SQLite (embedded default: one writer connection, several readers,
-//! WAL; one node) or on PostgreSQL (one pool; several nodes may share the database). The
-//! public API and the queries are the same on both; see the `db` module for how. Knows nothing of
-//! WebSocket, HTTP or agents.
+//! runs, WebSocket tickets, browser sessions and sign-ins in progress, node leases, and the
+//! org's usage records with the queries analyses run over them. Runs on SQLite (embedded
+//! default: one writer connection, several readers, WAL; one node) or on PostgreSQL (one pool;
+//! several nodes may share the database). The public API and the queries are the same on both;
+//! see the `db` module for how. Knows nothing of WebSocket, HTTP or agents.
 
 mod committer;
 mod conversations;
@@ -18,6 +18,7 @@ mod rollup;
 pub mod test_support;
 mod tickets;
 mod usage;
+mod web_sessions;
 
 pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnOutcome};
 pub use db::Backend;
@@ -26,6 +27,7 @@ pub use events::{NewEvent, StoredEvent};
 pub use org_usage::OrgUsage;
 pub use tickets::{Redeemed, TicketGrant};
 pub use usage::{IngestSummary, UsageSelection};
+pub use web_sessions::{PendingLogin, WebSession};
 
 use std::path::Path;
 use std::str::FromStr;

@@ -4,7 +4,8 @@
 //! PostgreSQL tests need `APOGEE_TEST_DATABASE_URL`, the URL of a server on which a test may
 //! `CREATE DATABASE` (e.g. `postgres://postgres@127.0.0.1:55432/postgres`); each test gets a
 //! database of its own. The multi-node tests also need `APOGEE_TEST_REDIS_SERVER` (a
-//! `redis-server` binary). `scripts/test` and `scripts/with-services` set both.
+//! `redis-server` binary), the sign-in tests `APOGEE_TEST_OIDC_PROVIDER` (the OpenID provider
+//! they start). `scripts/test` and `scripts/with-services` set all three.
 //!
 //! A missing service fails the test that needs it, loudly — a test that quietly does less
 //! than it says is worse than one that fails. The one way around it is the explicit opt-out
@@ -146,6 +147,10 @@ fn postgres_server() -> Option<String> {
 /// The variable naming the `redis-server` binary the multi-node tests start Redis with.
 pub const REDIS_SERVER_VAR: &str = "APOGEE_TEST_REDIS_SERVER";
 
+/// The variable naming the script of the OpenID provider the sign-in tests start on loopback
+/// (`crates/server/tests/oidc_provider`, run with Node; `scripts/oidc-provider` sets it up).
+pub const OIDC_PROVIDER_VAR: &str = "APOGEE_TEST_OIDC_PROVIDER";
+
 /// Set to `1` to run the tests without PostgreSQL and Redis (what needs them is skipped and
 /// listed when the test binary exits). Refused under CI.
 pub const SKIP_SERVICES_VAR: &str = "APOGEE_TEST_SKIP_SERVICES";
@@ -159,6 +164,7 @@ pub fn service_env(var: &str) -> Option<String> {
     let service = match var {
         DATABASE_URL_VAR => "PostgreSQL",
         REDIS_SERVER_VAR => "Redis",
+        OIDC_PROVIDER_VAR => "the test OpenID provider (Node)",
         _ => var,
     };
     service_decision(

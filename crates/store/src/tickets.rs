@@ -13,6 +13,9 @@ pub struct TicketGrant {
     pub expires_ms: i64,
     /// Expiry of the credential the ticket was issued for (unix seconds), if it has one.
     pub token_exp: Option<i64>,
+    /// The browser session the ticket was bought with, if any: its connection ends when that
+    /// session is signed out.
+    pub web_session: Option<String>,
 }
 
 /// The outcome of presenting a ticket.
@@ -41,14 +44,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
-                "INSERT INTO ws_tickets (ticket, org_id, user_id, expires_ms, token_exp)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO ws_tickets (ticket, org_id, user_id, expires_ms, token_exp, web_session)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(ticket)
             .bind(&grant.user.org_id)
             .bind(&grant.user.user_id)
             .bind(grant.expires_ms)
             .bind(grant.token_exp)
+            .bind(&grant.web_session)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -61,7 +65,7 @@ impl Store {
         let grant = on_write!(&self.db, pool => {
             sqlx::query(
                 "DELETE FROM ws_tickets WHERE ticket = $1
-                 RETURNING org_id, user_id, expires_ms, token_exp",
+                 RETURNING org_id, user_id, expires_ms, token_exp, web_session",
             )
             .bind(ticket)
             .fetch_optional(pool)
@@ -74,6 +78,7 @@ impl Store {
                     },
                     expires_ms: row.int("expires_ms")?,
                     token_exp: row.opt_int("token_exp")?,
+                    web_session: row.opt_text("web_session")?,
                 })
             })
             .transpose()?
@@ -101,6 +106,7 @@ mod tests {
             },
             expires_ms,
             token_exp: Some(99),
+            web_session: Some("ws1".into()),
         }
     }
 
