@@ -19,6 +19,7 @@ const NODES: Migration = (5, include_str!("../migrations/0005_nodes.sql"));
 const BILLING_FIELDS: Migration = (7, include_str!("../migrations/0007_billing_fields.sql"));
 const SYNTHETIC_USAGE: Migration = (8, include_str!("../migrations/0008_synthetic_usage.sql"));
 const RUN_PLANS: Migration = (10, include_str!("../migrations/0010_run_plans.sql"));
+const BUDGETS: Migration = (11, include_str!("../migrations/0011_budgets.sql"));
 const WEB_SESSIONS: Migration = (12, include_str!("../migrations/0012_web_sessions.sql"));
 
 const SQLITE: &[Migration] = &[
@@ -31,6 +32,7 @@ const SQLITE: &[Migration] = &[
     BILLING_FIELDS,
     SYNTHETIC_USAGE,
     RUN_PLANS,
+    BUDGETS,
     WEB_SESSIONS,
 ];
 
@@ -49,6 +51,7 @@ const POSTGRES: &[Migration] = &[
     BILLING_FIELDS,
     SYNTHETIC_USAGE,
     RUN_PLANS,
+    BUDGETS,
     WEB_SESSIONS,
 ];
 
