@@ -43,6 +43,19 @@ pub struct AlertClaim {
     pub fired_ms: i64,
     /// The alert as JSON, kept for the API.
     pub alert: String,
+    /// Whether the crossing speaks: it is queued for every webhook of the org (a threshold
+    /// passed together with a higher one is claimed silently).
+    pub notify: bool,
+}
+
+impl AlertClaim {
+    /// The alert's id: `{budget_id}:{revision}:{period_start}:{crossing}`.
+    pub fn alert_id(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.budget_id, self.revision, self.period_start, self.crossing
+        )
+    }
 }
 
 /// An alert that fired, as stored.
@@ -59,8 +72,8 @@ pub struct FiredAlert {
 /// Why a budget could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
-    #[error("this org already has {0} budgets, the most allowed; delete one first")]
-    TooMany(usize),
+    #[error("this org already has {0} {1}, the most allowed; delete one first")]
+    TooMany(usize, &'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -128,7 +141,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
             if usize::try_from(count).unwrap_or(usize::MAX) >= max_per_org {
-                return Err(BudgetError::TooMany(max_per_org));
+                return Err(BudgetError::TooMany(max_per_org, "budgets"));
             }
             sqlx::query(&format!(
                 "INSERT INTO budgets ({BUDGET_COLUMNS})
@@ -333,6 +346,7 @@ mod tests {
             org_id: "acme".into(),
             fired_ms: 1,
             alert: "{}".into(),
+            notify: true,
         }
     }
 
@@ -357,7 +371,7 @@ mod tests {
             s.create_budget(&budget("acme", "b2"), 2).await.unwrap();
             assert!(matches!(
                 s.create_budget(&budget("acme", "b3"), 2).await,
-                Err(BudgetError::TooMany(2))
+                Err(BudgetError::TooMany(2, "budgets"))
             ));
             s.create_budget(&budget("other", "b4"), 2).await.unwrap();
             assert_eq!(s.budgets("acme").await.unwrap().len(), 2);

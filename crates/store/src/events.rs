@@ -7,6 +7,7 @@ use sqlx::QueryBuilder;
 
 use crate::budgets::{AlertClaim, CLAIM_ALERT};
 use crate::db::{Cols, Db, is_retryable, on_read, on_write};
+use crate::webhooks::QUEUE_DELIVERIES;
 use crate::{Store, StoreError, UserKey};
 
 /// An event as stored: its `seq` and the exact JSON frame sent on the wire.
@@ -246,9 +247,21 @@ pub(crate) async fn append_claimed(
                     .bind(&c.alert)
                     .execute(&mut *tx)
                     .await;
-                match claimed {
+                let claimed = match claimed {
                     Ok(done) if done.rows_affected() == 0 => return Ok(None),
-                    Ok(_) => {}
+                    Ok(_) if c.notify => sqlx::query(QUEUE_DELIVERIES)
+                        .bind(c.alert_id())
+                        .bind(&c.alert)
+                        .bind(c.fired_ms)
+                        .bind(&c.org_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map(|_| ()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                match claimed {
+                    Ok(()) => {}
                     Err(e) if is_retryable(&e) && attempt < LOCK_ATTEMPTS => {
                         drop(tx);
                         tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;

@@ -20,6 +20,7 @@ pub mod test_support;
 mod tickets;
 mod usage;
 mod web_sessions;
+mod webhooks;
 
 pub use budgets::{AlertClaim, BudgetError, BudgetRow, FiredAlert};
 pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnOutcome};
@@ -30,6 +31,7 @@ pub use org_usage::OrgUsage;
 pub use tickets::{Redeemed, TicketGrant};
 pub use usage::{IngestSummary, UsageSelection};
 pub use web_sessions::{PendingLogin, WebSession};
+pub use webhooks::{DeliveryStats, DueDelivery, WebhookRow};
 
 use std::path::Path;
 use std::str::FromStr;

@@ -21,6 +21,7 @@ const SYNTHETIC_USAGE: Migration = (8, include_str!("../migrations/0008_syntheti
 const RUN_PLANS: Migration = (10, include_str!("../migrations/0010_run_plans.sql"));
 const BUDGETS: Migration = (11, include_str!("../migrations/0011_budgets.sql"));
 const WEB_SESSIONS: Migration = (12, include_str!("../migrations/0012_web_sessions.sql"));
+const WEBHOOKS: Migration = (14, include_str!("../migrations/0014_webhooks.sql"));
 
 const SQLITE: &[Migration] = &[
     INIT,
@@ -34,6 +35,7 @@ const SQLITE: &[Migration] = &[
     RUN_PLANS,
     BUDGETS,
     WEB_SESSIONS,
+    WEBHOOKS,
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -53,6 +55,7 @@ const POSTGRES: &[Migration] = &[
     RUN_PLANS,
     BUDGETS,
     WEB_SESSIONS,
+    WEBHOOKS,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).

@@ -1,0 +1,309 @@
+//! Budgets and their live alerts: `/api/budgets` ([`routes`]), what a budget is ([`spec`]),
+//! where it stands ([`evaluate`]), and [`Budgets`], which evaluates an org's budgets after
+//! each ingest batch and on a timer and delivers each crossing once.
+//!
+//! Exactly once: a crossing is (budget, revision, calendar period, threshold or `forecast`).
+//! Whichever node sees it first claims that key in the database in the same transaction that
+//! appends its `budget_alert` event to every org member's stream
+//! ([`apogee_store::Store::fire_alert`]); every other evaluation, on any node, before or after
+//! a restart, finds the key taken and sends nothing. The events are then handed to this
+//! node's connections and, through Redis, to other nodes' ([`Hub::deliver_stored`]); a
+//! member who is offline gets them on replay like any event.
+//!
+//! Members: the store has no list of an org's people, so the server records the users it sees
+//! — on opening a WebSocket and on calling `/api/budgets` ([`Budgets::member_seen`]). A user
+//! is alerted from the first connection on.
+
+pub mod evaluate;
+pub mod routes;
+pub mod spec;
+pub mod webhooks;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use apogee_protocol::{EventBody, StreamEvent};
+use apogee_store::{AlertClaim, BudgetRow, NewEvent, Store, StoreError, UserKey};
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Hub, timestamp};
+use crate::metrics::Metrics;
+use evaluate::{AlertInput, Crossing, Standing};
+use spec::BudgetSpec;
+
+/// Budgets one org may have (a clear 409 beyond).
+pub const MAX_BUDGETS_PER_ORG: usize = 100;
+/// Members one alert reaches at most: bounds one alert's transaction.
+pub const MAX_ALERT_MEMBERS: usize = 10_000;
+/// Members this node remembers having recorded, so a reconnect costs no write; forgotten all
+/// at once beyond (they are then recorded again, harmlessly).
+const SEEN_CACHE: usize = 100_000;
+
+/// Why an org's budgets could not be evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Query(#[from] apogee_analytics::QueryError),
+}
+
+/// The budget evaluator and alert delivery of this node.
+pub struct Budgets {
+    store: Store,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    /// Orgs whose usage changed since their last evaluation.
+    dirty: Mutex<HashSet<String>>,
+    wake: Notify,
+    seen: Mutex<HashSet<UserKey>>,
+    /// Wakes this node's webhook delivery when a crossing was queued.
+    pub(crate) webhooks_due: Arc<Notify>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Budgets {
+    pub fn new(store: Store, hub: Arc<Hub>, metrics: Arc<Metrics>) -> Budgets {
+        Budgets {
+            store,
+            hub,
+            metrics,
+            dirty: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+            seen: Mutex::new(HashSet::new()),
+            webhooks_due: Arc::new(Notify::new()),
+        }
+    }
+
+    /// An ingest batch of `org_id` was stored: its budgets are evaluated soon, off the
+    /// request (batches arriving meanwhile share one evaluation).
+    pub fn usage_changed(&self, org_id: &str) {
+        let inserted = lock(&self.dirty).insert(org_id.to_string());
+        if inserted {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Records `user` as a member of its org, once per node; a failure is logged, not fatal
+    /// (the next connection tries again).
+    pub async fn member_seen(&self, user: &UserKey) {
+        if lock(&self.seen).contains(user) {
+            return;
+        }
+        match self
+            .store
+            .record_member(user, Utc::now().timestamp_millis())
+            .await
+        {
+            Ok(_) => {
+                let mut seen = lock(&self.seen);
+                if seen.len() >= SEEN_CACHE {
+                    seen.clear();
+                }
+                seen.insert(user.clone());
+            }
+            Err(e) => tracing::warn!(error = %e, "could not record an org member"),
+        }
+    }
+
+    /// Evaluates orgs whose usage changed as soon as they do, and every org with budgets every
+    /// `every` (so a period's forecast and a restart are covered without ingest), until
+    /// `shutdown`.
+    pub async fn run(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let orgs: Vec<String> = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => lock(&self.dirty).drain().collect(),
+                _ = tick.tick() => match self.store.budget_orgs().await {
+                    Ok(orgs) => orgs,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not list the orgs with budgets");
+                        self.metrics.budget_evaluation_errors.inc();
+                        continue;
+                    }
+                },
+            };
+            for org in orgs {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                if let Err(e) = self.evaluate_org(&org, Utc::now()).await {
+                    tracing::warn!(org = %org, error = %e, "could not evaluate budgets");
+                    self.metrics.budget_evaluation_errors.inc();
+                }
+            }
+        }
+    }
+
+    /// Fires every crossing of the org's budgets that is due and not fired yet; returns how
+    /// many this call fired.
+    pub async fn evaluate_org(&self, org_id: &str, now: DateTime<Utc>) -> Result<usize, EvalError> {
+        let rows = self.store.budgets(org_id).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let budgets: Vec<(BudgetRow, BudgetSpec)> = rows
+            .into_iter()
+            .filter_map(|row| match BudgetSpec::from_row(&row) {
+                Ok(spec) => Some((row, spec)),
+                Err(e) => {
+                    tracing::error!(budget = %row.id, error = %e, "a stored budget is unreadable");
+                    None
+                }
+            })
+            .collect();
+        // Alerts of the earliest current period on: what "already fired" is checked against.
+        let since = budgets
+            .iter()
+            .map(|(_, s)| s.period.around(now).from.date_naive().to_string())
+            .min()
+            .unwrap_or_default();
+        let fired: HashSet<(String, i64, String, String)> = self
+            .store
+            .fired_alerts(org_id, &since)
+            .await?
+            .into_iter()
+            .map(|a| (a.budget_id, a.revision, a.period_start, a.crossing))
+            .collect();
+        let usage = self.store.org_usage(org_id);
+        let mut count = 0;
+        for (row, spec) in &budgets {
+            let period_start = spec.period.around(now).from.date_naive().to_string();
+            let done = |c: Crossing| {
+                fired.contains(&(row.id.clone(), row.revision, period_start.clone(), c.key()))
+            };
+            let pending: Vec<u32> = spec
+                .thresholds
+                .iter()
+                .copied()
+                .filter(|t| !done(Crossing::Threshold(*t)))
+                .collect();
+            let forecast_pending = spec.forecast_alert && !done(Crossing::Forecast);
+            if pending.is_empty() && !forecast_pending {
+                continue;
+            }
+            let (period, spent) = evaluate::spent(&usage, spec, now).await?;
+            let crossed: Vec<u32> = pending
+                .iter()
+                .copied()
+                .filter(|t| evaluate::crossed(spent, spec.amount, *t))
+                .collect();
+            let over = spent >= spec.amount;
+            if crossed.is_empty() && (!forecast_pending || over) {
+                continue;
+            }
+            let forecast = evaluate::forecast(&usage, spec, now, period, spent).await?;
+            let standing = Standing {
+                period,
+                spent,
+                forecast,
+            };
+            let mut due: Vec<(Crossing, bool)> = Vec::new();
+            // Crossed together, only the highest threshold speaks; the lower ones are claimed
+            // silently so they never fire late.
+            if let Some((highest, lower)) = crossed.split_last() {
+                due.extend(lower.iter().map(|t| (Crossing::Threshold(*t), false)));
+                due.push((Crossing::Threshold(*highest), true));
+            }
+            if forecast_pending && !over && forecast > spec.amount {
+                due.push((Crossing::Forecast, true));
+            }
+            if due.is_empty() {
+                continue;
+            }
+            let contributors = evaluate::contributors(&usage, spec, &standing, now).await?;
+            for (crossing, speaks) in due {
+                let alert = AlertInput {
+                    budget_id: &row.id,
+                    revision: row.revision,
+                    spec,
+                    standing: &standing,
+                    crossing,
+                    contributors: contributors.clone(),
+                }
+                .alert();
+                if self
+                    .fire(org_id, &period_start, row, crossing, alert, speaks, now)
+                    .await?
+                {
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Claims one crossing with its events (none when it does not speak); delivers them when
+    /// this call won the claim.
+    #[allow(clippy::too_many_arguments)]
+    async fn fire(
+        &self,
+        org_id: &str,
+        period_start: &str,
+        row: &BudgetRow,
+        crossing: Crossing,
+        alert: apogee_protocol::BudgetAlert,
+        speaks: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, EvalError> {
+        let claim = AlertClaim {
+            budget_id: row.id.clone(),
+            revision: row.revision,
+            period_start: period_start.to_string(),
+            crossing: crossing.key(),
+            org_id: org_id.to_string(),
+            fired_ms: now.timestamp_millis(),
+            alert: serde_json::to_string(&alert).unwrap_or_default(),
+            notify: speaks,
+        };
+        let members = if speaks {
+            self.store.org_members(org_id, MAX_ALERT_MEMBERS).await?
+        } else {
+            Vec::new()
+        };
+        let ts = timestamp(now);
+        let events = members
+            .iter()
+            .map(|user| {
+                let mut event = StreamEvent {
+                    seq: 0,
+                    ts: ts.clone(),
+                    thread_id: String::new(),
+                    body: EventBody::BudgetAlert {
+                        alert: alert.clone(),
+                    },
+                };
+                NewEvent {
+                    user: user.clone(),
+                    run_id: None,
+                    thread_id: String::new(),
+                    ts_ms: now.timestamp_millis(),
+                    render: Box::new(move |seq| {
+                        event.seq = seq;
+                        serde_json::to_string(&event).unwrap_or_default()
+                    }),
+                }
+            })
+            .collect();
+        let Some(stored) = self.store.fire_alert(&claim, events).await? else {
+            return Ok(false);
+        };
+        if speaks {
+            self.webhooks_due.notify_one();
+            self.metrics.budget_alerts_fired.inc();
+            tracing::info!(org = %org_id, budget = %row.id, crossing = %claim.crossing, members = members.len(), "budget alert fired");
+        }
+        for (user, event) in members.iter().zip(stored) {
+            self.hub.deliver_stored(user, event.seq, &event.payload);
+        }
+        Ok(speaks)
+    }
+}
