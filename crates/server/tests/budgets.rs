@@ -358,10 +358,8 @@ async fn a_crossing_fires_once_with_two_nodes_on_postgres_and_redis() {
     );
     for c in [&mut ann, &mut bo] {
         let alert = next_alert(c).await;
-        assert_eq!(
-            alert["alert"]["spent_nanos"].as_i64().unwrap() >= 20_000_000_000,
-            true
-        );
+        let spent = alert["alert"]["spent_nanos"].as_i64().unwrap();
+        assert!(spent >= 20_000_000_000, "{alert}");
     }
     drop((ann, bo));
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
