@@ -13,6 +13,9 @@ use serde::Serialize;
 
 use super::spec::{BudgetPeriod, BudgetSpec, scope_to_json};
 
+#[cfg(test)]
+use apogee_analytics::forecast::month_end;
+
 /// Contributors an alert names per dimension (feature, model).
 const TOP_CONTRIBUTORS: usize = 3;
 
@@ -118,23 +121,25 @@ pub async fn spent(
     Ok((period, slice.totals.cost))
 }
 
-/// Spend by the end of `period`: `spent` plus the rest of it at the scope's daily run rate
-/// over the last complete days (the month-end forecast's rate; for a monthly budget, its
-/// very projection).
-pub async fn forecast(
+/// The scope's average daily spend over the last complete days: the month-end forecast's
+/// run rate ([`month_end_of`]).
+pub async fn run_rate(
     usage: &dyn OrgUsageQueries,
     spec: &BudgetSpec,
     now: DateTime<Utc>,
-    period: Period,
-    spent: Nanos,
 ) -> Result<Nanos, QueryError> {
-    let month = month_end_of(usage, now, &spec.scope).await?;
-    if spec.period == BudgetPeriod::Month {
-        return Ok(month.forecast.projected);
-    }
+    Ok(month_end_of(usage, now, &spec.scope)
+        .await?
+        .forecast
+        .daily_run_rate)
+}
+
+/// Spend by the end of `period`: `spent` plus the rest of it at `rate` a day — the month-end
+/// forecast's arithmetic, so for a monthly budget its very projection.
+pub fn project(spent: Nanos, rate: Nanos, period: &Period, now: DateTime<Utc>) -> Nanos {
     let remaining_days = (period.to - now).num_seconds().max(0) as f64 / 86_400.0;
-    let rest = (month.forecast.daily_run_rate.0 as f64 * remaining_days).round() as i128;
-    Ok(Nanos(spent.0.saturating_add(rest)))
+    let rest = (rate.0 as f64 * remaining_days).round() as i128;
+    Nanos(spent.0.saturating_add(rest))
 }
 
 /// The budget's standing now: spend and forecast.
@@ -144,7 +149,7 @@ pub async fn standing(
     now: DateTime<Utc>,
 ) -> Result<Standing, QueryError> {
     let (period, spent) = spent(usage, spec, now).await?;
-    let forecast = forecast(usage, spec, now, period, spent).await?;
+    let forecast = project(spent, run_rate(usage, spec, now).await?, &period, now);
     Ok(Standing {
         period,
         spent,
@@ -297,6 +302,25 @@ impl AlertInput<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_monthly_projection_is_the_month_end_forecast() {
+        use apogee_analytics::{MemoryUsage, PriceCatalog, UsageRecord};
+        use chrono::TimeZone;
+        let at = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap();
+        let records: Vec<UsageRecord> = [(14, 9), (16, 9), (20, 10), (21, 8)]
+            .iter()
+            .map(|(d, h)| UsageRecord::new(at(*d, *h), "gpt-4o-mini".into(), 1_000_000, 0))
+            .collect();
+        let catalog = std::sync::Arc::new(PriceCatalog::builtin().unwrap());
+        let usage = MemoryUsage::from_usage(records, catalog);
+        let now = at(21, 12);
+        let spec = BudgetSpec::from_new(br#"{"amount_usd": 1}"#).unwrap();
+        let s = standing(&usage, &spec, now).await.unwrap();
+        let m = month_end(&usage, now).await.unwrap();
+        assert_eq!(s.spent, m.forecast.spent);
+        assert_eq!(s.forecast, m.forecast.projected);
+    }
 
     #[test]
     fn thresholds_are_crossed_exactly() {

@@ -19,13 +19,14 @@ pub mod routes;
 pub mod spec;
 pub mod webhooks;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use apogee_analytics::{Nanos, OrgUsageQueries};
 use apogee_protocol::{EventBody, StreamEvent};
 use apogee_store::{AlertClaim, BudgetRow, NewEvent, Store, StoreError, UserKey};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,10 @@ pub const MAX_ALERT_MEMBERS: usize = 10_000;
 /// Members this node remembers having recorded, so a reconnect costs no write; forgotten all
 /// at once beyond (they are then recorded again, harmlessly).
 const SEEN_CACHE: usize = 100_000;
+/// How long a budget's run rate is reused by evaluations (it only reads complete days; a
+/// backfill of them shows within this). Rates kept at most, forgotten all at once beyond.
+const RATE_FRESH: Duration = Duration::from_secs(600);
+const RATE_CACHE: usize = 100_000;
 
 /// Why an org's budgets could not be evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,9 @@ pub struct Budgets {
     dirty: Mutex<HashSet<String>>,
     wake: Notify,
     seen: Mutex<HashSet<UserKey>>,
+    /// Each budget revision's daily run rate, with the UTC day and when it was read: the
+    /// forecast check at every ingest batch then costs no query.
+    rates: Mutex<HashMap<(String, i64), (NaiveDate, Instant, Nanos)>>,
     /// Wakes this node's webhook delivery when a crossing was queued.
     pub(crate) webhooks_due: Arc<Notify>,
 }
@@ -77,6 +85,7 @@ impl Budgets {
             dirty: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             seen: Mutex::new(HashSet::new()),
+            rates: Mutex::new(HashMap::new()),
             webhooks_due: Arc::new(Notify::new()),
         }
     }
@@ -200,7 +209,8 @@ impl Budgets {
             if crossed.is_empty() && (!forecast_pending || over) {
                 continue;
             }
-            let forecast = evaluate::forecast(&usage, spec, now, period, spent).await?;
+            let rate = self.run_rate(&usage, row, spec, now).await?;
+            let forecast = evaluate::project(spent, rate, &period, now);
             let standing = Standing {
                 period,
                 spent,
@@ -239,6 +249,31 @@ impl Budgets {
             }
         }
         Ok(count)
+    }
+
+    /// The budget's run rate, read at most every [`RATE_FRESH`] and once per UTC day.
+    async fn run_rate(
+        &self,
+        usage: &dyn OrgUsageQueries,
+        row: &BudgetRow,
+        spec: &BudgetSpec,
+        now: DateTime<Utc>,
+    ) -> Result<Nanos, EvalError> {
+        let key = (row.id.clone(), row.revision);
+        let today = now.date_naive();
+        if let Some((day, read, rate)) = lock(&self.rates).get(&key)
+            && *day == today
+            && read.elapsed() < RATE_FRESH
+        {
+            return Ok(*rate);
+        }
+        let rate = evaluate::run_rate(usage, spec, now).await?;
+        let mut rates = lock(&self.rates);
+        if rates.len() >= RATE_CACHE {
+            rates.clear();
+        }
+        rates.insert(key, (today, Instant::now(), rate));
+        Ok(rate)
     }
 
     /// Claims one crossing with its events (none when it does not speak); delivers them when
