@@ -7,7 +7,7 @@
 //! appends its `budget_alert` event to every org member's stream
 //! ([`apogee_store::Store::fire_alert`]); every other evaluation, on any node, before or after
 //! a restart, finds the key taken and sends nothing. The events are then handed to this
-//! node's connections and, through Redis, to other nodes' ([`Hub::deliver_stored`]); a
+//! node's connections and, through Redis, to other nodes' (`Hub::deliver_stored`); a
 //! member who is offline gets them on replay like any event.
 //!
 //! Members: the store has no list of an org's people, so the server records the users it sees
