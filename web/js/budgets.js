@@ -10,6 +10,8 @@ import { h, clear, announce } from './dom.js';
 const TOAST_MAX_AGE_MS = 10 * 60 * 1000;
 const TOAST_MS = 12000;
 const TOASTS_SHOWN = 3;
+/** Stream events shown as toasts and counted as unread. */
+const ALERTS = new Set(['budget_alert', 'anomaly_alert']);
 
 
 /** The filled part of a progress bar, sized through the CSSOM (allowed by the CSP). */
@@ -48,9 +50,9 @@ export function installBudgets({ api, store, key, topbar }) {
     button.setAttribute('aria-label', unread ? `Budgets, ${unread} new alert${unread === 1 ? '' : 's'}` : 'Budgets');
   }
 
-  function toast(alert) {
+  function toast(title, message) {
     const close = h('button', { type: 'button', 'aria-label': 'Dismiss' }, '×');
-    const t = h('div', { class: 'budget-toast', 'data-testid': 'budget-toast' }, h('strong', {}, `Budget alert: ${alert.budget.name}`), alert.message, close);
+    const t = h('div', { class: 'budget-toast', 'data-testid': 'budget-toast' }, h('strong', {}, title), message, close);
     close.addEventListener('click', () => t.remove());
     toasts.append(t);
     while (toasts.children.length > TOASTS_SHOWN) toasts.firstElementChild.remove();
@@ -58,14 +60,15 @@ export function installBudgets({ api, store, key, topbar }) {
   }
 
   store.subscribe((change) => {
-    if (change.kind !== 'event' || change.event.type !== 'budget_alert' || !change.event.alert) return;
+    if (change.kind !== 'event' || !ALERTS.has(change.event.type) || !change.event.alert) return;
     const ev = change.event;
     if (ev.seq <= seen) return;
     newest = Math.max(newest, ev.seq);
     unread += 1;
     showUnread();
     const age = Date.now() - Date.parse(ev.ts);
-    if (!(age > TOAST_MAX_AGE_MS)) toast(ev.alert);
+    const title = ev.type === 'budget_alert' ? `Budget alert: ${ev.alert.budget.name}` : `Spend anomaly on ${ev.alert.day}`;
+    if (!(age > TOAST_MAX_AGE_MS)) toast(title, ev.alert.message);
     if (!panel.hidden) load();
   });
 

@@ -67,6 +67,11 @@ pub enum EventBody {
     BudgetAlert {
         alert: BudgetAlert,
     },
+    /// The org's spend on the latest complete day was far above its typical day: sent once
+    /// per day to every member of the org; `thread_id` is empty.
+    AnomalyAlert {
+        alert: AnomalyAlert,
+    },
 }
 
 impl EventBody {
@@ -81,13 +86,16 @@ impl EventBody {
             EventBody::ToolCompleted { .. } => "tool_completed",
             EventBody::AgentCompleted { .. } => "agent_completed",
             EventBody::BudgetAlert { .. } => "budget_alert",
+            EventBody::AnomalyAlert { .. } => "anomaly_alert",
         }
     }
 
     /// The run this event belongs to, if any.
     pub fn run_id(&self) -> Option<&str> {
         match self {
-            EventBody::ThreadCreated { .. } | EventBody::BudgetAlert { .. } => None,
+            EventBody::ThreadCreated { .. }
+            | EventBody::BudgetAlert { .. }
+            | EventBody::AnomalyAlert { .. } => None,
             EventBody::MessageCreated { message } => message.run_id.as_deref(),
             EventBody::AgentStarted { run_id, .. }
             | EventBody::AgentThinking { run_id, .. }
@@ -123,6 +131,30 @@ pub struct BudgetAlert {
     /// The features and models that spent most in the period, within the budget's scope.
     pub top_contributors: Vec<Contributor>,
     /// One sentence for people (toasts, chat integrations).
+    pub message: String,
+}
+
+/// What an `anomaly_alert` says: the day, how far it was from the typical day, and who spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyAlert {
+    /// Stable per org and day: `anomaly:{day}`.
+    pub id: String,
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    pub cost_nanos: i64,
+    pub cost_usd: f64,
+    /// The median day of the baseline before it.
+    pub median_nanos: i64,
+    pub median_usd: f64,
+    /// Robust z-score of the day against the baseline; absent when the baseline's days are
+    /// all alike (any difference is then infinitely unusual).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub z: Option<f64>,
+    /// Days the median and z-score are taken over (the day included).
+    pub baseline_days: u32,
+    /// The features and models that spent most that day.
+    pub top_contributors: Vec<Contributor>,
+    /// One sentence for people.
     pub message: String,
 }
 

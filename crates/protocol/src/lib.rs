@@ -9,8 +9,8 @@ pub mod server;
 
 pub use client::{ClientFrame, FrameError, parse_client_frame};
 pub use events::{
-    AgentStatus, AlertKind, BudgetAlert, BudgetRef, Contributor, EventBody, MessageInfo, Role,
-    StreamEvent, ThreadInfo, ToolStatus,
+    AgentStatus, AlertKind, AnomalyAlert, BudgetAlert, BudgetRef, Contributor, EventBody,
+    MessageInfo, Role, StreamEvent, ThreadInfo, ToolStatus,
 };
 pub use server::{ErrorCode, ServerFrame};
 

@@ -69,7 +69,7 @@ pub struct Metrics {
     pub bus_dropped: Counter,
     /// Events a stream read from the store because they did not arrive through Redis.
     pub gap_filled: Counter,
-    /// Budget crossings this node fired (each fires on one node only).
+    /// Budget crossings and anomaly alerts this node fired (each fires on one node only).
     pub budget_alerts_fired: Counter,
     /// Budget evaluations of an org that failed (the next ingest or tick tries again).
     pub budget_evaluation_errors: Counter,
@@ -217,7 +217,7 @@ impl Metrics {
         );
         registry.register(
             "budget_alerts_fired",
-            "Budget crossings fired by this node",
+            "Budget and anomaly alerts fired by this node",
             m.budget_alerts_fired.clone(),
         );
         registry.register(

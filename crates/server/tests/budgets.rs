@@ -554,3 +554,71 @@ async fn a_webhook_gets_one_signed_delivery_per_crossing_even_after_a_500() {
     }
     server.terminate().await;
 }
+
+#[tokio::test]
+async fn an_anomalous_latest_day_alerts_members_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("APOGEE_BUDGET_EVAL_MS", "100")];
+    let server = Server::start(dir.path(), &env).await;
+    let a = server.addr.clone();
+    let mut ann = server.ws("?user=ann").await;
+    ann.ready().await;
+    // Fourteen ordinary days, then $40 yesterday (all at noon UTC).
+    let noon = |days_ago: i64| {
+        let day = chrono::Utc::now().date_naive() - chrono::Duration::days(days_ago);
+        day.and_hms_opt(12, 0, 0).unwrap().and_utc()
+    };
+    let mut lines = String::new();
+    for days_ago in 2..=15 {
+        let cost = 1.0 + days_ago as f64 / 100.0;
+        lines.push_str(&format!(
+            "{}\n",
+            json!({"request_id": format!("d{days_ago}"), "ts": noon(days_ago).to_rfc3339(),
+                   "model": "gpt-4o", "input_tokens": 1, "output_tokens": 1, "cost_usd": cost,
+                   "feature": "chat"})
+        ));
+    }
+    lines.push_str(&format!(
+        "{}\n",
+        json!({"request_id": "spike", "ts": noon(1).to_rfc3339(), "model": "gpt-4o",
+               "input_tokens": 1, "output_tokens": 1, "cost_usd": 40.0, "feature": "batch-export"})
+    ));
+    let (status, text) = http(
+        &a,
+        "POST",
+        "/api/usage",
+        &[
+            ("X-Apogee-User", "ingest"),
+            ("Content-Type", "application/x-ndjson"),
+        ],
+        lines.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let mut alert = None;
+    for _ in 0..1_000 {
+        let v = ann.next().await.expect("an anomaly_alert");
+        if v["type"] == "anomaly_alert" {
+            alert = Some(v);
+            break;
+        }
+    }
+    let alert = alert.unwrap();
+    let body = &alert["alert"];
+    assert_eq!(body["day"], noon(1).date_naive().to_string());
+    assert_eq!(body["cost_nanos"], 40_000_000_000i64);
+    assert_eq!(body["top_contributors"][0]["key"], "batch-export");
+    drop(ann);
+    // Many ticks later, and after a restart, still one.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    server.terminate().await;
+    let server = Server::start(dir.path(), &env).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, replayed) = resume(&server.addr, "ann", 0).await;
+    let n = replayed
+        .iter()
+        .filter(|e| e["type"] == "anomaly_alert")
+        .count();
+    assert_eq!(n, 1, "{replayed:?}");
+    server.terminate().await;
+}

@@ -241,6 +241,15 @@ impl Store {
         })
     }
 
+    /// Orgs with at least one recorded member: what the anomaly check looks at.
+    pub async fn member_orgs(&self) -> Result<Vec<String>, StoreError> {
+        on_read!(&self.db, pool => {
+            Ok(sqlx::query_scalar("SELECT DISTINCT org_id FROM org_members ORDER BY org_id")
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
     /// The alerts the org's budgets fired in periods starting at or after `since`
     /// (`YYYY-MM-DD`), oldest first.
     pub async fn fired_alerts(
@@ -445,6 +454,7 @@ mod tests {
             assert!(s.record_member(&ann, 1).await.unwrap());
             assert!(!s.record_member(&ann, 2).await.unwrap());
             assert_eq!(s.org_members("acme", 10).await.unwrap(), vec![ann]);
+            assert_eq!(s.member_orgs().await.unwrap(), ["acme"]);
             assert!(s.org_members("other", 10).await.unwrap().is_empty());
         }
     }

@@ -165,12 +165,21 @@ pub async fn contributors(
     now: DateTime<Utc>,
 ) -> Result<Vec<Contributor>, QueryError> {
     let so_far = Period::new(standing.period.from, now.min(standing.period.to));
+    top_contributors(usage, &spec.scope, so_far).await
+}
+
+/// The features, then the models, that spent most within `scope` over `period`.
+pub async fn top_contributors(
+    usage: &dyn OrgUsageQueries,
+    scope: &apogee_analytics::Scope,
+    period: Period,
+) -> Result<Vec<Contributor>, QueryError> {
     let mut out = Vec::new();
     for dimension in [Dimension::Feature, Dimension::Model] {
         let slice = usage
             .aggregate(&UsageQuery {
-                period: so_far,
-                scope: spec.scope.clone(),
+                period,
+                scope: scope.clone(),
                 group_by: Some(Grouping::By(dimension.clone())),
             })
             .await?;

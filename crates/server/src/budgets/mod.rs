@@ -14,6 +14,7 @@
 //! — on opening a WebSocket and on calling `/api/budgets` ([`Budgets::member_seen`]). A user
 //! is alerted from the first connection on.
 
+pub mod anomaly;
 pub mod evaluate;
 pub mod routes;
 pub mod spec;
@@ -68,6 +69,9 @@ pub struct Budgets {
     /// Each budget revision's daily run rate, with the UTC day and when it was read: the
     /// forecast check at every ingest batch then costs no query.
     rates: Mutex<HashMap<(String, i64), (NaiveDate, Instant, Nanos)>>,
+    /// (org, day) pairs whose anomaly alert exists (fired here or elsewhere): not checked
+    /// again. Days without one are checked at every tick (a backfill may make one).
+    anomalies_checked: Mutex<HashSet<(String, NaiveDate)>>,
     /// Wakes this node's webhook delivery when a crossing was queued.
     pub(crate) webhooks_due: Arc<Notify>,
 }
@@ -86,6 +90,7 @@ impl Budgets {
             wake: Notify::new(),
             seen: Mutex::new(HashSet::new()),
             rates: Mutex::new(HashMap::new()),
+            anomalies_checked: Mutex::new(HashSet::new()),
             webhooks_due: Arc::new(Notify::new()),
         }
     }
@@ -131,14 +136,17 @@ impl Budgets {
             let orgs: Vec<String> = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => lock(&self.dirty).drain().collect(),
-                _ = tick.tick() => match self.store.budget_orgs().await {
-                    Ok(orgs) => orgs,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not list the orgs with budgets");
-                        self.metrics.budget_evaluation_errors.inc();
-                        continue;
+                _ = tick.tick() => {
+                    self.check_anomalies(&shutdown).await;
+                    match self.store.budget_orgs().await {
+                        Ok(orgs) => orgs,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not list the orgs with budgets");
+                            self.metrics.budget_evaluation_errors.inc();
+                            continue;
+                        }
                     }
-                },
+                }
             };
             for org in orgs {
                 if shutdown.is_cancelled() {
@@ -150,6 +158,64 @@ impl Budgets {
                 }
             }
         }
+    }
+
+    /// The anomaly check of the latest complete day for every org with members, until one is
+    /// found (the claim makes its alert once across nodes and restarts).
+    async fn check_anomalies(&self, shutdown: &CancellationToken) {
+        let orgs = match self.store.member_orgs().await {
+            Ok(orgs) => orgs,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the orgs with members");
+                return;
+            }
+        };
+        let now = Utc::now();
+        let day = anomaly::latest_complete_day(now);
+        for org in orgs {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let key = (org.clone(), day);
+            if lock(&self.anomalies_checked).contains(&key) {
+                continue;
+            }
+            match self.check_anomaly(&org, now).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    let mut done = lock(&self.anomalies_checked);
+                    // Yesterday's entries are never asked again.
+                    done.retain(|(_, d)| *d == day);
+                    done.insert(key);
+                }
+                Err(e) => {
+                    tracing::warn!(org = %org, error = %e, "could not check for an anomaly");
+                    self.metrics.budget_evaluation_errors.inc();
+                }
+            }
+        }
+    }
+
+    /// Fires the org's `anomaly_alert` for the latest complete day if that day was anomalous
+    /// and it did not fire yet; whether the day was anomalous (fired now or before).
+    pub async fn check_anomaly(&self, org_id: &str, now: DateTime<Utc>) -> Result<bool, EvalError> {
+        let Some(alert) = anomaly::check(&self.store.org_usage(org_id), now).await? else {
+            return Ok(false);
+        };
+        let claim = AlertClaim {
+            budget_id: format!("anomaly:{org_id}"),
+            revision: 0,
+            period_start: alert.day.clone(),
+            crossing: "anomaly".into(),
+            org_id: org_id.to_string(),
+            fired_ms: now.timestamp_millis(),
+            alert: serde_json::to_string(&alert).unwrap_or_default(),
+            // Webhooks carry budget alerts only.
+            notify: false,
+        };
+        self.deliver(claim, Some(EventBody::AnomalyAlert { alert }), now)
+            .await?;
+        Ok(true)
     }
 
     /// Fires every crossing of the org's budgets that is due and not fired yet; returns how
@@ -276,8 +342,7 @@ impl Budgets {
         Ok(rate)
     }
 
-    /// Claims one crossing with its events (none when it does not speak); delivers them when
-    /// this call won the claim.
+    /// Claims one budget crossing, with its events when it speaks; whether it spoke.
     #[allow(clippy::too_many_arguments)]
     async fn fire(
         &self,
@@ -299,46 +364,66 @@ impl Budgets {
             alert: serde_json::to_string(&alert).unwrap_or_default(),
             notify: speaks,
         };
-        let members = if speaks {
-            self.store.org_members(org_id, MAX_ALERT_MEMBERS).await?
-        } else {
-            Vec::new()
+        let body = speaks.then(|| EventBody::BudgetAlert { alert });
+        Ok(self.deliver(claim, body, now).await? && speaks)
+    }
+
+    /// Claims `claim` together with `body` appended to every member's stream (no events when
+    /// `body` is `None`), then hands the events to connections here and on other nodes and
+    /// wakes webhook delivery; whether this call won the claim.
+    async fn deliver(
+        &self,
+        claim: AlertClaim,
+        body: Option<EventBody>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, EvalError> {
+        let members = match &body {
+            Some(_) => {
+                self.store
+                    .org_members(&claim.org_id, MAX_ALERT_MEMBERS)
+                    .await?
+            }
+            None => Vec::new(),
         };
+        let kind = body.as_ref().map(EventBody::type_name);
         let ts = timestamp(now);
-        let events = members
-            .iter()
-            .map(|user| {
-                let mut event = StreamEvent {
-                    seq: 0,
-                    ts: ts.clone(),
-                    thread_id: String::new(),
-                    body: EventBody::BudgetAlert {
-                        alert: alert.clone(),
-                    },
-                };
-                NewEvent {
-                    user: user.clone(),
-                    run_id: None,
-                    thread_id: String::new(),
-                    ts_ms: now.timestamp_millis(),
-                    render: Box::new(move |seq| {
-                        event.seq = seq;
-                        serde_json::to_string(&event).unwrap_or_default()
-                    }),
-                }
-            })
-            .collect();
+        let events = match &body {
+            None => Vec::new(),
+            Some(body) => members
+                .iter()
+                .map(|user| {
+                    let mut event = StreamEvent {
+                        seq: 0,
+                        ts: ts.clone(),
+                        thread_id: String::new(),
+                        body: body.clone(),
+                    };
+                    NewEvent {
+                        user: user.clone(),
+                        run_id: None,
+                        thread_id: String::new(),
+                        ts_ms: now.timestamp_millis(),
+                        render: Box::new(move |seq| {
+                            event.seq = seq;
+                            serde_json::to_string(&event).unwrap_or_default()
+                        }),
+                    }
+                })
+                .collect(),
+        };
         let Some(stored) = self.store.fire_alert(&claim, events).await? else {
             return Ok(false);
         };
-        if speaks {
+        if claim.notify {
             self.webhooks_due.notify_one();
+        }
+        if let Some(kind) = kind {
             self.metrics.budget_alerts_fired.inc();
-            tracing::info!(org = %org_id, budget = %row.id, crossing = %claim.crossing, members = members.len(), "budget alert fired");
+            tracing::info!(org = %claim.org_id, key = %claim.alert_id(), kind, members = members.len(), "alert fired");
         }
         for (user, event) in members.iter().zip(stored) {
             self.hub.deliver_stored(user, event.seq, &event.payload);
         }
-        Ok(speaks)
+        Ok(true)
     }
 }
