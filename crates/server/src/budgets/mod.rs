@@ -48,6 +48,11 @@ const SEEN_CACHE: usize = 100_000;
 const RATE_FRESH: Duration = Duration::from_secs(600);
 const RATE_CACHE: usize = 100_000;
 
+/// A budget's id and revision.
+type BudgetRevision = (String, i64);
+/// A run rate, the UTC day it is for and when it was read.
+type RateRead = (NaiveDate, Instant, Nanos);
+
 /// Why an org's budgets could not be evaluated.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -68,7 +73,7 @@ pub struct Budgets {
     seen: Mutex<HashSet<UserKey>>,
     /// Each budget revision's daily run rate, with the UTC day and when it was read: the
     /// forecast check at every ingest batch then costs no query.
-    rates: Mutex<HashMap<(String, i64), (NaiveDate, Instant, Nanos)>>,
+    rates: Mutex<HashMap<BudgetRevision, RateRead>>,
     /// (org, day) pairs whose anomaly alert exists (fired here or elsewhere): not checked
     /// again. Days without one are checked at every tick (a backfill may make one).
     anomalies_checked: Mutex<HashSet<(String, NaiveDate)>>,
@@ -364,7 +369,7 @@ impl Budgets {
             alert: serde_json::to_string(&alert).unwrap_or_default(),
             notify: speaks,
         };
-        let body = speaks.then(|| EventBody::BudgetAlert { alert });
+        let body = speaks.then_some(EventBody::BudgetAlert { alert });
         Ok(self.deliver(claim, body, now).await? && speaks)
     }
 
