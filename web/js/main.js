@@ -10,6 +10,7 @@ import { Store } from './state.js';
 import { ThreadView } from './thread_view.js';
 import { loadIdentity, saveIdentity, forgetIdentity, validDemoName, demoIdentity, jwtIdentity, sessionIdentity, initials } from './identity.js';
 import { installTestTaps } from './test_taps.js';
+import { installBudgets } from './budgets.js';
 
 const el = {
   signin: byId('signin'),
@@ -223,6 +224,7 @@ function start(config, identity) {
 
   const api = new Api(identity);
   const store = new Store(identity.key);
+  installBudgets({ api, store, key: identity.key, topbar: document.querySelector('.topbar') });
   const fetchedRuns = new Set();
   let currentThread = null;
   let waitTimer = null;

@@ -98,6 +98,8 @@ pub struct Config {
     pub costs_per_minute: u32,
     /// `GET /api/recommendations` calls per user per minute (HTTP 429 beyond).
     pub recommendations_per_minute: u32,
+    /// Every org's budgets are evaluated this often (besides after each ingest batch).
+    pub budget_eval_ms: u64,
     /// Serve `/metrics` on this address instead of the main listener.
     pub metrics_addr: Option<SocketAddr>,
     /// When set, `/metrics` on the main listener needs `Authorization: Bearer <token>`.
@@ -150,6 +152,7 @@ struct FileConfig {
     max_concurrent_ingests: Option<usize>,
     costs_per_minute: Option<u32>,
     recommendations_per_minute: Option<u32>,
+    budget_eval_ms: Option<u64>,
     metrics_addr: Option<String>,
     metrics_token: Option<String>,
     prices_file: Option<PathBuf>,
@@ -237,6 +240,7 @@ impl Config {
             (APOGEE_MAX_CONCURRENT_INGESTS, max_concurrent_ingests, parse_num),
             (APOGEE_COSTS_PER_MINUTE, costs_per_minute, parse_num),
             (APOGEE_RECOMMENDATIONS_PER_MINUTE, recommendations_per_minute, parse_num),
+            (APOGEE_BUDGET_EVAL_MS, budget_eval_ms, parse_num),
             (APOGEE_METRICS_ADDR, metrics_addr, text),
             (APOGEE_METRICS_TOKEN, metrics_token, text),
             (APOGEE_PRICES_FILE, prices_file, text),
@@ -370,6 +374,7 @@ impl Config {
             ("max_records_per_request", f.max_records_per_request),
             ("max_ingests_per_user", f.max_ingests_per_user),
             ("max_concurrent_ingests", f.max_concurrent_ingests),
+            ("budget_eval_ms", f.budget_eval_ms.map(|v| v as usize)),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == Some(0)) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
@@ -433,6 +438,7 @@ impl Config {
             max_concurrent_ingests: f.max_concurrent_ingests.unwrap_or(4),
             costs_per_minute,
             recommendations_per_minute,
+            budget_eval_ms: f.budget_eval_ms.unwrap_or(60_000),
             metrics_addr,
             metrics_token,
             prices_file: f.prices_file,

@@ -1,10 +1,11 @@
 //! Persistence for Apogee: per-user event streams with `seq` assignment, threads, messages and
-//! runs, WebSocket tickets, browser sessions and sign-ins in progress, node leases, and the
+//! runs, budgets and the alerts they fired, org members, WebSocket tickets, browser sessions and sign-ins in progress, node leases, and the
 //! org's usage records with the queries analyses run over them. Runs on SQLite (embedded
 //! default: one writer connection, several readers, WAL; one node) or on PostgreSQL (one pool;
 //! several nodes may share the database). The public API and the queries are the same on both;
 //! see the `db` module for how. Knows nothing of WebSocket, HTTP or agents.
 
+mod budgets;
 mod committer;
 mod conversations;
 mod db;
@@ -19,7 +20,9 @@ pub mod test_support;
 mod tickets;
 mod usage;
 mod web_sessions;
+mod webhooks;
 
+pub use budgets::{AlertClaim, BudgetError, BudgetRow, FiredAlert};
 pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnOutcome};
 pub use db::Backend;
 pub use error::StoreError;
@@ -28,6 +31,7 @@ pub use org_usage::OrgUsage;
 pub use tickets::{Redeemed, TicketGrant};
 pub use usage::{IngestSummary, UsageSelection};
 pub use web_sessions::{PendingLogin, WebSession};
+pub use webhooks::{DeliveryStats, DueDelivery, WebhookRow};
 
 use std::path::Path;
 use std::str::FromStr;
