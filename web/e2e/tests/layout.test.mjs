@@ -19,7 +19,9 @@ let server;
 
 before(async () => {
   dataDir = await tempDir('layout');
-  await loadDemoData(dataDir, 20000);
+  // scripts/screenshots asks for the history `apogee serve --demo-data` loads (200,000 calls),
+  // so the README's pictures show its figures; the tests need far fewer.
+  await loadDemoData(dataDir, Number(process.env.DEMO_CALLS) || 20000);
   server = await startServer(dataDir, { env: { APOGEE_MESSAGES_PER_MINUTE: '600', APOGEE_MESSAGE_BURST: '50' } });
 });
 
