@@ -313,11 +313,31 @@ mod detect_tests {
             ("usage.csv", testdata::USAGE_CSV, Format::Csv),
             ("litellm", testdata::LITELLM, Format::Litellm),
             ("openai", testdata::OPENAI_USAGE, Format::OpenaiUsage),
-            ("json array", r#"[{"ts":"2026-11-20T08:15:02Z","model":"m","input_tokens":1,"output_tokens":1}]"#, Format::Usage),
-            ("bom and blank lines", "\u{feff}\n\n  {\"model\":\"m\"}", Format::Usage),
-            ("litellm under data", r#"{"data": [{"startTime": "2026-11-20T08:15:02", "spend": 0.1}]}"#, Format::Litellm),
-            ("a tag value named startTime", r#"{"model":"m","tags":{"k":"startTime"},"feature":"spend"}"#, Format::Usage),
-            ("csv header", "ts,model,input_tokens,output_tokens\n", Format::Csv),
+            (
+                "json array",
+                r#"[{"ts":"2026-11-20T08:15:02Z","model":"m","input_tokens":1,"output_tokens":1}]"#,
+                Format::Usage,
+            ),
+            (
+                "bom and blank lines",
+                "\u{feff}\n\n  {\"model\":\"m\"}",
+                Format::Usage,
+            ),
+            (
+                "litellm under data",
+                r#"{"data": [{"startTime": "2026-11-20T08:15:02", "spend": 0.1}]}"#,
+                Format::Litellm,
+            ),
+            (
+                "a tag value named startTime",
+                r#"{"model":"m","tags":{"k":"startTime"},"feature":"spend"}"#,
+                Format::Usage,
+            ),
+            (
+                "csv header",
+                "ts,model,input_tokens,output_tokens\n",
+                Format::Csv,
+            ),
             ("empty", "", Format::Usage),
         ];
         for (name, text, want) in cases {

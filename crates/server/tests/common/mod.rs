@@ -37,10 +37,12 @@ const INHERITED_ENV: [&str; 2] = ["RUST_LOG", "RUST_BACKTRACE"];
 
 /// `apogee` with a clean environment: an exported `APOGEE_DATABASE_URL`, `APOGEE_AUTH` or
 /// `APOGEE_REDIS_URL` in the shell running the tests must not change what a test exercises
-/// (or touch a real database). The test adds what it means to set; logs default to `warn`.
+/// (or touch a real database). The test adds what it means to set; logs default to `warn`,
+/// without the demo-auth warning every demo server gives once (dozens of servers per run).
 pub fn apogee() -> Command {
     let mut cmd = Command::new(binary());
-    cmd.env_clear().env("RUST_LOG", "warn");
+    cmd.env_clear()
+        .env("RUST_LOG", "warn,apogee_server::demo_auth=off");
     for var in INHERITED_ENV {
         if let Ok(value) = std::env::var(var) {
             cmd.env(var, value);
