@@ -217,7 +217,8 @@ fn connection_limits(config: &Config) -> ConnectionLimits {
 /// Runs the server until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     if config.auth == AuthMode::Demo {
-        tracing::warn!(env = ?config.env, "demo auth is on: anyone can connect as any demo user; use APOGEE_AUTH=jwt for real deployments");
+        // Its own target, so a test suite starting many demo servers can silence just this.
+        tracing::warn!(target: "apogee_server::demo_auth", env = ?config.env, "demo auth is on: anyone can connect as any demo user; use APOGEE_AUTH=jwt for real deployments");
     }
     if config.env == Environment::Production {
         tracing::info!("running in production mode");
