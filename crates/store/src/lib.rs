@@ -18,6 +18,7 @@ mod rollup;
 pub mod test_support;
 mod tickets;
 mod usage;
+mod usage_cache;
 mod web_sessions;
 
 pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnOutcome};
@@ -27,6 +28,7 @@ pub use events::{NewEvent, StoredEvent};
 pub use org_usage::OrgUsage;
 pub use tickets::{Redeemed, TicketGrant};
 pub use usage::{IngestSummary, UsageSelection};
+pub use usage_cache::{UsageCacheLimits, UsageCacheStats};
 pub use web_sessions::{PendingLogin, WebSession};
 
 use std::path::Path;
@@ -54,6 +56,7 @@ pub struct UserKey {
 pub struct Store {
     db: Db,
     committer: committer::Committer,
+    usage_cache: std::sync::Arc<usage_cache::UsageCache>,
 }
 
 impl Store {
@@ -67,7 +70,25 @@ impl Store {
             open_sqlite(url).await?
         };
         let committer = committer::Committer::start(db.clone());
-        Ok(Store { db, committer })
+        Ok(Store {
+            db,
+            committer,
+            usage_cache: std::sync::Arc::new(usage_cache::UsageCache::new(
+                UsageCacheLimits::default(),
+            )),
+        })
+    }
+
+    /// Replaces the cache of usage reads with an empty one bounded by `limits`; for use right
+    /// after [`Store::open`], before any [`Store::org_usage`] handle is made.
+    pub fn with_usage_cache(mut self, limits: UsageCacheLimits) -> Store {
+        self.usage_cache = std::sync::Arc::new(usage_cache::UsageCache::new(limits));
+        self
+    }
+
+    /// The counters of the cache of usage reads, for metrics.
+    pub fn usage_cache_stats(&self) -> UsageCacheStats {
+        self.usage_cache.stats()
     }
 
     /// Which engine this store runs on: only PostgreSQL may be shared by several nodes.
@@ -85,7 +106,11 @@ impl Store {
 
     /// Usage queries bound to one org.
     pub fn org_usage(&self, org_id: &str) -> OrgUsage {
-        OrgUsage::new(self.db.clone(), org_id.to_string())
+        OrgUsage::new(
+            self.db.clone(),
+            org_id.to_string(),
+            std::sync::Arc::clone(&self.usage_cache),
+        )
     }
 
     pub async fn close(&self) {

@@ -20,6 +20,7 @@ const BILLING_FIELDS: Migration = (7, include_str!("../migrations/0007_billing_f
 const SYNTHETIC_USAGE: Migration = (8, include_str!("../migrations/0008_synthetic_usage.sql"));
 const RUN_PLANS: Migration = (10, include_str!("../migrations/0010_run_plans.sql"));
 const WEB_SESSIONS: Migration = (12, include_str!("../migrations/0012_web_sessions.sql"));
+const USAGE_VERSIONS: Migration = (13, include_str!("../migrations/0013_usage_versions.sql"));
 
 const SQLITE: &[Migration] = &[
     INIT,
@@ -32,6 +33,7 @@ const SQLITE: &[Migration] = &[
     SYNTHETIC_USAGE,
     RUN_PLANS,
     WEB_SESSIONS,
+    USAGE_VERSIONS,
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -50,6 +52,7 @@ const POSTGRES: &[Migration] = &[
     SYNTHETIC_USAGE,
     RUN_PLANS,
     WEB_SESSIONS,
+    USAGE_VERSIONS,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).
