@@ -67,22 +67,27 @@ fn final_data(events: &[Value]) -> &Value {
 /// run, its result differs from run to run.
 const AS_OF_NOW: &str = "forecast_month_end";
 
-/// What the tools a run executed found, in order: summary and data (but for [`AS_OF_NOW`]'s).
+/// What the tools a run executed found: summary and data (but for [`AS_OF_NOW`]'s), sorted
+/// (the optimization agent runs its tools side by side, so they end in any order).
 fn tool_results(events: &[Value]) -> Vec<(String, String)> {
-    events
+    let mut found: Vec<_> = events
         .iter()
         .filter(|e| e["type"] == "tool_completed" && e["tool"] != AS_OF_NOW)
         .map(|e| (e["summary"].to_string(), e["data"].to_string()))
-        .collect()
+        .collect();
+    found.sort();
+    found
 }
 
-/// The tools a run executed, in order.
+/// The tools a run executed, sorted.
 fn tool_names(events: &[Value]) -> Vec<String> {
-    events
+    let mut names: Vec<String> = events
         .iter()
         .filter(|e| e["type"] == "tool_executing")
         .map(|e| e["tool"].as_str().unwrap_or_default().to_string())
-        .collect()
+        .collect();
+    names.sort();
+    names
 }
 
 /// A counter of `/metrics` (0 when absent).
