@@ -40,7 +40,10 @@ async fn ingest(server: &Server, body: &str) {
         &server.addr,
         "POST",
         "/api/usage",
-        &[("X-Apogee-User", USER), ("Content-Type", "application/json")],
+        &[
+            ("X-Apogee-User", USER),
+            ("Content-Type", "application/json"),
+        ],
         body.as_bytes(),
     )
     .await;

@@ -228,11 +228,7 @@ impl UsageCache {
         }
         inner.tick += 1;
         let tick = inner.tick;
-        let cell = match inner
-            .orgs
-            .get_mut(org)
-            .and_then(|e| e.calls.get_mut(call))
-        {
+        let cell = match inner.orgs.get_mut(org).and_then(|e| e.calls.get_mut(call)) {
             Some(slot) => {
                 inner.lru.remove(&slot.tick);
                 slot.tick = tick;
@@ -324,7 +320,10 @@ impl UsageCache {
             .0
             .entries
             .store(inner.entries as u64, Ordering::Relaxed);
-        self.stats.0.bytes.store(inner.bytes as u64, Ordering::Relaxed);
+        self.stats
+            .0
+            .bytes
+            .store(inner.bytes as u64, Ordering::Relaxed);
     }
 }
 
