@@ -1,8 +1,9 @@
 //! Persistence for Apogee: per-user event streams with `seq` assignment, threads, messages and
 //! runs, WebSocket tickets, browser sessions and sign-ins in progress, node leases, and the
-//! org's usage records with the queries analyses run over them. Runs on SQLite (embedded
-//! default: one writer connection, several readers, WAL; one node) or on PostgreSQL (one pool;
-//! several nodes may share the database). The public API and the queries are the same on both;
+//! org's usage records with the queries analyses run over them (each computed once per data
+//! version of the org: `usage_cache`). Runs on SQLite (embedded default: one writer
+//! connection, several readers, WAL; one node) or on PostgreSQL (one pool; several nodes may
+//! share the database). The public API and the queries are the same on both;
 //! see the `db` module for how. Knows nothing of WebSocket, HTTP or agents.
 
 mod committer;
