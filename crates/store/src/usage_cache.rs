@@ -299,16 +299,18 @@ impl UsageCache {
             let Some((_, (org, call))) = inner.lru.pop_first() else {
                 break;
             };
-            if let Some(entries) = inner.orgs.get_mut(&org) {
-                if let Some(slot) = entries.calls.remove(&call) {
-                    inner.entries -= 1;
-                    inner.bytes -= slot.bytes;
-                    self.stats.0.evictions.fetch_add(1, Ordering::Relaxed);
-                }
+            if let Some(slot) = inner
+                .orgs
+                .get_mut(&org)
+                .and_then(|entries| entries.calls.remove(&call))
+            {
+                inner.entries -= 1;
+                inner.bytes -= slot.bytes;
+                self.stats.0.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
-        // An org's version is kept while it has entries, and with its latest version once
-        // emptied if there is room: either way a late reader of an older version is not kept.
+        // Orgs without entries are forgotten only when there are many: a read at an org's
+        // latest version clears whatever an older one left, so forgetting is always safe.
         if inner.orgs.len() > self.limits.entries {
             inner.orgs.retain(|_, e| !e.calls.is_empty());
         }
