@@ -26,8 +26,8 @@ use apogee_analytics::{
 use async_trait::async_trait;
 use recommender_inputs::mix;
 
-/// Usage queries bound to one org, answered through the store's cache of usage reads (computed once
-/// per data version of the org). Obtained from [`crate::Store::org_usage`].
+/// Usage queries bound to one org, answered through the store's cache of usage reads
+/// (computed once per data version of the org). Obtained from [`crate::Store::org_usage`].
 #[derive(Clone)]
 pub struct OrgUsage {
     raw: RawUsage,
