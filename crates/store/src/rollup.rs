@@ -238,9 +238,8 @@ impl RollupDelta {
 
 /// Adds a [`RollupDelta`]'s sums to the org's rollups (`sign` 1) or takes them away (`sign`
 /// -1, after a delete), then drops rollup rows no raw row backs any more, and bumps the org's
-/// data version; inside the
-/// transaction `tx` (`&mut Transaction` of either backend) that inserted or deleted the rows.
-/// A macro so one text serves both backends' transaction types.
+/// data version; inside the transaction `tx` (`&mut Transaction` of either backend) that
+/// inserted or deleted the rows. A macro so one text serves both backends' transaction types.
 macro_rules! apply_delta {
     ($tx:expr, $delta:expr, $org_id:expr, $sign:expr) => {{
         let (tx, delta, org_id, sign): (_, &$crate::rollup::RollupDelta, &str, i64) =
