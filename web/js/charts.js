@@ -4,6 +4,7 @@
 
 import { h, s, clear } from './dom.js';
 import { usd, usdShort, count } from './format.js';
+import { plainText } from './markdown.js';
 
 const CHAR_PX = 7.2;
 
@@ -56,7 +57,7 @@ export function spendByModel(data) {
   const rows = (Array.isArray(data.by_model) ? data.by_model : [])
     .filter((r) => Number(r.cost_usd) > 0)
     .slice(0, 8)
-    .map((r) => ({ label: String(r.key), value: Number(r.cost_usd) }));
+    .map((r) => ({ label: plainText(r.key), value: Number(r.cost_usd) }));
   if (!rows.length) return null;
   const total = Number(data.totals?.cost_usd) || rows.reduce((a, r) => a + r.value, 0);
   const pct = (v) => (total > 0 ? ` · ${((v / total) * 100).toFixed(0)}%` : '');
@@ -68,7 +69,7 @@ export function spendByModel(data) {
 
 export function savingsByRecommendation(data) {
   const recs = Array.isArray(data.recommendations) ? data.recommendations : [];
-  const rows = recs.map((r) => ({ label: String(r.title ?? r.kind ?? ''), value: Number(r.monthly_saving_usd) || 0 }));
+  const rows = recs.map((r) => ({ label: plainText(r.title ?? r.kind ?? ''), value: Number(r.monthly_saving_usd) || 0 }));
   if (!rows.length) return null;
   const total = Number(data.total_monthly_saving_usd) || rows.reduce((a, r) => a + r.value, 0);
   const fig = responsive('chart-savings', 'Savings by recommendation', `up to ${usd(total)} per month`, (w) =>
@@ -226,10 +227,11 @@ function columns(points, width) {
  * over time, or a before/after; null for none. */
 export function answerChart(chart) {
   if (!chart || typeof chart !== 'object') return null;
-  const title = String(chart.title ?? '');
+  // Labels come from the answer's text and may carry its markdown; a chart shows plain text.
+  const title = plainText(chart.title ?? '');
   if (chart.kind === 'ranking' || chart.kind === 'before_after') {
     const list = Array.isArray(chart.rows) ? chart.rows : Array.isArray(chart.bars) ? chart.bars : [];
-    const rows = list.map((r) => ({ label: String(r.label ?? ''), value: Math.max(0, Number(r.value) || 0), display: String(r.display ?? '') }));
+    const rows = list.map((r) => ({ label: plainText(r.label ?? ''), value: Math.max(0, Number(r.value) || 0), display: plainText(r.display ?? '') }));
     if (!rows.length) return null;
     const kind = chart.kind === 'ranking' ? 'ranking' : 'before-after';
     const fig = responsive(`chart-${kind}`, title, null, (w) => bars(rows, w, { barClass: kind === 'ranking' ? 'chart-bar-model' : 'chart-bar-compare', valueText: (r) => r.display }));
@@ -238,7 +240,7 @@ export function answerChart(chart) {
     return fig;
   }
   if (chart.kind === 'series') {
-    const points = (Array.isArray(chart.points) ? chart.points : []).map((p) => ({ key: String(p.key ?? ''), label: String(p.label ?? p.key ?? ''), value: Math.max(0, Number(p.value) || 0), display: String(p.display ?? '') }));
+    const points = (Array.isArray(chart.points) ? chart.points : []).map((p) => ({ key: String(p.key ?? ''), label: plainText(p.label ?? p.key ?? ''), value: Math.max(0, Number(p.value) || 0), display: String(p.display ?? '') }));
     if (points.length < 2) return null;
     const fig = responsive('chart-series', title, `${points[0].label} – ${points[points.length - 1].label}`, (w) => columns(points, w));
     fig.setAttribute('data-chart', 'series');

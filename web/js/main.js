@@ -10,6 +10,7 @@ import { Store } from './state.js';
 import { ThreadView } from './thread_view.js';
 import { loadIdentity, saveIdentity, forgetIdentity, validDemoName, demoIdentity, jwtIdentity, sessionIdentity, initials } from './identity.js';
 import { installTestTaps } from './test_taps.js';
+import { installBudgets } from './budgets.js';
 
 const el = {
   signin: byId('signin'),
@@ -223,6 +224,7 @@ function start(config, identity) {
 
   const api = new Api(identity);
   const store = new Store(identity.key);
+  installBudgets({ api, store, key: identity.key, topbar: document.querySelector('.topbar') });
   const fetchedRuns = new Set();
   let currentThread = null;
   let waitTimer = null;
@@ -299,6 +301,7 @@ function start(config, identity) {
       store.setMessages(threadId, await api.messages(threadId));
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) {
+        if (rememberedThread() === threadId) rememberThread(null);
         openThread(null);
         return;
       }
@@ -306,8 +309,27 @@ function start(config, identity) {
     }
   }
 
+  // The conversation last open in this browser, per signed-in user: `/` reopens it.
+  const lastThreadKey = `apogee.lastThread.${identity.key}`;
+  const rememberThread = (id) => {
+    try {
+      if (id) localStorage.setItem(lastThreadKey, id);
+      else localStorage.removeItem(lastThreadKey);
+    } catch {
+      // Storage may be full or disabled: the address bar still names the thread.
+    }
+  };
+  const rememberedThread = () => {
+    try {
+      return localStorage.getItem(lastThreadKey);
+    } catch {
+      return null;
+    }
+  };
+
   function openThread(id) {
     currentThread = id;
+    if (id) rememberThread(id);
     history.replaceState(null, '', id ? `#thread=${encodeURIComponent(id)}` : location.pathname);
     view.open(id);
     const t = id ? store.threads.get(id) : null;
@@ -437,7 +459,7 @@ function start(config, identity) {
     store.queue(content.slice(0, 8000), currentThread);
     el.input.value = '';
     autosize();
-    view.stickToBottom = true;
+    view.following = true;
     flush();
   }
 
@@ -459,6 +481,7 @@ function start(config, identity) {
   el.input.addEventListener('input', autosize);
   for (const chip of el.suggestions.querySelectorAll('button')) chip.addEventListener('click', () => send(chip.textContent));
   el.newChat.addEventListener('click', () => {
+    rememberThread(null);
     openThread(null);
     closeSidebar();
     el.input.focus();
@@ -481,7 +504,7 @@ function start(config, identity) {
   });
 
   const fromHash = new URLSearchParams(location.hash.slice(1)).get('thread');
-  openThread(fromHash || null);
+  openThread(fromHash || rememberedThread() || null);
   loadThreads();
   conn.start();
 }

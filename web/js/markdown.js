@@ -198,3 +198,11 @@ export function inline(text) {
   }
   return out;
 }
+
+/** The text a reader sees of inline markup (`code`, **bold**, links…): for places that
+ * cannot hold markup, such as chart labels and titles. */
+export function plainText(text) {
+  return inline(text)
+    .map((n) => n.textContent)
+    .join('');
+}

@@ -1,6 +1,7 @@
 // The open conversation: user messages, each followed by its run (timeline, charts, answer),
 // plus messages still in the outbox. Rendered in place by key so running timelines keep their
-// state; keeps the view scrolled to the newest content while the user is at the bottom.
+// state; keeps the view scrolled to the newest content while the user is at the bottom, and
+// shows the top of a new answer when its run completes.
 
 import { h } from './dom.js';
 import { time } from './format.js';
@@ -18,6 +19,21 @@ export class ThreadView {
     this.needRun = needRun;
     this.threadId = undefined;
     this.nodes = new Map();
+    // Whether the view follows new content down. Decided by the user's own scrolling only:
+    // content that grows (a chart drawn, a step added) moves the bottom away without the
+    // user having scrolled, and must not stop the view from following.
+    this.following = true;
+    this.scrolledTo = null;
+    scroller.addEventListener('scroll', () => {
+      if (this.scrolledTo !== null && Math.abs(scroller.scrollTop - this.scrolledTo) < 2) return;
+      this.scrolledTo = null;
+      this.following = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+    });
+  }
+
+  scrollTo(top) {
+    this.scroller.scrollTop = top;
+    this.scrolledTo = this.scroller.scrollTop;
   }
 
   /** Shows another thread (null: a new chat); forgets the old one's nodes. */
@@ -26,12 +42,10 @@ export class ThreadView {
     this.threadId = threadId;
     this.nodes.clear();
     this.list.replaceChildren();
-    this.stickToBottom = true;
+    this.following = true;
   }
 
   render(store) {
-    const atBottom = this.stickToBottom || this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight < 80;
-    this.stickToBottom = false;
     const thread = this.threadId ? store.threads.get(this.threadId) : null;
     const messages = thread && thread.messages ? [...thread.messages.values()] : [];
     const keys = [];
@@ -88,7 +102,20 @@ export class ThreadView {
     });
     while (this.list.children.length > keys.length) this.list.lastElementChild.remove();
     this.welcome.hidden = keys.length > 0;
-    if (atBottom) this.scroller.scrollTop = this.scroller.scrollHeight;
+    // A run that completes while the user follows it shows the top of its answer — the
+    // headline figure, KPIs and charts — not the footnotes at the end of it; the view then
+    // stays there for the user to read. While it streams, and after the user scrolled away,
+    // the user's own scroll is kept.
+    const arrived = keys.map(([key]) => this.nodes.get(key)).find((n) => n instanceof RunView && n.answerArrived);
+    if (arrived) arrived.answerArrived = false;
+    if (arrived && this.following) {
+      const box = this.scroller.getBoundingClientRect();
+      const target = arrived.firstContent().getBoundingClientRect();
+      this.scrollTo(this.scroller.scrollTop + target.top - box.top - 12);
+      this.following = false;
+    } else if (this.following) {
+      this.scrollTo(this.scroller.scrollHeight);
+    }
   }
 }
 

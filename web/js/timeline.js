@@ -114,6 +114,12 @@ export class RunView {
       if (first && first.tagName === 'P') first.classList.add('answer-lead');
       this.answer.hidden = false;
     }
+    // A run watched live that has ended with its answer (the answer and the run's end come in
+    // either order): the thread view brings its top into view, once.
+    if (this.live && done && !this.answer.hidden && !this.arrivalShown) {
+      this.arrivalShown = true;
+      this.answerArrived = true;
+    }
     // The chart goes right under the first sentence it supports.
     if (this.focusChart && !this.answer.hidden && this.focusChart.parentNode !== this.answer) {
       const lead = this.answer.querySelector('.answer-lead');
@@ -133,6 +139,12 @@ export class RunView {
       this.announcedEnd = true;
       announce(view.status === 'ok' ? 'The answer is ready.' : `The run ended: ${view.summary}`);
     }
+  }
+
+  /** Where a reader of the finished run starts: its one-line (collapsed) timeline, with the
+   * KPIs, charts and the answer's first sentence right under it. */
+  firstContent() {
+    return this.el;
   }
 
   updateStep(st, index, runDone) {

@@ -62,6 +62,16 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<Value>,
     },
+    /// A budget crossed one of its thresholds, or its forecast went over it: sent once per
+    /// crossing to every member of the org; `thread_id` is empty (it belongs to no thread).
+    BudgetAlert {
+        alert: BudgetAlert,
+    },
+    /// The org's spend on the latest complete day was far above its typical day: sent once
+    /// per day to every member of the org; `thread_id` is empty.
+    AnomalyAlert {
+        alert: AnomalyAlert,
+    },
 }
 
 impl EventBody {
@@ -75,13 +85,17 @@ impl EventBody {
             EventBody::ToolExecuting { .. } => "tool_executing",
             EventBody::ToolCompleted { .. } => "tool_completed",
             EventBody::AgentCompleted { .. } => "agent_completed",
+            EventBody::BudgetAlert { .. } => "budget_alert",
+            EventBody::AnomalyAlert { .. } => "anomaly_alert",
         }
     }
 
     /// The run this event belongs to, if any.
     pub fn run_id(&self) -> Option<&str> {
         match self {
-            EventBody::ThreadCreated { .. } => None,
+            EventBody::ThreadCreated { .. }
+            | EventBody::BudgetAlert { .. }
+            | EventBody::AnomalyAlert { .. } => None,
             EventBody::MessageCreated { message } => message.run_id.as_deref(),
             EventBody::AgentStarted { run_id, .. }
             | EventBody::AgentThinking { run_id, .. }
@@ -90,6 +104,90 @@ impl EventBody {
             | EventBody::AgentCompleted { run_id, .. } => Some(run_id),
         }
     }
+}
+
+/// What a `budget_alert` says: which budget, which crossing, the figures and who spent most.
+/// Money is in nanodollars (exact) and in USD (for display).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetAlert {
+    /// Stable per crossing: `{budget_id}:{revision}:{period_start}:{crossing}`.
+    pub id: String,
+    pub budget: BudgetRef,
+    /// `threshold` (spend reached `threshold_percent` of the amount) or `forecast` (the
+    /// projection for the period's end is over the amount).
+    pub kind: AlertKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_percent: Option<u32>,
+    /// The calendar period, RFC 3339 UTC, `[from, to)`.
+    pub period_from: String,
+    pub period_to: String,
+    pub spent_nanos: i64,
+    pub spent_usd: f64,
+    /// Spent as a percent of the amount.
+    pub percent: f64,
+    /// Where spend is heading by the period's end.
+    pub forecast_nanos: i64,
+    pub forecast_usd: f64,
+    /// The features and models that spent most in the period, within the budget's scope.
+    pub top_contributors: Vec<Contributor>,
+    /// One sentence for people (toasts, chat integrations).
+    pub message: String,
+}
+
+/// What an `anomaly_alert` says: the day, how far it was from the typical day, and who spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyAlert {
+    /// Stable per org and day: `anomaly:{day}`.
+    pub id: String,
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    pub cost_nanos: i64,
+    pub cost_usd: f64,
+    /// The median day of the baseline before it.
+    pub median_nanos: i64,
+    pub median_usd: f64,
+    /// Robust z-score of the day against the baseline; absent when the baseline's days are
+    /// all alike (any difference is then infinitely unusual).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub z: Option<f64>,
+    /// Days the median and z-score are taken over (the day included).
+    pub baseline_days: u32,
+    /// The features and models that spent most that day.
+    pub top_contributors: Vec<Contributor>,
+    /// One sentence for people.
+    pub message: String,
+}
+
+/// The budget an alert is about, as it was when the alert fired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetRef {
+    pub id: String,
+    pub name: String,
+    /// `month`, `week` or `day`.
+    pub period: String,
+    /// The query engine's filters (`[]`: the whole org).
+    pub scope: Value,
+    pub amount_nanos: i64,
+    pub amount_usd: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    Threshold,
+    Forecast,
+}
+
+/// One feature or model that spent within a budget's scope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contributor {
+    /// `feature` or `model`.
+    pub dimension: String,
+    pub key: String,
+    pub cost_nanos: i64,
+    pub cost_usd: f64,
+    /// Share of the scope's spend in the period, percent.
+    pub share_percent: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

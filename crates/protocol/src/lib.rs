@@ -8,7 +8,10 @@ pub mod events;
 pub mod server;
 
 pub use client::{ClientFrame, FrameError, parse_client_frame};
-pub use events::{AgentStatus, EventBody, MessageInfo, Role, StreamEvent, ThreadInfo, ToolStatus};
+pub use events::{
+    AgentStatus, AlertKind, AnomalyAlert, BudgetAlert, BudgetRef, Contributor, EventBody,
+    MessageInfo, Role, StreamEvent, ThreadInfo, ToolStatus,
+};
 pub use server::{ErrorCode, ServerFrame};
 
 /// The WebSocket subprotocol a client may offer; echoed when offered.

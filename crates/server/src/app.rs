@@ -21,6 +21,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::admission::Admission;
 use crate::auth::Authenticator;
+use crate::budgets::Budgets;
 use crate::bus::Bus;
 use crate::config::{AuthMode, Config, Environment};
 use crate::handshake_limit::HandshakeLimiter;
@@ -32,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::rate::RateTable;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
-use crate::{costs, rest, static_ui, traces, ws};
+use crate::{budgets, costs, rest, static_ui, traces, ws};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -74,6 +75,8 @@ pub struct AppState {
     pub ingest: Arc<IngestGate>,
     /// The per-user rates of the expensive REST calls.
     pub rest_rates: Arc<RestRates>,
+    /// Budget evaluation, alert delivery and org members.
+    pub budgets: Arc<Budgets>,
     connection_ids: Arc<AtomicU64>,
 }
 
@@ -125,6 +128,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/usage", post(rest::ingest_usage))
         .route("/api/costs", get(costs::costs))
         .route("/api/recommendations", get(rest::recommendations))
+        .route(
+            "/api/budgets",
+            get(budgets::routes::list).post(budgets::routes::create),
+        )
+        .route(
+            "/api/budgets/{id}",
+            get(budgets::routes::one)
+                .patch(budgets::routes::change)
+                .delete(budgets::routes::delete),
+        )
+        .route(
+            "/api/webhooks",
+            get(budgets::webhooks::list).post(budgets::webhooks::create),
+        )
+        .route(
+            "/api/webhooks/{id}",
+            axum::routing::delete(budgets::webhooks::delete),
+        )
         .merge(static_ui::routes())
         .merge(crate::oidc::routes())
         // OTLP exporters (the Collector by default) gzip their bodies; the body limit below
@@ -196,7 +217,8 @@ fn connection_limits(config: &Config) -> ConnectionLimits {
 /// Runs the server until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     if config.auth == AuthMode::Demo {
-        tracing::warn!(env = ?config.env, "demo auth is on: anyone can connect as any demo user; use APOGEE_AUTH=jwt for real deployments");
+        // Its own target, so a test suite starting many demo servers can silence just this.
+        tracing::warn!(target: "apogee_server::demo_auth", env = ?config.env, "demo auth is on: anyone can connect as any demo user; use APOGEE_AUTH=jwt for real deployments");
     }
     if config.env == Environment::Production {
         tracing::info!("running in production mode");
@@ -256,6 +278,21 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let lease_task = tokio::spawn(lease.keep(shutdown.clone()));
     let runs = RunRegistry::new(config.max_runs_per_user, Arc::clone(&metrics));
+    let budgets = Arc::new(Budgets::new(
+        store.clone(),
+        Arc::clone(&hub),
+        Arc::clone(&metrics),
+    ));
+    let budgets_task = tokio::spawn(Arc::clone(&budgets).run(
+        Duration::from_millis(config.budget_eval_ms),
+        shutdown.clone(),
+    ));
+    let webhooks_task = tokio::spawn(budgets::webhooks::deliver(
+        store.clone(),
+        Arc::clone(&metrics),
+        Arc::clone(&budgets.webhooks_due),
+        shutdown.clone(),
+    ));
     let sessions = Arc::new(SessionFactory::new(
         store.clone(),
         hub,
@@ -285,6 +322,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             config.costs_per_minute,
             config.recommendations_per_minute,
         )),
+        budgets,
         connection_ids: Arc::new(AtomicU64::new(0)),
     };
     let listener = crate::listener::bind(config.addr, config.listen_backlog)
@@ -356,6 +394,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "runs still in flight at shutdown; the next node to look closes them as interrupted"
         );
     }
+    let _ = budgets_task.await;
+    let _ = webhooks_task.await;
     // The lease goes last: with it gone, another node closes any run left at once.
     let _ = lease_task.await;
     NodeLease::release(&store, &node_id).await;

@@ -106,6 +106,8 @@ pub struct Config {
     /// bytes at most (`apogee_store::UsageCacheLimits`).
     pub usage_cache_entries: usize,
     pub usage_cache_bytes: usize,
+    /// Every org's budgets are evaluated this often (besides after each ingest batch).
+    pub budget_eval_ms: u64,
     /// Serve `/metrics` on this address instead of the main listener.
     pub metrics_addr: Option<SocketAddr>,
     /// When set, `/metrics` on the main listener needs `Authorization: Bearer <token>`.
@@ -161,6 +163,7 @@ struct FileConfig {
     recommendations_per_minute: Option<u32>,
     usage_cache_entries: Option<usize>,
     usage_cache_bytes: Option<usize>,
+    budget_eval_ms: Option<u64>,
     metrics_addr: Option<String>,
     metrics_token: Option<String>,
     prices_file: Option<PathBuf>,
@@ -251,6 +254,7 @@ impl Config {
             (APOGEE_RECOMMENDATIONS_PER_MINUTE, recommendations_per_minute, parse_num),
             (APOGEE_USAGE_CACHE_ENTRIES, usage_cache_entries, parse_num),
             (APOGEE_USAGE_CACHE_BYTES, usage_cache_bytes, parse_num),
+            (APOGEE_BUDGET_EVAL_MS, budget_eval_ms, parse_num),
             (APOGEE_METRICS_ADDR, metrics_addr, text),
             (APOGEE_METRICS_TOKEN, metrics_token, text),
             (APOGEE_PRICES_FILE, prices_file, text),
@@ -390,6 +394,7 @@ impl Config {
             ("max_records_per_request", f.max_records_per_request),
             ("max_ingests_per_user", f.max_ingests_per_user),
             ("max_concurrent_ingests", f.max_concurrent_ingests),
+            ("budget_eval_ms", f.budget_eval_ms.map(|v| v as usize)),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == Some(0)) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
@@ -456,6 +461,7 @@ impl Config {
             recommendations_per_minute,
             usage_cache_entries: f.usage_cache_entries.unwrap_or(4096),
             usage_cache_bytes: f.usage_cache_bytes.unwrap_or(64 * 1024 * 1024),
+            budget_eval_ms: f.budget_eval_ms.unwrap_or(60_000),
             metrics_addr,
             metrics_token,
             prices_file: f.prices_file,

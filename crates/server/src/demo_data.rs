@@ -79,8 +79,8 @@ pub async fn load_if_stale(config: &Config) -> Result<(), DemoError> {
     store.close().await;
     if recent.calls > 0 {
         tracing::info!(
-            calls = recent.calls,
-            "org `demo` already has recent usage; not loading demo data"
+            calls_last_7_days = recent.calls,
+            "org `demo` already has usage in the last 7 days; not loading demo data"
         );
         return Ok(());
     }

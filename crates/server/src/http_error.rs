@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The client took longer than allowed to send its request body.
     #[error("{0}")]
     RequestTimeout(String),
+    /// A per-org or per-user count is at its limit (409): remove something first.
+    #[error("{0}")]
+    LimitReached(String),
     #[error("internal error")]
     Internal,
     #[error("{0}")]
@@ -47,6 +50,7 @@ impl ApiError {
             }
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod budgets;
 pub mod bus;
 pub mod config;
 pub mod costs;

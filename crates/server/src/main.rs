@@ -23,6 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (WebSocket, REST, metrics).
+    #[command(after_help = SERVE_ENV_HELP)]
     Serve {
         /// TOML configuration file; APOGEE_* environment variables override it.
         #[arg(long)]
@@ -33,37 +34,57 @@ enum Command {
     },
     /// Load a realistic, clearly labelled synthetic usage history into the configured database.
     DemoData {
+        /// TOML configuration file naming the database; APOGEE_* environment variables
+        /// override it.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The org to load it into (its earlier demo records are replaced, nothing else).
         #[arg(long, default_value = "demo")]
         org: String,
+        /// Days of history, ending now.
         #[arg(long, default_value_t = 30)]
         days: u32,
+        /// API calls to generate over those days.
         #[arg(long, default_value_t = 200_000)]
         calls: u64,
+        /// Random seed: the same seed, days and calls give the same history.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Load a usage file into the configured database for one org (idempotent by request_id);
-    /// prints `{accepted, duplicates, rejected, rejected_count}` as JSON (the first 100
-    /// rejections, and how many there were).
+    /// Load a usage file into the configured database for one org (idempotent by request_id).
+    /// On a terminal, prints a summary and the first rejections; otherwise, or with --json,
+    /// `{format, accepted, duplicates, rejected, rejected_count}` as JSON (the first 100
+    /// rejections, and how many there were). Exits 1 when no record of the file was good
+    /// (none stored now or before), and with --strict when any record was rejected.
     Ingest {
-        /// NDJSON/JSON (§8 records), CSV with a header row, a LiteLLM spend-log export or an
-        /// OpenAI usage export.
+        /// NDJSON/JSON usage records (docs/usage-record.md), CSV with a header row, a LiteLLM
+        /// spend-log export or an OpenAI usage export; the format is detected from the content.
         file: PathBuf,
+        /// TOML configuration file naming the database; APOGEE_* environment variables
+        /// override it.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The org the records belong to.
         #[arg(long, default_value = "demo")]
         org: String,
-        /// ndjson, csv, litellm or openai; by default `.csv` files are CSV, others NDJSON/JSON.
+        /// ndjson, csv, litellm or openai, instead of detecting it from the content.
         #[arg(long, value_parser = parse_format)]
         format: Option<Format>,
+        /// Print the summary as JSON, even on a terminal.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when any record was rejected (the good ones are still stored).
+        #[arg(long)]
+        strict: bool,
     },
     /// Delete an org's usage records (and their share of the hourly rollups) by request id,
     /// request id prefix, or time range; prints `{"deleted": N}`.
     DeleteUsage {
+        /// TOML configuration file naming the database; APOGEE_* environment variables
+        /// override it.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The org whose records to delete.
         #[arg(long)]
         org: String,
         /// A request id to delete (repeat for several).
@@ -93,7 +114,10 @@ enum PricesCommand {
     /// org's usage that are unpriced, whether the file prices them, and the closest catalog
     /// names. Exits non-zero when the file cannot be used.
     Check {
+        /// The prices file to read.
         file: PathBuf,
+        /// TOML configuration file naming the database; APOGEE_* environment variables
+        /// override it.
         #[arg(long)]
         config: Option<PathBuf>,
         /// The org whose usage to check (needs the configured database).
@@ -104,6 +128,22 @@ enum PricesCommand {
         days: u32,
     },
 }
+
+/// What `serve --help` says about the environment (the README's table has every variable).
+const SERVE_ENV_HELP: &str = "\
+Environment (overrides the --config file; every variable, with its default, is in the
+README's Configuration table):
+  APOGEE_ADDR            listen address [default: 127.0.0.1:8080; port 0 picks a free one]
+  APOGEE_ENV             development, staging or production [default: development]
+  APOGEE_DATA_DIR        where the SQLite database lives [default: ./apogee-data]
+  APOGEE_DATABASE_URL    sqlite://PATH or postgres://USER:PASS@HOST/DB
+  APOGEE_REDIS_URL       redis://HOST:PORT/DB, to run several nodes
+  APOGEE_AUTH            demo (development only) or jwt
+  APOGEE_JWT_*           keys and claims for jwt mode
+  APOGEE_OIDC_*          sign-in through your OpenID Connect provider
+  APOGEE_PRICES_FILE     your own prices (TOML, or LiteLLM's price map)
+  APOGEE_METRICS_ADDR    serve /metrics on this address only
+  RUST_LOG               log filter [default: info]";
 
 fn parse_format(name: &str) -> Result<Format, String> {
     Format::parse_name(name)
@@ -154,12 +194,32 @@ async fn main() -> anyhow::Result<()> {
             config,
             org,
             format,
+            json,
+            strict,
         } => {
             let config = load_config(config.as_deref())?;
             let progress = std::io::stderr().is_terminal();
             let summary =
                 apogee_server::ingest::file::run(&config, &file, &org, format, progress).await?;
-            println!("{}", serde_json::to_string(&summary)?);
+            if json || !std::io::stdout().is_terminal() {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                print!("{summary}");
+            }
+            if summary.nothing_accepted() {
+                anyhow::bail!(
+                    "no record of {} was accepted (read as {}; --format chooses another)",
+                    file.display(),
+                    summary.format
+                );
+            }
+            if strict && summary.rejected_count > 0 {
+                anyhow::bail!(
+                    "{} record(s) of {} were rejected (--strict)",
+                    summary.rejected_count,
+                    file.display()
+                );
+            }
         }
         Command::Prices {
             command:

@@ -35,6 +35,11 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub connections_open: Gauge,
@@ -68,6 +73,13 @@ pub struct Metrics {
     pub bus_dropped: Counter,
     /// Events a stream read from the store because they did not arrive through Redis.
     pub gap_filled: Counter,
+    /// Budget crossings and anomaly alerts this node fired (each fires on one node only).
+    pub budget_alerts_fired: Counter,
+    /// Budget evaluations of an org that failed (the next ingest or tick tries again).
+    pub budget_evaluation_errors: Counter,
+    /// Webhook delivery attempts by outcome: `delivered`, `retry` (failed, tried again
+    /// later) or `failed` (the last attempt failed).
+    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -97,6 +109,9 @@ impl Metrics {
             bus_published: Counter::default(),
             bus_dropped: Counter::default(),
             gap_filled: Counter::default(),
+            budget_alerts_fired: Counter::default(),
+            budget_evaluation_errors: Counter::default(),
+            webhook_deliveries: Family::default(),
         };
         registry.register(
             "ws_connections_open",
@@ -203,6 +218,21 @@ impl Metrics {
             "stream_gap_filled_events",
             "Events read from the store because Redis did not deliver them",
             m.gap_filled.clone(),
+        );
+        registry.register(
+            "budget_alerts_fired",
+            "Budget and anomaly alerts fired by this node",
+            m.budget_alerts_fired.clone(),
+        );
+        registry.register(
+            "budget_evaluation_errors",
+            "Budget evaluations of an org that failed",
+            m.budget_evaluation_errors.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome",
+            m.webhook_deliveries.clone(),
         );
         m.registry = registry;
         m

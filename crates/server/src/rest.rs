@@ -313,6 +313,9 @@ pub(crate) async fn store_parsed(
         .await
         .map_err(ApiError::internal)?;
     parsed.reject_accepted(&summary.rejected);
+    if summary.accepted > 0 {
+        app.budgets.usage_changed(&s.key().org_id);
+    }
     app.metrics.usage_records_accepted.inc_by(summary.accepted);
     app.metrics
         .usage_records_rejected

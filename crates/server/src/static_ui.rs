@@ -43,6 +43,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 static ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
+    asset!("budgets.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
     asset!("js/main.js", JS),
     asset!("js/api.js", JS),
@@ -56,6 +57,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/thread_view.js", JS),
     asset!("js/identity.js", JS),
     asset!("js/test_taps.js", JS),
+    asset!("js/budgets.js", JS),
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

@@ -112,6 +112,8 @@ pub async fn upgrade(
             .into_response();
         }
     };
+    // Before the stream's head is read: an alert fired from now on is in this user's stream.
+    app.budgets.member_seen(&user).await;
     let session = app.sessions.open(&identity);
     ws.protocols([apogee_protocol::SUBPROTOCOL])
         .read_buffer_size(1024)

@@ -275,32 +275,34 @@ async fn db_sum(dir: &Path, org: &str) -> (i64, i64) {
 }
 
 #[tokio::test]
-async fn cli_ingests_each_file_format_once() {
+async fn cli_ingests_each_file_format_once_detecting_it_from_the_content() {
     let dir = tempfile::tempdir().unwrap();
+    // Every sample file without `--format`: the format is read from the content.
     let files = [
-        ("usage.ndjson", None, 4, vec![3, 4, 5, 6]),
-        ("usage.csv", None, 3, vec![2, 3, 4]),
-        ("litellm_spend_logs.json", Some("litellm"), 4, vec![4, 5]),
-        (
-            "openai_usage_completions.json",
-            Some("openai"),
-            3,
-            vec![3, 4],
-        ),
+        ("usage.ndjson", "ndjson", 4, vec![3, 4, 5, 6]),
+        ("usage.csv", "csv", 3, vec![2, 3, 4]),
+        ("litellm_spend_logs.json", "litellm", 4, vec![4, 5]),
+        ("openai_usage_completions.json", "openai", 3, vec![3, 4]),
     ];
     for (name, format, accepted, rejected) in &files {
         let path = sample(name);
         let path = path.to_str().unwrap();
-        let mut args = vec![path, "--org", "acme"];
-        if let Some(f) = format {
-            args.extend(["--format", f]);
-        }
+        let args = vec![path, "--org", "acme"];
         let (ok, v, err) = ingest_cli(dir.path(), &args, &[]).await;
         assert!(ok, "{name}: {err}");
+        assert_eq!(v["format"].as_str(), Some(*format), "{name}: {v}");
+        assert_eq!(v["format_detected"].as_bool(), Some(true), "{name}: {v}");
         assert_eq!(v["accepted"].as_u64(), Some(*accepted), "{name}: {v}");
         assert_eq!(indexes(&v), *rejected, "{name}");
+        // Re-run with the format named: nothing new, and `--strict` fails on the rejections.
+        let args = vec![path, "--org", "acme", "--format", format, "--json"];
         let (ok, v, _) = ingest_cli(dir.path(), &args, &[]).await;
         assert!(ok);
+        assert_eq!(v["format_detected"].as_bool(), Some(false), "{name}: {v}");
+        let strict = [&args[..], &["--strict"]].concat();
+        let (ok, v, err) = ingest_cli(dir.path(), &strict, &[]).await;
+        assert!(!ok && err.contains("rejected (--strict)"), "{name}: {err}");
+        assert_eq!(v["duplicates"].as_u64(), Some(*accepted), "{name}: {v}");
         assert_eq!(
             (v["accepted"].as_u64(), v["duplicates"].as_u64()),
             (Some(0), Some(*accepted)),
@@ -316,6 +318,17 @@ async fn cli_ingests_each_file_format_once() {
         "ndjson + csv + litellm + openai"
     );
     assert_eq!(db_sum(dir.path(), "demo").await, (0, 0));
+
+    // A file of which nothing is good (CSV read as NDJSON) fails, and says why.
+    let csv = sample("usage.csv");
+    let (ok, v, err) = ingest_cli(
+        dir.path(),
+        &[csv.to_str().unwrap(), "--format", "ndjson"],
+        &[],
+    )
+    .await;
+    assert!(!ok && err.contains("no record of"), "{err}");
+    assert_eq!(v["accepted"].as_u64(), Some(0), "{v}");
 
     let (ok, _, err) = ingest_cli(dir.path(), &["/nonexistent.ndjson"], &[]).await;
     assert!(!ok && err.contains("cannot read"), "{err}");

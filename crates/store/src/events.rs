@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use sqlx::QueryBuilder;
 
+use crate::budgets::{AlertClaim, CLAIM_ALERT};
 use crate::db::{Cols, Db, is_retryable, on_read, on_write};
+use crate::webhooks::QUEUE_DELIVERIES;
 use crate::{Store, StoreError, UserKey};
 
 /// An event as stored: its `seq` and the exact JSON frame sent on the wire.
@@ -208,6 +210,18 @@ pub(crate) async fn append_batch(
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    Ok(append_claimed(db, None, events).await?.unwrap_or_default())
+}
+
+/// [`append_batch`] that first claims `claim` in the same transaction: when its row already
+/// exists (it fired before, here or on another node) nothing is stored and the answer is
+/// `None`; otherwise the claim and the events commit together, so a claimed alert is never
+/// without its events, nor delivered twice.
+pub(crate) async fn append_claimed(
+    db: &Db,
+    claim: Option<&AlertClaim>,
+    events: Vec<NewEvent>,
+) -> Result<Option<Vec<StoredEvent>>, StoreError> {
     // Events per user, keyed in lock order.
     let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     for e in &events {
@@ -220,6 +234,43 @@ pub(crate) async fn append_batch(
         let mut attempt = 1;
         let (mut tx, heads) = loop {
             let mut tx = pool.begin().await?;
+            if let Some(c) = claim {
+                // Taken before the heads: a second claimant waits here for the first to
+                // commit, then inserts nothing.
+                let claimed = sqlx::query(CLAIM_ALERT)
+                    .bind(&c.budget_id)
+                    .bind(c.revision)
+                    .bind(&c.period_start)
+                    .bind(&c.crossing)
+                    .bind(&c.org_id)
+                    .bind(c.fired_ms)
+                    .bind(&c.alert)
+                    .execute(&mut *tx)
+                    .await;
+                let claimed = match claimed {
+                    Ok(done) if done.rows_affected() == 0 => return Ok(None),
+                    Ok(_) if c.notify => sqlx::query(QUEUE_DELIVERIES)
+                        .bind(c.alert_id())
+                        .bind(&c.alert)
+                        .bind(c.fired_ms)
+                        .bind(&c.org_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map(|_| ()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                match claimed {
+                    Ok(()) => {}
+                    Err(e) if is_retryable(&e) && attempt < LOCK_ATTEMPTS => {
+                        drop(tx);
+                        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             let mut heads: BTreeMap<(String, String), i64> = BTreeMap::new();
             let mut locked: Result<(), sqlx::Error> = Ok(());
             for chunk in counts.chunks(HEADS_PER_UPSERT) {
@@ -302,6 +353,6 @@ pub(crate) async fn append_batch(
             );
         }
         tx.commit().await?;
-        Ok(stored)
+        Ok(Some(stored))
     })
 }

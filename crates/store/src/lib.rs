@@ -1,11 +1,13 @@
 //! Persistence for Apogee: per-user event streams with `seq` assignment, threads, messages and
-//! runs, WebSocket tickets, browser sessions and sign-ins in progress, node leases, and the
-//! org's usage records with the queries analyses run over them (each computed once per data
-//! version of the org: `usage_cache`). Runs on SQLite (embedded default: one writer
-//! connection, several readers, WAL; one node) or on PostgreSQL (one pool; several nodes may
-//! share the database). The public API and the queries are the same on both;
+//! runs, budgets and the alerts they fired, org members, WebSocket tickets, browser sessions
+//! and sign-ins in progress, node leases, and the org's usage records with the queries
+//! analyses run over them (each computed once per data version of the org: `usage_cache`).
+//! Runs on SQLite (embedded default: one writer connection, several readers, WAL; one node) or
+//! on PostgreSQL (one pool; several nodes may share the database). The public API and the
+//! queries are the same on both;
 //! see the `db` module for how. Knows nothing of WebSocket, HTTP or agents.
 
+mod budgets;
 mod committer;
 mod conversations;
 mod db;
@@ -21,7 +23,9 @@ mod tickets;
 mod usage;
 mod usage_cache;
 mod web_sessions;
+mod webhooks;
 
+pub use budgets::{AlertClaim, BudgetError, BudgetRow, FiredAlert};
 pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnOutcome};
 pub use db::Backend;
 pub use error::StoreError;
@@ -31,6 +35,7 @@ pub use tickets::{Redeemed, TicketGrant};
 pub use usage::{IngestSummary, UsageSelection};
 pub use usage_cache::{UsageCacheLimits, UsageCacheStats};
 pub use web_sessions::{PendingLogin, WebSession};
+pub use webhooks::{DeliveryStats, DueDelivery, WebhookRow};
 
 use std::path::Path;
 use std::str::FromStr;

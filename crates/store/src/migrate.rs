@@ -19,8 +19,10 @@ const NODES: Migration = (5, include_str!("../migrations/0005_nodes.sql"));
 const BILLING_FIELDS: Migration = (7, include_str!("../migrations/0007_billing_fields.sql"));
 const SYNTHETIC_USAGE: Migration = (8, include_str!("../migrations/0008_synthetic_usage.sql"));
 const RUN_PLANS: Migration = (10, include_str!("../migrations/0010_run_plans.sql"));
+const BUDGETS: Migration = (11, include_str!("../migrations/0011_budgets.sql"));
 const WEB_SESSIONS: Migration = (12, include_str!("../migrations/0012_web_sessions.sql"));
 const USAGE_VERSIONS: Migration = (13, include_str!("../migrations/0013_usage_versions.sql"));
+const WEBHOOKS: Migration = (14, include_str!("../migrations/0014_webhooks.sql"));
 
 const SQLITE: &[Migration] = &[
     INIT,
@@ -32,8 +34,10 @@ const SQLITE: &[Migration] = &[
     BILLING_FIELDS,
     SYNTHETIC_USAGE,
     RUN_PLANS,
+    BUDGETS,
     WEB_SESSIONS,
     USAGE_VERSIONS,
+    WEBHOOKS,
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -51,8 +55,10 @@ const POSTGRES: &[Migration] = &[
     BILLING_FIELDS,
     SYNTHETIC_USAGE,
     RUN_PLANS,
+    BUDGETS,
     WEB_SESSIONS,
     USAGE_VERSIONS,
+    WEBHOOKS,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).

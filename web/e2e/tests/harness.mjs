@@ -29,7 +29,8 @@ export async function tempDir(prefix) {
  * plus what the test sets. Only variables that shape the server's stderr are kept.
  */
 export function serverEnv(dataDir, extra) {
-  const env = { APOGEE_DATA_DIR: dataDir, RUST_LOG: process.env.RUST_LOG || 'warn' };
+  // Without the demo-auth warning each demo server gives once: it would fill the test output.
+  const env = { APOGEE_DATA_DIR: dataDir, RUST_LOG: process.env.RUST_LOG || 'warn,apogee_server::demo_auth=off' };
   if (process.env.RUST_BACKTRACE) env.RUST_BACKTRACE = process.env.RUST_BACKTRACE;
   return { ...env, ...extra };
 }

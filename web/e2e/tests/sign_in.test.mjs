@@ -123,7 +123,7 @@ test('signing in through the provider\'s login page, then asking "Analyze my AI 
     const run = page.locator('.run').first();
     await run.waitFor({ timeout: 15000 });
     await page.locator('.run[data-status="ok"]').first().waitFor({ timeout: 60000 });
-    await run.locator('.answer h3', { hasText: 'Your AI spend' }).waitFor();
+    await run.locator('.answer .answer-lead', { hasText: 'You spent' }).waitFor();
     await run.locator('[data-chart="by-model"] svg rect').first().waitFor();
     assert.match(await run.locator('.answer').innerText(), /\$\d/);
     await screenshot(page, 'signed-in-desktop', 'signed-in-desktop');

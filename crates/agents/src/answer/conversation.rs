@@ -127,13 +127,13 @@ pub(crate) fn capabilities() -> (Answer, Vec<String>) {
 pub(crate) fn unsupported(u: Unsupported) -> (Answer, Vec<String>) {
     let (lead, body, picks): (&str, &str, &[usize]) = match u {
         Unsupported::Budgets => (
-            "I can't set budgets or budget alerts yet: Apogee answers questions about your usage, but it does not store budgets or watch them.",
-            "What I can do now is tell you where the month is heading and what you have spent:",
+            "I can't set budgets from the chat yet: open **Budgets** in the top bar (or `POST /api/budgets`). A budget alerts every member of the org live, and a Slack or Teams channel through a webhook, as it crosses its thresholds.",
+            "Here I can tell you where the month is heading and what you have spent:",
             &[7, 0, 1],
         ),
         Unsupported::Alerts => (
-            "I can't send alerts or notifications yet: I answer when you ask, and nothing runs in the background.",
-            "What I can do now:",
+            "I can't set up alerts from the chat yet: budgets (**Budgets** in the top bar, or `/api/budgets`) alert every member live as they cross their thresholds, and an unusual day raises an anomaly alert on its own.",
+            "Here I can tell you:",
             &[10, 3, 7],
         ),
         Unsupported::Export => (

@@ -729,8 +729,16 @@ fn ranking(
     let shown = &all[..n];
     let inside = within(&plan.scope, who);
     let lead = match shown {
+        // Usage there, but none of it names the dimension: say so, rather than "nothing".
+        [] if cur.totals.calls > 0 => format!(
+            "No {dim} has a {}{inside} {period}: its {} call{} carry no {dim}.",
+            noun(m),
+            count(cur.totals.calls),
+            if cur.totals.calls == 1 { "" } else { "s" },
+            dim = dimension_noun(g, false),
+        ),
         [] => format!(
-            "No {} has a {} {period}.",
+            "No {} has a {}{inside} {period}.",
             dimension_noun(g, false),
             noun(m)
         ),
@@ -1121,6 +1129,29 @@ mod tests {
             a.markdown
         );
         assert_eq!(a.chart["kind"], "ranking");
+    }
+
+    #[test]
+    fn a_ranking_of_usage_without_the_dimension_says_so_with_its_scope() {
+        let mut p = plan(Scope::all().and(Filter::is(Dimension::Feature, "doc-summarizer")));
+        p.group_by = Some(Grouping::By(Dimension::User));
+        p.rank = Some(Rank {
+            order: Order::Highest,
+            top: Some(1),
+        });
+        let data = FigureData {
+            current: Measured {
+                totals: totals(1219, 52.68),
+                latency: None,
+                groups: vec![group(apogee_analytics::NONE_KEY, 1219, 52.68)],
+            },
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "No user has a spend within doc-summarizer in the last 7 days (Nov 23–29): its 1,219 calls carry no user."
+        );
     }
 
     #[test]

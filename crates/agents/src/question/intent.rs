@@ -288,6 +288,8 @@ const VOCABULARY: &[&str] = &[
     "went",
     "forecast",
     "forecasts",
+    "heading",
+    "headed",
     "projected",
     "projection",
     "track",
@@ -1124,6 +1126,8 @@ fn intents(v: &View<'_>, s: &mut Signals) {
             "prediction",
             "trajectory",
             "month-end",
+            "heading",
+            "headed",
         ])
         || v.phrase(&["run", "rate"])
         || v.phrase(&["on", "track"])

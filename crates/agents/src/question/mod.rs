@@ -169,7 +169,8 @@ fn elliptical(parts: &Parts) -> bool {
         || s.rank.is_some()
         || s.compares
         || s.batch
-        || !s.measures.is_empty();
+        || !s.measures.is_empty()
+        || shifts_back(parts);
     if !refines {
         return false;
     }
@@ -466,6 +467,25 @@ fn with_unknown(mut plan: QuestionPlan, unknown: Vec<UnknownName>) -> QuestionPl
     plan
 }
 
+/// "and the week before?", "the month prior", "what about the previous period?": the previous
+/// plan's window moved back by its own length (no period of its own named).
+fn shifts_back(parts: &Parts) -> bool {
+    // "compared to the week before" keeps the window and compares.
+    if parts.periods.period.is_some() || parts.signals.compares {
+        return false;
+    }
+    let has = |words: &[&str]| {
+        parts
+            .tokens
+            .iter()
+            .any(|t| words.contains(&t.lower.as_str()))
+    };
+    has(&["before", "prior", "previous", "earlier", "preceding"])
+        && has(&[
+            "week", "month", "day", "period", "window", "days", "weeks", "one",
+        ])
+}
+
 /// The previous plan with what the follow-up names put in place.
 fn refine(previous: &QuestionPlan, parts: &Parts) -> QuestionPlan {
     let s = &parts.signals;
@@ -536,8 +556,9 @@ fn refine(previous: &QuestionPlan, parts: &Parts) -> QuestionPlan {
         }
     }
     canonical(&mut plan.scope);
+    let back = shifts_back(parts);
     // A word no rule knows, where a name was expected ("and blorp?").
-    if parts.names.found.is_empty() && unknown.is_empty() {
+    if parts.names.found.is_empty() && unknown.is_empty() && !back {
         unknown.extend(s.leftovers.iter().take(MAX_UNKNOWN).map(|&i| UnknownName {
             dimension: None,
             typed: parts.tokens[i].raw.clone(),
@@ -560,6 +581,10 @@ fn refine(previous: &QuestionPlan, parts: &Parts) -> QuestionPlan {
             .compare
             .clone()
             .or_else(|| previous.compare.as_ref().map(|_| previous_of(&plan.period)));
+    } else if back {
+        plan.period = previous_of(&plan.period);
+        plan.focus_day = None;
+        plan.compare = previous.compare.as_ref().map(|_| previous_of(&plan.period));
     } else if let Some(c) = &p.compare {
         plan.compare = Some(c.clone());
     } else if s.compares {

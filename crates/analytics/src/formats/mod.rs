@@ -45,14 +45,44 @@ impl Format {
         }
     }
 
-    /// Guesses from a file name: `.csv` is CSV, anything else §8 JSON/NDJSON.
-    pub fn from_path(path: &std::path::Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
-            _ => Format::Usage,
+    /// Guesses from the first bytes of a file ([`DETECT_BYTES`] are enough): text that does
+    /// not start with `[` or `{` is CSV (an empty file is §8 NDJSON, with no records); a JSON document with OpenAI usage buckets
+    /// (`start_time` and `results`) is an OpenAI usage export; one whose records carry
+    /// LiteLLM's `startTime` with its `spend` or `call_type` is a LiteLLM spend log;
+    /// any other JSON is §8 records.
+    pub fn detect(head: &[u8]) -> Format {
+        let text = String::from_utf8_lossy(head);
+        let text = text.trim_start_matches('\u{feff}').trim_start();
+        if !text.is_empty() && !text.starts_with(['[', '{']) {
+            return Format::Csv;
+        }
+        let has_key = |key: &str| {
+            let quoted = format!("\"{key}\"");
+            text.match_indices(&quoted)
+                .any(|(at, _)| text[at + quoted.len()..].trim_start().starts_with(':'))
+        };
+        if has_key("results") && has_key("start_time") {
+            Format::OpenaiUsage
+        } else if has_key("startTime") && (has_key("spend") || has_key("call_type")) {
+            Format::Litellm
+        } else {
+            Format::Usage
+        }
+    }
+
+    /// The name `--format` and `?format=` take for this format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Usage => "ndjson",
+            Format::Csv => "csv",
+            Format::Litellm => "litellm",
+            Format::OpenaiUsage => "openai",
         }
     }
 }
+
+/// How much of a file's start [`Format::detect`] reads.
+pub const DETECT_BYTES: usize = 64 * 1024;
 
 /// Why the record at `index` was not stored. `index` is the record's 0-based position in the
 /// source: array element, non-blank NDJSON line, CSV data row, or OpenAI result (counted across
@@ -270,6 +300,51 @@ pub(crate) mod testdata {
     pub const USAGE_CSV: &str = include_str!("../../testdata/usage.csv");
     pub const LITELLM: &str = include_str!("../../testdata/litellm_spend_logs.json");
     pub const OPENAI_USAGE: &str = include_str!("../../testdata/openai_usage_completions.json");
+}
+
+#[cfg(test)]
+mod detect_tests {
+    use super::*;
+
+    #[test]
+    fn each_sample_and_shape_is_detected_from_its_content() {
+        let cases: &[(&str, &str, Format)] = &[
+            ("usage.ndjson", testdata::USAGE_NDJSON, Format::Usage),
+            ("usage.csv", testdata::USAGE_CSV, Format::Csv),
+            ("litellm", testdata::LITELLM, Format::Litellm),
+            ("openai", testdata::OPENAI_USAGE, Format::OpenaiUsage),
+            (
+                "json array",
+                r#"[{"ts":"2026-11-20T08:15:02Z","model":"m","input_tokens":1,"output_tokens":1}]"#,
+                Format::Usage,
+            ),
+            (
+                "bom and blank lines",
+                "\u{feff}\n\n  {\"model\":\"m\"}",
+                Format::Usage,
+            ),
+            (
+                "litellm under data",
+                r#"{"data": [{"startTime": "2026-11-20T08:15:02", "spend": 0.1}]}"#,
+                Format::Litellm,
+            ),
+            (
+                "a tag value named startTime",
+                r#"{"model":"m","tags":{"k":"startTime"},"feature":"spend"}"#,
+                Format::Usage,
+            ),
+            (
+                "csv header",
+                "ts,model,input_tokens,output_tokens\n",
+                Format::Csv,
+            ),
+            ("empty", "", Format::Usage),
+        ];
+        for (name, text, want) in cases {
+            assert_eq!(Format::detect(text.as_bytes()), *want, "{name}");
+            assert_eq!(Format::parse_name(want.name()), Some(*want), "{name}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -429,6 +429,20 @@ impl Hub {
         }
     }
 
+    /// An event appended to `key`'s stream in the store without going through its
+    /// [`UserStream`] (a budget alert, stored with its claim): offered to the user's
+    /// connections on this node as if another node had stored it, and to other nodes through
+    /// Redis. Whatever does not arrive live is read from the store, as for any event.
+    pub(crate) fn deliver_stored(&self, key: &UserKey, seq: u64, payload: &str) {
+        let local = lock(&self.streams).by_user.get(key).and_then(Weak::upgrade);
+        if let Some(stream) = local {
+            stream.receive_remote(seq, payload);
+        }
+        if let Some(bus) = &self.bus {
+            bus.user_channel(key).publish(seq, payload);
+        }
+    }
+
     pub(crate) fn stream(&self, key: &UserKey) -> Arc<UserStream> {
         let mut streams = lock(&self.streams);
         if let Some(s) = streams.by_user.get(key).and_then(Weak::upgrade) {

@@ -4,7 +4,7 @@
 //! streamed in chunks, so memory stays bounded whatever the file's size.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use apogee_analytics::formats::{self, Format, Limits, ParsedBatch, Rejection};
@@ -33,14 +33,60 @@ pub enum FileIngestError {
     Store(#[from] apogee_store::StoreError),
 }
 
-/// The same shape as the answer of `POST /api/usage`.
+/// The same shape as the answer of `POST /api/usage`, plus the format the file was read as.
 #[derive(Debug, Serialize)]
 pub struct FileSummary {
+    /// `ndjson`, `csv`, `litellm` or `openai`.
+    pub format: &'static str,
+    /// Whether the format was detected from the content rather than given with `--format`.
+    pub format_detected: bool,
     pub accepted: u64,
     pub duplicates: u64,
     /// The first [`formats::DEFAULT_MAX_REJECTIONS`] rejections.
     pub rejected: Vec<Rejection>,
     pub rejected_count: usize,
+}
+
+impl FileSummary {
+    /// No record of the file was good: none stored now, none stored before.
+    pub fn nothing_accepted(&self) -> bool {
+        self.accepted == 0 && self.duplicates == 0
+    }
+}
+
+/// The summary a person reads on a terminal: what was stored, and each rejection (the first
+/// few) with its record's index in the file.
+impl std::fmt::Display for FileSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 10;
+        writeln!(
+            f,
+            "read as {}{}",
+            self.format,
+            if self.format_detected {
+                " (detected from the content; --format chooses)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            f,
+            "{} stored, {} already stored (same request_id), {} rejected",
+            self.accepted, self.duplicates, self.rejected_count
+        )?;
+        for r in self.rejected.iter().take(SHOWN) {
+            writeln!(f, "  record {}: {}", r.index, r.error)?;
+        }
+        if self.rejected_count > SHOWN.min(self.rejected.len()) {
+            writeln!(
+                f,
+                "  … and {} more (--json lists the first {})",
+                self.rejected_count - SHOWN.min(self.rejected.len()),
+                formats::DEFAULT_MAX_REJECTIONS
+            )?;
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn valid_org(org: &str) -> bool {
@@ -50,14 +96,20 @@ pub(crate) fn valid_org(org: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The first [`formats::DETECT_BYTES`] of a file (fewer when it is shorter).
+fn head(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(formats::DETECT_BYTES);
+    File::open(path)?
+        .take(formats::DETECT_BYTES as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
 /// Whether a §8 JSON file is an array (read whole) rather than NDJSON (streamed).
-fn is_json_array(path: &Path) -> std::io::Result<bool> {
-    let mut reader = BufReader::new(File::open(path)?);
-    let head = reader.fill_buf()?;
-    Ok(head
-        .iter()
+fn is_json_array(head: &[u8]) -> bool {
+    head.iter()
         .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'['))
+        .is_some_and(|b| *b == b'[')
 }
 
 fn progress_bar(len: u64, show: bool, template: &str) -> ProgressBar {
@@ -115,14 +167,16 @@ pub async fn run(
     }
     let name = path.display().to_string();
     let read_err = |e| FileIngestError::Read(name.clone(), e);
-    let format = format.unwrap_or_else(|| Format::from_path(path));
+    let head = head(path).map_err(read_err)?;
+    let format_detected = format.is_none();
+    let format = format.unwrap_or_else(|| Format::detect(&head));
     let catalog = prices::catalog(config)?;
 
     // NDJSON and CSV are streamed (progress in bytes), so a file larger than memory loads;
     // JSON documents (arrays, LiteLLM and OpenAI exports) are parsed whole.
     let streamed = match format {
         Format::Csv => true,
-        Format::Usage => !is_json_array(path).map_err(read_err)?,
+        Format::Usage => !is_json_array(&head),
         Format::Litellm | Format::OpenaiUsage => false,
     };
     let (bar, records): (ProgressBar, Records) = if streamed {
@@ -159,6 +213,8 @@ pub async fn run(
 
     let store = Store::open(&config.database_url).await?;
     let mut summary = FileSummary {
+        format: format.name(),
+        format_detected,
         accepted: 0,
         duplicates: 0,
         rejected: Vec::new(),
@@ -194,6 +250,7 @@ pub async fn run(
     tracing::info!(
         file = %path.display(),
         org,
+        format = format.name(),
         accepted = summary.accepted,
         duplicates = summary.duplicates,
         rejected = summary.rejected_count,

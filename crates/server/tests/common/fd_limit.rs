@@ -7,7 +7,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use super::{Server, WAIT, binary};
+use super::{Server, TEST_LOG, WAIT, binary};
 
 impl Server {
     /// Like [`Server::start`], with at most `open_files` descriptors for the process.
@@ -20,7 +20,7 @@ impl Server {
         cmd.arg("serve")
             .env("APOGEE_ADDR", "127.0.0.1:0")
             .env("APOGEE_DATA_DIR", dir)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", TEST_LOG)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

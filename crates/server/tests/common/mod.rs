@@ -31,16 +31,21 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_apogee")
 }
 
+/// The log filter of every `apogee` a test starts: warnings, without the demo-auth warning
+/// each demo server gives once (dozens of servers per run would fill the output with it).
+pub const TEST_LOG: &str = "warn,apogee_server::demo_auth=off";
+
 /// Variables a spawned `apogee` keeps from the test's environment: none that changes what it
 /// does (`RUST_LOG` and `RUST_BACKTRACE` only shape its stderr).
 const INHERITED_ENV: [&str; 2] = ["RUST_LOG", "RUST_BACKTRACE"];
 
 /// `apogee` with a clean environment: an exported `APOGEE_DATABASE_URL`, `APOGEE_AUTH` or
 /// `APOGEE_REDIS_URL` in the shell running the tests must not change what a test exercises
-/// (or touch a real database). The test adds what it means to set; logs default to `warn`.
+/// (or touch a real database). The test adds what it means to set; logs default to
+/// [`TEST_LOG`].
 pub fn apogee() -> Command {
     let mut cmd = Command::new(binary());
-    cmd.env_clear().env("RUST_LOG", "warn");
+    cmd.env_clear().env("RUST_LOG", TEST_LOG);
     for var in INHERITED_ENV {
         if let Ok(value) = std::env::var(var) {
             cmd.env(var, value);

@@ -1,0 +1,239 @@
+//! `GET/POST /api/budgets` and `GET/PATCH/DELETE /api/budgets/{id}`
+//! (`docs/protocol-notes.md`, "Budgets and alerts"). Any member of an org manages its budgets:
+//! the caller's org comes from its credentials, never from the request, so one org's budgets
+//! are out of another's reach (an id of another org's budget is a 404). Every answer carries
+//! the budget's current period, its spend so far, forecast and state, computed as
+//! `GET /api/costs` computes them.
+
+use apogee_store::{BudgetError, BudgetRow};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::MAX_BUDGETS_PER_ORG;
+use super::evaluate::standing;
+use super::spec::{BudgetSpec, scope_to_json};
+use crate::app::AppState;
+use crate::http_error::ApiError;
+use crate::rest::{session, within_rate};
+use crate::session::UserSession;
+
+/// Alerts of the current period listed with each budget, at most.
+const ALERTS_SHOWN: usize = 50;
+
+async fn member(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
+    let s = session(app, headers).await?;
+    app.budgets.member_seen(s.key()).await;
+    Ok(s)
+}
+
+fn unreadable(row: &BudgetRow, e: String) -> ApiError {
+    ApiError::internal(format!("budget {}: {e}", row.id))
+}
+
+/// A budget as every answer shows it.
+async fn view(app: &AppState, s: &UserSession, row: &BudgetRow) -> Result<Value, ApiError> {
+    let spec = BudgetSpec::from_row(row).map_err(|e| unreadable(row, e))?;
+    let now = Utc::now();
+    let standing = standing(s.usage(), &spec, now)
+        .await
+        .map_err(ApiError::internal)?;
+    let period_start = standing.period.from.date_naive().to_string();
+    let alerts: Vec<Value> = app
+        .store
+        .fired_alerts(&row.org_id, &period_start)
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .filter(|a| {
+            a.budget_id == row.id && a.revision == row.revision && a.period_start == period_start
+        })
+        .take(ALERTS_SHOWN)
+        .map(|a| {
+            json!({
+                "crossing": a.crossing,
+                "fired_at": chrono::DateTime::from_timestamp_millis(a.fired_ms)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "id": row.id,
+        "name": spec.name,
+        "amount_nanos": spec.amount,
+        "amount_usd": spec.amount.usd(),
+        "period": spec.period.as_str(),
+        "scope": scope_to_json(&spec.scope),
+        "thresholds": spec.thresholds,
+        "forecast_alert": spec.forecast_alert,
+        "revision": row.revision,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "currency": "USD",
+        "current": standing.to_json(&spec),
+        "alerts": alerts,
+    }))
+}
+
+fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn row_of(spec: &BudgetSpec, base: BudgetRow) -> BudgetRow {
+    let (scope, thresholds) = spec.stored_texts();
+    BudgetRow {
+        name: spec.name.trim().to_string(),
+        amount_nanos: spec.amount_nanos(),
+        period: spec.period.as_str().to_string(),
+        scope,
+        thresholds,
+        forecast_alert: spec.forecast_alert,
+        ..base
+    }
+}
+
+/// `GET /api/budgets`: the org's budgets, oldest first.
+pub async fn list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let s = member(&app, &headers).await?;
+    within_rate(&app, &app.rest_rates.costs, &s, "budgets")?;
+    let rows = app
+        .store
+        .budgets(&s.key().org_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut budgets = Vec::with_capacity(rows.len());
+    for row in &rows {
+        budgets.push(view(&app, &s, row).await?);
+    }
+    Ok(Json(json!({
+        "org_id": s.key().org_id,
+        "max_budgets": MAX_BUDGETS_PER_ORG,
+        "budgets": budgets,
+    })))
+}
+
+/// `POST /api/budgets`: 201 with the new budget.
+pub async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let s = member(&app, &headers).await?;
+    let spec = BudgetSpec::from_new(&body).map_err(ApiError::BadRequest)?;
+    let now = now_text();
+    let row = row_of(
+        &spec,
+        BudgetRow {
+            id: format!("bud_{}", uuid::Uuid::now_v7().simple()),
+            org_id: s.key().org_id.clone(),
+            name: String::new(),
+            amount_nanos: 0,
+            period: String::new(),
+            scope: String::new(),
+            thresholds: String::new(),
+            forecast_alert: false,
+            revision: 1,
+            created_by: s.key().user_id.clone(),
+            created_at: now.clone(),
+            updated_at: now,
+        },
+    );
+    app.store
+        .create_budget(&row, MAX_BUDGETS_PER_ORG)
+        .await
+        .map_err(|e| match e {
+            BudgetError::TooMany(..) => ApiError::LimitReached(e.to_string()),
+            BudgetError::Store(e) => ApiError::internal(e),
+        })?;
+    // Usage already over a threshold alerts now, not at the next ingest.
+    app.budgets.usage_changed(&row.org_id);
+    let v = view(&app, &s, &row).await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn found(app: &AppState, s: &UserSession, id: &str) -> Result<BudgetRow, ApiError> {
+    app.store
+        .budget(&s.key().org_id, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound)
+}
+
+/// `GET /api/budgets/{id}`.
+pub async fn one(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let s = member(&app, &headers).await?;
+    within_rate(&app, &app.rest_rates.costs, &s, "budgets")?;
+    let row = found(&app, &s, &id).await?;
+    Ok(Json(view(&app, &s, &row).await?))
+}
+
+/// `PATCH /api/budgets/{id}`: changes the fields given. A change of what the budget measures
+/// (anything but its name) starts a new revision, whose crossings alert afresh.
+pub async fn change(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let s = member(&app, &headers).await?;
+    let row = found(&app, &s, &id).await?;
+    let before = BudgetSpec::from_row(&row).map_err(|e| unreadable(&row, e))?;
+    let after = before
+        .clone()
+        .changed(&body)
+        .map_err(ApiError::BadRequest)?;
+    let revision = if before.measures_differently(&after) {
+        row.revision.saturating_add(1)
+    } else {
+        row.revision
+    };
+    let row = row_of(
+        &after,
+        BudgetRow {
+            revision,
+            updated_at: now_text(),
+            ..row
+        },
+    );
+    if !app
+        .store
+        .update_budget(&row)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::NotFound);
+    }
+    app.budgets.usage_changed(&row.org_id);
+    Ok(Json(view(&app, &s, &row).await?))
+}
+
+/// `DELETE /api/budgets/{id}`: 204; the alerts it fired stay in members' streams.
+pub async fn delete(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let s = member(&app, &headers).await?;
+    if app
+        .store
+        .delete_budget(&s.key().org_id, &id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
