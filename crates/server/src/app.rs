@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use apogee_analytics::formats::Limits;
-use apogee_store::{Store, UserKey};
+use apogee_store::{Store, UsageCacheLimits, UserKey};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -229,9 +229,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     }
     let connection_limits = connection_limits(&config);
-    let store = Store::open(&config.database_url).await?;
+    let store = Store::open(&config.database_url)
+        .await?
+        .with_usage_cache(UsageCacheLimits {
+            entries: config.usage_cache_entries,
+            bytes: config.usage_cache_bytes,
+        });
     let catalog = Arc::new(crate::prices::catalog(&config)?);
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    metrics.observe_usage_cache(store.usage_cache_stats());
+    let metrics = Arc::new(metrics);
     let limits = StreamLimits {
         replay_buffer: config.replay_buffer,
         event_retention: config.event_retention,
@@ -318,8 +325,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         budgets,
         connection_ids: Arc::new(AtomicU64::new(0)),
     };
-    let listener = TcpListener::bind(config.addr)
-        .await
+    let listener = crate::listener::bind(config.addr, config.listen_backlog)
         .map_err(|e| ServeError::Bind(config.addr, e))?;
     let addr = listener.local_addr()?;
     let metrics_task = match config.metrics_addr {

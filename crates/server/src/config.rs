@@ -83,6 +83,10 @@ pub struct Config {
     pub max_connections_per_ip: Option<usize>,
     /// WebSocket connections per user (HTTP 429 beyond); 32 when absent.
     pub max_connections_per_user: Option<usize>,
+    /// Completed TCP handshakes the kernel queues for `accept` (`listen(2)`'s backlog; capped
+    /// by `net.core.somaxconn`): a storm of clients connecting at once beyond it is dropped
+    /// and retries a second later.
+    pub listen_backlog: u32,
     /// How long a client has to send a request's headers; also how long a keep-alive
     /// connection may sit idle between requests.
     pub header_timeout_ms: u64,
@@ -98,6 +102,10 @@ pub struct Config {
     pub costs_per_minute: u32,
     /// `GET /api/recommendations` calls per user per minute (HTTP 429 beyond).
     pub recommendations_per_minute: u32,
+    /// Usage reads the analysis cache keeps (per org and data version), and their size in
+    /// bytes at most (`apogee_store::UsageCacheLimits`).
+    pub usage_cache_entries: usize,
+    pub usage_cache_bytes: usize,
     /// Every org's budgets are evaluated this often (besides after each ingest batch).
     pub budget_eval_ms: u64,
     /// Serve `/metrics` on this address instead of the main listener.
@@ -145,6 +153,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     max_connections_per_user: Option<usize>,
+    listen_backlog: Option<u32>,
     header_timeout_ms: Option<u64>,
     body_timeout_ms: Option<u64>,
     max_records_per_request: Option<usize>,
@@ -152,6 +161,8 @@ struct FileConfig {
     max_concurrent_ingests: Option<usize>,
     costs_per_minute: Option<u32>,
     recommendations_per_minute: Option<u32>,
+    usage_cache_entries: Option<usize>,
+    usage_cache_bytes: Option<usize>,
     budget_eval_ms: Option<u64>,
     metrics_addr: Option<String>,
     metrics_token: Option<String>,
@@ -233,6 +244,7 @@ impl Config {
             (APOGEE_MAX_CONNECTIONS, max_connections, parse_num),
             (APOGEE_MAX_CONNECTIONS_PER_IP, max_connections_per_ip, parse_num),
             (APOGEE_MAX_CONNECTIONS_PER_USER, max_connections_per_user, parse_num),
+            (APOGEE_LISTEN_BACKLOG, listen_backlog, parse_num),
             (APOGEE_HEADER_TIMEOUT_MS, header_timeout_ms, parse_num),
             (APOGEE_BODY_TIMEOUT_MS, body_timeout_ms, parse_num),
             (APOGEE_MAX_RECORDS_PER_REQUEST, max_records_per_request, parse_num),
@@ -240,6 +252,8 @@ impl Config {
             (APOGEE_MAX_CONCURRENT_INGESTS, max_concurrent_ingests, parse_num),
             (APOGEE_COSTS_PER_MINUTE, costs_per_minute, parse_num),
             (APOGEE_RECOMMENDATIONS_PER_MINUTE, recommendations_per_minute, parse_num),
+            (APOGEE_USAGE_CACHE_ENTRIES, usage_cache_entries, parse_num),
+            (APOGEE_USAGE_CACHE_BYTES, usage_cache_bytes, parse_num),
             (APOGEE_BUDGET_EVAL_MS, budget_eval_ms, parse_num),
             (APOGEE_METRICS_ADDR, metrics_addr, text),
             (APOGEE_METRICS_TOKEN, metrics_token, text),
@@ -360,6 +374,12 @@ impl Config {
                 "event_retention must be at least 100; messages_per_minute and message_burst at least 1".into(),
             ));
         }
+        let listen_backlog = f.listen_backlog.unwrap_or(1024);
+        if listen_backlog == 0 || i32::try_from(listen_backlog).is_err() {
+            return Err(ConfigError::Invalid(
+                "listen_backlog must be between 1 and 2147483647".into(),
+            ));
+        }
         let header_timeout_ms = f.header_timeout_ms.unwrap_or(10_000);
         let body_timeout_ms = f.body_timeout_ms.unwrap_or(60_000);
         if header_timeout_ms < 100 || body_timeout_ms < 100 {
@@ -431,6 +451,7 @@ impl Config {
             max_connections: f.max_connections,
             max_connections_per_ip: f.max_connections_per_ip,
             max_connections_per_user: f.max_connections_per_user,
+            listen_backlog,
             header_timeout_ms,
             body_timeout_ms,
             max_records_per_request: f.max_records_per_request.unwrap_or(50_000),
@@ -438,6 +459,8 @@ impl Config {
             max_concurrent_ingests: f.max_concurrent_ingests.unwrap_or(4),
             costs_per_minute,
             recommendations_per_minute,
+            usage_cache_entries: f.usage_cache_entries.unwrap_or(4096),
+            usage_cache_bytes: f.usage_cache_bytes.unwrap_or(64 * 1024 * 1024),
             budget_eval_ms: f.budget_eval_ms.unwrap_or(60_000),
             metrics_addr,
             metrics_token,
@@ -538,6 +561,14 @@ mod tests {
             "derived at start from the open-file limit"
         );
         assert_eq!(c.header_timeout_ms, 10_000);
+        assert_eq!(c.listen_backlog, 1024);
+        assert_eq!(
+            load(&[("APOGEE_LISTEN_BACKLOG", "4096")])
+                .unwrap()
+                .listen_backlog,
+            4096
+        );
+        assert!(load(&[("APOGEE_LISTEN_BACKLOG", "0")]).is_err());
         assert!(load(&[("APOGEE_MAX_CONNECTIONS_PER_IP", "0")]).is_err());
         assert!(load(&[("APOGEE_HEADER_TIMEOUT_MS", "5")]).is_err());
         assert!(load(&[("APOGEE_METRICS_ADDR", "nowhere")]).is_err());

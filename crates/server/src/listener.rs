@@ -9,6 +9,10 @@
 //!   bound a new connection takes the place of the one that has been idle longest (no request
 //!   in flight, not upgraded): sockets that say nothing cannot lock everyone else out.
 //!
+//! The socket is bound by [`bind`], with the configured listen backlog: the kernel queues that
+//! many completed handshakes for `accept` and drops SYNs beyond (the client retries after a
+//! second), so a storm of clients connecting at once needs a deeper queue than the usual 128.
+//!
 //! A refused connection gets a canned `503` and is closed unread. The bookkeeping is
 //! `Table`, pure and unit-tested; a socket's place in it is held by the IO object itself
 //! (`TrackedIo`), so it is released exactly when the socket closes, also after an upgrade
@@ -33,7 +37,7 @@ use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -117,6 +121,22 @@ impl ConnectionLimits {
 pub struct ListenerConfig {
     pub limits: ConnectionLimits,
     pub header_timeout: Duration,
+}
+
+/// Binds a listening socket on `addr` whose accept queue holds `backlog` connections (the
+/// kernel caps it at `net.core.somaxconn`). Like tokio's own `bind`, it sets `SO_REUSEADDR`
+/// on Unix, so a restarted server takes its port back while old connections sit in
+/// `TIME_WAIT`.
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Runs until `shutdown`: accepts, admits and serves connections with `app`. Then stops
@@ -630,6 +650,37 @@ mod tests {
         assert_eq!(t.admit(ip(3), 99).err(), Some(Refusal::Full));
         t.remove(evicted[0]);
         assert!(t.admit(ip(3), 100).is_ok(), "room once one has closed");
+    }
+
+    /// The backlog is what the kernel queues: with nobody accepting, `backlog + 1` handshakes
+    /// complete (Linux admits while the queue is not above the backlog) and the next SYN is
+    /// dropped, so that connect is still pending after its peers are all established.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_accept_queue_holds_the_configured_backlog() {
+        for backlog in [2_u32, 5] {
+            let listener = bind("127.0.0.1:0".parse().unwrap(), backlog).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut queued = Vec::new();
+            for _ in 0..=backlog {
+                let connect = TcpStream::connect(addr);
+                queued.push(
+                    tokio::time::timeout(Duration::from_secs(5), connect)
+                        .await
+                        .expect("a connection within the backlog is established")
+                        .unwrap(),
+                );
+            }
+            let beyond = tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr));
+            assert!(
+                beyond.await.is_err(),
+                "connection {} was queued past a backlog of {backlog}",
+                backlog + 2
+            );
+            // Accepting one makes room again.
+            let (first, _) = listener.accept().await.unwrap();
+            drop(first);
+        }
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! Prometheus metrics of the server, exposed at `/metrics` in the OpenMetrics text format.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use apogee_store::UsageCacheStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -234,6 +238,13 @@ impl Metrics {
         m
     }
 
+    /// Exports the store's cache of usage reads (hits, reads that shared one in flight,
+    /// misses, evictions, entries and bytes held), read at each scrape.
+    pub fn observe_usage_cache(&mut self, stats: UsageCacheStats) {
+        self.registry
+            .register_collector(Box::new(UsageCacheCollector(stats)));
+    }
+
     /// The text exposition, with the process's resident memory added.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -253,6 +264,59 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[derive(Debug)]
+struct UsageCacheCollector(UsageCacheStats);
+
+impl Collector for UsageCacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let counters = [
+            (
+                "usage_cache_hits",
+                "Usage reads answered from the cache",
+                s.hits(),
+            ),
+            (
+                "usage_cache_shared",
+                "Usage reads that took the result of an identical read in flight",
+                s.shared(),
+            ),
+            (
+                "usage_cache_misses",
+                "Usage reads that ran their query",
+                s.misses(),
+            ),
+            (
+                "usage_cache_evictions",
+                "Cached usage reads dropped for room or because their org's usage changed",
+                s.evictions(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            ("usage_cache_entries", "Usage reads cached", s.entries()),
+            (
+                "usage_cache_bytes",
+                "Size of the cached usage reads",
+                s.bytes(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,8 +1,10 @@
 //! Persistence for Apogee: per-user event streams with `seq` assignment, threads, messages and
-//! runs, budgets and the alerts they fired, org members, WebSocket tickets, browser sessions and sign-ins in progress, node leases, and the
-//! org's usage records with the queries analyses run over them. Runs on SQLite (embedded
-//! default: one writer connection, several readers, WAL; one node) or on PostgreSQL (one pool;
-//! several nodes may share the database). The public API and the queries are the same on both;
+//! runs, budgets and the alerts they fired, org members, WebSocket tickets, browser sessions
+//! and sign-ins in progress, node leases, and the org's usage records with the queries
+//! analyses run over them (each computed once per data version of the org: `usage_cache`).
+//! Runs on SQLite (embedded default: one writer connection, several readers, WAL; one node) or
+//! on PostgreSQL (one pool; several nodes may share the database). The public API and the
+//! queries are the same on both;
 //! see the `db` module for how. Knows nothing of WebSocket, HTTP or agents.
 
 mod budgets;
@@ -19,6 +21,7 @@ mod rollup;
 pub mod test_support;
 mod tickets;
 mod usage;
+mod usage_cache;
 mod web_sessions;
 mod webhooks;
 
@@ -30,6 +33,7 @@ pub use events::{NewEvent, StoredEvent};
 pub use org_usage::OrgUsage;
 pub use tickets::{Redeemed, TicketGrant};
 pub use usage::{IngestSummary, UsageSelection};
+pub use usage_cache::{UsageCacheLimits, UsageCacheStats};
 pub use web_sessions::{PendingLogin, WebSession};
 pub use webhooks::{DeliveryStats, DueDelivery, WebhookRow};
 
@@ -58,6 +62,7 @@ pub struct UserKey {
 pub struct Store {
     db: Db,
     committer: committer::Committer,
+    usage_cache: std::sync::Arc<usage_cache::UsageCache>,
 }
 
 impl Store {
@@ -71,7 +76,25 @@ impl Store {
             open_sqlite(url).await?
         };
         let committer = committer::Committer::start(db.clone());
-        Ok(Store { db, committer })
+        Ok(Store {
+            db,
+            committer,
+            usage_cache: std::sync::Arc::new(usage_cache::UsageCache::new(
+                UsageCacheLimits::default(),
+            )),
+        })
+    }
+
+    /// Replaces the cache of usage reads with an empty one bounded by `limits`; for use right
+    /// after [`Store::open`], before any [`Store::org_usage`] handle is made.
+    pub fn with_usage_cache(mut self, limits: UsageCacheLimits) -> Store {
+        self.usage_cache = std::sync::Arc::new(usage_cache::UsageCache::new(limits));
+        self
+    }
+
+    /// The counters of the cache of usage reads, for metrics.
+    pub fn usage_cache_stats(&self) -> UsageCacheStats {
+        self.usage_cache.stats()
     }
 
     /// Which engine this store runs on: only PostgreSQL may be shared by several nodes.
@@ -89,7 +112,11 @@ impl Store {
 
     /// Usage queries bound to one org.
     pub fn org_usage(&self, org_id: &str) -> OrgUsage {
-        OrgUsage::new(self.db.clone(), org_id.to_string())
+        OrgUsage::new(
+            self.db.clone(),
+            org_id.to_string(),
+            std::sync::Arc::clone(&self.usage_cache),
+        )
     }
 
     pub async fn close(&self) {

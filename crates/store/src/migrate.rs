@@ -21,6 +21,7 @@ const SYNTHETIC_USAGE: Migration = (8, include_str!("../migrations/0008_syntheti
 const RUN_PLANS: Migration = (10, include_str!("../migrations/0010_run_plans.sql"));
 const BUDGETS: Migration = (11, include_str!("../migrations/0011_budgets.sql"));
 const WEB_SESSIONS: Migration = (12, include_str!("../migrations/0012_web_sessions.sql"));
+const USAGE_VERSIONS: Migration = (13, include_str!("../migrations/0013_usage_versions.sql"));
 const WEBHOOKS: Migration = (14, include_str!("../migrations/0014_webhooks.sql"));
 
 const SQLITE: &[Migration] = &[
@@ -35,6 +36,7 @@ const SQLITE: &[Migration] = &[
     RUN_PLANS,
     BUDGETS,
     WEB_SESSIONS,
+    USAGE_VERSIONS,
     WEBHOOKS,
 ];
 
@@ -55,6 +57,7 @@ const POSTGRES: &[Migration] = &[
     RUN_PLANS,
     BUDGETS,
     WEB_SESSIONS,
+    USAGE_VERSIONS,
     WEBHOOKS,
 ];
 

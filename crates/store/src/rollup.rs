@@ -237,9 +237,9 @@ impl RollupDelta {
 }
 
 /// Adds a [`RollupDelta`]'s sums to the org's rollups (`sign` 1) or takes them away (`sign`
-/// -1, after a delete), then drops rollup rows no raw row backs any more; inside the
-/// transaction `tx` (`&mut Transaction` of either backend) that inserted or deleted the rows.
-/// A macro so one text serves both backends' transaction types.
+/// -1, after a delete), then drops rollup rows no raw row backs any more, and bumps the org's
+/// data version; inside the transaction `tx` (`&mut Transaction` of either backend) that
+/// inserted or deleted the rows. A macro so one text serves both backends' transaction types.
 macro_rules! apply_delta {
     ($tx:expr, $delta:expr, $org_id:expr, $sign:expr) => {{
         let (tx, delta, org_id, sign): (_, &$crate::rollup::RollupDelta, &str, i64) =
@@ -300,6 +300,14 @@ macro_rules! apply_delta {
         }
         if sign < 0 && !tag_entries.is_empty() {
             sqlx::query("DELETE FROM usage_hourly_tags WHERE org_id = $1 AND row_count <= 0")
+                .bind(org_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        // The org's usage changed: cached reads of it are out of date (`usage_cache`). Last,
+        // so concurrent ingests (PostgreSQL) take this row's lock after their rollup rows'.
+        if delta.rows() > 0 {
+            sqlx::query($crate::usage_cache::BUMP_VERSION)
                 .bind(org_id)
                 .execute(&mut **tx)
                 .await?;

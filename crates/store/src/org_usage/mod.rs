@@ -13,8 +13,11 @@
 //! (`COLLATE "C"` on PostgreSQL) and only tag lookups and the insertion-order tiebreak
 //! differ by dialect. Rows ordered by cost are sorted here, on the exact sums.
 
+use std::sync::Arc;
+
 use crate::db::{Cols, Db, Sums, on_read};
 use crate::rollup;
+use crate::usage_cache::UsageCache;
 use apogee_analytics::{
     BatchCandidate, CostRow, FeatureModelCost, InputBand, LatencySlice, ModelMix, Nanos,
     OrgUsageQueries, OutputTail, Period, QueryError, RepeatProfile, TagCount, TrafficProfile,
@@ -23,9 +26,17 @@ use apogee_analytics::{
 use async_trait::async_trait;
 use recommender_inputs::mix;
 
-/// Usage queries bound to one org. Obtained from [`crate::Store::org_usage`].
+/// Usage queries bound to one org, answered through the store's cache of usage reads
+/// (computed once per data version of the org). Obtained from [`crate::Store::org_usage`].
 #[derive(Clone)]
 pub struct OrgUsage {
+    raw: RawUsage,
+    cache: Arc<UsageCache>,
+}
+
+/// The queries themselves, over the database, uncached.
+#[derive(Clone)]
+struct RawUsage {
     db: Db,
     org_id: String,
 }
@@ -115,17 +126,125 @@ fn cost_row(r: &impl Cols) -> Result<CostRow, sqlx::Error> {
 }
 
 impl OrgUsage {
-    pub(crate) fn new(db: Db, org_id: String) -> Self {
-        Self { db, org_id }
+    pub(crate) fn new(db: Db, org_id: String, cache: Arc<UsageCache>) -> Self {
+        Self {
+            raw: RawUsage { db, org_id },
+            cache,
+        }
     }
 
     pub fn org_id(&self) -> &str {
-        &self.org_id
+        &self.raw.org_id
+    }
+
+    /// The org's data version: bumped by every transaction that changes its usage
+    /// (`rollup::apply_delta!`), 0 before the first.
+    async fn data_version(&self) -> Result<i64, QueryError> {
+        let version: Option<i64> = on_read!(&self.raw.db, pool => {
+            sqlx::query_scalar("SELECT version FROM usage_versions WHERE org_id = $1")
+                .bind(&self.raw.org_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(backend)?
+        });
+        Ok(version.unwrap_or(0))
+    }
+
+    /// `read` (the query `method` with `args`) at the org's current data version, from the
+    /// cache or computed once.
+    async fn cached<T>(
+        &self,
+        method: &str,
+        args: impl serde::Serialize,
+        read: impl Future<Output = Result<T, QueryError>>,
+    ) -> Result<T, QueryError>
+    where
+        T: Clone + serde::Serialize + Send + Sync + 'static,
+    {
+        let version = self.data_version().await?;
+        let args = serde_json::to_string(&args)
+            .map_err(|e| QueryError::Backend(format!("usage cache key: {e}")))?;
+        self.cache
+            .get_or_compute(&self.raw.org_id, version, format!("{method}{args}"), read)
+            .await
     }
 }
 
 #[async_trait]
 impl OrgUsageQueries for OrgUsage {
+    async fn aggregate(&self, q: &UsageQuery) -> Result<UsageSlice, QueryError> {
+        self.cached("aggregate", q, self.raw.aggregate(q)).await
+    }
+
+    async fn latency(&self, q: &UsageQuery) -> Result<LatencySlice, QueryError> {
+        self.cached("latency", q, self.raw.latency(q)).await
+    }
+
+    async fn model_mix(&self, q: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
+        self.cached("model_mix", q, self.raw.model_mix(q)).await
+    }
+
+    async fn tags(&self, period: &Period) -> Result<Vec<TagCount>, QueryError> {
+        self.cached("tags", period, self.raw.tags(period)).await
+    }
+
+    async fn traffic_profile(
+        &self,
+        period: &Period,
+        model: &str,
+        max_input_tokens: i64,
+        max_output_tokens: i64,
+    ) -> Result<TrafficProfile, QueryError> {
+        let read = self
+            .raw
+            .traffic_profile(period, model, max_input_tokens, max_output_tokens);
+        let args = (period, model, max_input_tokens, max_output_tokens);
+        self.cached("traffic_profile", args, read).await
+    }
+
+    async fn repeated_prompts(&self, period: &Period) -> Result<RepeatProfile, QueryError> {
+        let read = self.raw.repeated_prompts(period);
+        self.cached("repeated_prompts", period, read).await
+    }
+
+    async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        let read = self.raw.batch_candidates(period);
+        self.cached("batch_candidates", period, read).await
+    }
+
+    async fn breakdown_feature_model(
+        &self,
+        period: &Period,
+    ) -> Result<Vec<FeatureModelCost>, QueryError> {
+        let read = self.raw.breakdown_feature_model(period);
+        self.cached("breakdown_feature_model", period, read).await
+    }
+
+    async fn output_tails(
+        &self,
+        period: &Period,
+        percentile: i64,
+    ) -> Result<Vec<OutputTail>, QueryError> {
+        let read = self.raw.output_tails(period, percentile);
+        self.cached("output_tails", (period, percentile), read)
+            .await
+    }
+
+    async fn input_band(
+        &self,
+        period: &Period,
+        model: &str,
+        above: i64,
+        up_to: i64,
+    ) -> Result<InputBand, QueryError> {
+        let read = self.raw.input_band(period, model, above, up_to);
+        self.cached("input_band", (period, model, above, up_to), read)
+            .await
+    }
+}
+
+#[async_trait]
+impl OrgUsageQueries for RawUsage {
     async fn aggregate(&self, q: &UsageQuery) -> Result<UsageSlice, QueryError> {
         widening!(&self.db, sums => slice::aggregate(&self.db, &self.org_id, q, sums).await)
     }

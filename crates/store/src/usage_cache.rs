@@ -1,0 +1,434 @@
+//! Results of usage reads, computed once per org and data version.
+//!
+//! Every transaction that changes an org's usage (ingest, delete, demo reload: the ones that
+//! change its rollups, `rollup::apply_delta!`) also bumps the org's row of `usage_versions`,
+//! in the same transaction. A read through [`crate::OrgUsage`] first reads that version, then
+//! looks for its call (the query method and its arguments, the period included) under it: an
+//! answer cached under an older version is never returned, so no figure is stale once an
+//! ingest has committed, on this node or any other sharing the database.
+//!
+//! Identical reads in flight share one computation (a per-entry `OnceCell`: the first caller
+//! computes, the others wait for its result). The cache is bounded in entries and in bytes
+//! (a result's size as JSON, plus its key), least recently used first out; seeing a newer
+//! version of an org drops all of that org's older entries at once. A read that finds the
+//! cache already at a newer version than its own (it read the version just before a commit)
+//! is computed and not kept.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use apogee_analytics::QueryError;
+use serde::Serialize;
+use tokio::sync::OnceCell;
+
+/// How much the cache may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageCacheLimits {
+    /// Cached reads, in flight ones included.
+    pub entries: usize,
+    /// Their size, bytes (each result as JSON, plus its key).
+    pub bytes: usize,
+}
+
+impl Default for UsageCacheLimits {
+    /// 4,096 reads and 64 MiB: a full analysis makes a few dozen reads, most of a few KiB.
+    fn default() -> Self {
+        UsageCacheLimits {
+            entries: 4096,
+            bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Counters and sizes of the cache, shared with whoever exports them (the server's
+/// `/metrics`). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct UsageCacheStats(Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    shared: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    entries: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl UsageCacheStats {
+    /// Reads answered from a finished entry.
+    pub fn hits(&self) -> u64 {
+        self.0.hits.load(Ordering::Relaxed)
+    }
+
+    /// Reads that waited for an identical read in flight and took its result.
+    pub fn shared(&self) -> u64 {
+        self.0.shared.load(Ordering::Relaxed)
+    }
+
+    /// Reads that ran their query.
+    pub fn misses(&self) -> u64 {
+        self.0.misses.load(Ordering::Relaxed)
+    }
+
+    /// Entries dropped to stay within the limits or because their org's data changed.
+    pub fn evictions(&self) -> u64 {
+        self.0.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Entries held now.
+    pub fn entries(&self) -> u64 {
+        self.0.entries.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> u64 {
+        self.0.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Bumps an org's data version (`$1`); run by `rollup::apply_delta!` in the transaction that
+/// changed the org's usage.
+pub(crate) const BUMP_VERSION: &str = "INSERT INTO usage_versions (org_id, version) VALUES ($1, 1)
+     ON CONFLICT (org_id) DO UPDATE SET version = usage_versions.version + 1";
+
+type Value = Arc<dyn Any + Send + Sync>;
+
+struct Slot {
+    cell: Arc<OnceCell<Value>>,
+    /// 0 until its result is in.
+    bytes: usize,
+    /// Its place in [`Inner::lru`].
+    tick: u64,
+}
+
+#[derive(Default)]
+struct OrgEntries {
+    version: i64,
+    calls: HashMap<String, Slot>,
+}
+
+#[derive(Default)]
+struct Inner {
+    orgs: HashMap<String, OrgEntries>,
+    /// (org, call) by last use, oldest first.
+    lru: BTreeMap<u64, (String, String)>,
+    tick: u64,
+    entries: usize,
+    bytes: usize,
+}
+
+/// See the module doc. One per [`crate::Store`].
+pub(crate) struct UsageCache {
+    limits: UsageCacheLimits,
+    inner: Mutex<Inner>,
+    stats: UsageCacheStats,
+}
+
+impl UsageCache {
+    pub(crate) fn new(limits: UsageCacheLimits) -> UsageCache {
+        UsageCache {
+            limits: UsageCacheLimits {
+                entries: limits.entries.max(1),
+                bytes: limits.bytes,
+            },
+            inner: Mutex::new(Inner::default()),
+            stats: UsageCacheStats::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> UsageCacheStats {
+        self.stats.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every change below leaves the maps consistent before anything can panic.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The result of `call` on `org`'s usage at `version`: cached, shared with an identical
+    /// read in flight, or computed by `compute` (and kept).
+    pub(crate) async fn get_or_compute<T, F>(
+        &self,
+        org: &str,
+        version: i64,
+        call: String,
+        compute: F,
+    ) -> Result<T, QueryError>
+    where
+        T: Clone + Serialize + Send + Sync + 'static,
+        F: Future<Output = Result<T, QueryError>>,
+    {
+        let Some(cell) = self.cell(org, version, &call) else {
+            self.stats.0.misses.fetch_add(1, Ordering::Relaxed);
+            return compute.await;
+        };
+        if let Some(v) = cell.get().and_then(|v| v.downcast_ref::<T>()) {
+            self.stats.0.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v.clone());
+        }
+        let mut computed = None;
+        let value = cell
+            .get_or_try_init(|| async {
+                let v = compute.await?;
+                let bytes = serde_json::to_vec(&v).map_or(0, |j| j.len());
+                computed = Some(bytes);
+                Ok::<Value, QueryError>(Arc::new(v))
+            })
+            .await;
+        let value = match value {
+            Ok(v) => Arc::clone(v),
+            Err(e) => {
+                self.forget_empty(org, &call, &cell);
+                return Err(e);
+            }
+        };
+        match computed {
+            Some(bytes) => {
+                self.stats.0.misses.fetch_add(1, Ordering::Relaxed);
+                self.settle(org, &call, &cell, bytes + org.len() + call.len());
+            }
+            None => {
+                self.stats.0.shared.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        match value.downcast_ref::<T>() {
+            Some(v) => Ok(v.clone()),
+            // A call's text names its method, so one call always has one type.
+            None => Err(QueryError::Backend(format!(
+                "usage cache: `{call}` holds another type"
+            ))),
+        }
+    }
+
+    /// The entry for `call` at `version`, made if needed; `None` when the cache already holds
+    /// a newer version of the org (this read is late and must not be kept).
+    fn cell(&self, org: &str, version: i64, call: &str) -> Option<Arc<OnceCell<Value>>> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let entries = inner.orgs.entry(org.to_string()).or_default();
+        if version < entries.version {
+            return None;
+        }
+        if version > entries.version {
+            let stale = std::mem::take(&mut entries.calls);
+            entries.version = version;
+            for slot in stale.values() {
+                inner.lru.remove(&slot.tick);
+                inner.entries -= 1;
+                inner.bytes -= slot.bytes;
+            }
+            self.stats
+                .0
+                .evictions
+                .fetch_add(stale.len() as u64, Ordering::Relaxed);
+        }
+        inner.tick += 1;
+        let tick = inner.tick;
+        let cell = match inner.orgs.get_mut(org).and_then(|e| e.calls.get_mut(call)) {
+            Some(slot) => {
+                inner.lru.remove(&slot.tick);
+                slot.tick = tick;
+                Arc::clone(&slot.cell)
+            }
+            None => {
+                let cell = Arc::new(OnceCell::new());
+                if let Some(e) = inner.orgs.get_mut(org) {
+                    e.calls.insert(
+                        call.to_string(),
+                        Slot {
+                            cell: Arc::clone(&cell),
+                            bytes: 0,
+                            tick,
+                        },
+                    );
+                }
+                inner.entries += 1;
+                cell
+            }
+        };
+        inner.lru.insert(tick, (org.to_string(), call.to_string()));
+        self.evict(inner);
+        Some(cell)
+    }
+
+    /// Records the size of a computed entry (if it is still held) and evicts down to the
+    /// limits.
+    fn settle(&self, org: &str, call: &str, cell: &Arc<OnceCell<Value>>, bytes: usize) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if let Some(slot) = inner
+            .orgs
+            .get_mut(org)
+            .and_then(|e| e.calls.get_mut(call))
+            .filter(|s| Arc::ptr_eq(&s.cell, cell))
+        {
+            inner.bytes = inner.bytes - slot.bytes + bytes;
+            slot.bytes = bytes;
+        }
+        self.evict(inner);
+    }
+
+    /// Drops an entry whose computation failed, so the next read tries again.
+    fn forget_empty(&self, org: &str, call: &str, cell: &Arc<OnceCell<Value>>) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(entries) = inner.orgs.get_mut(org) else {
+            return;
+        };
+        if entries
+            .calls
+            .get(call)
+            .is_some_and(|s| Arc::ptr_eq(&s.cell, cell) && s.cell.get().is_none())
+            && let Some(slot) = entries.calls.remove(call)
+        {
+            inner.lru.remove(&slot.tick);
+            inner.entries -= 1;
+            inner.bytes -= slot.bytes;
+        }
+        self.publish_sizes(inner);
+    }
+
+    /// Drops least recently used entries until within the limits (a read in flight whose
+    /// entry goes still gets its result; it is just not kept), and orgs left without any.
+    fn evict(&self, inner: &mut Inner) {
+        while inner.entries > self.limits.entries || inner.bytes > self.limits.bytes {
+            let Some((_, (org, call))) = inner.lru.pop_first() else {
+                break;
+            };
+            if let Some(slot) = inner
+                .orgs
+                .get_mut(&org)
+                .and_then(|entries| entries.calls.remove(&call))
+            {
+                inner.entries -= 1;
+                inner.bytes -= slot.bytes;
+                self.stats.0.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Orgs without entries are forgotten only when there are many: a read at an org's
+        // latest version clears whatever an older one left, so forgetting is always safe.
+        if inner.orgs.len() > self.limits.entries {
+            inner.orgs.retain(|_, e| !e.calls.is_empty());
+        }
+        self.publish_sizes(inner);
+    }
+
+    fn publish_sizes(&self, inner: &Inner) {
+        self.stats
+            .0
+            .entries
+            .store(inner.entries as u64, Ordering::Relaxed);
+        self.stats
+            .0
+            .bytes
+            .store(inner.bytes as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn cache(entries: usize, bytes: usize) -> UsageCache {
+        UsageCache::new(UsageCacheLimits { entries, bytes })
+    }
+
+    async fn read(c: &UsageCache, org: &str, version: i64, call: &str, value: u64) -> u64 {
+        c.get_or_compute(org, version, call.to_string(), async move { Ok(value) })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_result_is_kept_per_org_call_and_version() {
+        let c = cache(100, 1 << 20);
+        assert_eq!(read(&c, "a", 1, "totals", 10).await, 10);
+        assert_eq!(read(&c, "a", 1, "totals", 11).await, 10, "cached");
+        assert_eq!(read(&c, "b", 1, "totals", 12).await, 12, "another org");
+        assert_eq!(read(&c, "a", 1, "tags", 13).await, 13, "another call");
+        assert_eq!((c.stats().hits(), c.stats().misses()), (1, 3));
+        // New data: recomputed, and the org's older entries are gone.
+        assert_eq!(read(&c, "a", 2, "totals", 20).await, 20);
+        assert_eq!(c.stats().entries(), 2, "b's totals and a's new totals");
+        // A reader that saw the version before the change gets a fresh result, not kept.
+        assert_eq!(read(&c, "a", 1, "totals", 14).await, 14);
+        assert_eq!(read(&c, "a", 2, "totals", 21).await, 20);
+    }
+
+    #[tokio::test]
+    async fn identical_reads_in_flight_share_one_computation() {
+        let c = Arc::new(cache(100, 1 << 20));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (c, runs, gate) = (Arc::clone(&c), Arc::clone(&runs), Arc::clone(&gate));
+            tasks.push(tokio::spawn(async move {
+                c.get_or_compute("a", 1, "slow".into(), async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    gate.notified().await;
+                    Ok(7_u64)
+                })
+                .await
+            }));
+        }
+        // Every task is waiting on the one computation before it may finish.
+        while c.stats().shared() + c.stats().misses() == 0 && runs.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_one();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 7);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(c.stats().misses(), 1);
+        assert_eq!(c.stats().shared() + c.stats().hits(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_not_kept() {
+        let c = cache(100, 1 << 20);
+        let failed: Result<u64, _> = c
+            .get_or_compute("a", 1, "totals".into(), async {
+                Err(QueryError::Backend("down".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(c.stats().entries(), 0);
+        assert_eq!(read(&c, "a", 1, "totals", 5).await, 5);
+    }
+
+    #[tokio::test]
+    async fn entries_and_bytes_stay_within_the_limits() {
+        let c = cache(3, 1 << 20);
+        for i in 0..10 {
+            read(&c, "a", 1, &format!("call{i}"), i).await;
+        }
+        assert_eq!(c.stats().entries(), 3);
+        // The most recent stayed; the first was evicted.
+        assert_eq!(read(&c, "a", 1, "call9", 99).await, 9);
+        assert_eq!(read(&c, "a", 1, "call0", 99).await, 99);
+        // Each entry here is "a" + "callN" + one JSON digit = 7 bytes: 20 bytes hold two.
+        let c = cache(100, 20);
+        for i in 0..10 {
+            read(&c, "a", 1, &format!("call{i}"), i).await;
+            assert!(c.stats().bytes() <= 20, "{}", c.stats().bytes());
+        }
+        assert_eq!(c.stats().entries(), 2);
+        // Larger than the whole budget: computed, returned, not kept.
+        let big = c
+            .get_or_compute("a", 1, "big".into(), async { Ok("x".repeat(100)) })
+            .await
+            .unwrap();
+        assert_eq!(big.len(), 100);
+        assert!(c.stats().bytes() <= 20);
+    }
+}
