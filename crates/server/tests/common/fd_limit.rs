@@ -4,10 +4,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-use super::{Server, TEST_LOG, WAIT, binary};
+use super::{Server, apogee};
 
 impl Server {
     /// Like [`Server::start`], with at most `open_files` descriptors for the process.
@@ -16,11 +13,11 @@ impl Server {
         env: &[(&str, &str)],
         open_files: u64,
     ) -> Server {
-        let mut cmd = Command::new(binary());
+        // The same clean environment as every test server.
+        let mut cmd = apogee();
         cmd.arg("serve")
             .env("APOGEE_ADDR", "127.0.0.1:0")
             .env("APOGEE_DATA_DIR", dir)
-            .env("RUST_LOG", TEST_LOG)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -32,22 +29,6 @@ impl Server {
                 rlimit::setrlimit(rlimit::Resource::NOFILE, open_files, open_files)
             });
         }
-        let mut child = cmd.spawn().expect("spawn apogee serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("server printed nothing in time")
-            .expect("read stdout")
-            .expect("server exited before listening");
-        let addr = line
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_string();
-        Server {
-            addr,
-            dir: dir.to_path_buf(),
-            child,
-        }
+        Server::spawn(cmd, dir).await
     }
 }

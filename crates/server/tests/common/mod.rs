@@ -101,6 +101,11 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Server::spawn(cmd, dir).await
+    }
+
+    /// Spawns `cmd` (an `apogee serve` with stdout piped) and waits for its listening line.
+    pub(crate) async fn spawn(mut cmd: Command, dir: &Path) -> Server {
         let mut child = cmd.spawn().expect("spawn apogee serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
