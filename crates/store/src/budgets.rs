@@ -120,6 +120,36 @@ fn fired_alert(r: &impl Cols) -> Result<FiredAlert, sqlx::Error> {
     })
 }
 
+/// The statement that serialises creations of one org's rows within a transaction: on
+/// PostgreSQL an advisory lock on the org, so two nodes creating at once cannot both pass a
+/// limit; SQLite's one writer connection already serialises them.
+pub(crate) fn org_lock(db: &crate::db::Db) -> &'static str {
+    db.pick("SELECT $1", "SELECT pg_advisory_xact_lock(hashtext($1))")
+}
+
+/// Inside the transaction `$tx`: takes the org's lock (`org_lock`), counts the org's rows of
+/// `$table` and returns [`BudgetError::TooMany`] when there are already `$max`. A macro so one
+/// text serves both backends' transaction types.
+macro_rules! refuse_past_limit {
+    ($tx:expr, $lock:expr, $table:literal, $org:expr, $max:expr) => {{
+        let (tx, org, max): (_, &str, usize) = ($tx, $org, $max);
+        sqlx::query($lock).bind(org).execute(&mut **tx).await?;
+        let count: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM ",
+            $table,
+            " WHERE org_id = $1"
+        ))
+        .bind(org)
+        .fetch_one(&mut **tx)
+        .await?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+            return Err(BudgetError::TooMany(max, $table));
+        }
+    }};
+}
+
+pub(crate) use refuse_past_limit;
+
 impl Store {
     /// Stores a new budget unless its org already has `max_per_org`. The count and the insert
     /// share a transaction; on PostgreSQL the org's budgets are locked first, so two nodes
@@ -129,20 +159,10 @@ impl Store {
         budget: &BudgetRow,
         max_per_org: usize,
     ) -> Result<(), BudgetError> {
-        // SQLite's one writer connection already serialises creations.
-        let lock = self
-            .db
-            .pick("SELECT $1", "SELECT pg_advisory_xact_lock(hashtext($1))");
+        let lock = org_lock(&self.db);
         on_write!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(lock).bind(&budget.org_id).execute(&mut *tx).await?;
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM budgets WHERE org_id = $1")
-                .bind(&budget.org_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if usize::try_from(count).unwrap_or(usize::MAX) >= max_per_org {
-                return Err(BudgetError::TooMany(max_per_org, "budgets"));
-            }
+            refuse_past_limit!(&mut tx, lock, "budgets", &budget.org_id, max_per_org);
             sqlx::query(&format!(
                 "INSERT INTO budgets ({BUDGET_COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"

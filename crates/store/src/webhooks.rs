@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use sqlx::QueryBuilder;
 
-use crate::budgets::BudgetError;
+use crate::budgets::{BudgetError, org_lock, refuse_past_limit};
 use crate::db::{Cols, on_read, on_write};
 use crate::{Store, StoreError};
 
@@ -74,19 +74,10 @@ impl Store {
         hook: &WebhookRow,
         max_per_org: usize,
     ) -> Result<(), BudgetError> {
-        let lock = self
-            .db
-            .pick("SELECT $1", "SELECT pg_advisory_xact_lock(hashtext($1))");
+        let lock = org_lock(&self.db);
         on_write!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(lock).bind(&hook.org_id).execute(&mut *tx).await?;
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE org_id = $1")
-                .bind(&hook.org_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if usize::try_from(count).unwrap_or(usize::MAX) >= max_per_org {
-                return Err(BudgetError::TooMany(max_per_org, "webhooks"));
-            }
+            refuse_past_limit!(&mut tx, lock, "webhooks", &hook.org_id, max_per_org);
             sqlx::query(&format!(
                 "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             ))
