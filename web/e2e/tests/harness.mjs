@@ -181,12 +181,36 @@ export function assertMidRun(received, runId, cut) {
   assert.ok(!supervisor('agent_completed'), `the ${cut} came after run ${runId} ended: nothing was left to resume`);
 }
 
+/** The length of the server-to-client (unmasked) WebSocket frame at the start of `buf`, or `null` while it is incomplete. */
+function frameSize(buf) {
+  if (buf.length < 2) return null;
+  const len7 = buf[1] & 0x7f;
+  const mask = buf[1] & 0x80 ? 4 : 0;
+  let header = 2;
+  let len = len7;
+  if (len7 === 126) {
+    if (buf.length < 4) return null;
+    len = buf.readUInt16BE(2);
+    header = 4;
+  } else if (len7 === 127) {
+    if (buf.length < 10) return null;
+    len = Number(buf.readBigUInt64BE(2));
+    header = 10;
+  }
+  const size = header + mask + len;
+  return buf.length < size ? null : size;
+}
+
 /**
  * A TCP proxy on loopback in front of `upstream` (`host:port`), for the dead-link path: once
- * armed with `freezeOn(marker)`, the first chunk from the server containing `marker` on a
- * WebSocket connection freezes every WebSocket connection open at that moment — nothing more
+ * armed with `freezeOn(marker)`, the first WebSocket frame from the server containing `marker`
+ * is delivered and then every WebSocket connection open at that moment freezes — nothing more
  * is forwarded either way and nothing is closed, as when a network path dies without a word.
  * Connections opened later (the page reconnecting) are forwarded normally.
+ *
+ * The proxy cuts at frame boundaries, not at TCP chunks: a busy server writes several frames
+ * in one chunk, and a cut by chunk would leave the page a varying number of frames short of
+ * the marker. Cut by frame, the page holds exactly the frames up to and including the marker.
  */
 export function startProxy(upstream) {
   const [host, port] = [upstream.slice(0, upstream.lastIndexOf(':')), Number(upstream.slice(upstream.lastIndexOf(':') + 1))];
@@ -194,7 +218,7 @@ export function startProxy(upstream) {
   let armed = null;
   let webSockets = 0;
   const server = net.createServer((client) => {
-    const link = { client, server: net.connect(port, host), ws: null, frozen: false, tail: '' };
+    const link = { client, server: net.connect(port, host), ws: null, frozen: false, upgraded: false, pending: Buffer.alloc(0) };
     links.add(link);
     const forget = () => {
       if (link.frozen) return; // a dead link says nothing, not even goodbye
@@ -211,18 +235,33 @@ export function startProxy(upstream) {
     });
     link.server.on('data', (d) => {
       if (link.frozen) return;
-      if (link.ws && armed) {
-        const text = link.tail + d.toString('latin1');
-        if (text.includes(armed.marker)) {
+      if (!link.ws) {
+        client.write(d);
+        return;
+      }
+      link.pending = Buffer.concat([link.pending, d]);
+      if (!link.upgraded) {
+        const end = link.pending.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        client.write(link.pending.subarray(0, end + 4));
+        link.pending = link.pending.subarray(end + 4);
+        link.upgraded = true;
+      }
+      // Forward whole frames; a partial frame waits for the rest of its bytes.
+      for (;;) {
+        const size = frameSize(link.pending);
+        if (size === null) return;
+        const frame = link.pending.subarray(0, size);
+        link.pending = link.pending.subarray(size);
+        client.write(frame);
+        if (armed && frame.toString('latin1').includes(armed.marker)) {
           const { resolve } = armed;
           armed = null;
           for (const l of links) if (l.ws) l.frozen = true;
           resolve();
           return;
         }
-        link.tail = text.slice(-256);
       }
-      client.write(d);
     });
     for (const s of [client, link.server]) {
       s.on('error', forget);

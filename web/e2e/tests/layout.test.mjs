@@ -152,9 +152,20 @@ for (const [width, height, name] of WIDTHS) {
 test('a running answer, and `/` reopening the last conversation', async () => {
   const proxy = await startProxy(server.addr);
   const b = await launchBrowser({ width: 1280, height: 800 });
+  let releaseHistory;
   try {
     const { page } = b;
     await signInDemo(page, proxy.url, 'e2e-layout-running');
+    // The page also reads a new thread's history over REST. On a busy machine that answer can
+    // come after the run ended on the server, and the page would rightly show it finished:
+    // hold history reads until the running screenshots are taken.
+    const historyHeld = new Promise((resolve) => {
+      releaseHistory = resolve;
+    });
+    await page.route(/\/api\/(threads\/[^/]+\/messages|runs\/[^/]+\/events)/, async (route) => {
+      await historyHeld;
+      await route.continue().catch(() => {});
+    });
     // Freeze the link when the optimization agent starts, so the page shows the run mid-way.
     const frozen = proxy.freezeOn('"agent":"optimization"');
     await page.locator('#composer-input').fill('Analyze my AI costs');
@@ -162,6 +173,7 @@ test('a running answer, and `/` reopening the last conversation', async () => {
     await frozen;
     await page.locator('.run[data-status="running"] .step').nth(2).waitFor();
     await page.waitForTimeout(300);
+    assert.equal(await page.locator('.run').last().getAttribute('data-status'), 'running');
     assert.deepEqual(await overflowing(page), [], 'running, desktop');
     await screenshot(page, 'layout-running-desktop', 'running-desktop');
     await page.setViewportSize({ width: 390, height: 844 });
@@ -171,6 +183,7 @@ test('a running answer, and `/` reopening the last conversation', async () => {
     const thread = await page.evaluate(() => new URLSearchParams(location.hash.slice(1)).get('thread'));
     assert.ok(thread, 'the question opened its thread');
   } finally {
+    releaseHistory?.();
     await b.close();
     await proxy.close();
   }
