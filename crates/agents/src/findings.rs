@@ -202,6 +202,7 @@ pub(crate) fn rows_json(rows: &[CostRow]) -> Value {
 fn percentiles_json(v: &mut Value, p: Option<&LatencyStats>) {
     if let Some(p) = p {
         v["latency_samples"] = json!(p.latency_samples);
+        v["mean_ms"] = json!(p.mean_ms);
         v["p50_ms"] = json!(p.p50_ms);
         v["p95_ms"] = json!(p.p95_ms);
         v["p99_ms"] = json!(p.p99_ms);

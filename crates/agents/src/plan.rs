@@ -93,6 +93,8 @@ pub enum Measure {
     Errors,
     /// Errors over calls.
     ErrorRate,
+    /// The mean latency: "average latency".
+    LatencyMean,
     LatencyP50,
     LatencyP95,
     LatencyP99,
@@ -103,7 +105,7 @@ impl Measure {
     pub fn is_latency(self) -> bool {
         matches!(
             self,
-            Measure::LatencyP50 | Measure::LatencyP95 | Measure::LatencyP99
+            Measure::LatencyMean | Measure::LatencyP50 | Measure::LatencyP95 | Measure::LatencyP99
         )
     }
 
@@ -118,6 +120,7 @@ impl Measure {
             Measure::CostPerCall => "cost_per_call",
             Measure::Errors => "errors",
             Measure::ErrorRate => "error_rate",
+            Measure::LatencyMean => "latency_mean",
             Measure::LatencyP50 => "latency_p50",
             Measure::LatencyP95 => "latency_p95",
             Measure::LatencyP99 => "latency_p99",

@@ -52,7 +52,7 @@ use crate::period::Period;
 use crate::queries::{
     BatchCandidate, CostRow, FeatureModelCost, InputBand, LatencyRow, LatencySlice, LatencyStats,
     ModelMix, NIGHT_END_HOUR, OrgUsageQueries, OutputTail, QueryError, RepeatProfile, TokenMix,
-    TrafficProfile, UsageTotals, nearest_rank, sort_group_rows, sort_latency_rows,
+    TrafficProfile, UsageTotals, latency_mean, nearest_rank, sort_group_rows, sort_latency_rows,
 };
 use crate::query::{
     Dimension, Filter, GroupTotals, Grouping, MAX_GROUPS, MAX_TAG_VALUES, NONE_KEY, Scope,
@@ -266,6 +266,7 @@ impl OrgUsageQueries for MemoryUsage {
                     calls: self.calls,
                     error_calls: self.errors,
                     latency_samples: l.len() as i64,
+                    mean_ms: latency_mean(l.iter().map(|&x| i128::from(x)).sum(), l.len() as i64),
                     p50_ms: nearest_rank(l, 50.0),
                     p95_ms: nearest_rank(l, 95.0),
                     p99_ms: nearest_rank(l, 99.0),
@@ -1245,6 +1246,10 @@ mod engine_tests {
             calls,
             error_calls: errors,
             latency_samples: sorted.len() as i64,
+            mean_ms: latency_mean(
+                sorted.iter().map(|&x| i128::from(x)).sum(),
+                sorted.len() as i64,
+            ),
             p50_ms: nearest_rank(&sorted, 50.0),
             p95_ms: nearest_rank(&sorted, 95.0),
             p99_ms: nearest_rank(&sorted, 99.0),
@@ -1262,6 +1267,7 @@ mod engine_tests {
                 calls: 7,
                 error_calls: 4,
                 latency_samples: 4,
+                mean_ms: Some(375.0),
                 p50_ms: Some(200),
                 p95_ms: Some(900),
                 p99_ms: Some(900),

@@ -285,6 +285,9 @@ pub struct LatencyStats {
     pub error_calls: i64,
     /// Records that reported `latency_ms`: the sample the percentiles are taken over.
     pub latency_samples: i64,
+    /// The arithmetic mean of `latency_ms` over the sample (`None` without samples): what
+    /// people mean by "average latency". Exact up to `f64` division.
+    pub mean_ms: Option<f64>,
     /// Nearest-rank percentiles of `latency_ms` (`None` without samples).
     pub p50_ms: Option<i64>,
     pub p95_ms: Option<i64>,
@@ -301,6 +304,10 @@ impl LatencyStats {
     /// (`(latency_ms, records)` by latency ascending).
     pub fn from_histogram(calls: i64, error_calls: i64, histogram: &[(i64, i64)]) -> LatencyStats {
         let samples: i64 = histogram.iter().map(|h| h.1).sum();
+        let total: i128 = histogram
+            .iter()
+            .map(|&(latency, n)| i128::from(latency) * i128::from(n))
+            .sum();
         let at = |p: f64| {
             let rank = nearest_rank_position(p, samples)?;
             let mut seen = 0;
@@ -313,6 +320,7 @@ impl LatencyStats {
             calls,
             error_calls,
             latency_samples: samples,
+            mean_ms: latency_mean(total, samples),
             p50_ms: at(50.0),
             p95_ms: at(95.0),
             p99_ms: at(99.0),
@@ -348,6 +356,12 @@ pub fn nearest_rank_position(p: f64, n: i64) -> Option<i64> {
     }
     let rank = ((p / 100.0) * n as f64).ceil() as i64;
     Some(rank.clamp(1, n))
+}
+
+/// `total / samples` (`None` without samples). The total is 128-bit: a sum of `latency_ms`
+/// over many records does not fit the `i64` each one does.
+pub(crate) fn latency_mean(total: i128, samples: i64) -> Option<f64> {
+    (samples > 0).then(|| total as f64 / samples as f64)
 }
 
 /// The nearest-rank `p`-th percentile (0 < p ≤ 100) of `sorted` (ascending): the smallest

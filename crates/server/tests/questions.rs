@@ -368,6 +368,17 @@ fn percentile(t: &Truth, days: Days, p: f64, keep: impl Fn(&Rec) -> bool) -> i64
     v[rank.clamp(1, v.len()) - 1]
 }
 
+/// The mean latency of the records kept, rounded to the millisecond as answers show it.
+fn mean_latency(t: &Truth, days: Days, keep: impl Fn(&Rec) -> bool) -> i64 {
+    let v: Vec<i64> = t
+        .recs
+        .iter()
+        .filter(|r| r.day >= days.0 && r.day < days.1 && keep(r))
+        .map(|r| r.latency_ms)
+        .collect();
+    (v.iter().sum::<i64>() as f64 / v.len() as f64).round() as i64
+}
+
 /// One question and what its first sentence must say.
 struct Ask {
     question: String,
@@ -601,6 +612,22 @@ fn questions(t: &Truth) -> Vec<Ask> {
             "search-rerank's p50 latency was {} ms last week",
             count(percentile(t, lw, 50.0, |r| r.feature == Some("search-rerank")))
         )],
+    ));
+    out.push(ask(
+        "What was the average latency of gpt-4o last week?",
+        Some(lw),
+        vec![
+            format!(
+                "gpt-4o's average latency was {} ms last week",
+                count(mean_latency(t, lw, |r| r.model == "gpt-4o")),
+            ),
+            format!(
+                "p50 {} ms, p95 {} ms, p99 {} ms",
+                count(percentile(t, lw, 50.0, |r| r.model == "gpt-4o")),
+                count(percentile(t, lw, 95.0, |r| r.model == "gpt-4o")),
+                count(percentile(t, lw, 99.0, |r| r.model == "gpt-4o")),
+            ),
+        ],
     ));
     let teams = t.by(lw, all, |r| r.team.unwrap_or("(none)").to_string());
     let team = if teams[0].0 == "(none)" {

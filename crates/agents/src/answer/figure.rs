@@ -108,6 +108,8 @@ pub(crate) fn value(m: Measure, t: &UsageTotals, l: Option<&LatencyStats>) -> Op
             }
             Value::Rate(t.error_rate())
         }
+        // Shown to the millisecond, as the percentiles are.
+        Measure::LatencyMean => Value::Ms(l?.mean_ms?.round() as i64),
         Measure::LatencyP50 => Value::Ms(l?.p50_ms?),
         Measure::LatencyP95 => Value::Ms(l?.p95_ms?),
         Measure::LatencyP99 => Value::Ms(l?.p99_ms?),
@@ -138,6 +140,7 @@ pub(crate) fn noun(m: Measure) -> &'static str {
         Measure::CostPerCall => "cost per call",
         Measure::Errors => "failed calls",
         Measure::ErrorRate => "error rate",
+        Measure::LatencyMean => "average latency",
         Measure::LatencyP50 => "p50 latency",
         Measure::LatencyP95 => "p95 latency",
         Measure::LatencyP99 => "p99 latency",

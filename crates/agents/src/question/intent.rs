@@ -600,6 +600,18 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
                 push(&mut out, Measure::LatencyP99);
                 push(&mut named_percentiles, Measure::LatencyP99);
             }
+            "average" | "avg" | "mean" | "typical"
+                if latency_word(next)
+                    || (next == "response" && matches!(v.word(i + 2), "time" | "times")) =>
+            {
+                push(&mut out, Measure::LatencyMean);
+                push(&mut named_percentiles, Measure::LatencyMean);
+            }
+            "on" if next == "average" && v.any(&["latency", "slow", "fast", "response"]) => {
+                push(&mut out, Measure::LatencyMean);
+                push(&mut named_percentiles, Measure::LatencyMean);
+                i += 1;
+            }
             "tail" if latency_word(next) => {
                 push(&mut out, Measure::LatencyP99);
                 push(&mut named_percentiles, Measure::LatencyP99);
@@ -1287,6 +1299,10 @@ mod tests {
             ("how many errors", &[Errors]),
             ("what percent of calls failed", &[ErrorRate]),
             ("p99 latency", &[LatencyP99]),
+            ("average latency of gpt-4o", &[LatencyMean]),
+            ("what's the mean response time", &[LatencyMean]),
+            ("how slow is search-rerank on average", &[LatencyMean]),
+            ("avg latency and p99", &[LatencyMean, LatencyP99]),
             (
                 "which model is slowest",
                 &[LatencyP95, LatencyP50, LatencyP99],

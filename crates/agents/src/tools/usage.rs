@@ -198,7 +198,7 @@ pub(crate) fn measure_usage<'a>(
     }
 }
 
-/// `measure_latency`: nearest-rank p50/p95/p99 latency, calls and errors of a scope over a
+/// `measure_latency`: mean and nearest-rank p50/p95/p99 latency, calls and errors of a scope over a
 /// period, and of each group.
 pub(crate) fn measure_latency<'a>(
     usage: &'a dyn OrgUsageQueries,
@@ -213,8 +213,9 @@ pub(crate) fn measure_latency<'a>(
             let t = &slice.totals;
             let ms = |v: Option<i64>| v.map_or("–".to_string(), |v| format!("{} ms", count(v)));
             let summary = format!(
-                "{}: p50 {}, p95 {}, p99 {} over {} calls with a latency; {} of {} calls failed",
+                "{}: mean {}, p50 {}, p95 {}, p99 {} over {} calls with a latency; {} of {} calls failed",
                 role,
+                ms(t.mean_ms.map(|m| m.round() as i64)),
                 ms(t.p50_ms),
                 ms(t.p95_ms),
                 ms(t.p99_ms),
