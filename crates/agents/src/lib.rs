@@ -25,6 +25,7 @@
 //! and answer.
 
 mod answer;
+mod budgets;
 mod findings;
 mod format;
 mod plan;
@@ -35,8 +36,10 @@ mod subagents;
 mod supervisor;
 mod tools;
 
+pub use budgets::{BudgetDraft, BudgetRefusal, BudgetStatus, OrgBudgets};
 pub use plan::{
-    Intent, Measure, Order, PlanPeriod, QuestionPlan, Rank, UnknownName, Unsupported, WhatIf,
+    BudgetCommand, Intent, Measure, Order, PlanPeriod, QuestionPlan, Rank, UnknownName,
+    Unsupported, WhatIf,
 };
 pub use question::names::OrgNames;
 pub use question::{PlanContext, names_period, plan_question};
@@ -64,4 +67,7 @@ pub struct RunContext {
     /// The plan the thread's previous question left ([`RunOutcome::thread_plan`]), which a
     /// follow-up ("and last month?") refines.
     pub previous_plan: Option<QuestionPlan>,
+    /// The org's budgets (the same code as `/api/budgets`); `None` where there is no budget
+    /// store, and budget commands then say so.
+    pub budgets: Option<Arc<dyn OrgBudgets>>,
 }

@@ -5,6 +5,7 @@
 //! data-derived string goes through [`markdown::escape`].
 
 pub(crate) mod analysis;
+pub(crate) mod budgets;
 pub(crate) mod conversation;
 pub(crate) mod explain;
 pub(crate) mod figure;
