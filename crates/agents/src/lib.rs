@@ -1,6 +1,7 @@
 //! The agents that answer a user's question about their AI spend. Knows nothing of WebSocket,
-//! HTTP or SQL: usage comes through [`OrgUsageQueries`], one org's, and every step is reported
-//! into an [`EventSink`].
+//! HTTP or SQL: usage comes through [`OrgUsageQueries`], one org's, budgets through
+//! [`OrgBudgets`] (the server's own budget code behind it), and every step is reported into an
+//! [`EventSink`].
 //!
 //! # Layout: rules → tools → sub-agents
 //!
@@ -8,15 +9,16 @@
 //!   [`QuestionPlan`] type), `question/` (reading a question into a plan: `words` with the one
 //!   stop-word list, `period`, `names` against the org's own, `intent`, combined by
 //!   [`plan_question`]), `answer/` (writing answers: `figure`, `projection`, `analysis`,
-//!   `conversation`, `help`, `explain`, `follow_ups`, and `markdown` with the one escape every
-//!   writer uses), `format` (numbers). The arithmetic of spend (spikes, anomalies, change,
+//!   `conversation`, `budgets`, `help`, `explain`, `follow_ups`, and `markdown` with the one
+//!   escape every writer uses), `format` (numbers). The arithmetic of spend (spikes, anomalies, change,
 //!   forecast, savings, what-if pricing) is `apogee_analytics`'s.
 //! - **Tools** (`tools/`) wrap one query or one rule as a step with a name, arguments and a
 //!   result: `plan_question`, `read_org_names`, `measure_usage`, `measure_latency`, the
-//!   breakdowns, trends, recommenders, what-if pricing, and `compose_*`, which post the
+//!   breakdowns, trends, recommenders, what-if pricing, the budget tools (`list_budgets`,
+//!   `set_budget`, `delete_budget`, over [`OrgBudgets`]), and `compose_*`, which post the
 //!   answer. A tool never decides what to run next.
-//! - **Sub-agents** (`subagents/`: triage, data, performance, anomaly, optimization, report,
-//!   data_helper) sequence tools and say what they do; the supervisor (`supervisor.rs`) runs
+//! - **Sub-agents** (`subagents/`: triage, data, performance, anomaly, optimization, budgets,
+//!   report, data_helper) sequence tools and say what they do; the supervisor (`supervisor.rs`) runs
 //!   the ones the plan needs, and only those. `scope.rs` pairs every start with its end by
 //!   construction.
 //!

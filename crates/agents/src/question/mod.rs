@@ -1,7 +1,8 @@
 //! The rule planner: a question (and, in a thread, the previous plan) read into a
 //! [`QuestionPlan`]. Pure rules, split by concern: [`words`] (tokens, the stop-word list,
 //! similarity), [`period`] (when), [`names`] (which model, feature, user, provider or tag,
-//! against the org's own names), [`intent`] (what is asked, and follow-up cues). This module
+//! against the org's own names), [`intent`] (what is asked, and follow-up cues), [`budget`] (a
+//! budget command's amount, calendar and thresholds). This module
 //! only combines them. The same question with the same names at the same clock always gives
 //! the same plan.
 
