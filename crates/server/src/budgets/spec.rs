@@ -336,10 +336,14 @@ fn default_name(scope: &Scope) -> String {
         .filters
         .iter()
         .map(|f| {
+            // "team growth" rather than the engine's "tag:team growth".
+            let dimension = match &f.dimension {
+                Dimension::Tag(key) => key.clone(),
+                d => d.to_string(),
+            };
             format!(
-                "{}{} {}",
+                "{}{dimension} {}",
                 if f.exclude { "not " } else { "" },
-                f.dimension,
                 f.values.join(", ")
             )
         })
@@ -362,6 +366,9 @@ mod tests {
         assert_eq!(s.thresholds, DEFAULT_THRESHOLDS);
         assert!(s.forecast_alert);
         assert_eq!(s.name, "feature support-bot");
+        let t =
+            BudgetSpec::from_new(br#"{"amount_usd": 5, "scope": {"tag.team": "growth"}}"#).unwrap();
+        assert_eq!(t.name, "team growth");
         assert_eq!(
             s.scope,
             Scope::all().and(Filter::is(Dimension::Feature, "support-bot"))
