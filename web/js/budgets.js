@@ -12,6 +12,8 @@ const TOAST_MS = 12000;
 const TOASTS_SHOWN = 3;
 /** Stream events shown as toasts and counted as unread. */
 const ALERTS = new Set(['budget_alert', 'anomaly_alert']);
+/** The chat's budget tools that change budgets. */
+const BUDGET_TOOLS = new Set(['set_budget', 'delete_budget']);
 
 
 /** The filled part of a progress bar, sized through the CSSOM (allowed by the CSP). */
@@ -60,7 +62,13 @@ export function installBudgets({ api, store, key, topbar }) {
   }
 
   store.subscribe((change) => {
-    if (change.kind !== 'event' || !ALERTS.has(change.event.type) || !change.event.alert) return;
+    if (change.kind !== 'event') return;
+    // A budget set, changed or removed from the chat shows at once in the open panel.
+    if (change.event.type === 'tool_completed' && BUDGET_TOOLS.has(change.event.tool)) {
+      if (!panel.hidden) load();
+      return;
+    }
+    if (!ALERTS.has(change.event.type) || !change.event.alert) return;
     const ev = change.event;
     if (ev.seq <= seen) return;
     newest = Math.max(newest, ev.seq);
@@ -83,7 +91,7 @@ export function installBudgets({ api, store, key, topbar }) {
     }
     const budgets = (body && body.budgets) || [];
     clear(list);
-    status.textContent = budgets.length ? '' : 'No budgets yet. Create one with POST /api/budgets.';
+    status.textContent = budgets.length ? '' : 'No budgets yet. Ask the chat (“set a monthly budget of $2,000 for support-bot”) or POST /api/budgets.';
     for (const b of budgets) {
       const c = b.current || {};
       const pct = Math.max(0, Math.min(100, c.percent || 0));

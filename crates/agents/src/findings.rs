@@ -3,7 +3,7 @@
 //! Money is given twice: exact integer `*_nanos` and `*_usd` floats for display.
 //!
 //! `data.plan` is the [`QuestionPlan`] the answer used; `data.answer` says how to show it
-//! (`kind`: `figure`, `report`, `conversation` or `help`; its first sentence `lead`; the
+//! (`kind`: `figure`, `report`, `conversation`, `help` or `budget`; its first sentence `lead`; the
 //! `chart` that supports it; follow-up `suggestions`). The older fields (`intent`, `period`,
 //! `totals`, `by_model`, …) keep their meaning: `totals` are the totals of what was asked.
 
@@ -82,7 +82,7 @@ pub(crate) struct Coverage {
 /// How the answer is shown: the UI's part of `data`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Shown {
-    /// `figure`, `report`, `conversation` or `help`.
+    /// `figure`, `report`, `conversation`, `help` or `budget`.
     pub kind: &'static str,
     pub lead: String,
     pub chart: Value,
@@ -100,6 +100,8 @@ pub(crate) struct Findings {
     pub spike: Option<Spike>,
     pub savings: Option<Savings>,
     pub coverage: Option<Coverage>,
+    /// The budgets a budget command read or made, as `list_budgets` and `set_budget` show them.
+    pub budgets: Option<Value>,
     pub shown: Option<Shown>,
 }
 
@@ -157,6 +159,7 @@ impl Findings {
             "spike": self.spike.as_ref().map(spike_json),
             "latency": latency,
             "coverage": self.coverage.as_ref().map(coverage_json),
+            "budgets": self.budgets,
         })
     }
 }
@@ -357,6 +360,7 @@ pub(crate) fn answer_kind(plan: &QuestionPlan) -> &'static str {
         i if i.is_full_report() => "report",
         i if i.is_conversation() => "conversation",
         Intent::DataHelp => "help",
+        Intent::Budget => "budget",
         _ => "figure",
     }
 }

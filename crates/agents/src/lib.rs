@@ -1,6 +1,7 @@
 //! The agents that answer a user's question about their AI spend. Knows nothing of WebSocket,
-//! HTTP or SQL: usage comes through [`OrgUsageQueries`], one org's, and every step is reported
-//! into an [`EventSink`].
+//! HTTP or SQL: usage comes through [`OrgUsageQueries`], one org's, budgets through
+//! [`OrgBudgets`] (the server's own budget code behind it), and every step is reported into an
+//! [`EventSink`].
 //!
 //! # Layout: rules → tools → sub-agents
 //!
@@ -8,15 +9,16 @@
 //!   [`QuestionPlan`] type), `question/` (reading a question into a plan: `words` with the one
 //!   stop-word list, `period`, `names` against the org's own, `intent`, combined by
 //!   [`plan_question`]), `answer/` (writing answers: `figure`, `projection`, `analysis`,
-//!   `conversation`, `help`, `explain`, `follow_ups`, and `markdown` with the one escape every
-//!   writer uses), `format` (numbers). The arithmetic of spend (spikes, anomalies, change,
+//!   `conversation`, `budgets`, `help`, `explain`, `follow_ups`, and `markdown` with the one
+//!   escape every writer uses), `format` (numbers). The arithmetic of spend (spikes, anomalies, change,
 //!   forecast, savings, what-if pricing) is `apogee_analytics`'s.
 //! - **Tools** (`tools/`) wrap one query or one rule as a step with a name, arguments and a
 //!   result: `plan_question`, `read_org_names`, `measure_usage`, `measure_latency`, the
-//!   breakdowns, trends, recommenders, what-if pricing, and `compose_*`, which post the
+//!   breakdowns, trends, recommenders, what-if pricing, the budget tools (`list_budgets`,
+//!   `set_budget`, `delete_budget`, over [`OrgBudgets`]), and `compose_*`, which post the
 //!   answer. A tool never decides what to run next.
-//! - **Sub-agents** (`subagents/`: triage, data, performance, anomaly, optimization, report,
-//!   data_helper) sequence tools and say what they do; the supervisor (`supervisor.rs`) runs
+//! - **Sub-agents** (`subagents/`: triage, data, performance, anomaly, optimization, budgets,
+//!   report, data_helper) sequence tools and say what they do; the supervisor (`supervisor.rs`) runs
 //!   the ones the plan needs, and only those. `scope.rs` pairs every start with its end by
 //!   construction.
 //!
@@ -25,6 +27,7 @@
 //! and answer.
 
 mod answer;
+mod budgets;
 mod findings;
 mod format;
 mod plan;
@@ -35,8 +38,10 @@ mod subagents;
 mod supervisor;
 mod tools;
 
+pub use budgets::{BudgetDraft, BudgetRefusal, BudgetStatus, OrgBudgets};
 pub use plan::{
-    Intent, Measure, Order, PlanPeriod, QuestionPlan, Rank, UnknownName, Unsupported, WhatIf,
+    BudgetCommand, Intent, Measure, Order, PlanPeriod, QuestionPlan, Rank, UnknownName,
+    Unsupported, WhatIf,
 };
 pub use question::names::OrgNames;
 pub use question::{PlanContext, names_period, plan_question};
@@ -64,4 +69,7 @@ pub struct RunContext {
     /// The plan the thread's previous question left ([`RunOutcome::thread_plan`]), which a
     /// follow-up ("and last month?") refines.
     pub previous_plan: Option<QuestionPlan>,
+    /// The org's budgets (the same code as `/api/budgets`); `None` where there is no budget
+    /// store, and budget commands then say so.
+    pub budgets: Option<Arc<dyn OrgBudgets>>,
 }

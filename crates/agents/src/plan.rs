@@ -6,7 +6,7 @@
 //! ([`apogee_analytics::Scope`], [`apogee_analytics::Grouping`]): a plan's figures are
 //! `GET /api/costs`'s for the same parameters.
 
-use apogee_analytics::{Dimension, Grouping, Period, Scope};
+use apogee_analytics::{BudgetPeriod, Dimension, Grouping, Period, Scope};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,8 @@ pub enum Intent {
     /// The full report, leading with spend by model and right-sizing: "Which model should we
     /// use?".
     ModelSelection,
+    /// Set, list, check or remove the org's budgets ([`BudgetCommand`]).
+    Budget,
     /// How to get usage into Apogee.
     DataHelp,
     /// "hello", "thanks".
@@ -69,6 +71,7 @@ impl Intent {
             Intent::Savings => "savings",
             Intent::SpikeExplanation => "spike_explanation",
             Intent::ModelSelection => "model_selection",
+            Intent::Budget => "budget",
             Intent::DataHelp => "data_help",
             Intent::Greeting => "greeting",
             Intent::Capabilities => "capabilities",
@@ -188,13 +191,51 @@ pub struct UnknownName {
     pub typed: String,
 }
 
+/// What a budget question asks; its scope is the plan's. The amount and calendar are what the
+/// question typed, unchecked: the budgets code checks them, once, for chat and API alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum BudgetCommand {
+    /// "set a monthly budget of $2,000 for support-bot (alert at 50% and 90%)": creates it,
+    /// or changes the amount of the budget already on that scope (and calendar). A missing
+    /// amount or calendar is asked for.
+    Set {
+        /// In cents, as typed (a negative amount stays negative, to be refused).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amount_cents: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        period: Option<BudgetPeriod>,
+        /// Alert thresholds in percent ("alert at 50% and 90%"); empty: the defaults.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        thresholds: Vec<i64>,
+    },
+    /// "what budgets do we have?"
+    List,
+    /// "are we on track this month?": the org's month, then each budget.
+    OnTrack,
+    /// "delete the support-bot budget".
+    Remove {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        period: Option<BudgetPeriod>,
+    },
+}
+
+impl BudgetCommand {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BudgetCommand::Set { .. } => "set",
+            BudgetCommand::List => "list",
+            BudgetCommand::OnTrack => "on_track",
+            BudgetCommand::Remove { .. } => "remove",
+        }
+    }
+}
+
 /// Requests Apogee cannot carry out yet; the answer says so and what it can do instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unsupported {
-    /// "Set a budget alert at $1500 a month".
-    Budgets,
-    /// "Email me when spend goes over …", "notify the team".
+    /// "Email me when spend goes over …", "notify the team" (without a budget).
     Alerts,
     /// "Export this as a PDF".
     Export,
@@ -229,6 +270,8 @@ pub struct QuestionPlan {
     pub unknown_names: Vec<UnknownName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsupported: Option<Unsupported>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetCommand>,
     /// Built by refining the thread's previous plan ("and claude-sonnet-4?").
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refines_previous: bool,
@@ -249,6 +292,7 @@ impl QuestionPlan {
             focus_day: None,
             unknown_names: Vec::new(),
             unsupported: None,
+            budget: None,
             refines_previous: false,
         }
     }

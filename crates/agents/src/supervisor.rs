@@ -21,12 +21,17 @@ use serde_json::Value;
 use crate::RunContext;
 use crate::answer::analysis::ReportInput;
 use crate::answer::figure::{self, FigureData};
-use crate::answer::{conversation, follow_ups, projection};
+use crate::answer::{budgets as budget_answer, conversation, follow_ups, projection};
+use crate::budgets::OrgBudgets;
 use crate::findings::{Findings, Shown, answer_kind};
+use crate::plan::BudgetCommand;
 use crate::plan::{Intent, QuestionPlan};
+use crate::question::names::OrgNames;
 use crate::scope::{Agent, Conclusion, RunEvents, StepError, supervise};
 use crate::sink::SinkError;
+use crate::subagents::budgets::{self, BudgetResult};
 use crate::subagents::{anomaly, data, data_helper, optimization, performance, report, triage};
+use crate::tools::budgets::status_json;
 use crate::tools::planning::describe;
 
 /// How a run ended.
@@ -56,6 +61,7 @@ struct Inputs {
     usage: Arc<dyn OrgUsageQueries>,
     catalog: Arc<PriceCatalog>,
     previous: Option<QuestionPlan>,
+    budgets: Option<Arc<dyn OrgBudgets>>,
 }
 
 /// Answers one user message: streams every step into `ctx.sink`, posts the answer with
@@ -70,6 +76,7 @@ pub async fn run(ctx: RunContext) -> RunOutcome {
         sink,
         cancel,
         previous_plan,
+        budgets,
     } = ctx;
     tracing::info!(%run_id, "run started");
     let events = RunEvents::new(run_id.clone(), sink, cancel);
@@ -79,6 +86,7 @@ pub async fn run(ctx: RunContext) -> RunOutcome {
         usage,
         catalog,
         previous: previous_plan,
+        budgets,
     };
     let thread_plan = std::sync::Mutex::new(inputs.previous.clone());
     let inputs = &inputs;
@@ -177,12 +185,14 @@ async fn steps(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<Str
             Intent::Greeting => conversation::greeting(),
             Intent::Capabilities => conversation::capabilities(),
             Intent::Unsupported => conversation::unsupported(
-                plan.unsupported
-                    .unwrap_or(crate::plan::Unsupported::Budgets),
+                plan.unsupported.unwrap_or(crate::plan::Unsupported::Alerts),
             ),
             _ => conversation::unknown(&inputs.question),
         };
         return post(sup, &plan, found, "conversation", answer, Vec::new()).await;
+    }
+    if plan.intent == Intent::Budget {
+        return budget_steps(sup, inputs, &plan, &names, found).await;
     }
     if !plan.unknown_names.is_empty() {
         sup.think("Some names in the question have no usage in the period: saying so, with the names that do.")
@@ -245,6 +255,102 @@ async fn post(
         suggestions,
     });
     Ok(posted.lead)
+}
+
+/// A budget command: the `budgets` agent carries it out through the org's budgets (for "are we
+/// on track", after the `data` agent's month-end forecast of the whole org), then the report.
+async fn budget_steps(
+    sup: &Agent,
+    inputs: &Inputs,
+    plan: &QuestionPlan,
+    names: &OrgNames,
+    found: &mut Findings,
+) -> Result<String, StepError> {
+    let now = inputs.now;
+    let command = plan.budget.clone().unwrap_or(BudgetCommand::List);
+    let Some(store) = inputs.budgets.as_deref() else {
+        sup.think("There are no budgets to reach in this setting: saying so.")
+            .await?;
+        let answer = budget_answer::unavailable();
+        return post(sup, plan, found, "budget", answer, Vec::new()).await;
+    };
+    let changes = matches!(
+        command,
+        BudgetCommand::Set { .. } | BudgetCommand::Remove { .. }
+    );
+    if changes && !plan.unknown_names.is_empty() {
+        sup.think("Some names of the budget's scope have no usage: saying so, rather than set or remove a budget on a guess.")
+            .await?;
+        let answer = budget_answer::unknown_scope(plan, names, now);
+        return post(sup, plan, found, "budget", answer, Vec::new()).await;
+    }
+    if command == BudgetCommand::OnTrack {
+        sup.think("Plan: data → budgets → report. The org's month first, then each budget against its amount.")
+            .await?;
+        let mut month = plan.clone();
+        month.scope = apogee_analytics::Scope::all();
+        let usage = &*inputs.usage;
+        let f = sup
+            .child("data")
+            .run(|a| data::forecast(a, usage, &month, now))
+            .await?;
+        found.forecast = Some(f.clone());
+        let result = sup
+            .child("budgets")
+            .run(|a| budgets::work(a, store, plan, now))
+            .await?;
+        let list = match result {
+            BudgetResult::Listed(l) => l,
+            _ => Vec::new(),
+        };
+        found.budgets = Some(serde_json::json!(
+            list.iter().map(status_json).collect::<Vec<_>>()
+        ));
+        let answer = budget_answer::on_track(&f, &list, now);
+        let suggestions = vec![
+            "What will we spend by the end of the month?".to_string(),
+            "Which feature spends the most this month?".to_string(),
+        ];
+        return post(sup, plan, found, "budget", answer, suggestions).await;
+    }
+    sup.think(format!(
+        "Plan: budgets → report ({} a budget).",
+        match command {
+            BudgetCommand::Set { .. } => "set",
+            BudgetCommand::Remove { .. } => "remove",
+            _ => "list",
+        }
+    ))
+    .await?;
+    let result = sup
+        .child("budgets")
+        .run(|a| budgets::work(a, store, plan, now))
+        .await?;
+    found.budgets = Some(match &result {
+        BudgetResult::Listed(l) | BudgetResult::NoneToRemove(l) => {
+            serde_json::json!(l.iter().map(status_json).collect::<Vec<_>>())
+        }
+        BudgetResult::Set { budget, .. } | BudgetResult::Removed(budget) => {
+            serde_json::json!([status_json(budget)])
+        }
+        BudgetResult::Ambiguous { candidates }
+        | BudgetResult::NeedAmount {
+            existing: candidates,
+        } => {
+            serde_json::json!(candidates.iter().map(status_json).collect::<Vec<_>>())
+        }
+        _ => serde_json::json!([]),
+    });
+    let suggestions = match &result {
+        BudgetResult::Set { .. } | BudgetResult::Removed(_) => vec![
+            "What budgets do we have?".to_string(),
+            "Are we on track this month?".to_string(),
+        ],
+        BudgetResult::Listed(l) if !l.is_empty() => vec!["Are we on track this month?".to_string()],
+        _ => Vec::new(),
+    };
+    let answer = budget_answer::render(plan, &result, now);
+    post(sup, plan, found, "budget", answer, suggestions).await
 }
 
 async fn help(

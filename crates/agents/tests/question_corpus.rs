@@ -1,14 +1,14 @@
 //! The question corpus: every phrasing in `questions.toml` is planned with a fixed clock,
 //! fixed org names and a fixed list of catalog models, and must give exactly the plan the file
 //! writes down (every field: intent, measures, scope, grouping, period, comparison, ranking,
-//! what-if, focus day, unknown names, unsupported request, and whether it refines the previous
+//! what-if, focus day, unknown names, unsupported request, budget command, and whether it refines the previous
 //! question). Failures are reported all together, each with the plan it got.
 
 use std::collections::BTreeMap;
 
 use apogee_agents::{
-    Intent, Measure, Order, OrgNames, PlanContext, PlanPeriod, QuestionPlan, Rank, UnknownName,
-    Unsupported, WhatIf, plan_question,
+    BudgetCommand, Intent, Measure, Order, OrgNames, PlanContext, PlanPeriod, QuestionPlan, Rank,
+    UnknownName, Unsupported, WhatIf, plan_question,
 };
 use apogee_analytics::{Dimension, Filter, Grouping, Scope};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -63,6 +63,9 @@ struct Case {
     #[serde(default)]
     unknown: Vec<String>,
     unsupported: Option<String>,
+    /// The plan's budget command as its JSON: `{ action = "set", amount_cents = 200000,
+    /// period = "month", thresholds = [50, 90] }`, `{ action = "list" }`, …
+    budget: Option<BudgetCommand>,
 }
 
 fn names(n: &Names) -> OrgNames {
@@ -112,6 +115,7 @@ struct Shape {
     focus_day: Option<NaiveDate>,
     unknown: Vec<UnknownName>,
     unsupported: Option<Unsupported>,
+    budget: Option<BudgetCommand>,
     refines_previous: bool,
 }
 
@@ -128,6 +132,7 @@ fn shape_of(p: &QuestionPlan) -> Shape {
         focus_day: p.focus_day,
         unknown: p.unknown_names.clone(),
         unsupported: p.unsupported,
+        budget: p.budget.clone(),
         refines_previous: p.refines_previous,
     }
 }
@@ -200,6 +205,7 @@ fn expected(c: &Case, default_period: &str) -> Shape {
         focus_day: c.focus_day,
         unknown,
         unsupported: c.unsupported.as_ref().map(|u| parse(u)),
+        budget: c.budget.clone(),
         refines_previous: c.refines.unwrap_or(!c.after.is_empty()),
     }
 }
@@ -268,6 +274,7 @@ fn every_phrasing_gets_its_plan() {
         "capabilities",
         "unsupported",
         "unknown",
+        "budget",
     ] {
         assert!(
             covered.get(intent).copied().unwrap_or(0) >= 3,

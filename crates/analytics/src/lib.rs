@@ -2,6 +2,7 @@
 //! the query interface a store implements for one org, and the analyses (breakdowns, savings)
 //! computed from query results. Knows nothing of WebSocket, HTTP, SQL or agents.
 
+pub mod budget;
 pub mod catalog;
 pub mod compare;
 pub mod demo;
@@ -18,6 +19,7 @@ pub mod tokens;
 pub mod trends;
 pub mod usage;
 
+pub use budget::{BudgetPeriod, BudgetState};
 pub use catalog::{CatalogError, PriceCatalog, PriceEntry, PriceTier, Pricing, Quote};
 pub use compare::{Comparison, GroupChange, SliceChange};
 pub use memory::MemoryUsage;

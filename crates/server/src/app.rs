@@ -298,6 +298,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         hub,
         Arc::clone(&runs),
         catalog,
+        Arc::clone(&budgets),
         node_id.clone(),
     ));
     let state = AppState {

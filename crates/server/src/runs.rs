@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use apogee_agents::RunContext;
+use apogee_agents::{OrgBudgets, RunContext};
 use apogee_analytics::{OrgUsageQueries, PriceCatalog};
 use apogee_protocol::AgentStatus;
 use apogee_store::{Store, UserKey};
@@ -33,6 +33,8 @@ pub struct RunSpec {
     pub store: Store,
     pub usage: Arc<dyn OrgUsageQueries>,
     pub catalog: Arc<PriceCatalog>,
+    /// The org's budgets, for budget commands (the same code as `/api/budgets`).
+    pub budgets: Arc<dyn OrgBudgets>,
     pub cancel: CancellationToken,
 }
 
@@ -173,6 +175,7 @@ impl RunRegistry {
             sink,
             cancel: spec.cancel,
             previous_plan,
+            budgets: Some(spec.budgets),
         };
         let outcome = std::panic::AssertUnwindSafe(apogee_agents::run(ctx))
             .catch_unwind()

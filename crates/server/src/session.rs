@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use apogee_agents::OrgBudgets;
 use apogee_analytics::PriceCatalog;
 use apogee_protocol::{EventBody, MessageInfo, Role, ThreadInfo};
 use apogee_store::{
@@ -13,6 +14,8 @@ use apogee_store::{
 };
 
 use crate::auth::Identity;
+use crate::budgets::Budgets;
+use crate::budgets::manage::MemberBudgets;
 use crate::hub::{Hub, Subscription, UserStream};
 use crate::recovery;
 use crate::runs::{RunRegistry, RunSpec};
@@ -67,6 +70,7 @@ pub struct PendingRun {
     runs: Arc<RunRegistry>,
     usage: Arc<OrgUsage>,
     catalog: Arc<PriceCatalog>,
+    budgets: Arc<dyn OrgBudgets>,
 }
 
 impl PendingRun {
@@ -99,6 +103,7 @@ impl PendingRun {
             store: self.store,
             usage: self.usage,
             catalog: self.catalog,
+            budgets: self.budgets,
             cancel: self.cancel,
         });
     }
@@ -147,6 +152,7 @@ pub struct SessionFactory {
     hub: Arc<Hub>,
     runs: Arc<RunRegistry>,
     catalog: Arc<PriceCatalog>,
+    budgets: Arc<Budgets>,
 }
 
 impl SessionFactory {
@@ -155,6 +161,7 @@ impl SessionFactory {
         hub: Arc<Hub>,
         runs: Arc<RunRegistry>,
         catalog: Arc<PriceCatalog>,
+        budgets: Arc<Budgets>,
         node_id: String,
     ) -> Self {
         Self {
@@ -163,6 +170,7 @@ impl SessionFactory {
             hub,
             runs,
             catalog,
+            budgets,
         }
     }
 
@@ -180,6 +188,7 @@ impl SessionFactory {
             store: self.store.clone(),
             runs: Arc::clone(&self.runs),
             catalog: Arc::clone(&self.catalog),
+            budgets: Arc::clone(&self.budgets),
             node_id: self.node_id.clone(),
         }
     }
@@ -190,7 +199,8 @@ impl SessionFactory {
 /// ```compile_fail
 /// // Sessions cannot be built by hand, only from an authenticated identity.
 /// let s = apogee_server::session::UserSession { identity: todo!(), key: todo!(), stream: todo!(),
-///     usage: todo!(), store: todo!(), runs: todo!(), catalog: todo!(), node_id: todo!() };
+///     usage: todo!(), store: todo!(), runs: todo!(), catalog: todo!(), budgets: todo!(),
+///     node_id: todo!() };
 /// ```
 pub struct UserSession {
     identity: Identity,
@@ -200,6 +210,8 @@ pub struct UserSession {
     store: Store,
     runs: Arc<RunRegistry>,
     catalog: Arc<PriceCatalog>,
+    /// The node's budget evaluator, which a budget made from the chat is handed to.
+    budgets: Arc<Budgets>,
     node_id: String,
 }
 
@@ -316,6 +328,13 @@ impl UserSession {
                     runs: Arc::clone(&self.runs),
                     usage: Arc::new(self.usage.clone()),
                     catalog: Arc::clone(&self.catalog),
+                    // The org and the author come from this authenticated session only.
+                    budgets: Arc::new(MemberBudgets::new(
+                        self.store.clone(),
+                        Arc::clone(&self.budgets),
+                        self.key.clone(),
+                        self.usage.clone(),
+                    )),
                 }),
             }),
             TurnOutcome::Duplicate(record) => Ok(Submitted::duplicate(record)),

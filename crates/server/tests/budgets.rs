@@ -105,7 +105,7 @@ async fn budgets_api_checks_input_and_the_limit() {
     let id = b["id"].as_str().unwrap().to_string();
 
     for (body, says) in [
-        (json!({"amount_usd": -5}), "above 0"),
+        (json!({"amount_usd": -5}), "above $0"),
         (
             json!({"amount_usd": 5, "scope": {"team": "x"}}),
             "unknown scope key `team`",

@@ -756,10 +756,11 @@ fn questions(t: &Truth) -> Vec<Ask> {
         vec!["I found no usage for feature blorp".into()],
     ));
     out.push(ask("hello", None, vec!["Hello!".into()]));
+    // Budgets are read (and set) from the chat: `budget_chat.rs` covers them in full.
     out.push(ask(
-        "Set a budget alert at $1500 a month",
+        "what budgets do we have?",
         None,
-        vec!["I can't set budgets".into()],
+        vec!["The org has no budgets yet.".into()],
     ));
     out.push(ask(
         "what's the weather in Paris",

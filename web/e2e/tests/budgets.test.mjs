@@ -60,3 +60,25 @@ for (const [label, viewport] of [['desktop', { width: 1280, height: 800 }], ['ph
     }
   });
 }
+
+test('a budget set from the chat shows in the open Budgets panel at once', async () => {
+  const user = 'cat-chat';
+  const feature = 'chat-made-bot';
+  const line = JSON.stringify({ request_id: 'e2e-chat-budget', ts: new Date(Date.now() - 60000).toISOString(), model: 'gpt-4o', input_tokens: 10, output_tokens: 10, cost_usd: 3, feature });
+  await post('/api/usage', 'ingest', `${line}\n`, 'application/x-ndjson');
+  const b = await launchBrowser({ width: 1280, height: 800 });
+  try {
+    const { page } = b;
+    await signInDemo(page, server.url, user);
+    await page.getByTestId('budgets-button').click();
+    await page.getByLabel('Your question').fill(`Set a monthly budget of $40 for ${feature}`);
+    await page.keyboard.press('Enter');
+    const row = page.locator('.budget-row', { hasText: `feature ${feature}` });
+    await row.waitFor({ timeout: 20000 });
+    assert.match(await row.textContent(), /\$3\.00 of \$40\.00/);
+    await screenshot(page, 'budgets-from-chat-panel');
+    await page.locator('.markdown', { hasText: `Done: a monthly budget of $40 for ${feature}` }).first().waitFor({ timeout: 20000 });
+  } finally {
+    await b.close();
+  }
+});

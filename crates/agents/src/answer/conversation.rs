@@ -68,6 +68,14 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         "How do I send usage?",
         &["send", "data", "upload", "ingest", "import", "usage"],
     ),
+    (
+        "Set a monthly budget of $2,000 for support-bot",
+        &["budget", "limit", "cap", "set", "alert", "notify"],
+    ),
+    (
+        "Are we on track this month?",
+        &["track", "budget", "over", "pace", "month"],
+    ),
 ];
 
 /// The default examples, in order.
@@ -112,8 +120,8 @@ pub(crate) fn greeting() -> (Answer, Vec<String>) {
 }
 
 pub(crate) fn capabilities() -> (Answer, Vec<String>) {
-    let ex = examples(&[0, 1, 3, 8, 7]);
-    let body = "I can measure spend, calls, tokens, cost per call, errors and latency; filter by model, provider, feature, user or tag; group by any of them, by day or by week; rank them; compare periods; price a move to another model or to the Batch API; forecast the month; and analyse the whole bill for savings. Follow-ups refine the last answer (“and last month?”, “break that down by user”). For example:";
+    let ex = examples(&[0, 1, 3, 8, 13, 14]);
+    let body = "I can measure spend, calls, tokens, cost per call, errors and latency; filter by model, provider, feature, user or tag; group by any of them, by day or by week; rank them; compare periods; price a move to another model or to the Batch API; forecast the month; analyse the whole bill for savings; and set, list, change and remove budgets (monthly, weekly or daily, for the org or any of those filters), which alert the whole org live as they cross their thresholds. Follow-ups refine the last answer (“and last month?”, “break that down by user”). For example:";
     (
         answer(
             "I answer questions about your org's AI usage and spend, from the usage records you send.".into(),
@@ -126,15 +134,10 @@ pub(crate) fn capabilities() -> (Answer, Vec<String>) {
 
 pub(crate) fn unsupported(u: Unsupported) -> (Answer, Vec<String>) {
     let (lead, body, picks): (&str, &str, &[usize]) = match u {
-        Unsupported::Budgets => (
-            "I can't set budgets from the chat yet: open **Budgets** in the top bar (or `POST /api/budgets`). A budget alerts every member of the org live, and a Slack or Teams channel through a webhook, as it crosses its thresholds.",
-            "Here I can tell you where the month is heading and what you have spent:",
-            &[7, 0, 1],
-        ),
         Unsupported::Alerts => (
-            "I can't set up alerts from the chat yet: budgets (**Budgets** in the top bar, or `/api/budgets`) alert every member live as they cross their thresholds, and an unusual day raises an anomaly alert on its own.",
-            "Here I can tell you:",
-            &[10, 3, 7],
+            "I can't set up alerts on their own: alerts come from budgets, which alert every member of the org live (and a Slack or Teams channel through `POST /api/webhooks`) as they cross their thresholds, and an unusual day raises an anomaly alert by itself.",
+            "Set a budget here, with the thresholds you want (“alert at 50% and 90%”), or ask:",
+            &[13, 14, 10],
         ),
         Unsupported::Export => (
             "I can't export files yet. Every figure I give also comes from the REST API (`GET /api/costs`), which a script can save as it likes.",
@@ -296,18 +299,26 @@ mod tests {
             greeting(),
             capabilities(),
             unknown("what's the weather in Paris"),
-            unsupported(Unsupported::Budgets),
+            unsupported(Unsupported::Alerts),
             unsupported(Unsupported::ChangeModels),
         ] {
             assert!(a.markdown.lines().count() <= 10, "{}", a.markdown);
-            assert!(!a.markdown.contains('$'), "{}", a.markdown);
+            // No figures: a dollar sign only in an example question.
+            assert!(
+                a.markdown
+                    .lines()
+                    .filter(|l| !l.starts_with("- “"))
+                    .all(|l| !l.contains('$')),
+                "{}",
+                a.markdown
+            );
             assert!(!a.markdown.contains("## "), "{}", a.markdown);
         }
         assert!(
-            unsupported(Unsupported::Budgets)
+            unsupported(Unsupported::Alerts)
                 .0
                 .lead
-                .starts_with("I can't set budgets")
+                .starts_with("I can't set up alerts on their own")
         );
         assert!(
             unknown("tell me a joke")

@@ -1,10 +1,11 @@
 //! Writing answers: pure rules from a plan and what the tools found to markdown, its first
 //! sentence and the data of its chart. [`figure`] answers figure questions, [`projection`]
-//! forecasts and what-ifs, [`conversation`] greetings, capability questions, requests Apogee
+//! forecasts and what-ifs, [`budgets`] budget commands, [`conversation`] greetings, capability questions, requests Apogee
 //! cannot carry out and questions it cannot map, and names without usage. Every
 //! data-derived string goes through [`markdown::escape`].
 
 pub(crate) mod analysis;
+pub(crate) mod budgets;
 pub(crate) mod conversation;
 pub(crate) mod explain;
 pub(crate) mod figure;

@@ -26,6 +26,15 @@ pub(crate) enum FollowUp {
     BreakDown,
 }
 
+/// What a budget question asks (the amount and calendar are read by `budget.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BudgetAsk {
+    Set,
+    List,
+    OnTrack,
+    Remove,
+}
+
 /// The cue words found, by kind.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Signals {
@@ -36,6 +45,8 @@ pub(crate) struct Signals {
     /// The grouping word was singular after "which"/"what"/"who" ("which feature").
     pub singular_group: bool,
     pub unsupported: Option<Unsupported>,
+    /// A budget command: names a budget, a spending limit or cap, or being on track.
+    pub budget: Option<BudgetAsk>,
     pub data_help: bool,
     pub greeting: bool,
     pub capabilities: bool,
@@ -338,6 +349,15 @@ const VOCABULARY: &[&str] = &[
     "difference",
     "budget",
     "budgets",
+    "quota",
+    "quotas",
+    "monthly",
+    "delete",
+    "remove",
+    "threshold",
+    "thresholds",
+    "org-wide",
+    "company-wide",
     "alert",
     "alerts",
     "notify",
@@ -1001,13 +1021,18 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
             "what", "how", "which", "would", "could", "should", "can", "if", "why", "when", "does",
             "do", "is", "are", "save", "saving", "savings", "cost", "costs",
         ]);
-    s.unsupported = if v.any(&["budget", "budgets", "budgeting", "quota", "quotas"])
+    let budget_word = v.any(&["budget", "budgets", "budgeting", "quota", "quotas"])
         || v.phrase(&["spending", "limit"])
         || v.phrase(&["spend", "limit"])
         || v.phrase(&["spending", "cap"])
-        || v.phrase(&["spend", "cap"])
-    {
-        Some(Unsupported::Budgets)
+        || v.phrase(&["spend", "cap"]);
+    let on_track = v.phrase(&["on", "track"])
+        || v.phrase(&["off", "track"])
+        || v.phrase(&["on", "pace"])
+        || v.phrase(&["on", "target"]);
+    s.budget = (budget_word || on_track).then(|| budget_ask(v, budget_word));
+    s.unsupported = if s.budget.is_some() {
+        None
     } else if v.any(&[
         "alert",
         "alerts",
@@ -1070,6 +1095,74 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
         s.imperative = orders && !asks;
         s.imperative.then_some(Unsupported::ChangeModels)
     };
+}
+
+/// Which budget command: removing, then setting (a verb of it, or an amount), then being on
+/// track, else listing.
+fn budget_ask(v: &View<'_>, budget_word: bool) -> BudgetAsk {
+    let amount = (0..v.t.len()).any(|i| {
+        let w = v.word(i);
+        (w.starts_with('$') || w.starts_with("-$")) && w.chars().any(|c| c.is_ascii_digit())
+    }) || v.any(&["dollars", "usd", "bucks"]);
+    if v.any(&[
+        "delete", "remove", "drop", "cancel", "clear", "scrap", "discard",
+    ]) || v.phrase(&["get", "rid", "of"])
+    {
+        BudgetAsk::Remove
+    } else if budget_word
+        && (amount
+            || v.any(&[
+                "set",
+                "create",
+                "add",
+                "make",
+                "put",
+                "change",
+                "raise",
+                "lower",
+                "increase",
+                "decrease",
+                "update",
+                "bump",
+                "reduce",
+                "cut",
+                "establish",
+                "new",
+                "start",
+                "setup",
+                "adjust",
+                "modify",
+            ])
+            || v.phrase(&["set", "up"]))
+    {
+        BudgetAsk::Set
+    } else if !budget_word
+        || v.any(&[
+            "track",
+            "over",
+            "under",
+            "within",
+            "ahead",
+            "behind",
+            "pace",
+            "doing",
+            "standing",
+            "status",
+            "exceed",
+            "exceeded",
+            "exceeding",
+            "blow",
+            "blown",
+            "left",
+            "remaining",
+            "going",
+            "fine",
+        ])
+    {
+        BudgetAsk::OnTrack
+    } else {
+        BudgetAsk::List
+    }
 }
 
 fn intents(v: &View<'_>, s: &mut Signals) {
@@ -1142,7 +1235,6 @@ fn intents(v: &View<'_>, s: &mut Signals) {
             "headed",
         ])
         || v.phrase(&["run", "rate"])
-        || v.phrase(&["on", "track"])
         || v.phrase(&["end", "of", "the", "month"])
         || v.phrase(&["end", "of", "month"])
         || v.phrase(&["by", "the", "end", "of"])
@@ -1152,6 +1244,12 @@ fn intents(v: &View<'_>, s: &mut Signals) {
         || v.phrase(&["at", "this", "rate"])
         || v.phrase(&["at", "this", "pace"])
         || (v.any(&["expect", "expected"]) && !s.hypothetical);
+    // "Are we on track? What's the projected spend?" without a budget: the forecast question.
+    // Alone, "on track" is about the budgets (whose answer leads with the same forecast).
+    if s.forecast && s.budget == Some(BudgetAsk::OnTrack) && !v.any(&["budget", "budgets"]) {
+        s.budget = None;
+    }
+    s.forecast = s.forecast || v.phrase(&["on", "track"]);
 
     s.spike = v.starts("jump")
         || v.starts("spike")
@@ -1356,8 +1454,8 @@ mod tests {
         assert!(signals("help").capabilities);
         assert!(!signals("help me cut costs").capabilities);
         assert_eq!(
-            signals("Set a budget alert at $1500 a month").unsupported,
-            Some(Unsupported::Budgets)
+            signals("Set a budget alert at $1500 a month").budget,
+            Some(BudgetAsk::Set)
         );
         assert_eq!(
             signals("email me when spend doubles").unsupported,

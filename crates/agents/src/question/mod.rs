@@ -1,10 +1,12 @@
 //! The rule planner: a question (and, in a thread, the previous plan) read into a
 //! [`QuestionPlan`]. Pure rules, split by concern: [`words`] (tokens, the stop-word list,
 //! similarity), [`period`] (when), [`names`] (which model, feature, user, provider or tag,
-//! against the org's own names), [`intent`] (what is asked, and follow-up cues). This module
+//! against the org's own names), [`intent`] (what is asked, and follow-up cues), [`budget`] (a
+//! budget command's amount, calendar and thresholds). This module
 //! only combines them. The same question with the same names at the same clock always gives
 //! the same plan.
 
+pub(crate) mod budget;
 pub(crate) mod intent;
 pub(crate) mod names;
 pub(crate) mod period;
@@ -13,11 +15,13 @@ pub(crate) mod words;
 use apogee_analytics::{Dimension, Filter, Grouping, Period, Scope};
 use chrono::{DateTime, Utc};
 
-use self::intent::{FollowUp, Signals};
+use self::budget::BudgetReading;
+use self::intent::{BudgetAsk, FollowUp, Signals};
 use self::names::{Found, NameReading, OrgNames};
 use self::period::{PeriodReading, day_window, default_period, previous_of};
 use self::words::Token;
-use crate::plan::{Intent, Measure, PlanPeriod, QuestionPlan, UnknownName, WhatIf};
+use crate::plan::{BudgetCommand, Intent, Measure, PlanPeriod, QuestionPlan, UnknownName, WhatIf};
+use apogee_analytics::BudgetPeriod;
 
 /// What the planner knows besides the question.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +45,8 @@ struct Parts {
     periods: PeriodReading,
     names: NameReading,
     signals: Signals,
+    /// The amount, calendar and thresholds of a budget command (empty for other questions).
+    budget: BudgetReading,
 }
 
 fn read_parts(question: &str, ctx: &PlanContext<'_>) -> Parts {
@@ -48,14 +54,20 @@ fn read_parts(question: &str, ctx: &PlanContext<'_>) -> Parts {
     let periods = period::read(&tokens, ctx.now);
     let vocabulary =
         |w: &str| intent::is_vocabulary(w) || names::dimension_word(w, ctx.names).is_some();
-    let names = names::read(
-        &tokens,
-        &periods.used,
-        ctx.names,
-        ctx.catalog_models,
-        &vocabulary,
-    );
-    let mut used = periods.used.clone();
+    // A budget command's amount and thresholds are not names.
+    let budget = if intent::read(&tokens, &periods.used, &OrgNames::default(), question)
+        .budget
+        .is_some()
+        || ctx.previous.is_some_and(|p| p.intent == Intent::Budget)
+    {
+        budget::read(question, &tokens)
+    } else {
+        BudgetReading::default()
+    };
+    let mut skip = periods.used.clone();
+    skip.extend(&budget.used);
+    let names = names::read(&tokens, &skip, ctx.names, ctx.catalog_models, &vocabulary);
+    let mut used = skip;
     used.extend(&names.used);
     let signals = intent::read(&tokens, &used, ctx.names, question);
     Parts {
@@ -63,6 +75,7 @@ fn read_parts(question: &str, ctx: &PlanContext<'_>) -> Parts {
         periods,
         names,
         signals,
+        budget,
     }
 }
 
@@ -77,6 +90,11 @@ pub fn names_period(
     let periods = period::read(&tokens, now);
     // Conversation moves and data help name nothing to resolve.
     let s = intent::read(&tokens, &periods.used, &OrgNames::default(), question);
+    // A budget's names are the ones with usage in the default window, whatever calendar
+    // ("$2,000 a month") the command names.
+    if s.budget.is_some() {
+        return Some(default_period(now).period());
+    }
     if s.greeting
         || s.unsupported.is_some()
         || s.data_help
@@ -124,6 +142,14 @@ pub fn plan_question(question: &str, ctx: &PlanContext<'_>) -> QuestionPlan {
     if parts.tokens.is_empty() {
         return plain(Intent::Capabilities);
     }
+    if let Some(ask) = s.budget {
+        return budget_plan(ask, &parts, ctx.now);
+    }
+    if let Some(previous) = ctx.previous
+        && completes_budget(previous, &parts)
+    {
+        return complete_budget(previous, &parts, ctx.now);
+    }
     if let Some(u) = s.unsupported {
         let mut plan = plain(Intent::Unsupported);
         plan.unsupported = Some(u);
@@ -149,7 +175,96 @@ pub fn plan_question(question: &str, ctx: &PlanContext<'_>) -> QuestionPlan {
 
 /// Plans a follow-up may refine: those that measured something.
 fn refinable(plan: &QuestionPlan) -> bool {
-    !plan.intent.is_conversation() && plan.intent != Intent::DataHelp
+    !plan.intent.is_conversation() && !matches!(plan.intent, Intent::DataHelp | Intent::Budget)
+}
+
+/// The calendar period a budget plan is about, as its `period`: the budget's own calendar,
+/// or this month.
+fn budget_period(calendar: Option<BudgetPeriod>, now: DateTime<Utc>) -> PlanPeriod {
+    let calendar = calendar.unwrap_or(BudgetPeriod::Month);
+    let text = match calendar {
+        BudgetPeriod::Month => "this month",
+        BudgetPeriod::Week => "this week",
+        BudgetPeriod::Day => "today",
+    };
+    PlanPeriod::new(calendar.around(now), text)
+}
+
+/// A budget command: its scope from the names (a set or a removal only; the org's budgets are
+/// listed whole), its amount, calendar and thresholds as typed.
+fn budget_plan(ask: BudgetAsk, parts: &Parts, now: DateTime<Utc>) -> QuestionPlan {
+    let b = &parts.budget;
+    let command = match ask {
+        BudgetAsk::Set => BudgetCommand::Set {
+            amount_cents: b.amount_cents,
+            period: b.period,
+            thresholds: b.thresholds.clone(),
+        },
+        BudgetAsk::List => BudgetCommand::List,
+        BudgetAsk::OnTrack => BudgetCommand::OnTrack,
+        BudgetAsk::Remove => BudgetCommand::Remove { period: b.period },
+    };
+    let calendar = match &command {
+        BudgetCommand::Set { period, .. } | BudgetCommand::Remove { period } => *period,
+        _ => None,
+    };
+    let mut plan = QuestionPlan::new(Intent::Budget, budget_period(calendar, now));
+    if matches!(
+        command,
+        BudgetCommand::Set { .. } | BudgetCommand::Remove { .. }
+    ) {
+        let (scope, _, unknown) = scope_of(parts, false);
+        plan.scope = scope;
+        plan = with_unknown(plan, unknown);
+    }
+    plan.budget = Some(command);
+    plan
+}
+
+/// The answer to "how much, and per month, week or day?": a short reply with an amount or a
+/// calendar (and no command of its own) after a budget command that lacked one.
+fn completes_budget(previous: &QuestionPlan, parts: &Parts) -> bool {
+    let Some(BudgetCommand::Set {
+        amount_cents,
+        period,
+        ..
+    }) = &previous.budget
+    else {
+        return false;
+    };
+    let b = &parts.budget;
+    (amount_cents.is_none() || period.is_none())
+        && (b.amount_cents.is_some() || b.period.is_some())
+        && parts.tokens.len() <= 10
+}
+
+fn complete_budget(previous: &QuestionPlan, parts: &Parts, now: DateTime<Utc>) -> QuestionPlan {
+    let mut plan = previous.clone();
+    plan.refines_previous = true;
+    let b = &parts.budget;
+    if let Some(BudgetCommand::Set {
+        amount_cents,
+        period,
+        thresholds,
+    }) = &mut plan.budget
+    {
+        if b.amount_cents.is_some() {
+            *amount_cents = b.amount_cents;
+        }
+        if b.period.is_some() {
+            *period = b.period;
+        }
+        if !b.thresholds.is_empty() {
+            *thresholds = b.thresholds.clone();
+        }
+        plan.period = budget_period(*period, now);
+    }
+    if !parts.names.found.is_empty() || !parts.names.unknown.is_empty() {
+        let (scope, _, unknown) = scope_of(parts, false);
+        plan.scope = scope;
+        plan = with_unknown(plan, unknown);
+    }
+    plan
 }
 
 /// A question that only makes sense against the previous one: "and claude-sonnet-4?", "what
@@ -635,7 +750,11 @@ mod tests {
         let p = names_period("How much did gpt-4o cost last week?", now(), None).unwrap();
         assert_eq!(p.from.date_naive().to_string(), "2026-11-16");
         assert!(names_period("the growth team", now(), None).is_some());
-        assert!(names_period("Set a budget alert at $1500 a month", now(), None).is_none());
+        // A budget's scope is read against the default window, whatever calendar it names.
+        assert_eq!(
+            names_period("Set a budget alert at $1500 a month", now(), None),
+            Some(default_period(now()).period())
+        );
         assert!(names_period("hello there apogee", now(), None).is_none());
     }
 }

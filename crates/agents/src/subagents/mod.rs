@@ -5,6 +5,7 @@
 //! sequence tools; they hold no rules of their own beyond which tool comes next.
 
 pub(crate) mod anomaly;
+pub(crate) mod budgets;
 pub(crate) mod data;
 pub(crate) mod data_helper;
 pub(crate) mod optimization;

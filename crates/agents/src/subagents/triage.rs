@@ -67,6 +67,9 @@ fn explain(p: &QuestionPlan) -> String {
         Intent::Savings => "how to cut the bill: the full analysis, led by the savings",
         Intent::SpikeExplanation => "why spend changed: the full analysis, led by the spike",
         Intent::ModelSelection => "which model to use: spend by model and right-sizing",
+        Intent::Budget => {
+            "a budget command: the org's budgets, through the same code as the Budgets panel"
+        }
         Intent::DataHelp => "how to get usage data into Apogee",
         Intent::Greeting => "a greeting",
         Intent::Capabilities => "what I can do",

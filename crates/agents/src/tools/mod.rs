@@ -3,6 +3,7 @@
 //! with a one-line summary and the result JSON of its `tool_completed`. Running it, timing it
 //! and pairing its events is [`crate::scope::Agent::call`]'s job, not the tool's.
 
+pub(crate) mod budgets;
 pub(crate) mod compose;
 pub(crate) mod planning;
 pub(crate) mod savings;
@@ -35,6 +36,8 @@ pub(crate) enum ToolError {
     Usage(#[from] QueryError),
     #[error("Could not store the answer: {0}")]
     Answer(SinkError),
+    #[error("Could not read or write budgets: {0}")]
+    Budgets(String),
 }
 
 /// The arguments every period-bound tool takes.

@@ -5,33 +5,18 @@
 
 use apogee_analytics::forecast::month_end_of;
 use apogee_analytics::{
-    Dimension, Grouping, Nanos, OrgUsageQueries, Period, QueryError, UsageQuery,
+    BudgetState, Dimension, Grouping, Nanos, OrgUsageQueries, Period, QueryError, UsageQuery,
 };
 use apogee_protocol::{AlertKind, BudgetAlert, BudgetRef, Contributor};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use super::spec::{BudgetPeriod, BudgetSpec, scope_to_json};
+use super::spec::{BudgetSpec, scope_to_json};
 
 #[cfg(test)]
 use apogee_analytics::forecast::month_end;
 
 /// Contributors an alert names per dimension (feature, model).
 const TOP_CONTRIBUTORS: usize = 3;
-
-/// How a budget stands in its current period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Below every threshold and not forecast over.
-    Ok,
-    /// A threshold below 100% is reached.
-    Warning,
-    /// Not over yet, but the forecast for the period's end is.
-    AtRisk,
-    /// Spend reached the amount.
-    Over,
-}
 
 /// A budget's current period, its spend so far and where it is heading.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,15 +40,15 @@ impl Standing {
             .max()
     }
 
-    pub fn state(&self, spec: &BudgetSpec) -> State {
+    pub fn state(&self, spec: &BudgetSpec) -> BudgetState {
         if self.spent >= spec.amount {
-            State::Over
+            BudgetState::Over
         } else if self.forecast > spec.amount {
-            State::AtRisk
+            BudgetState::AtRisk
         } else if self.reached(spec).is_some() {
-            State::Warning
+            BudgetState::Warning
         } else {
-            State::Ok
+            BudgetState::Ok
         }
     }
 
@@ -238,11 +223,7 @@ impl AlertInput<'_> {
             Crossing::Threshold(t) => (AlertKind::Threshold, Some(t)),
             Crossing::Forecast => (AlertKind::Forecast, None),
         };
-        let period_word = match spec.period {
-            BudgetPeriod::Month => "monthly",
-            BudgetPeriod::Week => "weekly",
-            BudgetPeriod::Day => "daily",
-        };
+        let period_word = spec.period.adjective();
         let head = match self.crossing {
             Crossing::Threshold(t) => format!(
                 "Budget \u{201c}{}\u{201d} passed {t}% of its {period_word} {}: {} spent ({:.0}%).",
@@ -350,10 +331,10 @@ mod tests {
             spent: Nanos::from_usd(spent),
             forecast: Nanos::from_usd(forecast),
         };
-        assert_eq!(at(10.0, 20.0).state(&spec), State::Ok);
-        assert_eq!(at(60.0, 90.0).state(&spec), State::Warning);
-        assert_eq!(at(60.0, 120.0).state(&spec), State::AtRisk);
-        assert_eq!(at(100.0, 100.0).state(&spec), State::Over);
+        assert_eq!(at(10.0, 20.0).state(&spec), BudgetState::Ok);
+        assert_eq!(at(60.0, 90.0).state(&spec), BudgetState::Warning);
+        assert_eq!(at(60.0, 120.0).state(&spec), BudgetState::AtRisk);
+        assert_eq!(at(100.0, 100.0).state(&spec), BudgetState::Over);
         assert_eq!(at(85.0, 90.0).reached(&spec), Some(80));
         assert_eq!(at(10.0, 20.0).reached(&spec), None);
     }

@@ -1,5 +1,6 @@
 //! Budgets and their live alerts: `/api/budgets` ([`routes`]), what a budget is ([`spec`]),
-//! where it stands ([`evaluate`]), and [`Budgets`], which evaluates an org's budgets after
+//! where it stands ([`evaluate`]), creating, changing and reading budgets for the API and the
+//! chat alike ([`manage`]), and [`Budgets`], which evaluates an org's budgets after
 //! each ingest batch and on a timer and delivers each crossing once.
 //!
 //! Exactly once: a crossing is (budget, revision, calendar period, threshold or `forecast`).
@@ -16,6 +17,7 @@
 
 pub mod anomaly;
 pub mod evaluate;
+pub mod manage;
 pub mod routes;
 pub mod spec;
 pub mod webhooks;

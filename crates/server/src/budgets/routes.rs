@@ -14,9 +14,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::MAX_BUDGETS_PER_ORG;
-use super::evaluate::standing;
 use super::spec::{BudgetSpec, scope_to_json};
+use super::{MAX_BUDGETS_PER_ORG, manage};
 use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::rest::{session, within_rate};
@@ -37,9 +36,7 @@ fn unreadable(row: &BudgetRow, e: String) -> ApiError {
 
 /// A budget as every answer shows it.
 async fn view(app: &AppState, s: &UserSession, row: &BudgetRow) -> Result<Value, ApiError> {
-    let spec = BudgetSpec::from_row(row).map_err(|e| unreadable(row, e))?;
-    let now = Utc::now();
-    let standing = standing(s.usage(), &spec, now)
+    let (spec, standing) = manage::read(s.usage(), row, Utc::now())
         .await
         .map_err(ApiError::internal)?;
     let period_start = standing.period.from.date_naive().to_string();
@@ -80,23 +77,6 @@ async fn view(app: &AppState, s: &UserSession, row: &BudgetRow) -> Result<Value,
     }))
 }
 
-fn now_text() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn row_of(spec: &BudgetSpec, base: BudgetRow) -> BudgetRow {
-    let (scope, thresholds) = spec.stored_texts();
-    BudgetRow {
-        name: spec.name.trim().to_string(),
-        amount_nanos: spec.amount_nanos(),
-        period: spec.period.as_str().to_string(),
-        scope,
-        thresholds,
-        forecast_alert: spec.forecast_alert,
-        ..base
-    }
-}
-
 /// `GET /api/budgets`: the org's budgets, oldest first.
 pub async fn list(
     State(app): State<AppState>,
@@ -128,33 +108,12 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let s = member(&app, &headers).await?;
     let spec = BudgetSpec::from_new(&body).map_err(ApiError::BadRequest)?;
-    let now = now_text();
-    let row = row_of(
-        &spec,
-        BudgetRow {
-            id: format!("bud_{}", uuid::Uuid::now_v7().simple()),
-            org_id: s.key().org_id.clone(),
-            name: String::new(),
-            amount_nanos: 0,
-            period: String::new(),
-            scope: String::new(),
-            thresholds: String::new(),
-            forecast_alert: false,
-            revision: 1,
-            created_by: s.key().user_id.clone(),
-            created_at: now.clone(),
-            updated_at: now,
-        },
-    );
-    app.store
-        .create_budget(&row, MAX_BUDGETS_PER_ORG)
+    let row = manage::create(&app.store, &app.budgets, s.key(), &spec)
         .await
         .map_err(|e| match e {
             BudgetError::TooMany(..) => ApiError::LimitReached(e.to_string()),
             BudgetError::Store(e) => ApiError::internal(e),
         })?;
-    // Usage already over a threshold alerts now, not at the next ingest.
-    app.budgets.usage_changed(&row.org_id);
     let v = view(&app, &s, &row).await?;
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
@@ -194,28 +153,10 @@ pub async fn change(
         .clone()
         .changed(&body)
         .map_err(ApiError::BadRequest)?;
-    let revision = if before.measures_differently(&after) {
-        row.revision.saturating_add(1)
-    } else {
-        row.revision
-    };
-    let row = row_of(
-        &after,
-        BudgetRow {
-            revision,
-            updated_at: now_text(),
-            ..row
-        },
-    );
-    if !app
-        .store
-        .update_budget(&row)
+    let row = manage::change(&app.store, &app.budgets, row, &before, &after)
         .await
         .map_err(ApiError::internal)?
-    {
-        return Err(ApiError::NotFound);
-    }
-    app.budgets.usage_changed(&row.org_id);
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(view(&app, &s, &row).await?))
 }
 

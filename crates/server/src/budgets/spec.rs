@@ -4,9 +4,9 @@
 //! "tag.team": "growth"}`), and the calendar period a moment falls in. Anything unknown or out
 //! of range is refused with a message that says what is wrong.
 
-use apogee_analytics::{Dimension, Filter, Nanos, Period, Scope};
+pub use apogee_analytics::BudgetPeriod;
+use apogee_analytics::{Dimension, Filter, Nanos, Scope};
 use apogee_store::BudgetRow;
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -20,58 +20,6 @@ pub const MAX_AMOUNT_USD: f64 = 1e9;
 /// Longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
 
-/// The calendar a budget's amount applies to (UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BudgetPeriod {
-    Month,
-    /// Monday 00:00 UTC to the next Monday.
-    Week,
-    Day,
-}
-
-impl BudgetPeriod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BudgetPeriod::Month => "month",
-            BudgetPeriod::Week => "week",
-            BudgetPeriod::Day => "day",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<BudgetPeriod, String> {
-        match text {
-            "month" => Ok(BudgetPeriod::Month),
-            "week" => Ok(BudgetPeriod::Week),
-            "day" => Ok(BudgetPeriod::Day),
-            other => Err(format!("unknown period `{other}`: use month, week or day")),
-        }
-    }
-
-    /// The whole calendar period `now` falls in, `[start, end)`.
-    pub fn around(self, now: DateTime<Utc>) -> Period {
-        let today = now.date_naive();
-        let start = match self {
-            BudgetPeriod::Month => today.with_day(1).unwrap_or(today),
-            BudgetPeriod::Week => {
-                today - Duration::days(i64::from(today.weekday().num_days_from_monday()))
-            }
-            BudgetPeriod::Day => today,
-        };
-        let end = match self {
-            BudgetPeriod::Month => start
-                .checked_add_months(chrono::Months::new(1))
-                .unwrap_or(start),
-            BudgetPeriod::Week => start + Duration::days(7),
-            BudgetPeriod::Day => start + Duration::days(1),
-        };
-        Period::new(midnight(start), midnight(end))
-    }
-}
-
-fn midnight(d: NaiveDate) -> DateTime<Utc> {
-    d.and_time(chrono::NaiveTime::MIN).and_utc()
-}
-
 /// A budget as checked: what the store keeps, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetSpec {
@@ -81,6 +29,28 @@ pub struct BudgetSpec {
     pub scope: Scope,
     pub thresholds: Vec<u32>,
     pub forecast_alert: bool,
+}
+
+/// A new budget, typed; checked by [`BudgetSpec::new`].
+#[derive(Debug, Clone)]
+pub struct NewBudget {
+    pub name: Option<String>,
+    pub amount_usd: f64,
+    pub period: BudgetPeriod,
+    pub scope: Scope,
+    pub thresholds: Option<Vec<i64>>,
+    pub forecast_alert: Option<bool>,
+}
+
+/// What changes in a budget (`None`: kept); checked by [`BudgetSpec::with`].
+#[derive(Debug, Clone, Default)]
+pub struct BudgetChange {
+    pub name: Option<String>,
+    pub amount_usd: Option<f64>,
+    pub period: Option<BudgetPeriod>,
+    pub scope: Option<Scope>,
+    pub thresholds: Option<Vec<i64>>,
+    pub forecast_alert: Option<bool>,
 }
 
 /// `POST /api/budgets`' body. Every field but `amount_usd` has a default.
@@ -119,14 +89,32 @@ impl BudgetSpec {
             Some(s) => scope_from_json(s)?,
             None => Scope::all(),
         };
+        BudgetSpec::new(NewBudget {
+            name: b.name,
+            amount_usd: b.amount_usd,
+            period: match &b.period {
+                Some(p) => BudgetPeriod::parse(p)?,
+                None => BudgetPeriod::Month,
+            },
+            scope,
+            thresholds: b.thresholds,
+            forecast_alert: b.forecast_alert,
+        })
+    }
+
+    /// Checks a new budget, typed: what `POST /api/budgets` and the chat's `set_budget` both
+    /// go through. Unnamed, it is named after its scope; without thresholds it takes
+    /// [`DEFAULT_THRESHOLDS`].
+    pub fn new(b: NewBudget) -> Result<BudgetSpec, String> {
+        b.scope.validate().map_err(|e| e.to_string())?;
         let spec = BudgetSpec {
             name: match b.name {
                 Some(n) => n,
-                None => default_name(&scope),
+                None => default_name(&b.scope),
             },
             amount: amount(b.amount_usd)?,
-            period: BudgetPeriod::parse(b.period.as_deref().unwrap_or("month"))?,
-            scope,
+            period: b.period,
+            scope: b.scope,
             thresholds: match b.thresholds {
                 Some(t) => thresholds(&t)?,
                 None => DEFAULT_THRESHOLDS.to_vec(),
@@ -138,24 +126,39 @@ impl BudgetSpec {
     }
 
     /// This budget changed by a `PATCH` body.
-    pub fn changed(mut self, body: &[u8]) -> Result<BudgetSpec, String> {
+    pub fn changed(self, body: &[u8]) -> Result<BudgetSpec, String> {
         let b: ChangeBody = serde_json::from_slice(body).map_err(json_error)?;
-        if let Some(n) = b.name {
+        let change = BudgetChange {
+            name: b.name,
+            amount_usd: b.amount_usd,
+            period: b.period.as_deref().map(BudgetPeriod::parse).transpose()?,
+            scope: b.scope.as_ref().map(scope_from_json).transpose()?,
+            thresholds: b.thresholds,
+            forecast_alert: b.forecast_alert,
+        };
+        self.with(change)
+    }
+
+    /// This budget with `change` applied and checked: what `PATCH /api/budgets/{id}` and the
+    /// chat's `set_budget` on an existing budget both go through.
+    pub fn with(mut self, change: BudgetChange) -> Result<BudgetSpec, String> {
+        if let Some(n) = change.name {
             self.name = n;
         }
-        if let Some(a) = b.amount_usd {
+        if let Some(a) = change.amount_usd {
             self.amount = amount(a)?;
         }
-        if let Some(p) = b.period {
-            self.period = BudgetPeriod::parse(&p)?;
+        if let Some(p) = change.period {
+            self.period = p;
         }
-        if let Some(s) = &b.scope {
-            self.scope = scope_from_json(s)?;
+        if let Some(s) = change.scope {
+            s.validate().map_err(|e| e.to_string())?;
+            self.scope = s;
         }
-        if let Some(t) = b.thresholds {
+        if let Some(t) = change.thresholds {
             self.thresholds = thresholds(&t)?;
         }
-        if let Some(f) = b.forecast_alert {
+        if let Some(f) = change.forecast_alert {
             self.forecast_alert = f;
         }
         self.check_name()?;
@@ -221,10 +224,10 @@ impl BudgetSpec {
 
 fn amount(usd: f64) -> Result<Nanos, String> {
     if !usd.is_finite() || usd <= 0.0 {
-        return Err("`amount_usd` must be a number above 0".into());
+        return Err("the amount (`amount_usd`) must be above $0".into());
     }
     if usd > MAX_AMOUNT_USD {
-        return Err(format!("`amount_usd` is at most {MAX_AMOUNT_USD}"));
+        return Err("the amount (`amount_usd`) is at most $1,000,000,000".into());
     }
     Ok(Nanos::from_usd(usd))
 }
@@ -333,10 +336,14 @@ fn default_name(scope: &Scope) -> String {
         .filters
         .iter()
         .map(|f| {
+            // "team growth" rather than the engine's "tag:team growth".
+            let dimension = match &f.dimension {
+                Dimension::Tag(key) => key.clone(),
+                d => d.to_string(),
+            };
             format!(
-                "{}{} {}",
+                "{}{dimension} {}",
                 if f.exclude { "not " } else { "" },
-                f.dimension,
                 f.values.join(", ")
             )
         })
@@ -348,7 +355,6 @@ fn default_name(scope: &Scope) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     #[test]
     fn a_new_budget_takes_defaults() {
@@ -360,6 +366,9 @@ mod tests {
         assert_eq!(s.thresholds, DEFAULT_THRESHOLDS);
         assert!(s.forecast_alert);
         assert_eq!(s.name, "feature support-bot");
+        let t =
+            BudgetSpec::from_new(br#"{"amount_usd": 5, "scope": {"tag.team": "growth"}}"#).unwrap();
+        assert_eq!(t.name, "team growth");
         assert_eq!(
             s.scope,
             Scope::all().and(Filter::is(Dimension::Feature, "support-bot"))
@@ -373,8 +382,8 @@ mod tests {
     #[test]
     fn bad_bodies_say_what_is_wrong() {
         for (body, says) in [
-            (r#"{"amount_usd": -5}"#, "above 0"),
-            (r#"{"amount_usd": 0}"#, "above 0"),
+            (r#"{"amount_usd": -5}"#, "above $0"),
+            (r#"{"amount_usd": 0}"#, "above $0"),
             (r#"{"amount_usd": 1e12}"#, "at most"),
             (r#"{}"#, "missing field `amount_usd`"),
             (r#"{"amount_usd": 5, "amout": 1}"#, "unknown field `amout`"),
@@ -418,25 +427,5 @@ mod tests {
         let u = s.clone().changed(br#"{"amount_usd": 20}"#).unwrap();
         assert!(s.measures_differently(&u));
         assert!(s.clone().changed(br#"{"amount_usd": -1}"#).is_err());
-    }
-
-    #[test]
-    fn calendar_periods() {
-        // 2026-11-25 is a Wednesday.
-        let now = Utc.with_ymd_and_hms(2026, 11, 25, 15, 30, 0).unwrap();
-        let p = BudgetPeriod::Month.around(now);
-        assert_eq!(
-            (p.from.to_string(), p.to.to_string()),
-            (
-                "2026-11-01 00:00:00 UTC".into(),
-                "2026-12-01 00:00:00 UTC".into()
-            )
-        );
-        let p = BudgetPeriod::Week.around(now);
-        assert_eq!(p.from.date_naive().to_string(), "2026-11-23");
-        assert_eq!(p.to.date_naive().to_string(), "2026-11-30");
-        let p = BudgetPeriod::Day.around(now);
-        assert_eq!(p.from.date_naive().to_string(), "2026-11-25");
-        assert_eq!(p.to.date_naive().to_string(), "2026-11-26");
     }
 }
