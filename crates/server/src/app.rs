@@ -22,7 +22,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::budgets::Budgets;
-use crate::bus::Bus;
+use crate::bus::{RedisBus, SharedRate};
 use crate::config::{AuthMode, Config, Environment};
 use crate::handshake_limit::HandshakeLimiter;
 use crate::hub::{Hub, StreamLimits};
@@ -68,7 +68,7 @@ pub struct AppState {
     /// Fired once at shutdown.
     pub shutdown: CancellationToken,
     /// Cross-node fan-out, when Redis is configured.
-    pub bus: Option<Bus>,
+    pub bus: Option<RedisBus>,
     /// Open WebSocket connections, per node and per user.
     pub admission: Arc<Admission>,
     /// Ingest requests in flight per user, and the node's parsing turns.
@@ -248,21 +248,25 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     let node_id = uuid::Uuid::now_v7().to_string();
     let bus = match &config.redis_url {
-        Some(url) => Some(Bus::start(
-            url,
-            store.clone(),
-            node_id.clone(),
-            Arc::clone(&metrics),
-            shutdown.clone(),
-        )?),
+        Some(url) => Some(RedisBus::new(url, node_id.clone(), Arc::clone(&metrics))?),
         None => None,
     };
     let hub = Arc::new(Hub::new(
         store.clone(),
         Arc::clone(&metrics),
         limits,
-        bus.clone(),
+        bus.as_ref()
+            .map(|(bus, _)| Arc::new(bus.clone()) as Arc<dyn crate::bus::Bus>),
+        bus.as_ref()
+            .map(|(_, worker)| Arc::new(SharedRate::new(worker.client().clone()))),
     ));
+    // The bus's own tasks, awaited at shutdown after everything that publishes has stopped.
+    let bus_tasks = TaskTracker::new();
+    let bus = bus.map(|(bus, worker)| {
+        worker.spawn(Arc::clone(&hub) as _, &bus_tasks, shutdown.clone());
+        hub.spawn_link_follower(shutdown.clone());
+        bus
+    });
     let (lease, closed) = NodeLease::register(
         store.clone(),
         Arc::clone(&hub),
@@ -295,7 +299,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     ));
     let sessions = Arc::new(SessionFactory::new(
         store.clone(),
-        hub,
+        Arc::clone(&hub),
         Arc::clone(&runs),
         catalog,
         node_id.clone(),
@@ -396,6 +400,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let _ = budgets_task.await;
     let _ = webhooks_task.await;
+    // Nothing publishes any more: the bus's and the hub's tasks end with the shutdown signal
+    // (gap fills with their streams, all of which are gone with their connections and runs).
+    bus_tasks.close();
+    bus_tasks.wait().await;
+    if tokio::time::timeout(Duration::from_secs(5), hub.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some stream tasks did not end in time");
+    }
     // The lease goes last: with it gone, another node closes any run left at once.
     let _ = lease_task.await;
     NodeLease::release(&store, &node_id).await;
