@@ -6,6 +6,12 @@
 //! per user), while different users' runs execute side by side. A user with several runs in
 //! flight so takes one run's share of the machine, never several: the others' questions are
 //! not slowed by how many one user asks. A queued run can be cancelled before it starts.
+//!
+//! Ownership: every run is on the registry's [`TaskTracker`] from the moment its slot is
+//! reserved ([`Reservation`] holds a tracker token), through the start (its message and
+//! thread events, [`RunRegistry::spawn`]) to its recorded end. So [`RunRegistry::drain`]
+//! waits for a run whose message was acknowledged but which has not started yet, and once
+//! draining begins no slot is given out: a message then is refused, never half-started.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +24,7 @@ use apogee_store::{Store, UserKey};
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::hub::UserStream;
 use crate::metrics::{Metrics, StatusLabels};
@@ -33,12 +40,29 @@ pub struct RunSpec {
     pub store: Store,
     pub usage: Arc<dyn OrgUsageQueries>,
     pub catalog: Arc<PriceCatalog>,
-    pub cancel: CancellationToken,
+    /// The run's slot and cancellation, held until the run has been recorded.
+    pub reservation: Reservation,
 }
 
 struct LiveRun {
     user: UserKey,
     cancel: CancellationToken,
+}
+
+/// Why [`RunRegistry::reserve`] gave no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The user has this many runs in flight already.
+    Busy(usize),
+    /// The node is shutting down and takes no new run.
+    Draining,
+}
+
+/// A run's slot, from before its message is stored until the run ended. Keeps shutdown
+/// waiting for it ([`RunRegistry::drain`]) even before its task exists.
+pub struct Reservation {
+    pub cancel: CancellationToken,
+    _owner: TaskTrackerToken,
 }
 
 /// How long interrupted runs get to close their steps after being cancelled at shutdown.
@@ -51,6 +75,8 @@ pub struct RunRegistry {
     lanes: Mutex<HashMap<UserKey, Arc<tokio::sync::Semaphore>>>,
     /// Runs cancelled by shutdown rather than by their user: recorded as `interrupted`.
     interrupted: Mutex<std::collections::HashSet<String>>,
+    /// Set under the `live` lock by [`RunRegistry::drain`]: no slot is given out after it.
+    draining: std::sync::atomic::AtomicBool,
     tracker: TaskTracker,
     max_per_user: usize,
     metrics: Arc<Metrics>,
@@ -70,6 +96,7 @@ impl RunRegistry {
             live: Mutex::new(HashMap::new()),
             lanes: Mutex::new(HashMap::new()),
             interrupted: Mutex::new(std::collections::HashSet::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
             tracker: TaskTracker::new(),
             max_per_user,
             metrics,
@@ -80,11 +107,17 @@ impl RunRegistry {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes one of `user`'s run slots for `run_id`; `Err(max)` when all are in use.
-    pub fn reserve(&self, run_id: &str, user: &UserKey) -> Result<CancellationToken, usize> {
+    /// Takes one of `user`'s run slots for `run_id`; refused when all are in use or the node
+    /// is draining.
+    pub fn reserve(&self, run_id: &str, user: &UserKey) -> Result<Reservation, Refused> {
         let mut live = self.live();
+        // Read under the `live` lock, which `drain` sets it under: a reservation either comes
+        // before the drain (and its token keeps the drain waiting) or is refused.
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Refused::Draining);
+        }
         if live.values().filter(|r| &r.user == user).count() >= self.max_per_user {
-            return Err(self.max_per_user);
+            return Err(Refused::Busy(self.max_per_user));
         }
         let cancel = CancellationToken::new();
         live.insert(
@@ -94,7 +127,15 @@ impl RunRegistry {
                 cancel: cancel.clone(),
             },
         );
-        Ok(cancel)
+        Ok(Reservation {
+            cancel,
+            _owner: self.tracker.token(),
+        })
+    }
+
+    /// Runs `task` (a run's start) on the registry's tracker, so shutdown waits for it.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task);
     }
 
     pub fn release(&self, run_id: &str) {
@@ -142,7 +183,7 @@ impl RunRegistry {
             // only records that it was cancelled).
             let turn = tokio::select! {
                 permit = lane.acquire_owned() => permit.ok(),
-                _ = spec.cancel.cancelled() => None,
+                _ = spec.reservation.cancel.cancelled() => None,
             };
             let status = registry.drive(spec).await;
             drop(turn);
@@ -171,7 +212,7 @@ impl RunRegistry {
             usage: spec.usage,
             catalog: spec.catalog,
             sink,
-            cancel: spec.cancel,
+            cancel: spec.reservation.cancel.clone(),
             previous_plan,
         };
         let outcome = std::panic::AssertUnwindSafe(apogee_agents::run(ctx))
@@ -226,6 +267,11 @@ impl RunRegistry {
     /// are cancelled (their steps end `cancelled`) and recorded as interrupted. Returns how
     /// many did not even finish that way (the next start closes them).
     pub async fn drain(&self, grace: Duration) -> usize {
+        {
+            let _live = self.live();
+            self.draining
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
             .await

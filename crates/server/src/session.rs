@@ -15,7 +15,7 @@ use apogee_store::{
 use crate::auth::Identity;
 use crate::hub::{Hub, Subscription, UserStream};
 use crate::recovery;
-use crate::runs::{RunRegistry, RunSpec};
+use crate::runs::{Refused, Reservation, RunRegistry, RunSpec};
 
 /// Longest thread title derived from the first message.
 const TITLE_CHARS: usize = 60;
@@ -28,6 +28,9 @@ pub enum SessionError {
     Busy(usize),
     #[error("too many messages; retry later")]
     RateLimited(std::time::Duration),
+    /// The node is shutting down: the message was not stored.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -61,7 +64,7 @@ impl Submitted {
 /// starting it does not depend on the connection that submitted it staying open.
 pub struct PendingRun {
     turn: NewTurn,
-    cancel: tokio_util::sync::CancellationToken,
+    reservation: Reservation,
     stream: Arc<UserStream>,
     store: Store,
     runs: Arc<RunRegistry>,
@@ -70,9 +73,15 @@ pub struct PendingRun {
 }
 
 impl PendingRun {
-    /// Emits `thread_created` / `message_created` and starts the run. A run whose events
-    /// cannot be written is closed as failed (or, if even that fails, at the next start).
-    pub async fn start(self) {
+    /// Starts the run on the run registry's tracker (never waits): emits `thread_created` /
+    /// `message_created`, then runs it. A run whose events cannot be written is closed as
+    /// failed (or, if even that fails, at the next start).
+    pub fn start(self) {
+        let runs = Arc::clone(&self.runs);
+        runs.spawn(self.begin());
+    }
+
+    async fn begin(self) {
         if let Err(e) = self.publish_turn().await {
             let run_id = &self.turn.run_id;
             tracing::error!(%run_id, error = %e, "could not publish a new message");
@@ -99,7 +108,7 @@ impl PendingRun {
             store: self.store,
             usage: self.usage,
             catalog: self.catalog,
-            cancel: self.cancel,
+            reservation: self.reservation,
         });
     }
 
@@ -276,10 +285,13 @@ impl UserSession {
             .await
             .map_err(SessionError::RateLimited)?;
         let run_id = new_id("run");
-        let cancel = self
-            .runs
-            .reserve(&run_id, &self.key)
-            .map_err(SessionError::Busy)?;
+        let reservation =
+            self.runs
+                .reserve(&run_id, &self.key)
+                .map_err(|refused| match refused {
+                    Refused::Busy(max) => SessionError::Busy(max),
+                    Refused::Draining => SessionError::ShuttingDown,
+                })?;
         let (created_at, created_ms) = now();
         let turn = NewTurn {
             new_thread_title: thread_id
@@ -310,7 +322,7 @@ impl UserSession {
                 },
                 pending: Some(PendingRun {
                     turn,
-                    cancel,
+                    reservation,
                     stream: Arc::clone(&self.stream),
                     store: self.store.clone(),
                     runs: Arc::clone(&self.runs),
