@@ -332,3 +332,67 @@ async fn record_thread_plan(
         tracing::warn!(%run_id, error = %e, "could not record the run's plan");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> UserKey {
+        UserKey {
+            org_id: "org".into(),
+            user_id: name.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_reserved_before_the_drain_keeps_it_waiting_until_the_run_has_ended() {
+        let registry = RunRegistry::new(4, Arc::new(Metrics::new()));
+        // Its message acknowledged, its start not yet begun.
+        let reservation = registry.reserve("run_1", &user("ann")).expect("a slot");
+        let drain = tokio::spawn({
+            let registry = Arc::clone(&registry);
+            async move { registry.drain(Duration::from_secs(60)).await }
+        });
+        // Once the drain has begun, no slot is given out.
+        for _ in 0..1_000 {
+            match registry.reserve("run_2", &user("ben")) {
+                Ok(_) => {
+                    registry.release("run_2");
+                    tokio::task::yield_now().await;
+                }
+                Err(refused) => {
+                    assert_eq!(refused, Refused::Draining);
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            registry.reserve("run_3", &user("ann")).err(),
+            Some(Refused::Draining)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!drain.is_finished(), "the drain waits for the reserved run");
+        // The run starts late (after the drain began) and ends: the drain is then done.
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
+        registry.spawn(async move {
+            tokio::task::yield_now().await;
+            drop(reservation);
+            let _ = ended_tx.send(());
+        });
+        assert_eq!(drain.await.expect("drain"), 0, "nothing left in flight");
+        assert!(ended.await.is_ok(), "the run ended before the drain did");
+    }
+
+    #[tokio::test]
+    async fn slots_are_per_user_and_freed_on_release() {
+        let registry = RunRegistry::new(1, Arc::new(Metrics::new()));
+        let _ann = registry.reserve("run_1", &user("ann")).expect("a slot");
+        assert_eq!(
+            registry.reserve("run_2", &user("ann")).err(),
+            Some(Refused::Busy(1))
+        );
+        assert!(registry.reserve("run_3", &user("ben")).is_ok());
+        registry.release("run_1");
+        assert!(registry.reserve("run_4", &user("ann")).is_ok());
+    }
+}
