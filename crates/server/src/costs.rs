@@ -24,9 +24,9 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::rest::{parse_bound, period_of, rfc3339, session, within_rate};
+use crate::state::AppState;
 
 /// The second window of a comparison, as asked.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,6 +29,7 @@ pub mod rest;
 pub mod runs;
 pub mod session;
 pub mod sink;
+pub mod state;
 pub mod static_ui;
 pub mod traces;
 pub mod usage_delete;

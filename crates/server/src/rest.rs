@@ -14,13 +14,13 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::http_error::ApiError;
 use crate::ingest::{InFlight, Parsed, body_format, parse_body};
 use crate::metrics::ReasonLabels;
 use crate::rate::RateTable;
 use crate::session::{SessionError, UserSession};
+use crate::state::AppState;
 use apogee_store::UserKey;
 
 async fn identity(app: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {

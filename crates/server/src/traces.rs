@@ -9,11 +9,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::ingest::otlp::{self, Encoding, OtlpError};
 use crate::ingest::price_batch;
 use crate::rest::{IngestRequest, session, store_parsed};
+use crate::state::AppState;
 
 pub async fn traces(
     State(app): State<AppState>,

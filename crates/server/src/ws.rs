@@ -22,12 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::admission::{ConnectionSlot, Refused};
-use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::hub::{Replay, Subscription};
 use crate::metrics::{CodeLabels, SourceLabels};
 use crate::queue;
 use crate::session::{SessionError, UserSession};
+use crate::state::AppState;
 
 /// Events read from the store per replay query, so a long replay never sits in memory whole.
 const REPLAY_PAGE: u64 = 500;

@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 use super::MAX_BUDGETS_PER_ORG;
 use super::evaluate::standing;
 use super::spec::{BudgetSpec, scope_to_json};
-use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::rest::{session, within_rate};
 use crate::session::UserSession;
+use crate::state::AppState;
 
 /// Alerts of the current period listed with each budget, at most.
 const ALERTS_SHOWN: usize = 50;

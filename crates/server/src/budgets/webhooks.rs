@@ -29,10 +29,10 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::metrics::Metrics;
 use crate::rest::session;
+use crate::state::AppState;
 
 /// Webhooks one org may have.
 pub const MAX_WEBHOOKS_PER_ORG: usize = 10;
