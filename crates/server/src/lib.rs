@@ -11,6 +11,7 @@ pub mod bus;
 pub mod config;
 pub mod costs;
 pub mod demo_data;
+mod extract;
 pub mod handshake_limit;
 pub mod http_error;
 pub mod hub;
