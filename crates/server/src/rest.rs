@@ -30,11 +30,7 @@ pub async fn ws_ticket(
     State(app): State<AppState>,
     who: Identity,
 ) -> Result<Json<Value>, ApiError> {
-    let t = app
-        .auth
-        .issue_ticket(&who)
-        .await
-        .map_err(ApiError::internal)?;
+    let t = app.auth.issue_ticket(&who).await?;
     Ok(Json(
         json!({"ticket": t.ticket, "expires_in": t.expires_in}),
     ))
@@ -127,7 +123,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub async fn threads(s: UserSession) -> Result<Json<Value>, ApiError> {
-    let rows = s.threads().await.map_err(ApiError::internal)?;
+    let rows = s.threads().await?;
     let threads: Vec<Value> = rows
         .into_iter()
         .map(|t| json!({"id": t.id, "title": t.title, "created_at": t.created_at}))
@@ -286,10 +282,7 @@ pub(crate) async fn store_parsed(
     s: &UserSession,
     mut parsed: Parsed,
 ) -> Result<(apogee_store::IngestSummary, Parsed), ApiError> {
-    let summary = s
-        .ingest_usage(&parsed.accepted)
-        .await
-        .map_err(ApiError::internal)?;
+    let summary = s.ingest_usage(&parsed.accepted).await?;
     parsed.reject_accepted(&summary.rejected);
     if summary.accepted > 0 {
         app.budgets.usage_changed(&s.key().org_id);

@@ -54,8 +54,7 @@ async fn view(app: &AppState, s: &UserSession, row: &BudgetRow) -> Result<Value,
     let alerts: Vec<Value> = app
         .store
         .fired_alerts(&row.org_id, &period_start)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .into_iter()
         .filter(|a| {
             a.budget_id == row.id && a.revision == row.revision && a.period_start == period_start
@@ -108,11 +107,7 @@ fn row_of(spec: &BudgetSpec, base: BudgetRow) -> BudgetRow {
 /// `GET /api/budgets`: the org's budgets, oldest first.
 pub async fn list(State(app): State<AppState>, Member(s): Member) -> Result<Json<Value>, ApiError> {
     within_rate(&app, &app.rest_rates.costs, &s, "budgets")?;
-    let rows = app
-        .store
-        .budgets(&s.key().org_id)
-        .await
-        .map_err(ApiError::internal)?;
+    let rows = app.store.budgets(&s.key().org_id).await?;
     let mut budgets = Vec::with_capacity(rows.len());
     for row in &rows {
         budgets.push(view(&app, &s, row).await?);
@@ -165,8 +160,7 @@ pub async fn create(
 async fn found(app: &AppState, s: &UserSession, id: &str) -> Result<BudgetRow, ApiError> {
     app.store
         .budget(&s.key().org_id, id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound)
 }
 
@@ -208,12 +202,7 @@ pub async fn change(
             ..row
         },
     );
-    if !app
-        .store
-        .update_budget(&row)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if !app.store.update_budget(&row).await? {
         return Err(ApiError::NotFound);
     }
     app.budgets.usage_changed(&row.org_id);
@@ -226,12 +215,7 @@ pub async fn delete(
     Member(s): Member,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if app
-        .store
-        .delete_budget(&s.key().org_id, &id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if app.store.delete_budget(&s.key().org_id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)

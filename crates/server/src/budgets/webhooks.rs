@@ -246,11 +246,7 @@ fn shown(hook: &WebhookRow, stats: Option<&apogee_store::DeliveryStats>) -> Valu
 /// `GET /api/webhooks`: the org's webhooks with what their deliveries came to (secrets are
 /// not shown again).
 pub async fn list(State(app): State<AppState>, s: UserSession) -> Result<Json<Value>, ApiError> {
-    let hooks = app
-        .store
-        .webhooks(&s.key().org_id)
-        .await
-        .map_err(ApiError::internal)?;
+    let hooks = app.store.webhooks(&s.key().org_id).await?;
     Ok(Json(json!({
         "webhooks": hooks.iter().map(|(h, st)| shown(h, Some(st))).collect::<Vec<_>>(),
     })))
@@ -296,12 +292,7 @@ pub async fn delete(
     s: UserSession,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if app
-        .store
-        .delete_webhook(&s.key().org_id, &id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if app.store.delete_webhook(&s.key().org_id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)
