@@ -32,6 +32,7 @@ pub mod session;
 pub mod sink;
 pub mod state;
 pub mod static_ui;
+mod sync;
 pub mod traces;
 pub mod usage_delete;
 pub mod web_session;

@@ -104,7 +104,7 @@ impl RunRegistry {
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<String, LiveRun>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.live)
     }
 
     /// Takes one of `user`'s run slots for `run_id`; refused when all are in use or the node
@@ -148,7 +148,7 @@ impl RunRegistry {
     }
 
     fn lanes(&self) -> MutexGuard<'_, HashMap<UserKey, Arc<tokio::sync::Semaphore>>> {
-        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.lanes)
     }
 
     /// The lane `user`'s runs execute in, one at a time.
@@ -247,12 +247,7 @@ impl RunRegistry {
                 return "error";
             }
         }
-        let status = if self
-            .interrupted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&spec.run_id)
-        {
+        let status = if crate::sync::lock(&self.interrupted).remove(&spec.run_id) {
             "interrupted"
         } else {
             status
@@ -287,7 +282,7 @@ impl RunRegistry {
             live.keys().cloned().collect()
         };
         {
-            let mut marked = self.interrupted.lock().unwrap_or_else(|p| p.into_inner());
+            let mut marked = crate::sync::lock(&self.interrupted);
             marked.extend(interrupted.iter().cloned());
         }
         tracing::warn!(

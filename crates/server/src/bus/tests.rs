@@ -49,10 +49,7 @@ struct Recorder {
 
 impl Recorder {
     fn reports(&self) -> Vec<Report> {
-        self.reports
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::lock(&self.reports).clone()
     }
 
     fn events(&self) -> Vec<(UserKey, u64)> {
@@ -66,10 +63,7 @@ impl Recorder {
     }
 
     fn push(&self, r: Report) {
-        self.reports
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(r);
+        crate::sync::lock(&self.reports).push(r);
     }
 
     /// Waits until `done` holds of the reports; panics after [`WAIT`].

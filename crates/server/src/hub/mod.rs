@@ -19,7 +19,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use apogee_protocol::{EventBody, StreamEvent};
@@ -33,6 +33,7 @@ use crate::bus::{Bus, BusHandler, SharedRate};
 use crate::metrics::Metrics;
 use crate::queue;
 use crate::rate::RateTable;
+use crate::sync::lock;
 use fanout::{Fanout, Offered, Subscriber};
 
 /// Retention is enforced every this many events of a user, not on every append.
@@ -123,11 +124,6 @@ pub struct UserStream {
     /// Every user's message rate on this node; shared with the hub, so it outlives the
     /// stream (a reconnect does not refill it).
     messages: Arc<RateTable<UserKey>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave their plain collections half-updated.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// RFC 3339 with microseconds, so event latency can be measured below a millisecond.
