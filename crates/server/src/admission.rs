@@ -31,7 +31,7 @@ pub struct Admission {
 
 fn lock(counts: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
     // Plain counters: whatever panicked while holding the lock left them usable.
-    counts.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(counts)
 }
 
 impl Admission {

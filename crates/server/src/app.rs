@@ -1,16 +1,19 @@
-//! Wiring and lifecycle of `apogee serve`: opens the store, connects to Redis when configured,
-//! takes the node's lease (closing runs dead nodes or a previous process left open), derives
-//! the connection limits from the open-file limit, builds the router, prints
-//! `listening on http://ADDR`, serves it through [`crate::listener`], and shuts down gracefully
-//! on SIGTERM/SIGINT (close clients with 1012, let runs finish within the grace period).
+//! Wiring and lifecycle of a node, in two steps (mini-redis's `server::run`, axum's app
+//! function): [`Server::build`] opens the store, connects to Redis when configured, takes the
+//! node's lease (closing runs dead nodes or a previous process left open), derives the
+//! connection limits from the open-file limit and builds the shared state; [`Server::run`]
+//! serves a listener through [`crate::listener`] until its shutdown future completes, then
+//! shuts down gracefully (close clients with 1012, let runs finish within the grace period,
+//! await every background task). [`serve`] is `apogee serve`: bind, print
+//! `listening on http://ADDR`, run until SIGTERM/SIGINT. Tests run the same [`Server`]
+//! in-process on a port-0 listener.
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use apogee_analytics::formats::Limits;
-use apogee_store::{Store, UsageCacheLimits, UserKey};
+use apogee_store::{Store, UsageCacheLimits};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -22,7 +25,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::budgets::Budgets;
-use crate::bus::Bus;
+use crate::bus::{BusWorker, RedisBus, SharedRate};
 use crate::config::{AuthMode, Config, Environment};
 use crate::handshake_limit::HandshakeLimiter;
 use crate::hub::{Hub, StreamLimits};
@@ -30,9 +33,9 @@ use crate::ingest::IngestGate;
 use crate::lease::NodeLease;
 use crate::listener::{ConnectionLimits, ListenerConfig, RequestedLimits};
 use crate::metrics::Metrics;
-use crate::rate::RateTable;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
+use crate::state::{AppState, RestRates};
 use crate::{budgets, costs, rest, static_ui, traces, ws};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,67 +54,6 @@ pub enum ServeError {
     Bind(std::net::SocketAddr, std::io::Error),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Shared by every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub auth: Arc<Authenticator>,
-    /// Failed handshakes per client IP (429 beyond the configured rate).
-    pub handshake_limit: Arc<HandshakeLimiter>,
-    pub sessions: Arc<SessionFactory>,
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
-    /// Connection tasks, so shutdown can wait for their close frames.
-    pub connections: TaskTracker,
-    /// Fired once at shutdown.
-    pub shutdown: CancellationToken,
-    /// Cross-node fan-out, when Redis is configured.
-    pub bus: Option<Bus>,
-    /// Open WebSocket connections, per node and per user.
-    pub admission: Arc<Admission>,
-    /// Ingest requests in flight per user, and the node's parsing turns.
-    pub ingest: Arc<IngestGate>,
-    /// The per-user rates of the expensive REST calls.
-    pub rest_rates: Arc<RestRates>,
-    /// Budget evaluation, alert delivery and org members.
-    pub budgets: Arc<Budgets>,
-    connection_ids: Arc<AtomicU64>,
-}
-
-/// Per-user rates of the REST calls that cost real work (HTTP 429 beyond).
-pub struct RestRates {
-    pub costs: RateTable<UserKey>,
-    pub recommendations: RateTable<UserKey>,
-}
-
-impl RestRates {
-    /// `per_minute` sustained each, with a burst of a third of it.
-    pub fn new(costs_per_minute: u32, recommendations_per_minute: u32) -> RestRates {
-        let burst = |per_minute: u32| (per_minute / 3).max(1);
-        RestRates {
-            costs: RateTable::new(costs_per_minute, burst(costs_per_minute)),
-            recommendations: RateTable::new(
-                recommendations_per_minute,
-                burst(recommendations_per_minute),
-            ),
-        }
-    }
-}
-
-impl AppState {
-    pub fn next_connection_id(&self) -> u64 {
-        self.connection_ids.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// What one ingest request may hold.
-    pub fn ingest_limits(&self) -> Limits {
-        Limits {
-            max_records: self.config.max_records_per_request,
-            ..Limits::default()
-        }
-    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -214,195 +156,280 @@ fn connection_limits(config: &Config) -> ConnectionLimits {
     limits
 }
 
-/// Runs the server until SIGTERM/SIGINT.
-pub async fn serve(config: Config) -> Result<(), ServeError> {
-    if config.auth == AuthMode::Demo {
-        // Its own target, so a test suite starting many demo servers can silence just this.
-        tracing::warn!(target: "apogee_server::demo_auth", env = ?config.env, "demo auth is on: anyone can connect as any demo user; use APOGEE_AUTH=jwt for real deployments");
-    }
-    if config.env == Environment::Production {
-        tracing::info!("running in production mode");
-        if config.metrics_addr.is_none() && config.metrics_token.is_none() {
+/// A node ready to serve: the store open, recovery done, the lease taken, every shared part
+/// built; nothing listening and no background task running until [`Server::run`]. Tests
+/// build one in-process and run it on a port-0 listener; `apogee serve` is [`serve`].
+pub struct Server {
+    config: Config,
+    state: AppState,
+    hub: Arc<Hub>,
+    runs: Arc<RunRegistry>,
+    lease: NodeLease,
+    node_id: String,
+    bus_worker: Option<BusWorker>,
+    metrics_listener: Option<TcpListener>,
+    connection_limits: ConnectionLimits,
+}
+
+impl Server {
+    /// Opens the store, connects the bus (when configured), takes the node's lease (closing
+    /// runs dead nodes or a previous process left open) and builds the state every handler
+    /// shares. Binds the separate metrics listener when one is configured.
+    pub async fn build(config: Config) -> Result<Server, ServeError> {
+        if config.auth == AuthMode::Demo {
+            // Its own target, so a test suite starting many demo servers can silence just this.
+            tracing::warn!(target: "apogee_server::demo_auth", env = ?config.env, "demo auth is on: anyone can connect as any demo user; use APOGEE_AUTH=jwt for real deployments");
+        }
+        if config.env == Environment::Production {
+            tracing::info!("running in production mode");
+            if config.metrics_addr.is_none() && config.metrics_token.is_none() {
+                tracing::warn!(
+                    "/metrics is not served in production without APOGEE_METRICS_ADDR or APOGEE_METRICS_TOKEN"
+                );
+            }
+        }
+        let connection_limits = connection_limits(&config);
+        let store = Store::open(&config.database_url)
+            .await?
+            .with_usage_cache(UsageCacheLimits {
+                entries: config.usage_cache_entries,
+                bytes: config.usage_cache_bytes,
+            });
+        let catalog = Arc::new(crate::prices::catalog(&config)?);
+        let mut metrics = Metrics::new();
+        metrics.observe_usage_cache(store.usage_cache_stats());
+        let metrics = Arc::new(metrics);
+        let limits = StreamLimits {
+            replay_buffer: config.replay_buffer,
+            event_retention: config.event_retention,
+            messages_per_minute: config.messages_per_minute,
+            message_burst: config.message_burst,
+        };
+        let node_id = uuid::Uuid::now_v7().to_string();
+        let bus = match &config.redis_url {
+            Some(url) => Some(RedisBus::new(url, node_id.clone(), Arc::clone(&metrics))?),
+            None => None,
+        };
+        let hub = Arc::new(Hub::new(
+            store.clone(),
+            Arc::clone(&metrics),
+            limits,
+            bus.as_ref()
+                .map(|(bus, _)| Arc::new(bus.clone()) as Arc<dyn crate::bus::Bus>),
+            bus.as_ref()
+                .map(|(_, worker)| Arc::new(SharedRate::new(worker.client().clone()))),
+        ));
+        let (bus, bus_worker) = bus.unzip();
+        let (lease, closed) = NodeLease::register(
+            store.clone(),
+            Arc::clone(&hub),
+            node_id.clone(),
+            Duration::from_millis(config.node_lease_ms),
+        )
+        .await?;
+        if closed > 0 {
             tracing::warn!(
-                "/metrics is not served in production without APOGEE_METRICS_ADDR or APOGEE_METRICS_TOKEN"
+                runs = closed,
+                "closed runs left open by a stopped or dead node"
             );
         }
-    }
-    let connection_limits = connection_limits(&config);
-    let store = Store::open(&config.database_url)
-        .await?
-        .with_usage_cache(UsageCacheLimits {
-            entries: config.usage_cache_entries,
-            bytes: config.usage_cache_bytes,
-        });
-    let catalog = Arc::new(crate::prices::catalog(&config)?);
-    let mut metrics = Metrics::new();
-    metrics.observe_usage_cache(store.usage_cache_stats());
-    let metrics = Arc::new(metrics);
-    let limits = StreamLimits {
-        replay_buffer: config.replay_buffer,
-        event_retention: config.event_retention,
-        messages_per_minute: config.messages_per_minute,
-        message_burst: config.message_burst,
-    };
-    let shutdown = CancellationToken::new();
-    let node_id = uuid::Uuid::now_v7().to_string();
-    let bus = match &config.redis_url {
-        Some(url) => Some(Bus::start(
-            url,
+        let runs = RunRegistry::new(config.max_runs_per_user, Arc::clone(&metrics));
+        let budgets = Arc::new(Budgets::new(
             store.clone(),
-            node_id.clone(),
+            Arc::clone(&hub),
             Arc::clone(&metrics),
-            shutdown.clone(),
-        )?),
-        None => None,
-    };
-    let hub = Arc::new(Hub::new(
-        store.clone(),
-        Arc::clone(&metrics),
-        limits,
-        bus.clone(),
-    ));
-    let (lease, closed) = NodeLease::register(
-        store.clone(),
-        Arc::clone(&hub),
-        node_id.clone(),
-        Duration::from_millis(config.node_lease_ms),
-    )
-    .await?;
-    if closed > 0 {
-        tracing::warn!(
-            runs = closed,
-            "closed runs left open by a stopped or dead node"
-        );
+        ));
+        let sessions = Arc::new(SessionFactory::new(
+            store.clone(),
+            Arc::clone(&hub),
+            Arc::clone(&runs),
+            catalog,
+            Arc::clone(&budgets),
+            node_id.clone(),
+        ));
+        let state = AppState {
+            auth: Arc::new(Authenticator::from_config(&config, store.clone()).await?),
+            handshake_limit: Arc::new(HandshakeLimiter::new(config.handshake_failures_per_minute)),
+            config: Arc::new(config.clone()),
+            sessions,
+            store,
+            metrics,
+            connections: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            bus,
+            admission: Arc::new(Admission::new(
+                connection_limits.websockets,
+                connection_limits.per_user,
+            )),
+            ingest: Arc::new(IngestGate::new(
+                config.max_ingests_per_user,
+                config.max_concurrent_ingests,
+            )),
+            rest_rates: Arc::new(RestRates::new(
+                config.costs_per_minute,
+                config.recommendations_per_minute,
+            )),
+            budgets,
+            connection_ids: Arc::new(AtomicU64::new(0)),
+        };
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ServeError::Bind(addr, e))?;
+                tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+                Some(listener)
+            }
+            None => None,
+        };
+        Ok(Server {
+            config,
+            state,
+            hub,
+            runs,
+            lease,
+            node_id,
+            bus_worker,
+            metrics_listener,
+            connection_limits,
+        })
     }
-    let lease_task = tokio::spawn(lease.keep(shutdown.clone()));
-    let runs = RunRegistry::new(config.max_runs_per_user, Arc::clone(&metrics));
-    let budgets = Arc::new(Budgets::new(
-        store.clone(),
-        Arc::clone(&hub),
-        Arc::clone(&metrics),
-    ));
-    let budgets_task = tokio::spawn(Arc::clone(&budgets).run(
-        Duration::from_millis(config.budget_eval_ms),
-        shutdown.clone(),
-    ));
-    let webhooks_task = tokio::spawn(budgets::webhooks::deliver(
-        store.clone(),
-        Arc::clone(&metrics),
-        Arc::clone(&budgets.webhooks_due),
-        shutdown.clone(),
-    ));
-    let sessions = Arc::new(SessionFactory::new(
-        store.clone(),
-        hub,
-        Arc::clone(&runs),
-        catalog,
-        Arc::clone(&budgets),
-        node_id.clone(),
-    ));
-    let state = AppState {
-        auth: Arc::new(Authenticator::from_config(&config, store.clone()).await?),
-        handshake_limit: Arc::new(HandshakeLimiter::new(config.handshake_failures_per_minute)),
-        config: Arc::new(config.clone()),
-        sessions,
-        store: store.clone(),
-        metrics,
-        connections: TaskTracker::new(),
-        shutdown,
-        bus,
-        admission: Arc::new(Admission::new(
-            connection_limits.websockets,
-            connection_limits.per_user,
-        )),
-        ingest: Arc::new(IngestGate::new(
-            config.max_ingests_per_user,
-            config.max_concurrent_ingests,
-        )),
-        rest_rates: Arc::new(RestRates::new(
-            config.costs_per_minute,
-            config.recommendations_per_minute,
-        )),
-        budgets,
-        connection_ids: Arc::new(AtomicU64::new(0)),
-    };
-    let listener = crate::listener::bind(config.addr, config.listen_backlog)
-        .map_err(|e| ServeError::Bind(config.addr, e))?;
-    let addr = listener.local_addr()?;
-    let metrics_task = match config.metrics_addr {
-        Some(addr) => {
-            let metrics_listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| ServeError::Bind(addr, e))?;
-            tracing::info!(addr = %metrics_listener.local_addr()?, "serving /metrics");
-            Some(tokio::spawn(crate::listener::run(
-                metrics_listener,
+
+    /// What every handler shares (the store, sessions, metrics), for tests to look into.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves `listener` until `shutdown` completes, then shuts down gracefully: clients are
+    /// closed with 1012, runs get the grace period to finish (then are recorded as
+    /// interrupted), and every background task is awaited before the lease is released and
+    /// the store closed.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let Server {
+            config,
+            state,
+            hub,
+            runs,
+            lease,
+            node_id,
+            bus_worker,
+            metrics_listener,
+            connection_limits,
+        } = self;
+        let stop = state.shutdown.clone();
+        let store = state.store.clone();
+        // The background tasks, each awaited below.
+        let lease_task = tokio::spawn(lease.keep(stop.clone()));
+        let budgets_task = tokio::spawn(
+            Arc::clone(&state.budgets)
+                .run(Duration::from_millis(config.budget_eval_ms), stop.clone()),
+        );
+        let webhooks_task = tokio::spawn(budgets::webhooks::deliver(
+            store.clone(),
+            Arc::clone(&state.metrics),
+            Arc::clone(&state.budgets.webhooks_due),
+            stop.clone(),
+        ));
+        // The bus's own tasks, awaited after everything that publishes has stopped.
+        let bus_tasks = TaskTracker::new();
+        if let Some(worker) = bus_worker {
+            worker.spawn(Arc::clone(&hub) as _, &bus_tasks, stop.clone());
+            hub.spawn_link_follower(stop.clone());
+        }
+        let header_timeout = Duration::from_millis(config.header_timeout_ms);
+        let metrics_task = metrics_listener.map(|l| {
+            tokio::spawn(crate::listener::run(
+                l,
                 metrics_router(Arc::clone(&state.metrics)),
                 ListenerConfig {
                     limits: METRICS_LIMITS,
-                    header_timeout: Duration::from_millis(config.header_timeout_ms),
+                    header_timeout,
                 },
                 Arc::clone(&state.metrics),
-                state.shutdown.clone(),
-            )))
+                stop.clone(),
+            ))
+        });
+        let connections = state.connections.clone();
+        let metrics = Arc::clone(&state.metrics);
+        let serving = crate::listener::run(
+            listener,
+            router(state),
+            ListenerConfig {
+                limits: connection_limits,
+                header_timeout,
+            },
+            metrics,
+            stop.clone(),
+        );
+        let signalled = async {
+            tokio::select! {
+                _ = shutdown => {
+                    tracing::info!("shutting down: closing connections with 1012");
+                    stop.cancel();
+                }
+                _ = stop.cancelled() => {}
+            }
+        };
+        tokio::join!(serving, signalled);
+        if let Some(task) = metrics_task {
+            let _ = task.await;
         }
-        None => None,
-    };
+
+        connections.close();
+        if tokio::time::timeout(Duration::from_secs(5), connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        let left = runs
+            .drain(Duration::from_millis(config.shutdown_grace_ms))
+            .await;
+        if left > 0 {
+            tracing::warn!(
+                runs = left,
+                "runs still in flight at shutdown; the next node to look closes them as interrupted"
+            );
+        }
+        let _ = budgets_task.await;
+        let _ = webhooks_task.await;
+        // Nothing publishes any more: the bus's and the hub's tasks end with the shutdown
+        // signal (gap fills with their streams, all gone with their connections and runs).
+        bus_tasks.close();
+        bus_tasks.wait().await;
+        if tokio::time::timeout(Duration::from_secs(5), hub.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some stream tasks did not end in time");
+        }
+        // The lease goes last: with it gone, another node closes any run left at once.
+        let _ = lease_task.await;
+        NodeLease::release(&store, &node_id).await;
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// `apogee serve`: builds the node, listens on the configured address, prints
+/// `listening on http://ADDR` and runs until SIGTERM/SIGINT.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let server = Server::build(config.clone()).await?;
+    let listener = crate::listener::bind(config.addr, config.listen_backlog)
+        .map_err(|e| ServeError::Bind(config.addr, e))?;
+    let addr = listener.local_addr()?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")?;
         out.flush()?;
     }
     tracing::info!(%addr, db = %config.database_url, auth = ?config.auth, "apogee serving");
-
-    let shutdown = state.shutdown.clone();
-    let connections = state.connections.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: closing connections with 1012");
-        shutdown.cancel();
-    });
-    let shutdown = state.shutdown.clone();
-    let metrics = Arc::clone(&state.metrics);
-    crate::listener::run(
-        listener,
-        router(state),
-        ListenerConfig {
-            limits: connection_limits,
-            header_timeout: Duration::from_millis(config.header_timeout_ms),
-        },
-        metrics,
-        shutdown,
-    )
-    .await;
-    if let Some(task) = metrics_task {
-        let _ = task.await;
-    }
-
-    connections.close();
-    if tokio::time::timeout(Duration::from_secs(5), connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not close in time");
-    }
-    let left = runs
-        .drain(Duration::from_millis(config.shutdown_grace_ms))
-        .await;
-    if left > 0 {
-        tracing::warn!(
-            runs = left,
-            "runs still in flight at shutdown; the next node to look closes them as interrupted"
-        );
-    }
-    let _ = budgets_task.await;
-    let _ = webhooks_task.await;
-    // The lease goes last: with it gone, another node closes any run left at once.
-    let _ = lease_task.await;
-    NodeLease::release(&store, &node_id).await;
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(())
+    server.run(listener, wait_for_signal()).await
 }
 
 async fn wait_for_signal() {

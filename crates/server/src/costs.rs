@@ -20,13 +20,13 @@ use apogee_analytics::{
 };
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::http_error::ApiError;
-use crate::rest::{parse_bound, period_of, rfc3339, session, within_rate};
+use crate::rest::{parse_bound, period_of, rfc3339, within_rate};
+use crate::session::UserSession;
+use crate::state::AppState;
 
 /// The second window of a comparison, as asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,10 +207,9 @@ fn query_error(e: QueryError) -> ApiError {
 
 pub async fn costs(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    s: UserSession,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<CostsAnswer>, ApiError> {
-    let s = session(&app, &headers).await?;
     within_rate(&app, &app.rest_rates.costs, &s, "costs")?;
     let params = CostsParams::parse(pairs).map_err(ApiError::BadRequest)?;
     let period = period_of(

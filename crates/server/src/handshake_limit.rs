@@ -51,7 +51,7 @@ impl HandshakeLimiter {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Entry>> {
         // A panic while holding this lock cannot leave the map inconsistent: keep going.
-        self.ips.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.ips)
     }
 
     /// `Some(seconds to wait)` when `ip` has used up its failures for this minute.

@@ -85,6 +85,13 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// A store failure is ours, not the client's: logged, answered 500 without its details.
+impl From<apogee_store::StoreError> for ApiError {
+    fn from(e: apogee_store::StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();

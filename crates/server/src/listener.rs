@@ -295,7 +295,7 @@ fn millis(started: Instant) -> u64 {
 
 fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
     // The table's maps stay consistent whatever panicked while holding the lock.
-    table.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(table)
 }
 
 /// The hyper service of one connection: the router, with the peer address for handlers and

@@ -83,7 +83,7 @@ impl<K: Hash + Eq + Clone> RateTable<K> {
 
     fn lock(&self) -> MutexGuard<'_, Buckets<K>> {
         // Plain buckets: a panic elsewhere cannot leave them inconsistent.
-        self.buckets.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.buckets)
     }
 
     /// Takes one of `key`'s tokens, or says how long until one is available.

@@ -1,5 +1,6 @@
-//! REST endpoints of PROTOCOL.md §7. Every `/api` call is authenticated first and answered
-//! through the caller's [`UserSession`], so it only ever sees the caller's own data.
+//! REST endpoints of PROTOCOL.md §7. Every `/api` handler takes the caller's [`UserSession`]
+//! (or [`Identity`]) as an extractor (`extract.rs`), so it cannot run unauthenticated, and
+//! answers through that session, so it only ever sees the caller's own data.
 
 use apogee_analytics::formats::FormatError;
 use apogee_analytics::savings::{CACHE_HIT_RATE, Recommendation, ShortLimits, recommend};
@@ -14,38 +15,22 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::http_error::ApiError;
 use crate::ingest::{InFlight, Parsed, body_format, parse_body};
 use crate::metrics::ReasonLabels;
 use crate::rate::RateTable;
 use crate::session::{SessionError, UserSession};
+use crate::state::AppState;
 use apogee_store::UserKey;
-
-async fn identity(app: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
-    app.auth
-        .authenticate_rest(headers)
-        .await
-        .map_err(ApiError::from)
-}
-
-pub(crate) async fn session(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
-    Ok(app.sessions.open(&identity(app, headers).await?))
-}
 
 /// `POST /api/ws-ticket`: a single-use, 60 s credential for `GET /ws?ticket=` (browsers
 /// cannot set headers on a WebSocket).
 pub async fn ws_ticket(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    who: Identity,
 ) -> Result<Json<Value>, ApiError> {
-    let who = identity(&app, &headers).await?;
-    let t = app
-        .auth
-        .issue_ticket(&who)
-        .await
-        .map_err(ApiError::internal)?;
+    let t = app.auth.issue_ticket(&who).await?;
     Ok(Json(
         json!({"ticket": t.ticket, "expires_in": t.expires_in}),
     ))
@@ -137,12 +122,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn threads(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers).await?;
-    let rows = s.threads().await.map_err(ApiError::internal)?;
+pub async fn threads(s: UserSession) -> Result<Json<Value>, ApiError> {
+    let rows = s.threads().await?;
     let threads: Vec<Value> = rows
         .into_iter()
         .map(|t| json!({"id": t.id, "title": t.title, "created_at": t.created_at}))
@@ -174,11 +155,9 @@ fn path_id<'a>(id: &'a str, what: &str) -> Result<&'a str, ApiError> {
 }
 
 pub async fn thread_messages(
-    State(app): State<AppState>,
-    headers: HeaderMap,
+    s: UserSession,
     Path(thread_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers).await?;
     let thread_id = path_id(&thread_id, "thread")?;
     let messages: Vec<Value> = s
         .thread_messages(thread_id)
@@ -189,12 +168,7 @@ pub async fn thread_messages(
     Ok(Json(json!({ "messages": messages })))
 }
 
-pub async fn run_events(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(run_id): Path<String>,
-) -> Result<Response, ApiError> {
-    let s = session(&app, &headers).await?;
+pub async fn run_events(s: UserSession, Path(run_id): Path<String>) -> Result<Response, ApiError> {
     let events = s.run_events(path_id(&run_id, "run")?).await?;
     // The stored payloads are the exact frames sent on the wire; splice them in unchanged.
     let mut body = String::from("{\"events\":[");
@@ -308,10 +282,7 @@ pub(crate) async fn store_parsed(
     s: &UserSession,
     mut parsed: Parsed,
 ) -> Result<(apogee_store::IngestSummary, Parsed), ApiError> {
-    let summary = s
-        .ingest_usage(&parsed.accepted)
-        .await
-        .map_err(ApiError::internal)?;
+    let summary = s.ingest_usage(&parsed.accepted).await?;
     parsed.reject_accepted(&summary.rejected);
     if summary.accepted > 0 {
         app.budgets.usage_changed(&s.key().org_id);
@@ -330,11 +301,11 @@ pub struct UsageQuery {
 
 pub async fn ingest_usage(
     State(app): State<AppState>,
+    s: UserSession,
     headers: HeaderMap,
     Query(q): Query<UsageQuery>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -443,10 +414,9 @@ pub struct RecommendationsQuery {
 /// `GET /api/recommendations`: the savings the period's usage backs, largest first.
 pub async fn recommendations(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    s: UserSession,
     Query(q): Query<RecommendationsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers).await?;
     within_rate(&app, &app.rest_rates.recommendations, &s, "recommendations")?;
     let period = period_of(q.period.as_deref(), q.from.as_deref(), q.to.as_deref())?;
     let limits = ShortLimits::default();

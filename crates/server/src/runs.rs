@@ -6,6 +6,12 @@
 //! per user), while different users' runs execute side by side. A user with several runs in
 //! flight so takes one run's share of the machine, never several: the others' questions are
 //! not slowed by how many one user asks. A queued run can be cancelled before it starts.
+//!
+//! Ownership: every run is on the registry's [`TaskTracker`] from the moment its slot is
+//! reserved ([`Reservation`] holds a tracker token), through the start (its message and
+//! thread events, [`RunRegistry::spawn`]) to its recorded end. So [`RunRegistry::drain`]
+//! waits for a run whose message was acknowledged but which has not started yet, and once
+//! draining begins no slot is given out: a message then is refused, never half-started.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +24,7 @@ use apogee_store::{Store, UserKey};
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::hub::UserStream;
 use crate::metrics::{Metrics, StatusLabels};
@@ -35,12 +42,29 @@ pub struct RunSpec {
     pub catalog: Arc<PriceCatalog>,
     /// The org's budgets, for budget commands (the same code as `/api/budgets`).
     pub budgets: Arc<dyn OrgBudgets>,
-    pub cancel: CancellationToken,
+    /// The run's slot and cancellation, held until the run has been recorded.
+    pub reservation: Reservation,
 }
 
 struct LiveRun {
     user: UserKey,
     cancel: CancellationToken,
+}
+
+/// Why [`RunRegistry::reserve`] gave no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The user has this many runs in flight already.
+    Busy(usize),
+    /// The node is shutting down and takes no new run.
+    Draining,
+}
+
+/// A run's slot, from before its message is stored until the run ended. Keeps shutdown
+/// waiting for it ([`RunRegistry::drain`]) even before its task exists.
+pub struct Reservation {
+    pub cancel: CancellationToken,
+    _owner: TaskTrackerToken,
 }
 
 /// How long interrupted runs get to close their steps after being cancelled at shutdown.
@@ -53,6 +77,8 @@ pub struct RunRegistry {
     lanes: Mutex<HashMap<UserKey, Arc<tokio::sync::Semaphore>>>,
     /// Runs cancelled by shutdown rather than by their user: recorded as `interrupted`.
     interrupted: Mutex<std::collections::HashSet<String>>,
+    /// Set under the `live` lock by [`RunRegistry::drain`]: no slot is given out after it.
+    draining: std::sync::atomic::AtomicBool,
     tracker: TaskTracker,
     max_per_user: usize,
     metrics: Arc<Metrics>,
@@ -72,6 +98,7 @@ impl RunRegistry {
             live: Mutex::new(HashMap::new()),
             lanes: Mutex::new(HashMap::new()),
             interrupted: Mutex::new(std::collections::HashSet::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
             tracker: TaskTracker::new(),
             max_per_user,
             metrics,
@@ -79,14 +106,20 @@ impl RunRegistry {
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<String, LiveRun>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.live)
     }
 
-    /// Takes one of `user`'s run slots for `run_id`; `Err(max)` when all are in use.
-    pub fn reserve(&self, run_id: &str, user: &UserKey) -> Result<CancellationToken, usize> {
+    /// Takes one of `user`'s run slots for `run_id`; refused when all are in use or the node
+    /// is draining.
+    pub fn reserve(&self, run_id: &str, user: &UserKey) -> Result<Reservation, Refused> {
         let mut live = self.live();
+        // Read under the `live` lock, which `drain` sets it under: a reservation either comes
+        // before the drain (and its token keeps the drain waiting) or is refused.
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Refused::Draining);
+        }
         if live.values().filter(|r| &r.user == user).count() >= self.max_per_user {
-            return Err(self.max_per_user);
+            return Err(Refused::Busy(self.max_per_user));
         }
         let cancel = CancellationToken::new();
         live.insert(
@@ -96,7 +129,15 @@ impl RunRegistry {
                 cancel: cancel.clone(),
             },
         );
-        Ok(cancel)
+        Ok(Reservation {
+            cancel,
+            _owner: self.tracker.token(),
+        })
+    }
+
+    /// Runs `task` (a run's start) on the registry's tracker, so shutdown waits for it.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task);
     }
 
     pub fn release(&self, run_id: &str) {
@@ -109,7 +150,7 @@ impl RunRegistry {
     }
 
     fn lanes(&self) -> MutexGuard<'_, HashMap<UserKey, Arc<tokio::sync::Semaphore>>> {
-        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.lanes)
     }
 
     /// The lane `user`'s runs execute in, one at a time.
@@ -144,7 +185,7 @@ impl RunRegistry {
             // only records that it was cancelled).
             let turn = tokio::select! {
                 permit = lane.acquire_owned() => permit.ok(),
-                _ = spec.cancel.cancelled() => None,
+                _ = spec.reservation.cancel.cancelled() => None,
             };
             let status = registry.drive(spec).await;
             drop(turn);
@@ -173,7 +214,7 @@ impl RunRegistry {
             usage: spec.usage,
             catalog: spec.catalog,
             sink,
-            cancel: spec.cancel,
+            cancel: spec.reservation.cancel.clone(),
             previous_plan,
             budgets: Some(spec.budgets),
         };
@@ -209,12 +250,7 @@ impl RunRegistry {
                 return "error";
             }
         }
-        let status = if self
-            .interrupted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&spec.run_id)
-        {
+        let status = if crate::sync::lock(&self.interrupted).remove(&spec.run_id) {
             "interrupted"
         } else {
             status
@@ -229,6 +265,11 @@ impl RunRegistry {
     /// are cancelled (their steps end `cancelled`) and recorded as interrupted. Returns how
     /// many did not even finish that way (the next start closes them).
     pub async fn drain(&self, grace: Duration) -> usize {
+        {
+            let _live = self.live();
+            self.draining
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
             .await
@@ -244,7 +285,7 @@ impl RunRegistry {
             live.keys().cloned().collect()
         };
         {
-            let mut marked = self.interrupted.lock().unwrap_or_else(|p| p.into_inner());
+            let mut marked = crate::sync::lock(&self.interrupted);
             marked.extend(interrupted.iter().cloned());
         }
         tracing::warn!(
@@ -287,5 +328,69 @@ async fn record_thread_plan(
     };
     if let Err(e) = store.set_run_plan(run_id, &json).await {
         tracing::warn!(%run_id, error = %e, "could not record the run's plan");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> UserKey {
+        UserKey {
+            org_id: "org".into(),
+            user_id: name.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_reserved_before_the_drain_keeps_it_waiting_until_the_run_has_ended() {
+        let registry = RunRegistry::new(4, Arc::new(Metrics::new()));
+        // Its message acknowledged, its start not yet begun.
+        let reservation = registry.reserve("run_1", &user("ann")).expect("a slot");
+        let drain = tokio::spawn({
+            let registry = Arc::clone(&registry);
+            async move { registry.drain(Duration::from_secs(60)).await }
+        });
+        // Once the drain has begun, no slot is given out.
+        for _ in 0..1_000 {
+            match registry.reserve("run_2", &user("ben")) {
+                Ok(_) => {
+                    registry.release("run_2");
+                    tokio::task::yield_now().await;
+                }
+                Err(refused) => {
+                    assert_eq!(refused, Refused::Draining);
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            registry.reserve("run_3", &user("ann")).err(),
+            Some(Refused::Draining)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!drain.is_finished(), "the drain waits for the reserved run");
+        // The run starts late (after the drain began) and ends: the drain is then done.
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
+        registry.spawn(async move {
+            tokio::task::yield_now().await;
+            drop(reservation);
+            let _ = ended_tx.send(());
+        });
+        assert_eq!(drain.await.expect("drain"), 0, "nothing left in flight");
+        assert!(ended.await.is_ok(), "the run ended before the drain did");
+    }
+
+    #[tokio::test]
+    async fn slots_are_per_user_and_freed_on_release() {
+        let registry = RunRegistry::new(1, Arc::new(Metrics::new()));
+        let _ann = registry.reserve("run_1", &user("ann")).expect("a slot");
+        assert_eq!(
+            registry.reserve("run_2", &user("ann")).err(),
+            Some(Refused::Busy(1))
+        );
+        assert!(registry.reserve("run_3", &user("ben")).is_ok());
+        registry.release("run_1");
+        assert!(registry.reserve("run_4", &user("ann")).is_ok());
     }
 }

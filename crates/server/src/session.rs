@@ -18,7 +18,7 @@ use crate::budgets::Budgets;
 use crate::budgets::manage::MemberBudgets;
 use crate::hub::{Hub, Subscription, UserStream};
 use crate::recovery;
-use crate::runs::{RunRegistry, RunSpec};
+use crate::runs::{Refused, Reservation, RunRegistry, RunSpec};
 
 /// Longest thread title derived from the first message.
 const TITLE_CHARS: usize = 60;
@@ -31,6 +31,9 @@ pub enum SessionError {
     Busy(usize),
     #[error("too many messages; retry later")]
     RateLimited(std::time::Duration),
+    /// The node is shutting down: the message was not stored.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -64,7 +67,7 @@ impl Submitted {
 /// starting it does not depend on the connection that submitted it staying open.
 pub struct PendingRun {
     turn: NewTurn,
-    cancel: tokio_util::sync::CancellationToken,
+    reservation: Reservation,
     stream: Arc<UserStream>,
     store: Store,
     runs: Arc<RunRegistry>,
@@ -74,9 +77,15 @@ pub struct PendingRun {
 }
 
 impl PendingRun {
-    /// Emits `thread_created` / `message_created` and starts the run. A run whose events
-    /// cannot be written is closed as failed (or, if even that fails, at the next start).
-    pub async fn start(self) {
+    /// Starts the run on the run registry's tracker (never waits): emits `thread_created` /
+    /// `message_created`, then runs it. A run whose events cannot be written is closed as
+    /// failed (or, if even that fails, at the next start).
+    pub fn start(self) {
+        let runs = Arc::clone(&self.runs);
+        runs.spawn(self.begin());
+    }
+
+    async fn begin(self) {
         if let Err(e) = self.publish_turn().await {
             let run_id = &self.turn.run_id;
             tracing::error!(%run_id, error = %e, "could not publish a new message");
@@ -104,7 +113,7 @@ impl PendingRun {
             usage: self.usage,
             catalog: self.catalog,
             budgets: self.budgets,
-            cancel: self.cancel,
+            reservation: self.reservation,
         });
     }
 
@@ -288,10 +297,13 @@ impl UserSession {
             .await
             .map_err(SessionError::RateLimited)?;
         let run_id = new_id("run");
-        let cancel = self
-            .runs
-            .reserve(&run_id, &self.key)
-            .map_err(SessionError::Busy)?;
+        let reservation =
+            self.runs
+                .reserve(&run_id, &self.key)
+                .map_err(|refused| match refused {
+                    Refused::Busy(max) => SessionError::Busy(max),
+                    Refused::Draining => SessionError::ShuttingDown,
+                })?;
         let (created_at, created_ms) = now();
         let turn = NewTurn {
             new_thread_title: thread_id
@@ -322,7 +334,7 @@ impl UserSession {
                 },
                 pending: Some(PendingRun {
                     turn,
-                    cancel,
+                    reservation,
                     stream: Arc::clone(&self.stream),
                     store: self.store.clone(),
                     runs: Arc::clone(&self.runs),

@@ -17,8 +17,8 @@ use axum::routing::get;
 use axum::{Json, extract::State};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::config::AuthMode;
+use crate::state::AppState;
 
 /// One embedded file.
 struct Asset {

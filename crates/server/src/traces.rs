@@ -9,18 +9,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::ingest::otlp::{self, Encoding, OtlpError};
 use crate::ingest::price_batch;
-use crate::rest::{IngestRequest, session, store_parsed};
+use crate::rest::{IngestRequest, store_parsed};
+use crate::session::UserSession;
+use crate::state::AppState;
 
 pub async fn traces(
     State(app): State<AppState>,
+    s: UserSession,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let s = session(&app, &headers).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

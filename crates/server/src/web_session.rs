@@ -336,7 +336,7 @@ impl Drop for WatchGuard {
 impl SessionWatch {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watched>> {
         // Every change leaves the map consistent: a panic elsewhere cannot poison its meaning.
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.sessions)
     }
 
     fn watch(this: &Arc<SessionWatch>, id: &str) -> WatchGuard {

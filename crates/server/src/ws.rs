@@ -22,12 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::admission::{ConnectionSlot, Refused};
-use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::hub::{Replay, Subscription};
 use crate::metrics::{CodeLabels, SourceLabels};
 use crate::queue;
 use crate::session::{SessionError, UserSession};
+use crate::state::AppState;
 
 /// Events read from the store per replay query, so a long replay never sits in memory whole.
 const REPLAY_PAGE: u64 = 500;
@@ -487,13 +487,18 @@ impl Reader<'_> {
                             duplicate: ack.duplicate,
                         })
                         .await;
-                    // Queued after the ack, so the writer sends the ack first; on its own
-                    // task, and whether or not the ack could be queued, because the message
-                    // is stored: its run must start even if this connection is ending.
+                    // Queued after the ack, so the writer sends the ack first; on a task of
+                    // the run registry, and whether or not the ack could be queued, because
+                    // the message is stored: its run must start even if this connection is
+                    // ending, and shutdown waits for it.
                     if let Some(pending) = submitted.pending {
-                        tokio::spawn(pending.start());
+                        pending.start();
                     }
                     replied
+                }
+                // Not stored: the client resends it once reconnected.
+                Err(SessionError::ShuttingDown) => {
+                    Err(End::Close(close::SERVICE_RESTART, "server restarting"))
                 }
                 Err(e) => {
                     let (frame, retry) = session_error(e, Some(client_msg_id));
@@ -570,7 +575,8 @@ fn session_error(e: SessionError, client_msg_id: Option<String>) -> (FrameError,
     };
     let (code, message) = match e {
         SessionError::NotFound => (ErrorCode::NotFound, "no such thread or run".to_string()),
-        SessionError::Busy(_) => (ErrorCode::Busy, e.to_string()),
+        // A message refused while draining closes the connection instead (`on_frame`).
+        SessionError::Busy(_) | SessionError::ShuttingDown => (ErrorCode::Busy, e.to_string()),
         SessionError::RateLimited(_) => (ErrorCode::RateLimited, e.to_string()),
         SessionError::Store(e) => {
             tracing::error!(error = %e, "store failure while handling a frame");

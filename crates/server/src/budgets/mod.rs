@@ -23,7 +23,7 @@ pub mod spec;
 pub mod webhooks;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apogee_analytics::{Nanos, OrgUsageQueries};
@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Hub, timestamp};
 use crate::metrics::Metrics;
+use crate::sync::lock;
 use evaluate::{AlertInput, Crossing, Standing};
 use spec::BudgetSpec;
 
@@ -81,10 +82,6 @@ pub struct Budgets {
     anomalies_checked: Mutex<HashSet<(String, NaiveDate)>>,
     /// Wakes this node's webhook delivery when a crossing was queued.
     pub(crate) webhooks_due: Arc<Notify>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Budgets {

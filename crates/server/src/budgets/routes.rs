@@ -8,26 +8,34 @@
 use apogee_store::{BudgetError, BudgetRow};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::spec::{BudgetSpec, scope_to_json};
 use super::{MAX_BUDGETS_PER_ORG, manage};
-use crate::app::AppState;
 use crate::http_error::ApiError;
-use crate::rest::{session, within_rate};
+use crate::rest::within_rate;
 use crate::session::UserSession;
+use crate::state::AppState;
 
 /// Alerts of the current period listed with each budget, at most.
 const ALERTS_SHOWN: usize = 50;
 
-async fn member(app: &AppState, headers: &HeaderMap) -> Result<UserSession, ApiError> {
-    let s = session(app, headers).await?;
-    app.budgets.member_seen(s.key()).await;
-    Ok(s)
+/// The caller's session, recorded as a member of its org (budget alerts go to members).
+pub struct Member(UserSession);
+
+impl FromRequestParts<AppState> for Member {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let s = UserSession::from_request_parts(parts, app).await?;
+        app.budgets.member_seen(s.key()).await;
+        Ok(Member(s))
+    }
 }
 
 fn unreadable(row: &BudgetRow, e: String) -> ApiError {
@@ -43,8 +51,7 @@ async fn view(app: &AppState, s: &UserSession, row: &BudgetRow) -> Result<Value,
     let alerts: Vec<Value> = app
         .store
         .fired_alerts(&row.org_id, &period_start)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .into_iter()
         .filter(|a| {
             a.budget_id == row.id && a.revision == row.revision && a.period_start == period_start
@@ -78,17 +85,9 @@ async fn view(app: &AppState, s: &UserSession, row: &BudgetRow) -> Result<Value,
 }
 
 /// `GET /api/budgets`: the org's budgets, oldest first.
-pub async fn list(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let s = member(&app, &headers).await?;
+pub async fn list(State(app): State<AppState>, Member(s): Member) -> Result<Json<Value>, ApiError> {
     within_rate(&app, &app.rest_rates.costs, &s, "budgets")?;
-    let rows = app
-        .store
-        .budgets(&s.key().org_id)
-        .await
-        .map_err(ApiError::internal)?;
+    let rows = app.store.budgets(&s.key().org_id).await?;
     let mut budgets = Vec::with_capacity(rows.len());
     for row in &rows {
         budgets.push(view(&app, &s, row).await?);
@@ -103,10 +102,9 @@ pub async fn list(
 /// `POST /api/budgets`: 201 with the new budget.
 pub async fn create(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Member(s): Member,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let s = member(&app, &headers).await?;
     let spec = BudgetSpec::from_new(&body).map_err(ApiError::BadRequest)?;
     let row = manage::create(&app.store, &app.budgets, s.key(), &spec)
         .await
@@ -121,18 +119,16 @@ pub async fn create(
 async fn found(app: &AppState, s: &UserSession, id: &str) -> Result<BudgetRow, ApiError> {
     app.store
         .budget(&s.key().org_id, id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound)
 }
 
 /// `GET /api/budgets/{id}`.
 pub async fn one(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Member(s): Member,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = member(&app, &headers).await?;
     within_rate(&app, &app.rest_rates.costs, &s, "budgets")?;
     let row = found(&app, &s, &id).await?;
     Ok(Json(view(&app, &s, &row).await?))
@@ -142,11 +138,10 @@ pub async fn one(
 /// (anything but its name) starts a new revision, whose crossings alert afresh.
 pub async fn change(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Member(s): Member,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let s = member(&app, &headers).await?;
     let row = found(&app, &s, &id).await?;
     let before = BudgetSpec::from_row(&row).map_err(|e| unreadable(&row, e))?;
     let after = before
@@ -154,8 +149,7 @@ pub async fn change(
         .changed(&body)
         .map_err(ApiError::BadRequest)?;
     let row = manage::change(&app.store, &app.budgets, row, &before, &after)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound)?;
     Ok(Json(view(&app, &s, &row).await?))
 }
@@ -163,16 +157,10 @@ pub async fn change(
 /// `DELETE /api/budgets/{id}`: 204; the alerts it fired stay in members' streams.
 pub async fn delete(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Member(s): Member,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let s = member(&app, &headers).await?;
-    if app
-        .store
-        .delete_budget(&s.key().org_id, &id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if app.store.delete_budget(&s.key().org_id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)

@@ -19,7 +19,7 @@ use apogee_store::{BudgetError, DueDelivery, Store, WebhookRow};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
@@ -29,10 +29,10 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::metrics::Metrics;
-use crate::rest::session;
+use crate::session::UserSession;
+use crate::state::AppState;
 
 /// Webhooks one org may have.
 pub const MAX_WEBHOOKS_PER_ORG: usize = 10;
@@ -245,16 +245,8 @@ fn shown(hook: &WebhookRow, stats: Option<&apogee_store::DeliveryStats>) -> Valu
 
 /// `GET /api/webhooks`: the org's webhooks with what their deliveries came to (secrets are
 /// not shown again).
-pub async fn list(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let s = session(&app, &headers).await?;
-    let hooks = app
-        .store
-        .webhooks(&s.key().org_id)
-        .await
-        .map_err(ApiError::internal)?;
+pub async fn list(State(app): State<AppState>, s: UserSession) -> Result<Json<Value>, ApiError> {
+    let hooks = app.store.webhooks(&s.key().org_id).await?;
     Ok(Json(json!({
         "webhooks": hooks.iter().map(|(h, st)| shown(h, Some(st))).collect::<Vec<_>>(),
     })))
@@ -263,10 +255,9 @@ pub async fn list(
 /// `POST /api/webhooks` `{url, format?}`: 201 with the webhook and its `secret`, shown once.
 pub async fn create(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    s: UserSession,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let s = session(&app, &headers).await?;
     app.budgets.member_seen(s.key()).await;
     let (url, format) = checked(&body).map_err(ApiError::BadRequest)?;
     let secret: String = {
@@ -298,16 +289,10 @@ pub async fn create(
 /// `DELETE /api/webhooks/{id}`: 204, its pending deliveries dropped.
 pub async fn delete(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    s: UserSession,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let s = session(&app, &headers).await?;
-    if app
-        .store
-        .delete_webhook(&s.key().org_id, &id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if app.store.delete_webhook(&s.key().org_id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)

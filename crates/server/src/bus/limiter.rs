@@ -94,13 +94,12 @@ impl SharedRate {
     }
 
     fn resting(&self) -> bool {
-        let until = *self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
+        let until = *crate::sync::lock(&self.resting_until);
         until.is_some_and(|t| Instant::now() < t)
     }
 
     fn rest(&self) {
-        *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + RETRY_AFTER);
+        *crate::sync::lock(&self.resting_until) = Some(Instant::now() + RETRY_AFTER);
     }
 
     /// The shared connection, connecting if there is none. The lock is held across the

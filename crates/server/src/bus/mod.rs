@@ -1,38 +1,62 @@
-//! Cross-node fan-out through Redis. Every node publishes each event it persisted on its
-//! user's channel, and subscribes to the channels of the users it has streams for; events are
-//! then ordered and de-duplicated by `seq` in [`crate::hub`], which fills any gap from the
-//! store. Redis is never the record (the database is), so a lost message costs latency, not
-//! an event. Also holds the per-user message rate shared by all nodes.
+//! Cross-node transport through Redis, and nothing more: it carries each persisted event to
+//! the other nodes following its user and reports what arrives to a [`BusHandler`]. It knows
+//! users only by their [`UserKey`]; streams, `seq` order, gap fills and what to do while the
+//! link is down belong to the hub ([`crate::hub`]), which consumes the bus through the small
+//! [`Bus`] interface (the way Centrifugo's brokers only know a `BrokerEventHandler`). Redis is
+//! never the record (the database is), so a lost message costs latency, not an event.
 //!
-//! While Redis is unreachable the node keeps serving: its own events reach its own
-//! connections as before, other nodes' events reach them by polling the store
-//! ([`POLL_WHILE_DOWN`]), and the message rate falls back to a per-node bucket.
+//! While Redis is unreachable the bus keeps taking subscriptions (confirmed at once: nothing
+//! can be promised about a link that is down) and tells the handler the link is down, so it
+//! can read what it misses from the store; once Redis is back it resubscribes every followed
+//! user and tells the handler the link is up again.
+//!
+//! Also holds the per-user message rate shared by all nodes ([`SharedRate`]), a separate
+//! use of the same Redis.
 
 mod limiter;
 mod publisher;
 mod subscriber;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
 
-use apogee_store::{Store, UserKey};
+use apogee_store::UserKey;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::hub::UserStream;
 use crate::metrics::Metrics;
 
 pub use limiter::SharedRate;
 
-/// How often streams catch up from the store while the subscription connection is down.
-pub const POLL_WHILE_DOWN: Duration = Duration::from_secs(1);
-/// How long a new stream waits for Redis to confirm its subscription before going on
-/// without it (it is then covered by polling until Redis answers).
-pub const JOIN_WAIT: Duration = Duration::from_millis(500);
 /// Events waiting to be published at most; beyond it they are dropped (other nodes then
 /// fill them from the store when their next event or their reconnect reveals the gap).
 const PUBLISH_QUEUE: usize = 65_536;
+
+/// What the hub needs of a transport between nodes. Every method returns at once: none waits
+/// on the network.
+pub trait Bus: Send + Sync {
+    /// Starts following `key`'s events (counted: each call needs its [`Bus::unsubscribe`]).
+    /// The answer fires once every event published after it reaches this node's handler — or
+    /// at once while the link is down, when the handler has been told so.
+    fn subscribe(&self, key: &UserKey) -> oneshot::Receiver<()>;
+    /// Undoes one [`Bus::subscribe`] of `key`.
+    fn unsubscribe(&self, key: &UserKey);
+    /// Offers a persisted event to the other nodes following `key`.
+    fn publish(&self, key: &UserKey, seq: u64, payload: &str);
+}
+
+/// What a bus reports to. Called from the bus's own task: implementations must not block.
+pub trait BusHandler: Send + Sync {
+    /// An event another node persisted for `key` (possibly again, possibly out of order).
+    fn remote_event(&self, key: &UserKey, seq: u64, payload: &str);
+    /// The link is up and every followed user resubscribed; events published from now on
+    /// arrive, those published while it was down did not.
+    fn link_up(&self);
+    /// The link is down (reported again at every failed retry); nothing arrives until
+    /// [`BusHandler::link_up`].
+    fn link_down(&self);
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -41,38 +65,49 @@ pub enum BusError {
 }
 
 /// An event on the wire between nodes.
-pub(crate) struct Outgoing {
-    channel: Arc<str>,
+struct Outgoing {
+    channel: String,
     message: String,
 }
 
-pub(crate) enum Command {
-    /// Start routing the user's channel to `stream`; `done` fires once Redis confirmed.
-    Join {
+enum Command {
+    /// Follow `key` on `channel`; `done` fires once Redis confirmed.
+    Subscribe {
         channel: String,
-        stream: Weak<UserStream>,
+        key: UserKey,
         done: oneshot::Sender<()>,
     },
-    /// A stream of the channel went away.
-    Leave { channel: String },
+    /// One follower of the channel went away.
+    Unsubscribe { channel: String },
 }
 
-/// Handle to the node's Redis connections; cheap to clone.
+/// The node's Redis transport; cheap to clone.
 #[derive(Clone)]
-pub struct Bus {
+pub struct RedisBus {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     node_id: String,
-    /// Unbounded because a leave is sent from `Drop`, which cannot wait, and a lost leave would
-    /// keep a channel subscribed forever. It holds at most one join and one leave per stream
-    /// created on this node, and the subscriber task drains it without I/O while Redis is down.
+    /// Unbounded because an unsubscribe is sent from `Drop`, which cannot wait, and a lost
+    /// one would keep a channel subscribed forever. It holds at most one subscribe and one
+    /// unsubscribe per stream created on this node, and the subscriber task drains it without
+    /// I/O while Redis is down.
     commands: mpsc::UnboundedSender<Command>,
     outgoing: mpsc::Sender<Outgoing>,
     /// Whether the subscription connection is up (what `/ready` reports).
     connected: Arc<AtomicBool>,
-    rate: SharedRate,
+    metrics: Arc<Metrics>,
+}
+
+/// The bus's connections, not yet running: [`BusWorker::spawn`] starts them once there is a
+/// handler to report to (the handler usually holds the bus, so the two are made in turn).
+pub struct BusWorker {
+    client: redis::Client,
+    node_id: String,
+    commands: mpsc::UnboundedReceiver<Command>,
+    outgoing: mpsc::Receiver<Outgoing>,
+    connected: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 }
 
@@ -98,109 +133,97 @@ fn decode(message: &str) -> Option<(u64, &str, &str)> {
     Some((seq.parse().ok()?, node, payload))
 }
 
-impl Bus {
-    /// Starts the publisher and subscriber tasks; they reconnect by themselves until
-    /// `shutdown` fires. Fails only on a malformed URL, never because Redis is down.
-    pub fn start(
+impl RedisBus {
+    /// The bus of node `node_id` on the Redis at `url`, and its worker to start. Fails only on
+    /// a malformed URL, never because Redis is down.
+    pub fn new(
         url: &str,
-        store: Store,
         node_id: String,
         metrics: Arc<Metrics>,
-        shutdown: CancellationToken,
-    ) -> Result<Bus, BusError> {
+    ) -> Result<(RedisBus, BusWorker), BusError> {
         let client = redis::Client::open(url)?;
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (outgoing, outgoing_rx) = mpsc::channel(PUBLISH_QUEUE);
         let connected = Arc::new(AtomicBool::new(false));
-        tokio::spawn(subscriber::run(
-            client.clone(),
-            store,
-            node_id.clone(),
-            commands_rx,
-            Arc::clone(&connected),
-            Arc::clone(&metrics),
-            shutdown.clone(),
-        ));
-        tokio::spawn(publisher::run(
-            client.clone(),
-            outgoing_rx,
-            Arc::clone(&metrics),
-            shutdown,
-        ));
-        Ok(Bus {
+        let worker = BusWorker {
+            client,
+            node_id: node_id.clone(),
+            commands: commands_rx,
+            outgoing: outgoing_rx,
+            connected: Arc::clone(&connected),
+            metrics: Arc::clone(&metrics),
+        };
+        let bus = RedisBus {
             inner: Arc::new(Inner {
                 node_id,
                 commands,
                 outgoing,
                 connected,
-                rate: SharedRate::new(client),
                 metrics,
             }),
-        })
+        };
+        Ok((bus, worker))
     }
 
     /// Whether the subscription connection to Redis is up.
     pub fn connected(&self) -> bool {
         self.inner.connected.load(Ordering::Acquire)
     }
+}
 
-    /// The user's channel on this bus (its name made once, for every event of the stream).
-    pub fn user_channel(&self, key: &UserKey) -> UserChannel {
-        UserChannel {
-            bus: self.clone(),
-            name: channel(key).into(),
-        }
+impl BusWorker {
+    /// The Redis client, for other uses of the same Redis ([`SharedRate`]).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
     }
 
-    /// The user's message rate across every node; `None` when Redis did not answer in time
-    /// (the caller then uses its node-local bucket).
-    pub async fn admit_message(
-        &self,
-        key: &UserKey,
-        per_minute: u32,
-        burst: u32,
-    ) -> Option<Result<(), Duration>> {
-        self.inner.rate.admit(key, per_minute, burst).await
+    /// Starts the publisher and subscriber tasks on `tasks`; they reconnect by themselves
+    /// until `shutdown` fires, then end (`tasks.wait()` sees them go).
+    pub fn spawn(
+        self,
+        handler: Arc<dyn BusHandler>,
+        tasks: &TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        tasks.spawn(subscriber::run(
+            self.client.clone(),
+            self.node_id,
+            self.commands,
+            self.connected,
+            Arc::clone(&self.metrics),
+            handler,
+            shutdown.clone(),
+        ));
+        tasks.spawn(publisher::run(
+            self.client,
+            self.outgoing,
+            self.metrics,
+            shutdown,
+        ));
     }
 }
 
-/// One user's channel, held by that user's stream on this node.
-pub struct UserChannel {
-    bus: Bus,
-    /// Shared with every outgoing event rather than copied into each.
-    name: Arc<str>,
-}
-
-impl UserChannel {
-    pub fn bus(&self) -> &Bus {
-        &self.bus
-    }
-
-    /// Routes the channel to `stream`. The answer fires once Redis confirmed the subscription
-    /// (at once while Redis is down: polling covers the stream then), so every event stored
-    /// after it fired reaches the stream through Redis or a poll.
-    pub fn join(&self, stream: Weak<UserStream>) -> oneshot::Receiver<()> {
+impl Bus for RedisBus {
+    fn subscribe(&self, key: &UserKey) -> oneshot::Receiver<()> {
         let (done, confirmed) = oneshot::channel();
-        let _ = self.bus.inner.commands.send(Command::Join {
-            channel: self.name.to_string(),
-            stream,
+        let _ = self.inner.commands.send(Command::Subscribe {
+            channel: channel(key),
+            key: key.clone(),
             done,
         });
         confirmed
     }
 
-    /// The stream is gone from this node.
-    pub fn leave(&self) {
-        let _ = self.bus.inner.commands.send(Command::Leave {
-            channel: self.name.to_string(),
+    fn unsubscribe(&self, key: &UserKey) {
+        let _ = self.inner.commands.send(Command::Unsubscribe {
+            channel: channel(key),
         });
     }
 
-    /// Offers a persisted event to the other nodes; never waits.
-    pub fn publish(&self, seq: u64, payload: &str) {
-        let inner = &self.bus.inner;
+    fn publish(&self, key: &UserKey, seq: u64, payload: &str) {
+        let inner = &self.inner;
         let item = Outgoing {
-            channel: Arc::clone(&self.name),
+            channel: channel(key),
             message: encode(&inner.node_id, seq, payload),
         };
         if inner.outgoing.try_send(item).is_err() {
@@ -210,27 +233,4 @@ impl UserChannel {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn channels_are_unambiguous() {
-        let a = UserKey {
-            org_id: "a:1".into(),
-            user_id: "b".into(),
-        };
-        let b = UserKey {
-            org_id: "a".into(),
-            user_id: "1:b".into(),
-        };
-        assert_ne!(channel(&a), channel(&b));
-    }
-
-    #[test]
-    fn messages_round_trip() {
-        let m = encode("n1", 42, r#"{"seq":42,"type":"x y"}"#);
-        assert_eq!(decode(&m), Some((42, "n1", r#"{"seq":42,"type":"x y"}"#)));
-        assert_eq!(decode("garbage"), None);
-        assert_eq!(decode("x n1 {}"), None);
-    }
-}
+mod tests;

@@ -34,7 +34,7 @@ pub(super) async fn run(
         let mut pipe = redis::pipe();
         for item in &batch {
             pipe.cmd("PUBLISH")
-                .arg(&*item.channel)
+                .arg(&item.channel)
                 .arg(&item.message)
                 .ignore();
         }

@@ -1,27 +1,39 @@
 //! Per-user event streams on this node: the one place events get their `seq` and are
 //! persisted, then handed in order to every connection of their user (through
 //! `fanout::Fanout`), with a bounded buffer of recent events for cheap resumes and the
-//! user's message rate limit. With Redis ([`crate::bus`]) a stream also publishes what it
-//! stored and receives what other nodes stored for the same user; whatever does not arrive
-//! that way is read from the store. A [`UserStream`] is shared by that user's connections and
-//! runs and disappears when the last of them is gone.
+//! user's message rate limit. With a bus between nodes ([`crate::bus::Bus`]) a stream also
+//! publishes what it stored and follows its user's events from other nodes; the [`Hub`] is
+//! the bus's [`BusHandler`]: it hands what arrives to the user's stream, and while the bus
+//! reports its link down it reads every followed stream's news from the store instead
+//! ([`POLL_WHILE_DOWN`]). Whatever does not arrive live is read from the store. So the whole
+//! of "one order, any source" lives here: `fanout.rs` is the order, this file the sources. A
+//! [`UserStream`] is shared by that user's connections and runs and disappears when the last
+//! of them is gone.
+//!
+//! Every task the hub starts (gap fills, waits for the bus, the link follower) runs on the
+//! hub's [`TaskTracker`], so shutdown can wait for them ([`Hub::close`]).
 
 mod fanout;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use apogee_protocol::{EventBody, StreamEvent};
 use apogee_store::{Store, StoreError, StoredEvent, UserKey};
 use axum::extract::ws::Utf8Bytes;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::bus::{Bus, JOIN_WAIT, UserChannel};
+use crate::bus::{Bus, BusHandler, SharedRate};
 use crate::metrics::Metrics;
 use crate::queue;
 use crate::rate::RateTable;
+use crate::sync::lock;
 use fanout::{Fanout, Offered, Subscriber};
 
 /// Retention is enforced every this many events of a user, not on every append.
@@ -30,6 +42,11 @@ const PRUNE_EVERY: u64 = 256;
 const FILL_CHUNK: u64 = 1024;
 /// Pause before a failed gap-fill read is tried again.
 const FILL_RETRY: Duration = Duration::from_millis(200);
+/// How often followed streams read their news from the store while the bus's link is down.
+pub const POLL_WHILE_DOWN: Duration = Duration::from_secs(1);
+/// How long a new stream waits for the bus to confirm its subscription before going on
+/// without it (it is then covered by the catch-up when the link comes up, or by polling).
+pub const JOIN_WAIT: Duration = Duration::from_millis(500);
 
 /// A persisted event ready for the wire; the text is shared by all connections.
 #[derive(Debug, Clone)]
@@ -89,11 +106,15 @@ pub struct UserStream {
     store: Store,
     metrics: Arc<Metrics>,
     limits: StreamLimits,
-    /// The user's Redis channel, when there is a bus.
-    bus: Option<UserChannel>,
-    /// Set once the stream asked the bus for its user's channel.
+    /// The transport to other nodes, when there is one.
+    bus: Option<Arc<dyn Bus>>,
+    /// The message rate shared by every node, when there is one.
+    shared_rate: Option<Arc<SharedRate>>,
+    /// The hub's tasks: gap fills and waits for the bus run on it.
+    tasks: TaskTracker,
+    /// Set once the stream subscribed to its user's events on the bus.
     joined: AtomicBool,
-    /// With a bus: turns true once Redis confirmed the channel (or gave up waiting). Every
+    /// With a bus: turns true once the bus confirmed the subscription (or gave up waiting). Every
     /// subscriber waits for it, not only the first, before reading the head.
     confirmed: Option<tokio::sync::watch::Sender<bool>>,
     /// Serialises this node's appends of the user, and lets a subscriber read the head with
@@ -103,11 +124,6 @@ pub struct UserStream {
     /// Every user's message rate on this node; shared with the hub, so it outlives the
     /// stream (a reconnect does not refill it).
     messages: Arc<RateTable<UserKey>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave their plain collections half-updated.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// RFC 3339 with microseconds, so event latency can be measured below a millisecond.
@@ -120,7 +136,7 @@ impl Drop for UserStream {
         if self.joined.load(Ordering::Acquire)
             && let Some(bus) = &self.bus
         {
-            bus.leave();
+            bus.unsubscribe(&self.key);
         }
     }
 }
@@ -173,7 +189,7 @@ impl UserStream {
             .inc();
         let seq = stored.seq;
         if let Some(bus) = &self.bus {
-            bus.publish(seq, &stored.payload);
+            bus.publish(&self.key, seq, &stored.payload);
         }
         let delivered = Delivered {
             seq,
@@ -233,7 +249,7 @@ impl UserStream {
         self.metrics.slow_consumers.inc_by(slow);
         if offered == Offered::Gap && !fanout.filling {
             fanout.filling = true;
-            tokio::spawn(Arc::clone(self).fill());
+            self.tasks.spawn(Arc::clone(self).fill());
         }
     }
 
@@ -279,9 +295,9 @@ impl UserStream {
             if !self.joined.swap(true, Ordering::AcqRel) {
                 // Asked once per stream; the answer is awaited by a task of its own, so a
                 // subscriber that goes away meanwhile cannot leave the others waiting.
-                let answer = bus.join(Arc::downgrade(self));
+                let answer = bus.subscribe(&self.key);
                 let stream = Arc::downgrade(self);
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     let _ = tokio::time::timeout(JOIN_WAIT, answer).await;
                     if let Some(s) = stream.upgrade()
                         && let Some(c) = &s.confirmed
@@ -291,7 +307,7 @@ impl UserStream {
                 });
             }
             // Before reading the head: every event stored after that read then comes
-            // through Redis (or a poll of the store while Redis is down).
+            // through the bus (or a read of the store while its link is down).
             let mut ready = confirmed.subscribe();
             let _ = tokio::time::timeout(JOIN_WAIT, ready.wait_for(|joined| *joined)).await;
         }
@@ -378,10 +394,9 @@ impl UserStream {
     /// Counts a `user_message` against the user's rate (shared by all nodes through Redis
     /// when it answers, this node's own otherwise); `Err(wait)` when over it.
     pub async fn admit_message(&self) -> Result<(), Duration> {
-        if let Some(channel) = &self.bus
-            && let Some(verdict) = channel
-                .bus()
-                .admit_message(
+        if let Some(shared) = &self.shared_rate
+            && let Some(verdict) = shared
+                .admit(
                     &self.key,
                     self.limits.messages_per_minute,
                     self.limits.message_burst,
@@ -400,9 +415,14 @@ pub struct Hub {
     store: Store,
     metrics: Arc<Metrics>,
     limits: StreamLimits,
-    bus: Option<Bus>,
+    bus: Option<Arc<dyn Bus>>,
+    shared_rate: Option<Arc<SharedRate>>,
     streams: Mutex<Streams>,
     messages: Arc<RateTable<UserKey>>,
+    /// `true` while the bus reports its link down; every report notifies the follower
+    /// ([`Hub::follow_link`]), so a link that comes back is always caught up on.
+    link_down: watch::Sender<bool>,
+    tasks: TaskTracker,
 }
 
 struct Streams {
@@ -412,12 +432,23 @@ struct Streams {
 }
 
 impl Hub {
-    pub fn new(store: Store, metrics: Arc<Metrics>, limits: StreamLimits, bus: Option<Bus>) -> Hub {
+    /// The hub of this node. With a `bus`, [`Hub::spawn_link_follower`] must run too and the
+    /// bus must report to this hub (it is the bus's [`BusHandler`]).
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        limits: StreamLimits,
+        bus: Option<Arc<dyn Bus>>,
+        shared_rate: Option<Arc<SharedRate>>,
+    ) -> Hub {
         Hub {
             store,
             metrics,
             limits,
             bus,
+            shared_rate,
+            link_down: watch::Sender::new(false),
+            tasks: TaskTracker::new(),
             streams: Mutex::new(Streams {
                 by_user: HashMap::new(),
                 sweep_at: 1024,
@@ -434,12 +465,81 @@ impl Hub {
     /// connections on this node as if another node had stored it, and to other nodes through
     /// Redis. Whatever does not arrive live is read from the store, as for any event.
     pub(crate) fn deliver_stored(&self, key: &UserKey, seq: u64, payload: &str) {
-        let local = lock(&self.streams).by_user.get(key).and_then(Weak::upgrade);
-        if let Some(stream) = local {
-            stream.receive_remote(seq, payload);
-        }
+        self.remote_event(key, seq, payload);
         if let Some(bus) = &self.bus {
-            bus.user_channel(key).publish(seq, payload);
+            bus.publish(key, seq, payload);
+        }
+    }
+
+    /// Starts the task that reads followed streams' news from the store while the bus's
+    /// link is down, and once when it comes back; it ends with `shutdown`.
+    pub fn spawn_link_follower(self: &Arc<Self>, shutdown: CancellationToken) {
+        self.tasks.spawn(Arc::clone(self).follow_link(shutdown));
+    }
+
+    /// Waits for every task the hub started: the link follower (once `shutdown` fired) and
+    /// the gap fills and waits for the bus of streams (which end with their streams).
+    pub async fn close(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    async fn follow_link(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut down = self.link_down.subscribe();
+        loop {
+            // Up, or not known to be down: wait for the bus to report.
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = down.changed() => if changed.is_err() { return },
+            }
+            if !*down.borrow_and_update() {
+                // Back up: what other nodes stored while this node was not listening.
+                self.catch_up_all().await;
+                continue;
+            }
+            let mut poll = tokio::time::interval(POLL_WHILE_DOWN);
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = poll.tick() => self.catch_up_all().await,
+                    changed = down.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if !*down.borrow_and_update() {
+                            self.catch_up_all().await;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Has every stream following the bus read what it missed from the store, with the heads
+    /// of all of them read in a few statements rather than one query per stream.
+    async fn catch_up_all(&self) {
+        let streams: HashMap<UserKey, Arc<UserStream>> = lock(&self.streams)
+            .by_user
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|s| s.joined.load(Ordering::Acquire))
+            .map(|s| (s.key.clone(), s))
+            .collect();
+        if streams.is_empty() {
+            return;
+        }
+        let keys: Vec<UserKey> = streams.keys().cloned().collect();
+        match self.store.head_seqs(&keys).await {
+            Ok(heads) => {
+                for (key, head) in heads {
+                    if let Some(stream) = streams.get(&key) {
+                        stream.catch_up_to(head).await;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read stream heads to catch up"),
         }
     }
 
@@ -457,7 +557,9 @@ impl Hub {
             store: self.store.clone(),
             metrics: Arc::clone(&self.metrics),
             limits: self.limits,
-            bus: self.bus.as_ref().map(|b| b.user_channel(key)),
+            bus: self.bus.clone(),
+            shared_rate: self.shared_rate.clone(),
+            tasks: self.tasks.clone(),
             joined: AtomicBool::new(false),
             confirmed: self
                 .bus
@@ -470,5 +572,22 @@ impl Hub {
         });
         streams.by_user.insert(key.clone(), Arc::downgrade(&s));
         s
+    }
+}
+
+impl BusHandler for Hub {
+    fn remote_event(&self, key: &UserKey, seq: u64, payload: &str) {
+        let local = lock(&self.streams).by_user.get(key).and_then(Weak::upgrade);
+        if let Some(stream) = local {
+            stream.receive_remote(seq, payload);
+        }
+    }
+
+    fn link_up(&self) {
+        self.link_down.send_replace(false);
+    }
+
+    fn link_down(&self) {
+        self.link_down.send_replace(true);
     }
 }

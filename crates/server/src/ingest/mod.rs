@@ -137,7 +137,7 @@ pub struct InFlight {
 
 fn lock(m: &Mutex<HashMap<UserKey, usize>>) -> MutexGuard<'_, HashMap<UserKey, usize>> {
     // Plain counters: usable whatever panicked while holding the lock.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(m)
 }
 
 impl Drop for InFlight {

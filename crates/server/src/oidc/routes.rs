@@ -17,9 +17,9 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::{Callback, Oidc, SignInError};
-use crate::app::AppState;
 use crate::http_error::ApiError;
 use crate::metrics::CodeLabels;
+use crate::state::AppState;
 use crate::web_session::{Proof, WebSessionError, WebSessions, cookie};
 
 /// The routes, merged into the main router by `app.rs`.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fd_limit;
+pub mod in_process;
 pub mod oidc;
 pub mod services;
 pub mod tracker;
