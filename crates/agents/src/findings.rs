@@ -82,7 +82,7 @@ pub(crate) struct Coverage {
 /// How the answer is shown: the UI's part of `data`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Shown {
-    /// `figure`, `report`, `conversation` or `help`.
+    /// `figure`, `report`, `conversation`, `help` or `llm` (the LLM planner's own words).
     pub kind: &'static str,
     pub lead: String,
     pub chart: Value,
@@ -101,6 +101,8 @@ pub(crate) struct Findings {
     pub savings: Option<Savings>,
     pub coverage: Option<Coverage>,
     pub shown: Option<Shown>,
+    /// Which planner answered, when an LLM is configured: the supervisor's `data.planner`.
+    pub planner: Option<Value>,
 }
 
 impl Findings {

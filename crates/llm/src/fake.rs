@@ -446,7 +446,7 @@ pub fn analyst(request: &Request) -> Reply {
             let calls = totals["calls"].as_i64().unwrap_or(0);
             let period = plan["period"]["text"].as_str().unwrap_or("the period");
             Reply::text(&format!(
-                "Spend was ${cost:.2} across {calls} calls in {period}."
+                "Spend {period} was ${cost:.2} across {calls} calls."
             ))
         }
     }
