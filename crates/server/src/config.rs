@@ -116,6 +116,9 @@ pub struct Config {
     pub prices_file: Option<PathBuf>,
     /// Browser sign-in through an OpenID Connect provider (`[oidc]`, `APOGEE_OIDC_*`).
     pub oidc: Option<OidcConfig>,
+    /// The LLM the planner asks first (`[llm]`, `APOGEE_LLM_*`); `None`: the deterministic
+    /// planner alone.
+    pub llm: Option<apogee_llm::LlmConfig>,
 }
 
 /// Shortest HS256 secret accepted in production (RFC 7518 §3.2 asks for 256 bits).
@@ -168,6 +171,7 @@ struct FileConfig {
     metrics_token: Option<String>,
     prices_file: Option<PathBuf>,
     oidc: Option<OidcSettings>,
+    llm: Option<apogee_llm::LlmSettings>,
 }
 
 fn parse_enum<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
@@ -260,7 +264,16 @@ impl Config {
             (APOGEE_PRICES_FILE, prices_file, text),
         }
         let oidc = f.oidc.take().unwrap_or_default().overlay(var)?;
-        Self::resolve(f, oidc)
+        let llm = f
+            .llm
+            .take()
+            .unwrap_or_default()
+            .overlay(var)
+            .and_then(apogee_llm::LlmSettings::resolve)
+            .map_err(|e| ConfigError::Invalid(e.0))?;
+        let mut config = Self::resolve(f, oidc)?;
+        config.llm = llm;
+        Ok(config)
     }
 
     fn resolve(f: FileConfig, oidc: OidcSettings) -> Result<Config, ConfigError> {
@@ -466,6 +479,7 @@ impl Config {
             metrics_token,
             prices_file: f.prices_file,
             oidc,
+            llm: None,
         })
     }
 }

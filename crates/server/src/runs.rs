@@ -54,6 +54,8 @@ pub struct RunRegistry {
     tracker: TaskTracker,
     max_per_user: usize,
     metrics: Arc<Metrics>,
+    /// The LLM the planner asks first, when configured.
+    llm: Option<Arc<apogee_llm::LlmClient>>,
 }
 
 pub fn status_name(status: AgentStatus) -> &'static str {
@@ -65,7 +67,11 @@ pub fn status_name(status: AgentStatus) -> &'static str {
 }
 
 impl RunRegistry {
-    pub fn new(max_per_user: usize, metrics: Arc<Metrics>) -> Arc<RunRegistry> {
+    pub fn new(
+        max_per_user: usize,
+        metrics: Arc<Metrics>,
+        llm: Option<Arc<apogee_llm::LlmClient>>,
+    ) -> Arc<RunRegistry> {
         Arc::new(RunRegistry {
             live: Mutex::new(HashMap::new()),
             lanes: Mutex::new(HashMap::new()),
@@ -73,6 +79,7 @@ impl RunRegistry {
             tracker: TaskTracker::new(),
             max_per_user,
             metrics,
+            llm,
         })
     }
 
@@ -162,8 +169,14 @@ impl RunRegistry {
             spec.store.clone(),
             spec.thread_id.clone(),
             spec.run_id.clone(),
+            Arc::clone(&spec.catalog),
         ));
         let previous_plan = thread_plan(&spec).await;
+        // Only the LLM planner reads the thread's earlier turns.
+        let history = match &self.llm {
+            Some(_) => thread_history(&spec).await,
+            None => Vec::new(),
+        };
         let ctx = RunContext {
             run_id: spec.run_id.clone(),
             question: spec.question,
@@ -173,6 +186,8 @@ impl RunRegistry {
             sink,
             cancel: spec.cancel,
             previous_plan,
+            llm: self.llm.clone(),
+            history,
         };
         let outcome = std::panic::AssertUnwindSafe(apogee_agents::run(ctx))
             .catch_unwind()
@@ -270,6 +285,43 @@ async fn thread_plan(spec: &RunSpec) -> Option<apogee_agents::QuestionPlan> {
     serde_json::from_str(&stored)
         .inspect_err(|e| tracing::warn!(run_id = %spec.run_id, error = %e, "the thread's plan does not parse"))
         .ok()
+}
+
+/// Earlier turns the LLM planner sees, oldest first.
+const HISTORY_TURNS: usize = 6;
+
+/// The thread's turns before this run's question.
+async fn thread_history(spec: &RunSpec) -> Vec<apogee_agents::Turn> {
+    let messages = match spec
+        .store
+        .thread_messages(spec.stream.key(), &spec.thread_id)
+        .await
+    {
+        Ok(Some(m)) => m,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!(run_id = %spec.run_id, error = %e, "could not read the thread's turns");
+            return Vec::new();
+        }
+    };
+    let mut turns: Vec<apogee_agents::Turn> = messages
+        .into_iter()
+        .filter(|m| m.run_id.as_deref() != Some(spec.run_id.as_str()))
+        .filter_map(|m| {
+            let role = match m.role.as_str() {
+                "user" => apogee_agents::TurnRole::User,
+                "assistant" => apogee_agents::TurnRole::Assistant,
+                _ => return None,
+            };
+            Some(apogee_agents::Turn {
+                role,
+                content: m.content,
+            })
+        })
+        .collect();
+    let start = turns.len().saturating_sub(HISTORY_TURNS);
+    turns.drain(..start);
+    turns
 }
 
 /// Records the plan the next question of the run's thread refines.
