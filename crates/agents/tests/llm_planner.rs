@@ -472,3 +472,16 @@ async fn cancel_drops_the_model_stream_at_once_and_closes_every_step() {
     assert_eq!(recorded[0].status, "cancelled");
     assert!(recorder.answer().is_none());
 }
+
+#[tokio::test]
+async fn the_numbers_of_a_period_named_in_words_are_grounded() {
+    // "Analyze my AI costs" reads as the last 30 days: the 30 comes from the plan's period.
+    let fake = FakeLlm::start(fake::analyst).await;
+    let a = ask("Analyze my AI costs", demo_usage(), Some(config(&fake))).await;
+    assert_eq!(a.outcome.data["planner"]["kind"], "llm", "{}", a.answer);
+    assert!(
+        a.answer.starts_with("Spend in the last 30 days was $"),
+        "{}",
+        a.answer
+    );
+}

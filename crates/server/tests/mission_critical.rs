@@ -59,6 +59,7 @@ async fn two_hundred_concurrent_connections_each_get_only_their_users_stream() {
 #[tokio::test]
 async fn a_hundred_users_running_at_once_see_zero_foreign_events() {
     let (_dir, server) = server_with_data(2_000, &[]).await;
+    let llm = server.llm.is_some();
     let tasks: Vec<_> = (0..100)
         .map(|i| {
             let addr = server.addr.clone();
@@ -82,6 +83,9 @@ async fn a_hundred_users_running_at_once_see_zero_foreign_events() {
                     assert_eq!(e["seq"], n as u64 + 1);
                 }
                 assert_run_well_formed(&events);
+                // With the LLM planner on, it answered (not the rules after a failure).
+                let planner = &events.last().unwrap()["data"]["planner"]["kind"];
+                assert_eq!(*planner, if llm { json!("llm") } else { Value::Null });
             })
         })
         .collect();

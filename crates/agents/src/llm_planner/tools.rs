@@ -209,6 +209,20 @@ where
     }
 }
 
+/// A period's calendar figures as numbers: the grounding check reads numbers, not the text of
+/// instants, so "the last 30 days" or "October 2026" in an answer needs them.
+fn period_figures(p: &Period) -> Value {
+    use chrono::Datelike;
+    let last = p.to - chrono::Duration::seconds(1);
+    let seconds = (p.to - p.from).num_seconds().max(0);
+    json!({
+        "days": seconds as f64 / 86_400.0,
+        "hours": seconds as f64 / 3_600.0,
+        "first_day": [p.from.year(), p.from.month(), p.from.day()],
+        "last_day": [last.year(), last.month(), last.day()],
+    })
+}
+
 fn output(summary: String, data: Value) -> ToolOutput<Value> {
     ToolOutput {
         value: data.clone(),
@@ -237,10 +251,15 @@ async fn plan(tb: &Toolbox<'_>, args: Value) -> Result<ToolOutput<Value>, ToolEr
     };
     let p = plan_question(&a.question, &ctx);
     let summary = describe(&p);
-    Ok(output(
-        summary.clone(),
-        json!({ "plan": p, "described": summary }),
-    ))
+    let mut data = json!({
+        "plan": p,
+        "described": summary,
+        "period_figures": period_figures(&p.period.period()),
+    });
+    if let Some(c) = &p.compare {
+        data["compare_figures"] = period_figures(&c.period());
+    }
+    Ok(output(summary, data))
 }
 
 async fn names(tb: &Toolbox<'_>, args: Value) -> Result<ToolOutput<Value>, ToolError> {
@@ -298,6 +317,7 @@ async fn measure(tb: &Toolbox<'_>, args: Value) -> Result<ToolOutput<Value>, Too
             "rows": rows,
             "rows_shown_at_most": MAX_ROWS,
             "truncated": slice.truncated,
+            "period_figures": period_figures(&q.period),
         }),
     ))
 }
@@ -310,6 +330,7 @@ async fn latency(tb: &Toolbox<'_>, args: Value) -> Result<ToolOutput<Value>, Too
     let summary = format!("latency of {} calls", count(slice.totals.calls));
     let mut data = serde_json::to_value(&slice).unwrap_or(Value::Null);
     data["groups"] = json!(groups);
+    data["period_figures"] = period_figures(&q.period);
     Ok(output(summary, data))
 }
 
