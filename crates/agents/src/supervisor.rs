@@ -162,10 +162,10 @@ async fn conclude(
 /// step found goes into `found` as soon as it has it, so a failed or cancelled run still
 /// reports what it had.
 async fn steps(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<String, StepError> {
-    if let Some(client) = &inputs.llm {
-        if let Some(lead) = llm_steps(sup, inputs, client, found).await? {
-            return Ok(lead);
-        }
+    if let Some(client) = &inputs.llm
+        && let Some(lead) = llm_steps(sup, inputs, client, found).await?
+    {
+        return Ok(lead);
     }
     let usage = &*inputs.usage;
     sup.think("Reading the question first, to plan which analyses to run.")

@@ -409,19 +409,21 @@ async fn hostile_feature_names_reach_the_model_only_as_data_and_change_nothing()
     assert!(a.events.iter().any(|e| matches!(e,
         EventBody::ToolCompleted { tool, status: ToolStatus::Error, .. } if tool == "unknown_tool")));
     // Its made-up saving is refused; the answer is Apogee's own; the usage is as it was.
-    assert_fell_back_on_hostile(&a);
+    assert_eq!(a.outcome.status, AgentStatus::Ok);
+    assert_eq!(a.outcome.data["planner"]["kind"], "rules");
+    assert!(
+        a.answer
+            .starts_with("_Apogee's own answer: the LLM's answer had figures ($999.99)"),
+        "{}",
+        a.answer
+    );
+    assert!(!a.answer.contains("deleted"));
+    let rules = ask(QUESTION, usage.clone(), None).await;
+    assert!(a.answer.ends_with(&rules.answer), "{}", a.answer);
     assert_eq!(
         usage.totals(&Period::last_days(now(), 7)).await.unwrap(),
         before
     );
-}
-
-fn assert_fell_back_on_hostile(a: &Asked) {
-    assert_eq!(a.outcome.status, AgentStatus::Ok);
-    assert_eq!(a.outcome.data["planner"]["kind"], "rules");
-    assert!(a.answer.starts_with("_Apogee's own answer"), "{}", a.answer);
-    assert!(!a.answer.contains("deleted"));
-    assert!(a.answer.contains(&format!("$")), "{}", a.answer);
 }
 
 #[tokio::test]
