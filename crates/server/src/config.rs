@@ -498,6 +498,28 @@ mod tests {
     }
 
     #[test]
+    fn the_llm_planner_is_off_unless_configured_and_env_overrides_the_file() {
+        assert_eq!(load(&[]).unwrap().llm, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apogee.toml");
+        std::fs::write(
+            &path,
+            "[llm]\nbase_url = \"http://127.0.0.1:11434/v1\"\nmodel = \"qwen2.5:7b\"\nmax_steps = 4\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), |k| {
+            (k == "APOGEE_LLM_MODEL").then(|| "llama3.1".to_string())
+        })
+        .unwrap();
+        let llm = c.llm.expect("on");
+        assert_eq!(llm.model, "llama3.1");
+        assert_eq!(llm.max_steps, 4);
+        assert_eq!(llm.base_url.as_str(), "http://127.0.0.1:11434/v1");
+        let err = load(&[("APOGEE_LLM_BASE_URL", "http://127.0.0.1:11434/v1")]).unwrap_err();
+        assert!(err.to_string().contains("APOGEE_LLM_MODEL"), "{err}");
+    }
+
+    #[test]
     fn prices_file_comes_from_env_or_relative_to_the_config_file() {
         assert_eq!(load(&[]).unwrap().prices_file, None);
         let c = load(&[("APOGEE_PRICES_FILE", "/etc/apogee/prices.toml")]).unwrap();
