@@ -242,10 +242,9 @@ async fn ask(
 ) -> Result<(Result<Completion, LlmError>, u64), StepError> {
     let at = Utc::now();
     let started = Instant::now();
-    let outcome = tokio::select! {
-        biased;
-        () = agent.cancelled() => None,
-        r = read_reply(agent, run.client, messages, tools) => Some(r),
+    let outcome = match read_reply(agent, run.client, messages, tools).await {
+        Err(StepError::Cancelled) => None,
+        other => Some(other),
     };
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let config = run.client.config();
@@ -298,20 +297,31 @@ async fn ask(
     Ok((reply, used))
 }
 
-/// Reads one streamed reply, sending its text as thoughts as it arrives.
+/// Reads one streamed reply, sending its text as thoughts as it arrives. Only the HTTP side
+/// races the cancel (dropping it closes the connection); a thought being stored is never cut.
 async fn read_reply(
     agent: &Agent,
     client: &LlmClient,
     messages: &[Message],
     tools: &[Tool],
 ) -> Result<Result<Completion, LlmError>, StepError> {
-    let mut stream = match client.stream(messages, tools).await {
+    let started = tokio::select! {
+        biased;
+        () = agent.cancelled() => return Err(StepError::Cancelled),
+        r = client.stream(messages, tools) => r,
+    };
+    let mut stream = match started {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
     let mut thought = String::new();
     loop {
-        match stream.next().await {
+        let next = tokio::select! {
+            biased;
+            () = agent.cancelled() => return Err(StepError::Cancelled),
+            r = stream.next() => r,
+        };
+        match next {
             Ok(StreamItem::Text(piece)) => {
                 thought.push_str(&piece);
                 let ends_sentence = thought.trim_end().ends_with(['.', '!', '?', ':', '\n']);
