@@ -82,7 +82,7 @@ pub(crate) struct Coverage {
 /// How the answer is shown: the UI's part of `data`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Shown {
-    /// `figure`, `report`, `conversation`, `help` or `budget`.
+    /// `figure`, `report`, `conversation`, `help`, `budget` or `llm` (the LLM planner's own words).
     pub kind: &'static str,
     pub lead: String,
     pub chart: Value,
@@ -103,6 +103,8 @@ pub(crate) struct Findings {
     /// The budgets a budget command read or made, as `list_budgets` and `set_budget` show them.
     pub budgets: Option<Value>,
     pub shown: Option<Shown>,
+    /// Which planner answered, when an LLM is configured: the supervisor's `data.planner`.
+    pub planner: Option<Value>,
 }
 
 impl Findings {

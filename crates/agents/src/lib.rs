@@ -22,14 +22,19 @@
 //!   the ones the plan needs, and only those. `scope.rs` pairs every start with its end by
 //!   construction.
 //!
-//! The entry point is [`run`]. Everything is deterministic (rules, no LLM): the same question
-//! over the same data at the same `now`, after the same previous plan, gives the same events
-//! and answer.
+//! Beside the supervisor, `llm_planner/` lets a configured LLM plan over the same tools (read
+//! only), with every figure of its answer checked against their results; the deterministic
+//! path answers whenever it cannot. The client and wire format are `apogee_llm`'s.
+//!
+//! The entry point is [`run`]. Without an LLM ([`RunContext::llm`] `None`, the default)
+//! everything is deterministic (rules, no LLM): the same question over the same data at the
+//! same `now`, after the same previous plan, gives the same events and answer.
 
 mod answer;
 mod budgets;
 mod findings;
 mod format;
+mod llm_planner;
 mod plan;
 mod question;
 mod scope;
@@ -45,7 +50,7 @@ pub use plan::{
 };
 pub use question::names::OrgNames;
 pub use question::{PlanContext, names_period, plan_question};
-pub use sink::{EventSink, SinkError};
+pub use sink::{ASSISTANT_FEATURE, EventSink, LlmCall, SinkError};
 pub use supervisor::{RunOutcome, run};
 
 use std::sync::Arc;
@@ -72,4 +77,21 @@ pub struct RunContext {
     /// The org's budgets (the same code as `/api/budgets`); `None` where there is no budget
     /// store, and budget commands then say so.
     pub budgets: Option<Arc<dyn OrgBudgets>>,
+    /// The LLM the planner asks first; `None`: the deterministic planner alone.
+    pub llm: Option<Arc<apogee_llm::LlmClient>>,
+    /// The thread's earlier turns, oldest first (read only by the LLM planner).
+    pub history: Vec<Turn>,
+}
+
+/// One earlier message of the thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub role: TurnRole,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnRole {
+    User,
+    Assistant,
 }

@@ -150,11 +150,14 @@ pub struct Rank {
 }
 
 /// The scope's traffic priced another way, with the catalog, on the same tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WhatIf {
     /// Moved to the catalog model `to`.
-    MoveToModel { to: String },
+    MoveToModel {
+        /// A model of the price catalog.
+        to: String,
+    },
     /// Sent through the provider's Batch API at its discount.
     BatchApi,
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::sink::{EventSink, SinkError};
+use crate::sink::{EventSink, LlmCall, SinkError};
 use crate::tools::{ToolCall, ToolError, ToolOutput};
 
 /// Name of the top-level agent of every run.
@@ -42,6 +42,8 @@ pub(crate) struct RunEvents {
     /// The sink's first failure. Steps running side by side may still try to emit after it:
     /// they get the same error without the sink being tried again.
     broken: std::sync::OnceLock<SinkError>,
+    /// A line put above the run's answer (why the LLM planner's answer was replaced).
+    answer_note: std::sync::OnceLock<String>,
 }
 
 impl RunEvents {
@@ -56,6 +58,7 @@ impl RunEvents {
             cancel,
             calls: AtomicU64::new(0),
             broken: std::sync::OnceLock::new(),
+            answer_note: std::sync::OnceLock::new(),
         })
     }
 
@@ -127,9 +130,40 @@ impl Agent {
         }
     }
 
-    /// Stores the run's answer (see [`EventSink::post_answer`]).
+    /// Stores the run's answer (see [`EventSink::post_answer`]), under the run's answer note
+    /// when it has one.
     pub(crate) async fn post_answer(&self, markdown: &str) -> Result<(), SinkError> {
-        self.events.sink.post_answer(markdown).await
+        match self.events.answer_note.get() {
+            Some(note) => {
+                self.events
+                    .sink
+                    .post_answer(&format!("{note}\n\n{markdown}"))
+                    .await
+            }
+            None => self.events.sink.post_answer(markdown).await,
+        }
+    }
+
+    /// Sets the line the run's answer is posted under (the first one set stays).
+    pub(crate) fn set_answer_note(&self, note: String) {
+        let _ = self.events.answer_note.set(note);
+    }
+
+    /// Completes when the run is cancelled.
+    pub(crate) async fn cancelled(&self) {
+        self.events.cancel.cancelled().await
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.events.cancel.is_cancelled()
+    }
+
+    /// Records one call to the LLM as usage of the org ([`EventSink::record_llm_call`]). A
+    /// failure is logged: the run goes on.
+    pub(crate) async fn record_llm_call(&self, call: &LlmCall) {
+        if let Err(e) = self.events.sink.record_llm_call(call).await {
+            tracing::warn!(run_id = %self.events.run_id, error = %e, "could not record an LLM call as usage");
+        }
     }
 
     /// Runs one tool call between its `tool_executing` and `tool_completed`. A cancelled run

@@ -9,6 +9,10 @@
 //!   question it cannot map: report alone, in a few lines;
 //! - data help, or no usage at all in the period: data_helper.
 //!
+//! With an LLM configured, the `planner` agent (`llm_planner/`) answers first; when it cannot
+//! (the model failed or misbehaved, the org's LLM budget is spent, its answer was not
+//! grounded) the supervisor says so in a thought and answers as above.
+//!
 //! Failures and cancellation become events and the [`RunOutcome`]; `run` itself never fails.
 
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use crate::answer::figure::{self, FigureData};
 use crate::answer::{budgets as budget_answer, conversation, follow_ups, projection};
 use crate::budgets::OrgBudgets;
 use crate::findings::{Findings, Shown, answer_kind};
+use crate::llm_planner::{self, LlmRun};
 use crate::plan::BudgetCommand;
 use crate::plan::{Intent, QuestionPlan};
 use crate::question::names::OrgNames;
@@ -31,8 +36,10 @@ use crate::scope::{Agent, Conclusion, RunEvents, StepError, supervise};
 use crate::sink::SinkError;
 use crate::subagents::budgets::{self, BudgetResult};
 use crate::subagents::{anomaly, data, data_helper, optimization, performance, report, triage};
+use crate::tools::ToolError;
 use crate::tools::budgets::status_json;
 use crate::tools::planning::describe;
+use crate::{Turn, llm_planner::Answered};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,12 +63,15 @@ pub struct RunOutcome {
 
 /// What the plan works with.
 struct Inputs {
+    run_id: String,
     question: String,
     now: DateTime<Utc>,
     usage: Arc<dyn OrgUsageQueries>,
     catalog: Arc<PriceCatalog>,
     previous: Option<QuestionPlan>,
     budgets: Option<Arc<dyn OrgBudgets>>,
+    llm: Option<Arc<apogee_llm::LlmClient>>,
+    history: Vec<Turn>,
 }
 
 /// Answers one user message: streams every step into `ctx.sink`, posts the answer with
@@ -77,16 +87,21 @@ pub async fn run(ctx: RunContext) -> RunOutcome {
         cancel,
         previous_plan,
         budgets,
+        llm,
+        history,
     } = ctx;
     tracing::info!(%run_id, "run started");
     let events = RunEvents::new(run_id.clone(), sink, cancel);
     let inputs = Inputs {
+        run_id: run_id.clone(),
         question,
         now,
         usage,
         catalog,
         previous: previous_plan,
         budgets,
+        llm,
+        history,
     };
     let thread_plan = std::sync::Mutex::new(inputs.previous.clone());
     let inputs = &inputs;
@@ -128,7 +143,10 @@ async fn conclude(
 ) -> Result<(Conclusion, Option<QuestionPlan>), SinkError> {
     let mut found = Findings::default();
     let result = steps(sup, inputs, &mut found).await;
-    let data = found.to_json();
+    let mut data = found.to_json();
+    if let Some(planner) = found.planner.take() {
+        data["planner"] = planner;
+    }
     let (status, summary) = match result {
         Ok(summary) => (AgentStatus::Ok, summary),
         Err(StepError::Sink(e)) => return Err(e),
@@ -152,6 +170,16 @@ async fn conclude(
 /// step found goes into `found` as soon as it has it, so a failed or cancelled run still
 /// reports what it had.
 async fn steps(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<String, StepError> {
+    if let Some(client) = &inputs.llm
+        && !crate::question::is_budget_command(
+            &inputs.question,
+            inputs.now,
+            inputs.previous.as_ref(),
+        )
+        && let Some(lead) = llm_steps(sup, inputs, client, found).await?
+    {
+        return Ok(lead);
+    }
     let usage = &*inputs.usage;
     sup.think("Reading the question first, to plan which analyses to run.")
         .await?;
@@ -232,6 +260,74 @@ async fn steps(sup: &Agent, inputs: &Inputs, found: &mut Findings) -> Result<Str
         }
         _ => report_steps(sup, inputs, &plan, found).await,
     }
+}
+
+/// The LLM planner's turn: its answer when it has a grounded one (posted through the report
+/// agent), else `None` after saying why, and the deterministic steps answer.
+async fn llm_steps(
+    sup: &Agent,
+    inputs: &Inputs,
+    client: &Arc<apogee_llm::LlmClient>,
+    found: &mut Findings,
+) -> Result<Option<String>, StepError> {
+    sup.think("An LLM is configured: the planner asks it first, over the same read-only tools.")
+        .await?;
+    let run = LlmRun {
+        run_id: &inputs.run_id,
+        client,
+        question: &inputs.question,
+        history: &inputs.history,
+        now: inputs.now,
+        usage: &*inputs.usage,
+        catalog: &inputs.catalog,
+        previous: inputs.previous.as_ref(),
+    };
+    let answered: Answered = match sup
+        .child("planner")
+        .run(|a| llm_planner::work(a, &run))
+        .await
+    {
+        Ok(a) => a,
+        Err(StepError::Tool(e)) => {
+            let why = match &e {
+                ToolError::Ungrounded(figures) => {
+                    sup.set_answer_note(format!(
+                        "_Apogee's own answer: the LLM's answer had figures ({}) that its tool results do not support._",
+                        figures.join(", ")
+                    ));
+                    format!(
+                        "its answer had figures ({}) that no tool result supports",
+                        figures.join(", ")
+                    )
+                }
+                other => other.to_string(),
+            };
+            sup.think(format!(
+                "The LLM planner could not answer: {why}. Answering with Apogee's own planner instead."
+            ))
+            .await?;
+            found.planner = Some(serde_json::json!({
+                "kind": "rules",
+                "llm_model": client.config().model,
+                "llm_fallback": why,
+            }));
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    found.planner = Some(answered.to_json());
+    let lead = answered.lead.clone();
+    let markdown = answered.markdown;
+    sup.child("report")
+        .run(|a| report::llm(a, markdown))
+        .await?;
+    found.shown = Some(Shown {
+        kind: "llm",
+        lead: lead.clone(),
+        chart: serde_json::json!({ "kind": "none" }),
+        suggestions: Vec::new(),
+    });
+    Ok(Some(lead))
 }
 
 /// Posts a focused or short answer through the report agent and records how to show it.

@@ -2,17 +2,16 @@
 //! event protocol (PROTOCOL.md §4 pairing rules) on the golden path, on failure, on
 //! cancellation and on a broken sink, and the answer's figures against direct queries.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use apogee_agents::{EventSink, RunContext, RunOutcome, SinkError, run};
-use apogee_analytics::demo::{self, DemoSpec};
+use apogee_agents::{RunContext, RunOutcome, run};
+use apogee_analytics::demo;
 use apogee_analytics::{
     BatchCandidate, CostRow, Dimension, FeatureModelCost, Filter, Grouping, InputBand,
-    LatencySlice, MemoryUsage, ModelMix, OrgUsageQueries, OutputTail, Period, PriceCatalog,
-    PricedRecord, QueryError, RepeatProfile, Scope, TagCount, TrafficProfile, UsageQuery,
-    UsageSlice, UsageTotals,
+    LatencySlice, MemoryUsage, ModelMix, OrgUsageQueries, OutputTail, Period, QueryError,
+    RepeatProfile, Scope, TagCount, TrafficProfile, UsageQuery, UsageSlice, UsageTotals,
 };
 use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
 use async_trait::async_trait;
@@ -20,94 +19,9 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-const RUN_ID: &str = "run-1";
+mod common;
 
-fn end() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap()
-}
-
-/// Wednesday noon, the last day of the demo history.
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
-}
-
-fn spec() -> DemoSpec {
-    DemoSpec {
-        days: 30,
-        calls: 20_000,
-        seed: 1,
-        end: end(),
-    }
-}
-
-fn catalog() -> Arc<PriceCatalog> {
-    static CATALOG: OnceLock<Arc<PriceCatalog>> = OnceLock::new();
-    CATALOG
-        .get_or_init(|| Arc::new(PriceCatalog::builtin().unwrap()))
-        .clone()
-}
-
-fn demo_usage() -> Arc<MemoryUsage> {
-    static USAGE: OnceLock<Arc<MemoryUsage>> = OnceLock::new();
-    USAGE
-        .get_or_init(|| {
-            let catalog = catalog();
-            let records = demo::generate(&spec())
-                .map(|r| PricedRecord::price(r, &catalog))
-                .collect();
-            Arc::new(MemoryUsage::new(records, catalog))
-        })
-        .clone()
-}
-
-/// Collects events and answers; can fire a cancel token or start failing after N events.
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<EventBody>>,
-    answers: Mutex<Vec<String>>,
-    emit_attempts: Mutex<usize>,
-    cancel_after: Option<(usize, CancellationToken)>,
-    fail_after: Option<usize>,
-    fail_answer: bool,
-}
-
-#[async_trait]
-impl EventSink for Recorder {
-    async fn emit(&self, body: EventBody) -> Result<(), SinkError> {
-        *self.emit_attempts.lock().unwrap() += 1;
-        let mut events = self.events.lock().unwrap();
-        if self.fail_after.is_some_and(|n| events.len() >= n) {
-            return Err(SinkError("stream is gone".into()));
-        }
-        events.push(body);
-        if let Some((n, token)) = &self.cancel_after
-            && events.len() == *n
-        {
-            token.cancel();
-        }
-        Ok(())
-    }
-
-    async fn post_answer(&self, content: &str) -> Result<(), SinkError> {
-        if self.fail_answer {
-            return Err(SinkError("message store is full".into()));
-        }
-        self.answers.lock().unwrap().push(content.to_string());
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn events(&self) -> Vec<EventBody> {
-        self.events.lock().unwrap().clone()
-    }
-
-    fn answer(&self) -> Option<String> {
-        let answers = self.answers.lock().unwrap();
-        assert!(answers.len() <= 1, "post_answer is called at most once");
-        answers.first().cloned()
-    }
-}
+use common::*;
 
 async fn run_with(
     question: &str,
@@ -125,6 +39,8 @@ async fn run_with(
         cancel,
         previous_plan: None,
         budgets: None,
+        llm: None,
+        history: Vec::new(),
     })
     .await
 }
@@ -141,118 +57,6 @@ async fn ask(question: &str) -> (RunOutcome, Vec<EventBody>, Option<String>) {
     let events = recorder.events();
     assert_well_formed(&events);
     (outcome, events, recorder.answer())
-}
-
-/// PROTOCOL.md §4: the supervisor's start first and its end last, every agent and tool
-/// started once and ended once, in order, tools inside their open agent; returns the
-/// supervisor's final status.
-fn assert_well_formed(events: &[EventBody]) -> AgentStatus {
-    assert!(!events.is_empty(), "a run has events");
-    match &events[0] {
-        EventBody::AgentStarted {
-            agent,
-            parent_agent,
-            ..
-        } => {
-            assert_eq!(agent, "supervisor");
-            assert_eq!(*parent_agent, None);
-        }
-        e => panic!("first event {e:?}"),
-    }
-    let final_status = match events.last().unwrap() {
-        EventBody::AgentCompleted { agent, status, .. } => {
-            assert_eq!(agent, "supervisor");
-            *status
-        }
-        e => panic!("last event {e:?}"),
-    };
-    let mut open_agents: Vec<String> = Vec::new();
-    let mut open_tools: HashMap<String, (String, String)> = HashMap::new();
-    let mut seen_calls = HashSet::new();
-    for (i, e) in events.iter().enumerate() {
-        assert_eq!(e.run_id(), Some(RUN_ID), "{e:?}");
-        match e {
-            EventBody::AgentStarted {
-                agent,
-                parent_agent,
-                ..
-            } => {
-                if i > 0 {
-                    assert_eq!(parent_agent.as_deref(), Some("supervisor"), "{e:?}");
-                    assert_ne!(agent, "supervisor");
-                }
-                assert!(open_tools.is_empty(), "agent started inside a tool call");
-                open_agents.push(agent.clone());
-            }
-            EventBody::AgentThinking { agent, text, .. } => {
-                assert_eq!(open_agents.last(), Some(agent), "{e:?}");
-                assert!(!text.trim().is_empty());
-            }
-            EventBody::ToolExecuting {
-                agent,
-                tool,
-                call_id,
-                ..
-            } => {
-                assert_eq!(open_agents.last(), Some(agent), "{e:?}");
-                assert!(
-                    seen_calls.insert(call_id.clone()),
-                    "call_id reused: {call_id}"
-                );
-                assert!(open_tools.is_empty(), "tools run one at a time");
-                open_tools.insert(call_id.clone(), (agent.clone(), tool.clone()));
-            }
-            EventBody::ToolCompleted {
-                agent,
-                tool,
-                call_id,
-                summary,
-                ..
-            } => {
-                let opened = open_tools.remove(call_id);
-                assert_eq!(opened, Some((agent.clone(), tool.clone())), "{e:?}");
-                assert!(!summary.trim().is_empty());
-            }
-            EventBody::AgentCompleted { agent, summary, .. } => {
-                assert!(open_tools.is_empty(), "agent ended with a tool open");
-                assert_eq!(open_agents.pop().as_ref(), Some(agent), "{e:?}");
-                assert!(!summary.trim().is_empty());
-                if agent == "supervisor" {
-                    assert_eq!(i, events.len() - 1, "events after the supervisor ended");
-                }
-            }
-            e => panic!("unexpected event {e:?}"),
-        }
-    }
-    assert!(open_agents.is_empty(), "unclosed agents {open_agents:?}");
-    final_status
-}
-
-fn agents_started(events: &[EventBody]) -> Vec<&str> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            EventBody::AgentStarted { agent, .. } => Some(agent.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn tools_called(events: &[EventBody]) -> Vec<&str> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            EventBody::ToolExecuting { tool, .. } => Some(tool.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn agent_status(events: &[EventBody], name: &str) -> Option<AgentStatus> {
-    events.iter().find_map(|e| match e {
-        EventBody::AgentCompleted { agent, status, .. } if agent == name => Some(*status),
-        _ => None,
-    })
 }
 
 fn has_dollar_figure(text: &str) -> bool {
@@ -632,6 +436,8 @@ async fn usage_outside_the_period_is_pointed_to() {
         cancel: CancellationToken::new(),
         previous_plan: None,
         budgets: None,
+        llm: None,
+        history: Vec::new(),
     })
     .await;
     assert_eq!(assert_well_formed(&recorder.events()), AgentStatus::Ok);
@@ -1031,6 +837,8 @@ async fn the_run_future_is_send() {
         cancel: CancellationToken::new(),
         previous_plan: None,
         budgets: None,
+        llm: None,
+        history: Vec::new(),
     });
     assert_send(&fut);
     let outcome = tokio::spawn(fut).await.unwrap();
@@ -1134,6 +942,8 @@ async fn ask_after(
         cancel: CancellationToken::new(),
         previous_plan: previous,
         budgets: None,
+        llm: None,
+        history: Vec::new(),
     })
     .await;
     let events = recorder.events();

@@ -3,9 +3,12 @@
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `[from, to)`: RFC 3339 instants, `from` included and `to` excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Period {
+    /// The first instant, included (RFC 3339, e.g. `2026-11-01T00:00:00Z`).
     pub from: DateTime<Utc>,
+    /// The end, excluded (RFC 3339).
     pub to: DateTime<Utc>,
 }
 

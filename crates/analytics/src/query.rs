@@ -163,14 +163,47 @@ macro_rules! serde_as_text {
 serde_as_text!(Dimension);
 serde_as_text!(Grouping);
 
+/// The JSON Schemas of the text forms: strings with the pattern they follow.
+macro_rules! schema_as_text {
+    ($t:ty, $name:literal, $pattern:literal, $description:literal) => {
+        impl schemars::JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "pattern": $pattern,
+                    "description": $description,
+                })
+            }
+        }
+    };
+}
+schema_as_text!(
+    Dimension,
+    "Dimension",
+    "^(model|provider|feature|user|tag:.+)$",
+    "model, provider, feature, user or tag:KEY (the value of one tag key)"
+);
+schema_as_text!(
+    Grouping,
+    "Grouping",
+    "^(model|provider|feature|user|day|week|tag:.+)$",
+    "model, provider, feature, user, tag:KEY, day (UTC) or week (starting Monday, UTC)"
+);
+
 /// Usage whose `dimension` is one of `values` (or, with `exclude`, none of them). Values match
 /// exactly as stored, and a record without the dimension (no user, no feature, no such tag)
 /// has the value [`NONE_KEY`]; resolving what a person typed to a stored name is the caller's
 /// job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Filter {
     pub dimension: Dimension,
+    /// The values as stored (`(none)`: records without the dimension).
     pub values: Vec<String>,
+    /// Usage whose value is none of `values`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exclude: bool,
 }
@@ -187,7 +220,7 @@ impl Filter {
 }
 
 /// A slice of usage: every filter holds (an empty scope is the whole org).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Scope {
     pub filters: Vec<Filter>,
@@ -234,9 +267,10 @@ impl Scope {
 }
 
 /// One question to the engine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageQuery {
     pub period: Period,
+    /// Filters that all hold (empty: the whole org).
     #[serde(default)]
     pub scope: Scope,
     /// `None`: totals only.

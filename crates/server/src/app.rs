@@ -54,6 +54,8 @@ pub enum ServeError {
     Bind(std::net::SocketAddr, std::io::Error),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot set up the LLM client: {0}")]
+    Llm(#[from] apogee_llm::LlmError),
 }
 
 pub fn router(state: AppState) -> Router {
@@ -233,7 +235,14 @@ impl Server {
                 "closed runs left open by a stopped or dead node"
             );
         }
-        let runs = RunRegistry::new(config.max_runs_per_user, Arc::clone(&metrics));
+        let llm = match &config.llm {
+            Some(c) => {
+                tracing::info!(model = %c.model, base_url = %c.base_url, "the LLM planner is on");
+                Some(Arc::new(apogee_llm::LlmClient::new(c.clone())?))
+            }
+            None => None,
+        };
+        let runs = RunRegistry::new(config.max_runs_per_user, Arc::clone(&metrics), llm);
         let budgets = Arc::new(Budgets::new(
             store.clone(),
             Arc::clone(&hub),

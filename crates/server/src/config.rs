@@ -116,6 +116,9 @@ pub struct Config {
     pub prices_file: Option<PathBuf>,
     /// Browser sign-in through an OpenID Connect provider (`[oidc]`, `APOGEE_OIDC_*`).
     pub oidc: Option<OidcConfig>,
+    /// The LLM the planner asks first (`[llm]`, `APOGEE_LLM_*`); `None`: the deterministic
+    /// planner alone.
+    pub llm: Option<apogee_llm::LlmConfig>,
 }
 
 /// Shortest HS256 secret accepted in production (RFC 7518 §3.2 asks for 256 bits).
@@ -168,6 +171,7 @@ struct FileConfig {
     metrics_token: Option<String>,
     prices_file: Option<PathBuf>,
     oidc: Option<OidcSettings>,
+    llm: Option<apogee_llm::LlmSettings>,
 }
 
 fn parse_enum<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
@@ -260,7 +264,16 @@ impl Config {
             (APOGEE_PRICES_FILE, prices_file, text),
         }
         let oidc = f.oidc.take().unwrap_or_default().overlay(var)?;
-        Self::resolve(f, oidc)
+        let llm = f
+            .llm
+            .take()
+            .unwrap_or_default()
+            .overlay(var)
+            .and_then(apogee_llm::LlmSettings::resolve)
+            .map_err(|e| ConfigError::Invalid(e.0))?;
+        let mut config = Self::resolve(f, oidc)?;
+        config.llm = llm;
+        Ok(config)
     }
 
     fn resolve(f: FileConfig, oidc: OidcSettings) -> Result<Config, ConfigError> {
@@ -466,6 +479,7 @@ impl Config {
             metrics_token,
             prices_file: f.prices_file,
             oidc,
+            llm: None,
         })
     }
 }
@@ -481,6 +495,28 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::load(None, |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_llm_planner_is_off_unless_configured_and_env_overrides_the_file() {
+        assert_eq!(load(&[]).unwrap().llm, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apogee.toml");
+        std::fs::write(
+            &path,
+            "[llm]\nbase_url = \"http://127.0.0.1:11434/v1\"\nmodel = \"qwen2.5:7b\"\nmax_steps = 4\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), |k| {
+            (k == "APOGEE_LLM_MODEL").then(|| "llama3.1".to_string())
+        })
+        .unwrap();
+        let llm = c.llm.expect("on");
+        assert_eq!(llm.model, "llama3.1");
+        assert_eq!(llm.max_steps, 4);
+        assert_eq!(llm.base_url.as_str(), "http://127.0.0.1:11434/v1");
+        let err = load(&[("APOGEE_LLM_BASE_URL", "http://127.0.0.1:11434/v1")]).unwrap_err();
+        assert!(err.to_string().contains("APOGEE_LLM_MODEL"), "{err}");
     }
 
     #[test]

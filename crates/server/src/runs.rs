@@ -82,6 +82,8 @@ pub struct RunRegistry {
     tracker: TaskTracker,
     max_per_user: usize,
     metrics: Arc<Metrics>,
+    /// The LLM the planner asks first, when configured.
+    llm: Option<Arc<apogee_llm::LlmClient>>,
 }
 
 pub fn status_name(status: AgentStatus) -> &'static str {
@@ -93,7 +95,11 @@ pub fn status_name(status: AgentStatus) -> &'static str {
 }
 
 impl RunRegistry {
-    pub fn new(max_per_user: usize, metrics: Arc<Metrics>) -> Arc<RunRegistry> {
+    pub fn new(
+        max_per_user: usize,
+        metrics: Arc<Metrics>,
+        llm: Option<Arc<apogee_llm::LlmClient>>,
+    ) -> Arc<RunRegistry> {
         Arc::new(RunRegistry {
             live: Mutex::new(HashMap::new()),
             lanes: Mutex::new(HashMap::new()),
@@ -102,6 +108,7 @@ impl RunRegistry {
             tracker: TaskTracker::new(),
             max_per_user,
             metrics,
+            llm,
         })
     }
 
@@ -205,8 +212,14 @@ impl RunRegistry {
             spec.store.clone(),
             spec.thread_id.clone(),
             spec.run_id.clone(),
+            Arc::clone(&spec.catalog),
         ));
         let previous_plan = thread_plan(&spec).await;
+        // Only the LLM planner reads the thread's earlier turns.
+        let history = match &self.llm {
+            Some(_) => thread_history(&spec).await,
+            None => Vec::new(),
+        };
         let ctx = RunContext {
             run_id: spec.run_id.clone(),
             question: spec.question,
@@ -217,6 +230,8 @@ impl RunRegistry {
             cancel: spec.reservation.cancel.clone(),
             previous_plan,
             budgets: Some(spec.budgets),
+            llm: self.llm.clone(),
+            history,
         };
         let outcome = std::panic::AssertUnwindSafe(apogee_agents::run(ctx))
             .catch_unwind()
@@ -316,6 +331,43 @@ async fn thread_plan(spec: &RunSpec) -> Option<apogee_agents::QuestionPlan> {
         .ok()
 }
 
+/// Earlier turns the LLM planner sees, oldest first.
+const HISTORY_TURNS: usize = 6;
+
+/// The thread's turns before this run's question.
+async fn thread_history(spec: &RunSpec) -> Vec<apogee_agents::Turn> {
+    let messages = match spec
+        .store
+        .thread_messages(spec.stream.key(), &spec.thread_id)
+        .await
+    {
+        Ok(Some(m)) => m,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!(run_id = %spec.run_id, error = %e, "could not read the thread's turns");
+            return Vec::new();
+        }
+    };
+    let mut turns: Vec<apogee_agents::Turn> = messages
+        .into_iter()
+        .filter(|m| m.run_id.as_deref() != Some(spec.run_id.as_str()))
+        .filter_map(|m| {
+            let role = match m.role.as_str() {
+                "user" => apogee_agents::TurnRole::User,
+                "assistant" => apogee_agents::TurnRole::Assistant,
+                _ => return None,
+            };
+            Some(apogee_agents::Turn {
+                role,
+                content: m.content,
+            })
+        })
+        .collect();
+    let start = turns.len().saturating_sub(HISTORY_TURNS);
+    turns.drain(..start);
+    turns
+}
+
 /// Records the plan the next question of the run's thread refines.
 async fn record_thread_plan(
     store: &Store,
@@ -344,7 +396,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_reserved_before_the_drain_keeps_it_waiting_until_the_run_has_ended() {
-        let registry = RunRegistry::new(4, Arc::new(Metrics::new()));
+        let registry = RunRegistry::new(4, Arc::new(Metrics::new()), None);
         // Its message acknowledged, its start not yet begun.
         let reservation = registry.reserve("run_1", &user("ann")).expect("a slot");
         let drain = tokio::spawn({
@@ -383,7 +435,7 @@ mod tests {
 
     #[tokio::test]
     async fn slots_are_per_user_and_freed_on_release() {
-        let registry = RunRegistry::new(1, Arc::new(Metrics::new()));
+        let registry = RunRegistry::new(1, Arc::new(Metrics::new()), None);
         let _ann = registry.reserve("run_1", &user("ann")).expect("a slot");
         assert_eq!(
             registry.reserve("run_2", &user("ann")).err(),

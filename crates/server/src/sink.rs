@@ -1,9 +1,12 @@
 //! The server's [`EventSink`]: a run's events go into its user's stream (persisted, then
-//! fanned out) and its final answer becomes a stored assistant message.
+//! fanned out), its final answer becomes a stored assistant message, and each call the LLM
+//! planner made becomes a usage record of the org (feature `apogee-assistant`), priced and
+//! stored like any ingested record.
 
 use std::sync::Arc;
 
-use apogee_agents::{EventSink, SinkError};
+use apogee_agents::{ASSISTANT_FEATURE, EventSink, LlmCall, SinkError};
+use apogee_analytics::{PriceCatalog, UsageRecord};
 use apogee_protocol::{EventBody, MessageInfo, Role};
 use apogee_store::{MessageRow, Store};
 use async_trait::async_trait;
@@ -15,17 +18,44 @@ pub struct StreamSink {
     store: Store,
     thread_id: String,
     run_id: String,
+    catalog: Arc<PriceCatalog>,
 }
 
 impl StreamSink {
-    pub fn new(stream: Arc<UserStream>, store: Store, thread_id: String, run_id: String) -> Self {
+    pub fn new(
+        stream: Arc<UserStream>,
+        store: Store,
+        thread_id: String,
+        run_id: String,
+        catalog: Arc<PriceCatalog>,
+    ) -> Self {
         Self {
             stream,
             store,
             thread_id,
             run_id,
+            catalog,
         }
     }
+}
+
+/// The usage record of one LLM call: the org's, by the user who asked.
+fn usage_record(call: &LlmCall, user: &str) -> Result<UsageRecord, String> {
+    let record: UsageRecord = serde_json::from_value(serde_json::json!({
+        "request_id": call.request_id,
+        "ts": call.at,
+        "model": call.model,
+        "input_tokens": call.input_tokens,
+        "output_tokens": call.output_tokens,
+        "cached_input_tokens": call.cached_input_tokens,
+        "latency_ms": call.latency_ms,
+        "status": call.status,
+        "stream": true,
+        "user": user,
+        "feature": ASSISTANT_FEATURE,
+    }))
+    .map_err(|e| e.to_string())?;
+    record.normalise().map_err(|e| e.to_string())
 }
 
 fn sink_error(e: impl std::fmt::Display) -> SinkError {
@@ -66,5 +96,16 @@ impl EventSink for StreamSink {
             run_id: row.run_id,
         };
         self.emit(EventBody::MessageCreated { message }).await
+    }
+
+    async fn record_llm_call(&self, call: &LlmCall) -> Result<(), SinkError> {
+        let key = self.stream.key();
+        let record = usage_record(call, &key.user_id).map_err(SinkError)?;
+        let priced = crate::ingest::price(record, &self.catalog);
+        self.store
+            .ingest_usage(&key.org_id, &[priced])
+            .await
+            .map_err(sink_error)?;
+        Ok(())
     }
 }

@@ -79,6 +79,30 @@ fn read_parts(question: &str, ctx: &PlanContext<'_>) -> Parts {
     }
 }
 
+/// Whether the question is a budget command ("set a monthly budget of $2,000 for
+/// support-bot", "what budgets do we have?"), or the missing amount or calendar a budget
+/// command just asked for. Read without the org's names: the supervisor asks it before
+/// anything else, because budget commands are answered by the rules alone (the LLM planner's
+/// tools are read-only and know no budgets).
+pub fn is_budget_command(
+    question: &str,
+    now: DateTime<Utc>,
+    previous: Option<&QuestionPlan>,
+) -> bool {
+    let tokens = words::tokens(question);
+    let periods = period::read(&tokens, now);
+    if intent::read(&tokens, &periods.used, &OrgNames::default(), question)
+        .budget
+        .is_some()
+    {
+        return true;
+    }
+    previous.is_some_and(|p| p.intent == Intent::Budget) && {
+        let reading = budget::read(question, &tokens);
+        reading.amount_cents.is_some() || reading.period.is_some()
+    }
+}
+
 /// The period whose names a question needs, or `None` when no word of it could be a name
 /// (then reading the org's names can be skipped).
 pub fn names_period(

@@ -27,6 +27,25 @@ pub(crate) async fn full(agent: Agent, input: &ReportInput<'_>) -> Result<Done<S
     Ok(Done::new(rendered.lead, "posted the report"))
 }
 
+/// The LLM planner's grounded answer, posted as it wrote it.
+pub(crate) async fn llm(agent: Agent, markdown: String) -> Result<Done<Answer>, StepError> {
+    agent
+        .think(
+            "Posting the LLM planner's answer: every figure in it was found in the tool results.",
+        )
+        .await?;
+    let lead = markdown.lines().next().unwrap_or("").to_string();
+    let a = agent
+        .call(compose_answer(&agent, "llm", move || Answer {
+            lead,
+            markdown,
+            chart: serde_json::json!({ "kind": "none" }),
+            sections: vec!["llm".into()],
+        }))
+        .await?;
+    Ok(Done::new(a, "posted the answer"))
+}
+
 /// A focused or short answer of `kind`, written by `write`; returns it.
 pub(crate) async fn answer<W>(
     agent: Agent,

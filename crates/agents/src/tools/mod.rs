@@ -38,6 +38,18 @@ pub(crate) enum ToolError {
     Answer(SinkError),
     #[error("Could not read or write budgets: {0}")]
     Budgets(String),
+    /// A tool call of the LLM planner's model with arguments that do not fit the tool.
+    #[error("The arguments do not fit the tool: {0}")]
+    Arguments(String),
+    /// A tool the LLM planner's model named that does not exist.
+    #[error("There is no tool `{0}`; call one of the tools offered")]
+    UnknownTool(String),
+    /// The LLM planner stopped: the model failed, or misbehaved past a bound.
+    #[error("{0}")]
+    Planner(String),
+    /// The LLM planner's answer has figures that no tool result supports.
+    #[error("The answer's figures {} are not in the tool results", .0.join(", "))]
+    Ungrounded(Vec<String>),
 }
 
 /// The arguments every period-bound tool takes.

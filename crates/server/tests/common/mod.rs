@@ -88,7 +88,20 @@ pub struct Server {
     pub addr: String,
     pub dir: PathBuf,
     child: Child,
+    /// The fake LLM the server plans with, when the test process runs with the LLM planner on
+    /// ([`LLM_SWITCH`]).
+    pub llm: Option<apogee_llm::fake::FakeLlm>,
 }
+
+/// `APOGEE_TEST_LLM=fake` in the test process's environment: every server [`Server::start`]
+/// starts (unless the test configures an LLM itself) plans with the LLM planner over a fake
+/// OpenAI-compatible server on loopback scripted as an analyst
+/// (`apogee_llm::fake::analyst`). `scripts/test` runs the mission-critical suite both ways.
+pub const LLM_SWITCH: &str = "APOGEE_TEST_LLM";
+
+/// The model name servers are configured with against a fake LLM: a catalog model, so its
+/// recorded usage is priced.
+pub const FAKE_LLM_MODEL: &str = "gpt-4o-mini";
 
 impl Server {
     pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
@@ -102,7 +115,19 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Server::spawn(cmd, dir).await
+        let llm = match std::env::var(LLM_SWITCH).as_deref() {
+            Ok("fake") if !env.iter().any(|(k, _)| *k == "APOGEE_LLM_BASE_URL") => {
+                let fake = apogee_llm::fake::FakeLlm::start(apogee_llm::fake::analyst).await;
+                cmd.env("APOGEE_LLM_BASE_URL", &fake.base_url)
+                    .env("APOGEE_LLM_MODEL", FAKE_LLM_MODEL);
+                Some(fake)
+            }
+            Ok("fake") | Err(_) => None,
+            Ok(other) => panic!("{LLM_SWITCH}={other}: only `fake` is known"),
+        };
+        let mut server = Server::spawn(cmd, dir).await;
+        server.llm = llm;
+        server
     }
 
     /// Spawns `cmd` (an `apogee serve` with stdout piped) and waits for its listening line.
@@ -123,6 +148,7 @@ impl Server {
             addr,
             dir: dir.to_path_buf(),
             child,
+            llm: None,
         }
     }
 
