@@ -38,6 +38,10 @@ const SQLITE: &[Migration] = &[
     WEB_SESSIONS,
     USAGE_VERSIONS,
     WEBHOOKS,
+    (
+        17,
+        include_str!("../migrations/0017_recommender_summaries.sql"),
+    ),
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -59,6 +63,10 @@ const POSTGRES: &[Migration] = &[
     WEB_SESSIONS,
     USAGE_VERSIONS,
     WEBHOOKS,
+    (
+        17,
+        include_str!("../migrations/postgres/0017_recommender_summaries.sql"),
+    ),
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).
