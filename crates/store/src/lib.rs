@@ -16,6 +16,7 @@ mod events;
 mod migrate;
 mod nodes;
 mod org_usage;
+mod prompt_repeats;
 mod rollup;
 mod summaries;
 #[cfg(any(test, feature = "test-support"))]

@@ -42,6 +42,7 @@ const SQLITE: &[Migration] = &[
         17,
         include_str!("../migrations/0017_recommender_summaries.sql"),
     ),
+    (18, include_str!("../migrations/0018_prompt_repeats.sql")),
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -66,6 +67,10 @@ const POSTGRES: &[Migration] = &[
     (
         17,
         include_str!("../migrations/postgres/0017_recommender_summaries.sql"),
+    ),
+    (
+        18,
+        include_str!("../migrations/postgres/0018_prompt_repeats.sql"),
     ),
 ];
 

@@ -19,7 +19,8 @@ pub(crate) const HOUR_MS: i64 = 3_600_000;
 /// `RETURNING` after an insert or a delete.
 pub(crate) const RAW_COLUMNS: &str = "ts_ms, provider, model, user_name, feature, input_tokens, \
      output_tokens, cached_input_tokens, cost_nanos, status, request_count, tags, \
-     CAST(CASE WHEN batch THEN 1 ELSE 0 END AS BIGINT) AS batch_flag, price_source, bucket_seconds";
+     CAST(CASE WHEN batch THEN 1 ELSE 0 END AS BIGINT) AS batch_flag, price_source, bucket_seconds, \
+     prompt_hash";
 
 /// Rollup rows per multi-row upsert: 17 binds each stays far below SQLite's variable limit.
 pub(crate) const ROWS_PER_UPSERT: usize = 1_000;
@@ -179,6 +180,14 @@ pub(crate) struct RollupDelta {
 }
 
 impl RollupDelta {
+    /// A delta for an ingest (see `SummaryDelta::for_ingest`).
+    pub(crate) fn for_ingest() -> RollupDelta {
+        RollupDelta {
+            summaries: crate::summaries::SummaryDelta::for_ingest(),
+            ..RollupDelta::default()
+        }
+    }
+
     /// Raw rows folded in so far.
     pub(crate) fn rows(&self) -> u64 {
         self.rows
@@ -322,6 +331,15 @@ macro_rules! apply_delta {
                 .bind(org_id)
                 .execute(&mut **tx)
                 .await?;
+            // After the bump: its row lock serialises this org's prompt counts.
+            let sqlite = $crate::prompt_repeats::is_sqlite(&*tx);
+            $crate::prompt_repeats::apply_prompts!(
+                &mut *tx,
+                delta.summaries(),
+                org_id,
+                sign,
+                sqlite
+            );
         }
     }};
 }

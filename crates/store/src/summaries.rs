@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use apogee_analytics::savings::ShortLimits;
 
 use crate::db::Cols;
+use crate::prompt_repeats::PromptCall;
 use crate::rollup::{NONE_KEY, hour_floor};
 
 pub(crate) const DAY_MS: i64 = 86_400_000;
@@ -106,11 +107,17 @@ pub(crate) struct OutputSums {
     pub(crate) batch_calls: i64,
 }
 
-/// Summary sums of raw rows, to add to (or subtract from) the summary tables.
+/// Summary sums of raw rows, to add to (or subtract from) the summary tables, and for an
+/// ingest the calls with a prompt hash (`prompt_repeats`).
 #[derive(Debug, Default)]
 pub(crate) struct SummaryDelta {
     mixes: HashMap<MixKey, MixSums>,
     outputs: HashMap<OutputKey, OutputSums>,
+    /// Whether calls with a prompt are kept (ingest); a delete only notes that it saw one, so
+    /// its memory follows the hours touched, not the rows.
+    keep_prompt_calls: bool,
+    prompt_calls: Vec<PromptCall>,
+    prompts_touched: bool,
 }
 
 fn overflow() -> sqlx::Error {
@@ -118,9 +125,43 @@ fn overflow() -> sqlx::Error {
 }
 
 impl SummaryDelta {
+    /// A delta for an ingest: keeps the calls with a prompt hash, in insertion order.
+    pub(crate) fn for_ingest() -> SummaryDelta {
+        SummaryDelta {
+            keep_prompt_calls: true,
+            ..SummaryDelta::default()
+        }
+    }
+
+    /// The calls with a prompt hash folded in (an ingest's), in insertion order.
+    pub(crate) fn prompt_calls(&self) -> &[PromptCall] {
+        &self.prompt_calls
+    }
+
+    /// Whether any row folded in had a prompt hash.
+    pub(crate) fn prompts_touched(&self) -> bool {
+        self.prompts_touched
+    }
+
     /// Folds in one raw row read through `rollup::RAW_COLUMNS`; rows not priced from the
     /// catalog add nothing.
     pub(crate) fn add_row(&mut self, r: &impl Cols) -> Result<(), sqlx::Error> {
+        if let Some(prompt_hash) = r.opt_text("prompt_hash")? {
+            self.prompts_touched = true;
+            if self.keep_prompt_calls {
+                self.prompt_calls.push(PromptCall {
+                    model: r.text("model")?,
+                    prompt_hash,
+                    ts_ms: r.int("ts_ms")?,
+                    feature: r
+                        .opt_text("feature")?
+                        .unwrap_or_else(|| NONE_KEY.to_string()),
+                    input_tokens: r.int("input_tokens")?,
+                    output_tokens: r.int("output_tokens")?,
+                    cost_nanos: r.opt_int("cost_nanos")?,
+                });
+            }
+        }
         match r.opt_text("price_source")?.as_deref() {
             None | Some("client") => return Ok(()),
             Some(_) => {}
@@ -322,6 +363,18 @@ mod tests {
                     CAST(0 AS BIGINT) AS c, CAST(0 AS BIGINT) AS d, CAST(0 AS BIGINT) AS e,
                     CAST(0 AS BIGINT) AS f, CAST(0 AS BIGINT) AS g
              FROM usage_output_daily ORDER BY org_id, day_ms, model, feature_key, output_tokens",
+            "SELECT org_id, COALESCE(lone_ts_ms, -1), model, prompt_hash, row_count,
+                    COALESCE(lone_input_tokens, -1), COALESCE(lone_output_tokens, -1),
+                    COALESCE(lone_cost_nanos, -1), CAST(0 AS BIGINT) AS a,
+                    CAST(0 AS BIGINT) AS b, CAST(0 AS BIGINT) AS c, CAST(0 AS BIGINT) AS d,
+                    CAST(0 AS BIGINT) AS e, CAST(0 AS BIGINT) AS f
+             FROM usage_prompts ORDER BY org_id, model, prompt_hash",
+            "SELECT org_id, hour_ms, model, prompt_hash || '/' || feature_key, row_count,
+                    input_tokens, output_tokens, cost_nanos, unpriced_rows, first_ts_ms,
+                    first_input_tokens, first_output_tokens, COALESCE(first_cost_nanos, -1),
+                    COALESCE(second_ts_ms, -1)
+             FROM usage_repeats_hourly
+             ORDER BY org_id, hour_ms, model, prompt_hash, feature_key",
         ] {
             let found: Vec<String> = on_read!(db, pool => {
                 sqlx::query_as::<_, (String, i64, String, String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64)>(sql)
@@ -375,13 +428,22 @@ mod tests {
             u.request_count = Some(if i % 6 == 0 { 3 } else { 1 });
             u.bucket_seconds = (i % 11 == 0).then_some(60);
             u.cost_usd = (i % 13 == 0).then_some(0.25);
+            // Prompts sent again and again, once, or not said.
+            u.prompt_hash = match i % 4 {
+                0 => Some(format!("faq-{}", i % 3)),
+                1 => Some(format!("own-{i}")),
+                2 => Some(format!("faq-{}", i % 5)),
+                _ => None,
+            };
             let p = PricedRecord::price(u, &catalog);
             let provider = p.provider(&catalog);
             records.push((p, provider));
         }
         for t in crate::test_support::stores().await {
             let db = &t.store.db;
-            t.store.ingest_usage("acme", &records).await.unwrap();
+            // In two batches, so prompts pass from lone to repeated across batches too.
+            t.store.ingest_usage("acme", &records[..150]).await.unwrap();
+            t.store.ingest_usage("acme", &records[150..]).await.unwrap();
             t.store.ingest_usage("other", &records[..50]).await.unwrap();
             let kept = snapshot(db).await;
             assert!(kept.len() > 100, "{}", kept.len());
@@ -394,12 +456,24 @@ mod tests {
                 }
             };
             let backfill = &sql[sql.find("INSERT INTO usage_mix_hourly").unwrap()..];
+            let prompts_sql = match t.backend {
+                crate::Backend::Sqlite => include_str!("../migrations/0018_prompt_repeats.sql"),
+                crate::Backend::Postgres => {
+                    include_str!("../migrations/postgres/0018_prompt_repeats.sql")
+                }
+            };
+            let prompts_backfill =
+                &prompts_sql[prompts_sql.find("INSERT INTO usage_prompts").unwrap()..];
             crate::db::on_write!(db, pool => {
-                sqlx::raw_sql("DELETE FROM usage_mix_hourly; DELETE FROM usage_output_daily")
-                    .execute(pool)
-                    .await
-                    .unwrap();
+                sqlx::raw_sql(
+                    "DELETE FROM usage_mix_hourly; DELETE FROM usage_output_daily;
+                     DELETE FROM usage_prompts; DELETE FROM usage_repeats_hourly",
+                )
+                .execute(pool)
+                .await
+                .unwrap();
                 sqlx::raw_sql(backfill).execute(pool).await.unwrap();
+                sqlx::raw_sql(prompts_backfill).execute(pool).await.unwrap();
             });
             assert_eq!(snapshot(db).await, kept, "{:?}", t.backend);
             t.store.close().await;

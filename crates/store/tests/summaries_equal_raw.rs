@@ -1,7 +1,7 @@
 //! Property: the recommenders' inputs read from the recommender summaries (`Store::org_usage`)
 //! equal the raw-row reference (`Store::org_usage_raw_rows`) — right-sizing profiles, Batch
 //! API candidates, context-tier bands, the model mix prompt caching reads, spend by feature ×
-//! model, output tails — for random records (aggregates, time buckets, client costs, unpriced models, long prompts, batch
+//! model, output tails, repeated prompts — for random records (aggregates, time buckets, client costs, unpriced models, long prompts, batch
 //! calls), random periods, duplicate ingests and deletes. On SQLite, and on PostgreSQL when
 //! `APOGEE_TEST_DATABASE_URL` is set (`./scripts/test` sets it).
 
@@ -49,7 +49,12 @@ struct Rec {
     batch: bool,
     /// Stored by the demo loader, deleted by some cases.
     synthetic: bool,
+    /// An index into PROMPTS, or a prompt of its own.
+    prompt: Option<usize>,
 }
+
+/// A few prompts sent again and again (with no prompt hash, or one of its own, otherwise).
+const PROMPTS: &[Option<&str>] = &[None, Some("faq-1"), Some("faq-2"), Some("faq-3")];
 
 fn rec() -> impl Strategy<Value = Rec> {
     (
@@ -67,7 +72,10 @@ fn rec() -> impl Strategy<Value = Rec> {
         prop::bool::weighted(0.15),
         prop::option::weighted(0.15, 0u32..1_000_000),
         any::<bool>(),
-        prop::bool::weighted(0.3),
+        (
+            prop::bool::weighted(0.3),
+            prop::option::weighted(0.7, 0..PROMPTS.len()),
+        ),
     )
         .prop_map(
             |(
@@ -80,7 +88,7 @@ fn rec() -> impl Strategy<Value = Rec> {
                 bucketed,
                 client_cost,
                 batch,
-                synthetic,
+                (synthetic, prompt),
             )| Rec {
                 offset_ms,
                 model,
@@ -93,13 +101,17 @@ fn rec() -> impl Strategy<Value = Rec> {
                 client_cost,
                 batch,
                 synthetic,
+                prompt,
             },
         )
 }
 
 fn usage(i: usize, r: &Rec) -> UsageRecord {
+    // Distinct milliseconds (the record's index is its millisecond of the second), so the
+    // order of one prompt's calls does not hang on insertion order.
+    let ms = r.offset_ms - r.offset_ms % 1_000 + i as i64;
     let mut u = UsageRecord::new(
-        start() + Duration::milliseconds(r.offset_ms),
+        start() + Duration::milliseconds(ms),
         MODELS[r.model].into(),
         r.input,
         r.output,
@@ -111,6 +123,10 @@ fn usage(i: usize, r: &Rec) -> UsageRecord {
     u.bucket_seconds = r.bucketed.then_some(3_600);
     u.cost_usd = r.client_cost.map(|c| f64::from(c) / 1e6);
     u.batch = Some(r.batch);
+    u.prompt_hash = match r.prompt {
+        Some(p) => PROMPTS[p].map(String::from),
+        None => Some(format!("own-{i}")),
+    };
     u
 }
 
@@ -151,6 +167,11 @@ async fn assert_agree(store: &Store, p: &Period, what: &str) {
             );
         }
     }
+    assert_eq!(
+        sum.repeated_prompts(p).await.unwrap(),
+        raw.repeated_prompts(p).await.unwrap(),
+        "{what} repeated_prompts {p:?}"
+    );
     assert_eq!(
         sum.batch_candidates(p).await.unwrap(),
         raw.batch_candidates(p).await.unwrap(),

@@ -296,7 +296,7 @@ impl OrgUsageQueries for RawUsage {
     }
 
     async fn repeated_prompts(&self, period: &Period) -> Result<RepeatProfile, QueryError> {
-        self.raw_repeated_prompts(period).await
+        self.summarised_repeated_prompts(period).await
     }
 
     async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {

@@ -9,11 +9,11 @@
 //! (right-sizing limits other than `ShortLimits::default()`, a prompt band not on the
 //! summaries' steps, a filtered model mix) is answered from raw rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use apogee_analytics::{
-    BatchCandidate, Dimension, FeatureModelCost, Grouping, InputBand, ModelMix, Nanos, OutputTail,
-    Period, QueryError, TokenMix, TrafficProfile, UsageQuery,
+    BatchCandidate, CostRow, Dimension, FeatureModelCost, Grouping, InputBand, ModelMix, Nanos,
+    OutputTail, Period, QueryError, RepeatProfile, TokenMix, TrafficProfile, UsageQuery,
 };
 
 use super::recommender_inputs::{OutputCount, mix, output_histogram, tails_of};
@@ -384,6 +384,107 @@ impl RawUsage {
         Ok(rows)
     }
 
+    /// Repeated prompts from the repeated-prompt summaries (`prompt_repeats`) for the whole
+    /// hours and raw rows for the edges: per prompt, every call of the period after its first
+    /// (by time, then insertion), by the feature of the repeat; a prompt counts for the
+    /// feature of its second call. Calls of one prompt in the same millisecond under two
+    /// features may be ordered differently from the reference.
+    pub(super) async fn summarised_repeated_prompts(
+        &self,
+        period: &Period,
+    ) -> Result<RepeatProfile, QueryError> {
+        let split = Split::of(period);
+        // Per prompt, its parts: one per summary row, one per raw edge call.
+        let mut prompts: HashMap<(String, String), Vec<PromptPart>> = HashMap::new();
+        if split.has_hours() {
+            let sql = "SELECT model, prompt_hash, feature_key, row_count, input_tokens,
+                              output_tokens, cost_nanos, unpriced_rows, first_ts_ms,
+                              first_input_tokens, first_output_tokens, first_cost_nanos,
+                              second_ts_ms
+                       FROM usage_repeats_hourly
+                       WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3";
+            let rows: Vec<((String, String), PromptPart)> = on_read!(&self.db, pool => {
+                sqlx::query(sql)
+                    .bind(&self.org_id)
+                    .bind(split.hours_from)
+                    .bind(split.hours_to)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(backend)?
+                    .iter()
+                    .map(|r| {
+                        Ok((
+                            (r.text("model")?, r.text("prompt_hash")?),
+                            PromptPart {
+                                feature: r.text("feature_key")?,
+                                rows: i128::from(r.int("row_count")?),
+                                input_tokens: i128::from(r.int("input_tokens")?),
+                                output_tokens: i128::from(r.int("output_tokens")?),
+                                cost: i128::from(r.int("cost_nanos")?),
+                                unpriced_rows: i128::from(r.int("unpriced_rows")?),
+                                first_ts_ms: r.int("first_ts_ms")?,
+                                first_input_tokens: r.int("first_input_tokens")?,
+                                first_output_tokens: r.int("first_output_tokens")?,
+                                first_cost: r.opt_int("first_cost_nanos")?,
+                                second_ts_ms: r.opt_int("second_ts_ms")?,
+                            },
+                        ))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(backend)?
+            });
+            for (key, part) in rows {
+                prompts.entry(key).or_default().push(part);
+            }
+        }
+        for edge in split.edges()? {
+            let sql = format!(
+                "SELECT model, prompt_hash, COALESCE(feature, '(none)') AS f, ts_ms,
+                        input_tokens, output_tokens, cost_nanos
+                 FROM usage_records
+                 WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND prompt_hash IS NOT NULL
+                 ORDER BY ts_ms, {rowid}",
+                rowid = self.db.pick("rowid", "ctid"),
+            );
+            let calls: Vec<((String, String), PromptPart)> = on_read!(&self.db, pool => {
+                sqlx::query(&sql)
+                    .bind(&self.org_id)
+                    .bind(edge.from_ms())
+                    .bind(edge.to_ms())
+                    .fetch_all(pool)
+                    .await
+                    .map_err(backend)?
+                    .iter()
+                    .map(|r| {
+                        let cost = r.opt_int("cost_nanos")?;
+                        let (input, output) = (r.int("input_tokens")?, r.int("output_tokens")?);
+                        Ok((
+                            (r.text("model")?, r.text("prompt_hash")?),
+                            PromptPart {
+                                feature: r.text("f")?,
+                                rows: 1,
+                                input_tokens: i128::from(input),
+                                output_tokens: i128::from(output),
+                                cost: i128::from(cost.unwrap_or(0)),
+                                unpriced_rows: i128::from(cost.is_none()),
+                                first_ts_ms: r.int("ts_ms")?,
+                                first_input_tokens: input,
+                                first_output_tokens: output,
+                                first_cost: cost,
+                                second_ts_ms: None,
+                            },
+                        ))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(backend)?
+            });
+            for (key, part) in calls {
+                prompts.entry(key).or_default().push(part);
+            }
+        }
+        Ok(repeat_profile(prompts.into_values()))
+    }
+
     /// Output tails from the daily output-length counts for the period's whole UTC days and
     /// raw rows for the rest (none for the product's periods, which are whole days): the
     /// same histogram the reference builds, folded the same way.
@@ -457,4 +558,93 @@ impl RawUsage {
             .collect();
         Ok(tails_of(&histogram, percentile))
     }
+}
+
+/// A part of one prompt's calls in a period: a summary row (an hour × feature) or one raw
+/// call of an edge hour.
+#[derive(Debug, Clone)]
+struct PromptPart {
+    feature: String,
+    rows: i128,
+    input_tokens: i128,
+    output_tokens: i128,
+    cost: i128,
+    unpriced_rows: i128,
+    first_ts_ms: i64,
+    first_input_tokens: i64,
+    first_output_tokens: i64,
+    first_cost: Option<i64>,
+    second_ts_ms: Option<i64>,
+}
+
+/// A feature's repeats: rows, input, output, cost, unpriced rows, prompts.
+type FeatureRepeats = [i128; 6];
+
+/// The period's repeat profile from each prompt's parts: all its calls but the first, by
+/// feature; the prompt itself counts for the feature of its second call.
+fn repeat_profile(prompts: impl Iterator<Item = Vec<PromptPart>>) -> RepeatProfile {
+    let mut by_feature: BTreeMap<String, FeatureRepeats> = BTreeMap::new();
+    for mut parts in prompts {
+        if parts.iter().map(|p| p.rows).sum::<i128>() < 2 {
+            continue;
+        }
+        // The first call is the earliest part's first; parts of one hour with calls in the
+        // same millisecond keep their read order (stable sort).
+        parts.sort_by_key(|p| p.first_ts_ms);
+        let (first, rest) = parts.split_at(1);
+        let first = &first[0];
+        // The second call: the first part's own second, or the next part's first.
+        let second_feature = match (first.second_ts_ms, rest.first()) {
+            (Some(ts), Some(next)) if next.first_ts_ms < ts => &next.feature,
+            (Some(_), _) => &first.feature,
+            (None, Some(next)) => &next.feature,
+            (None, None) => &first.feature,
+        };
+        for p in &parts {
+            let f = by_feature.entry(p.feature.clone()).or_default();
+            f[0] += p.rows;
+            f[1] += p.input_tokens;
+            f[2] += p.output_tokens;
+            f[3] += p.cost;
+            f[4] += p.unpriced_rows;
+        }
+        let f = by_feature.entry(first.feature.clone()).or_default();
+        f[0] -= 1;
+        f[1] -= i128::from(first.first_input_tokens);
+        f[2] -= i128::from(first.first_output_tokens);
+        f[3] -= i128::from(first.first_cost.unwrap_or(0));
+        f[4] -= i128::from(first.first_cost.is_none());
+        by_feature.entry(second_feature.clone()).or_default()[5] += 1;
+    }
+    let mut rows: Vec<(CostRow, i64)> = by_feature
+        .into_iter()
+        .filter(|(_, f)| f[0] > 0)
+        .map(|(key, f)| {
+            (
+                CostRow {
+                    key,
+                    calls: narrow(f[0]),
+                    input_tokens: narrow(f[1]),
+                    output_tokens: narrow(f[2]),
+                    cost: Nanos(f[3]),
+                    unpriced_calls: narrow(f[4]),
+                },
+                narrow(f[5]),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.cost.cmp(&a.0.cost).then_with(|| a.0.key.cmp(&b.0.key)));
+    let mut profile = RepeatProfile::default();
+    for (row, prompts) in rows {
+        profile.repeated_prompts += prompts;
+        profile.repeat_calls += row.calls;
+        profile.repeat_cost = profile.repeat_cost + row.cost;
+        profile.top_features.push(row);
+    }
+    profile.top_features.truncate(5);
+    profile
+}
+
+fn narrow(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
