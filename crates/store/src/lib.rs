@@ -16,7 +16,9 @@ mod events;
 mod migrate;
 mod nodes;
 mod org_usage;
+mod prompt_repeats;
 mod rollup;
+mod summaries;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 mod tickets;
@@ -30,7 +32,7 @@ pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnO
 pub use db::Backend;
 pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};
-pub use org_usage::OrgUsage;
+pub use org_usage::{OrgUsage, RawRowUsage};
 pub use tickets::{Redeemed, TicketGrant};
 pub use usage::{IngestSummary, UsageSelection};
 pub use usage_cache::{UsageCacheLimits, UsageCacheStats};
@@ -117,6 +119,13 @@ impl Store {
             org_id.to_string(),
             std::sync::Arc::clone(&self.usage_cache),
         )
+    }
+
+    /// Usage queries bound to one org with every recommender input read from raw rows,
+    /// uncached: the reference the recommender summaries are tested against, and a way to
+    /// measure what the summaries save. The product reads [`Store::org_usage`].
+    pub fn org_usage_raw_rows(&self, org_id: &str) -> RawRowUsage {
+        RawRowUsage::new(self.db.clone(), org_id.to_string())
     }
 
     pub async fn close(&self) {

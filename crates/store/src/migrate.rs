@@ -38,6 +38,11 @@ const SQLITE: &[Migration] = &[
     WEB_SESSIONS,
     USAGE_VERSIONS,
     WEBHOOKS,
+    (
+        17,
+        include_str!("../migrations/0017_recommender_summaries.sql"),
+    ),
+    (18, include_str!("../migrations/0018_prompt_repeats.sql")),
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -59,6 +64,14 @@ const POSTGRES: &[Migration] = &[
     WEB_SESSIONS,
     USAGE_VERSIONS,
     WEBHOOKS,
+    (
+        17,
+        include_str!("../migrations/postgres/0017_recommender_summaries.sql"),
+    ),
+    (
+        18,
+        include_str!("../migrations/postgres/0018_prompt_repeats.sql"),
+    ),
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold (any constant shared by all nodes).

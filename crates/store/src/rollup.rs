@@ -1,6 +1,7 @@
 //! The hourly rollups (`usage_hourly`, migration 4, and per tag `usage_hourly_tags`, migration
 //! 6): folding raw rows into per-hour sums and applying them in the transaction that inserted
-//! or deleted those rows, so the rollups always equal the raw rows they summarise.
+//! or deleted those rows, so the rollups always equal the raw rows they summarise. The
+//! recommender summaries (`summaries.rs`, migration 17) ride along in the same delta.
 //!
 //! A rollup row's sums are 64-bit (BIGINT) and every addition to them is checked: ingest reads
 //! the sums of the rows a batch adds to and refuses, with its index, a record that would take
@@ -14,9 +15,12 @@ use crate::db::Cols;
 
 pub(crate) const HOUR_MS: i64 = 3_600_000;
 
-/// The raw columns a rollup needs, for `RETURNING` after an insert or a delete.
+/// The raw columns the rollups and the recommender summaries (`summaries.rs`) need, for
+/// `RETURNING` after an insert or a delete.
 pub(crate) const RAW_COLUMNS: &str = "ts_ms, provider, model, user_name, feature, input_tokens, \
-     output_tokens, cached_input_tokens, cost_nanos, status, request_count, tags";
+     output_tokens, cached_input_tokens, cost_nanos, status, request_count, tags, \
+     CAST(CASE WHEN batch THEN 1 ELSE 0 END AS BIGINT) AS batch_flag, price_source, bucket_seconds, \
+     prompt_hash";
 
 /// Rollup rows per multi-row upsert: 17 binds each stays far below SQLite's variable limit.
 pub(crate) const ROWS_PER_UPSERT: usize = 1_000;
@@ -171,10 +175,19 @@ pub(crate) fn key_of(
 pub(crate) struct RollupDelta {
     sums: HashMap<HourKey, HourSums>,
     tag_sums: HashMap<TagHourKey, HourSums>,
+    summaries: crate::summaries::SummaryDelta,
     rows: u64,
 }
 
 impl RollupDelta {
+    /// A delta for an ingest (see `SummaryDelta::for_ingest`).
+    pub(crate) fn for_ingest() -> RollupDelta {
+        RollupDelta {
+            summaries: crate::summaries::SummaryDelta::for_ingest(),
+            ..RollupDelta::default()
+        }
+    }
+
     /// Raw rows folded in so far.
     pub(crate) fn rows(&self) -> u64 {
         self.rows
@@ -186,6 +199,11 @@ impl RollupDelta {
         let mut entries: Vec<_> = self.sums.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         entries
+    }
+
+    /// The recommender summaries of the same rows.
+    pub(crate) fn summaries(&self) -> &crate::summaries::SummaryDelta {
+        &self.summaries
     }
 
     /// The sums by tag, hour and dimensions, in key order (for the same reason).
@@ -231,6 +249,7 @@ impl RollupDelta {
         }
         let sums = self.sums.entry(key).or_default();
         *sums = sums.add(&row).ok_or_else(overflow)?;
+        self.summaries.add_row(r)?;
         self.rows += 1;
         Ok(())
     }
@@ -304,6 +323,7 @@ macro_rules! apply_delta {
                 .execute(&mut **tx)
                 .await?;
         }
+        $crate::summaries::apply_summaries!(&mut *tx, delta.summaries(), org_id, sign);
         // The org's usage changed: cached reads of it are out of date (`usage_cache`). Last,
         // so concurrent ingests (PostgreSQL) take this row's lock after their rollup rows'.
         if delta.rows() > 0 {
@@ -311,6 +331,15 @@ macro_rules! apply_delta {
                 .bind(org_id)
                 .execute(&mut **tx)
                 .await?;
+            // After the bump: its row lock serialises this org's prompt counts.
+            let sqlite = $crate::prompt_repeats::is_sqlite(&*tx);
+            $crate::prompt_repeats::apply_prompts!(
+                &mut *tx,
+                delta.summaries(),
+                org_id,
+                sign,
+                sqlite
+            );
         }
     }};
 }

@@ -245,7 +245,7 @@ impl Store {
                     None => rejected.push((position, BUCKET_FULL.to_string())),
                 }
             }
-            let mut delta = RollupDelta::default();
+            let mut delta = RollupDelta::for_ingest();
             for chunk in admitted.chunks(ROWS_PER_INSERT) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO usage_records (org_id, request_id, ts_ms, provider, model, input_tokens,

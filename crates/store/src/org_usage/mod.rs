@@ -63,6 +63,7 @@ macro_rules! widening {
 
 mod recommender_inputs;
 mod slice;
+mod summarised;
 
 fn backend(e: sqlx::Error) -> QueryError {
     QueryError::Backend(e.to_string())
@@ -111,6 +112,28 @@ impl Split {
                 edge2_from: to,
             }
         }
+    }
+}
+
+impl Split {
+    /// The raw edges of the period that are not empty, as periods.
+    fn edges(&self) -> Result<Vec<Period>, QueryError> {
+        let at = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .ok_or_else(|| QueryError::Backend(format!("{ms} ms is out of range")))
+        };
+        let mut edges = Vec::new();
+        for (from, to) in [(self.from, self.edge1_to), (self.edge2_from, self.to)] {
+            if from < to {
+                edges.push(Period::new(at(from)?, at(to)?));
+            }
+        }
+        Ok(edges)
+    }
+
+    /// Whether whole hours are read from the rollups or summaries.
+    fn has_hours(&self) -> bool {
+        self.hours_from < self.hours_to
     }
 }
 
@@ -254,7 +277,7 @@ impl OrgUsageQueries for RawUsage {
     }
 
     async fn model_mix(&self, q: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
-        widening!(&self.db, sums => slice::model_mix(&self.db, &self.org_id, q, sums).await)
+        self.summarised_model_mix(q).await
     }
 
     async fn tags(&self, period: &Period) -> Result<Vec<TagCount>, QueryError> {
@@ -262,6 +285,134 @@ impl OrgUsageQueries for RawUsage {
     }
 
     async fn traffic_profile(
+        &self,
+        period: &Period,
+        model: &str,
+        max_input_tokens: i64,
+        max_output_tokens: i64,
+    ) -> Result<TrafficProfile, QueryError> {
+        self.summarised_traffic_profile(period, model, max_input_tokens, max_output_tokens)
+            .await
+    }
+
+    async fn repeated_prompts(&self, period: &Period) -> Result<RepeatProfile, QueryError> {
+        self.summarised_repeated_prompts(period).await
+    }
+
+    async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        self.summarised_batch_candidates(period).await
+    }
+
+    async fn breakdown_feature_model(
+        &self,
+        period: &Period,
+    ) -> Result<Vec<FeatureModelCost>, QueryError> {
+        self.summarised_breakdown_feature_model(period).await
+    }
+
+    async fn output_tails(
+        &self,
+        period: &Period,
+        percentile: i64,
+    ) -> Result<Vec<OutputTail>, QueryError> {
+        self.summarised_output_tails(period, percentile).await
+    }
+
+    async fn input_band(
+        &self,
+        period: &Period,
+        model: &str,
+        above: i64,
+        up_to: i64,
+    ) -> Result<InputBand, QueryError> {
+        self.summarised_input_band(period, model, above, up_to)
+            .await
+    }
+}
+
+/// An org's usage queries with every recommender input read from raw rows, uncached: the
+/// reference the recommender summaries are tested against (`tests/summaries_equal_raw.rs`).
+/// The other queries are answered as [`OrgUsage`] answers them. Obtained from
+/// [`crate::Store::org_usage_raw_rows`]; the product reads [`OrgUsage`].
+#[derive(Clone)]
+pub struct RawRowUsage(RawUsage);
+
+impl RawRowUsage {
+    pub(crate) fn new(db: Db, org_id: String) -> Self {
+        Self(RawUsage { db, org_id })
+    }
+}
+
+#[async_trait]
+impl OrgUsageQueries for RawRowUsage {
+    async fn aggregate(&self, q: &UsageQuery) -> Result<UsageSlice, QueryError> {
+        self.0.aggregate(q).await
+    }
+
+    async fn latency(&self, q: &UsageQuery) -> Result<LatencySlice, QueryError> {
+        self.0.latency(q).await
+    }
+
+    async fn model_mix(&self, q: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
+        self.0.raw_model_mix(q).await
+    }
+
+    async fn tags(&self, period: &Period) -> Result<Vec<TagCount>, QueryError> {
+        self.0.tags(period).await
+    }
+
+    async fn traffic_profile(
+        &self,
+        period: &Period,
+        model: &str,
+        max_input_tokens: i64,
+        max_output_tokens: i64,
+    ) -> Result<TrafficProfile, QueryError> {
+        self.0
+            .raw_traffic_profile(period, model, max_input_tokens, max_output_tokens)
+            .await
+    }
+
+    async fn repeated_prompts(&self, period: &Period) -> Result<RepeatProfile, QueryError> {
+        self.0.raw_repeated_prompts(period).await
+    }
+
+    async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+        self.0.raw_batch_candidates(period).await
+    }
+
+    async fn breakdown_feature_model(
+        &self,
+        period: &Period,
+    ) -> Result<Vec<FeatureModelCost>, QueryError> {
+        self.0.raw_breakdown_feature_model(period).await
+    }
+
+    async fn output_tails(
+        &self,
+        period: &Period,
+        percentile: i64,
+    ) -> Result<Vec<OutputTail>, QueryError> {
+        self.0.raw_output_tails(period, percentile).await
+    }
+
+    async fn input_band(
+        &self,
+        period: &Period,
+        model: &str,
+        above: i64,
+        up_to: i64,
+    ) -> Result<InputBand, QueryError> {
+        self.0.raw_input_band(period, model, above, up_to).await
+    }
+}
+
+/// The recommenders' queries over raw rows: the reference the summaries are tested against
+/// (`RawRowUsage`), and what answers the raw edge hours of a period and questions the
+/// summaries do not keep.
+impl RawUsage {
+    /// [`OrgUsageQueries::traffic_profile`] over raw rows: the reference.
+    pub(super) async fn raw_traffic_profile(
         &self,
         period: &Period,
         model: &str,
@@ -320,7 +471,11 @@ impl OrgUsageQueries for RawUsage {
         })
     }
 
-    async fn repeated_prompts(&self, period: &Period) -> Result<RepeatProfile, QueryError> {
+    /// [`OrgUsageQueries::repeated_prompts`] over raw rows.
+    pub(super) async fn raw_repeated_prompts(
+        &self,
+        period: &Period,
+    ) -> Result<RepeatProfile, QueryError> {
         widening!(&self.db, sums => {
         // A repeat is every call after the first (by time, then insertion order) of the same
         // prompt on the same model: the calls a response cache would have answered.
@@ -372,7 +527,11 @@ impl OrgUsageQueries for RawUsage {
         })
     }
 
-    async fn batch_candidates(&self, period: &Period) -> Result<Vec<BatchCandidate>, QueryError> {
+    /// [`OrgUsageQueries::batch_candidates`] over raw rows: the reference.
+    pub(super) async fn raw_batch_candidates(
+        &self,
+        period: &Period,
+    ) -> Result<Vec<BatchCandidate>, QueryError> {
         // An aggregated record's ts is its bucket's start, not a time of day: never at night.
         widening!(&self.db, sums => {
         let night = format!(
@@ -419,14 +578,16 @@ impl OrgUsageQueries for RawUsage {
         })
     }
 
-    async fn breakdown_feature_model(
+    /// [`OrgUsageQueries::breakdown_feature_model`] over raw rows: the reference.
+    pub(super) async fn raw_breakdown_feature_model(
         &self,
         period: &Period,
     ) -> Result<Vec<FeatureModelCost>, QueryError> {
         widening!(&self.db, sums => recommender_inputs::breakdown_feature_model(&self.db, &self.org_id, period, sums).await)
     }
 
-    async fn output_tails(
+    /// [`OrgUsageQueries::output_tails`] over raw rows: the reference (exact percentiles).
+    pub(super) async fn raw_output_tails(
         &self,
         period: &Period,
         percentile: i64,
@@ -434,7 +595,8 @@ impl OrgUsageQueries for RawUsage {
         recommender_inputs::output_tails(&self.db, &self.org_id, period, percentile).await
     }
 
-    async fn input_band(
+    /// [`OrgUsageQueries::input_band`] over raw rows: the reference.
+    pub(super) async fn raw_input_band(
         &self,
         period: &Period,
         model: &str,
@@ -442,6 +604,11 @@ impl OrgUsageQueries for RawUsage {
         up_to: i64,
     ) -> Result<InputBand, QueryError> {
         widening!(&self.db, sums => recommender_inputs::input_band(&self.db, &self.org_id, period, model, above, up_to, sums).await)
+    }
+
+    /// [`OrgUsageQueries::model_mix`] as the engine answers it from raw rows: the reference.
+    pub(super) async fn raw_model_mix(&self, q: &UsageQuery) -> Result<Vec<ModelMix>, QueryError> {
+        widening!(&self.db, sums => slice::model_mix(&self.db, &self.org_id, q, sums).await)
     }
 }
 

@@ -98,12 +98,44 @@ pub(crate) async fn breakdown_feature_model(
     Ok(rows)
 }
 
+/// One feature × model's calls of one output length, interactive and batch apart:
+/// `(feature, model, output, interactive calls, batch calls)`.
+pub(super) type OutputCount = (String, String, i64, i64, i64);
+
 pub(crate) async fn output_tails(
     db: &Db,
     org_id: &str,
     period: &Period,
     percentile: i64,
 ) -> Result<Vec<OutputTail>, QueryError> {
+    Ok(tails_of(
+        &output_histogram(db, org_id, period).await?,
+        percentile,
+    ))
+}
+
+/// The tail of each feature × model of `histogram` (sorted by feature, model and length).
+pub(super) fn tails_of(histogram: &[OutputCount], percentile: i64) -> Vec<OutputTail> {
+    let mut tails = Vec::new();
+    let mut rest = histogram;
+    while let Some(first) = rest.first() {
+        let len = rest
+            .iter()
+            .take_while(|h| h.0 == first.0 && h.1 == first.1)
+            .count();
+        let (group, after) = rest.split_at(len);
+        tails.push(tail_of(group, percentile));
+        rest = after;
+    }
+    tails
+}
+
+/// Single calls priced from the catalog per feature × model × output length, sorted by those.
+pub(super) async fn output_histogram(
+    db: &Db,
+    org_id: &str,
+    period: &Period,
+) -> Result<Vec<OutputCount>, QueryError> {
     // A histogram per feature × model (calls per distinct output length, interactive and
     // batch apart) is one plain aggregate; the nearest-rank cap and the excess over it are
     // then exact integer folds here, as in `MemoryUsage`. Window functions ranking every row
@@ -119,7 +151,7 @@ pub(crate) async fn output_tails(
          ORDER BY f, model, output",
         b = bytewise(db),
     );
-    let histogram: Vec<(String, String, i64, i64, i64)> = on_read!(db, pool => {
+    Ok(on_read!(db, pool => {
         sqlx::query(&sql)
             .bind(org_id)
             .bind(period.from_ms())
@@ -139,19 +171,7 @@ pub(crate) async fn output_tails(
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(backend)?
-    });
-    let mut tails = Vec::new();
-    let mut rest = histogram.as_slice();
-    while let Some(first) = rest.first() {
-        let len = rest
-            .iter()
-            .take_while(|h| h.0 == first.0 && h.1 == first.1)
-            .count();
-        let (group, after) = rest.split_at(len);
-        tails.push(tail_of(group, percentile));
-        rest = after;
-    }
-    Ok(tails)
+    }))
 }
 
 /// The tail of one feature × model from its histogram `(feature, model, output, n_i, n_b)`,

@@ -1,0 +1,427 @@
+//! The repeated-prompt summaries (migration 18), which the response-cache recommender reads
+//! instead of every call's `prompt_hash`:
+//!
+//! - `usage_prompts`: every (org, model, prompt_hash) with its number of records and, while
+//!   that is 1, the lone call itself;
+//! - `usage_repeats_hourly`: the records of prompts seen at least twice, per hour, model,
+//!   prompt and feature: sums, the row's first call (time, tokens, cost) and its second call's
+//!   time — enough to find any period's first and second call of each prompt.
+//!
+//! Ingest keeps them in its transaction ([`apply_prompts!`], after the org's data-version bump,
+//! whose row lock serialises concurrent ingests of one org on PostgreSQL): it reads the
+//! batch's prompts' counts, and when a prompt's second call arrives moves the lone call into
+//! the hourly rows. Calls of one prompt in the same millisecond are ordered by insertion (the
+//! order `RETURNING` gives them). A delete rebuilds the org's rows from its remaining raw
+//! rows with migration 18's own statements: deletes are an operator's rare action, and a
+//! prompt's first call can only be found again in the raw rows.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::rollup::hour_floor;
+
+/// One inserted record with a prompt hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PromptCall {
+    pub(crate) model: String,
+    pub(crate) prompt_hash: String,
+    pub(crate) ts_ms: i64,
+    pub(crate) feature: String,
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
+    /// `None` when unpriced.
+    pub(crate) cost_nanos: Option<i64>,
+}
+
+/// A stored `usage_prompts` row: the count and, when it is 1, the lone call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PromptState {
+    pub(crate) count: i64,
+    pub(crate) lone: Option<PromptCall>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct RepeatKey {
+    pub(crate) hour_ms: i64,
+    pub(crate) model: String,
+    pub(crate) prompt_hash: String,
+    pub(crate) feature: String,
+}
+
+/// What a batch adds to one `usage_repeats_hourly` row. Calls are ordered by time, then by
+/// insertion (`seq`: the lone call read from the table comes before the batch's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RepeatSums {
+    pub(crate) rows: i64,
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
+    pub(crate) cost_nanos: i64,
+    pub(crate) unpriced_rows: i64,
+    first: (i64, i64),
+    pub(crate) first_input_tokens: i64,
+    pub(crate) first_output_tokens: i64,
+    pub(crate) first_cost_nanos: Option<i64>,
+    second: Option<(i64, i64)>,
+}
+
+impl RepeatSums {
+    pub(crate) fn first_ts_ms(&self) -> i64 {
+        self.first.0
+    }
+
+    pub(crate) fn second_ts_ms(&self) -> Option<i64> {
+        self.second.map(|s| s.0)
+    }
+}
+
+fn overflow() -> sqlx::Error {
+    sqlx::Error::Decode("repeated-prompt sums out of the 64-bit range".into())
+}
+
+fn add_call(
+    repeats: &mut BTreeMap<RepeatKey, RepeatSums>,
+    c: &PromptCall,
+    seq: i64,
+) -> Result<(), sqlx::Error> {
+    let key = RepeatKey {
+        hour_ms: hour_floor(c.ts_ms),
+        model: c.model.clone(),
+        prompt_hash: c.prompt_hash.clone(),
+        feature: c.feature.clone(),
+    };
+    let at = (c.ts_ms, seq);
+    let Some(s) = repeats.get_mut(&key) else {
+        repeats.insert(
+            key,
+            RepeatSums {
+                rows: 1,
+                input_tokens: c.input_tokens,
+                output_tokens: c.output_tokens,
+                cost_nanos: c.cost_nanos.unwrap_or(0),
+                unpriced_rows: i64::from(c.cost_nanos.is_none()),
+                first: at,
+                first_input_tokens: c.input_tokens,
+                first_output_tokens: c.output_tokens,
+                first_cost_nanos: c.cost_nanos,
+                second: None,
+            },
+        );
+        return Ok(());
+    };
+    s.rows = s.rows.checked_add(1).ok_or_else(overflow)?;
+    s.input_tokens = s
+        .input_tokens
+        .checked_add(c.input_tokens)
+        .ok_or_else(overflow)?;
+    s.output_tokens = s
+        .output_tokens
+        .checked_add(c.output_tokens)
+        .ok_or_else(overflow)?;
+    s.cost_nanos = s
+        .cost_nanos
+        .checked_add(c.cost_nanos.unwrap_or(0))
+        .ok_or_else(overflow)?;
+    s.unpriced_rows += i64::from(c.cost_nanos.is_none());
+    if at < s.first {
+        s.second = Some(s.first);
+        s.first = at;
+        s.first_input_tokens = c.input_tokens;
+        s.first_output_tokens = c.output_tokens;
+        s.first_cost_nanos = c.cost_nanos;
+    } else if s.second.is_none_or(|second| at < second) {
+        s.second = Some(at);
+    }
+    Ok(())
+}
+
+/// Folds a batch's `calls` (in insertion order) into the stored states of their prompts
+/// (`states`, which gains every prompt of the batch): returns the repeat rows to add. A
+/// prompt's first call stays lone; its second moves the lone call into the repeat rows with
+/// itself; later calls are added as they come.
+pub(crate) fn fold_calls(
+    states: &mut HashMap<(String, String), PromptState>,
+    calls: &[PromptCall],
+) -> Result<BTreeMap<RepeatKey, RepeatSums>, sqlx::Error> {
+    let mut repeats = BTreeMap::new();
+    for (seq, c) in (0i64..).zip(calls) {
+        let state = states
+            .entry((c.model.clone(), c.prompt_hash.clone()))
+            .or_insert(PromptState {
+                count: 0,
+                lone: None,
+            });
+        match state.count {
+            0 => state.lone = Some(c.clone()),
+            1 => {
+                if let Some(lone) = state.lone.take() {
+                    // Stored before the batch: earlier in insertion order than any of it.
+                    add_call(&mut repeats, &lone, -1)?;
+                }
+                add_call(&mut repeats, c, seq)?;
+            }
+            _ => add_call(&mut repeats, c, seq)?,
+        }
+        state.count = state.count.checked_add(1).ok_or_else(overflow)?;
+    }
+    Ok(repeats)
+}
+
+/// Prompts read or written per statement (2 binds each to read, 9 to write).
+pub(crate) const KEYS_PER_STATEMENT: usize = 1_000;
+
+pub(crate) const READ_STATES: &str = "SELECT model, prompt_hash, row_count, lone_ts_ms,
+     lone_feature_key, lone_input_tokens, lone_output_tokens, lone_cost_nanos
+     FROM usage_prompts WHERE org_id = ";
+
+pub(crate) const STATE_UPSERT_HEAD: &str = "INSERT INTO usage_prompts (org_id, model, prompt_hash,
+     row_count, lone_ts_ms, lone_feature_key, lone_input_tokens, lone_output_tokens,
+     lone_cost_nanos) ";
+
+/// The new state is computed from the stored one read in the same transaction: written whole.
+pub(crate) const STATE_UPSERT_TAIL: &str = " ON CONFLICT (org_id, model, prompt_hash) DO UPDATE SET
+      row_count = excluded.row_count, lone_ts_ms = excluded.lone_ts_ms,
+      lone_feature_key = excluded.lone_feature_key,
+      lone_input_tokens = excluded.lone_input_tokens,
+      lone_output_tokens = excluded.lone_output_tokens,
+      lone_cost_nanos = excluded.lone_cost_nanos";
+
+pub(crate) const REPEAT_UPSERT_HEAD: &str = "INSERT INTO usage_repeats_hourly (org_id, hour_ms,
+     model, prompt_hash, feature_key, row_count, input_tokens, output_tokens, cost_nanos,
+     unpriced_rows, first_ts_ms, first_input_tokens, first_output_tokens, first_cost_nanos,
+     second_ts_ms) ";
+
+/// Adds to a stored row; the stored calls were inserted earlier, so they win ties in time.
+/// Every `SET` expression reads the row as it was before the update.
+pub(crate) const REPEAT_UPSERT_TAIL: &str = " ON CONFLICT (org_id, hour_ms, model, prompt_hash,
+      feature_key)
+    DO UPDATE SET
+      row_count = usage_repeats_hourly.row_count + excluded.row_count,
+      input_tokens = usage_repeats_hourly.input_tokens + excluded.input_tokens,
+      output_tokens = usage_repeats_hourly.output_tokens + excluded.output_tokens,
+      cost_nanos = usage_repeats_hourly.cost_nanos + excluded.cost_nanos,
+      unpriced_rows = usage_repeats_hourly.unpriced_rows + excluded.unpriced_rows,
+      first_ts_ms = CASE WHEN excluded.first_ts_ms < usage_repeats_hourly.first_ts_ms
+        THEN excluded.first_ts_ms ELSE usage_repeats_hourly.first_ts_ms END,
+      first_input_tokens = CASE WHEN excluded.first_ts_ms < usage_repeats_hourly.first_ts_ms
+        THEN excluded.first_input_tokens ELSE usage_repeats_hourly.first_input_tokens END,
+      first_output_tokens = CASE WHEN excluded.first_ts_ms < usage_repeats_hourly.first_ts_ms
+        THEN excluded.first_output_tokens ELSE usage_repeats_hourly.first_output_tokens END,
+      first_cost_nanos = CASE WHEN excluded.first_ts_ms < usage_repeats_hourly.first_ts_ms
+        THEN excluded.first_cost_nanos ELSE usage_repeats_hourly.first_cost_nanos END,
+      second_ts_ms = CASE
+        WHEN excluded.first_ts_ms < usage_repeats_hourly.first_ts_ms THEN
+          CASE WHEN excluded.second_ts_ms IS NOT NULL
+                AND excluded.second_ts_ms < usage_repeats_hourly.first_ts_ms
+            THEN excluded.second_ts_ms ELSE usage_repeats_hourly.first_ts_ms END
+        WHEN usage_repeats_hourly.second_ts_ms IS NULL
+          OR excluded.first_ts_ms < usage_repeats_hourly.second_ts_ms
+          THEN excluded.first_ts_ms
+        ELSE usage_repeats_hourly.second_ts_ms END";
+
+/// Whether a transaction is SQLite's (the rebuild's statements differ by dialect).
+pub(crate) fn is_sqlite<DB: sqlx::Database>(_: &sqlx::Transaction<'_, DB>) -> bool {
+    DB::NAME == "SQLite"
+}
+
+/// Migration 18's backfill statements, each limited to one org (`$1`): what a delete runs
+/// after clearing the org's rows.
+pub(crate) fn rebuild_statements(sqlite: bool) -> Vec<String> {
+    let sql = if sqlite {
+        include_str!("../migrations/0018_prompt_repeats.sql")
+    } else {
+        include_str!("../migrations/postgres/0018_prompt_repeats.sql")
+    };
+    let backfill = sql
+        .find("INSERT INTO usage_prompts")
+        .map_or("", |at| &sql[at..]);
+    backfill
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.replace(
+                "WHERE prompt_hash IS NOT NULL",
+                "WHERE prompt_hash IS NOT NULL AND org_id = $1",
+            )
+        })
+        .collect()
+}
+
+/// Keeps the repeated-prompt summaries for the rows of `delta` (a `RollupDelta`) inside the
+/// transaction `tx`: an ingest (`sign` 1) folds its calls in; a delete (`sign` -1) that
+/// touched rows with a prompt rebuilds the org's. Called by `rollup::apply_delta!`.
+macro_rules! apply_prompts {
+    ($tx:expr, $delta:expr, $org_id:expr, $sign:expr, $sqlite:expr) => {{
+        let (tx, delta, org_id, sign): (_, &$crate::summaries::SummaryDelta, &str, i64) =
+            ($tx, $delta, $org_id, $sign);
+        let calls = delta.prompt_calls();
+        if sign > 0 && !calls.is_empty() {
+            let mut keys: Vec<(&str, &str)> = calls
+                .iter()
+                .map(|c| (c.model.as_str(), c.prompt_hash.as_str()))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let mut states = std::collections::HashMap::new();
+            for chunk in keys.chunks($crate::prompt_repeats::KEYS_PER_STATEMENT) {
+                let mut qb = sqlx::QueryBuilder::new($crate::prompt_repeats::READ_STATES);
+                qb.push_bind(org_id);
+                qb.push(" AND (model, prompt_hash) IN (");
+                qb.push_values(chunk, |mut b, (model, hash)| {
+                    b.push_bind(*model).push_bind(*hash);
+                });
+                qb.push(")");
+                for r in qb.build().fetch_all(&mut **tx).await? {
+                    use $crate::db::Cols;
+                    let (model, hash) = (r.text("model")?, r.text("prompt_hash")?);
+                    let lone = match r.opt_int("lone_ts_ms")? {
+                        Some(ts_ms) => Some($crate::prompt_repeats::PromptCall {
+                            model: model.clone(),
+                            prompt_hash: hash.clone(),
+                            ts_ms,
+                            feature: r.opt_text("lone_feature_key")?.unwrap_or_default(),
+                            input_tokens: r.opt_int("lone_input_tokens")?.unwrap_or(0),
+                            output_tokens: r.opt_int("lone_output_tokens")?.unwrap_or(0),
+                            cost_nanos: r.opt_int("lone_cost_nanos")?,
+                        }),
+                        None => None,
+                    };
+                    let count = r.int("row_count")?;
+                    states.insert(
+                        (model, hash),
+                        $crate::prompt_repeats::PromptState { count, lone },
+                    );
+                }
+            }
+            let repeats = $crate::prompt_repeats::fold_calls(&mut states, calls)?;
+            let mut touched: Vec<_> = states.iter().collect();
+            touched.sort_by(|a, b| a.0.cmp(b.0));
+            for chunk in touched.chunks($crate::prompt_repeats::KEYS_PER_STATEMENT) {
+                let mut qb = sqlx::QueryBuilder::new($crate::prompt_repeats::STATE_UPSERT_HEAD);
+                qb.push_values(chunk, |mut b, ((model, hash), s)| {
+                    let lone = s.lone.as_ref().filter(|_| s.count == 1);
+                    b.push_bind(org_id)
+                        .push_bind(model.as_str())
+                        .push_bind(hash.as_str())
+                        .push_bind(s.count)
+                        .push_bind(lone.map(|c| c.ts_ms))
+                        .push_bind(lone.map(|c| c.feature.clone()))
+                        .push_bind(lone.map(|c| c.input_tokens))
+                        .push_bind(lone.map(|c| c.output_tokens))
+                        .push_bind(lone.and_then(|c| c.cost_nanos));
+                });
+                qb.push($crate::prompt_repeats::STATE_UPSERT_TAIL);
+                qb.build().execute(&mut **tx).await?;
+            }
+            let repeats: Vec<_> = repeats.iter().collect();
+            for chunk in repeats.chunks($crate::prompt_repeats::KEYS_PER_STATEMENT) {
+                let mut qb = sqlx::QueryBuilder::new($crate::prompt_repeats::REPEAT_UPSERT_HEAD);
+                qb.push_values(chunk, |mut b, (k, s)| {
+                    b.push_bind(org_id)
+                        .push_bind(k.hour_ms)
+                        .push_bind(k.model.as_str())
+                        .push_bind(k.prompt_hash.as_str())
+                        .push_bind(k.feature.as_str())
+                        .push_bind(s.rows)
+                        .push_bind(s.input_tokens)
+                        .push_bind(s.output_tokens)
+                        .push_bind(s.cost_nanos)
+                        .push_bind(s.unpriced_rows)
+                        .push_bind(s.first_ts_ms())
+                        .push_bind(s.first_input_tokens)
+                        .push_bind(s.first_output_tokens)
+                        .push_bind(s.first_cost_nanos)
+                        .push_bind(s.second_ts_ms());
+                });
+                qb.push($crate::prompt_repeats::REPEAT_UPSERT_TAIL);
+                qb.build().execute(&mut **tx).await?;
+            }
+        }
+        if sign < 0 && delta.prompts_touched() {
+            for table in ["usage_prompts", "usage_repeats_hourly"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE org_id = $1"))
+                    .bind(org_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for statement in $crate::prompt_repeats::rebuild_statements($sqlite) {
+                sqlx::query(&statement)
+                    .bind(org_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }};
+}
+
+pub(crate) use apply_prompts;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(hash: &str, ts_ms: i64, feature: &str, cost: Option<i64>) -> PromptCall {
+        PromptCall {
+            model: "m".into(),
+            prompt_hash: hash.into(),
+            ts_ms,
+            feature: feature.into(),
+            input_tokens: ts_ms,
+            output_tokens: 1,
+            cost_nanos: cost,
+        }
+    }
+
+    #[test]
+    fn a_second_call_moves_the_lone_one_into_the_repeat_rows() {
+        let mut states = HashMap::new();
+        // Batch 1: one call of `a`, two of `b` (out of time order).
+        let r = fold_calls(
+            &mut states,
+            &[
+                call("a", 100, "x", Some(5)),
+                call("b", 300, "x", Some(7)),
+                call("b", 200, "x", None),
+            ],
+        )
+        .unwrap();
+        assert_eq!(states[&("m".into(), "a".into())].count, 1);
+        assert!(states[&("m".into(), "a".into())].lone.is_some());
+        assert_eq!(r.len(), 1);
+        let b = r.values().next().unwrap();
+        assert_eq!((b.rows, b.cost_nanos, b.unpriced_rows), (2, 7, 1));
+        assert_eq!((b.first_ts_ms(), b.second_ts_ms()), (200, Some(300)));
+        assert_eq!((b.first_input_tokens, b.first_cost_nanos), (200, None));
+        // Batch 2: `a` again, at the same millisecond as the lone call and in another hour
+        // under another feature: the lone call comes first (stored earlier).
+        let r = fold_calls(
+            &mut states,
+            &[
+                call("a", 100, "x", Some(9)),
+                call("a", 3_600_100, "y", None),
+            ],
+        )
+        .unwrap();
+        assert_eq!(states[&("m".into(), "a".into())].count, 3);
+        let rows: Vec<_> = r.iter().collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].0.feature.as_str(), rows[0].1.rows), ("x", 2));
+        assert_eq!(
+            rows[0].1.first_cost_nanos,
+            Some(5),
+            "the lone call is first"
+        );
+        assert_eq!(rows[0].1.second_ts_ms(), Some(100));
+        assert_eq!((rows[1].0.feature.as_str(), rows[1].1.rows), ("y", 1));
+    }
+
+    #[test]
+    fn the_rebuild_runs_the_migrations_statements_for_one_org() {
+        for sqlite in [true, false] {
+            let statements = rebuild_statements(sqlite);
+            assert_eq!(statements.len(), 2);
+            for s in &statements {
+                assert!(s.contains("AND org_id = $1"), "{s}");
+            }
+        }
+    }
+}
