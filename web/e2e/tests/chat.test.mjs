@@ -40,6 +40,19 @@ async function waitRunEnd(page, runId, timeout = 60000) {
 
 const received = (page) => page.evaluate(() => window.__apogee.received());
 
+/**
+ * Waits until the run's end came over the socket. The page can show a run's end earlier, from
+ * its REST read of the thread (a fast run is over before that read answers); a test of what the
+ * socket delivers waits for the socket's own copy.
+ */
+async function waitRunEndOverSocket(page, runId, timeout = 60000) {
+  await page.waitForFunction(
+    (id) => window.__apogee.received().some((e) => e.run_id === id && e.agent === 'supervisor' && e.type === 'agent_completed'),
+    runId,
+    { timeout },
+  );
+}
+
 test('asking "Analyze my AI costs" shows every agent step, the charts and the answer', async () => {
   const b = await launchBrowser({ width: 1280, height: 800 });
   try {
@@ -111,6 +124,7 @@ test('a socket cut mid-run resumes with last_seq: no step missing or doubled', a
     await page.evaluate(() => window.__apogee.dropWhen({ type: 'tool_completed', agent: 'data' }));
     const runId = await ask(page, 'Why did spend jump?');
     await waitRunEnd(page, runId);
+    await waitRunEndOverSocket(page, runId);
 
     const ready = await page.evaluate(() => window.__apogee.readyLog());
     assert.ok(ready.length >= 2, `expected a reconnect, saw ${JSON.stringify(ready)}`);
@@ -175,6 +189,7 @@ test('the server restarting mid-run: the page reconnects and the run ends whole'
     await page.locator('#conn-status[data-state="open"]').waitFor({ timeout: 30000 });
     const runId = await page.locator('.run').first().getAttribute('data-run-id');
     await waitRunEnd(page, runId);
+    await waitRunEndOverSocket(page, runId);
 
     assertExactlyOnceInOrder(await received(page));
     assertMidRun(atStop, runId, 'server stop');
@@ -225,6 +240,7 @@ test('a dead link mid-run (the server stops answering) is noticed by the heartbe
 
     await page.locator('#conn-status[data-state="open"]').waitFor({ timeout: 15000 });
     await waitRunEnd(page, runId);
+    await waitRunEndOverSocket(page, runId);
     const ready = await page.evaluate(() => window.__apogee.readyLog());
     assert.equal(ready.length, 2, JSON.stringify(ready));
     assert.ok(ready[1].replayed > 0, `nothing replayed after the dead link: ${JSON.stringify(ready)}`);
