@@ -13,7 +13,9 @@
 //! many completed handshakes for `accept` and drops SYNs beyond (the client retries after a
 //! second), so a storm of clients connecting at once needs a deeper queue than the usual 128.
 //!
-//! A refused connection gets a canned `503` and is closed unread. The bookkeeping is
+//! When every place is taken and the evicted sockets are still being closed, the accept loop
+//! waits (bounded) for one to close rather than turn the newcomer away. A refused connection
+//! gets a canned `503`; what it already sent is read first so the close is not a reset. The bookkeeping is
 //! `Table`, pure and unit-tested; a socket's place in it is held by the IO object itself
 //! (`TrackedIo`), so it is released exactly when the socket closes, also after an upgrade
 //! moved it into a WebSocket.
@@ -38,6 +40,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -55,8 +58,14 @@ const DEFAULT_PER_USER: usize = 32;
 /// How long shutdown waits for connections still mid-request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Evicted sockets whose tasks have not closed them yet, at most: they still hold descriptors,
-/// so admissions wait (refused as full) rather than let them pile up past the reserve.
+/// so admissions wait for one to close rather than let them pile up past the reserve.
 const MAX_CLOSING: usize = 16;
+/// How long the accept loop waits for an evicted socket to close before it refuses the
+/// connection in hand. The tasks of evicted sockets close them as soon as they are polled,
+/// so this is scheduling delay on a busy node; the listen backlog queues arrivals meanwhile.
+const CLOSING_WAIT: Duration = Duration::from_secs(1);
+/// Reads of up to 4 KiB a refused connection gets, to take in a request it already sent.
+const REFUSE_DRAIN_READS: usize = 4;
 /// Pause after `accept` fails (the process is out of descriptors or memory): retrying at
 /// once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -153,6 +162,7 @@ pub async fn run(
         config.limits.sockets,
         config.limits.per_ip,
     )));
+    let closed = Arc::new(Notify::new());
     let started = Instant::now();
     let tasks = TaskTracker::new();
     loop {
@@ -168,7 +178,7 @@ pub async fn run(
             },
             _ = shutdown.cancelled() => break,
         };
-        let admitted = lock(&table).admit(peer.ip(), millis(started));
+        let admitted = admit(&table, &closed, peer.ip(), started).await;
         let conn = match admitted {
             Ok(conn) => conn,
             Err(refusal) => {
@@ -196,6 +206,7 @@ pub async fn run(
             inner: stream,
             _slot: Slot {
                 table: Arc::clone(&table),
+                closed: Arc::clone(&closed),
                 id: conn.id,
             },
         };
@@ -220,6 +231,33 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("some HTTP requests were still in flight at shutdown");
+    }
+}
+
+/// Admits a connection, waiting (bounded by [`CLOSING_WAIT`]) while the only thing in its way
+/// is evicted sockets still being closed: refusing then would turn away a client whose place
+/// is about to be free.
+async fn admit(
+    table: &Mutex<Table>,
+    closed: &Notify,
+    ip: IpAddr,
+    started: Instant,
+) -> Result<Admitted, Refusal> {
+    let deadline = tokio::time::Instant::now() + CLOSING_WAIT;
+    loop {
+        let admitted = lock(table).admit(ip, millis(started));
+        match admitted {
+            Err(Refusal::Closing) => {
+                // A close between the check and this wait leaves a permit: no wake-up is lost.
+                if tokio::time::timeout_at(deadline, closed.notified())
+                    .await
+                    .is_err()
+                {
+                    return Err(Refusal::Closing);
+                }
+            }
+            other => return other,
+        }
     }
 }
 
@@ -258,13 +296,22 @@ async fn serve_one(
     }
 }
 
-/// Answers a connection that cannot be admitted, without reading it: one best-effort write
-/// into the fresh socket's empty send buffer, then close.
+/// Answers a connection that cannot be admitted: one best-effort write into the fresh
+/// socket's empty send buffer, then close. What the client has already sent is read first
+/// (bounded, without waiting): closing a socket with unread bytes makes the kernel reset it,
+/// and the client would see the reset instead of the `503`.
 fn refuse(stream: TcpStream, why: Refusal) {
     let message = match why {
         Refusal::PerIp => "too many connections from this address",
-        Refusal::Full => "this node is at its connection limit; retry shortly",
+        Refusal::Full | Refusal::Closing => "this node is at its connection limit; retry shortly",
     };
+    let mut scratch = [0u8; 4096];
+    for _ in 0..REFUSE_DRAIN_READS {
+        match stream.try_read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
     let body = format!(r#"{{"error":{{"code":"unavailable","message":"{message}"}}}}"#);
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
@@ -369,12 +416,17 @@ struct TrackedIo {
 
 struct Slot {
     table: Arc<Mutex<Table>>,
+    /// Told when an evicted socket closes, for an admission waiting on it.
+    closed: Arc<Notify>,
     id: u64,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        lock(&self.table).remove(self.id);
+        let was_closing = lock(&self.table).remove(self.id);
+        if was_closing {
+            self.closed.notify_one();
+        }
     }
 }
 
@@ -466,6 +518,8 @@ enum Refusal {
     PerIp,
     /// Every place is taken by a connection that is busy or upgraded.
     Full,
+    /// Every place is taken and [`MAX_CLOSING`] evicted sockets are still being closed.
+    Closing,
 }
 
 impl Refusal {
@@ -473,6 +527,7 @@ impl Refusal {
         match self {
             Refusal::PerIp => "per_ip",
             Refusal::Full => "full",
+            Refusal::Closing => "closing",
         }
     }
 }
@@ -529,7 +584,7 @@ impl Table {
         let mut evicted = None;
         if self.live() >= self.max {
             if self.closing >= MAX_CLOSING {
-                return Err(Refusal::Full);
+                return Err(Refusal::Closing);
             }
             let victim = self
                 .open
@@ -568,16 +623,17 @@ impl Table {
         }
     }
 
-    /// Forgets a closed connection.
-    fn remove(&mut self, id: u64) {
+    /// Forgets a closed connection; says whether it was an evicted one being closed.
+    fn remove(&mut self, id: u64) -> bool {
         let Some(entry) = self.open.remove(&id) else {
-            return;
+            return false;
         };
         if entry.closing {
             self.closing -= 1;
         } else {
             self.release_ip(entry.ip);
         }
+        entry.closing
     }
 }
 
@@ -631,8 +687,8 @@ mod tests {
         next.state.set(State::Busy);
         assert_eq!(t.admit(ip(5), 40).err(), Some(Refusal::Full));
         // The evicted socket is gone once its task drops it; twice changes nothing.
-        t.remove(old.id);
-        t.remove(old.id);
+        assert!(t.remove(old.id));
+        assert!(!t.remove(old.id));
         assert_eq!((t.live(), t.closing, t.open.len()), (3, 0, 3));
     }
 
@@ -647,9 +703,40 @@ mod tests {
             evicted.push(first.id);
             first = next;
         }
-        assert_eq!(t.admit(ip(3), 99).err(), Some(Refusal::Full));
-        t.remove(evicted[0]);
+        assert_eq!(t.admit(ip(3), 99).err(), Some(Refusal::Closing));
+        assert!(t.remove(evicted[0]), "an evicted socket closed");
         assert!(t.admit(ip(3), 100).is_ok(), "room once one has closed");
+    }
+
+    /// An admission blocked only by sockets still closing waits for one to close, and is
+    /// refused once the wait is over.
+    #[tokio::test(start_paused = true)]
+    async fn an_admission_waits_for_an_evicted_socket_to_close() {
+        let table = Arc::new(Mutex::new(Table::new(1, 10)));
+        let closed = Arc::new(Notify::new());
+        let started = Instant::now();
+        let mut evicted = Vec::new();
+        let mut current = lock(&table).admit(ip(1), 0).unwrap();
+        for _ in 0..MAX_CLOSING {
+            let next = lock(&table).admit(ip(2), 1).unwrap();
+            evicted.push(current.id);
+            current = next;
+        }
+        let waiting = tokio::spawn({
+            let (table, closed) = (Arc::clone(&table), Arc::clone(&closed));
+            async move { admit(&table, &closed, ip(3), started).await.is_ok() }
+        });
+        tokio::time::sleep(CLOSING_WAIT / 2).await;
+        assert!(!waiting.is_finished(), "it waits while sockets are closing");
+        drop(Slot {
+            table: Arc::clone(&table),
+            closed: Arc::clone(&closed),
+            id: evicted[0],
+        });
+        assert!(waiting.await.unwrap(), "admitted once one has closed");
+        // Nothing closes now: refused after the wait.
+        let refused = admit(&table, &closed, ip(4), started).await;
+        assert_eq!(refused.err(), Some(Refusal::Closing));
     }
 
     /// The backlog is what the kernel queues: with nobody accepting, `backlog + 1` handshakes
