@@ -21,6 +21,19 @@ const AGENT_LABELS = {
   data_helper: 'Data helper',
 };
 
+/** What a finished run did, by the kind of its answer: a budget command is not an analysis. */
+const RUN_NOUN = { budget: 'Budget command', conversation: 'Reply', help: 'Reply' };
+
+/** The run's answer shape (`data.answer`: kind, lead, chart), once the supervisor has sent it. */
+function answerShape(view) {
+  return view.data && typeof view.data.answer === 'object' && view.data.answer ? view.data.answer : null;
+}
+
+function runNoun(view) {
+  const shape = answerShape(view);
+  return (shape && RUN_NOUN[shape.kind]) || 'Analysis';
+}
+
 const STATUS_TEXT = { running: 'running', ok: 'done', error: 'failed', cancelled: 'cancelled' };
 const STATUS_ICON = { running: '◌', ok: '✓', error: '✕', cancelled: '–' };
 
@@ -85,7 +98,7 @@ export class RunView {
     const agents = view.steps.filter((st) => st.agent !== 'supervisor').length;
     this.headIcon.textContent = `${STATUS_ICON[view.status] || STATUS_ICON.running} `;
     if (!done) this.headline.textContent = `Working: ${agentLabel(lastRunning(view))}…`;
-    else this.headline.textContent = `Analysis ${STATUS_TEXT[view.status] || view.status}${view.endedAt ? ` in ${elapsed(view.startedAt, view.endedAt)}` : ''}`;
+    else this.headline.textContent = `${runNoun(view)} ${STATUS_TEXT[view.status] || view.status}${view.endedAt ? ` in ${elapsed(view.startedAt, view.endedAt)}` : ''}`;
     this.counts.textContent = ` · ${agents} agent${agents === 1 ? '' : 's'}, ${tools} tool call${tools === 1 ? '' : 's'}`;
     this.cancelButton.hidden = done || !this.live;
 
@@ -96,7 +109,7 @@ export class RunView {
       this.errorBox.hidden = false;
       this.errorBox.textContent = view.summary;
     }
-    const shape = done && view.data && typeof view.data.answer === 'object' && view.data.answer ? view.data.answer : null;
+    const shape = done ? answerShape(view) : null;
     if (!this.chartsShown && done && view.data) {
       // A full report shows its KPIs and charts above it; a focused answer its one chart.
       if (!shape || shape.kind === 'report') {

@@ -78,6 +78,8 @@ test('a budget set from the chat shows in the open Budgets panel at once', async
     assert.match(await row.textContent(), /\$3\.00 of \$40\.00/);
     await screenshot(page, 'budgets-from-chat-panel');
     await page.locator('.markdown', { hasText: `Done: a monthly budget of $40 for ${feature}` }).first().waitFor({ timeout: 20000 });
+    // The run's header says what it was: a budget command, not an analysis.
+    await page.locator('.run-headline', { hasText: /^Budget command done in / }).last().waitFor({ timeout: 20000 });
   } finally {
     await b.close();
   }
