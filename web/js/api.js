@@ -10,18 +10,21 @@ export class ApiError extends Error {
   }
 }
 
+/** PROTOCOL.md's bounds, for a server too old to say them in `/api/config`. */
+const PROTOCOL_LIMITS = { message_chars: 8000 };
+
 export async function fetchConfig() {
   try {
     const res = await fetch('/api/config', { headers: { Accept: 'application/json' } });
     if (res.ok) {
       const body = await res.json();
-      if (body && (body.auth === 'demo' || body.auth === 'jwt')) return body;
+      if (body && (body.auth === 'demo' || body.auth === 'jwt')) return { ...body, limits: { ...PROTOCOL_LIMITS, ...body.limits } };
     }
   } catch {
     // fall through: an older server without /api/config
   }
   // Without the endpoint, guess demo: the sign-in form then says what the server refused.
-  return { auth: 'demo' };
+  return { auth: 'demo', limits: PROTOCOL_LIMITS };
 }
 
 /** Who this browser's session cookie signs in (GET /auth/session), or null when none does. */

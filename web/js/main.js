@@ -11,6 +11,7 @@ import { ThreadView } from './thread_view.js';
 import { loadIdentity, saveIdentity, forgetIdentity, validDemoName, demoIdentity, jwtIdentity, sessionIdentity, initials } from './identity.js';
 import { installTestTaps } from './test_taps.js';
 import { installBudgets } from './budgets.js';
+import { applyFrame } from './frames.js';
 
 const el = {
   signin: byId('signin'),
@@ -222,6 +223,9 @@ function start(config, identity) {
     location.reload();
   });
 
+  // The longest message the server takes: the composer stops there rather than be refused.
+  const maxChars = config.limits.message_chars;
+  el.input.maxLength = maxChars;
   const api = new Api(identity);
   const store = new Store(identity.key);
   installBudgets({ api, store, key: identity.key, topbar: document.querySelector('.topbar') });
@@ -351,41 +355,23 @@ function start(config, identity) {
     render();
   }
 
-  function onFrame(f) {
-    if (f.type === 'connection_ready') {
-      if (store.ready(f)) {
-        // The server no longer has the events we missed: history comes from REST instead.
-        store.resetHistory();
-        fetchedRuns.clear();
-        view.open(undefined);
-        openThread(currentThread);
-        loadThreads();
-      }
-      flush();
-      return;
-    }
-    if (f.type === 'message_ack') {
-      const m = store.ack(f);
-      if (m && currentThread === null && view.threadId === null) openThread(f.thread_id);
-      else render();
-      return;
-    }
-    if (f.type === 'error') {
-      if (f.client_msg_id && f.code === 'rate_limited') {
-        setTimeout(flush, Math.max(500, Number(f.retry_after_ms) || 1000));
-      } else if (f.client_msg_id) {
-        store.fail(f.client_msg_id, f.message || f.code);
-      } else {
-        announce(`The server reported an error: ${f.message || f.code}`);
-      }
-      return;
-    }
-    // A message sent from the new-chat view takes the view to its thread, whichever comes
-    // first: its ack, or (after a reconnect) its replayed message_created.
-    const mine = f.type === 'message_created' && f.message && f.message.client_msg_id ? store.outbox.get(f.message.client_msg_id) : null;
-    const follow = Boolean(mine && (mine.thread_id ?? null) === null && currentThread === null && view.threadId === null);
-    if (typeof f.seq === 'number' && store.applyEvent(f) && follow) openThread(f.thread_id);
-  }
+  const page = {
+    currentThread: () => currentThread,
+    viewThreadId: () => view.threadId,
+    openThread,
+    resetHistory: () => {
+      store.resetHistory();
+      fetchedRuns.clear();
+      view.open(undefined);
+      openThread(currentThread);
+      loadThreads();
+    },
+    flush,
+    render,
+    announce,
+    later: (ms, fn) => setTimeout(fn, ms),
+  };
+  const onFrame = (f) => applyFrame(f, store, page);
 
   function onState(state, detail) {
     clearInterval(waitTimer);
@@ -456,7 +442,7 @@ function start(config, identity) {
   function send(text) {
     const content = text.trim();
     if (!content) return;
-    store.queue(content.slice(0, 8000), currentThread);
+    store.queue([...content].slice(0, maxChars).join(''), currentThread);
     el.input.value = '';
     autosize();
     view.following = true;

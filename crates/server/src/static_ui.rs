@@ -58,6 +58,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/identity.js", JS),
     asset!("js/test_taps.js", JS),
     asset!("js/budgets.js", JS),
+    asset!("js/frames.js", JS),
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -152,12 +153,20 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
 /// What a client needs before it authenticates; no credentials needed to read it. With
 /// OpenID Connect sign-in, `oidc` names the provider and where sign-in starts, and
 /// `token_form` says whether the paste-a-token form is offered too (a developer setting).
+/// `limits` are the protocol's bounds a client checks before sending, so it never retypes them.
 async fn config(State(app): State<AppState>) -> Json<Value> {
     let auth = match app.config.auth {
         AuthMode::Demo => "demo",
         AuthMode::Jwt => "jwt",
     };
-    let mut body = json!({ "auth": auth, "protocol": apogee_protocol::SUBPROTOCOL });
+    let mut body = json!({
+        "auth": auth,
+        "protocol": apogee_protocol::SUBPROTOCOL,
+        "limits": {
+            "message_chars": apogee_protocol::client::MAX_CONTENT_CHARS,
+            "frame_bytes": apogee_protocol::client::MAX_FRAME_BYTES,
+        },
+    });
     if let Some(oidc) = app.auth.oidc() {
         body["oidc"] = json!({"provider": oidc.config().provider_name, "login_url": "/auth/login"});
         body["token_form"] = json!(oidc.config().token_form);

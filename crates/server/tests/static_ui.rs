@@ -32,6 +32,16 @@ async fn the_ui_and_its_assets_are_served_from_the_binary() {
     assert_eq!(s, 200);
     let config: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(config["auth"], "demo", "{body}");
+    // The bounds the UI checks before sending come from the protocol crate, not retyped.
+    assert_eq!(
+        config["limits"]["message_chars"],
+        apogee_protocol::client::MAX_CONTENT_CHARS,
+        "{body}"
+    );
+    assert_eq!(
+        config["limits"]["frame_bytes"],
+        apogee_protocol::client::MAX_FRAME_BYTES
+    );
 }
 
 #[tokio::test]

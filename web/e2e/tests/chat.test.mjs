@@ -285,6 +285,8 @@ test('a message typed while offline waits in the outbox, survives a reload, and 
   try {
     const { page } = b;
     await signInDemo(page, server.url, 'e2e-fay');
+    // The composer keeps to the server's message limit, read from /api/config.
+    assert.equal(await page.getByLabel('Your question').evaluate((t) => t.maxLength), 8000);
     await page.evaluate(() => window.__apogee.conn.stop());
     await page.getByLabel('Your question').fill('Analyze my AI costs');
     await page.keyboard.press('Enter');

@@ -31,7 +31,7 @@ test('assets are served with types, revalidation and a strict CSP', async () => 
   const js = await fetch(`${demo.url}/assets/js/main.js`);
   assert.match(js.headers.get('content-type'), /^text\/javascript/);
   assert.equal((await fetch(`${demo.url}/assets/nope.js`)).status, 404);
-  assert.deepEqual(await (await fetch(`${demo.url}/api/config`)).json(), { auth: 'demo', protocol: 'apogee.v1' });
+  assert.deepEqual(await (await fetch(`${demo.url}/api/config`)).json(), { auth: 'demo', protocol: 'apogee.v1', limits: { message_chars: 8000, frame_bytes: 65536 } });
 });
 
 test('backslash escapes keep a name from usage as text', async () => {
