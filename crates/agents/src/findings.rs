@@ -12,6 +12,7 @@ use apogee_analytics::savings::what_if::Repriced;
 use apogee_analytics::savings::{Recommendation, ShortLimits};
 use apogee_analytics::trends::{DaySpend, Driver, Spike};
 use apogee_analytics::{CostRow, Dimension, LatencyStats, Nanos, Period, UsageTotals};
+use apogee_protocol::time::instant;
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
@@ -168,8 +169,8 @@ impl Findings {
 
 pub(crate) fn period_json(p: &Period) -> Value {
     json!({
-        "from": p.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "to": p.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "from": instant(p.from),
+        "to": instant(p.to),
         "label": p.label(),
     })
 }
@@ -296,7 +297,7 @@ pub(crate) fn what_if_json(w: &WhatIfData) -> Value {
 pub(crate) fn forecast_json(f: &ForecastData) -> Value {
     let fc = &f.forecast;
     json!({
-        "month_end": f.month_end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "month_end": instant(f.month_end),
         "spent_nanos": fc.spent.0,
         "spent_usd": fc.spent.usd(),
         "daily_run_rate_nanos": fc.daily_run_rate.0,

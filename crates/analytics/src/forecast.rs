@@ -93,7 +93,7 @@ impl MonthEnd {
     /// The JSON shape wherever the forecast is shown (`GET /api/costs`, the agents' tool).
     pub fn to_json(&self) -> serde_json::Value {
         let f = &self.forecast;
-        let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let ts = apogee_protocol::time::instant;
         serde_json::json!({
             "month_to_date": {"from": ts(self.month_to_date.from), "to": ts(self.month_to_date.to)},
             "recent_days": {"from": ts(self.recent.from), "to": ts(self.recent.to)},

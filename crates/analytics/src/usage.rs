@@ -265,7 +265,7 @@ impl UsageRecord {
         if self.ts < day(MIN_TS_DAY) || self.ts >= day(MAX_TS_DAY) {
             return bad(format!(
                 "`ts` {} is outside {}-01-01 – {}-12-31: check the unit and the clock",
-                self.ts.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                apogee_protocol::time::instant(self.ts),
                 MIN_TS_DAY.0,
                 MAX_TS_DAY.0 - 1
             ));

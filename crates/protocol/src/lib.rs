@@ -6,6 +6,7 @@ pub mod close;
 pub mod depth;
 pub mod events;
 pub mod server;
+pub mod time;
 
 pub use client::{ClientFrame, FrameError, parse_client_frame};
 pub use events::{

@@ -24,9 +24,10 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::http_error::ApiError;
-use crate::rest::{parse_bound, period_of, rfc3339, within_rate};
+use crate::rest::{parse_bound, period_of, within_rate};
 use crate::session::UserSession;
 use crate::state::AppState;
+use apogee_protocol::time::instant;
 
 /// The second window of a comparison, as asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,8 +264,8 @@ pub async fn costs(
     } = query;
     Ok(Json(CostsAnswer {
         org_id: s.identity().org_id().to_string(),
-        from: rfc3339(period.from),
-        to: rfc3339(period.to),
+        from: instant(period.from),
+        to: instant(period.to),
         group_by: group_by.unwrap_or(Grouping::By(Dimension::Model)),
         filters: scope,
         currency: "USD",

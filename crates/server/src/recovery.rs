@@ -92,7 +92,7 @@ pub async fn close_run(
 /// Closes a run no live node is running any more (its node died or stopped before it ended;
 /// see [`crate::lease`]) and marks it interrupted.
 pub async fn close_claimed_run(store: &Store, hub: &Hub, run: &RunRow) -> Result<(), StoreError> {
-    let ended_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let ended_at = apogee_protocol::time::record_time(chrono::Utc::now());
     let stream = hub.stream(&run.user);
     close_run(
         &stream,

@@ -5,6 +5,7 @@
 use apogee_analytics::formats::FormatError;
 use apogee_analytics::savings::{CACHE_HIT_RATE, Recommendation, ShortLimits, recommend};
 use apogee_analytics::{Nanos, Period};
+use apogee_protocol::time::instant;
 use apogee_store::MessageRow;
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -399,11 +400,6 @@ pub(crate) fn period_of(
     Ok(Period::new(from, to))
 }
 
-/// An instant as the REST answers give it: RFC 3339, whole seconds, `Z`.
-pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 #[derive(Deserialize)]
 pub struct RecommendationsQuery {
     period: Option<String>,
@@ -426,8 +422,8 @@ pub async fn recommendations(
     let total: Nanos = recs.iter().map(|r| r.monthly_saving).sum();
     Ok(Json(json!({
         "org_id": s.identity().org_id(),
-        "from": rfc3339(period.from),
-        "to": rfc3339(period.to),
+        "from": instant(period.from),
+        "to": instant(period.to),
         "currency": "USD",
         "limits": limits,
         "cache_hit_rate": CACHE_HIT_RATE,

@@ -239,7 +239,7 @@ impl RunRegistry {
         if let Ok(o) = &outcome {
             record_thread_plan(&spec.store, &spec.run_id, o.thread_plan.as_ref()).await;
         }
-        let ended_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let ended_at = apogee_protocol::time::record_time(chrono::Utc::now());
         // A panic, or a sink failure (the stream could not be written), leaves steps open:
         // close them so every start keeps its end.
         let broken = match &outcome {

@@ -227,7 +227,7 @@ pub struct UserSession {
 fn now() -> (String, i64) {
     let now = chrono::Utc::now();
     (
-        now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        apogee_protocol::time::record_time(now),
         now.timestamp_millis(),
     )
 }

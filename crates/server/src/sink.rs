@@ -81,7 +81,7 @@ impl EventSink for StreamSink {
             content: content.to_string(),
             client_msg_id: None,
             run_id: Some(self.run_id.clone()),
-            created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            created_at: apogee_protocol::time::record_time(now),
         };
         self.store
             .add_assistant_message(self.stream.key(), &row, now.timestamp_millis())

@@ -347,7 +347,7 @@ impl Writer<'_> {
             connection_id: format!("c_{connection_id}"),
             user_id: identity.user_id().to_string(),
             org_id: identity.org_id().to_string(),
-            server_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            server_time: apogee_protocol::time::instant(chrono::Utc::now()),
             heartbeat_ms: self.app.config.heartbeat_ms,
             head_seq: head,
             replayed,

@@ -3,7 +3,7 @@
 //! only as tool results and user turns, which the prompt tells it are data, not instructions.
 
 use apogee_llm::Message;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::Turn;
 
@@ -29,7 +29,7 @@ reading, with the period and the names resolved against the org's usage.
 4. Answer in markdown, for a busy reader: the exact figure that answers the question first, \
 then only what supports it, in a few sentences or a short list. Money in US dollars with \
 two decimals.",
-        now = now.to_rfc3339_opts(SecondsFormat::Secs, true)
+        now = apogee_protocol::time::instant(now)
     )
 }
 

@@ -55,7 +55,7 @@ pub(crate) enum ToolError {
 /// The arguments every period-bound tool takes.
 pub(crate) fn period_args(period: &Period) -> Value {
     json!({
-        "from": period.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "to": period.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "from": apogee_protocol::time::instant(period.from),
+        "to": apogee_protocol::time::instant(period.to),
     })
 }

@@ -143,7 +143,7 @@ pub(crate) fn plan_question<'a>(
         args: json!({
             "question": question,
             "previous_plan": ctx.previous.is_some(),
-            "now": ctx.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "now": apogee_protocol::time::instant(ctx.now),
         }),
         run: async move {
             let p = plan(question, &ctx);

@@ -151,7 +151,7 @@ pub(crate) fn forecast_month_end<'a>(
     scope: Scope,
 ) -> ToolCall<impl Future<Output = Result<ToolOutput<MonthEnd>, ToolError>> + Send + 'a> {
     let mut args = json!({
-        "now": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "now": apogee_protocol::time::instant(now),
         "recent_days": RECENT_DAYS,
     });
     if !scope.is_all() {

@@ -7,6 +7,7 @@ use apogee_analytics::forecast::month_end_of;
 use apogee_analytics::{
     BudgetState, Dimension, Grouping, Nanos, OrgUsageQueries, Period, QueryError, UsageQuery,
 };
+use apogee_protocol::time::instant;
 use apogee_protocol::{AlertKind, BudgetAlert, BudgetRef, Contributor};
 use chrono::{DateTime, Utc};
 
@@ -55,8 +56,8 @@ impl Standing {
     /// The figures as the API shows them.
     pub fn to_json(&self, spec: &BudgetSpec) -> serde_json::Value {
         serde_json::json!({
-            "from": rfc3339(self.period.from),
-            "to": rfc3339(self.period.to),
+            "from": instant(self.period.from),
+            "to": instant(self.period.to),
             "spent_nanos": self.spent,
             "spent_usd": self.spent.usd(),
             "percent": round1(self.percent(spec)),
@@ -66,10 +67,6 @@ impl Standing {
             "reached_threshold": self.reached(spec),
         })
     }
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn round1(x: f64) -> f64 {
@@ -276,8 +273,8 @@ impl AlertInput<'_> {
             },
             kind,
             threshold_percent,
-            period_from: rfc3339(s.period.from),
-            period_to: rfc3339(s.period.to),
+            period_from: instant(s.period.from),
+            period_to: instant(s.period.to),
             spent_nanos: s.spent.to_i64().unwrap_or(i64::MAX),
             spent_usd: s.spent.usd(),
             percent: round1(s.percent(spec)),

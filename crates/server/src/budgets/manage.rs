@@ -17,7 +17,7 @@ use super::spec::{BudgetChange, BudgetSpec, NewBudget};
 use super::{Budgets, MAX_BUDGETS_PER_ORG};
 
 fn now_text() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    apogee_protocol::time::record_time(Utc::now())
 }
 
 /// The stored row of `spec`, on top of `base`'s identity and dates.

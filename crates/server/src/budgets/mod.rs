@@ -33,7 +33,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Hub, timestamp};
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::sync::lock;
 use evaluate::{AlertInput, Crossing, Standing};
@@ -390,7 +390,7 @@ impl Budgets {
             None => Vec::new(),
         };
         let kind = body.as_ref().map(EventBody::type_name);
-        let ts = timestamp(now);
+        let ts = apogee_protocol::time::event_ts(now);
         let events = match &body {
             None => Vec::new(),
             Some(body) => members

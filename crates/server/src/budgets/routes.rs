@@ -61,7 +61,7 @@ async fn view(app: &AppState, s: &UserSession, row: &BudgetRow) -> Result<Value,
             json!({
                 "crossing": a.crossing,
                 "fired_at": chrono::DateTime::from_timestamp_millis(a.fired_ms)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                    .map(apogee_protocol::time::record_time),
             })
         })
         .collect();

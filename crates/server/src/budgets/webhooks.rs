@@ -272,7 +272,7 @@ pub async fn create(
         format,
         secret,
         created_by: s.key().user_id.clone(),
-        created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        created_at: apogee_protocol::time::record_time(Utc::now()),
     };
     app.store
         .create_webhook(&hook, MAX_WEBHOOKS_PER_ORG)

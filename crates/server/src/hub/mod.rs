@@ -126,11 +126,6 @@ pub struct UserStream {
     messages: Arc<RateTable<UserKey>>,
 }
 
-/// RFC 3339 with microseconds, so event latency can be measured below a millisecond.
-pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
 impl Drop for UserStream {
     fn drop(&mut self) {
         if self.joined.load(Ordering::Acquire)
@@ -161,7 +156,7 @@ impl UserStream {
         let kind = body.type_name();
         let mut event = StreamEvent {
             seq: 0,
-            ts: timestamp(now),
+            ts: apogee_protocol::time::event_ts(now),
             thread_id: thread_id.to_string(),
             body,
         };

@@ -154,7 +154,7 @@ async fn session(State(app): State<AppState>, headers: HeaderMap) -> Response {
     match web.check(&headers, Proof::CookieOnly).await {
         Ok(s) => {
             let expires_at = chrono::DateTime::from_timestamp_millis(s.expires_ms)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                .map(apogee_protocol::time::instant);
             let body = Json(json!({
                 "user_id": s.user.user_id,
                 "org_id": s.user.org_id,
