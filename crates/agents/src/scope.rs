@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use apogee_protocol::{AgentStatus, EventBody, ToolStatus};
+use apogee_protocol::{AgentStatus, EventBody, SUPERVISOR_AGENT, ToolStatus};
 use serde_json::Value;
 // tokio's clock (the system's monotonic clock outside tests): a test with a paused clock
 // measures a tool's `duration_ms` exactly.
@@ -17,9 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sink::{EventSink, LlmCall, SinkError};
 use crate::tools::{ToolCall, ToolError, ToolOutput};
-
-/// Name of the top-level agent of every run.
-pub(crate) const SUPERVISOR: &str = "supervisor";
 
 /// Why a step did not produce its result.
 #[derive(Debug, thiserror::Error)]
@@ -317,19 +314,19 @@ where
     events
         .emit(EventBody::AgentStarted {
             run_id: run_id.clone(),
-            agent: SUPERVISOR.into(),
+            agent: SUPERVISOR_AGENT.into(),
             parent_agent: None,
         })
         .await?;
     let agent = Agent {
         events: Arc::clone(&events),
-        name: SUPERVISOR,
+        name: SUPERVISOR_AGENT,
     };
     let conclusion = body(agent).await?;
     events
         .emit(EventBody::AgentCompleted {
             run_id,
-            agent: SUPERVISOR.into(),
+            agent: SUPERVISOR_AGENT.into(),
             status: conclusion.status,
             summary: conclusion.summary.clone(),
             data: Some(conclusion.data.clone()),

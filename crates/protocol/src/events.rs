@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The agent every run starts and ends with: its `agent_completed` ends the run (§4).
+pub const SUPERVISOR_AGENT: &str = "supervisor";
+
 /// One event of a user's stream, as sent on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamEvent {

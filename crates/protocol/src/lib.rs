@@ -11,7 +11,7 @@ pub mod time;
 pub use client::{ClientFrame, FrameError, parse_client_frame};
 pub use events::{
     AgentStatus, AlertKind, AnomalyAlert, BudgetAlert, BudgetRef, Contributor, EventBody,
-    MessageInfo, Role, StreamEvent, ThreadInfo, ToolStatus,
+    MessageInfo, Role, SUPERVISOR_AGENT, StreamEvent, ThreadInfo, ToolStatus,
 };
 pub use server::{ErrorCode, ServerFrame};
 

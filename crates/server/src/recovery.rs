@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 
-use apogee_protocol::{AgentStatus, EventBody, StreamEvent, ToolStatus};
+use apogee_protocol::{AgentStatus, EventBody, SUPERVISOR_AGENT, StreamEvent, ToolStatus};
 use apogee_store::{RunRow, Store, StoreError};
 
 use crate::hub::{Hub, UserStream};
-
-const SUPERVISOR: &str = "supervisor";
 
 /// The ends a run's stored events are missing, in the order they must be emitted.
 fn missing_ends(run_id: &str, events: &[StreamEvent], reason: &str) -> Vec<EventBody> {
@@ -19,7 +17,7 @@ fn missing_ends(run_id: &str, events: &[StreamEvent], reason: &str) -> Vec<Event
     for e in events {
         match &e.body {
             EventBody::AgentStarted { agent, .. } => {
-                supervisor_seen |= agent == SUPERVISOR;
+                supervisor_seen |= agent == SUPERVISOR_AGENT;
                 open_agents.push(agent.clone());
             }
             EventBody::AgentCompleted { agent, .. } => {
@@ -41,10 +39,10 @@ fn missing_ends(run_id: &str, events: &[StreamEvent], reason: &str) -> Vec<Event
     if !supervisor_seen {
         ends.push(EventBody::AgentStarted {
             run_id: run_id.to_string(),
-            agent: SUPERVISOR.into(),
+            agent: SUPERVISOR_AGENT.into(),
             parent_agent: None,
         });
-        open_agents.insert(0, SUPERVISOR.into());
+        open_agents.insert(0, SUPERVISOR_AGENT.into());
     }
     for (agent, tool, call_id) in open_tools {
         ends.push(EventBody::ToolCompleted {
@@ -126,13 +124,13 @@ mod tests {
         let events = vec![
             ev(EventBody::AgentStarted {
                 run_id: r.clone(),
-                agent: "supervisor".into(),
+                agent: SUPERVISOR_AGENT.into(),
                 parent_agent: None,
             }),
             ev(EventBody::AgentStarted {
                 run_id: r.clone(),
                 agent: "triage".into(),
-                parent_agent: Some("supervisor".into()),
+                parent_agent: Some(SUPERVISOR_AGENT.into()),
             }),
             ev(EventBody::AgentCompleted {
                 run_id: r.clone(),
@@ -144,7 +142,7 @@ mod tests {
             ev(EventBody::AgentStarted {
                 run_id: r.clone(),
                 agent: "data".into(),
-                parent_agent: Some("supervisor".into()),
+                parent_agent: Some(SUPERVISOR_AGENT.into()),
             }),
             ev(EventBody::ToolExecuting {
                 run_id: r.clone(),
