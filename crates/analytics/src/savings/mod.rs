@@ -5,17 +5,17 @@
 //! recommenders live in their own submodules.
 
 mod context_tier;
+mod output_cap;
 mod prompt_cache;
-mod truncation;
 pub mod what_if;
 
 pub use context_tier::{TIER_MARGIN, context_tier, tier_band};
+pub use output_cap::{FAR_ABOVE_FACTOR, MIN_TRUNCATION_CALLS, OUTPUT_CAP_PERCENTILE, output_cap};
 pub use prompt_cache::{
     ANTHROPIC_CACHE_READ, ANTHROPIC_CACHE_WRITE, CACHE_WRITE_SHARE, GOOGLE_CACHE_READ,
     GOOGLE_CACHE_WRITE, MIN_CACHEABLE_PREFIX_TOKENS, MIN_PROMPT_CACHE_CALLS, OPENAI_CACHE_READ,
     OPENAI_CACHE_WRITE, STABLE_PREFIX_SHARE, cache_multipliers, prompt_cache,
 };
-pub use truncation::{FAR_ABOVE_FACTOR, MIN_TRUNCATION_CALLS, OUTPUT_CAP_PERCENTILE, output_cap};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The output-truncation recommender: a feature whose longest outputs on a model run far
+//! The output-cap recommender: a feature whose longest outputs on a model run far
 //! beyond its typical length pays for tokens a `max_tokens` cap at its usual length would not
 //! generate. The cap proposed is the feature's [`OUTPUT_CAP_PERCENTILE`]th output length.
 
