@@ -9,7 +9,7 @@
 //! landing. A tag rollup row sums a subset of one hourly row's records, so it stays within the
 //! same limit. Sums across buckets are read wide (`db::Sums`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::db::Cols;
 
@@ -213,35 +213,32 @@ impl RollupDelta {
         entries
     }
 
-    /// Folds in one raw row read through [`RAW_COLUMNS`]. The row's sums were checked
-    /// against its bucket before it was inserted, and a delete takes away part of what a
-    /// bucket holds, so an overflow here means the data is inconsistent: an error, not a wrap.
+    /// Folds in one raw row read back through [`RAW_COLUMNS`] (a delete's `RETURNING`).
     pub(crate) fn add_row(&mut self, r: &impl Cols) -> Result<(), sqlx::Error> {
-        let key = key_of(
-            r.int("ts_ms")?,
-            &r.text("provider")?,
-            &r.text("model")?,
-            r.opt_text("user_name")?.as_deref(),
-            r.opt_text("feature")?.as_deref(),
-        );
+        let stored = StoredRow::read(r)?;
+        self.add(&stored.as_raw())
+    }
+
+    /// Folds in one raw row. The row's sums were checked against its bucket before it was
+    /// inserted, and a delete takes away part of what a bucket holds, so an overflow here
+    /// means the data is inconsistent: an error, not a wrap.
+    pub(crate) fn add(&mut self, r: &RawRow<'_>) -> Result<(), sqlx::Error> {
+        let key = key_of(r.ts_ms, r.provider, r.model, r.user, r.feature);
         let row = RowSums {
-            calls: r.int("request_count")?,
-            input_tokens: r.int("input_tokens")?,
-            output_tokens: r.int("output_tokens")?,
-            cached_input_tokens: r.int("cached_input_tokens")?,
-            cost_nanos: r.opt_int("cost_nanos")?,
-            error: r.text("status")? != "ok",
+            calls: r.request_count,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cached_input_tokens: r.cached_input_tokens,
+            cost_nanos: r.cost_nanos,
+            error: r.status != "ok",
         };
         let overflow = || sqlx::Error::Decode("hourly usage sums out of the 64-bit range".into());
-        // Tags were stored as a JSON object of strings by ingest; anything else is not ours.
-        if let Some(json) = r.opt_text("tags")? {
-            let tags: std::collections::BTreeMap<String, String> =
-                serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        if let Some(tags) = r.tags {
             for (tag_key, tag_value) in tags {
                 let k = TagHourKey {
-                    tag_key,
+                    tag_key: tag_key.clone(),
                     hour: key.clone(),
-                    tag_value,
+                    tag_value: tag_value.clone(),
                 };
                 let sums = self.tag_sums.entry(k).or_default();
                 *sums = sums.add(&row).ok_or_else(overflow)?;
@@ -249,9 +246,106 @@ impl RollupDelta {
         }
         let sums = self.sums.entry(key).or_default();
         *sums = sums.add(&row).ok_or_else(overflow)?;
-        self.summaries.add_row(r)?;
+        self.summaries.add(r)?;
         self.rows += 1;
         Ok(())
+    }
+}
+
+/// One raw row as the rollups and the summaries see it: taken from a record as ingest stores
+/// it, or read back from the table ([`StoredRow`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawRow<'a> {
+    pub(crate) ts_ms: i64,
+    pub(crate) provider: &'a str,
+    pub(crate) model: &'a str,
+    pub(crate) user: Option<&'a str>,
+    pub(crate) feature: Option<&'a str>,
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
+    pub(crate) cached_input_tokens: i64,
+    /// `None` when unpriced.
+    pub(crate) cost_nanos: Option<i64>,
+    pub(crate) status: &'a str,
+    pub(crate) request_count: i64,
+    /// `None` when the row has no tags.
+    pub(crate) tags: Option<&'a BTreeMap<String, String>>,
+    pub(crate) batch: bool,
+    pub(crate) price_source: Option<&'a str>,
+    pub(crate) bucket_seconds: Option<i64>,
+    pub(crate) prompt_hash: Option<&'a str>,
+}
+
+/// A raw row decoded from [`RAW_COLUMNS`], owning its text.
+#[derive(Debug)]
+pub(crate) struct StoredRow {
+    ts_ms: i64,
+    provider: String,
+    model: String,
+    user: Option<String>,
+    feature: Option<String>,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_input_tokens: i64,
+    cost_nanos: Option<i64>,
+    status: String,
+    request_count: i64,
+    tags: Option<BTreeMap<String, String>>,
+    batch: bool,
+    price_source: Option<String>,
+    bucket_seconds: Option<i64>,
+    prompt_hash: Option<String>,
+}
+
+impl StoredRow {
+    pub(crate) fn read(r: &impl Cols) -> Result<StoredRow, sqlx::Error> {
+        // Tags were stored as a JSON object of strings by ingest; anything else is not ours.
+        let tags = match r.opt_text("tags")? {
+            Some(json) => Some(
+                serde_json::from_str::<BTreeMap<String, String>>(&json)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            ),
+            None => None,
+        };
+        Ok(StoredRow {
+            ts_ms: r.int("ts_ms")?,
+            provider: r.text("provider")?,
+            model: r.text("model")?,
+            user: r.opt_text("user_name")?,
+            feature: r.opt_text("feature")?,
+            input_tokens: r.int("input_tokens")?,
+            output_tokens: r.int("output_tokens")?,
+            cached_input_tokens: r.int("cached_input_tokens")?,
+            cost_nanos: r.opt_int("cost_nanos")?,
+            status: r.text("status")?,
+            request_count: r.int("request_count")?,
+            tags,
+            batch: r.int("batch_flag")? != 0,
+            price_source: r.opt_text("price_source")?,
+            bucket_seconds: r.opt_int("bucket_seconds")?,
+            prompt_hash: r.opt_text("prompt_hash")?,
+        })
+    }
+
+    pub(crate) fn as_raw(&self) -> RawRow<'_> {
+        RawRow {
+            ts_ms: self.ts_ms,
+            provider: &self.provider,
+            model: &self.model,
+            user: self.user.as_deref(),
+            feature: self.feature.as_deref(),
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cost_nanos: self.cost_nanos,
+            status: &self.status,
+            request_count: self.request_count,
+            tags: self.tags.as_ref(),
+            batch: self.batch,
+            price_source: self.price_source.as_deref(),
+            bucket_seconds: self.bucket_seconds,
+            prompt_hash: self.prompt_hash.as_deref(),
+        }
     }
 }
 

@@ -22,9 +22,8 @@ use std::collections::HashMap;
 
 use apogee_analytics::savings::ShortLimits;
 
-use crate::db::Cols;
 use crate::prompt_repeats::PromptCall;
-use crate::rollup::{NONE_KEY, hour_floor};
+use crate::rollup::{NONE_KEY, RawRow, hour_floor};
 
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
@@ -143,42 +142,37 @@ impl SummaryDelta {
         self.prompts_touched
     }
 
-    /// Folds in one raw row read through `rollup::RAW_COLUMNS`; rows not priced from the
-    /// catalog add nothing.
-    pub(crate) fn add_row(&mut self, r: &impl Cols) -> Result<(), sqlx::Error> {
-        if let Some(prompt_hash) = r.opt_text("prompt_hash")? {
+    /// Folds in one raw row; rows not priced from the catalog add nothing.
+    pub(crate) fn add(&mut self, r: &RawRow<'_>) -> Result<(), sqlx::Error> {
+        if let Some(prompt_hash) = r.prompt_hash {
             self.prompts_touched = true;
             if self.keep_prompt_calls {
                 self.prompt_calls.push(PromptCall {
-                    model: r.text("model")?,
-                    prompt_hash,
-                    ts_ms: r.int("ts_ms")?,
-                    feature: r
-                        .opt_text("feature")?
-                        .unwrap_or_else(|| NONE_KEY.to_string()),
-                    input_tokens: r.int("input_tokens")?,
-                    output_tokens: r.int("output_tokens")?,
-                    cost_nanos: r.opt_int("cost_nanos")?,
+                    model: r.model.to_string(),
+                    prompt_hash: prompt_hash.to_string(),
+                    ts_ms: r.ts_ms,
+                    feature: r.feature.unwrap_or(NONE_KEY).to_string(),
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    cost_nanos: r.cost_nanos,
                 });
             }
         }
-        match r.opt_text("price_source")?.as_deref() {
+        match r.price_source {
             None | Some("client") => return Ok(()),
             Some(_) => {}
         }
-        let ts_ms = r.int("ts_ms")?;
+        let ts_ms = r.ts_ms;
         let hour_ms = hour_floor(ts_ms);
-        let model = r.text("model")?;
-        let feature = r
-            .opt_text("feature")?
-            .unwrap_or_else(|| NONE_KEY.to_string());
-        let batch = r.int("batch_flag")?;
-        let calls = r.int("request_count")?;
-        let input = r.int("input_tokens")?;
-        let cached = r.int("cached_input_tokens")?;
-        let output = r.int("output_tokens")?;
-        let cost = r.opt_int("cost_nanos")?.unwrap_or(0);
-        let per_call = match (calls, r.opt_int("bucket_seconds")?) {
+        let model = r.model.to_string();
+        let feature = r.feature.unwrap_or(NONE_KEY).to_string();
+        let batch = i64::from(r.batch);
+        let calls = r.request_count;
+        let input = r.input_tokens;
+        let cached = r.cached_input_tokens;
+        let output = r.output_tokens;
+        let cost = r.cost_nanos.unwrap_or(0);
+        let per_call = match (calls, r.bucket_seconds) {
             (1, Some(_)) => PER_CALL_BUCKETED,
             (1, None) => PER_CALL_TIMED,
             _ => PER_CALL_AGGREGATE,

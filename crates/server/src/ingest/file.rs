@@ -17,7 +17,11 @@ use crate::config::Config;
 use crate::prices::{self, PricesError};
 
 /// Records priced and stored per transaction.
-const CHUNK: usize = 5_000;
+const CHUNK: usize = 20_000;
+/// Chunks of a streamed file parsed and priced ahead of the one being stored: parsing runs
+/// on a blocking thread while the store writes (the two overlap on two cores), and memory
+/// stays bounded by a few chunks.
+const CHUNKS_AHEAD: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileIngestError {
@@ -130,7 +134,7 @@ fn progress_bar(len: u64, show: bool, template: &str) -> ProgressBar {
 /// The file's records: streamed chunk by chunk with each record's index in the file, or a
 /// document parsed whole.
 enum Records {
-    Streamed(Box<dyn Iterator<Item = (usize, Result<UsageRecord, String>)>>),
+    Streamed(Box<dyn Iterator<Item = (usize, Result<UsageRecord, String>)> + Send>),
     Parsed(ParsedBatch),
 }
 
@@ -142,7 +146,17 @@ async fn store_chunk(
     catalog: &PriceCatalog,
     summary: &mut FileSummary,
 ) -> Result<(), FileIngestError> {
-    let mut parsed = super::price_batch(batch, catalog, Limits::default());
+    let parsed = super::price_batch(batch, catalog, Limits::default());
+    store_priced(store, org, parsed, summary).await
+}
+
+/// Stores one priced chunk, adding its outcome to `summary`.
+async fn store_priced(
+    store: &Store,
+    org: &str,
+    mut parsed: super::Parsed,
+    summary: &mut FileSummary,
+) -> Result<(), FileIngestError> {
     let stored = store.ingest_usage(org, &parsed.accepted).await?;
     parsed.reject_accepted(&stored.rejected);
     summary.accepted += stored.accepted;
@@ -188,7 +202,7 @@ pub async fn run(
             "{bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
         );
         let reader = BufReader::new(bar.wrap_read(file));
-        let records: Box<dyn Iterator<Item = _>> = if format == Format::Csv {
+        let records: Box<dyn Iterator<Item = _> + Send> = if format == Format::Csv {
             Box::new(
                 formats::csv::records(reader)
                     .map_err(|e| FileIngestError::Format(name.clone(), e))?
@@ -222,11 +236,24 @@ pub async fn run(
     };
     match records {
         Records::Streamed(records) => {
-            let mut records = records.peekable();
-            while records.peek().is_some() {
-                let batch = formats::collect_indexed(records.by_ref().take(CHUNK));
-                store_chunk(&store, org, batch, &catalog, &mut summary).await?;
+            let (chunks, mut priced) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+            let parser = tokio::task::spawn_blocking(move || {
+                let mut records = records.peekable();
+                while records.peek().is_some() {
+                    let batch = formats::collect_indexed(records.by_ref().take(CHUNK));
+                    let parsed = super::price_batch(batch, &catalog, Limits::default());
+                    // Closed when the store failed: nothing more to parse.
+                    if chunks.blocking_send(parsed).is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Some(parsed) = priced.recv().await {
+                store_priced(&store, org, parsed, &mut summary).await?;
             }
+            parser.await.map_err(|e| {
+                FileIngestError::Read(name.clone(), std::io::Error::other(e.to_string()))
+            })?;
         }
         Records::Parsed(mut parsed) => {
             summary.rejected = std::mem::take(&mut parsed.rejected);
