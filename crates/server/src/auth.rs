@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use apogee_store::{Redeemed, Store, StoreError, TicketGrant, UserKey};
@@ -212,16 +213,13 @@ impl Authenticator {
 
     /// Resolves when the credential behind `identity` is revoked (its browser session signed
     /// out); never for credentials that cannot be revoked (JWTs end at their expiry).
-    pub fn revoked(&self, identity: &Identity) -> impl Future<Output = ()> + Send + 'static {
-        let watch = match (&self.web_sessions, &identity.web_session) {
-            (Some(web), Some(id)) => Some(web.revoked(id)),
-            _ => None,
-        };
-        async move {
-            match watch {
-                Some(w) => w.await,
-                None => std::future::pending().await,
-            }
+    /// Boxed, and allocated only for a revocable credential: every open connection holds one
+    /// of these while idle.
+    pub fn revoked(&self, identity: &Identity) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        match (&self.web_sessions, &identity.web_session) {
+            (Some(web), Some(id)) => Box::pin(web.revoked(id)),
+            // A zero-sized future: boxing it allocates nothing.
+            _ => Box::pin(std::future::pending()),
         }
     }
 

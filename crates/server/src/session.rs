@@ -3,7 +3,7 @@
 //! from an [`Identity`], so every stream, thread, run and usage query it touches is the
 //! caller's own.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use apogee_agents::OrgBudgets;
 use apogee_analytics::PriceCatalog;
@@ -156,7 +156,7 @@ impl PendingRun {
 pub struct SessionFactory {
     /// This server process's id as a node sharing the store: recorded on every run it
     /// starts, so another node can take the run over if this one dies (`crate::lease`).
-    node_id: String,
+    node_id: Arc<str>,
     store: Store,
     hub: Arc<Hub>,
     runs: Arc<RunRegistry>,
@@ -174,7 +174,7 @@ impl SessionFactory {
         node_id: String,
     ) -> Self {
         Self {
-            node_id,
+            node_id: node_id.into(),
             store,
             hub,
             runs,
@@ -192,13 +192,12 @@ impl SessionFactory {
         UserSession {
             identity: identity.clone(),
             stream: self.hub.stream(&key),
-            usage: self.store.org_usage(&key.org_id),
-            key,
+            usage: OnceLock::new(),
             store: self.store.clone(),
             runs: Arc::clone(&self.runs),
             catalog: Arc::clone(&self.catalog),
             budgets: Arc::clone(&self.budgets),
-            node_id: self.node_id.clone(),
+            node_id: Arc::clone(&self.node_id),
         }
     }
 }
@@ -207,21 +206,24 @@ impl SessionFactory {
 ///
 /// ```compile_fail
 /// // Sessions cannot be built by hand, only from an authenticated identity.
-/// let s = apogee_server::session::UserSession { identity: todo!(), key: todo!(), stream: todo!(),
+/// let s = apogee_server::session::UserSession { identity: todo!(), stream: todo!(),
 ///     usage: todo!(), store: todo!(), runs: todo!(), catalog: todo!(), budgets: todo!(),
 ///     node_id: todo!() };
 /// ```
+///
+/// One lives as long as each WebSocket connection, so it holds what a connection needs and
+/// shares the rest: the user's key is its stream's, the node id is shared, and the org's
+/// usage view is made only when a REST call or a run asks for it.
 pub struct UserSession {
     identity: Identity,
-    key: UserKey,
     stream: Arc<UserStream>,
-    usage: OrgUsage,
+    usage: OnceLock<OrgUsage>,
     store: Store,
     runs: Arc<RunRegistry>,
     catalog: Arc<PriceCatalog>,
     /// The node's budget evaluator, which a budget made from the chat is handed to.
     budgets: Arc<Budgets>,
-    node_id: String,
+    node_id: Arc<str>,
 }
 
 fn now() -> (String, i64) {
@@ -243,7 +245,8 @@ impl UserSession {
 
     /// This org's usage, for REST cost queries and ingest.
     pub fn usage(&self) -> &OrgUsage {
-        &self.usage
+        self.usage
+            .get_or_init(|| self.store.org_usage(&self.key().org_id))
     }
 
     pub fn catalog(&self) -> &PriceCatalog {
@@ -257,7 +260,7 @@ impl UserSession {
 
     /// Whose session this is.
     pub fn key(&self) -> &UserKey {
-        &self.key
+        self.stream.key()
     }
 
     /// Registers a connection resuming after `last_seq`; see [`UserStream::subscribe`].
@@ -272,12 +275,12 @@ impl UserSession {
 
     /// Stored events with `after < seq <= upto`.
     pub async fn replay(&self, after: u64, upto: u64) -> Result<Vec<StoredEvent>, StoreError> {
-        self.store.events_between(&self.key, after, upto).await
+        self.store.events_between(self.key(), after, upto).await
     }
 
     /// The oldest event still stored, to tell whether a resume point is still covered.
     pub async fn oldest_seq(&self) -> Result<Option<u64>, StoreError> {
-        self.store.oldest_seq(&self.key).await
+        self.store.oldest_seq(self.key()).await
     }
 
     /// Stores the message and its run (idempotent on `client_msg_id`). The caller sends the
@@ -289,7 +292,7 @@ impl UserSession {
         thread_id: Option<&str>,
     ) -> Result<Submitted, SessionError> {
         // Resends are answered even when over the rate: they start nothing.
-        if let Some(record) = self.store.find_ack(&self.key, client_msg_id).await? {
+        if let Some(record) = self.store.find_ack(self.key(), client_msg_id).await? {
             return Ok(Submitted::duplicate(record));
         }
         self.stream
@@ -299,7 +302,7 @@ impl UserSession {
         let run_id = new_id("run");
         let reservation =
             self.runs
-                .reserve(&run_id, &self.key)
+                .reserve(&run_id, self.key())
                 .map_err(|refused| match refused {
                     Refused::Busy(max) => SessionError::Busy(max),
                     Refused::Draining => SessionError::ShuttingDown,
@@ -316,9 +319,9 @@ impl UserSession {
             content: content.to_string(),
             created_at,
             created_ms,
-            node_id: self.node_id.clone(),
+            node_id: self.node_id.to_string(),
         };
-        let outcome = self.store.create_turn(&self.key, &turn).await;
+        let outcome = self.store.create_turn(self.key(), &turn).await;
         if !matches!(outcome, Ok(TurnOutcome::Created)) {
             self.runs.release(&run_id);
         }
@@ -338,14 +341,14 @@ impl UserSession {
                     stream: Arc::clone(&self.stream),
                     store: self.store.clone(),
                     runs: Arc::clone(&self.runs),
-                    usage: Arc::new(self.usage.clone()),
+                    usage: Arc::new(self.usage().clone()),
                     catalog: Arc::clone(&self.catalog),
                     // The org and the author come from this authenticated session only.
                     budgets: Arc::new(MemberBudgets::new(
                         self.store.clone(),
                         Arc::clone(&self.budgets),
-                        self.key.clone(),
-                        self.usage.clone(),
+                        self.key().clone(),
+                        self.usage().clone(),
                     )),
                 }),
             }),
@@ -356,10 +359,10 @@ impl UserSession {
 
     /// Cancels one of the caller's runs; a finished run of theirs is left as it ended.
     pub async fn cancel_run(&self, run_id: &str) -> Result<(), SessionError> {
-        if self.runs.cancel(run_id, &self.key) {
+        if self.runs.cancel(run_id, self.key()) {
             return Ok(());
         }
-        if self.store.run_owned(&self.key, run_id).await? {
+        if self.store.run_owned(self.key(), run_id).await? {
             Ok(())
         } else {
             Err(SessionError::NotFound)
@@ -367,27 +370,27 @@ impl UserSession {
     }
 
     pub async fn threads(&self) -> Result<Vec<ThreadRow>, StoreError> {
-        self.store.list_threads(&self.key).await
+        self.store.list_threads(self.key()).await
     }
 
     pub async fn thread_messages(&self, thread_id: &str) -> Result<Vec<MessageRow>, SessionError> {
         self.store
-            .thread_messages(&self.key, thread_id)
+            .thread_messages(self.key(), thread_id)
             .await?
             .ok_or(SessionError::NotFound)
     }
 
     pub async fn run_events(&self, run_id: &str) -> Result<Vec<StoredEvent>, SessionError> {
-        if !self.store.run_owned(&self.key, run_id).await? {
+        if !self.store.run_owned(self.key(), run_id).await? {
             return Err(SessionError::NotFound);
         }
-        Ok(self.store.run_events(&self.key, run_id).await?)
+        Ok(self.store.run_events(self.key(), run_id).await?)
     }
 
     pub async fn ingest_usage(
         &self,
         records: &[(apogee_analytics::PricedRecord, String)],
     ) -> Result<IngestSummary, StoreError> {
-        self.store.ingest_usage(&self.key.org_id, records).await
+        self.store.ingest_usage(&self.key().org_id, records).await
     }
 }

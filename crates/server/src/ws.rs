@@ -5,8 +5,11 @@
 //! rules (limits, expiry, slow clients, shutdown) are enforced in one place.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use apogee_protocol::client::MAX_FRAME_BYTES;
@@ -42,6 +45,9 @@ const ERROR_WINDOW: Duration = Duration::from_secs(10);
 /// The largest message the WebSocket layer buffers; frames over [`MAX_FRAME_BYTES`] but under
 /// this get a clean 1009, larger ones are cut off by the codec.
 const CODEC_MAX_MESSAGE: usize = 256 * 1024;
+
+/// Bytes of the WebSocket codec's read buffer (axum's default is 128 KiB).
+const READ_BUFFER: usize = 256;
 
 /// Longest wait scheduled for a token's expiry (ten years).
 const MAX_EXPIRY_WAIT_SECS: i64 = 10 * 365 * 24 * 3600;
@@ -115,18 +121,43 @@ pub async fn upgrade(
     // Before the stream's head is read: an alert fired from now on is in this user's stream.
     app.budgets.member_seen(&user).await;
     let session = app.sessions.open(&identity);
+    let tasks = app.connections.clone();
+    let conn = Box::new(Connection {
+        session,
+        app,
+        last_seq,
+        _slot: slot,
+    });
     ws.protocols([apogee_protocol::SUBPROTOCOL])
-        .read_buffer_size(1024)
+        // Every open connection keeps this buffer for its whole life, and it is also the most
+        // one read takes in: client frames are small (a message, a ping), and a larger one
+        // is read in several (the codec reserves its full length once its header is in).
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(CODEC_MAX_MESSAGE)
         .max_frame_size(CODEC_MAX_MESSAGE)
         .on_upgrade(move |socket| {
+            let identity = conn.session.identity();
             let span =
                 tracing::info_span!("ws", user = %identity.user_id(), org = %identity.org_id());
-            let fut = serve_connection(socket, session, last_seq, app.clone(), slot);
-            app.connections.track_future(fut).instrument(span)
+            // Split here, so the task's future holds the two halves and not the socket too.
+            let (sink, stream) = socket.split();
+            tasks
+                .track_future(serve_connection(sink, stream, conn))
+                .instrument(span)
         })
+}
+
+/// What a connection holds for its whole life, boxed once: the upgrade's future and the
+/// connection's own then carry a pointer to it rather than each a copy of the session and the
+/// server's handles (tens of thousands of idle connections are mostly these futures).
+struct Connection {
+    session: UserSession,
+    app: AppState,
+    last_seq: Option<u64>,
+    /// Released when the connection ends: the node's and the user's connection counts.
+    _slot: ConnectionSlot,
 }
 
 /// Why a connection ends and how to close it.
@@ -151,30 +182,34 @@ enum Out {
 /// client that lets more pile up is too slow.
 const CONTROL_QUEUE: usize = 64;
 
-async fn serve_connection(
-    socket: WebSocket,
-    session: UserSession,
-    last_seq: Option<u64>,
-    app: AppState,
-    _slot: ConnectionSlot,
-) {
+/// Runs one connection. Only what waits while the connection is idle lives in this future
+/// (the two halves' waits, the writer's timers and queues); every step that does work (start-up
+/// and replay, sending a frame, handling a client frame, closing) is boxed, so the task of an
+/// idle connection is sized for waiting, not for working.
+async fn serve_connection(sink: Sink, stream: SplitStream<WebSocket>, conn: Box<Connection>) {
+    let Connection {
+        session,
+        app,
+        last_seq,
+        ..
+    } = &*conn;
     app.metrics.connections_total.inc();
     app.metrics.connections_open.inc();
     let connection_id = app.next_connection_id();
-    let (sink, stream) = socket.split();
     let (out_tx, out_rx) = queue::bounded(CONTROL_QUEUE);
     let started = Instant::now();
     let last_seen_ms = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
     let mut writer = Writer {
         sink,
-        app: &app,
-        session: &session,
+        app,
+        session,
         last_seen_ms: &last_seen_ms,
         started,
     };
     let reader = Reader {
-        session: &session,
-        app: &app,
+        session,
+        app,
         out: out_tx,
         last_seen_ms: &last_seen_ms,
         started,
@@ -184,35 +219,20 @@ async fn serve_connection(
     // The writer decides how the connection ends; when the reader stops first (peer gone, or
     // a close requested), the writer finishes what is queued for it and closes.
     let end = {
-        let stop = CancellationToken::new();
-        let writing = writer.run(connection_id, last_seq, out_rx);
-        let reading = reader.run(stream, stop.clone());
+        let writing = writer.run(connection_id, *last_seq, out_rx);
+        let reading = reader.run(stream, &stop);
         tokio::pin!(writing, reading);
         tokio::select! {
             end = &mut writing => {
                 // Let the reader finish the frame in hand (bounded store work), then stop.
-                stop.cancel();
+                stop.store(true, Ordering::Relaxed);
                 reading.await;
                 end
             }
             () = &mut reading => writing.await,
         }
     };
-    match end {
-        End::Close(code, reason) => {
-            let frame = CloseFrame {
-                code,
-                reason: reason.into(),
-            };
-            let _ =
-                tokio::time::timeout(CLOSE_TIMEOUT, writer.sink.send(Message::Close(Some(frame))))
-                    .await;
-        }
-        // Whatever the codec still holds (its answer to a close frame) goes out if it can.
-        End::PeerClosed | End::Drop => {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.sink.flush()).await;
-        }
-    }
+    Box::pin(writer.finish(end)).await;
     app.metrics.connections_open.dec();
 }
 
@@ -229,8 +249,13 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     /// Sends one message, giving up as soon as the connection is found too slow or the
-    /// server is shutting down.
+    /// server is shutting down. Boxed: its timer and waits are live only while a frame goes
+    /// out, and inline they would size every idle connection's task for them.
     async fn send(&mut self, msg: Message, too_slow: &CancellationToken) -> Result<(), End> {
+        Box::pin(self.send_inline(msg, too_slow)).await
+    }
+
+    async fn send_inline(&mut self, msg: Message, too_slow: &CancellationToken) -> Result<(), End> {
         tokio::select! {
             r = tokio::time::timeout(SEND_TIMEOUT, self.sink.send(msg)) => match r {
                 Ok(Ok(())) => Ok(()),
@@ -257,23 +282,20 @@ impl Writer<'_> {
         let too_slow = sub.too_slow.clone();
         let hb = Duration::from_millis(self.app.config.heartbeat_ms);
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
-        let expiry = self.session.identity().expires_at().map(|exp| {
-            // Clamped: a far-future `exp` must not overflow the timer's arithmetic.
-            let secs = exp
-                .saturating_sub(chrono::Utc::now().timestamp())
-                .clamp(0, MAX_EXPIRY_WAIT_SECS) as u64;
-            tokio::time::Instant::now() + Duration::from_secs(secs)
-        });
-        let token_expired = async move {
-            match expiry {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(token_expired);
+        // Boxed, and allocated only for a credential that expires.
+        let mut token_expired: Pin<Box<dyn Future<Output = ()> + Send>> =
+            match self.session.identity().expires_at() {
+                Some(exp) => {
+                    // Clamped: a far-future `exp` must not overflow the timer's arithmetic.
+                    let secs = exp
+                        .saturating_sub(chrono::Utc::now().timestamp())
+                        .clamp(0, MAX_EXPIRY_WAIT_SECS) as u64;
+                    Box::pin(tokio::time::sleep(Duration::from_secs(secs)))
+                }
+                None => Box::pin(std::future::pending()),
+            };
         // A browser session signed out ends its connections as an expired token does.
-        let revoked = self.app.auth.revoked(self.session.identity());
-        tokio::pin!(revoked);
+        let mut revoked = self.app.auth.revoked(self.session.identity());
         loop {
             let step = tokio::select! {
                 biased;
@@ -376,6 +398,27 @@ impl Writer<'_> {
         }
         Ok(sub)
     }
+
+    /// Ends the connection: its close code, or whatever the codec still holds (its answer
+    /// to a close frame), each sent if it can be within [`CLOSE_TIMEOUT`].
+    async fn finish(mut self, end: End) {
+        match end {
+            End::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ = tokio::time::timeout(
+                    CLOSE_TIMEOUT,
+                    self.sink.send(Message::Close(Some(frame))),
+                )
+                .await;
+            }
+            End::PeerClosed | End::Drop => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.sink.flush()).await;
+            }
+        }
+    }
 }
 
 /// Owns the socket's receiving half: parses client frames and acts on them, answering
@@ -394,35 +437,41 @@ impl Reader<'_> {
     /// Consumes the reader: when it returns, its sender is gone and the writer sees the end.
     /// `stop` ends it between frames, never while a frame is being handled: a stored message
     /// must not lose the run it starts because the connection is closing.
-    async fn run(mut self, mut stream: SplitStream<WebSocket>, stop: CancellationToken) {
+    async fn run(mut self, mut stream: SplitStream<WebSocket>, stop: &AtomicBool) {
+        // No waker is registered: `stop` is set only by this connection's own task, which
+        // polls the reader right after setting it.
+        let stopped = || {
+            std::future::poll_fn(|_| {
+                if stop.load(Ordering::Relaxed) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+        };
         loop {
             let msg = tokio::select! {
+                biased;
+                () = stopped() => return,
                 msg = stream.next() => msg,
-                _ = stop.cancelled() => return,
             };
             let Some(msg) = msg else { return };
             self.last_seen_ms
                 .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            // Boxed, as the writer's sends are: handling a frame is brief, waiting is not.
             let step = match msg {
-                Ok(msg) => self.on_message(msg).await,
+                Ok(msg) => Box::pin(self.on_message(msg)).await,
                 Err(e) => Err(read_error(&e)),
             };
-            match step {
-                Ok(()) => {}
-                Err(End::Close(code, reason)) => {
-                    // After what is queued: the writer sends it, then the close frame.
-                    let _ =
-                        tokio::time::timeout(SEND_TIMEOUT, self.out.push(Out::Close(code, reason)))
-                            .await;
-                    return;
-                }
-                Err(End::PeerClosed) => {
-                    let _ =
-                        tokio::time::timeout(SEND_TIMEOUT, self.out.push(Out::PeerClosed)).await;
-                    return;
-                }
+            let last = match step {
+                Ok(()) => continue,
+                // After what is queued: the writer sends it, then the close frame.
+                Err(End::Close(code, reason)) => Out::Close(code, reason),
+                Err(End::PeerClosed) => Out::PeerClosed,
                 Err(End::Drop) => return,
-            }
+            };
+            let _ = Box::pin(tokio::time::timeout(SEND_TIMEOUT, self.out.push(last))).await;
+            return;
         }
     }
 
@@ -450,8 +499,7 @@ impl Reader<'_> {
                     ));
                 }
                 match parse_client_frame(text.as_str()) {
-                    // Boxed for the same reason as the writer's start-up.
-                    Ok(frame) => Box::pin(self.on_frame(frame)).await,
+                    Ok(frame) => self.on_frame(frame).await,
                     Err(e) => self.send_error(e, None).await,
                 }
             }
