@@ -43,7 +43,6 @@ const SQLITE: &[Migration] = &[
         include_str!("../migrations/0017_recommender_summaries.sql"),
     ),
     (18, include_str!("../migrations/0018_prompt_repeats.sql")),
-    (24, include_str!("../migrations/0024_daily_rollups.sql")),
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -72,10 +71,6 @@ const POSTGRES: &[Migration] = &[
     (
         18,
         include_str!("../migrations/postgres/0018_prompt_repeats.sql"),
-    ),
-    (
-        24,
-        include_str!("../migrations/postgres/0024_daily_rollups.sql"),
     ),
 ];
 

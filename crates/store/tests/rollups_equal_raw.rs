@@ -2,8 +2,8 @@
 //! `latency`, `model_mix` over random scopes and groupings, and `tags` — equal the in-memory
 //! reference over the raw records, for random records (with tags), random periods, duplicate
 //! ingests and the delete of synthetic records the demo refresh uses (which must spare a
-//! client's records, `demo-` request ids included): whether they read the daily and hourly
-//! rollups plus raw edge hours, the tag rollup, or raw rows. On SQLite, and on PostgreSQL when
+//! client's records, `demo-` request ids included): whether they read the hourly rollups plus
+//! raw edge hours, the tag rollup, or raw rows. On SQLite, and on PostgreSQL when
 //! `APOGEE_TEST_DATABASE_URL` is set (`./scripts/test` sets it).
 
 use std::collections::BTreeMap;
@@ -317,30 +317,8 @@ fn bound() -> impl Strategy<Value = i64> {
     ]
 }
 
-/// Period bounds on a UTC day or an hour, so periods read whole days from the daily rollup
-/// alone, days plus whole hours around them, or hours alone.
-fn day_or_hour_bound() -> impl Strategy<Value = i64> {
-    prop_oneof![
-        (-1i64..12).prop_map(|d| d * 86_400_000),
-        (-2i64..245).prop_map(|h| h * 3_600_000),
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
-
-    /// The daily rollup (migration 24, kept from the hourly one by triggers) answers whole
-    /// days exactly, through ingests, duplicate ingests and deletes.
-    #[test]
-    fn whole_days_read_from_the_daily_rollup_equal_the_reference(
-        recs in prop::collection::vec(rec(), 1..120),
-        periods in prop::collection::vec((day_or_hour_bound(), day_or_hour_bound()), 1..4),
-        shapes in prop::collection::vec(query_shape(), 1..6),
-        delete_synthetic in any::<bool>(),
-    ) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(check(recs, periods, shapes, delete_synthetic));
-    }
 
     #[test]
     fn sql_reads_equal_the_reference(

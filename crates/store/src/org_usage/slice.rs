@@ -68,36 +68,14 @@ const RAW_MEASURES: &str =
 const EDGES: &str = "FROM usage_records
     WHERE org_id = $1 AND ((ts_ms >= $4 AND ts_ms < $5) OR (ts_ms >= $6 AND ts_ms < $7))";
 
-/// Daily rollup rows of the whole UTC days inside the whole hours ($8/$9, [`whole_days`]),
-/// hourly rollup rows of the whole hours before and after them ($2/$8, $9/$3), then the raw rows of the edges:
-/// a 30-day period reads ~30 × dimension rows of days instead of ~720 × dimension rows of
-/// hours. A day row's `hour_ms` is its day's start, so it groups under the same day and week.
+/// Rollup rows of the whole hours ($1 org, $2/$3 the hours), then the raw rows of the edges.
 fn rollup_rows() -> String {
     format!(
-        "SELECT day_ms AS hour_ms, provider, model, user_key, feature_key, {MEASURES}
-         FROM usage_daily WHERE org_id = $1 AND day_ms >= $8 AND day_ms < $9
-         UNION ALL
-         SELECT hour_ms, provider, model, user_key, feature_key, {MEASURES}
-         FROM usage_hourly WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $8
-         UNION ALL
-         SELECT hour_ms, provider, model, user_key, feature_key, {MEASURES}
-         FROM usage_hourly WHERE org_id = $1 AND hour_ms >= $9 AND hour_ms < $3
+        "SELECT hour_ms, provider, model, user_key, feature_key, {MEASURES}
+         FROM usage_hourly WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3
          UNION ALL
          SELECT {RAW_DIMENSIONS}, {RAW_MEASURES} {EDGES}"
     )
-}
-
-/// The whole UTC days `[from, to)` inside the whole hours of `s`; `(hours_to, hours_to)` when
-/// there is none, so the hours cover it all.
-fn whole_days(s: &Split) -> (i64, i64) {
-    let from = s.hours_from.saturating_add(DAY_MS - 1);
-    let from = from - from.rem_euclid(DAY_MS);
-    let to = s.hours_to - s.hours_to.rem_euclid(DAY_MS);
-    if s.has_hours() && from < to {
-        (from, to)
-    } else {
-        (s.hours_to, s.hours_to)
-    }
 }
 
 /// Like [`rollup_rows`], with the value of one tag (`key`, a placeholder) as `tag_value`: the
@@ -299,11 +277,7 @@ fn source(db: &Db, org_id: &str, q: &UsageQuery, raw: bool) -> (String, Sql) {
         tags: TagValues::Column,
     };
     let rows = match keys.first() {
-        None => {
-            let (days_from, days_to) = whole_days(&s);
-            sql.args.extend([Arg::Int(days_from), Arg::Int(days_to)]);
-            rollup_rows()
-        }
+        None => rollup_rows(),
         Some(key) => {
             let placeholder = sql.text(key);
             let edge_value = sql.json_tag(db, key);
