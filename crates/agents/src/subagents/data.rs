@@ -59,43 +59,59 @@ pub(crate) async fn work(
             totals.cost.display_usd()
         ))
         .await?;
-    let by_model_as_stored = agent
-        .call(spend_by(usage, period, Grouping::By(Dimension::Model)))
-        .await?;
+    // Where the month is heading answers "what are we spending" and puts a spike in context.
+    let forecast_wanted = matches!(plan.intent, Intent::Analysis | Intent::SpikeExplanation);
+    if forecast_wanted {
+        agent
+            .think("Projecting this month's spend from the last 7 complete days.")
+            .await?;
+    }
+    // The report is org-wide; a named user's own row comes from the by-user breakdown, and
+    // the report says the rest is not filtered.
+    let user_wanted = plan.scope.values_of(&Dimension::User).is_some();
+    if user_wanted {
+        agent
+            .think("The question names a user: reading spend by user for their row; the other figures stay org-wide.")
+            .await?;
+    }
+    // Independent reads of the same period: run together, they take as long as the slowest
+    // rather than the sum (each call still pairs its own start and end by call id).
+    let (by_model_as_stored, by_feature, by_day, by_user, forecast) = tokio::join!(
+        agent.call(spend_by(usage, period, Grouping::By(Dimension::Model))),
+        agent.call(spend_by(usage, period, Grouping::By(Dimension::Feature))),
+        agent.call(spend_by(usage, period, Grouping::Day)),
+        async {
+            if user_wanted {
+                agent
+                    .call(spend_by(usage, period, Grouping::By(Dimension::User)))
+                    .await
+            } else {
+                Ok(Vec::new())
+            }
+        },
+        async {
+            if forecast_wanted {
+                let m = agent
+                    .call(forecast_month_end(usage, now, Scope::all()))
+                    .await?;
+                Ok::<_, StepError>(Some(m))
+            } else {
+                Ok(None)
+            }
+        },
+    );
+    let (by_model_as_stored, by_feature, by_day, by_user, forecast) = (
+        by_model_as_stored?,
+        by_feature?,
+        by_day?,
+        by_user?,
+        forecast?,
+    );
     // One model reported under several names (`gpt-4o`, `gpt-4o-2024-08-06`) is one row.
     let by_model: Vec<_> = merge_model_rows(&by_model_as_stored, catalog)
         .into_iter()
         .map(|m| m.row)
         .collect();
-    let by_feature = agent
-        .call(spend_by(usage, period, Grouping::By(Dimension::Feature)))
-        .await?;
-    let by_day = agent.call(spend_by(usage, period, Grouping::Day)).await?;
-    // The report is org-wide; a named user's own row comes from the by-user breakdown, and
-    // the report says the rest is not filtered.
-    let by_user = if plan.scope.values_of(&Dimension::User).is_some() {
-        agent
-            .think("The question names a user: reading spend by user for their row; the other figures stay org-wide.")
-            .await?;
-        agent
-            .call(spend_by(usage, period, Grouping::By(Dimension::User)))
-            .await?
-    } else {
-        Vec::new()
-    };
-    // Where the month is heading answers "what are we spending" and puts a spike in context.
-    let forecast = if matches!(plan.intent, Intent::Analysis | Intent::SpikeExplanation) {
-        agent
-            .think("Projecting this month's spend from the last 7 complete days.")
-            .await?;
-        Some(
-            agent
-                .call(forecast_month_end(usage, now, Scope::all()))
-                .await?,
-        )
-    } else {
-        None
-    };
     let summary = format!(
         "{} across {} calls, {} models, {} features, {} days with usage",
         totals.cost.display_usd(),

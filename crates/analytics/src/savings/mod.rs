@@ -17,6 +17,7 @@ pub use prompt_cache::{
     OPENAI_CACHE_WRITE, STABLE_PREFIX_SHARE, cache_multipliers, prompt_cache,
 };
 
+use futures_util::future::{try_join, try_join5};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{PriceCatalog, Pricing};
@@ -338,30 +339,50 @@ pub async fn recommend(
     period: &Period,
     limits: ShortLimits,
 ) -> Result<Vec<Recommendation>, QueryError> {
-    let by_model = usage
-        .breakdown(period, Grouping::By(Dimension::Model))
-        .await?;
-    let mut recs = Vec::new();
-    for candidate in right_size_candidates(catalog, &by_model) {
-        let profile = candidate_profile(usage, period, &candidate, limits).await?;
-        recs.extend(
-            catalog
-                .lookup(&candidate.alternative)
-                .and_then(|to| right_size(&profile, &to, limits, period.days())),
-        );
-    }
-    let repeats = usage.repeated_prompts(period).await?;
+    // Independent reads: side by side they take as long as the slowest, not the sum. Only
+    // right-sizing and context tiers need the spend by model first.
+    let by_model_then = async {
+        let by_model = usage
+            .breakdown(period, Grouping::By(Dimension::Model))
+            .await?;
+        let right_sized = async {
+            let mut recs = Vec::new();
+            for candidate in right_size_candidates(catalog, &by_model) {
+                let profile = candidate_profile(usage, period, &candidate, limits).await?;
+                recs.extend(
+                    catalog
+                        .lookup(&candidate.alternative)
+                        .and_then(|to| right_size(&profile, &to, limits, period.days())),
+                );
+            }
+            Ok::<_, QueryError>(recs)
+        };
+        try_join(
+            right_sized,
+            context_tiers(usage, catalog, period, &by_model),
+        )
+        .await
+    };
+    let ((right_sized, tiers), repeats, batchable, caches, caps) = try_join5(
+        by_model_then,
+        usage.repeated_prompts(period),
+        usage.batch_candidates(period),
+        prompt_caches(usage, catalog, period),
+        output_caps(usage, catalog, period),
+    )
+    .await?;
+    let mut recs = right_sized;
     recs.extend(response_cache(&repeats, CACHE_HIT_RATE, period.days()));
-    for c in usage.batch_candidates(period).await? {
+    for c in batchable {
         recs.extend(
             catalog
                 .lookup(&c.model)
                 .and_then(|p| batch_api(&c, &p, period.days())),
         );
     }
-    recs.extend(prompt_caches(usage, catalog, period).await?);
-    recs.extend(output_caps(usage, catalog, period).await?);
-    recs.extend(context_tiers(usage, catalog, period, &by_model).await?);
+    recs.extend(caches);
+    recs.extend(caps);
+    recs.extend(tiers);
     sort_by_saving(&mut recs);
     Ok(recs)
 }
