@@ -19,3 +19,14 @@ pub const POLICY_VIOLATION: u16 = 1008;
 pub const TRY_AGAIN_LATER: u16 = 1013;
 /// The JWT expired while connected.
 pub const TOKEN_EXPIRED: u16 = 4001;
+
+/// The reason texts sent with the closes a server makes on its own account, each written once
+/// (the code says what to do; the text is for people reading logs).
+pub mod reason {
+    /// With [`super::TRY_AGAIN_LATER`]: the client's send queue filled up.
+    pub const TOO_SLOW: &str = "too slow: resume with last_seq";
+    /// With [`super::SERVICE_RESTART`]: the node is shutting down.
+    pub const RESTARTING: &str = "server restarting";
+    /// With [`super::TOKEN_EXPIRED`]: the credential expired or was signed out.
+    pub const TOKEN_EXPIRED: &str = "token_expired";
+}

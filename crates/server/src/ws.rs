@@ -260,10 +260,10 @@ impl Writer<'_> {
             r = tokio::time::timeout(SEND_TIMEOUT, self.sink.send(msg)) => match r {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(End::Drop),
-                Err(_) => Err(End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq")),
+                Err(_) => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
             },
-            _ = too_slow.cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq")),
-            _ = self.app.shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, "server restarting")),
+            _ = too_slow.cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
+            _ = self.app.shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, close::reason::RESTARTING)),
         }
     }
 
@@ -299,10 +299,10 @@ impl Writer<'_> {
         loop {
             let step = tokio::select! {
                 biased;
-                _ = self.app.shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, "server restarting")),
-                _ = too_slow.cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, "too slow: resume with last_seq")),
-                _ = &mut token_expired => Err(End::Close(close::TOKEN_EXPIRED, "token_expired")),
-                _ = &mut revoked => Err(End::Close(close::TOKEN_EXPIRED, "token_expired")),
+                _ = self.app.shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, close::reason::RESTARTING)),
+                _ = too_slow.cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
+                _ = &mut token_expired => Err(End::Close(close::TOKEN_EXPIRED, close::reason::TOKEN_EXPIRED)),
+                _ = &mut revoked => Err(End::Close(close::TOKEN_EXPIRED, close::reason::TOKEN_EXPIRED)),
                 out = out.pop() => match out {
                     Some(Out::Frame(text)) => self.send(Message::Text(text.into()), &too_slow).await,
                     Some(Out::Close(code, reason)) => Err(End::Close(code, reason)),
@@ -482,10 +482,7 @@ impl Reader<'_> {
         match tokio::time::timeout(SEND_TIMEOUT, self.out.push(Out::Frame(frame.to_json()))).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Drop),
-            Err(_) => Err(End::Close(
-                close::TRY_AGAIN_LATER,
-                "too slow: resume with last_seq",
-            )),
+            Err(_) => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
         }
     }
 
@@ -545,9 +542,10 @@ impl Reader<'_> {
                     replied
                 }
                 // Not stored: the client resends it once reconnected.
-                Err(SessionError::ShuttingDown) => {
-                    Err(End::Close(close::SERVICE_RESTART, "server restarting"))
-                }
+                Err(SessionError::ShuttingDown) => Err(End::Close(
+                    close::SERVICE_RESTART,
+                    close::reason::RESTARTING,
+                )),
                 Err(e) => {
                     let (frame, retry) = session_error(e, Some(client_msg_id));
                     self.send_error(frame, retry).await
