@@ -23,6 +23,8 @@ const AGENT_LABELS = {
 
 /** What a finished run did, by the kind of its answer: a budget command is not an analysis. */
 const RUN_NOUN = { budget: 'Budget command', conversation: 'Reply', help: 'Reply' };
+/** A reply that went well reads as one word ("Answered in 17 ms"), not "Reply done". */
+const REPLY_OK = 'Answered';
 
 /** The run's answer shape (`data.answer`: kind, lead, chart), once the supervisor has sent it. */
 function answerShape(view) {
@@ -32,6 +34,14 @@ function answerShape(view) {
 function runNoun(view) {
   const shape = answerShape(view);
   return (shape && RUN_NOUN[shape.kind]) || 'Analysis';
+}
+
+/** The finished run's header: what it was and how it ended, with its time. */
+function finishedHeadline(view) {
+  const noun = runNoun(view);
+  const took = view.endedAt ? ` in ${elapsed(view.startedAt, view.endedAt)}` : '';
+  if (noun === RUN_NOUN.conversation && view.status === 'ok') return `${REPLY_OK}${took}`;
+  return `${noun} ${STATUS_TEXT[view.status] || view.status}${took}`;
 }
 
 const STATUS_TEXT = { running: 'running', ok: 'done', error: 'failed', cancelled: 'cancelled' };
@@ -98,7 +108,7 @@ export class RunView {
     const agents = view.steps.filter((st) => st.agent !== 'supervisor').length;
     this.headIcon.textContent = `${STATUS_ICON[view.status] || STATUS_ICON.running} `;
     if (!done) this.headline.textContent = `Working: ${agentLabel(lastRunning(view))}…`;
-    else this.headline.textContent = `${runNoun(view)} ${STATUS_TEXT[view.status] || view.status}${view.endedAt ? ` in ${elapsed(view.startedAt, view.endedAt)}` : ''}`;
+    else this.headline.textContent = finishedHeadline(view);
     this.counts.textContent = ` · ${agents} agent${agents === 1 ? '' : 's'}, ${tools} tool call${tools === 1 ? '' : 's'}`;
     this.cancelButton.hidden = done || !this.live;
 

@@ -91,6 +91,9 @@ test('each kind of answer leads with its sentence and shows the chart that fits 
       const followups = await run.locator('.followups button').count();
       if (name === 'greeting') assert.equal(followups, 0, name);
       else assert.ok(followups >= 1, `${name}: follow-ups`);
+      // The run's header names what it was: a reply reads "Answered in …", a figure "Analysis done in …".
+      const headline = await run.locator('.run-headline').innerText();
+      assert.match(headline, name === 'greeting' ? /Answered in / : /Analysis done in /, `${name}: ${headline}`);
       await shoot(page, run, name);
     }
     assert.deepEqual(b.errors, []);
