@@ -122,11 +122,15 @@ pub async fn run(addr: &str, p: Storm) -> anyhow::Result<String> {
         .collect();
     let progress = bar(p.clients as u64, "arming");
     let deadline = Instant::now() + p.timeout;
-    while armed.load(Ordering::SeqCst) < p.clients {
-        if Instant::now() > deadline || tasks.iter().any(|t| t.is_finished()) {
+    // Armed once every client still running has read its share: a client that failed while
+    // arming (it is reported below) does not hold the others back, nor end the arming early.
+    while Instant::now() < deadline {
+        let ready = armed.load(Ordering::SeqCst);
+        let failed = tasks.iter().filter(|t| t.is_finished()).count();
+        if ready + failed >= p.clients {
             break;
         }
-        progress.set_position(armed.load(Ordering::SeqCst) as u64);
+        progress.set_position(ready as u64);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     progress.finish_and_clear();
