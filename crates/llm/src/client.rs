@@ -4,12 +4,17 @@
 //! as a [`ChatStream`] of text pieces ending in the [`Completion`]. Every wait is bounded:
 //! the connection, the whole call, the silence within the stream, the bytes of the reply.
 //! Dropping the stream (or the future of [`LlmClient::stream`]) drops the connection at once,
-//! which is how a cancelled run stops the model.
+//! which is how a cancelled run stops the model. The node holds at most
+//! [`LlmConfig::max_concurrent_calls`] calls open at once, across every run; a call that finds
+//! none free within [`LlmConfig::queue_wait`] fails as [`LlmError::Busy`].
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use url::Url;
 
@@ -38,6 +43,9 @@ pub enum LlmError {
     Cut(String),
     #[error("the LLM's reply is malformed: {0}")]
     Malformed(String),
+    /// Every one of the node's places for model calls stayed taken for the queue wait.
+    #[error("this node already has {limit} LLM calls open")]
+    Busy { limit: usize },
 }
 
 impl LlmError {
@@ -46,7 +54,8 @@ impl LlmError {
         match self {
             LlmError::Connect(_) | LlmError::Timeout(_) | LlmError::RateLimited { .. } => true,
             LlmError::Status { status, .. } => *status >= 500,
-            LlmError::Cut(_) | LlmError::Malformed(_) => false,
+            // Waiting longer for a place is the queue wait's job, not a retry's.
+            LlmError::Cut(_) | LlmError::Malformed(_) | LlmError::Busy { .. } => false,
         }
     }
 }
@@ -78,6 +87,24 @@ pub struct LlmClient {
     http: reqwest::Client,
     endpoint: Url,
     config: LlmConfig,
+    /// One permit per call open (from the request to the end of its [`ChatStream`]).
+    places: Arc<Semaphore>,
+    requests: AtomicU64,
+    failed: AtomicU64,
+    busy: AtomicU64,
+}
+
+/// What the client has done since start, for the node's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlmStats {
+    /// Calls holding a place now (waiting for the reply, streaming it, or waiting to retry).
+    pub calls_open: u64,
+    /// HTTP requests sent to the model, retries included.
+    pub requests: u64,
+    /// Requests that failed (unreachable, timed out, an error status, rate limited).
+    pub failed: u64,
+    /// Calls refused because every place stayed taken for the queue wait.
+    pub busy: u64,
 }
 
 impl LlmClient {
@@ -89,15 +116,57 @@ impl LlmClient {
             .connect_timeout(config.connect_timeout)
             .build()
             .map_err(|e| LlmError::Connect(e.to_string()))?;
+        let places = Arc::new(Semaphore::new(config.max_concurrent_calls.max(1)));
         Ok(LlmClient {
             http,
             endpoint,
             config,
+            places,
+            requests: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
         })
     }
 
     pub fn config(&self) -> &LlmConfig {
         &self.config
+    }
+
+    /// Calls open now (waiting for their reply or streaming it).
+    pub fn calls_open(&self) -> usize {
+        self.config
+            .max_concurrent_calls
+            .max(1)
+            .saturating_sub(self.places.available_permits())
+    }
+
+    pub fn stats(&self) -> LlmStats {
+        LlmStats {
+            calls_open: self.calls_open() as u64,
+            requests: self.requests.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            busy: self.busy.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A place for one call, waiting at most the queue wait.
+    async fn place(&self) -> Result<OwnedSemaphorePermit, LlmError> {
+        let busy = LlmError::Busy {
+            limit: self.config.max_concurrent_calls,
+        };
+        match tokio::time::timeout(
+            self.config.queue_wait,
+            Arc::clone(&self.places).acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; a closed one means no place either.
+            Ok(Err(_)) | Err(_) => {
+                self.busy.fetch_add(1, Ordering::Relaxed);
+                Err(busy)
+            }
+        }
     }
 
     /// Starts one streamed call, retrying as the module doc says.
@@ -117,6 +186,8 @@ impl LlmClient {
             max_tokens: self.config.max_output_tokens,
         })
         .map_err(|e| LlmError::Malformed(e.to_string()))?;
+        // Held through the retries' waits too: a call waiting to retry is still open.
+        let place = self.place().await?;
         let mut attempt = 0;
         loop {
             let started = Instant::now();
@@ -127,9 +198,13 @@ impl LlmClient {
                         self.config.idle_timeout,
                         started + self.config.timeout,
                         self.config.timeout,
+                        place,
                     ));
                 }
-                Err(e) => e,
+                Err(e) => {
+                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    e
+                }
             };
             if attempt >= self.config.max_retries || !error.retryable() {
                 return Err(error);
@@ -150,6 +225,7 @@ impl LlmClient {
     }
 
     async fn send(&self, body: &[u8]) -> Result<reqwest::Response, LlmError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = self
             .http
             .post(self.endpoint.clone())
@@ -225,6 +301,8 @@ pub struct ChatStream {
     /// `[DONE]` arrived (or the connection ended after the finish reason).
     ended: bool,
     returned: bool,
+    /// The node's place for this call, given back when the stream is dropped.
+    _place: OwnedSemaphorePermit,
 }
 
 impl ChatStream {
@@ -233,6 +311,7 @@ impl ChatStream {
         idle: Duration,
         deadline: Instant,
         timeout: Duration,
+        place: OwnedSemaphorePermit,
     ) -> ChatStream {
         ChatStream {
             response,
@@ -250,6 +329,7 @@ impl ChatStream {
             model: None,
             ended: false,
             returned: false,
+            _place: place,
         }
     }
 

@@ -58,6 +58,13 @@ pub struct LlmConfig {
     /// What an org's runs may spend on the LLM per calendar month (UTC), in US dollars,
     /// measured from the recorded `apogee-assistant` usage; `None`: no limit.
     pub monthly_budget_usd: Option<f64>,
+    /// Model calls this node has open at once, across every run: a thousand people asking
+    /// together must not open a thousand streams to the provider (its rate limit, this
+    /// node's sockets and memory).
+    pub max_concurrent_calls: usize,
+    /// How long a call waits for one of those places before the run is answered without the
+    /// model (`LlmError::Busy`).
+    pub queue_wait: Duration,
 }
 
 impl LlmConfig {
@@ -76,6 +83,8 @@ impl LlmConfig {
             max_run_tokens: DEFAULT_MAX_RUN_TOKENS,
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             monthly_budget_usd: None,
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
+            queue_wait: Duration::from_millis(DEFAULT_QUEUE_WAIT_MS),
         }
     }
 }
@@ -88,6 +97,10 @@ const DEFAULT_MAX_RETRY_WAIT_MS: u64 = 10_000;
 const DEFAULT_MAX_STEPS: u32 = 6;
 const DEFAULT_MAX_RUN_TOKENS: u64 = 60_000;
 const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 1_500;
+const DEFAULT_MAX_CONCURRENT_CALLS: usize = 32;
+const DEFAULT_QUEUE_WAIT_MS: u64 = 2_000;
+/// The semaphore's own bound, far above what any provider lets one client hold.
+const MAX_CONCURRENT_CALLS_LIMIT: usize = 4_096;
 /// Bounds that keep one run from holding a server for long whatever is configured.
 const MAX_STEPS_LIMIT: u32 = 20;
 const MAX_RETRIES_LIMIT: u32 = 5;
@@ -110,6 +123,8 @@ pub struct LlmSettings {
     max_run_tokens: Option<u64>,
     max_output_tokens: Option<u32>,
     monthly_budget_usd: Option<f64>,
+    max_concurrent_calls: Option<usize>,
+    queue_wait_ms: Option<u64>,
 }
 
 /// Why the settings were refused; the message names the setting.
@@ -152,6 +167,8 @@ impl LlmSettings {
             ("APOGEE_LLM_MAX_RUN_TOKENS", max_run_tokens, num),
             ("APOGEE_LLM_MAX_OUTPUT_TOKENS", max_output_tokens, num),
             ("APOGEE_LLM_MONTHLY_BUDGET_USD", monthly_budget_usd, num),
+            ("APOGEE_LLM_MAX_CONCURRENT_CALLS", max_concurrent_calls, num),
+            ("APOGEE_LLM_QUEUE_WAIT_MS", queue_wait_ms, num),
         }
         Ok(self)
     }
@@ -268,6 +285,17 @@ impl LlmSettings {
             }
             c.monthly_budget_usd = Some(usd);
         }
+        if let Some(n) = self.max_concurrent_calls {
+            if n == 0 || n > MAX_CONCURRENT_CALLS_LIMIT {
+                return Err(SettingsError(format!(
+                    "llm_max_concurrent_calls: 1 to {MAX_CONCURRENT_CALLS_LIMIT}"
+                )));
+            }
+            c.max_concurrent_calls = n;
+        }
+        if let Some(ms) = self.queue_wait_ms {
+            c.queue_wait = Duration::from_millis(ms);
+        }
         Ok(Some(c))
     }
 }
@@ -299,9 +327,13 @@ mod tests {
             ("APOGEE_LLM_MODEL", "llama3.1"),
             ("APOGEE_LLM_MAX_STEPS", "3"),
             ("APOGEE_LLM_MONTHLY_BUDGET_USD", "25.5"),
+            ("APOGEE_LLM_MAX_CONCURRENT_CALLS", "4"),
+            ("APOGEE_LLM_QUEUE_WAIT_MS", "0"),
         ])
         .unwrap()
         .unwrap();
+        assert_eq!(c.max_concurrent_calls, 4);
+        assert_eq!(c.queue_wait, Duration::ZERO);
         assert_eq!(c.model, "llama3.1");
         assert_eq!(c.max_steps, 3);
         assert_eq!(c.monthly_budget_usd, Some(25.5));
@@ -350,6 +382,14 @@ mod tests {
                 "not both",
             ),
             (&[("APOGEE_LLM_API_KEY", "k")], "API key is set"),
+            (
+                &[
+                    ("APOGEE_LLM_BASE_URL", "http://x/v1"),
+                    ("APOGEE_LLM_MODEL", "m"),
+                    ("APOGEE_LLM_MAX_CONCURRENT_CALLS", "0"),
+                ],
+                "llm_max_concurrent_calls",
+            ),
             (
                 &[
                     ("APOGEE_LLM_BASE_URL", "http://x/v1"),

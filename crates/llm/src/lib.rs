@@ -23,7 +23,8 @@ mod sse;
 mod wire;
 
 pub use client::{
-    ChatStream, Completion, LlmClient, LlmError, MAX_REPLY_BYTES, MAX_TOOL_CALLS, StreamItem,
+    ChatStream, Completion, LlmClient, LlmError, LlmStats, MAX_REPLY_BYTES, MAX_TOOL_CALLS,
+    StreamItem,
 };
 pub use config::{ApiKey, LlmConfig, LlmSettings, SettingsError};
 pub use sse::{MAX_EVENT_BYTES, SseDecoder, SseError};

@@ -159,3 +159,63 @@ async fn dropping_the_stream_closes_the_connection_at_once() {
     drop(stream);
     assert!(fake.wait_dropped(1, Duration::from_secs(5)).await);
 }
+
+#[tokio::test]
+async fn the_node_holds_at_most_its_calls_open_and_a_finished_one_frees_its_place() {
+    let fake =
+        FakeLlm::start(|_| Reply::Stream(vec![Part::Text("Thinking".into()), Part::Stall])).await;
+    let c = client(&fake, |c| {
+        c.max_concurrent_calls = 2;
+        c.queue_wait = Duration::from_millis(200);
+    });
+    let first = c.stream(&ask(), &[]).await.unwrap();
+    let mut second = c.stream(&ask(), &[]).await.unwrap();
+    assert_eq!(c.calls_open(), 2);
+    // The third waits its queue wait, then is refused without reaching the model.
+    let third = c.stream(&ask(), &[]).await.unwrap_err();
+    assert_eq!(third, LlmError::Busy { limit: 2 });
+    assert_eq!(fake.requests().len(), 2);
+    let stats = c.stats();
+    assert_eq!(
+        (stats.calls_open, stats.requests, stats.busy, stats.failed),
+        (2, 2, 1, 0)
+    );
+    // A stream read to its end or dropped gives its place back.
+    assert_eq!(
+        second.next().await.unwrap(),
+        StreamItem::Text("Thinking".into())
+    );
+    drop(second);
+    assert_eq!(c.calls_open(), 1);
+    let mut again = c.stream(&ask(), &[]).await.unwrap();
+    assert_eq!(
+        again.next().await.unwrap(),
+        StreamItem::Text("Thinking".into())
+    );
+    assert_eq!(fake.requests().len(), 3);
+    drop((first, again));
+    assert_eq!(c.calls_open(), 0);
+}
+
+#[tokio::test]
+async fn a_call_waiting_for_a_place_gets_the_first_one_freed() {
+    let fake =
+        FakeLlm::start(|_| Reply::Stream(vec![Part::Text("Thinking".into()), Part::Stall])).await;
+    let c = std::sync::Arc::new(client(&fake, |c| {
+        c.max_concurrent_calls = 1;
+        c.queue_wait = Duration::from_secs(30);
+    }));
+    let first = c.stream(&ask(), &[]).await.unwrap();
+    let waiting = tokio::spawn({
+        let c = std::sync::Arc::clone(&c);
+        async move { c.stream(&ask(), &[]).await.map(|_| ()) }
+    });
+    // Bounded: the waiting call has sent nothing while the place is taken.
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fake.requests().len(), 1);
+    drop(first);
+    waiting.await.unwrap().unwrap();
+    assert_eq!(fake.requests().len(), 2);
+}

@@ -198,8 +198,18 @@ impl Server {
                 bytes: config.usage_cache_bytes,
             });
         let catalog = Arc::new(crate::prices::catalog(&config)?);
+        let llm = match &config.llm {
+            Some(c) => {
+                tracing::info!(model = %c.model, base_url = %c.base_url, "the LLM planner is on");
+                Some(Arc::new(apogee_llm::LlmClient::new(c.clone())?))
+            }
+            None => None,
+        };
         let mut metrics = Metrics::new();
         metrics.observe_usage_cache(store.usage_cache_stats());
+        if let Some(client) = &llm {
+            metrics.observe_llm(Arc::clone(client));
+        }
         let metrics = Arc::new(metrics);
         let limits = StreamLimits {
             replay_buffer: config.replay_buffer,
@@ -235,13 +245,6 @@ impl Server {
                 "closed runs left open by a stopped or dead node"
             );
         }
-        let llm = match &config.llm {
-            Some(c) => {
-                tracing::info!(model = %c.model, base_url = %c.base_url, "the LLM planner is on");
-                Some(Arc::new(apogee_llm::LlmClient::new(c.clone())?))
-            }
-            None => None,
-        };
         let runs = RunRegistry::new(config.max_runs_per_user, Arc::clone(&metrics), llm);
         let budgets = Arc::new(Budgets::new(
             store.clone(),

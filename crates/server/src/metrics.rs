@@ -245,6 +245,13 @@ impl Metrics {
             .register_collector(Box::new(UsageCacheCollector(stats)));
     }
 
+    /// Exports the LLM client's calls (open now, requests sent, failed, refused for want of
+    /// a place), read at each scrape.
+    pub fn observe_llm(&mut self, client: std::sync::Arc<apogee_llm::LlmClient>) {
+        self.registry
+            .register_collector(Box::new(LlmCollector(client)));
+    }
+
     /// The text exposition, with the process's resident memory added.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -316,6 +323,49 @@ impl Collector for UsageCacheCollector {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct LlmCollector(std::sync::Arc<apogee_llm::LlmClient>);
+
+impl Collector for LlmCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.stats();
+        let counters = [
+            (
+                "llm_requests",
+                "HTTP requests sent to the LLM, retries included",
+                s.requests,
+            ),
+            (
+                "llm_requests_failed",
+                "LLM requests that failed (unreachable, timed out, an error status, rate limited)",
+                s.failed,
+            ),
+            (
+                "llm_calls_busy",
+                "LLM calls refused because the node's places for them stayed taken (the run answered without the model)",
+                s.busy,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let open = ConstGauge::new(i64::try_from(s.calls_open).unwrap_or(i64::MAX));
+        open.encode(encoder.encode_descriptor(
+            "llm_calls_open",
+            "LLM calls holding one of the node's places now",
+            None,
+            open.metric_type(),
+        )?)?;
         Ok(())
     }
 }

@@ -93,16 +93,6 @@ fn tool_names(events: &[Value]) -> Vec<String> {
     names
 }
 
-/// A counter of `/metrics` (0 when absent).
-async fn counter(server: &Server, name: &str) -> u64 {
-    let (status, text) = http(&server.addr, "GET", "/metrics", &[], b"").await;
-    assert_eq!(status, 200);
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn a_cached_answer_changes_once_new_usage_is_ingested() {
     for (backend, db) in backends().await {
@@ -118,8 +108,8 @@ async fn a_cached_answer_changes_once_new_usage_is_ingested() {
         c.ready().await;
 
         let first = analyze(&mut c, "q1").await;
-        let misses = counter(&server, "apogee_usage_cache_misses_total").await;
-        let hits = counter(&server, "apogee_usage_cache_hits_total").await;
+        let misses = metric(&server, "apogee_usage_cache_misses_total").await;
+        let hits = metric(&server, "apogee_usage_cache_hits_total").await;
         assert!(misses > 0, "{backend}: the first analysis reads usage");
 
         // Asked again over the same data: every read but the month-to-date one (up to this
@@ -128,13 +118,13 @@ async fn a_cached_answer_changes_once_new_usage_is_ingested() {
         let again = analyze(&mut c, "q2").await;
         assert!(tool_names(&first).iter().any(|t| t == AS_OF_NOW));
         assert_eq!(
-            counter(&server, "apogee_usage_cache_misses_total").await,
+            metric(&server, "apogee_usage_cache_misses_total").await,
             misses + 1,
             "{backend}: only the read up to now recomputed"
         );
         assert_eq!(tool_names(&again), tool_names(&first));
         assert!(
-            counter(&server, "apogee_usage_cache_hits_total").await > hits,
+            metric(&server, "apogee_usage_cache_hits_total").await > hits,
             "{backend}: answered from the cache"
         );
         assert!(!tool_results(&again).is_empty());
@@ -148,7 +138,7 @@ async fn a_cached_answer_changes_once_new_usage_is_ingested() {
         let totals = &final_data(&after)["totals"];
         assert_eq!(totals["calls"], 42, "{backend}: {totals}");
         assert!(
-            counter(&server, "apogee_usage_cache_misses_total").await > misses,
+            metric(&server, "apogee_usage_cache_misses_total").await > misses,
             "{backend}: recomputed after the ingest"
         );
         assert_ne!(tool_results(&after), tool_results(&first));

@@ -201,6 +201,73 @@ async fn a_failing_model_ends_in_a_complete_run_answered_by_the_rules() {
     assert_eq!(fake.requests().len(), 2, "one retry");
 }
 
+/// Reads `c`'s events until the planner's model has started streaming its first thought.
+async fn until_the_model_thinks(c: &mut Client) {
+    for _ in 0..100 {
+        let v = c.next().await.unwrap();
+        if v["type"] == "agent_thinking"
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Let me think"))
+        {
+            return;
+        }
+    }
+    panic!("the model never started thinking");
+}
+
+#[tokio::test]
+async fn with_every_place_for_llm_calls_taken_a_run_is_answered_by_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    load_demo_data(dir.path(), 500).await;
+    let fake = FakeLlm::start(|_| {
+        Reply::Stream(vec![
+            Part::Text("Let me think about this question carefully first.\n".into()),
+            Part::Stall,
+        ])
+    })
+    .await;
+    let mut env = llm_env(&fake).to_vec();
+    env.push(("APOGEE_LLM_MAX_CONCURRENT_CALLS", "1"));
+    env.push(("APOGEE_LLM_QUEUE_WAIT_MS", "200"));
+    let server = Server::start(dir.path(), &env).await;
+    // One user's run holds the node's only place, its model stalled mid-reply.
+    let mut holder = server.ws("?user=frank").await;
+    holder.ready().await;
+    holder.ask("q1", QUESTION, None).await;
+    until_the_model_thinks(&mut holder).await;
+    assert_eq!(metric(&server, "apogee_llm_calls_open").await, 1);
+    // Another user's question is answered without the model, and says why.
+    let mut c = server.ws("?user=grace").await;
+    c.ready().await;
+    let events = ask(&mut c, "q1", QUESTION).await;
+    let end = events.last().unwrap();
+    assert_eq!(end["status"], "ok", "{end}");
+    assert_eq!(end["data"]["planner"]["kind"], "rules");
+    assert!(events.iter().any(|e| {
+        e["type"] == "agent_thinking"
+            && e["agent"] == "supervisor"
+            && e["text"]
+                .as_str()
+                .unwrap()
+                .contains("this node already has 1 LLM calls open")
+    }));
+    assert!(answer(&events).contains('$'));
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "the refused call never reached the model"
+    );
+    assert_eq!(metric(&server, "apogee_llm_calls_busy_total").await, 1);
+    assert_eq!(metric(&server, "apogee_llm_requests_total").await, 1);
+    // A refused call is not usage: nothing is recorded under `apogee-assistant` (the
+    // holder's call is recorded when it ends).
+    let path = "/api/costs?period=24h&feature=apogee-assistant";
+    let (status, costs) = get_json(&server.addr, path, "grace").await;
+    assert_eq!(status, 200, "{costs}");
+    assert_eq!(costs["totals"]["calls"], 0, "{costs}");
+}
+
 #[tokio::test]
 async fn cancel_drops_the_models_stream_and_closes_every_step() {
     let dir = tempfile::tempdir().unwrap();

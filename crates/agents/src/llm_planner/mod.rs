@@ -268,6 +268,9 @@ async fn ask(
             agent.record_llm_call(&call).await;
             return Err(e);
         }
+        // No request was made (the node's places for model calls were all taken): nothing
+        // to record, no tokens used.
+        Some(Ok(Err(busy @ LlmError::Busy { .. }))) => return Ok((Err(busy), 0)),
         Some(Ok(reply)) => reply,
     };
     // Without reported usage, a rough count (4 bytes a token) still bounds the run.

@@ -350,6 +350,16 @@ impl Client {
     }
 }
 
+/// A counter or gauge of the server's `/metrics` (0 when absent).
+pub async fn metric(server: &Server, name: &str) -> u64 {
+    let (status, text) = http(&server.addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Minimal HTTP/1.1 request over loopback; returns (status, body).
 pub async fn http(
     addr: &str,
