@@ -245,7 +245,12 @@ impl Server {
                 "closed runs left open by a stopped or dead node"
             );
         }
-        let runs = RunRegistry::new(config.max_runs_per_user, Arc::clone(&metrics), llm);
+        let runs = RunRegistry::new(
+            config.max_runs_per_user,
+            config.max_runs_executing,
+            Arc::clone(&metrics),
+            llm,
+        );
         let budgets = Arc::new(Budgets::new(
             store.clone(),
             Arc::clone(&hub),

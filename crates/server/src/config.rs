@@ -62,6 +62,10 @@ pub struct Config {
     pub send_queue: usize,
     /// Runs one user may have in flight at once (`busy` beyond).
     pub max_runs_per_user: usize,
+    /// Runs this node executes at once, across users; the others wait their turn in arrival
+    /// order (each user's runs already one at a time), so a thousand questions at once share
+    /// the store's connections and the cores in turns instead of all timing out together.
+    pub max_runs_executing: usize,
     /// How long shutdown waits for in-flight runs before recording them as interrupted.
     pub shutdown_grace_ms: u64,
     /// A node that has not renewed its lease for this long counts as dead: another node closes
@@ -146,6 +150,7 @@ struct FileConfig {
     heartbeat_ms: Option<u64>,
     send_queue: Option<usize>,
     max_runs_per_user: Option<usize>,
+    max_runs_executing: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     node_lease_ms: Option<u64>,
     max_body_bytes: Option<usize>,
@@ -238,6 +243,7 @@ impl Config {
             (APOGEE_HEARTBEAT_MS, heartbeat_ms, parse_num),
             (APOGEE_SEND_QUEUE, send_queue, parse_num),
             (APOGEE_MAX_RUNS_PER_USER, max_runs_per_user, parse_num),
+            (APOGEE_MAX_RUNS_EXECUTING, max_runs_executing, parse_num),
             (APOGEE_SHUTDOWN_GRACE_MS, shutdown_grace_ms, parse_num),
             (APOGEE_NODE_LEASE_MS, node_lease_ms, parse_num),
             (APOGEE_MAX_BODY_BYTES, max_body_bytes, parse_num),
@@ -374,9 +380,13 @@ impl Config {
         }
         let send_queue = f.send_queue.unwrap_or(1024);
         let max_runs_per_user = f.max_runs_per_user.unwrap_or(4);
-        if send_queue == 0 || max_runs_per_user == 0 {
+        // A run mostly waits on the store (and the LLM when one is set): several per core.
+        let max_runs_executing = f.max_runs_executing.unwrap_or_else(|| {
+            16 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
+        if send_queue == 0 || max_runs_per_user == 0 || max_runs_executing == 0 {
             return Err(ConfigError::Invalid(
-                "send_queue and max_runs_per_user must be at least 1".into(),
+                "send_queue, max_runs_per_user and max_runs_executing must be at least 1".into(),
             ));
         }
         let event_retention = f.event_retention.unwrap_or(100_000);
@@ -454,6 +464,7 @@ impl Config {
             heartbeat_ms,
             send_queue,
             max_runs_per_user,
+            max_runs_executing,
             shutdown_grace_ms: f.shutdown_grace_ms.unwrap_or(10_000),
             node_lease_ms,
             max_body_bytes: f.max_body_bytes.unwrap_or(16 * 1024 * 1024),
@@ -606,6 +617,13 @@ mod tests {
         );
         assert!(load(&[("APOGEE_LISTEN_BACKLOG", "0")]).is_err());
         assert!(load(&[("APOGEE_MAX_CONNECTIONS_PER_IP", "0")]).is_err());
+        assert!(load(&[("APOGEE_MAX_RUNS_EXECUTING", "0")]).is_err());
+        assert_eq!(
+            load(&[("APOGEE_MAX_RUNS_EXECUTING", "3")])
+                .unwrap()
+                .max_runs_executing,
+            3
+        );
         assert!(load(&[("APOGEE_HEADER_TIMEOUT_MS", "5")]).is_err());
         assert!(load(&[("APOGEE_METRICS_ADDR", "nowhere")]).is_err());
         assert!(load(&[("APOGEE_METRICS_TOKEN", "short")]).is_err());

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub runs_started: Counter,
     pub runs_finished: Family<StatusLabels, Counter>,
     pub runs_in_flight: Gauge,
+    /// Runs accepted and waiting for their turn (their user's lane, then a place on the node).
+    pub runs_waiting: Gauge,
     pub usage_records_accepted: Counter,
     pub usage_records_rejected: Counter,
     /// 1 while the Redis subscription connection is up (always 0 without Redis).
@@ -103,6 +105,7 @@ impl Metrics {
             runs_started: Counter::default(),
             runs_finished: Family::default(),
             runs_in_flight: Gauge::default(),
+            runs_waiting: Gauge::default(),
             usage_records_accepted: Counter::default(),
             usage_records_rejected: Counter::default(),
             bus_connected: Gauge::default(),
@@ -186,8 +189,13 @@ impl Metrics {
         );
         registry.register(
             "runs_in_flight",
-            "Runs currently executing",
+            "Runs accepted and not yet ended (executing or waiting their turn)",
             m.runs_in_flight.clone(),
+        );
+        registry.register(
+            "runs_waiting",
+            "Runs waiting for their turn: their user's previous run, or a place on the node (APOGEE_MAX_RUNS_EXECUTING)",
+            m.runs_waiting.clone(),
         );
         registry.register(
             "usage_records_accepted",

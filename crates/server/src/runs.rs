@@ -6,6 +6,11 @@
 //! per user), while different users' runs execute side by side. A user with several runs in
 //! flight so takes one run's share of the machine, never several: the others' questions are
 //! not slowed by how many one user asks. A queued run can be cancelled before it starts.
+//! Across users the node executes at most `max_executing` runs at once; a run whose turn in
+//! its lane has come waits for one of those places in arrival order (one waiter per user at
+//! most, so the order is round-robin across users). A thousand questions at once then take
+//! the store's connections and the cores in turns instead of all waiting on them together
+//! until their reads time out.
 //!
 //! Ownership: every run is on the registry's [`TaskTracker`] from the moment its slot is
 //! reserved ([`Reservation`] holds a tracker token), through the start (its message and
@@ -81,6 +86,8 @@ pub struct RunRegistry {
     draining: std::sync::atomic::AtomicBool,
     tracker: TaskTracker,
     max_per_user: usize,
+    /// One permit per run executing on this node (after its turn in its user's lane).
+    executing: Arc<tokio::sync::Semaphore>,
     metrics: Arc<Metrics>,
     /// The LLM the planner asks first, when configured.
     llm: Option<Arc<apogee_llm::LlmClient>>,
@@ -97,6 +104,7 @@ pub fn status_name(status: AgentStatus) -> &'static str {
 impl RunRegistry {
     pub fn new(
         max_per_user: usize,
+        max_executing: usize,
         metrics: Arc<Metrics>,
         llm: Option<Arc<apogee_llm::LlmClient>>,
     ) -> Arc<RunRegistry> {
@@ -107,6 +115,7 @@ impl RunRegistry {
             draining: std::sync::atomic::AtomicBool::new(false),
             tracker: TaskTracker::new(),
             max_per_user,
+            executing: Arc::new(tokio::sync::Semaphore::new(max_executing.max(1))),
             metrics,
             llm,
         })
@@ -184,18 +193,28 @@ impl RunRegistry {
     pub fn start(self: &Arc<Self>, spec: RunSpec) {
         let registry = Arc::clone(self);
         let lane = self.lane(spec.stream.key());
+        let executing = Arc::clone(&self.executing);
         self.metrics.runs_started.inc();
         self.metrics.runs_in_flight.inc();
         self.tracker.spawn(async move {
             let run_id = spec.run_id.clone();
-            // Its turn in the user's lane; a run cancelled while waiting goes at once (it
-            // only records that it was cancelled).
+            // Its turn in the user's lane, then a place on the node; a run cancelled while
+            // waiting for either goes at once (it only records that it was cancelled).
+            registry.metrics.runs_waiting.inc();
             let turn = tokio::select! {
                 permit = lane.acquire_owned() => permit.ok(),
                 _ = spec.reservation.cancel.cancelled() => None,
             };
+            let place = match turn {
+                Some(_) => tokio::select! {
+                    permit = executing.acquire_owned() => permit.ok(),
+                    _ = spec.reservation.cancel.cancelled() => None,
+                },
+                None => None,
+            };
+            registry.metrics.runs_waiting.dec();
             let status = registry.drive(spec).await;
-            drop(turn);
+            drop((place, turn));
             registry
                 .metrics
                 .runs_finished
@@ -396,7 +415,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_reserved_before_the_drain_keeps_it_waiting_until_the_run_has_ended() {
-        let registry = RunRegistry::new(4, Arc::new(Metrics::new()), None);
+        let registry = RunRegistry::new(4, 8, Arc::new(Metrics::new()), None);
         // Its message acknowledged, its start not yet begun.
         let reservation = registry.reserve("run_1", &user("ann")).expect("a slot");
         let drain = tokio::spawn({
@@ -435,7 +454,7 @@ mod tests {
 
     #[tokio::test]
     async fn slots_are_per_user_and_freed_on_release() {
-        let registry = RunRegistry::new(1, Arc::new(Metrics::new()), None);
+        let registry = RunRegistry::new(1, 8, Arc::new(Metrics::new()), None);
         let _ann = registry.reserve("run_1", &user("ann")).expect("a slot");
         assert_eq!(
             registry.reserve("run_2", &user("ann")).err(),

@@ -1,7 +1,8 @@
 //! One user cannot crowd out others: the expensive REST calls have per-user rates (429 with
 //! `Retry-After`), the message rate survives a reconnect, ingest requests in flight are
 //! bounded per user and a body that dribbles in is cut off (408), a user's runs execute one at
-//! a time, and in production `/metrics` is not served to anyone who asks.
+//! a time, the node executes at most its runs at once across users (the next waiting its
+//! turn), and in production `/metrics` is not served to anyone who asks.
 
 mod common;
 
@@ -214,6 +215,97 @@ async fn a_users_runs_take_turns_while_other_users_run_alongside() {
         }
     }
     drop(dir);
+}
+
+/// The `ts` of `run_id`'s supervisor event of `kind` (fixed-width UTC microseconds, so the
+/// strings order as the instants do).
+fn supervisor_ts(events: &[Value], run_id: &str, kind: &str) -> String {
+    events
+        .iter()
+        .find(|e| e["type"] == kind && e["agent"] == "supervisor" && e["run_id"] == run_id)
+        .and_then(|e| e["ts"].as_str())
+        .unwrap_or_else(|| panic!("no supervisor {kind} for {run_id}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_node_executes_at_most_its_runs_at_once_and_the_next_waits_its_turn() {
+    use apogee_llm::fake::{FakeLlm, Part, Reply};
+    let dir = tempfile::tempdir().unwrap();
+    load_demo_data(dir.path(), 500).await;
+    // The model's first reply starts and never finishes, keeping its run executing; later
+    // calls are refused at once (the rules answer them).
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let fake = FakeLlm::start(move |_| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::Stream(vec![
+                Part::Text("Let me think about this question carefully first.\n".into()),
+                Part::Stall,
+            ])
+        } else {
+            Reply::status(400, "not this time")
+        }
+    })
+    .await;
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("APOGEE_LLM_BASE_URL", fake.base_url.as_str()),
+            ("APOGEE_LLM_MODEL", FAKE_LLM_MODEL),
+            ("APOGEE_MAX_RUNS_EXECUTING", "1"),
+        ],
+    )
+    .await;
+    let mut first = server.ws("?user=first").await;
+    first.ready().await;
+    first
+        .ask("q1", "How much did we spend last week?", None)
+        .await;
+    let ack = first.next().await.unwrap();
+    let first_run = ack["run_id"].as_str().unwrap().to_string();
+    let mut first_events = Vec::new();
+    for _ in 0..100 {
+        let v = first.next().await.unwrap();
+        let stalled = v["type"] == "agent_thinking"
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Let me think"));
+        first_events.push(v);
+        if stalled {
+            break;
+        }
+    }
+    // Another user's question is accepted and waits for the node's one place.
+    let mut next = server.ws("?user=next").await;
+    next.ready().await;
+    next.ask("q1", "How much did we spend last week?", None)
+        .await;
+    let ack = next.next().await.unwrap();
+    assert_eq!(ack["type"], "message_ack", "{ack}");
+    let next_run = ack["run_id"].as_str().unwrap().to_string();
+    let mut waiting = 0;
+    for _ in 0..100 {
+        waiting = metric(&server, "apogee_runs_waiting").await;
+        if waiting == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(waiting, 1, "the second run waits its turn");
+    // The first run ends (cancelled); only then does the second start, and it completes.
+    first
+        .send(serde_json::json!({ "type": "cancel_run", "run_id": first_run }))
+        .await;
+    first_events.extend(first.until_run_end(&first_run).await);
+    let next_events = next.until_run_end(&next_run).await;
+    assert_run_well_formed(&next_events);
+    let first_end = supervisor_ts(&first_events, &first_run, "agent_completed");
+    let next_start = supervisor_ts(&next_events, &next_run, "agent_started");
+    assert!(
+        next_start >= first_end,
+        "the second run started at {next_start}, before the first ended at {first_end}"
+    );
+    assert_eq!(metric(&server, "apogee_runs_waiting").await, 0);
 }
 
 const SECRET: &str = "production-secret-of-at-least-32-bytes!!";
