@@ -95,7 +95,7 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         burst: usize,
         /// Questions the quiet user asks, one after another.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 10)]
         samples: usize,
         #[arg(long, default_value = "Analyze my AI costs")]
         question: String,

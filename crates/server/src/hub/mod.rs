@@ -233,7 +233,7 @@ impl UserStream {
             fanout.start_at(seq - 1);
             self.offer(&mut fanout, Delivered::from(stored));
         }
-        if seq % PRUNE_EVERY == 0 && seq > self.limits.event_retention {
+        if seq.is_multiple_of(PRUNE_EVERY) && seq > self.limits.event_retention {
             let keep_after = seq - self.limits.event_retention;
             let (store, key) = (self.store.clone(), self.key.clone());
             self.tasks.spawn(async move {
