@@ -6,6 +6,7 @@ use std::time::Duration;
 use sqlx::QueryBuilder;
 
 use crate::budgets::{AlertClaim, CLAIM_ALERT};
+use crate::committer::QueuedEvent;
 use crate::db::{Cols, Db, is_retryable, on_read, on_write};
 use crate::webhooks::QUEUE_DELIVERIES;
 use crate::{Store, StoreError, UserKey};
@@ -63,6 +64,19 @@ impl Store {
             render: Box::new(render),
         };
         self.committer.append(event).await
+    }
+
+    /// Queues an event with the committer without waiting for it to be stored: events queued
+    /// one after another are stored in that order, and with the user's next seqs. `on_stored`
+    /// runs right after the event's batch committed (on the committer's task, in queue order,
+    /// so it must not block); the returned [`QueuedEvent`] resolves then too, or with the
+    /// batch's error (the event is then not stored and the head did not move for it).
+    pub async fn queue_event(
+        &self,
+        event: NewEvent,
+        on_stored: impl FnOnce(StoredEvent) + Send + 'static,
+    ) -> Result<QueuedEvent, StoreError> {
+        self.committer.queue(event, Box::new(on_stored)).await
     }
 
     /// Appends many events (of any users) in one transaction, in order; see `append_batch`.
