@@ -37,8 +37,11 @@ use crate::sync::lock;
 use fanout::{Fanout, Offered, Subscriber};
 
 /// Events of one user queued with the store and not yet stored, at most: bounds what one
-/// user's runs can make the committer hold.
-pub const IN_FLIGHT: usize = 256;
+/// user's runs can make the committer hold (the committer itself bounds nothing per user). A
+/// run's steps (~50 for a full report) fit, so a run rarely waits for its own commits; the
+/// committer fills each batch round-robin across users, so another user's queued events never
+/// stand in front of this one's.
+pub const IN_FLIGHT: usize = 64;
 /// Retention is enforced every this many events of a user, not on every append.
 const PRUNE_EVERY: u64 = 256;
 /// Events read from the store per round of a gap fill.
@@ -123,7 +126,7 @@ pub struct UserStream {
     /// Serialises this node's appends of the user: they are queued with the store's committer
     /// in the order they were published, which is the order they are stored and offered in. A
     /// subscriber takes it too while it reads the head. An async mutex: it is held while
-    /// queuing, which may wait for room (not across the write).
+    /// queuing (which never waits: room is taken first, from `in_flight`), not across the write.
     append: tokio::sync::Mutex<()>,
     /// Permits for this user's events queued and not yet stored ([`IN_FLIGHT`]).
     in_flight: Arc<tokio::sync::Semaphore>,
@@ -166,8 +169,7 @@ impl UserStream {
     /// then sent, in the order queued. A run so queues its steps one after another and many
     /// of them share one transaction, instead of each waiting a commit before the next. Waits
     /// only while the user has [`IN_FLIGHT`] events queued and not yet stored (a bound per
-    /// user) or the committer's queue is full. The answer says when (and whether) the event
-    /// was stored.
+    /// user). The answer says when (and whether) the event was stored.
     pub async fn queue(
         self: &Arc<Self>,
         thread_id: &str,
