@@ -61,11 +61,23 @@ pub async fn month_end_of(
         scope: scope.clone(),
         group_by,
     };
-    let spent = usage
-        .aggregate(&query(month_to_date, None))
-        .await?
-        .totals
-        .cost;
+    // Read as the whole days before today plus today so far: a total is the sum of its
+    // parts, and the first part is the same question all day long, so it is answered once
+    // per data version (the usage cache) instead of on every run; only today's hours are
+    // read each time.
+    let spent = if first < today {
+        let before_today = Period::new(midnight(first), midnight(today));
+        let today_so_far = Period::new(midnight(today), now);
+        let before = usage.aggregate(&query(before_today, None)).await?;
+        let so_far = usage.aggregate(&query(today_so_far, None)).await?;
+        before.totals.cost + so_far.totals.cost
+    } else {
+        usage
+            .aggregate(&query(month_to_date, None))
+            .await?
+            .totals
+            .cost
+    };
     let by_day = usage
         .aggregate(&query(recent, Some(Grouping::Day)))
         .await?

@@ -20,7 +20,8 @@ pub struct Conn {
 pub enum Frame {
     Ready(Value),
     Ack(Value),
-    /// A stream event, with its delivery latency (event `ts` → receipt).
+    /// A stream event (its fields the scenarios read), with its delivery latency (event
+    /// `ts` → receipt).
     Event {
         seq: u64,
         value: Value,
@@ -41,10 +42,51 @@ pub fn run_tag() -> &'static str {
 
 /// Time from the event's `ts` to now; `None` when `ts` is missing or in the future.
 pub fn latency(value: &Value) -> Option<Duration> {
-    let ts = chrono::DateTime::parse_from_rfc3339(value["ts"].as_str()?).ok()?;
+    latency_since(value["ts"].as_str()?)
+}
+
+fn latency_since(ts: &str) -> Option<Duration> {
+    let ts = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
     (chrono::Utc::now() - ts.with_timezone(&chrono::Utc))
         .to_std()
         .ok()
+}
+
+/// The top-level fields of a stream event the scenarios read. Everything else (a step's
+/// results, a report's data) is skipped by the parser without being built, so the load tool's
+/// own cost per event — it shares the machine with the server — stays small.
+#[derive(serde::Deserialize)]
+struct EventHead<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    ts: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    agent: Option<String>,
+    run_id: Option<String>,
+    status: Option<Value>,
+    summary: Option<Value>,
+}
+
+impl EventHead<'_> {
+    /// The fields read, as the JSON object the scenarios look into.
+    fn into_value(self) -> Value {
+        let mut v = serde_json::Map::new();
+        v.insert("seq".into(), self.seq.into());
+        let fields = [
+            ("type", self.kind.map(Value::from)),
+            ("agent", self.agent.map(Value::from)),
+            ("run_id", self.run_id.map(Value::from)),
+            ("status", self.status),
+            ("summary", self.summary),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                v.insert(name.into(), value);
+            }
+        }
+        Value::Object(v)
+    }
 }
 
 impl Conn {
@@ -86,6 +128,15 @@ impl Conn {
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Ok(Frame::Closed(None)),
             };
+            if let Ok(head) = serde_json::from_str::<EventHead>(text.as_str()) {
+                let latency = head.ts.as_deref().and_then(latency_since);
+                return Ok(Frame::Event {
+                    seq: head.seq,
+                    value: head.into_value(),
+                    latency,
+                });
+            }
+            // Not an event, or one whose fields are not of the usual types: read it whole.
             let value: Value = serde_json::from_str(text.as_str())?;
             if let Some(seq) = value["seq"].as_u64() {
                 let latency = latency(&value);

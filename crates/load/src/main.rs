@@ -4,6 +4,7 @@
 
 mod chaos;
 mod conn;
+mod fair;
 mod golden;
 mod idle;
 mod progress;
@@ -83,6 +84,20 @@ enum Scenario {
         #[arg(long, default_value_t = 3)]
         read_before_drop: u64,
         #[arg(long, default_value = "How do I send usage data?")]
+        question: String,
+    },
+    /// Users firing bursts of questions while one quiet user asks one at a time; reports the
+    /// quiet user's answer time (compare with `--bursters 0`).
+    Fair {
+        #[arg(long, default_value_t = 1)]
+        bursters: usize,
+        /// Questions each burster sends at once.
+        #[arg(long, default_value_t = 20)]
+        burst: usize,
+        /// Questions the quiet user asks, one after another.
+        #[arg(long, default_value_t = 10)]
+        samples: usize,
+        #[arg(long, default_value = "Analyze my AI costs")]
         question: String,
     },
     /// Some tabs stop reading while others run the golden path.
@@ -190,6 +205,24 @@ async fn main() -> anyhow::Result<()> {
                     clients,
                     concurrency,
                     read_before_drop,
+                    question,
+                    timeout,
+                },
+            )
+            .await?
+        }
+        Scenario::Fair {
+            bursters,
+            burst,
+            samples,
+            question,
+        } => {
+            fair::run(
+                addr,
+                fair::Fair {
+                    bursters,
+                    burst,
+                    samples,
                     question,
                     timeout,
                 },

@@ -245,7 +245,7 @@ impl RunRegistry {
             now: chrono::Utc::now(),
             usage: spec.usage,
             catalog: spec.catalog,
-            sink,
+            sink: Arc::clone(&sink) as Arc<dyn apogee_agents::EventSink>,
             cancel: spec.reservation.cancel.clone(),
             previous_plan,
             budgets: Some(spec.budgets),
@@ -255,15 +255,18 @@ impl RunRegistry {
         let outcome = std::panic::AssertUnwindSafe(apogee_agents::run(ctx))
             .catch_unwind()
             .await;
+        // Every step's event stored (and sent) before the run is recorded as ended; a write
+        // that failed breaks the run as a failed step would.
+        let flushed = sink.flush().await;
         if let Ok(o) = &outcome {
             record_thread_plan(&spec.store, &spec.run_id, o.thread_plan.as_ref()).await;
         }
         let ended_at = apogee_protocol::time::record_time(chrono::Utc::now());
         // A panic, or a sink failure (the stream could not be written), leaves steps open:
         // close them so every start keeps its end.
-        let broken = match &outcome {
-            Ok(o) => o.sink_error.clone(),
-            Err(_) => Some("the run panicked".to_string()),
+        let broken = match (&outcome, flushed) {
+            (Ok(o), flushed) => o.sink_error.clone().or(flushed.err().map(|e| e.0)),
+            (Err(_), _) => Some("the run panicked".to_string()),
         };
         let status = match (&outcome, &broken) {
             (Ok(o), None) => status_name(o.status),

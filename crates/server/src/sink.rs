@@ -2,13 +2,20 @@
 //! fanned out), its final answer becomes a stored assistant message, and each call the LLM
 //! planner made becomes a usage record of the org (feature `apogee-assistant`), priced and
 //! stored like any ingested record.
+//!
+//! A step does not wait for its event to be stored before the run goes on: events are queued
+//! in order ([`UserStream::queue`]) and each is sent once stored, so a run's steps share
+//! transactions instead of paying one commit each. A failed write is found at the next step
+//! (which then fails, as a write that failed did before) or by [`StreamSink::flush`], which the
+//! run awaits before it is recorded as ended.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use apogee_agents::{ASSISTANT_FEATURE, EventSink, LlmCall, SinkError};
 use apogee_analytics::{PriceCatalog, UsageRecord};
 use apogee_protocol::{EventBody, MessageInfo, Role};
-use apogee_store::{MessageRow, Store};
+use apogee_store::{MessageRow, QueuedEvent, Store, StoreError};
 use async_trait::async_trait;
 
 use crate::hub::UserStream;
@@ -19,6 +26,9 @@ pub struct StreamSink {
     thread_id: String,
     run_id: String,
     catalog: Arc<PriceCatalog>,
+    /// The run's events queued and not yet known stored, oldest first (at most the stream's
+    /// per-user bound of events in flight, plus those found stored at the next step).
+    queued: Mutex<VecDeque<QueuedEvent>>,
 }
 
 impl StreamSink {
@@ -35,7 +45,36 @@ impl StreamSink {
             thread_id,
             run_id,
             catalog,
+            queued: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Forgets the events found stored; the first write found failed is the answer.
+    fn settle(&self) -> Result<(), StoreError> {
+        let mut queued = crate::sync::lock(&self.queued);
+        while let Some(front) = queued.front_mut() {
+            match front.try_stored() {
+                None => break,
+                Some(result) => {
+                    queued.pop_front();
+                    result?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every event of the run queued so far is stored (and so offered to the
+    /// user's connections); the first write that failed is the answer.
+    pub async fn flush(&self) -> Result<(), SinkError> {
+        let queued: Vec<QueuedEvent> = crate::sync::lock(&self.queued).drain(..).collect();
+        let mut first_error = None;
+        for q in queued {
+            if let Err(e) = q.stored().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), |e| Err(sink_error(e)))
     }
 }
 
@@ -65,11 +104,14 @@ fn sink_error(e: impl std::fmt::Display) -> SinkError {
 #[async_trait]
 impl EventSink for StreamSink {
     async fn emit(&self, body: EventBody) -> Result<(), SinkError> {
-        self.stream
-            .publish(&self.thread_id, Some(&self.run_id), body)
+        self.settle().map_err(sink_error)?;
+        let queued = self
+            .stream
+            .queue(&self.thread_id, Some(&self.run_id), body)
             .await
-            .map(|_| ())
-            .map_err(sink_error)
+            .map_err(sink_error)?;
+        crate::sync::lock(&self.queued).push_back(queued);
+        Ok(())
     }
 
     async fn post_answer(&self, content: &str) -> Result<(), SinkError> {

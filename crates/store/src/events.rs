@@ -6,6 +6,7 @@ use std::time::Duration;
 use sqlx::QueryBuilder;
 
 use crate::budgets::{AlertClaim, CLAIM_ALERT};
+use crate::committer::QueuedEvent;
 use crate::db::{Cols, Db, is_retryable, on_read, on_write};
 use crate::webhooks::QUEUE_DELIVERIES;
 use crate::{Store, StoreError, UserKey};
@@ -63,6 +64,21 @@ impl Store {
             render: Box::new(render),
         };
         self.committer.append(event).await
+    }
+
+    /// Queues an event with the committer without waiting for it to be stored: a user's events
+    /// queued one after another are stored in that order, with the user's next seqs. Nothing
+    /// bounds here how many a user queues: the caller must (the hub's per-user bound of events
+    /// in flight). `on_stored` runs right after the event's batch committed (on the committer's
+    /// task, in the user's queue order, so it must not block); the returned [`QueuedEvent`]
+    /// resolves then too, or with the batch's error (the event is then not stored and the head
+    /// did not move for it).
+    pub async fn queue_event(
+        &self,
+        event: NewEvent,
+        on_stored: impl FnOnce(StoredEvent) + Send + 'static,
+    ) -> Result<QueuedEvent, StoreError> {
+        self.committer.queue(event, Box::new(on_stored)).await
     }
 
     /// Appends many events (of any users) in one transaction, in order; see `append_batch`.
@@ -309,24 +325,28 @@ pub(crate) async fn append_claimed(
             }
         };
         // The next seq of each user: the head before this batch, plus one.
-        let mut next: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let mut next: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         for ((org, user), n) in &counts {
-            let key = (org.to_string(), user.to_string());
             let head = *heads
-                .get(&key)
+                .get(&(org.to_string(), user.to_string()))
                 .ok_or_else(|| StoreError::Corrupt("a stream head was not returned".into()))?;
-            next.insert(key, head - n + 1);
+            next.insert((*org, *user), head - n + 1);
         }
+        // Each event's seq, in batch order (a user's events in their order).
+        let mut seqs = Vec::with_capacity(events.len());
+        for e in &events {
+            let slot = next
+                .get_mut(&(e.user.org_id.as_str(), e.user.user_id.as_str()))
+                .ok_or_else(|| StoreError::Corrupt("a stream head was not returned".into()))?;
+            seqs.push(to_u64(*slot)?);
+            *slot += 1;
+        }
+        drop(next);
         let mut stored = Vec::with_capacity(events.len());
-        let mut pending = events.into_iter().peekable();
+        let mut pending = events.into_iter().zip(seqs).peekable();
         while pending.peek().is_some() {
             let mut rendered = Vec::with_capacity(EVENTS_PER_INSERT);
-            for e in pending.by_ref().take(EVENTS_PER_INSERT) {
-                let slot = next
-                    .get_mut(&(e.user.org_id.clone(), e.user.user_id.clone()))
-                    .ok_or_else(|| StoreError::Corrupt("a stream head was not returned".into()))?;
-                let seq = to_u64(*slot)?;
-                *slot += 1;
+            for (e, seq) in pending.by_ref().take(EVENTS_PER_INSERT) {
                 let payload = (e.render)(seq);
                 rendered.push((e.user, e.run_id, e.thread_id, e.ts_ms, seq, payload));
             }

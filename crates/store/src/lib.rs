@@ -28,6 +28,7 @@ mod web_sessions;
 mod webhooks;
 
 pub use budgets::{AlertClaim, BudgetError, BudgetRow, FiredAlert};
+pub use committer::QueuedEvent;
 pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnOutcome};
 pub use db::Backend;
 pub use error::StoreError;

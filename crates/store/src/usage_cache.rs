@@ -97,6 +97,106 @@ pub(crate) const BUMP_VERSION: &str = "INSERT INTO usage_versions (org_id, versi
 
 type Value = Arc<dyn Any + Send + Sync>;
 
+/// A version read's answer as its joiners get it.
+type VersionAnswer = Option<Result<i64, String>>;
+
+/// Reads of an org's data version that have not begun yet, which later callers join instead of
+/// each reading again: with many runs asking at once, one read (on one connection) answers
+/// every caller that asked before it began, instead of each cached read paying a round trip
+/// of its own. Only a read that has not begun is joined, so every answer is at least as new as
+/// the moment its caller asked: nothing committed before a question is missed.
+#[derive(Default)]
+pub(crate) struct VersionReads {
+    /// Per org, the read waiting to begin: its id and where its answer comes.
+    waiting: Mutex<HashMap<String, (u64, tokio::sync::watch::Receiver<VersionAnswer>)>>,
+    next_id: AtomicU64,
+}
+
+/// What a caller of [`VersionReads::join_or_lead`] does.
+pub(crate) enum VersionRead<'a> {
+    /// Read the version, calling [`VersionLeader::begun`] right before the statement runs.
+    Lead(VersionLeader<'a>),
+    /// Wait for the read another caller leads ([`VersionReads::joined`]).
+    Join(tokio::sync::watch::Receiver<VersionAnswer>),
+}
+
+/// The caller that reads for everyone who joins before it begins.
+pub(crate) struct VersionLeader<'a> {
+    reads: &'a VersionReads,
+    org: String,
+    id: u64,
+    answer: tokio::sync::watch::Sender<VersionAnswer>,
+    begun: bool,
+}
+
+impl VersionReads {
+    fn lock(
+        &self,
+    ) -> MutexGuard<'_, HashMap<String, (u64, tokio::sync::watch::Receiver<VersionAnswer>)>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins the org's read that has not begun yet, or leads a new one.
+    pub(crate) fn join_or_lead(&self, org: &str) -> VersionRead<'_> {
+        let mut waiting = self.lock();
+        if let Some((_, answer)) = waiting.get(org) {
+            return VersionRead::Join(answer.clone());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (answer, rx) = tokio::sync::watch::channel(None);
+        waiting.insert(org.to_string(), (id, rx));
+        VersionRead::Lead(VersionLeader {
+            reads: self,
+            org: org.to_string(),
+            id,
+            answer,
+            begun: false,
+        })
+    }
+
+    /// The answer of the read joined; `None` when its leader went away without one (the
+    /// caller then reads for itself).
+    pub(crate) async fn joined(
+        mut answer: tokio::sync::watch::Receiver<VersionAnswer>,
+    ) -> Option<Result<i64, QueryError>> {
+        let got = answer.wait_for(Option::is_some).await.ok()?;
+        got.clone().map(|r| r.map_err(QueryError::Backend))
+    }
+}
+
+impl VersionLeader<'_> {
+    /// The read's statement is about to run: callers from now on start a read of their own.
+    pub(crate) fn begun(&mut self) {
+        if !self.begun {
+            self.begun = true;
+            self.forget();
+        }
+    }
+
+    /// Hands the answer to every caller that joined.
+    pub(crate) fn finish(mut self, answer: &Result<i64, QueryError>) {
+        self.begun();
+        self.answer
+            .send_replace(Some(answer.as_ref().map(|v| *v).map_err(|e| e.to_string())));
+    }
+
+    fn forget(&self) {
+        let mut waiting = self.reads.lock();
+        if waiting.get(&self.org).is_some_and(|(id, _)| *id == self.id) {
+            waiting.remove(&self.org);
+        }
+    }
+}
+
+impl Drop for VersionLeader<'_> {
+    fn drop(&mut self) {
+        // Gone before it began (its run was cancelled): later callers must not join it.
+        if !self.begun {
+            self.forget();
+        }
+    }
+}
+
 struct Slot {
     cell: Arc<OnceCell<Value>>,
     /// 0 until its result is in.
@@ -126,6 +226,8 @@ pub(crate) struct UsageCache {
     limits: UsageCacheLimits,
     inner: Mutex<Inner>,
     stats: UsageCacheStats,
+    /// Reads of orgs' data versions not begun yet (see [`VersionReads`]).
+    pub(crate) versions: VersionReads,
 }
 
 impl UsageCache {
@@ -137,6 +239,7 @@ impl UsageCache {
             },
             inner: Mutex::new(Inner::default()),
             stats: UsageCacheStats::default(),
+            versions: VersionReads::default(),
         }
     }
 
@@ -430,5 +533,46 @@ mod tests {
             .unwrap();
         assert_eq!(big.len(), 100);
         assert!(c.stats().bytes() <= 20);
+    }
+}
+
+#[cfg(test)]
+mod version_reads {
+    use super::*;
+
+    #[tokio::test]
+    async fn callers_join_a_read_only_until_it_begins() {
+        let reads = VersionReads::default();
+        let VersionRead::Lead(mut leader) = reads.join_or_lead("org") else {
+            panic!("the first caller leads");
+        };
+        // Asked before the read began: joins it and gets its answer.
+        let VersionRead::Join(early) = reads.join_or_lead("org") else {
+            panic!("a caller before the read began joins it");
+        };
+        // Another org's read is its own.
+        assert!(matches!(reads.join_or_lead("other"), VersionRead::Lead(_)));
+        leader.begun();
+        // Asked after the read began: the answer might predate what it must see, so it leads
+        // a read of its own.
+        let late = reads.join_or_lead("org");
+        assert!(matches!(late, VersionRead::Lead(_)));
+        leader.finish(&Ok(7));
+        assert_eq!(
+            VersionReads::joined(early).await.map(Result::ok),
+            Some(Some(7))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_leader_gone_before_it_began_leaves_its_joiners_to_read_for_themselves() {
+        let reads = VersionReads::default();
+        let leader = reads.join_or_lead("org");
+        let VersionRead::Join(joined) = reads.join_or_lead("org") else {
+            panic!("joins the waiting read");
+        };
+        drop(leader);
+        assert!(VersionReads::joined(joined).await.is_none());
+        assert!(matches!(reads.join_or_lead("org"), VersionRead::Lead(_)));
     }
 }

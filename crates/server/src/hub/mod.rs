@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use apogee_protocol::{EventBody, StreamEvent};
-use apogee_store::{Store, StoreError, StoredEvent, UserKey};
+use apogee_store::{NewEvent, QueuedEvent, Store, StoreError, StoredEvent, UserKey};
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +36,12 @@ use crate::rate::RateTable;
 use crate::sync::lock;
 use fanout::{Fanout, Offered, Subscriber};
 
+/// Events of one user queued with the store and not yet stored, at most: bounds what one
+/// user's runs can make the committer hold (the committer itself bounds nothing per user). A
+/// run's steps (~50 for a full report) fit, so a run rarely waits for its own commits; the
+/// committer fills each batch round-robin across users, so another user's queued events never
+/// stand in front of this one's.
+pub const IN_FLIGHT: usize = 64;
 /// Retention is enforced every this many events of a user, not on every append.
 const PRUNE_EVERY: u64 = 256;
 /// Events read from the store per round of a gap fill.
@@ -117,9 +123,13 @@ pub struct UserStream {
     /// With a bus: turns true once the bus confirmed the subscription (or gave up waiting). Every
     /// subscriber waits for it, not only the first, before reading the head.
     confirmed: Option<tokio::sync::watch::Sender<bool>>,
-    /// Serialises this node's appends of the user, and lets a subscriber read the head with
-    /// none of them in between. An async mutex: it is held across the write.
+    /// Serialises this node's appends of the user: they are queued with the store's committer
+    /// in the order they were published, which is the order they are stored and offered in. A
+    /// subscriber takes it too while it reads the head. An async mutex: it is held while
+    /// queuing (which never waits: room is taken first, from `in_flight`), not across the write.
     append: tokio::sync::Mutex<()>,
+    /// Permits for this user's events queued and not yet stored ([`IN_FLIGHT`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
     fanout: Mutex<Fanout>,
     /// Every user's message rate on this node; shared with the hub, so it outlives the
     /// stream (a reconnect does not refill it).
@@ -142,15 +152,34 @@ impl UserStream {
     }
 
     /// Assigns the next `seq`, persists the event, then offers it to every connection here
-    /// and, through Redis, on other nodes. `run_id` files the event under a run for per-run
-    /// reads (a run's `thread_created` too). Never waits on a connection: a full queue marks
-    /// that connection too slow.
+    /// and, through Redis, on other nodes; returns once all of that is done. `run_id` files
+    /// the event under a run for per-run reads (a run's `thread_created` too). Never waits on a
+    /// connection: a full queue marks that connection too slow.
     pub async fn publish(
         self: &Arc<Self>,
         thread_id: &str,
         run_id: Option<&str>,
         body: EventBody,
     ) -> Result<u64, StoreError> {
+        self.queue(thread_id, run_id, body).await?.stored().await
+    }
+
+    /// [`UserStream::publish`] without waiting for the write: the event is queued with the
+    /// store's committer and, once its batch committed, offered to connections — persisted,
+    /// then sent, in the order queued. A run so queues its steps one after another and many
+    /// of them share one transaction, instead of each waiting a commit before the next. Waits
+    /// only while the user has [`IN_FLIGHT`] events queued and not yet stored (a bound per
+    /// user). The answer says when (and whether) the event was stored.
+    pub async fn queue(
+        self: &Arc<Self>,
+        thread_id: &str,
+        run_id: Option<&str>,
+        body: EventBody,
+    ) -> Result<QueuedEvent, StoreError> {
+        let permit = Arc::clone(&self.in_flight)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let _order = self.append.lock().await;
         let now = chrono::Utc::now();
         let kind = body.type_name();
@@ -160,24 +189,33 @@ impl UserStream {
             thread_id: thread_id.to_string(),
             body,
         };
-        let stored = self
-            .store
-            .append_event(
-                &self.key,
-                run_id,
-                thread_id,
-                now.timestamp_millis(),
-                move |seq| {
-                    event.seq = seq;
-                    // Serialising these plain types (strings, numbers, JSON values) cannot fail;
-                    // should it ever, the frame still says what it was rather than being empty.
-                    serde_json::to_string(&event).unwrap_or_else(|e| {
-                        tracing::error!(error = %e, "could not serialise a stream event");
-                        format!(r#"{{"seq":{seq},"type":"{kind}","thread_id":"","ts":""}}"#)
-                    })
-                },
-            )
-            .await?;
+        let new = NewEvent {
+            user: self.key.clone(),
+            run_id: run_id.map(str::to_string),
+            thread_id: thread_id.to_string(),
+            ts_ms: now.timestamp_millis(),
+            render: Box::new(move |seq| {
+                event.seq = seq;
+                // Serialising these plain types (strings, numbers, JSON values) cannot fail;
+                // should it ever, the frame still says what it was rather than being empty.
+                serde_json::to_string(&event).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "could not serialise a stream event");
+                    format!(r#"{{"seq":{seq},"type":"{kind}","thread_id":"","ts":""}}"#)
+                })
+            }),
+        };
+        let stream = Arc::clone(self);
+        self.store
+            .queue_event(new, move |stored| {
+                stream.stored(kind, stored);
+                drop(permit);
+            })
+            .await
+    }
+
+    /// An event of this node's just committed (called in `seq` order, on the committer's
+    /// task): counted, published on the bus and offered to this node's connections.
+    fn stored(self: &Arc<Self>, kind: &'static str, stored: StoredEvent) {
         self.metrics
             .events_published
             .get_or_create(&crate::metrics::EventLabels { kind })
@@ -186,23 +224,21 @@ impl UserStream {
         if let Some(bus) = &self.bus {
             bus.publish(&self.key, seq, &stored.payload);
         }
-        let delivered = Delivered {
-            seq,
-            frame: Utf8Bytes::from(stored.payload),
-        };
         {
             let mut fanout = lock(&self.fanout);
             // Nobody here had a position yet: this event is where delivery starts.
             fanout.start_at(seq - 1);
-            self.offer(&mut fanout, delivered);
+            self.offer(&mut fanout, Delivered::from(stored));
         }
-        if seq % PRUNE_EVERY == 0 && seq > self.limits.event_retention {
+        if seq.is_multiple_of(PRUNE_EVERY) && seq > self.limits.event_retention {
             let keep_after = seq - self.limits.event_retention;
-            if let Err(e) = self.store.prune_events(&self.key, keep_after).await {
-                tracing::warn!(error = %e, "could not prune old events; retrying at the next prune point");
-            }
+            let (store, key) = (self.store.clone(), self.key.clone());
+            self.tasks.spawn(async move {
+                if let Err(e) = store.prune_events(&key, keep_after).await {
+                    tracing::warn!(error = %e, "could not prune old events; retrying at the next prune point");
+                }
+            });
         }
-        Ok(seq)
     }
 
     /// An event another node stored for this user, as Redis delivered it.
@@ -561,6 +597,7 @@ impl Hub {
                 .as_ref()
                 .map(|_| tokio::sync::watch::Sender::new(false)),
             append: tokio::sync::Mutex::new(()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
             // Grows with use: an idle user costs no buffer.
             fanout: Mutex::new(Fanout::new(self.limits.replay_buffer)),
             messages: Arc::clone(&self.messages),

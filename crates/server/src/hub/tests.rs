@@ -234,3 +234,109 @@ async fn the_hubs_tasks_end_at_shutdown() {
         .await
         .expect("every task of the hub ended");
 }
+
+fn thinking() -> EventBody {
+    EventBody::AgentThinking {
+        run_id: "run".into(),
+        agent: "supervisor".into(),
+        text: "thinking".into(),
+    }
+}
+
+/// While SQLite's write lock is held elsewhere nothing can be stored: a user can queue
+/// [`IN_FLIGHT`] events and the next one waits, while another user still queues at once. Once
+/// the lock is released every one is stored, in order, with no gap.
+#[tokio::test]
+async fn a_users_events_waiting_to_be_stored_are_bounded() {
+    use futures_util::FutureExt;
+    use sqlx::Connection;
+
+    let s = setup().await;
+    let mut holder = sqlx::SqliteConnection::connect(&s.store.url)
+        .await
+        .expect("a second connection");
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("hold the write lock");
+
+    let ada = s.hub.stream(&user("ada"));
+    let mut queued = Vec::new();
+    for _ in 0..IN_FLIGHT {
+        let q = tokio::time::timeout(WAIT, ada.queue("thr", None, thinking()))
+            .await
+            .expect("room for the user's first events")
+            .expect("queued");
+        queued.push(q);
+    }
+    let mut over = Box::pin(ada.queue("thr", None, thinking()));
+    // A fresh turn of the test's task, so tokio's cooperative budget cannot be what makes the
+    // queue wait.
+    tokio::task::yield_now().await;
+    assert!(
+        (&mut over).now_or_never().is_none(),
+        "one event over the bound waits for room"
+    );
+    let grace = s.hub.stream(&user("grace"));
+    let other = tokio::time::timeout(WAIT, grace.queue("thr", None, thinking()))
+        .await
+        .expect("another user is not held by the first one's bound")
+        .expect("queued");
+
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut holder)
+        .await
+        .expect("release the write lock");
+    let last = tokio::time::timeout(WAIT, over)
+        .await
+        .expect("room once the first events are stored")
+        .expect("queued");
+    let mut seqs = Vec::new();
+    for q in queued.into_iter().chain([last]) {
+        seqs.push(
+            tokio::time::timeout(WAIT, q.stored())
+                .await
+                .expect("stored")
+                .expect("no error"),
+        );
+    }
+    assert_eq!(seqs, (1..=IN_FLIGHT as u64 + 1).collect::<Vec<_>>());
+    assert_eq!(other.stored().await.expect("stored"), 1);
+}
+
+/// A batch the database refuses is reported to whoever queued its events, nothing of it is
+/// offered, and the head does not move: the next event stored takes the seq after the last one
+/// stored, with no gap.
+#[tokio::test]
+async fn a_refused_write_is_reported_and_leaves_no_gap() {
+    use sqlx::Connection;
+
+    let s = setup().await;
+    let ada = s.hub.stream(&user("ada"));
+    let mut sub = ada.subscribe(1, 64, None).await.expect("subscribe");
+    let first = ada.publish("thr", None, thinking()).await.expect("stored");
+    assert_eq!(next_seqs(&mut sub.rx, 1).await, [first]);
+
+    let mut other = sqlx::SqliteConnection::connect(&s.store.url)
+        .await
+        .expect("a second connection");
+    sqlx::raw_sql(
+        "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&mut other)
+    .await
+    .expect("refuse event writes");
+    let refused = ada.queue("thr", None, thinking()).await.expect("queued");
+    let err = tokio::time::timeout(WAIT, refused.stored())
+        .await
+        .expect("answered");
+    assert!(matches!(err, Err(StoreError::Batch(_))), "{err:?}");
+
+    sqlx::raw_sql("DROP TRIGGER refuse")
+        .execute(&mut other)
+        .await
+        .expect("accept event writes again");
+    let next = ada.publish("thr", None, thinking()).await.expect("stored");
+    assert_eq!(next, first + 1);
+    assert_eq!(next_seqs(&mut sub.rx, 1).await, [next]);
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::db::{Cols, Db, Sums, on_read};
 use crate::rollup;
-use crate::usage_cache::UsageCache;
+use crate::usage_cache::{UsageCache, VersionLeader, VersionRead, VersionReads};
 use apogee_analytics::{
     BatchCandidate, CostRow, FeatureModelCost, InputBand, LatencySlice, ModelMix, Nanos,
     OrgUsageQueries, OutputTail, Period, QueryError, RepeatProfile, TagCount, TrafficProfile,
@@ -162,11 +162,35 @@ impl OrgUsage {
 
     /// The org's data version: bumped by every transaction that changes its usage
     /// (`rollup::apply_delta!`), 0 before the first.
+    /// Callers asking at once share one read that begins after all of them asked
+    /// (`usage_cache::VersionReads`).
     async fn data_version(&self) -> Result<i64, QueryError> {
+        match self.cache.versions.join_or_lead(&self.raw.org_id) {
+            VersionRead::Join(answer) => match VersionReads::joined(answer).await {
+                Some(answer) => answer,
+                None => self.read_version(None).await,
+            },
+            VersionRead::Lead(mut leader) => {
+                let answer = self.read_version(Some(&mut leader)).await;
+                leader.finish(&answer);
+                answer
+            }
+        }
+    }
+
+    /// Reads the org's data version; `leader` is told right before the statement runs.
+    async fn read_version(
+        &self,
+        leader: Option<&mut VersionLeader<'_>>,
+    ) -> Result<i64, QueryError> {
         let version: Option<i64> = on_read!(&self.raw.db, pool => {
+            let mut conn = pool.acquire().await.map_err(backend)?;
+            if let Some(leader) = leader {
+                leader.begun();
+            }
             sqlx::query_scalar("SELECT version FROM usage_versions WHERE org_id = $1")
                 .bind(&self.raw.org_id)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(backend)?
         });
