@@ -9,7 +9,7 @@
 //! (right-sizing limits other than `ShortLimits::default()`, a prompt band not on the
 //! summaries' steps, a filtered model mix) is answered from raw rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use apogee_analytics::{
     BatchCandidate, CostRow, Dimension, FeatureModelCost, Grouping, InputBand, ModelMix, Nanos,
@@ -17,7 +17,7 @@ use apogee_analytics::{
 };
 
 use super::recommender_inputs::{OutputCount, mix, output_histogram, tails_of};
-use super::{RawUsage, Split, backend, bytewise, cost_row};
+use super::{RawUsage, Split, backend, bytewise};
 use crate::db::{Cols, Sums, on_read};
 use crate::summaries::{
     DAY_MS, LONG_INPUT_STEP, LONG_INPUT_TOKENS, PER_CALL_TIMED, day_floor, summarised_limits,
@@ -389,43 +389,100 @@ impl RawUsage {
     /// (by time, then insertion), by the feature of the repeat; a prompt counts for the
     /// feature of its second call. Calls of one prompt in the same millisecond under two
     /// features may be ordered differently from the reference.
-    ///
-    /// Folded in one statement ([`REPEATS_BY_FEATURE`]): what travels back is one row per
-    /// feature, not one per summary row.
     pub(super) async fn summarised_repeated_prompts(
         &self,
         period: &Period,
     ) -> Result<RepeatProfile, QueryError> {
         let split = Split::of(period);
-        let found: Vec<(CostRow, i64)> = widening!(&self.db, sums => {
-            let sql = REPEATS_BY_FEATURE
-                .replace("{rowid}", self.db.pick("rowid", "ctid"))
-                .replace("{b}", bytewise(&self.db))
-                .replace("{calls}", &sums.sum("d_n"))
-                .replace("{input}", &sums.sum("d_i"))
-                .replace("{output}", &sums.sum("d_o"))
-                .replace("{cost}", &sums.sum("d_c"))
-                .replace("{unpriced}", &sums.sum("d_u"))
-                .replace("{prompts}", &sums.sum("d_p"));
-            on_read!(&self.db, pool => {
-                sqlx::query(&sql)
+        // Per prompt, its parts: one per summary row, one per raw edge call.
+        let mut prompts: HashMap<(String, String), Vec<PromptPart>> = HashMap::new();
+        if split.has_hours() {
+            let sql = "SELECT model, prompt_hash, feature_key, row_count, input_tokens,
+                              output_tokens, cost_nanos, unpriced_rows, first_ts_ms,
+                              first_input_tokens, first_output_tokens, first_cost_nanos,
+                              second_ts_ms
+                       FROM usage_repeats_hourly
+                       WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3";
+            let rows: Vec<((String, String), PromptPart)> = on_read!(&self.db, pool => {
+                sqlx::query(sql)
                     .bind(&self.org_id)
                     .bind(split.hours_from)
                     .bind(split.hours_to)
-                    .bind(split.from)
-                    .bind(split.edge1_to)
-                    .bind(split.edge2_from)
-                    .bind(split.to)
                     .fetch_all(pool)
                     .await
                     .map_err(backend)?
                     .iter()
-                    .map(|r| Ok((cost_row(r)?, r.wide_count("prompts")?)))
+                    .map(|r| {
+                        Ok((
+                            (r.text("model")?, r.text("prompt_hash")?),
+                            PromptPart {
+                                feature: r.text("feature_key")?,
+                                rows: i128::from(r.int("row_count")?),
+                                input_tokens: i128::from(r.int("input_tokens")?),
+                                output_tokens: i128::from(r.int("output_tokens")?),
+                                cost: i128::from(r.int("cost_nanos")?),
+                                unpriced_rows: i128::from(r.int("unpriced_rows")?),
+                                first_ts_ms: r.int("first_ts_ms")?,
+                                first_input_tokens: r.int("first_input_tokens")?,
+                                first_output_tokens: r.int("first_output_tokens")?,
+                                first_cost: r.opt_int("first_cost_nanos")?,
+                                second_ts_ms: r.opt_int("second_ts_ms")?,
+                            },
+                        ))
+                    })
                     .collect::<Result<_, sqlx::Error>>()
-                    .map_err(backend)
-            })
-        })?;
-        Ok(repeat_profile(found))
+                    .map_err(backend)?
+            });
+            for (key, part) in rows {
+                prompts.entry(key).or_default().push(part);
+            }
+        }
+        for edge in split.edges()? {
+            let sql = format!(
+                "SELECT model, prompt_hash, COALESCE(feature, '(none)') AS f, ts_ms,
+                        input_tokens, output_tokens, cost_nanos
+                 FROM usage_records
+                 WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3 AND prompt_hash IS NOT NULL
+                 ORDER BY ts_ms, {rowid}",
+                rowid = self.db.pick("rowid", "ctid"),
+            );
+            let calls: Vec<((String, String), PromptPart)> = on_read!(&self.db, pool => {
+                sqlx::query(&sql)
+                    .bind(&self.org_id)
+                    .bind(edge.from_ms())
+                    .bind(edge.to_ms())
+                    .fetch_all(pool)
+                    .await
+                    .map_err(backend)?
+                    .iter()
+                    .map(|r| {
+                        let cost = r.opt_int("cost_nanos")?;
+                        let (input, output) = (r.int("input_tokens")?, r.int("output_tokens")?);
+                        Ok((
+                            (r.text("model")?, r.text("prompt_hash")?),
+                            PromptPart {
+                                feature: r.text("f")?,
+                                rows: 1,
+                                input_tokens: i128::from(input),
+                                output_tokens: i128::from(output),
+                                cost: i128::from(cost.unwrap_or(0)),
+                                unpriced_rows: i128::from(cost.is_none()),
+                                first_ts_ms: r.int("ts_ms")?,
+                                first_input_tokens: input,
+                                first_output_tokens: output,
+                                first_cost: cost,
+                                second_ts_ms: None,
+                            },
+                        ))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(backend)?
+            });
+            for (key, part) in calls {
+                prompts.entry(key).or_default().push(part);
+            }
+        }
+        Ok(repeat_profile(prompts.into_values()))
     }
 
     /// Output tails from the daily output-length counts for the period's whole UTC days and
@@ -503,64 +560,78 @@ impl RawUsage {
     }
 }
 
-/// The period's repeats by feature, in one statement: each prompt's parts — a summary row
-/// (an hour × feature of `usage_repeats_hourly`) or one raw call of an edge (`$4..$5`,
-/// `$6..$7`) — ordered by their first call (time, then insertion; parts of one hour by
-/// feature), then per feature every call of a prompt with two or more calls in the period,
-/// less each prompt's first call (the first part's own first), and one prompt for the feature
-/// of its second call (the first part's own second, or the next part's first if earlier).
-/// `{calls}`…`{prompts}` are the wide sums of `d_n`…`d_p` ([`Sums::sum`]).
-const REPEATS_BY_FEATURE: &str = "
-WITH parts AS (
-  SELECT model, prompt_hash, feature_key AS f, row_count AS n, input_tokens AS i,
-         output_tokens AS o, cost_nanos AS c, unpriced_rows AS u, first_ts_ms AS t1,
-         first_input_tokens AS fi, first_output_tokens AS fo, first_cost_nanos AS fc,
-         second_ts_ms AS t2, 0 AS seq
-  FROM usage_repeats_hourly
-  WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3
-  UNION ALL
-  SELECT model, prompt_hash, COALESCE(feature, '(none)'), 1, input_tokens, output_tokens,
-         COALESCE(cost_nanos, 0), CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END, ts_ms,
-         input_tokens, output_tokens, cost_nanos, NULL,
-         ROW_NUMBER() OVER (ORDER BY ts_ms, {rowid})
-  FROM usage_records
-  WHERE org_id = $1 AND prompt_hash IS NOT NULL
-    AND ((ts_ms >= $4 AND ts_ms < $5) OR (ts_ms >= $6 AND ts_ms < $7))
-),
-ranked AS (
-  SELECT f, n, i, o, c, u, fi, fo, fc, t2,
-         SUM(n) OVER (PARTITION BY model, prompt_hash) AS total,
-         ROW_NUMBER() OVER w AS r, LEAD(t1) OVER w AS next_t1, LEAD(f) OVER w AS next_f
-  FROM parts
-  WINDOW w AS (PARTITION BY model, prompt_hash ORDER BY t1, seq, f{b})
-),
-per_feature AS (
-  SELECT f AS k,
-         n - CASE WHEN r = 1 THEN 1 ELSE 0 END AS d_n,
-         i - CASE WHEN r = 1 THEN fi ELSE 0 END AS d_i,
-         o - CASE WHEN r = 1 THEN fo ELSE 0 END AS d_o,
-         c - CASE WHEN r = 1 THEN COALESCE(fc, 0) ELSE 0 END AS d_c,
-         u - CASE WHEN r = 1 AND fc IS NULL THEN 1 ELSE 0 END AS d_u,
-         0 AS d_p
-  FROM ranked WHERE total >= 2
-  UNION ALL
-  SELECT CASE WHEN t2 IS NOT NULL AND (next_t1 IS NULL OR next_t1 >= t2) THEN f
-              WHEN next_t1 IS NOT NULL THEN next_f
-              ELSE f END,
-         0, 0, 0, 0, 0, 1
-  FROM ranked WHERE total >= 2 AND r = 1
-)
-SELECT k{b} AS k, {calls} AS calls, {input} AS input_tokens, {output} AS output_tokens,
-       {cost} AS cost, {unpriced} AS unpriced_calls, {prompts} AS prompts
-FROM per_feature
-GROUP BY k";
+/// A part of one prompt's calls in a period: a summary row (an hour × feature) or one raw
+/// call of an edge hour.
+#[derive(Debug, Clone)]
+struct PromptPart {
+    feature: String,
+    rows: i128,
+    input_tokens: i128,
+    output_tokens: i128,
+    cost: i128,
+    unpriced_rows: i128,
+    first_ts_ms: i64,
+    first_input_tokens: i64,
+    first_output_tokens: i64,
+    first_cost: Option<i64>,
+    second_ts_ms: Option<i64>,
+}
 
-/// The period's repeat profile from its repeats by feature (with the prompts each counts):
-/// features by cost, the top five kept.
-fn repeat_profile(by_feature: Vec<(CostRow, i64)>) -> RepeatProfile {
+/// A feature's repeats: rows, input, output, cost, unpriced rows, prompts.
+type FeatureRepeats = [i128; 6];
+
+/// The period's repeat profile from each prompt's parts: all its calls but the first, by
+/// feature; the prompt itself counts for the feature of its second call.
+fn repeat_profile(prompts: impl Iterator<Item = Vec<PromptPart>>) -> RepeatProfile {
+    let mut by_feature: BTreeMap<String, FeatureRepeats> = BTreeMap::new();
+    for mut parts in prompts {
+        if parts.iter().map(|p| p.rows).sum::<i128>() < 2 {
+            continue;
+        }
+        // The first call is the earliest part's first; parts of one hour with calls in the
+        // same millisecond keep their read order (stable sort).
+        parts.sort_by_key(|p| p.first_ts_ms);
+        let (first, rest) = parts.split_at(1);
+        let first = &first[0];
+        // The second call: the first part's own second, or the next part's first.
+        let second_feature = match (first.second_ts_ms, rest.first()) {
+            (Some(ts), Some(next)) if next.first_ts_ms < ts => &next.feature,
+            (Some(_), _) => &first.feature,
+            (None, Some(next)) => &next.feature,
+            (None, None) => &first.feature,
+        };
+        for p in &parts {
+            let f = by_feature.entry(p.feature.clone()).or_default();
+            f[0] += p.rows;
+            f[1] += p.input_tokens;
+            f[2] += p.output_tokens;
+            f[3] += p.cost;
+            f[4] += p.unpriced_rows;
+        }
+        let f = by_feature.entry(first.feature.clone()).or_default();
+        f[0] -= 1;
+        f[1] -= i128::from(first.first_input_tokens);
+        f[2] -= i128::from(first.first_output_tokens);
+        f[3] -= i128::from(first.first_cost.unwrap_or(0));
+        f[4] -= i128::from(first.first_cost.is_none());
+        by_feature.entry(second_feature.clone()).or_default()[5] += 1;
+    }
     let mut rows: Vec<(CostRow, i64)> = by_feature
         .into_iter()
-        .filter(|(row, _)| row.calls > 0)
+        .filter(|(_, f)| f[0] > 0)
+        .map(|(key, f)| {
+            (
+                CostRow {
+                    key,
+                    calls: narrow(f[0]),
+                    input_tokens: narrow(f[1]),
+                    output_tokens: narrow(f[2]),
+                    cost: Nanos(f[3]),
+                    unpriced_calls: narrow(f[4]),
+                },
+                narrow(f[5]),
+            )
+        })
         .collect();
     rows.sort_by(|a, b| b.0.cost.cmp(&a.0.cost).then_with(|| a.0.key.cmp(&b.0.key)));
     let mut profile = RepeatProfile::default();
@@ -572,4 +643,8 @@ fn repeat_profile(by_feature: Vec<(CostRow, i64)>) -> RepeatProfile {
     }
     profile.top_features.truncate(5);
     profile
+}
+
+fn narrow(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
