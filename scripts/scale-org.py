@@ -11,7 +11,7 @@ the copies would have made them, by construction:
 
 - every summary whose key holds no prompt hash (`usage_hourly`, `usage_hourly_tags`,
   `usage_mix_hourly`, `usage_output_daily`) has the same keys and N times each sum;
-- the prompt summaries (`usage_prompts`, `usage_repeats_hourly`) gain, per copy, the
+- the prompt summaries (`usage_prompts`, `usage_repeats_hourly`, `usage_repeats_daily`) gain, per copy, the
   original's rows under the renamed hash (a copy's calls keep the original's order in time and
   insertion);
 - the org's data version is bumped, so no cached read survives.
@@ -40,7 +40,7 @@ SUMMED = {
                          "output_tokens", "cost_nanos"],
     "usage_output_daily": ["interactive_calls", "batch_calls"],
 }
-PROMPT_TABLES = ["usage_prompts", "usage_repeats_hourly"]
+PROMPT_TABLES = ["usage_prompts", "usage_repeats_hourly", "usage_repeats_daily"]
 I64_MAX = 2**63 - 1
 
 
@@ -68,12 +68,13 @@ def verify(db, org):
     recompute.update(backfills("0017_recommender_summaries.sql",
                                ["usage_mix_hourly", "usage_output_daily"]))
     recompute.update(backfills("0018_prompt_repeats.sql", PROMPT_TABLES))
+    recompute.update(backfills("0022_prompt_repeats_daily.sql", PROMPT_TABLES))
     for table in list(SUMMED) + PROMPT_TABLES:
         started = time.time()
         db.execute(f"DROP TABLE IF EXISTS temp.expected_{table}")
         db.execute(f"CREATE TEMP TABLE expected_{table} AS SELECT * FROM {table} WHERE 0")
         select = recompute[table]
-        if table == "usage_repeats_hourly":
+        if table in ("usage_repeats_hourly", "usage_repeats_daily"):
             # Its backfill reads usage_prompts: point it at the recomputed one.
             select = select.replace("FROM usage_prompts", "FROM temp.expected_usage_prompts")
         db.execute(f"INSERT INTO temp.expected_{table} SELECT * FROM ({select}) WHERE org_id = ?",

@@ -19,6 +19,7 @@ use apogee_analytics::{
 use super::recommender_inputs::{OutputCount, mix, output_histogram, tails_of};
 use super::{RawUsage, Split, backend, bytewise};
 use crate::db::{Cols, Sums, on_read};
+use crate::prompt_repeats::SPLIT;
 use crate::summaries::{
     DAY_MS, LONG_INPUT_STEP, LONG_INPUT_TOKENS, PER_CALL_TIMED, day_floor, summarised_limits,
 };
@@ -397,44 +398,21 @@ impl RawUsage {
         // Per prompt, its parts: one per summary row, one per raw edge call.
         let mut prompts: HashMap<(String, String), Vec<PromptPart>> = HashMap::new();
         if split.has_hours() {
-            let sql = "SELECT model, prompt_hash, feature_key, row_count, input_tokens,
-                              output_tokens, cost_nanos, unpriced_rows, first_ts_ms,
-                              first_input_tokens, first_output_tokens, first_cost_nanos,
-                              second_ts_ms
-                       FROM usage_repeats_hourly
-                       WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3";
-            let rows: Vec<((String, String), PromptPart)> = on_read!(&self.db, pool => {
-                sqlx::query(sql)
-                    .bind(&self.org_id)
-                    .bind(split.hours_from)
-                    .bind(split.hours_to)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(backend)?
-                    .iter()
-                    .map(|r| {
-                        Ok((
-                            (r.text("model")?, r.text("prompt_hash")?),
-                            PromptPart {
-                                feature: r.text("feature_key")?,
-                                rows: i128::from(r.int("row_count")?),
-                                input_tokens: i128::from(r.int("input_tokens")?),
-                                output_tokens: i128::from(r.int("output_tokens")?),
-                                cost: i128::from(r.int("cost_nanos")?),
-                                unpriced_rows: i128::from(r.int("unpriced_rows")?),
-                                first_ts_ms: r.int("first_ts_ms")?,
-                                first_input_tokens: r.int("first_input_tokens")?,
-                                first_output_tokens: r.int("first_output_tokens")?,
-                                first_cost: r.opt_int("first_cost_nanos")?,
-                                second_ts_ms: r.opt_int("second_ts_ms")?,
-                            },
-                        ))
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(backend)?
-            });
-            for (key, part) in rows {
-                prompts.entry(key).or_default().push(part);
+            // Whole UTC days from the daily rows, the hours around them from the hourly ones.
+            let days_from = day_floor(split.hours_from.saturating_add(DAY_MS - 1));
+            let days_to = day_floor(split.hours_to);
+            let mut reads = Vec::new();
+            if days_from < days_to {
+                reads.push((true, days_from, days_to));
+                reads.push((false, split.hours_from, days_from));
+                reads.push((false, days_to, split.hours_to));
+            } else {
+                reads.push((false, split.hours_from, split.hours_to));
+            }
+            for (daily, from, to) in reads.into_iter().filter(|(_, a, b)| a < b) {
+                for (key, part) in self.repeat_parts(daily, from, to).await? {
+                    prompts.entry(key).or_default().push(part);
+                }
             }
         }
         for edge in split.edges()? {
@@ -483,6 +461,69 @@ impl RawUsage {
             }
         }
         Ok(repeat_profile(prompts.into_values()))
+    }
+
+    /// The repeat summary rows of `[from, to)`: daily rows (`usage_repeats_daily`, two-part
+    /// sums) or hourly ones, as parts of their prompts.
+    async fn repeat_parts(
+        &self,
+        daily: bool,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<((String, String), PromptPart)>, QueryError> {
+        let sql = if daily {
+            "SELECT model, prompt_hash, feature_key, row_count, input_tokens_hi,
+                    input_tokens_lo, output_tokens_hi, output_tokens_lo, cost_nanos_hi,
+                    cost_nanos_lo, unpriced_rows, first_ts_ms, first_input_tokens,
+                    first_output_tokens, first_cost_nanos, second_ts_ms
+             FROM usage_repeats_daily
+             WHERE org_id = $1 AND day_ms >= $2 AND day_ms < $3"
+        } else {
+            "SELECT model, prompt_hash, feature_key, row_count, input_tokens, output_tokens,
+                    cost_nanos, unpriced_rows, first_ts_ms, first_input_tokens,
+                    first_output_tokens, first_cost_nanos, second_ts_ms
+             FROM usage_repeats_hourly
+             WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3"
+        };
+        let sum = |r: &dyn Cols, col: &str| -> Result<i128, sqlx::Error> {
+            if daily {
+                let (hi, lo) = (r.int(&format!("{col}_hi"))?, r.int(&format!("{col}_lo"))?);
+                Ok(i128::from(hi) * SPLIT + i128::from(lo))
+            } else {
+                Ok(i128::from(r.int(col)?))
+            }
+        };
+        let part = |r: &dyn Cols| -> Result<((String, String), PromptPart), sqlx::Error> {
+            Ok((
+                (r.text("model")?, r.text("prompt_hash")?),
+                PromptPart {
+                    feature: r.text("feature_key")?,
+                    rows: i128::from(r.int("row_count")?),
+                    input_tokens: sum(r, "input_tokens")?,
+                    output_tokens: sum(r, "output_tokens")?,
+                    cost: sum(r, "cost_nanos")?,
+                    unpriced_rows: i128::from(r.int("unpriced_rows")?),
+                    first_ts_ms: r.int("first_ts_ms")?,
+                    first_input_tokens: r.int("first_input_tokens")?,
+                    first_output_tokens: r.int("first_output_tokens")?,
+                    first_cost: r.opt_int("first_cost_nanos")?,
+                    second_ts_ms: r.opt_int("second_ts_ms")?,
+                },
+            ))
+        };
+        Ok(on_read!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(&self.org_id)
+                .bind(from)
+                .bind(to)
+                .fetch_all(pool)
+                .await
+                .map_err(backend)?
+                .iter()
+                .map(|r| part(r))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(backend)?
+        }))
     }
 
     /// Output tails from the daily output-length counts for the period's whole UTC days and
