@@ -69,7 +69,7 @@ def verify(db, org):
                                ["usage_mix_hourly", "usage_output_daily"]))
     recompute.update(backfills("0018_prompt_repeats.sql", PROMPT_TABLES))
     recompute.update(backfills("0022_prompt_repeats_daily.sql", PROMPT_TABLES))
-    for table in list(SUMMED) + PROMPT_TABLES:
+    for table in present(db, list(SUMMED) + PROMPT_TABLES):
         started = time.time()
         db.execute(f"DROP TABLE IF EXISTS temp.expected_{table}")
         db.execute(f"CREATE TEMP TABLE expected_{table} AS SELECT * FROM {table} WHERE 0")
@@ -88,6 +88,11 @@ def verify(db, org):
                 sys.exit(f"{table}: {diff} rows of {a} not in {b}")
         (n,) = db.execute(f"SELECT COUNT(*) FROM {table} WHERE org_id = ?", (org,)).fetchone()
         print(f"verified {table}: {n} rows equal to the raw rows' ({time.time() - started:.1f} s)")
+
+
+def present(db, tables):
+    """The tables of `tables` the database has (an older schema may lack the newest)."""
+    return [t for t in tables if columns(db, t)]
 
 
 def main():
@@ -119,7 +124,7 @@ def main():
                 f"INSERT INTO usage_records ({', '.join(cols)}) SELECT {', '.join(renamed)}"
                 f" FROM usage_records WHERE org_id = ? AND request_id NOT LIKE '%~%'"
                 f" ORDER BY rowid", (org,))
-            for table in PROMPT_TABLES:
+            for table in present(db, PROMPT_TABLES):
                 tcols = columns(db, table)
                 picked = [f"prompt_hash || '~{k}'" if c == "prompt_hash" else c for c in tcols]
                 db.execute(

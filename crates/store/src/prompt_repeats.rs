@@ -15,8 +15,8 @@
 //! batch's prompts' counts, and when a prompt's second call arrives moves the lone call into
 //! the hourly rows. Calls of one prompt in the same millisecond are ordered by insertion (the
 //! order `RETURNING` gives them). A delete rebuilds the org's rows from its remaining raw
-//! rows with migration 18's own statements: deletes are an operator's rare action, and a
-//! prompt's first call can only be found again in the raw rows.
+//! rows with migrations 18's and 22's own statements: deletes are an operator's rare action,
+//! and a prompt's first call can only be found again in the raw rows.
 
 use std::collections::{BTreeMap, HashMap};
 

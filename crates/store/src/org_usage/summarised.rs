@@ -4,7 +4,8 @@
 //! models × features of summaries instead of every call.
 //!
 //! Output tails read the daily output-length counts for whole UTC days instead, and raw rows
-//! for the rest of the period. Each is exact: equal to the raw-row reference
+//! for the rest of the period; repeated prompts read daily repeat rows for whole days and
+//! hourly ones for the hours around them. Each is exact: equal to the raw-row reference
 //! (`RawUsage::raw_*`), which `tests/summaries_equal_raw.rs` checks. A question the summaries do not keep
 //! (right-sizing limits other than `ShortLimits::default()`, a prompt band not on the
 //! summaries' steps, a filtered model mix) is answered from raw rows.
@@ -385,8 +386,9 @@ impl RawUsage {
         Ok(rows)
     }
 
-    /// Repeated prompts from the repeated-prompt summaries (`prompt_repeats`) for the whole
-    /// hours and raw rows for the edges: per prompt, every call of the period after its first
+    /// Repeated prompts from the repeated-prompt summaries (`prompt_repeats`) — daily rows for
+    /// the whole UTC days, hourly rows for the whole hours around them — and raw rows for the
+    /// edges: per prompt, every call of the period after its first
     /// (by time, then insertion), by the feature of the repeat; a prompt counts for the
     /// feature of its second call. Calls of one prompt in the same millisecond under two
     /// features may be ordered differently from the reference.
