@@ -43,6 +43,10 @@ const SQLITE: &[Migration] = &[
         include_str!("../migrations/0017_recommender_summaries.sql"),
     ),
     (18, include_str!("../migrations/0018_prompt_repeats.sql")),
+    (
+        22,
+        include_str!("../migrations/0022_prompt_repeats_daily.sql"),
+    ),
 ];
 
 /// The same versions, tables, columns and indexes on PostgreSQL: the common files, except the
@@ -71,6 +75,10 @@ const POSTGRES: &[Migration] = &[
     (
         18,
         include_str!("../migrations/postgres/0018_prompt_repeats.sql"),
+    ),
+    (
+        22,
+        include_str!("../migrations/postgres/0022_prompt_repeats_daily.sql"),
     ),
 ];
 

@@ -5,19 +5,26 @@
 //!   that is 1, the lone call itself;
 //! - `usage_repeats_hourly`: the records of prompts seen at least twice, per hour, model,
 //!   prompt and feature: sums, the row's first call (time, tokens, cost) and its second call's
-//!   time — enough to find any period's first and second call of each prompt.
+//!   time — enough to find any period's first and second call of each prompt;
+//! - `usage_repeats_daily` (migration 22): the same per UTC day, what a period's whole days
+//!   are read from (a day's token and cost sums in two parts, `_hi` and `_lo`: 24 hours of
+//!   64-bit sums may pass 64 bits).
 //!
 //! Ingest keeps them in its transaction ([`apply_prompts!`], after the org's data-version bump,
 //! whose row lock serialises concurrent ingests of one org on PostgreSQL): it reads the
 //! batch's prompts' counts, and when a prompt's second call arrives moves the lone call into
 //! the hourly rows. Calls of one prompt in the same millisecond are ordered by insertion (the
 //! order `RETURNING` gives them). A delete rebuilds the org's rows from its remaining raw
-//! rows with migration 18's own statements: deletes are an operator's rare action, and a
-//! prompt's first call can only be found again in the raw rows.
+//! rows with migrations 18's and 22's own statements: deletes are an operator's rare action,
+//! and a prompt's first call can only be found again in the raw rows.
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::rollup::hour_floor;
+use crate::summaries::day_floor;
+
+/// A daily sum is kept as `hi * SPLIT + lo` with `0 ≤ lo < SPLIT` (migration 22).
+pub(crate) const SPLIT: i128 = 1_000_000_000;
 
 /// One inserted record with a prompt hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +46,11 @@ pub(crate) struct PromptState {
     pub(crate) lone: Option<PromptCall>,
 }
 
+/// A repeat row's key: `bucket_ms` is the hour (`usage_repeats_hourly`) or the UTC day
+/// (`usage_repeats_daily`) it starts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct RepeatKey {
-    pub(crate) hour_ms: i64,
+    pub(crate) bucket_ms: i64,
     pub(crate) model: String,
     pub(crate) prompt_hash: String,
     pub(crate) feature: String,
@@ -52,9 +61,9 @@ pub(crate) struct RepeatKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RepeatSums {
     pub(crate) rows: i64,
-    pub(crate) input_tokens: i64,
-    pub(crate) output_tokens: i64,
-    pub(crate) cost_nanos: i64,
+    pub(crate) input_tokens: i128,
+    pub(crate) output_tokens: i128,
+    pub(crate) cost_nanos: i128,
     pub(crate) unpriced_rows: i64,
     first: (i64, i64),
     pub(crate) first_input_tokens: i64,
@@ -73,17 +82,30 @@ impl RepeatSums {
     }
 }
 
+/// A sum of an hourly row, which fits 64 bits: its records passed `HourSums::add`.
+pub(crate) fn hourly_sum(v: i128) -> Result<i64, sqlx::Error> {
+    i64::try_from(v).map_err(|_| overflow())
+}
+
+/// A sum of a daily row in its two parts (`hi`, `lo`); sums are never negative.
+pub(crate) fn daily_parts(v: i128) -> Result<(i64, i64), sqlx::Error> {
+    let hi = i64::try_from(v.div_euclid(SPLIT)).map_err(|_| overflow())?;
+    let lo = i64::try_from(v.rem_euclid(SPLIT)).map_err(|_| overflow())?;
+    Ok((hi, lo))
+}
+
 fn overflow() -> sqlx::Error {
     sqlx::Error::Decode("repeated-prompt sums out of the 64-bit range".into())
 }
 
 fn add_call(
     repeats: &mut BTreeMap<RepeatKey, RepeatSums>,
+    bucket: fn(i64) -> i64,
     c: &PromptCall,
     seq: i64,
 ) -> Result<(), sqlx::Error> {
     let key = RepeatKey {
-        hour_ms: hour_floor(c.ts_ms),
+        bucket_ms: bucket(c.ts_ms),
         model: c.model.clone(),
         prompt_hash: c.prompt_hash.clone(),
         feature: c.feature.clone(),
@@ -94,9 +116,9 @@ fn add_call(
             key,
             RepeatSums {
                 rows: 1,
-                input_tokens: c.input_tokens,
-                output_tokens: c.output_tokens,
-                cost_nanos: c.cost_nanos.unwrap_or(0),
+                input_tokens: i128::from(c.input_tokens),
+                output_tokens: i128::from(c.output_tokens),
+                cost_nanos: i128::from(c.cost_nanos.unwrap_or(0)),
                 unpriced_rows: i64::from(c.cost_nanos.is_none()),
                 first: at,
                 first_input_tokens: c.input_tokens,
@@ -108,18 +130,9 @@ fn add_call(
         return Ok(());
     };
     s.rows = s.rows.checked_add(1).ok_or_else(overflow)?;
-    s.input_tokens = s
-        .input_tokens
-        .checked_add(c.input_tokens)
-        .ok_or_else(overflow)?;
-    s.output_tokens = s
-        .output_tokens
-        .checked_add(c.output_tokens)
-        .ok_or_else(overflow)?;
-    s.cost_nanos = s
-        .cost_nanos
-        .checked_add(c.cost_nanos.unwrap_or(0))
-        .ok_or_else(overflow)?;
+    s.input_tokens += i128::from(c.input_tokens);
+    s.output_tokens += i128::from(c.output_tokens);
+    s.cost_nanos += i128::from(c.cost_nanos.unwrap_or(0));
     s.unpriced_rows += i64::from(c.cost_nanos.is_none());
     if at < s.first {
         s.second = Some(s.first);
@@ -133,6 +146,20 @@ fn add_call(
     Ok(())
 }
 
+/// What a batch adds to the repeat rows, per hour and per UTC day.
+#[derive(Debug, Default)]
+pub(crate) struct Repeats {
+    pub(crate) hourly: BTreeMap<RepeatKey, RepeatSums>,
+    pub(crate) daily: BTreeMap<RepeatKey, RepeatSums>,
+}
+
+impl Repeats {
+    fn add(&mut self, c: &PromptCall, seq: i64) -> Result<(), sqlx::Error> {
+        add_call(&mut self.hourly, hour_floor, c, seq)?;
+        add_call(&mut self.daily, day_floor, c, seq)
+    }
+}
+
 /// Folds a batch's `calls` (in insertion order) into the stored states of their prompts
 /// (`states`, which gains every prompt of the batch): returns the repeat rows to add. A
 /// prompt's first call stays lone; its second moves the lone call into the repeat rows with
@@ -140,8 +167,8 @@ fn add_call(
 pub(crate) fn fold_calls(
     states: &mut HashMap<(String, String), PromptState>,
     calls: &[PromptCall],
-) -> Result<BTreeMap<RepeatKey, RepeatSums>, sqlx::Error> {
-    let mut repeats = BTreeMap::new();
+) -> Result<Repeats, sqlx::Error> {
+    let mut repeats = Repeats::default();
     for (seq, c) in (0i64..).zip(calls) {
         let state = states
             .entry((c.model.clone(), c.prompt_hash.clone()))
@@ -154,11 +181,11 @@ pub(crate) fn fold_calls(
             1 => {
                 if let Some(lone) = state.lone.take() {
                     // Stored before the batch: earlier in insertion order than any of it.
-                    add_call(&mut repeats, &lone, -1)?;
+                    repeats.add(&lone, -1)?;
                 }
-                add_call(&mut repeats, c, seq)?;
+                repeats.add(c, seq)?;
             }
-            _ => add_call(&mut repeats, c, seq)?,
+            _ => repeats.add(c, seq)?,
         }
         state.count = state.count.checked_add(1).ok_or_else(overflow)?;
     }
@@ -217,24 +244,79 @@ pub(crate) const REPEAT_UPSERT_TAIL: &str = " ON CONFLICT (org_id, hour_ms, mode
           THEN excluded.first_ts_ms
         ELSE usage_repeats_hourly.second_ts_ms END";
 
+pub(crate) const DAILY_UPSERT_HEAD: &str = "INSERT INTO usage_repeats_daily (org_id, day_ms,
+     model, prompt_hash, feature_key, row_count, input_tokens_hi, input_tokens_lo,
+     output_tokens_hi, output_tokens_lo, cost_nanos_hi, cost_nanos_lo, unpriced_rows,
+     first_ts_ms, first_input_tokens, first_output_tokens, first_cost_nanos, second_ts_ms) ";
+
+/// [`REPEAT_UPSERT_TAIL`] for the daily rows: each two-part sum adds its parts and carries
+/// the low part's excess into the high one, so `0 ≤ lo < 10⁹` stays true.
+pub(crate) fn daily_upsert_tail() -> String {
+    let carry = |col: &str| {
+        format!(
+            "{col}_hi = usage_repeats_daily.{col}_hi + excluded.{col}_hi
+               + (usage_repeats_daily.{col}_lo + excluded.{col}_lo) / {SPLIT},
+             {col}_lo = (usage_repeats_daily.{col}_lo + excluded.{col}_lo) % {SPLIT},"
+        )
+    };
+    let tail = REPEAT_UPSERT_TAIL
+        .replace("usage_repeats_hourly", "usage_repeats_daily")
+        .replace("(org_id, hour_ms,", "(org_id, day_ms,");
+    let mut out = String::new();
+    for line in tail.lines() {
+        let sum = ["input_tokens", "output_tokens", "cost_nanos"]
+            .into_iter()
+            .find(|col| line.trim_start().starts_with(&format!("{col} =")));
+        match sum {
+            Some(col) => out.push_str(&carry(col)),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Whether a transaction is SQLite's (the rebuild's statements differ by dialect).
 pub(crate) fn is_sqlite<DB: sqlx::Database>(_: &sqlx::Transaction<'_, DB>) -> bool {
     DB::NAME == "SQLite"
 }
 
-/// Migration 18's backfill statements, each limited to one org (`$1`): what a delete runs
-/// after clearing the org's rows.
+/// The tables a delete clears and rebuilds.
+pub(crate) const TABLES: [&str; 3] = [
+    "usage_prompts",
+    "usage_repeats_hourly",
+    "usage_repeats_daily",
+];
+
+/// Migrations 18's and 22's backfill statements, each limited to one org (`$1`): what a
+/// delete runs after clearing the org's rows.
 pub(crate) fn rebuild_statements(sqlite: bool) -> Vec<String> {
-    let sql = if sqlite {
-        include_str!("../migrations/0018_prompt_repeats.sql")
+    let files = if sqlite {
+        [
+            (
+                include_str!("../migrations/0018_prompt_repeats.sql"),
+                "INSERT INTO usage_prompts",
+            ),
+            (
+                include_str!("../migrations/0022_prompt_repeats_daily.sql"),
+                "INSERT INTO usage_repeats_daily",
+            ),
+        ]
     } else {
-        include_str!("../migrations/postgres/0018_prompt_repeats.sql")
+        [
+            (
+                include_str!("../migrations/postgres/0018_prompt_repeats.sql"),
+                "INSERT INTO usage_prompts",
+            ),
+            (
+                include_str!("../migrations/postgres/0022_prompt_repeats_daily.sql"),
+                "INSERT INTO usage_repeats_daily",
+            ),
+        ]
     };
-    let backfill = sql
-        .find("INSERT INTO usage_prompts")
-        .map_or("", |at| &sql[at..]);
-    backfill
-        .split(';')
+    files
+        .into_iter()
+        .flat_map(|(sql, first)| sql.find(first).map_or("", |at| &sql[at..]).split(';'))
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
@@ -312,19 +394,31 @@ macro_rules! apply_prompts {
                 qb.push($crate::prompt_repeats::STATE_UPSERT_TAIL);
                 qb.build().execute(&mut **tx).await?;
             }
-            let repeats: Vec<_> = repeats.iter().collect();
-            for chunk in repeats.chunks($crate::prompt_repeats::KEYS_PER_STATEMENT) {
+            use $crate::prompt_repeats::{daily_parts, hourly_sum};
+            let hourly = repeats
+                .hourly
+                .iter()
+                .map(|(k, s)| {
+                    let sums = (
+                        hourly_sum(s.input_tokens)?,
+                        hourly_sum(s.output_tokens)?,
+                        hourly_sum(s.cost_nanos)?,
+                    );
+                    Ok((k, s, sums))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            for chunk in hourly.chunks($crate::prompt_repeats::KEYS_PER_STATEMENT) {
                 let mut qb = sqlx::QueryBuilder::new($crate::prompt_repeats::REPEAT_UPSERT_HEAD);
-                qb.push_values(chunk, |mut b, (k, s)| {
+                qb.push_values(chunk, |mut b, (k, s, (input, output, cost))| {
                     b.push_bind(org_id)
-                        .push_bind(k.hour_ms)
+                        .push_bind(k.bucket_ms)
                         .push_bind(k.model.as_str())
                         .push_bind(k.prompt_hash.as_str())
                         .push_bind(k.feature.as_str())
                         .push_bind(s.rows)
-                        .push_bind(s.input_tokens)
-                        .push_bind(s.output_tokens)
-                        .push_bind(s.cost_nanos)
+                        .push_bind(*input)
+                        .push_bind(*output)
+                        .push_bind(*cost)
                         .push_bind(s.unpriced_rows)
                         .push_bind(s.first_ts_ms())
                         .push_bind(s.first_input_tokens)
@@ -335,9 +429,47 @@ macro_rules! apply_prompts {
                 qb.push($crate::prompt_repeats::REPEAT_UPSERT_TAIL);
                 qb.build().execute(&mut **tx).await?;
             }
+            let daily = repeats
+                .daily
+                .iter()
+                .map(|(k, s)| {
+                    let sums = (
+                        daily_parts(s.input_tokens)?,
+                        daily_parts(s.output_tokens)?,
+                        daily_parts(s.cost_nanos)?,
+                    );
+                    Ok((k, s, sums))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let daily_tail = $crate::prompt_repeats::daily_upsert_tail();
+            for chunk in daily.chunks($crate::prompt_repeats::KEYS_PER_STATEMENT) {
+                let mut qb = sqlx::QueryBuilder::new($crate::prompt_repeats::DAILY_UPSERT_HEAD);
+                qb.push_values(chunk, |mut b, (k, s, (input, output, cost))| {
+                    b.push_bind(org_id)
+                        .push_bind(k.bucket_ms)
+                        .push_bind(k.model.as_str())
+                        .push_bind(k.prompt_hash.as_str())
+                        .push_bind(k.feature.as_str())
+                        .push_bind(s.rows)
+                        .push_bind(input.0)
+                        .push_bind(input.1)
+                        .push_bind(output.0)
+                        .push_bind(output.1)
+                        .push_bind(cost.0)
+                        .push_bind(cost.1)
+                        .push_bind(s.unpriced_rows)
+                        .push_bind(s.first_ts_ms())
+                        .push_bind(s.first_input_tokens)
+                        .push_bind(s.first_output_tokens)
+                        .push_bind(s.first_cost_nanos)
+                        .push_bind(s.second_ts_ms());
+                });
+                qb.push(&daily_tail);
+                qb.build().execute(&mut **tx).await?;
+            }
         }
         if sign < 0 && delta.prompts_touched() {
-            for table in ["usage_prompts", "usage_repeats_hourly"] {
+            for table in $crate::prompt_repeats::TABLES {
                 sqlx::query(&format!("DELETE FROM {table} WHERE org_id = $1"))
                     .bind(org_id)
                     .execute(&mut **tx)
@@ -383,7 +515,8 @@ mod tests {
                 call("b", 200, "x", None),
             ],
         )
-        .unwrap();
+        .unwrap()
+        .hourly;
         assert_eq!(states[&("m".into(), "a".into())].count, 1);
         assert!(states[&("m".into(), "a".into())].lone.is_some());
         assert_eq!(r.len(), 1);
@@ -400,7 +533,8 @@ mod tests {
                 call("a", 3_600_100, "y", None),
             ],
         )
-        .unwrap();
+        .unwrap()
+        .hourly;
         assert_eq!(states[&("m".into(), "a".into())].count, 3);
         let rows: Vec<_> = r.iter().collect();
         assert_eq!(rows.len(), 2);
@@ -418,7 +552,7 @@ mod tests {
     fn the_rebuild_runs_the_migrations_statements_for_one_org() {
         for sqlite in [true, false] {
             let statements = rebuild_statements(sqlite);
-            assert_eq!(statements.len(), 2);
+            assert_eq!(statements.len(), 3);
             for s in &statements {
                 assert!(s.contains("AND org_id = $1"), "{s}");
             }

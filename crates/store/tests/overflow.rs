@@ -82,15 +82,18 @@ async fn reads_sum_an_orgs_buckets_past_64_bits() {
     for ts in stores().await {
         let store = &ts.store;
         // 9 records of the largest cost allowed per hour, over 12 hours: $108 billion, twelve
-        // times what 64 bits of nano-dollars hold; and 10^17 tokens per record.
+        // times what 64 bits of nano-dollars hold; and 10^17 tokens per record. All of one
+        // prompt, so its day of repeats (`usage_repeats_daily`) sums past 64 bits too.
         let batch: Vec<_> = (0..108)
             .map(|i| {
-                record(
+                let mut r = record(
                     &format!("r{i}"),
                     60 * (i / 9),
                     Some(MAX_RECORD_COST),
                     100_000_000_000_000_000,
-                )
+                );
+                r.0.record.prompt_hash = Some("same".into());
+                r
             })
             .collect();
         let s = store.ingest_usage("acme", &batch).await.unwrap();
@@ -119,8 +122,20 @@ async fn reads_sum_an_orgs_buckets_past_64_bits() {
         let totals = usage.totals(&whole_day()).await.unwrap();
         assert_eq!(totals.cost, Nanos(MAX_RECORD_COST.0 * 108));
         assert_eq!(totals.cost.display_usd(), "$108,000,000,000.00");
+        // The repeats: every call but the first, read from the daily row for the whole day.
+        let repeats = usage.repeated_prompts(&whole_day()).await.unwrap();
+        assert_eq!(
+            (repeats.repeated_prompts, repeats.repeat_calls),
+            (1, 107),
+            "{:?}",
+            ts.backend
+        );
+        assert_eq!(repeats.repeat_cost, Nanos(MAX_RECORD_COST.0 * 107));
+        assert_eq!(
+            repeats.repeat_cost,
+            usage_raw_repeat_cost(store, &whole_day()).await
+        );
         // Every other query runs too.
-        usage.repeated_prompts(&whole_day()).await.unwrap();
         usage.batch_candidates(&whole_day()).await.unwrap();
         usage.breakdown_feature_model(&whole_day()).await.unwrap();
         let by_feature = UsageQuery {
@@ -199,4 +214,14 @@ async fn deleting_by_id_prefix_or_time_keeps_the_rollups_right() {
             .unwrap();
         assert_eq!(other.calls, 30);
     }
+}
+
+/// The repeat cost the raw-row reference reads.
+async fn usage_raw_repeat_cost(store: &apogee_store::Store, period: &Period) -> Nanos {
+    store
+        .org_usage_raw_rows("acme")
+        .repeated_prompts(period)
+        .await
+        .unwrap()
+        .repeat_cost
 }

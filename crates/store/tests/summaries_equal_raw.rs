@@ -252,7 +252,9 @@ async fn check(recs: Vec<Rec>, periods: Vec<(i64, i64)>, delete: u8) {
             }
             _ => {}
         }
-        for &(a, b) in &periods {
+        // The whole span as well: whole UTC days read from the daily summaries, every time.
+        let whole = (-3_600_000, SPAN_MS + 3_600_000);
+        for &(a, b) in periods.iter().chain([&whole]) {
             let (from, to) = (a.min(b), a.max(b));
             let p = Period::new(
                 start() + Duration::milliseconds(from),

@@ -4,7 +4,8 @@
 //! models × features of summaries instead of every call.
 //!
 //! Output tails read the daily output-length counts for whole UTC days instead, and raw rows
-//! for the rest of the period. Each is exact: equal to the raw-row reference
+//! for the rest of the period; repeated prompts read daily repeat rows for whole days and
+//! hourly ones for the hours around them. Each is exact: equal to the raw-row reference
 //! (`RawUsage::raw_*`), which `tests/summaries_equal_raw.rs` checks. A question the summaries do not keep
 //! (right-sizing limits other than `ShortLimits::default()`, a prompt band not on the
 //! summaries' steps, a filtered model mix) is answered from raw rows.
@@ -19,6 +20,7 @@ use apogee_analytics::{
 use super::recommender_inputs::{OutputCount, mix, output_histogram, tails_of};
 use super::{RawUsage, Split, backend, bytewise};
 use crate::db::{Cols, Sums, on_read};
+use crate::prompt_repeats::SPLIT;
 use crate::summaries::{
     DAY_MS, LONG_INPUT_STEP, LONG_INPUT_TOKENS, PER_CALL_TIMED, day_floor, summarised_limits,
 };
@@ -384,8 +386,9 @@ impl RawUsage {
         Ok(rows)
     }
 
-    /// Repeated prompts from the repeated-prompt summaries (`prompt_repeats`) for the whole
-    /// hours and raw rows for the edges: per prompt, every call of the period after its first
+    /// Repeated prompts from the repeated-prompt summaries (`prompt_repeats`) — daily rows for
+    /// the whole UTC days, hourly rows for the whole hours around them — and raw rows for the
+    /// edges: per prompt, every call of the period after its first
     /// (by time, then insertion), by the feature of the repeat; a prompt counts for the
     /// feature of its second call. Calls of one prompt in the same millisecond under two
     /// features may be ordered differently from the reference.
@@ -397,44 +400,21 @@ impl RawUsage {
         // Per prompt, its parts: one per summary row, one per raw edge call.
         let mut prompts: HashMap<(String, String), Vec<PromptPart>> = HashMap::new();
         if split.has_hours() {
-            let sql = "SELECT model, prompt_hash, feature_key, row_count, input_tokens,
-                              output_tokens, cost_nanos, unpriced_rows, first_ts_ms,
-                              first_input_tokens, first_output_tokens, first_cost_nanos,
-                              second_ts_ms
-                       FROM usage_repeats_hourly
-                       WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3";
-            let rows: Vec<((String, String), PromptPart)> = on_read!(&self.db, pool => {
-                sqlx::query(sql)
-                    .bind(&self.org_id)
-                    .bind(split.hours_from)
-                    .bind(split.hours_to)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(backend)?
-                    .iter()
-                    .map(|r| {
-                        Ok((
-                            (r.text("model")?, r.text("prompt_hash")?),
-                            PromptPart {
-                                feature: r.text("feature_key")?,
-                                rows: i128::from(r.int("row_count")?),
-                                input_tokens: i128::from(r.int("input_tokens")?),
-                                output_tokens: i128::from(r.int("output_tokens")?),
-                                cost: i128::from(r.int("cost_nanos")?),
-                                unpriced_rows: i128::from(r.int("unpriced_rows")?),
-                                first_ts_ms: r.int("first_ts_ms")?,
-                                first_input_tokens: r.int("first_input_tokens")?,
-                                first_output_tokens: r.int("first_output_tokens")?,
-                                first_cost: r.opt_int("first_cost_nanos")?,
-                                second_ts_ms: r.opt_int("second_ts_ms")?,
-                            },
-                        ))
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(backend)?
-            });
-            for (key, part) in rows {
-                prompts.entry(key).or_default().push(part);
+            // Whole UTC days from the daily rows, the hours around them from the hourly ones.
+            let days_from = day_floor(split.hours_from.saturating_add(DAY_MS - 1));
+            let days_to = day_floor(split.hours_to);
+            let mut reads = Vec::new();
+            if days_from < days_to {
+                reads.push((true, days_from, days_to));
+                reads.push((false, split.hours_from, days_from));
+                reads.push((false, days_to, split.hours_to));
+            } else {
+                reads.push((false, split.hours_from, split.hours_to));
+            }
+            for (daily, from, to) in reads.into_iter().filter(|(_, a, b)| a < b) {
+                for (key, part) in self.repeat_parts(daily, from, to).await? {
+                    prompts.entry(key).or_default().push(part);
+                }
             }
         }
         for edge in split.edges()? {
@@ -483,6 +463,69 @@ impl RawUsage {
             }
         }
         Ok(repeat_profile(prompts.into_values()))
+    }
+
+    /// The repeat summary rows of `[from, to)`: daily rows (`usage_repeats_daily`, two-part
+    /// sums) or hourly ones, as parts of their prompts.
+    async fn repeat_parts(
+        &self,
+        daily: bool,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<((String, String), PromptPart)>, QueryError> {
+        let sql = if daily {
+            "SELECT model, prompt_hash, feature_key, row_count, input_tokens_hi,
+                    input_tokens_lo, output_tokens_hi, output_tokens_lo, cost_nanos_hi,
+                    cost_nanos_lo, unpriced_rows, first_ts_ms, first_input_tokens,
+                    first_output_tokens, first_cost_nanos, second_ts_ms
+             FROM usage_repeats_daily
+             WHERE org_id = $1 AND day_ms >= $2 AND day_ms < $3"
+        } else {
+            "SELECT model, prompt_hash, feature_key, row_count, input_tokens, output_tokens,
+                    cost_nanos, unpriced_rows, first_ts_ms, first_input_tokens,
+                    first_output_tokens, first_cost_nanos, second_ts_ms
+             FROM usage_repeats_hourly
+             WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3"
+        };
+        let sum = |r: &dyn Cols, col: &str| -> Result<i128, sqlx::Error> {
+            if daily {
+                let (hi, lo) = (r.int(&format!("{col}_hi"))?, r.int(&format!("{col}_lo"))?);
+                Ok(i128::from(hi) * SPLIT + i128::from(lo))
+            } else {
+                Ok(i128::from(r.int(col)?))
+            }
+        };
+        let part = |r: &dyn Cols| -> Result<((String, String), PromptPart), sqlx::Error> {
+            Ok((
+                (r.text("model")?, r.text("prompt_hash")?),
+                PromptPart {
+                    feature: r.text("feature_key")?,
+                    rows: i128::from(r.int("row_count")?),
+                    input_tokens: sum(r, "input_tokens")?,
+                    output_tokens: sum(r, "output_tokens")?,
+                    cost: sum(r, "cost_nanos")?,
+                    unpriced_rows: i128::from(r.int("unpriced_rows")?),
+                    first_ts_ms: r.int("first_ts_ms")?,
+                    first_input_tokens: r.int("first_input_tokens")?,
+                    first_output_tokens: r.int("first_output_tokens")?,
+                    first_cost: r.opt_int("first_cost_nanos")?,
+                    second_ts_ms: r.opt_int("second_ts_ms")?,
+                },
+            ))
+        };
+        Ok(on_read!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(&self.org_id)
+                .bind(from)
+                .bind(to)
+                .fetch_all(pool)
+                .await
+                .map_err(backend)?
+                .iter()
+                .map(|r| part(r))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(backend)?
+        }))
     }
 
     /// Output tails from the daily output-length counts for the period's whole UTC days and
