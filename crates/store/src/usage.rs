@@ -8,11 +8,11 @@
 //! read are locked (`FOR UPDATE`) until the transaction ends, and a race on a bucket created
 //! meanwhile by another node (out of range, deadlock) runs the transaction again.
 //!
-//! The raw rows go in with as few statements as the backend allows (multi-row `INSERT`s on
-//! SQLite, one `UNNEST` of column arrays on PostgreSQL), and only their request ids come back:
-//! the rollups and summaries are folded from the records themselves, which is what the rows
-//! hold, rather than decoded from the rows (allocation dominated the profile of the earlier
-//! `RETURNING` of every column).
+//! The raw rows go in as cheaply as the backend allows (one prepared single-row `INSERT`
+//! stepped per row through SQLite's own handle, one `UNNEST` of column arrays on PostgreSQL),
+//! and only whether each row was inserted comes back: the rollups and summaries are folded
+//! from the records themselves, which is what the rows hold, rather than decoded from the rows
+//! (allocation dominated the profile of the earlier `RETURNING` of every column).
 
 use std::collections::HashSet;
 
@@ -33,10 +33,6 @@ const ATTEMPTS: usize = 3;
 /// Why a record that would overflow its bucket was not stored.
 const BUCKET_FULL: &str = "not stored: its hourly sums (org, hour, provider, model, user, \
      feature) would overflow; check its token counts and cost";
-
-/// Rows per multi-row INSERT: 27 binds each stays far below SQLite's variable limit (32766)
-/// and PostgreSQL's (65535).
-const ROWS_PER_INSERT: usize = 500;
 
 /// What an ingest stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,69 +100,107 @@ const INSERT_COLUMNS: &str = "INSERT INTO usage_records (org_id, synthetic, requ
      reasoning_tokens, stream, finish_reason, max_tokens, tags, request_count, service_tier,
      cache_creation_1h_input_tokens, bucket_seconds) ";
 
-/// `RETURNING` yields only the rows inserted, not those skipped as duplicates.
+/// PostgreSQL's: `RETURNING` yields only the rows inserted, not those skipped as duplicates.
 const INSERT_TAIL: &str = " ON CONFLICT (org_id, request_id) DO NOTHING RETURNING request_id";
 
-/// The raw rows' insert, per backend: one statement per [`ROWS_PER_INSERT`] rows on SQLite,
-/// one statement of column arrays on PostgreSQL. Returns the request ids of the rows
-/// inserted (`None` for a row without one), in insertion order.
+/// The raw rows' insert, per backend: one prepared single-row statement run per row on SQLite,
+/// one statement of column arrays on PostgreSQL. Returns, for each row, whether it was
+/// inserted (`false`: its request id was already stored for the org).
 trait InsertRaw {
     async fn insert_raw(
         &mut self,
         org_id: &str,
         rows: &[&(PricedRecord, String)],
         synthetic: bool,
-    ) -> Result<Vec<Option<String>>, sqlx::Error>;
+    ) -> Result<Vec<bool>, sqlx::Error>;
 }
 
+/// SQLite's insert of one raw row, prepared once per batch and run for each of its rows.
+const SQLITE_INSERT_ROW: &str = " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+     ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
+     ON CONFLICT (org_id, request_id) DO NOTHING";
+
+/// A SQLite error of the statements run through the connection's own handle, as sqlx's.
+fn sqlite_error(e: rusqlite::Error) -> sqlx::Error {
+    sqlx::Error::AnyDriverError(Box::new(e))
+}
+
+/// On SQLite the rows go through the connection's own handle (inside the transaction sqlx
+/// began on it), one prepared statement stepped per row: sqlx's multi-row statements cost
+/// more than SQLite's insert itself (every bound value copied to reach its worker thread,
+/// thousands of bindings cleared per statement, a row decoded per `RETURNING` value), and a
+/// single-row insert says by its change count whether the row was a duplicate. The handle is
+/// held for the batch's inserts only (the writer connection is the only one that writes); on a
+/// multi-threaded runtime the inserts run in `block_in_place`, so the worker's other tasks
+/// move on meanwhile.
 impl InsertRaw for sqlx::SqliteConnection {
     async fn insert_raw(
         &mut self,
         org_id: &str,
         rows: &[&(PricedRecord, String)],
         synthetic: bool,
-    ) -> Result<Vec<Option<String>>, sqlx::Error> {
-        use sqlx::Row;
-        let mut ids = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut qb = QueryBuilder::new(INSERT_COLUMNS);
-            qb.push_values(chunk, |mut b, (p, provider)| {
-                let r = &p.record;
-                b.push_bind(org_id)
-                    .push_bind(synthetic)
-                    .push_bind(r.request_id.as_deref())
-                    .push_bind(r.ts.timestamp_millis())
-                    .push_bind(provider.as_str())
-                    .push_bind(r.model.as_str())
-                    .push_bind(r.input_tokens)
-                    .push_bind(r.output_tokens)
-                    .push_bind(r.cached_tokens())
-                    .push_bind(r.latency_ms)
-                    .push_bind(r.user.as_deref())
-                    .push_bind(r.feature.as_deref())
-                    .push_bind(r.prompt_hash.as_deref())
-                    .push_bind(r.is_batch())
-                    .push_bind(r.status.as_deref().unwrap_or("ok"))
-                    .push_bind(p.cost.and_then(|c| c.to_i64()))
-                    .push_bind(p.price_source.as_deref())
-                    .push_bind(r.cache_write_tokens())
-                    .push_bind(r.reasoning_tokens)
-                    .push_bind(r.stream)
-                    .push_bind(r.finish_reason.as_deref())
-                    .push_bind(r.max_tokens)
-                    .push_bind(tags_json(r))
-                    .push_bind(r.request_count())
-                    .push_bind(r.service_tier.as_deref())
-                    .push_bind(r.cache_write_1h_tokens())
-                    .push_bind(r.bucket_seconds);
-            });
-            qb.push(INSERT_TAIL);
-            for row in qb.build().fetch_all(&mut *self).await? {
-                ids.push(row.try_get::<Option<String>, _>(0)?);
-            }
-        }
-        Ok(ids)
+    ) -> Result<Vec<bool>, sqlx::Error> {
+        let mut handle = self.lock_handle().await?;
+        let db = handle.as_raw_handle().as_ptr();
+        // `db` is sqlx's open connection, locked by `handle` until after the inserts.
+        let insert = || sqlite_insert_rows(db, org_id, rows, synthetic);
+        let inserted = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(insert),
+            _ => insert(),
+        };
+        drop(handle);
+        inserted.map_err(sqlite_error)
     }
+}
+
+/// Inserts `rows` through the open SQLite connection `db` (nothing else may use it until this
+/// returns), one prepared statement stepped per row; whether each was inserted (its change
+/// count).
+fn sqlite_insert_rows(
+    db: *mut rusqlite::ffi::sqlite3,
+    org_id: &str,
+    rows: &[&(PricedRecord, String)],
+    synthetic: bool,
+) -> Result<Vec<bool>, rusqlite::Error> {
+    // SAFETY: `db` is open and used by nothing else until this returns (`insert_raw` holds
+    // sqlx's lock on it); rusqlite does not close a handle it did not open.
+    let conn = unsafe { rusqlite::Connection::from_handle(db) }?;
+    let mut insert = conn.prepare(&format!("{INSERT_COLUMNS}{SQLITE_INSERT_ROW}"))?;
+    let mut inserted = Vec::with_capacity(rows.len());
+    for (p, provider) in rows {
+        let r = &p.record;
+        let changed = insert.execute(rusqlite::params![
+            org_id,
+            synthetic,
+            r.request_id.as_deref(),
+            r.ts.timestamp_millis(),
+            provider.as_str(),
+            r.model.as_str(),
+            r.input_tokens,
+            r.output_tokens,
+            r.cached_tokens(),
+            r.latency_ms,
+            r.user.as_deref(),
+            r.feature.as_deref(),
+            r.prompt_hash.as_deref(),
+            r.is_batch(),
+            r.status.as_deref().unwrap_or("ok"),
+            p.cost.and_then(|c| c.to_i64()),
+            p.price_source.as_deref(),
+            r.cache_write_tokens(),
+            r.reasoning_tokens,
+            r.stream,
+            r.finish_reason.as_deref(),
+            r.max_tokens,
+            tags_json(r),
+            r.request_count(),
+            r.service_tier.as_deref(),
+            r.cache_write_1h_tokens(),
+            r.bucket_seconds,
+        ])?;
+        inserted.push(changed == 1);
+    }
+    Ok(inserted)
 }
 
 /// PostgreSQL's insert: the batch as one array per column, unnested into rows by one
@@ -183,7 +217,7 @@ impl InsertRaw for sqlx::PgConnection {
         org_id: &str,
         rows: &[&(PricedRecord, String)],
         synthetic: bool,
-    ) -> Result<Vec<Option<String>>, sqlx::Error> {
+    ) -> Result<Vec<bool>, sqlx::Error> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -194,7 +228,7 @@ impl InsertRaw for sqlx::PgConnection {
             rows.iter().map(|(p, provider)| f(p, provider)).collect()
         }
         let sql = format!("{INSERT_COLUMNS}{PG_INSERT_ROWS}{INSERT_TAIL}");
-        sqlx::query_scalar::<_, Option<String>>(&sql)
+        let returned: Vec<Option<String>> = sqlx::query_scalar(&sql)
             .bind(org_id)
             .bind(synthetic)
             .bind(col(rows, |p, _| p.record.request_id.as_deref()))
@@ -223,7 +257,19 @@ impl InsertRaw for sqlx::PgConnection {
             .bind(col(rows, |p, _| p.record.cache_write_1h_tokens()))
             .bind(col(rows, |p, _| p.record.bucket_seconds))
             .fetch_all(&mut *self)
-            .await
+            .await?;
+        // Only the request ids of the rows inserted come back (not those of the rows skipped
+        // as duplicates of stored ones); rows without one are always inserted.
+        let inserted: HashSet<&str> = returned.iter().flatten().map(String::as_str).collect();
+        Ok(rows
+            .iter()
+            .map(|(p, _)| {
+                p.record
+                    .request_id
+                    .as_deref()
+                    .is_none_or(|id| inserted.contains(id))
+            })
+            .collect())
     }
 }
 
@@ -411,13 +457,10 @@ impl Store {
             // the database would keep it), the others are duplicates; they are not sent.
             let mut seen = HashSet::with_capacity(admitted.len());
             admitted.retain(|(p, _)| p.record.request_id.as_deref().is_none_or(|id| seen.insert(id)));
-            // Only the request ids of the rows inserted come back (the rows skipped as
-            // duplicates of stored ones do not); rows without one are always inserted.
-            let returned = tx.insert_raw(org_id, &admitted, synthetic).await?;
-            let inserted: HashSet<&str> = returned.iter().flatten().map(String::as_str).collect();
+            let inserted = tx.insert_raw(org_id, &admitted, synthetic).await?;
             let mut delta = RollupDelta::for_ingest();
-            for (p, provider) in admitted {
-                if p.record.request_id.as_deref().is_none_or(|id| inserted.contains(id)) {
+            for ((p, provider), inserted) in admitted.into_iter().zip(inserted) {
+                if inserted {
                     delta.add(&raw_row(p, provider))?;
                 }
             }
