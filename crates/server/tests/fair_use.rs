@@ -230,7 +230,7 @@ fn supervisor_ts(events: &[Value], run_id: &str, kind: &str) -> String {
 
 #[tokio::test]
 async fn the_node_executes_at_most_its_runs_at_once_and_the_next_waits_its_turn() {
-    use apogee_llm::fake::{FakeLlm, Part, Reply};
+    use apogee_llm::fake::{FakeLlm, Reply};
     let dir = tempfile::tempdir().unwrap();
     load_demo_data(dir.path(), 500).await;
     // The model's first reply starts and never finishes, keeping its run executing; later
@@ -238,10 +238,7 @@ async fn the_node_executes_at_most_its_runs_at_once_and_the_next_waits_its_turn(
     let calls = std::sync::atomic::AtomicUsize::new(0);
     let fake = FakeLlm::start(move |_| {
         if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-            Reply::Stream(vec![
-                Part::Text("Let me think about this question carefully first.\n".into()),
-                Part::Stall,
-            ])
+            stalling_reply()
         } else {
             Reply::status(400, "not this time")
         }
@@ -263,18 +260,7 @@ async fn the_node_executes_at_most_its_runs_at_once_and_the_next_waits_its_turn(
         .await;
     let ack = first.next().await.unwrap();
     let first_run = ack["run_id"].as_str().unwrap().to_string();
-    let mut first_events = Vec::new();
-    for _ in 0..100 {
-        let v = first.next().await.unwrap();
-        let stalled = v["type"] == "agent_thinking"
-            && v["text"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("Let me think"));
-        first_events.push(v);
-        if stalled {
-            break;
-        }
-    }
+    let mut first_events = until_the_model_stalls(&mut first).await;
     // Another user's question is accepted and waits for the node's one place.
     let mut next = server.ws("?user=next").await;
     next.ready().await;

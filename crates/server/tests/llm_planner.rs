@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use apogee_llm::fake::{self, FakeLlm, Part, Reply};
+use apogee_llm::fake::{self, FakeLlm, Reply};
 use common::*;
 use serde_json::{Value, json};
 
@@ -201,32 +201,11 @@ async fn a_failing_model_ends_in_a_complete_run_answered_by_the_rules() {
     assert_eq!(fake.requests().len(), 2, "one retry");
 }
 
-/// Reads `c`'s events until the planner's model has started streaming its first thought.
-async fn until_the_model_thinks(c: &mut Client) {
-    for _ in 0..100 {
-        let v = c.next().await.unwrap();
-        if v["type"] == "agent_thinking"
-            && v["text"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("Let me think"))
-        {
-            return;
-        }
-    }
-    panic!("the model never started thinking");
-}
-
 #[tokio::test]
 async fn with_every_place_for_llm_calls_taken_a_run_is_answered_by_the_rules() {
     let dir = tempfile::tempdir().unwrap();
     load_demo_data(dir.path(), 500).await;
-    let fake = FakeLlm::start(|_| {
-        Reply::Stream(vec![
-            Part::Text("Let me think about this question carefully first.\n".into()),
-            Part::Stall,
-        ])
-    })
-    .await;
+    let fake = FakeLlm::start(|_| stalling_reply()).await;
     let mut env = llm_env(&fake).to_vec();
     env.push(("APOGEE_LLM_MAX_CONCURRENT_CALLS", "1"));
     env.push(("APOGEE_LLM_QUEUE_WAIT_MS", "200"));
@@ -235,7 +214,7 @@ async fn with_every_place_for_llm_calls_taken_a_run_is_answered_by_the_rules() {
     let mut holder = server.ws("?user=frank").await;
     holder.ready().await;
     holder.ask("q1", QUESTION, None).await;
-    until_the_model_thinks(&mut holder).await;
+    until_the_model_stalls(&mut holder).await;
     assert_eq!(metric(&server, "apogee_llm_calls_open").await, 1);
     // Another user's question is answered without the model, and says why.
     let mut c = server.ws("?user=grace").await;
@@ -272,31 +251,14 @@ async fn with_every_place_for_llm_calls_taken_a_run_is_answered_by_the_rules() {
 async fn cancel_drops_the_models_stream_and_closes_every_step() {
     let dir = tempfile::tempdir().unwrap();
     load_demo_data(dir.path(), 500).await;
-    let fake = FakeLlm::start(|_| {
-        Reply::Stream(vec![
-            Part::Text("Let me think about this question carefully first.\n".into()),
-            Part::Stall,
-        ])
-    })
-    .await;
+    let fake = FakeLlm::start(|_| stalling_reply()).await;
     let server = Server::start(dir.path(), &llm_env(&fake)).await;
     let mut c = server.ws("?user=dave").await;
     c.ready().await;
     c.ask("q1", QUESTION, None).await;
     let ack = c.next().await.unwrap();
     let run_id = ack["run_id"].as_str().unwrap().to_string();
-    let mut events = Vec::new();
-    for _ in 0..100 {
-        let v = c.next().await.unwrap();
-        let thought = v["type"] == "agent_thinking"
-            && v["text"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("Let me think"));
-        events.push(v);
-        if thought {
-            break;
-        }
-    }
+    let mut events = until_the_model_stalls(&mut c).await;
     c.send(json!({ "type": "cancel_run", "run_id": run_id }))
         .await;
     events.extend(c.until_run_end(&run_id).await);

@@ -103,6 +103,36 @@ pub const LLM_SWITCH: &str = "APOGEE_TEST_LLM";
 /// recorded usage is priced.
 pub const FAKE_LLM_MODEL: &str = "gpt-4o-mini";
 
+/// What a stalling model says before it stops answering (see [`stalling_reply`]).
+pub const STALLED_THOUGHT: &str = "Let me think about this question carefully first.";
+
+/// A model reply that starts streaming and then never finishes: the run that asked stays in
+/// the planner until it is cancelled or the model times out.
+pub fn stalling_reply() -> apogee_llm::fake::Reply {
+    use apogee_llm::fake::{Part, Reply};
+    Reply::Stream(vec![
+        Part::Text(format!("{STALLED_THOUGHT}\n")),
+        Part::Stall,
+    ])
+}
+
+/// Reads `c`'s events (at most 100) until the stalling model's thought arrives; returns them.
+pub async fn until_the_model_stalls(c: &mut Client) -> Vec<Value> {
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        let v = c.next().await.unwrap();
+        let stalled = v["type"] == "agent_thinking"
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(STALLED_THOUGHT));
+        events.push(v);
+        if stalled {
+            return events;
+        }
+    }
+    panic!("the model never started its reply: {events:?}");
+}
+
 impl Server {
     pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut cmd = apogee();
