@@ -288,50 +288,42 @@ struct UsageCacheCollector(UsageCacheStats);
 impl Collector for UsageCacheCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let counters = [
-            (
-                "usage_cache_hits",
-                "Usage reads answered from the cache",
-                s.hits(),
-            ),
-            (
-                "usage_cache_shared",
-                "Usage reads that took the result of an identical read in flight",
-                s.shared(),
-            ),
-            (
-                "usage_cache_misses",
-                "Usage reads that ran their query",
-                s.misses(),
-            ),
-            (
-                "usage_cache_evictions",
-                "Cached usage reads dropped for room or because their org's usage changed",
-                s.evictions(),
-            ),
-        ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
-        let gauges = [
-            ("usage_cache_entries", "Usage reads cached", s.entries()),
-            (
-                "usage_cache_bytes",
-                "Size of the cached usage reads",
-                s.bytes(),
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
-        }
-        Ok(())
+        encode_counters(
+            &mut encoder,
+            &[
+                (
+                    "usage_cache_hits",
+                    "Usage reads answered from the cache",
+                    s.hits(),
+                ),
+                (
+                    "usage_cache_shared",
+                    "Usage reads that took the result of an identical read in flight",
+                    s.shared(),
+                ),
+                (
+                    "usage_cache_misses",
+                    "Usage reads that ran their query",
+                    s.misses(),
+                ),
+                (
+                    "usage_cache_evictions",
+                    "Cached usage reads dropped for room or because their org's usage changed",
+                    s.evictions(),
+                ),
+            ],
+        )?;
+        encode_gauges(
+            &mut encoder,
+            &[
+                ("usage_cache_entries", "Usage reads cached", s.entries()),
+                (
+                    "usage_cache_bytes",
+                    "Size of the cached usage reads",
+                    s.bytes(),
+                ),
+            ],
+        )
     }
 }
 
@@ -341,41 +333,59 @@ struct LlmCollector(std::sync::Arc<apogee_llm::LlmClient>);
 impl Collector for LlmCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.0.stats();
-        let counters = [
-            (
-                "llm_requests",
-                "HTTP requests sent to the LLM, retries included",
-                s.requests,
-            ),
-            (
-                "llm_requests_failed",
-                "LLM requests that failed (unreachable, timed out, an error status, rate limited)",
-                s.failed,
-            ),
-            (
-                "llm_calls_busy",
-                "LLM calls refused because the node's places for them stayed taken (the run answered without the model)",
-                s.busy,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
-        let open = ConstGauge::new(i64::try_from(s.calls_open).unwrap_or(i64::MAX));
-        open.encode(encoder.encode_descriptor(
-            "llm_calls_open",
-            "LLM calls holding one of the node's places now",
-            None,
-            open.metric_type(),
-        )?)?;
-        Ok(())
+        encode_counters(
+            &mut encoder,
+            &[
+                (
+                    "llm_requests",
+                    "HTTP requests sent to the LLM, retries included",
+                    s.requests,
+                ),
+                (
+                    "llm_requests_failed",
+                    "LLM requests that failed (unreachable, timed out, an error status, rate limited)",
+                    s.failed,
+                ),
+                (
+                    "llm_calls_busy",
+                    "LLM calls refused because the node's places for them stayed taken (the run answered without the model)",
+                    s.busy,
+                ),
+            ],
+        )?;
+        encode_gauges(
+            &mut encoder,
+            &[(
+                "llm_calls_open",
+                "LLM calls holding one of the node's places now",
+                s.calls_open,
+            )],
+        )
     }
+}
+
+/// Counters read at scrape time: (name without the `apogee_` prefix, help, value).
+fn encode_counters(
+    encoder: &mut DescriptorEncoder,
+    counters: &[(&str, &str, u64)],
+) -> Result<(), std::fmt::Error> {
+    for &(name, help, value) in counters {
+        let counter = ConstCounter::new(value);
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+    }
+    Ok(())
+}
+
+/// Gauges read at scrape time, as [`encode_counters`].
+fn encode_gauges(
+    encoder: &mut DescriptorEncoder,
+    gauges: &[(&str, &str, u64)],
+) -> Result<(), std::fmt::Error> {
+    for &(name, help, value) in gauges {
+        let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+        gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+    }
+    Ok(())
 }
 
 /// Resident set size from `/proc/self/status` (Linux); `None` elsewhere. `VmRSS` is in kB
