@@ -5,6 +5,9 @@
 
 const AGENT_EVENTS = new Set(['agent_started', 'agent_thinking', 'tool_executing', 'tool_completed', 'agent_completed']);
 
+/** Runs remembered as asked by this tab; a tab asks far fewer (the message rate bounds it). */
+const MAX_ASKED_RUNS = 1000;
+
 export class Run {
   constructor(id, threadId) {
     this.id = id;
@@ -104,6 +107,9 @@ export class Store {
     this.runs = new Map();
     /** client_msg_id → {client_msg_id, content, thread_id, created_at, acked, error} */
     this.outbox = new Map();
+    // Runs this tab asked for (acknowledged here): shown as live even when every event of the
+    // run arrives before the thread is drawn, so the view still brings the answer into view.
+    this.askedRuns = new Set();
     this.listeners = new Set();
     try {
       for (const m of JSON.parse(localStorage.getItem(this.outboxKey) || '[]')) {
@@ -265,6 +271,8 @@ export class Store {
     m.acked = true;
     m.thread_id = frame.thread_id;
     m.run_id = frame.run_id;
+    if (this.askedRuns.size >= MAX_ASKED_RUNS) this.askedRuns.clear();
+    this.askedRuns.add(frame.run_id);
     if (!this.threads.has(frame.thread_id)) {
       this.threads.set(frame.thread_id, { id: frame.thread_id, title: m.content.slice(0, 60), created_at: m.created_at, messages: new Map() });
       this.bump(frame.thread_id);

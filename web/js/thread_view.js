@@ -63,7 +63,9 @@ export class ThreadView {
       const key = `r:${runId}`;
       let rv = this.nodes.get(key);
       if (!rv) {
-        rv = new RunView(runId, { live: !view || view.status === 'running', onCancel: this.onCancel, onAsk: this.onAsk });
+        // Live: running, or asked from this tab (a fast run can end before it is first drawn).
+        const live = !view || view.status === 'running' || store.askedRuns.has(runId);
+        rv = new RunView(runId, { live, onCancel: this.onCancel, onAsk: this.onAsk });
         this.nodes.set(key, rv);
       }
       if (view) rv.update(view, answers.get(runId));
