@@ -44,7 +44,7 @@ pub enum LlmError {
     #[error("the LLM's reply is malformed: {0}")]
     Malformed(String),
     /// Every one of the node's places for model calls stayed taken for the queue wait.
-    #[error("this node already has {limit} LLM calls open")]
+    #[error("this node's LLM calls are at their limit ({limit} at once)")]
     Busy { limit: usize },
 }
 

@@ -34,6 +34,15 @@ fn answer(events: &[Value]) -> String {
         .to_string()
 }
 
+/// Whether the supervisor said `text` in one of its thoughts.
+fn supervisor_thought(events: &[Value], text: &str) -> bool {
+    events.iter().any(|e| {
+        e["type"] == "agent_thinking"
+            && e["agent"] == "supervisor"
+            && e["text"].as_str().is_some_and(|t| t.contains(text))
+    })
+}
+
 fn llm_env(fake: &FakeLlm) -> [(&str, &str); 2] {
     [
         ("APOGEE_LLM_BASE_URL", fake.base_url.as_str()),
@@ -189,14 +198,10 @@ async fn a_failing_model_ends_in_a_complete_run_answered_by_the_rules() {
     assert!(events.iter().any(|e| e["type"] == "agent_completed"
         && e["agent"] == "planner"
         && e["status"] == "error"));
-    assert!(events.iter().any(|e| {
-        e["type"] == "agent_thinking"
-            && e["agent"] == "supervisor"
-            && e["text"]
-                .as_str()
-                .unwrap()
-                .contains("HTTP 503: the model is overloaded")
-    }));
+    assert!(supervisor_thought(
+        &events,
+        "HTTP 503: the model is overloaded"
+    ));
     assert!(answer(&events).contains('$'));
     assert_eq!(fake.requests().len(), 2, "one retry");
 }
@@ -223,14 +228,10 @@ async fn with_every_place_for_llm_calls_taken_a_run_is_answered_by_the_rules() {
     let end = events.last().unwrap();
     assert_eq!(end["status"], "ok", "{end}");
     assert_eq!(end["data"]["planner"]["kind"], "rules");
-    assert!(events.iter().any(|e| {
-        e["type"] == "agent_thinking"
-            && e["agent"] == "supervisor"
-            && e["text"]
-                .as_str()
-                .unwrap()
-                .contains("this node already has 1 LLM calls open")
-    }));
+    assert!(supervisor_thought(
+        &events,
+        "this node's LLM calls are at their limit (1 at once)"
+    ));
     assert!(answer(&events).contains('$'));
     assert_eq!(
         fake.requests().len(),
