@@ -87,6 +87,11 @@ pub(crate) trait Cols {
     fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
     fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
     fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+    /// Column `i` (0-based) borrowed: for reads of many rows, where looking up each column by
+    /// name and allocating each string costs more than the query.
+    fn str_at(&self, i: usize) -> Result<&str, sqlx::Error>;
+    fn int_at(&self, i: usize) -> Result<i64, sqlx::Error>;
+    fn opt_int_at(&self, i: usize) -> Result<Option<i64>, sqlx::Error>;
 
     /// A sum written by [`Sums::sum`], exactly (or a plain integer column, such as a count).
     fn wide(&self, col: &str) -> Result<i128, sqlx::Error> {
@@ -188,6 +193,15 @@ macro_rules! impl_cols {
             }
             fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
                 self.try_get(col)
+            }
+            fn str_at(&self, i: usize) -> Result<&str, sqlx::Error> {
+                self.try_get(i)
+            }
+            fn int_at(&self, i: usize) -> Result<i64, sqlx::Error> {
+                self.try_get(i)
+            }
+            fn opt_int_at(&self, i: usize) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(i)
             }
         }
     };

@@ -398,7 +398,7 @@ impl RawUsage {
     ) -> Result<RepeatProfile, QueryError> {
         let split = Split::of(period);
         // Per prompt, its parts: one per summary row, one per raw edge call.
-        let mut prompts: HashMap<(String, String), Vec<PromptPart>> = HashMap::new();
+        let mut parts = PromptParts::default();
         if split.has_hours() {
             // Whole UTC days from the daily rows, the hours around them from the hourly ones.
             let days_from = day_floor(split.hours_from.saturating_add(DAY_MS - 1));
@@ -412,9 +412,7 @@ impl RawUsage {
                 reads.push((false, split.hours_from, split.hours_to));
             }
             for (daily, from, to) in reads.into_iter().filter(|(_, a, b)| a < b) {
-                for (key, part) in self.repeat_parts(daily, from, to).await? {
-                    prompts.entry(key).or_default().push(part);
-                }
+                self.read_repeat_rows(daily, from, to, &mut parts).await?;
             }
         }
         for edge in split.edges()? {
@@ -426,106 +424,88 @@ impl RawUsage {
                  ORDER BY ts_ms, {rowid}",
                 rowid = self.db.pick("rowid", "ctid"),
             );
-            let calls: Vec<((String, String), PromptPart)> = on_read!(&self.db, pool => {
-                sqlx::query(&sql)
+            let call = |r: &dyn Cols, parts: &mut PromptParts| -> Result<(), sqlx::Error> {
+                let cost = r.opt_int_at(6)?;
+                let (input, output) = (r.int_at(4)?, r.int_at(5)?);
+                let part = PromptPart {
+                    feature: parts.features.id(r.str_at(2)?),
+                    rows: 1,
+                    input_tokens: i128::from(input),
+                    output_tokens: i128::from(output),
+                    cost: i128::from(cost.unwrap_or(0)),
+                    unpriced_rows: i128::from(cost.is_none()),
+                    first_ts_ms: r.int_at(3)?,
+                    first_input_tokens: input,
+                    first_output_tokens: output,
+                    first_cost: cost,
+                    second_ts_ms: None,
+                };
+                parts.add(r.str_at(0)?, r.str_at(1)?, part);
+                Ok(())
+            };
+            on_read!(&self.db, pool => {
+                for r in sqlx::query(&sql)
                     .bind(&self.org_id)
                     .bind(edge.from_ms())
                     .bind(edge.to_ms())
                     .fetch_all(pool)
                     .await
                     .map_err(backend)?
-                    .iter()
-                    .map(|r| {
-                        let cost = r.opt_int("cost_nanos")?;
-                        let (input, output) = (r.int("input_tokens")?, r.int("output_tokens")?);
-                        Ok((
-                            (r.text("model")?, r.text("prompt_hash")?),
-                            PromptPart {
-                                feature: r.text("f")?,
-                                rows: 1,
-                                input_tokens: i128::from(input),
-                                output_tokens: i128::from(output),
-                                cost: i128::from(cost.unwrap_or(0)),
-                                unpriced_rows: i128::from(cost.is_none()),
-                                first_ts_ms: r.int("ts_ms")?,
-                                first_input_tokens: input,
-                                first_output_tokens: output,
-                                first_cost: cost,
-                                second_ts_ms: None,
-                            },
-                        ))
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(backend)?
+                {
+                    call(&r, &mut parts).map_err(backend)?;
+                }
             });
-            for (key, part) in calls {
-                prompts.entry(key).or_default().push(part);
-            }
         }
-        Ok(repeat_profile(prompts.into_values()))
+        Ok(parts.profile())
     }
 
-    /// The repeat summary rows of `[from, to)`: daily rows (`usage_repeats_daily`, two-part
-    /// sums) or hourly ones, as parts of their prompts.
-    async fn repeat_parts(
+    /// Adds the repeat summary rows of `[from, to)` to `parts`, daily rows
+    /// (`usage_repeats_daily`) or hourly ones, folded by the database into one part per
+    /// prompt and feature: a 10M org's 30 days are ~90k daily rows but a few thousand such
+    /// parts, and moving each row out of SQLite cost ten times the query.
+    async fn read_repeat_rows(
         &self,
         daily: bool,
         from: i64,
         to: i64,
-    ) -> Result<Vec<((String, String), PromptPart)>, QueryError> {
-        let sql = if daily {
-            "SELECT model, prompt_hash, feature_key, row_count, input_tokens_hi,
-                    input_tokens_lo, output_tokens_hi, output_tokens_lo, cost_nanos_hi,
-                    cost_nanos_lo, unpriced_rows, first_ts_ms, first_input_tokens,
-                    first_output_tokens, first_cost_nanos, second_ts_ms
-             FROM usage_repeats_daily
-             WHERE org_id = $1 AND day_ms >= $2 AND day_ms < $3"
-        } else {
-            "SELECT model, prompt_hash, feature_key, row_count, input_tokens, output_tokens,
-                    cost_nanos, unpriced_rows, first_ts_ms, first_input_tokens,
-                    first_output_tokens, first_cost_nanos, second_ts_ms
-             FROM usage_repeats_hourly
-             WHERE org_id = $1 AND hour_ms >= $2 AND hour_ms < $3"
+        parts: &mut PromptParts,
+    ) -> Result<(), QueryError> {
+        let sql = repeat_parts_sql(daily);
+        // A sum arrives in two parts, the sums of its high and low halves (see
+        // `repeat_parts_sql`), exact together whatever the number of rows folded.
+        let sum = |r: &dyn Cols, at: usize| -> Result<i128, sqlx::Error> {
+            Ok(i128::from(r.int_at(at)?) * SPLIT + i128::from(r.int_at(at + 1)?))
         };
-        let sum = |r: &dyn Cols, col: &str| -> Result<i128, sqlx::Error> {
-            if daily {
-                let (hi, lo) = (r.int(&format!("{col}_hi"))?, r.int(&format!("{col}_lo"))?);
-                Ok(i128::from(hi) * SPLIT + i128::from(lo))
-            } else {
-                Ok(i128::from(r.int(col)?))
-            }
+        let row = |r: &dyn Cols, parts: &mut PromptParts| -> Result<(), sqlx::Error> {
+            let part = PromptPart {
+                feature: parts.features.id(r.str_at(2)?),
+                rows: i128::from(r.int_at(3)?),
+                input_tokens: sum(r, 4)?,
+                output_tokens: sum(r, 6)?,
+                cost: sum(r, 8)?,
+                unpriced_rows: i128::from(r.int_at(10)?),
+                first_ts_ms: r.int_at(11)?,
+                first_input_tokens: r.int_at(12)?,
+                first_output_tokens: r.int_at(13)?,
+                first_cost: r.opt_int_at(14)?,
+                second_ts_ms: r.opt_int_at(15)?,
+            };
+            parts.add(r.str_at(0)?, r.str_at(1)?, part);
+            Ok(())
         };
-        let part = |r: &dyn Cols| -> Result<((String, String), PromptPart), sqlx::Error> {
-            Ok((
-                (r.text("model")?, r.text("prompt_hash")?),
-                PromptPart {
-                    feature: r.text("feature_key")?,
-                    rows: i128::from(r.int("row_count")?),
-                    input_tokens: sum(r, "input_tokens")?,
-                    output_tokens: sum(r, "output_tokens")?,
-                    cost: sum(r, "cost_nanos")?,
-                    unpriced_rows: i128::from(r.int("unpriced_rows")?),
-                    first_ts_ms: r.int("first_ts_ms")?,
-                    first_input_tokens: r.int("first_input_tokens")?,
-                    first_output_tokens: r.int("first_output_tokens")?,
-                    first_cost: r.opt_int("first_cost_nanos")?,
-                    second_ts_ms: r.opt_int("second_ts_ms")?,
-                },
-            ))
-        };
-        Ok(on_read!(&self.db, pool => {
-            sqlx::query(sql)
+        on_read!(&self.db, pool => {
+            for r in sqlx::query(&sql)
                 .bind(&self.org_id)
                 .bind(from)
                 .bind(to)
                 .fetch_all(pool)
                 .await
                 .map_err(backend)?
-                .iter()
-                .map(|r| part(r))
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(backend)?
-        }))
+            {
+                row(&r, parts).map_err(backend)?;
+            }
+        });
+        Ok(())
     }
 
     /// Output tails from the daily output-length counts for the period's whole UTC days and
@@ -603,11 +583,57 @@ impl RawUsage {
     }
 }
 
-/// A part of one prompt's calls in a period: a summary row (an hour × feature) or one raw
-/// call of an edge hour.
+/// The query folding the repeat summary rows of `[$2, $3)` into one part per model, prompt
+/// and feature, columns in [`PromptPart`]'s order: the rows, the two-part sums of input,
+/// output and cost (the sums of `x / 10⁹` and of `x % 10⁹` on hourly rows, of `_hi` and `_lo`
+/// on daily ones: neither overflows), the unpriced rows, then the earliest row's first call and
+/// the group's second call (the earliest row's own second or the next row's first, whichever
+/// is earlier; rows of one group are distinct hours or days, so their first calls differ).
+fn repeat_parts_sql(daily: bool) -> String {
+    let (table, bucket) = if daily {
+        ("usage_repeats_daily", "day_ms")
+    } else {
+        ("usage_repeats_hourly", "hour_ms")
+    };
+    let sum = |col: &str| {
+        if daily {
+            format!("CAST(SUM({col}_hi) AS BIGINT), CAST(SUM({col}_lo) AS BIGINT)")
+        } else {
+            format!("CAST(SUM({col} / {SPLIT}) AS BIGINT), CAST(SUM({col} % {SPLIT}) AS BIGINT)")
+        }
+    };
+    let (input, output, cost) = (sum("input_tokens"), sum("output_tokens"), sum("cost_nanos"));
+    let sum_columns = if daily {
+        "input_tokens_hi, input_tokens_lo, output_tokens_hi, output_tokens_lo, cost_nanos_hi, \
+         cost_nanos_lo"
+    } else {
+        "input_tokens, output_tokens, cost_nanos"
+    };
+    format!(
+        "SELECT model, prompt_hash, feature_key, CAST(SUM(row_count) AS BIGINT),
+                {input}, {output}, {cost}, CAST(SUM(unpriced_rows) AS BIGINT),
+                MIN(first_ts_ms),
+                MIN(CASE WHEN nth = 1 THEN first_input_tokens END),
+                MIN(CASE WHEN nth = 1 THEN first_output_tokens END),
+                MIN(CASE WHEN nth = 1 THEN first_cost_nanos END),
+                MIN(CASE WHEN nth = 1 THEN second_ts_ms ELSE first_ts_ms END)
+         FROM (SELECT model, prompt_hash, feature_key, row_count, {sum_columns},
+                      unpriced_rows, first_ts_ms, first_input_tokens, first_output_tokens,
+                      first_cost_nanos, second_ts_ms,
+                      ROW_NUMBER() OVER (PARTITION BY model, prompt_hash, feature_key
+                                            ORDER BY first_ts_ms) AS nth
+               FROM {table}
+               WHERE org_id = $1 AND {bucket} >= $2 AND {bucket} < $3) AS rows_of_period
+         GROUP BY model, prompt_hash, feature_key"
+    )
+}
+
+/// A part of one prompt's calls in a period: its calls under one feature in the summary rows
+/// of one read (folded by [`repeat_parts_sql`]), or one raw call of an edge hour.
 #[derive(Debug, Clone)]
 struct PromptPart {
-    feature: String,
+    /// Index into [`PromptParts::features`].
+    feature: usize,
     rows: i128,
     input_tokens: i128,
     output_tokens: i128,
@@ -620,73 +646,123 @@ struct PromptPart {
     second_ts_ms: Option<i64>,
 }
 
+/// Names read in one query (models, features), each kept once and referred to by index.
+#[derive(Debug, Default)]
+struct Names {
+    index: HashMap<String, usize>,
+    names: Vec<String>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> usize {
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        let id = self.names.len();
+        self.names.push(name.to_owned());
+        self.index.insert(name.to_owned(), id);
+        id
+    }
+}
+
+/// Every prompt's parts in a period, by model and then prompt hash. A period holds many rows
+/// over few models and features, so names are kept once and a part allocates nothing but its
+/// prompt's first entry.
+#[derive(Debug, Default)]
+struct PromptParts {
+    features: Names,
+    models: Names,
+    /// Per model (by index into `models`), each prompt hash's parts in read order.
+    by_model: Vec<HashMap<String, Vec<PromptPart>>>,
+}
+
+impl PromptParts {
+    fn add(&mut self, model: &str, prompt_hash: &str, part: PromptPart) {
+        let model = self.models.id(model);
+        self.by_model
+            .resize_with(self.models.names.len(), HashMap::new);
+        let Some(prompts) = self.by_model.get_mut(model) else {
+            return;
+        };
+        match prompts.get_mut(prompt_hash) {
+            Some(parts) => parts.push(part),
+            None => {
+                prompts.insert(prompt_hash.to_owned(), vec![part]);
+            }
+        }
+    }
+
+    /// The period's repeat profile from each prompt's parts: all its calls but the first, by
+    /// feature; the prompt itself counts for the feature of its second call.
+    fn profile(self) -> RepeatProfile {
+        let mut by_feature = vec![FeatureRepeats::default(); self.features.names.len()];
+        for mut parts in self.by_model.into_iter().flat_map(HashMap::into_values) {
+            if parts.iter().map(|p| p.rows).sum::<i128>() < 2 {
+                continue;
+            }
+            // The first call is the earliest part's first; parts of one hour with calls in the
+            // same millisecond keep their read order (stable sort).
+            parts.sort_by_key(|p| p.first_ts_ms);
+            let (first, rest) = parts.split_at(1);
+            let first = &first[0];
+            // The second call: the first part's own second, or the next part's first.
+            let second_feature = match (first.second_ts_ms, rest.first()) {
+                (Some(ts), Some(next)) if next.first_ts_ms < ts => next.feature,
+                (Some(_), _) => first.feature,
+                (None, Some(next)) => next.feature,
+                (None, None) => first.feature,
+            };
+            for p in &parts {
+                let f = &mut by_feature[p.feature];
+                f[0] += p.rows;
+                f[1] += p.input_tokens;
+                f[2] += p.output_tokens;
+                f[3] += p.cost;
+                f[4] += p.unpriced_rows;
+            }
+            let f = &mut by_feature[first.feature];
+            f[0] -= 1;
+            f[1] -= i128::from(first.first_input_tokens);
+            f[2] -= i128::from(first.first_output_tokens);
+            f[3] -= i128::from(first.first_cost.unwrap_or(0));
+            f[4] -= i128::from(first.first_cost.is_none());
+            by_feature[second_feature][5] += 1;
+        }
+        let mut rows: Vec<(CostRow, i64)> = self
+            .features
+            .names
+            .into_iter()
+            .zip(by_feature)
+            .filter(|(_, f)| f[0] > 0)
+            .map(|(key, f)| {
+                (
+                    CostRow {
+                        key,
+                        calls: narrow(f[0]),
+                        input_tokens: narrow(f[1]),
+                        output_tokens: narrow(f[2]),
+                        cost: Nanos(f[3]),
+                        unpriced_calls: narrow(f[4]),
+                    },
+                    narrow(f[5]),
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.cost.cmp(&a.0.cost).then_with(|| a.0.key.cmp(&b.0.key)));
+        let mut profile = RepeatProfile::default();
+        for (row, prompts) in rows {
+            profile.repeated_prompts += prompts;
+            profile.repeat_calls += row.calls;
+            profile.repeat_cost = profile.repeat_cost + row.cost;
+            profile.top_features.push(row);
+        }
+        profile.top_features.truncate(5);
+        profile
+    }
+}
+
 /// A feature's repeats: rows, input, output, cost, unpriced rows, prompts.
 type FeatureRepeats = [i128; 6];
-
-/// The period's repeat profile from each prompt's parts: all its calls but the first, by
-/// feature; the prompt itself counts for the feature of its second call.
-fn repeat_profile(prompts: impl Iterator<Item = Vec<PromptPart>>) -> RepeatProfile {
-    let mut by_feature: BTreeMap<String, FeatureRepeats> = BTreeMap::new();
-    for mut parts in prompts {
-        if parts.iter().map(|p| p.rows).sum::<i128>() < 2 {
-            continue;
-        }
-        // The first call is the earliest part's first; parts of one hour with calls in the
-        // same millisecond keep their read order (stable sort).
-        parts.sort_by_key(|p| p.first_ts_ms);
-        let (first, rest) = parts.split_at(1);
-        let first = &first[0];
-        // The second call: the first part's own second, or the next part's first.
-        let second_feature = match (first.second_ts_ms, rest.first()) {
-            (Some(ts), Some(next)) if next.first_ts_ms < ts => &next.feature,
-            (Some(_), _) => &first.feature,
-            (None, Some(next)) => &next.feature,
-            (None, None) => &first.feature,
-        };
-        for p in &parts {
-            let f = by_feature.entry(p.feature.clone()).or_default();
-            f[0] += p.rows;
-            f[1] += p.input_tokens;
-            f[2] += p.output_tokens;
-            f[3] += p.cost;
-            f[4] += p.unpriced_rows;
-        }
-        let f = by_feature.entry(first.feature.clone()).or_default();
-        f[0] -= 1;
-        f[1] -= i128::from(first.first_input_tokens);
-        f[2] -= i128::from(first.first_output_tokens);
-        f[3] -= i128::from(first.first_cost.unwrap_or(0));
-        f[4] -= i128::from(first.first_cost.is_none());
-        by_feature.entry(second_feature.clone()).or_default()[5] += 1;
-    }
-    let mut rows: Vec<(CostRow, i64)> = by_feature
-        .into_iter()
-        .filter(|(_, f)| f[0] > 0)
-        .map(|(key, f)| {
-            (
-                CostRow {
-                    key,
-                    calls: narrow(f[0]),
-                    input_tokens: narrow(f[1]),
-                    output_tokens: narrow(f[2]),
-                    cost: Nanos(f[3]),
-                    unpriced_calls: narrow(f[4]),
-                },
-                narrow(f[5]),
-            )
-        })
-        .collect();
-    rows.sort_by(|a, b| b.0.cost.cmp(&a.0.cost).then_with(|| a.0.key.cmp(&b.0.key)));
-    let mut profile = RepeatProfile::default();
-    for (row, prompts) in rows {
-        profile.repeated_prompts += prompts;
-        profile.repeat_calls += row.calls;
-        profile.repeat_cost = profile.repeat_cost + row.cost;
-        profile.top_features.push(row);
-    }
-    profile.top_features.truncate(5);
-    profile
-}
 
 fn narrow(v: i128) -> i64 {
     i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
