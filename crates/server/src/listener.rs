@@ -13,8 +13,9 @@
 //! many completed handshakes for `accept` and drops SYNs beyond (the client retries after a
 //! second), so a storm of clients connecting at once needs a deeper queue than the usual 128.
 //!
-//! When every place is taken and the evicted sockets are still being closed, the accept loop
-//! waits (bounded) for one to close rather than turn the newcomer away. A refused connection
+//! When every place is taken and the evicted sockets are still being closed, the newcomer
+//! waits (bounded, beside the accept loop, so everyone else's connections are still taken)
+//! for one to close rather than being turned away. A refused connection
 //! gets a canned `503`; what it already sent is read first so the close is not a reset. The bookkeeping is
 //! `Table`, pure and unit-tested; a socket's place in it is held by the IO object itself
 //! (`TrackedIo`), so it is released exactly when the socket closes, also after an upgrade
@@ -26,7 +27,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -60,8 +61,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Evicted sockets whose tasks have not closed them yet, at most: they still hold descriptors,
 /// so admissions wait for one to close rather than let them pile up past the reserve.
 const MAX_CLOSING: usize = 16;
-/// How long the accept loop waits for an evicted socket to close before it refuses the
-/// connection in hand. The tasks of evicted sockets close them as soon as they are polled,
+/// How long a connection waits for an evicted socket to close before it is refused. The tasks of evicted sockets close them as soon as they are polled,
 /// so this is scheduling delay on a busy node; the listen backlog queues arrivals meanwhile.
 const CLOSING_WAIT: Duration = Duration::from_secs(1);
 /// Reads of up to 4 KiB a refused connection gets, to take in a request it already sent.
@@ -158,42 +158,87 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let table = Arc::new(Mutex::new(Table::new(
-        config.limits.sockets,
-        config.limits.per_ip,
-    )));
-    let closed = Arc::new(Notify::new());
-    let started = Instant::now();
-    let tasks = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    metrics.accept_errors.inc();
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let admitted = admit(&table, &closed, peer.ip(), started).await;
-        let conn = match admitted {
-            Ok(conn) => conn,
-            Err(refusal) => {
-                metrics
-                    .sockets_refused
-                    .get_or_create(&ReasonLabels {
-                        reason: refusal.name(),
-                    })
-                    .inc();
-                refuse(stream, refusal);
-                continue;
+    let acceptor = Arc::new(Acceptor {
+        table: Arc::new(Mutex::new(Table::new(
+            config.limits.sockets,
+            config.limits.per_ip,
+        ))),
+        closed: Arc::new(Notify::new()),
+        started: Instant::now(),
+        app,
+        header_timeout: config.header_timeout,
+        metrics,
+        tasks: TaskTracker::new(),
+        waiting: AtomicUsize::new(0),
+        closing_wait: CLOSING_WAIT,
+        shutdown,
+    });
+    acceptor.accept_loop(listener).await;
+}
+
+/// What the accept loop and the admissions waiting beside it share.
+struct Acceptor {
+    table: Arc<Mutex<Table>>,
+    /// Told when an evicted socket closes, for an admission waiting on it.
+    closed: Arc<Notify>,
+    started: Instant,
+    app: Router,
+    header_timeout: Duration,
+    metrics: Arc<Metrics>,
+    /// Every connection's task and every waiting admission: shutdown waits for them.
+    tasks: TaskTracker,
+    /// Admissions waiting for an evicted socket to close, at most [`MAX_CLOSING`] (each
+    /// holds its socket).
+    waiting: AtomicUsize,
+    /// How long an admission waits for an evicted socket to close ([`CLOSING_WAIT`]).
+    closing_wait: Duration,
+    shutdown: CancellationToken,
+}
+
+impl Acceptor {
+    /// Accepts until shutdown, then waits (bounded) for the connections' requests in flight.
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        self.metrics.accept_errors.inc();
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+                _ = self.shutdown.cancelled() => break,
+            };
+            let admitted = lock(&self.table).admit(peer.ip(), millis(self.started));
+            match admitted {
+                Ok(conn) => self.serve(conn, stream, peer),
+                // Only sockets still closing are in the way: wait for one beside the loop, so
+                // connections from everyone else are still taken meanwhile.
+                Err(Refusal::Closing) => match WaitingAdmission::take(&self) {
+                    Some(waiting) => {
+                        self.tasks.spawn(waiting.admit(stream, peer));
+                    }
+                    None => self.refuse(stream, Refusal::Closing),
+                },
+                Err(refusal) => self.refuse(stream, refusal),
             }
-        };
+        }
+        drop(listener);
+        self.tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some HTTP requests were still in flight at shutdown");
+        }
+    }
+
+    /// Serves an admitted connection on its own task, after closing the idle one it displaced.
+    fn serve(&self, conn: Admitted, stream: TcpStream, peer: SocketAddr) {
         if let Some(victim) = conn.evicted {
-            metrics
+            self.metrics
                 .sockets_refused
                 .get_or_create(&ReasonLabels {
                     reason: "evicted_idle",
@@ -205,36 +250,80 @@ pub async fn run(
         let io = TrackedIo {
             inner: stream,
             _slot: Slot {
-                table: Arc::clone(&table),
-                closed: Arc::clone(&closed),
+                table: Arc::clone(&self.table),
+                closed: Arc::clone(&self.closed),
                 id: conn.id,
             },
         };
         let service = Service {
-            app: app.clone(),
+            app: self.app.clone(),
             peer,
             conn: Arc::clone(&conn.state),
-            started,
+            started: self.started,
         };
-        tasks.spawn(serve_one(
+        self.tasks.spawn(serve_one(
             io,
             service,
             conn.state,
-            config.header_timeout,
-            shutdown.clone(),
+            self.header_timeout,
+            self.shutdown.clone(),
         ));
     }
-    drop(listener);
-    tasks.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some HTTP requests were still in flight at shutdown");
+
+    fn refuse(&self, stream: TcpStream, refusal: Refusal) {
+        self.metrics
+            .sockets_refused
+            .get_or_create(&ReasonLabels {
+                reason: refusal.name(),
+            })
+            .inc();
+        refuse(stream, refusal);
     }
 }
 
-/// Admits a connection, waiting (bounded by [`CLOSING_WAIT`]) while the only thing in its way
+/// One of the [`MAX_CLOSING`] places for an admission waiting beside the accept loop: a
+/// close frees one place, and at most that many sockets are closing, so more waiters could
+/// not all be admitted anyway.
+struct WaitingAdmission(Arc<Acceptor>);
+
+impl WaitingAdmission {
+    fn take(acceptor: &Arc<Acceptor>) -> Option<WaitingAdmission> {
+        acceptor
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CLOSING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WaitingAdmission(Arc::clone(acceptor)))
+    }
+
+    async fn admit(self, stream: TcpStream, peer: SocketAddr) {
+        let acceptor = &self.0;
+        let admitted = tokio::select! {
+            admitted = admit(
+                &acceptor.table,
+                &acceptor.closed,
+                peer.ip(),
+                acceptor.started,
+                acceptor.closing_wait,
+            ) => admitted,
+            // Shutting down: nobody is admitted any more, and the socket just closes.
+            _ = acceptor.shutdown.cancelled() => return,
+        };
+        match admitted {
+            Ok(conn) => acceptor.serve(conn, stream, peer),
+            Err(refusal) => acceptor.refuse(stream, refusal),
+        }
+    }
+}
+
+impl Drop for WaitingAdmission {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Admits a connection, waiting (bounded by `wait`) while the only thing in its way
 /// is evicted sockets still being closed: refusing then would turn away a client whose place
 /// is about to be free.
 async fn admit(
@@ -242,8 +331,9 @@ async fn admit(
     closed: &Notify,
     ip: IpAddr,
     started: Instant,
+    wait: Duration,
 ) -> Result<Admitted, Refusal> {
-    let deadline = tokio::time::Instant::now() + CLOSING_WAIT;
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         let admitted = lock(table).admit(ip, millis(started));
         match admitted {
@@ -724,7 +814,11 @@ mod tests {
         }
         let waiting = tokio::spawn({
             let (table, closed) = (Arc::clone(&table), Arc::clone(&closed));
-            async move { admit(&table, &closed, ip(3), started).await.is_ok() }
+            async move {
+                admit(&table, &closed, ip(3), started, CLOSING_WAIT)
+                    .await
+                    .is_ok()
+            }
         });
         tokio::time::sleep(CLOSING_WAIT / 2).await;
         assert!(!waiting.is_finished(), "it waits while sockets are closing");
@@ -735,8 +829,90 @@ mod tests {
         });
         assert!(waiting.await.unwrap(), "admitted once one has closed");
         // Nothing closes now: refused after the wait.
-        let refused = admit(&table, &closed, ip(4), started).await;
+        let refused = admit(&table, &closed, ip(4), started, CLOSING_WAIT).await;
         assert_eq!(refused.err(), Some(Refusal::Closing));
+    }
+
+    /// A connection waiting for an evicted socket to close waits beside the accept loop: the
+    /// loop goes on taking connections meanwhile (here the one past the [`MAX_CLOSING`]
+    /// waiting places, refused at once), and a waiter is served once a socket closes.
+    #[tokio::test]
+    async fn a_waiting_admission_does_not_hold_up_the_accept_loop() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let table = Arc::new(Mutex::new(Table::new(1, 64)));
+        let closed = Arc::new(Notify::new());
+        // One place, taken, and MAX_CLOSING evicted sockets that never close by themselves.
+        let mut evicted = Vec::new();
+        let mut current = lock(&table).admit(ip(1), 0).unwrap();
+        for _ in 0..MAX_CLOSING {
+            let next = lock(&table).admit(ip(2), 1).unwrap();
+            evicted.push(current.id);
+            current = next;
+        }
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 64).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let acceptor = Arc::new(Acceptor {
+            table: Arc::clone(&table),
+            closed: Arc::clone(&closed),
+            started: Instant::now(),
+            app: Router::new().route("/health", axum::routing::get(|| async { "ok" })),
+            header_timeout: Duration::from_secs(60),
+            metrics: Arc::new(Metrics::new()),
+            tasks: TaskTracker::new(),
+            waiting: AtomicUsize::new(0),
+            // Longer than the test: a waiter is admitted by a close, never by its deadline.
+            closing_wait: Duration::from_secs(3600),
+            shutdown: shutdown.clone(),
+        });
+        let accepting = tokio::spawn(Arc::clone(&acceptor).accept_loop(listener));
+
+        let request = b"GET /health HTTP/1.1\r\nhost: test\r\n\r\n";
+        let mut waiters = Vec::new();
+        for _ in 0..MAX_CLOSING {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(request).await.unwrap();
+            waiters.push(c);
+        }
+        // Past the waiting places: refused at once, while every waiter still waits.
+        let mut refused = TcpStream::connect(addr).await.unwrap();
+        refused.write_all(request).await.unwrap();
+        let mut answer = String::new();
+        // Bounded, so a loop stuck behind a waiter fails the test instead of hanging it.
+        tokio::time::timeout(Duration::from_secs(60), refused.read_to_string(&mut answer))
+            .await
+            .expect("the connection past the waiting places is answered while they wait")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert_eq!(acceptor.waiting.load(Ordering::Acquire), MAX_CLOSING);
+
+        // A socket closes: one waiter takes the place and is served.
+        drop(Slot {
+            table: Arc::clone(&table),
+            closed: Arc::clone(&closed),
+            id: evicted[0],
+        });
+        let reads = waiters.iter_mut().map(|c| {
+            Box::pin(async move {
+                let mut buf = [0u8; 512];
+                let n = c.read(&mut buf).await.unwrap();
+                String::from_utf8_lossy(&buf[..n]).into_owned()
+            })
+        });
+        let (served, _, _) = tokio::time::timeout(
+            Duration::from_secs(60),
+            futures_util::future::select_all(reads),
+        )
+        .await
+        .expect("a waiter is served once a socket closes");
+        assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+        assert_eq!(acceptor.waiting.load(Ordering::Acquire), MAX_CLOSING - 1);
+
+        // Shutdown ends the waits too: the loop's drain does not sit out their deadlines.
+        shutdown.cancel();
+        accepting.await.unwrap();
+        assert_eq!(acceptor.waiting.load(Ordering::Acquire), 0);
     }
 
     /// The backlog is what the kernel queues: with nobody accepting, `backlog + 1` handshakes
