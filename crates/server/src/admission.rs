@@ -19,7 +19,8 @@ pub enum Refused {
 #[derive(Default)]
 struct Counts {
     open: usize,
-    by_user: HashMap<UserKey, usize>,
+    /// Keyed by the key its slots share: one copy of a user's key however many connections.
+    by_user: HashMap<Arc<UserKey>, usize>,
 }
 
 /// Open WebSocket connections, in all and per user.
@@ -49,15 +50,18 @@ impl Admission {
         if counts.open >= self.max {
             return Err(Refused::NodeFull);
         }
-        let mine = counts.by_user.get(user).copied().unwrap_or(0);
-        if mine >= self.per_user {
-            return Err(Refused::UserFull(self.per_user));
-        }
+        let user = match counts.by_user.get_key_value(user) {
+            Some((_, &mine)) if mine >= self.per_user => {
+                return Err(Refused::UserFull(self.per_user));
+            }
+            Some((key, _)) => Arc::clone(key),
+            None => Arc::new(user.clone()),
+        };
         counts.open += 1;
-        counts.by_user.insert(user.clone(), mine + 1);
+        *counts.by_user.entry(Arc::clone(&user)).or_insert(0) += 1;
         Ok(ConnectionSlot {
             counts: Arc::clone(&self.counts),
-            user: user.clone(),
+            user,
         })
     }
 }
@@ -65,7 +69,7 @@ impl Admission {
 /// One admitted connection; gives its places back when dropped.
 pub struct ConnectionSlot {
     counts: Arc<Mutex<Counts>>,
-    user: UserKey,
+    user: Arc<UserKey>,
 }
 
 impl Drop for ConnectionSlot {
@@ -106,5 +110,17 @@ mod tests {
             "a closed connection frees both places"
         );
         assert_eq!(lock(&a.counts).by_user.len(), 2);
+        let _again = a.admit(&user("bob")).unwrap();
+        assert_eq!(
+            Arc::strong_count(
+                lock(&a.counts)
+                    .by_user
+                    .get_key_value(&user("bob"))
+                    .unwrap()
+                    .0
+            ),
+            3,
+            "a user's connections share the table's one copy of their key"
+        );
     }
 }

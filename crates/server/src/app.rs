@@ -35,7 +35,7 @@ use crate::listener::{ConnectionLimits, ListenerConfig, RequestedLimits};
 use crate::metrics::Metrics;
 use crate::runs::RunRegistry;
 use crate::session::SessionFactory;
-use crate::state::{AppState, RestRates};
+use crate::state::{AppState, RestRates, Shared};
 use crate::{budgets, costs, rest, static_ui, traces, ws};
 
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +264,7 @@ impl Server {
             Arc::clone(&budgets),
             node_id.clone(),
         ));
-        let state = AppState {
+        let state = AppState::new(Shared {
             auth: Arc::new(Authenticator::from_config(&config, store.clone()).await?),
             handshake_limit: Arc::new(HandshakeLimiter::new(config.handshake_failures_per_minute)),
             config: Arc::new(config.clone()),
@@ -288,7 +288,7 @@ impl Server {
             )),
             budgets,
             connection_ids: Arc::new(AtomicU64::new(0)),
-        };
+        });
         let metrics_listener = match config.metrics_addr {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)

@@ -1,11 +1,13 @@
 //! A bounded single-consumer queue that allocates nothing until used and gives memory back
 //! when drained: per-connection queues sit idle most of the time, and tens of thousands of
-//! them must cost little (a tokio `mpsc` channel allocates a block of slots up front).
+//! them must cost little (a tokio `mpsc` channel allocates a block of slots up front). The
+//! receiver waits by polling ([`Receiver::poll_pop`]), so a task that waits on it alongside
+//! other things holds no wait future of its own: the queue keeps the one waker.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use tokio::sync::Notify;
+use std::task::{Context, Poll, Waker};
 
 /// Capacity kept after a drain; larger buffers are released.
 const KEEP_CAPACITY: usize = 8;
@@ -13,14 +15,12 @@ const KEEP_CAPACITY: usize = 8;
 struct State<T> {
     items: VecDeque<T>,
     closed: bool,
+    /// The receiver's task, when it found the queue empty.
+    waiting: Option<Waker>,
 }
 
 struct Inner<T> {
     state: Mutex<State<T>>,
-    ready: Notify,
-    /// Signalled when an item is taken (or the receiver is gone), for a sender waiting in
-    /// [`Sender::push`].
-    space: Notify,
     capacity: usize,
 }
 
@@ -51,9 +51,8 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         state: Mutex::new(State {
             items: VecDeque::new(),
             closed: false,
+            waiting: None,
         }),
-        ready: Notify::new(),
-        space: Notify::new(),
         capacity: capacity.max(1),
     });
     (
@@ -67,69 +66,59 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 impl<T> Sender<T> {
     /// Queues without waiting.
     pub fn try_push(&self, item: T) -> Result<(), PushError> {
-        self.offer(item).map_err(|(e, _)| e)
-    }
-
-    /// Queues, waiting while the queue is full (bound the wait with a timeout).
-    pub async fn push(&self, mut item: T) -> Result<(), PushError> {
-        loop {
-            // Registered before trying, so a pop between the try and the wait is seen.
-            let space = self.inner.space.notified();
-            tokio::pin!(space);
-            space.as_mut().enable();
-            match self.offer(item) {
-                Ok(()) => return Ok(()),
-                Err((PushError::Full, back)) => item = back,
-                Err((e, _)) => return Err(e),
-            }
-            space.await;
-        }
-    }
-
-    fn offer(&self, item: T) -> Result<(), (PushError, T)> {
         let mut state = self.inner.lock();
         if state.closed {
-            return Err((PushError::Closed, item));
+            return Err(PushError::Closed);
         }
         if state.items.len() >= self.inner.capacity {
-            return Err((PushError::Full, item));
+            return Err(PushError::Full);
         }
         state.items.push_back(item);
+        let waiting = state.waiting.take();
         drop(state);
-        self.inner.ready.notify_one();
+        if let Some(w) = waiting {
+            w.wake();
+        }
         Ok(())
     }
 }
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        self.inner.lock().closed = true;
-        self.inner.ready.notify_one();
+        let mut state = self.inner.lock();
+        state.closed = true;
+        let waiting = state.waiting.take();
+        drop(state);
+        if let Some(w) = waiting {
+            w.wake();
+        }
     }
 }
 
 impl<T> Receiver<T> {
     /// The next item; `None` once the sender is gone and the queue is empty.
     pub async fn pop(&mut self) -> Option<T> {
-        loop {
-            // Registered before checking, so a push between the check and the wait is seen.
-            let notified = self.inner.ready.notified();
-            {
-                let mut state = self.inner.lock();
-                if let Some(item) = state.items.pop_front() {
-                    if state.items.is_empty() && state.items.capacity() > KEEP_CAPACITY {
-                        state.items.shrink_to(KEEP_CAPACITY);
-                    }
-                    drop(state);
-                    self.inner.space.notify_one();
-                    return Some(item);
-                }
-                if state.closed {
-                    return None;
-                }
+        poll_fn(|cx| self.poll_pop(cx)).await
+    }
+
+    /// [`Self::pop`] as a poll: when nothing is queued, `cx`'s task is woken by the next push
+    /// (or the sender's drop).
+    pub fn poll_pop(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.inner.lock();
+        if let Some(item) = state.items.pop_front() {
+            if state.items.is_empty() && state.items.capacity() > KEEP_CAPACITY {
+                state.items.shrink_to(KEEP_CAPACITY);
             }
-            notified.await;
+            return Poll::Ready(Some(item));
         }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        match &mut state.waiting {
+            Some(w) => w.clone_from(cx.waker()),
+            slot @ None => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 
@@ -146,8 +135,7 @@ impl<T> Drop for Receiver<T> {
         let mut state = self.inner.lock();
         state.closed = true;
         state.items.clear();
-        drop(state);
-        self.inner.space.notify_waiters();
+        state.waiting = None;
     }
 }
 
@@ -170,32 +158,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waiting_receiver_wakes_on_push() {
+    async fn a_waiting_receiver_wakes_on_push_and_on_the_senders_drop() {
         let (tx, mut rx) = bounded(4);
-        let waiter = tokio::spawn(async move { rx.pop().await });
-        tokio::task::yield_now().await;
-        tx.try_push(7).unwrap();
-        assert_eq!(waiter.await.unwrap(), Some(7));
-    }
-
-    #[tokio::test]
-    async fn a_waiting_sender_goes_on_when_room_is_made() {
-        let (tx, mut rx) = bounded(1);
-        tx.push(1).await.unwrap();
-        let pusher = tokio::spawn(async move {
-            tx.push(2).await.unwrap();
-            tx
+        let waiter = tokio::spawn(async move {
+            let first = rx.pop().await;
+            let then = rx.pop().await;
+            (first, then)
         });
         tokio::task::yield_now().await;
-        assert_eq!(rx.pop().await, Some(1));
-        let tx = pusher.await.unwrap();
-        assert_eq!(rx.pop().await, Some(2));
-        // A full queue whose receiver goes away fails the waiting sender.
-        tx.push(3).await.unwrap();
-        let waiting = tokio::spawn(async move { tx.push(4).await });
+        tx.try_push(7).unwrap();
         tokio::task::yield_now().await;
-        drop(rx);
-        assert_eq!(waiting.await.unwrap(), Err(PushError::Closed));
+        drop(tx);
+        assert_eq!(waiter.await.unwrap(), (Some(7), None));
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl SessionFactory {
     }
 
     /// The only way to obtain a [`UserSession`].
-    pub fn open(&self, identity: &Identity) -> UserSession {
+    pub fn open(self: &Arc<Self>, identity: &Identity) -> UserSession {
         let key = UserKey {
             org_id: identity.org_id().to_string(),
             user_id: identity.user_id().to_string(),
@@ -193,11 +193,7 @@ impl SessionFactory {
             identity: identity.clone(),
             stream: self.hub.stream(&key),
             usage: OnceLock::new(),
-            store: self.store.clone(),
-            runs: Arc::clone(&self.runs),
-            catalog: Arc::clone(&self.catalog),
-            budgets: Arc::clone(&self.budgets),
-            node_id: Arc::clone(&self.node_id),
+            shared: Arc::clone(self),
         }
     }
 }
@@ -207,23 +203,18 @@ impl SessionFactory {
 /// ```compile_fail
 /// // Sessions cannot be built by hand, only from an authenticated identity.
 /// let s = apogee_server::session::UserSession { identity: todo!(), stream: todo!(),
-///     usage: todo!(), store: todo!(), runs: todo!(), catalog: todo!(), budgets: todo!(),
-///     node_id: todo!() };
+///     usage: todo!(), shared: todo!() };
 /// ```
 ///
 /// One lives as long as each WebSocket connection, so it holds what a connection needs and
-/// shares the rest: the user's key is its stream's, the node id is shared, and the org's
-/// usage view is made only when a REST call or a run asks for it.
+/// shares the rest: the user's key is its stream's, the node's handles are the factory's, and
+/// the org's usage view is made (and boxed) only when a REST call or a run asks for it.
 pub struct UserSession {
     identity: Identity,
     stream: Arc<UserStream>,
-    usage: OnceLock<OrgUsage>,
-    store: Store,
-    runs: Arc<RunRegistry>,
-    catalog: Arc<PriceCatalog>,
-    /// The node's budget evaluator, which a budget made from the chat is handed to.
-    budgets: Arc<Budgets>,
-    node_id: Arc<str>,
+    usage: OnceLock<Box<OrgUsage>>,
+    /// The store, runs, catalog, budget evaluator and node id, shared by every session.
+    shared: Arc<SessionFactory>,
 }
 
 fn now() -> (String, i64) {
@@ -246,16 +237,16 @@ impl UserSession {
     /// This org's usage, for REST cost queries and ingest.
     pub fn usage(&self) -> &OrgUsage {
         self.usage
-            .get_or_init(|| self.store.org_usage(&self.key().org_id))
+            .get_or_init(|| Box::new(self.shared.store.org_usage(&self.key().org_id)))
     }
 
     pub fn catalog(&self) -> &PriceCatalog {
-        &self.catalog
+        &self.shared.catalog
     }
 
     /// The catalog, to price with off the async threads.
     pub fn catalog_arc(&self) -> Arc<PriceCatalog> {
-        Arc::clone(&self.catalog)
+        Arc::clone(&self.shared.catalog)
     }
 
     /// Whose session this is.
@@ -275,12 +266,15 @@ impl UserSession {
 
     /// Stored events with `after < seq <= upto`.
     pub async fn replay(&self, after: u64, upto: u64) -> Result<Vec<StoredEvent>, StoreError> {
-        self.store.events_between(self.key(), after, upto).await
+        self.shared
+            .store
+            .events_between(self.key(), after, upto)
+            .await
     }
 
     /// The oldest event still stored, to tell whether a resume point is still covered.
     pub async fn oldest_seq(&self) -> Result<Option<u64>, StoreError> {
-        self.store.oldest_seq(self.key()).await
+        self.shared.store.oldest_seq(self.key()).await
     }
 
     /// Stores the message and its run (idempotent on `client_msg_id`). The caller sends the
@@ -292,7 +286,12 @@ impl UserSession {
         thread_id: Option<&str>,
     ) -> Result<Submitted, SessionError> {
         // Resends are answered even when over the rate: they start nothing.
-        if let Some(record) = self.store.find_ack(self.key(), client_msg_id).await? {
+        if let Some(record) = self
+            .shared
+            .store
+            .find_ack(self.key(), client_msg_id)
+            .await?
+        {
             return Ok(Submitted::duplicate(record));
         }
         self.stream
@@ -300,13 +299,14 @@ impl UserSession {
             .await
             .map_err(SessionError::RateLimited)?;
         let run_id = new_id("run");
-        let reservation =
-            self.runs
-                .reserve(&run_id, self.key())
-                .map_err(|refused| match refused {
-                    Refused::Busy(max) => SessionError::Busy(max),
-                    Refused::Draining => SessionError::ShuttingDown,
-                })?;
+        let reservation = self
+            .shared
+            .runs
+            .reserve(&run_id, self.key())
+            .map_err(|refused| match refused {
+                Refused::Busy(max) => SessionError::Busy(max),
+                Refused::Draining => SessionError::ShuttingDown,
+            })?;
         let (created_at, created_ms) = now();
         let turn = NewTurn {
             new_thread_title: thread_id
@@ -319,11 +319,11 @@ impl UserSession {
             content: content.to_string(),
             created_at,
             created_ms,
-            node_id: self.node_id.to_string(),
+            node_id: self.shared.node_id.to_string(),
         };
-        let outcome = self.store.create_turn(self.key(), &turn).await;
+        let outcome = self.shared.store.create_turn(self.key(), &turn).await;
         if !matches!(outcome, Ok(TurnOutcome::Created)) {
-            self.runs.release(&run_id);
+            self.shared.runs.release(&run_id);
         }
         match outcome? {
             TurnOutcome::Created => Ok(Submitted {
@@ -339,14 +339,14 @@ impl UserSession {
                     turn,
                     reservation,
                     stream: Arc::clone(&self.stream),
-                    store: self.store.clone(),
-                    runs: Arc::clone(&self.runs),
+                    store: self.shared.store.clone(),
+                    runs: Arc::clone(&self.shared.runs),
                     usage: Arc::new(self.usage().clone()),
-                    catalog: Arc::clone(&self.catalog),
+                    catalog: Arc::clone(&self.shared.catalog),
                     // The org and the author come from this authenticated session only.
                     budgets: Arc::new(MemberBudgets::new(
-                        self.store.clone(),
-                        Arc::clone(&self.budgets),
+                        self.shared.store.clone(),
+                        Arc::clone(&self.shared.budgets),
                         self.key().clone(),
                         self.usage().clone(),
                     )),
@@ -359,10 +359,10 @@ impl UserSession {
 
     /// Cancels one of the caller's runs; a finished run of theirs is left as it ended.
     pub async fn cancel_run(&self, run_id: &str) -> Result<(), SessionError> {
-        if self.runs.cancel(run_id, self.key()) {
+        if self.shared.runs.cancel(run_id, self.key()) {
             return Ok(());
         }
-        if self.store.run_owned(self.key(), run_id).await? {
+        if self.shared.store.run_owned(self.key(), run_id).await? {
             Ok(())
         } else {
             Err(SessionError::NotFound)
@@ -370,27 +370,31 @@ impl UserSession {
     }
 
     pub async fn threads(&self) -> Result<Vec<ThreadRow>, StoreError> {
-        self.store.list_threads(self.key()).await
+        self.shared.store.list_threads(self.key()).await
     }
 
     pub async fn thread_messages(&self, thread_id: &str) -> Result<Vec<MessageRow>, SessionError> {
-        self.store
+        self.shared
+            .store
             .thread_messages(self.key(), thread_id)
             .await?
             .ok_or(SessionError::NotFound)
     }
 
     pub async fn run_events(&self, run_id: &str) -> Result<Vec<StoredEvent>, SessionError> {
-        if !self.store.run_owned(self.key(), run_id).await? {
+        if !self.shared.store.run_owned(self.key(), run_id).await? {
             return Err(SessionError::NotFound);
         }
-        Ok(self.store.run_events(self.key(), run_id).await?)
+        Ok(self.shared.store.run_events(self.key(), run_id).await?)
     }
 
     pub async fn ingest_usage(
         &self,
         records: &[(apogee_analytics::PricedRecord, String)],
     ) -> Result<IngestSummary, StoreError> {
-        self.store.ingest_usage(&self.key().org_id, records).await
+        self.shared
+            .store
+            .ingest_usage(&self.key().org_id, records)
+            .await
     }
 }

@@ -1,14 +1,14 @@
 //! The WebSocket endpoint (PROTOCOL.md §1–§6): authentication before the upgrade, then per
-//! connection a writer (`connection_ready`, the replay, live events, transient frames,
-//! heartbeats, closes) and a reader (client frames) running side by side, so a connection
-//! busy with a client's request never stops draining its event queue, and the lifecycle
-//! rules (limits, expiry, slow clients, shutdown) are enforced in one place.
+//! connection one task owning the whole socket: it sends `connection_ready`, the replay, live
+//! events, answers, heartbeats and closes, and reads client frames, handling each beside its
+//! other waits, so a connection busy with a client's request never stops draining its event
+//! queue; the lifecycle rules (limits, expiry, slow clients, shutdown) are enforced in one
+//! place.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -28,8 +27,7 @@ use crate::admission::{ConnectionSlot, Refused};
 use crate::http_error::ApiError;
 use crate::hub::{Replay, Subscription};
 use crate::metrics::{CodeLabels, SourceLabels};
-use crate::queue;
-use crate::session::{SessionError, UserSession};
+use crate::session::{PendingRun, SessionError, UserSession};
 use crate::state::AppState;
 
 /// Events read from the store per replay query, so a long replay never sits in memory whole.
@@ -51,8 +49,6 @@ const READ_BUFFER: usize = 256;
 
 /// Longest wait scheduled for a token's expiry (ten years).
 const MAX_EXPIRY_WAIT_SECS: i64 = 10 * 365 * 24 * 3600;
-
-type Sink = SplitSink<WebSocket, Message>;
 
 /// The handshake. Authentication runs before the upgrade is accepted, so a bad credential is a
 /// plain HTTP answer (401, or 429 for an address with too many recent failures).
@@ -141,10 +137,8 @@ pub async fn upgrade(
             let identity = conn.session.identity();
             let span =
                 tracing::info_span!("ws", user = %identity.user_id(), org = %identity.org_id());
-            // Split here, so the task's future holds the two halves and not the socket too.
-            let (sink, stream) = socket.split();
             tasks
-                .track_future(serve_connection(sink, stream, conn))
+                .track_future(serve_connection(socket, conn))
                 .instrument(span)
         })
 }
@@ -170,23 +164,50 @@ enum End {
     PeerClosed,
 }
 
-/// What the reader hands the writer: a transient frame, or the order to close.
-enum Out {
-    Frame(String),
-    Close(u16, &'static str),
-    /// The client closed: finish with the codec's answer to its close frame.
-    PeerClosed,
+/// The client frame being handled, if any: its store work runs beside the connection's
+/// other waits, so events keep flowing meanwhile, and no further frame is read until it is
+/// done.
+type Handling<'a> = Option<Pin<Box<dyn Future<Output = Answer> + Send + 'a>>>;
+
+/// What a client frame gets. Boxed: it can hold a stored turn, and a value the connection's
+/// future holds across a wait sizes that future for every idle connection.
+type Answer = Result<Box<Handled>, End>;
+
+/// What handling a client frame produced: the answer to send, and the run to start once the
+/// answer is out (so the ack precedes the run's events).
+struct Handled {
+    reply: Option<Reply>,
+    pending: Option<PendingRun>,
 }
 
-/// Transient frames (acks, errors, pongs) a connection may have waiting to be written; a
-/// client that lets more pile up is too slow.
-const CONTROL_QUEUE: usize = 64;
+enum Reply {
+    Frame(ServerFrame),
+    /// Counted towards the connection's error window before it is sent.
+    Error(FrameError, Option<Duration>),
+}
 
-/// Runs one connection. Only what waits while the connection is idle lives in this future
-/// (the two halves' waits, the writer's timers and queues); every step that does work (start-up
-/// and replay, sending a frame, handling a client frame, closing) is boxed, so the task of an
-/// idle connection is sized for waiting, not for working.
-async fn serve_connection(sink: Sink, stream: SplitStream<WebSocket>, conn: Box<Connection>) {
+impl Handled {
+    fn reply(frame: ServerFrame) -> Answer {
+        Ok(Box::new(Handled {
+            reply: Some(Reply::Frame(frame)),
+            pending: None,
+        }))
+    }
+
+    fn error(e: FrameError, retry_after: Option<Duration>) -> Answer {
+        Ok(Box::new(Handled {
+            reply: Some(Reply::Error(e, retry_after)),
+            pending: None,
+        }))
+    }
+}
+
+/// Runs one connection on one task that owns the whole socket. Only what waits while the
+/// connection is idle lives in this future (the socket, the event queue, the timers and
+/// cancellations); every step that does work (start-up and replay, sending a frame, handling
+/// a client frame, closing) is boxed, so the task of an idle connection is sized for waiting,
+/// not for working.
+async fn serve_connection(socket: WebSocket, conn: Box<Connection>) {
     let Connection {
         session,
         app,
@@ -196,58 +217,44 @@ async fn serve_connection(sink: Sink, stream: SplitStream<WebSocket>, conn: Box<
     app.metrics.connections_total.inc();
     app.metrics.connections_open.inc();
     let connection_id = app.next_connection_id();
-    let (out_tx, out_rx) = queue::bounded(CONTROL_QUEUE);
-    let started = Instant::now();
-    let last_seen_ms = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let mut writer = Writer {
-        sink,
+    let mut link = Link {
+        socket,
         app,
         session,
-        last_seen_ms: &last_seen_ms,
-        started,
-    };
-    let reader = Reader {
-        session,
-        app,
-        out: out_tx,
-        last_seen_ms: &last_seen_ms,
-        started,
+        started: Instant::now(),
+        last_seen_ms: 0,
         errors_in_window: 0,
         window_start: Instant::now(),
     };
-    // The writer decides how the connection ends; when the reader stops first (peer gone, or
-    // a close requested), the writer finishes what is queued for it and closes.
-    let end = {
-        let writing = writer.run(connection_id, *last_seq, out_rx);
-        let reading = reader.run(stream, &stop);
-        tokio::pin!(writing, reading);
-        tokio::select! {
-            end = &mut writing => {
-                // Let the reader finish the frame in hand (bounded store work), then stop.
-                stop.store(true, Ordering::Relaxed);
-                reading.await;
-                end
-            }
-            () = &mut reading => writing.await,
-        }
-    };
-    Box::pin(writer.finish(end)).await;
+    let mut handling: Handling<'_> = None;
+    let end = link.run(connection_id, *last_seq, &mut handling).await;
+    // The frame in hand is finished (bounded store work) before the close: a stored message
+    // must not lose the run it starts because the connection is closing.
+    if let Some(frame) = handling.take()
+        && let Ok(handled) = frame.await
+        && let Some(pending) = handled.pending
+    {
+        pending.start();
+    }
+    Box::pin(link.finish(end)).await;
     app.metrics.connections_open.dec();
 }
 
-/// Owns the socket's sending half: `connection_ready`, the replay, live events, transient
-/// frames (before pending events: an ack precedes the events it caused), heartbeats, and
-/// every close the server initiates.
-struct Writer<'a> {
-    sink: Sink,
+/// The connection's socket and what it knows of its peer: sends `connection_ready`, the
+/// replay, live events, answers to client frames (an ack before the events it caused),
+/// heartbeats and every close the server initiates; reads and handles client frames.
+struct Link<'a> {
+    socket: WebSocket,
     app: &'a AppState,
     session: &'a UserSession,
-    last_seen_ms: &'a AtomicU64,
     started: Instant,
+    /// When a frame last came in, in milliseconds after `started`.
+    last_seen_ms: u64,
+    errors_in_window: u32,
+    window_start: Instant,
 }
 
-impl Writer<'_> {
+impl<'a> Link<'a> {
     /// Sends one message, giving up as soon as the connection is found too slow or the
     /// server is shutting down. Boxed: its timer and waits are live only while a frame goes
     /// out, and inline they would size every idle connection's task for them.
@@ -257,7 +264,7 @@ impl Writer<'_> {
 
     async fn send_inline(&mut self, msg: Message, too_slow: &CancellationToken) -> Result<(), End> {
         tokio::select! {
-            r = tokio::time::timeout(SEND_TIMEOUT, self.sink.send(msg)) => match r {
+            r = tokio::time::timeout(SEND_TIMEOUT, self.socket.send(msg)) => match r {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(End::Drop),
                 Err(_) => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
@@ -267,11 +274,13 @@ impl Writer<'_> {
         }
     }
 
+    /// Serves the connection until it must end, and says how. A client frame still being
+    /// handled then is left in `handling` for the caller to finish.
     async fn run(
         &mut self,
         connection_id: u64,
         last_seq: Option<u64>,
-        mut out: queue::Receiver<Out>,
+        handling: &mut Handling<'a>,
     ) -> End {
         // Boxed: the start-up work (store reads, replay) is large and short-lived; inline it
         // would size every idle connection's task for it.
@@ -281,7 +290,9 @@ impl Writer<'_> {
         };
         let too_slow = sub.too_slow.clone();
         let hb = Duration::from_millis(self.app.config.heartbeat_ms);
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
+        // A timer in the future itself rather than an `Interval`, which boxes its own.
+        let heartbeat = tokio::time::sleep(hb);
+        tokio::pin!(heartbeat);
         // Boxed, and allocated only for a credential that expires.
         let mut token_expired: Pin<Box<dyn Future<Output = ()> + Send>> =
             match self.session.identity().expires_at() {
@@ -296,25 +307,47 @@ impl Writer<'_> {
             };
         // A browser session signed out ends its connections as an expired token does.
         let mut revoked = self.app.auth.revoked(self.session.identity());
+        let session = self.session;
         loop {
             let step = tokio::select! {
                 biased;
                 _ = self.app.shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, close::reason::RESTARTING)),
-                _ = too_slow.cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
                 _ = &mut token_expired => Err(End::Close(close::TOKEN_EXPIRED, close::reason::TOKEN_EXPIRED)),
                 _ = &mut revoked => Err(End::Close(close::TOKEN_EXPIRED, close::reason::TOKEN_EXPIRED)),
-                out = out.pop() => match out {
-                    Some(Out::Frame(text)) => self.send(Message::Text(text.into()), &too_slow).await,
-                    Some(Out::Close(code, reason)) => Err(End::Close(code, reason)),
-                    Some(Out::PeerClosed) => Err(End::PeerClosed),
-                    None => Err(End::Drop),
-                },
-                ev = sub.rx.pop() => match ev {
+                // The frame in hand first: its answer goes out before the events it caused.
+                handled = poll_fn(|cx| match handling.as_mut() {
+                    Some(frame) => frame.as_mut().poll(cx),
+                    None => Poll::Pending,
+                }) => {
+                    *handling = None;
+                    Box::pin(self.answer(handled, &too_slow)).await
+                }
+                // No wait of its own for `too_slow`: the stream drops a connection's sender as
+                // it fires it, and the queue's closing wakes this branch, which then closes
+                // at once rather than send what was still queued.
+                ev = poll_fn(|cx| sub.rx.poll_pop(cx)) => match ev {
+                    _ if too_slow.is_cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
                     Some(ev) => self.send(Message::Text(ev.frame), &too_slow).await,
                     None => Err(End::Close(close::INTERNAL_ERROR, "stream closed")),
                 },
-                _ = heartbeat.tick() => {
-                    let silent = self.started.elapsed().saturating_sub(Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed)));
+                msg = self.socket.next(), if handling.is_none() => match msg {
+                    None => Err(End::Drop),
+                    Some(Err(e)) => Err(read_error(&e)),
+                    Some(Ok(msg)) => {
+                        self.last_seen_ms = self.started.elapsed().as_millis() as u64;
+                        match classify(msg) {
+                            Ok(Some(frame)) => {
+                                *handling = Some(Box::pin(handle(session, frame)));
+                                Ok(())
+                            }
+                            Ok(None) => Ok(()),
+                            Err(answer) => Box::pin(self.answer(answer, &too_slow)).await,
+                        }
+                    }
+                },
+                () = &mut heartbeat => {
+                    heartbeat.as_mut().reset(tokio::time::Instant::now() + hb);
+                    let silent = self.started.elapsed().saturating_sub(Duration::from_millis(self.last_seen_ms));
                     if silent > hb * 2 {
                         tracing::info!("dropping a silent connection");
                         Err(End::Drop)
@@ -329,6 +362,25 @@ impl Writer<'_> {
         }
     }
 
+    /// Sends what handling a client frame produced, then starts its run: whether or not the
+    /// answer could be sent, because the message is stored; its run must start even if this
+    /// connection is ending (shutdown waits for it). Boxed by its callers, as sends are: inline,
+    /// its locals (a frame, a stored turn) would size every idle connection's task.
+    async fn answer(&mut self, handled: Answer, too_slow: &CancellationToken) -> Result<(), End> {
+        let Handled { reply, pending } = *handled?;
+        let sent = match reply {
+            None => Ok(()),
+            Some(Reply::Frame(frame)) => {
+                self.send(Message::Text(frame.to_json().into()), too_slow)
+                    .await
+            }
+            Some(Reply::Error(e, retry_after)) => self.send_error(e, retry_after, too_slow).await,
+        };
+        if let Some(pending) = pending {
+            pending.start();
+        }
+        sent
+    }
     /// Subscribes, then sends `connection_ready` and the replay: from memory when the user's
     /// recent events cover it, else from the store in pages.
     async fn start(
@@ -410,154 +462,13 @@ impl Writer<'_> {
                 };
                 let _ = tokio::time::timeout(
                     CLOSE_TIMEOUT,
-                    self.sink.send(Message::Close(Some(frame))),
+                    self.socket.send(Message::Close(Some(frame))),
                 )
                 .await;
             }
             End::PeerClosed | End::Drop => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.sink.flush()).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.socket.flush()).await;
             }
-        }
-    }
-}
-
-/// Owns the socket's receiving half: parses client frames and acts on them, answering
-/// through the writer.
-struct Reader<'a> {
-    session: &'a UserSession,
-    app: &'a AppState,
-    out: queue::Sender<Out>,
-    last_seen_ms: &'a AtomicU64,
-    started: Instant,
-    errors_in_window: u32,
-    window_start: Instant,
-}
-
-impl Reader<'_> {
-    /// Consumes the reader: when it returns, its sender is gone and the writer sees the end.
-    /// `stop` ends it between frames, never while a frame is being handled: a stored message
-    /// must not lose the run it starts because the connection is closing.
-    async fn run(mut self, mut stream: SplitStream<WebSocket>, stop: &AtomicBool) {
-        // No waker is registered: `stop` is set only by this connection's own task, which
-        // polls the reader right after setting it.
-        let stopped = || {
-            std::future::poll_fn(|_| {
-                if stop.load(Ordering::Relaxed) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            })
-        };
-        loop {
-            let msg = tokio::select! {
-                biased;
-                () = stopped() => return,
-                msg = stream.next() => msg,
-            };
-            let Some(msg) = msg else { return };
-            self.last_seen_ms
-                .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
-            // Boxed, as the writer's sends are: handling a frame is brief, waiting is not.
-            let step = match msg {
-                Ok(msg) => Box::pin(self.on_message(msg)).await,
-                Err(e) => Err(read_error(&e)),
-            };
-            let last = match step {
-                Ok(()) => continue,
-                // After what is queued: the writer sends it, then the close frame.
-                Err(End::Close(code, reason)) => Out::Close(code, reason),
-                Err(End::PeerClosed) => Out::PeerClosed,
-                Err(End::Drop) => return,
-            };
-            let _ = Box::pin(tokio::time::timeout(SEND_TIMEOUT, self.out.push(last))).await;
-            return;
-        }
-    }
-
-    /// Queues a transient frame for the writer. When the queue is full the reader waits
-    /// (and so stops reading: the client's own writes back up) until the writer has sent
-    /// some; a client that does not read its answers for [`SEND_TIMEOUT`] is too slow.
-    async fn reply(&self, frame: &ServerFrame) -> Result<(), End> {
-        match tokio::time::timeout(SEND_TIMEOUT, self.out.push(Out::Frame(frame.to_json()))).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Drop),
-            Err(_) => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
-        }
-    }
-
-    async fn on_message(&mut self, msg: Message) -> Result<(), End> {
-        match msg {
-            Message::Text(text) => {
-                if text.len() > MAX_FRAME_BYTES {
-                    return Err(End::Close(
-                        close::MESSAGE_TOO_BIG,
-                        "frame larger than 64 KiB",
-                    ));
-                }
-                match parse_client_frame(text.as_str()) {
-                    Ok(frame) => self.on_frame(frame).await,
-                    Err(e) => self.send_error(e, None).await,
-                }
-            }
-            Message::Binary(_) => Err(End::Close(
-                close::UNSUPPORTED_DATA,
-                "binary frames are not supported",
-            )),
-            Message::Close(_) => Err(End::PeerClosed),
-            Message::Ping(_) | Message::Pong(_) => Ok(()),
-        }
-    }
-
-    async fn on_frame(&mut self, frame: ClientFrame) -> Result<(), End> {
-        match frame {
-            ClientFrame::Ping { nonce } => self.reply(&ServerFrame::Pong { nonce }).await,
-            ClientFrame::UserMessage {
-                client_msg_id,
-                content,
-                thread_id,
-            } => match self
-                .session
-                .submit_message(&client_msg_id, &content, thread_id.as_deref())
-                .await
-            {
-                Ok(submitted) => {
-                    let ack = submitted.ack;
-                    let replied = self
-                        .reply(&ServerFrame::MessageAck {
-                            client_msg_id,
-                            message_id: ack.record.message_id,
-                            thread_id: ack.record.thread_id,
-                            run_id: ack.record.run_id,
-                            duplicate: ack.duplicate,
-                        })
-                        .await;
-                    // Queued after the ack, so the writer sends the ack first; on a task of
-                    // the run registry, and whether or not the ack could be queued, because
-                    // the message is stored: its run must start even if this connection is
-                    // ending, and shutdown waits for it.
-                    if let Some(pending) = submitted.pending {
-                        pending.start();
-                    }
-                    replied
-                }
-                // Not stored: the client resends it once reconnected.
-                Err(SessionError::ShuttingDown) => Err(End::Close(
-                    close::SERVICE_RESTART,
-                    close::reason::RESTARTING,
-                )),
-                Err(e) => {
-                    let (frame, retry) = session_error(e, Some(client_msg_id));
-                    self.send_error(frame, retry).await
-                }
-            },
-            ClientFrame::CancelRun { run_id } => match self.session.cancel_run(&run_id).await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let (frame, retry) = session_error(e, None);
-                    self.send_error(frame, retry).await
-                }
-            },
         }
     }
 
@@ -565,6 +476,7 @@ impl Reader<'_> {
         &mut self,
         e: FrameError,
         retry_after: Option<Duration>,
+        too_slow: &CancellationToken,
     ) -> Result<(), End> {
         let code = e.code;
         self.app
@@ -586,16 +498,91 @@ impl Reader<'_> {
                 return Err(End::Close(close::POLICY_VIOLATION, "too many bad frames"));
             }
         }
-        self.reply(&ServerFrame::Error {
+        let frame = ServerFrame::Error {
             code,
             message: e.message,
             client_msg_id: e.client_msg_id,
             retry_after_ms: retry_after.map(|d| d.as_millis().max(1) as u64),
-        })
-        .await
+        };
+        self.send(Message::Text(frame.to_json().into()), too_slow)
+            .await
     }
 }
 
+/// What a message from the client asks for: `Ok(Some)` a frame that needs the store (handled
+/// by [`handle`] beside the connection's other waits), `Ok(None)` nothing, `Err` an answer or
+/// an end at once.
+fn classify(msg: Message) -> Result<Option<ClientFrame>, Answer> {
+    match msg {
+        Message::Text(text) => {
+            if text.len() > MAX_FRAME_BYTES {
+                return Err(Err(End::Close(
+                    close::MESSAGE_TOO_BIG,
+                    "frame larger than 64 KiB",
+                )));
+            }
+            match parse_client_frame(text.as_str()) {
+                Ok(ClientFrame::Ping { nonce }) => Err(Handled::reply(ServerFrame::Pong { nonce })),
+                Ok(frame) => Ok(Some(frame)),
+                Err(e) => Err(Handled::error(e, None)),
+            }
+        }
+        Message::Binary(_) => Err(Err(End::Close(
+            close::UNSUPPORTED_DATA,
+            "binary frames are not supported",
+        ))),
+        Message::Close(_) => Err(Err(End::PeerClosed)),
+        Message::Ping(_) | Message::Pong(_) => Ok(None),
+    }
+}
+
+/// Handles a client frame that needs the store.
+async fn handle(session: &UserSession, frame: ClientFrame) -> Answer {
+    match frame {
+        ClientFrame::Ping { nonce } => Handled::reply(ServerFrame::Pong { nonce }),
+        ClientFrame::UserMessage {
+            client_msg_id,
+            content,
+            thread_id,
+        } => match session
+            .submit_message(&client_msg_id, &content, thread_id.as_deref())
+            .await
+        {
+            Ok(submitted) => {
+                let ack = submitted.ack;
+                Ok(Box::new(Handled {
+                    reply: Some(Reply::Frame(ServerFrame::MessageAck {
+                        client_msg_id,
+                        message_id: ack.record.message_id,
+                        thread_id: ack.record.thread_id,
+                        run_id: ack.record.run_id,
+                        duplicate: ack.duplicate,
+                    })),
+                    pending: submitted.pending,
+                }))
+            }
+            // Not stored: the client resends it once reconnected.
+            Err(SessionError::ShuttingDown) => Err(End::Close(
+                close::SERVICE_RESTART,
+                close::reason::RESTARTING,
+            )),
+            Err(e) => {
+                let (frame, retry) = session_error(e, Some(client_msg_id));
+                Handled::error(frame, retry)
+            }
+        },
+        ClientFrame::CancelRun { run_id } => match session.cancel_run(&run_id).await {
+            Ok(()) => Ok(Box::new(Handled {
+                reply: None,
+                pending: None,
+            })),
+            Err(e) => {
+                let (frame, retry) = session_error(e, None);
+                Handled::error(frame, retry)
+            }
+        },
+    }
+}
 fn counts_as_abuse(code: ErrorCode) -> bool {
     match code {
         ErrorCode::BadRequest | ErrorCode::UnknownType | ErrorCode::NotFound => true,

@@ -18,7 +18,9 @@ const MAX_PENDING: usize = 4096;
 pub(super) struct Subscriber {
     pub id: u64,
     pub tx: queue::Sender<Delivered>,
-    /// Fired when the connection's queue is full: it must close with 1013 and resume.
+    /// Fired when the connection's queue is full: it must close with 1013 and resume. The
+    /// subscriber is dropped with it (its queue closes), which is what wakes an idle
+    /// connection to see it (`ws.rs`).
     pub too_slow: CancellationToken,
 }
 
