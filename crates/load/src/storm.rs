@@ -26,6 +26,10 @@ pub struct Storm {
     pub timeout: Duration,
 }
 
+/// How often a client holding its reads back pings the server: within the default heartbeat
+/// (25 s), so the server never finds it silent.
+const KEEP_OPEN_EVERY: Duration = Duration::from_secs(10);
+
 struct ClientResult {
     resumed_after: Duration,
     caught_up_after: Duration,
@@ -82,12 +86,22 @@ async fn one_client(
         }
     }
     armed.fetch_add(1, Ordering::SeqCst);
-    // Stop reading; wait for everyone to be dropped at once.
+    // Stop reading; wait for everyone to be dropped at once. A client that reads nothing
+    // answers no heartbeat, and the server drops a connection silent for two of them: a ping
+    // of ours now and then keeps it open however long the others take to arm, so the storm
+    // drops every client, not only those armed last.
+    let mut keep_open = tokio::time::interval(KEEP_OPEN_EVERY);
+    keep_open.tick().await;
     let dropped = loop {
         if let Some(t) = *drop_at.borrow_and_update() {
             break t;
         }
-        drop_at.changed().await?;
+        tokio::select! {
+            changed = drop_at.changed() => changed?,
+            _ = keep_open.tick() => {
+                conn.send(&json!({"type": "ping", "nonce": "storm"})).await?;
+            }
+        }
     };
     drop(conn);
     let mut conn = Conn::connect_from(&addr, &user, Some(log.last_seq()), source).await?;
