@@ -3,6 +3,7 @@
 //! duplication of stream events.
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -91,11 +92,36 @@ impl EventHead<'_> {
 
 impl Conn {
     pub async fn connect(addr: &str, user: &str, last_seq: Option<u64>) -> anyhow::Result<Conn> {
+        Self::connect_from(addr, user, last_seq, None).await
+    }
+
+    /// [`Conn::connect`] from the local address `source` when given (its port picked by the
+    /// kernel), as a client on another machine would: each source address has its own range
+    /// of ephemeral ports.
+    pub async fn connect_from(
+        addr: &str,
+        user: &str,
+        last_seq: Option<u64>,
+        source: Option<IpAddr>,
+    ) -> anyhow::Result<Conn> {
         let resume = last_seq
             .map(|n| format!("&last_seq={n}"))
             .unwrap_or_default();
         let url = format!("ws://{addr}/ws?user={user}{resume}");
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        let Some(source) = source else {
+            let (ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .context("WebSocket handshake")?;
+            return Ok(Conn { ws });
+        };
+        let sock = match source {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        sock.bind(SocketAddr::new(source, 0))
+            .with_context(|| format!("binding to {source}"))?;
+        let stream = sock.connect(addr.parse()?).await.context("TCP connect")?;
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
             .await
             .context("WebSocket handshake")?;
         Ok(Conn { ws })

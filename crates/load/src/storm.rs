@@ -3,6 +3,7 @@
 //! `last_seq`. Reports how long until every client had resumed and caught up, and checks
 //! that no event was lost or duplicated.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +26,10 @@ pub struct Storm {
     pub timeout: Duration,
 }
 
+/// How often a client holding its reads back pings the server: within the default heartbeat
+/// (25 s), so the server never finds it silent.
+const KEEP_OPEN_EVERY: Duration = Duration::from_secs(10);
+
 struct ClientResult {
     resumed_after: Duration,
     caught_up_after: Duration,
@@ -33,9 +38,25 @@ struct ClientResult {
     duplicates: u64,
 }
 
+/// The local address client `i` connects from: its own in 127.0.0.0/8 when the server is on
+/// loopback, as N clients on N machines would be. From one address, N open connections plus
+/// the N the drop leaves in TIME_WAIT need 2N ephemeral ports — more than Linux's default
+/// range (28,232) at N = 15,000 — and the kernel's search for a free port then costs the
+/// load tool more CPU than the server's whole resume path, on the cores they share.
+fn source_address(server: &str, i: usize) -> Option<IpAddr> {
+    let server: SocketAddr = server.parse().ok()?;
+    if !server.ip().is_loopback() || !server.is_ipv4() {
+        return None;
+    }
+    // 127.1.0.1 onwards: clear of the server's own 127.0.0.1.
+    let n = u32::try_from(i).ok()?.checked_add(0x7f01_0001)?;
+    (n < 0x7fff_ffff).then(|| IpAddr::V4(Ipv4Addr::from(n)))
+}
+
 async fn one_client(
     addr: String,
     user: String,
+    source: Option<IpAddr>,
     p: Arc<Storm>,
     gate: Arc<Semaphore>,
     armed: Arc<AtomicUsize>,
@@ -43,7 +64,7 @@ async fn one_client(
 ) -> anyhow::Result<ClientResult> {
     let deadline = Instant::now() + p.timeout;
     let permit = gate.acquire_owned().await?;
-    let mut conn = Conn::connect(&addr, &user, None).await?;
+    let mut conn = Conn::connect_from(&addr, &user, None, source).await?;
     let first = conn.ready(deadline).await?["head_seq"]
         .as_u64()
         .unwrap_or(0)
@@ -65,15 +86,25 @@ async fn one_client(
         }
     }
     armed.fetch_add(1, Ordering::SeqCst);
-    // Stop reading; wait for everyone to be dropped at once.
+    // Stop reading; wait for everyone to be dropped at once. A client that reads nothing
+    // answers no heartbeat, and the server drops a connection silent for two of them: a ping
+    // of ours now and then keeps it open however long the others take to arm, so the storm
+    // drops every client, not only those armed last.
+    let mut keep_open = tokio::time::interval(KEEP_OPEN_EVERY);
+    keep_open.tick().await;
     let dropped = loop {
         if let Some(t) = *drop_at.borrow_and_update() {
             break t;
         }
-        drop_at.changed().await?;
+        tokio::select! {
+            changed = drop_at.changed() => changed?,
+            _ = keep_open.tick() => {
+                conn.send(&json!({"type": "ping", "nonce": "storm"})).await?;
+            }
+        }
     };
     drop(conn);
-    let mut conn = Conn::connect(&addr, &user, Some(log.last_seq())).await?;
+    let mut conn = Conn::connect_from(&addr, &user, Some(log.last_seq()), source).await?;
     let ready = conn.ready(deadline).await?;
     let resumed_after = dropped.elapsed();
     if ready["resync_required"] == true {
@@ -115,9 +146,10 @@ pub async fn run(addr: &str, p: Storm) -> anyhow::Result<String> {
                 Arc::clone(&armed),
                 drop_rx.clone(),
             );
-            tokio::spawn(
-                async move { one_client(addr, format!("storm-{i}"), p, gate, armed, rx).await },
-            )
+            let source = source_address(&addr, i);
+            tokio::spawn(async move {
+                one_client(addr, format!("storm-{i}"), source, p, gate, armed, rx).await
+            })
         })
         .collect();
     let progress = bar(p.clients as u64, "arming");
@@ -149,7 +181,7 @@ pub async fn run(addr: &str, p: Storm) -> anyhow::Result<String> {
             Ok(r) => results.push(r),
             Err(e) => {
                 failures += 1;
-                first_error.get_or_insert(e.to_string());
+                first_error.get_or_insert(format!("{e:#}"));
             }
         }
     }
@@ -177,4 +209,19 @@ pub async fn run(addr: &str, p: Storm) -> anyhow::Result<String> {
             .map(|e| format!(" (first: {e})"))
             .unwrap_or_default(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_has_its_own_loopback_address_only_against_a_loopback_server() {
+        let a = source_address("127.0.0.1:8080", 0);
+        let b = source_address("127.0.0.1:8080", 14_999);
+        assert_eq!(a, Some(IpAddr::V4(Ipv4Addr::new(127, 1, 0, 1))));
+        assert_eq!(b, Some(IpAddr::V4(Ipv4Addr::new(127, 1, 58, 152))));
+        assert_eq!(source_address("10.0.0.5:8080", 0), None);
+        assert_eq!(source_address("[::1]:8080", 0), None);
+    }
 }

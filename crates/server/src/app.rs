@@ -28,7 +28,7 @@ use crate::budgets::Budgets;
 use crate::bus::{BusWorker, RedisBus, SharedRate};
 use crate::config::{AuthMode, Config, Environment};
 use crate::handshake_limit::HandshakeLimiter;
-use crate::hub::{Hub, StreamLimits};
+use crate::hub::{GraceLimits, Hub, StreamLimits};
 use crate::ingest::IngestGate;
 use crate::lease::NodeLease;
 use crate::listener::{ConnectionLimits, ListenerConfig, RequestedLimits};
@@ -216,6 +216,10 @@ impl Server {
             event_retention: config.event_retention,
             messages_per_minute: config.messages_per_minute,
             message_burst: config.message_burst,
+            grace: GraceLimits {
+                grace: Duration::from_millis(config.stream_grace_ms),
+                bytes: config.stream_grace_bytes,
+            },
         };
         let node_id = uuid::Uuid::now_v7().to_string();
         let bus = match &config.redis_url {
@@ -357,6 +361,7 @@ impl Server {
             worker.spawn(Arc::clone(&hub) as _, &bus_tasks, stop.clone());
             hub.spawn_link_follower(stop.clone());
         }
+        hub.spawn_grace_sweeper(stop.clone());
         let header_timeout = Duration::from_millis(config.header_timeout_ms);
         let metrics_task = metrics_listener.map(|l| {
             tokio::spawn(crate::listener::run(

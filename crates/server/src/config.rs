@@ -77,6 +77,13 @@ pub struct Config {
     pub replay_buffer: usize,
     /// Events kept in the store per user; a resume from before them gets `resync_required`.
     pub event_retention: u64,
+    /// How long a user's stream (its position and recent events) is kept in memory after the
+    /// user's last connection and run ended, so a reconnection resumes without reading the
+    /// store; 0 keeps nothing.
+    pub stream_grace_ms: u64,
+    /// Bytes the streams kept for the grace may hold together across the node (the oldest
+    /// departures are let go first beyond).
+    pub stream_grace_bytes: usize,
     /// `user_message`s a user may send per minute (sustained), and the burst allowed.
     pub messages_per_minute: u32,
     pub message_burst: u32,
@@ -156,6 +163,8 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     replay_buffer: Option<usize>,
     event_retention: Option<u64>,
+    stream_grace_ms: Option<u64>,
+    stream_grace_bytes: Option<usize>,
     messages_per_minute: Option<u32>,
     message_burst: Option<u32>,
     max_connections: Option<usize>,
@@ -249,6 +258,8 @@ impl Config {
             (APOGEE_MAX_BODY_BYTES, max_body_bytes, parse_num),
             (APOGEE_REPLAY_BUFFER, replay_buffer, parse_num),
             (APOGEE_EVENT_RETENTION, event_retention, parse_num),
+            (APOGEE_STREAM_GRACE_MS, stream_grace_ms, parse_num),
+            (APOGEE_STREAM_GRACE_BYTES, stream_grace_bytes, parse_num),
             (APOGEE_MESSAGES_PER_MINUTE, messages_per_minute, parse_num),
             (APOGEE_MESSAGE_BURST, message_burst, parse_num),
             (APOGEE_MAX_CONNECTIONS, max_connections, parse_num),
@@ -470,6 +481,8 @@ impl Config {
             max_body_bytes: f.max_body_bytes.unwrap_or(16 * 1024 * 1024),
             replay_buffer: f.replay_buffer.unwrap_or(512),
             event_retention,
+            stream_grace_ms: f.stream_grace_ms.unwrap_or(30_000),
+            stream_grace_bytes: f.stream_grace_bytes.unwrap_or(256 * 1024 * 1024),
             messages_per_minute,
             message_burst,
             max_connections: f.max_connections,
@@ -625,6 +638,17 @@ mod tests {
             3
         );
         assert!(load(&[("APOGEE_HEADER_TIMEOUT_MS", "5")]).is_err());
+        assert_eq!(
+            (c.stream_grace_ms, c.stream_grace_bytes),
+            (30_000, 256 << 20)
+        );
+        let c = load(&[
+            ("APOGEE_STREAM_GRACE_MS", "0"),
+            ("APOGEE_STREAM_GRACE_BYTES", "1048576"),
+        ])
+        .unwrap();
+        assert_eq!((c.stream_grace_ms, c.stream_grace_bytes), (0, 1 << 20));
+        assert!(load(&[("APOGEE_STREAM_GRACE_BYTES", "lots")]).is_err());
         assert!(load(&[("APOGEE_METRICS_ADDR", "nowhere")]).is_err());
         assert!(load(&[("APOGEE_METRICS_TOKEN", "short")]).is_err());
         let c = load(&[("APOGEE_METRICS_ADDR", "127.0.0.1:9100")]).unwrap();

@@ -58,6 +58,12 @@ pub struct Metrics {
     /// REST calls answered 429 because their user is over the endpoint's rate, by endpoint.
     pub rest_rate_limited: Family<ReasonLabels, Counter>,
     pub replays: Family<SourceLabels, Counter>,
+    /// Streams whose user left, kept for the grace (`APOGEE_STREAM_GRACE_MS`), and the bytes
+    /// charged for them against `APOGEE_STREAM_GRACE_BYTES`.
+    pub streams_kept: Gauge,
+    pub streams_kept_bytes: Gauge,
+    /// Kept streams let go before their grace ended, to stay within the byte budget.
+    pub streams_kept_evicted: Counter,
     pub events_published: Family<EventLabels, Counter>,
     pub slow_consumers: Counter,
     pub client_errors: Family<CodeLabels, Counter>,
@@ -99,6 +105,9 @@ impl Metrics {
             accept_errors: Counter::default(),
             rest_rate_limited: Family::default(),
             replays: Family::default(),
+            streams_kept: Gauge::default(),
+            streams_kept_bytes: Gauge::default(),
+            streams_kept_evicted: Counter::default(),
             events_published: Family::default(),
             slow_consumers: Counter::default(),
             client_errors: Family::default(),
@@ -165,6 +174,21 @@ impl Metrics {
             "ws_replays",
             "Connections by where their resume was served from (none, memory, store, resync)",
             m.replays.clone(),
+        );
+        registry.register(
+            "streams_kept",
+            "Streams whose user left, kept in memory for the grace so a resume reads no store",
+            m.streams_kept.clone(),
+        );
+        registry.register(
+            "streams_kept_bytes",
+            "Bytes charged for kept streams (their replay buffers) against the grace's budget",
+            m.streams_kept_bytes.clone(),
+        );
+        registry.register(
+            "streams_kept_evicted",
+            "Kept streams let go before their grace ended, to stay within the byte budget",
+            m.streams_kept_evicted.clone(),
         );
         registry.register(
             "stream_events",

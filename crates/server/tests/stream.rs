@@ -227,3 +227,59 @@ async fn restart_on_the_same_data_dir_replays_the_same_seqs() {
     }
     assert_eq!(after, before);
 }
+
+/// A user whose connection dropped and whose run ended comes back within the grace
+/// (`APOGEE_STREAM_GRACE_MS`): the node kept the stream, so the replay comes from memory, and
+/// the client gets every seq once, the stream going on where it was.
+#[tokio::test]
+async fn a_user_back_within_the_grace_resumes_from_memory_losing_and_duplicating_nothing() {
+    let (_dir, server) = start_with_data(2_000).await;
+    let mut c = server.ws("?user=alice").await;
+    c.ready().await;
+    c.ask("m1", "Analyze my AI costs", None).await;
+    c.next().await.unwrap();
+    let mut seen: BTreeMap<u64, Value> = BTreeMap::new();
+    for _ in 0..3 {
+        let e = c.next().await.unwrap();
+        seen.insert(e["seq"].as_u64().unwrap(), e);
+    }
+    let last = *seen.keys().last().unwrap();
+    drop(c);
+    // Kept once the connection is gone and the run ended (bounded wait).
+    for _ in 0..400 {
+        if metric(&server, "apogee_streams_kept").await == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(metric(&server, "apogee_streams_kept").await, 1);
+    assert!(metric(&server, "apogee_streams_kept_bytes").await > 0);
+    let from_memory = r#"apogee_ws_replays_total{source="memory"}"#;
+    let before = metric(&server, from_memory).await;
+
+    let mut r = server.ws(&format!("?user=alice&last_seq={last}")).await;
+    let ready = r.ready().await;
+    assert_eq!(ready["resync_required"], false);
+    let head = ready["head_seq"].as_u64().unwrap();
+    assert_eq!(ready["replayed"].as_u64().unwrap(), head - last);
+    for _ in last..head {
+        let e = r.next().await.unwrap();
+        let seq = e["seq"].as_u64().unwrap();
+        assert!(seen.insert(seq, e).is_none(), "seq {seq} delivered twice");
+    }
+    let seqs: Vec<u64> = seen.keys().copied().collect();
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "gap in the stream");
+    assert_run_well_formed(&seen.values().cloned().collect::<Vec<_>>());
+    assert_eq!(metric(&server, from_memory).await, before + 1);
+    assert_eq!(
+        metric(&server, "apogee_streams_kept").await,
+        0,
+        "taken back"
+    );
+
+    // The stream goes on from there: the next run's events follow, once each.
+    r.ask("m2", "Why did spend jump?", None).await;
+    let ack = r.next().await.unwrap();
+    let next = r.until_run_end(ack["run_id"].as_str().unwrap()).await;
+    assert_eq!(next[0]["seq"].as_u64().unwrap(), head + 1);
+}

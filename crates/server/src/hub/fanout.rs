@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use tokio_util::sync::CancellationToken;
 
 use super::Delivered;
+use super::kept::Snapshot;
 use crate::queue::{self, PushError};
 
 /// Out-of-order events held while a gap is filled, at most; beyond it they are dropped and
@@ -55,6 +56,35 @@ impl Fanout {
             replay_buffer,
             ..Fanout::default()
         }
+    }
+
+    /// A fan-out that goes on from a stream kept after its user left: the same position and
+    /// recent events, and nobody subscribed yet.
+    pub fn resumed(replay_buffer: usize, snapshot: Snapshot) -> Fanout {
+        let mut recent = snapshot.recent;
+        while recent.len() > replay_buffer {
+            recent.pop_front();
+        }
+        Fanout {
+            replay_buffer,
+            delivered: Some(snapshot.delivered),
+            recent,
+            ..Fanout::default()
+        }
+    }
+
+    /// The position and recent events, when they say all there is: the position is fixed and
+    /// nothing is held back or known to be only in the store (a stream that ends with a gap
+    /// unfilled leaves nothing a later stream could trust).
+    pub fn snapshot(&mut self) -> Option<Snapshot> {
+        let delivered = self.delivered?;
+        if self.needs_fill() || self.filling {
+            return None;
+        }
+        Some(Snapshot {
+            delivered,
+            recent: std::mem::take(&mut self.recent),
+        })
     }
 
     pub fn delivered(&self) -> Option<u64> {
@@ -276,6 +306,40 @@ mod tests {
         assert_eq!(f.delivered(), None);
         assert_eq!(f.start_at(7), 7);
         assert!(!f.needs_fill());
+    }
+
+    #[test]
+    fn a_stream_with_a_gap_unfilled_leaves_no_snapshot() {
+        let mut f = Fanout::new(16);
+        let mut slow = 0;
+        assert!(f.snapshot().is_none(), "no position yet");
+        f.start_at(0);
+        f.offer(ev(1), &mut slow);
+        f.offer(ev(3), &mut slow);
+        assert!(f.snapshot().is_none(), "event 2 is only in the store");
+        f.apply_fill(1, vec![ev(2), ev(3)], true, &mut slow);
+        let s = f.snapshot().expect("complete");
+        assert_eq!(s.delivered, 3);
+        assert_eq!(
+            s.recent.iter().map(|d| d.seq).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn a_resumed_fan_out_goes_on_from_the_snapshot() {
+        let mut f = Fanout::new(16);
+        let mut slow = 0;
+        f.start_at(0);
+        for seq in 1..=4 {
+            f.offer(ev(seq), &mut slow);
+        }
+        let mut f = Fanout::resumed(2, f.snapshot().expect("complete"));
+        assert_eq!(f.start_at(0), 4, "the position is kept");
+        assert_eq!(f.recent().iter().map(|d| d.seq).collect::<Vec<_>>(), [3, 4]);
+        let mut rx = with_subscriber(&mut f);
+        f.offer(ev(5), &mut slow);
+        assert_eq!(seqs(&mut rx), [5]);
     }
 
     #[test]

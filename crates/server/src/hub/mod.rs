@@ -8,14 +8,19 @@
 //! ([`POLL_WHILE_DOWN`]). Whatever does not arrive live is read from the store. So the whole
 //! of "one order, any source" lives here: `fanout.rs` is the order, this file the sources. A
 //! [`UserStream`] is shared by that user's connections and runs and disappears when the last
-//! of them is gone.
+//! of them is gone; its position and replay buffer are then kept for a grace period
+//! (`kept.rs`, bounded in bytes across the node), so a user who comes back soon — a whole
+//! reconnection storm — resumes from memory.
 //!
 //! Every task the hub starts (gap fills, waits for the bus, the link follower) runs on the
 //! hub's [`TaskTracker`], so shutdown can wait for them ([`Hub::close`]).
 
 mod fanout;
+mod kept;
 #[cfg(test)]
 mod tests;
+
+pub use kept::GraceLimits;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +28,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use apogee_protocol::{EventBody, StreamEvent};
-use apogee_store::{NewEvent, QueuedEvent, Store, StoreError, StoredEvent, UserKey};
+use apogee_store::{Backend, NewEvent, QueuedEvent, Store, StoreError, StoredEvent, UserKey};
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +40,7 @@ use crate::queue;
 use crate::rate::RateTable;
 use crate::sync::lock;
 use fanout::{Fanout, Offered, Subscriber};
+use kept::Kept;
 
 /// Events of one user queued with the store and not yet stored, at most: bounds what one
 /// user's runs can make the committer hold (the committer itself bounds nothing per user). A
@@ -77,6 +83,8 @@ pub struct StreamLimits {
     pub event_retention: u64,
     pub messages_per_minute: u32,
     pub message_burst: u32,
+    /// What is kept of a stream once its user left, and for how long.
+    pub grace: GraceLimits,
 }
 
 /// What a resuming connection must send before the live events.
@@ -134,6 +142,11 @@ pub struct UserStream {
     /// Every user's message rate on this node; shared with the hub, so it outlives the
     /// stream (a reconnect does not refill it).
     messages: Arc<RateTable<UserKey>>,
+    /// The hub's streams, where this one leaves its snapshot when it ends.
+    streams: Arc<Mutex<Streams>>,
+    /// This node is the only one appending to the store (an embedded store, no bus): once
+    /// the position is fixed, it is the store's head, and a subscriber need not read it.
+    sole_writer: bool,
 }
 
 impl Drop for UserStream {
@@ -143,6 +156,39 @@ impl Drop for UserStream {
         {
             bus.unsubscribe(&self.key);
         }
+        let snapshot = self
+            .fanout
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot();
+        let me: *const UserStream = self;
+        let mut gone = Vec::new();
+        {
+            let mut streams = lock(&self.streams);
+            // Only the newest stream of the user speaks for it: one made after this one's
+            // last holder left (or an event stored while none was alive, which dropped the
+            // entry) makes this one's state stale.
+            let newest = streams
+                .by_user
+                .get(&self.key)
+                .is_some_and(|w| std::ptr::eq(w.as_ptr(), me));
+            if newest {
+                streams.by_user.remove(&self.key);
+                if let Some(snapshot) = snapshot {
+                    let (dropped, evicted) =
+                        streams
+                            .kept
+                            .keep(self.key.clone(), snapshot, Instant::now());
+                    self.metrics.streams_kept_evicted.inc_by(evicted);
+                    gone = dropped;
+                }
+                streams.report(&self.metrics);
+            } else {
+                gone.extend(snapshot);
+            }
+        }
+        // Freed outside the lock: a snapshot is up to a replay buffer of frames.
+        drop(gone);
     }
 }
 
@@ -343,8 +389,20 @@ impl UserStream {
             let _ = tokio::time::timeout(JOIN_WAIT, ready.wait_for(|joined| *joined)).await;
         }
         let _order = self.append.lock().await;
-        let stored_head = self.store.head_seq(&self.key).await?;
-        self.deliver_upto(stored_head).await?;
+        // The position, once fixed, is the store's head when no other node appends (the
+        // registration below takes the position at that moment, so an event stored meanwhile
+        // still reaches the new subscriber). A client that says it saw more than this node
+        // delivered has it checked against the store.
+        let position = lock(&self.fanout).delivered();
+        let known = self.sole_writer && position.is_some_and(|d| last_seq.is_none_or(|n| n <= d));
+        let stored_head = match position {
+            Some(d) if known => d,
+            _ => {
+                let head = self.store.head_seq(&self.key).await?;
+                self.deliver_upto(head).await?;
+                head
+            }
+        };
         let (tx, rx) = queue::bounded(queue);
         let too_slow = CancellationToken::new();
         let (head_seq, replay) = {
@@ -448,7 +506,8 @@ pub struct Hub {
     limits: StreamLimits,
     bus: Option<Arc<dyn Bus>>,
     shared_rate: Option<Arc<SharedRate>>,
-    streams: Mutex<Streams>,
+    /// Shared with every stream, which leaves its snapshot here when it ends.
+    streams: Arc<Mutex<Streams>>,
     messages: Arc<RateTable<UserKey>>,
     /// `true` while the bus reports its link down; every report notifies the follower
     /// ([`Hub::follow_link`]), so a link that comes back is always caught up on.
@@ -457,9 +516,19 @@ pub struct Hub {
 }
 
 struct Streams {
+    /// The newest stream of each user, alive or ending.
     by_user: HashMap<UserKey, Weak<UserStream>>,
     /// Size at which dead entries are swept next; doubling keeps sweeps amortised O(1).
     sweep_at: usize,
+    /// Snapshots of streams whose user left, for the grace.
+    kept: Kept,
+}
+
+impl Streams {
+    fn report(&self, metrics: &Metrics) {
+        metrics.streams_kept.set(self.kept.len() as i64);
+        metrics.streams_kept_bytes.set(self.kept.bytes() as i64);
+    }
 }
 
 impl Hub {
@@ -480,10 +549,11 @@ impl Hub {
             shared_rate,
             link_down: watch::Sender::new(false),
             tasks: TaskTracker::new(),
-            streams: Mutex::new(Streams {
+            streams: Arc::new(Mutex::new(Streams {
                 by_user: HashMap::new(),
                 sweep_at: 1024,
-            }),
+                kept: Kept::new(limits.grace),
+            })),
             messages: Arc::new(RateTable::new(
                 limits.messages_per_minute,
                 limits.message_burst,
@@ -506,6 +576,35 @@ impl Hub {
     /// link is down, and once when it comes back; it ends with `shutdown`.
     pub fn spawn_link_follower(self: &Arc<Self>, shutdown: CancellationToken) {
         self.tasks.spawn(Arc::clone(self).follow_link(shutdown));
+    }
+
+    /// Starts the task that lets go of kept snapshots once their grace is over (a snapshot
+    /// past it never serves a resume; this frees its memory on a node gone quiet); it ends
+    /// with `shutdown`.
+    pub fn spawn_grace_sweeper(self: &Arc<Self>, shutdown: CancellationToken) {
+        let grace = self.limits.grace.grace;
+        if grace.is_zero() {
+            return;
+        }
+        let streams = Arc::clone(&self.streams);
+        let metrics = Arc::clone(&self.metrics);
+        self.tasks.spawn(async move {
+            let mut tick = tokio::time::interval((grace / 2).max(Duration::from_secs(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let gone = {
+                    let mut streams = lock(&streams);
+                    let gone = streams.kept.expire(Instant::now());
+                    streams.report(&metrics);
+                    gone
+                };
+                drop(gone);
+            }
+        });
     }
 
     /// Waits for every task the hub started: the link follower (once `shutdown` fired) and
@@ -551,10 +650,15 @@ impl Hub {
     /// Has every stream following the bus read what it missed from the store, with the heads
     /// of all of them read in a few statements rather than one query per stream.
     async fn catch_up_all(&self) {
-        let streams: HashMap<UserKey, Arc<UserStream>> = lock(&self.streams)
+        // Upgraded under the lock, filtered after it: a stream whose last holder let go
+        // meanwhile ends here, and its `Drop` takes the lock.
+        let alive: Vec<Arc<UserStream>> = lock(&self.streams)
             .by_user
             .values()
             .filter_map(Weak::upgrade)
+            .collect();
+        let streams: HashMap<UserKey, Arc<UserStream>> = alive
+            .into_iter()
             .filter(|s| s.joined.load(Ordering::Acquire))
             .map(|s| (s.key.clone(), s))
             .collect();
@@ -583,6 +687,13 @@ impl Hub {
             streams.by_user.retain(|_, w| w.strong_count() > 0);
             streams.sweep_at = (streams.by_user.len() * 2).max(1024);
         }
+        let snapshot = streams.kept.take(key, Instant::now());
+        streams.report(&self.metrics);
+        let fanout = match snapshot {
+            Some(snapshot) => Fanout::resumed(self.limits.replay_buffer, snapshot),
+            // Grows with use: an idle user costs no buffer.
+            None => Fanout::new(self.limits.replay_buffer),
+        };
         let s = Arc::new(UserStream {
             key: key.clone(),
             store: self.store.clone(),
@@ -598,9 +709,10 @@ impl Hub {
                 .map(|_| tokio::sync::watch::Sender::new(false)),
             append: tokio::sync::Mutex::new(()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
-            // Grows with use: an idle user costs no buffer.
-            fanout: Mutex::new(Fanout::new(self.limits.replay_buffer)),
+            fanout: Mutex::new(fanout),
             messages: Arc::clone(&self.messages),
+            streams: Arc::clone(&self.streams),
+            sole_writer: self.bus.is_none() && self.store.backend() == Backend::Sqlite,
         });
         streams.by_user.insert(key.clone(), Arc::downgrade(&s));
         s
@@ -609,7 +721,21 @@ impl Hub {
 
 impl BusHandler for Hub {
     fn remote_event(&self, key: &UserKey, seq: u64, payload: &str) {
-        let local = lock(&self.streams).by_user.get(key).and_then(Weak::upgrade);
+        let (local, forgotten) = {
+            let mut streams = lock(&self.streams);
+            match streams.by_user.get(key).and_then(Weak::upgrade) {
+                Some(stream) => (Some(stream), None),
+                None => {
+                    // Nobody here follows the user: what is kept of it (or will be, by a
+                    // stream ending right now) no longer reaches the store's head.
+                    streams.by_user.remove(key);
+                    let forgotten = streams.kept.forget(key);
+                    streams.report(&self.metrics);
+                    (None, forgotten)
+                }
+            }
+        };
+        drop(forgotten);
         if let Some(stream) = local {
             stream.receive_remote(seq, payload);
         }

@@ -54,6 +54,7 @@ struct Setup {
     hub: Arc<Hub>,
     bus: Arc<FakeBus>,
     store: TestStore,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
 
@@ -63,28 +64,60 @@ impl Drop for Setup {
     }
 }
 
+/// A grace long enough for any test, and room for many small streams.
+const GRACE: GraceLimits = GraceLimits {
+    grace: Duration::from_secs(600),
+    bytes: 1 << 20,
+};
+
+/// A hub following its users on the (fake) bus, as one node of several.
 async fn setup() -> Setup {
+    setup_with(true, GRACE).await
+}
+
+/// The only node: no bus, an embedded store.
+async fn single_node(grace: GraceLimits) -> Setup {
+    setup_with(false, grace).await
+}
+
+async fn setup_with(with_bus: bool, grace: GraceLimits) -> Setup {
     let store = apogee_store::test_support::sqlite().await;
     let bus = Arc::new(FakeBus::default());
+    let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(
         store.store.clone(),
-        Arc::new(Metrics::new()),
+        Arc::clone(&metrics),
         StreamLimits {
             replay_buffer: 16,
             event_retention: 100_000,
             messages_per_minute: 60,
             message_burst: 10,
+            grace,
         },
-        Some(Arc::clone(&bus) as Arc<dyn Bus>),
+        with_bus.then(|| Arc::clone(&bus) as Arc<dyn Bus>),
         None,
     ));
     let shutdown = CancellationToken::new();
-    hub.spawn_link_follower(shutdown.clone());
+    if with_bus {
+        hub.spawn_link_follower(shutdown.clone());
+    }
+    hub.spawn_grace_sweeper(shutdown.clone());
     Setup {
         hub,
         bus,
         store,
+        metrics,
         shutdown,
+    }
+}
+
+/// The seqs a subscription's replay serves from memory; panics on any other replay.
+fn from_memory(sub: &Subscription) -> Vec<u64> {
+    match &sub.replay {
+        Replay::Memory(events) => events.iter().map(|d| d.seq).collect(),
+        Replay::None => Vec::new(),
+        Replay::Store { after } => panic!("replayed from the store after {after}"),
+        Replay::Resync => panic!("resync"),
     }
 }
 
@@ -339,4 +372,164 @@ async fn a_refused_write_is_reported_and_leaves_no_gap() {
     let next = ada.publish("thr", None, thinking()).await.expect("stored");
     assert_eq!(next, first + 1);
     assert_eq!(next_seqs(&mut sub.rx, 1).await, [next]);
+}
+
+/// Publishes `n` events on `key`'s stream (through a subscriber of its own, so the stream is
+/// held meanwhile), then lets go of it; returns the last seq.
+async fn left_after(hub: &Hub, key: &UserKey, n: usize) -> u64 {
+    let stream = hub.stream(key);
+    let mut sub = stream.subscribe(1, 64, None).await.expect("subscribe");
+    let mut last = 0;
+    for _ in 0..n {
+        last = stream
+            .publish("thr", None, thinking())
+            .await
+            .expect("stored");
+    }
+    assert_eq!(next_seqs(&mut sub.rx, n).await.len(), n);
+    last
+}
+
+#[tokio::test]
+async fn a_user_back_within_the_grace_resumes_from_memory_losing_and_duplicating_nothing() {
+    let s = single_node(GRACE).await;
+    let key = user("ada");
+    let head = left_after(&s.hub, &key, 5).await;
+    assert_eq!(s.metrics.streams_kept.get(), 1, "kept once its user left");
+
+    let stream = s.hub.stream(&key);
+    assert_eq!(s.metrics.streams_kept.get(), 0, "taken back");
+    let mut sub = stream.subscribe(2, 64, Some(2)).await.expect("subscribe");
+    assert_eq!(sub.head_seq, head);
+    assert_eq!(from_memory(&sub), [3, 4, 5]);
+    // The stream goes on where it was: the next event follows the replay, once.
+    let next = stream
+        .publish("thr", None, thinking())
+        .await
+        .expect("stored");
+    assert_eq!(next, head + 1);
+    assert_eq!(next_seqs(&mut sub.rx, 1).await, [next]);
+    assert!(sub.rx.try_pop().is_none(), "nothing delivered twice");
+}
+
+#[tokio::test]
+async fn an_event_stored_while_nobody_followed_the_user_is_never_missed_for_a_kept_stream() {
+    let s = single_node(GRACE).await;
+    let key = user("ada");
+    let last = left_after(&s.hub, &key, 3).await;
+    // A budget alert is stored straight into the stream and handed to the hub, which has no
+    // stream of the user to offer it to: what it kept of the user is now behind the store.
+    let alert = stored_elsewhere(&s.store.store, &key).await;
+    s.hub
+        .deliver_stored(&key, alert, &format!("{{\"seq\":{alert}}}"));
+    assert_eq!(s.metrics.streams_kept.get(), 0, "forgotten");
+
+    let sub = s
+        .hub
+        .stream(&key)
+        .subscribe(2, 64, Some(last))
+        .await
+        .expect("subscribe");
+    assert_eq!(sub.head_seq, alert);
+    assert!(matches!(sub.replay, Replay::Store { after } if after == last));
+}
+
+#[tokio::test]
+async fn a_kept_stream_reads_what_other_nodes_stored_while_nobody_here_followed() {
+    let s = setup().await;
+    let key = user("ada");
+    let left = left_after(&s.hub, &key, 3).await;
+    assert_eq!(s.metrics.streams_kept.get(), 1);
+    assert_eq!(
+        s.bus.calls().last(),
+        Some(&Call::Unsubscribe(key.clone())),
+        "no longer followed on the bus"
+    );
+    // Another node serves the user meanwhile; nothing of it reaches this one.
+    let mut elsewhere = 0;
+    for _ in 0..2 {
+        elsewhere = stored_elsewhere(&s.store.store, &key).await;
+    }
+
+    let stream = s.hub.stream(&key);
+    // The client saw the other node's events: its position is ahead of what was kept.
+    let ahead = stream
+        .subscribe(2, 64, Some(elsewhere))
+        .await
+        .expect("subscribe");
+    assert_eq!(
+        ahead.head_seq, elsewhere,
+        "the store's head, not the kept one"
+    );
+    assert!(matches!(ahead.replay, Replay::None));
+    // And one that left with this node's last event gets the other node's from memory.
+    let behind = stream
+        .subscribe(3, 64, Some(left))
+        .await
+        .expect("subscribe");
+    assert_eq!(behind.head_seq, elsewhere);
+    assert_eq!(from_memory(&behind), [left + 1, elsewhere]);
+}
+
+#[tokio::test]
+async fn kept_streams_stay_within_their_byte_budget_letting_the_oldest_go_first() {
+    // Room for about three users' five events each (each frame ~100 bytes).
+    let grace = GraceLimits {
+        grace: Duration::from_secs(600),
+        bytes: 3 * (5 * (100 + 72) + 128 + 16) + 100,
+    };
+    let s = single_node(grace).await;
+    let mut heads = Vec::new();
+    for n in 0..8 {
+        heads.push(left_after(&s.hub, &user(&format!("u{n}")), 5).await);
+        let bytes = s.metrics.streams_kept_bytes.get();
+        assert!(
+            bytes > 0 && bytes as usize <= grace.bytes,
+            "{bytes} bytes kept against a budget of {}",
+            grace.bytes
+        );
+    }
+    let kept = s.metrics.streams_kept.get();
+    assert!((2..=3).contains(&kept), "{kept} kept");
+    assert_eq!(
+        s.metrics.streams_kept_evicted.get(),
+        8 - kept as u64,
+        "every other one was let go for room"
+    );
+    // The newest departures are the ones kept: they resume from memory; the oldest from the
+    // store.
+    let newest = s
+        .hub
+        .stream(&user("u7"))
+        .subscribe(2, 64, Some(heads[7] - 2))
+        .await
+        .expect("subscribe");
+    assert_eq!(from_memory(&newest).len(), 2);
+    let oldest = s
+        .hub
+        .stream(&user("u0"))
+        .subscribe(2, 64, Some(heads[0] - 2))
+        .await
+        .expect("subscribe");
+    assert!(matches!(oldest.replay, Replay::Store { .. }));
+}
+
+#[tokio::test]
+async fn without_a_grace_nothing_is_kept() {
+    let s = single_node(GraceLimits {
+        grace: Duration::ZERO,
+        bytes: 1 << 20,
+    })
+    .await;
+    let key = user("ada");
+    let head = left_after(&s.hub, &key, 3).await;
+    assert_eq!(s.metrics.streams_kept.get(), 0);
+    let sub = s
+        .hub
+        .stream(&key)
+        .subscribe(2, 64, Some(head - 1))
+        .await
+        .expect("subscribe");
+    assert_eq!(sub.head_seq, head);
+    assert!(matches!(sub.replay, Replay::Store { after } if after == head - 1));
 }
