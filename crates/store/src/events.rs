@@ -241,56 +241,49 @@ const SQLITE_MOVE_HEAD: &str = "INSERT INTO user_streams (org_id, user_id, head_
 const SQLITE_INSERT_EVENT: &str = "INSERT INTO events
      (org_id, user_id, seq, run_id, thread_id, ts_ms, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-/// [`append_batch`] on SQLite: the whole transaction runs through the writer connection's own
-/// handle, two statements prepared once per batch and stepped per head and per event. Through
-/// sqlx each statement was a round trip to the connection's worker thread with every bound
-/// value copied there (a batch's payloads among them) and a multi-row statement rebuilt per
-/// batch; here a batch costs one hand-off (taking the handle) whatever its size. The writer
-/// connection is the only one that writes, so nothing else can take seqs meanwhile; on a
-/// multi-threaded runtime the batch runs in `block_in_place`, so the worker's other tasks
+/// [`append_batch`] on SQLite: the statements run through the writer connection's own handle,
+/// inside the transaction sqlx began on it, two statements prepared once per batch and stepped
+/// per head and per event. Through sqlx each statement was a round trip to the connection's
+/// worker thread with every bound value copied there (a batch's payloads among them) and a
+/// multi-row statement rebuilt per batch; here a batch costs three hand-offs (begin, taking
+/// the handle, commit) whatever its size. The transaction begins `IMMEDIATE` through sqlx, so
+/// any wait for SQLite's write lock is on sqlx's thread, never on the runtime's; the writer
+/// connection is the only one that writes, so nothing else can take seqs meanwhile. On a
+/// multi-threaded runtime the statements run in `block_in_place`, so the worker's other tasks
 /// move on.
 async fn sqlite_append(
     write: &sqlx::SqlitePool,
     events: Vec<NewEvent>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut conn = write.acquire().await?;
-    let mut handle = conn.lock_handle().await?;
-    let raw = handle.as_raw_handle().as_ptr();
-    // `raw` is sqlx's open connection, locked by `handle` until after the batch.
-    let append = || sqlite_append_locked(raw, events);
-    let stored = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(append),
-        _ => append(),
+    let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+    let mut handle = tx.lock_handle().await?;
+    let stored = {
+        let raw = handle.as_raw_handle().as_ptr();
+        // `raw` is sqlx's open connection, locked by `handle` until after the statements.
+        let append = || sqlite_append_locked(raw, events);
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(append),
+            _ => append(),
+        }
     };
     drop(handle);
-    stored
+    // On an error `tx` is dropped unfinished: sqlx rolls it back, and no head moved.
+    let stored = stored?;
+    tx.commit().await?;
+    Ok(stored)
 }
 
-/// Stores `events` in one transaction through the open SQLite connection `db` (nothing else
-/// may use it until this returns): all of them, or none and no head moves.
+/// Stores `events` through the open SQLite connection `db`, inside its transaction (nothing
+/// else may use it until this returns).
 fn sqlite_append_locked(
     db: *mut rusqlite::ffi::sqlite3,
     events: Vec<NewEvent>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let sqlite = |e: rusqlite::Error| StoreError::Db(crate::usage::sqlite_error(e));
     // SAFETY: `db` is open and used by nothing else until this returns (`sqlite_append` holds
     // sqlx's lock on it); rusqlite does not close a handle it did not open.
-    let conn = unsafe { rusqlite::Connection::from_handle(db) }.map_err(sqlite)?;
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
-    let stored = sqlite_append_in_transaction(&conn, events);
-    let ended = match &stored {
-        Ok(_) => conn.execute_batch("COMMIT"),
-        Err(_) => conn.execute_batch("ROLLBACK"),
-    };
-    if let Err(e) = ended {
-        // Leave the connection as sqlx expects it: outside any transaction.
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        stored?;
-        return Err(sqlite(e));
-    }
-    stored
+    let conn = unsafe { rusqlite::Connection::from_handle(db) }
+        .map_err(|e| StoreError::Db(crate::usage::sqlite_error(e)))?;
+    sqlite_append_in_transaction(&conn, events)
 }
 
 fn sqlite_append_in_transaction(
