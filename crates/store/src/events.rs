@@ -1,6 +1,6 @@
 //! Per-user event streams: `seq` assignment, persistence, replay and per-run reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use sqlx::QueryBuilder;
@@ -226,7 +226,115 @@ pub(crate) async fn append_batch(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(append_claimed(db, None, events).await?.unwrap_or_default())
+    match db {
+        Db::Sqlite { write, .. } => sqlite_append(write, events).await,
+        Db::Postgres(_) => Ok(append_claimed(db, None, events).await?.unwrap_or_default()),
+    }
+}
+
+/// Moves a stream head by its event count and returns the new head (SQLite's one-row form of
+/// the upsert in [`append_claimed`]).
+const SQLITE_MOVE_HEAD: &str = "INSERT INTO user_streams (org_id, user_id, head_seq)
+     VALUES (?1, ?2, ?3)
+     ON CONFLICT (org_id, user_id) DO UPDATE SET head_seq = user_streams.head_seq + excluded.head_seq
+     RETURNING head_seq";
+const SQLITE_INSERT_EVENT: &str = "INSERT INTO events
+     (org_id, user_id, seq, run_id, thread_id, ts_ms, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// [`append_batch`] on SQLite: the statements run through the writer connection's own handle,
+/// inside the transaction sqlx began on it, two statements prepared once per batch and stepped
+/// per head and per event. Through sqlx each statement was a round trip to the connection's
+/// worker thread with every bound value copied there (a batch's payloads among them) and a
+/// multi-row statement rebuilt per batch; here a batch costs three hand-offs (begin, taking
+/// the handle, commit) whatever its size. The transaction begins `IMMEDIATE` through sqlx, so
+/// any wait for SQLite's write lock is on sqlx's thread, never on the runtime's; the writer
+/// connection is the only one that writes, so nothing else can take seqs meanwhile. On a
+/// multi-threaded runtime the statements run in `block_in_place`, so the worker's other tasks
+/// move on.
+async fn sqlite_append(
+    write: &sqlx::SqlitePool,
+    events: Vec<NewEvent>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+    let mut handle = tx.lock_handle().await?;
+    let stored = {
+        let raw = handle.as_raw_handle().as_ptr();
+        // `raw` is sqlx's open connection, locked by `handle` until after the statements.
+        let append = || sqlite_append_locked(raw, events);
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(append),
+            _ => append(),
+        }
+    };
+    drop(handle);
+    // On an error `tx` is dropped unfinished: sqlx rolls it back, and no head moved.
+    let stored = stored?;
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Stores `events` through the open SQLite connection `db`, inside its transaction (nothing
+/// else may use it until this returns).
+fn sqlite_append_locked(
+    db: *mut rusqlite::ffi::sqlite3,
+    events: Vec<NewEvent>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    // SAFETY: `db` is open and used by nothing else until this returns (`sqlite_append` holds
+    // sqlx's lock on it); rusqlite does not close a handle it did not open.
+    let conn = unsafe { rusqlite::Connection::from_handle(db) }
+        .map_err(|e| StoreError::Db(crate::usage::sqlite_error(e)))?;
+    sqlite_append_in_transaction(&conn, events)
+}
+
+fn sqlite_append_in_transaction(
+    conn: &rusqlite::Connection,
+    events: Vec<NewEvent>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sqlite = |e: rusqlite::Error| StoreError::Db(crate::usage::sqlite_error(e));
+    // Each user's event count, then the next seq of each (the head before this batch, + 1).
+    let mut next: HashMap<&UserKey, i64> = HashMap::new();
+    for e in &events {
+        *next.entry(&e.user).or_default() += 1;
+    }
+    let mut move_head = conn.prepare(SQLITE_MOVE_HEAD).map_err(sqlite)?;
+    for (user, n) in next.iter_mut() {
+        let head: i64 = move_head
+            .query_row(rusqlite::params![user.org_id, user.user_id, *n], |r| {
+                r.get(0)
+            })
+            .map_err(sqlite)?;
+        *n = head - *n + 1;
+    }
+    let mut insert = conn.prepare(SQLITE_INSERT_EVENT).map_err(sqlite)?;
+    let mut seqs = Vec::with_capacity(events.len());
+    for e in &events {
+        let slot = next
+            .get_mut(&e.user)
+            .ok_or_else(|| StoreError::Corrupt("a stream head was not moved".into()))?;
+        seqs.push(*slot);
+        *slot += 1;
+    }
+    drop(next);
+    let mut stored = Vec::with_capacity(events.len());
+    for (e, seq) in events.into_iter().zip(seqs) {
+        let payload = (e.render)(to_u64(seq)?);
+        insert
+            .execute(rusqlite::params![
+                e.user.org_id,
+                e.user.user_id,
+                seq,
+                e.run_id,
+                e.thread_id,
+                e.ts_ms,
+                payload,
+            ])
+            .map_err(sqlite)?;
+        stored.push(StoredEvent {
+            seq: to_u64(seq)?,
+            payload,
+        });
+    }
+    Ok(stored)
 }
 
 /// [`append_batch`] that first claims `claim` in the same transaction: when its row already

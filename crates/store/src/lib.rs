@@ -163,8 +163,12 @@ async fn open_sqlite(url: &str) -> Result<Db, StoreError> {
     // The writer's page cache holds the b-trees ingest inserts into at random places (the
     // request-id index, the prompt summaries): 64 MiB rather than SQLite's 2 MiB, one
     // connection only.
+    // No ping before each acquire (sqlx's default): a SQLite connection is a file handle in
+    // this process, never dropped by a peer, and the ping is a round trip to the connection's
+    // worker thread on every write (every event batch among them).
     let write = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .connect_with(
             base.clone()
                 .create_if_missing(true)
@@ -179,6 +183,7 @@ async fn open_sqlite(url: &str) -> Result<Db, StoreError> {
     migrate::run(&db).await?;
     let read = SqlitePoolOptions::new()
         .max_connections(4)
+        .test_before_acquire(false)
         .connect_with(base.read_only(true))
         .await?;
     Ok(Db::Sqlite { write, read })

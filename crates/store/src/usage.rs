@@ -121,7 +121,7 @@ const SQLITE_INSERT_ROW: &str = " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?1
      ON CONFLICT (org_id, request_id) DO NOTHING";
 
 /// A SQLite error of the statements run through the connection's own handle, as sqlx's.
-fn sqlite_error(e: rusqlite::Error) -> sqlx::Error {
+pub(crate) fn sqlite_error(e: rusqlite::Error) -> sqlx::Error {
     sqlx::Error::AnyDriverError(Box::new(e))
 }
 
