@@ -210,6 +210,79 @@ macro_rules! impl_cols {
 impl_cols!(SqliteRow);
 impl_cols!(PgRow);
 
+/// Runs `work` with rusqlite on the SQLite connection `conn`'s own handle, for the paths where
+/// sqlx's per-statement and per-row hand-offs to its worker thread cost more than SQLite's own
+/// work (a batch's inserts, reads of many rows): stepped here, a statement costs what SQLite
+/// costs. The handle stays locked by sqlx until `work` returns, so nothing else uses the
+/// connection meanwhile (inside a transaction sqlx began on it, `work` runs in that
+/// transaction). On a multi-threaded runtime `work` runs in `block_in_place`, so the worker's
+/// other tasks move on; on a current-thread runtime (tests) it runs inline.
+pub(crate) async fn on_sqlite_handle<T, E>(
+    conn: &mut sqlx::SqliteConnection,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<sqlx::Error>,
+{
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    let run = || {
+        // SAFETY: `db` is sqlx's open connection, and `handle` keeps it locked (used by
+        // nothing else) until after this returns; rusqlite does not close a handle it did not
+        // open.
+        let conn = unsafe { rusqlite::Connection::from_handle(db) }
+            .map_err(|e| E::from(sqlite_error(e)))?;
+        work(&conn)
+    };
+    let done = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+        _ => run(),
+    };
+    drop(handle);
+    done
+}
+
+/// An error of the statements run through a connection's own handle ([`on_sqlite_handle`]),
+/// as sqlx's.
+pub(crate) fn sqlite_error(e: rusqlite::Error) -> sqlx::Error {
+    sqlx::Error::AnyDriverError(Box::new(e))
+}
+
+/// A row read through a connection's own handle ([`on_sqlite_handle`]), so the row mapping of a
+/// read serves that path and sqlx's alike.
+impl Cols for rusqlite::Row<'_> {
+    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+        self.get(col).map_err(sqlite_error)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+        self.get(col).map_err(sqlite_error)
+    }
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+        self.get(col).map_err(sqlite_error)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+        self.get(col).map_err(sqlite_error)
+    }
+    fn str_at(&self, i: usize) -> Result<&str, sqlx::Error> {
+        self.get_ref(i)
+            .map_err(sqlite_error)?
+            .as_str()
+            .map_err(|e| {
+                sqlite_error(rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                ))
+            })
+    }
+    fn int_at(&self, i: usize) -> Result<i64, sqlx::Error> {
+        self.get(i).map_err(sqlite_error)
+    }
+    fn opt_int_at(&self, i: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.get(i).map_err(sqlite_error)
+    }
+}
+
 /// Whether `e` is a PostgreSQL deadlock (40P01) or serialization failure (40001): the
 /// transaction was rolled back and may simply be run again.
 pub(crate) fn is_retryable(e: &sqlx::Error) -> bool {

@@ -7,7 +7,7 @@ use sqlx::QueryBuilder;
 
 use crate::budgets::{AlertClaim, CLAIM_ALERT};
 use crate::committer::QueuedEvent;
-use crate::db::{Cols, Db, is_retryable, on_read, on_write};
+use crate::db::{Cols, Db, is_retryable, on_read, on_sqlite_handle, on_write, sqlite_error};
 use crate::webhooks::QUEUE_DELIVERIES;
 use crate::{Store, StoreError, UserKey};
 
@@ -248,49 +248,24 @@ const SQLITE_INSERT_EVENT: &str = "INSERT INTO events
 /// multi-row statement rebuilt per batch; here a batch costs three hand-offs (begin, taking
 /// the handle, commit) whatever its size. The transaction begins `IMMEDIATE` through sqlx, so
 /// any wait for SQLite's write lock is on sqlx's thread, never on the runtime's; the writer
-/// connection is the only one that writes, so nothing else can take seqs meanwhile. On a
-/// multi-threaded runtime the statements run in `block_in_place`, so the worker's other tasks
-/// move on.
+/// connection is the only one that writes, so nothing else can take seqs meanwhile.
 async fn sqlite_append(
     write: &sqlx::SqlitePool,
     events: Vec<NewEvent>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
-    let mut handle = tx.lock_handle().await?;
-    let stored = {
-        let raw = handle.as_raw_handle().as_ptr();
-        // `raw` is sqlx's open connection, locked by `handle` until after the statements.
-        let append = || sqlite_append_locked(raw, events);
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(append),
-            _ => append(),
-        }
-    };
-    drop(handle);
+    let stored = on_sqlite_handle(&mut tx, |conn| sqlite_append_in_transaction(conn, events)).await;
     // On an error `tx` is dropped unfinished: sqlx rolls it back, and no head moved.
     let stored = stored?;
     tx.commit().await?;
     Ok(stored)
 }
 
-/// Stores `events` through the open SQLite connection `db`, inside its transaction (nothing
-/// else may use it until this returns).
-fn sqlite_append_locked(
-    db: *mut rusqlite::ffi::sqlite3,
-    events: Vec<NewEvent>,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    // SAFETY: `db` is open and used by nothing else until this returns (`sqlite_append` holds
-    // sqlx's lock on it); rusqlite does not close a handle it did not open.
-    let conn = unsafe { rusqlite::Connection::from_handle(db) }
-        .map_err(|e| StoreError::Db(crate::usage::sqlite_error(e)))?;
-    sqlite_append_in_transaction(&conn, events)
-}
-
 fn sqlite_append_in_transaction(
     conn: &rusqlite::Connection,
     events: Vec<NewEvent>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let sqlite = |e: rusqlite::Error| StoreError::Db(crate::usage::sqlite_error(e));
+    let sqlite = |e: rusqlite::Error| StoreError::Db(sqlite_error(e));
     // Each user's event count, then the next seq of each (the head before this batch, + 1).
     let mut next: HashMap<&UserKey, i64> = HashMap::new();
     for e in &events {

@@ -20,7 +20,7 @@ use apogee_analytics::PricedRecord;
 use futures_util::StreamExt;
 use sqlx::QueryBuilder;
 
-use crate::db::{Cols, Db, on_write};
+use crate::db::{Cols, Db, on_sqlite_handle, on_write, sqlite_error};
 use crate::rollup::{
     HourKey, HourSums, NONE_KEY, RAW_COLUMNS, RawRow, RollupDelta, RowSums, apply_delta, hour_floor,
 };
@@ -120,19 +120,12 @@ const SQLITE_INSERT_ROW: &str = " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?1
      ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
      ON CONFLICT (org_id, request_id) DO NOTHING";
 
-/// A SQLite error of the statements run through the connection's own handle, as sqlx's.
-pub(crate) fn sqlite_error(e: rusqlite::Error) -> sqlx::Error {
-    sqlx::Error::AnyDriverError(Box::new(e))
-}
-
 /// On SQLite the rows go through the connection's own handle (inside the transaction sqlx
 /// began on it), one prepared statement stepped per row: sqlx's multi-row statements cost
 /// more than SQLite's insert itself (every bound value copied to reach its worker thread,
 /// thousands of bindings cleared per statement, a row decoded per `RETURNING` value), and a
 /// single-row insert says by its change count whether the row was a duplicate. The handle is
-/// held for the batch's inserts only (the writer connection is the only one that writes); on a
-/// multi-threaded runtime the inserts run in `block_in_place`, so the worker's other tasks
-/// move on meanwhile.
+/// held for the batch's inserts only (the writer connection is the only one that writes).
 impl InsertRaw for sqlx::SqliteConnection {
     async fn insert_raw(
         &mut self,
@@ -140,31 +133,21 @@ impl InsertRaw for sqlx::SqliteConnection {
         rows: &[&(PricedRecord, String)],
         synthetic: bool,
     ) -> Result<Vec<bool>, sqlx::Error> {
-        let mut handle = self.lock_handle().await?;
-        let db = handle.as_raw_handle().as_ptr();
-        // `db` is sqlx's open connection, locked by `handle` until after the inserts.
-        let insert = || sqlite_insert_rows(db, org_id, rows, synthetic);
-        let inserted = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(insert),
-            _ => insert(),
-        };
-        drop(handle);
-        inserted.map_err(sqlite_error)
+        on_sqlite_handle(self, |conn| {
+            sqlite_insert_rows(conn, org_id, rows, synthetic).map_err(sqlite_error)
+        })
+        .await
     }
 }
 
-/// Inserts `rows` through the open SQLite connection `db` (nothing else may use it until this
-/// returns), one prepared statement stepped per row; whether each was inserted (its change
-/// count).
+/// Inserts `rows` through `conn` (sqlx's own connection, [`on_sqlite_handle`]), one prepared
+/// statement stepped per row; whether each was inserted (its change count).
 fn sqlite_insert_rows(
-    db: *mut rusqlite::ffi::sqlite3,
+    conn: &rusqlite::Connection,
     org_id: &str,
     rows: &[&(PricedRecord, String)],
     synthetic: bool,
 ) -> Result<Vec<bool>, rusqlite::Error> {
-    // SAFETY: `db` is open and used by nothing else until this returns (`insert_raw` holds
-    // sqlx's lock on it); rusqlite does not close a handle it did not open.
-    let conn = unsafe { rusqlite::Connection::from_handle(db) }?;
     let mut insert = conn.prepare(&format!("{INSERT_COLUMNS}{SQLITE_INSERT_ROW}"))?;
     let mut inserted = Vec::with_capacity(rows.len());
     for (p, provider) in rows {

@@ -19,7 +19,7 @@ use apogee_analytics::{
 
 use super::recommender_inputs::{OutputCount, mix, output_histogram, tails_of};
 use super::{RawUsage, Split, backend, bytewise};
-use crate::db::{Cols, Sums, on_read};
+use crate::db::{Cols, Db, Sums, on_read, on_sqlite_handle, sqlite_error};
 use crate::prompt_repeats::SPLIT;
 use crate::summaries::{
     DAY_MS, LONG_INPUT_STEP, LONG_INPUT_TOKENS, PER_CALL_TIMED, day_floor, summarised_limits,
@@ -460,9 +460,11 @@ impl RawUsage {
     }
 
     /// Adds the repeat summary rows of `[from, to)` to `parts`, daily rows
-    /// (`usage_repeats_daily`) or hourly ones, folded by the database into one part per
-    /// prompt and feature: a 10M org's 30 days are ~90k daily rows but a few thousand such
-    /// parts, and moving each row out of SQLite cost ten times the query.
+    /// (`usage_repeats_daily`) or hourly ones. A 10M org's 30 days are ~90k daily rows over a
+    /// few thousand prompts, and through sqlx each row cost ~8 µs, ten times SQLite's work. So
+    /// SQLite's rows are stepped through the connection's own handle; PostgreSQL folds them
+    /// into one part per prompt and feature first ([`repeat_parts_sql`]), which SQLite's
+    /// window sort would make slower than reading them.
     async fn read_repeat_rows(
         &self,
         daily: bool,
@@ -470,9 +472,8 @@ impl RawUsage {
         to: i64,
         parts: &mut PromptParts,
     ) -> Result<(), QueryError> {
-        let sql = repeat_parts_sql(daily);
-        // A sum arrives in two parts, the sums of its high and low halves (see
-        // `repeat_parts_sql`), exact together whatever the number of rows folded.
+        // Each sum arrives in two parts (see `repeat_rows_sql`), exact together whatever the
+        // number of rows folded.
         let sum = |r: &dyn Cols, at: usize| -> Result<i128, sqlx::Error> {
             Ok(i128::from(r.int_at(at)?) * SPLIT + i128::from(r.int_at(at + 1)?))
         };
@@ -493,18 +494,36 @@ impl RawUsage {
             parts.add(r.str_at(0)?, r.str_at(1)?, part);
             Ok(())
         };
-        on_read!(&self.db, pool => {
-            for r in sqlx::query(&sql)
-                .bind(&self.org_id)
-                .bind(from)
-                .bind(to)
-                .fetch_all(pool)
+        match &self.db {
+            Db::Sqlite { read, .. } => {
+                let mut conn = read.acquire().await.map_err(backend)?;
+                let sql = repeat_rows_sql(daily);
+                on_sqlite_handle(&mut conn, |conn| {
+                    let mut statement = conn.prepare(&sql).map_err(sqlite_error)?;
+                    let mut rows = statement
+                        .query(rusqlite::params![self.org_id, from, to])
+                        .map_err(sqlite_error)?;
+                    while let Some(r) = rows.next().map_err(sqlite_error)? {
+                        row(r, parts)?;
+                    }
+                    Ok::<_, sqlx::Error>(())
+                })
                 .await
-                .map_err(backend)?
-            {
-                row(&r, parts).map_err(backend)?;
+                .map_err(backend)?;
             }
-        });
+            Db::Postgres(pool) => {
+                for r in sqlx::query(&repeat_parts_sql(daily))
+                    .bind(&self.org_id)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(backend)?
+                {
+                    row(&r, parts).map_err(backend)?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -583,32 +602,41 @@ impl RawUsage {
     }
 }
 
-/// The query folding the repeat summary rows of `[$2, $3)` into one part per model, prompt
-/// and feature, columns in [`PromptPart`]'s order: the rows, the two-part sums of input,
-/// output and cost (the sums of `x / 10⁹` and of `x % 10⁹` on hourly rows, of `_hi` and `_lo`
-/// on daily ones: neither overflows), the unpriced rows, then the earliest row's first call and
-/// the group's second call (the earliest row's own second or the next row's first, whichever
-/// is earlier; rows of one group are distinct hours or days, so their first calls differ).
-fn repeat_parts_sql(daily: bool) -> String {
+/// The repeat summary rows of `[$2, $3)`, columns in [`PromptPart`]'s order: model, prompt,
+/// feature, rows, then input, output and cost each in two parts (`_hi` and `_lo` on daily rows;
+/// `x / 10⁹` and `x % 10⁹` on hourly ones, so their sums never overflow either), the unpriced
+/// rows, the row's first call and its second call's time.
+fn repeat_rows_sql(daily: bool) -> String {
     let (table, bucket) = if daily {
         ("usage_repeats_daily", "day_ms")
     } else {
         ("usage_repeats_hourly", "hour_ms")
     };
-    let sum = |col: &str| {
+    let parts = |col: &str| {
         if daily {
-            format!("CAST(SUM({col}_hi) AS BIGINT), CAST(SUM({col}_lo) AS BIGINT)")
+            format!("{col}_hi AS {col}_hi, {col}_lo AS {col}_lo")
         } else {
-            format!("CAST(SUM({col} / {SPLIT}) AS BIGINT), CAST(SUM({col} % {SPLIT}) AS BIGINT)")
+            format!("{col} / {SPLIT} AS {col}_hi, {col} % {SPLIT} AS {col}_lo")
         }
     };
-    let (input, output, cost) = (sum("input_tokens"), sum("output_tokens"), sum("cost_nanos"));
-    let sum_columns = if daily {
-        "input_tokens_hi, input_tokens_lo, output_tokens_hi, output_tokens_lo, cost_nanos_hi, \
-         cost_nanos_lo"
-    } else {
-        "input_tokens, output_tokens, cost_nanos"
-    };
+    format!(
+        "SELECT model, prompt_hash, feature_key, row_count, {input}, {output}, {cost},
+                unpriced_rows, first_ts_ms, first_input_tokens, first_output_tokens,
+                first_cost_nanos, second_ts_ms
+         FROM {table}
+         WHERE org_id = $1 AND {bucket} >= $2 AND {bucket} < $3",
+        input = parts("input_tokens"),
+        output = parts("output_tokens"),
+        cost = parts("cost_nanos"),
+    )
+}
+
+/// [`repeat_rows_sql`] folded into one part per model, prompt and feature, in the same columns:
+/// the sums of each part, and the earliest row's first call with the group's second call (the
+/// earliest row's own second or the next row's first, whichever is earlier; rows of one group
+/// are distinct hours or days, so their first calls differ).
+fn repeat_parts_sql(daily: bool) -> String {
+    let sum = |col: &str| format!("CAST(SUM({col}_hi) AS BIGINT), CAST(SUM({col}_lo) AS BIGINT)");
     format!(
         "SELECT model, prompt_hash, feature_key, CAST(SUM(row_count) AS BIGINT),
                 {input}, {output}, {cost}, CAST(SUM(unpriced_rows) AS BIGINT),
@@ -617,19 +645,21 @@ fn repeat_parts_sql(daily: bool) -> String {
                 MIN(CASE WHEN nth = 1 THEN first_output_tokens END),
                 MIN(CASE WHEN nth = 1 THEN first_cost_nanos END),
                 MIN(CASE WHEN nth = 1 THEN second_ts_ms ELSE first_ts_ms END)
-         FROM (SELECT model, prompt_hash, feature_key, row_count, {sum_columns},
-                      unpriced_rows, first_ts_ms, first_input_tokens, first_output_tokens,
-                      first_cost_nanos, second_ts_ms,
+         FROM (SELECT rows_of_period.*,
                       ROW_NUMBER() OVER (PARTITION BY model, prompt_hash, feature_key
-                                            ORDER BY first_ts_ms) AS nth
-               FROM {table}
-               WHERE org_id = $1 AND {bucket} >= $2 AND {bucket} < $3) AS rows_of_period
-         GROUP BY model, prompt_hash, feature_key"
+                                         ORDER BY first_ts_ms) AS nth
+               FROM ({rows}) AS rows_of_period) AS numbered
+         GROUP BY model, prompt_hash, feature_key",
+        input = sum("input_tokens"),
+        output = sum("output_tokens"),
+        cost = sum("cost_nanos"),
+        rows = repeat_rows_sql(daily),
     )
 }
 
-/// A part of one prompt's calls in a period: its calls under one feature in the summary rows
-/// of one read (folded by [`repeat_parts_sql`]), or one raw call of an edge hour.
+/// A part of one prompt's calls in a period: one repeat summary row (SQLite), its calls under
+/// one feature in the summary rows of one read (PostgreSQL, [`repeat_parts_sql`]), or one raw
+/// call of an edge hour.
 #[derive(Debug, Clone)]
 struct PromptPart {
     /// Index into [`PromptParts::features`].
