@@ -798,6 +798,20 @@ mod tests {
         assert!(t.admit(ip(3), 100).is_ok(), "room once one has closed");
     }
 
+    /// Takes a one-place table's place and evicts its holder [`MAX_CLOSING`] times, leaving
+    /// that many evicted sockets that never close by themselves (nothing drops their slots);
+    /// their ids.
+    fn fill_with_closing(table: &Mutex<Table>) -> Vec<u64> {
+        let mut evicted = Vec::new();
+        let mut current = lock(table).admit(ip(1), 0).unwrap();
+        for _ in 0..MAX_CLOSING {
+            let next = lock(table).admit(ip(2), 1).unwrap();
+            evicted.push(current.id);
+            current = next;
+        }
+        evicted
+    }
+
     /// An admission blocked only by sockets still closing waits for one to close, and is
     /// refused once the wait is over.
     #[tokio::test(start_paused = true)]
@@ -805,13 +819,7 @@ mod tests {
         let table = Arc::new(Mutex::new(Table::new(1, 10)));
         let closed = Arc::new(Notify::new());
         let started = Instant::now();
-        let mut evicted = Vec::new();
-        let mut current = lock(&table).admit(ip(1), 0).unwrap();
-        for _ in 0..MAX_CLOSING {
-            let next = lock(&table).admit(ip(2), 1).unwrap();
-            evicted.push(current.id);
-            current = next;
-        }
+        let evicted = fill_with_closing(&table);
         let waiting = tokio::spawn({
             let (table, closed) = (Arc::clone(&table), Arc::clone(&closed));
             async move {
@@ -842,14 +850,7 @@ mod tests {
 
         let table = Arc::new(Mutex::new(Table::new(1, 64)));
         let closed = Arc::new(Notify::new());
-        // One place, taken, and MAX_CLOSING evicted sockets that never close by themselves.
-        let mut evicted = Vec::new();
-        let mut current = lock(&table).admit(ip(1), 0).unwrap();
-        for _ in 0..MAX_CLOSING {
-            let next = lock(&table).admit(ip(2), 1).unwrap();
-            evicted.push(current.id);
-            current = next;
-        }
+        let evicted = fill_with_closing(&table);
         let listener = bind("127.0.0.1:0".parse().unwrap(), 64).unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();

@@ -537,17 +537,7 @@ impl RawUsage {
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(backend)?
         });
-        let mut rows = rows;
-        rows.sort_by(|a, b| b.0.cost.cmp(&a.0.cost).then_with(|| a.0.key.cmp(&b.0.key)));
-        let mut profile = RepeatProfile::default();
-        for (row, prompts) in rows {
-            profile.repeated_prompts += prompts;
-            profile.repeat_calls += row.calls;
-            profile.repeat_cost = profile.repeat_cost + row.cost;
-            profile.top_features.push(row);
-        }
-        profile.top_features.truncate(5);
-        Ok(profile)
+        Ok(summarised::repeat_profile(rows))
         })
     }
 

@@ -758,7 +758,7 @@ impl PromptParts {
             f[4] -= i128::from(first.first_cost.is_none());
             by_feature[second_feature][5] += 1;
         }
-        let mut rows: Vec<(CostRow, i64)> = self
+        let rows: Vec<(CostRow, i64)> = self
             .features
             .names
             .into_iter()
@@ -778,17 +778,23 @@ impl PromptParts {
                 )
             })
             .collect();
-        rows.sort_by(|a, b| b.0.cost.cmp(&a.0.cost).then_with(|| a.0.key.cmp(&b.0.key)));
-        let mut profile = RepeatProfile::default();
-        for (row, prompts) in rows {
-            profile.repeated_prompts += prompts;
-            profile.repeat_calls += row.calls;
-            profile.repeat_cost = profile.repeat_cost + row.cost;
-            profile.top_features.push(row);
-        }
-        profile.top_features.truncate(5);
-        profile
+        repeat_profile(rows)
     }
+}
+
+/// The repeat profile from each feature's repeats and its number of repeated prompts: the
+/// totals over all of them, the five costliest features first (ties by name).
+pub(super) fn repeat_profile(mut rows: Vec<(CostRow, i64)>) -> RepeatProfile {
+    rows.sort_by(|a, b| b.0.cost.cmp(&a.0.cost).then_with(|| a.0.key.cmp(&b.0.key)));
+    let mut profile = RepeatProfile::default();
+    for (row, prompts) in rows {
+        profile.repeated_prompts += prompts;
+        profile.repeat_calls += row.calls;
+        profile.repeat_cost = profile.repeat_cost + row.cost;
+        profile.top_features.push(row);
+    }
+    profile.top_features.truncate(5);
+    profile
 }
 
 /// A feature's repeats: rows, input, output, cost, unpriced rows, prompts.
