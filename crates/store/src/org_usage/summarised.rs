@@ -411,9 +411,8 @@ impl RawUsage {
             } else {
                 reads.push((false, split.hours_from, split.hours_to));
             }
-            for (daily, from, to) in reads.into_iter().filter(|(_, a, b)| a < b) {
-                self.read_repeat_rows(daily, from, to, &mut parts).await?;
-            }
+            reads.retain(|(_, a, b)| a < b);
+            self.read_repeat_rows(&reads, &mut parts).await?;
         }
         for edge in split.edges()? {
             let sql = format!(
@@ -459,17 +458,15 @@ impl RawUsage {
         Ok(parts.profile())
     }
 
-    /// Adds the repeat summary rows of `[from, to)` to `parts`, daily rows
-    /// (`usage_repeats_daily`) or hourly ones. A 10M org's 30 days are ~90k daily rows over a
+    /// Adds the repeat summary rows of each `(daily, from, to)` of `reads` to `parts`: daily
+    /// rows (`usage_repeats_daily`) or hourly ones of `[from, to)`. A 10M org's 30 days are ~90k daily rows over a
     /// few thousand prompts, and through sqlx each row cost ~8 µs, ten times SQLite's work. So
     /// SQLite's rows are stepped through the connection's own handle; PostgreSQL folds them
     /// into one part per prompt and feature first ([`repeat_parts_sql`]), which SQLite's
     /// window sort would make slower than reading them.
     async fn read_repeat_rows(
         &self,
-        daily: bool,
-        from: i64,
-        to: i64,
+        reads: &[(bool, i64, i64)],
         parts: &mut PromptParts,
     ) -> Result<(), QueryError> {
         // Each sum arrives in two parts (see `repeat_rows_sql`), exact together whatever the
@@ -496,15 +493,19 @@ impl RawUsage {
         };
         match &self.db {
             Db::Sqlite { read, .. } => {
+                // One connection and one hand-off for all the reads.
                 let mut conn = read.acquire().await.map_err(backend)?;
-                let sql = repeat_rows_sql(daily);
                 on_sqlite_handle(&mut conn, |conn| {
-                    let mut statement = conn.prepare(&sql).map_err(sqlite_error)?;
-                    let mut rows = statement
-                        .query(rusqlite::params![self.org_id, from, to])
-                        .map_err(sqlite_error)?;
-                    while let Some(r) = rows.next().map_err(sqlite_error)? {
-                        row(r, parts)?;
+                    for &(daily, from, to) in reads {
+                        let mut statement = conn
+                            .prepare(&repeat_rows_sql(daily))
+                            .map_err(sqlite_error)?;
+                        let mut rows = statement
+                            .query(rusqlite::params![self.org_id, from, to])
+                            .map_err(sqlite_error)?;
+                        while let Some(r) = rows.next().map_err(sqlite_error)? {
+                            row(r, parts)?;
+                        }
                     }
                     Ok::<_, sqlx::Error>(())
                 })
@@ -512,15 +513,17 @@ impl RawUsage {
                 .map_err(backend)?;
             }
             Db::Postgres(pool) => {
-                for r in sqlx::query(&repeat_parts_sql(daily))
-                    .bind(&self.org_id)
-                    .bind(from)
-                    .bind(to)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(backend)?
-                {
-                    row(&r, parts).map_err(backend)?;
+                for &(daily, from, to) in reads {
+                    for r in sqlx::query(&repeat_parts_sql(daily))
+                        .bind(&self.org_id)
+                        .bind(from)
+                        .bind(to)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(backend)?
+                    {
+                        row(&r, parts).map_err(backend)?;
+                    }
                 }
             }
         }
@@ -709,11 +712,11 @@ struct PromptParts {
 impl PromptParts {
     fn add(&mut self, model: &str, prompt_hash: &str, part: PromptPart) {
         let model = self.models.id(model);
-        self.by_model
-            .resize_with(self.models.names.len(), HashMap::new);
-        let Some(prompts) = self.by_model.get_mut(model) else {
-            return;
-        };
+        // Ids are handed out in order, so a new model's is the next index.
+        if model == self.by_model.len() {
+            self.by_model.push(HashMap::new());
+        }
+        let prompts = &mut self.by_model[model];
         match prompts.get_mut(prompt_hash) {
             Some(parts) => parts.push(part),
             None => {
