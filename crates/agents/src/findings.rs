@@ -11,7 +11,9 @@ use apogee_analytics::forecast::MonthEnd;
 use apogee_analytics::savings::what_if::Repriced;
 use apogee_analytics::savings::{Recommendation, ShortLimits};
 use apogee_analytics::trends::{DaySpend, Driver, Spike};
-use apogee_analytics::{CostRow, Dimension, LatencyStats, Nanos, Period, UsageTotals};
+use apogee_analytics::{
+    CostRow, Dimension, LatencyStats, Nanos, Period, RepeatProfile, UsageTotals,
+};
 use apogee_protocol::time::instant;
 use chrono::NaiveDate;
 use serde_json::{Value, json};
@@ -19,7 +21,7 @@ use serde_json::{Value, json};
 use crate::answer::explain::spike_sentence;
 use crate::answer::figure::{FigureData, Group, Measured};
 use crate::answer::projection::{ForecastData, WhatIfData};
-use crate::plan::{Intent, QuestionPlan};
+use crate::plan::{Intent, QuestionPlan, SavingKind};
 
 /// The `data` agent's results for a full report, over the analysed period.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -46,6 +48,9 @@ pub(crate) struct Savings {
     pub limits: ShortLimits,
     /// Share of repeated prompts a response cache is assumed to serve.
     pub cache_hit_rate: f64,
+    /// The period's repeated prompts, with the features repeating the most, for an answer
+    /// about the response cache.
+    pub repeats: RepeatProfile,
 }
 
 impl Savings {
@@ -64,9 +69,14 @@ impl Savings {
 
     /// The recommendations that move short calls to a cheaper model.
     pub(crate) fn right_sizing(&self) -> Vec<&Recommendation> {
+        self.of_kind(SavingKind::RightSizeModel)
+    }
+
+    /// The recommendations of one kind, largest first.
+    pub(crate) fn of_kind(&self, kind: SavingKind) -> Vec<&Recommendation> {
         self.recommendations
             .iter()
-            .filter(|r| r.kind == "right_size_model")
+            .filter(|r| r.kind == kind.as_str())
             .collect()
     }
 }

@@ -45,7 +45,7 @@ mod tools;
 
 pub use budgets::{BudgetDraft, BudgetRefusal, BudgetStatus, OrgBudgets};
 pub use plan::{
-    BudgetCommand, Intent, Measure, Order, PlanPeriod, QuestionPlan, Rank, UnknownName,
+    BudgetCommand, Intent, Measure, Order, PlanPeriod, QuestionPlan, Rank, SavingKind, UnknownName,
     Unsupported, WhatIf,
 };
 pub use question::names::OrgNames;

@@ -162,6 +162,49 @@ pub enum WhatIf {
     BatchApi,
 }
 
+/// The kind of saving a savings question asks about ("How much could a response cache
+/// save?", "Should we cap max_tokens anywhere?"): the recommender whose findings lead the
+/// answer. The names are [`apogee_analytics::savings::Recommendation::kind`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SavingKind {
+    /// Short calls moved to a cheaper catalog model.
+    RightSizeModel,
+    /// Exact-duplicate prompts served from a response cache.
+    ResponseCache,
+    /// Night-time interactive jobs sent through the Batch API.
+    BatchApi,
+    /// A stable prompt prefix cached by the provider.
+    PromptCache,
+    /// A `max_tokens` cap on a long tail of outputs.
+    OutputCap,
+    /// Prompts trimmed below a long-context price tier.
+    ContextTier,
+}
+
+impl SavingKind {
+    pub const ALL: [SavingKind; 6] = [
+        SavingKind::RightSizeModel,
+        SavingKind::ResponseCache,
+        SavingKind::BatchApi,
+        SavingKind::PromptCache,
+        SavingKind::OutputCap,
+        SavingKind::ContextTier,
+    ];
+
+    /// The [`apogee_analytics::savings::Recommendation::kind`] of its recommendations.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SavingKind::RightSizeModel => "right_size_model",
+            SavingKind::ResponseCache => "response_cache",
+            SavingKind::BatchApi => "batch_api",
+            SavingKind::PromptCache => "prompt_cache",
+            SavingKind::OutputCap => "output_cap",
+            SavingKind::ContextTier => "context_tier",
+        }
+    }
+}
+
 /// A period as the question named it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanPeriod {
@@ -266,6 +309,9 @@ pub struct QuestionPlan {
     pub rank: Option<Rank>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub what_if: Option<WhatIf>,
+    /// The kind of saving a savings question asks about (none: every kind, the total first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saving: Option<SavingKind>,
     /// The single day a spike question is about ("why did spend jump on Tuesday?").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub focus_day: Option<NaiveDate>,
@@ -292,6 +338,7 @@ impl QuestionPlan {
             compare: None,
             rank: None,
             what_if: None,
+            saving: None,
             focus_day: None,
             unknown_names: Vec::new(),
             unsupported: None,

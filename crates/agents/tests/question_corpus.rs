@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use apogee_agents::{
     BudgetCommand, Intent, Measure, Order, OrgNames, PlanContext, PlanPeriod, QuestionPlan, Rank,
-    UnknownName, Unsupported, WhatIf, plan_question,
+    SavingKind, UnknownName, Unsupported, WhatIf, plan_question,
 };
 use apogee_analytics::{Dimension, Filter, Grouping, Scope};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -58,6 +58,8 @@ struct Case {
     rank: Option<String>,
     /// `move_to_model MODEL` or `batch_api`.
     what_if: Option<String>,
+    /// The kind of saving a savings question asks about: `response_cache`, `output_cap`, …
+    saving: Option<String>,
     focus_day: Option<NaiveDate>,
     /// `dimension/typed` or `typed`.
     #[serde(default)]
@@ -112,6 +114,7 @@ struct Shape {
     compare: Option<String>,
     rank: Option<Rank>,
     what_if: Option<WhatIf>,
+    saving: Option<SavingKind>,
     focus_day: Option<NaiveDate>,
     unknown: Vec<UnknownName>,
     unsupported: Option<Unsupported>,
@@ -129,6 +132,7 @@ fn shape_of(p: &QuestionPlan) -> Shape {
         compare: p.compare.as_ref().map(span_of),
         rank: p.rank,
         what_if: p.what_if.clone(),
+        saving: p.saving,
         focus_day: p.focus_day,
         unknown: p.unknown_names.clone(),
         unsupported: p.unsupported,
@@ -202,6 +206,7 @@ fn expected(c: &Case, default_period: &str) -> Shape {
         compare: c.compare.clone(),
         rank,
         what_if,
+        saving: c.saving.as_ref().map(|k| parse(k)),
         focus_day: c.focus_day,
         unknown,
         unsupported: c.unsupported.as_ref().map(|u| parse(u)),

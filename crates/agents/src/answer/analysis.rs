@@ -4,6 +4,11 @@
 //! sentence answers the question asked (the total, the saving, what happened); the sections
 //! follow, led by what the question is about.
 
+use apogee_analytics::queries::NIGHT_END_HOUR;
+use apogee_analytics::savings::{
+    BATCHABLE_NIGHT_SHARE, FAR_ABOVE_FACTOR, MIN_CACHEABLE_PREFIX_TOKENS, MIN_PROMPT_CACHE_CALLS,
+    MIN_TRUNCATION_CALLS, OUTPUT_CAP_PERCENTILE, Recommendation,
+};
 use apogee_analytics::trends::{DaySpend, Spike, pick_day};
 use apogee_analytics::{CostRow, Dimension, Nanos};
 use chrono::{DateTime, Datelike, Utc};
@@ -13,7 +18,7 @@ use super::markdown::{Doc, escape};
 use super::when;
 use crate::findings::{Savings, UsageData};
 use crate::format::{count, share};
-use crate::plan::{Intent, QuestionPlan};
+use crate::plan::{Intent, Order, QuestionPlan, Rank, SavingKind};
 use crate::question::period::weekday_name;
 
 /// Features listed in the report; the rest are in the run's data.
@@ -75,13 +80,25 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
     });
     match r.plan.intent {
         Intent::Savings => match (r.savings, &saving) {
-            (Some(s), Some(_)) => format!(
-                "You could save about {} a month with {} change{}, estimated from the usage {period} (you spent {}).",
-                s.total_monthly().display_usd(),
-                s.listed().len(),
-                if s.listed().len() == 1 { "" } else { "s" },
-                t.cost.display_usd()
+            (Some(s), _) if r.plan.saving.is_some() => kind_lead(
+                r,
+                s,
+                r.plan.saving.unwrap_or(SavingKind::ResponseCache),
+                period,
             ),
+            (Some(s), Some(_)) => match r.plan.rank {
+                Some(Rank {
+                    order: Order::Highest,
+                    top,
+                }) => largest_lead(s, top, period),
+                _ => format!(
+                    "You could save about {} a month with {} change{}, estimated from the usage {period} (you spent {}).",
+                    s.total_monthly().display_usd(),
+                    s.listed().len(),
+                    if s.listed().len() == 1 { "" } else { "s" },
+                    t.cost.display_usd()
+                ),
+            },
             _ => format!(
                 "I found no saving backed by the usage {period}: no model in use has short traffic a cheaper catalog model could take, and no prompt was repeated (you spent {spend})."
             ),
@@ -126,6 +143,239 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
     }
 }
 
+/// "The biggest saving: …", "The 3 biggest savings: …": the largest listed recommendations,
+/// then the total of all of them.
+fn largest_lead(s: &Savings, top: Option<u32>, period: &str) -> String {
+    let listed = s.listed();
+    let n = top.map_or(listed.len(), |t| t as usize).min(listed.len());
+    if n == 1 {
+        let rec = listed[0];
+        return format!(
+            "The biggest saving, estimated from the usage {period}: {}, about {} a month over {} calls ({} confidence).",
+            escape(&rec.title),
+            rec.monthly_saving.display_usd(),
+            count(rec.affected_calls),
+            confidence(rec.confidence)
+        );
+    }
+    let named = listed[..n]
+        .iter()
+        .map(|rec| {
+            format!(
+                "{} ({} a month)",
+                escape(&rec.title),
+                rec.monthly_saving.display_usd()
+            )
+        })
+        .collect::<Vec<_>>();
+    let mut out = format!(
+        "The {n} biggest savings, estimated from the usage {period}: {}",
+        and_list(&named)
+    );
+    if n < listed.len() {
+        out.push_str(&format!(
+            "; all {} changes together about {} a month",
+            listed.len(),
+            s.total_monthly().display_usd()
+        ));
+    }
+    out.push('.');
+    out
+}
+
+/// The first sentence of an answer about one kind of saving: what it would save and where,
+/// or that the period's usage backs none, and why.
+fn kind_lead(r: &ReportInput<'_>, s: &Savings, kind: SavingKind, period: &str) -> String {
+    let all = s.of_kind(kind);
+    let recs: Vec<&Recommendation> = all.iter().copied().filter(|r| r.worth_listing()).collect();
+    let total: Nanos = recs.iter().map(|r| r.monthly_saving).sum();
+    let mut out = if kind == SavingKind::ResponseCache {
+        response_cache_lead(r, s, total, period)
+    } else if recs.is_empty() {
+        let mut out = format!(
+            "I found no {} in the usage {period}: {}",
+            kind_noun(kind),
+            why_none(kind, s)
+        );
+        if !all.is_empty() {
+            out.push_str(&format!(
+                " (the {} found would save less than $0.01 a month)",
+                all.len()
+            ));
+        }
+        out.push('.');
+        out
+    } else {
+        let mut named: Vec<String> = recs
+            .iter()
+            .take(3)
+            .map(|rec| {
+                format!(
+                    "{} ({} a month)",
+                    escape(&rec.title),
+                    rec.monthly_saving.display_usd()
+                )
+            })
+            .collect();
+        if recs.len() > 3 {
+            named.push(format!("{} more", recs.len() - 3));
+        }
+        format!(
+            "{} could save about {} a month, estimated from the usage {period}: {}.",
+            kind_doing(kind),
+            total.display_usd(),
+            and_list(&named)
+        )
+    };
+    // What else there is to save, so a "no" is not the whole answer.
+    let others: Vec<&Recommendation> = s
+        .listed()
+        .into_iter()
+        .filter(|rec| rec.kind != kind.as_str())
+        .collect();
+    if !others.is_empty() {
+        out.push_str(&format!(
+            " {} other change{} could save about {} a month (below).",
+            others.len(),
+            if others.len() == 1 { "" } else { "s" },
+            others
+                .iter()
+                .map(|rec| rec.monthly_saving)
+                .sum::<Nanos>()
+                .display_usd()
+        ));
+    }
+    out
+}
+
+/// The response cache's lead: the repeated prompts themselves (how many, what they cost,
+/// which features send them), then the saving.
+fn response_cache_lead(r: &ReportInput<'_>, s: &Savings, saving: Nanos, period: &str) -> String {
+    let rp = &s.repeats;
+    if rp.repeat_calls == 0 {
+        return format!(
+            "No prompt was sent more than once {period} (same prompt and model), so a response cache would save nothing."
+        );
+    }
+    let saving_text = if saving > Nanos::ZERO {
+        format!(
+            "a response cache serving {:.0}% of the repeats could save about {} a month",
+            s.cache_hit_rate * 100.0,
+            saving.display_usd()
+        )
+    } else {
+        "a response cache would save less than $0.01 a month".to_string()
+    };
+    let whole = |when: &str| {
+        format!(
+            "{} calls{when} repeated one of {} prompts sent more than once, costing {}",
+            count(rp.repeat_calls),
+            count(rp.repeated_prompts),
+            rp.repeat_cost.display_usd()
+        )
+    };
+    if let Some(feature) = r.plan.only(&Dimension::Feature) {
+        let whole = whole("");
+        return match rp.top_features.iter().find(|f| f.key == feature) {
+            Some(f) => format!(
+                "{} sent {} calls {period} that repeated an earlier prompt, costing {}. Across the org, {whole}; {saving_text}.",
+                escape(feature),
+                count(f.calls),
+                f.cost.display_usd()
+            ),
+            None => format!(
+                "{} is not among the {} features repeating prompts the most {period}. Across the org, {whole}; {saving_text}.",
+                escape(feature),
+                rp.top_features.len()
+            ),
+        };
+    }
+    let top: Vec<String> = rp
+        .top_features
+        .iter()
+        .take(3)
+        .map(|f| format!("{} ({})", escape(&f.key), f.cost.display_usd()))
+        .collect();
+    // One sentence: the saving, then what backs it.
+    let mut sentence = format!(
+        "{}: {}",
+        upper_first(&saving_text),
+        whole(&format!(" {period}"))
+    );
+    if !top.is_empty() {
+        sentence.push_str(&format!("; most of it from {}", and_list(&top)));
+    }
+    sentence.push('.');
+    sentence
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// What one kind of saving does, as the subject of a sentence.
+fn kind_doing(kind: SavingKind) -> &'static str {
+    match kind {
+        SavingKind::RightSizeModel => "Moving short calls to a cheaper model",
+        SavingKind::ResponseCache => "A response cache",
+        SavingKind::BatchApi => "Sending night-time jobs through the Batch API",
+        SavingKind::PromptCache => "Caching stable prompt prefixes",
+        SavingKind::OutputCap => "Capping long outputs",
+        SavingKind::ContextTier => "Trimming prompts below a long-context price tier",
+    }
+}
+
+/// What one kind of saving looks for, after "I found no".
+fn kind_noun(kind: SavingKind) -> &'static str {
+    match kind {
+        SavingKind::RightSizeModel => "short traffic a cheaper model could take",
+        SavingKind::ResponseCache => "repeated prompt",
+        SavingKind::BatchApi => "night-time job the Batch API could take",
+        SavingKind::PromptCache => "prompts worth caching",
+        SavingKind::OutputCap => "long tail of outputs worth capping",
+        SavingKind::ContextTier => "prompts just above a long-context price tier",
+    }
+}
+
+/// Why a recommender found nothing: its own threshold, in words.
+fn why_none(kind: SavingKind, s: &Savings) -> String {
+    match kind {
+        SavingKind::RightSizeModel => format!(
+            "no model in use has short calls (at most {} input and {} output tokens) that a cheaper catalog model would bill for less",
+            count(s.limits.max_input_tokens),
+            count(s.limits.max_output_tokens)
+        ),
+        SavingKind::ResponseCache => "no prompt was sent twice".to_string(),
+        SavingKind::BatchApi => format!(
+            "no feature sent at least {:.0}% of its interactive calls on a model between 00:00 and {NIGHT_END_HOUR:02}:00 UTC",
+            BATCHABLE_NIGHT_SHARE * 100.0
+        ),
+        SavingKind::PromptCache => format!(
+            "no feature sends at least {MIN_PROMPT_CACHE_CALLS} interactive calls on one model with prompts long enough to cache ({} tokens) and little already read from cache, on a provider with prompt caching",
+            count(MIN_CACHEABLE_PREFIX_TOKENS)
+        ),
+        SavingKind::OutputCap => format!(
+            "no feature's outputs on a model run far beyond their p{OUTPUT_CAP_PERCENTILE} length (the calls above it averaging {FAR_ABOVE_FACTOR}× or more, over at least {MIN_TRUNCATION_CALLS} calls)"
+        ),
+        SavingKind::ContextTier => {
+            "no model with a long-context price tier has prompts just above it".to_string()
+        }
+    }
+}
+
 pub(crate) fn render(r: &ReportInput<'_>) -> Rendered {
     let year = r.now.year();
     let period = when(&r.plan.period, year);
@@ -134,7 +384,10 @@ pub(crate) fn render(r: &ReportInput<'_>) -> Rendered {
     doc.line(&lead);
     match r.plan.intent {
         Intent::Savings => {
-            savings_section(&mut doc, r.savings, true);
+            match r.plan.saving {
+                Some(kind) => kind_section(&mut doc, r.savings, kind),
+                None => savings_section(&mut doc, r.savings, true),
+            }
             overview(&mut doc, r);
             tables(&mut doc, r.usage);
             trend(&mut doc, r);
@@ -379,9 +632,74 @@ fn savings_section(doc: &mut Doc, savings: Option<&Savings>, lead: bool) {
     } else {
         "Ways to save"
     });
+    let all: Vec<&Recommendation> = s.recommendations.iter().collect();
+    recommendation_list(doc, &all);
+}
+
+/// For a question about one kind of saving: that kind's findings (for the response cache, the
+/// features repeating prompts first), then every other way to save.
+fn kind_section(doc: &mut Doc, savings: Option<&Savings>, kind: SavingKind) {
+    let Some(s) = savings else {
+        return;
+    };
+    doc.section(kind_title(kind));
+    if kind == SavingKind::ResponseCache && !s.repeats.top_features.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .repeats
+            .top_features
+            .iter()
+            .map(|f| {
+                vec![
+                    escape(&f.key),
+                    count(f.calls),
+                    f.cost.display_usd(),
+                    share(f.cost, s.repeats.repeat_cost),
+                ]
+            })
+            .collect();
+        doc.table(
+            &[
+                ("feature", false),
+                ("repeat calls", true),
+                ("repeat cost", true),
+                ("share", true),
+            ],
+            &rows,
+        );
+        doc.blank();
+    }
+    let mine = s.of_kind(kind);
+    if !mine.is_empty() {
+        recommendation_list(doc, &mine);
+    }
+    let others: Vec<&Recommendation> = s
+        .recommendations
+        .iter()
+        .filter(|rec| rec.kind != kind.as_str())
+        .collect();
+    if !others.is_empty() {
+        doc.section("Other ways to save");
+        recommendation_list(doc, &others);
+    }
+}
+
+/// The section title of one kind of saving.
+fn kind_title(kind: SavingKind) -> &'static str {
+    match kind {
+        SavingKind::RightSizeModel => "Cheaper models for short calls",
+        SavingKind::ResponseCache => "Repeated prompts",
+        SavingKind::BatchApi => "Night-time jobs for the Batch API",
+        SavingKind::PromptCache => "Prompt caching",
+        SavingKind::OutputCap => "Output caps",
+        SavingKind::ContextTier => "Long-context price tiers",
+    }
+}
+
+/// A table of `recs` worth a line, their total and their assumptions; says so when none is.
+fn recommendation_list(doc: &mut Doc, recs: &[&Recommendation]) {
     // A saving that rounds to $0.00 a month is not worth a line.
-    let listed = s.listed();
-    let below = s.recommendations.len() - listed.len();
+    let listed: Vec<&Recommendation> = recs.iter().copied().filter(|r| r.worth_listing()).collect();
+    let below = recs.len() - listed.len();
     if listed.is_empty() {
         doc.line("No saving is backed by this period's usage.");
         if below > 0 {
@@ -413,11 +731,19 @@ fn savings_section(doc: &mut Doc, savings: Option<&Savings>, lead: bool) {
         &rows,
     );
     doc.blank();
-    doc.line(&format!(
-        "**Total potential saving: {} per month.** Recommendations can touch the same calls, \
-         so treat the total as an upper bound.",
-        s.total_monthly().display_usd()
-    ));
+    let total: Nanos = recs.iter().map(|r| r.monthly_saving).sum();
+    if listed.len() > 1 {
+        doc.line(&format!(
+            "**Total potential saving: {} per month.** Recommendations can touch the same \
+             calls, so treat the total as an upper bound.",
+            total.display_usd()
+        ));
+    } else {
+        doc.line(&format!(
+            "**Potential saving: {} per month.**",
+            total.display_usd()
+        ));
+    }
     if below > 0 {
         doc.line(&format!(
             "{below} smaller saving{} of less than $0.01 a month {} left out.",
@@ -476,7 +802,7 @@ mod tests {
     use crate::plan::PlanPeriod;
     use apogee_analytics::savings::{Confidence, Recommendation, ShortLimits};
     use apogee_analytics::trends::{DayPick, Driver};
-    use apogee_analytics::{Filter, Period, Scope, UsageTotals};
+    use apogee_analytics::{Filter, Period, RepeatProfile, Scope, UsageTotals};
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -545,6 +871,15 @@ mod tests {
             }],
             limits: ShortLimits::default(),
             cache_hit_rate: 0.8,
+            repeats: RepeatProfile {
+                repeated_prompts: 300,
+                repeat_calls: 1_500,
+                repeat_cost: Nanos::from_usd(125.0),
+                top_features: vec![
+                    row("support-bot", 900, 75.0, 0),
+                    row("doc-summarizer", 600, 50.0, 0),
+                ],
+            },
         }
     }
 
@@ -682,6 +1017,113 @@ mod tests {
         assert!(
             r.markdown
                 .contains("| feature support-bot | $500.00 | $250.00 | +$250.00 |")
+        );
+    }
+
+    /// A question about one kind of saving, or the largest ones, leads with those; the
+    /// plan's tweak, then the lead and the sections the answer must have.
+    #[test]
+    fn a_question_about_one_kind_of_saving_leads_with_it() {
+        let cap = Recommendation {
+            kind: "output_cap".into(),
+            title: "Cap support-bot's gpt-4o outputs at 800 tokens".into(),
+            period_saving: Nanos::from_usd(20.0),
+            monthly_saving: Nanos::from_usd(20.0),
+            affected_calls: 120,
+            assumptions: vec!["p95 of 800 tokens".into()],
+            confidence: Confidence::Medium,
+        };
+        let with_cap = {
+            let mut s = savings();
+            s.recommendations.push(cap);
+            s
+        };
+        type Tweak = fn(&mut QuestionPlan);
+        let cases: [(&str, Tweak, &Savings, &str, &[&str]); 6] = [
+            (
+                "the response cache, with the features repeating the most",
+                |p| p.saving = Some(SavingKind::ResponseCache),
+                &with_cap,
+                "A response cache serving 80% of the repeats could save about $100.00 a month: 1,500 calls in the last 30 days (Oct 21 – Nov 19) repeated one of 300 prompts sent more than once, costing $125.00; most of it from support-bot ($75.00) and doc-summarizer ($50.00). 1 other change could save about $20.00 a month (below).",
+                &["Repeated prompts", "Other ways to save"],
+            ),
+            (
+                "the response cache for one feature",
+                |p| {
+                    p.saving = Some(SavingKind::ResponseCache);
+                    p.scope = Scope::all().and(Filter::is(Dimension::Feature, "support-bot"));
+                },
+                &with_cap,
+                "support-bot sent 900 calls in the last 30 days (Oct 21 – Nov 19) that repeated an earlier prompt, costing $75.00. Across the org, 1,500 calls repeated one of 300 prompts sent more than once, costing $125.00; a response cache serving 80% of the repeats could save about $100.00 a month. 1 other change could save about $20.00 a month (below).",
+                &["Repeated prompts", "Other ways to save"],
+            ),
+            (
+                "the response cache for a feature that repeats little",
+                |p| {
+                    p.saving = Some(SavingKind::ResponseCache);
+                    p.scope = Scope::all().and(Filter::is(Dimension::Feature, "code-review"));
+                },
+                &with_cap,
+                "code-review is not among the 2 features repeating prompts the most in the last 30 days (Oct 21 – Nov 19). Across the org, 1,500 calls repeated one of 300 prompts sent more than once, costing $125.00; a response cache serving 80% of the repeats could save about $100.00 a month. 1 other change could save about $20.00 a month (below).",
+                &["Repeated prompts", "Other ways to save"],
+            ),
+            (
+                "a kind with findings",
+                |p| p.saving = Some(SavingKind::OutputCap),
+                &with_cap,
+                "Capping long outputs could save about $20.00 a month, estimated from the usage in the last 30 days (Oct 21 – Nov 19): Cap support-bot's gpt-4o outputs at 800 tokens ($20.00 a month). 1 other change could save about $100.00 a month (below).",
+                &["Output caps", "Other ways to save"],
+            ),
+            (
+                "a kind without findings says why",
+                |p| p.saving = Some(SavingKind::BatchApi),
+                &with_cap,
+                "I found no night-time job the Batch API could take in the usage in the last 30 days (Oct 21 – Nov 19): no feature sent at least 90% of its interactive calls on a model between 00:00 and 06:00 UTC. 2 other changes could save about $120.00 a month (below).",
+                &["Night-time jobs for the Batch API", "Other ways to save"],
+            ),
+            (
+                "the largest two",
+                |p| {
+                    p.rank = Some(Rank {
+                        order: Order::Highest,
+                        top: Some(1),
+                    })
+                },
+                &with_cap,
+                "The biggest saving, estimated from the usage in the last 30 days (Oct 21 – Nov 19): Cache responses to exact-duplicate prompts, about $100.00 a month over 1,500 calls (high confidence).",
+                &["Recommendations"],
+            ),
+        ];
+        let u = usage();
+        for (what, tweak, s, lead, sections) in cases {
+            let mut p = plan(Intent::Savings);
+            tweak(&mut p);
+            let r = render(&input(&p, &u, Some(s), None));
+            assert_eq!(r.lead, lead, "{what}");
+            assert_eq!(&r.sections[..sections.len()], sections, "{what}");
+        }
+        let mut p = plan(Intent::Savings);
+        p.rank = Some(Rank {
+            order: Order::Highest,
+            top: Some(1),
+        });
+        let mut s = with_cap.clone();
+        s.recommendations.push(Recommendation {
+            kind: "batch_api".into(),
+            title: "Send ticket-tagging's nightly gpt-4o calls through the Batch API".into(),
+            period_saving: Nanos::from_usd(5.0),
+            monthly_saving: Nanos::from_usd(5.0),
+            affected_calls: 40,
+            assumptions: Vec::new(),
+            confidence: Confidence::High,
+        });
+        p.rank = Some(Rank {
+            order: Order::Highest,
+            top: Some(2),
+        });
+        assert_eq!(
+            render(&input(&p, &u, Some(&s), None)).lead,
+            "The 2 biggest savings, estimated from the usage in the last 30 days (Oct 21 – Nov 19): Cache responses to exact-duplicate prompts ($100.00 a month) and Cap support-bot's gpt-4o outputs at 800 tokens ($20.00 a month); all 3 changes together about $125.00 a month."
         );
     }
 

@@ -9,7 +9,7 @@ use apogee_analytics::{Dimension, Grouping};
 
 use super::names::{OrgNames, dimension_word};
 use super::words::{Token, is_stop, number};
-use crate::plan::{Measure, Order, Rank, Unsupported};
+use crate::plan::{Measure, Order, Rank, SavingKind, Unsupported};
 
 /// How a follow-up refines the previous plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,9 @@ pub(crate) struct Signals {
     pub spike: bool,
     pub forecast: bool,
     pub model_selection: bool,
+    /// The kind of saving named: "response cache", "duplicate prompts", "max_tokens", "prompt
+    /// caching", "night-time jobs" with "batch", "cheaper model", "context tier".
+    pub saving: Option<SavingKind>,
     /// "batch api", "batching".
     pub batch: bool,
     /// A verb of moving traffic: move, switch, migrate, replace, instead.
@@ -81,6 +84,7 @@ impl Signals {
             || self.spike
             || self.forecast
             || self.model_selection
+            || self.saving.is_some()
             || self.batch
             || self.compares
     }
@@ -509,6 +513,23 @@ const VOCABULARY: &[&str] = &[
     "spender",
     "spenders",
     "user's",
+    // kinds of saving
+    "repeat",
+    "repeats",
+    "repeated",
+    "repeating",
+    "duplicate",
+    "duplicates",
+    "duplicated",
+    "identical",
+    "prompt",
+    "prompts",
+    "max_tokens",
+    "max-tokens",
+    "night-time",
+    "nighttime",
+    "nightly",
+    "overnight",
 ];
 
 /// Whether the rules understand `word` (so it is no name on its own).
@@ -1327,6 +1348,8 @@ fn intents(v: &View<'_>, s: &mut Signals) {
         || v.phrase(&["too", "expensive"])
         || v.phrase(&["smaller", "model"]);
 
+    s.saving = saving_kind(v, s);
+
     s.compares = v.any(&[
         "vs",
         "versus",
@@ -1336,6 +1359,118 @@ fn intents(v: &View<'_>, s: &mut Signals) {
         "comparison",
         "against",
     ]) || v.phrase(&["difference", "between"]);
+}
+
+/// The kind of saving a question names, if any. A response cache is named by its own words or
+/// by prompts sent again; prompt caching by the provider's cached prefix; an output cap by
+/// `max_tokens` or capping outputs; the Batch API by batching night-time traffic (batching
+/// alone prices a scope through it: a what-if); right-sizing by a cheaper or smaller model
+/// without a model to move to; context tiers by their own words.
+fn saving_kind(v: &View<'_>, s: &Signals) -> Option<SavingKind> {
+    let prompts = v.any(&[
+        "prompt",
+        "prompts",
+        "request",
+        "requests",
+        "question",
+        "questions",
+        "queries",
+        "calls",
+    ]);
+    let repeated = v.any(&[
+        "repeat",
+        "repeats",
+        "repeated",
+        "repeating",
+        "duplicate",
+        "duplicates",
+        "duplicated",
+        "identical",
+    ]) || v.phrase(&["same", "prompt"])
+        || v.phrase(&["same", "prompts"])
+        || v.phrase(&["same", "question"])
+        || v.phrase(&["same", "questions"]);
+    let cache = v.any(&["cache", "caching", "cached", "caches"]);
+    let response_cache = v.phrase(&["response", "cache"])
+        || v.phrase(&["response", "caching"])
+        || v.phrase(&["responses", "cache"])
+        || v.phrase(&["cache", "responses"])
+        || v.phrase(&["cache", "the", "responses"])
+        || v.phrase(&["caching", "responses"])
+        || v.phrase(&["semantic", "cache"]);
+    let prompt_cache = v.phrase(&["prompt", "caching"])
+        || v.phrase(&["prompt", "cache"])
+        || v.phrase(&["prefix", "caching"])
+        || v.phrase(&["prefix", "cache"])
+        || (cache && v.any(&["prefix", "prefixes"]));
+    if response_cache || (repeated && prompts) {
+        return Some(SavingKind::ResponseCache);
+    }
+    if prompt_cache {
+        return Some(SavingKind::PromptCache);
+    }
+    let outputs = v.any(&[
+        "output",
+        "outputs",
+        "completion",
+        "completions",
+        "response",
+        "responses",
+        "answers",
+    ]);
+    if v.any(&["max_tokens", "max-tokens", "maxtokens"])
+        || v.phrase(&["max", "tokens"])
+        || v.phrase(&["output", "cap"])
+        || v.phrase(&["output", "caps"])
+        || (outputs && v.any(&["cap", "caps", "capping", "capped", "truncate", "truncating"]))
+        || (outputs && v.any(&["overpaying", "verbose"]))
+        || v.phrase(&["long", "outputs"])
+        || v.phrase(&["long", "responses"])
+        || v.phrase(&["long", "completions"])
+        || v.phrase(&["limit", "outputs"])
+        || v.phrase(&["limit", "output"])
+    {
+        return Some(SavingKind::OutputCap);
+    }
+    let night = v.any(&[
+        "night",
+        "nights",
+        "nightly",
+        "night-time",
+        "nighttime",
+        "overnight",
+    ]);
+    if s.batch && (night || s.group.is_some()) {
+        return Some(SavingKind::BatchApi);
+    }
+    if v.phrase(&["context", "tier"])
+        || v.phrase(&["context", "tiers"])
+        || v.phrase(&["price", "tier"])
+        || v.phrase(&["price", "tiers"])
+        || v.phrase(&["pricing", "tier"])
+        || v.phrase(&["long", "context"])
+        || v.phrase(&["long-context"])
+    {
+        return Some(SavingKind::ContextTier);
+    }
+    if v.phrase(&["cheaper", "model"])
+        || v.phrase(&["cheaper", "models"])
+        || v.phrase(&["smaller", "model"])
+        || v.phrase(&["smaller", "models"])
+        || v.phrase(&["too", "big"])
+        || v.phrase(&["too", "large"])
+        || v.phrase(&["too", "powerful"])
+        || v.any(&[
+            "overkill",
+            "right-size",
+            "right-sizing",
+            "rightsize",
+            "rightsizing",
+        ])
+    {
+        return Some(SavingKind::RightSizeModel);
+    }
+    None
 }
 
 fn follow_up(v: &View<'_>) -> Option<FollowUp> {

@@ -295,7 +295,8 @@ fn complete_budget(previous: &QuestionPlan, parts: &Parts, now: DateTime<Utc>) -
 /// about last month?", "by user", "only support-bot".
 fn elliptical(parts: &Parts) -> bool {
     let s = &parts.signals;
-    let own_kind = s.analysis || s.savings || s.spike || s.forecast || s.model_selection;
+    let own_kind =
+        s.analysis || s.savings || s.saving.is_some() || s.spike || s.forecast || s.model_selection;
     if own_kind {
         return false;
     }
@@ -485,12 +486,18 @@ fn fresh(parts: &Parts, period: PlanPeriod) -> QuestionPlan {
 
     // "Which features could use the Batch API?" is a savings question; otherwise a batch
     // question prices the scope's traffic through it.
-    let intent = if s.batch && s.group.is_none() {
+    let intent = if s.batch && s.group.is_none() && s.saving.is_none() {
         plan.what_if = Some(WhatIf::BatchApi);
         Intent::WhatIf
     } else if let Some(to) = target.filter(|_| moving) {
         plan.what_if = Some(WhatIf::MoveToModel { to });
         Intent::WhatIf
+    } else if let Some(kind) = s.saving {
+        // "How much could a response cache save?", "Which features repeat the same prompts?":
+        // that recommender's findings lead the savings report.
+        plan.saving = Some(kind);
+        plan.rank = s.rank;
+        Intent::Savings
     } else if s.forecast {
         Intent::Forecast
     } else if s.spike && (p.compare.is_some() || !plan.scope.is_all() || s.group.is_some()) {
@@ -517,7 +524,9 @@ fn fresh(parts: &Parts, period: PlanPeriod) -> QuestionPlan {
         Intent::Figure
     } else if s.model_selection {
         Intent::ModelSelection
-    } else if s.savings || (s.batch && s.group.is_some()) {
+    } else if s.savings {
+        // "What is our biggest saving?", "top 3 savings": the ranking leads.
+        plan.rank = s.rank;
         Intent::Savings
     } else if s.moving && (s.asks_something() || !plan.scope.is_all()) && s.measures.is_empty() {
         Intent::ModelSelection

@@ -57,8 +57,9 @@ pub(crate) async fn work(
         agent.call(more(Recommender::OutputCap)),
         agent.call(more(Recommender::ContextTier)),
     );
+    let (response_cache, repeats) = duplicates?;
     let mut recommendations = right_size?;
-    recommendations.extend(duplicates?);
+    recommendations.extend(response_cache);
     recommendations.extend(batchable?);
     recommendations.extend(prompt_cache?);
     recommendations.extend(output_cap?);
@@ -68,6 +69,7 @@ pub(crate) async fn work(
         recommendations,
         limits,
         cache_hit_rate: CACHE_HIT_RATE,
+        repeats,
     };
     let summary = match savings.recommendations.first() {
         Some(top) => format!(

@@ -15,7 +15,9 @@ use apogee_analytics::savings::{
     TIER_MARGIN, batch_api, candidate_profile, context_tiers, output_caps, prompt_caches,
     response_cache, right_size, right_size_candidates,
 };
-use apogee_analytics::{CostRow, Nanos, OrgUsageQueries, Period, PriceCatalog, UsageQuery};
+use apogee_analytics::{
+    CostRow, Nanos, OrgUsageQueries, Period, PriceCatalog, RepeatProfile, UsageQuery,
+};
 use serde_json::{Value, json};
 
 use super::{ToolCall, ToolError, ToolOutput, period_args};
@@ -84,12 +86,15 @@ pub(crate) fn right_size_models<'a>(
     }
 }
 
+/// The response cache's recommendation (none without a saving) and the repeated prompts
+/// behind it.
+pub(crate) type Duplicates = (Option<Recommendation>, RepeatProfile);
+
 pub(crate) fn find_duplicate_prompts<'a>(
     usage: &'a dyn OrgUsageQueries,
     period: &'a Period,
     hit_rate: f64,
-) -> ToolCall<impl Future<Output = Result<ToolOutput<Option<Recommendation>>, ToolError>> + Send + 'a>
-{
+) -> ToolCall<impl Future<Output = Result<ToolOutput<Duplicates>, ToolError>> + Send + 'a> {
     let mut args = period_args(period);
     args["hit_rate"] = json!(hit_rate);
     ToolCall {
@@ -120,7 +125,7 @@ pub(crate) fn find_duplicate_prompts<'a>(
                     "recommendation": rec.as_ref().map(recommendation_json),
                 }),
                 summary,
-                value: rec,
+                value: (rec, repeats),
             })
         },
     }
