@@ -90,6 +90,12 @@ pub enum Measure {
     InputTokens,
     OutputTokens,
     TotalTokens,
+    /// Input tokens read from the provider's prompt cache.
+    CachedInputTokens,
+    /// Cached input tokens over input tokens: "cache hit rate".
+    CacheReadShare,
+    /// Input and output tokens over calls: "tokens per call".
+    TokensPerCall,
     /// Spend of the priced calls over those calls.
     CostPerCall,
     /// Calls with a status other than `ok`.
@@ -120,6 +126,9 @@ impl Measure {
             Measure::InputTokens => "input_tokens",
             Measure::OutputTokens => "output_tokens",
             Measure::TotalTokens => "total_tokens",
+            Measure::CachedInputTokens => "cached_input_tokens",
+            Measure::CacheReadShare => "cache_read_share",
+            Measure::TokensPerCall => "tokens_per_call",
             Measure::CostPerCall => "cost_per_call",
             Measure::Errors => "errors",
             Measure::ErrorRate => "error_rate",

@@ -100,6 +100,19 @@ pub(crate) fn value(m: Measure, t: &UsageTotals, l: Option<&LatencyStats>) -> Op
         Measure::InputTokens => Value::Count(t.input_tokens),
         Measure::OutputTokens => Value::Count(t.output_tokens),
         Measure::TotalTokens => Value::Count(t.total_tokens()),
+        Measure::CachedInputTokens => Value::Count(t.cached_input_tokens),
+        Measure::CacheReadShare => {
+            if t.input_tokens <= 0 {
+                return None;
+            }
+            Value::Rate(t.cached_input_tokens as f64 / t.input_tokens as f64)
+        }
+        Measure::TokensPerCall => {
+            if t.calls <= 0 {
+                return None;
+            }
+            Value::Count((t.total_tokens() as f64 / t.calls as f64).round() as i64)
+        }
         Measure::CostPerCall => Value::PerCall(t.cost_per_call()?),
         Measure::Errors => Value::Count(t.error_calls),
         Measure::ErrorRate => {
@@ -126,6 +139,7 @@ fn additive(m: Measure) -> bool {
             | Measure::InputTokens
             | Measure::OutputTokens
             | Measure::TotalTokens
+            | Measure::CachedInputTokens
             | Measure::Errors
     )
 }
@@ -137,6 +151,9 @@ pub(crate) fn noun(m: Measure) -> &'static str {
         Measure::InputTokens => "input tokens",
         Measure::OutputTokens => "output tokens",
         Measure::TotalTokens => "tokens",
+        Measure::CachedInputTokens => "cached input tokens",
+        Measure::CacheReadShare => "share of input read from cache",
+        Measure::TokensPerCall => "tokens per call",
         Measure::CostPerCall => "cost per call",
         Measure::Errors => "failed calls",
         Measure::ErrorRate => "error rate",
@@ -316,6 +333,34 @@ fn measure_clause(
             count(t.input_tokens),
             count(t.output_tokens)
         ),
+        (Measure::CachedInputTokens, who) => format!(
+            "{} read {vt} input tokens from cache {period}, {} of {} input tokens",
+            who.unwrap_or("Your calls"),
+            value(Measure::CacheReadShare, t, None).map_or("–".into(), Value::text),
+            count(t.input_tokens)
+        ),
+        (Measure::CacheReadShare, who) => match v {
+            Some(_) => format!(
+                "{vt} of {} input tokens were read from cache {period}: {} of {}",
+                who.map_or("your".to_string(), possessive),
+                count(t.cached_input_tokens),
+                count(t.input_tokens)
+            ),
+            None => format!(
+                "{} sent no input tokens {period}, so nothing was read from cache",
+                who.unwrap_or("Your calls")
+            ),
+        },
+        (Measure::TokensPerCall, who) => match v {
+            Some(_) => format!(
+                "{} used {vt} tokens per call on average {period}: {} input and {} output over {} calls",
+                who.unwrap_or("Your calls"),
+                count((t.input_tokens as f64 / t.calls as f64).round() as i64),
+                count((t.output_tokens as f64 / t.calls as f64).round() as i64),
+                count(t.calls)
+            ),
+            None => format!("{} made no call {period}", who.unwrap_or("You")),
+        },
         (Measure::CostPerCall, who) => match v {
             Some(_) => format!(
                 "{} {period}: {} over {} priced calls",
@@ -396,6 +441,11 @@ fn share_clause(m: Measure, t: &UsageTotals, org: Option<&UsageTotals>) -> Optio
             t.error_calls as f64,
             org.error_calls as f64,
             "all failed calls",
+        ),
+        Measure::CachedInputTokens => (
+            t.cached_input_tokens as f64,
+            org.cached_input_tokens as f64,
+            "all cached input tokens",
         ),
         _ => return None,
     };
@@ -607,6 +657,14 @@ fn superlative(m: Measure, order: Order, g: &Grouping) -> String {
         (Measure::Errors, false) => "had the fewest failed calls".into(),
         (Measure::ErrorRate, true) => "had the highest error rate".into(),
         (Measure::ErrorRate, false) => "had the lowest error rate".into(),
+        (Measure::CachedInputTokens, true) => "read the most input tokens from cache".into(),
+        (Measure::CachedInputTokens, false) => "read the fewest input tokens from cache".into(),
+        (Measure::CacheReadShare, true) => "read the largest share of its input from cache".into(),
+        (Measure::CacheReadShare, false) => {
+            "read the smallest share of its input from cache".into()
+        }
+        (Measure::TokensPerCall, true) => "used the most tokens per call".into(),
+        (Measure::TokensPerCall, false) => "used the fewest tokens per call".into(),
         (m, true) => format!("was the slowest {thing} by {}", &noun(m)[..3]),
         (m, false) => format!("was the fastest {thing} by {}", &noun(m)[..3]),
     }
@@ -1099,6 +1157,52 @@ mod tests {
             "gpt-4o cost $57.37 in the last 7 days (Nov 23–29), 23.5% of spend."
         );
         assert!(a.markdown.starts_with(&a.lead));
+    }
+
+    /// The prompt cache's reads and the tokens per call: each measure's first sentence, and
+    /// one with nothing to divide by.
+    #[test]
+    fn cache_reads_and_tokens_per_call_lead_with_their_figure() {
+        let scoped = Scope::all().and(Filter::is(Dimension::Feature, "doc-summarizer"));
+        let mut cached = totals(4_000, 57.37);
+        cached.cached_input_tokens = 1_000_000;
+        let cases = [
+            (
+                Measure::CacheReadShare,
+                cached.clone(),
+                "25.0% of doc-summarizer's input tokens were read from cache in the last 7 days (Nov 23–29): 1,000,000 of 4,000,000.",
+            ),
+            (
+                Measure::CachedInputTokens,
+                cached.clone(),
+                "doc-summarizer read 1,000,000 input tokens from cache in the last 7 days (Nov 23–29), 25.0% of 4,000,000 input tokens.",
+            ),
+            (
+                Measure::TokensPerCall,
+                cached,
+                "doc-summarizer used 1,100 tokens per call on average in the last 7 days (Nov 23–29): 1,000 input and 100 output over 4,000 calls.",
+            ),
+            (
+                Measure::CacheReadShare,
+                UsageTotals {
+                    input_tokens: 0,
+                    ..totals(0, 0.0)
+                },
+                "No usage matches doc-summarizer in the last 7 days (Nov 23–29).",
+            ),
+        ];
+        for (m, t, lead) in cases {
+            let mut p = plan(scoped.clone());
+            p.measures = vec![m];
+            let data = FigureData {
+                current: Measured {
+                    totals: t,
+                    ..Measured::default()
+                },
+                ..FigureData::default()
+            };
+            assert_eq!(render(&p, &data, now()).lead, lead, "{m:?}");
+        }
     }
 
     #[test]

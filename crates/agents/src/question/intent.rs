@@ -530,6 +530,15 @@ const VOCABULARY: &[&str] = &[
     "nighttime",
     "nightly",
     "overnight",
+    // the prompt cache's reads
+    "cache",
+    "cached",
+    "caching",
+    "hit",
+    "hits",
+    "read",
+    "reads",
+    "share",
 ];
 
 /// Whether the rules understand `word` (so it is no name on its own).
@@ -717,9 +726,44 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
                         v.word(i + 2),
                         "failed" | "fail" | "errors" | "error" | "errored"
                     )) => {}
+            "per" | "each"
+                if matches!(next, "call" | "request" | "invocation")
+                    && matches!(prev, "tokens" | "token") =>
+            {
+                push(&mut out, Measure::TokensPerCall);
+                i += 1;
+            }
             "per" | "each" if matches!(next, "call" | "request" | "invocation") => {
                 push(&mut out, Measure::CostPerCall);
                 i += 1;
+            }
+            "average" | "avg" | "mean" if matches!(next, "tokens" | "token") => {
+                push(&mut out, Measure::TokensPerCall);
+                i += 1;
+            }
+            // "cache hit rate", "share of input read from cache", "cached tokens".
+            "cache" | "cached" | "caching" => {
+                let rate = v.any(&[
+                    "share",
+                    "percent",
+                    "percentage",
+                    "%",
+                    "rate",
+                    "ratio",
+                    "fraction",
+                    "proportion",
+                    "hit",
+                    "hits",
+                ]);
+                let tokens = v.any(&["tokens", "token", "input", "prompts", "prompt"])
+                    || v.phrase(&["from", "cache"])
+                    || v.phrase(&["cache", "reads"]);
+                let saving = v.any(&["save", "saves", "saving", "savings", "could", "would"]);
+                if rate && !saving {
+                    push(&mut out, Measure::CacheReadShare);
+                } else if tokens && !saving {
+                    push(&mut out, Measure::CachedInputTokens);
+                }
             }
             "per-call" | "per-request" => push(&mut out, Measure::CostPerCall),
             "average" | "avg" | "mean" | "unit" if matches!(next, "cost" | "price" | "spend") => {
@@ -791,8 +835,15 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
     if out.is_empty() && v.phrase(&["how", "much"]) {
         out.push(Measure::Spend);
     }
-    // "cost per call" also names "cost", "what share of calls failed" also "calls": the
-    // ratio is the figure asked for.
+    // "cost per call" also names "cost", "what share of calls failed" also "calls", "tokens
+    // per call" also "tokens", "input tokens read from cache" also "input tokens": the ratio
+    // or the narrower figure is the one asked for.
+    if out.contains(&Measure::TokensPerCall) {
+        out.retain(|m| *m != Measure::TotalTokens && *m != Measure::Calls);
+    }
+    if out.contains(&Measure::CacheReadShare) || out.contains(&Measure::CachedInputTokens) {
+        out.retain(|m| *m != Measure::InputTokens && *m != Measure::TotalTokens);
+    }
     if out.contains(&Measure::CostPerCall) {
         out.retain(|m| *m != Measure::Spend && *m != Measure::Calls);
     }
@@ -1325,13 +1376,16 @@ fn intents(v: &View<'_>, s: &mut Signals) {
         "lower",
         "lowering",
         "trim",
-        "cache",
-        "caching",
         "downgrade",
         "cheaper",
         "overspending",
         "overpaying",
-    ]) || v.starts("reduc")
+    ]) || (v.any(&["cache", "caching"])
+        && !s
+            .measures
+            .iter()
+            .any(|m| matches!(m, Measure::CacheReadShare | Measure::CachedInputTokens)))
+        || v.starts("reduc")
         || v.starts("optimi")
         || v.starts("wast")
         || v.starts("recommend")
