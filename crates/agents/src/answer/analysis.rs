@@ -17,7 +17,7 @@ use super::explain::{forecast_sentence, spike_sentence};
 use super::markdown::{Doc, escape};
 use super::when;
 use crate::findings::{Savings, UsageData};
-use crate::format::{count, share};
+use crate::format::{count, share, usd_precise};
 use crate::plan::{Intent, Order, QuestionPlan, Rank, SavingKind};
 use crate::question::period::weekday_name;
 
@@ -78,6 +78,11 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
             share(m.cost, t.cost)
         )
     });
+    if r.plan.intent == Intent::ModelSelection
+        && let Some(model) = r.plan.only(&Dimension::Model)
+    {
+        return model_lead(r, model, period);
+    }
     match r.plan.intent {
         Intent::Savings => match (r.savings, &saving) {
             (Some(s), _) if r.plan.saving.is_some() => kind_lead(
@@ -141,6 +146,50 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
             s
         }
     }
+}
+
+/// "Is claude-sonnet-4 worth it?": what the model cost, its share and cost per call, and
+/// whether a cheaper catalog model could take its short calls.
+fn model_lead(r: &ReportInput<'_>, model: &str, period: &str) -> String {
+    let t = &r.usage.totals;
+    let Some(row) = r.usage.by_model.iter().find(|m| m.key == model) else {
+        return format!("No calls to {} {period}.", escape(model));
+    };
+    let priced = row.calls - row.unpriced_calls;
+    let mut s = format!(
+        "{} cost {} {period}, {} of spend, over {} calls",
+        escape(model),
+        row.cost.display_usd(),
+        share(row.cost, t.cost),
+        count(row.calls)
+    );
+    if priced > 0 {
+        s.push_str(&format!(
+            " at {} a call on average",
+            usd_precise(Nanos(row.cost.0 / i128::from(priced)))
+        ));
+    }
+    let moved = r.savings.and_then(|sv| {
+        sv.right_sizing()
+            .into_iter()
+            .find_map(|rec| rec.right_sizes(model).map(|to| (rec, to)))
+    });
+    match moved {
+        Some((rec, to)) => s.push_str(&format!(
+            "; moving its {} short calls to {} could save about {} a month",
+            count(rec.affected_calls),
+            escape(to),
+            rec.monthly_saving.display_usd()
+        )),
+        None if r.savings.is_some() => s.push_str(&format!(
+            "; no cheaper catalog model would bill its short calls (at most {} input and {} output tokens) for less",
+            count(r.savings.map_or(0, |sv| sv.limits.max_input_tokens)),
+            count(r.savings.map_or(0, |sv| sv.limits.max_output_tokens))
+        )),
+        None => {}
+    }
+    s.push('.');
+    s
 }
 
 /// "The biggest saving: …", "The 3 biggest savings: …": the largest listed recommendations,
@@ -1124,6 +1173,35 @@ mod tests {
         assert_eq!(
             render(&input(&p, &u, Some(&s), None)).lead,
             "The 2 biggest savings, estimated from the usage in the last 30 days (Oct 21 – Nov 19): Cache responses to exact-duplicate prompts ($100.00 a month) and Cap support-bot's gpt-4o outputs at 800 tokens ($20.00 a month); all 3 changes together about $125.00 a month."
+        );
+    }
+
+    /// "Is gpt-4o worth it?" is about gpt-4o: its cost and share, and only its own move to a
+    /// cheaper model (never another model's).
+    #[test]
+    fn a_model_question_leads_with_that_model() {
+        let u = usage();
+        let mut p = plan(Intent::ModelSelection);
+        p.scope = Scope::all().and(Filter::is(Dimension::Model, "gpt-4o"));
+        let mut s = savings();
+        let move_of = |model: &str, usd: f64| Recommendation {
+            kind: "right_size_model".into(),
+            title: format!("Route short {model} calls to gpt-4o-mini"),
+            period_saving: Nanos::from_usd(usd),
+            monthly_saving: Nanos::from_usd(usd),
+            affected_calls: 70,
+            assumptions: Vec::new(),
+            confidence: Confidence::Medium,
+        };
+        s.recommendations.push(move_of("gpt-4.1", 50.0));
+        assert_eq!(
+            render(&input(&p, &u, Some(&s), None)).lead,
+            "gpt-4o cost $1,234.50 in the last 30 days (Oct 21 – Nov 19), 100.0% of spend, over 100 calls at $12.35 a call on average; no cheaper catalog model would bill its short calls (at most 1,000 input and 300 output tokens) for less."
+        );
+        s.recommendations.push(move_of("gpt-4o", 20.0));
+        assert_eq!(
+            render(&input(&p, &u, Some(&s), None)).lead,
+            "gpt-4o cost $1,234.50 in the last 30 days (Oct 21 – Nov 19), 100.0% of spend, over 100 calls at $12.35 a call on average; moving its 70 short calls to gpt-4o-mini could save about $20.00 a month."
         );
     }
 

@@ -86,6 +86,15 @@ impl Recommendation {
         self.monthly_saving >= MIN_LISTED_MONTHLY_SAVING
     }
 
+    /// The cheaper model this recommendation moves `model`'s short calls to, if it is the
+    /// right-sizing of `model`.
+    pub fn right_sizes(&self, model: &str) -> Option<&str> {
+        if self.kind != "right_size_model" {
+            return None;
+        }
+        self.title.strip_prefix(&right_size_prefix(model))
+    }
+
     /// The JSON shape of a recommendation wherever one is shown (`GET /api/recommendations`,
     /// the agents' tool and report `data`): money both as exact nanos and as dollars.
     pub fn to_json(&self) -> serde_json::Value {
@@ -101,6 +110,11 @@ impl Recommendation {
             "confidence": self.confidence,
         })
     }
+}
+
+/// The start of a right-sizing recommendation's title, which names the model it moves.
+fn right_size_prefix(model: &str) -> String {
+    format!("Route short {model} calls to ")
 }
 
 pub(crate) fn per_month(amount: Nanos, period_days: f64) -> Nanos {
@@ -146,7 +160,7 @@ pub fn right_size(
     let e = to.entry;
     Some(Recommendation {
         kind: "right_size_model".into(),
-        title: format!("Route short {} calls to {}", profile.model, e.model),
+        title: format!("{}{}", right_size_prefix(&profile.model), e.model),
         period_saving: saving,
         monthly_saving: per_month(saving, period_days),
         affected_calls: calls,
@@ -488,6 +502,10 @@ mod tests {
         assert_eq!(r.period_saving, Nanos(211_500_000));
         assert_eq!(r.monthly_saving, Nanos(423_000_000));
         assert_eq!(r.affected_calls, 100);
+        // It names the model it moves, and no other of a similar name.
+        assert_eq!(r.right_sizes("gpt-4o"), Some("gpt-4o-mini"));
+        assert_eq!(r.right_sizes("gpt-4o-mini"), None);
+        assert_eq!(r.right_sizes("gpt-4"), None);
     }
 
     #[test]
