@@ -121,8 +121,9 @@ export class RunView {
     }
     const shape = done ? answerShape(view) : null;
     if (!this.chartsShown && done && view.data) {
-      // A full report shows its KPIs and charts above it; a focused answer its one chart.
-      if (!shape || shape.kind === 'report') {
+      // A full report shows its KPIs and charts above it; a focused answer (a report about
+      // one kind of saving among them) its one chart.
+      if (!shape || (shape.kind === 'report' && (!shape.chart || shape.chart.kind === 'report'))) {
         const charts = reportCharts(view.data);
         if (charts) clear(this.visuals).append(charts);
       } else {

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::RunContext;
-use crate::answer::analysis::ReportInput;
+use crate::answer::analysis::{self, ReportInput};
 use crate::answer::figure::{self, FigureData};
 use crate::answer::{budgets as budget_answer, conversation, follow_ups, projection};
 use crate::budgets::OrgBudgets;
@@ -567,10 +567,14 @@ async fn report_steps(
         now: inputs.now,
     };
     let lead = sup.child("report").run(|a| report::full(a, &input)).await?;
+    // A question about one kind of saving gets its own chart under the answer's first sentence
+    // instead of the full report's.
+    let chart =
+        analysis::focus_chart(&input).unwrap_or_else(|| serde_json::json!({ "kind": "report" }));
     found.shown = Some(Shown {
         kind: "report",
         lead: lead.clone(),
-        chart: serde_json::json!({ "kind": "report" }),
+        chart,
         suggestions: follow_ups::suggestions(plan, None),
     });
     Ok(lead)

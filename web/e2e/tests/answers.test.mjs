@@ -102,6 +102,30 @@ test('each kind of answer leads with its sentence and shows the chart that fits 
   }
 });
 
+test('a question about one way to save leads with it and its chart, not the full report', async () => {
+  const b = await launchBrowser({ width: 1280, height: 800 });
+  try {
+    const { page } = b;
+    await signInDemo(page, server.url, 'e2e-fern');
+    const run = await askTyped(page, 'Which features repeat the same prompts?');
+    const lead = await run.locator('.answer .answer-lead').innerText();
+    assert.match(lead, /^A response cache serving 80% of the repeats could save about \$[\d,.]+ a month: [\d,]+ calls in the last 30 days .* repeated one of [\d,]+ prompts sent more than once, costing \$[\d,.]+; most of it from support-bot/, lead);
+    // The repeat cost by feature, right under the first sentence; no KPI tiles or report charts.
+    await run.locator('.answer [data-chart="ranking"] svg rect').first().waitFor();
+    const next = await run.evaluate((el) => el.querySelector('.answer-lead').nextElementSibling?.dataset.chart);
+    assert.equal(next, 'ranking');
+    assert.match(await run.locator('.answer [data-chart="ranking"]').innerText(), /Repeat cost by feature[\s\S]*support-bot/);
+    assert.equal(await run.locator('.report-visuals').count(), 0);
+    // Its own section first, then the other ways to save.
+    const headings = await run.locator('.answer h4').allInnerTexts();
+    assert.deepEqual(headings.slice(0, 2), ['Repeated prompts', 'Other ways to save']);
+    await shoot(page, run, 'saving-kind');
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
+
 test('a follow-up suggestion asks itself in the same thread and refines the answer', async () => {
   const b = await launchBrowser({ width: 1280, height: 800 });
   try {

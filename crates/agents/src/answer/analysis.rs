@@ -148,6 +148,62 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
     }
 }
 
+/// The chart a savings answer about one kind of saving, or the largest savings, shows under
+/// its first sentence (`answer.chart`): the repeat cost by feature for the response cache, else
+/// the monthly saving of each recommendation it names. `None` for every other report (its
+/// charts are the full report's) and when there is nothing to chart.
+pub(crate) fn focus_chart(r: &ReportInput<'_>) -> Option<serde_json::Value> {
+    let s = r.savings?;
+    if r.plan.intent != Intent::Savings {
+        return None;
+    }
+    let bar = |label: &str, amount: Nanos, display: String| serde_json::json!({ "label": escape(label), "value": amount.usd(), "display": display });
+    let (title, rows): (&str, Vec<serde_json::Value>) = match (r.plan.saving, r.plan.rank) {
+        (Some(SavingKind::ResponseCache), _) => (
+            "Repeat cost by feature",
+            s.repeats
+                .top_features
+                .iter()
+                .map(|f| bar(&f.key, f.cost, f.cost.display_usd()))
+                .collect(),
+        ),
+        (Some(kind), _) => (
+            kind_title(kind),
+            s.of_kind(kind)
+                .into_iter()
+                .filter(|rec| rec.worth_listing())
+                .map(monthly_bar)
+                .collect(),
+        ),
+        (
+            None,
+            Some(Rank {
+                order: Order::Highest,
+                top,
+            }),
+        ) => (
+            "Largest savings",
+            s.listed()
+                .into_iter()
+                .take(top.map_or(usize::MAX, |t| t as usize))
+                .map(monthly_bar)
+                .collect(),
+        ),
+        _ => return None,
+    };
+    (!rows.is_empty())
+        .then(|| serde_json::json!({ "kind": "ranking", "title": title, "rows": rows }))
+}
+
+fn monthly_bar(rec: &Recommendation) -> serde_json::Value {
+    // Labels are written as the answer's text is (the UI shows them as plain text).
+    serde_json::json!({
+        "label": escape(&rec.title),
+        "value": rec.monthly_saving.usd(),
+        "display": format!("{}/mo", rec.monthly_saving.display_usd()),
+    })
+}
+
 /// "Is claude-sonnet-4 worth it?": what the model cost, its share and cost per call, and
 /// whether a cheaper catalog model could take its short calls.
 fn model_lead(r: &ReportInput<'_>, model: &str, period: &str) -> String {
@@ -1151,6 +1207,21 @@ mod tests {
             assert_eq!(r.lead, lead, "{what}");
             assert_eq!(&r.sections[..sections.len()], sections, "{what}");
         }
+        // Its chart: what the answer leads with, not the full report's.
+        let chart = |tweak: Tweak| {
+            let mut p = plan(Intent::Savings);
+            tweak(&mut p);
+            focus_chart(&input(&p, &u, Some(&with_cap), None))
+        };
+        let repeats = chart(|p| p.saving = Some(SavingKind::ResponseCache)).unwrap();
+        assert_eq!(repeats["title"], "Repeat cost by feature");
+        assert_eq!(repeats["rows"][0]["label"], "support-bot");
+        assert_eq!(repeats["rows"][1]["display"], "$50.00");
+        let caps = chart(|p| p.saving = Some(SavingKind::OutputCap)).unwrap();
+        assert_eq!(caps["rows"].as_array().map(Vec::len), Some(1));
+        assert_eq!(caps["rows"][0]["display"], "$20.00/mo");
+        assert_eq!(chart(|p| p.saving = Some(SavingKind::BatchApi)), None);
+        assert_eq!(chart(|_| {}), None);
         let mut p = plan(Intent::Savings);
         p.rank = Some(Rank {
             order: Order::Highest,
