@@ -14,6 +14,7 @@ use apogee_analytics::{CostRow, Dimension, Nanos};
 use chrono::{DateTime, Datelike, Utc};
 
 use super::explain::{forecast_sentence, spike_sentence};
+use super::figure::and_list;
 use super::markdown::{Doc, escape};
 use super::when;
 use crate::findings::{Savings, UsageData};
@@ -419,15 +420,6 @@ fn upper_first(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
-    }
-}
-
-/// "a", "a and b", "a, b and c".
-fn and_list(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.clone(),
-        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 

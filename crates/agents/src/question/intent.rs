@@ -513,15 +513,7 @@ const VOCABULARY: &[&str] = &[
     "spender",
     "spenders",
     "user's",
-    // kinds of saving
-    "repeat",
-    "repeats",
-    "repeated",
-    "repeating",
-    "duplicate",
-    "duplicates",
-    "duplicated",
-    "identical",
+    // kinds of saving (and REPEATED)
     "prompt",
     "prompts",
     "max_tokens",
@@ -541,9 +533,23 @@ const VOCABULARY: &[&str] = &[
     "share",
 ];
 
+/// Words saying a prompt was sent again: with a word for prompts, the response cache.
+const REPEATED: &[&str] = &[
+    "repeat",
+    "repeats",
+    "repeated",
+    "repeating",
+    "duplicate",
+    "duplicates",
+    "duplicated",
+    "identical",
+];
+
 /// Whether the rules understand `word` (so it is no name on its own).
 pub(crate) fn is_vocabulary(word: &str) -> bool {
-    VOCABULARY.contains(&word) || dimension_word(word, &OrgNames::default()).is_some()
+    VOCABULARY.contains(&word)
+        || REPEATED.contains(&word)
+        || dimension_word(word, &OrgNames::default()).is_some()
 }
 
 struct View<'a> {
@@ -1431,16 +1437,8 @@ fn saving_kind(v: &View<'_>, s: &Signals) -> Option<SavingKind> {
         "queries",
         "calls",
     ]);
-    let repeated = v.any(&[
-        "repeat",
-        "repeats",
-        "repeated",
-        "repeating",
-        "duplicate",
-        "duplicates",
-        "duplicated",
-        "identical",
-    ]) || v.phrase(&["same", "prompt"])
+    let repeated = v.any(REPEATED)
+        || v.phrase(&["same", "prompt"])
         || v.phrase(&["same", "prompts"])
         || v.phrase(&["same", "question"])
         || v.phrase(&["same", "questions"]);
