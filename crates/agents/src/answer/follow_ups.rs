@@ -4,7 +4,7 @@
 
 use apogee_analytics::{Dimension, Grouping};
 
-use crate::plan::{Intent, QuestionPlan, WhatIf};
+use crate::plan::{Intent, QuestionPlan, SavingKind, WhatIf};
 
 /// Most suggestions under one answer.
 const MAX_SUGGESTIONS: usize = 3;
@@ -87,9 +87,29 @@ pub(crate) fn suggestions(plan: &QuestionPlan, top: Option<&str>) -> Vec<String>
             out.push("Compare this week to last week".into());
             out.push("What will we spend by the end of the month?".into());
         }
+        // After one way to save, or the largest: the same over another period, then another
+        // way to save.
+        Intent::Savings if plan.saving.is_some() || plan.rank.is_some() => {
+            out.push(other_period(plan).into());
+            out.push(
+                match plan.saving {
+                    Some(SavingKind::ResponseCache) => "How much would prompt caching save?",
+                    _ => "How much could a response cache save?",
+                }
+                .into(),
+            );
+            out.push(
+                if plan.rank.is_some() {
+                    "Which feature spends the most?"
+                } else {
+                    "What is our biggest saving?"
+                }
+                .into(),
+            );
+        }
         Intent::Savings => {
+            out.push("What is our biggest saving?".into());
             out.push("Which feature spends the most?".into());
-            out.push("What's the cheapest model per call?".into());
             out.push("What will we spend by the end of the month?".into());
         }
         _ => {}
@@ -135,6 +155,9 @@ mod tests {
             "daily spend",
             "Compare this week to last week",
             "What would we save by moving support-bot to gpt-4o-mini?",
+            "How can we cut the bill?",
+            "How much could a response cache save?",
+            "What is our biggest saving?",
         ] {
             let plan = plan_with(q, ctx(None));
             let top = match plan.group_by {
