@@ -100,6 +100,35 @@ async fn spike_and_savings_answers_match_the_rest_api() {
     assert_eq!(chat, pick(&api["recommendations"]));
     let top = Nanos::from(chat[0].1);
     assert!(answer.contains(&top.display_usd()), "{answer}");
+
+    // A question about one way to save leads with that recommendation's own saving, the
+    // API's figure for it, and charts the repeat cost by feature.
+    let (data, answer) = ask(&mut alice, "q3", "How much could a response cache save?").await;
+    assert_eq!(data["plan"]["saving"], "response_cache", "{data}");
+    let (s, api) = get_json(
+        &server.addr,
+        &format!("/api/recommendations?{}", window(&data)),
+        "alice",
+    )
+    .await;
+    assert_eq!(s, 200, "{api}");
+    let cache = api["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "response_cache")
+        .expect("the demo data repeats prompts");
+    let saving = Nanos::from(cache["monthly_saving_nanos"].as_i64().unwrap());
+    let lead = answer.lines().next().unwrap_or_default();
+    assert!(
+        lead.starts_with(&format!(
+            "A response cache serving 80% of the repeats could save about {} a month",
+            saving.display_usd()
+        )),
+        "{lead}"
+    );
+    assert_eq!(data["answer"]["chart"]["kind"], "ranking", "{data}");
+    assert_eq!(data["answer"]["chart"]["rows"][0]["label"], "support-bot");
     assert!(server.terminate().await.success());
 }
 
