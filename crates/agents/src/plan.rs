@@ -296,6 +296,8 @@ pub enum Unsupported {
     Export,
     /// "Switch support-bot to gpt-4o-mini": Apogee reads usage, it does not route calls.
     ChangeModels,
+    /// "Spend by hour today": breakdowns over time go by day or by week.
+    Hourly,
 }
 
 /// What a question asks, in full. See the module doc.

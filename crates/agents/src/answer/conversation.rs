@@ -76,6 +76,10 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         "Are we on track this month?",
         &["track", "budget", "over", "pace", "month"],
     ),
+    (
+        "Daily spend this week",
+        &["daily", "day", "days", "hour", "hourly"],
+    ),
 ];
 
 /// The default examples, in order.
@@ -148,6 +152,11 @@ pub(crate) fn unsupported(u: Unsupported) -> (Answer, Vec<String>) {
             "I can't change which model your features call: Apogee reads your usage, it does not route your traffic.",
             "What I can do is price the change before you make it:",
             &[8, 4, 9],
+        ),
+        Unsupported::Hourly => (
+            "I can't break usage down by hour yet: over time, I break it down by day or by week (UTC).",
+            "Ask, for example:",
+            &[15, 3, 12],
         ),
     };
     let ex = examples(picks);
@@ -301,6 +310,7 @@ mod tests {
             unknown("what's the weather in Paris"),
             unsupported(Unsupported::Alerts),
             unsupported(Unsupported::ChangeModels),
+            unsupported(Unsupported::Hourly),
         ] {
             assert!(a.markdown.lines().count() <= 10, "{}", a.markdown);
             // No figures: a dollar sign only in an example question.
@@ -320,6 +330,13 @@ mod tests {
                 .lead
                 .starts_with("I can't set up alerts on their own")
         );
+        let (hourly, offered) = unsupported(Unsupported::Hourly);
+        assert!(
+            hourly
+                .lead
+                .starts_with("I can't break usage down by hour yet")
+        );
+        assert_eq!(offered[0], "Daily spend this week");
         assert!(
             unknown("tell me a joke")
                 .0

@@ -1146,6 +1146,13 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
             || v.phrase(&["to", "csv"]))
     {
         Some(Unsupported::Export)
+    } else if v.any(&["hourly", "hour-by-hour"])
+        || v.phrase(&["by", "hour"])
+        || v.phrase(&["per", "hour"])
+        || v.phrase(&["each", "hour"])
+        || v.phrase(&["by", "the", "hour"])
+    {
+        Some(Unsupported::Hourly)
     } else {
         let first = v.word(0);
         let orders = matches!(

@@ -11,7 +11,7 @@
 //! after today.
 
 use apogee_analytics::Period;
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
 
 use super::words::{Token, number};
 use crate::plan::PlanPeriod;
@@ -174,6 +174,10 @@ fn unit_days(word: &str) -> Option<(u32, &'static str)> {
     }
 }
 
+fn is_hours(word: &str) -> bool {
+    matches!(word, "hour" | "hours" | "hr" | "hrs" | "h")
+}
+
 /// `20`, `20th`, `1st` → the day of the month.
 fn day_of_month(word: &str) -> Option<u32> {
     let digits = word
@@ -306,6 +310,27 @@ impl Reader<'_> {
             format!("in the last {n} {}s", unit.1)
         };
         Kind::At(Period::last_days(self.now, total), text)
+    }
+
+    /// "the last 24 hours": whole UTC hours up to the end of the current one (the figures
+    /// stay exact: the query engine reads whole hours from the rollups).
+    fn rolling_hours(&self, n: u32) -> Kind {
+        let hours = n.clamp(1, MAX_DAYS.saturating_mul(24));
+        let this_hour = self
+            .now
+            .date_naive()
+            .and_hms_opt(self.now.hour(), 0, 0)
+            .map_or(self.now, |t| t.and_utc());
+        let end = this_hour + Duration::hours(1);
+        let text = if hours == 1 {
+            "in the last hour".to_string()
+        } else {
+            format!("in the last {hours} hours")
+        };
+        Kind::At(
+            Period::new(end - Duration::hours(i64::from(hours)), end),
+            text,
+        )
     }
 
     /// The expression starting at token `i`, if any.
@@ -471,9 +496,13 @@ impl Reader<'_> {
                 if let Some(unit) = unit_days(self.word(j)) {
                     return found(j + 1, self.rolling(n, unit));
                 }
+                if is_hours(self.word(j)) {
+                    return found(j + 1, self.rolling_hours(n));
+                }
             }
             let rolling = self.is(i, &["past", "recent"]);
             match self.word(i + 1) {
+                "hour" => return found(i + 2, self.rolling_hours(1)),
                 "week" if rolling => return found(i + 2, self.rolling(1, (7, "week"))),
                 "week" => {
                     let monday = monday_of(self.today) - Duration::days(7);
@@ -519,6 +548,13 @@ impl Reader<'_> {
                     }
                 }
             }
+        }
+        // "24 hours" (without "last"): the last ones.
+        if let Some(n) = number(w)
+            && is_hours(self.word(i + 1))
+            && !self.is(i + 2, &["before", "prior", "earlier", "ago"])
+        {
+            return found(i + 2, self.rolling_hours(n));
         }
         // "14 days", "3 weeks" (without "last"): the last ones.
         if let Some(n) = number(w)
@@ -939,6 +975,40 @@ mod tests {
         ];
         for (q, want) in cases {
             assert_eq!(period(q), want, "{q:?}");
+        }
+    }
+
+    /// Hours are whole UTC hours up to the end of the current one (now is 15:30).
+    #[test]
+    fn the_last_hours() {
+        let at = |h: u32| {
+            Utc.with_ymd_and_hms(2026, 11, 24 + h / 24, h % 24, 0, 0)
+                .unwrap()
+        };
+        for (q, from, to, text) in [
+            (
+                "spend in the last 24 hours",
+                at(16),
+                at(40),
+                "in the last 24 hours",
+            ),
+            ("past 3 hrs", at(37), at(40), "in the last 3 hours"),
+            (
+                "gpt-4o in the past hour",
+                at(39),
+                at(40),
+                "in the last hour",
+            ),
+            (
+                "48 hours",
+                at(16) - Duration::days(1),
+                at(40),
+                "in the last 48 hours",
+            ),
+        ] {
+            let r = read(&tokens(q), now());
+            let p = r.period.unwrap_or_else(|| panic!("{q:?}: no period"));
+            assert_eq!((p.from, p.to, p.text.as_str()), (from, to, text), "{q:?}");
         }
     }
 
