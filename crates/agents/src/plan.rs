@@ -98,6 +98,8 @@ pub enum Measure {
     TokensPerCall,
     /// Spend of the priced calls over those calls.
     CostPerCall,
+    /// Spend over the period's days: "per day on average", "average daily spend".
+    SpendPerDay,
     /// Calls with a status other than `ok`.
     Errors,
     /// Errors over calls.
@@ -130,6 +132,7 @@ impl Measure {
             Measure::CacheReadShare => "cache_read_share",
             Measure::TokensPerCall => "tokens_per_call",
             Measure::CostPerCall => "cost_per_call",
+            Measure::SpendPerDay => "spend_per_day",
             Measure::Errors => "errors",
             Measure::ErrorRate => "error_rate",
             Measure::LatencyMean => "latency_mean",

@@ -34,6 +34,8 @@ pub(crate) struct Measured {
     pub totals: UsageTotals,
     pub latency: Option<LatencyStats>,
     pub groups: Vec<Group>,
+    /// The length of the measured period in seconds, for the spend per day (0: unknown).
+    pub seconds: i64,
 }
 
 /// What the data agent measured for a figure plan.
@@ -92,8 +94,14 @@ fn priced_calls(t: &UsageTotals) -> i64 {
     t.calls - t.unpriced_calls
 }
 
-/// `m` of a slice; `None` when it has no value (no priced call, no latency sample).
-pub(crate) fn value(m: Measure, t: &UsageTotals, l: Option<&LatencyStats>) -> Option<Value> {
+/// `m` of a slice over a period of `seconds`; `None` when it has no value (no priced call,
+/// no latency sample, no period length).
+pub(crate) fn value(
+    m: Measure,
+    t: &UsageTotals,
+    l: Option<&LatencyStats>,
+    seconds: i64,
+) -> Option<Value> {
     let v = match m {
         Measure::Spend => Value::Usd(t.cost),
         Measure::Calls => Value::Count(t.calls),
@@ -114,6 +122,12 @@ pub(crate) fn value(m: Measure, t: &UsageTotals, l: Option<&LatencyStats>) -> Op
             Value::Count((t.total_tokens() as f64 / t.calls as f64).round() as i64)
         }
         Measure::CostPerCall => Value::PerCall(t.cost_per_call()?),
+        Measure::SpendPerDay => {
+            if seconds <= 0 {
+                return None;
+            }
+            Value::Usd(Nanos(t.cost.0 * 86_400 / i128::from(seconds)))
+        }
         Measure::Errors => Value::Count(t.error_calls),
         Measure::ErrorRate => {
             if t.calls <= 0 {
@@ -155,6 +169,7 @@ pub(crate) fn noun(m: Measure) -> &'static str {
         Measure::CacheReadShare => "share of input read from cache",
         Measure::TokensPerCall => "tokens per call",
         Measure::CostPerCall => "cost per call",
+        Measure::SpendPerDay => "spend per day",
         Measure::Errors => "failed calls",
         Measure::ErrorRate => "error rate",
         Measure::LatencyMean => "average latency",
@@ -312,9 +327,10 @@ fn measure_clause(
     who: Option<&str>,
     t: &UsageTotals,
     l: Option<&LatencyStats>,
+    seconds: i64,
     period: &str,
 ) -> String {
-    let v = value(m, t, l);
+    let v = value(m, t, l, seconds);
     let vt = v.map(Value::text).unwrap_or_else(|| "–".into());
     match (m, who) {
         (Measure::Spend, Some(s)) => format!("{s} cost {vt} {period}"),
@@ -336,7 +352,7 @@ fn measure_clause(
         (Measure::CachedInputTokens, who) => format!(
             "{} read {vt} input tokens from cache {period}, {} of {} input tokens",
             who.unwrap_or("Your calls"),
-            value(Measure::CacheReadShare, t, None).map_or("–".into(), Value::text),
+            value(Measure::CacheReadShare, t, None, seconds).map_or("–".into(), Value::text),
             count(t.input_tokens)
         ),
         (Measure::CacheReadShare, who) => match v {
@@ -361,6 +377,15 @@ fn measure_clause(
             ),
             None => format!("{} made no call {period}", who.unwrap_or("You")),
         },
+        (Measure::SpendPerDay, who) => match v {
+            Some(_) => format!(
+                "{} {vt} a day on average {period}: {} over {} days",
+                who.map_or("You spent".to_string(), |w| format!("{w} cost")),
+                t.cost.display_usd(),
+                days_text(seconds)
+            ),
+            None => format!("{} has no length, so no spend per day", period),
+        },
         (Measure::CostPerCall, who) => match v {
             Some(_) => format!(
                 "{} {period}: {} over {} priced calls",
@@ -378,7 +403,7 @@ fn measure_clause(
         (Measure::Errors, who) => format!(
             "{} had {vt} failed calls {period}, {} of {} calls",
             who.unwrap_or("You"),
-            value(Measure::ErrorRate, t, None).map_or("–".into(), Value::text),
+            value(Measure::ErrorRate, t, None, seconds).map_or("–".into(), Value::text),
             count(t.calls)
         ),
         (Measure::ErrorRate, who) => format!(
@@ -413,6 +438,15 @@ fn measure_clause(
                 ),
             }
         }
+    }
+}
+
+/// "30", "1.5": a period's length in days.
+fn days_text(seconds: i64) -> String {
+    if seconds % 86_400 == 0 {
+        count(seconds / 86_400)
+    } else {
+        format!("{:.1}", seconds as f64 / 86_400.0)
     }
 }
 
@@ -531,7 +565,8 @@ fn single(
 ) -> (String, Json) {
     let t = &data.current.totals;
     let l = data.current.latency.as_ref();
-    let mut lead = measure_clause(m, who, t, l, period);
+    let seconds = data.current.seconds;
+    let mut lead = measure_clause(m, who, t, l, seconds, period);
     if who.is_some()
         && let Some(s) = share_clause(m, t, data.org.as_ref())
     {
@@ -554,7 +589,9 @@ fn single(
         .measures
         .iter()
         .skip(1)
-        .filter_map(|&o| value(o, t, l).map(|v| format!("- {}: {}", capitalise(noun(o)), v.text())))
+        .filter_map(|&o| {
+            value(o, t, l, seconds).map(|v| format!("- {}: {}", capitalise(noun(o)), v.text()))
+        })
         .collect();
     for line in &others {
         doc.line(line);
@@ -590,7 +627,7 @@ fn capitalise(s: &str) -> String {
 }
 
 fn series_chart(m: Measure, days: &[DaySpend], year: i32) -> Json {
-    if days.len() < 2 || m != Measure::Spend {
+    if days.len() < 2 || !matches!(m, Measure::Spend | Measure::SpendPerDay) {
         return json!({ "kind": "none" });
     }
     json!({
@@ -606,10 +643,10 @@ fn series_chart(m: Measure, days: &[DaySpend], year: i32) -> Json {
 }
 
 /// The groups that have a value for `m`, best first for `order`, then by key.
-fn ranked(groups: &[Group], m: Measure, order: Order) -> Vec<(&Group, Value)> {
+fn ranked(groups: &[Group], m: Measure, order: Order, seconds: i64) -> Vec<(&Group, Value)> {
     let mut rows: Vec<(&Group, Value)> = groups
         .iter()
-        .filter_map(|g| value(m, &g.totals, g.latency.as_ref()).map(|v| (g, v)))
+        .filter_map(|g| value(m, &g.totals, g.latency.as_ref(), seconds).map(|v| (g, v)))
         .collect();
     rows.sort_by(|a, b| {
         let by = a.1.num().total_cmp(&b.1.num());
@@ -651,6 +688,8 @@ fn superlative(m: Measure, order: Order, g: &Grouping) -> String {
         (Measure::OutputTokens, false) => "received the fewest output tokens".into(),
         (Measure::TotalTokens, true) => "used the most tokens".into(),
         (Measure::TotalTokens, false) => "used the fewest tokens".into(),
+        (Measure::SpendPerDay, true) => "spent the most per day".into(),
+        (Measure::SpendPerDay, false) => "spent the least per day".into(),
         (Measure::CostPerCall, true) => format!("was the most expensive {thing} per call"),
         (Measure::CostPerCall, false) => format!("was the cheapest {thing} per call"),
         (Measure::Errors, true) => "had the most failed calls".into(),
@@ -785,7 +824,7 @@ fn ranking(
         .filter(|grp| g.is_time() || grp.key != apogee_analytics::NONE_KEY)
         .cloned()
         .collect();
-    let all = ranked(&named, m, order);
+    let all = ranked(&named, m, order, cur.seconds);
     let n = top.map_or(all.len(), |t| (t as usize).min(all.len()));
     let shown = &all[..n];
     let inside = within(&plan.scope, who);
@@ -811,7 +850,8 @@ fn ranking(
                 v.text()
             );
             if additive(m) {
-                let total = value(m, &cur.totals, None).map_or("–".into(), Value::text);
+                let total =
+                    value(m, &cur.totals, None, cur.seconds).map_or("–".into(), Value::text);
                 let part = share_of(m, &first.totals, &cur.totals);
                 s.push_str(&match who {
                     Some(w) => format!(", {part} of {} {total}", possessive(w)),
@@ -847,7 +887,7 @@ fn ranking(
                 let sum: UsageTotals = sum_totals(shown.iter().map(|(grp, _)| &grp.totals));
                 s.push_str(&format!(
                     "; {} together, {} of the total",
-                    value(m, &sum, None).map_or("–".into(), Value::text),
+                    value(m, &sum, None, cur.seconds).map_or("–".into(), Value::text),
                     share_of(m, &sum, &cur.totals)
                 ));
             }
@@ -896,9 +936,16 @@ fn breakdown(
     period: &str,
     year: i32,
 ) -> (String, Json) {
-    let rows = ranked(&cur.groups, m, Order::Highest);
+    let rows = ranked(&cur.groups, m, Order::Highest, cur.seconds);
     let n = cur.groups.len();
-    let mut lead = measure_clause(m, who, &cur.totals, cur.latency.as_ref(), period);
+    let mut lead = measure_clause(
+        m,
+        who,
+        &cur.totals,
+        cur.latency.as_ref(),
+        cur.seconds,
+        period,
+    );
     match rows.first() {
         Some((top, v)) if additive(m) => lead.push_str(&format!(
             ", across {n} {}; the largest, {}, {} ({})",
@@ -934,11 +981,24 @@ fn series(
     period: &str,
     year: i32,
 ) -> (String, Json) {
-    let mut lead = measure_clause(m, who, &cur.totals, cur.latency.as_ref(), period);
+    let mut lead = measure_clause(
+        m,
+        who,
+        &cur.totals,
+        cur.latency.as_ref(),
+        cur.seconds,
+        period,
+    );
+    // Each point is one day or one week: its spend per day is over its own length.
+    let step = if *g == Grouping::Week {
+        7 * 86_400
+    } else {
+        86_400
+    };
     let points: Vec<(&Group, Value)> = cur
         .groups
         .iter()
-        .filter_map(|grp| value(m, &grp.totals, grp.latency.as_ref()).map(|v| (grp, v)))
+        .filter_map(|grp| value(m, &grp.totals, grp.latency.as_ref(), step).map(|v| (grp, v)))
         .collect();
     if let Some((top, v)) = points
         .iter()
@@ -985,9 +1045,16 @@ fn compare(
 ) -> (String, Json) {
     let period = when(&plan.period, year);
     let before = when(cmp, year);
-    let now_v = value(m, &cur.totals, cur.latency.as_ref());
-    let then_v = value(m, &prev.totals, prev.latency.as_ref());
-    let mut lead = measure_clause(m, who, &cur.totals, cur.latency.as_ref(), &period);
+    let now_v = value(m, &cur.totals, cur.latency.as_ref(), cur.seconds);
+    let then_v = value(m, &prev.totals, prev.latency.as_ref(), prev.seconds);
+    let mut lead = measure_clause(
+        m,
+        who,
+        &cur.totals,
+        cur.latency.as_ref(),
+        cur.seconds,
+        &period,
+    );
     let change = match (now_v, then_v) {
         (Some(a), Some(b)) => match (a, b) {
             (Value::Rate(x), Value::Rate(y)) => format!(
@@ -1047,8 +1114,10 @@ fn compare(
         let mut rows: Vec<(String, Option<Value>, Option<Value>, f64)> = keys
             .iter()
             .map(|k| {
-                let a = find(&cur.groups, k).and_then(|(t, l)| value(m, &t, l.as_ref()));
-                let b = find(&prev.groups, k).and_then(|(t, l)| value(m, &t, l.as_ref()));
+                let a =
+                    find(&cur.groups, k).and_then(|(t, l)| value(m, &t, l.as_ref(), cur.seconds));
+                let b =
+                    find(&prev.groups, k).and_then(|(t, l)| value(m, &t, l.as_ref(), prev.seconds));
                 let d = a.map_or(0.0, Value::num) - b.map_or(0.0, Value::num);
                 (k.to_string(), b, a, d)
             })
@@ -1206,6 +1275,46 @@ mod tests {
     }
 
     #[test]
+    fn spend_per_day_is_over_the_days_of_the_period() {
+        let mut p = plan(Scope::all());
+        p.measures = vec![Measure::SpendPerDay];
+        let data = |seconds| FigureData {
+            current: Measured {
+                totals: totals(4321, 57.40),
+                seconds,
+                ..Measured::default()
+            },
+            ..FigureData::default()
+        };
+        assert_eq!(
+            render(&p, &data(7 * 86_400), now()).lead,
+            "You spent $8.20 a day on average in the last 7 days (Nov 23–29): $57.40 over 7 days."
+        );
+        assert_eq!(
+            render(&p, &data(36 * 3_600), now()).lead,
+            "You spent $38.27 a day on average in the last 7 days (Nov 23–29): $57.40 over 1.5 days."
+        );
+        // Ranked per day, the order is the spend's.
+        p.group_by = Some(Grouping::By(Dimension::Feature));
+        p.rank = Some(Rank {
+            order: Order::Highest,
+            top: Some(1),
+        });
+        let mut d = data(7 * 86_400);
+        d.current.groups = vec![
+            group("support-bot", 100, 14.0),
+            group("doc-summarizer", 50, 35.0),
+        ];
+        assert!(
+            render(&p, &d, now()).lead.starts_with(
+                "doc-summarizer spent the most per day in the last 7 days (Nov 23–29): $5.00"
+            ),
+            "{}",
+            render(&p, &d, now()).lead
+        );
+    }
+
+    #[test]
     fn a_ranking_names_the_top_and_its_share() {
         let mut p = plan(Scope::all().and(Filter::is(Dimension::Model, "gpt-4o")));
         p.group_by = Some(Grouping::By(Dimension::Feature));
@@ -1221,6 +1330,7 @@ mod tests {
                     group("support-bot", 200, 80.0),
                     group("ticket-tagging", 100, 20.0),
                 ],
+                seconds: 7 * 86_400,
             },
             ..FigureData::default()
         };
@@ -1251,6 +1361,7 @@ mod tests {
                 totals: totals(1219, 52.68),
                 latency: None,
                 groups: vec![group(apogee_analytics::NONE_KEY, 1219, 52.68)],
+                seconds: 7 * 86_400,
             },
             ..FigureData::default()
         };
@@ -1275,6 +1386,7 @@ mod tests {
                 totals: totals(3000, 30.0),
                 latency: None,
                 groups: vec![group("gpt-4o", 1000, 25.0), group("gpt-4o-mini", 2000, 5.0)],
+                seconds: 7 * 86_400,
             },
             ..FigureData::default()
         };
@@ -1318,6 +1430,7 @@ mod tests {
                 totals: totals(10, 10.0),
                 latency: None,
                 groups: vec![group(evil, 10, 10.0)],
+                seconds: 7 * 86_400,
             },
             ..FigureData::default()
         };

@@ -598,7 +598,8 @@ pub(crate) fn read(tokens: &[Token], used: &[usize], names: &OrgNames, question:
         ..Signals::default()
     };
     let (group, singular) = grouping(&v, names);
-    s.group = group;
+    // "average daily spend" is one figure over the days, not a series of them.
+    s.group = group.filter(|g| !(s.measures == [Measure::SpendPerDay] && *g == Grouping::Day));
     s.singular_group = singular;
     s.rank = rank(&v, &s);
     conversation(&v, &mut s, question);
@@ -840,6 +841,20 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
     // "how much" without another measure asks for money.
     if out.is_empty() && v.phrase(&["how", "much"]) {
         out.push(Measure::Spend);
+    }
+    // "How much do we spend per day on average?", "average daily spend": spend over the days.
+    let per_day = (v.phrase(&["per", "day"])
+        || v.phrase(&["each", "day"])
+        || (v.phrase(&["a", "day"]) && !v.any(&["ago", "before"]))
+        || v.phrase(&["daily", "average"])
+        || v.phrase(&["average", "daily"])
+        || v.phrase(&["avg", "daily"])
+        || v.phrase(&["daily", "avg"])
+        || v.phrase(&["average", "day"])
+        || v.phrase(&["average", "per", "day"]))
+        && (out.is_empty() || out == [Measure::Spend]);
+    if per_day {
+        out = vec![Measure::SpendPerDay];
     }
     // "cost per call" also names "cost", "what share of calls failed" also "calls", "tokens
     // per call" also "tokens", "input tokens read from cache" also "input tokens": the ratio

@@ -9,7 +9,8 @@
 use apogee_analytics::model_rows::{merge_model_groups, merge_model_rows};
 use apogee_analytics::trends::DaySpend;
 use apogee_analytics::{
-    Dimension, Grouping, OrgUsageQueries, PriceCatalog, Scope, UsageQuery, UsageSlice, UsageTotals,
+    Dimension, Grouping, OrgUsageQueries, Period, PriceCatalog, Scope, UsageQuery, UsageSlice,
+    UsageTotals,
 };
 use chrono::{DateTime, Utc};
 
@@ -17,7 +18,7 @@ use crate::answer::figure::{FigureData, Group, Measured, subject};
 use crate::answer::projection::ForecastData;
 use crate::findings::UsageData;
 use crate::format::count;
-use crate::plan::{Intent, Measure, QuestionPlan};
+use crate::plan::{Intent, Measure, PlanPeriod, QuestionPlan};
 use crate::scope::{Agent, Done, StepError};
 use crate::tools::trends::forecast_month_end;
 use crate::tools::usage::{measure_usage, spend_by, usage_totals};
@@ -134,9 +135,10 @@ pub(crate) async fn work(
     ))
 }
 
-/// A measured slice from the engine's answer.
-pub(crate) fn measured(slice: UsageSlice) -> Measured {
+/// A measured slice from the engine's answer, over `period`.
+pub(crate) fn measured(slice: UsageSlice, period: &Period) -> Measured {
     Measured {
+        seconds: (period.to - period.from).num_seconds(),
         totals: slice.totals,
         latency: None,
         groups: slice
@@ -262,10 +264,14 @@ pub(crate) async fn figure(
             slice
         }
     };
-    let current = measured(shown(current?));
+    let current = measured(shown(current?), &period);
+    let previous_period = plan.compare.as_ref().map(PlanPeriod::period);
     let data = FigureData {
         org: org?.map(|s| s.totals),
-        previous: previous?.map(|s| measured(shown(s))),
+        previous: match (previous?, previous_period) {
+            (Some(s), Some(p)) => Some(measured(shown(s), &p)),
+            _ => None,
+        },
         series: series?
             .map(|s| {
                 s.rows
