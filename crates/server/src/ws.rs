@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use apogee_protocol::client::MAX_FRAME_BYTES;
 use apogee_protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame, close, parse_client_frame};
-use apogee_store::UserKey;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
@@ -90,11 +89,8 @@ pub async fn upgrade(
             return ApiError::from(e).into_response();
         }
     };
-    let user = UserKey {
-        org_id: identity.org_id().to_string(),
-        user_id: identity.user_id().to_string(),
-    };
-    let slot = match app.admission.admit(&user) {
+    let user = identity.key();
+    let slot = match app.admission.admit(user) {
         Ok(slot) => slot,
         Err(Refused::NodeFull) => {
             app.metrics.connections_refused.inc();
@@ -115,7 +111,7 @@ pub async fn upgrade(
         }
     };
     // Before the stream's head is read: an alert fired from now on is in this user's stream.
-    app.budgets.member_seen(&user).await;
+    app.budgets.member_seen(user).await;
     let session = app.sessions.open(&identity);
     let tasks = app.connections.clone();
     let conn = Box::new(Connection {
