@@ -127,6 +127,29 @@ impl Conn {
         Ok(Conn { ws })
     }
 
+    /// [`Self::connect_from`], trying again while the server refuses the handshake for now
+    /// (HTTP 503 at its connection limit, 429 at a user's, or the TCP connect refused while
+    /// its listen queue is full), as a browser's reconnect does: after a jittered 50–150 ms,
+    /// until `deadline`.
+    pub async fn connect_retrying(
+        addr: &str,
+        user: &str,
+        last_seq: Option<u64>,
+        source: Option<IpAddr>,
+        deadline: Instant,
+    ) -> anyhow::Result<Conn> {
+        loop {
+            match Self::connect_from(addr, user, last_seq, source).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) if Instant::now() < deadline && refused_for_now(&e) => {
+                    let wait = rand::random_range(50..150);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Connects over a socket with a tiny receive buffer, for clients that stop reading.
     pub async fn connect_small_buffer(addr: &str, user: &str) -> anyhow::Result<Conn> {
         let sock = tokio::net::TcpSocket::new_v4()?;
@@ -228,4 +251,17 @@ impl UserLog {
         }
         (head - first + 1).saturating_sub(self.seen.range(first..=head).count() as u64)
     }
+}
+
+/// Whether a failed connect is the server refusing for now (worth trying again).
+fn refused_for_now(e: &anyhow::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    e.chain().any(|cause| {
+        if let Some(WsError::Http(response)) = cause.downcast_ref::<WsError>() {
+            return matches!(response.status().as_u16(), 429 | 503);
+        }
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
 }
