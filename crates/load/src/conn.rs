@@ -128,8 +128,7 @@ impl Conn {
     }
 
     /// [`Self::connect_from`], trying again while the server refuses the handshake for now
-    /// (HTTP 503 at its connection limit, 429 at a user's, or the TCP connect refused while
-    /// its listen queue is full), as a browser's reconnect does: after a jittered 50–150 ms,
+    /// ([`refused_for_now`]), as a browser's reconnect does: after a jittered 50–150 ms,
     /// until `deadline`.
     pub async fn connect_retrying(
         addr: &str,
@@ -253,15 +252,70 @@ impl UserLog {
     }
 }
 
-/// Whether a failed connect is the server refusing for now (worth trying again).
+/// Whether a failed connect is the server refusing for now (worth trying again): a 503 or
+/// 429, the TCP connect refused, or the socket closed before the handshake's answer (a node
+/// at its open-socket limit while the connections it is replacing still close).
 fn refused_for_now(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind;
     use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
     e.chain().any(|cause| {
-        if let Some(WsError::Http(response)) = cause.downcast_ref::<WsError>() {
-            return matches!(response.status().as_u16(), 429 | 503);
+        match cause.downcast_ref::<WsError>() {
+            Some(WsError::Http(response)) => {
+                return matches!(response.status().as_u16(), 429 | 503);
+            }
+            Some(WsError::Protocol(ProtocolError::HandshakeIncomplete)) => return true,
+            _ => {}
         }
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::UnexpectedEof
+            )
+        })
     })
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    use tokio_tungstenite::tungstenite::http::Response;
+
+    fn http(status: u16) -> anyhow::Error {
+        let response = Response::builder()
+            .status(status)
+            .body(None)
+            .expect("a response");
+        anyhow::Error::from(WsError::Http(Box::new(response))).context("WebSocket handshake")
+    }
+
+    #[test]
+    fn only_a_refusal_for_now_is_tried_again() {
+        let io = |kind| anyhow::Error::from(std::io::Error::from(kind)).context("TCP connect");
+        let cases = [
+            (http(503), true),
+            (http(429), true),
+            (http(401), false),
+            (http(400), false),
+            (io(std::io::ErrorKind::ConnectionRefused), true),
+            (io(std::io::ErrorKind::ConnectionReset), true),
+            (io(std::io::ErrorKind::PermissionDenied), false),
+            (
+                anyhow::Error::from(WsError::Protocol(ProtocolError::HandshakeIncomplete)),
+                true,
+            ),
+            (
+                anyhow::Error::from(WsError::Protocol(ProtocolError::WrongHttpMethod)),
+                false,
+            ),
+        ];
+        for (e, expected) in cases {
+            assert_eq!(refused_for_now(&e), expected, "{e:#}");
+        }
+    }
 }
