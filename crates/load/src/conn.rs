@@ -127,6 +127,28 @@ impl Conn {
         Ok(Conn { ws })
     }
 
+    /// [`Self::connect_from`], trying again while the server refuses the handshake for now
+    /// ([`refused_for_now`]), as a browser's reconnect does: after a jittered 50–150 ms,
+    /// until `deadline`.
+    pub async fn connect_retrying(
+        addr: &str,
+        user: &str,
+        last_seq: Option<u64>,
+        source: Option<IpAddr>,
+        deadline: Instant,
+    ) -> anyhow::Result<Conn> {
+        loop {
+            match Self::connect_from(addr, user, last_seq, source).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) if Instant::now() < deadline && refused_for_now(&e) => {
+                    let wait = rand::random_range(50..150);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Connects over a socket with a tiny receive buffer, for clients that stop reading.
     pub async fn connect_small_buffer(addr: &str, user: &str) -> anyhow::Result<Conn> {
         let sock = tokio::net::TcpSocket::new_v4()?;
@@ -227,5 +249,73 @@ impl UserLog {
             return 0;
         }
         (head - first + 1).saturating_sub(self.seen.range(first..=head).count() as u64)
+    }
+}
+
+/// Whether a failed connect is the server refusing for now (worth trying again): a 503 or
+/// 429, the TCP connect refused, or the socket closed before the handshake's answer (a node
+/// at its open-socket limit while the connections it is replacing still close).
+fn refused_for_now(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    e.chain().any(|cause| {
+        match cause.downcast_ref::<WsError>() {
+            Some(WsError::Http(response)) => {
+                return matches!(response.status().as_u16(), 429 | 503);
+            }
+            Some(WsError::Protocol(ProtocolError::HandshakeIncomplete)) => return true,
+            _ => {}
+        }
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::UnexpectedEof
+            )
+        })
+    })
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    use tokio_tungstenite::tungstenite::http::Response;
+
+    fn http(status: u16) -> anyhow::Error {
+        let response = Response::builder()
+            .status(status)
+            .body(None)
+            .expect("a response");
+        anyhow::Error::from(WsError::Http(Box::new(response))).context("WebSocket handshake")
+    }
+
+    #[test]
+    fn only_a_refusal_for_now_is_tried_again() {
+        let io = |kind| anyhow::Error::from(std::io::Error::from(kind)).context("TCP connect");
+        let cases = [
+            (http(503), true),
+            (http(429), true),
+            (http(401), false),
+            (http(400), false),
+            (io(std::io::ErrorKind::ConnectionRefused), true),
+            (io(std::io::ErrorKind::ConnectionReset), true),
+            (io(std::io::ErrorKind::PermissionDenied), false),
+            (
+                anyhow::Error::from(WsError::Protocol(ProtocolError::HandshakeIncomplete)),
+                true,
+            ),
+            (
+                anyhow::Error::from(WsError::Protocol(ProtocolError::WrongHttpMethod)),
+                false,
+            ),
+        ];
+        for (e, expected) in cases {
+            assert_eq!(refused_for_now(&e), expected, "{e:#}");
+        }
     }
 }

@@ -104,7 +104,8 @@ async fn one_client(
         }
     };
     drop(conn);
-    let mut conn = Conn::connect_from(&addr, &user, Some(log.last_seq()), source).await?;
+    let mut conn =
+        Conn::connect_retrying(&addr, &user, Some(log.last_seq()), source, deadline).await?;
     let ready = conn.ready(deadline).await?;
     let resumed_after = dropped.elapsed();
     if ready["resync_required"] == true {

@@ -45,7 +45,7 @@ impl Admission {
     }
 
     /// Takes a place for one of `user`'s connections.
-    pub fn admit(&self, user: &UserKey) -> Result<ConnectionSlot, Refused> {
+    pub fn admit(&self, user: &Arc<UserKey>) -> Result<ConnectionSlot, Refused> {
         let mut counts = lock(&self.counts);
         if counts.open >= self.max {
             return Err(Refused::NodeFull);
@@ -55,7 +55,7 @@ impl Admission {
                 return Err(Refused::UserFull(self.per_user));
             }
             Some((key, _)) => Arc::clone(key),
-            None => Arc::new(user.clone()),
+            None => Arc::clone(user),
         };
         counts.open += 1;
         *counts.by_user.entry(Arc::clone(&user)).or_insert(0) += 1;
@@ -89,11 +89,11 @@ impl Drop for ConnectionSlot {
 mod tests {
     use super::*;
 
-    fn user(name: &str) -> UserKey {
-        UserKey {
+    fn user(name: &str) -> Arc<UserKey> {
+        Arc::new(UserKey {
             org_id: "acme".into(),
             user_id: name.into(),
-        }
+        })
     }
 
     #[test]

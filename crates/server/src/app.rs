@@ -28,6 +28,7 @@ use crate::budgets::Budgets;
 use crate::bus::{BusWorker, RedisBus, SharedRate};
 use crate::config::{AuthMode, Config, Environment};
 use crate::handshake_limit::HandshakeLimiter;
+use crate::heartbeat::Heartbeat;
 use crate::hub::{GraceLimits, Hub, StreamLimits};
 use crate::ingest::IngestGate;
 use crate::lease::NodeLease;
@@ -268,6 +269,7 @@ impl Server {
             Arc::clone(&budgets),
             node_id.clone(),
         ));
+        let shutdown = CancellationToken::new();
         let state = AppState::new(Shared {
             auth: Arc::new(Authenticator::from_config(&config, store.clone()).await?),
             handshake_limit: Arc::new(HandshakeLimiter::new(config.handshake_failures_per_minute)),
@@ -276,7 +278,11 @@ impl Server {
             store,
             metrics,
             connections: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
+            heartbeat: Heartbeat::spawn(
+                Duration::from_millis(config.heartbeat_ms),
+                shutdown.clone(),
+            ),
+            shutdown,
             bus,
             admission: Arc::new(Admission::new(
                 connection_limits.websockets,

@@ -26,8 +26,10 @@ const MAX_TICKET_CHARS: usize = 128;
 /// Who is calling. Fields are private: the only way to get one is to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    user_id: String,
-    org_id: String,
+    /// The org and user, shared with everything that keeps them for a connection (its
+    /// admission slot, budget membership, the hub's map and the user's stream): one copy per
+    /// user however many places hold it.
+    key: Arc<UserKey>,
     /// When the credential stops being valid (unix seconds); `None` for demo identities.
     expires_at: Option<i64>,
     /// The browser session (its store id) the credential came from, if any: signing it out
@@ -37,11 +39,16 @@ pub struct Identity {
 
 impl Identity {
     pub fn user_id(&self) -> &str {
-        &self.user_id
+        &self.key.user_id
     }
 
     pub fn org_id(&self) -> &str {
-        &self.org_id
+        &self.key.org_id
+    }
+
+    /// The user's key, to share rather than copy.
+    pub fn key(&self) -> &Arc<UserKey> {
+        &self.key
     }
 
     pub fn expires_at(&self) -> Option<i64> {
@@ -197,8 +204,7 @@ impl Authenticator {
         let web = self.web_sessions.as_ref().ok_or(AuthError::MissingToken)?;
         let s = web.check(headers, proof).await?;
         Ok(Identity {
-            user_id: s.user.user_id,
-            org_id: s.user.org_id,
+            key: Arc::new(s.user),
             expires_at: Some(s.expires_ms.div_euclid(1000)),
             web_session: Some(s.id),
         })
@@ -244,8 +250,13 @@ impl Authenticator {
                 (Some(ticket), _) => self.redeem(ticket).await,
                 (None, Some(name)) => Self::demo(name),
                 (None, None) => Ok(Identity {
-                    user_id: format!("demo-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
-                    org_id: DEMO_ORG.into(),
+                    key: Arc::new(UserKey {
+                        user_id: format!(
+                            "demo-{}",
+                            &uuid::Uuid::now_v7().simple().to_string()[20..]
+                        ),
+                        org_id: DEMO_ORG.into(),
+                    }),
                     expires_at: None,
                     web_session: None,
                 }),
@@ -280,10 +291,7 @@ impl Authenticator {
             .collect();
         let now = now_ms();
         let grant = TicketGrant {
-            user: UserKey {
-                org_id: identity.org_id.clone(),
-                user_id: identity.user_id.clone(),
-            },
+            user: UserKey::clone(&identity.key),
             expires_ms: now + (TICKET_TTL_SECS * 1000) as i64,
             token_exp: identity.expires_at,
             web_session: identity.web_session.clone(),
@@ -319,8 +327,7 @@ impl Authenticator {
                     }
                 }
                 Ok(Identity {
-                    user_id: grant.user.user_id,
-                    org_id: grant.user.org_id,
+                    key: Arc::new(grant.user),
                     expires_at: grant.token_exp,
                     web_session: grant.web_session,
                 })
@@ -335,8 +342,10 @@ impl Authenticator {
             return Err(AuthError::InvalidDemoUser);
         }
         Ok(Identity {
-            user_id: name.to_string(),
-            org_id: DEMO_ORG.into(),
+            key: Arc::new(UserKey {
+                user_id: name.to_string(),
+                org_id: DEMO_ORG.into(),
+            }),
             expires_at: None,
             web_session: None,
         })
@@ -345,8 +354,10 @@ impl Authenticator {
     async fn jwt(verifier: &JwtVerifier, token: &str) -> Result<Identity, AuthError> {
         let claims = verifier.verify(token).await?;
         Ok(Identity {
-            user_id: claims.sub,
-            org_id: claims.org,
+            key: Arc::new(UserKey {
+                user_id: claims.sub,
+                org_id: claims.org,
+            }),
             expires_at: Some(claims.exp),
             web_session: None,
         })

@@ -13,6 +13,7 @@ pub mod costs;
 pub mod demo_data;
 mod extract;
 pub mod handshake_limit;
+pub mod heartbeat;
 pub mod http_error;
 pub mod hub;
 pub mod ingest;

@@ -105,10 +105,7 @@ impl<T> Receiver<T> {
     /// (or the sender's drop).
     pub fn poll_pop(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.inner.lock();
-        if let Some(item) = state.items.pop_front() {
-            if state.items.is_empty() && state.items.capacity() > KEEP_CAPACITY {
-                state.items.shrink_to(KEEP_CAPACITY);
-            }
+        if let Some(item) = Self::take(&mut state) {
             return Poll::Ready(Some(item));
         }
         if state.closed {
@@ -122,11 +119,20 @@ impl<T> Receiver<T> {
     }
 }
 
-#[cfg(test)]
 impl<T> Receiver<T> {
-    /// The next item if one is queued (tests read queues without a runtime).
+    /// The next item if one is queued, without waiting (a connection drains what is queued
+    /// into one write).
     pub fn try_pop(&mut self) -> Option<T> {
-        self.inner.lock().items.pop_front()
+        Self::take(&mut self.inner.lock())
+    }
+
+    /// Pops the front item; an emptied queue gives back what it grew beyond its usual size.
+    fn take(state: &mut State<T>) -> Option<T> {
+        let item = state.items.pop_front()?;
+        if state.items.is_empty() && state.items.capacity() > KEEP_CAPACITY {
+            state.items.shrink_to(KEEP_CAPACITY);
+        }
+        Some(item)
     }
 }
 

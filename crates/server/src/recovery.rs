@@ -91,7 +91,7 @@ pub async fn close_run(
 /// see [`crate::lease`]) and marks it interrupted.
 pub async fn close_claimed_run(store: &Store, hub: &Hub, run: &RunRow) -> Result<(), StoreError> {
     let ended_at = apogee_protocol::time::record_time(chrono::Utc::now());
-    let stream = hub.stream(&run.user);
+    let stream = hub.stream(&Arc::new(run.user.clone()));
     close_run(
         &stream,
         store,

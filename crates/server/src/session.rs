@@ -185,13 +185,9 @@ impl SessionFactory {
 
     /// The only way to obtain a [`UserSession`].
     pub fn open(self: &Arc<Self>, identity: &Identity) -> UserSession {
-        let key = UserKey {
-            org_id: identity.org_id().to_string(),
-            user_id: identity.user_id().to_string(),
-        };
         UserSession {
             identity: identity.clone(),
-            stream: self.hub.stream(&key),
+            stream: self.hub.stream(identity.key()),
             usage: OnceLock::new(),
             shared: Arc::clone(self),
         }
@@ -250,7 +246,7 @@ impl UserSession {
     }
 
     /// Whose session this is.
-    pub fn key(&self) -> &UserKey {
+    pub fn key(&self) -> &Arc<UserKey> {
         self.stream.key()
     }
 
@@ -347,7 +343,7 @@ impl UserSession {
                     budgets: Arc::new(MemberBudgets::new(
                         self.shared.store.clone(),
                         Arc::clone(&self.shared.budgets),
-                        self.key().clone(),
+                        UserKey::clone(self.key()),
                         self.usage().clone(),
                     )),
                 }),

@@ -16,6 +16,7 @@ use crate::budgets::Budgets;
 use crate::bus::RedisBus;
 use crate::config::Config;
 use crate::handshake_limit::HandshakeLimiter;
+use crate::heartbeat::Heartbeat;
 use crate::ingest::IngestGate;
 use crate::metrics::Metrics;
 use crate::rate::RateTable;
@@ -53,6 +54,8 @@ pub struct Shared {
     pub connections: TaskTracker,
     /// Fired once at shutdown.
     pub shutdown: CancellationToken,
+    /// The one timer every WebSocket connection's heartbeat waits on.
+    pub heartbeat: Arc<Heartbeat>,
     /// Cross-node fan-out, when Redis is configured.
     pub bus: Option<RedisBus>,
     /// Open WebSocket connections, per node and per user.

@@ -14,18 +14,22 @@ use std::time::{Duration, Instant};
 
 use apogee_protocol::client::MAX_FRAME_BYTES;
 use apogee_protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame, close, parse_client_frame};
-use apogee_store::UserKey;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tungstenite::Message;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use crate::admission::{ConnectionSlot, Refused};
 use crate::http_error::ApiError;
-use crate::hub::{Replay, Subscription};
+use crate::hub::{Delivered, Replay, Subscription};
 use crate::metrics::{CodeLabels, SourceLabels};
 use crate::session::{PendingRun, SessionError, UserSession};
 use crate::state::AppState;
@@ -50,15 +54,130 @@ const READ_BUFFER: usize = 256;
 /// Longest wait scheduled for a token's expiry (ten years).
 const MAX_EXPIRY_WAIT_SECS: i64 = 10 * 365 * 24 * 3600;
 
+/// The most bytes of queued event frames written at once: a burst (a replay, events queued
+/// while the previous write went out) goes out in writes of about this size, each one
+/// syscall, and the buffer is freed once written.
+const BURST_BYTES: usize = 64 * 1024;
+
+/// The upgraded connection: tokio-tungstenite's codec over hyper's upgraded socket.
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// The codec's settings. Every open connection keeps its read buffer for its whole life, and
+/// it is also the most one read takes in: client frames are small (a message, a ping), and a
+/// larger one is read in several (the codec reserves its full length once its header is in).
+/// Messages go out at once (no write buffer kept): event bursts are written by [`Link`]
+/// itself, one buffer per burst.
+fn codec_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(Some(CODEC_MAX_MESSAGE))
+        .max_frame_size(Some(CODEC_MAX_MESSAGE))
+}
+
+/// Checks an HTTP/1.1 WebSocket upgrade request (RFC 6455 §4.2.1) and returns the
+/// `Sec-WebSocket-Accept` value and whether the client offered Apogee's subprotocol; or the
+/// status and message for a request that is not one (axum's own answers to such requests).
+fn check_upgrade(
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+) -> Result<(String, bool), (StatusCode, &'static str)> {
+    let bad = |message| Err((StatusCode::BAD_REQUEST, message));
+    if method != axum::http::Method::GET {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request method must be `GET`",
+        ));
+    }
+    let connection_upgrade = headers
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
+    if !connection_upgrade {
+        return bad("Connection header did not include 'upgrade'");
+    }
+    let eq = |name: header::HeaderName, value: &str| {
+        headers
+            .get(name)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
+    };
+    if !eq(header::UPGRADE, "websocket") {
+        return bad("`Upgrade` header did not include 'websocket'");
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return bad("`Sec-WebSocket-Key` header missing");
+    };
+    if !eq(header::SEC_WEBSOCKET_VERSION, "13") {
+        return bad("`Sec-WebSocket-Version` header did not include '13'");
+    }
+    let subprotocol = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|p| p.trim_ascii() == apogee_protocol::SUBPROTOCOL.as_bytes());
+    Ok((
+        tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        subprotocol,
+    ))
+}
+
+/// The 101 answer that completes the upgrade.
+fn switching_protocols(accept: String, subprotocol: bool) -> Response {
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if subprotocol {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(apogee_protocol::SUBPROTOCOL),
+        );
+    }
+    response
+}
+
+/// Appends one unfragmented, unmasked text frame (a server's, RFC 6455 §5.2) to `out`.
+fn encode_text(out: &mut Vec<u8>, payload: &str) {
+    let len = payload.len();
+    out.push(0x81); // FIN, text
+    if len < 126 {
+        out.push(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(126);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(payload.as_bytes());
+}
+
 /// The handshake. Authentication runs before the upgrade is accepted, so a bad credential is a
-/// plain HTTP answer (401, or 429 for an address with too many recent failures).
+/// plain HTTP answer (401, or 429 for an address with too many recent failures). The upgrade
+/// is hyper's and the codec tokio-tungstenite's, with no wrapper between them: each open
+/// connection's task is its own future and nothing else.
 pub async fn upgrade(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut req: Request,
 ) -> Response {
+    let (accept, subprotocol) = match check_upgrade(req.method(), req.headers()) {
+        Ok(checked) => checked,
+        Err(refused) => return refused.into_response(),
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket request couldn't be upgraded since no upgrade state was present",
+        )
+            .into_response();
+    };
+    let headers: &HeaderMap = req.headers();
     // Checked first, so a malformed request never spends a single-use ticket.
     let last_seq = match query.get("last_seq").map(|v| v.parse::<u64>()) {
         None => None,
@@ -79,7 +198,7 @@ pub async fn upgrade(
         }
         .into_response();
     }
-    let identity = match app.auth.authenticate_ws(&headers, &query).await {
+    let identity = match app.auth.authenticate_ws(headers, &query).await {
         Ok(id) => id,
         Err(e) => {
             if e.is_client_error() {
@@ -90,11 +209,8 @@ pub async fn upgrade(
             return ApiError::from(e).into_response();
         }
     };
-    let user = UserKey {
-        org_id: identity.org_id().to_string(),
-        user_id: identity.user_id().to_string(),
-    };
-    let slot = match app.admission.admit(&user) {
+    let user = identity.key();
+    let slot = match app.admission.admit(user) {
         Ok(slot) => slot,
         Err(Refused::NodeFull) => {
             app.metrics.connections_refused.inc();
@@ -115,7 +231,7 @@ pub async fn upgrade(
         }
     };
     // Before the stream's head is read: an alert fired from now on is in this user's stream.
-    app.budgets.member_seen(&user).await;
+    app.budgets.member_seen(user).await;
     let session = app.sessions.open(&identity);
     let tasks = app.connections.clone();
     let conn = Box::new(Connection {
@@ -124,23 +240,26 @@ pub async fn upgrade(
         last_seq,
         _slot: slot,
     });
-    ws.protocols([apogee_protocol::SUBPROTOCOL])
-        // Every open connection keeps this buffer for its whole life, and it is also the most
-        // one read takes in: client frames are small (a message, a ping), and a larger one
-        // is read in several (the codec reserves its full length once its header is in).
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(256 * 1024)
-        .max_message_size(CODEC_MAX_MESSAGE)
-        .max_frame_size(CODEC_MAX_MESSAGE)
-        .on_upgrade(move |socket| {
-            let identity = conn.session.identity();
-            let span =
-                tracing::info_span!("ws", user = %identity.user_id(), org = %identity.org_id());
-            tasks
-                .track_future(serve_connection(socket, conn))
-                .instrument(span)
-        })
+    let span = tracing::info_span!("ws", user = %identity.user_id(), org = %identity.org_id());
+    tokio::spawn(
+        tasks.track_future(
+            async move {
+                // The client went away before the 101 reached it: nothing to serve.
+                let Ok(upgraded) = on_upgrade.await else {
+                    return;
+                };
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(codec_config()),
+                )
+                .await;
+                serve_connection(socket, conn).await;
+            }
+            .instrument(span),
+        ),
+    );
+    switching_protocols(accept, subprotocol)
 }
 
 /// What a connection holds for its whole life, boxed once: the upgrade's future and the
@@ -207,7 +326,7 @@ impl Handled {
 /// cancellations); every step that does work (start-up and replay, sending a frame, handling
 /// a client frame, closing) is boxed, so the task of an idle connection is sized for waiting,
 /// not for working.
-async fn serve_connection(socket: WebSocket, conn: Box<Connection>) {
+async fn serve_connection(socket: Socket, conn: Box<Connection>) {
     let Connection {
         session,
         app,
@@ -225,6 +344,7 @@ async fn serve_connection(socket: WebSocket, conn: Box<Connection>) {
         last_seen_ms: 0,
         errors_in_window: 0,
         window_start: Instant::now(),
+        unsent: Vec::new(),
     };
     let mut handling: Handling<'_> = None;
     let end = link.run(connection_id, *last_seq, &mut handling).await;
@@ -244,7 +364,7 @@ async fn serve_connection(socket: WebSocket, conn: Box<Connection>) {
 /// replay, live events, answers to client frames (an ack before the events it caused),
 /// heartbeats and every close the server initiates; reads and handles client frames.
 struct Link<'a> {
-    socket: WebSocket,
+    socket: Socket,
     app: &'a AppState,
     session: &'a UserSession,
     started: Instant,
@@ -252,6 +372,9 @@ struct Link<'a> {
     last_seen_ms: u64,
     errors_in_window: u32,
     window_start: Instant,
+    /// What is left of a burst whose write was cut short (too slow, shutdown): written before
+    /// the close frame, so the client never gets half a frame. Empty (no allocation) otherwise.
+    unsent: Vec<u8>,
 }
 
 impl<'a> Link<'a> {
@@ -274,6 +397,62 @@ impl<'a> Link<'a> {
         }
     }
 
+    /// Writes encoded text frames (a burst: a replay, or events queued meanwhile) in one
+    /// write, under the same bounds as [`Self::send`]. Boxed, as sends are.
+    async fn write_frames(
+        &mut self,
+        frames: Vec<u8>,
+        too_slow: &CancellationToken,
+    ) -> Result<(), End> {
+        self.unsent = frames;
+        let shutdown = &self.app.shutdown;
+        Box::pin(async {
+            tokio::select! {
+                r = tokio::time::timeout(SEND_TIMEOUT, self.write_unsent()) => match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(())) => Err(End::Drop),
+                    Err(_) => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
+                },
+                _ = too_slow.cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
+                _ = shutdown.cancelled() => Err(End::Close(close::SERVICE_RESTART, close::reason::RESTARTING)),
+            }
+        })
+        .await
+    }
+
+    /// Writes `unsent` straight to the socket, after whatever the codec still holds (so
+    /// frames keep their order); cancel-safe: what was written is taken off as it goes.
+    async fn write_unsent(&mut self) -> Result<(), ()> {
+        self.socket.flush().await.map_err(|_| ())?;
+        while !self.unsent.is_empty() {
+            match self.socket.get_mut().write(&self.unsent).await {
+                Ok(0) | Err(_) => return Err(()),
+                Ok(n) => {
+                    self.unsent.drain(..n);
+                }
+            }
+        }
+        self.unsent = Vec::new();
+        self.socket.get_mut().flush().await.map_err(|_| ())
+    }
+
+    /// Sends `first` and whatever else is queued already, up to [`BURST_BYTES`] a write.
+    async fn send_events(
+        &mut self,
+        first: Delivered,
+        rx: &mut crate::queue::Receiver<Delivered>,
+        too_slow: &CancellationToken,
+    ) -> Result<(), End> {
+        let mut frames = Vec::new();
+        encode_text(&mut frames, first.frame.as_str());
+        while frames.len() < BURST_BYTES
+            && let Some(ev) = rx.try_pop()
+        {
+            encode_text(&mut frames, ev.frame.as_str());
+        }
+        self.write_frames(frames, too_slow).await
+    }
+
     /// Serves the connection until it must end, and says how. A client frame still being
     /// handled then is left in `handling` for the caller to finish.
     async fn run(
@@ -289,10 +468,9 @@ impl<'a> Link<'a> {
             Err(end) => return end,
         };
         let too_slow = sub.too_slow.clone();
-        let hb = Duration::from_millis(self.app.config.heartbeat_ms);
-        // A timer in the future itself rather than an `Interval`, which boxes its own.
-        let heartbeat = tokio::time::sleep(hb);
-        tokio::pin!(heartbeat);
+        // The node's one heartbeat timer, not one per connection.
+        let hb = self.app.heartbeat.period();
+        let mut beat = self.app.heartbeat.join();
         // Boxed, and allocated only for a credential that expires.
         let mut token_expired: Pin<Box<dyn Future<Output = ()> + Send>> =
             match self.session.identity().expires_at() {
@@ -327,7 +505,7 @@ impl<'a> Link<'a> {
                 // at once rather than send what was still queued.
                 ev = poll_fn(|cx| sub.rx.poll_pop(cx)) => match ev {
                     _ if too_slow.is_cancelled() => Err(End::Close(close::TRY_AGAIN_LATER, close::reason::TOO_SLOW)),
-                    Some(ev) => self.send(Message::Text(ev.frame), &too_slow).await,
+                    Some(ev) => self.send_events(ev, &mut sub.rx, &too_slow).await,
                     None => Err(End::Close(close::INTERNAL_ERROR, "stream closed")),
                 },
                 msg = self.socket.next(), if handling.is_none() => match msg {
@@ -345,8 +523,7 @@ impl<'a> Link<'a> {
                         }
                     }
                 },
-                () = &mut heartbeat => {
-                    heartbeat.as_mut().reset(tokio::time::Instant::now() + hb);
+                () = poll_fn(|cx| beat.poll_tick(cx)) => {
                     let silent = self.started.elapsed().saturating_sub(Duration::from_millis(self.last_seen_ms));
                     if silent > hb * 2 {
                         tracing::info!("dropping a silent connection");
@@ -428,36 +605,54 @@ impl<'a> Link<'a> {
             resync_required: resync,
         };
         let too_slow = sub.too_slow.clone();
-        self.send(Message::Text(ready.to_json().into()), &too_slow)
-            .await?;
+        // `connection_ready` and the replay go out in writes of up to `BURST_BYTES`, not one
+        // write per frame.
+        let mut frames = Vec::new();
+        encode_text(&mut frames, &ready.to_json());
         match replay {
             Replay::Memory(events) => {
                 for e in events {
-                    self.send(Message::Text(e.frame), &too_slow).await?;
+                    if frames.len() >= BURST_BYTES {
+                        self.write_frames(std::mem::take(&mut frames), &too_slow)
+                            .await?;
+                    }
+                    encode_text(&mut frames, e.frame.as_str());
                 }
             }
             Replay::Store { mut after } => {
                 while after < head {
                     let upto = (after + REPLAY_PAGE).min(head);
                     for e in self.session.replay(after, upto).await.map_err(internal)? {
-                        self.send(Message::Text(e.payload.into()), &too_slow)
-                            .await?;
+                        if frames.len() >= BURST_BYTES {
+                            self.write_frames(std::mem::take(&mut frames), &too_slow)
+                                .await?;
+                        }
+                        encode_text(&mut frames, &e.payload);
                     }
                     after = upto;
                 }
             }
             Replay::None | Replay::Resync => {}
         }
+        self.write_frames(frames, &too_slow).await?;
         Ok(sub)
     }
 
     /// Ends the connection: its close code, or whatever the codec still holds (its answer
     /// to a close frame), each sent if it can be within [`CLOSE_TIMEOUT`].
     async fn finish(mut self, end: End) {
+        // The rest of a burst cut short goes first: a close after half a frame would be
+        // garbage to the client.
+        if !self.unsent.is_empty() {
+            match tokio::time::timeout(CLOSE_TIMEOUT, self.write_unsent()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(())) | Err(_) => return,
+            }
+        }
         match end {
             End::Close(code, reason) => {
                 let frame = CloseFrame {
-                    code,
+                    code: CloseCode::from(code),
                     reason: reason.into(),
                 };
                 let _ = tokio::time::timeout(
@@ -532,7 +727,8 @@ fn classify(msg: Message) -> Result<Option<ClientFrame>, Answer> {
             "binary frames are not supported",
         ))),
         Message::Close(_) => Err(Err(End::PeerClosed)),
-        Message::Ping(_) | Message::Pong(_) => Ok(None),
+        // Raw frames are never read whole.
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(None),
     }
 }
 
@@ -631,13 +827,9 @@ fn session_error(e: SessionError, client_msg_id: Option<String>) -> (FrameError,
 
 /// A read error: the close code RFC 6455 §7.4.1 gives its cause, or `Drop` when the peer is
 /// simply gone (nothing can be sent then).
-fn read_error(e: &axum::Error) -> End {
-    use std::error::Error as _;
+fn read_error(e: &tungstenite::Error) -> End {
     use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-    let Some(ws) = e.source().and_then(|s| s.downcast_ref::<WsError>()) else {
-        return End::Drop;
-    };
-    match ws {
+    match e {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
             End::Close(close::MESSAGE_TOO_BIG, "frame larger than 64 KiB")
         }
@@ -667,6 +859,71 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_upgrade_is_checked_as_rfc_6455_says_and_offers_our_subprotocol_only_if_asked() {
+        use axum::http::Method;
+        let request = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(*name, HeaderValue::from_static(value));
+            }
+            headers
+        };
+        let good = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ];
+        // RFC 6455 §1.3's example.
+        assert_eq!(
+            check_upgrade(&Method::GET, &request(&good)),
+            Ok(("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".to_string(), false))
+        );
+        let mut offered = good.to_vec();
+        offered.push(("sec-websocket-protocol", "chat, apogee.v1"));
+        assert_eq!(apogee_protocol::SUBPROTOCOL, "apogee.v1");
+        assert_eq!(
+            check_upgrade(&Method::GET, &request(&offered)).map(|(_, p)| p),
+            Ok(true)
+        );
+        assert_eq!(
+            check_upgrade(&Method::POST, &request(&good)).map_err(|(s, _)| s),
+            Err(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        for missing in 0..good.len() {
+            let mut partial = good.to_vec();
+            partial.remove(missing);
+            assert_eq!(
+                check_upgrade(&Method::GET, &request(&partial)).map_err(|(s, _)| s),
+                Err(StatusCode::BAD_REQUEST),
+                "without {}",
+                good[missing].0
+            );
+        }
+    }
+
+    #[test]
+    fn a_burst_is_the_frames_tungstenite_would_write_one_by_one() {
+        use tungstenite::protocol::frame::Frame;
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        // Each length form of RFC 6455 §5.2: 7 bits, 16 bits, 64 bits.
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+            let payload = "é".repeat(len / 2) + &"x".repeat(len % 2);
+            let mut ours = Vec::new();
+            encode_text(&mut ours, &payload);
+            let mut theirs = Vec::new();
+            Frame::message(payload.clone(), OpCode::Data(Data::Text), true)
+                .format(&mut theirs)
+                .expect("format into a Vec");
+            assert_eq!(ours, theirs, "payload of {} bytes", payload.len());
+        }
+        let mut two = Vec::new();
+        encode_text(&mut two, "a");
+        encode_text(&mut two, "bc");
+        assert_eq!(two, [0x81, 1, b'a', 0x81, 2, b'b', b'c']);
+    }
+
+    #[test]
     fn only_frames_the_client_got_wrong_count_towards_1008() {
         assert!(counts_as_abuse(ErrorCode::BadRequest));
         assert!(counts_as_abuse(ErrorCode::UnknownType));
@@ -679,7 +936,7 @@ mod tests {
     #[test]
     fn read_errors_close_with_the_code_of_their_cause() {
         use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-        let code = |e: WsError| match read_error(&axum::Error::new(e)) {
+        let code = |e: WsError| match read_error(&e) {
             End::Close(code, _) => Some(code),
             End::Drop | End::PeerClosed => None,
         };

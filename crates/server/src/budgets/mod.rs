@@ -73,7 +73,8 @@ pub struct Budgets {
     /// Orgs whose usage changed since their last evaluation.
     dirty: Mutex<HashSet<String>>,
     wake: Notify,
-    seen: Mutex<HashSet<UserKey>>,
+    /// Shares each user's key with their identity (one copy per user).
+    seen: Mutex<HashSet<Arc<UserKey>>>,
     /// Each budget revision's daily run rate, with the UTC day and when it was read: the
     /// forecast check at every ingest batch then costs no query.
     rates: Mutex<HashMap<BudgetRevision, RateRead>>,
@@ -110,7 +111,7 @@ impl Budgets {
 
     /// Records `user` as a member of its org, once per node; a failure is logged, not fatal
     /// (the next connection tries again).
-    pub async fn member_seen(&self, user: &UserKey) {
+    pub async fn member_seen(&self, user: &Arc<UserKey>) {
         if lock(&self.seen).contains(user) {
             return;
         }
@@ -124,7 +125,7 @@ impl Budgets {
                 if seen.len() >= SEEN_CACHE {
                     seen.clear();
                 }
-                seen.insert(user.clone());
+                seen.insert(Arc::clone(user));
             }
             Err(e) => tracing::warn!(error = %e, "could not record an org member"),
         }

@@ -6,6 +6,7 @@
 //! `UserStream`'s `Drop`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apogee_store::UserKey;
@@ -45,9 +46,9 @@ struct Entry {
 /// The snapshots, by user and in order of departure.
 pub(super) struct Kept {
     limits: GraceLimits,
-    by_user: HashMap<UserKey, Entry>,
+    by_user: HashMap<Arc<UserKey>, Entry>,
     /// Departure stamps, oldest first: eviction and expiry take from the front.
-    order: BTreeMap<u64, UserKey>,
+    order: BTreeMap<u64, Arc<UserKey>>,
     next_stamp: u64,
     bytes: usize,
 }
@@ -66,7 +67,12 @@ impl Kept {
     /// Keeps `snapshot` as `key`'s (replacing any older one), evicting the oldest departures
     /// until the whole fits the byte budget. Returns what was let go (the caller drops it
     /// outside its lock) and how many snapshots were evicted for room.
-    pub fn keep(&mut self, key: UserKey, snapshot: Snapshot, now: Instant) -> (Vec<Snapshot>, u64) {
+    pub fn keep(
+        &mut self,
+        key: Arc<UserKey>,
+        snapshot: Snapshot,
+        now: Instant,
+    ) -> (Vec<Snapshot>, u64) {
         let mut gone: Vec<Snapshot> = self.forget(&key).into_iter().collect();
         gone.extend(self.expire(now));
         let bytes = charge(&key, &snapshot);
@@ -86,7 +92,7 @@ impl Kept {
         }
         let stamp = self.next_stamp;
         self.next_stamp += 1;
-        self.order.insert(stamp, key.clone());
+        self.order.insert(stamp, Arc::clone(&key));
         self.bytes += bytes;
         self.by_user.insert(
             key,
@@ -162,11 +168,11 @@ mod tests {
     use super::*;
     use axum::extract::ws::Utf8Bytes;
 
-    fn user(n: usize) -> UserKey {
-        UserKey {
+    fn user(n: usize) -> Arc<UserKey> {
+        Arc::new(UserKey {
             org_id: "org".into(),
             user_id: format!("u{n}"),
-        }
+        })
     }
 
     /// A snapshot ending at `delivered` with `events` frames of `size` bytes.

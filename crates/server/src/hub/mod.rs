@@ -116,7 +116,8 @@ impl Drop for Subscription {
 }
 
 pub struct UserStream {
-    key: UserKey,
+    /// Shared with the hub's map and the user's identity.
+    key: Arc<UserKey>,
     store: Store,
     metrics: Arc<Metrics>,
     limits: StreamLimits,
@@ -178,7 +179,7 @@ impl Drop for UserStream {
                     let (dropped, evicted) =
                         streams
                             .kept
-                            .keep(self.key.clone(), snapshot, Instant::now());
+                            .keep(Arc::clone(&self.key), snapshot, Instant::now());
                     self.metrics.streams_kept_evicted.inc_by(evicted);
                     gone = dropped;
                 }
@@ -193,7 +194,7 @@ impl Drop for UserStream {
 }
 
 impl UserStream {
-    pub fn key(&self) -> &UserKey {
+    pub fn key(&self) -> &Arc<UserKey> {
         &self.key
     }
 
@@ -236,7 +237,7 @@ impl UserStream {
             body,
         };
         let new = NewEvent {
-            user: self.key.clone(),
+            user: UserKey::clone(&self.key),
             run_id: run_id.map(str::to_string),
             thread_id: thread_id.to_string(),
             ts_ms: now.timestamp_millis(),
@@ -517,7 +518,7 @@ pub struct Hub {
 
 struct Streams {
     /// The newest stream of each user, alive or ending.
-    by_user: HashMap<UserKey, Weak<UserStream>>,
+    by_user: HashMap<Arc<UserKey>, Weak<UserStream>>,
     /// Size at which dead entries are swept next; doubling keeps sweeps amortised O(1).
     sweep_at: usize,
     /// Snapshots of streams whose user left, for the grace.
@@ -660,7 +661,7 @@ impl Hub {
         let streams: HashMap<UserKey, Arc<UserStream>> = alive
             .into_iter()
             .filter(|s| s.joined.load(Ordering::Acquire))
-            .map(|s| (s.key.clone(), s))
+            .map(|s| (UserKey::clone(&s.key), s))
             .collect();
         if streams.is_empty() {
             return;
@@ -678,7 +679,8 @@ impl Hub {
         }
     }
 
-    pub(crate) fn stream(&self, key: &UserKey) -> Arc<UserStream> {
+    /// The user's stream on this node, made if none is alive; it and the hub's map share `key`.
+    pub(crate) fn stream(&self, key: &Arc<UserKey>) -> Arc<UserStream> {
         let mut streams = lock(&self.streams);
         if let Some(s) = streams.by_user.get(key).and_then(Weak::upgrade) {
             return s;
@@ -695,7 +697,7 @@ impl Hub {
             None => Fanout::new(self.limits.replay_buffer),
         };
         let s = Arc::new(UserStream {
-            key: key.clone(),
+            key: Arc::clone(key),
             store: self.store.clone(),
             metrics: Arc::clone(&self.metrics),
             limits: self.limits,
@@ -714,7 +716,7 @@ impl Hub {
             streams: Arc::clone(&self.streams),
             sole_writer: self.bus.is_none() && self.store.backend() == Backend::Sqlite,
         });
-        streams.by_user.insert(key.clone(), Arc::downgrade(&s));
+        streams.by_user.insert(Arc::clone(key), Arc::downgrade(&s));
         s
     }
 }

@@ -121,11 +121,11 @@ fn from_memory(sub: &Subscription) -> Vec<u64> {
     }
 }
 
-fn user(name: &str) -> UserKey {
-    UserKey {
+fn user(name: &str) -> Arc<UserKey> {
+    Arc::new(UserKey {
         org_id: "org".into(),
         user_id: name.into(),
-    }
+    })
 }
 
 /// Appends an event to `key`'s stream the way another node does: straight to the store.
@@ -229,9 +229,9 @@ async fn the_hub_publishes_what_it_stored_and_follows_its_users_while_they_are_h
     assert_eq!(
         s.bus.calls(),
         [
-            Call::Subscribe(key.clone()),
-            Call::Publish(key.clone(), seq),
-            Call::Unsubscribe(key.clone()),
+            Call::Subscribe(UserKey::clone(&key)),
+            Call::Publish(UserKey::clone(&key), seq),
+            Call::Unsubscribe(UserKey::clone(&key)),
         ]
     );
 }
@@ -376,7 +376,7 @@ async fn a_refused_write_is_reported_and_leaves_no_gap() {
 
 /// Publishes `n` events on `key`'s stream (through a subscriber of its own, so the stream is
 /// held meanwhile), then lets go of it; returns the last seq.
-async fn left_after(hub: &Hub, key: &UserKey, n: usize) -> u64 {
+async fn left_after(hub: &Hub, key: &Arc<UserKey>, n: usize) -> u64 {
     let stream = hub.stream(key);
     let mut sub = stream.subscribe(1, 64, None).await.expect("subscribe");
     let mut last = 0;
@@ -442,7 +442,7 @@ async fn a_kept_stream_reads_what_other_nodes_stored_while_nobody_here_followed(
     assert_eq!(s.metrics.streams_kept.get(), 1);
     assert_eq!(
         s.bus.calls().last(),
-        Some(&Call::Unsubscribe(key.clone())),
+        Some(&Call::Unsubscribe(UserKey::clone(&key))),
         "no longer followed on the bus"
     );
     // Another node serves the user meanwhile; nothing of it reaches this one.
