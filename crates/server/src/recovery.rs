@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use apogee_protocol::{AgentStatus, EventBody, SUPERVISOR_AGENT, StreamEvent, ToolStatus};
-use apogee_store::{RunRow, Store, StoreError};
+use apogee_store::{RunRecord, RunRow, Store, StoreError};
 
 use crate::hub::{Hub, UserStream};
 
@@ -100,7 +100,13 @@ pub async fn close_claimed_run(store: &Store, hub: &Hub, run: &RunRow) -> Result
         "interrupted: the server stopped before this run finished",
     )
     .await?;
-    store.finish_run(&run.id, "interrupted", &ended_at).await?;
+    let end = RunRecord::End {
+        run_id: run.id.clone(),
+        status: "interrupted".into(),
+        ended_at,
+        plan: None,
+    };
+    store.record_run(&run.user, end).await?;
     tracing::warn!(run_id = %run.id, "closed a run interrupted by a server stop");
     Ok(())
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use apogee_agents::{OrgBudgets, RunContext};
 use apogee_analytics::{OrgUsageQueries, PriceCatalog};
 use apogee_protocol::AgentStatus;
-use apogee_store::{Store, UserKey};
+use apogee_store::{RunRecord, Store, UserKey};
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -258,9 +258,10 @@ impl RunRegistry {
         // Every step's event stored (and sent) before the run is recorded as ended; a write
         // that failed breaks the run as a failed step would.
         let flushed = sink.flush().await;
-        if let Ok(o) = &outcome {
-            record_thread_plan(&spec.store, &spec.run_id, o.thread_plan.as_ref()).await;
-        }
+        let plan = match &outcome {
+            Ok(o) => thread_plan_json(&spec.run_id, o.thread_plan.as_ref()),
+            Err(_) => None,
+        };
         let ended_at = apogee_protocol::time::record_time(chrono::Utc::now());
         // A panic, or a sink failure (the stream could not be written), leaves steps open:
         // close them so every start keeps its end.
@@ -292,7 +293,15 @@ impl RunRegistry {
         } else {
             status
         };
-        if let Err(e) = spec.store.finish_run(&spec.run_id, status, &ended_at).await {
+        // The end (with the plan) goes into the committer's next batch, after the run's events:
+        // no transaction of its own, and a run recorded as ended has all its events stored.
+        let end = RunRecord::End {
+            run_id: spec.run_id.clone(),
+            status: status.to_string(),
+            ended_at,
+            plan,
+        };
+        if let Err(e) = spec.store.record_run(spec.stream.key(), end).await {
             tracing::error!(run_id = %spec.run_id, error = %e, "could not record the end of a run");
         }
         status
@@ -390,19 +399,11 @@ async fn thread_history(spec: &RunSpec) -> Vec<apogee_agents::Turn> {
     turns
 }
 
-/// Records the plan the next question of the run's thread refines.
-async fn record_thread_plan(
-    store: &Store,
-    run_id: &str,
-    plan: Option<&apogee_agents::QuestionPlan>,
-) {
-    let Some(plan) = plan else { return };
-    let Ok(json) = serde_json::to_string(plan) else {
-        return;
-    };
-    if let Err(e) = store.set_run_plan(run_id, &json).await {
-        tracing::warn!(%run_id, error = %e, "could not record the run's plan");
-    }
+/// The plan the next question of the run's thread refines, as recorded with the run's end.
+fn thread_plan_json(run_id: &str, plan: Option<&apogee_agents::QuestionPlan>) -> Option<String> {
+    serde_json::to_string(plan?)
+        .inspect_err(|e| tracing::warn!(%run_id, error = %e, "could not record the run's plan"))
+        .ok()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use apogee_agents::{ASSISTANT_FEATURE, EventSink, LlmCall, SinkError};
 use apogee_analytics::{PriceCatalog, UsageRecord};
 use apogee_protocol::{EventBody, MessageInfo, Role};
-use apogee_store::{MessageRow, QueuedEvent, Store, StoreError};
+use apogee_store::{MessageRow, QueuedEvent, RunRecord, Store, StoreError};
 use async_trait::async_trait;
 
 use crate::hub::UserStream;
@@ -114,7 +114,10 @@ impl EventSink for StreamSink {
         Ok(())
     }
 
+    /// The answer is stored in the transaction of its `message_created` event (a row queued
+    /// with it, no commit of its own): never sent without being stored.
     async fn post_answer(&self, content: &str) -> Result<(), SinkError> {
+        self.settle().map_err(sink_error)?;
         let now = chrono::Utc::now();
         let row = MessageRow {
             id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
@@ -125,19 +128,30 @@ impl EventSink for StreamSink {
             run_id: Some(self.run_id.clone()),
             created_at: apogee_protocol::time::record_time(now),
         };
-        self.store
-            .add_assistant_message(self.stream.key(), &row, now.timestamp_millis())
+        let message = MessageInfo {
+            id: row.id.clone(),
+            role: Role::Assistant,
+            content: row.content.clone(),
+            created_at: row.created_at.clone(),
+            client_msg_id: None,
+            run_id: row.run_id.clone(),
+        };
+        let record = RunRecord::Answer {
+            message: row,
+            created_ms: now.timestamp_millis(),
+        };
+        let queued = self
+            .stream
+            .queue_with_record(
+                &self.thread_id,
+                &self.run_id,
+                EventBody::MessageCreated { message },
+                record,
+            )
             .await
             .map_err(sink_error)?;
-        let message = MessageInfo {
-            id: row.id,
-            role: Role::Assistant,
-            content: row.content,
-            created_at: row.created_at,
-            client_msg_id: None,
-            run_id: row.run_id,
-        };
-        self.emit(EventBody::MessageCreated { message }).await
+        crate::sync::lock(&self.queued).push_back(queued);
+        Ok(())
     }
 
     async fn record_llm_call(&self, call: &LlmCall) -> Result<(), SinkError> {

@@ -298,7 +298,7 @@ impl Store {
         claim: &AlertClaim,
         events: Vec<NewEvent>,
     ) -> Result<Option<Vec<StoredEvent>>, StoreError> {
-        append_claimed(&self.db, Some(claim), events).await
+        append_claimed(&self.db, Some(claim), events, Vec::new()).await
     }
 
     /// Records `user` as a member of its org (alerts reach members' streams); `true` when the

@@ -6,6 +6,13 @@
 //! PostgreSQL each node has its own committer, and `append_batch` keeps seqs contiguous across
 //! them.
 //!
+//! A run's own rows ([`RunRecord`]: its answer, its end) go through the same lanes: queued
+//! with an event (stored in the event's transaction) or alone ([`Committer::record`]), they
+//! are written in the batch that holds them, after the events their user queued before them,
+//! so a run pays no commit of its own for them and what a restart finds keeps their order (a
+//! run recorded as ended has all its events stored; an answer's `message_created` is never
+//! stored without the message).
+//!
 //! An append may carry a hook ([`Store::queue_event`](crate::Store::queue_event)): it is called
 //! on the committer's task right after the commit, in the order that user's appends were
 //! queued, before any later batch is stored. So a caller that queues a user's events in order
@@ -24,6 +31,7 @@ use std::hash::Hash;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::conversations::RunRecord;
 use crate::db::Db;
 use crate::events::{NewEvent, StoredEvent, append_batch};
 use crate::{StoreError, UserKey};
@@ -43,6 +51,17 @@ enum Done {
     Reply(Reply),
     /// Hand the stored event to the hook, then tell the caller its seq.
     Hook(StoredHook, oneshot::Sender<Result<u64, StoreError>>),
+    /// Tell the caller its record is stored (an append without an event).
+    Recorded(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// One item of a user's lane: an event, a run's row, or an event with its row (stored in the
+/// same transaction).
+struct Append {
+    user: UserKey,
+    event: Option<NewEvent>,
+    record: Option<RunRecord>,
+    done: Done,
 }
 
 /// An append the committer has taken: resolves once its event is stored (or its batch failed).
@@ -67,7 +86,7 @@ impl QueuedEvent {
 
 #[derive(Clone)]
 pub(crate) struct Committer {
-    tx: mpsc::UnboundedSender<(NewEvent, Done)>,
+    tx: mpsc::UnboundedSender<Append>,
 }
 
 impl Committer {
@@ -87,36 +106,68 @@ impl Committer {
         event: NewEvent,
         hook: StoredHook,
     ) -> Result<QueuedEvent, StoreError> {
+        self.queue_with(event, None, hook).await
+    }
+
+    /// [`Committer::queue`] with a run's row stored in the event's transaction.
+    pub(crate) async fn queue_with(
+        &self,
+        event: NewEvent,
+        record: Option<RunRecord>,
+        hook: StoredHook,
+    ) -> Result<QueuedEvent, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((event, Done::Hook(hook, reply)))
-            .map_err(|_| StoreError::Closed)?;
+        self.send(Append {
+            user: event.user.clone(),
+            event: Some(event),
+            record,
+            done: Done::Hook(hook, reply),
+        })?;
         Ok(QueuedEvent(answer))
     }
 
     pub(crate) async fn append(&self, event: NewEvent) -> Result<StoredEvent, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((event, Done::Reply(reply)))
-            .map_err(|_| StoreError::Closed)?;
+        self.send(Append {
+            user: event.user.clone(),
+            event: Some(event),
+            record: None,
+            done: Done::Reply(reply),
+        })?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores `record` in `user`'s lane (after the user's appends queued before it) and waits
+    /// for its batch to commit.
+    pub(crate) async fn record(&self, user: UserKey, record: RunRecord) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Append {
+            user,
+            event: None,
+            record: Some(record),
+            done: Done::Recorded(reply),
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn send(&self, append: Append) -> Result<(), StoreError> {
+        self.tx.send(append).map_err(|_| StoreError::Closed)
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<(NewEvent, Done)>) {
-    let mut lanes: Lanes<UserKey, (NewEvent, Done)> = Lanes::default();
+async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<Append>) {
+    let mut lanes: Lanes<UserKey, Append> = Lanes::default();
     loop {
         if lanes.is_empty() {
             match rx.recv().await {
-                Some(append) => lanes.push(append.0.user.clone(), append),
+                Some(append) => lanes.push(append.user.clone(), append),
                 // Every handle is gone and nothing is left to store.
                 None => break,
             }
         }
         // Everything that arrived while the last batch was being stored takes its turn now.
         while let Ok(append) = rx.try_recv() {
-            let user = append.0.user.clone();
-            lanes.push(user, append);
+            lanes.push(append.user.clone(), append);
         }
         store(&db, lanes.take(MAX_BATCH)).await;
     }
@@ -124,20 +175,39 @@ async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<(NewEvent, Done)>) {
 
 /// Stores one batch in one transaction, then answers each append (hooks first, in batch order,
 /// which is each user's queue order).
-async fn store(db: &Db, batch: Vec<(NewEvent, Done)>) {
-    let (events, done): (Vec<NewEvent>, Vec<Done>) = batch.into_iter().unzip();
-    match append_batch(db, events).await {
+async fn store(db: &Db, batch: Vec<Append>) {
+    let mut events = Vec::with_capacity(batch.len());
+    let mut records = Vec::new();
+    let mut done = Vec::with_capacity(batch.len());
+    for append in batch {
+        if let Some(record) = append.record {
+            records.push((append.user, record));
+        }
+        events.extend(append.event);
+        done.push(append.done);
+    }
+    match append_batch(db, events, records).await {
         Ok(stored) => {
-            for (done, event) in done.into_iter().zip(stored) {
+            // Every append but a record alone has an event, in batch order.
+            let mut stored = stored.into_iter();
+            for done in done {
                 match done {
+                    Done::Recorded(reply) => {
+                        let _ = reply.send(Ok(()));
+                    }
                     Done::Reply(reply) => {
-                        let _ = reply.send(Ok(event));
+                        let _ = reply.send(stored.next().ok_or_else(missing));
                     }
-                    Done::Hook(hook, reply) => {
-                        let seq = event.seq;
-                        hook(event);
-                        let _ = reply.send(Ok(seq));
-                    }
+                    Done::Hook(hook, reply) => match stored.next() {
+                        Some(event) => {
+                            let seq = event.seq;
+                            hook(event);
+                            let _ = reply.send(Ok(seq));
+                        }
+                        None => {
+                            let _ = reply.send(Err(missing()));
+                        }
+                    },
                 }
             }
         }
@@ -153,10 +223,18 @@ async fn store(db: &Db, batch: Vec<(NewEvent, Done)>) {
                     Done::Hook(_, reply) => {
                         let _ = reply.send(Err(error));
                     }
+                    Done::Recorded(reply) => {
+                        let _ = reply.send(Err(error));
+                    }
                 }
             }
         }
     }
+}
+
+/// An append with an event the batch did not answer with one (a bug, never a client's doing).
+fn missing() -> StoreError {
+    StoreError::Corrupt("a batch stored fewer events than it was given".into())
 }
 
 /// Waiting items in one FIFO lane per key, taken round-robin across keys.

@@ -63,6 +63,37 @@ pub struct RunRow {
     pub status: String,
 }
 
+/// A run's own row, written in the event committer's batches rather than in a transaction of
+/// its own ([`Store::queue_event_with_record`], [`Store::record_run`]): queued in its user's
+/// lane, it is stored in the same transaction as the events queued with or before it, so a
+/// run's rows keep their order relative to its events at no commit of their own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunRecord {
+    /// The run's answer, stored as an assistant message of the user's thread.
+    Answer {
+        message: MessageRow,
+        created_ms: i64,
+    },
+    /// How the run ended (`ok`, `error`, `cancelled`, `interrupted`), with the plan (JSON) the
+    /// next question of its thread refines when it has one.
+    End {
+        run_id: String,
+        status: String,
+        ended_at: String,
+        plan: Option<String>,
+    },
+}
+
+/// [`RunRecord::Answer`]'s statement. Placeholders appear in order: SQLite numbers `$N` names
+/// by first appearance, so positional binding through its own handle matches them.
+pub(crate) const INSERT_ASSISTANT_MESSAGE: &str = "INSERT INTO messages
+     (id, thread_id, org_id, user_id, role, content, client_msg_id, run_id, created_at, created_ms)
+     VALUES ($1, $2, $3, $4, 'assistant', $5, NULL, $6, $7, $8)";
+/// [`RunRecord::End`]'s statement (placeholders in order, as above); a run without a plan keeps
+/// any it had.
+pub(crate) const RECORD_RUN_END: &str =
+    "UPDATE runs SET status = $1, ended_at = $2, plan = COALESCE($3, plan) WHERE id = $4";
+
 fn message_row(r: &impl Cols) -> Result<MessageRow, sqlx::Error> {
     Ok(MessageRow {
         id: r.text("id")?,
@@ -230,32 +261,6 @@ impl Store {
         })
     }
 
-    /// Stores an assistant message produced by a run.
-    pub async fn add_assistant_message(
-        &self,
-        user: &UserKey,
-        message: &MessageRow,
-        created_ms: i64,
-    ) -> Result<(), StoreError> {
-        on_write!(&self.db, pool => {
-            sqlx::query(
-                "INSERT INTO messages (id, thread_id, org_id, user_id, role, content, client_msg_id, run_id, created_at, created_ms)
-                 VALUES ($1, $2, $3, $4, 'assistant', $5, NULL, $6, $7, $8)",
-            )
-            .bind(&message.id)
-            .bind(&message.thread_id)
-            .bind(&user.org_id)
-            .bind(&user.user_id)
-            .bind(&message.content)
-            .bind(&message.run_id)
-            .bind(&message.created_at)
-            .bind(created_ms)
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
-    }
-
     /// Records how a run ended (`ok`, `error`, `cancelled`, `interrupted`).
     pub async fn finish_run(
         &self,
@@ -401,4 +406,42 @@ impl Store {
             Ok(rows.iter().map(run_row).collect::<Result<_, _>>()?)
         })
     }
+}
+
+/// Writes a batch's run records through a SQLite connection's own handle, inside the
+/// committer's transaction (see `events::sqlite_append`).
+pub(crate) fn sqlite_write_records(
+    conn: &rusqlite::Connection,
+    records: &[(UserKey, RunRecord)],
+) -> Result<(), rusqlite::Error> {
+    for (user, record) in records {
+        match record {
+            RunRecord::Answer {
+                message,
+                created_ms,
+            } => {
+                conn.prepare_cached(INSERT_ASSISTANT_MESSAGE)?
+                    .execute(rusqlite::params![
+                        message.id,
+                        message.thread_id,
+                        user.org_id,
+                        user.user_id,
+                        message.content,
+                        message.run_id,
+                        message.created_at,
+                        created_ms,
+                    ])?;
+            }
+            RunRecord::End {
+                run_id,
+                status,
+                ended_at,
+                plan,
+            } => {
+                conn.prepare_cached(RECORD_RUN_END)?
+                    .execute(rusqlite::params![status, ended_at, plan, run_id])?;
+            }
+        }
+    }
+    Ok(())
 }

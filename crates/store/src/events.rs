@@ -7,6 +7,9 @@ use sqlx::QueryBuilder;
 
 use crate::budgets::{AlertClaim, CLAIM_ALERT};
 use crate::committer::QueuedEvent;
+use crate::conversations::{
+    INSERT_ASSISTANT_MESSAGE, RECORD_RUN_END, RunRecord, sqlite_write_records,
+};
 use crate::db::{Cols, Db, is_retryable, on_read, on_sqlite_handle, on_write, sqlite_error};
 use crate::webhooks::QUEUE_DELIVERIES;
 use crate::{Store, StoreError, UserKey};
@@ -81,12 +84,32 @@ impl Store {
         self.committer.queue(event, Box::new(on_stored)).await
     }
 
+    /// [`Store::queue_event`] with a row of the event's run stored in the same transaction (a
+    /// run's answer with its `message_created`): the event is never sent without its row.
+    pub async fn queue_event_with_record(
+        &self,
+        event: NewEvent,
+        record: RunRecord,
+        on_stored: impl FnOnce(StoredEvent) + Send + 'static,
+    ) -> Result<QueuedEvent, StoreError> {
+        self.committer
+            .queue_with(event, Some(record), Box::new(on_stored))
+            .await
+    }
+
+    /// Stores a row of one of `user`'s runs in the committer's next batch (after every event of
+    /// the user queued before it) and waits for that batch's commit: a run's end costs no
+    /// transaction of its own.
+    pub async fn record_run(&self, user: &UserKey, record: RunRecord) -> Result<(), StoreError> {
+        self.committer.record(user.clone(), record).await
+    }
+
     /// Appends many events (of any users) in one transaction, in order; see `append_batch`.
     pub async fn append_events(
         &self,
         events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        append_batch(&self.db, events).await
+        append_batch(&self.db, events, Vec::new()).await
     }
 
     /// The newest `seq` of the user's stream (0 when empty).
@@ -211,7 +234,8 @@ fn stored_event(r: &impl Cols) -> Result<StoredEvent, StoreError> {
 }
 
 /// Appends many events (of any users) in one transaction, in order: a group commit. Each
-/// user's events get that user's next seqs; all are stored, or none and no head moves.
+/// user's events get that user's next seqs; all are stored, or none and no head moves. The
+/// runs' `records` are written in the same transaction.
 ///
 /// Every head the batch needs is moved by its event count in one upsert, which row-locks the
 /// heads until commit: a writer on another node (PostgreSQL, READ COMMITTED) waits for them
@@ -222,13 +246,16 @@ fn stored_event(r: &impl Cols) -> Result<StoredEvent, StoreError> {
 pub(crate) async fn append_batch(
     db: &Db,
     events: Vec<NewEvent>,
+    records: Vec<(UserKey, RunRecord)>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    if events.is_empty() {
+    if events.is_empty() && records.is_empty() {
         return Ok(Vec::new());
     }
     match db {
-        Db::Sqlite { write, .. } => sqlite_append(write, events).await,
-        Db::Postgres(_) => Ok(append_claimed(db, None, events).await?.unwrap_or_default()),
+        Db::Sqlite { write, .. } => sqlite_append(write, events, records).await,
+        Db::Postgres(_) => Ok(append_claimed(db, None, events, records)
+            .await?
+            .unwrap_or_default()),
     }
 }
 
@@ -252,9 +279,15 @@ const SQLITE_INSERT_EVENT: &str = "INSERT INTO events
 async fn sqlite_append(
     write: &sqlx::SqlitePool,
     events: Vec<NewEvent>,
+    records: Vec<(UserKey, RunRecord)>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
-    let stored = on_sqlite_handle(&mut tx, |conn| sqlite_append_in_transaction(conn, events)).await;
+    let stored = on_sqlite_handle(&mut tx, |conn| {
+        let stored = sqlite_append_in_transaction(conn, events)?;
+        sqlite_write_records(conn, &records).map_err(|e| StoreError::Db(sqlite_error(e)))?;
+        Ok::<_, StoreError>(stored)
+    })
+    .await;
     // On an error `tx` is dropped unfinished: sqlx rolls it back, and no head moved.
     let stored = stored?;
     tx.commit().await?;
@@ -320,6 +353,7 @@ pub(crate) async fn append_claimed(
     db: &Db,
     claim: Option<&AlertClaim>,
     events: Vec<NewEvent>,
+    records: Vec<(UserKey, RunRecord)>,
 ) -> Result<Option<Vec<StoredEvent>>, StoreError> {
     // Events per user, keyed in lock order.
     let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
@@ -454,6 +488,32 @@ pub(crate) async fn append_claimed(
                     .into_iter()
                     .map(|(_, _, _, _, seq, payload)| StoredEvent { seq, payload }),
             );
+        }
+        for (user, record) in &records {
+            match record {
+                RunRecord::Answer { message, created_ms } => {
+                    sqlx::query(INSERT_ASSISTANT_MESSAGE)
+                        .bind(&message.id)
+                        .bind(&message.thread_id)
+                        .bind(&user.org_id)
+                        .bind(&user.user_id)
+                        .bind(&message.content)
+                        .bind(&message.run_id)
+                        .bind(&message.created_at)
+                        .bind(*created_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                RunRecord::End { run_id, status, ended_at, plan } => {
+                    sqlx::query(RECORD_RUN_END)
+                        .bind(status)
+                        .bind(ended_at)
+                        .bind(plan)
+                        .bind(run_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(Some(stored))

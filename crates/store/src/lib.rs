@@ -29,7 +29,9 @@ mod webhooks;
 
 pub use budgets::{AlertClaim, BudgetError, BudgetRow, FiredAlert};
 pub use committer::QueuedEvent;
-pub use conversations::{AckRecord, MessageRow, NewTurn, RunRow, ThreadRow, TurnOutcome};
+pub use conversations::{
+    AckRecord, MessageRow, NewTurn, RunRecord, RunRow, ThreadRow, TurnOutcome,
+};
 pub use db::Backend;
 pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};

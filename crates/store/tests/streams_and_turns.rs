@@ -246,3 +246,109 @@ async fn a_thread_hands_its_latest_plan_to_the_next_run() {
         assert_eq!(store.thread_plan(&alice, "th2", "r4").await.unwrap(), None);
     }
 }
+
+/// A run's answer is stored in its event's transaction and its end in the committer's next
+/// batch, after the events queued before it; neither costs a transaction of its own.
+#[tokio::test]
+async fn a_runs_answer_and_end_are_stored_in_the_event_batches() {
+    use apogee_store::{MessageRow, NewEvent, RunRecord};
+    for t in stores().await {
+        let store = t.store.clone();
+        let alice = user("alice");
+        let turn = NewTurn {
+            new_thread_title: Some("t".into()),
+            thread_id: "th1".into(),
+            message_id: "m1".into(),
+            run_id: "r1".into(),
+            client_msg_id: "c1".into(),
+            content: "q".into(),
+            created_at: "2026-11-25T00:00:01.000Z".into(),
+            created_ms: 1,
+            node_id: "n1".into(),
+        };
+        store.create_turn(&alice, &turn).await.unwrap();
+        let event = |n: u32| NewEvent {
+            user: alice.clone(),
+            run_id: Some("r1".into()),
+            thread_id: "th1".into(),
+            ts_ms: 2,
+            render: Box::new(move |seq| format!("{{\"seq\":{seq},\"n\":{n}}}")),
+        };
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let mut queued = Vec::new();
+        for n in 0..3 {
+            let seen_tx = seen_tx.clone();
+            queued.push(
+                store
+                    .queue_event(event(n), move |e| {
+                        let _ = seen_tx.send(e.seq);
+                    })
+                    .await
+                    .unwrap(),
+            );
+        }
+        let answer = RunRecord::Answer {
+            message: MessageRow {
+                id: "m2".into(),
+                thread_id: "th1".into(),
+                role: "assistant".into(),
+                content: "the answer".into(),
+                client_msg_id: None,
+                run_id: Some("r1".into()),
+                created_at: "2026-11-25T00:00:02.000Z".into(),
+            },
+            created_ms: 2,
+        };
+        let with_answer = store
+            .queue_event_with_record(event(3), answer, |_| {})
+            .await
+            .unwrap();
+        let end = RunRecord::End {
+            run_id: "r1".into(),
+            status: "ok".into(),
+            ended_at: "2026-11-25T00:00:03.000Z".into(),
+            plan: Some(r#"{"intent":"figure"}"#.into()),
+        };
+        // Waits for the end's batch, which comes after every event queued before it.
+        store.record_run(&alice, end).await.unwrap();
+        for mut q in queued {
+            assert!(q.try_stored().is_some_and(|r| r.is_ok()));
+        }
+        assert_eq!(with_answer.stored().await.unwrap(), 4);
+        drop(seen_tx);
+        let mut hooked = Vec::new();
+        while let Some(seq) = seen.recv().await {
+            hooked.push(seq);
+        }
+        assert_eq!(hooked, [1, 2, 3]);
+        let messages = store.thread_messages(&alice, "th1").await.unwrap().unwrap();
+        let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents, ["q", "the answer"]);
+        assert_eq!(messages[1].role, "assistant");
+        assert!(store.open_runs().await.unwrap().is_empty(), "r1 ended");
+        assert_eq!(
+            store
+                .thread_plan(&alice, "th1", "r2")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(r#"{"intent":"figure"}"#)
+        );
+        // An end without a plan keeps the one recorded.
+        let again = RunRecord::End {
+            run_id: "r1".into(),
+            status: "interrupted".into(),
+            ended_at: "2026-11-25T00:00:04.000Z".into(),
+            plan: None,
+        };
+        store.record_run(&alice, again).await.unwrap();
+        assert_eq!(
+            store
+                .thread_plan(&alice, "th1", "r2")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(r#"{"intent":"figure"}"#)
+        );
+    }
+}

@@ -28,7 +28,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use apogee_protocol::{EventBody, StreamEvent};
-use apogee_store::{Backend, NewEvent, QueuedEvent, Store, StoreError, StoredEvent, UserKey};
+use apogee_store::{
+    Backend, NewEvent, QueuedEvent, RunRecord, Store, StoreError, StoredEvent, UserKey,
+};
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -223,6 +225,29 @@ impl UserStream {
         run_id: Option<&str>,
         body: EventBody,
     ) -> Result<QueuedEvent, StoreError> {
+        self.queue_with(thread_id, run_id, body, None).await
+    }
+
+    /// [`UserStream::queue`] with a row of the event's run stored in the event's transaction
+    /// (a run's answer with its `message_created`).
+    pub async fn queue_with_record(
+        self: &Arc<Self>,
+        thread_id: &str,
+        run_id: &str,
+        body: EventBody,
+        record: RunRecord,
+    ) -> Result<QueuedEvent, StoreError> {
+        self.queue_with(thread_id, Some(run_id), body, Some(record))
+            .await
+    }
+
+    async fn queue_with(
+        self: &Arc<Self>,
+        thread_id: &str,
+        run_id: Option<&str>,
+        body: EventBody,
+        record: Option<RunRecord>,
+    ) -> Result<QueuedEvent, StoreError> {
         let permit = Arc::clone(&self.in_flight)
             .acquire_owned()
             .await
@@ -252,12 +277,18 @@ impl UserStream {
             }),
         };
         let stream = Arc::clone(self);
-        self.store
-            .queue_event(new, move |stored| {
-                stream.stored(kind, stored);
-                drop(permit);
-            })
-            .await
+        let on_stored = move |stored| {
+            stream.stored(kind, stored);
+            drop(permit);
+        };
+        match record {
+            Some(record) => {
+                self.store
+                    .queue_event_with_record(new, record, on_stored)
+                    .await
+            }
+            None => self.store.queue_event(new, on_stored).await,
+        }
     }
 
     /// An event of this node's just committed (called in `seq` order, on the committer's
