@@ -18,7 +18,7 @@
 //! rows with migrations 18's and 22's own statements: deletes are an operator's rare action,
 //! and a prompt's first call can only be found again in the raw rows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::db::{Cols, on_sqlite_handle, sqlite_error};
 use crate::rollup::hour_floor;
@@ -255,11 +255,14 @@ pub(crate) trait PromptStates {
         keys: &[(&str, &str)],
     ) -> Result<HashMap<PromptKey, PromptState>, sqlx::Error>;
 
-    /// Writes `states` (sorted by key: the order rows are locked in) whole.
+    /// Writes `states` (sorted by key: the order rows are locked in) whole; `stored` are the
+    /// keys [`PromptStates::read_states`] found (the others are new to the table, and no
+    /// other transaction adds them meanwhile: the org's data-version row lock is held).
     async fn write_states(
         &mut self,
         org_id: &str,
         states: &[(&PromptKey, &PromptState)],
+        stored: &HashSet<PromptKey>,
     ) -> Result<(), sqlx::Error>;
 }
 
@@ -298,6 +301,7 @@ impl PromptStates for sqlx::SqliteConnection {
         &mut self,
         org_id: &str,
         states: &[(&PromptKey, &PromptState)],
+        _stored: &HashSet<PromptKey>,
     ) -> Result<(), sqlx::Error> {
         on_sqlite_handle(self, |conn| {
             let mut write = conn
@@ -355,39 +359,53 @@ impl PromptStates for sqlx::PgConnection {
         rows.iter().map(read_state).collect()
     }
 
+    /// The prompts new to the table by a plain insert (nearly all of a batch's: most prompts
+    /// are seen once), the few stored before by the upsert.
     async fn write_states(
         &mut self,
         org_id: &str,
         states: &[(&PromptKey, &PromptState)],
+        stored: &HashSet<PromptKey>,
     ) -> Result<(), sqlx::Error> {
-        if states.is_empty() {
-            return Ok(());
-        }
-        fn col<'a, T>(
-            states: &[(&'a PromptKey, &'a PromptState)],
-            f: impl Fn(&'a PromptKey, &'a PromptState) -> T,
-        ) -> Vec<T> {
-            states.iter().map(|(k, s)| f(k, s)).collect()
-        }
-        let sql = format!(
-            "{STATE_UPSERT_HEAD} SELECT $1, u.* FROM UNNEST($2::text[], $3::text[], $4::int8[],
-             $5::int8[], $6::text[], $7::int8[], $8::int8[], $9::int8[]) AS u
-             {STATE_UPSERT_TAIL}"
-        );
-        sqlx::query(&sql)
-            .bind(org_id)
-            .bind(col(states, |(model, _), _| model.as_str()))
-            .bind(col(states, |(_, hash), _| hash.as_str()))
-            .bind(col(states, |_, s| s.count))
-            .bind(col(states, |_, s| lone_of(s).map(|c| c.ts_ms)))
-            .bind(col(states, |_, s| lone_of(s).map(|c| c.feature.as_str())))
-            .bind(col(states, |_, s| lone_of(s).map(|c| c.input_tokens)))
-            .bind(col(states, |_, s| lone_of(s).map(|c| c.output_tokens)))
-            .bind(col(states, |_, s| lone_of(s).and_then(|c| c.cost_nanos)))
-            .execute(&mut *self)
-            .await?;
-        Ok(())
+        let (seen, new): (Vec<_>, Vec<_>) = states.iter().partition(|(k, _)| stored.contains(*k));
+        pg_write_states(self, org_id, &new, "").await?;
+        pg_write_states(self, org_id, &seen, STATE_UPSERT_TAIL).await
     }
+}
+
+/// PostgreSQL's insert of `states` as column arrays, `tail` after it.
+async fn pg_write_states(
+    conn: &mut sqlx::PgConnection,
+    org_id: &str,
+    states: &[(&PromptKey, &PromptState)],
+    tail: &str,
+) -> Result<(), sqlx::Error> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    fn col<'a, T>(
+        states: &[(&'a PromptKey, &'a PromptState)],
+        f: impl Fn(&'a PromptKey, &'a PromptState) -> T,
+    ) -> Vec<T> {
+        states.iter().map(|(k, s)| f(k, s)).collect()
+    }
+    let sql = format!(
+        "{STATE_UPSERT_HEAD} SELECT $1, u.* FROM UNNEST($2::text[], $3::text[], $4::int8[],
+         $5::int8[], $6::text[], $7::int8[], $8::int8[], $9::int8[]) AS u {tail}"
+    );
+    sqlx::query(&sql)
+        .bind(org_id)
+        .bind(col(states, |(model, _), _| model.as_str()))
+        .bind(col(states, |(_, hash), _| hash.as_str()))
+        .bind(col(states, |_, s| s.count))
+        .bind(col(states, |_, s| lone_of(s).map(|c| c.ts_ms)))
+        .bind(col(states, |_, s| lone_of(s).map(|c| c.feature.as_str())))
+        .bind(col(states, |_, s| lone_of(s).map(|c| c.input_tokens)))
+        .bind(col(states, |_, s| lone_of(s).map(|c| c.output_tokens)))
+        .bind(col(states, |_, s| lone_of(s).and_then(|c| c.cost_nanos)))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 pub(crate) const REPEAT_UPSERT_HEAD: &str = "INSERT INTO usage_repeats_hourly (org_id, hour_ms,
@@ -524,10 +542,14 @@ macro_rules! apply_prompts {
             keys.dedup();
             let mut states =
                 $crate::prompt_repeats::PromptStates::read_states(&mut **tx, org_id, &keys).await?;
+            let stored: std::collections::HashSet<_> = states.keys().cloned().collect();
             let repeats = $crate::prompt_repeats::fold_calls(&mut states, calls)?;
             let mut touched: Vec<_> = states.iter().collect();
             touched.sort_by(|a, b| a.0.cmp(b.0));
-            $crate::prompt_repeats::PromptStates::write_states(&mut **tx, org_id, &touched).await?;
+            $crate::prompt_repeats::PromptStates::write_states(
+                &mut **tx, org_id, &touched, &stored,
+            )
+            .await?;
             use $crate::prompt_repeats::{daily_parts, hourly_sum};
             let hourly = repeats
                 .hourly
