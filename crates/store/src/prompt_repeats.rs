@@ -18,8 +18,9 @@
 //! rows with migrations 18's and 22's own statements: deletes are an operator's rare action,
 //! and a prompt's first call can only be found again in the raw rows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::db::{Cols, on_sqlite_handle, sqlite_error};
 use crate::rollup::hour_floor;
 use crate::summaries::day_floor;
 
@@ -165,7 +166,7 @@ impl Repeats {
 /// prompt's first call stays lone; its second moves the lone call into the repeat rows with
 /// itself; later calls are added as they come.
 pub(crate) fn fold_calls(
-    states: &mut HashMap<(String, String), PromptState>,
+    states: &mut HashMap<PromptKey, PromptState>,
     calls: &[PromptCall],
 ) -> Result<Repeats, sqlx::Error> {
     let mut repeats = Repeats::default();
@@ -192,24 +193,220 @@ pub(crate) fn fold_calls(
     Ok(repeats)
 }
 
-/// Prompts read or written per statement (2 binds each to read, 9 to write).
+/// Repeat rows written per statement (15 or 18 binds each).
 pub(crate) const KEYS_PER_STATEMENT: usize = 1_000;
 
-pub(crate) const READ_STATES: &str = "SELECT model, prompt_hash, row_count, lone_ts_ms,
-     lone_feature_key, lone_input_tokens, lone_output_tokens, lone_cost_nanos
-     FROM usage_prompts WHERE org_id = ";
+const STATE_COLUMNS: &str = "p.model, p.prompt_hash, p.row_count, p.lone_ts_ms,
+     p.lone_feature_key, p.lone_input_tokens, p.lone_output_tokens, p.lone_cost_nanos";
 
-pub(crate) const STATE_UPSERT_HEAD: &str = "INSERT INTO usage_prompts (org_id, model, prompt_hash,
+const STATE_UPSERT_HEAD: &str = "INSERT INTO usage_prompts (org_id, model, prompt_hash,
      row_count, lone_ts_ms, lone_feature_key, lone_input_tokens, lone_output_tokens,
      lone_cost_nanos) ";
 
 /// The new state is computed from the stored one read in the same transaction: written whole.
-pub(crate) const STATE_UPSERT_TAIL: &str = " ON CONFLICT (org_id, model, prompt_hash) DO UPDATE SET
+const STATE_UPSERT_TAIL: &str = " ON CONFLICT (org_id, model, prompt_hash) DO UPDATE SET
       row_count = excluded.row_count, lone_ts_ms = excluded.lone_ts_ms,
       lone_feature_key = excluded.lone_feature_key,
       lone_input_tokens = excluded.lone_input_tokens,
       lone_output_tokens = excluded.lone_output_tokens,
       lone_cost_nanos = excluded.lone_cost_nanos";
+
+/// A prompt's key in `usage_prompts` (model, prompt hash) and its state.
+pub(crate) type PromptKey = (String, String);
+
+/// A `usage_prompts` row read (columns in [`STATE_COLUMNS`]' order) as its key and state.
+fn read_state(r: &impl Cols) -> Result<(PromptKey, PromptState), sqlx::Error> {
+    let (model, hash) = (r.str_at(0)?.to_owned(), r.str_at(1)?.to_owned());
+    let lone = match r.opt_int_at(3)? {
+        Some(ts_ms) => Some(PromptCall {
+            model: model.clone(),
+            prompt_hash: hash.clone(),
+            ts_ms,
+            feature: r.opt_text("lone_feature_key")?.unwrap_or_default(),
+            input_tokens: r.opt_int_at(5)?.unwrap_or(0),
+            output_tokens: r.opt_int_at(6)?.unwrap_or(0),
+            cost_nanos: r.opt_int_at(7)?,
+        }),
+        None => None,
+    };
+    Ok((
+        (model, hash),
+        PromptState {
+            count: r.int_at(2)?,
+            lone,
+        },
+    ))
+}
+
+/// The stored lone call of a state written back (none once the prompt is seen twice).
+fn lone_of(s: &PromptState) -> Option<&PromptCall> {
+    s.lone.as_ref().filter(|_| s.count == 1)
+}
+
+/// The reads and writes of a batch's prompt states, per backend: each in as few statements as
+/// the backend allows (a batch touches about as many prompts as it has calls, so per-statement
+/// costs dominate otherwise).
+pub(crate) trait PromptStates {
+    /// The stored states of the prompts `keys` (sorted, distinct); prompts not stored yet are
+    /// absent.
+    async fn read_states(
+        &mut self,
+        org_id: &str,
+        keys: &[(&str, &str)],
+    ) -> Result<HashMap<PromptKey, PromptState>, sqlx::Error>;
+
+    /// Writes `states` (sorted by key: the order rows are locked in) whole; `stored` are the
+    /// keys [`PromptStates::read_states`] found (the others are new to the table, and no
+    /// other transaction adds them meanwhile: the org's data-version row lock is held).
+    async fn write_states(
+        &mut self,
+        org_id: &str,
+        states: &[(&PromptKey, &PromptState)],
+        stored: &HashSet<PromptKey>,
+    ) -> Result<(), sqlx::Error>;
+}
+
+/// On SQLite one prepared single-row statement stepped per prompt through the writer
+/// connection's own handle ([`on_sqlite_handle`]), inside the transaction sqlx began: no
+/// bound value copied to sqlx's worker thread, no row decoded by sqlx.
+impl PromptStates for sqlx::SqliteConnection {
+    async fn read_states(
+        &mut self,
+        org_id: &str,
+        keys: &[(&str, &str)],
+    ) -> Result<HashMap<PromptKey, PromptState>, sqlx::Error> {
+        on_sqlite_handle(self, |conn| {
+            let mut read = conn
+                .prepare(&format!(
+                    "SELECT {STATE_COLUMNS} FROM usage_prompts p
+                     WHERE p.org_id = ?1 AND p.model = ?2 AND p.prompt_hash = ?3"
+                ))
+                .map_err(sqlite_error)?;
+            let mut states = HashMap::new();
+            for (model, hash) in keys {
+                let mut rows = read
+                    .query(rusqlite::params![org_id, model, hash])
+                    .map_err(sqlite_error)?;
+                if let Some(r) = rows.next().map_err(sqlite_error)? {
+                    let (key, state) = read_state(r)?;
+                    states.insert(key, state);
+                }
+            }
+            Ok(states)
+        })
+        .await
+    }
+
+    async fn write_states(
+        &mut self,
+        org_id: &str,
+        states: &[(&PromptKey, &PromptState)],
+        _stored: &HashSet<PromptKey>,
+    ) -> Result<(), sqlx::Error> {
+        on_sqlite_handle(self, |conn| {
+            let mut write = conn
+                .prepare(&format!(
+                    "{STATE_UPSERT_HEAD} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     {STATE_UPSERT_TAIL}"
+                ))
+                .map_err(sqlite_error)?;
+            for ((model, hash), s) in states {
+                let lone = lone_of(s);
+                write
+                    .execute(rusqlite::params![
+                        org_id,
+                        model,
+                        hash,
+                        s.count,
+                        lone.map(|c| c.ts_ms),
+                        lone.map(|c| c.feature.as_str()),
+                        lone.map(|c| c.input_tokens),
+                        lone.map(|c| c.output_tokens),
+                        lone.and_then(|c| c.cost_nanos),
+                    ])
+                    .map_err(sqlite_error)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// On PostgreSQL one statement each way per batch: the keys (or the states) as column arrays,
+/// unnested into rows (no bind limit, one parse, one round trip; the read is an index lookup
+/// per key rather than a `VALUES` list matched per statement).
+impl PromptStates for sqlx::PgConnection {
+    async fn read_states(
+        &mut self,
+        org_id: &str,
+        keys: &[(&str, &str)],
+    ) -> Result<HashMap<PromptKey, PromptState>, sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let (models, hashes): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+        let sql = format!(
+            "SELECT {STATE_COLUMNS} FROM UNNEST($2::text[], $3::text[]) AS k(model, prompt_hash)
+             JOIN usage_prompts p
+               ON p.org_id = $1 AND p.model = k.model AND p.prompt_hash = k.prompt_hash"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org_id)
+            .bind(models)
+            .bind(hashes)
+            .fetch_all(&mut *self)
+            .await?;
+        rows.iter().map(read_state).collect()
+    }
+
+    /// The prompts new to the table by a plain insert (nearly all of a batch's: most prompts
+    /// are seen once), the few stored before by the upsert.
+    async fn write_states(
+        &mut self,
+        org_id: &str,
+        states: &[(&PromptKey, &PromptState)],
+        stored: &HashSet<PromptKey>,
+    ) -> Result<(), sqlx::Error> {
+        let (seen, new): (Vec<_>, Vec<_>) = states.iter().partition(|(k, _)| stored.contains(*k));
+        pg_write_states(self, org_id, &new, "").await?;
+        pg_write_states(self, org_id, &seen, STATE_UPSERT_TAIL).await
+    }
+}
+
+/// PostgreSQL's insert of `states` as column arrays, `tail` after it.
+async fn pg_write_states(
+    conn: &mut sqlx::PgConnection,
+    org_id: &str,
+    states: &[(&PromptKey, &PromptState)],
+    tail: &str,
+) -> Result<(), sqlx::Error> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    fn col<'a, T>(
+        states: &[(&'a PromptKey, &'a PromptState)],
+        f: impl Fn(&'a PromptKey, &'a PromptState) -> T,
+    ) -> Vec<T> {
+        states.iter().map(|(k, s)| f(k, s)).collect()
+    }
+    let sql = format!(
+        "{STATE_UPSERT_HEAD} SELECT $1, u.* FROM UNNEST($2::text[], $3::text[], $4::int8[],
+         $5::int8[], $6::text[], $7::int8[], $8::int8[], $9::int8[]) AS u {tail}"
+    );
+    sqlx::query(&sql)
+        .bind(org_id)
+        .bind(col(states, |(model, _), _| model.as_str()))
+        .bind(col(states, |(_, hash), _| hash.as_str()))
+        .bind(col(states, |_, s| s.count))
+        .bind(col(states, |_, s| lone_of(s).map(|c| c.ts_ms)))
+        .bind(col(states, |_, s| lone_of(s).map(|c| c.feature.as_str())))
+        .bind(col(states, |_, s| lone_of(s).map(|c| c.input_tokens)))
+        .bind(col(states, |_, s| lone_of(s).map(|c| c.output_tokens)))
+        .bind(col(states, |_, s| lone_of(s).and_then(|c| c.cost_nanos)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
 
 pub(crate) const REPEAT_UPSERT_HEAD: &str = "INSERT INTO usage_repeats_hourly (org_id, hour_ms,
      model, prompt_hash, feature_key, row_count, input_tokens, output_tokens, cost_nanos,
@@ -343,57 +540,16 @@ macro_rules! apply_prompts {
                 .collect();
             keys.sort_unstable();
             keys.dedup();
-            let mut states = std::collections::HashMap::new();
-            for chunk in keys.chunks($crate::prompt_repeats::KEYS_PER_STATEMENT) {
-                let mut qb = sqlx::QueryBuilder::new($crate::prompt_repeats::READ_STATES);
-                qb.push_bind(org_id);
-                qb.push(" AND (model, prompt_hash) IN (");
-                qb.push_values(chunk, |mut b, (model, hash)| {
-                    b.push_bind(*model).push_bind(*hash);
-                });
-                qb.push(")");
-                for r in qb.build().fetch_all(&mut **tx).await? {
-                    use $crate::db::Cols;
-                    let (model, hash) = (r.text("model")?, r.text("prompt_hash")?);
-                    let lone = match r.opt_int("lone_ts_ms")? {
-                        Some(ts_ms) => Some($crate::prompt_repeats::PromptCall {
-                            model: model.clone(),
-                            prompt_hash: hash.clone(),
-                            ts_ms,
-                            feature: r.opt_text("lone_feature_key")?.unwrap_or_default(),
-                            input_tokens: r.opt_int("lone_input_tokens")?.unwrap_or(0),
-                            output_tokens: r.opt_int("lone_output_tokens")?.unwrap_or(0),
-                            cost_nanos: r.opt_int("lone_cost_nanos")?,
-                        }),
-                        None => None,
-                    };
-                    let count = r.int("row_count")?;
-                    states.insert(
-                        (model, hash),
-                        $crate::prompt_repeats::PromptState { count, lone },
-                    );
-                }
-            }
+            let mut states =
+                $crate::prompt_repeats::PromptStates::read_states(&mut **tx, org_id, &keys).await?;
+            let stored: std::collections::HashSet<_> = states.keys().cloned().collect();
             let repeats = $crate::prompt_repeats::fold_calls(&mut states, calls)?;
             let mut touched: Vec<_> = states.iter().collect();
             touched.sort_by(|a, b| a.0.cmp(b.0));
-            for chunk in touched.chunks($crate::prompt_repeats::KEYS_PER_STATEMENT) {
-                let mut qb = sqlx::QueryBuilder::new($crate::prompt_repeats::STATE_UPSERT_HEAD);
-                qb.push_values(chunk, |mut b, ((model, hash), s)| {
-                    let lone = s.lone.as_ref().filter(|_| s.count == 1);
-                    b.push_bind(org_id)
-                        .push_bind(model.as_str())
-                        .push_bind(hash.as_str())
-                        .push_bind(s.count)
-                        .push_bind(lone.map(|c| c.ts_ms))
-                        .push_bind(lone.map(|c| c.feature.clone()))
-                        .push_bind(lone.map(|c| c.input_tokens))
-                        .push_bind(lone.map(|c| c.output_tokens))
-                        .push_bind(lone.and_then(|c| c.cost_nanos));
-                });
-                qb.push($crate::prompt_repeats::STATE_UPSERT_TAIL);
-                qb.build().execute(&mut **tx).await?;
-            }
+            $crate::prompt_repeats::PromptStates::write_states(
+                &mut **tx, org_id, &touched, &stored,
+            )
+            .await?;
             use $crate::prompt_repeats::{daily_parts, hourly_sum};
             let hourly = repeats
                 .hourly
