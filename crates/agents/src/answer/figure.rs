@@ -322,14 +322,8 @@ fn key_text(g: &Grouping, key: &str, year: i32) -> String {
 /// The sentence of one measure over a slice in `period`, without its final stop
 /// ("gpt-4o cost $57.37 in the last 7 days (Nov 23–29)"): the figure first, the period, then
 /// what it is made of.
-fn measure_clause(
-    m: Measure,
-    who: Option<&str>,
-    t: &UsageTotals,
-    l: Option<&LatencyStats>,
-    seconds: i64,
-    period: &str,
-) -> String {
+fn measure_clause(m: Measure, who: Option<&str>, slice: &Measured, period: &str) -> String {
+    let (t, l, seconds) = (&slice.totals, slice.latency.as_ref(), slice.seconds);
     let v = value(m, t, l, seconds);
     let vt = v.map(Value::text).unwrap_or_else(|| "–".into());
     match (m, who) {
@@ -566,7 +560,7 @@ fn single(
     let t = &data.current.totals;
     let l = data.current.latency.as_ref();
     let seconds = data.current.seconds;
-    let mut lead = measure_clause(m, who, t, l, seconds, period);
+    let mut lead = measure_clause(m, who, &data.current, period);
     if who.is_some()
         && let Some(s) = share_clause(m, t, data.org.as_ref())
     {
@@ -938,14 +932,7 @@ fn breakdown(
 ) -> (String, Json) {
     let rows = ranked(&cur.groups, m, Order::Highest, cur.seconds);
     let n = cur.groups.len();
-    let mut lead = measure_clause(
-        m,
-        who,
-        &cur.totals,
-        cur.latency.as_ref(),
-        cur.seconds,
-        period,
-    );
+    let mut lead = measure_clause(m, who, cur, period);
     match rows.first() {
         Some((top, v)) if additive(m) => lead.push_str(&format!(
             ", across {n} {}; the largest, {}, {} ({})",
@@ -981,14 +968,7 @@ fn series(
     period: &str,
     year: i32,
 ) -> (String, Json) {
-    let mut lead = measure_clause(
-        m,
-        who,
-        &cur.totals,
-        cur.latency.as_ref(),
-        cur.seconds,
-        period,
-    );
+    let mut lead = measure_clause(m, who, cur, period);
     // Each point is one day or one week: its spend per day is over its own length.
     let step = if *g == Grouping::Week {
         7 * 86_400
@@ -1047,14 +1027,7 @@ fn compare(
     let before = when(cmp, year);
     let now_v = value(m, &cur.totals, cur.latency.as_ref(), cur.seconds);
     let then_v = value(m, &prev.totals, prev.latency.as_ref(), prev.seconds);
-    let mut lead = measure_clause(
-        m,
-        who,
-        &cur.totals,
-        cur.latency.as_ref(),
-        cur.seconds,
-        &period,
-    );
+    let mut lead = measure_clause(m, who, cur, &period);
     let change = match (now_v, then_v) {
         (Some(a), Some(b)) => match (a, b) {
             (Value::Rate(x), Value::Rate(y)) => format!(
