@@ -11,7 +11,7 @@ use serde_json::{Value as Json, json};
 
 use super::markdown::{Doc, escape};
 use super::when;
-use crate::format::{count, ms, percent, share, signed_usd, usd_precise};
+use crate::format::{count, ms, percent, share, signed_usd, times, usd_precise};
 use crate::plan::{Measure, Order, PlanPeriod, QuestionPlan};
 use crate::question::period::dates_label;
 
@@ -933,6 +933,25 @@ fn breakdown(
     let rows = ranked(&cur.groups, m, Order::Highest, cur.seconds);
     let n = cur.groups.len();
     let mut lead = measure_clause(m, who, cur, period);
+    // Two side by side ("compare gpt-4o and claude-sonnet-4 cost per call"): a ratio or a
+    // latency leads with the one against the other; the slice's own figure follows.
+    if let [(top, v), (low, lv)] = rows.as_slice()
+        && !additive(m)
+        && lv.num() > 0.0
+    {
+        doc.line(&format!("{}.", sentence_start(&lead)));
+        let lead = format!(
+            "{} {} was {} {period}, {} {} {}.",
+            possessive(&key_text(g, &top.key, year)),
+            noun(m),
+            v.text(),
+            times(v.num() / lv.num()),
+            possessive(&key_text(g, &low.key, year)),
+            lv.text()
+        );
+        group_table(doc, m, g, &rows, Some(&cur.totals), year);
+        return (sentence_start(&lead), ranking_chart(m, g, &rows, year));
+    }
     match rows.first() {
         Some((top, v)) if additive(m) => lead.push_str(&format!(
             ", across {n} {}; the largest, {}, {} ({})",
@@ -1342,6 +1361,48 @@ mod tests {
         assert_eq!(
             a.lead,
             "No user has a spend within doc-summarizer in the last 7 days (Nov 23–29): its 1,219 calls carry no user."
+        );
+    }
+
+    /// Two models named side by side: the one against the other leads, the slice follows.
+    #[test]
+    fn two_named_side_by_side_lead_with_their_ratio() {
+        let mut p = plan(Scope::all().and(Filter {
+            dimension: Dimension::Model,
+            values: vec!["gpt-4o".into(), "gpt-4o-mini".into()],
+            exclude: false,
+        }));
+        p.measures = vec![Measure::CostPerCall];
+        p.group_by = Some(Grouping::By(Dimension::Model));
+        let data = FigureData {
+            current: Measured {
+                totals: totals(3000, 30.0),
+                latency: None,
+                groups: vec![group("gpt-4o", 1000, 25.0), group("gpt-4o-mini", 2000, 5.0)],
+                seconds: 7 * 86_400,
+            },
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "gpt-4o's cost per call was $0.025 in the last 7 days (Nov 23–29), 10.0× gpt-4o-mini's $0.0025."
+        );
+        assert!(
+            a.markdown.contains(
+                "gpt-4o and gpt-4o-mini cost $0.01 per call on average in the last 7 days (Nov 23–29): $30.00 over 3,000 priced calls."
+            ),
+            "{}",
+            a.markdown
+        );
+        // Spend adds up: its breakdown keeps the total first.
+        p.measures = vec![Measure::Spend];
+        assert!(
+            render(&p, &data, now())
+                .lead
+                .starts_with("gpt-4o and gpt-4o-mini cost $30.00"),
+            "{}",
+            render(&p, &data, now()).lead
         );
     }
 
