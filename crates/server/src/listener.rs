@@ -15,7 +15,8 @@
 //!
 //! When every place is taken and the evicted sockets are still being closed, the newcomer
 //! waits (bounded, beside the accept loop, so everyone else's connections are still taken)
-//! for one to close rather than being turned away. A refused connection
+//! for one to close rather than being turned away; once [`MAX_CLOSING`] newcomers wait so, the
+//! accept loop itself waits, and later arrivals queue in the listen backlog. A refused connection
 //! gets a canned `503`; what it already sent is read first so the close is not a reset. The bookkeeping is
 //! `Table`, pure and unit-tested; a socket's place in it is held by the IO object itself
 //! (`TrackedIo`), so it is released exactly when the socket closes, also after an upgrade
@@ -220,7 +221,25 @@ impl Acceptor {
                     Some(waiting) => {
                         self.tasks.spawn(waiting.admit(stream, peer));
                     }
-                    None => self.refuse(stream, Refusal::Closing),
+                    // Every waiting place is taken (a flood of sockets evicting each other):
+                    // wait here instead, so later arrivals queue in the listen backlog until a
+                    // socket closes rather than being refused.
+                    None => {
+                        let admitted = tokio::select! {
+                            admitted = admit(
+                                &self.table,
+                                &self.closed,
+                                peer.ip(),
+                                self.started,
+                                self.closing_wait,
+                            ) => admitted,
+                            _ = self.shutdown.cancelled() => break,
+                        };
+                        match admitted {
+                            Ok(conn) => self.serve(conn, stream, peer),
+                            Err(refusal) => self.refuse(stream, refusal),
+                        }
+                    }
                 },
                 Err(refusal) => self.refuse(stream, refusal),
             }
@@ -841,9 +860,9 @@ mod tests {
         assert_eq!(refused.err(), Some(Refusal::Closing));
     }
 
-    /// A connection waiting for an evicted socket to close waits beside the accept loop: the
-    /// loop goes on taking connections meanwhile (here the one past the [`MAX_CLOSING`]
-    /// waiting places, refused at once), and a waiter is served once a socket closes.
+    /// A connection waiting for an evicted socket to close waits beside the accept loop, up to
+    /// [`MAX_CLOSING`] of them; the one past those places is not refused: the loop itself
+    /// waits with it (later arrivals queue in the backlog). A close serves one of them.
     #[tokio::test]
     async fn a_waiting_admission_does_not_hold_up_the_accept_loop() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -876,19 +895,28 @@ mod tests {
             c.write_all(request).await.unwrap();
             waiters.push(c);
         }
-        // Past the waiting places: refused at once, while every waiter still waits.
-        let mut refused = TcpStream::connect(addr).await.unwrap();
-        refused.write_all(request).await.unwrap();
-        let mut answer = String::new();
-        // Bounded, so a loop stuck behind a waiter fails the test instead of hanging it.
-        tokio::time::timeout(Duration::from_secs(60), refused.read_to_string(&mut answer))
-            .await
-            .expect("the connection past the waiting places is answered while they wait")
-            .unwrap();
-        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-        assert_eq!(acceptor.waiting.load(Ordering::Acquire), MAX_CLOSING);
+        // Each waits beside the loop: the loop took every one of them (bounded, so a loop
+        // stuck behind a waiter fails the test instead of hanging it).
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while acceptor.waiting.load(Ordering::Acquire) < MAX_CLOSING {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("every waiter is taken by the loop while the others wait");
+        // Past the waiting places: not refused, it waits too.
+        let mut past = TcpStream::connect(addr).await.unwrap();
+        past.write_all(request).await.unwrap();
+        let mut buf = [0u8; 512];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), past.read(&mut buf))
+                .await
+                .is_err(),
+            "the connection past the waiting places is not answered before a socket closes"
+        );
+        waiters.push(past);
 
-        // A socket closes: one waiter takes the place and is served.
+        // A socket closes: one of them takes the place and is served.
         drop(Slot {
             table: Arc::clone(&table),
             closed: Arc::clone(&closed),
@@ -908,11 +936,14 @@ mod tests {
         .await
         .expect("a waiter is served once a socket closes");
         assert!(served.starts_with("HTTP/1.1 200"), "{served}");
-        assert_eq!(acceptor.waiting.load(Ordering::Acquire), MAX_CLOSING - 1);
 
-        // Shutdown ends the waits too: the loop's drain does not sit out their deadlines.
+        // Shutdown ends the waits too, the loop's own included: the loop's drain does not sit
+        // out their deadlines.
         shutdown.cancel();
-        accepting.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(60), accepting)
+            .await
+            .expect("the loop ends at shutdown")
+            .unwrap();
         assert_eq!(acceptor.waiting.load(Ordering::Acquire), 0);
     }
 
