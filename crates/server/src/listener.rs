@@ -15,7 +15,7 @@
 //!
 //! When every place is taken and the evicted sockets are still being closed, the newcomer
 //! waits (bounded, beside the accept loop, so everyone else's connections are still taken)
-//! for one to close rather than being turned away; once [`MAX_CLOSING`] newcomers wait so, the
+//! for one to close rather than being turned away; once `MAX_CLOSING` (16) newcomers wait so, the
 //! accept loop itself waits, and later arrivals queue in the listen backlog. A refused connection
 //! gets a canned `503`; what it already sent is read first so the close is not a reset. The bookkeeping is
 //! `Table`, pure and unit-tested; a socket's place in it is held by the IO object itself
