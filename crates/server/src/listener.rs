@@ -225,19 +225,8 @@ impl Acceptor {
                     // wait here instead, so later arrivals queue in the listen backlog until a
                     // socket closes rather than being refused.
                     None => {
-                        let admitted = tokio::select! {
-                            admitted = admit(
-                                &self.table,
-                                &self.closed,
-                                peer.ip(),
-                                self.started,
-                                self.closing_wait,
-                            ) => admitted,
-                            _ = self.shutdown.cancelled() => break,
-                        };
-                        match admitted {
-                            Ok(conn) => self.serve(conn, stream, peer),
-                            Err(refusal) => self.refuse(stream, refusal),
+                        if !self.admit_once_closed(stream, peer).await {
+                            break;
                         }
                     }
                 },
@@ -252,6 +241,27 @@ impl Acceptor {
         {
             tracing::warn!("some HTTP requests were still in flight at shutdown");
         }
+    }
+
+    /// Admits a connection once an evicted socket has closed (bounded by `closing_wait`),
+    /// then serves or refuses it; `false` when shutdown came first (nobody is admitted any
+    /// more, and the socket just closes).
+    async fn admit_once_closed(&self, stream: TcpStream, peer: SocketAddr) -> bool {
+        let admitted = tokio::select! {
+            admitted = admit(
+                &self.table,
+                &self.closed,
+                peer.ip(),
+                self.started,
+                self.closing_wait,
+            ) => admitted,
+            _ = self.shutdown.cancelled() => return false,
+        };
+        match admitted {
+            Ok(conn) => self.serve(conn, stream, peer),
+            Err(refusal) => self.refuse(stream, refusal),
+        }
+        true
     }
 
     /// Serves an admitted connection on its own task, after closing the idle one it displaced.
@@ -317,22 +327,7 @@ impl WaitingAdmission {
     }
 
     async fn admit(self, stream: TcpStream, peer: SocketAddr) {
-        let acceptor = &self.0;
-        let admitted = tokio::select! {
-            admitted = admit(
-                &acceptor.table,
-                &acceptor.closed,
-                peer.ip(),
-                acceptor.started,
-                acceptor.closing_wait,
-            ) => admitted,
-            // Shutting down: nobody is admitted any more, and the socket just closes.
-            _ = acceptor.shutdown.cancelled() => return,
-        };
-        match admitted {
-            Ok(conn) => acceptor.serve(conn, stream, peer),
-            Err(refusal) => acceptor.refuse(stream, refusal),
-        }
+        self.0.admit_once_closed(stream, peer).await;
     }
 }
 

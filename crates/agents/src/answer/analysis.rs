@@ -85,14 +85,9 @@ fn lead(r: &ReportInput<'_>, period: &str) -> String {
         return model_lead(r, model, period);
     }
     match r.plan.intent {
-        Intent::Savings => match (r.savings, &saving) {
-            (Some(s), _) if r.plan.saving.is_some() => kind_lead(
-                r,
-                s,
-                r.plan.saving.unwrap_or(SavingKind::ResponseCache),
-                period,
-            ),
-            (Some(s), Some(_)) => match r.plan.rank {
+        Intent::Savings => match (r.savings, r.plan.saving, &saving) {
+            (Some(s), Some(kind), _) => kind_lead(r, s, kind, period),
+            (Some(s), None, Some(_)) => match r.plan.rank {
                 Some(Rank {
                     order: Order::Highest,
                     top,
