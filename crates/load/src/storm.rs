@@ -31,6 +31,10 @@ pub struct Storm {
 const KEEP_OPEN_EVERY: Duration = Duration::from_secs(10);
 
 struct ClientResult {
+    /// The resumed connection, still open: clients stay connected after a storm, and
+    /// closing each as soon as it caught up would spend the shared cores on close
+    /// handshakes while others are still resuming. They are closed once all are in.
+    conn: Conn,
     resumed_after: Duration,
     caught_up_after: Duration,
     replayed: u64,
@@ -123,8 +127,8 @@ async fn one_client(
         }
     }
     let caught_up_after = dropped.elapsed();
-    conn.close().await;
     Ok(ClientResult {
+        conn,
         resumed_after,
         caught_up_after,
         replayed,
@@ -192,13 +196,17 @@ pub async fn run(addr: &str, p: Storm) -> anyhow::Result<String> {
     let lost: u64 = results.iter().map(|r| r.lost).sum();
     let dups: u64 = results.iter().map(|r| r.duplicates).sum();
     let all = caught_up.iter().max().copied().unwrap_or_default();
+    let resumed_count = results.len();
+    for r in results {
+        r.conn.close().await;
+    }
     Ok(format!(
         "storm: {} clients dropped at once, {} resumed, {failures} failed{err}; {replayed} events replayed, lost {lost}, duplicated {dups}\n\
          all clients caught up {:.2}s after the drop\n\
          per client, drop → connection_ready: {}\n\
          per client, drop → caught up: {}",
         p.clients,
-        results.len(),
+        resumed_count,
         all.as_secs_f64(),
         percentiles(&mut resumed)
             .map(|p| p.to_string())

@@ -140,6 +140,9 @@ fn switching_protocols(accept: String, subprotocol: bool) -> Response {
     response
 }
 
+/// The longest header [`encode_text`] writes: opcode, length marker and a 64-bit length.
+const FRAME_HEADER_MAX: usize = 10;
+
 /// Appends one unfragmented, unmasked text frame (a server's, RFC 6455 §5.2) to `out`.
 fn encode_text(out: &mut Vec<u8>, payload: &str) {
     let len = payload.len();
@@ -607,8 +610,21 @@ impl<'a> Link<'a> {
         let too_slow = sub.too_slow.clone();
         // `connection_ready` and the replay go out in writes of up to `BURST_BYTES`, not one
         // write per frame.
-        let mut frames = Vec::new();
-        encode_text(&mut frames, &ready.to_json());
+        let ready = ready.to_json();
+        // Sized once for what goes in the first write: growing it frame by frame reallocated
+        // and copied the burst several times per resume (seen in a 15,000-client storm).
+        let replay_bytes = match &replay {
+            Replay::Memory(events) => events
+                .iter()
+                .map(|e| e.frame.len() + FRAME_HEADER_MAX)
+                .sum::<usize>(),
+            Replay::Store { .. } => BURST_BYTES,
+            Replay::None | Replay::Resync => 0,
+        };
+        let mut frames = Vec::with_capacity(
+            (ready.len() + FRAME_HEADER_MAX + replay_bytes).min(BURST_BYTES * 2),
+        );
+        encode_text(&mut frames, &ready);
         match replay {
             Replay::Memory(events) => {
                 for e in events {
