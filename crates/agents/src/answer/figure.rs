@@ -953,6 +953,12 @@ fn breakdown(
         return (sentence_start(&lead), ranking_chart(m, g, &rows, year));
     }
     match rows.first() {
+        // One group: "highest X, lowest X" or "the largest of 1" would say nothing.
+        Some((top, _)) if n == 1 => lead.push_str(&format!(
+            ", all of it from one {}, {}",
+            dimension_noun(g, false),
+            key_text(g, &top.key, year)
+        )),
         Some((top, v)) if additive(m) => lead.push_str(&format!(
             ", across {n} {}; the largest, {}, {} ({})",
             dimension_noun(g, n != 1),
@@ -1218,6 +1224,37 @@ mod tests {
             "gpt-4o cost $57.37 in the last 7 days (Nov 23–29), 23.5% of spend."
         );
         assert!(a.markdown.starts_with(&a.lead));
+    }
+
+    /// A breakdown with one group says so, for a sum and for a ratio: "across 1 model; the
+    /// largest…" or "highest X at $a, lowest X at $a" would say nothing.
+    #[test]
+    fn a_breakdown_of_one_group_names_it_once() {
+        let scoped = Scope::all().and(Filter::is(Dimension::Feature, "doc-summarizer"));
+        let cases = [
+            (
+                Measure::Spend,
+                "doc-summarizer cost $523.11 in the last 7 days (Nov 23–29), all of it from one model, claude-sonnet-4.",
+            ),
+            (
+                Measure::CostPerCall,
+                "doc-summarizer cost $0.0429 per call on average in the last 7 days (Nov 23–29): $523.11 over 12,191 priced calls, all of it from one model, claude-sonnet-4.",
+            ),
+        ];
+        for (m, lead) in cases {
+            let mut p = plan(scoped.clone());
+            p.measures = vec![m];
+            p.group_by = Some(Grouping::By(Dimension::Model));
+            let data = FigureData {
+                current: Measured {
+                    totals: totals(12_191, 523.11),
+                    groups: vec![group("claude-sonnet-4", 12_191, 523.11)],
+                    ..Measured::default()
+                },
+                ..FigureData::default()
+            };
+            assert_eq!(render(&p, &data, now()).lead, lead, "{m:?}");
+        }
     }
 
     /// The prompt cache's reads and the tokens per call: each measure's first sentence, and
