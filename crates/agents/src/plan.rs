@@ -329,6 +329,11 @@ pub struct QuestionPlan {
     /// The single day a spike question is about ("why did spend jump on Tuesday?").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub focus_day: Option<NaiveDate>,
+    /// The answer says what drives the scope's spend against the whole org ("Why is
+    /// doc-summarizer so expensive?"): its cost per call, as tokens per call times the price
+    /// per token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drivers: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_names: Vec<UnknownName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -354,6 +359,7 @@ impl QuestionPlan {
             what_if: None,
             saving: None,
             focus_day: None,
+            drivers: false,
             unknown_names: Vec::new(),
             unsupported: None,
             budget: None,

@@ -61,6 +61,9 @@ struct Case {
     /// The kind of saving a savings question asks about: `response_cache`, `output_cap`, …
     saving: Option<String>,
     focus_day: Option<NaiveDate>,
+    /// The answer says what drives the scope's spend ("why is X so expensive?").
+    #[serde(default)]
+    drivers: bool,
     /// `dimension/typed` or `typed`.
     #[serde(default)]
     unknown: Vec<String>,
@@ -116,6 +119,7 @@ struct Shape {
     what_if: Option<WhatIf>,
     saving: Option<SavingKind>,
     focus_day: Option<NaiveDate>,
+    drivers: bool,
     unknown: Vec<UnknownName>,
     unsupported: Option<Unsupported>,
     budget: Option<BudgetCommand>,
@@ -134,6 +138,7 @@ fn shape_of(p: &QuestionPlan) -> Shape {
         what_if: p.what_if.clone(),
         saving: p.saving,
         focus_day: p.focus_day,
+        drivers: p.drivers,
         unknown: p.unknown_names.clone(),
         unsupported: p.unsupported,
         budget: p.budget.clone(),
@@ -208,6 +213,7 @@ fn expected(c: &Case, default_period: &str) -> Shape {
         what_if,
         saving: c.saving.as_ref().map(|k| parse(k)),
         focus_day: c.focus_day,
+        drivers: c.drivers,
         unknown,
         unsupported: c.unsupported.as_ref().map(|u| parse(u)),
         budget: c.budget.clone(),

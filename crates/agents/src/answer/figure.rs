@@ -561,10 +561,26 @@ fn single(
     let l = data.current.latency.as_ref();
     let seconds = data.current.seconds;
     let mut lead = measure_clause(m, who, &data.current, period);
+    // What drives the spend: against the whole org, beside the share of spend its share of
+    // calls, then its cost per call taken apart.
+    let drivers = match (who, &data.org) {
+        (Some(who), Some(org)) if plan.drivers && m == Measure::Spend && org.calls > 0 => {
+            drivers_line(who, t, org)
+        }
+        _ => None,
+    };
     if who.is_some()
         && let Some(s) = share_clause(m, t, data.org.as_ref())
     {
         lead.push_str(&format!(", {s}"));
+        if drivers.is_some()
+            && let Some(org) = &data.org
+        {
+            lead.push_str(&format!(
+                " from {} of calls",
+                percent(t.calls as f64 / org.calls as f64)
+            ));
+        }
     } else if who.is_none() && m == Measure::Spend {
         lead.push_str(&format!(" across {} calls", count(t.calls)));
     }
@@ -578,6 +594,10 @@ fn single(
     }
     lead.push('.');
     let lead = sentence_start(&lead);
+    if let Some(line) = &drivers {
+        doc.line(line);
+        doc.blank();
+    }
     // The other measures asked for, one line each.
     let others: Vec<String> = plan
         .measures
@@ -611,6 +631,62 @@ fn single(
         ));
     }
     (lead, chart)
+}
+
+/// Why a slice's calls cost what they do, against the whole org's: its cost per priced call
+/// is its tokens per priced call times its price per token, and the line says which of the two
+/// sets it apart. `None` when either has no priced call with tokens.
+fn drivers_line(who: &str, t: &UsageTotals, org: &UsageTotals) -> Option<String> {
+    // Over priced calls only, so that cost per call = tokens per call × price per token.
+    let parts = |u: &UsageTotals| {
+        let calls = priced_calls(u);
+        let tokens = u
+            .input_tokens
+            .saturating_add(u.output_tokens)
+            .saturating_sub(u.unpriced_tokens);
+        (calls > 0 && tokens > 0).then(|| {
+            let per_call = u.cost.0 as f64 / calls as f64;
+            (
+                per_call,
+                tokens as f64 / calls as f64,
+                u.cost.0 as f64 / tokens as f64,
+            )
+        })
+    };
+    let (per_call, tokens, price) = parts(t)?;
+    let (org_per_call, org_tokens, org_price) = parts(org)?;
+    if org_per_call <= 0.0 || org_price <= 0.0 {
+        return None;
+    }
+    let ratio = per_call / org_per_call;
+    let against = if ratio >= 1.0 {
+        format!("{} the org's average", times(ratio))
+    } else {
+        format!("{} of the org's average", percent(ratio))
+    };
+    let nanos = |x: f64| Nanos(x.round() as i128);
+    let mut line = format!(
+        "{} calls cost {} each on average, {against} ({}): they use {} tokens each against {} ({}), billed at {} per million tokens against {} ({}).",
+        possessive(who),
+        usd_precise(nanos(per_call)),
+        usd_precise(nanos(org_per_call)),
+        count(tokens.round() as i64),
+        count(org_tokens.round() as i64),
+        times(tokens / org_tokens),
+        usd_precise(nanos(price * 1e6)),
+        usd_precise(nanos(org_price * 1e6)),
+        times(price / org_price),
+    );
+    if ratio < 1.0 {
+        line.push_str(" A call costs less than average: the spend comes from the number of calls.");
+    } else if (price / org_price).ln() >= (tokens / org_tokens).ln() {
+        line.push_str(
+            " Most of the difference is the price per token, that is the models it calls.",
+        );
+    } else {
+        line.push_str(" Most of the difference is the length of its calls.");
+    }
+    Some(line)
 }
 
 fn capitalise(s: &str) -> String {
@@ -1224,6 +1300,78 @@ mod tests {
             "gpt-4o cost $57.37 in the last 7 days (Nov 23–29), 23.5% of spend."
         );
         assert!(a.markdown.starts_with(&a.lead));
+    }
+
+    /// "Why is doc-summarizer so expensive?": the share of spend beside the share of calls,
+    /// then the cost per call taken apart into tokens per call and price per token.
+    #[test]
+    fn what_drives_a_slices_spend_is_its_cost_per_call_taken_apart() {
+        let usage = |calls, usd, input, output| UsageTotals {
+            calls,
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: 0,
+            cost: Nanos::from_usd(usd),
+            unpriced_calls: 0,
+            unpriced_tokens: 0,
+            error_calls: 0,
+        };
+        let org = usage(200_000, 1_000.0, 250_000_000, 14_000_000);
+        let mut p = plan(Scope::all().and(Filter::is(Dimension::Feature, "doc-summarizer")));
+        p.drivers = true;
+        let render_for = |p: &QuestionPlan, t: UsageTotals| {
+            let data = FigureData {
+                current: Measured {
+                    totals: t,
+                    ..Measured::default()
+                },
+                org: Some(org.clone()),
+                ..FigureData::default()
+            };
+            render(p, &data, now())
+        };
+        // 4,100 tokens a call at $12.20 per million: 3.1× the tokens, 3.2× the price.
+        let a = render_for(&p, usage(10_000, 500.0, 40_000_000, 1_000_000));
+        assert_eq!(
+            a.lead,
+            "doc-summarizer cost $500.00 in the last 7 days (Nov 23–29), 50.0% of spend from 5.0% of calls."
+        );
+        assert!(
+            a.markdown.contains(
+                "doc-summarizer's calls cost $0.0500 each on average, 10.0× the org's average ($0.00500): \
+                 they use 4,100 tokens each against 1,320 (3.1×), billed at $12.20 per million tokens \
+                 against $3.79 (3.2×). Most of the difference is the price per token, that is the \
+                 models it calls."
+            ),
+            "{}",
+            a.markdown
+        );
+        // Long calls at the org's price per token.
+        let a = render_for(&p, usage(10_000, 155.30, 40_000_000, 1_000_000));
+        assert!(
+            a.markdown
+                .contains("(3.1×). Most of the difference is the length of its calls."),
+            "{}",
+            a.markdown
+        );
+        // Cheaper per call than the org: its spend is its number of calls.
+        let a = render_for(&p, usage(100_000, 100.0, 100_000_000, 10_000_000));
+        assert!(
+            a.markdown.contains(
+                "doc-summarizer's calls cost $0.00100 each on average, 20.0% of the org's average ($0.00500)"
+            ) && a
+                .markdown
+                .contains("A call costs less than average: the spend comes from the number of calls."),
+            "{}",
+            a.markdown
+        );
+        // Without the flag, the figure alone.
+        p.drivers = false;
+        assert!(
+            !render_for(&p, usage(10_000, 500.0, 40_000_000, 1_000_000))
+                .markdown
+                .contains("calls cost")
+        );
     }
 
     /// A breakdown with one group says so, for a sum and for a ratio: "across 1 model; the

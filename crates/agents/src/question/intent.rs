@@ -55,6 +55,8 @@ pub(crate) struct Signals {
     pub spike: bool,
     pub forecast: bool,
     pub model_selection: bool,
+    /// Why something costs what it does: "why is X so expensive", "what drives X's cost".
+    pub drivers: bool,
     /// The kind of saving named: "response cache", "duplicate prompts", "max_tokens", "prompt
     /// caching", "night-time jobs" with "batch", "cheaper model", "context tier".
     pub saving: Option<SavingKind>,
@@ -1370,6 +1372,16 @@ fn intents(v: &View<'_>, s: &mut Signals) {
         || v.phrase(&["shot", "up"])
         || v.phrase(&["what", "happened"])
         || v.phrase(&["more", "than", "usual"]);
+
+    let pricey = v.any(&["expensive", "costly", "pricey"])
+        || v.phrase(&["cost", "so", "much"])
+        || v.phrase(&["costs", "so", "much"])
+        || v.phrase(&["spend", "so", "much"])
+        || v.phrase(&["spends", "so", "much"]);
+    s.drivers = (v.any(&["why"]) && pricey && !s.spike)
+        || (v.phrase(&["what", "makes"]) && pricey)
+        || (v.any(&["drives", "drive", "driving", "drivers"])
+            && v.any(&["cost", "costs", "spend", "spending", "bill"]));
 
     s.model_selection = ((v.phrase(&["which", "model"])
         || v.phrase(&["what", "model"])

@@ -500,6 +500,16 @@ fn fresh(parts: &Parts, period: PlanPeriod) -> QuestionPlan {
         Intent::Savings
     } else if s.forecast {
         Intent::Forecast
+    } else if s.drivers
+        && !plan.scope.is_all()
+        && s.group.is_none()
+        && s.rank.is_none()
+        && p.compare.is_none()
+        && s.measures.iter().all(|m| *m == Measure::Spend)
+    {
+        // "Why is doc-summarizer so expensive?": its spend, then what drives it.
+        plan.drivers = true;
+        Intent::Figure
     } else if s.spike && (p.compare.is_some() || !plan.scope.is_all() || s.group.is_some()) {
         // "Why did gpt-4o's spend go up this week?": the change, attributed.
         plan.compare = Some(
@@ -530,7 +540,7 @@ fn fresh(parts: &Parts, period: PlanPeriod) -> QuestionPlan {
         Intent::Savings
     } else if s.moving && (s.asks_something() || !plan.scope.is_all()) && s.measures.is_empty() {
         Intent::ModelSelection
-    } else if s.analysis
+    } else if (s.analysis || s.drivers)
         && plan.scope.is_all()
         && s.group.is_none()
         && s.measures.iter().all(|m| *m == Measure::Spend)
@@ -764,6 +774,13 @@ fn refine(previous: &QuestionPlan, parts: &Parts) -> QuestionPlan {
     if plan.intent == Intent::Figure && plan.measures.is_empty() {
         plan.measures = vec![Measure::Spend];
     }
+    // What drives a slice's spend is said of one slice's spend alone: a follow-up that groups,
+    // compares, measures something else or widens to the whole org asks for that instead.
+    plan.drivers &= plan.intent == Intent::Figure
+        && plan.group_by.is_none()
+        && plan.compare.is_none()
+        && plan.measures == [Measure::Spend]
+        && !plan.scope.is_all();
     with_unknown(plan, unknown)
 }
 
