@@ -339,6 +339,50 @@ async fn latency_question_gets_the_performance_agent_and_a_ranking() {
     assert_eq!(outcome.data["answer"]["chart"]["kind"], "ranking");
 }
 
+/// "Why is doc-summarizer so expensive?": its spend, its share of calls beside its share of
+/// spend, and its calls' size against the org's, each from the reference queries.
+#[tokio::test]
+async fn a_why_question_takes_the_slices_cost_per_call_apart() {
+    let (outcome, _, answer) = ask("Why is doc-summarizer so expensive?").await;
+    assert_eq!(outcome.status, AgentStatus::Ok, "{}", outcome.summary);
+    assert_eq!(outcome.data["plan"]["drivers"], true);
+    let totals = |scope: Scope| async move {
+        demo_usage()
+            .aggregate(&UsageQuery {
+                period: Period::last_days(now(), 30),
+                scope,
+                group_by: None,
+            })
+            .await
+            .unwrap()
+            .totals
+    };
+    let feature = totals(Scope::all().and(Filter::is(Dimension::Feature, "doc-summarizer"))).await;
+    let org = totals(Scope::all()).await;
+    let tokens_per_call = |t: &UsageTotals| {
+        let tokens = t.input_tokens + t.output_tokens - t.unpriced_tokens;
+        (tokens as f64 / (t.calls - t.unpriced_calls) as f64).round() as i64
+    };
+    let answer = answer.unwrap();
+    assert!(
+        answer.starts_with(&format!(
+            "doc-summarizer cost {} in the last 30 days (Oct 27 – Nov 25), {:.1}% of spend from {:.1}% of calls.",
+            feature.cost.display_usd(),
+            feature.cost.0 as f64 / org.cost.0 as f64 * 100.0,
+            feature.calls as f64 / org.calls as f64 * 100.0,
+        )),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&format!(
+            "they use {} tokens each against {}",
+            count(tokens_per_call(&feature)),
+            count(tokens_per_call(&org))
+        )),
+        "{answer}"
+    );
+}
+
 fn count(n: i64) -> String {
     let digits = n.to_string();
     let mut out = String::new();

@@ -659,6 +659,8 @@ fn drivers_line(who: &str, t: &UsageTotals, org: &UsageTotals) -> Option<String>
         return None;
     }
     let ratio = per_call / org_per_call;
+    // Above the org's: "3.1×"; below: "4.6%" (a ratio of 0.05 would read "0.0×").
+    let relative = |r: f64| if r >= 1.0 { times(r) } else { percent(r) };
     let against = if ratio >= 1.0 {
         format!("{} the org's average", times(ratio))
     } else {
@@ -672,10 +674,10 @@ fn drivers_line(who: &str, t: &UsageTotals, org: &UsageTotals) -> Option<String>
         usd_precise(nanos(org_per_call)),
         count(tokens.round() as i64),
         count(org_tokens.round() as i64),
-        times(tokens / org_tokens),
+        relative(tokens / org_tokens),
         usd_precise(nanos(price * 1e6)),
         usd_precise(nanos(org_price * 1e6)),
-        times(price / org_price),
+        relative(price / org_price),
     );
     if ratio < 1.0 {
         line.push_str(" A call costs less than average: the spend comes from the number of calls.");
@@ -1358,7 +1360,9 @@ mod tests {
         let a = render_for(&p, usage(100_000, 100.0, 100_000_000, 10_000_000));
         assert!(
             a.markdown.contains(
-                "doc-summarizer's calls cost $0.00100 each on average, 20.0% of the org's average ($0.00500)"
+                "doc-summarizer's calls cost $0.00100 each on average, 20.0% of the org's average ($0.00500): \
+                 they use 1,100 tokens each against 1,320 (83.3%), billed at $0.909 per million tokens \
+                 against $3.79 (24.0%)."
             ) && a
                 .markdown
                 .contains("A call costs less than average: the spend comes from the number of calls."),
