@@ -488,36 +488,37 @@ pub(crate) fn render(plan: &QuestionPlan, data: &FigureData, now: DateTime<Utc>)
     let m = plan.measure();
     let period = when(&plan.period, year);
     let cur = &data.current;
-    let (lead, chart) =
-        if cur.totals.calls == 0 && data.previous.as_ref().is_none_or(|p| p.totals.calls == 0) {
-            (
-                format!(
-                    "No usage matches {} {period}.",
-                    who.clone().unwrap_or_else(|| "your question".into())
-                ),
-                json!({ "kind": "none" }),
-            )
-        } else if let (Some(prev), Some(cmp)) = (&data.previous, &plan.compare) {
-            compare(&mut doc, plan, m, who.as_deref(), cur, prev, cmp, year)
-        } else if let Some(g) = &plan.group_by {
-            match plan.rank {
-                Some(rank) => ranking(
-                    &mut doc,
-                    plan,
-                    m,
-                    g,
-                    rank.order,
-                    rank.top,
-                    who.as_deref(),
-                    cur,
-                    year,
-                ),
-                None if g.is_time() => series(&mut doc, m, g, who.as_deref(), cur, &period, year),
-                None => breakdown(&mut doc, m, g, who.as_deref(), cur, &period, year),
-            }
-        } else {
-            single(&mut doc, plan, m, who.as_deref(), data, &period, year)
-        };
+    let (lead, chart) = if cur.totals.calls == 0
+        && data.previous.as_ref().is_none_or(|p| p.totals.calls == 0)
+    {
+        (
+            format!(
+                "No usage matches {} {period}.",
+                who.clone().unwrap_or_else(|| "your question".into())
+            ),
+            json!({ "kind": "none" }),
+        )
+    } else if let (Some(prev), Some(cmp)) = (&data.previous, &plan.compare) {
+        compare(&mut doc, plan, m, who.as_deref(), cur, prev, cmp, year)
+    } else if let Some(g) = &plan.group_by {
+        match plan.rank {
+            Some(rank) => ranking(
+                &mut doc,
+                plan,
+                m,
+                g,
+                rank.order,
+                rank.top,
+                who.as_deref(),
+                cur,
+                year,
+            ),
+            None if g.is_time() => series(&mut doc, plan, g, who.as_deref(), cur, &period, year),
+            None => breakdown(&mut doc, plan, g, who.as_deref(), cur, &period, year),
+        }
+    } else {
+        single(&mut doc, plan, m, who.as_deref(), data, &period, year)
+    };
     let mut head = Doc::default();
     head.line(&lead);
     let markdown = if doc.out.is_empty() {
@@ -799,14 +800,35 @@ fn within(scope: &Scope, who: Option<&str>) -> String {
     }
 }
 
+/// The measures of a group table: the headline, by which its rows are ordered, then the
+/// others the question asked for ("spend, cost per call and tokens per call by model"), one
+/// column each, over groups `seconds` long (for the spend per day).
+#[derive(Clone, Copy)]
+struct Columns<'a> {
+    m: Measure,
+    others: &'a [Measure],
+    seconds: i64,
+}
+
+impl<'a> Columns<'a> {
+    fn of(plan: &'a QuestionPlan, seconds: i64) -> Columns<'a> {
+        Columns {
+            m: plan.measure(),
+            others: plan.measures.get(1..).unwrap_or_default(),
+            seconds,
+        }
+    }
+}
+
 fn group_table(
     doc: &mut Doc,
-    m: Measure,
+    cols: Columns<'_>,
     g: &Grouping,
     rows: &[(&Group, Value)],
     total: Option<&UsageTotals>,
     year: i32,
 ) {
+    let m = cols.m;
     let with_share = additive(m) && total.is_some();
     let mut header = vec![
         (dimension_noun(g, false), false),
@@ -815,7 +837,11 @@ fn group_table(
     if with_share {
         header.push(("share".to_string(), true));
     }
-    if m != Measure::Calls {
+    for o in cols.others {
+        header.push((noun(*o).to_string(), true));
+    }
+    let with_calls = m != Measure::Calls && !cols.others.contains(&Measure::Calls);
+    if with_calls {
         header.push(("calls".to_string(), true));
     }
     let header_refs: Vec<(&str, bool)> = header.iter().map(|(h, r)| (h.as_str(), *r)).collect();
@@ -827,7 +853,13 @@ fn group_table(
             if with_share && let Some(t) = total {
                 cells.push(share_of(m, &grp.totals, t));
             }
-            if m != Measure::Calls {
+            for o in cols.others {
+                cells.push(
+                    value(*o, &grp.totals, grp.latency.as_ref(), cols.seconds)
+                        .map_or_else(|| "–".into(), Value::text),
+                );
+            }
+            if with_calls {
                 cells.push(count(grp.totals.calls));
             }
             cells
@@ -970,7 +1002,14 @@ fn ranking(
     // The one named is shown among the next ones, so the table says what it beat.
     let context = &all[..all.len().min(shown.len().max(CONTEXT_ROWS))];
     if !context.is_empty() {
-        group_table(doc, m, g, context, Some(&cur.totals), year);
+        group_table(
+            doc,
+            Columns::of(plan, cur.seconds),
+            g,
+            context,
+            Some(&cur.totals),
+            year,
+        );
     }
     let missing = named.len() - all.len();
     if named.len() < cur.groups.len() {
@@ -1001,13 +1040,15 @@ pub(crate) fn sum_totals<'a>(it: impl Iterator<Item = &'a UsageTotals>) -> Usage
 
 fn breakdown(
     doc: &mut Doc,
-    m: Measure,
+    plan: &QuestionPlan,
     g: &Grouping,
     who: Option<&str>,
     cur: &Measured,
     period: &str,
     year: i32,
 ) -> (String, Json) {
+    let m = plan.measure();
+    let cols = Columns::of(plan, cur.seconds);
     let rows = ranked(&cur.groups, m, Order::Highest, cur.seconds);
     let n = cur.groups.len();
     let mut lead = measure_clause(m, who, cur, period);
@@ -1027,7 +1068,7 @@ fn breakdown(
             possessive(&key_text(g, &low.key, year)),
             lv.text()
         );
-        group_table(doc, m, g, &rows, Some(&cur.totals), year);
+        group_table(doc, cols, g, &rows, Some(&cur.totals), year);
         return (sentence_start(&lead), ranking_chart(m, g, &rows, year));
     }
     match rows.first() {
@@ -1058,19 +1099,20 @@ fn breakdown(
         None => {}
     }
     lead.push('.');
-    group_table(doc, m, g, &rows, Some(&cur.totals), year);
+    group_table(doc, cols, g, &rows, Some(&cur.totals), year);
     (sentence_start(&lead), ranking_chart(m, g, &rows, year))
 }
 
 fn series(
     doc: &mut Doc,
-    m: Measure,
+    plan: &QuestionPlan,
     g: &Grouping,
     who: Option<&str>,
     cur: &Measured,
     period: &str,
     year: i32,
 ) -> (String, Json) {
+    let m = plan.measure();
     let mut lead = measure_clause(m, who, cur, period);
     // Each point is one day or one week: its spend per day is over its own length.
     let step = if *g == Grouping::Week {
@@ -1096,7 +1138,14 @@ fn series(
         ));
     }
     lead.push('.');
-    group_table(doc, m, g, &points, Some(&cur.totals), year);
+    group_table(
+        doc,
+        Columns::of(plan, step),
+        g,
+        &points,
+        Some(&cur.totals),
+        year,
+    );
     let chart = json!({
         "kind": "series",
         "title": format!("{} by {}", capitalise(noun(m)), dimension_noun(g, false)),
@@ -1340,7 +1389,7 @@ mod tests {
         );
         assert!(
             a.markdown.contains(
-                "doc-summarizer's calls cost $0.0500 each on average, 10.0× the org's average ($0.00500): \
+                "doc-summarizer's calls cost $0.05 each on average, 10.0× the org's average ($0.005): \
                  they use 4,100 tokens each against 1,320 (3.1×), billed at $12.20 per million tokens \
                  against $3.79 (3.2×). Most of the difference is the price per token, that is the \
                  models it calls."
@@ -1352,7 +1401,7 @@ mod tests {
         let a = render_for(&p, usage(10_000, 155.30, 40_000_000, 1_000_000));
         assert!(
             a.markdown
-                .contains("(3.1×). Most of the difference is the length of its calls."),
+                .contains("against 1,320 (3.1×), billed at $3.79 per million tokens against $3.79 (100.0%). Most of the difference is the length of its calls."),
             "{}",
             a.markdown
         );
@@ -1360,7 +1409,7 @@ mod tests {
         let a = render_for(&p, usage(100_000, 100.0, 100_000_000, 10_000_000));
         assert!(
             a.markdown.contains(
-                "doc-summarizer's calls cost $0.00100 each on average, 20.0% of the org's average ($0.00500): \
+                "doc-summarizer's calls cost $0.001 each on average, 20.0% of the org's average ($0.005): \
                  they use 1,100 tokens each against 1,320 (83.3%), billed at $0.909 per million tokens \
                  against $3.79 (24.0%)."
             ) && a
@@ -1375,6 +1424,36 @@ mod tests {
             !render_for(&p, usage(10_000, 500.0, 40_000_000, 1_000_000))
                 .markdown
                 .contains("calls cost")
+        );
+    }
+
+    /// Each measure asked for is a column of the table, after the headline's share.
+    #[test]
+    fn a_breakdown_shows_every_measure_asked_for() {
+        let mut p = plan(Scope::all());
+        p.measures = vec![Measure::Spend, Measure::CostPerCall, Measure::TokensPerCall];
+        p.group_by = Some(Grouping::By(Dimension::Model));
+        let data = FigureData {
+            current: Measured {
+                totals: totals(3_000, 40.0),
+                groups: vec![
+                    group("gpt-4o", 1_000, 30.0),
+                    group("gpt-4o-mini", 2_000, 10.0),
+                ],
+                ..Measured::default()
+            },
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert!(
+            a.markdown.contains(
+                "| model | spend | share | cost per call | tokens per call | calls |\n\
+                 | --- | ---: | ---: | ---: | ---: | ---: |\n\
+                 | gpt-4o | $30.00 | 75.0% | $0.03 | 1,100 | 1,000 |\n\
+                 | gpt-4o-mini | $10.00 | 25.0% | $0.005 | 1,100 | 2,000 |"
+            ),
+            "{}",
+            a.markdown
         );
     }
 

@@ -867,8 +867,13 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
     if out.contains(&Measure::CacheReadShare) || out.contains(&Measure::CachedInputTokens) {
         out.retain(|m| *m != Measure::InputTokens && *m != Measure::TotalTokens);
     }
+    // Spend named on its own in a list beside the ratio ("spend, cost per call and tokens per
+    // call by model") stays: each is asked for.
+    let spend_alone = (0..v.t.len())
+        .any(|i| matches!(v.word(i), "spend" | "spent" | "spending") && v.word(i + 1) != "per")
+        && v.has("and");
     if out.contains(&Measure::CostPerCall) {
-        out.retain(|m| *m != Measure::Spend && *m != Measure::Calls);
+        out.retain(|m| (*m != Measure::Spend || spend_alone) && *m != Measure::Calls);
     }
     if out.contains(&Measure::ErrorRate) {
         out.retain(|m| *m != Measure::Errors && *m != Measure::Calls);
@@ -1628,6 +1633,11 @@ mod tests {
             ),
             ("cheapest model", &[CostPerCall]),
             ("cheapest feature", &[Spend]),
+            (
+                "doc-summarizer spend, cost per call and tokens per call by model",
+                &[Spend, CostPerCall, TokensPerCall],
+            ),
+            ("spend per call by model", &[CostPerCall]),
         ];
         for (q, want) in cases {
             assert_eq!(signals(q).measures, *want, "{q:?}");
