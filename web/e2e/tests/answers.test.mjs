@@ -61,6 +61,7 @@ test('each kind of answer leads with its sentence and shows the chart that fits 
       ['ranking', 'Which feature spends the most on gpt-4o?', 'ranking', /^support-bot spent the most on gpt-4o/],
       ['comparison', 'Compare this week to last week', 'before-after', /^You spent \$[\d,.]+ this week .*(up|down) [\d.]+% from \$[\d,.]+ last week/],
       ['what-if', 'What would we save by moving doc-summarizer from claude-sonnet-4 to claude-3-5-haiku?', 'before-after', /^Moving doc-summarizer from claude-sonnet-4 to claude-3-5-haiku would have cost \$/],
+      ['drivers', 'Why is doc-summarizer so expensive?', 'series', /^doc-summarizer cost \$[\d,.]+ in the last 30 days .*of spend from [\d.]+% of calls\.$/],
       ['greeting', 'hello', null, /^Hello!/],
     ];
     for (const [name, question, chart, lead] of cases) {
@@ -94,6 +95,11 @@ test('each kind of answer leads with its sentence and shows the chart that fits 
       // The run's header names what it was: a reply reads "Answered in …", a figure "Analysis done in …".
       const headline = await run.locator('.run-headline').innerText();
       assert.match(headline, name === 'greeting' ? /Answered in / : /Analysis done in /, `${name}: ${headline}`);
+      // What drives it follows, against the org's average.
+      if (name === 'drivers') {
+        const body = await run.locator('.answer').innerText();
+        assert.match(body, /doc-summarizer's calls cost \$[\d.]+ each on average, .* the org's average .* tokens each against [\d,]+ .* per million tokens against/, body);
+      }
       await shoot(page, run, name);
     }
     assert.deepEqual(b.errors, []);
