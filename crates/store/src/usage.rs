@@ -446,6 +446,9 @@ fn ingest_summary(records: usize, accepted: u64, rejected: Vec<(usize, String)>)
     }
 }
 
+/// Records not stored, by position in the batch, with the reason.
+type Refused = Vec<(usize, String)>;
+
 /// The records of a batch to insert, and those refused: each record in order against its
 /// bucket's `sums` (grown as it goes) as it would stand with the records before it
 /// (duplicates counted too: they are known only once inserted). A request id repeated in the
@@ -456,7 +459,7 @@ fn admit<'r>(
     rows: &[(BucketRef<'_>, Option<RowSums>)],
     bucket_of: &[usize],
     sums: &mut [HourSums],
-) -> (Vec<&'r (PricedRecord, String)>, Vec<(usize, String)>) {
+) -> (Vec<&'r (PricedRecord, String)>, Refused) {
     let mut rejected = Vec::new();
     let mut admitted = Vec::with_capacity(records.len());
     for (position, (_, row)) in rows.iter().enumerate() {
@@ -511,9 +514,23 @@ async fn sqlite_try_ingest(
     let (accepted, rejected) = on_sqlite_handle(&mut tx, |conn| {
         let mut sums = sqlite_read_sums(conn, org_id, buckets)?;
         let (admitted, rejected) = admit(records, rows, bucket_of, &mut sums);
-        let inserted =
-            sqlite_insert_rows(conn, org_id, &admitted, synthetic).map_err(sqlite_error)?;
-        let delta = fold_inserted(&admitted, &inserted)?;
+        // The rows are folded on another core while SQLite inserts them, as if all were new
+        // (as they are in a first ingest); when some were duplicates, the rows inserted are
+        // folded again here.
+        let (inserted, all_new) = std::thread::scope(|scope| {
+            let fold = scope.spawn(|| fold_inserted(&admitted, &vec![true; admitted.len()]));
+            let inserted = sqlite_insert_rows(conn, org_id, &admitted, synthetic);
+            let all_new = fold
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (inserted, all_new)
+        });
+        let inserted = inserted.map_err(sqlite_error)?;
+        let delta = if inserted.iter().all(|i| *i) {
+            all_new?
+        } else {
+            fold_inserted(&admitted, &inserted)?
+        };
         if delta.rows() > 0 {
             crate::rollup::sqlite_add_delta(conn, &delta, org_id).map_err(sqlite_error)?;
             // The org's usage changed: cached reads of it are out of date (`usage_cache`).
