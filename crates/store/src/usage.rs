@@ -13,6 +13,11 @@
 //! and only whether each row was inserted comes back: the rollups and summaries are folded
 //! from the records themselves, which is what the rows hold, rather than decoded from the rows
 //! (allocation dominated the profile of the earlier `RETURNING` of every column).
+//!
+//! On SQLite the whole transaction runs on the writer's own handle ([`on_sqlite_handle`], one
+//! hand-off per batch): the batch's rollup rows read, the raw rows inserted, the rollups,
+//! summaries, data version and prompt summaries written, each by a prepared single-row
+//! statement, while another core folds the rows (keys borrowed from the records).
 
 use std::collections::HashSet;
 
@@ -517,12 +522,17 @@ async fn sqlite_try_ingest(
         // The rows are folded on another core while SQLite inserts them, as if all were new
         // (as they are in a first ingest); when some were duplicates, the rows inserted are
         // folded again here.
+        let fold_all = || fold_inserted(&admitted, &vec![true; admitted.len()]);
         let (inserted, all_new) = std::thread::scope(|scope| {
-            let fold = scope.spawn(|| fold_inserted(&admitted, &vec![true; admitted.len()]));
+            // Without a thread to spare (the system refused one), the fold runs here after.
+            let fold = std::thread::Builder::new().spawn_scoped(scope, fold_all);
             let inserted = sqlite_insert_rows(conn, org_id, &admitted, synthetic);
-            let all_new = fold
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let all_new = match fold {
+                Ok(fold) => fold
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => fold_all(),
+            };
             (inserted, all_new)
         });
         let inserted = inserted.map_err(sqlite_error)?;
