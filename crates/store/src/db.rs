@@ -242,6 +242,12 @@ where
     done
 }
 
+/// ` VALUES (?1, …, ?n)`: the values of a prepared single-row SQLite insert of `n` columns.
+pub(crate) fn sqlite_values(n: usize) -> String {
+    let list: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+    format!(" VALUES ({})", list.join(", "))
+}
+
 /// An error of the statements run through a connection's own handle ([`on_sqlite_handle`]),
 /// as sqlx's.
 pub(crate) fn sqlite_error(e: rusqlite::Error) -> sqlx::Error {

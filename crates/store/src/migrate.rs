@@ -275,11 +275,11 @@ mod tests {
             for (k, s) in d.tag_entries() {
                 expected.push((
                     org.to_string(),
-                    k.tag_key.clone(),
+                    k.tag_key.to_string(),
                     k.hour.hour_ms,
-                    k.tag_value.clone(),
-                    k.hour.model.clone(),
-                    k.hour.user.clone(),
+                    k.tag_value.to_string(),
+                    k.hour.model.to_string(),
+                    k.hour.user.to_string(),
                     vec![
                         s.rows,
                         s.calls,

@@ -275,26 +275,7 @@ impl PromptStates for sqlx::SqliteConnection {
         org_id: &str,
         keys: &[(&str, &str)],
     ) -> Result<HashMap<PromptKey, PromptState>, sqlx::Error> {
-        on_sqlite_handle(self, |conn| {
-            let mut read = conn
-                .prepare(&format!(
-                    "SELECT {STATE_COLUMNS} FROM usage_prompts p
-                     WHERE p.org_id = ?1 AND p.model = ?2 AND p.prompt_hash = ?3"
-                ))
-                .map_err(sqlite_error)?;
-            let mut states = HashMap::new();
-            for (model, hash) in keys {
-                let mut rows = read
-                    .query(rusqlite::params![org_id, model, hash])
-                    .map_err(sqlite_error)?;
-                if let Some(r) = rows.next().map_err(sqlite_error)? {
-                    let (key, state) = read_state(r)?;
-                    states.insert(key, state);
-                }
-            }
-            Ok(states)
-        })
-        .await
+        on_sqlite_handle(self, |conn| sqlite_read_states(conn, org_id, keys)).await
     }
 
     async fn write_states(
@@ -304,32 +285,151 @@ impl PromptStates for sqlx::SqliteConnection {
         _stored: &HashSet<PromptKey>,
     ) -> Result<(), sqlx::Error> {
         on_sqlite_handle(self, |conn| {
-            let mut write = conn
-                .prepare(&format!(
-                    "{STATE_UPSERT_HEAD} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     {STATE_UPSERT_TAIL}"
-                ))
-                .map_err(sqlite_error)?;
-            for ((model, hash), s) in states {
-                let lone = lone_of(s);
-                write
-                    .execute(rusqlite::params![
-                        org_id,
-                        model,
-                        hash,
-                        s.count,
-                        lone.map(|c| c.ts_ms),
-                        lone.map(|c| c.feature.as_str()),
-                        lone.map(|c| c.input_tokens),
-                        lone.map(|c| c.output_tokens),
-                        lone.and_then(|c| c.cost_nanos),
-                    ])
-                    .map_err(sqlite_error)?;
-            }
-            Ok(())
+            sqlite_write_states(conn, org_id, states).map_err(sqlite_error)
         })
         .await
     }
+}
+
+/// SQLite's read of the stored states of the prompts `keys` ([`PromptStates::read_states`]).
+fn sqlite_read_states(
+    conn: &rusqlite::Connection,
+    org_id: &str,
+    keys: &[(&str, &str)],
+) -> Result<HashMap<PromptKey, PromptState>, sqlx::Error> {
+    let mut read = conn
+        .prepare(&format!(
+            "SELECT {STATE_COLUMNS} FROM usage_prompts p
+             WHERE p.org_id = ?1 AND p.model = ?2 AND p.prompt_hash = ?3"
+        ))
+        .map_err(sqlite_error)?;
+    let mut states = HashMap::new();
+    for (model, hash) in keys {
+        let mut rows = read
+            .query(rusqlite::params![org_id, model, hash])
+            .map_err(sqlite_error)?;
+        if let Some(r) = rows.next().map_err(sqlite_error)? {
+            let (key, state) = read_state(r)?;
+            states.insert(key, state);
+        }
+    }
+    Ok(states)
+}
+
+/// SQLite's write of prompt states, whole ([`PromptStates::write_states`]).
+fn sqlite_write_states(
+    conn: &rusqlite::Connection,
+    org_id: &str,
+    states: &[(&PromptKey, &PromptState)],
+) -> rusqlite::Result<()> {
+    let mut write = conn.prepare(&format!(
+        "{STATE_UPSERT_HEAD} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         {STATE_UPSERT_TAIL}"
+    ))?;
+    for ((model, hash), s) in states {
+        let lone = lone_of(s);
+        write.execute(rusqlite::params![
+            org_id,
+            model,
+            hash,
+            s.count,
+            lone.map(|c| c.ts_ms),
+            lone.map(|c| c.feature.as_str()),
+            lone.map(|c| c.input_tokens),
+            lone.map(|c| c.output_tokens),
+            lone.and_then(|c| c.cost_nanos),
+        ])?;
+    }
+    Ok(())
+}
+
+/// SQLite's [`apply_prompts!`] for an ingest, all of it on the writer's own handle (inside the
+/// ingest's transaction, after the data-version bump): the batch's prompt states read, its
+/// calls folded in, the states and the repeat rows written by prepared single-row statements.
+pub(crate) fn sqlite_add_prompts(
+    conn: &rusqlite::Connection,
+    delta: &crate::summaries::SummaryDelta<'_>,
+    org_id: &str,
+) -> Result<(), sqlx::Error> {
+    let calls = delta.prompt_calls();
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| (c.model.as_str(), c.prompt_hash.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut states = sqlite_read_states(conn, org_id, &keys)?;
+    let repeats = fold_calls(&mut states, calls)?;
+    let mut touched: Vec<_> = states.iter().collect();
+    touched.sort_by(|a, b| a.0.cmp(b.0));
+    sqlite_write_states(conn, org_id, &touched).map_err(sqlite_error)?;
+    let mut upsert = conn
+        .prepare(&format!(
+            "{REPEAT_UPSERT_HEAD}{}{REPEAT_UPSERT_TAIL}",
+            crate::db::sqlite_values(15)
+        ))
+        .map_err(sqlite_error)?;
+    for (k, s) in &repeats.hourly {
+        upsert
+            .execute(rusqlite::params![
+                org_id,
+                k.bucket_ms,
+                k.model,
+                k.prompt_hash,
+                k.feature,
+                s.rows,
+                hourly_sum(s.input_tokens)?,
+                hourly_sum(s.output_tokens)?,
+                hourly_sum(s.cost_nanos)?,
+                s.unpriced_rows,
+                s.first_ts_ms(),
+                s.first_input_tokens,
+                s.first_output_tokens,
+                s.first_cost_nanos,
+                s.second_ts_ms(),
+            ])
+            .map_err(sqlite_error)?;
+    }
+    let mut upsert = conn
+        .prepare(&format!(
+            "{DAILY_UPSERT_HEAD}{}{}",
+            crate::db::sqlite_values(18),
+            daily_upsert_tail()
+        ))
+        .map_err(sqlite_error)?;
+    for (k, s) in &repeats.daily {
+        let (input, output, cost) = (
+            daily_parts(s.input_tokens)?,
+            daily_parts(s.output_tokens)?,
+            daily_parts(s.cost_nanos)?,
+        );
+        upsert
+            .execute(rusqlite::params![
+                org_id,
+                k.bucket_ms,
+                k.model,
+                k.prompt_hash,
+                k.feature,
+                s.rows,
+                input.0,
+                input.1,
+                output.0,
+                output.1,
+                cost.0,
+                cost.1,
+                s.unpriced_rows,
+                s.first_ts_ms(),
+                s.first_input_tokens,
+                s.first_output_tokens,
+                s.first_cost_nanos,
+                s.second_ts_ms(),
+            ])
+            .map_err(sqlite_error)?;
+    }
+    Ok(())
 }
 
 /// On PostgreSQL one statement each way per batch: the keys (or the states) as column arrays,
@@ -530,7 +630,7 @@ pub(crate) fn rebuild_statements(sqlite: bool) -> Vec<String> {
 /// touched rows with a prompt rebuilds the org's. Called by `rollup::apply_delta!`.
 macro_rules! apply_prompts {
     ($tx:expr, $delta:expr, $org_id:expr, $sign:expr, $sqlite:expr) => {{
-        let (tx, delta, org_id, sign): (_, &$crate::summaries::SummaryDelta, &str, i64) =
+        let (tx, delta, org_id, sign): (_, &$crate::summaries::SummaryDelta<'_>, &str, i64) =
             ($tx, $delta, $org_id, $sign);
         let calls = delta.prompt_calls();
         if sign > 0 && !calls.is_empty() {

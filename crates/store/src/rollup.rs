@@ -9,7 +9,10 @@
 //! landing. A tag rollup row sums a subset of one hourly row's records, so it stays within the
 //! same limit. Sums across buckets are read wide (`db::Sums`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use crate::db::Cols;
 
@@ -71,21 +74,23 @@ pub(crate) fn hour_floor(ts_ms: i64) -> i64 {
     ts_ms - ts_ms.rem_euclid(HOUR_MS)
 }
 
+/// A rollup row's key. Its text is borrowed from the records an ingest folds (no allocation
+/// per record) or owned when folded from rows read back (a delete's `RETURNING`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct HourKey {
+pub(crate) struct HourKey<'a> {
     pub(crate) hour_ms: i64,
-    pub(crate) provider: String,
-    pub(crate) model: String,
-    pub(crate) user: String,
-    pub(crate) feature: String,
+    pub(crate) provider: Cow<'a, str>,
+    pub(crate) model: Cow<'a, str>,
+    pub(crate) user: Cow<'a, str>,
+    pub(crate) feature: Cow<'a, str>,
 }
 
 /// A tag rollup row's key: one tag of the records of an [`HourKey`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct TagHourKey {
-    pub(crate) tag_key: String,
-    pub(crate) hour: HourKey,
-    pub(crate) tag_value: String,
+pub(crate) struct TagHourKey<'a> {
+    pub(crate) tag_key: Cow<'a, str>,
+    pub(crate) hour: HourKey<'a>,
+    pub(crate) tag_value: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -153,35 +158,43 @@ impl HourSums {
     }
 }
 
-/// The rollup row a raw row belongs to and what it adds, from the row as it is inserted.
-pub(crate) fn key_of(
-    ts_ms: i64,
-    provider: &str,
-    model: &str,
-    user: Option<&str>,
-    feature: Option<&str>,
-) -> HourKey {
-    HourKey {
-        hour_ms: hour_floor(ts_ms),
-        provider: provider.to_string(),
-        model: model.to_string(),
-        user: user.unwrap_or(NONE_KEY).to_string(),
-        feature: feature.unwrap_or(NONE_KEY).to_string(),
+/// How a fold keeps a row's text in its keys: borrowed from rows that outlive the delta (an
+/// ingest's records), or copied from rows that do not (a delete's, read one at a time).
+pub(crate) trait KeyText<'r, 'a> {
+    fn key(&self, text: &'r str) -> Cow<'a, str>;
+}
+
+/// Keys borrow the rows' text.
+pub(crate) struct Borrowed;
+
+impl<'a> KeyText<'a, 'a> for Borrowed {
+    fn key(&self, text: &'a str) -> Cow<'a, str> {
+        Cow::Borrowed(text)
     }
 }
 
-/// Sums of raw rows by hour and dimensions, to add to (or subtract from) the rollups.
+/// Keys own a copy of the rows' text.
+pub(crate) struct Owned;
+
+impl<'r, 'a> KeyText<'r, 'a> for Owned {
+    fn key(&self, text: &'r str) -> Cow<'a, str> {
+        Cow::Owned(text.to_owned())
+    }
+}
+
+/// Sums of raw rows by hour and dimensions, to add to (or subtract from) the rollups. `'a` is
+/// the life of the rows an ingest folds (their text is borrowed, not copied, into the keys).
 #[derive(Debug, Default)]
-pub(crate) struct RollupDelta {
-    sums: HashMap<HourKey, HourSums>,
-    tag_sums: HashMap<TagHourKey, HourSums>,
-    summaries: crate::summaries::SummaryDelta,
+pub(crate) struct RollupDelta<'a> {
+    sums: HashMap<HourKey<'a>, HourSums>,
+    tag_sums: HashMap<TagHourKey<'a>, HourSums>,
+    summaries: crate::summaries::SummaryDelta<'a>,
     rows: u64,
 }
 
-impl RollupDelta {
+impl<'a> RollupDelta<'a> {
     /// A delta for an ingest (see `SummaryDelta::for_ingest`).
-    pub(crate) fn for_ingest() -> RollupDelta {
+    pub(crate) fn for_ingest() -> RollupDelta<'a> {
         RollupDelta {
             summaries: crate::summaries::SummaryDelta::for_ingest(),
             ..RollupDelta::default()
@@ -195,19 +208,19 @@ impl RollupDelta {
 
     /// The sums by hour and dimensions, in key order: upserts then lock rollup rows in the
     /// same order in every transaction, so concurrent ingests (PostgreSQL) cannot deadlock.
-    pub(crate) fn entries(&self) -> Vec<(&HourKey, &HourSums)> {
+    pub(crate) fn entries(&self) -> Vec<(&HourKey<'a>, &HourSums)> {
         let mut entries: Vec<_> = self.sums.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         entries
     }
 
     /// The recommender summaries of the same rows.
-    pub(crate) fn summaries(&self) -> &crate::summaries::SummaryDelta {
+    pub(crate) fn summaries(&self) -> &crate::summaries::SummaryDelta<'a> {
         &self.summaries
     }
 
     /// The sums by tag, hour and dimensions, in key order (for the same reason).
-    pub(crate) fn tag_entries(&self) -> Vec<(&TagHourKey, &HourSums)> {
+    pub(crate) fn tag_entries(&self) -> Vec<(&TagHourKey<'a>, &HourSums)> {
         let mut entries: Vec<_> = self.tag_sums.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         entries
@@ -216,14 +229,25 @@ impl RollupDelta {
     /// Folds in one raw row read back through [`RAW_COLUMNS`] (a delete's `RETURNING`).
     pub(crate) fn add_row(&mut self, r: &impl Cols) -> Result<(), sqlx::Error> {
         let stored = StoredRow::read(r)?;
-        self.add(&stored.as_raw())
+        self.fold(&stored.as_raw(), &Owned)
+    }
+
+    /// Folds in one raw row that outlives the delta (an ingest's record), its text borrowed.
+    pub(crate) fn add(&mut self, r: &RawRow<'a>) -> Result<(), sqlx::Error> {
+        self.fold(r, &Borrowed)
     }
 
     /// Folds in one raw row. The row's sums were checked against its bucket before it was
     /// inserted, and a delete takes away part of what a bucket holds, so an overflow here
     /// means the data is inconsistent: an error, not a wrap.
-    pub(crate) fn add(&mut self, r: &RawRow<'_>) -> Result<(), sqlx::Error> {
-        let key = key_of(r.ts_ms, r.provider, r.model, r.user, r.feature);
+    fn fold<'r>(&mut self, r: &RawRow<'r>, text: &impl KeyText<'r, 'a>) -> Result<(), sqlx::Error> {
+        let key = HourKey {
+            hour_ms: hour_floor(r.ts_ms),
+            provider: text.key(r.provider),
+            model: text.key(r.model),
+            user: text.key(r.user.unwrap_or(NONE_KEY)),
+            feature: text.key(r.feature.unwrap_or(NONE_KEY)),
+        };
         let row = RowSums {
             calls: r.request_count,
             input_tokens: r.input_tokens,
@@ -236,9 +260,9 @@ impl RollupDelta {
         if let Some(tags) = r.tags {
             for (tag_key, tag_value) in tags {
                 let k = TagHourKey {
-                    tag_key: tag_key.clone(),
+                    tag_key: text.key(tag_key),
                     hour: key.clone(),
-                    tag_value: tag_value.clone(),
+                    tag_value: text.key(tag_value),
                 };
                 let sums = self.tag_sums.entry(k).or_default();
                 *sums = sums.add(&row).ok_or_else(overflow)?;
@@ -246,7 +270,7 @@ impl RollupDelta {
         }
         let sums = self.sums.entry(key).or_default();
         *sums = sums.add(&row).ok_or_else(overflow)?;
-        self.summaries.add(r)?;
+        self.summaries.fold(r, text)?;
         self.rows += 1;
         Ok(())
     }
@@ -349,13 +373,72 @@ impl StoredRow {
     }
 }
 
+/// SQLite's write of an ingest's [`RollupDelta`] (its rollups, tag rollups and recommender
+/// summaries; `apply_delta!` does the same for either backend through sqlx): one prepared
+/// single-row upsert stepped per row on the writer's own handle (`db::on_sqlite_handle`,
+/// inside the ingest's transaction), in key order, so no bound value is copied to sqlx's
+/// worker thread and no multi-row statement is parsed per batch.
+pub(crate) fn sqlite_add_delta(
+    conn: &rusqlite::Connection,
+    delta: &RollupDelta<'_>,
+    org_id: &str,
+) -> rusqlite::Result<()> {
+    use crate::db::sqlite_values;
+    let mut upsert = conn.prepare(&format!("{UPSERT_HEAD}{}{UPSERT_TAIL}", sqlite_values(15)))?;
+    for (k, s) in delta.entries() {
+        upsert.execute(rusqlite::params![
+            org_id,
+            k.hour_ms,
+            &*k.provider,
+            &*k.model,
+            &*k.user,
+            &*k.feature,
+            s.rows,
+            s.calls,
+            s.input_tokens,
+            s.output_tokens,
+            s.cached_input_tokens,
+            s.cost_nanos,
+            s.unpriced_calls,
+            s.unpriced_tokens,
+            s.error_calls,
+        ])?;
+    }
+    let mut upsert = conn.prepare(&format!(
+        "{TAG_UPSERT_HEAD}{}{TAG_UPSERT_TAIL}",
+        sqlite_values(17)
+    ))?;
+    for (k, s) in delta.tag_entries() {
+        upsert.execute(rusqlite::params![
+            org_id,
+            &*k.tag_key,
+            k.hour.hour_ms,
+            &*k.tag_value,
+            &*k.hour.provider,
+            &*k.hour.model,
+            &*k.hour.user,
+            &*k.hour.feature,
+            s.rows,
+            s.calls,
+            s.input_tokens,
+            s.output_tokens,
+            s.cached_input_tokens,
+            s.cost_nanos,
+            s.unpriced_calls,
+            s.unpriced_tokens,
+            s.error_calls,
+        ])?;
+    }
+    crate::summaries::sqlite_add_summaries(conn, delta.summaries(), org_id)
+}
+
 /// Adds a [`RollupDelta`]'s sums to the org's rollups (`sign` 1) or takes them away (`sign`
 /// -1, after a delete), then drops rollup rows no raw row backs any more, and bumps the org's
 /// data version; inside the transaction `tx` (`&mut Transaction` of either backend) that
 /// inserted or deleted the rows. A macro so one text serves both backends' transaction types.
 macro_rules! apply_delta {
     ($tx:expr, $delta:expr, $org_id:expr, $sign:expr) => {{
-        let (tx, delta, org_id, sign): (_, &$crate::rollup::RollupDelta, &str, i64) =
+        let (tx, delta, org_id, sign): (_, &$crate::rollup::RollupDelta<'_>, &str, i64) =
             ($tx, $delta, $org_id, $sign);
         let entries = delta.entries();
         for chunk in entries.chunks($crate::rollup::ROWS_PER_UPSERT) {
@@ -363,10 +446,10 @@ macro_rules! apply_delta {
             qb.push_values(chunk, |mut b, (k, s)| {
                 b.push_bind(org_id)
                     .push_bind(k.hour_ms)
-                    .push_bind(k.provider.as_str())
-                    .push_bind(k.model.as_str())
-                    .push_bind(k.user.as_str())
-                    .push_bind(k.feature.as_str())
+                    .push_bind(&*k.provider)
+                    .push_bind(&*k.model)
+                    .push_bind(&*k.user)
+                    .push_bind(&*k.feature)
                     .push_bind(sign * s.rows)
                     .push_bind(sign * s.calls)
                     .push_bind(sign * s.input_tokens)
@@ -385,13 +468,13 @@ macro_rules! apply_delta {
             let mut qb = sqlx::QueryBuilder::new($crate::rollup::TAG_UPSERT_HEAD);
             qb.push_values(chunk, |mut b, (k, s)| {
                 b.push_bind(org_id)
-                    .push_bind(k.tag_key.as_str())
+                    .push_bind(&*k.tag_key)
                     .push_bind(k.hour.hour_ms)
-                    .push_bind(k.tag_value.as_str())
-                    .push_bind(k.hour.provider.as_str())
-                    .push_bind(k.hour.model.as_str())
-                    .push_bind(k.hour.user.as_str())
-                    .push_bind(k.hour.feature.as_str())
+                    .push_bind(&*k.tag_value)
+                    .push_bind(&*k.hour.provider)
+                    .push_bind(&*k.hour.model)
+                    .push_bind(&*k.hour.user)
+                    .push_bind(&*k.hour.feature)
                     .push_bind(sign * s.rows)
                     .push_bind(sign * s.calls)
                     .push_bind(sign * s.input_tokens)

@@ -18,12 +18,14 @@
 //! ([`SummaryDelta::add_row`]) and a real org stays far from the 64-bit limit (9.2 × 10⁹
 //! dollars in one hour of one model and feature).
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+
+use foldhash::HashMap;
 
 use apogee_analytics::savings::ShortLimits;
 
 use crate::prompt_repeats::PromptCall;
-use crate::rollup::{NONE_KEY, RawRow, hour_floor};
+use crate::rollup::{KeyText, NONE_KEY, RawRow, hour_floor};
 
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
@@ -72,10 +74,10 @@ pub(crate) fn long_input(per_call_input: i64) -> i64 {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct MixKey {
+pub(crate) struct MixKey<'a> {
     pub(crate) hour_ms: i64,
-    pub(crate) model: String,
-    pub(crate) feature: String,
+    pub(crate) model: Cow<'a, str>,
+    pub(crate) feature: Cow<'a, str>,
     pub(crate) batch: i64,
     pub(crate) per_call: i64,
     pub(crate) short: i64,
@@ -93,10 +95,10 @@ pub(crate) struct MixSums {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct OutputKey {
+pub(crate) struct OutputKey<'a> {
     pub(crate) day_ms: i64,
-    pub(crate) model: String,
-    pub(crate) feature: String,
+    pub(crate) model: Cow<'a, str>,
+    pub(crate) feature: Cow<'a, str>,
     pub(crate) output_tokens: i64,
 }
 
@@ -107,11 +109,12 @@ pub(crate) struct OutputSums {
 }
 
 /// Summary sums of raw rows, to add to (or subtract from) the summary tables, and for an
-/// ingest the calls with a prompt hash (`prompt_repeats`).
+/// ingest the calls with a prompt hash (`prompt_repeats`). Keys borrow or own their text as
+/// the `RollupDelta` they ride in.
 #[derive(Debug, Default)]
-pub(crate) struct SummaryDelta {
-    mixes: HashMap<MixKey, MixSums>,
-    outputs: HashMap<OutputKey, OutputSums>,
+pub(crate) struct SummaryDelta<'a> {
+    mixes: HashMap<MixKey<'a>, MixSums>,
+    outputs: HashMap<OutputKey<'a>, OutputSums>,
     /// Whether calls with a prompt are kept (ingest); a delete only notes that it saw one, so
     /// its memory follows the hours touched, not the rows.
     keep_prompt_calls: bool,
@@ -123,9 +126,9 @@ fn overflow() -> sqlx::Error {
     sqlx::Error::Decode("recommender summary sums out of the 64-bit range".into())
 }
 
-impl SummaryDelta {
+impl<'a> SummaryDelta<'a> {
     /// A delta for an ingest: keeps the calls with a prompt hash, in insertion order.
-    pub(crate) fn for_ingest() -> SummaryDelta {
+    pub(crate) fn for_ingest() -> SummaryDelta<'a> {
         SummaryDelta {
             keep_prompt_calls: true,
             ..SummaryDelta::default()
@@ -142,8 +145,13 @@ impl SummaryDelta {
         self.prompts_touched
     }
 
-    /// Folds in one raw row; rows not priced from the catalog add nothing.
-    pub(crate) fn add(&mut self, r: &RawRow<'_>) -> Result<(), sqlx::Error> {
+    /// Folds in one raw row, its text kept in the keys as `text` says; rows not priced from
+    /// the catalog add nothing.
+    pub(crate) fn fold<'r>(
+        &mut self,
+        r: &RawRow<'r>,
+        text: &impl KeyText<'r, 'a>,
+    ) -> Result<(), sqlx::Error> {
         if let Some(prompt_hash) = r.prompt_hash {
             self.prompts_touched = true;
             if self.keep_prompt_calls {
@@ -164,8 +172,8 @@ impl SummaryDelta {
         }
         let ts_ms = r.ts_ms;
         let hour_ms = hour_floor(ts_ms);
-        let model = r.model.to_string();
-        let feature = r.feature.unwrap_or(NONE_KEY).to_string();
+        let model = text.key(r.model);
+        let feature = text.key(r.feature.unwrap_or(NONE_KEY));
         let batch = i64::from(r.batch);
         let calls = r.request_count;
         let input = r.input_tokens;
@@ -220,14 +228,14 @@ impl SummaryDelta {
     }
 
     /// The mix sums, in key order (upserts lock rows in the same order in every transaction).
-    pub(crate) fn mix_entries(&self) -> Vec<(&MixKey, &MixSums)> {
+    pub(crate) fn mix_entries(&self) -> Vec<(&MixKey<'a>, &MixSums)> {
         let mut entries: Vec<_> = self.mixes.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         entries
     }
 
     /// The output-length counts, in key order.
-    pub(crate) fn output_entries(&self) -> Vec<(&OutputKey, &OutputSums)> {
+    pub(crate) fn output_entries(&self) -> Vec<(&OutputKey<'a>, &OutputSums)> {
         let mut entries: Vec<_> = self.outputs.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         entries
@@ -260,12 +268,59 @@ pub(crate) const OUTPUT_UPSERT_TAIL: &str = " ON CONFLICT (org_id, day_ms, model
       interactive_calls = usage_output_daily.interactive_calls + excluded.interactive_calls,
       batch_calls = usage_output_daily.batch_calls + excluded.batch_calls";
 
+/// SQLite's write of an ingest's summaries, as `rollup::sqlite_add_delta` (which calls it).
+pub(crate) fn sqlite_add_summaries(
+    conn: &rusqlite::Connection,
+    delta: &SummaryDelta<'_>,
+    org_id: &str,
+) -> rusqlite::Result<()> {
+    use crate::db::sqlite_values;
+    let mut upsert = conn.prepare(&format!(
+        "{MIX_UPSERT_HEAD}{}{MIX_UPSERT_TAIL}",
+        sqlite_values(14)
+    ))?;
+    for (k, s) in delta.mix_entries() {
+        upsert.execute(rusqlite::params![
+            org_id,
+            k.hour_ms,
+            &*k.model,
+            &*k.feature,
+            k.batch,
+            k.per_call,
+            k.short,
+            k.long_input,
+            s.rows,
+            s.calls,
+            s.fresh_input_tokens,
+            s.cached_input_tokens,
+            s.output_tokens,
+            s.cost_nanos,
+        ])?;
+    }
+    let mut upsert = conn.prepare(&format!(
+        "{OUTPUT_UPSERT_HEAD}{}{OUTPUT_UPSERT_TAIL}",
+        sqlite_values(7)
+    ))?;
+    for (k, s) in delta.output_entries() {
+        upsert.execute(rusqlite::params![
+            org_id,
+            k.day_ms,
+            &*k.model,
+            &*k.feature,
+            k.output_tokens,
+            s.interactive_calls,
+            s.batch_calls,
+        ])?;
+    }
+    Ok(())
+}
+
 /// Adds a [`SummaryDelta`] to the org's summaries (`sign` 1) or takes it away (`sign` -1, then
 /// dropping rows no raw row backs any more), inside the transaction `tx`; called by
 /// `rollup::apply_delta!`, for the same reason a macro.
 macro_rules! apply_summaries {
     ($tx:expr, $delta:expr, $org_id:expr, $sign:expr) => {{
-        let (tx, delta, org_id, sign): (_, &$crate::summaries::SummaryDelta, &str, i64) =
+        let (tx, delta, org_id, sign): (_, &$crate::summaries::SummaryDelta<'_>, &str, i64) =
             ($tx, $delta, $org_id, $sign);
         let mixes = delta.mix_entries();
         for chunk in mixes.chunks($crate::summaries::ROWS_PER_UPSERT) {
@@ -273,8 +328,8 @@ macro_rules! apply_summaries {
             qb.push_values(chunk, |mut b, (k, s)| {
                 b.push_bind(org_id)
                     .push_bind(k.hour_ms)
-                    .push_bind(k.model.as_str())
-                    .push_bind(k.feature.as_str())
+                    .push_bind(&*k.model)
+                    .push_bind(&*k.feature)
                     .push_bind(k.batch)
                     .push_bind(k.per_call)
                     .push_bind(k.short)
@@ -295,8 +350,8 @@ macro_rules! apply_summaries {
             qb.push_values(chunk, |mut b, (k, s)| {
                 b.push_bind(org_id)
                     .push_bind(k.day_ms)
-                    .push_bind(k.model.as_str())
-                    .push_bind(k.feature.as_str())
+                    .push_bind(&*k.model)
+                    .push_bind(&*k.feature)
                     .push_bind(k.output_tokens)
                     .push_bind(sign * s.interactive_calls)
                     .push_bind(sign * s.batch_calls);

@@ -13,6 +13,11 @@
 //! and only whether each row was inserted comes back: the rollups and summaries are folded
 //! from the records themselves, which is what the rows hold, rather than decoded from the rows
 //! (allocation dominated the profile of the earlier `RETURNING` of every column).
+//!
+//! On SQLite the whole transaction runs on the writer's own handle ([`on_sqlite_handle`], one
+//! hand-off per batch): the batch's rollup rows read, the raw rows inserted, the rollups,
+//! summaries, data version and prompt summaries written, each by a prepared single-row
+//! statement, while another core folds the rows (keys borrowed from the records).
 
 use std::collections::HashSet;
 
@@ -288,8 +293,8 @@ impl<'a> BucketRef<'a> {
     }
 }
 
-impl<'a> From<&'a HourKey> for BucketRef<'a> {
-    fn from(k: &'a HourKey) -> BucketRef<'a> {
+impl<'a> From<&'a HourKey<'_>> for BucketRef<'a> {
+    fn from(k: &'a HourKey<'_>) -> BucketRef<'a> {
         BucketRef {
             hour_ms: k.hour_ms,
             provider: &k.provider,
@@ -305,13 +310,13 @@ const READ_SUMS: &str = "SELECT hour_ms, provider, model, user_key, feature_key,
      input_tokens, output_tokens, cached_input_tokens, cost_nanos, unpriced_calls, unpriced_tokens,
      error_calls FROM usage_hourly WHERE org_id = ";
 
-fn hour_key(r: &impl Cols) -> Result<HourKey, sqlx::Error> {
+fn hour_key(r: &impl Cols) -> Result<HourKey<'static>, sqlx::Error> {
     Ok(HourKey {
         hour_ms: r.int("hour_ms")?,
-        provider: r.text("provider")?,
-        model: r.text("model")?,
-        user: r.text("user_key")?,
-        feature: r.text("feature_key")?,
+        provider: r.text("provider")?.into(),
+        model: r.text("model")?.into(),
+        user: r.text("user_key")?.into(),
+        feature: r.text("feature_key")?.into(),
     })
 }
 
@@ -399,6 +404,10 @@ impl Store {
             }
         };
         let synthetic = origin == Origin::Synthetic;
+        if let Db::Sqlite { write, .. } = &self.db {
+            return sqlite_try_ingest(write, org_id, records, synthetic, rows, buckets, bucket_of)
+                .await;
+        }
         let (delta, rejected) = on_write!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let mut sums = vec![HourSums::default(); buckets.len()];
@@ -422,42 +431,156 @@ impl Store {
                     }
                 }
             }
-            // Each record in order against its bucket as it would stand with the records
-            // before it (duplicates counted too: they are known only once inserted).
-            let mut rejected = Vec::new();
-            let mut admitted = Vec::with_capacity(records.len());
-            for (position, (_, row)) in rows.iter().enumerate() {
-                let bucket = &mut sums[bucket_of[position]];
-                match row.as_ref().and_then(|r| bucket.add(r)) {
-                    Some(grown) => {
-                        *bucket = grown;
-                        admitted.push(&records[position]);
-                    }
-                    None => rejected.push((position, BUCKET_FULL.to_string())),
-                }
-            }
-            // A request id repeated in the batch: its first record is the one stored (as
-            // the database would keep it), the others are duplicates; they are not sent.
-            let mut seen = HashSet::with_capacity(admitted.len());
-            admitted.retain(|(p, _)| p.record.request_id.as_deref().is_none_or(|id| seen.insert(id)));
+            let (admitted, rejected) = admit(records, rows, bucket_of, &mut sums);
             let inserted = tx.insert_raw(org_id, &admitted, synthetic).await?;
-            let mut delta = RollupDelta::for_ingest();
-            for ((p, provider), inserted) in admitted.into_iter().zip(inserted) {
-                if inserted {
-                    delta.add(&raw_row(p, provider))?;
-                }
-            }
+            let delta = fold_inserted(&admitted, &inserted)?;
             apply_delta!(&mut tx, &delta, org_id, 1);
             tx.commit().await?;
             (delta, rejected)
         });
-        let accepted = delta.rows();
-        Ok(IngestSummary {
-            accepted,
-            duplicates: (records.len() - rejected.len()) as u64 - accepted,
-            rejected,
-        })
+        Ok(ingest_summary(records.len(), delta.rows(), rejected))
     }
+}
+
+/// What an ingest of `records` stored: `accepted` rows inserted, `rejected` refused.
+fn ingest_summary(records: usize, accepted: u64, rejected: Vec<(usize, String)>) -> IngestSummary {
+    IngestSummary {
+        accepted,
+        duplicates: (records - rejected.len()) as u64 - accepted,
+        rejected,
+    }
+}
+
+/// Records not stored, by position in the batch, with the reason.
+type Refused = Vec<(usize, String)>;
+
+/// The records of a batch to insert, and those refused: each record in order against its
+/// bucket's `sums` (grown as it goes) as it would stand with the records before it
+/// (duplicates counted too: they are known only once inserted). A request id repeated in the
+/// batch keeps its first record (as the database would); the others are duplicates and are
+/// not sent.
+fn admit<'r>(
+    records: &'r [(PricedRecord, String)],
+    rows: &[(BucketRef<'_>, Option<RowSums>)],
+    bucket_of: &[usize],
+    sums: &mut [HourSums],
+) -> (Vec<&'r (PricedRecord, String)>, Refused) {
+    let mut rejected = Vec::new();
+    let mut admitted = Vec::with_capacity(records.len());
+    for (position, (_, row)) in rows.iter().enumerate() {
+        let bucket = &mut sums[bucket_of[position]];
+        match row.as_ref().and_then(|r| bucket.add(r)) {
+            Some(grown) => {
+                *bucket = grown;
+                admitted.push(&records[position]);
+            }
+            None => rejected.push((position, BUCKET_FULL.to_string())),
+        }
+    }
+    let mut seen = HashSet::with_capacity(admitted.len());
+    admitted.retain(|(p, _)| {
+        p.record
+            .request_id
+            .as_deref()
+            .is_none_or(|id| seen.insert(id))
+    });
+    (admitted, rejected)
+}
+
+/// The rollups and summaries of the `admitted` records that were `inserted`.
+fn fold_inserted<'r>(
+    admitted: &[&'r (PricedRecord, String)],
+    inserted: &[bool],
+) -> Result<RollupDelta<'r>, sqlx::Error> {
+    let mut delta = RollupDelta::for_ingest();
+    for ((p, provider), inserted) in admitted.iter().copied().zip(inserted) {
+        if *inserted {
+            delta.add(&raw_row(p, provider))?;
+        }
+    }
+    Ok(delta)
+}
+
+/// SQLite's ingest transaction: between sqlx's `BEGIN` and `COMMIT`, everything on the writer
+/// connection's own handle ([`on_sqlite_handle`], one hand-off for the batch) — the batch's
+/// rollup rows read, the records admitted, the raw rows inserted, the rollups, summaries,
+/// data version and prompt summaries written — each by a prepared single-row statement. What
+/// it stores is what the backend-neutral path (`apply_delta!`) stores.
+async fn sqlite_try_ingest(
+    pool: &sqlx::SqlitePool,
+    org_id: &str,
+    records: &[(PricedRecord, String)],
+    synthetic: bool,
+    rows: &[(BucketRef<'_>, Option<RowSums>)],
+    buckets: &[BucketRef<'_>],
+    bucket_of: &[usize],
+) -> Result<IngestSummary, StoreError> {
+    let mut tx = pool.begin().await?;
+    let (accepted, rejected) = on_sqlite_handle(&mut tx, |conn| {
+        let mut sums = sqlite_read_sums(conn, org_id, buckets)?;
+        let (admitted, rejected) = admit(records, rows, bucket_of, &mut sums);
+        // The rows are folded on another core while SQLite inserts them, as if all were new
+        // (as they are in a first ingest); when some were duplicates, the rows inserted are
+        // folded again here.
+        let fold_all = || fold_inserted(&admitted, &vec![true; admitted.len()]);
+        let (inserted, all_new) = std::thread::scope(|scope| {
+            // Without a thread to spare (the system refused one), the fold runs here after.
+            let fold = std::thread::Builder::new().spawn_scoped(scope, fold_all);
+            let inserted = sqlite_insert_rows(conn, org_id, &admitted, synthetic);
+            let all_new = match fold {
+                Ok(fold) => fold
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => fold_all(),
+            };
+            (inserted, all_new)
+        });
+        let inserted = inserted.map_err(sqlite_error)?;
+        let delta = if inserted.iter().all(|i| *i) {
+            all_new?
+        } else {
+            fold_inserted(&admitted, &inserted)?
+        };
+        if delta.rows() > 0 {
+            crate::rollup::sqlite_add_delta(conn, &delta, org_id).map_err(sqlite_error)?;
+            // The org's usage changed: cached reads of it are out of date (`usage_cache`).
+            conn.execute(crate::usage_cache::BUMP_VERSION, [org_id])
+                .map_err(sqlite_error)?;
+            crate::prompt_repeats::sqlite_add_prompts(conn, delta.summaries(), org_id)?;
+        }
+        Ok::<_, sqlx::Error>((delta.rows(), rejected))
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(ingest_summary(records.len(), accepted, rejected))
+}
+
+/// The stored sums of the rollup rows `buckets` (zero for those not stored yet), read by one
+/// prepared statement per row through the writer's own handle.
+fn sqlite_read_sums(
+    conn: &rusqlite::Connection,
+    org_id: &str,
+    buckets: &[BucketRef<'_>],
+) -> Result<Vec<HourSums>, sqlx::Error> {
+    let mut read = conn
+        .prepare(&format!(
+            "{READ_SUMS} ?1 AND hour_ms = ?2 AND provider = ?3 AND model = ?4 AND user_key = ?5
+             AND feature_key = ?6"
+        ))
+        .map_err(sqlite_error)?;
+    let mut sums = Vec::with_capacity(buckets.len());
+    for k in buckets {
+        let mut rows = read
+            .query(rusqlite::params![
+                org_id, k.hour_ms, k.provider, k.model, k.user, k.feature
+            ])
+            .map_err(sqlite_error)?;
+        sums.push(match rows.next().map_err(sqlite_error)? {
+            Some(row) => HourSums::read(row)?,
+            None => HourSums::default(),
+        });
+    }
+    Ok(sums)
 }
 
 /// Which of an org's records to delete.
