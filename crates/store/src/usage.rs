@@ -22,6 +22,7 @@ use futures_util::StreamExt;
 use sqlx::QueryBuilder;
 
 use crate::db::{Cols, Db, on_sqlite_handle, on_write, sqlite_error};
+use crate::pg_copy::BinaryRows;
 use crate::rollup::{
     HourKey, HourSums, NONE_KEY, RAW_COLUMNS, RawRow, RollupDelta, RowSums, apply_delta, hour_floor,
 };
@@ -209,10 +210,6 @@ const PG_INSERT_STAGED: &str = "SELECT $1, $2, request_id, ts_ms, provider, mode
      reasoning_tokens, stream, finish_reason, max_tokens, tags, request_count, service_tier,
      cache_creation_1h_input_tokens, bucket_seconds FROM usage_staging";
 
-/// Bytes of `COPY` data built before they are sent, so PostgreSQL parses a batch while the
-/// rest of it is encoded.
-const COPY_SEND_BYTES: usize = 1 << 20;
-
 /// On PostgreSQL the batch is streamed by `COPY … FROM STDIN (FORMAT binary)` into the
 /// session's staging table, then moved by one `INSERT … SELECT … ON CONFLICT DO NOTHING`:
 /// `COPY` parses a row for a fraction of what unnesting 25 column arrays costs (and its
@@ -233,14 +230,14 @@ impl InsertRaw for sqlx::PgConnection {
         let mut copy = self
             .copy_in_raw("COPY usage_staging FROM STDIN (FORMAT binary)")
             .await?;
-        let mut data = CopyRows::new();
+        let mut data = BinaryRows::new();
         let mut next = 0;
         while next < rows.len() {
-            next = data.rows(rows, next);
+            next = copy_rows(&mut data, rows, next);
             if next == rows.len() {
                 data.end();
             }
-            copy.send(std::mem::take(&mut data.buf)).await?;
+            copy.send(data.take()).await?;
         }
         copy.finish().await?;
         let sql = format!("{INSERT_COLUMNS}{PG_INSERT_STAGED}{INSERT_TAIL}");
@@ -264,113 +261,47 @@ impl InsertRaw for sqlx::PgConnection {
     }
 }
 
-/// Raw rows in PostgreSQL's binary `COPY` format, for `usage_staging`'s columns: a header,
-/// then per row its field count and each field as a big-endian length (-1: NULL) and the
-/// value in the type's binary form (`int8`: 8 bytes big-endian, `bool`: one byte, `text`:
-/// its UTF-8 bytes as they are).
-struct CopyRows {
-    buf: Vec<u8>,
-}
-
 /// Fields of a staged row.
 const STAGED_FIELDS: i16 = 25;
 
-impl CopyRows {
-    fn new() -> CopyRows {
-        let mut buf = Vec::with_capacity(COPY_SEND_BYTES + 4_096);
-        // Signature, flags (no OIDs), header extension length.
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        CopyRows { buf }
-    }
-
-    /// Appends `rows` from `from` on until [`COPY_SEND_BYTES`] are built or none is left;
-    /// returns the position of the next row to append.
-    fn rows(&mut self, rows: &[&(PricedRecord, String)], from: usize) -> usize {
-        let mut next = from;
-        while let Some((p, provider)) = rows.get(next) {
-            self.row(p, provider);
-            next += 1;
-            if self.buf.len() >= COPY_SEND_BYTES {
-                break;
-            }
-        }
-        next
-    }
-
-    /// Appends one record as `usage_staging`'s row.
-    fn row(&mut self, p: &PricedRecord, provider: &str) {
+/// Appends `rows` from `from` on, as `usage_staging`'s rows, until the data is worth sending
+/// or none is left; returns the position of the next row to append.
+fn copy_rows(data: &mut BinaryRows, rows: &[&(PricedRecord, String)], from: usize) -> usize {
+    let mut next = from;
+    while let Some((p, provider)) = rows.get(next) {
         let r = &p.record;
-        self.buf.extend_from_slice(&STAGED_FIELDS.to_be_bytes());
-        self.text(r.request_id.as_deref());
-        self.int8(Some(r.ts.timestamp_millis()));
-        self.text(Some(provider));
-        self.text(Some(&r.model));
-        self.int8(Some(r.input_tokens));
-        self.int8(Some(r.output_tokens));
-        self.int8(Some(r.cached_tokens()));
-        self.int8(r.latency_ms);
-        self.text(r.user.as_deref());
-        self.text(r.feature.as_deref());
-        self.text(r.prompt_hash.as_deref());
-        self.bool(Some(r.is_batch()));
-        self.text(Some(r.status.as_deref().unwrap_or("ok")));
-        self.int8(p.cost.and_then(|c| c.to_i64()));
-        self.text(p.price_source.as_deref());
-        self.int8(Some(r.cache_write_tokens()));
-        self.int8(r.reasoning_tokens);
-        self.bool(r.stream);
-        self.text(r.finish_reason.as_deref());
-        self.int8(r.max_tokens);
-        self.text(tags_json(r).as_deref());
-        self.int8(Some(r.request_count()));
-        self.text(r.service_tier.as_deref());
-        self.int8(Some(r.cache_write_1h_tokens()));
-        self.int8(r.bucket_seconds);
-    }
-
-    /// The end of the rows (a field count of -1).
-    fn end(&mut self) {
-        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
-    }
-
-    fn null(&mut self) {
-        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
-    }
-
-    fn int8(&mut self, v: Option<i64>) {
-        match v {
-            Some(v) => {
-                self.buf.extend_from_slice(&8i32.to_be_bytes());
-                self.buf.extend_from_slice(&v.to_be_bytes());
-            }
-            None => self.null(),
+        data.row(STAGED_FIELDS);
+        data.text(r.request_id.as_deref());
+        data.int8(Some(r.ts.timestamp_millis()));
+        data.text(Some(provider));
+        data.text(Some(&r.model));
+        data.int8(Some(r.input_tokens));
+        data.int8(Some(r.output_tokens));
+        data.int8(Some(r.cached_tokens()));
+        data.int8(r.latency_ms);
+        data.text(r.user.as_deref());
+        data.text(r.feature.as_deref());
+        data.text(r.prompt_hash.as_deref());
+        data.bool(Some(r.is_batch()));
+        data.text(Some(r.status.as_deref().unwrap_or("ok")));
+        data.int8(p.cost.and_then(|c| c.to_i64()));
+        data.text(p.price_source.as_deref());
+        data.int8(Some(r.cache_write_tokens()));
+        data.int8(r.reasoning_tokens);
+        data.bool(r.stream);
+        data.text(r.finish_reason.as_deref());
+        data.int8(r.max_tokens);
+        data.text(tags_json(r).as_deref());
+        data.int8(Some(r.request_count()));
+        data.text(r.service_tier.as_deref());
+        data.int8(Some(r.cache_write_1h_tokens()));
+        data.int8(r.bucket_seconds);
+        next += 1;
+        if data.full() {
+            break;
         }
     }
-
-    fn bool(&mut self, v: Option<bool>) {
-        match v {
-            Some(v) => {
-                self.buf.extend_from_slice(&1i32.to_be_bytes());
-                self.buf.push(u8::from(v));
-            }
-            None => self.null(),
-        }
-    }
-
-    /// A text field; a value longer than a field can say (2 GiB) is sent as its first 2 GiB,
-    /// which PostgreSQL refuses anyway (1 GB is its limit for a value).
-    fn text(&mut self, v: Option<&str>) {
-        match v {
-            Some(v) => {
-                let len = i32::try_from(v.len()).unwrap_or(i32::MAX);
-                self.buf.extend_from_slice(&len.to_be_bytes());
-                self.buf.extend_from_slice(&v.as_bytes()[..len as usize]);
-            }
-            None => self.null(),
-        }
-    }
+    next
 }
 
 /// Whether a PostgreSQL error may go away by running the transaction again: a deadlock, a
