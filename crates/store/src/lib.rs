@@ -16,6 +16,7 @@ mod events;
 mod migrate;
 mod nodes;
 mod org_usage;
+mod pg_copy;
 mod prompt_repeats;
 mod rollup;
 mod summaries;
