@@ -309,14 +309,14 @@ const SQLITE_MOVE_HEAD: &str = "INSERT INTO user_streams (org_id, user_id, head_
 const SQLITE_INSERT_EVENT: &str = "INSERT INTO events
      (org_id, user_id, seq, run_id, thread_id, ts_ms, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-/// [`append_batch`] on SQLite: the whole transaction runs through the writer connection's own
-/// handle (`BEGIN IMMEDIATE`, two statements prepared once per batch and stepped per head and
-/// per event, `COMMIT`), one hand-off to it whatever the batch's size. Through sqlx each
-/// statement, the begin and the commit among them, was a round trip to the connection's worker
+/// [`append_batch`] on SQLite: the transaction begins `IMMEDIATE` through sqlx, so any wait for
+/// SQLite's write lock (another connection or process holding it) is spent on sqlx's worker
+/// thread, never on a runtime thread; then the rest runs through the writer connection's own
+/// handle — the turns, two statements prepared once per batch and stepped per head and per
+/// event, the runs' rows, and the `COMMIT` — in one hand-off whatever the batch's size. Through
+/// sqlx each statement, the commit among them, was a round trip to the connection's worker
 /// thread with every bound value copied there. The writer connection is the only one of this
-/// node that writes, so nothing else can take seqs meanwhile; a wait for SQLite's write lock
-/// (another process on the same file) is spent in `block_in_place`, off the runtime's other
-/// tasks.
+/// node that writes, so nothing else can take seqs meanwhile.
 async fn sqlite_append(
     write: &sqlx::SqlitePool,
     events: Vec<NewEvent>,
@@ -324,46 +324,38 @@ async fn sqlite_append(
     turns: Vec<(UserKey, NewTurn)>,
 ) -> Result<Written, StoreError> {
     let sqlite = |e: rusqlite::Error| StoreError::Db(sqlite_error(e));
-    let mut conn = write.acquire().await?;
-    on_sqlite_handle(&mut conn, |conn| {
-        sqlite_transaction(conn, |conn| {
-            // Turns first: a run's events and rows are only ever queued after its turn's
-            // answer, so none of them can be in the batch that holds the turn.
-            let mut turned = Vec::with_capacity(turns.len());
-            for (user, turn) in &turns {
-                turned.push(
-                    sqlite_create_turn(conn, user, turn)
-                        .map_err(sqlite)?
-                        .map_err(sqlite),
-                );
-            }
-            let events = sqlite_append_in_transaction(conn, events)?;
-            sqlite_write_records(conn, &records).map_err(sqlite)?;
-            Ok(Written {
-                events,
-                turns: turned,
-            })
+    let mut pooled = write.acquire().await?;
+    let conn: &mut sqlx::SqliteConnection = &mut pooled;
+    sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await?;
+    let written = on_sqlite_handle(conn, |conn| {
+        // Turns first: a run's events and rows are only ever queued after its turn's answer,
+        // so none of them can be in the batch that holds the turn.
+        let mut turned = Vec::with_capacity(turns.len());
+        for (user, turn) in &turns {
+            turned.push(
+                sqlite_create_turn(conn, user, turn)
+                    .map_err(sqlite)?
+                    .map_err(sqlite),
+            );
+        }
+        let events = sqlite_append_in_transaction(conn, events)?;
+        sqlite_write_records(conn, &records).map_err(sqlite)?;
+        conn.execute_batch("COMMIT").map_err(sqlite)?;
+        Ok::<_, StoreError>(Written {
+            events,
+            turns: turned,
         })
     })
-    .await
-}
-
-/// Runs `work` in an `IMMEDIATE` transaction of `conn`: committed when it succeeds, rolled
-/// back (nothing of it stored) when it or the commit fails.
-fn sqlite_transaction<T>(
-    conn: &rusqlite::Connection,
-    work: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let sqlite = |e: rusqlite::Error| StoreError::Db(sqlite_error(e));
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
-    let done = work(conn).and_then(|t| conn.execute_batch("COMMIT").map(|()| t).map_err(sqlite));
-    if done.is_err() && !conn.is_autocommit() {
-        // The connection goes back to the pool with no transaction open.
-        if let Err(e) = conn.execute_batch("ROLLBACK") {
-            tracing::error!(error = %e, "could not roll back a failed event batch");
+    .await;
+    if written.is_err() {
+        // Nothing of the batch is kept and no head moved; the connection goes back to the
+        // pool with no transaction open, or is closed.
+        if let Err(e) = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await {
+            tracing::error!(error = %e, "could not roll back a failed event batch; closing the connection");
+            pooled.close_on_drop();
         }
     }
-    done
+    written
 }
 
 fn sqlite_append_in_transaction(
