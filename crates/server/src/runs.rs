@@ -39,6 +39,8 @@ use crate::sink::StreamSink;
 /// Everything needed to start one run.
 pub struct RunSpec {
     pub run_id: String,
+    /// The run's message opened its thread: there is no earlier turn or plan to read.
+    pub new_thread: bool,
     pub thread_id: String,
     pub question: String,
     pub stream: Arc<UserStream>,
@@ -233,11 +235,14 @@ impl RunRegistry {
             spec.run_id.clone(),
             Arc::clone(&spec.catalog),
         ));
-        let previous_plan = thread_plan(&spec).await;
+        let previous_plan = match spec.new_thread {
+            true => None,
+            false => thread_plan(&spec).await,
+        };
         // Only the LLM planner reads the thread's earlier turns.
         let history = match &self.llm {
-            Some(_) => thread_history(&spec).await,
-            None => Vec::new(),
+            Some(_) if !spec.new_thread => thread_history(&spec).await,
+            _ => Vec::new(),
         };
         let ctx = RunContext {
             run_id: spec.run_id.clone(),

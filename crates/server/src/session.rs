@@ -106,6 +106,7 @@ impl PendingRun {
         let turn = self.turn;
         self.runs.start(RunSpec {
             run_id: turn.run_id,
+            new_thread: turn.new_thread_title.is_some(),
             thread_id: turn.thread_id,
             question: turn.content,
             stream: self.stream,
@@ -117,22 +118,29 @@ impl PendingRun {
         });
     }
 
+    /// Queues the new thread (when the message opens one) and the message, then waits once
+    /// for both: they are in the same lane of the committer, usually in one batch.
     async fn publish_turn(&self) -> Result<(), StoreError> {
         let run = Some(self.turn.run_id.as_str());
-        if let Some(title) = &self.turn.new_thread_title {
-            let thread = ThreadInfo {
-                id: self.turn.thread_id.clone(),
-                title: title.clone(),
-                created_at: self.turn.created_at.clone(),
-            };
-            self.stream
-                .publish(
-                    &self.turn.thread_id,
-                    run,
-                    EventBody::ThreadCreated { thread },
-                )
-                .await?;
-        }
+        let thread = match &self.turn.new_thread_title {
+            Some(title) => {
+                let thread = ThreadInfo {
+                    id: self.turn.thread_id.clone(),
+                    title: title.clone(),
+                    created_at: self.turn.created_at.clone(),
+                };
+                let queued = self
+                    .stream
+                    .queue(
+                        &self.turn.thread_id,
+                        run,
+                        EventBody::ThreadCreated { thread },
+                    )
+                    .await?;
+                Some(queued)
+            }
+            None => None,
+        };
         let message = MessageInfo {
             id: self.turn.message_id.clone(),
             role: Role::User,
@@ -141,13 +149,18 @@ impl PendingRun {
             client_msg_id: Some(self.turn.client_msg_id.clone()),
             run_id: Some(self.turn.run_id.clone()),
         };
-        self.stream
-            .publish(
+        let message = self
+            .stream
+            .queue(
                 &self.turn.thread_id,
                 run,
                 EventBody::MessageCreated { message },
             )
             .await?;
+        if let Some(thread) = thread {
+            thread.stored().await?;
+        }
+        message.stored().await?;
         Ok(())
     }
 }

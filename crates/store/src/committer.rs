@@ -6,7 +6,8 @@
 //! PostgreSQL each node has its own committer, and `append_batch` keeps seqs contiguous across
 //! them.
 //!
-//! A run's own rows ([`RunRecord`]: its answer, its end) go through the same lanes: queued
+//! A run's own rows ([`RunRecord`]: its answer, its end) and, on SQLite, its turn (the user's
+//! message and the run's row, [`Committer::turn`]) go through the same lanes: queued
 //! with an event (stored in the event's transaction) or alone ([`Committer::record`]), they
 //! are written in the batch that holds them, after the events their user queued before them,
 //! so a run pays no commit of its own for them and what a restart finds keeps their order (a
@@ -31,9 +32,9 @@ use std::hash::Hash;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::conversations::RunRecord;
+use crate::conversations::{NewTurn, RunRecord, TurnOutcome};
 use crate::db::Db;
-use crate::events::{NewEvent, StoredEvent, append_batch};
+use crate::events::{Batch, NewEvent, StoredEvent, append_batch};
 use crate::{StoreError, UserKey};
 
 /// Appends stored together at most; bounds one transaction's size and latency.
@@ -53,14 +54,17 @@ enum Done {
     Hook(StoredHook, oneshot::Sender<Result<u64, StoreError>>),
     /// Tell the caller its record is stored (an append without an event).
     Recorded(oneshot::Sender<Result<(), StoreError>>),
+    /// Tell the caller what became of its turn (an append without an event).
+    Turn(oneshot::Sender<Result<TurnOutcome, StoreError>>),
 }
 
-/// One item of a user's lane: an event, a run's row, or an event with its row (stored in the
-/// same transaction).
+/// One item of a user's lane: an event, a run's row, an event with its row (stored in the
+/// same transaction), or a turn (a user message and the run it starts).
 struct Append {
     user: UserKey,
     event: Option<NewEvent>,
     record: Option<RunRecord>,
+    turn: Option<Box<NewTurn>>,
     done: Done,
 }
 
@@ -121,6 +125,7 @@ impl Committer {
             user: event.user.clone(),
             event: Some(event),
             record,
+            turn: None,
             done: Done::Hook(hook, reply),
         })?;
         Ok(QueuedEvent(answer))
@@ -132,6 +137,7 @@ impl Committer {
             user: event.user.clone(),
             event: Some(event),
             record: None,
+            turn: None,
             done: Done::Reply(reply),
         })?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -145,7 +151,26 @@ impl Committer {
             user,
             event: None,
             record: Some(record),
+            turn: None,
             done: Done::Recorded(reply),
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores `turn` in `user`'s lane and waits for its batch to commit: its duplicate check
+    /// and thread check are made in that transaction, and a turn that fails fails alone.
+    pub(crate) async fn turn(
+        &self,
+        user: UserKey,
+        turn: NewTurn,
+    ) -> Result<TurnOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Append {
+            user,
+            event: None,
+            record: None,
+            turn: Some(Box::new(turn)),
+            done: Done::Turn(reply),
         })?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -178,22 +203,36 @@ async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<Append>) {
 async fn store(db: &Db, batch: Vec<Append>) {
     let mut events = Vec::with_capacity(batch.len());
     let mut records = Vec::new();
+    let mut turns = Vec::new();
     let mut done = Vec::with_capacity(batch.len());
     for append in batch {
         if let Some(record) = append.record {
-            records.push((append.user, record));
+            records.push((append.user.clone(), record));
+        }
+        if let Some(turn) = append.turn {
+            turns.push((append.user, *turn));
         }
         events.extend(append.event);
         done.push(append.done);
     }
-    match append_batch(db, events, records).await {
-        Ok(stored) => {
-            // Every append but a record alone has an event, in batch order.
-            let mut stored = stored.into_iter();
+    let batch = Batch {
+        events,
+        records,
+        turns,
+    };
+    match append_batch(db, batch).await {
+        Ok(written) => {
+            // Every append but a record or a turn alone has an event, in batch order; every
+            // turn has its outcome, in batch order.
+            let mut stored = written.events.into_iter();
+            let mut turned = written.turns.into_iter();
             for done in done {
                 match done {
                     Done::Recorded(reply) => {
                         let _ = reply.send(Ok(()));
+                    }
+                    Done::Turn(reply) => {
+                        let _ = reply.send(turned.next().unwrap_or_else(|| Err(missing())));
                     }
                     Done::Reply(reply) => {
                         let _ = reply.send(stored.next().ok_or_else(missing));
@@ -226,6 +265,9 @@ async fn store(db: &Db, batch: Vec<Append>) {
                     Done::Recorded(reply) => {
                         let _ = reply.send(Err(error));
                     }
+                    Done::Turn(reply) => {
+                        let _ = reply.send(Err(error));
+                    }
                 }
             }
         }
@@ -234,7 +276,7 @@ async fn store(db: &Db, batch: Vec<Append>) {
 
 /// An append with an event the batch did not answer with one (a bug, never a client's doing).
 fn missing() -> StoreError {
-    StoreError::Corrupt("a batch stored fewer events than it was given".into())
+    StoreError::Corrupt("a batch answered fewer appends than it was given".into())
 }
 
 /// Waiting items in one FIFO lane per key, taken round-robin across keys.

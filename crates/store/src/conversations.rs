@@ -1,7 +1,7 @@
 //! Threads, messages and runs of each user: the durable record behind `message_ack`
 //! idempotency and the REST history.
 
-use crate::db::{Cols, on_read, on_write};
+use crate::db::{Cols, Db, on_read, on_write};
 use crate::{Store, StoreError, UserKey};
 
 /// What `message_ack` reports for a `client_msg_id`.
@@ -94,6 +94,22 @@ pub(crate) const INSERT_ASSISTANT_MESSAGE: &str = "INSERT INTO messages
 pub(crate) const RECORD_RUN_END: &str =
     "UPDATE runs SET status = $1, ended_at = $2, plan = COALESCE($3, plan) WHERE id = $4";
 
+/// A turn's statements, shared by sqlx's path (PostgreSQL) and the SQLite writer's own handle
+/// (placeholders in order, as above).
+const FIND_ACK: &str = "SELECT id, thread_id, run_id FROM messages
+     WHERE org_id = $1 AND user_id = $2 AND client_msg_id = $3";
+const INSERT_THREAD: &str =
+    "INSERT INTO threads (id, org_id, user_id, title, created_at, updated_ms)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+const TOUCH_THREAD: &str =
+    "UPDATE threads SET updated_ms = $1 WHERE id = $2 AND org_id = $3 AND user_id = $4";
+const INSERT_USER_MESSAGE: &str = "INSERT INTO messages
+     (id, thread_id, org_id, user_id, role, content, client_msg_id, run_id, created_at, created_ms)
+     VALUES ($1, $2, $3, $4, 'user', $5, $6, $7, $8, $9)";
+const INSERT_RUN: &str = "INSERT INTO runs
+     (id, org_id, user_id, thread_id, message_id, status, started_at, node_id)
+     VALUES ($1, $2, $3, $4, $5, 'running', $6, $7)";
+
 fn message_row(r: &impl Cols) -> Result<MessageRow, sqlx::Error> {
     Ok(MessageRow {
         id: r.text("id")?,
@@ -139,126 +155,25 @@ impl Store {
         user: &UserKey,
         client_msg_id: &str,
     ) -> Result<Option<AckRecord>, StoreError> {
-        // The write pool: a resend must see the turn its first send just stored.
-        let ack = on_write!(&self.db, pool => {
-            sqlx::query(
-                "SELECT id, thread_id, run_id FROM messages
-                 WHERE org_id = $1 AND user_id = $2 AND client_msg_id = $3",
-            )
-            .bind(&user.org_id)
-            .bind(&user.user_id)
-            .bind(client_msg_id)
-            .fetch_optional(pool)
-            .await?
-            .map(|r| ack_record(&r))
-            .transpose()?
-        });
-        Ok(ack)
+        find_ack(&self.db, user, client_msg_id).await
     }
 
     /// Stores a user message (opening its thread when new) and its run, unless the
     /// `client_msg_id` was used before or the thread is not the user's.
+    ///
+    /// On SQLite the turn is written in the event committer's next batch, in its user's lane
+    /// (after the user's events queued before it), so it pays no commit of its own; on
+    /// PostgreSQL it is a transaction of its own, where a unique violation between nodes
+    /// fails only this turn.
     pub async fn create_turn(
         &self,
         user: &UserKey,
         turn: &NewTurn,
     ) -> Result<TurnOutcome, StoreError> {
-        match self.try_create_turn(user, turn).await {
-            // Two nodes raced with the same `client_msg_id` (PostgreSQL): the unique index
-            // refused the later one, which answers as a resend.
-            Err(e) if is_unique_violation(&e) => {
-                match self.find_ack(user, &turn.client_msg_id).await? {
-                    Some(ack) => Ok(TurnOutcome::Duplicate(ack)),
-                    None => Err(e),
-                }
-            }
-            other => other,
+        if let Db::Sqlite { .. } = self.db {
+            return self.committer.turn(user.clone(), turn.clone()).await;
         }
-    }
-
-    async fn try_create_turn(
-        &self,
-        user: &UserKey,
-        turn: &NewTurn,
-    ) -> Result<TurnOutcome, StoreError> {
-        on_write!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
-            // Checked inside the write transaction: on SQLite the single writer makes
-            // check-then-insert atomic; on PostgreSQL the unique index on client_msg_id
-            // settles a race (see `create_turn`).
-            let existing = sqlx::query(
-                "SELECT id, thread_id, run_id FROM messages
-                 WHERE org_id = $1 AND user_id = $2 AND client_msg_id = $3",
-            )
-            .bind(&user.org_id)
-            .bind(&user.user_id)
-            .bind(&turn.client_msg_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(r) = existing {
-                return Ok(TurnOutcome::Duplicate(ack_record(&r)?));
-            }
-            match &turn.new_thread_title {
-                Some(title) => {
-                    sqlx::query(
-                        "INSERT INTO threads (id, org_id, user_id, title, created_at, updated_ms)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(&turn.thread_id)
-                    .bind(&user.org_id)
-                    .bind(&user.user_id)
-                    .bind(title)
-                    .bind(&turn.created_at)
-                    .bind(turn.created_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    let updated = sqlx::query(
-                        "UPDATE threads SET updated_ms = $1 WHERE id = $2 AND org_id = $3 AND user_id = $4",
-                    )
-                    .bind(turn.created_ms)
-                    .bind(&turn.thread_id)
-                    .bind(&user.org_id)
-                    .bind(&user.user_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if updated.rows_affected() == 0 {
-                        return Ok(TurnOutcome::ThreadNotFound);
-                    }
-                }
-            }
-            sqlx::query(
-                "INSERT INTO messages (id, thread_id, org_id, user_id, role, content, client_msg_id, run_id, created_at, created_ms)
-                 VALUES ($1, $2, $3, $4, 'user', $5, $6, $7, $8, $9)",
-            )
-            .bind(&turn.message_id)
-            .bind(&turn.thread_id)
-            .bind(&user.org_id)
-            .bind(&user.user_id)
-            .bind(&turn.content)
-            .bind(&turn.client_msg_id)
-            .bind(&turn.run_id)
-            .bind(&turn.created_at)
-            .bind(turn.created_ms)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO runs (id, org_id, user_id, thread_id, message_id, status, started_at, node_id)
-                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7)",
-            )
-            .bind(&turn.run_id)
-            .bind(&user.org_id)
-            .bind(&user.user_id)
-            .bind(&turn.thread_id)
-            .bind(&turn.message_id)
-            .bind(&turn.created_at)
-            .bind(&turn.node_id)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(TurnOutcome::Created)
-        })
+        create_turn_alone(&self.db, user, turn).await
     }
 
     /// Records how a run ended (`ok`, `error`, `cancelled`, `interrupted`).
@@ -408,6 +323,116 @@ impl Store {
     }
 }
 
+/// The ack of an earlier message of `user` with this `client_msg_id`, if any. A read connection
+/// sees every committed turn (SQLite's WAL), so a resend after its first send's ack finds it;
+/// one racing that send is answered by the turn's own check.
+async fn find_ack(
+    db: &Db,
+    user: &UserKey,
+    client_msg_id: &str,
+) -> Result<Option<AckRecord>, StoreError> {
+    let ack = on_read!(db, pool => {
+        sqlx::query(FIND_ACK)
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(client_msg_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| ack_record(&r))
+            .transpose()?
+    });
+    Ok(ack)
+}
+
+/// [`Store::create_turn`] in a transaction of its own (PostgreSQL): two nodes racing with the
+/// same `client_msg_id` are settled by the unique index, the later answered as a resend.
+pub(crate) async fn create_turn_alone(
+    db: &Db,
+    user: &UserKey,
+    turn: &NewTurn,
+) -> Result<TurnOutcome, StoreError> {
+    match try_create_turn(db, user, turn).await {
+        // Two nodes raced with the same `client_msg_id` (PostgreSQL): the unique index
+        // refused the later one, which answers as a resend.
+        Err(e) if is_unique_violation(&e) => match find_ack(db, user, &turn.client_msg_id).await? {
+            Some(ack) => Ok(TurnOutcome::Duplicate(ack)),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+async fn try_create_turn(
+    db: &Db,
+    user: &UserKey,
+    turn: &NewTurn,
+) -> Result<TurnOutcome, StoreError> {
+    on_write!(db, pool => {
+        let mut tx = pool.begin().await?;
+        // Checked inside the write transaction: on SQLite the single writer makes
+        // check-then-insert atomic; on PostgreSQL the unique index on client_msg_id
+        // settles a race (see `create_turn`).
+        let existing = sqlx::query(FIND_ACK)
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(&turn.client_msg_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(r) = existing {
+            return Ok(TurnOutcome::Duplicate(ack_record(&r)?));
+        }
+        match &turn.new_thread_title {
+            Some(title) => {
+                sqlx::query(INSERT_THREAD)
+                    .bind(&turn.thread_id)
+                    .bind(&user.org_id)
+                    .bind(&user.user_id)
+                    .bind(title)
+                    .bind(&turn.created_at)
+                    .bind(turn.created_ms)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {
+                let updated = sqlx::query(TOUCH_THREAD)
+                    .bind(turn.created_ms)
+                    .bind(&turn.thread_id)
+                    .bind(&user.org_id)
+                    .bind(&user.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if updated.rows_affected() == 0 {
+                    return Ok(TurnOutcome::ThreadNotFound);
+                }
+            }
+        }
+        sqlx::query(INSERT_USER_MESSAGE)
+            .bind(&turn.message_id)
+            .bind(&turn.thread_id)
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(&turn.content)
+            .bind(&turn.client_msg_id)
+            .bind(&turn.run_id)
+            .bind(&turn.created_at)
+            .bind(turn.created_ms)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(INSERT_RUN)
+            .bind(&turn.run_id)
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(&turn.thread_id)
+            .bind(&turn.message_id)
+            .bind(&turn.created_at)
+            .bind(&turn.node_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(TurnOutcome::Created)
+    })
+}
+
 /// Writes a batch's run records through a SQLite connection's own handle, inside the
 /// committer's transaction (see `events::sqlite_append`).
 pub(crate) fn sqlite_write_records(
@@ -444,4 +469,93 @@ pub(crate) fn sqlite_write_records(
         }
     }
     Ok(())
+}
+
+/// Writes `turn` through a SQLite connection's own handle, inside the committer's transaction
+/// (see `events::sqlite_append`), in a savepoint of its own: a turn that fails (the inner
+/// error) leaves nothing of it and fails only itself, not the batch; the outer error is the
+/// savepoint's own, which fails the batch. The duplicate check and the inserts are one step of
+/// the single writer, so check-then-insert is atomic.
+pub(crate) fn sqlite_create_turn(
+    conn: &rusqlite::Connection,
+    user: &UserKey,
+    turn: &NewTurn,
+) -> Result<Result<TurnOutcome, rusqlite::Error>, rusqlite::Error> {
+    conn.execute_batch("SAVEPOINT turn")?;
+    let outcome = sqlite_turn_statements(conn, user, turn);
+    match &outcome {
+        // A duplicate or an unknown thread wrote nothing.
+        Ok(_) => conn.execute_batch("RELEASE turn")?,
+        // Nothing of a failed turn is kept.
+        Err(_) => conn.execute_batch("ROLLBACK TO turn; RELEASE turn")?,
+    }
+    Ok(outcome)
+}
+
+fn sqlite_turn_statements(
+    conn: &rusqlite::Connection,
+    user: &UserKey,
+    turn: &NewTurn,
+) -> Result<TurnOutcome, rusqlite::Error> {
+    use rusqlite::{OptionalExtension, params};
+    let existing = conn
+        .prepare_cached(FIND_ACK)?
+        .query_row(
+            params![user.org_id, user.user_id, turn.client_msg_id],
+            |r| {
+                Ok(AckRecord {
+                    message_id: r.get(0)?,
+                    thread_id: r.get(1)?,
+                    run_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                })
+            },
+        )
+        .optional()?;
+    if let Some(ack) = existing {
+        return Ok(TurnOutcome::Duplicate(ack));
+    }
+    match &turn.new_thread_title {
+        Some(title) => {
+            conn.prepare_cached(INSERT_THREAD)?.execute(params![
+                turn.thread_id,
+                user.org_id,
+                user.user_id,
+                title,
+                turn.created_at,
+                turn.created_ms,
+            ])?;
+        }
+        None => {
+            let updated = conn.prepare_cached(TOUCH_THREAD)?.execute(params![
+                turn.created_ms,
+                turn.thread_id,
+                user.org_id,
+                user.user_id,
+            ])?;
+            if updated == 0 {
+                return Ok(TurnOutcome::ThreadNotFound);
+            }
+        }
+    }
+    conn.prepare_cached(INSERT_USER_MESSAGE)?.execute(params![
+        turn.message_id,
+        turn.thread_id,
+        user.org_id,
+        user.user_id,
+        turn.content,
+        turn.client_msg_id,
+        turn.run_id,
+        turn.created_at,
+        turn.created_ms,
+    ])?;
+    conn.prepare_cached(INSERT_RUN)?.execute(params![
+        turn.run_id,
+        user.org_id,
+        user.user_id,
+        turn.thread_id,
+        turn.message_id,
+        turn.created_at,
+        turn.node_id,
+    ])?;
+    Ok(TurnOutcome::Created)
 }

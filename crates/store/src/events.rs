@@ -8,7 +8,8 @@ use sqlx::QueryBuilder;
 use crate::budgets::{AlertClaim, CLAIM_ALERT};
 use crate::committer::QueuedEvent;
 use crate::conversations::{
-    INSERT_ASSISTANT_MESSAGE, RECORD_RUN_END, RunRecord, sqlite_write_records,
+    INSERT_ASSISTANT_MESSAGE, NewTurn, RECORD_RUN_END, RunRecord, TurnOutcome, create_turn_alone,
+    sqlite_create_turn, sqlite_write_records,
 };
 use crate::db::{Cols, Db, is_retryable, on_read, on_sqlite_handle, on_write, sqlite_error};
 use crate::webhooks::QUEUE_DELIVERIES;
@@ -109,7 +110,11 @@ impl Store {
         &self,
         events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        append_batch(&self.db, events, Vec::new()).await
+        let batch = Batch {
+            events,
+            ..Batch::default()
+        };
+        Ok(append_batch(&self.db, batch).await?.events)
     }
 
     /// The newest `seq` of the user's stream (0 when empty).
@@ -233,9 +238,27 @@ fn stored_event(r: &impl Cols) -> Result<StoredEvent, StoreError> {
     })
 }
 
+/// What one transaction of the committer writes: events (of any users, in order), runs' rows,
+/// and turns (SQLite only; see [`Store::create_turn`]).
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub(crate) events: Vec<NewEvent>,
+    pub(crate) records: Vec<(UserKey, RunRecord)>,
+    pub(crate) turns: Vec<(UserKey, NewTurn)>,
+}
+
+/// What a [`Batch`] became: its events stored, in order, and each turn's outcome, in order (a
+/// turn that failed failed alone: nothing of it is stored).
+pub(crate) struct Written {
+    pub(crate) events: Vec<StoredEvent>,
+    pub(crate) turns: Vec<Result<TurnOutcome, StoreError>>,
+}
+
 /// Appends many events (of any users) in one transaction, in order: a group commit. Each
 /// user's events get that user's next seqs; all are stored, or none and no head moves. The
-/// runs' `records` are written in the same transaction.
+/// runs' `records` are written in the same transaction, and so are the turns on SQLite (each
+/// in a savepoint of its own); on PostgreSQL each turn is a transaction of its own, before the
+/// batch's, so a unique violation between nodes fails only that turn.
 ///
 /// Every head the batch needs is moved by its event count in one upsert, which row-locks the
 /// heads until commit: a writer on another node (PostgreSQL, READ COMMITTED) waits for them
@@ -243,19 +266,37 @@ fn stored_event(r: &impl Cols) -> Result<StoredEvent, StoreError> {
 /// are locked in (org, user) order so two batches cannot deadlock on each other; should
 /// PostgreSQL still report a deadlock or serialization failure, locking is retried — it is
 /// the only step that takes locks, and nothing was rendered yet.
-pub(crate) async fn append_batch(
-    db: &Db,
-    events: Vec<NewEvent>,
-    records: Vec<(UserKey, RunRecord)>,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    if events.is_empty() && records.is_empty() {
-        return Ok(Vec::new());
+pub(crate) async fn append_batch(db: &Db, batch: Batch) -> Result<Written, StoreError> {
+    let Batch {
+        events,
+        records,
+        turns,
+    } = batch;
+    if events.is_empty() && records.is_empty() && turns.is_empty() {
+        return Ok(Written {
+            events: Vec::new(),
+            turns: Vec::new(),
+        });
     }
     match db {
-        Db::Sqlite { write, .. } => sqlite_append(write, events, records).await,
-        Db::Postgres(_) => Ok(append_claimed(db, None, events, records)
-            .await?
-            .unwrap_or_default()),
+        Db::Sqlite { write, .. } => sqlite_append(write, events, records, turns).await,
+        Db::Postgres(_) => {
+            let mut turned = Vec::with_capacity(turns.len());
+            for (user, turn) in &turns {
+                turned.push(create_turn_alone(db, user, turn).await);
+            }
+            let events = if events.is_empty() && records.is_empty() {
+                Vec::new()
+            } else {
+                append_claimed(db, None, events, records)
+                    .await?
+                    .unwrap_or_default()
+            };
+            Ok(Written {
+                events,
+                turns: turned,
+            })
+        }
     }
 }
 
@@ -268,30 +309,53 @@ const SQLITE_MOVE_HEAD: &str = "INSERT INTO user_streams (org_id, user_id, head_
 const SQLITE_INSERT_EVENT: &str = "INSERT INTO events
      (org_id, user_id, seq, run_id, thread_id, ts_ms, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-/// [`append_batch`] on SQLite: the statements run through the writer connection's own handle,
-/// inside the transaction sqlx began on it, two statements prepared once per batch and stepped
-/// per head and per event. Through sqlx each statement was a round trip to the connection's
-/// worker thread with every bound value copied there (a batch's payloads among them) and a
-/// multi-row statement rebuilt per batch; here a batch costs three hand-offs (begin, taking
-/// the handle, commit) whatever its size. The transaction begins `IMMEDIATE` through sqlx, so
-/// any wait for SQLite's write lock is on sqlx's thread, never on the runtime's; the writer
-/// connection is the only one that writes, so nothing else can take seqs meanwhile.
+/// [`append_batch`] on SQLite: the transaction begins `IMMEDIATE` through sqlx, so any wait for
+/// SQLite's write lock (another connection or process holding it) is spent on sqlx's worker
+/// thread, never on a runtime thread; then the rest runs through the writer connection's own
+/// handle — the turns, two statements prepared once per batch and stepped per head and per
+/// event, the runs' rows, and the `COMMIT` — in one hand-off whatever the batch's size. Through
+/// sqlx each statement, the commit among them, was a round trip to the connection's worker
+/// thread with every bound value copied there. The writer connection is the only one of this
+/// node that writes, so nothing else can take seqs meanwhile.
 async fn sqlite_append(
     write: &sqlx::SqlitePool,
     events: Vec<NewEvent>,
     records: Vec<(UserKey, RunRecord)>,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
-    let stored = on_sqlite_handle(&mut tx, |conn| {
-        let stored = sqlite_append_in_transaction(conn, events)?;
-        sqlite_write_records(conn, &records).map_err(|e| StoreError::Db(sqlite_error(e)))?;
-        Ok::<_, StoreError>(stored)
+    turns: Vec<(UserKey, NewTurn)>,
+) -> Result<Written, StoreError> {
+    let sqlite = |e: rusqlite::Error| StoreError::Db(sqlite_error(e));
+    let mut pooled = write.acquire().await?;
+    let conn: &mut sqlx::SqliteConnection = &mut pooled;
+    sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await?;
+    let written = on_sqlite_handle(conn, |conn| {
+        // Turns first: a run's events and rows are only ever queued after its turn's answer,
+        // so none of them can be in the batch that holds the turn.
+        let mut turned = Vec::with_capacity(turns.len());
+        for (user, turn) in &turns {
+            turned.push(
+                sqlite_create_turn(conn, user, turn)
+                    .map_err(sqlite)?
+                    .map_err(sqlite),
+            );
+        }
+        let events = sqlite_append_in_transaction(conn, events)?;
+        sqlite_write_records(conn, &records).map_err(sqlite)?;
+        conn.execute_batch("COMMIT").map_err(sqlite)?;
+        Ok::<_, StoreError>(Written {
+            events,
+            turns: turned,
+        })
     })
     .await;
-    // On an error `tx` is dropped unfinished: sqlx rolls it back, and no head moved.
-    let stored = stored?;
-    tx.commit().await?;
-    Ok(stored)
+    if written.is_err() {
+        // Nothing of the batch is kept and no head moved; the connection goes back to the
+        // pool with no transaction open, or is closed.
+        if let Err(e) = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await {
+            tracing::error!(error = %e, "could not roll back a failed event batch; closing the connection");
+            pooled.close_on_drop();
+        }
+    }
+    written
 }
 
 fn sqlite_append_in_transaction(

@@ -352,3 +352,68 @@ async fn a_runs_answer_and_end_are_stored_in_the_event_batches() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_failing_turn_fails_alone_and_a_resend_in_the_same_batch_is_a_duplicate() {
+    for t in stores().await {
+        let store = t.store.clone();
+        let turn = |cmid: &str, run: &str| NewTurn {
+            new_thread_title: Some("t".to_string()),
+            thread_id: format!("th-{cmid}-{run}"),
+            message_id: format!("m-{cmid}-{run}"),
+            run_id: run.into(),
+            client_msg_id: cmid.into(),
+            content: "hi".into(),
+            created_at: "2026-11-25T00:00:00Z".into(),
+            created_ms: 1,
+            node_id: "n1".into(),
+        };
+        let (alice, bob) = (user("alice"), user("bob"));
+        assert_eq!(
+            store.create_turn(&alice, &turn("c1", "r1")).await.unwrap(),
+            TurnOutcome::Created
+        );
+        // Queued together (on SQLite they share the committer's batches): a turn whose run id
+        // is taken fails, alone; the same message sent twice is stored once; another user's
+        // turn and events are stored.
+        let taken = turn("c2", "r1");
+        let (first, second) = (turn("c3", "r3"), turn("c3", "r4"));
+        let bobs = turn("c1", "r5");
+        let (failed, a, b, created, event) = tokio::join!(
+            store.create_turn(&alice, &taken),
+            store.create_turn(&alice, &first),
+            store.create_turn(&alice, &second),
+            store.create_turn(&bob, &bobs),
+            store.append_event(&bob, None, "th", 0, |seq| format!("{{\"seq\":{seq}}}")),
+        );
+        assert!(failed.is_err(), "{:?}: {failed:?}", t.backend);
+        assert_eq!(created.unwrap(), TurnOutcome::Created);
+        assert_eq!(event.unwrap().seq, 1);
+        let (won, lost) = match (a.unwrap(), b.unwrap()) {
+            (TurnOutcome::Created, other) => ("r3", other),
+            (other, TurnOutcome::Created) => ("r4", other),
+            other => panic!("{:?}: {other:?}", t.backend),
+        };
+        match lost {
+            TurnOutcome::Duplicate(ack) => assert_eq!(ack.run_id, won),
+            other => panic!("{:?}: {other:?}", t.backend),
+        }
+        // Nothing of the failed turn was kept: neither its thread nor its message.
+        assert!(
+            store
+                .thread_messages(&alice, "th-c2-r1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.find_ack(&alice, "c2").await.unwrap().is_none());
+        assert_eq!(
+            store
+                .thread_messages(&bob, "th-c1-r5")
+                .await
+                .unwrap()
+                .map(|m| m.len()),
+            Some(1)
+        );
+    }
+}

@@ -78,6 +78,47 @@ impl From<StoredEvent> for Delivered {
     }
 }
 
+/// A stream event serialised before its seq is known: the JSON after `{"seq":0` (`seq` is
+/// the first field of [`StreamEvent`]), so the frame with its seq is one copy, with no second
+/// serialisation.
+struct Frame {
+    /// The serialised event with seq 0, or a frame saying what it was should serialising fail.
+    json: Result<String, &'static str>,
+}
+
+impl Frame {
+    const SEQ_ZERO: &'static str = r#"{"seq":0"#;
+
+    fn of(event: &StreamEvent) -> Frame {
+        // Serialising these plain types (strings, numbers, JSON values) cannot fail; should it
+        // ever, the frame still says what it was rather than being empty.
+        let json = match serde_json::to_string(event) {
+            Ok(json) if json.starts_with(Frame::SEQ_ZERO) => Ok(json),
+            Ok(_) => Err(event.body.type_name()),
+            Err(e) => {
+                tracing::error!(error = %e, "could not serialise a stream event");
+                Err(event.body.type_name())
+            }
+        };
+        Frame { json }
+    }
+
+    fn with_seq(self, seq: u64) -> String {
+        match self.json {
+            Ok(json) => {
+                let rest = &json[Frame::SEQ_ZERO.len()..];
+                let mut frame = String::with_capacity(json.len() + 20);
+                frame.push_str(r#"{"seq":"#);
+                // Writing to a String cannot fail.
+                let _ = std::fmt::Write::write_fmt(&mut frame, format_args!("{seq}"));
+                frame.push_str(rest);
+                frame
+            }
+            Err(kind) => format!(r#"{{"seq":{seq},"type":"{kind}","thread_id":"","ts":""}}"#),
+        }
+    }
+}
+
 /// Limits that shape every user's stream.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamLimits {
@@ -255,26 +296,21 @@ impl UserStream {
         let _order = self.append.lock().await;
         let now = chrono::Utc::now();
         let kind = body.type_name();
-        let mut event = StreamEvent {
+        let event = StreamEvent {
             seq: 0,
             ts: apogee_protocol::time::event_ts(now),
             thread_id: thread_id.to_string(),
             body,
         };
+        // Serialised here, on the run's task (side by side with other runs), not in the
+        // committer's transaction, which only writes the seq in front once it is known.
+        let frame = Frame::of(&event);
         let new = NewEvent {
             user: UserKey::clone(&self.key),
             run_id: run_id.map(str::to_string),
             thread_id: thread_id.to_string(),
             ts_ms: now.timestamp_millis(),
-            render: Box::new(move |seq| {
-                event.seq = seq;
-                // Serialising these plain types (strings, numbers, JSON values) cannot fail;
-                // should it ever, the frame still says what it was rather than being empty.
-                serde_json::to_string(&event).unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "could not serialise a stream event");
-                    format!(r#"{{"seq":{seq},"type":"{kind}","thread_id":"","ts":""}}"#)
-                })
-            }),
+            render: Box::new(move |seq| frame.with_seq(seq)),
         };
         let stream = Arc::clone(self);
         let on_stored = move |stored| {

@@ -533,3 +533,21 @@ async fn without_a_grace_nothing_is_kept() {
     assert_eq!(sub.head_seq, head);
     assert!(matches!(sub.replay, Replay::Store { after } if after == head - 1));
 }
+
+#[test]
+fn a_frame_with_its_seq_is_the_event_serialised_with_it() {
+    let event = |seq| StreamEvent {
+        seq,
+        ts: "2026-11-30T00:00:00.000Z".into(),
+        thread_id: "thr \"quoted\"".into(),
+        body: EventBody::AgentThinking {
+            run_id: "run_1".into(),
+            agent: "data".into(),
+            text: "a \\ b \u{1F600}".into(),
+        },
+    };
+    for seq in [0, 1, 9, 10, 12_345, u64::MAX] {
+        let expected = serde_json::to_string(&event(seq)).unwrap();
+        assert_eq!(Frame::of(&event(0)).with_seq(seq), expected);
+    }
+}
