@@ -17,6 +17,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// The server's allocator (mimalloc) here too: the load tool shares the machine's cores with
+/// the server it measures, and glibc's `malloc`/`free` for thousands of clients' frames was CPU
+/// taken from the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "apogee-load",
