@@ -566,7 +566,10 @@ fn single(
     // calls, then its cost per call taken apart.
     let drivers = match (who, &data.org) {
         (Some(who), Some(org)) if plan.drivers && m == Measure::Spend && org.calls > 0 => {
-            drivers_line(who, t, org)
+            drivers_line(who, t, org).map(|line| {
+                let calls = percent(t.calls as f64 / org.calls as f64);
+                (format!(" from {calls} of calls"), line)
+            })
         }
         _ => None,
     };
@@ -574,13 +577,8 @@ fn single(
         && let Some(s) = share_clause(m, t, data.org.as_ref())
     {
         lead.push_str(&format!(", {s}"));
-        if drivers.is_some()
-            && let Some(org) = &data.org
-        {
-            lead.push_str(&format!(
-                " from {} of calls",
-                percent(t.calls as f64 / org.calls as f64)
-            ));
+        if let Some((calls, _)) = &drivers {
+            lead.push_str(calls);
         }
     } else if who.is_none() && m == Measure::Spend {
         lead.push_str(&format!(" across {} calls", count(t.calls)));
@@ -595,7 +593,7 @@ fn single(
     }
     lead.push('.');
     let lead = sentence_start(&lead);
-    if let Some(line) = &drivers {
+    if let Some((_, line)) = &drivers {
         doc.line(line);
         doc.blank();
     }
