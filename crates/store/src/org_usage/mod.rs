@@ -118,14 +118,10 @@ impl Split {
 impl Split {
     /// The raw edges of the period that are not empty, as periods.
     fn edges(&self) -> Result<Vec<Period>, QueryError> {
-        let at = |ms: i64| {
-            chrono::DateTime::from_timestamp_millis(ms)
-                .ok_or_else(|| QueryError::Backend(format!("{ms} ms is out of range")))
-        };
         let mut edges = Vec::new();
         for (from, to) in [(self.from, self.edge1_to), (self.edge2_from, self.to)] {
             if from < to {
-                edges.push(Period::new(at(from)?, at(to)?));
+                edges.push(Period::new(at_ms(from)?, at_ms(to)?));
             }
         }
         Ok(edges)
@@ -217,10 +213,100 @@ impl OrgUsage {
     }
 }
 
+/// A period that starts on a whole hour and ends inside a later one: "up to now" (month to
+/// date, today so far). Its answer changes as its end moves only when the end passes a stored
+/// record, so one answer serves every end from the one it was computed for up to the first
+/// record stored at or after it (or the end of that hour), at the same data version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UpToNow {
+    /// The period's end, ms.
+    to: i64,
+    /// The start of the hour it ends in.
+    hour: i64,
+}
+
+impl UpToNow {
+    fn of(period: &Period) -> Option<UpToNow> {
+        let (from, to) = (period.from_ms(), period.to_ms());
+        let hour = rollup::hour_floor(to);
+        (rollup::hour_floor(from) == from && from < hour && to > hour)
+            .then_some(UpToNow { to, hour })
+    }
+}
+
+/// A cached answer for periods ending anywhere in `[to_ms, until_ms]`: no record of the org is
+/// stored at or after `to_ms` and before `until_ms`.
+#[derive(Debug, Clone, serde::Serialize)]
+struct UpToAnswer<T> {
+    to_ms: i64,
+    until_ms: i64,
+    value: T,
+}
+
+impl OrgUsage {
+    /// [`OrgUsageQueries::aggregate`] of a period ending inside an hour ([`UpToNow`]): cached
+    /// under the query with its end moved back to the start of that hour, with the ends the
+    /// answer holds for. An end outside them (a run that asked a moment before the cached
+    /// answer was computed, or after a record stored ahead of its time) is read, not cached.
+    async fn aggregate_up_to(
+        &self,
+        q: &UsageQuery,
+        up_to: UpToNow,
+    ) -> Result<UsageSlice, QueryError> {
+        let hour_end = up_to.hour.saturating_add(rollup::HOUR_MS);
+        let mut family = q.clone();
+        family.period.to = at_ms(up_to.hour)?;
+        let read = async {
+            let value = self.raw.aggregate(q).await?;
+            let next = self.raw.first_record_between(up_to.to, hour_end).await?;
+            Ok(UpToAnswer {
+                to_ms: up_to.to,
+                until_ms: next.unwrap_or(hour_end),
+                value,
+            })
+        };
+        let answer = self.cached("aggregate_up_to", &family, read).await?;
+        if (answer.to_ms..=answer.until_ms).contains(&up_to.to) {
+            Ok(answer.value)
+        } else {
+            self.raw.aggregate(q).await
+        }
+    }
+}
+
+fn at_ms(ms: i64) -> Result<chrono::DateTime<chrono::Utc>, QueryError> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| QueryError::Backend(format!("{ms} ms is out of range")))
+}
+
+impl RawUsage {
+    /// The time of the org's first record stored in `[from_ms, to_ms)`, if any.
+    async fn first_record_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<i64>, QueryError> {
+        on_read!(&self.db, pool => {
+            sqlx::query_scalar(
+                "SELECT MIN(ts_ms) FROM usage_records WHERE org_id = $1 AND ts_ms >= $2 AND ts_ms < $3",
+            )
+            .bind(&self.org_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_one(pool)
+            .await
+            .map_err(backend)
+        })
+    }
+}
+
 #[async_trait]
 impl OrgUsageQueries for OrgUsage {
     async fn aggregate(&self, q: &UsageQuery) -> Result<UsageSlice, QueryError> {
-        self.cached("aggregate", q, self.raw.aggregate(q)).await
+        match UpToNow::of(&q.period) {
+            Some(up_to) => self.aggregate_up_to(q, up_to).await,
+            None => self.cached("aggregate", q, self.raw.aggregate(q)).await,
+        }
     }
 
     async fn latency(&self, q: &UsageQuery) -> Result<LatencySlice, QueryError> {
