@@ -5,7 +5,7 @@
 //! its key into `budget_alerts` in the same transaction as its events
 //! ([`Store::fire_alert`]), so each crossing fires exactly once.
 
-use crate::db::{Cols, on_read, on_write};
+use crate::db::{Cols, Db, on_read, on_write};
 use crate::events::append_claimed;
 use crate::{NewEvent, Store, StoreError, StoredEvent, UserKey};
 
@@ -303,20 +303,14 @@ impl Store {
 
     /// Records `user` as a member of its org (alerts reach members' streams); `true` when the
     /// user was not known before.
+    /// On SQLite the row is written in the event committer's next batch: a thousand users
+    /// connecting at once took the single writer connection for a commit each, and the
+    /// events of runs already going waited behind them.
     pub async fn record_member(&self, user: &UserKey, now_ms: i64) -> Result<bool, StoreError> {
-        let done = on_write!(&self.db, pool => {
-            sqlx::query(
-                "INSERT INTO org_members (org_id, user_id, first_seen_ms) VALUES ($1, $2, $3)
-                 ON CONFLICT (org_id, user_id) DO NOTHING",
-            )
-            .bind(&user.org_id)
-            .bind(&user.user_id)
-            .bind(now_ms)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(done > 0)
+        match &self.db {
+            Db::Sqlite { .. } => self.committer.member(user.clone(), now_ms).await,
+            Db::Postgres(_) => insert_member(&self.db, user, now_ms).await,
+        }
     }
 
     /// Up to `limit` members of the org, in user order.
@@ -343,6 +337,48 @@ impl Store {
                 .collect())
         })
     }
+}
+
+/// Records `user` as a member of its org unless it already is; `true` when it was new.
+const INSERT_MEMBER: &str = "INSERT INTO org_members (org_id, user_id, first_seen_ms)
+     VALUES ($1, $2, $3) ON CONFLICT (org_id, user_id) DO NOTHING";
+
+/// [`Store::record_member`] as a statement of its own.
+pub(crate) async fn insert_member(
+    db: &Db,
+    user: &UserKey,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let done = on_write!(db, pool => {
+        sqlx::query(INSERT_MEMBER)
+            .bind(&user.org_id)
+            .bind(&user.user_id)
+            .bind(now_ms)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(done > 0)
+}
+
+/// [`Store::record_member`] for each of `members` in the transaction open on `conn` (the
+/// committer's batch); whether each was new.
+pub(crate) fn sqlite_insert_members(
+    conn: &rusqlite::Connection,
+    members: &[(UserKey, i64)],
+) -> Result<Vec<bool>, rusqlite::Error> {
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut insert = conn.prepare_cached(INSERT_MEMBER)?;
+    members
+        .iter()
+        .map(|(user, at)| {
+            insert
+                .execute(rusqlite::params![user.org_id, user.user_id, at])
+                .map(|n| n > 0)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -245,13 +245,26 @@ pub(crate) struct Batch {
     pub(crate) events: Vec<NewEvent>,
     pub(crate) records: Vec<(UserKey, RunRecord)>,
     pub(crate) turns: Vec<(UserKey, NewTurn)>,
+    /// Users to record as members of their orgs, each with the time first seen (ms).
+    pub(crate) members: Vec<(UserKey, i64)>,
 }
 
-/// What a [`Batch`] became: its events stored, in order, and each turn's outcome, in order (a
-/// turn that failed failed alone: nothing of it is stored).
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.records.is_empty()
+            && self.turns.is_empty()
+            && self.members.is_empty()
+    }
+}
+
+/// What a [`Batch`] became: its events stored, in order, each turn's outcome, in order (a
+/// turn that failed failed alone: nothing of it is stored), and whether each member was new.
+#[derive(Default)]
 pub(crate) struct Written {
     pub(crate) events: Vec<StoredEvent>,
     pub(crate) turns: Vec<Result<TurnOutcome, StoreError>>,
+    pub(crate) members: Vec<bool>,
 }
 
 /// Appends many events (of any users) in one transaction, in order: a group commit. Each
@@ -267,23 +280,25 @@ pub(crate) struct Written {
 /// PostgreSQL still report a deadlock or serialization failure, locking is retried — it is
 /// the only step that takes locks, and nothing was rendered yet.
 pub(crate) async fn append_batch(db: &Db, batch: Batch) -> Result<Written, StoreError> {
-    let Batch {
-        events,
-        records,
-        turns,
-    } = batch;
-    if events.is_empty() && records.is_empty() && turns.is_empty() {
-        return Ok(Written {
-            events: Vec::new(),
-            turns: Vec::new(),
-        });
+    if batch.is_empty() {
+        return Ok(Written::default());
     }
     match db {
-        Db::Sqlite { write, .. } => sqlite_append(write, events, records, turns).await,
+        Db::Sqlite { write, .. } => sqlite_append(write, batch).await,
         Db::Postgres(_) => {
+            let Batch {
+                events,
+                records,
+                turns,
+                members,
+            } = batch;
             let mut turned = Vec::with_capacity(turns.len());
             for (user, turn) in &turns {
                 turned.push(create_turn_alone(db, user, turn).await);
+            }
+            let mut new_members = Vec::with_capacity(members.len());
+            for (user, at) in &members {
+                new_members.push(crate::budgets::insert_member(db, user, *at).await?);
             }
             let events = if events.is_empty() && records.is_empty() {
                 Vec::new()
@@ -295,6 +310,7 @@ pub(crate) async fn append_batch(db: &Db, batch: Batch) -> Result<Written, Store
             Ok(Written {
                 events,
                 turns: turned,
+                members: new_members,
             })
         }
     }
@@ -309,7 +325,8 @@ const SQLITE_MOVE_HEAD: &str = "INSERT INTO user_streams (org_id, user_id, head_
 const SQLITE_INSERT_EVENT: &str = "INSERT INTO events
      (org_id, user_id, seq, run_id, thread_id, ts_ms, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-/// [`append_batch`] on SQLite: the transaction begins `IMMEDIATE` through sqlx, so any wait for
+/// [`append_batch`] on SQLite, for a batch stored outside the committer's thread (which uses
+/// [`sqlite_write_batch`]): the transaction begins `IMMEDIATE` through sqlx, so any wait for
 /// SQLite's write lock (another connection or process holding it) is spent on sqlx's worker
 /// thread, never on a runtime thread; then the rest runs through the writer connection's own
 /// handle — the turns, two statements prepared once per batch and stepped per head and per
@@ -317,36 +334,11 @@ const SQLITE_INSERT_EVENT: &str = "INSERT INTO events
 /// sqlx each statement, the commit among them, was a round trip to the connection's worker
 /// thread with every bound value copied there. The writer connection is the only one of this
 /// node that writes, so nothing else can take seqs meanwhile.
-async fn sqlite_append(
-    write: &sqlx::SqlitePool,
-    events: Vec<NewEvent>,
-    records: Vec<(UserKey, RunRecord)>,
-    turns: Vec<(UserKey, NewTurn)>,
-) -> Result<Written, StoreError> {
-    let sqlite = |e: rusqlite::Error| StoreError::Db(sqlite_error(e));
+async fn sqlite_append(write: &sqlx::SqlitePool, batch: Batch) -> Result<Written, StoreError> {
     let mut pooled = write.acquire().await?;
     let conn: &mut sqlx::SqliteConnection = &mut pooled;
     sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await?;
-    let written = on_sqlite_handle(conn, |conn| {
-        // Turns first: a run's events and rows are only ever queued after its turn's answer,
-        // so none of them can be in the batch that holds the turn.
-        let mut turned = Vec::with_capacity(turns.len());
-        for (user, turn) in &turns {
-            turned.push(
-                sqlite_create_turn(conn, user, turn)
-                    .map_err(sqlite)?
-                    .map_err(sqlite),
-            );
-        }
-        let events = sqlite_append_in_transaction(conn, events)?;
-        sqlite_write_records(conn, &records).map_err(sqlite)?;
-        conn.execute_batch("COMMIT").map_err(sqlite)?;
-        Ok::<_, StoreError>(Written {
-            events,
-            turns: turned,
-        })
-    })
-    .await;
+    let written = on_sqlite_handle(conn, |conn| sqlite_batch_in_transaction(conn, batch)).await;
     if written.is_err() {
         // Nothing of the batch is kept and no head moved; the connection goes back to the
         // pool with no transaction open, or is closed.
@@ -356,6 +348,71 @@ async fn sqlite_append(
         }
     }
     written
+}
+
+/// A batch's writes on SQLite, in the transaction begun on `conn`, and its `COMMIT`: the turns
+/// (each in a savepoint of its own), the events, the runs' rows.
+fn sqlite_batch_in_transaction(
+    conn: &rusqlite::Connection,
+    batch: Batch,
+) -> Result<Written, StoreError> {
+    let sqlite = |e: rusqlite::Error| StoreError::Db(sqlite_error(e));
+    let Batch {
+        events,
+        records,
+        turns,
+        members,
+    } = batch;
+    // Turns first: a run's events and rows are only ever queued after its turn's answer, so
+    // none of them can be in the batch that holds the turn.
+    let mut turned = Vec::with_capacity(turns.len());
+    for (user, turn) in &turns {
+        turned.push(
+            sqlite_create_turn(conn, user, turn)
+                .map_err(sqlite)?
+                .map_err(sqlite),
+        );
+    }
+    let members = crate::budgets::sqlite_insert_members(conn, &members).map_err(sqlite)?;
+    let events = sqlite_append_in_transaction(conn, events)?;
+    sqlite_write_records(conn, &records).map_err(sqlite)?;
+    conn.execute_batch("COMMIT").map_err(sqlite)?;
+    Ok(Written {
+        events,
+        turns: turned,
+        members,
+    })
+}
+
+/// A batch that could not be stored: why, and whether its transaction was rolled back (when
+/// not, the connection's state is unknown and it must not be used again).
+pub(crate) struct FailedBatch {
+    pub(crate) error: StoreError,
+    pub(crate) rolled_back: bool,
+}
+
+/// Stores one batch in one transaction through the SQLite writer connection's own handle,
+/// `BEGIN IMMEDIATE` to `COMMIT` (the committer's thread: a wait for the write lock, up to the
+/// connection's busy timeout, blocks only that thread). Nothing of a failed batch is kept and
+/// no head moves.
+pub(crate) fn sqlite_write_batch(
+    conn: &rusqlite::Connection,
+    batch: Batch,
+) -> Result<Written, FailedBatch> {
+    let failed = |error, rolled_back| FailedBatch { error, rolled_back };
+    if batch.is_empty() {
+        return Ok(Written::default());
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return Err(failed(StoreError::Db(sqlite_error(e)), true));
+    }
+    sqlite_batch_in_transaction(conn, batch).map_err(|error| {
+        let rolled_back = conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok();
+        if !rolled_back {
+            tracing::error!(error = %error, "could not roll back a failed event batch; closing the connection");
+        }
+        failed(error, rolled_back)
+    })
 }
 
 fn sqlite_append_in_transaction(

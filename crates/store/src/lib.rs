@@ -53,7 +53,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use db::{Db, on_read};
 
 /// SQLite's `cache_size` for the writer connection: negative is KiB (64 MiB).
-const WRITER_CACHE_SIZE: &str = "-65536";
+pub(crate) const WRITER_CACHE_SIZE: &str = "-65536";
 
 /// PostgreSQL connections per node unless the URL says otherwise (`?max_connections=N`).
 const PG_MAX_CONNECTIONS: u32 = 16;
@@ -84,7 +84,7 @@ impl Store {
         } else {
             open_sqlite(url).await?
         };
-        let committer = committer::Committer::start(db.clone());
+        let committer = committer::Committer::start(db.clone())?;
         Ok(Store {
             db,
             committer,

@@ -56,7 +56,11 @@ async fn an_answer_up_to_now_serves_later_ends_until_a_record_falls_inside() {
         let (hits, misses) = (stats.hits(), stats.misses());
         // Later ends before the record ahead: the same answer, from the cache.
         assert_eq!(calls(20).await, 2, "{b:?}");
-        assert_eq!(calls(40).await, 2, "{b:?}: a period ending at 08:40 excludes it");
+        assert_eq!(
+            calls(40).await,
+            2,
+            "{b:?}: a period ending at 08:40 excludes it"
+        );
         assert_eq!((stats.hits(), stats.misses()), (hits + 2, misses), "{b:?}");
         // Once the end passes it, and for an end before the cached one, read again.
         assert_eq!(calls(41).await, 3, "{b:?}");
@@ -78,7 +82,9 @@ async fn an_answer_up_to_now_serves_later_ends_until_a_record_falls_inside() {
                     .breakdown(&today_until(minutes), Grouping::By(Dimension::Model))
                     .await
                     .unwrap();
-                rows.iter().map(|r| (r.key.clone(), r.calls)).collect::<Vec<_>>()
+                rows.iter()
+                    .map(|r| (r.key.clone(), r.calls))
+                    .collect::<Vec<_>>()
             }
         };
         assert_eq!(by_model(20).await, [("m".to_string(), 3)], "{b:?}");
