@@ -63,8 +63,8 @@ pub async fn month_end_of(
     };
     // Read as the whole days before today plus today so far: a total is the sum of its
     // parts, and the first part is the same question all day long, so it is answered once
-    // per data version (the usage cache) instead of on every run; only today's hours are
-    // read each time.
+    // per data version (the usage cache) instead of on every run. The store's cache answers
+    // today so far too, for every `now` up to the next record stored after it in that hour.
     let spent = if first < today {
         let before_today = Period::new(midnight(first), midnight(today));
         let today_so_far = Period::new(midnight(today), now);
