@@ -112,16 +112,14 @@ async fn a_cached_answer_changes_once_new_usage_is_ingested() {
         let hits = metric(&server, "apogee_usage_cache_hits_total").await;
         assert!(misses > 0, "{backend}: the first analysis reads usage");
 
-        // Asked again over the same data: every read but the month-to-date one (up to this
-        // run's `now`) is a hit, and the run streams the same agents and tools with the same
-        // results.
+        // Asked again over the same data: every read is a hit, the month to date up to this
+        // run's `now` included (no record was stored after the first run's `now`; only a run
+        // in the next hour reads it again, which the two runs here may straddle), and the run
+        // streams the same agents and tools with the same results.
         let again = analyze(&mut c, "q2").await;
         assert!(tool_names(&first).iter().any(|t| t == AS_OF_NOW));
-        assert_eq!(
-            metric(&server, "apogee_usage_cache_misses_total").await,
-            misses + 1,
-            "{backend}: only the read up to now recomputed"
-        );
+        let recomputed = metric(&server, "apogee_usage_cache_misses_total").await - misses;
+        assert!(recomputed <= 1, "{backend}: {recomputed} reads recomputed");
         assert_eq!(tool_names(&again), tool_names(&first));
         assert!(
             metric(&server, "apogee_usage_cache_hits_total").await > hits,

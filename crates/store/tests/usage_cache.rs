@@ -74,7 +74,21 @@ async fn an_answer_up_to_now_serves_later_ends_until_a_record_falls_inside() {
         assert_eq!(calls(30).await, 3, "{b:?}");
         assert_eq!(calls(50).await, 4, "{b:?}");
 
-        // A breakdown up to now alike, and a scope that leaves the records out.
+        // A period from the start of the hour alike.
+        let this_hour = |minutes| {
+            let usage = usage.clone();
+            async move {
+                let period = Period::new(hour(), hour() + Duration::minutes(minutes));
+                usage.totals(&period).await.unwrap().calls
+            }
+        };
+        assert_eq!(this_hour(20).await, 2, "{b:?}");
+        let hits = stats.hits();
+        assert_eq!(this_hour(30).await, 2, "{b:?}");
+        assert_eq!(stats.hits(), hits + 1, "{b:?}");
+        assert_eq!(this_hour(45).await, 3, "{b:?}");
+
+        // A breakdown up to now alike.
         let by_model = |minutes| {
             let usage = usage.clone();
             async move {

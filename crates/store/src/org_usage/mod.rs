@@ -213,8 +213,8 @@ impl OrgUsage {
     }
 }
 
-/// A period that starts on a whole hour and ends inside a later one: "up to now" (month to
-/// date, today so far). Its answer changes as its end moves only when the end passes a stored
+/// A period that starts on a whole hour and ends inside that hour or a later one: "up to
+/// now" (month to date, today so far). Its answer changes as its end moves only when the end passes a stored
 /// record, so one answer serves every end from the one it was computed for up to the first
 /// record stored at or after it (or the end of that hour), at the same data version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +229,7 @@ impl UpToNow {
     fn of(period: &Period) -> Option<UpToNow> {
         let (from, to) = (period.from_ms(), period.to_ms());
         let hour = rollup::hour_floor(to);
-        (rollup::hour_floor(from) == from && from < hour && to > hour)
+        (rollup::hour_floor(from) == from && from <= hour && to > hour)
             .then_some(UpToNow { to, hour })
     }
 }
