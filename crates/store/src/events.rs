@@ -269,9 +269,10 @@ pub(crate) struct Written {
 
 /// Appends many events (of any users) in one transaction, in order: a group commit. Each
 /// user's events get that user's next seqs; all are stored, or none and no head moves. The
-/// runs' `records` are written in the same transaction, and so are the turns on SQLite (each
-/// in a savepoint of its own); on PostgreSQL each turn is a transaction of its own, before the
-/// batch's, so a unique violation between nodes fails only that turn.
+/// runs' `records` are written in the same transaction, and so are the turns and the org
+/// members on SQLite (each turn in a savepoint of its own); on PostgreSQL each turn is a
+/// transaction of its own, before the batch's, so a unique violation between nodes fails only
+/// that turn, and each member a statement of its own.
 ///
 /// Every head the batch needs is moved by its event count in one upsert, which row-locks the
 /// heads until commit: a writer on another node (PostgreSQL, READ COMMITTED) waits for them
@@ -351,7 +352,7 @@ async fn sqlite_append(write: &sqlx::SqlitePool, batch: Batch) -> Result<Written
 }
 
 /// A batch's writes on SQLite, in the transaction begun on `conn`, and its `COMMIT`: the turns
-/// (each in a savepoint of its own), the events, the runs' rows.
+/// (each in a savepoint of its own), the org members, the events, the runs' rows.
 fn sqlite_batch_in_transaction(
     conn: &rusqlite::Connection,
     batch: Batch,
