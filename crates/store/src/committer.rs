@@ -16,8 +16,8 @@
 //! stored without the message).
 //!
 //! An append may carry a hook ([`Store::queue_event`](crate::Store::queue_event)): it is called
-//! on the committer's task right after the commit, in the order that user's appends were
-//! queued, before any later batch is stored. So a caller that queues a user's events in order
+//! by the committer right after the commit (inside the runtime the store was opened on), in
+//! the order that user's appends were queued, before any later batch is stored. So a caller that queues a user's events in order
 //! sees them stored in order without waiting for each one: the hook hands each to its
 //! connections, in `seq` order, the moment it is durable.
 //!
@@ -45,8 +45,8 @@ const MAX_BATCH: usize = 256;
 
 type Reply = oneshot::Sender<Result<StoredEvent, StoreError>>;
 
-/// Called with the stored event right after its batch committed, on the committer's task: it
-/// must not block.
+/// Called with the stored event right after its batch committed, by the committer (on SQLite
+/// its own thread): it must not block.
 pub(crate) type StoredHook = Box<dyn FnOnce(StoredEvent) + Send>;
 
 /// What is done once an append's batch committed (or failed).

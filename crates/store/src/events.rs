@@ -73,8 +73,8 @@ impl Store {
     /// Queues an event with the committer without waiting for it to be stored: a user's events
     /// queued one after another are stored in that order, with the user's next seqs. Nothing
     /// bounds here how many a user queues: the caller must (the hub's per-user bound of events
-    /// in flight). `on_stored` runs right after the event's batch committed (on the committer's
-    /// task, in the user's queue order, so it must not block); the returned [`QueuedEvent`]
+    /// in flight). `on_stored` runs right after the event's batch committed (by the committer, in
+    /// the user's queue order, so it must not block); the returned [`QueuedEvent`]
     /// resolves then too, or with the batch's error (the event is then not stored and the head
     /// did not move for it).
     pub async fn queue_event(

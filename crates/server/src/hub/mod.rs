@@ -327,8 +327,8 @@ impl UserStream {
         }
     }
 
-    /// An event of this node's just committed (called in `seq` order, on the committer's
-    /// task): counted, published on the bus and offered to this node's connections.
+    /// An event of this node's just committed (called in `seq` order, by the store's
+    /// committer): counted, published on the bus and offered to this node's connections.
     fn stored(self: &Arc<Self>, kind: &'static str, stored: StoredEvent) {
         self.metrics
             .events_published
