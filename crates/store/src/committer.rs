@@ -34,7 +34,7 @@ use std::hash::Hash;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conversations::{NewTurn, RunRecord, TurnOutcome};
-use crate::db::Db;
+use crate::db::{Db, on_sqlite_handle};
 use crate::events::{Batch, NewEvent, StoredEvent, Written, append_batch};
 use crate::{StoreError, UserKey};
 
@@ -63,16 +63,23 @@ enum Done {
     Member(oneshot::Sender<Result<bool, StoreError>>),
 }
 
-/// One item of a user's lane: an event, a run's row, an event with its row (stored in the
-/// same transaction), or a turn (a user message and the run it starts).
+/// One item of a user's lane: what to store, and what to do once it is stored.
 struct Append {
     user: UserKey,
-    event: Option<NewEvent>,
-    record: Option<RunRecord>,
-    turn: Option<Box<NewTurn>>,
-    /// The user recorded as a member of its org, first seen at this time (ms).
-    member: Option<i64>,
+    what: What,
     done: Done,
+}
+
+/// What an append stores.
+enum What {
+    /// An event, with a row of its run stored in the same transaction.
+    Event(NewEvent, Option<RunRecord>),
+    /// A run's row alone.
+    Record(RunRecord),
+    /// A turn: a user message and the run it starts.
+    Turn(Box<NewTurn>),
+    /// The user as a member of its org, first seen at this time (ms).
+    Member(i64),
 }
 
 /// An append the committer has taken: resolves once its event is stored (or its batch failed).
@@ -144,10 +151,7 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         self.send(Append {
             user: event.user.clone(),
-            event: Some(event),
-            record,
-            turn: None,
-            member: None,
+            what: What::Event(event, record),
             done: Done::Hook(hook, reply),
         })?;
         Ok(QueuedEvent(answer))
@@ -157,10 +161,7 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         self.send(Append {
             user: event.user.clone(),
-            event: Some(event),
-            record: None,
-            turn: None,
-            member: None,
+            what: What::Event(event, None),
             done: Done::Reply(reply),
         })?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -172,10 +173,7 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         self.send(Append {
             user,
-            event: None,
-            record: Some(record),
-            turn: None,
-            member: None,
+            what: What::Record(record),
             done: Done::Recorded(reply),
         })?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -191,10 +189,7 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         self.send(Append {
             user,
-            event: None,
-            record: None,
-            turn: Some(Box::new(turn)),
-            member: None,
+            what: What::Turn(Box::new(turn)),
             done: Done::Turn(reply),
         })?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -208,10 +203,7 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         self.send(Append {
             user,
-            event: None,
-            record: None,
-            turn: None,
-            member: Some(now_ms),
+            what: What::Member(now_ms),
             done: Done::Member(reply),
         })?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -305,9 +297,9 @@ fn sqlite_thread(
     });
 }
 
-/// Stores batches through `pooled`'s own handle until no append is waiting or
-/// [`SQLITE_HOLD`] has passed; `true` when the connection must not be used again (a failed
-/// batch could not be rolled back).
+/// Stores batches through `pooled`'s own handle ([`on_sqlite_handle`]: inline on this thread's
+/// runtime) until no append is waiting or [`SQLITE_HOLD`] has passed; `true` when the
+/// connection must not be used again (a failed batch could not be rolled back).
 async fn hold(
     pooled: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
     lanes: &mut Lanes<UserKey, Append>,
@@ -315,24 +307,25 @@ async fn hold(
     hooks: &tokio::runtime::Handle,
 ) -> bool {
     let held = std::time::Instant::now();
-    let mut handle = match pooled.lock_handle().await {
-        Ok(handle) => handle,
-        Err(e) => {
-            let (_, done) = split(lanes.take(MAX_BATCH));
-            answer(Err(e.into()), done);
-            return false;
-        }
-    };
-    // SAFETY: `handle` keeps sqlx's open connection locked (used by nothing else) until after
-    // `conn` is dropped below; rusqlite does not close a handle it did not open.
-    let conn = match unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) } {
-        Ok(conn) => conn,
-        Err(e) => {
-            let (_, done) = split(lanes.take(MAX_BATCH));
-            answer(Err(StoreError::Db(crate::db::sqlite_error(e))), done);
-            return false;
-        }
-    };
+    let stored = on_sqlite_handle(pooled, |conn| {
+        Ok::<_, StoreError>(store_batches(conn, lanes, rx, hooks, held))
+    })
+    .await;
+    stored.unwrap_or_else(|e| {
+        let (_, done) = split(lanes.take(MAX_BATCH));
+        answer(Err(e), done);
+        false
+    })
+}
+
+/// [`hold`]'s batches, one after another through `conn`; whether the connection is broken.
+fn store_batches(
+    conn: &rusqlite::Connection,
+    lanes: &mut Lanes<UserKey, Append>,
+    rx: &mut mpsc::UnboundedReceiver<Append>,
+    hooks: &tokio::runtime::Handle,
+    held: std::time::Instant,
+) -> bool {
     // A small page cache while the committer holds the connection: every commit scans the
     // cache's hash table (SQLite's `pcache1TruncateUnsafe`), and with the writer's 64 MiB for
     // ingest that scan was ~5% of the server's CPU under many users. A batch touches the right
@@ -341,7 +334,7 @@ async fn hold(
     let mut broken = false;
     loop {
         let (batch, done) = split(lanes.take(MAX_BATCH));
-        let written = crate::events::sqlite_write_batch(&conn, batch).map_err(|failed| {
+        let written = crate::events::sqlite_write_batch(conn, batch).map_err(|failed| {
             broken = !failed.rolled_back;
             failed.error
         });
@@ -367,8 +360,6 @@ async fn hold(
         tracing::warn!(error = %e, "could not set the writer's page cache back; closing the connection");
         broken = true;
     }
-    drop(conn);
-    drop(handle);
     broken
 }
 
@@ -380,18 +371,22 @@ fn split(batch: Vec<Append>) -> (Batch, Vec<Done>) {
     let mut turns = Vec::new();
     let mut members = Vec::new();
     let mut done = Vec::with_capacity(batch.len());
-    for append in batch {
-        if let Some(record) = append.record {
-            records.push((append.user.clone(), record));
+    for Append {
+        user,
+        what,
+        done: d,
+    } in batch
+    {
+        match what {
+            What::Event(event, record) => {
+                events.push(event);
+                records.extend(record.map(|r| (user, r)));
+            }
+            What::Record(record) => records.push((user, record)),
+            What::Turn(turn) => turns.push((user, *turn)),
+            What::Member(at) => members.push((user, at)),
         }
-        if let Some(at) = append.member {
-            members.push((append.user.clone(), at));
-        }
-        if let Some(turn) = append.turn {
-            turns.push((append.user, *turn));
-        }
-        events.extend(append.event);
-        done.push(append.done);
+        done.push(d);
     }
     (
         Batch {
@@ -408,8 +403,8 @@ fn split(batch: Vec<Append>) -> (Batch, Vec<Done>) {
 fn answer(written: Result<Written, StoreError>, done: Vec<Done>) {
     match written {
         Ok(written) => {
-            // Every append but a record or a turn alone has an event, in batch order; every
-            // turn has its outcome, in batch order.
+            // Every event append has its stored event, every turn its outcome and every
+            // member its answer, each in batch order.
             let mut stored = written.events.into_iter();
             let mut turned = written.turns.into_iter();
             let mut members = written.members.into_iter();

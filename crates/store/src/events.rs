@@ -337,18 +337,25 @@ const SQLITE_INSERT_EVENT: &str = "INSERT INTO events
 /// node that writes, so nothing else can take seqs meanwhile.
 async fn sqlite_append(write: &sqlx::SqlitePool, batch: Batch) -> Result<Written, StoreError> {
     let mut pooled = write.acquire().await?;
-    let conn: &mut sqlx::SqliteConnection = &mut pooled;
-    sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await?;
-    let written = on_sqlite_handle(conn, |conn| sqlite_batch_in_transaction(conn, batch)).await;
-    if written.is_err() {
-        // Nothing of the batch is kept and no head moved; the connection goes back to the
-        // pool with no transaction open, or is closed.
-        if let Err(e) = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await {
-            tracing::error!(error = %e, "could not roll back a failed event batch; closing the connection");
+    sqlx::Executor::execute(&mut *pooled, "BEGIN IMMEDIATE").await?;
+    let written = on_sqlite_handle(&mut pooled, |conn| {
+        Ok::<_, StoreError>(sqlite_commit_batch(conn, batch))
+    })
+    .await;
+    // A connection whose transaction is in an unknown state never goes back to the pool.
+    match written {
+        Ok(Ok(written)) => Ok(written),
+        Ok(Err(failed)) => {
+            if !failed.rolled_back {
+                pooled.close_on_drop();
+            }
+            Err(failed.error)
+        }
+        Err(e) => {
             pooled.close_on_drop();
+            Err(e)
         }
     }
-    written
 }
 
 /// A batch's writes on SQLite, in the transaction begun on `conn`, and its `COMMIT`: the turns
@@ -407,12 +414,18 @@ pub(crate) fn sqlite_write_batch(
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         return Err(failed(StoreError::Db(sqlite_error(e)), true));
     }
+    sqlite_commit_batch(conn, batch)
+}
+
+/// [`sqlite_batch_in_transaction`] in the transaction begun on `conn`, rolled back when it
+/// fails (a transaction that cannot be rolled back leaves the connection unusable).
+fn sqlite_commit_batch(conn: &rusqlite::Connection, batch: Batch) -> Result<Written, FailedBatch> {
     sqlite_batch_in_transaction(conn, batch).map_err(|error| {
         let rolled_back = conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok();
         if !rolled_back {
             tracing::error!(error = %error, "could not roll back a failed event batch; closing the connection");
         }
-        failed(error, rolled_back)
+        FailedBatch { error, rolled_back }
     })
 }
 
