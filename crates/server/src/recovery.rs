@@ -68,21 +68,40 @@ fn missing_ends(run_id: &str, events: &[StreamEvent], reason: &str) -> Vec<Event
     ends
 }
 
-/// Emits whatever ends `run_id` is missing.
+/// Emits whatever ends `run_id` is missing. `end`, when given, is stored in the transaction
+/// of the last of them (or alone when none is missing), so a client that sees the run close
+/// never reads it as still running.
 pub async fn close_run(
     stream: &Arc<UserStream>,
     store: &Store,
     run_id: &str,
     thread_id: &str,
     reason: &str,
+    end: Option<RunRecord>,
 ) -> Result<(), StoreError> {
     let stored = store.run_events(stream.key(), run_id).await?;
     let events: Vec<StreamEvent> = stored
         .iter()
         .filter_map(|e| serde_json::from_str(&e.payload).ok())
         .collect();
-    for body in missing_ends(run_id, &events, reason) {
+    let mut ends = missing_ends(run_id, &events, reason);
+    let last = ends.pop();
+    for body in ends {
         stream.publish(thread_id, Some(run_id), body).await?;
+    }
+    match (last, end) {
+        (Some(body), Some(end)) => {
+            stream
+                .queue_with_record(thread_id, run_id, body, end)
+                .await?
+                .stored()
+                .await?;
+        }
+        (Some(body), None) => {
+            stream.publish(thread_id, Some(run_id), body).await?;
+        }
+        (None, Some(end)) => store.record_run(stream.key(), end).await?,
+        (None, None) => {}
     }
     Ok(())
 }
@@ -92,21 +111,21 @@ pub async fn close_run(
 pub async fn close_claimed_run(store: &Store, hub: &Hub, run: &RunRow) -> Result<(), StoreError> {
     let ended_at = apogee_protocol::time::record_time(chrono::Utc::now());
     let stream = hub.stream(&Arc::new(run.user.clone()));
-    close_run(
-        &stream,
-        store,
-        &run.id,
-        &run.thread_id,
-        "interrupted: the server stopped before this run finished",
-    )
-    .await?;
     let end = RunRecord::End {
         run_id: run.id.clone(),
         status: "interrupted".into(),
         ended_at,
         plan: None,
     };
-    store.record_run(&run.user, end).await?;
+    close_run(
+        &stream,
+        store,
+        &run.id,
+        &run.thread_id,
+        "interrupted: the server stopped before this run finished",
+        Some(end),
+    )
+    .await?;
     tracing::warn!(run_id = %run.id, "closed a run interrupted by a server stop");
     Ok(())
 }

@@ -286,6 +286,7 @@ impl RunRegistry {
                 &spec.run_id,
                 &spec.thread_id,
                 "the run failed unexpectedly",
+                None,
             )
             .await
             {

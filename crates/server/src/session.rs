@@ -96,6 +96,7 @@ impl PendingRun {
                 run_id,
                 &self.turn.thread_id,
                 "the run could not start",
+                None,
             )
             .await;
             if closed.is_ok() {
