@@ -38,7 +38,7 @@ pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};
 pub use org_usage::{OrgUsage, RawRowUsage};
 pub use tickets::{Redeemed, TicketGrant};
-pub use usage::{IngestSummary, UsageSelection};
+pub use usage::{IngestSummary, UsageLoad, UsageSelection};
 pub use usage_cache::{UsageCacheLimits, UsageCacheStats};
 pub use web_sessions::{PendingLogin, WebSession};
 pub use webhooks::{DeliveryStats, DueDelivery, WebhookRow};

@@ -409,19 +409,7 @@ impl Store {
         records: &[(PricedRecord, String)],
         origin: Origin,
     ) -> Result<IngestSummary, StoreError> {
-        // The batch's buckets, borrowed from its records (a batch may touch as many buckets as
-        // it has records), sorted: the order rollup rows are read, locked and written in.
-        let rows: Vec<(BucketRef<'_>, Option<RowSums>)> = records
-            .iter()
-            .map(|(p, provider)| (BucketRef::of(p, provider), row_sums(p)))
-            .collect();
-        let mut buckets: Vec<BucketRef<'_>> = rows.iter().map(|(b, _)| *b).collect();
-        buckets.sort_unstable();
-        buckets.dedup();
-        let bucket_of: Vec<usize> = rows
-            .iter()
-            .map(|(b, _)| buckets.binary_search(b).unwrap_or_default())
-            .collect();
+        let (rows, buckets, bucket_of) = batch_buckets(records);
         let mut attempt = 1;
         loop {
             match self
@@ -554,6 +542,30 @@ fn fold_inserted<'r>(
 /// rollup rows read, the records admitted, the raw rows inserted, the rollups, summaries,
 /// data version and prompt summaries written — each by a prepared single-row statement. What
 /// it stores is what the backend-neutral path (`apply_delta!`) stores.
+/// A batch's rows with their buckets, the batch's buckets (borrowed from its records: a
+/// batch may touch as many as it has records) sorted, the order rollup rows are read, locked
+/// and written in, and each row's place among them.
+type BatchBuckets<'a> = (
+    Vec<(BucketRef<'a>, Option<RowSums>)>,
+    Vec<BucketRef<'a>>,
+    Vec<usize>,
+);
+
+fn batch_buckets(records: &[(PricedRecord, String)]) -> BatchBuckets<'_> {
+    let rows: Vec<(BucketRef<'_>, Option<RowSums>)> = records
+        .iter()
+        .map(|(p, provider)| (BucketRef::of(p, provider), row_sums(p)))
+        .collect();
+    let mut buckets: Vec<BucketRef<'_>> = rows.iter().map(|(b, _)| *b).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    let bucket_of: Vec<usize> = rows
+        .iter()
+        .map(|(b, _)| buckets.binary_search(b).unwrap_or_default())
+        .collect();
+    (rows, buckets, bucket_of)
+}
+
 async fn sqlite_try_ingest(
     pool: &sqlx::SqlitePool,
     org_id: &str,
@@ -564,7 +576,25 @@ async fn sqlite_try_ingest(
     bucket_of: &[usize],
 ) -> Result<IngestSummary, StoreError> {
     let mut tx = pool.begin().await?;
-    let (accepted, rejected) = on_sqlite_handle(&mut tx, |conn| {
+    let summary = sqlite_ingest_in(
+        &mut tx, org_id, records, synthetic, rows, buckets, bucket_of,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(summary)
+}
+
+/// [`Store::ingest_usage`]'s work on SQLite, inside the transaction open on `tx`.
+async fn sqlite_ingest_in(
+    tx: &mut sqlx::SqliteConnection,
+    org_id: &str,
+    records: &[(PricedRecord, String)],
+    synthetic: bool,
+    rows: &[(BucketRef<'_>, Option<RowSums>)],
+    buckets: &[BucketRef<'_>],
+    bucket_of: &[usize],
+) -> Result<IngestSummary, StoreError> {
+    let (accepted, rejected) = on_sqlite_handle(tx, |conn| {
         let mut sums = sqlite_read_sums(conn, org_id, buckets)?;
         let (admitted, rejected) = admit(records, rows, bucket_of, &mut sums);
         // The rows are folded on another core while SQLite inserts them, as if all were new
@@ -599,8 +629,78 @@ async fn sqlite_try_ingest(
         Ok::<_, sqlx::Error>((delta.rows(), rejected))
     })
     .await?;
-    tx.commit().await?;
     Ok(ingest_summary(records.len(), accepted, rejected))
+}
+
+/// A load of many batches of one org's records (`apogee ingest` of a file), stored as
+/// [`Store::ingest_usage`] stores each, in fewer transactions: on SQLite the batches added
+/// share one transaction until [`UsageLoad::commit`]. A commit writes every page the
+/// transaction dirtied to the WAL and checkpoints it, and a batch's inserts at random places
+/// (the request-id index, the prompt states) dirty most pages of those b-trees, so five
+/// batches of 20,000 in one transaction cost far less than five transactions, while memory
+/// holds one batch. The writer is held from the first batch to the commit. On PostgreSQL
+/// each batch is its own transaction (the backend's index work is the cost there, not the
+/// commit), retried as [`Store::ingest_usage`]'s. What is not committed is rolled back when
+/// the load is dropped.
+pub struct UsageLoad<'s> {
+    store: &'s Store,
+    org_id: String,
+    open: Option<sqlx::Transaction<'static, sqlx::Sqlite>>,
+}
+
+impl Store {
+    /// Starts a load of `org_id`'s records; see [`UsageLoad`].
+    pub fn usage_load(&self, org_id: &str) -> UsageLoad<'_> {
+        UsageLoad {
+            store: self,
+            org_id: org_id.to_string(),
+            open: None,
+        }
+    }
+}
+
+impl UsageLoad<'_> {
+    /// Stores `records` as [`Store::ingest_usage`] would; on SQLite inside the load's open
+    /// transaction (begun by the first batch after a commit), so they are durable only once
+    /// [`UsageLoad::commit`] returns. On SQLite an error rolls back every batch added since
+    /// the last commit, not only this one: none of them is stored.
+    pub async fn add(
+        &mut self,
+        records: &[(PricedRecord, String)],
+    ) -> Result<IngestSummary, StoreError> {
+        let Db::Sqlite { write, .. } = &self.store.db else {
+            return self.store.ingest_usage(&self.org_id, records).await;
+        };
+        let tx = match &mut self.open {
+            Some(tx) => tx,
+            None => self.open.insert(write.begin().await?),
+        };
+        let (rows, buckets, bucket_of) = batch_buckets(records);
+        let added = sqlite_ingest_in(
+            tx,
+            &self.org_id,
+            records,
+            false,
+            &rows,
+            &buckets,
+            &bucket_of,
+        )
+        .await;
+        if added.is_err() {
+            // Part of the batch may be in the transaction: nothing of it may be committed.
+            self.open = None;
+        }
+        added
+    }
+
+    /// Commits the batches added since the last commit (nothing to do on PostgreSQL, where
+    /// each was committed as it was added).
+    pub async fn commit(&mut self) -> Result<(), StoreError> {
+        if let Some(tx) = self.open.take() {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
 }
 
 /// The stored sums of the rollup rows `buckets` (zero for those not stored yet), read by one

@@ -9,15 +9,21 @@ use std::path::Path;
 
 use apogee_analytics::formats::{self, Format, Limits, ParsedBatch, Rejection};
 use apogee_analytics::{PriceCatalog, UsageRecord};
-use apogee_store::Store;
+use apogee_store::{Store, UsageLoad};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::prices::{self, PricesError};
 
-/// Records priced and stored per transaction.
+/// Records parsed, priced and stored at a time: what memory holds per chunk.
 const CHUNK: usize = 20_000;
+/// Records per transaction (whole chunks; see [`apogee_store::UsageLoad`]): a SQLite commit
+/// rewrites the pages a transaction dirtied, most of the request-id index and the prompt
+/// states when records arrive at random places in them, so fewer commits are most of the
+/// speed of a large file's load. The writer is held that long (about a second): a server on
+/// the same SQLite file stores its events after it.
+const RECORDS_PER_COMMIT: usize = 100_000;
 /// Chunks of a streamed file parsed and priced ahead of the one being stored: parsing runs
 /// on a blocking thread while the store writes (the two overlap on two cores), and memory
 /// stays bounded by a few chunks.
@@ -140,24 +146,24 @@ enum Records {
 
 /// Prices and stores one chunk, adding its outcome to `summary`.
 async fn store_chunk(
-    store: &Store,
-    org: &str,
+    load: &mut UsageLoad<'_>,
     batch: ParsedBatch,
     catalog: &PriceCatalog,
     summary: &mut FileSummary,
 ) -> Result<(), FileIngestError> {
     let parsed = super::price_batch(batch, catalog, Limits::default());
-    store_priced(store, org, parsed, summary).await
+    store_priced(load, parsed, summary).await
 }
 
-/// Stores one priced chunk, adding its outcome to `summary`.
+/// Stores one priced chunk, adding its outcome to `summary`; commits the load's open
+/// transaction once it holds [`RECORDS_PER_COMMIT`] records (`summary` counts them before).
 async fn store_priced(
-    store: &Store,
-    org: &str,
+    load: &mut UsageLoad<'_>,
     mut parsed: super::Parsed,
     summary: &mut FileSummary,
 ) -> Result<(), FileIngestError> {
-    let stored = store.ingest_usage(org, &parsed.accepted).await?;
+    let before = summary.accepted + summary.duplicates;
+    let stored = load.add(&parsed.accepted).await?;
     parsed.reject_accepted(&stored.rejected);
     summary.accepted += stored.accepted;
     summary.duplicates += stored.duplicates;
@@ -166,6 +172,10 @@ async fn store_priced(
     summary
         .rejected
         .extend(parsed.rejected.into_iter().take(room));
+    let after = summary.accepted + summary.duplicates;
+    if before / RECORDS_PER_COMMIT as u64 != after / RECORDS_PER_COMMIT as u64 {
+        load.commit().await?;
+    }
     Ok(())
 }
 
@@ -226,6 +236,7 @@ pub async fn run(
     };
 
     let store = Store::open(&config.database_url).await?;
+    let mut load = store.usage_load(org);
     let mut summary = FileSummary {
         format: format.name(),
         format_detected,
@@ -249,7 +260,7 @@ pub async fn run(
                 }
             });
             while let Some(parsed) = priced.recv().await {
-                store_priced(&store, org, parsed, &mut summary).await?;
+                store_priced(&mut load, parsed, &mut summary).await?;
             }
             parser.await.map_err(|e| {
                 FileIngestError::Read(name.clone(), std::io::Error::other(e.to_string()))
@@ -268,10 +279,11 @@ pub async fn run(
                     ..ParsedBatch::default()
                 };
                 bar.inc(batch.records.len() as u64);
-                store_chunk(&store, org, batch, &catalog, &mut summary).await?;
+                store_chunk(&mut load, batch, &catalog, &mut summary).await?;
             }
         }
     }
+    load.commit().await?;
     bar.finish_and_clear();
     store.close().await;
     tracing::info!(
