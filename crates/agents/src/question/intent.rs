@@ -1173,6 +1173,17 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
         || v.phrase(&["per", "hour"])
         || v.phrase(&["each", "hour"])
         || v.phrase(&["by", "the", "hour"])
+        // Which hour of the day: a profile by hour, not a name to look up.
+        || v.phrase(&["hour", "of", "the", "day"])
+        || v.phrase(&["hours", "of", "the", "day"])
+        || v.phrase(&["hour", "of", "day"])
+        || v.phrase(&["time", "of", "day"])
+        || v.phrase(&["time", "of", "the", "day"])
+        || v.phrase(&["which", "hour"])
+        || v.phrase(&["what", "hour"])
+        || v.phrase(&["busiest", "hour"])
+        || v.phrase(&["peak", "hour"])
+        || v.phrase(&["peak", "hours"])
     {
         Some(Unsupported::Hourly)
     } else {
