@@ -328,10 +328,11 @@ pub(crate) fn read(
             i = end;
             continue;
         }
-        // A model family ("claude", "gpt", "gemini"): every model of the org named like it.
+        // A model family ("claude", "gpt", "gemini"): every model of the org named like it,
+        // one or several.
         let t = &tokens[i];
         let family = family_of(&t.lower, &names.models);
-        if !t.quoted && !is_vocabulary(&t.lower) && family.len() > 1 {
+        if !t.quoted && !is_vocabulary(&t.lower) && !family.is_empty() {
             for model in family {
                 out.found.push(Found {
                     dimension: Dimension::Model,
@@ -462,6 +463,30 @@ mod tests {
             found("compare gpt-4o and claude-sonnet-4"),
             [pair("model", "gpt-4o"), pair("model", "claude-sonnet-4")]
         );
+    }
+
+    #[test]
+    fn a_family_of_one_model_is_that_model() {
+        let mut names = names();
+        names.models.retain(|m| m != "claude-sonnet-4");
+        let vocab = |w: &str| matches!(w, "spend" | "on" | "models");
+        let reading = read(
+            &tokens("support-bot spend on claude models"),
+            &[],
+            &names,
+            &[],
+            &vocab,
+        );
+        let found: Vec<(String, String)> = reading
+            .found
+            .iter()
+            .map(|f| (f.dimension.to_string(), f.value.clone()))
+            .collect();
+        assert!(
+            found.contains(&pair("model", "claude-3-5-haiku")),
+            "{found:?}"
+        );
+        assert!(reading.unknown.is_empty(), "{:?}", reading.unknown);
     }
 
     #[test]
