@@ -1186,6 +1186,16 @@ fn compare(
                 (x - y) * 100.0
             ),
             _ if b.num() == 0.0 => format!(", against nothing {before}"),
+            // Ten times as much or more: a percentage in the thousands reads as noise.
+            _ if a.num() / b.num() >= 10.0 => {
+                let times = a.num() / b.num();
+                let times = if times < 100.0 {
+                    format!("{times:.1}")
+                } else {
+                    count(times.round() as i64)
+                };
+                format!(", {times} times the {} {before}", b.text())
+            }
             _ => {
                 let r = (a.num() - b.num()) / b.num();
                 let dir = if r >= 0.0 { "up" } else { "down" };
@@ -1718,6 +1728,37 @@ mod tests {
             "You spent $120.00 in the last 7 days (Nov 23–29), up 20.0% from $100.00 the 7 days before (Nov 16–22)."
         );
         assert_eq!(a.chart["kind"], "before_after");
+    }
+
+    #[test]
+    fn a_change_of_ten_times_or_more_is_said_in_times() {
+        let mut p = plan(Scope::all());
+        p.compare = Some(crate::question::period::previous_of(&p.period));
+        let leads: Vec<String> = [(1_100.89, 0.23), (95.0, 5.0), (99.0, 10.0)]
+            .into_iter()
+            .map(|(now_usd, then_usd)| {
+                let data = FigureData {
+                    current: Measured {
+                        totals: totals(100, now_usd),
+                        ..Measured::default()
+                    },
+                    previous: Some(Measured {
+                        totals: totals(100, then_usd),
+                        ..Measured::default()
+                    }),
+                    ..FigureData::default()
+                };
+                render(&p, &data, now()).lead
+            })
+            .collect();
+        assert_eq!(
+            leads,
+            [
+                "You spent $1,100.89 in the last 7 days (Nov 23–29), 4,786 times the $0.23 the 7 days before (Nov 16–22).",
+                "You spent $95.00 in the last 7 days (Nov 23–29), 19.0 times the $5.00 the 7 days before (Nov 16–22).",
+                "You spent $99.00 in the last 7 days (Nov 23–29), up 890.0% from $10.00 the 7 days before (Nov 16–22).",
+            ]
+        );
     }
 
     #[test]
