@@ -98,6 +98,9 @@ pub enum Measure {
     TokensPerCall,
     /// Spend of the priced calls over those calls.
     CostPerCall,
+    /// Spend of the priced calls per million of their tokens: "cost per 1k tokens", "cheapest
+    /// per token" (shown per million, the unit price catalogs use).
+    CostPerMillionTokens,
     /// Spend over the period's days: "per day on average", "average daily spend".
     SpendPerDay,
     /// Calls with a status other than `ok`.
@@ -132,6 +135,7 @@ impl Measure {
             Measure::CacheReadShare => "cache_read_share",
             Measure::TokensPerCall => "tokens_per_call",
             Measure::CostPerCall => "cost_per_call",
+            Measure::CostPerMillionTokens => "cost_per_million_tokens",
             Measure::SpendPerDay => "spend_per_day",
             Measure::Errors => "errors",
             Measure::ErrorRate => "error_rate",

@@ -95,6 +95,13 @@ impl UsageTotals {
         (priced > 0).then(|| Nanos(self.cost.0 / i128::from(priced)))
     }
 
+    /// The priced cost per million of the priced calls' tokens (input plus output; `None`
+    /// without priced tokens): what a model's usage cost per unit of work, as catalogs quote it.
+    pub fn cost_per_million_tokens(&self) -> Option<Nanos> {
+        let priced = i128::from(self.total_tokens()) - i128::from(self.unpriced_tokens);
+        (priced > 0).then(|| Nanos(self.cost.0.saturating_mul(1_000_000) / priced))
+    }
+
     /// `error_calls / calls` (0 without calls).
     pub fn error_rate(&self) -> f64 {
         ratio(self.error_calls, self.calls)
@@ -556,5 +563,26 @@ mod tests {
         assert_eq!(t.total_tokens(), 11);
         assert_eq!(UsageTotals::default().cost_per_call(), None);
         assert_eq!(UsageTotals::default().error_rate(), 0.0);
+    }
+
+    #[test]
+    fn cost_per_million_tokens_counts_only_priced_tokens() {
+        // $3 over 1.5M tokens, 0.5M of them on unpriced calls: $3 per priced million.
+        let t = UsageTotals {
+            calls: 3,
+            unpriced_calls: 1,
+            input_tokens: 1_200_000,
+            output_tokens: 300_000,
+            unpriced_tokens: 500_000,
+            cost: Nanos::from_usd(3.0),
+            ..UsageTotals::default()
+        };
+        assert_eq!(t.cost_per_million_tokens(), Some(Nanos::from_usd(3.0)));
+        let unpriced_only = UsageTotals {
+            unpriced_tokens: 1_500_000,
+            ..t
+        };
+        assert_eq!(unpriced_only.cost_per_million_tokens(), None);
+        assert_eq!(UsageTotals::default().cost_per_million_tokens(), None);
     }
 }

@@ -65,6 +65,8 @@ pub(crate) struct Answer {
 pub(crate) enum Value {
     Usd(Nanos),
     PerCall(Nanos),
+    /// Dollars per million tokens (shown bare: the sentence or column names the unit).
+    PerMillionTokens(Nanos),
     Count(i64),
     Rate(f64),
     Ms(i64),
@@ -73,7 +75,7 @@ pub(crate) enum Value {
 impl Value {
     pub(crate) fn num(self) -> f64 {
         match self {
-            Value::Usd(n) | Value::PerCall(n) => n.usd(),
+            Value::Usd(n) | Value::PerCall(n) | Value::PerMillionTokens(n) => n.usd(),
             Value::Count(c) | Value::Ms(c) => c as f64,
             Value::Rate(r) => r,
         }
@@ -82,7 +84,7 @@ impl Value {
     pub(crate) fn text(self) -> String {
         match self {
             Value::Usd(n) => n.display_usd(),
-            Value::PerCall(n) => usd_precise(n),
+            Value::PerCall(n) | Value::PerMillionTokens(n) => usd_precise(n),
             Value::Count(c) => count(c),
             Value::Rate(r) => percent(r),
             Value::Ms(v) => ms(v),
@@ -122,6 +124,7 @@ pub(crate) fn value(
             Value::Count((t.total_tokens() as f64 / t.calls as f64).round() as i64)
         }
         Measure::CostPerCall => Value::PerCall(t.cost_per_call()?),
+        Measure::CostPerMillionTokens => Value::PerMillionTokens(t.cost_per_million_tokens()?),
         Measure::SpendPerDay => {
             if seconds <= 0 {
                 return None;
@@ -169,6 +172,7 @@ pub(crate) fn noun(m: Measure) -> &'static str {
         Measure::CacheReadShare => "share of input read from cache",
         Measure::TokensPerCall => "tokens per call",
         Measure::CostPerCall => "cost per call",
+        Measure::CostPerMillionTokens => "cost per 1M tokens",
         Measure::SpendPerDay => "spend per day",
         Measure::Errors => "failed calls",
         Measure::ErrorRate => "error rate",
@@ -394,6 +398,18 @@ fn measure_clause(m: Measure, who: Option<&str>, slice: &Measured, period: &str)
                 who.unwrap_or("Your usage")
             ),
         },
+        (Measure::CostPerMillionTokens, who) => match v {
+            Some(_) => format!(
+                "{} {vt} per 1M tokens on average {period}: {} over {} priced tokens",
+                who.map_or("Your usage cost".to_string(), |w| format!("{w} cost")),
+                t.cost.display_usd(),
+                count(t.total_tokens() - t.unpriced_tokens)
+            ),
+            None => format!(
+                "{} had no priced call {period}, so there is no cost per token",
+                who.unwrap_or("Your usage")
+            ),
+        },
         (Measure::Errors, who) => format!(
             "{} had {vt} failed calls {period}, {} of {} calls",
             who.unwrap_or("You"),
@@ -541,12 +557,16 @@ pub(crate) fn render(plan: &QuestionPlan, data: &FigureData, now: DateTime<Utc>)
 }
 
 fn unpriced_note(m: Measure, t: &UsageTotals) -> Option<String> {
-    (matches!(m, Measure::Spend | Measure::CostPerCall) && t.unpriced_calls > 0).then(|| {
-        format!(
-            "_{} calls to models without a price are not in the cost figures._",
-            count(t.unpriced_calls)
-        )
-    })
+    (matches!(
+        m,
+        Measure::Spend | Measure::CostPerCall | Measure::CostPerMillionTokens
+    ) && t.unpriced_calls > 0)
+        .then(|| {
+            format!(
+                "_{} calls to models without a price are not in the cost figures._",
+                count(t.unpriced_calls)
+            )
+        })
 }
 
 fn single(
@@ -763,6 +783,12 @@ fn superlative(m: Measure, order: Order, g: &Grouping) -> String {
         (Measure::SpendPerDay, false) => "spent the least per day".into(),
         (Measure::CostPerCall, true) => format!("was the most expensive {thing} per call"),
         (Measure::CostPerCall, false) => format!("was the cheapest {thing} per call"),
+        (Measure::CostPerMillionTokens, true) => {
+            format!("was the most expensive {thing} per 1M tokens")
+        }
+        (Measure::CostPerMillionTokens, false) => {
+            format!("was the cheapest {thing} per 1M tokens")
+        }
         (Measure::Errors, true) => "had the most failed calls".into(),
         (Measure::Errors, false) => "had the fewest failed calls".into(),
         (Measure::ErrorRate, true) => "had the highest error rate".into(),
@@ -1020,10 +1046,11 @@ fn ranking(
     if missing > 0 {
         doc.blank();
         doc.line(&format!(
-            "{} {} with no {} are not ranked.",
+            "{} {} with no {} {} not ranked.",
             missing,
             dimension_noun(g, missing != 1),
-            noun(m)
+            noun(m),
+            if missing == 1 { "is" } else { "are" }
         ));
     }
     (lead, ranking_chart(m, g, context, year))
@@ -1728,6 +1755,47 @@ mod tests {
             "You spent $120.00 in the last 7 days (Nov 23–29), up 20.0% from $100.00 the 7 days before (Nov 16–22)."
         );
         assert_eq!(a.chart["kind"], "before_after");
+    }
+
+    #[test]
+    fn cost_per_token_is_said_per_million_with_its_unit_once() {
+        let mut p = plan(Scope::all());
+        p.measures = vec![Measure::CostPerMillionTokens];
+        p.group_by = Some(Grouping::By(Dimension::Model));
+        p.rank = Some(Rank {
+            order: Order::Lowest,
+            top: Some(1),
+        });
+        // 1,100 tokens a call: $25 over 1.1M tokens, $5 over 2.2M.
+        let data = FigureData {
+            current: Measured {
+                totals: totals(3000, 30.0),
+                latency: None,
+                groups: vec![group("gpt-4o", 1000, 25.0), group("gpt-4o-mini", 2000, 5.0)],
+                seconds: 7 * 86_400,
+            },
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "gpt-4o-mini was the cheapest model per 1M tokens in the last 7 days (Nov 23–29): $2.27."
+        );
+        assert!(a.markdown.contains("| gpt-4o | $22.73 |"), "{}", a.markdown);
+
+        let mut p = plan(Scope::all().and(Filter::is(Dimension::Model, "gpt-4o")));
+        p.measures = vec![Measure::CostPerMillionTokens];
+        let data = FigureData {
+            current: Measured {
+                totals: totals(1000, 25.0),
+                ..Measured::default()
+            },
+            ..FigureData::default()
+        };
+        assert_eq!(
+            render(&p, &data, now()).lead,
+            "gpt-4o cost $22.73 per 1M tokens on average in the last 7 days (Nov 23–29): $25.00 over 1,100,000 priced tokens."
+        );
     }
 
     #[test]

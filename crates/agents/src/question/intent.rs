@@ -548,6 +548,55 @@ const REPEATED: &[&str] = &[
 ];
 
 /// Whether the rules understand `word` (so it is no name on its own).
+/// Words of a unit of tokens between "per" and "tokens" ("per 1k tokens", "per one million
+/// tokens").
+const TOKEN_UNITS: &[&str] = &[
+    "1",
+    "one",
+    "a",
+    "1k",
+    "k",
+    "1000",
+    "1,000",
+    "thousand",
+    "1m",
+    "m",
+    "mm",
+    "1000000",
+    "1,000,000",
+    "million",
+    "mil",
+];
+
+/// The end (exclusive) of a "per … tokens" phrase starting at `i` ("per token", "per 1k
+/// tokens", "per million tokens", "per mtok"): a cost per token is asked, whatever the unit.
+pub(crate) fn per_tokens_at(tokens: &[Token], i: usize) -> Option<usize> {
+    let word = |j: usize| {
+        tokens
+            .get(j)
+            .filter(|t| !t.quoted)
+            .map_or("", |t| t.lower.as_str())
+    };
+    if !matches!(word(i), "per" | "each" | "every") {
+        return None;
+    }
+    let mut j = i + 1;
+    while j < i + 3 && TOKEN_UNITS.contains(&word(j)) {
+        j += 1;
+    }
+    let unit = matches!(word(j), "token" | "tokens")
+        || (j == i + 1 && matches!(word(j), "mtok" | "ktok" | "1mtok" | "1ktok"));
+    unit.then_some(j + 1)
+}
+
+/// The word indexes of every "per … tokens" phrase: a unit, never a name ("1k", "million").
+pub(crate) fn per_tokens_words(tokens: &[Token]) -> Vec<usize> {
+    (0..tokens.len())
+        .filter_map(|i| per_tokens_at(tokens, i).map(|end| i..end))
+        .flatten()
+        .collect()
+}
+
 pub(crate) fn is_vocabulary(word: &str) -> bool {
     VOCABULARY.contains(&word)
         || REPEATED.contains(&word)
@@ -735,6 +784,11 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
                         v.word(i + 2),
                         "failed" | "fail" | "errors" | "error" | "errored"
                     )) => {}
+            "per" | "each" | "every" if per_tokens_at(v.t, i).is_some() => {
+                push(&mut out, Measure::CostPerMillionTokens);
+                i = per_tokens_at(v.t, i).unwrap_or(i + 1);
+                continue;
+            }
             "per" | "each"
                 if matches!(next, "call" | "request" | "invocation")
                     && matches!(prev, "tokens" | "token") =>
@@ -874,6 +928,13 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
         && v.has("and");
     if out.contains(&Measure::CostPerCall) {
         out.retain(|m| (*m != Measure::Spend || spend_alone) && *m != Measure::Calls);
+    }
+    // "cheapest model per 1k tokens": per token, not per call.
+    if out.contains(&Measure::CostPerMillionTokens) {
+        out.retain(|m| {
+            (*m != Measure::Spend || spend_alone)
+                && !matches!(m, Measure::CostPerCall | Measure::TotalTokens)
+        });
     }
     if out.contains(&Measure::ErrorRate) {
         out.retain(|m| *m != Measure::Errors && *m != Measure::Calls);

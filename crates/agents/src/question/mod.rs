@@ -66,6 +66,8 @@ fn read_parts(question: &str, ctx: &PlanContext<'_>) -> Parts {
     };
     let mut skip = periods.used.clone();
     skip.extend(&budget.used);
+    // "per 1k tokens": a unit, not names.
+    skip.extend(intent::per_tokens_words(&tokens));
     let names = names::read(&tokens, &skip, ctx.names, ctx.catalog_models, &vocabulary);
     let mut used = skip;
     used.extend(&names.used);
@@ -463,7 +465,13 @@ fn attribution(scope: &Scope) -> Grouping {
 /// The grouping a ranking without one ranks: models for latency and errors, features else.
 fn default_ranked(measures: &[Measure]) -> Grouping {
     match measures.first() {
-        Some(m) if m.is_latency() || *m == Measure::ErrorRate || *m == Measure::CostPerCall => {
+        Some(m)
+            if m.is_latency()
+                || matches!(
+                    m,
+                    Measure::ErrorRate | Measure::CostPerCall | Measure::CostPerMillionTokens
+                ) =>
+        {
             Grouping::By(Dimension::Model)
         }
         _ => Grouping::By(Dimension::Feature),
