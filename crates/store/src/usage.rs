@@ -409,13 +409,10 @@ impl Store {
         records: &[(PricedRecord, String)],
         origin: Origin,
     ) -> Result<IngestSummary, StoreError> {
-        let (rows, buckets, bucket_of) = batch_buckets(records);
+        let batch = BatchBuckets::of(records);
         let mut attempt = 1;
         loop {
-            match self
-                .try_ingest(org_id, records, origin, &rows, &buckets, &bucket_of)
-                .await
-            {
+            match self.try_ingest(org_id, records, origin, &batch).await {
                 Err(e) if attempt < ATTEMPTS && worth_retrying(&e) => attempt += 1,
                 other => return other,
             }
@@ -427,10 +424,13 @@ impl Store {
         org_id: &str,
         records: &[(PricedRecord, String)],
         origin: Origin,
-        rows: &[(BucketRef<'_>, Option<RowSums>)],
-        buckets: &[BucketRef<'_>],
-        bucket_of: &[usize],
+        batch: &BatchBuckets<'_>,
     ) -> Result<IngestSummary, StoreError> {
+        let BatchBuckets {
+            rows,
+            buckets,
+            bucket_of,
+        } = batch;
         let lock = match self.db {
             Db::Sqlite { .. } => "",
             // Held to the end of the transaction, so no other ingest grows these rows between
@@ -441,8 +441,7 @@ impl Store {
         };
         let synthetic = origin == Origin::Synthetic;
         if let Db::Sqlite { write, .. } = &self.db {
-            return sqlite_try_ingest(write, org_id, records, synthetic, rows, buckets, bucket_of)
-                .await;
+            return sqlite_try_ingest(write, org_id, records, synthetic, batch).await;
         }
         let (delta, rejected) = on_write!(&self.db, pool => {
             let mut tx = pool.begin().await?;
@@ -537,49 +536,52 @@ fn fold_inserted<'r>(
     Ok(delta)
 }
 
+/// A batch's rollup buckets, borrowed from its records (a batch may touch as many as it has
+/// records).
+struct BatchBuckets<'a> {
+    /// Each record's bucket and what it adds to it.
+    rows: Vec<(BucketRef<'a>, Option<RowSums>)>,
+    /// The distinct buckets, sorted: the order rollup rows are read, locked and written in.
+    buckets: Vec<BucketRef<'a>>,
+    /// Each record's place in `buckets`.
+    bucket_of: Vec<usize>,
+}
+
+impl<'a> BatchBuckets<'a> {
+    fn of(records: &'a [(PricedRecord, String)]) -> BatchBuckets<'a> {
+        let rows: Vec<(BucketRef<'_>, Option<RowSums>)> = records
+            .iter()
+            .map(|(p, provider)| (BucketRef::of(p, provider), row_sums(p)))
+            .collect();
+        let mut buckets: Vec<BucketRef<'_>> = rows.iter().map(|(b, _)| *b).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let bucket_of: Vec<usize> = rows
+            .iter()
+            .map(|(b, _)| buckets.binary_search(b).unwrap_or_default())
+            .collect();
+        BatchBuckets {
+            rows,
+            buckets,
+            bucket_of,
+        }
+    }
+}
+
 /// SQLite's ingest transaction: between sqlx's `BEGIN` and `COMMIT`, everything on the writer
 /// connection's own handle ([`on_sqlite_handle`], one hand-off for the batch) — the batch's
 /// rollup rows read, the records admitted, the raw rows inserted, the rollups, summaries,
 /// data version and prompt summaries written — each by a prepared single-row statement. What
 /// it stores is what the backend-neutral path (`apply_delta!`) stores.
-/// A batch's rows with their buckets, the batch's buckets (borrowed from its records: a
-/// batch may touch as many as it has records) sorted, the order rollup rows are read, locked
-/// and written in, and each row's place among them.
-type BatchBuckets<'a> = (
-    Vec<(BucketRef<'a>, Option<RowSums>)>,
-    Vec<BucketRef<'a>>,
-    Vec<usize>,
-);
-
-fn batch_buckets(records: &[(PricedRecord, String)]) -> BatchBuckets<'_> {
-    let rows: Vec<(BucketRef<'_>, Option<RowSums>)> = records
-        .iter()
-        .map(|(p, provider)| (BucketRef::of(p, provider), row_sums(p)))
-        .collect();
-    let mut buckets: Vec<BucketRef<'_>> = rows.iter().map(|(b, _)| *b).collect();
-    buckets.sort_unstable();
-    buckets.dedup();
-    let bucket_of: Vec<usize> = rows
-        .iter()
-        .map(|(b, _)| buckets.binary_search(b).unwrap_or_default())
-        .collect();
-    (rows, buckets, bucket_of)
-}
-
 async fn sqlite_try_ingest(
     pool: &sqlx::SqlitePool,
     org_id: &str,
     records: &[(PricedRecord, String)],
     synthetic: bool,
-    rows: &[(BucketRef<'_>, Option<RowSums>)],
-    buckets: &[BucketRef<'_>],
-    bucket_of: &[usize],
+    batch: &BatchBuckets<'_>,
 ) -> Result<IngestSummary, StoreError> {
     let mut tx = pool.begin().await?;
-    let summary = sqlite_ingest_in(
-        &mut tx, org_id, records, synthetic, rows, buckets, bucket_of,
-    )
-    .await?;
+    let summary = sqlite_ingest_in(&mut tx, org_id, records, synthetic, batch).await?;
     tx.commit().await?;
     Ok(summary)
 }
@@ -590,10 +592,13 @@ async fn sqlite_ingest_in(
     org_id: &str,
     records: &[(PricedRecord, String)],
     synthetic: bool,
-    rows: &[(BucketRef<'_>, Option<RowSums>)],
-    buckets: &[BucketRef<'_>],
-    bucket_of: &[usize],
+    batch: &BatchBuckets<'_>,
 ) -> Result<IngestSummary, StoreError> {
+    let BatchBuckets {
+        rows,
+        buckets,
+        bucket_of,
+    } = batch;
     let (accepted, rejected) = on_sqlite_handle(tx, |conn| {
         let mut sums = sqlite_read_sums(conn, org_id, buckets)?;
         let (admitted, rejected) = admit(records, rows, bucket_of, &mut sums);
@@ -675,17 +680,9 @@ impl UsageLoad<'_> {
             Some(tx) => tx,
             None => self.open.insert(write.begin().await?),
         };
-        let (rows, buckets, bucket_of) = batch_buckets(records);
-        let added = sqlite_ingest_in(
-            tx,
-            &self.org_id,
-            records,
-            false,
-            &rows,
-            &buckets,
-            &bucket_of,
-        )
-        .await;
+        // A client's records: never synthetic.
+        let batch = BatchBuckets::of(records);
+        let added = sqlite_ingest_in(tx, &self.org_id, records, false, &batch).await;
         if added.is_err() {
             // Part of the batch may be in the transaction: nothing of it may be committed.
             self.open = None;
