@@ -988,7 +988,8 @@ fn grouping(v: &View<'_>, names: &OrgNames) -> (Option<Grouping>, bool) {
                 | "top"
                 | "most"
                 | "least"
-        );
+        ) || (matches!(prev2, "most" | "least" | "top")
+            && !matches!(prev, "of" | "the" | "our" | "my" | "your" | "all"));
         if let Some(g) = time_grouping(w)
             && (matches!(prev, "which" | "what") || superlative)
         {
@@ -1068,7 +1069,23 @@ fn rank(v: &View<'_>, s: &Signals) -> Option<Rank> {
     if v.any(&["rank", "ranking", "ranked", "leaderboard", "sorted", "sort"]) {
         order.get_or_insert(Order::Highest);
     }
-    let order = order?;
+    let mut order = order?;
+    // "the most reliable model", "the highest success rate": the error rate read the other
+    // way round, so the ranking's order turns too.
+    if s.measures.first() == Some(&Measure::ErrorRate)
+        && v.any(&[
+            "reliable",
+            "reliability",
+            "success",
+            "successful",
+            "dependable",
+        ])
+    {
+        order = match order {
+            Order::Highest => Order::Lowest,
+            Order::Lowest => Order::Highest,
+        };
+    }
     // "top" and "bottom" name a list; a superlative after "which X" names one.
     let top = top.or(match s.group {
         Some(ref g) if g.is_time() => Some(1),
