@@ -1,6 +1,8 @@
 //! The periods a question names, relative to the run's clock (UTC days): relative ones
 //! ("yesterday", "this week", "last month", "in the last 3 weeks", "since Monday"), absolute
-//! ones ("on Nov 20", "between 2026-11-02 and 2026-11-09", "in October") and the period to
+//! ones ("on Nov 20", "between 2026-11-02 and 2026-11-09", "in October"), holidays ("on
+//! Black Friday", "Christmas Eve": US Thanksgiving and the days after it, Christmas, New
+//! Year's Eve and Day, each its last date up to today) and the period to
 //! compare with ("vs the 7 days before", "month over month", "compare this week to last
 //! week"). Pure rules over the tokens; the tokens it reads are marked used so they are not
 //! taken for names.
@@ -281,6 +283,47 @@ impl Reader<'_> {
             }
         }
         None
+    }
+
+    /// A holiday named at `i` ("Black Friday", "Christmas Eve", "New Year's Day"): its last
+    /// date up to today, the index after its words, and its name.
+    fn holiday_at(&self, i: usize) -> Option<(NaiveDate, usize, &'static str)> {
+        let (w, next, third) = (self.word(i), self.word(i + 1), self.word(i + 2));
+        // The date of the holiday in `year`.
+        type DateIn = fn(i32) -> Option<NaiveDate>;
+        // US Thanksgiving: the fourth Thursday of November.
+        fn thanksgiving(year: i32) -> Option<NaiveDate> {
+            NaiveDate::from_weekday_of_month_opt(year, 11, Weekday::Thu, 4)
+        }
+        let (end, name, date_in): (usize, &'static str, DateIn) = match (w, next, third) {
+            ("black", "friday", _) => (i + 2, "Black Friday", |y| thanksgiving(y)?.succ_opt()),
+            ("cyber", "monday", _) => (i + 2, "Cyber Monday", |y| {
+                thanksgiving(y)?.checked_add_signed(Duration::days(4))
+            }),
+            ("thanksgiving", _, _) => (i + 1, "Thanksgiving", thanksgiving),
+            ("christmas" | "xmas", "eve", _) => (i + 2, "Christmas Eve", |y| {
+                NaiveDate::from_ymd_opt(y, 12, 24)
+            }),
+            ("christmas" | "xmas", "day", _) => (i + 2, "Christmas Day", |y| {
+                NaiveDate::from_ymd_opt(y, 12, 25)
+            }),
+            ("christmas" | "xmas", _, _) => (i + 1, "Christmas Day", |y| {
+                NaiveDate::from_ymd_opt(y, 12, 25)
+            }),
+            ("new", "year" | "years", "eve") => (i + 3, "New Year's Eve", |y| {
+                NaiveDate::from_ymd_opt(y, 12, 31)
+            }),
+            ("new", "year" | "years", "day") => (i + 3, "New Year's Day", |y| {
+                NaiveDate::from_ymd_opt(y, 1, 1)
+            }),
+            _ => return None,
+        };
+        let year = self.today.year();
+        let date = match date_in(year)? {
+            d if d <= self.today => d,
+            _ => date_in(year - 1)?,
+        };
+        Some((date, end, name))
     }
 
     /// The most recent `wd` before today (today's own weekday means a week ago).
@@ -641,6 +684,9 @@ impl Reader<'_> {
             }
             _ => {}
         }
+        if let Some((d, end, name)) = self.holiday_at(i) {
+            return found(end, Kind::Day(d, format!("on {name}")));
+        }
         // A date, a month, a weekday.
         if let Some((d, end)) = self.date_at(i) {
             return found(
@@ -927,6 +973,35 @@ mod tests {
             r.period.as_ref().map_or("-".into(), span),
             r.compare.as_ref().map_or("-".into(), span),
         )
+    }
+
+    #[test]
+    fn holidays_are_their_last_day_up_to_today() {
+        let cases = [
+            // Thanksgiving 2026 is tomorrow (the 26th): last year's, and the days after it.
+            ("calls on Black Friday", "2025-11-28..2025-11-28"),
+            ("cyber monday spend", "2025-12-01..2025-12-01"),
+            (
+                "what did we spend on thanksgiving",
+                "2025-11-27..2025-11-27",
+            ),
+            ("spend on christmas eve", "2025-12-24..2025-12-24"),
+            ("xmas", "2025-12-25..2025-12-25"),
+            ("new year's eve", "2025-12-31..2025-12-31"),
+            ("New Years Day", "2026-01-01..2026-01-01"),
+        ];
+        for (q, want) in cases {
+            assert_eq!(period(q), want, "{q}");
+        }
+        // Once it has passed, this year's.
+        let december = Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).unwrap();
+        let r = read(
+            &tokens("How many calls did we make on Black Friday?"),
+            december,
+        );
+        let p = r.period.as_ref().map(span);
+        assert_eq!(p.as_deref(), Some("2026-11-27..2026-11-27"));
+        assert_eq!(r.period.map(|p| p.text).as_deref(), Some("on Black Friday"));
     }
 
     #[test]
