@@ -971,11 +971,15 @@ fn ranking(
             noun(m)
         ),
         [(first, v)] if top == Some(1) => {
+            // "was the busiest day" names no unit: the figure does ("10,184 calls").
+            let figure = match m {
+                Measure::Calls if g.is_time() => format!("{} calls", v.text()),
+                _ => v.text(),
+            };
             let mut s = format!(
-                "{} {}{inside} {period}: {}",
+                "{} {}{inside} {period}: {figure}",
                 key_text(g, &first.key, year),
                 superlative(m, order, g),
-                v.text()
             );
             if additive(m) {
                 let total =
@@ -1795,6 +1799,33 @@ mod tests {
         assert_eq!(
             render(&p, &data, now()).lead,
             "gpt-4o cost $22.73 per 1M tokens on average in the last 7 days (Nov 23–29): $25.00 over 1,100,000 priced tokens."
+        );
+    }
+
+    #[test]
+    fn the_busiest_day_says_its_calls_with_their_unit() {
+        let mut p = plan(Scope::all());
+        p.measures = vec![Measure::Calls];
+        p.group_by = Some(Grouping::Day);
+        p.rank = Some(Rank {
+            order: Order::Highest,
+            top: Some(1),
+        });
+        let data = FigureData {
+            current: Measured {
+                totals: totals(3000, 30.0),
+                latency: None,
+                groups: vec![
+                    group("2026-11-23", 2000, 20.0),
+                    group("2026-11-24", 1000, 10.0),
+                ],
+                seconds: 7 * 86_400,
+            },
+            ..FigureData::default()
+        };
+        assert_eq!(
+            render(&p, &data, now()).lead,
+            "Nov 23 was the busiest day in the last 7 days (Nov 23–29): 2,000 calls, 66.7% of all calls (3,000)."
         );
     }
 
