@@ -338,6 +338,10 @@ pub struct QuestionPlan {
     /// per token.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drivers: bool,
+    /// The answer leads with the average over the groups ("How much do we spend per user on
+    /// average?"): the measure's total over the named groups divided by their number.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub average_per_group: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_names: Vec<UnknownName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,6 +368,7 @@ impl QuestionPlan {
             saving: None,
             focus_day: None,
             drivers: false,
+            average_per_group: false,
             unknown_names: Vec::new(),
             unsupported: None,
             budget: None,

@@ -64,6 +64,9 @@ struct Case {
     /// The answer says what drives the scope's spend ("why is X so expensive?").
     #[serde(default)]
     drivers: bool,
+    /// The answer leads with the average over the groups ("spend per user on average").
+    #[serde(default)]
+    average: bool,
     /// `dimension/typed` or `typed`.
     #[serde(default)]
     unknown: Vec<String>,
@@ -120,6 +123,7 @@ struct Shape {
     saving: Option<SavingKind>,
     focus_day: Option<NaiveDate>,
     drivers: bool,
+    average: bool,
     unknown: Vec<UnknownName>,
     unsupported: Option<Unsupported>,
     budget: Option<BudgetCommand>,
@@ -139,6 +143,7 @@ fn shape_of(p: &QuestionPlan) -> Shape {
         saving: p.saving,
         focus_day: p.focus_day,
         drivers: p.drivers,
+        average: p.average_per_group,
         unknown: p.unknown_names.clone(),
         unsupported: p.unsupported,
         budget: p.budget.clone(),
@@ -214,6 +219,7 @@ fn expected(c: &Case, default_period: &str) -> Shape {
         saving: c.saving.as_ref().map(|k| parse(k)),
         focus_day: c.focus_day,
         drivers: c.drivers,
+        average: c.average,
         unknown,
         unsupported: c.unsupported.as_ref().map(|u| parse(u)),
         budget: c.budget.clone(),

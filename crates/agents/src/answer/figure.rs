@@ -1060,6 +1060,55 @@ fn ranking(
     (lead, ranking_chart(m, g, context, year))
 }
 
+/// "Your 32 users spent $17.86 each on average …": an additive measure's total over the
+/// groups that name the dimension, divided by their number (usage without it is said apart,
+/// not counted). `None` when no group names it, or the measure does not add up.
+fn average_lead(
+    m: Measure,
+    g: &Grouping,
+    who: Option<&str>,
+    cur: &Measured,
+    period: &str,
+) -> Option<String> {
+    let (named, unnamed): (Vec<&Group>, Vec<&Group>) = cur
+        .groups
+        .iter()
+        .partition(|grp| grp.key != apogee_analytics::NONE_KEY);
+    let k = i64::try_from(named.len()).ok().filter(|k| *k > 0)?;
+    let total = sum_totals(named.iter().map(|grp| &grp.totals));
+    let average = match value(m, &total, None, cur.seconds)? {
+        Value::Usd(n) => Value::Usd(Nanos(n.0 / i128::from(k))),
+        Value::Count(c) => Value::Count((c as f64 / k as f64).round() as i64),
+        _ => return None,
+    };
+    let what = match m {
+        Measure::Spend => format!("spent {} each", average.text()),
+        Measure::Calls => format!("made {} calls each", average.text()),
+        Measure::InputTokens => format!("sent {} input tokens each", average.text()),
+        Measure::OutputTokens => format!("received {} output tokens each", average.text()),
+        Measure::TotalTokens => format!("used {} tokens each", average.text()),
+        Measure::Errors => format!("had {} failed calls each", average.text()),
+        _ => return None,
+    };
+    let dims = dimension_noun(g, k != 1);
+    let subject = match who {
+        Some(w) => format!("{} {k} {dims}", possessive(w)),
+        None => format!("Your {k} {dims}"),
+    };
+    let total_text = value(m, &total, None, cur.seconds).map_or("–".into(), Value::text);
+    let mut lead = format!("{subject} {what} on average {period}: {total_text} over {k} {dims}");
+    let without = sum_totals(unnamed.iter().map(|grp| &grp.totals));
+    if without.calls > 0 {
+        lead.push_str(&format!(
+            "; usage without a {} ({}) is not counted",
+            dimension_noun(g, false),
+            value(m, &without, None, cur.seconds).map_or("–".into(), Value::text)
+        ));
+    }
+    lead.push('.');
+    Some(lead)
+}
+
 pub(crate) fn sum_totals<'a>(it: impl Iterator<Item = &'a UsageTotals>) -> UsageTotals {
     it.fold(UsageTotals::default(), |mut a, t| {
         a.add(t);
@@ -1080,6 +1129,12 @@ fn breakdown(
     let cols = Columns::of(plan, cur.seconds);
     let rows = ranked(&cur.groups, m, Order::Highest, cur.seconds);
     let n = cur.groups.len();
+    if plan.average_per_group
+        && let Some(lead) = average_lead(m, g, who, cur, period)
+    {
+        group_table(doc, cols, g, &rows, Some(&cur.totals), year);
+        return (sentence_start(&lead), ranking_chart(m, g, &rows, year));
+    }
     let mut lead = measure_clause(m, who, cur, period);
     // Two side by side ("compare gpt-4o and claude-sonnet-4 cost per call"): a ratio or a
     // latency leads with the one against the other; the slice's own figure follows.
@@ -1799,6 +1854,37 @@ mod tests {
         assert_eq!(
             render(&p, &data, now()).lead,
             "gpt-4o cost $22.73 per 1M tokens on average in the last 7 days (Nov 23–29): $25.00 over 1,100,000 priced tokens."
+        );
+    }
+
+    #[test]
+    fn an_average_per_group_leads_and_leaves_out_usage_without_the_dimension() {
+        let mut p = plan(Scope::all());
+        p.group_by = Some(Grouping::By(Dimension::User));
+        p.average_per_group = true;
+        let data = FigureData {
+            current: Measured {
+                totals: totals(450, 45.0),
+                latency: None,
+                groups: vec![
+                    group("alice", 300, 30.0),
+                    group("bob", 100, 10.0),
+                    group(apogee_analytics::NONE_KEY, 50, 5.0),
+                ],
+                seconds: 7 * 86_400,
+            },
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "Your 2 users spent $20.00 each on average in the last 7 days (Nov 23–29): $40.00 over 2 users; usage without a user ($5.00) is not counted."
+        );
+        assert!(a.markdown.contains("| alice |"), "{}", a.markdown);
+        p.measures = vec![Measure::Calls];
+        assert_eq!(
+            render(&p, &data, now()).lead,
+            "Your 2 users made 200 calls each on average in the last 7 days (Nov 23–29): 400 over 2 users; usage without a user (50) is not counted."
         );
     }
 

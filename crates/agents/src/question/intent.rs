@@ -57,6 +57,8 @@ pub(crate) struct Signals {
     pub model_selection: bool,
     /// Why something costs what it does: "why is X so expensive", "what drives X's cost".
     pub drivers: bool,
+    /// An average over the groups: "per user on average", "average spend per feature".
+    pub average_per_group: bool,
     /// The kind of saving named: "response cache", "duplicate prompts", "max_tokens", "prompt
     /// caching", "night-time jobs" with "batch", "cheaper model", "context tier".
     pub saving: Option<SavingKind>,
@@ -651,6 +653,12 @@ pub(crate) fn read(tokens: &[Token], used: &[usize], names: &OrgNames, question:
     let (group, singular) = grouping(&v, names);
     // "average daily spend" is one figure over the days, not a series of them.
     s.group = group.filter(|g| !(s.measures == [Measure::SpendPerDay] && *g == Grouping::Day));
+    s.average_per_group = matches!(s.group, Some(Grouping::By(_)))
+        && v.any(&["average", "avg", "mean", "typical", "typically"])
+        && (0..tokens.len()).any(|i| {
+            matches!(v.word(i), "per" | "each" | "every")
+                && dimension_word(v.word(i + 1), names).is_some()
+        });
     s.singular_group = singular;
     s.rank = rank(&v, &s);
     conversation(&v, &mut s, question);

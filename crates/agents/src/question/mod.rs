@@ -194,9 +194,31 @@ pub fn plan_question(question: &str, ctx: &PlanContext<'_>) -> QuestionPlan {
         && refinable(previous)
         && elliptical(&parts)
     {
-        return refine(previous, &parts);
+        return with_average(refine(previous, &parts), s);
     }
-    fresh(&parts, period)
+    with_average(fresh(&parts, period), s)
+}
+
+/// Whether the answer leads with the average over the groups (see
+/// [`QuestionPlan::average_per_group`]).
+fn with_average(mut plan: QuestionPlan, signals: &Signals) -> QuestionPlan {
+    // An average over the groups is of one sum over a breakdown ("spend per user on
+    // average"), not of a ratio, a ranking or a comparison; a follow-up keeps it.
+    plan.average_per_group = (plan.average_per_group || signals.average_per_group)
+        && plan.intent == Intent::Figure
+        && matches!(plan.group_by, Some(Grouping::By(_)))
+        && plan.rank.is_none()
+        && plan.compare.is_none()
+        && matches!(
+            plan.measures.as_slice(),
+            [Measure::Spend
+                | Measure::Calls
+                | Measure::InputTokens
+                | Measure::OutputTokens
+                | Measure::TotalTokens
+                | Measure::Errors]
+        );
+    plan
 }
 
 /// Plans a follow-up may refine: those that measured something.
