@@ -293,6 +293,16 @@ impl BudgetCommand {
     }
 }
 
+/// "Which users spent more than $50?": the groups whose spend is above (or below) an amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendThreshold {
+    /// Above the amount ("more than", "over", "at least"); below it else ("less than",
+    /// "under").
+    pub above: bool,
+    /// The amount, in cents.
+    pub cents: i64,
+}
+
 /// Requests Apogee cannot carry out yet; the answer says so and what it can do instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -342,6 +352,9 @@ pub struct QuestionPlan {
     /// average?"): the measure's total over the named groups divided by their number.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub average_per_group: bool,
+    /// Only the groups whose spend is past an amount ("Which users spent more than $50?").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<SpendThreshold>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_names: Vec<UnknownName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -369,6 +382,7 @@ impl QuestionPlan {
             focus_day: None,
             drivers: false,
             average_per_group: false,
+            threshold: None,
             unknown_names: Vec::new(),
             unsupported: None,
             budget: None,

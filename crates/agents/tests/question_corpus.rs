@@ -67,6 +67,8 @@ struct Case {
     /// The answer leads with the average over the groups ("spend per user on average").
     #[serde(default)]
     average: bool,
+    /// `above CENTS` or `below CENTS`: only the groups whose spend is past an amount.
+    threshold: Option<String>,
     /// `dimension/typed` or `typed`.
     #[serde(default)]
     unknown: Vec<String>,
@@ -124,6 +126,7 @@ struct Shape {
     focus_day: Option<NaiveDate>,
     drivers: bool,
     average: bool,
+    threshold: Option<String>,
     unknown: Vec<UnknownName>,
     unsupported: Option<Unsupported>,
     budget: Option<BudgetCommand>,
@@ -144,6 +147,9 @@ fn shape_of(p: &QuestionPlan) -> Shape {
         focus_day: p.focus_day,
         drivers: p.drivers,
         average: p.average_per_group,
+        threshold: p
+            .threshold
+            .map(|t| format!("{} {}", if t.above { "above" } else { "below" }, t.cents)),
         unknown: p.unknown_names.clone(),
         unsupported: p.unsupported,
         budget: p.budget.clone(),
@@ -220,6 +226,7 @@ fn expected(c: &Case, default_period: &str) -> Shape {
         focus_day: c.focus_day,
         drivers: c.drivers,
         average: c.average,
+        threshold: c.threshold.clone(),
         unknown,
         unsupported: c.unsupported.as_ref().map(|u| parse(u)),
         budget: c.budget.clone(),

@@ -12,7 +12,7 @@ use serde_json::{Value as Json, json};
 use super::markdown::{Doc, escape};
 use super::when;
 use crate::format::{count, ms, percent, share, signed_usd, times, usd_precise};
-use crate::plan::{Measure, Order, PlanPeriod, QuestionPlan};
+use crate::plan::{Measure, Order, PlanPeriod, QuestionPlan, SpendThreshold};
 use crate::question::period::dates_label;
 
 /// Rows a table lists at most; the rest are summed in one line.
@@ -1060,6 +1060,88 @@ fn ranking(
     (lead, ranking_chart(m, g, context, year))
 }
 
+/// "3 users spent more than $50 this month: a ($185.26), b ($84.60) and c ($55.91); …": the
+/// groups (naming the dimension) whose spend is past the amount, and only those in the table.
+#[allow(clippy::too_many_arguments)]
+fn past_threshold(
+    doc: &mut Doc,
+    cols: Columns,
+    t: SpendThreshold,
+    g: &Grouping,
+    who: Option<&str>,
+    cur: &Measured,
+    rows: &[(&Group, Value)],
+    period: &str,
+    year: i32,
+) -> (String, Json) {
+    let limit = Nanos(i128::from(t.cents) * 10_000_000);
+    let named: Vec<(&Group, Value)> = rows
+        .iter()
+        .filter(|(grp, _)| grp.key != apogee_analytics::NONE_KEY)
+        .copied()
+        .collect();
+    let past: Vec<(&Group, Value)> = named
+        .iter()
+        .filter(|(grp, _)| {
+            let spent = grp.totals.cost;
+            if t.above {
+                spent > limit
+            } else {
+                spent < limit
+            }
+        })
+        .copied()
+        .collect();
+    let than = format!(
+        "{} than {}",
+        if t.above { "more" } else { "less" },
+        limit.display_usd()
+    );
+    let inside = who.map_or(String::new(), |w| format!(" within {w}"));
+    let lead = match past.as_slice() {
+        [] => {
+            let nearest = if t.above { named.first() } else { named.last() };
+            let mut lead = format!(
+                "No {} spent {than}{inside} {period}",
+                dimension_noun(g, false)
+            );
+            if let Some((grp, v)) = nearest {
+                lead.push_str(&format!(
+                    "; the {} was {} at {}",
+                    if t.above { "most" } else { "least" },
+                    key_text(g, &grp.key, year),
+                    v.text()
+                ));
+            }
+            lead + "."
+        }
+        _ => {
+            const NAMED: usize = 10;
+            let mut names: Vec<String> = past
+                .iter()
+                .take(NAMED)
+                .map(|(grp, v)| format!("{} ({})", key_text(g, &grp.key, year), v.text()))
+                .collect();
+            if past.len() > NAMED {
+                names.push(format!("{} more", past.len() - NAMED));
+            }
+            let together = sum_totals(past.iter().map(|(grp, _)| &grp.totals));
+            format!(
+                "{} {} spent {than}{inside} {period}: {}; {} together, {} of spend.",
+                count(past.len() as i64),
+                dimension_noun(g, past.len() != 1),
+                and_list(&names),
+                together.cost.display_usd(),
+                share_of(Measure::Spend, &together, &cur.totals)
+            )
+        }
+    };
+    if !past.is_empty() {
+        group_table(doc, cols, g, &past, Some(&cur.totals), year);
+    }
+    (lead, ranking_chart(Measure::Spend, g, &past, year))
+}
+
 /// "Your 32 users spent $17.86 each on average …": an additive measure's total over the
 /// groups that name the dimension, divided by their number (usage without it is said apart,
 /// not counted). `None` when no group names it, or the measure does not add up.
@@ -1129,6 +1211,11 @@ fn breakdown(
     let cols = Columns::of(plan, cur.seconds);
     let rows = ranked(&cur.groups, m, Order::Highest, cur.seconds);
     let n = cur.groups.len();
+    if let Some(t) = plan.threshold
+        && m == Measure::Spend
+    {
+        return past_threshold(doc, cols, t, g, who, cur, &rows, period, year);
+    }
     if plan.average_per_group
         && let Some(lead) = average_lead(m, g, who, cur, period)
     {
@@ -1885,6 +1972,45 @@ mod tests {
         assert_eq!(
             render(&p, &data, now()).lead,
             "Your 2 users made 200 calls each on average in the last 7 days (Nov 23–29): 400 over 2 users; usage without a user (50) is not counted."
+        );
+    }
+
+    #[test]
+    fn groups_past_an_amount_are_named_and_alone_in_the_table() {
+        let mut p = plan(Scope::all());
+        p.group_by = Some(Grouping::By(Dimension::User));
+        p.threshold = Some(crate::plan::SpendThreshold {
+            above: true,
+            cents: 5_000,
+        });
+        let data = FigureData {
+            current: Measured {
+                totals: totals(560, 160.0),
+                latency: None,
+                groups: vec![
+                    group("alice", 300, 90.0),
+                    group("bob", 100, 50.0),
+                    group("carol", 100, 12.0),
+                    group(apogee_analytics::NONE_KEY, 60, 8.0),
+                ],
+                seconds: 7 * 86_400,
+            },
+            ..FigureData::default()
+        };
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "1 user spent more than $50.00 in the last 7 days (Nov 23–29): alice ($90.00); $90.00 together, 56.2% of spend."
+        );
+        assert!(a.markdown.contains("| alice |"), "{}", a.markdown);
+        assert!(!a.markdown.contains("| bob |"), "{}", a.markdown);
+        p.threshold = Some(crate::plan::SpendThreshold {
+            above: false,
+            cents: 1_000,
+        });
+        assert_eq!(
+            render(&p, &data, now()).lead,
+            "No user spent less than $10.00 in the last 7 days (Nov 23–29); the least was carol at $12.00."
         );
     }
 

@@ -67,7 +67,7 @@ fn cadence(w: &str) -> Option<BudgetPeriod> {
 
 /// The first amount of money typed, in cents: `$2,000`, `$1.5k`, `2000 dollars`, `USD 300`,
 /// `-$50`, `$5 million`. Saturates rather than overflows (then refused as too large).
-fn amount(question: &str) -> Option<i64> {
+pub(crate) fn amount(question: &str) -> Option<i64> {
     let text = question.to_lowercase();
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;

@@ -9,7 +9,7 @@ use apogee_analytics::{Dimension, Grouping};
 
 use super::names::{OrgNames, dimension_word};
 use super::words::{Token, is_stop, number};
-use crate::plan::{Measure, Order, Rank, SavingKind, Unsupported};
+use crate::plan::{Measure, Order, Rank, SavingKind, SpendThreshold, Unsupported};
 
 /// How a follow-up refines the previous plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,8 @@ pub(crate) struct Signals {
     pub drivers: bool,
     /// An average over the groups: "per user on average", "average spend per feature".
     pub average_per_group: bool,
+    /// An amount of money the groups' spend is compared with: "more than $50", "under $10".
+    pub threshold: Option<SpendThreshold>,
     /// The kind of saving named: "response cache", "duplicate prompts", "max_tokens", "prompt
     /// caching", "night-time jobs" with "batch", "cheaper model", "context tier".
     pub saving: Option<SavingKind>,
@@ -653,6 +655,7 @@ pub(crate) fn read(tokens: &[Token], used: &[usize], names: &OrgNames, question:
     let (group, singular) = grouping(&v, names);
     // "average daily spend" is one figure over the days, not a series of them.
     s.group = group.filter(|g| !(s.measures == [Measure::SpendPerDay] && *g == Grouping::Day));
+    s.threshold = threshold(&v, question);
     s.average_per_group = matches!(s.group, Some(Grouping::By(_)))
         && v.any(&["average", "avg", "mean", "typical", "typically"])
         && (0..tokens.len()).any(|i| {
@@ -678,6 +681,32 @@ pub(crate) fn read(tokens: &[Token], used: &[usize], names: &OrgNames, question:
         })
         .collect();
     s
+}
+
+/// "more than $50", "over $1k", "at least 100 dollars", "less than $5", "under $10": a
+/// comparison word right before an amount of money.
+fn threshold(v: &View<'_>, question: &str) -> Option<SpendThreshold> {
+    let money = |i: usize| {
+        let w = v.word(i);
+        w.starts_with('$')
+            || (w.starts_with(|c: char| c.is_ascii_digit())
+                && matches!(v.word(i + 1), "dollars" | "dollar" | "usd" | "bucks"))
+    };
+    let above = (0..v.t.len()).find_map(|i| {
+        let (w, next) = (v.word(i), v.word(i + 1));
+        let (above, amount_at) = match (w, next) {
+            ("more" | "greater" | "higher", "than") => (true, i + 2),
+            ("at", "least") => (true, i + 2),
+            ("less" | "lower" | "fewer", "than") => (false, i + 2),
+            ("at", "most") => (false, i + 2),
+            ("over" | "above" | "exceeding" | "beyond", _) => (true, i + 1),
+            ("under" | "below", _) => (false, i + 1),
+            _ => return None,
+        };
+        money(amount_at).then_some(above)
+    })?;
+    let cents = crate::question::budget::amount(question).filter(|c| *c >= 0)?;
+    Some(SpendThreshold { above, cents })
 }
 
 fn push(out: &mut Vec<Measure>, m: Measure) {

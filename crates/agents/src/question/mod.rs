@@ -194,14 +194,15 @@ pub fn plan_question(question: &str, ctx: &PlanContext<'_>) -> QuestionPlan {
         && refinable(previous)
         && elliptical(&parts)
     {
-        return with_average(refine(previous, &parts), s);
+        return with_breakdown_lead(refine(previous, &parts), s);
     }
-    with_average(fresh(&parts, period), s)
+    with_breakdown_lead(fresh(&parts, period), s)
 }
 
-/// Whether the answer leads with the average over the groups (see
-/// [`QuestionPlan::average_per_group`]).
-fn with_average(mut plan: QuestionPlan, signals: &Signals) -> QuestionPlan {
+/// What a breakdown leads with besides its total: the average over the groups
+/// ([`QuestionPlan::average_per_group`]) or the groups past an amount
+/// ([`QuestionPlan::threshold`]).
+fn with_breakdown_lead(mut plan: QuestionPlan, signals: &Signals) -> QuestionPlan {
     // An average over the groups is of one sum over a breakdown ("spend per user on
     // average"), not of a ratio, a ranking or a comparison; a follow-up keeps it.
     plan.average_per_group = (plan.average_per_group || signals.average_per_group)
@@ -218,6 +219,20 @@ fn with_average(mut plan: QuestionPlan, signals: &Signals) -> QuestionPlan {
                 | Measure::TotalTokens
                 | Measure::Errors]
         );
+    // Only the groups past an amount (a follow-up keeps it): of a breakdown of spend, instead
+    // of a ranking.
+    let breakdown_of_spend = plan.intent == Intent::Figure
+        && matches!(plan.group_by, Some(Grouping::By(_)))
+        && plan.compare.is_none()
+        && plan.measures == [Measure::Spend];
+    plan.threshold = signals
+        .threshold
+        .or(plan.threshold)
+        .filter(|_| breakdown_of_spend);
+    if plan.threshold.is_some() {
+        plan.rank = None;
+        plan.average_per_group = false;
+    }
     plan
 }
 

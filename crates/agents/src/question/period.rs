@@ -768,10 +768,26 @@ pub(crate) fn read(tokens: &[Token], now: DateTime<Utc>) -> PeriodReading {
             _ => i += 1,
         }
     }
+    // "Did we spend more than last month?": a period after "more/less than" is compared with.
+    let than_period = found.iter().any(|f| {
+        let mut k = f.start;
+        if k > 0 && r.word(k - 1) == "the" {
+            k -= 1;
+        }
+        k >= 2
+            && r.word(k - 1) == "than"
+            && r.is(
+                k - 2,
+                &[
+                    "more", "less", "higher", "lower", "bigger", "smaller", "fewer",
+                ],
+            )
+    });
     let mut out = PeriodReading {
-        compares: tokens
-            .iter()
-            .any(|t| COMPARE_CUES.contains(&t.lower.as_str())),
+        compares: than_period
+            || tokens
+                .iter()
+                .any(|t| COMPARE_CUES.contains(&t.lower.as_str())),
         ..PeriodReading::default()
     };
     for f in &found {
