@@ -636,6 +636,8 @@ fn single(
         .max_by(|a, b| a.cost.cmp(&b.cost).then(b.day.cmp(&a.day)))
         && data.series.len() > 1
         && m == Measure::Spend
+        // A series of nothing but $0 days has no highest day to name.
+        && top.cost > Nanos(0)
     {
         if !others.is_empty() {
             doc.blank();
@@ -2011,6 +2013,34 @@ mod tests {
         assert_eq!(
             render(&p, &data, now()).lead,
             "No user spent less than $10.00 in the last 7 days (Nov 23–29); the least was carol at $12.00."
+        );
+    }
+
+    #[test]
+    fn a_series_of_zero_days_names_no_highest_day() {
+        let p = plan(Scope::all().and(Filter::is(Dimension::Feature, "internal-eval")));
+        let day = |d: u32, usd: f64| DaySpend {
+            day: NaiveDate::from_ymd_opt(2026, 11, d).unwrap(),
+            cost: Nanos::from_usd(usd),
+            calls: 10,
+        };
+        let data = |series: Vec<DaySpend>| FigureData {
+            current: Measured {
+                totals: totals(20, series.iter().map(|d| d.cost.usd()).sum()),
+                seconds: 7 * 86_400,
+                ..Measured::default()
+            },
+            series,
+            ..FigureData::default()
+        };
+        let zero = render(&p, &data(vec![day(23, 0.0), day(24, 0.0)]), now());
+        assert!(!zero.markdown.contains("highest day"), "{}", zero.markdown);
+        let some = render(&p, &data(vec![day(23, 0.0), day(24, 2.0)]), now());
+        assert!(
+            some.markdown
+                .contains("The highest day was Nov 24 at $2.00."),
+            "{}",
+            some.markdown
         );
     }
 
