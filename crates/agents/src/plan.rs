@@ -315,6 +315,9 @@ pub enum Unsupported {
     ChangeModels,
     /// "Spend by hour today": breakdowns over time go by day or by week.
     Hourly,
+    /// "What share of our spend goes to output tokens?": a call's cost is stored whole, not
+    /// split by token type.
+    TokenCostSplit,
 }
 
 /// What a question asks, in full. See the module doc.

@@ -158,6 +158,11 @@ pub(crate) fn unsupported(u: Unsupported) -> (Answer, Vec<String>) {
             "Ask, for example:",
             &[15, 3, 12],
         ),
+        Unsupported::TokenCostSplit => (
+            "I can't split spend into input and output tokens: each call's cost is stored whole, as it was billed. I can give each kind's token counts, and the cost per 1M tokens by model.",
+            "Ask, for example:",
+            &[4, 1, 11],
+        ),
     };
     let ex = examples(picks);
     (answer(lead.into(), body, &ex), ex)

@@ -1283,6 +1283,16 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
             || v.phrase(&["to", "csv"]))
     {
         Some(Unsupported::Export)
+    } else if v.any(&[
+        "spend", "spent", "spending", "cost", "costs", "money", "bill", "pay", "paid", "paying",
+    ]) && ["input", "output", "prompt", "completion"]
+        .iter()
+        .any(|kind| v.phrase(&[kind, "tokens"]) || v.phrase(&[kind, "token"]))
+        && !(0..v.t.len()).any(|i| per_tokens_at(v.t, i).is_some())
+        && !v.any(&["many", "count", "number"])
+    {
+        // "What share of our spend goes to output tokens?": not a figure that is stored.
+        Some(Unsupported::TokenCostSplit)
     } else if v.any(&["hourly", "hour-by-hour"])
         || v.phrase(&["by", "hour"])
         || v.phrase(&["per", "hour"])
