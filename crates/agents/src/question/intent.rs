@@ -905,6 +905,13 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
             {
                 push(&mut out, Measure::Calls)
             }
+            // "cheaper than", "more expensive than": what one call costs, side by side.
+            "cheaper" | "pricier" | "costlier" if next == "than" => {
+                push(&mut out, Measure::CostPerCall)
+            }
+            "expensive" if next == "than" && matches!(prev, "more" | "less") => {
+                push(&mut out, Measure::CostPerCall)
+            }
             "cost" | "costs" | "costed" | "costing" | "costly" | "spend" | "spent" | "spends"
             | "spending" | "bill" | "billed" | "billing" | "money" | "dollars" | "usd"
             | "expensive" | "pricey" | "priciest" | "pay" | "paid" | "paying" | "charges"
@@ -1546,42 +1553,49 @@ fn intents(v: &View<'_>, s: &mut Signals) {
         || v.phrase(&["right", "model"])
         || v.phrase(&["better", "model"]);
 
-    s.savings = v.any(&[
-        "cut",
-        "cuts",
-        "cutting",
-        "save",
-        "saves",
-        "saving",
-        "savings",
-        "lower",
-        "lowering",
-        "trim",
-        "downgrade",
-        "cheaper",
-        "overspending",
-        "overpaying",
-    ]) || (v.any(&["cache", "caching"])
-        && !s
-            .measures
-            .iter()
-            .any(|m| matches!(m, Measure::CacheReadShare | Measure::CachedInputTokens)))
-        || v.starts("reduc")
-        || v.starts("optimi")
-        || v.starts("wast")
-        || v.starts("recommend")
-        || v.starts("decreas")
-        || v.starts("econom")
-        || v.starts("right-siz")
-        || v.phrase(&["spend", "less"])
-        || v.phrase(&["pay", "less"])
-        || v.phrase(&["bring", "down"])
-        || v.phrase(&["costs", "down"])
-        || v.phrase(&["cost", "down"])
-        || v.phrase(&["bill", "down"])
-        || v.phrase(&["too", "much"])
-        || v.phrase(&["too", "expensive"])
-        || v.phrase(&["smaller", "model"]);
+    // "Is gpt-4o-mini cheaper than gemini?": the two side by side, not ways to save.
+    let than_comparison = ["cheaper", "pricier", "costlier"]
+        .iter()
+        .any(|w| v.phrase(&[w, "than"]))
+        || v.phrase(&["more", "expensive", "than"])
+        || v.phrase(&["less", "expensive", "than"]);
+    s.savings = !than_comparison
+        && (v.any(&[
+            "cut",
+            "cuts",
+            "cutting",
+            "save",
+            "saves",
+            "saving",
+            "savings",
+            "lower",
+            "lowering",
+            "trim",
+            "downgrade",
+            "cheaper",
+            "overspending",
+            "overpaying",
+        ]) || (v.any(&["cache", "caching"])
+            && !s
+                .measures
+                .iter()
+                .any(|m| matches!(m, Measure::CacheReadShare | Measure::CachedInputTokens)))
+            || v.starts("reduc")
+            || v.starts("optimi")
+            || v.starts("wast")
+            || v.starts("recommend")
+            || v.starts("decreas")
+            || v.starts("econom")
+            || v.starts("right-siz")
+            || v.phrase(&["spend", "less"])
+            || v.phrase(&["pay", "less"])
+            || v.phrase(&["bring", "down"])
+            || v.phrase(&["costs", "down"])
+            || v.phrase(&["cost", "down"])
+            || v.phrase(&["bill", "down"])
+            || v.phrase(&["too", "much"])
+            || v.phrase(&["too", "expensive"])
+            || v.phrase(&["smaller", "model"]));
 
     s.saving = saving_kind(v, s);
 
@@ -1593,7 +1607,8 @@ fn intents(v: &View<'_>, s: &mut Signals) {
         "comparing",
         "comparison",
         "against",
-    ]) || v.phrase(&["difference", "between"]);
+    ]) || v.phrase(&["difference", "between"])
+        || than_comparison;
 }
 
 /// The kind of saving a question names, if any. A response cache is named by its own words or

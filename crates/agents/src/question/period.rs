@@ -1,6 +1,7 @@
 //! The periods a question names, relative to the run's clock (UTC days): relative ones
 //! ("yesterday", "this week", "last month", "in the last 3 weeks", "since Monday"), absolute
-//! ones ("on Nov 20", "between 2026-11-02 and 2026-11-09", "in October"), holidays ("on
+//! ones ("on Nov 20", "between 2026-11-02 and 2026-11-09", "in October", "the first week of
+//! November": its days 1–7), holidays ("on
 //! Black Friday", "Christmas Eve": US Thanksgiving and the days after it, Christmas, New
 //! Year's Eve and Day, each its last date up to today) and the period to
 //! compare with ("vs the 7 days before", "month over month", "compare this week to last
@@ -285,6 +286,45 @@ impl Reader<'_> {
         None
     }
 
+    /// "the first week of November" (days 1–7, the second 8–14, …; the last: its last 7 days)
+    /// at `i`, in the most recent such month not after today: the days up to the end of today,
+    /// the index after its words and its text. `None` for a week still to come.
+    fn week_of_month_at(&self, i: usize) -> Option<(Period, usize, String)> {
+        let ordinal = self.word(i);
+        let n: Option<i64> = match ordinal {
+            "first" | "1st" => Some(1),
+            "second" | "2nd" => Some(2),
+            "third" | "3rd" => Some(3),
+            "fourth" | "4th" => Some(4),
+            "last" | "final" => None,
+            _ => return None,
+        };
+        if self.word(i + 1) != "week" || self.word(i + 2) != "of" {
+            return None;
+        }
+        let m = month(self.word(i + 3))?;
+        let year = year_of(self.word(i + 4));
+        let first = self.date(m, 1, year)?;
+        let month_end = add_months(first, 1);
+        let start = match n {
+            Some(k) => first + Duration::days(7 * (k - 1)),
+            None => month_end - Duration::days(7),
+        };
+        if start > self.today {
+            return None;
+        }
+        let end = (start + Duration::days(7))
+            .min(month_end)
+            .min(next(self.today));
+        let name = first.format("%B").to_string();
+        let text = if first.year() == self.today.year() {
+            format!("in the {ordinal} week of {name}")
+        } else {
+            format!("in the {ordinal} week of {name} {}", first.year())
+        };
+        Some((days(start, end), i + 4 + usize::from(year.is_some()), text))
+    }
+
     /// A holiday named at `i` ("Black Friday", "Christmas Eve", "New Year's Day"): its last
     /// date up to today, the index after its words, and its name.
     fn holiday_at(&self, i: usize) -> Option<(NaiveDate, usize, &'static str)> {
@@ -386,6 +426,9 @@ impl Reader<'_> {
                 kind,
             })
         };
+        if let Some((p, end, text)) = self.week_of_month_at(i) {
+            return found(end, Kind::At(p, text));
+        }
         // Comparison steps.
         for (words, step) in [
             (&["month", "over", "month"][..], Step::Month),
@@ -989,6 +1032,37 @@ mod tests {
             r.period.as_ref().map_or("-".into(), span),
             r.compare.as_ref().map_or("-".into(), span),
         )
+    }
+
+    #[test]
+    fn a_week_of_a_month_is_its_seven_days() {
+        let cases = [
+            (
+                "How much did we spend in the first week of November?",
+                "2026-11-01..2026-11-07",
+            ),
+            ("the second week of october", "2026-10-08..2026-10-14"),
+            (
+                "spend in the last week of October",
+                "2026-10-25..2026-10-31",
+            ),
+            // This month's last week has not ended: up to today.
+            (
+                "calls in the last week of November",
+                "2026-11-24..2026-11-25",
+            ),
+            ("the 1st week of Feb 2026", "2026-02-01..2026-02-07"),
+        ];
+        for (q, want) in cases {
+            assert_eq!(period(q), want, "{q}");
+        }
+        assert_eq!(
+            read(&tokens("the third week of October"), now())
+                .period
+                .map(|p| p.text)
+                .as_deref(),
+            Some("in the third week of October")
+        );
     }
 
     #[test]
