@@ -1241,6 +1241,8 @@ fn breakdown(
             possessive(&key_text(g, &low.key, year)),
             lv.text()
         );
+        // A table right under a paragraph would be read as part of it.
+        doc.blank();
         group_table(doc, cols, g, &rows, Some(&cur.totals), year);
         return (sentence_start(&lead), ranking_chart(m, g, &rows, year));
     }
@@ -1841,7 +1843,7 @@ mod tests {
         );
         assert!(
             a.markdown.contains(
-                "gpt-4o and gpt-4o-mini cost $0.01 per call on average in the last 7 days (Nov 23–29): $30.00 over 3,000 priced calls."
+                "gpt-4o and gpt-4o-mini cost $0.01 per call on average in the last 7 days (Nov 23–29): $30.00 over 3,000 priced calls.\n\n| model |"
             ),
             "{}",
             a.markdown
