@@ -1511,6 +1511,19 @@ mod tests {
         p
     }
 
+    /// A week's figure made of `groups`, its totals their sum.
+    fn grouped(groups: Vec<Group>) -> FigureData {
+        FigureData {
+            current: Measured {
+                totals: sum_totals(groups.iter().map(|g| &g.totals)),
+                latency: None,
+                groups,
+                seconds: 7 * 86_400,
+            },
+            ..FigureData::default()
+        }
+    }
+
     fn group(key: &str, calls: i64, usd: f64) -> Group {
         Group {
             key: key.into(),
@@ -1767,18 +1780,10 @@ mod tests {
             order: Order::Highest,
             top: Some(1),
         });
-        let data = FigureData {
-            current: Measured {
-                totals: totals(300, 100.0),
-                latency: None,
-                groups: vec![
-                    group("support-bot", 200, 80.0),
-                    group("ticket-tagging", 100, 20.0),
-                ],
-                seconds: 7 * 86_400,
-            },
-            ..FigureData::default()
-        };
+        let data = grouped(vec![
+            group("support-bot", 200, 80.0),
+            group("ticket-tagging", 100, 20.0),
+        ]);
         let a = render(&p, &data, now());
         assert_eq!(
             a.lead,
@@ -1801,15 +1806,7 @@ mod tests {
             order: Order::Highest,
             top: Some(1),
         });
-        let data = FigureData {
-            current: Measured {
-                totals: totals(1219, 52.68),
-                latency: None,
-                groups: vec![group(apogee_analytics::NONE_KEY, 1219, 52.68)],
-                seconds: 7 * 86_400,
-            },
-            ..FigureData::default()
-        };
+        let data = grouped(vec![group(apogee_analytics::NONE_KEY, 1219, 52.68)]);
         let a = render(&p, &data, now());
         assert_eq!(
             a.lead,
@@ -1827,15 +1824,10 @@ mod tests {
         }));
         p.measures = vec![Measure::CostPerCall];
         p.group_by = Some(Grouping::By(Dimension::Model));
-        let data = FigureData {
-            current: Measured {
-                totals: totals(3000, 30.0),
-                latency: None,
-                groups: vec![group("gpt-4o", 1000, 25.0), group("gpt-4o-mini", 2000, 5.0)],
-                seconds: 7 * 86_400,
-            },
-            ..FigureData::default()
-        };
+        let data = grouped(vec![
+            group("gpt-4o", 1000, 25.0),
+            group("gpt-4o-mini", 2000, 5.0),
+        ]);
         let a = render(&p, &data, now());
         assert_eq!(
             a.lead,
@@ -1868,15 +1860,10 @@ mod tests {
             order: Order::Lowest,
             top: Some(1),
         });
-        let data = FigureData {
-            current: Measured {
-                totals: totals(3000, 30.0),
-                latency: None,
-                groups: vec![group("gpt-4o", 1000, 25.0), group("gpt-4o-mini", 2000, 5.0)],
-                seconds: 7 * 86_400,
-            },
-            ..FigureData::default()
-        };
+        let data = grouped(vec![
+            group("gpt-4o", 1000, 25.0),
+            group("gpt-4o-mini", 2000, 5.0),
+        ]);
         let a = render(&p, &data, now());
         assert_eq!(
             a.lead,
@@ -1917,15 +1904,10 @@ mod tests {
             top: Some(1),
         });
         // 1,100 tokens a call: $25 over 1.1M tokens, $5 over 2.2M.
-        let data = FigureData {
-            current: Measured {
-                totals: totals(3000, 30.0),
-                latency: None,
-                groups: vec![group("gpt-4o", 1000, 25.0), group("gpt-4o-mini", 2000, 5.0)],
-                seconds: 7 * 86_400,
-            },
-            ..FigureData::default()
-        };
+        let data = grouped(vec![
+            group("gpt-4o", 1000, 25.0),
+            group("gpt-4o-mini", 2000, 5.0),
+        ]);
         let a = render(&p, &data, now());
         assert_eq!(
             a.lead,
@@ -1953,19 +1935,11 @@ mod tests {
         let mut p = plan(Scope::all());
         p.group_by = Some(Grouping::By(Dimension::User));
         p.average_per_group = true;
-        let data = FigureData {
-            current: Measured {
-                totals: totals(450, 45.0),
-                latency: None,
-                groups: vec![
-                    group("alice", 300, 30.0),
-                    group("bob", 100, 10.0),
-                    group(apogee_analytics::NONE_KEY, 50, 5.0),
-                ],
-                seconds: 7 * 86_400,
-            },
-            ..FigureData::default()
-        };
+        let data = grouped(vec![
+            group("alice", 300, 30.0),
+            group("bob", 100, 10.0),
+            group(apogee_analytics::NONE_KEY, 50, 5.0),
+        ]);
         let a = render(&p, &data, now());
         assert_eq!(
             a.lead,
@@ -1987,20 +1961,12 @@ mod tests {
             above: true,
             cents: 5_000,
         });
-        let data = FigureData {
-            current: Measured {
-                totals: totals(560, 160.0),
-                latency: None,
-                groups: vec![
-                    group("alice", 300, 90.0),
-                    group("bob", 100, 50.0),
-                    group("carol", 100, 12.0),
-                    group(apogee_analytics::NONE_KEY, 60, 8.0),
-                ],
-                seconds: 7 * 86_400,
-            },
-            ..FigureData::default()
-        };
+        let data = grouped(vec![
+            group("alice", 300, 90.0),
+            group("bob", 100, 50.0),
+            group("carol", 100, 12.0),
+            group(apogee_analytics::NONE_KEY, 60, 8.0),
+        ]);
         let a = render(&p, &data, now());
         assert_eq!(
             a.lead,
@@ -2055,18 +2021,10 @@ mod tests {
             order: Order::Highest,
             top: Some(1),
         });
-        let data = FigureData {
-            current: Measured {
-                totals: totals(3000, 30.0),
-                latency: None,
-                groups: vec![
-                    group("2026-11-23", 2000, 20.0),
-                    group("2026-11-24", 1000, 10.0),
-                ],
-                seconds: 7 * 86_400,
-            },
-            ..FigureData::default()
-        };
+        let data = grouped(vec![
+            group("2026-11-23", 2000, 20.0),
+            group("2026-11-24", 1000, 10.0),
+        ]);
         assert_eq!(
             render(&p, &data, now()).lead,
             "Nov 23 was the busiest day in the last 7 days (Nov 23–29): 2,000 calls, 66.7% of all calls (3,000)."
@@ -2109,15 +2067,7 @@ mod tests {
         let mut p = plan(Scope::all());
         p.group_by = Some(Grouping::By(Dimension::Feature));
         let evil = "x |\n## Action required\n[verify](https://evil.example)";
-        let data = FigureData {
-            current: Measured {
-                totals: totals(10, 10.0),
-                latency: None,
-                groups: vec![group(evil, 10, 10.0)],
-                seconds: 7 * 86_400,
-            },
-            ..FigureData::default()
-        };
+        let data = grouped(vec![group(evil, 10, 10.0)]);
         let a = render(&p, &data, now());
         assert!(
             !a.markdown.lines().any(|l| l.starts_with('#')),

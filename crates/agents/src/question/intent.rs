@@ -732,6 +732,12 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
         let w = v.word(i);
         let next = v.word(i + 1);
         let prev = i.checked_sub(1).map_or("", |p| v.word(p));
+        // "per token", "per 1k tokens": one measure, its words read.
+        if let Some(end) = per_tokens_at(v.t, i) {
+            push(&mut out, Measure::CostPerMillionTokens);
+            i = end;
+            continue;
+        }
         match w {
             "p50" | "median" if w == "p50" || latency_word(next) => {
                 push(&mut out, Measure::LatencyP50);
@@ -821,11 +827,6 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
                         v.word(i + 2),
                         "failed" | "fail" | "errors" | "error" | "errored"
                     )) => {}
-            "per" | "each" | "every" if per_tokens_at(v.t, i).is_some() => {
-                push(&mut out, Measure::CostPerMillionTokens);
-                i = per_tokens_at(v.t, i).unwrap_or(i + 1);
-                continue;
-            }
             "per" | "each"
                 if matches!(next, "call" | "request" | "invocation")
                     && matches!(prev, "tokens" | "token") =>

@@ -749,17 +749,7 @@ impl Reader<'_> {
                 )
             });
             if w != "may" || year.is_some() || led {
-                let first = match year {
-                    Some(y) => NaiveDate::from_ymd_opt(y, m, 1)?,
-                    None => {
-                        let this = NaiveDate::from_ymd_opt(self.today.year(), m, 1)?;
-                        if this > self.today {
-                            add_months(this, -12)
-                        } else {
-                            this
-                        }
-                    }
-                };
+                let first = self.date(m, 1, year)?;
                 let p = days(first, add_months(first, 1));
                 let name = first.format("%B").to_string();
                 let text = if first.year() == self.today.year() {
