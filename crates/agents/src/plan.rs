@@ -313,8 +313,6 @@ pub enum Unsupported {
     Export,
     /// "Switch support-bot to gpt-4o-mini": Apogee reads usage, it does not route calls.
     ChangeModels,
-    /// "Spend by hour today": breakdowns over time go by day or by week.
-    Hourly,
     /// "What share of our spend goes to output tokens?": a call's cost is stored whole, not
     /// split by token type.
     TokenCostSplit,

@@ -11,11 +11,12 @@
 //!   one of its values (with `exclude`, none of them); a record without a user, a feature or
 //!   the filtered tag has the value `(none)`, so filtering on `(none)` selects those records;
 //! - a provider is the record's own, else the catalog's, else `unknown` (as ingest stores it);
-//! - aggregate rows are by cost descending then key ascending (days and weeks: key ascending),
-//!   keys compared byte-wise; a missing user, feature or tag is the key `(none)`; days are UTC
-//!   `YYYY-MM-DD`, weeks the UTC Monday that starts them; at most `MAX_GROUPS` rows, the first
-//!   in that order, with `truncated` set when there were more;
-//! - latency rows are by calls descending then key ascending (days and weeks: key ascending),
+//! - aggregate rows are by cost descending then key ascending (days, weeks and hours of the
+//!   day: key ascending), keys compared byte-wise; a missing user, feature or tag is the key
+//!   `(none)`; days are UTC `YYYY-MM-DD`, weeks the UTC Monday that starts them, hours of the
+//!   day the UTC `HH:00` of every day of the period together; at most `MAX_GROUPS` rows, the
+//!   first in that order, with `truncated` set when there were more;
+//! - latency rows are by calls descending then key ascending (time groupings: key ascending),
 //!   bounded alike;
 //! - model mix rows are by key then model ascending; more than `MAX_GROUPS` is an error;
 //! - tags are the key/value pairs of records in the period (not scoped), their calls summing
@@ -130,6 +131,7 @@ impl MemoryUsage {
             Grouping::By(d) => self.value_of(r, d),
             Grouping::Day => r.record.ts.format("%Y-%m-%d").to_string(),
             Grouping::Week => week_start(r.record.ts).format("%Y-%m-%d").to_string(),
+            Grouping::HourOfDay => r.record.ts.format("%H:00").to_string(),
         }
     }
 }
@@ -1175,6 +1177,31 @@ mod engine_tests {
             keyed(&[
                 ("2026-10-26", (2, 450_000, 0, 1)),
                 ("2026-11-02", (3, 0, 3, 3)),
+            ])
+        );
+    }
+
+    #[test]
+    fn grouped_by_the_hour_of_the_day_across_days() {
+        // E's three calls at 09:00 on Nov 2; only the hours with usage are listed.
+        assert_eq!(
+            rows(vec![], Grouping::HourOfDay),
+            keyed(&[
+                ("08:00", (1, 2_500_000, 0, 0)),
+                ("09:00", (3, 0, 3, 3)),
+                ("10:00", (1, 2_500_000, 0, 0)),
+                ("12:00", (1, 300_000, 0, 1)),
+                ("23:00", (1, 150_000, 0, 0)),
+            ])
+        );
+        assert_eq!(
+            rows(
+                vec![any_of(Dimension::Model, &["gpt-4o"])],
+                Grouping::HourOfDay
+            ),
+            keyed(&[
+                ("08:00", (1, 2_500_000, 0, 0)),
+                ("10:00", (1, 2_500_000, 0, 0))
             ])
         );
     }

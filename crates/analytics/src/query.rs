@@ -7,7 +7,8 @@
 //!
 //! Text forms (used in query strings, plans and tool arguments alike): a [`Dimension`] is
 //! `model`, `provider`, `feature`, `user` or `tag:KEY`; a [`Grouping`] is a dimension, `day`
-//! (UTC `YYYY-MM-DD`) or `week` (the UTC Monday that starts it, `YYYY-MM-DD`).
+//! (UTC `YYYY-MM-DD`), `week` (the UTC Monday that starts it, `YYYY-MM-DD`) or `hour_of_day`
+//! (the UTC hour of the day that every day's calls in that hour add to, `HH:00`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -101,19 +102,22 @@ impl FromStr for Dimension {
     }
 }
 
-/// How a slice is grouped: by a dimension, or by UTC day or week.
+/// How a slice is grouped: by a dimension, by UTC day or week, or by the UTC hour of the day.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Grouping {
     By(Dimension),
     Day,
     /// Weeks start on Monday 00:00 UTC; the key is that Monday's date.
     Week,
+    /// The period's calls by the UTC hour of the day they were made in, whatever the day
+    /// (`13:00` holds every call from 13:00 to 13:59:59.999); the key is `HH:00`.
+    HourOfDay,
 }
 
 impl Grouping {
     /// Time groupings list their rows by key ascending; the others by cost descending.
     pub fn is_time(&self) -> bool {
-        matches!(self, Grouping::Day | Grouping::Week)
+        matches!(self, Grouping::Day | Grouping::Week | Grouping::HourOfDay)
     }
 }
 
@@ -123,6 +127,7 @@ impl fmt::Display for Grouping {
             Grouping::By(d) => d.fmt(f),
             Grouping::Day => f.write_str("day"),
             Grouping::Week => f.write_str("week"),
+            Grouping::HourOfDay => f.write_str("hour_of_day"),
         }
     }
 }
@@ -134,9 +139,11 @@ impl FromStr for Grouping {
         match s {
             "day" => Ok(Grouping::Day),
             "week" => Ok(Grouping::Week),
+            "hour_of_day" => Ok(Grouping::HourOfDay),
             _ => s.parse().map(Grouping::By).map_err(|_| {
                 QuerySpecError(format!(
-                    "unknown group_by `{s}`: use model, provider, feature, user, tag:KEY, day or week"
+                    "unknown group_by `{s}`: use model, provider, feature, user, tag:KEY, day, \
+                     week or hour_of_day"
                 ))
             }),
         }
@@ -190,8 +197,9 @@ schema_as_text!(
 schema_as_text!(
     Grouping,
     "Grouping",
-    "^(model|provider|feature|user|day|week|tag:.+)$",
-    "model, provider, feature, user, tag:KEY, day (UTC) or week (starting Monday, UTC)"
+    "^(model|provider|feature|user|day|week|hour_of_day|tag:.+)$",
+    "model, provider, feature, user, tag:KEY, day (UTC), week (starting Monday, UTC) or \
+     hour_of_day (the UTC hour of the day, every day of the period together)"
 );
 
 /// Usage whose `dimension` is one of `values` (or, with `exclude`, none of them). Values match
@@ -298,14 +306,16 @@ impl From<Dimension> for Grouping {
 /// One group of a [`UsageSlice`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupTotals {
-    /// The group's value (`(none)` for records without it), or its day or week.
+    /// The group's value (`(none)` for records without it), or its day, week or hour of the
+    /// day.
     pub key: String,
     #[serde(flatten)]
     pub totals: UsageTotals,
 }
 
 /// The engine's answer to a [`UsageQuery`]: the slice's totals, and its groups (empty when not
-/// grouped) by cost descending then key ascending, or by key ascending for days and weeks. At
+/// grouped) by cost descending then key ascending, or by key ascending for days, weeks and
+/// hours of the day (only the hours with usage are listed). At
 /// most [`MAX_GROUPS`] groups are listed; `truncated` says that more exist (the first ones in
 /// that order are kept, and `totals` still counts them all).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -336,7 +346,15 @@ mod tests {
     #[test]
     fn text_forms_round_trip() {
         for s in [
-            "model", "provider", "feature", "user", "tag:team", "tag:a:b", "day", "week",
+            "model",
+            "provider",
+            "feature",
+            "user",
+            "tag:team",
+            "tag:a:b",
+            "day",
+            "week",
+            "hour_of_day",
         ] {
             let g: Grouping = s.parse().unwrap();
             assert_eq!(g.to_string(), s);
@@ -351,6 +369,7 @@ mod tests {
     #[test]
     fn unknown_and_empty_forms_are_refused() {
         assert!("hour".parse::<Grouping>().is_err());
+        assert!("hour_of_day".parse::<Dimension>().is_err());
         assert!("tag:".parse::<Dimension>().is_err());
         assert!("day".parse::<Dimension>().is_err());
         let long = format!("tag:{}", "k".repeat(MAX_TAG_KEY_CHARS + 1));

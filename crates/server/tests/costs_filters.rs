@@ -259,6 +259,43 @@ async fn groups_by_week_and_by_tag() {
 }
 
 #[tokio::test]
+async fn groups_by_the_hour_of_the_day_across_days_and_partial_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = records();
+    let server = server_with(dir.path(), &data).await;
+    // Both ends inside an hour: the partial hours come from the raw rows, the rest from the
+    // hourly rollups, and each call counts in its own hour of the day.
+    let from = Utc.with_ymd_and_hms(2026, 11, 4, 10, 30, 0).unwrap();
+    let to = Utc.with_ymd_and_hms(2026, 11, 20, 17, 45, 0).unwrap();
+    let (s, v) = get_json(
+        &server.addr,
+        "/api/costs?from=2026-11-04T10:30:00Z&to=2026-11-20T17:45:00Z&group_by=hour_of_day&feature=support-bot",
+        "alice",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["group_by"], "hour_of_day");
+    let mut by_hour: BTreeMap<String, Vec<&PricedRecord>> = BTreeMap::new();
+    for p in data
+        .iter()
+        .filter(|p| in_window(p, from, to) && feature(p) == "support-bot")
+    {
+        by_hour
+            .entry(p.record.ts.format("%H:00").to_string())
+            .or_default()
+            .push(p);
+    }
+    assert!(by_hour.len() > 12, "{by_hour:?}");
+    let rows = v["rows"].as_array().unwrap();
+    let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, by_hour.keys().map(String::as_str).collect::<Vec<_>>());
+    for r in rows {
+        let expected = sums(by_hour[r["key"].as_str().unwrap()].iter().copied());
+        assert_eq!(sums_of(r), expected, "{r}");
+    }
+}
+
+#[tokio::test]
 async fn a_comparison_window_has_its_own_totals_rows_and_the_change() {
     let dir = tempfile::tempdir().unwrap();
     let data = records();

@@ -84,6 +84,7 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
                 Grouping::By(Dimension::User),
                 Grouping::By(Dimension::Feature),
                 Grouping::Day,
+                Grouping::HourOfDay,
             ] {
                 assert_eq!(
                     sql.breakdown(p, by.clone()).await.unwrap(),
@@ -150,6 +151,7 @@ async fn assert_scoped_queries_agree(sql: &dyn OrgUsageQueries, mem: &MemoryUsag
         Some(Grouping::By(Dimension::User)),
         Some(Grouping::Day),
         Some(Grouping::Week),
+        Some(Grouping::HourOfDay),
     ];
     assert_eq!(sql.tags(p).await.unwrap(), mem.tags(p).await.unwrap());
     for scope in &scopes {

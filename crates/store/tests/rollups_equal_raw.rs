@@ -197,6 +197,7 @@ fn grouping() -> impl Strategy<Value = Option<Grouping>> {
         dimension().prop_map(|d| Some(Grouping::By(d))),
         Just(Some(Grouping::Day)),
         Just(Some(Grouping::Week)),
+        Just(Some(Grouping::HourOfDay)),
     ]
 }
 
@@ -268,6 +269,7 @@ async fn check(
                 Grouping::By(Dimension::User),
                 Grouping::By(Dimension::Feature),
                 Grouping::Day,
+                Grouping::HourOfDay,
             ] {
                 assert_eq!(
                     sql.breakdown(&p, by.clone()).await.unwrap(),

@@ -78,7 +78,11 @@ const EXAMPLES: &[(&str, &[&str])] = &[
     ),
     (
         "Daily spend this week",
-        &["daily", "day", "days", "hour", "hourly"],
+        &["daily", "day", "days", "trend", "timeline"],
+    ),
+    (
+        "Which hour of the day costs the most?",
+        &["hour", "hours", "hourly", "peak", "time"],
     ),
 ];
 
@@ -125,7 +129,7 @@ pub(crate) fn greeting() -> (Answer, Vec<String>) {
 
 pub(crate) fn capabilities() -> (Answer, Vec<String>) {
     let ex = examples(&[0, 1, 3, 8, 13, 14]);
-    let body = "I can measure spend, calls, tokens, cost per call, errors and latency; filter by model, provider, feature, user or tag; group by any of them, by day or by week; rank them; compare periods; price a move to another model or to the Batch API; forecast the month; analyse the whole bill for savings; and set, list, change and remove budgets (monthly, weekly or daily, for the org or any of those filters), which alert the whole org live as they cross their thresholds. Follow-ups refine the last answer (“and last month?”, “break that down by user”). For example:";
+    let body = "I can measure spend, calls, tokens, cost per call, errors and latency; filter by model, provider, feature, user or tag; group by any of them, by day, by week or by hour of the day (UTC); rank them; compare periods; price a move to another model or to the Batch API; forecast the month; analyse the whole bill for savings; and set, list, change and remove budgets (monthly, weekly or daily, for the org or any of those filters), which alert the whole org live as they cross their thresholds. Follow-ups refine the last answer (“and last month?”, “break that down by user”). For example:";
     (
         answer(
             "I answer questions about your org's AI usage and spend, from the usage records you send.".into(),
@@ -152,11 +156,6 @@ pub(crate) fn unsupported(u: Unsupported) -> (Answer, Vec<String>) {
             "I can't change which model your features call: Apogee reads your usage, it does not route your traffic.",
             "What I can do is price the change before you make it:",
             &[8, 4, 9],
-        ),
-        Unsupported::Hourly => (
-            "I can't break usage down by hour yet: over time, I break it down by day or by week (UTC).",
-            "Ask, for example:",
-            &[15, 3, 12],
         ),
         Unsupported::TokenCostSplit => (
             "I can't split spend into input and output tokens: each call's cost is stored whole, as it was billed. I can give each kind's token counts, and the cost per 1M tokens by model.",
@@ -315,7 +314,7 @@ mod tests {
             unknown("what's the weather in Paris"),
             unsupported(Unsupported::Alerts),
             unsupported(Unsupported::ChangeModels),
-            unsupported(Unsupported::Hourly),
+            unsupported(Unsupported::TokenCostSplit),
         ] {
             assert!(a.markdown.lines().count() <= 10, "{}", a.markdown);
             // No figures: a dollar sign only in an example question.
@@ -335,13 +334,6 @@ mod tests {
                 .lead
                 .starts_with("I can't set up alerts on their own")
         );
-        let (hourly, offered) = unsupported(Unsupported::Hourly);
-        assert!(
-            hourly
-                .lead
-                .starts_with("I can't break usage down by hour yet")
-        );
-        assert_eq!(offered[0], "Daily spend this week");
         assert!(
             unknown("tell me a joke")
                 .0

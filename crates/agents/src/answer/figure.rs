@@ -296,6 +296,8 @@ fn possessive(s: &str) -> String {
 
 fn dimension_noun(g: &Grouping, plural: bool) -> String {
     let one = match g {
+        Grouping::HourOfDay if plural => return "hours of the day".to_string(),
+        Grouping::HourOfDay => "hour of the day".to_string(),
         Grouping::Day => "day".to_string(),
         Grouping::Week => "week".to_string(),
         Grouping::By(Dimension::Tag(k)) => escape(k),
@@ -304,8 +306,15 @@ fn dimension_noun(g: &Grouping, plural: bool) -> String {
     if plural { format!("{one}s") } else { one }
 }
 
-/// A group's key for sentences: days and weeks as dates, names escaped.
+/// A group's key for sentences: days and weeks as dates, an hour of the day as the hour it
+/// spans ("13:00–14:00 UTC"), names escaped.
 fn key_text(g: &Grouping, key: &str, year: i32) -> String {
+    if *g == Grouping::HourOfDay {
+        return match key.get(..2).and_then(|h| h.parse::<u32>().ok()) {
+            Some(h) => format!("{key}–{:02}:00 UTC", h + 1),
+            None => escape(key),
+        };
+    }
     match (g, key.parse::<NaiveDate>()) {
         (Grouping::Day, Ok(d)) => dates_label(
             &crate::question::period::days(d, d.succ_opt().unwrap_or(d)),
@@ -871,7 +880,12 @@ fn group_table(
         header.push(("calls".to_string(), true));
     }
     let header_refs: Vec<(&str, bool)> = header.iter().map(|(h, r)| (h.as_str(), *r)).collect();
-    let shown = &rows[..rows.len().min(MAX_ROWS)];
+    // The 24 hours of a day are one table, never cut.
+    let most = match g {
+        Grouping::HourOfDay => 24,
+        _ => MAX_ROWS,
+    };
+    let shown = &rows[..rows.len().min(most)];
     let table: Vec<Vec<String>> = shown
         .iter()
         .map(|(grp, v)| {
@@ -1289,11 +1303,13 @@ fn series(
 ) -> (String, Json) {
     let m = plan.measure();
     let mut lead = measure_clause(m, who, cur, period);
-    // Each point is one day or one week: its spend per day is over its own length.
-    let step = if *g == Grouping::Week {
-        7 * 86_400
-    } else {
-        86_400
+    // Each point is one day or one week: its spend per day is over its own length. An hour
+    // of the day holds that hour of every day of the period: its spend per day is over the
+    // period's days.
+    let step = match g {
+        Grouping::Week => 7 * 86_400,
+        Grouping::HourOfDay => cur.seconds,
+        _ => 86_400,
     };
     let points: Vec<(&Group, Value)> = cur
         .groups
@@ -1326,7 +1342,8 @@ fn series(
         "title": format!("{} by {}", capitalise(noun(m)), dimension_noun(g, false)),
         "points": points.iter().map(|(grp, v)| json!({
             "key": grp.key,
-            "label": key_text(g, &grp.key, year),
+            // The hour alone on the chart ("13:00"): its title says UTC.
+            "label": if *g == Grouping::HourOfDay { escape(&grp.key) } else { key_text(g, &grp.key, year) },
             "value": v.num(),
             "display": v.text(),
         })).collect::<Vec<_>>(),
@@ -2028,6 +2045,60 @@ mod tests {
         assert_eq!(
             render(&p, &data, now()).lead,
             "Nov 23 was the busiest day in the last 7 days (Nov 23–29): 2,000 calls, 66.7% of all calls (3,000)."
+        );
+    }
+
+    #[test]
+    fn the_hours_of_the_day_are_named_by_the_hour_they_span() {
+        let mut p = plan(Scope::all());
+        p.group_by = Some(Grouping::HourOfDay);
+        p.rank = Some(Rank {
+            order: Order::Highest,
+            top: Some(1),
+        });
+        let data = grouped(vec![
+            group("09:00", 300, 21.0),
+            group("13:00", 500, 49.0),
+            group("23:00", 200, 0.0),
+        ]);
+        assert_eq!(
+            render(&p, &data, now()).lead,
+            "13:00–14:00 UTC was the most expensive hour of the day in the last 7 days (Nov 23–29): $49.00, 70.0% of all spend ($70.00)."
+        );
+        // As a series: each hour's spend per day is over the period's 7 days, not over one.
+        p.rank = None;
+        let a = render(&p, &data, now());
+        assert!(
+            a.lead
+                .ends_with("the highest hour of the day was 13:00–14:00 UTC at $49.00."),
+            "{}",
+            a.lead
+        );
+        assert!(
+            a.markdown
+                .contains("| 13:00–14:00 UTC | $49.00 | 70.0% | 500 |"),
+            "{}",
+            a.markdown
+        );
+        assert_eq!(a.chart["title"], "Spend by hour of the day");
+        assert_eq!(a.chart["points"][1]["label"], "13:00");
+        // All 24 hours are listed, where a ranking of names stops at 20.
+        let day = grouped(
+            (0..24)
+                .map(|h| group(&format!("{h:02}:00"), 10, 1.0))
+                .collect(),
+        );
+        let all = render(&p, &day, now()).markdown;
+        assert!(
+            all.contains("| 23:00–24:00 UTC |") && !all.contains("not listed"),
+            "{all}"
+        );
+        p.measures = vec![Measure::SpendPerDay];
+        let per_day = render(&p, &data, now());
+        assert!(
+            per_day.markdown.contains("| 13:00–14:00 UTC | $7.00 |"),
+            "{}",
+            per_day.markdown
         );
     }
 

@@ -197,6 +197,7 @@ const VOCABULARY: &[&str] = &[
     "count",
     "busiest",
     "busy",
+    "quietest",
     // grouping and ranking
     "by",
     "each",
@@ -207,6 +208,11 @@ const VOCABULARY: &[&str] = &[
     "days",
     "week",
     "weeks",
+    "hour",
+    "hours",
+    "hourly",
+    "hour-by-hour",
+    "peak",
     "trend",
     "trends",
     "timeline",
@@ -891,9 +897,8 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
             {
                 push(&mut out, Measure::TotalTokens);
             }
-            "calls" | "requests" | "invocations" | "traffic" | "volume" | "busiest" => {
-                push(&mut out, Measure::Calls)
-            }
+            "calls" | "requests" | "invocations" | "traffic" | "volume" | "busiest"
+            | "quietest" => push(&mut out, Measure::Calls),
             "call" | "request" if !matches!(prev, "per" | "each" | "a") => {
                 push(&mut out, Measure::Calls)
             }
@@ -991,8 +996,18 @@ fn time_grouping(w: &str) -> Option<Grouping> {
     match w {
         "day" | "days" | "daily" | "day-by-day" => Some(Grouping::Day),
         "week" | "weeks" | "weekly" | "week-by-week" => Some(Grouping::Week),
+        // "by hour", "which hour": the hours of the day, every day of the period together
+        // ("the last 3 hours" is a period, read before this).
+        "hour" | "hours" | "hourly" | "hour-by-hour" => Some(Grouping::HourOfDay),
         _ => None,
     }
+}
+
+/// "time of (the) day" at `i`: the hours of the day, as "hour of the day" is.
+fn time_of_day_at(v: &View<'_>, i: usize) -> bool {
+    v.word(i) == "time"
+        && v.word(i + 1) == "of"
+        && (v.word(i + 2) == "day" || (v.word(i + 2) == "the" && v.word(i + 3) == "day"))
 }
 
 /// The grouping, and whether it was named singular after which/what/who.
@@ -1005,8 +1020,13 @@ fn grouping(v: &View<'_>, names: &OrgNames) -> (Option<Grouping>, bool) {
         let w = v.word(i);
         let prev = i.checked_sub(1).map_or("", |p| v.word(p));
         let prev2 = i.checked_sub(2).map_or("", |p| v.word(p));
-        if matches!(w, "daily" | "weekly") {
+        if matches!(w, "daily" | "weekly" | "hourly" | "hour-by-hour") {
             return (time_grouping(w), false);
+        }
+        if time_of_day_at(v, i) {
+            // "What time of day costs the most?", "spend by time of day".
+            let asks = matches!(prev, "which" | "what") || matches!(prev2, "which" | "what");
+            return (Some(Grouping::HourOfDay), asks);
         }
         if matches!(w, "trend" | "trends" | "timeline" | "series")
             || (w == "time" && prev == "over")
@@ -1023,6 +1043,7 @@ fn grouping(v: &View<'_>, names: &OrgNames) -> (Option<Grouping>, bool) {
                 | "expensive"
                 | "priciest"
                 | "busiest"
+                | "quietest"
                 | "slowest"
                 | "fastest"
                 | "biggest"
@@ -1033,6 +1054,7 @@ fn grouping(v: &View<'_>, names: &OrgNames) -> (Option<Grouping>, bool) {
                 | "top"
                 | "most"
                 | "least"
+                | "peak"
         ) || (matches!(prev2, "most" | "least" | "top")
             && !matches!(prev, "of" | "the" | "our" | "my" | "your" | "all"));
         if let Some(g) = time_grouping(w)
@@ -1085,10 +1107,11 @@ pub(crate) const DEFAULT_TOP: u32 = 5;
 fn rank(v: &View<'_>, s: &Signals) -> Option<Rank> {
     let highest = [
         "most", "highest", "biggest", "largest", "max", "maximum", "greatest", "heaviest",
-        "priciest", "slowest", "busiest", "worst", "top",
+        "priciest", "slowest", "busiest", "worst", "top", "peak",
     ];
     let lowest = [
         "least", "lowest", "smallest", "fewest", "min", "minimum", "cheapest", "fastest", "bottom",
+        "quietest",
     ];
     let mut order = None;
     let mut top = None;
@@ -1301,24 +1324,6 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
     {
         // "What share of our spend goes to output tokens?": not a figure that is stored.
         Some(Unsupported::TokenCostSplit)
-    } else if v.any(&["hourly", "hour-by-hour"])
-        || v.phrase(&["by", "hour"])
-        || v.phrase(&["per", "hour"])
-        || v.phrase(&["each", "hour"])
-        || v.phrase(&["by", "the", "hour"])
-        // Which hour of the day: a profile by hour, not a name to look up.
-        || v.phrase(&["hour", "of", "the", "day"])
-        || v.phrase(&["hours", "of", "the", "day"])
-        || v.phrase(&["hour", "of", "day"])
-        || v.phrase(&["time", "of", "day"])
-        || v.phrase(&["time", "of", "the", "day"])
-        || v.phrase(&["which", "hour"])
-        || v.phrase(&["what", "hour"])
-        || v.phrase(&["busiest", "hour"])
-        || v.phrase(&["peak", "hour"])
-        || v.phrase(&["peak", "hours"])
-    {
-        Some(Unsupported::Hourly)
     } else {
         let first = v.word(0);
         let orders = matches!(
@@ -1513,8 +1518,14 @@ fn intents(v: &View<'_>, s: &mut Signals) {
         || v.starts("skyrocket")
         || v.starts("balloon")
         || v.any(&[
-            "rose", "risen", "unusual", "peak", "peaked", "soared", "outlier", "outliers", "grew",
+            "rose", "risen", "unusual", "peaked", "soared", "outlier", "outliers", "grew",
         ])
+        // "Why did spend peak?"; "our peak hours" ranks the hours of the day instead.
+        || (0..v.t.len()).any(|i| {
+            v.word(i) == "peak"
+                && time_grouping(v.word(i + 1)).is_none()
+                && !time_of_day_at(v, i + 1)
+        })
         || v.phrase(&["went", "up"])
         || v.phrase(&["go", "up"])
         || v.phrase(&["gone", "up"])

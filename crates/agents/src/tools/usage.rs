@@ -61,6 +61,7 @@ pub(crate) fn spend_by<'a>(
         Grouping::By(Dimension::Tag(_)) => "spend_by_tag",
         Grouping::Day => "spend_by_day",
         Grouping::Week => "spend_by_week",
+        Grouping::HourOfDay => "spend_by_hour_of_day",
     };
     let mut args = period_args(period);
     args["group_by"] = json!(by);
@@ -91,6 +92,7 @@ fn breakdown_summary(rows: &[CostRow], by: &Grouping) -> String {
         Grouping::By(Dimension::Tag(_)) => "tag values",
         Grouping::Day => "days",
         Grouping::Week => "weeks",
+        Grouping::HourOfDay => "hours of the day",
     };
     match top {
         None => format!("no usage, 0 {noun}"),

@@ -21,8 +21,9 @@
 //! raw rows a tag's value is looked up with its key bound — PostgreSQL's `->>`, SQLite's
 //! `json_extract` with a bound path quoting the key, or `json_each` matched on the key when it
 //! holds a quote or backslash a path cannot quote — so keys holding dots, `$` or brackets are
-//! just keys. Days and weeks are grouped as UTC day starts (integers, the same arithmetic on
-//! both backends) and named, and merged into weeks, here.
+//! just keys. Days and weeks are grouped as UTC day starts, hours of the day as the UTC hour
+//! (0–23) whatever the day (integers, the same arithmetic on both backends), and named, and
+//! days merged into weeks, here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -40,6 +41,7 @@ use super::{Split, backend, bytewise};
 use crate::db::{Cols, Db, Sums, on_read};
 
 const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
 
 /// The measures of a rollup row, in the order every row source gives them. `row_count` (raw
 /// records) tells a group that nets to no records, which the signed rows of
@@ -194,12 +196,17 @@ impl Sql {
         out.join(" AND ")
     }
 
-    /// The group key: a dimension's text (compared byte-wise), or the UTC day's start in ms.
+    /// The group key: a dimension's text (compared byte-wise), the UTC day's start in ms, or
+    /// the UTC hour of the day (0–23). A source's `hour_ms` is an hour's start, or an edge
+    /// row's exact time: both fall in the same day and hour.
     fn group_key(&mut self, db: &Db, by: &Grouping) -> String {
         match by {
             Grouping::By(d) => format!("{}{}", self.dimension(db, d), bytewise(db)),
             Grouping::Day | Grouping::Week => {
                 format!("hour_ms - (((hour_ms % {DAY_MS}) + {DAY_MS}) % {DAY_MS})")
+            }
+            Grouping::HourOfDay => {
+                format!("(((hour_ms % {DAY_MS}) + {DAY_MS}) % {DAY_MS}) / {HOUR_MS}")
             }
         }
     }
@@ -287,8 +294,17 @@ fn source(db: &Db, org_id: &str, q: &UsageQuery, raw: bool) -> (String, Sql) {
     (rows, sql)
 }
 
-/// `YYYY-MM-DD` of the UTC day starting at `day_ms`, or of the Monday starting its week.
+/// `YYYY-MM-DD` of the UTC day starting at `day_ms`, or of the Monday starting its week; for
+/// the hours of the day, `day_ms` is the hour (0–23) and the key is `HH:00`.
 fn time_key(day_ms: i64, by: &Grouping) -> Result<String, QueryError> {
+    if *by == Grouping::HourOfDay {
+        return match day_ms {
+            0..=23 => Ok(format!("{day_ms:02}:00")),
+            _ => Err(QueryError::Backend(format!(
+                "hour of the day {day_ms} is out of range"
+            ))),
+        };
+    }
     let day = DateTime::from_timestamp_millis(day_ms)
         .ok_or_else(|| QueryError::Backend(format!("day {day_ms} is out of range")))?
         .date_naive();
@@ -331,15 +347,15 @@ fn totals_of(r: &impl Cols) -> Result<UsageTotals, sqlx::Error> {
     })
 }
 
-/// A group key as read: a dimension's text or a day's start.
+/// A group key as read: a dimension's text, or a time grouping's integer ([`time_key`]).
 enum Key {
     Text(String),
-    Day(i64),
+    Time(i64),
 }
 
 fn key_of(r: &impl Cols, by: &Grouping) -> Result<Key, sqlx::Error> {
     Ok(if by.is_time() {
-        Key::Day(r.int("k")?)
+        Key::Time(r.int("k")?)
     } else {
         Key::Text(r.text("k")?)
     })
@@ -349,7 +365,7 @@ impl Key {
     fn name(self, by: &Grouping) -> Result<String, QueryError> {
         match self {
             Key::Text(t) => Ok(t),
-            Key::Day(ms) => time_key(ms, by),
+            Key::Time(ms) => time_key(ms, by),
         }
     }
 }
@@ -489,7 +505,7 @@ pub(super) async fn latency(
     );
     let mut all = LatencySample::default();
     let mut groups: HashMap<String, LatencySample> = HashMap::new();
-    let by_day = q.group_by.as_ref().is_some_and(Grouping::is_time);
+    let by_time = q.group_by.as_ref().is_some_and(Grouping::is_time);
     on_read!(db, pool => {
         let mut rows = bind_args!(sqlx::query(&text), &sql.args).fetch(pool);
         while let Some(r) = rows.try_next().await.map_err(backend)? {
@@ -499,8 +515,8 @@ pub(super) async fn latency(
             let errors = r.wide_count("errors").map_err(backend)?;
             all.add(calls, errors, latency, records);
             if let Some(by) = &q.group_by {
-                let key = if by_day {
-                    Key::Day(r.int("k").map_err(backend)?)
+                let key = if by_time {
+                    Key::Time(r.int("k").map_err(backend)?)
                 } else {
                     Key::Text(r.text("k").map_err(backend)?)
                 };
