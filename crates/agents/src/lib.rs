@@ -45,8 +45,8 @@ mod tools;
 
 pub use budgets::{BudgetDraft, BudgetRefusal, BudgetStatus, OrgBudgets};
 pub use plan::{
-    BudgetCommand, Intent, Measure, Order, PlanPeriod, QuestionPlan, Rank, SavingKind, UnknownName,
-    Unsupported, WhatIf,
+    BudgetCommand, Intent, Measure, Order, PlanPeriod, QuestionPlan, Rank, SavingKind, Threshold,
+    ThresholdAmount, UnknownName, Unsupported, WhatIf,
 };
 pub use question::names::OrgNames;
 pub use question::{PlanContext, names_period, plan_question};

@@ -293,14 +293,36 @@ impl BudgetCommand {
     }
 }
 
-/// "Which users spent more than $50?": the groups whose spend is above (or below) an amount.
+/// "Which users spent more than $50?", "Which features made over 10,000 calls?": the groups
+/// whose spend or calls are above (or below) an amount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpendThreshold {
+pub struct Threshold {
     /// Above the amount ("more than", "over", "at least"); below it else ("less than",
     /// "under").
     pub above: bool,
-    /// The amount, in cents.
-    pub cents: i64,
+    /// The amount and what it counts: `"cents"` or `"calls"` beside `above`.
+    #[serde(flatten)]
+    pub amount: ThresholdAmount,
+}
+
+/// A [`Threshold`]'s amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ThresholdAmount {
+    /// Spend, in cents.
+    Spend { cents: i64 },
+    /// Calls.
+    Calls { calls: i64 },
+}
+
+impl Threshold {
+    /// The measure the amount is of.
+    pub fn measure(&self) -> Measure {
+        match self.amount {
+            ThresholdAmount::Spend { .. } => Measure::Spend,
+            ThresholdAmount::Calls { .. } => Measure::Calls,
+        }
+    }
 }
 
 /// Requests Apogee cannot carry out yet; the answer says so and what it can do instead.
@@ -353,9 +375,10 @@ pub struct QuestionPlan {
     /// average?"): the measure's total over the named groups divided by their number.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub average_per_group: bool,
-    /// Only the groups whose spend is past an amount ("Which users spent more than $50?").
+    /// Only the groups whose spend or calls are past an amount ("Which users spent more than
+    /// $50?").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<SpendThreshold>,
+    pub threshold: Option<Threshold>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_names: Vec<UnknownName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use apogee_agents::{
     BudgetCommand, Intent, Measure, Order, OrgNames, PlanContext, PlanPeriod, QuestionPlan, Rank,
-    SavingKind, UnknownName, Unsupported, WhatIf, plan_question,
+    SavingKind, ThresholdAmount, UnknownName, Unsupported, WhatIf, plan_question,
 };
 use apogee_analytics::{Dimension, Filter, Grouping, Scope};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -67,7 +67,8 @@ struct Case {
     /// The answer leads with the average over the groups ("spend per user on average").
     #[serde(default)]
     average: bool,
-    /// `above CENTS` or `below CENTS`: only the groups whose spend is past an amount.
+    /// `above CENTS` or `below CENTS` (spend), `above N calls` or `below N calls`: only the
+    /// groups past an amount.
     threshold: Option<String>,
     /// `dimension/typed` or `typed`.
     #[serde(default)]
@@ -147,9 +148,13 @@ fn shape_of(p: &QuestionPlan) -> Shape {
         focus_day: p.focus_day,
         drivers: p.drivers,
         average: p.average_per_group,
-        threshold: p
-            .threshold
-            .map(|t| format!("{} {}", if t.above { "above" } else { "below" }, t.cents)),
+        threshold: p.threshold.map(|t| {
+            let side = if t.above { "above" } else { "below" };
+            match t.amount {
+                ThresholdAmount::Spend { cents } => format!("{side} {cents}"),
+                ThresholdAmount::Calls { calls } => format!("{side} {calls} calls"),
+            }
+        }),
         unknown: p.unknown_names.clone(),
         unsupported: p.unsupported,
         budget: p.budget.clone(),

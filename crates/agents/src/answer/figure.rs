@@ -12,7 +12,7 @@ use serde_json::{Value as Json, json};
 use super::markdown::{Doc, escape};
 use super::when;
 use crate::format::{count, ms, percent, share, signed_usd, times, usd_precise};
-use crate::plan::{Measure, Order, PlanPeriod, QuestionPlan, SpendThreshold};
+use crate::plan::{Measure, Order, PlanPeriod, QuestionPlan, Threshold, ThresholdAmount};
 use crate::question::period::dates_label;
 
 /// Rows a table lists at most; the rest are summed in one line.
@@ -1082,7 +1082,7 @@ fn ranking(
 fn past_threshold(
     doc: &mut Doc,
     cols: Columns,
-    t: SpendThreshold,
+    t: Threshold,
     g: &Grouping,
     who: Option<&str>,
     cur: &Measured,
@@ -1090,7 +1090,23 @@ fn past_threshold(
     period: &str,
     year: i32,
 ) -> (String, Json) {
-    let limit = Nanos(i128::from(t.cents) * 10_000_000);
+    // Each group's amount in the threshold's unit (nanos or calls), exact; the threshold's
+    // words; the verb of its sentences.
+    let (limit, limit_text, verb): (i128, String, &str) = match t.amount {
+        ThresholdAmount::Spend { cents } => {
+            let limit = Nanos(i128::from(cents) * 10_000_000);
+            (limit.0, limit.display_usd(), "spent")
+        }
+        ThresholdAmount::Calls { calls } => (
+            i128::from(calls),
+            format!("{} call{}", count(calls), if calls == 1 { "" } else { "s" }),
+            "made",
+        ),
+    };
+    let amount_of = |grp: &Group| match t.amount {
+        ThresholdAmount::Spend { .. } => grp.totals.cost.0,
+        ThresholdAmount::Calls { .. } => i128::from(grp.totals.calls),
+    };
     let named: Vec<(&Group, Value)> = rows
         .iter()
         .filter(|(grp, _)| grp.key != apogee_analytics::NONE_KEY)
@@ -1099,26 +1115,25 @@ fn past_threshold(
     let past: Vec<(&Group, Value)> = named
         .iter()
         .filter(|(grp, _)| {
-            let spent = grp.totals.cost;
             if t.above {
-                spent > limit
+                amount_of(grp) > limit
             } else {
-                spent < limit
+                amount_of(grp) < limit
             }
         })
         .copied()
         .collect();
-    let than = format!(
-        "{} than {}",
-        if t.above { "more" } else { "less" },
-        limit.display_usd()
-    );
+    let than = match (t.above, t.amount) {
+        (true, _) => format!("more than {limit_text}"),
+        (false, ThresholdAmount::Spend { .. }) => format!("less than {limit_text}"),
+        (false, ThresholdAmount::Calls { .. }) => format!("fewer than {limit_text}"),
+    };
     let inside = who.map_or(String::new(), |w| format!(" within {w}"));
     let lead = match past.as_slice() {
         [] => {
             let nearest = if t.above { named.first() } else { named.last() };
             let mut lead = format!(
-                "No {} spent {than}{inside} {period}",
+                "No {} {verb} {than}{inside} {period}",
                 dimension_noun(g, false)
             );
             if let Some((grp, v)) = nearest {
@@ -1142,20 +1157,22 @@ fn past_threshold(
                 names.push(format!("{} more", past.len() - NAMED));
             }
             let together = sum_totals(past.iter().map(|(grp, _)| &grp.totals));
+            let m = t.measure();
             format!(
-                "{} {} spent {than}{inside} {period}: {}; {} together, {} of spend.",
+                "{} {} {verb} {than}{inside} {period}: {}; {} together, {} of {}.",
                 count(past.len() as i64),
                 dimension_noun(g, past.len() != 1),
                 and_list(&names),
-                together.cost.display_usd(),
-                share_of(Measure::Spend, &together, &cur.totals)
+                value(m, &together, None, cur.seconds).map_or("–".into(), Value::text),
+                share_of(m, &together, &cur.totals),
+                noun(m)
             )
         }
     };
     if !past.is_empty() {
         group_table(doc, cols, g, &past, Some(&cur.totals), year);
     }
-    (lead, ranking_chart(Measure::Spend, g, &past, year))
+    (lead, ranking_chart(t.measure(), g, &past, year))
 }
 
 /// "Your 32 users spent $17.86 each on average …": an additive measure's total over the
@@ -1228,7 +1245,7 @@ fn breakdown(
     let rows = ranked(&cur.groups, m, Order::Highest, cur.seconds);
     let n = cur.groups.len();
     if let Some(t) = plan.threshold
-        && m == Measure::Spend
+        && m == t.measure()
     {
         return past_threshold(doc, cols, t, g, who, cur, &rows, period, year);
     }
@@ -1974,9 +1991,9 @@ mod tests {
     fn groups_past_an_amount_are_named_and_alone_in_the_table() {
         let mut p = plan(Scope::all());
         p.group_by = Some(Grouping::By(Dimension::User));
-        p.threshold = Some(crate::plan::SpendThreshold {
+        p.threshold = Some(Threshold {
             above: true,
-            cents: 5_000,
+            amount: ThresholdAmount::Spend { cents: 5_000 },
         });
         let data = grouped(vec![
             group("alice", 300, 90.0),
@@ -1991,13 +2008,33 @@ mod tests {
         );
         assert!(a.markdown.contains("| alice |"), "{}", a.markdown);
         assert!(!a.markdown.contains("| bob |"), "{}", a.markdown);
-        p.threshold = Some(crate::plan::SpendThreshold {
+        p.threshold = Some(Threshold {
             above: false,
-            cents: 1_000,
+            amount: ThresholdAmount::Spend { cents: 1_000 },
         });
         assert_eq!(
             render(&p, &data, now()).lead,
             "No user spent less than $10.00 in the last 7 days (Nov 23–29); the least was carol at $12.00."
+        );
+        // Calls: counted, and compared, as calls.
+        p.measures = vec![Measure::Calls];
+        p.threshold = Some(Threshold {
+            above: true,
+            amount: ThresholdAmount::Calls { calls: 100 },
+        });
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "1 user made more than 100 calls in the last 7 days (Nov 23–29): alice (300); 300 together, 53.6% of calls."
+        );
+        assert!(!a.markdown.contains("| bob |"), "{}", a.markdown);
+        p.threshold = Some(Threshold {
+            above: false,
+            amount: ThresholdAmount::Calls { calls: 1 },
+        });
+        assert_eq!(
+            render(&p, &data, now()).lead,
+            "No user made fewer than 1 call in the last 7 days (Nov 23–29); the least was carol at 100."
         );
     }
 

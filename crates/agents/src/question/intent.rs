@@ -9,7 +9,7 @@ use apogee_analytics::{Dimension, Grouping};
 
 use super::names::{OrgNames, dimension_word};
 use super::words::{Token, is_stop, number};
-use crate::plan::{Measure, Order, Rank, SavingKind, SpendThreshold, Unsupported};
+use crate::plan::{Measure, Order, Rank, SavingKind, Threshold, ThresholdAmount, Unsupported};
 
 /// How a follow-up refines the previous plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub(crate) struct Signals {
     /// An average over the groups: "per user on average", "average spend per feature".
     pub average_per_group: bool,
     /// An amount of money the groups' spend is compared with: "more than $50", "under $10".
-    pub threshold: Option<SpendThreshold>,
+    pub threshold: Option<Threshold>,
     /// The kind of saving named: "response cache", "duplicate prompts", "max_tokens", "prompt
     /// caching", "night-time jobs" with "batch", "cheaper model", "context tier".
     pub saving: Option<SavingKind>,
@@ -690,15 +690,16 @@ pub(crate) fn read(tokens: &[Token], used: &[usize], names: &OrgNames, question:
 }
 
 /// "more than $50", "over $1k", "at least 100 dollars", "less than $5", "under $10": a
-/// comparison word right before an amount of money.
-fn threshold(v: &View<'_>, question: &str) -> Option<SpendThreshold> {
+/// comparison word right before an amount of money; "more than 10,000 calls", "under 500
+/// requests": before a number of calls.
+fn threshold(v: &View<'_>, question: &str) -> Option<Threshold> {
     let money = |i: usize| {
         let w = v.word(i);
         w.starts_with('$')
             || (w.starts_with(|c: char| c.is_ascii_digit())
                 && matches!(v.word(i + 1), "dollars" | "dollar" | "usd" | "bucks"))
     };
-    let above = (0..v.t.len()).find_map(|i| {
+    let (above, at) = (0..v.t.len()).find_map(|i| {
         let (w, next) = (v.word(i), v.word(i + 1));
         let (above, amount_at) = match (w, next) {
             ("more" | "greater" | "higher", "than") => (true, i + 2),
@@ -709,10 +710,59 @@ fn threshold(v: &View<'_>, question: &str) -> Option<SpendThreshold> {
             ("under" | "below", _) => (false, i + 1),
             _ => return None,
         };
-        money(amount_at).then_some(above)
+        (money(amount_at) || calls_at(v.t, amount_at).is_some()).then_some((above, amount_at))
     })?;
-    let cents = crate::question::budget::amount(question).filter(|c| *c >= 0)?;
-    Some(SpendThreshold { above, cents })
+    let amount = match calls_at(v.t, at) {
+        Some((calls, _)) => ThresholdAmount::Calls { calls },
+        None => ThresholdAmount::Spend {
+            cents: crate::question::budget::amount(question).filter(|c| *c >= 0)?,
+        },
+    };
+    Some(Threshold { above, amount })
+}
+
+/// A number of calls at `i` ("10,000 calls", "1k requests", "500 invocations"): digits, with
+/// a `k` or `m` after them, and the groups of three a comma split off ("10", "000"); the
+/// number and the index of the word after it.
+fn calls_at(tokens: &[Token], i: usize) -> Option<(i64, usize)> {
+    let word = |j: usize| {
+        tokens
+            .get(j)
+            .filter(|t| !t.quoted)
+            .map_or("", |t| t.lower.as_str())
+    };
+    let w = word(i);
+    let (digits, scale) = match w.strip_suffix('k') {
+        Some(d) => (d, 1_000.0),
+        None => match w.strip_suffix('m') {
+            Some(d) => (d, 1_000_000.0),
+            None => (w, 1.0),
+        },
+    };
+    let mut n = digits
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)?
+        * scale;
+    let mut next = i + 1;
+    while scale == 1.0 && word(next).len() == 3 && word(next).bytes().all(|b| b.is_ascii_digit()) {
+        n = n * 1_000.0 + word(next).parse::<f64>().ok()?;
+        next += 1;
+    }
+    let calls = matches!(
+        word(next),
+        "calls" | "call" | "requests" | "request" | "invocations"
+    );
+    // Beyond 10¹⁵ calls is no threshold a question means.
+    (calls && n < 1e15).then_some((n.round() as i64, next))
+}
+
+/// The word indexes of every number of calls ("1k requests"): an amount, never a name.
+pub(crate) fn calls_amount_words(tokens: &[Token]) -> Vec<usize> {
+    (0..tokens.len())
+        .filter_map(|i| calls_at(tokens, i).map(|(_, end)| i..end))
+        .flatten()
+        .collect()
 }
 
 fn push(out: &mut Vec<Measure>, m: Measure) {

@@ -66,8 +66,9 @@ fn read_parts(question: &str, ctx: &PlanContext<'_>) -> Parts {
     };
     let mut skip = periods.used.clone();
     skip.extend(&budget.used);
-    // "per 1k tokens": a unit, not names.
+    // "per 1k tokens": a unit, not names; "over 1k calls": an amount.
     skip.extend(intent::per_tokens_words(&tokens));
+    skip.extend(intent::calls_amount_words(&tokens));
     let names = names::read(&tokens, &skip, ctx.names, ctx.catalog_models, &vocabulary);
     let mut used = skip;
     used.extend(&names.used);
@@ -219,16 +220,15 @@ fn with_breakdown_lead(mut plan: QuestionPlan, signals: &Signals) -> QuestionPla
                 | Measure::TotalTokens
                 | Measure::Errors]
         );
-    // Only the groups past an amount (a follow-up keeps it): of a breakdown of spend, instead
-    // of a ranking.
-    let breakdown_of_spend = plan.intent == Intent::Figure
+    // Only the groups past an amount (a follow-up keeps it): of a breakdown of the measure the
+    // amount is of (spend or calls), instead of a ranking.
+    let breakdown = plan.intent == Intent::Figure
         && matches!(plan.group_by, Some(Grouping::By(_)))
-        && plan.compare.is_none()
-        && plan.measures == [Measure::Spend];
+        && plan.compare.is_none();
     plan.threshold = signals
         .threshold
         .or(plan.threshold)
-        .filter(|_| breakdown_of_spend);
+        .filter(|t| breakdown && plan.measures == [t.measure()]);
     if plan.threshold.is_some() {
         plan.rank = None;
         plan.average_per_group = false;
