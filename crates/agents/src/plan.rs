@@ -338,6 +338,8 @@ pub enum Unsupported {
     /// "What share of our spend goes to output tokens?": a call's cost is stored whole, not
     /// split by token type.
     TokenCostSplit,
+    /// "What was our most expensive call?": figures are sums over calls, not single calls.
+    SingleCalls,
 }
 
 /// What a question asks, in full. See the module doc.

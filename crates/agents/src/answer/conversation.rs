@@ -84,6 +84,10 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         "Which hour of the day costs the most?",
         &["hour", "hours", "hourly", "peak", "time"],
     ),
+    (
+        "Which feature costs the most per call?",
+        &["call", "calls", "single", "expensive", "per"],
+    ),
 ];
 
 /// The default examples, in order.
@@ -156,6 +160,11 @@ pub(crate) fn unsupported(u: Unsupported) -> (Answer, Vec<String>) {
             "I can't change which model your features call: Apogee reads your usage, it does not route your traffic.",
             "What I can do is price the change before you make it:",
             &[8, 4, 9],
+        ),
+        Unsupported::SingleCalls => (
+            "I can't pick out single calls yet: my figures are sums over calls (by hour, model, feature, user and tag). I can tell you where calls cost the most on average, and their latency percentiles.",
+            "Ask, for example:",
+            &[17, 4, 6],
         ),
         Unsupported::TokenCostSplit => (
             "I can't split spend into input and output tokens: each call's cost is stored whole, as it was billed. I can give each kind's token counts, and the cost per 1M tokens by model.",
@@ -315,6 +324,7 @@ mod tests {
             unsupported(Unsupported::Alerts),
             unsupported(Unsupported::ChangeModels),
             unsupported(Unsupported::TokenCostSplit),
+            unsupported(Unsupported::SingleCalls),
         ] {
             assert!(a.markdown.lines().count() <= 10, "{}", a.markdown);
             // No figures: a dollar sign only in an example question.

@@ -961,6 +961,13 @@ fn measures(v: &View<'_>) -> Vec<Measure> {
             {
                 push(&mut out, Measure::Calls)
             }
+            // "the most expensive calls", "the cheapest requests": what one call costs.
+            "expensive" | "priciest" | "costliest" | "pricey" | "cheapest" | "cheap"
+                if matches!(next, "calls" | "call" | "requests" | "request") =>
+            {
+                push(&mut out, Measure::CostPerCall);
+                i += 1;
+            }
             // "cheaper than", "more expensive than": what one call costs, side by side.
             "cheaper" | "pricier" | "costlier" if next == "than" => {
                 push(&mut out, Measure::CostPerCall)
@@ -1374,6 +1381,10 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
     {
         // "What share of our spend goes to output tokens?": not a figure that is stored.
         Some(Unsupported::TokenCostSplit)
+    } else if s.group.is_none() && single_call(v) {
+        // "What was our most expensive call?" (not "which feature has the most expensive
+        // calls", a cost per call by feature).
+        Some(Unsupported::SingleCalls)
     } else {
         let first = v.word(0);
         let orders = matches!(
@@ -1401,6 +1412,26 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
         s.imperative = orders && !asks;
         s.imperative.then_some(Unsupported::ChangeModels)
     };
+}
+
+/// "the most expensive call", "our priciest requests", "the single slowest call": one call
+/// picked out of the others, not a sum over them.
+fn single_call(v: &View<'_>) -> bool {
+    (1..v.t.len()).any(|i| {
+        matches!(v.word(i), "call" | "calls" | "request" | "requests")
+            && matches!(
+                v.word(i - 1),
+                "expensive"
+                    | "priciest"
+                    | "costliest"
+                    | "pricey"
+                    | "biggest"
+                    | "largest"
+                    | "slowest"
+                    | "single"
+                    | "individual"
+            )
+    })
 }
 
 /// Which budget command: removing, then setting (a verb of it, or an amount), then being on
