@@ -340,6 +340,9 @@ pub enum Unsupported {
     TokenCostSplit,
     /// "What was our most expensive call?": figures are sums over calls, not single calls.
     SingleCalls,
+    /// "How much do we spend on weekends?", "Which day of the week is busiest?": over time,
+    /// usage is broken down by day, week or hour of the day, not by weekday.
+    Weekdays,
 }
 
 /// What a question asks, in full. See the module doc.

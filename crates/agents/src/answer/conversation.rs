@@ -161,6 +161,11 @@ pub(crate) fn unsupported(u: Unsupported) -> (Answer, Vec<String>) {
             "What I can do is price the change before you make it:",
             &[8, 4, 9],
         ),
+        Unsupported::Weekdays => (
+            "I can't split usage by day of the week yet: over time, I break it down by day, by week or by hour of the day (UTC), and a question can name a day or a weekend (“last weekend”).",
+            "Ask, for example:",
+            &[15, 16, 3],
+        ),
         Unsupported::SingleCalls => (
             "I can't pick out single calls yet: my figures are sums over calls (by hour, model, feature, user and tag). I can tell you where calls cost the most on average, and their latency percentiles.",
             "Ask, for example:",
@@ -325,6 +330,7 @@ mod tests {
             unsupported(Unsupported::ChangeModels),
             unsupported(Unsupported::TokenCostSplit),
             unsupported(Unsupported::SingleCalls),
+            unsupported(Unsupported::Weekdays),
         ] {
             assert!(a.markdown.lines().count() <= 10, "{}", a.markdown);
             // No figures: a dollar sign only in an example question.

@@ -479,6 +479,9 @@ const VOCABULARY: &[&str] = &[
     "today",
     "yesterday",
     "weekend",
+    "weekends",
+    "weekday",
+    "weekdays",
     "that",
     "those",
     "it",
@@ -1381,6 +1384,8 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
     {
         // "What share of our spend goes to output tokens?": not a figure that is stored.
         Some(Unsupported::TokenCostSplit)
+    } else if weekdays(v) {
+        Some(Unsupported::Weekdays)
     } else if s.group.is_none() && single_call(v) {
         // "What was our most expensive call?" (not "which feature has the most expensive
         // calls", a cost per call by feature).
@@ -1412,6 +1417,15 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
         s.imperative = orders && !asks;
         s.imperative.then_some(Unsupported::ChangeModels)
     };
+}
+
+/// "on weekends", "weekdays against weekends", "which day of the week": usage by weekday
+/// ("the weekend", "last weekend" are a period).
+fn weekdays(v: &View<'_>) -> bool {
+    v.any(&["weekends", "weekdays", "weekday"])
+        || v.phrase(&["day", "of", "the", "week"])
+        || v.phrase(&["days", "of", "the", "week"])
+        || v.phrase(&["day", "of", "week"])
 }
 
 /// "the most expensive call", "our priciest requests", "the single slowest call": one call
