@@ -169,7 +169,7 @@ pub(crate) fn unsupported(u: Unsupported) -> (Answer, Vec<String>) {
         Unsupported::SingleCalls => (
             "I can't pick out single calls yet: my figures are sums over calls (by hour, model, feature, user and tag). I can tell you where calls cost the most on average, and their latency percentiles.",
             "Ask, for example:",
-            &[17, 4, 6],
+            &[17, 4, 5],
         ),
         Unsupported::TokenCostSplit => (
             "I can't split spend into input and output tokens: each call's cost is stored whole, as it was billed. I can give each kind's token counts, and the cost per 1M tokens by model.",
