@@ -294,19 +294,20 @@ fn source(db: &Db, org_id: &str, q: &UsageQuery, raw: bool) -> (String, Sql) {
     (rows, sql)
 }
 
-/// `YYYY-MM-DD` of the UTC day starting at `day_ms`, or of the Monday starting its week; for
-/// the hours of the day, `day_ms` is the hour (0–23) and the key is `HH:00`.
-fn time_key(day_ms: i64, by: &Grouping) -> Result<String, QueryError> {
+/// A time grouping's key as read ([`Sql::group_key`]) named: the UTC day starting at `key` ms
+/// as `YYYY-MM-DD`, or the Monday starting its week; the hour of the day `key` (0–23) as
+/// `HH:00`.
+fn time_key(key: i64, by: &Grouping) -> Result<String, QueryError> {
     if *by == Grouping::HourOfDay {
-        return match day_ms {
-            0..=23 => Ok(format!("{day_ms:02}:00")),
+        return match key {
+            0..=23 => Ok(format!("{key:02}:00")),
             _ => Err(QueryError::Backend(format!(
-                "hour of the day {day_ms} is out of range"
+                "hour of the day {key} is out of range"
             ))),
         };
     }
-    let day = DateTime::from_timestamp_millis(day_ms)
-        .ok_or_else(|| QueryError::Backend(format!("day {day_ms} is out of range")))?
+    let day = DateTime::from_timestamp_millis(key)
+        .ok_or_else(|| QueryError::Backend(format!("day {key} is out of range")))?
         .date_naive();
     let day = match by {
         Grouping::Week => day - Duration::days(i64::from(day.weekday().num_days_from_monday())),
