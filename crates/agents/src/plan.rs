@@ -340,8 +340,8 @@ pub enum Unsupported {
     TokenCostSplit,
     /// "What was our most expensive call?": figures are sums over calls, not single calls.
     SingleCalls,
-    /// "How much do we spend on weekends?", "Which day of the week is busiest?": over time,
-    /// usage is broken down by day, week or hour of the day, not by weekday.
+    /// "How much do we spend on weekends?": weekdays are a grouping (`day_of_week`), not a
+    /// filter that sums some of them apart.
     Weekdays,
 }
 

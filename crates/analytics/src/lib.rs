@@ -32,7 +32,7 @@ pub use queries::{
 };
 pub use query::{
     Dimension, Filter, GroupTotals, Grouping, MAX_FILTER_VALUES, MAX_FILTERS, MAX_GROUPS,
-    MAX_TAG_VALUES, NONE_KEY, QuerySpecError, Scope, TagCount, UsageQuery, UsageSlice,
+    MAX_TAG_VALUES, NONE_KEY, QuerySpecError, Scope, TagCount, UsageQuery, UsageSlice, WEEKDAYS,
 };
 pub use tokens::{CacheConvention, TokenCounts};
 pub use usage::{PricedRecord, RecordError, UsageRecord};

@@ -12,10 +12,11 @@
 //!   the filtered tag has the value `(none)`, so filtering on `(none)` selects those records;
 //! - a provider is the record's own, else the catalog's, else `unknown` (as ingest stores it);
 //! - aggregate rows are by cost descending then key ascending (days, weeks and hours of the
-//!   day: key ascending), keys compared byte-wise; a missing user, feature or tag is the key
-//!   `(none)`; days are UTC `YYYY-MM-DD`, weeks the UTC Monday that starts them, hours of the
-//!   day the UTC `HH:00` of every day of the period together; at most `MAX_GROUPS` rows, the
-//!   first in that order, with `truncated` set when there were more;
+//!   day: key ascending; weekdays Monday first), keys compared byte-wise; a missing user,
+//!   feature or tag is the key `(none)`; days are UTC `YYYY-MM-DD`, weeks the UTC Monday that
+//!   starts them, hours of the day the UTC `HH:00` of every day of the period together,
+//!   weekdays the UTC day's name in lower case; at most `MAX_GROUPS` rows, the first in that
+//!   order, with `truncated` set when there were more;
 //! - latency rows are by calls descending then key ascending (time groupings: key ascending),
 //!   bounded alike;
 //! - model mix rows are by key then model ascending; more than `MAX_GROUPS` is an error;
@@ -57,7 +58,7 @@ use crate::queries::{
 };
 use crate::query::{
     Dimension, Filter, GroupTotals, Grouping, MAX_GROUPS, MAX_TAG_VALUES, NONE_KEY, Scope,
-    TagCount, UsageQuery, UsageSlice,
+    TagCount, UsageQuery, UsageSlice, WEEKDAYS,
 };
 use crate::usage::{PricedRecord, UsageRecord};
 /// How many features [`RepeatProfile::top_features`] lists at most.
@@ -132,6 +133,9 @@ impl MemoryUsage {
             Grouping::Day => r.record.ts.format("%Y-%m-%d").to_string(),
             Grouping::Week => week_start(r.record.ts).format("%Y-%m-%d").to_string(),
             Grouping::HourOfDay => r.record.ts.format("%H:00").to_string(),
+            Grouping::DayOfWeek => {
+                WEEKDAYS[r.record.ts.weekday().num_days_from_monday() as usize].to_string()
+            }
         }
     }
 }
@@ -1202,6 +1206,20 @@ mod engine_tests {
             keyed(&[
                 ("08:00", (1, 2_500_000, 0, 0)),
                 ("10:00", (1, 2_500_000, 0, 0))
+            ])
+        );
+    }
+
+    #[test]
+    fn grouped_by_the_day_of_the_week_monday_first() {
+        // Fri Oct 30 (A), Sat Oct 31 (B), Sun Nov 1 (C), Mon Nov 2 (D and E's three calls).
+        assert_eq!(
+            rows(vec![], Grouping::DayOfWeek),
+            keyed(&[
+                ("monday", (4, 2_500_000, 3, 3)),
+                ("friday", (1, 2_500_000, 0, 0)),
+                ("saturday", (1, 150_000, 0, 0)),
+                ("sunday", (1, 300_000, 0, 1)),
             ])
         );
     }

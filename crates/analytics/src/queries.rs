@@ -378,11 +378,11 @@ pub fn nearest_rank(sorted: &[i64], p: f64) -> Option<i64> {
     sorted.get(rank as usize - 1).copied()
 }
 
-/// Rows by calls descending then key ascending, or by key ascending for days and weeks: the
-/// order of every latency report.
+/// Rows by calls descending then key ascending, or in time order for the time groupings
+/// ([`Grouping::cmp_time_keys`]): the order of every latency report.
 pub fn sort_latency_rows(rows: &mut [LatencyRow], by: &Grouping) {
     if by.is_time() {
-        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        rows.sort_by(|a, b| by.cmp_time_keys(&a.key, &b.key));
     } else {
         rows.sort_by(|a, b| {
             b.stats
@@ -393,11 +393,11 @@ pub fn sort_latency_rows(rows: &mut [LatencyRow], by: &Grouping) {
     }
 }
 
-/// Rows by cost descending then key ascending, or by key ascending for days and weeks: the
-/// order of [`UsageSlice::rows`].
+/// Rows by cost descending then key ascending, or in time order for the time groupings
+/// ([`Grouping::cmp_time_keys`]): the order of [`UsageSlice::rows`].
 pub fn sort_group_rows(rows: &mut [GroupTotals], by: &Grouping) {
     if by.is_time() {
-        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        rows.sort_by(|a, b| by.cmp_time_keys(&a.key, &b.key));
     } else {
         rows.sort_by(|a, b| {
             b.totals

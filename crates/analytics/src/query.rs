@@ -7,8 +7,10 @@
 //!
 //! Text forms (used in query strings, plans and tool arguments alike): a [`Dimension`] is
 //! `model`, `provider`, `feature`, `user` or `tag:KEY`; a [`Grouping`] is a dimension, `day`
-//! (UTC `YYYY-MM-DD`), `week` (the UTC Monday that starts it, `YYYY-MM-DD`) or `hour_of_day`
-//! (the UTC hour of the day that every day's calls in that hour add to, `HH:00`).
+//! (UTC `YYYY-MM-DD`), `week` (the UTC Monday that starts it, `YYYY-MM-DD`), `hour_of_day`
+//! (the UTC hour of the day that every day's calls in that hour add to, `HH:00`) or
+//! `day_of_week` (the UTC weekday that every such day of the period adds to, `monday` …
+//! `sunday`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -102,7 +104,8 @@ impl FromStr for Dimension {
     }
 }
 
-/// How a slice is grouped: by a dimension, by UTC day or week, or by the UTC hour of the day.
+/// How a slice is grouped: by a dimension, by UTC day or week, or by the UTC hour of the day
+/// or day of the week.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Grouping {
     By(Dimension),
@@ -112,12 +115,40 @@ pub enum Grouping {
     /// The period's calls by the UTC hour of the day they were made in, whatever the day
     /// (`13:00` holds every call from 13:00 to 13:59:59.999); the key is `HH:00`.
     HourOfDay,
+    /// The period's calls by the UTC weekday they were made on (every Monday of the period
+    /// together, …); the key is the day's name in lower case ([`WEEKDAYS`]).
+    DayOfWeek,
 }
+
+/// The keys of [`Grouping::DayOfWeek`], in their order (ISO: Monday first).
+pub const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
 
 impl Grouping {
     /// Time groupings list their rows by key ascending; the others by cost descending.
     pub fn is_time(&self) -> bool {
-        matches!(self, Grouping::Day | Grouping::Week | Grouping::HourOfDay)
+        matches!(
+            self,
+            Grouping::Day | Grouping::Week | Grouping::HourOfDay | Grouping::DayOfWeek
+        )
+    }
+
+    /// The order of two keys of a time grouping: by date or hour, and weekdays Monday first.
+    pub fn cmp_time_keys(&self, a: &str, b: &str) -> std::cmp::Ordering {
+        match self {
+            Grouping::DayOfWeek => {
+                let at = |k: &str| WEEKDAYS.iter().position(|d| *d == k);
+                at(a).cmp(&at(b)).then_with(|| a.cmp(b))
+            }
+            _ => a.cmp(b),
+        }
     }
 }
 
@@ -128,6 +159,7 @@ impl fmt::Display for Grouping {
             Grouping::Day => f.write_str("day"),
             Grouping::Week => f.write_str("week"),
             Grouping::HourOfDay => f.write_str("hour_of_day"),
+            Grouping::DayOfWeek => f.write_str("day_of_week"),
         }
     }
 }
@@ -140,10 +172,11 @@ impl FromStr for Grouping {
             "day" => Ok(Grouping::Day),
             "week" => Ok(Grouping::Week),
             "hour_of_day" => Ok(Grouping::HourOfDay),
+            "day_of_week" => Ok(Grouping::DayOfWeek),
             _ => s.parse().map(Grouping::By).map_err(|_| {
                 QuerySpecError(format!(
                     "unknown group_by `{s}`: use model, provider, feature, user, tag:KEY, day, \
-                     week or hour_of_day"
+                     week, hour_of_day or day_of_week"
                 ))
             }),
         }
@@ -197,9 +230,10 @@ schema_as_text!(
 schema_as_text!(
     Grouping,
     "Grouping",
-    "^(model|provider|feature|user|day|week|hour_of_day|tag:.+)$",
-    "model, provider, feature, user, tag:KEY, day (UTC), week (starting Monday, UTC) or \
-     hour_of_day (the UTC hour of the day, every day of the period together)"
+    "^(model|provider|feature|user|day|week|hour_of_day|day_of_week|tag:.+)$",
+    "model, provider, feature, user, tag:KEY, day (UTC), week (starting Monday, UTC), \
+     hour_of_day (the UTC hour of the day, every day of the period together) or day_of_week \
+     (the UTC weekday, every such day of the period together)"
 );
 
 /// Usage whose `dimension` is one of `values` (or, with `exclude`, none of them). Values match
@@ -314,9 +348,9 @@ pub struct GroupTotals {
 }
 
 /// The engine's answer to a [`UsageQuery`]: the slice's totals, and its groups (empty when not
-/// grouped) by cost descending then key ascending, or by key ascending for days, weeks and
-/// hours of the day (only the hours with usage are listed). At
-/// most [`MAX_GROUPS`] groups are listed; `truncated` says that more exist (the first ones in
+/// grouped) by cost descending then key ascending, or in time order for the time groupings
+/// (days, weeks and hours of the day by key ascending, weekdays Monday first; only those with
+/// usage are listed). At most [`MAX_GROUPS`] groups are listed; `truncated` says that more exist (the first ones in
 /// that order are kept, and `totals` still counts them all).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageSlice {
@@ -355,6 +389,7 @@ mod tests {
             "day",
             "week",
             "hour_of_day",
+            "day_of_week",
         ] {
             let g: Grouping = s.parse().unwrap();
             assert_eq!(g.to_string(), s);

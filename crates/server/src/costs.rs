@@ -5,7 +5,7 @@
 //!
 //! Parameters: `period`, `from`, `to` (the window, as for `/api/recommendations`); `group_by`
 //! (a [`Grouping`]: `model` by default, `provider`, `feature`, `user`, `tag:KEY`, `day`,
-//! `week`, `hour_of_day`); filters `model`, `provider`, `feature`, `user` and `tag.KEY`, each repeatable (the
+//! `week`, `hour_of_day`, `day_of_week`); filters `model`, `provider`, `feature`, `user` and `tag.KEY`, each repeatable (the
 //! values of one are OR'd, different ones AND'd; a comma is part of a value, never a
 //! separator, so every stored name can be asked for), and the same with a `not.` prefix to
 //! exclude; `compare=previous` or `compare_from` + `compare_to` for a second window. Anything

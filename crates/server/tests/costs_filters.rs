@@ -259,7 +259,7 @@ async fn groups_by_week_and_by_tag() {
 }
 
 #[tokio::test]
-async fn groups_by_the_hour_of_the_day_across_days_and_partial_hours() {
+async fn groups_by_the_hour_of_the_day_and_the_day_of_the_week_across_partial_hours() {
     let dir = tempfile::tempdir().unwrap();
     let data = records();
     let server = server_with(dir.path(), &data).await;
@@ -292,6 +292,38 @@ async fn groups_by_the_hour_of_the_day_across_days_and_partial_hours() {
     for r in rows {
         let expected = sums(by_hour[r["key"].as_str().unwrap()].iter().copied());
         assert_eq!(sums_of(r), expected, "{r}");
+    }
+
+    // Weekdays, Monday first: the window starts on a Wednesday.
+    let (s, v) = get_json(
+        &server.addr,
+        "/api/costs?from=2026-11-04T10:30:00Z&to=2026-11-20T17:45:00Z&group_by=day_of_week&feature=support-bot",
+        "alice",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let mut by_weekday: BTreeMap<u32, Vec<&PricedRecord>> = BTreeMap::new();
+    for p in data
+        .iter()
+        .filter(|p| in_window(p, from, to) && feature(p) == "support-bot")
+    {
+        by_weekday
+            .entry(p.record.ts.weekday().num_days_from_monday())
+            .or_default()
+            .push(p);
+    }
+    let rows = v["rows"].as_array().unwrap();
+    let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        by_weekday
+            .keys()
+            .map(|d| apogee_analytics::WEEKDAYS[*d as usize])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(keys.len(), 7);
+    for (r, records) in rows.iter().zip(by_weekday.values()) {
+        assert_eq!(sums_of(r), sums(records.iter().copied()), "{r}");
     }
 }
 

@@ -85,6 +85,7 @@ async fn sql_queries_equal_the_reference_on_demo_data() {
                 Grouping::By(Dimension::Feature),
                 Grouping::Day,
                 Grouping::HourOfDay,
+                Grouping::DayOfWeek,
             ] {
                 assert_eq!(
                     sql.breakdown(p, by.clone()).await.unwrap(),
@@ -152,6 +153,7 @@ async fn assert_scoped_queries_agree(sql: &dyn OrgUsageQueries, mem: &MemoryUsag
         Some(Grouping::Day),
         Some(Grouping::Week),
         Some(Grouping::HourOfDay),
+        Some(Grouping::DayOfWeek),
     ];
     assert_eq!(sql.tags(p).await.unwrap(), mem.tags(p).await.unwrap());
     for scope in &scopes {

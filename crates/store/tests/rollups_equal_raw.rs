@@ -198,6 +198,7 @@ fn grouping() -> impl Strategy<Value = Option<Grouping>> {
         Just(Some(Grouping::Day)),
         Just(Some(Grouping::Week)),
         Just(Some(Grouping::HourOfDay)),
+        Just(Some(Grouping::DayOfWeek)),
     ]
 }
 
@@ -270,6 +271,7 @@ async fn check(
                 Grouping::By(Dimension::Feature),
                 Grouping::Day,
                 Grouping::HourOfDay,
+                Grouping::DayOfWeek,
             ] {
                 assert_eq!(
                     sql.breakdown(&p, by.clone()).await.unwrap(),

@@ -88,6 +88,10 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         "Which feature costs the most per call?",
         &["call", "calls", "single", "expensive", "per"],
     ),
+    (
+        "Spend by day of the week",
+        &["weekday", "weekdays", "weekend", "weekends", "week"],
+    ),
 ];
 
 /// The default examples, in order.
@@ -133,7 +137,7 @@ pub(crate) fn greeting() -> (Answer, Vec<String>) {
 
 pub(crate) fn capabilities() -> (Answer, Vec<String>) {
     let ex = examples(&[0, 1, 3, 8, 13, 14]);
-    let body = "I can measure spend, calls, tokens, cost per call, errors and latency; filter by model, provider, feature, user or tag; group by any of them, by day, by week or by hour of the day (UTC); rank them; compare periods; price a move to another model or to the Batch API; forecast the month; analyse the whole bill for savings; and set, list, change and remove budgets (monthly, weekly or daily, for the org or any of those filters), which alert the whole org live as they cross their thresholds. Follow-ups refine the last answer (“and last month?”, “break that down by user”). For example:";
+    let body = "I can measure spend, calls, tokens, cost per call, errors and latency; filter by model, provider, feature, user or tag; group by any of them, by day, by week, by hour of the day or by day of the week (UTC); rank them; compare periods; price a move to another model or to the Batch API; forecast the month; analyse the whole bill for savings; and set, list, change and remove budgets (monthly, weekly or daily, for the org or any of those filters), which alert the whole org live as they cross their thresholds. Follow-ups refine the last answer (“and last month?”, “break that down by user”). For example:";
     (
         answer(
             "I answer questions about your org's AI usage and spend, from the usage records you send.".into(),
@@ -162,9 +166,9 @@ pub(crate) fn unsupported(u: Unsupported) -> (Answer, Vec<String>) {
             &[8, 4, 9],
         ),
         Unsupported::Weekdays => (
-            "I can't split usage by day of the week yet: over time, I break it down by day, by week or by hour of the day (UTC), and a question can name a day or a weekend (“last weekend”).",
+            "I can't total weekends or weekdays apart yet: I break usage down by day of the week (UTC), Saturday and Sunday among the rows, and a question can name one weekend (“last weekend”).",
             "Ask, for example:",
-            &[15, 16, 3],
+            &[18, 15, 16],
         ),
         Unsupported::SingleCalls => (
             "I can't pick out single calls yet: my figures are sums over calls (by hour, model, feature, user and tag). I can tell you where calls cost the most on average, and their latency percentiles.",

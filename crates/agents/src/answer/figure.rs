@@ -298,6 +298,8 @@ fn dimension_noun(g: &Grouping, plural: bool) -> String {
     let one = match g {
         Grouping::HourOfDay if plural => return "hours of the day".to_string(),
         Grouping::HourOfDay => "hour of the day".to_string(),
+        Grouping::DayOfWeek if plural => return "days of the week".to_string(),
+        Grouping::DayOfWeek => "day of the week".to_string(),
         Grouping::Day => "day".to_string(),
         Grouping::Week => "week".to_string(),
         Grouping::By(Dimension::Tag(k)) => escape(k),
@@ -307,13 +309,17 @@ fn dimension_noun(g: &Grouping, plural: bool) -> String {
 }
 
 /// A group's key for sentences: days and weeks as dates, an hour of the day as the hour it
-/// spans ("13:00–14:00 UTC"), names escaped.
+/// spans ("13:00–14:00 UTC"), a weekday by its name ("Monday"), names escaped.
 fn key_text(g: &Grouping, key: &str, year: i32) -> String {
-    if *g == Grouping::HourOfDay {
-        return match key.get(..2).and_then(|h| h.parse::<u32>().ok()) {
-            Some(h) => format!("{key}–{:02}:00 UTC", h + 1),
-            None => escape(key),
-        };
+    match g {
+        Grouping::HourOfDay => {
+            return match key.get(..2).and_then(|h| h.parse::<u32>().ok()) {
+                Some(h) => format!("{key}–{:02}:00 UTC", h + 1),
+                None => escape(key),
+            };
+        }
+        Grouping::DayOfWeek => return capitalise(&escape(key)),
+        _ => {}
     }
     match (g, key.parse::<NaiveDate>()) {
         (Grouping::Day, Ok(d)) => dates_label(
@@ -744,11 +750,17 @@ fn series_chart(m: Measure, days: &[DaySpend], year: i32) -> Json {
     })
 }
 
-/// The groups that have a value for `m`, best first for `order`, then by key.
-fn ranked(groups: &[Group], m: Measure, order: Order, seconds: i64) -> Vec<(&Group, Value)> {
+/// The groups that have a value for `m`, best first for `order`, then by key; each group
+/// `seconds` long (for the spend per day).
+fn ranked(
+    groups: &[Group],
+    m: Measure,
+    order: Order,
+    seconds: impl Fn(&Group) -> i64,
+) -> Vec<(&Group, Value)> {
     let mut rows: Vec<(&Group, Value)> = groups
         .iter()
-        .filter_map(|g| value(m, &g.totals, g.latency.as_ref(), seconds).map(|v| (g, v)))
+        .filter_map(|g| value(m, &g.totals, g.latency.as_ref(), seconds(g)).map(|v| (g, v)))
         .collect();
     rows.sort_by(|a, b| {
         let by = a.1.num().total_cmp(&b.1.num());
@@ -842,7 +854,9 @@ fn within(scope: &Scope, who: Option<&str>) -> String {
 struct Columns<'a> {
     m: Measure,
     others: &'a [Measure],
+    /// The measured period's length, and the period ([`group_seconds`]).
     seconds: i64,
+    period: &'a PlanPeriod,
 }
 
 impl<'a> Columns<'a> {
@@ -851,7 +865,45 @@ impl<'a> Columns<'a> {
             m: plan.measure(),
             others: plan.measures.get(1..).unwrap_or_default(),
             seconds,
+            period: &plan.period,
         }
+    }
+}
+
+/// A point's label on a chart: short where the sentence's is long (the hour alone, "13:00";
+/// a weekday's first three letters, "Mon").
+fn chart_label(g: &Grouping, key: &str, year: i32) -> String {
+    match g {
+        Grouping::HourOfDay => escape(key),
+        Grouping::DayOfWeek => capitalise(&escape(key.get(..3).unwrap_or(key))),
+        _ => key_text(g, key, year),
+    }
+}
+
+/// How long the group `key` of `g` lasts within a period of `seconds` (`period`), for the spend
+/// per day: a day or a week its own length; an hour of the day or a name the whole period; a
+/// weekday 24 hours for each of the period's days that falls on it (at least one).
+fn group_seconds(g: &Grouping, key: &str, period: &PlanPeriod, seconds: i64) -> i64 {
+    const DAY: i64 = 86_400;
+    match g {
+        Grouping::Day => DAY,
+        Grouping::Week => 7 * DAY,
+        Grouping::DayOfWeek => {
+            let Some(wd) = apogee_analytics::WEEKDAYS.iter().position(|d| *d == key) else {
+                return seconds;
+            };
+            let (first, last) = (
+                period.from.date_naive(),
+                (period.to - chrono::Duration::milliseconds(1)).date_naive(),
+            );
+            let days = first
+                .iter_days()
+                .take_while(|d| *d <= last)
+                .filter(|d| d.weekday().num_days_from_monday() as usize == wd)
+                .count();
+            DAY * i64::try_from(days.max(1)).unwrap_or(1)
+        }
+        Grouping::HourOfDay | Grouping::By(_) => seconds,
     }
 }
 
@@ -895,8 +947,13 @@ fn group_table(
             }
             for o in cols.others {
                 cells.push(
-                    value(*o, &grp.totals, grp.latency.as_ref(), cols.seconds)
-                        .map_or_else(|| "–".into(), Value::text),
+                    value(
+                        *o,
+                        &grp.totals,
+                        grp.latency.as_ref(),
+                        group_seconds(g, &grp.key, cols.period, cols.seconds),
+                    )
+                    .map_or_else(|| "–".into(), Value::text),
                 );
             }
             if with_calls {
@@ -968,7 +1025,9 @@ fn ranking(
         .filter(|grp| g.is_time() || grp.key != apogee_analytics::NONE_KEY)
         .cloned()
         .collect();
-    let all = ranked(&named, m, order, cur.seconds);
+    let all = ranked(&named, m, order, |grp| {
+        group_seconds(g, &grp.key, &plan.period, cur.seconds)
+    });
     let n = top.map_or(all.len(), |t| (t as usize).min(all.len()));
     let shown = &all[..n];
     let inside = within(&plan.scope, who);
@@ -1242,7 +1301,7 @@ fn breakdown(
 ) -> (String, Json) {
     let m = plan.measure();
     let cols = Columns::of(plan, cur.seconds);
-    let rows = ranked(&cur.groups, m, Order::Highest, cur.seconds);
+    let rows = ranked(&cur.groups, m, Order::Highest, |_| cur.seconds);
     let n = cur.groups.len();
     if let Some(t) = plan.threshold
         && m == t.measure()
@@ -1320,18 +1379,15 @@ fn series(
 ) -> (String, Json) {
     let m = plan.measure();
     let mut lead = measure_clause(m, who, cur, period);
-    // Each point is one day or one week: its spend per day is over its own length. An hour
-    // of the day holds that hour of every day of the period: its spend per day is over the
-    // period's days.
-    let step = match g {
-        Grouping::Week => 7 * 86_400,
-        Grouping::HourOfDay => cur.seconds,
-        _ => 86_400,
-    };
+    // Each point's spend per day is over its own length (`group_seconds`): a day or a week
+    // its own, an hour of the day the period's days, a weekday its days in the period.
     let points: Vec<(&Group, Value)> = cur
         .groups
         .iter()
-        .filter_map(|grp| value(m, &grp.totals, grp.latency.as_ref(), step).map(|v| (grp, v)))
+        .filter_map(|grp| {
+            let seconds = group_seconds(g, &grp.key, &plan.period, cur.seconds);
+            value(m, &grp.totals, grp.latency.as_ref(), seconds).map(|v| (grp, v))
+        })
         .collect();
     if let Some((top, v)) = points
         .iter()
@@ -1348,7 +1404,7 @@ fn series(
     lead.push('.');
     group_table(
         doc,
-        Columns::of(plan, step),
+        Columns::of(plan, cur.seconds),
         g,
         &points,
         Some(&cur.totals),
@@ -1359,8 +1415,7 @@ fn series(
         "title": format!("{} by {}", capitalise(noun(m)), dimension_noun(g, false)),
         "points": points.iter().map(|(grp, v)| json!({
             "key": grp.key,
-            // The hour alone on the chart ("13:00"): its title says UTC.
-            "label": if *g == Grouping::HourOfDay { escape(&grp.key) } else { key_text(g, &grp.key, year) },
+            "label": chart_label(g, &grp.key, year),
             "value": v.num(),
             "display": v.text(),
         })).collect::<Vec<_>>(),
@@ -2137,6 +2192,46 @@ mod tests {
             "{}",
             per_day.markdown
         );
+    }
+
+    #[test]
+    fn the_days_of_the_week_are_named_and_a_day_is_over_its_own_days() {
+        let mut p = plan(Scope::all());
+        p.group_by = Some(Grouping::DayOfWeek);
+        p.rank = Some(Rank {
+            order: Order::Highest,
+            top: Some(1),
+        });
+        p.measures = vec![Measure::Calls];
+        let data = grouped(vec![
+            group("monday", 300, 21.0),
+            group("tuesday", 500, 49.0),
+            group("sunday", 200, 4.0),
+        ]);
+        assert_eq!(
+            render(&p, &data, now()).lead,
+            "Tuesday was the busiest day of the week in the last 7 days (Nov 23–29): 500 calls, 50.0% of all calls (1,000)."
+        );
+        // Nov 1–30: five Sundays and Mondays, four Tuesdays; the spend per day of each weekday
+        // is over its own days.
+        p.rank = None;
+        p.measures = vec![Measure::SpendPerDay];
+        p.period = PlanPeriod::new(
+            Period::new(
+                Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+                Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+            ),
+            "in November",
+        );
+        let a = render(&p, &data, now());
+        for row in [
+            "| Monday | $4.20 |",
+            "| Tuesday | $12.25 |",
+            "| Sunday | $0.80 |",
+        ] {
+            assert!(a.markdown.contains(row), "{row}: {}", a.markdown);
+        }
+        assert_eq!(a.chart["points"][0]["label"], "Mon");
     }
 
     #[test]

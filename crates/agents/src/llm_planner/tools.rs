@@ -97,7 +97,7 @@ toolset! {
     ("read_org_names", NamesArgs,
      "The models, providers, features, users and tag values that have usage in a period."),
     ("measure_usage", UsageQuery,
-     "Spend (USD), calls, tokens, unpriced and error calls of a scope over a period, in total and per group when group_by is set (groups by spend, largest first; days, weeks and hours of the day in order)."),
+     "Spend (USD), calls, tokens, unpriced and error calls of a scope over a period, in total and per group when group_by is set (groups by spend, largest first; days, weeks, hours of the day and weekdays in order)."),
     ("measure_latency", UsageQuery,
      "Latency percentiles (p50, p95, p99 in ms) and calls of a scope over a period, in total and per group when group_by is set."),
     ("forecast_month_end", ForecastArgs,

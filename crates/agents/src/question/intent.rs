@@ -1059,8 +1059,16 @@ fn time_grouping(w: &str) -> Option<Grouping> {
         // "by hour", "which hour": the hours of the day, every day of the period together
         // ("the last 3 hours" is a period, read before this).
         "hour" | "hours" | "hourly" | "hour-by-hour" => Some(Grouping::HourOfDay),
+        "weekday" => Some(Grouping::DayOfWeek),
         _ => None,
     }
+}
+
+/// "day(s) of (the) week" at `i`: the weekdays, every such day of the period together.
+fn day_of_week_at(v: &View<'_>, i: usize) -> bool {
+    matches!(v.word(i), "day" | "days")
+        && v.word(i + 1) == "of"
+        && (v.word(i + 2) == "week" || (v.word(i + 2) == "the" && v.word(i + 3) == "week"))
 }
 
 /// "time of (the) day" at `i`: the hours of the day, as "hour of the day" is.
@@ -1117,12 +1125,18 @@ fn grouping(v: &View<'_>, names: &OrgNames) -> (Option<Grouping>, bool) {
                 | "peak"
         ) || (matches!(prev2, "most" | "least" | "top")
             && !matches!(prev, "of" | "the" | "our" | "my" | "your" | "all"));
-        if let Some(g) = time_grouping(w)
+        // "day of the week" is the weekdays, not the days.
+        let time = if day_of_week_at(v, i) {
+            Some(Grouping::DayOfWeek)
+        } else {
+            time_grouping(w)
+        };
+        if let Some(g) = time.clone()
             && (matches!(prev, "which" | "what") || superlative)
         {
             return (Some(g), true);
         }
-        if let Some(g) = time_grouping(w) {
+        if let Some(g) = time {
             // "by day", "per week", "day by day"; "7 days" is a period, read elsewhere.
             let doubled = v.word(i + 1) == "by" && time_grouping(v.word(i + 2)) == time_grouping(w);
             if leads || doubled {
@@ -1419,13 +1433,10 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
     };
 }
 
-/// "on weekends", "weekdays against weekends", "which day of the week": usage by weekday
-/// ("the weekend", "last weekend" are a period).
+/// "on weekends", "on weekdays": usage of some weekdays summed apart, not a breakdown by
+/// weekday ("the weekend", "last weekend" are a period; "by weekday" a grouping).
 fn weekdays(v: &View<'_>) -> bool {
-    v.any(&["weekends", "weekdays", "weekday"])
-        || v.phrase(&["day", "of", "the", "week"])
-        || v.phrase(&["days", "of", "the", "week"])
-        || v.phrase(&["day", "of", "week"])
+    v.any(&["weekends", "weekdays"])
 }
 
 /// "the most expensive call", "our priciest requests", "the single slowest call": one call

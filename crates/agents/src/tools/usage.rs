@@ -62,6 +62,7 @@ pub(crate) fn spend_by<'a>(
         Grouping::Day => "spend_by_day",
         Grouping::Week => "spend_by_week",
         Grouping::HourOfDay => "spend_by_hour_of_day",
+        Grouping::DayOfWeek => "spend_by_day_of_week",
     };
     let mut args = period_args(period);
     args["group_by"] = json!(by);
@@ -93,6 +94,7 @@ fn breakdown_summary(rows: &[CostRow], by: &Grouping) -> String {
         Grouping::Day => "days",
         Grouping::Week => "weeks",
         Grouping::HourOfDay => "hours of the day",
+        Grouping::DayOfWeek => "days of the week",
     };
     match top {
         None => format!("no usage, 0 {noun}"),

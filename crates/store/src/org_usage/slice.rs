@@ -22,8 +22,8 @@
 //! `json_extract` with a bound path quoting the key, or `json_each` matched on the key when it
 //! holds a quote or backslash a path cannot quote — so keys holding dots, `$` or brackets are
 //! just keys. Days and weeks are grouped as UTC day starts, hours of the day as the UTC hour
-//! (0–23) whatever the day (integers, the same arithmetic on both backends), and named, and
-//! days merged into weeks, here.
+//! (0–23) whatever the day, weekdays as 0 (Monday) to 6 (integers, the same arithmetic on both
+//! backends), and named, and days merged into weeks, here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -31,7 +31,7 @@ use apogee_analytics::queries::{sort_group_rows, sort_latency_rows};
 use apogee_analytics::{
     Dimension, Filter, GroupTotals, Grouping, LatencyRow, LatencySlice, LatencyStats, MAX_GROUPS,
     MAX_TAG_VALUES, ModelMix, NONE_KEY, Nanos, Period, QueryError, TagCount, TokenMix, UsageQuery,
-    UsageSlice, UsageTotals,
+    UsageSlice, UsageTotals, WEEKDAYS,
 };
 use chrono::{DateTime, Datelike, Duration};
 use futures_util::TryStreamExt;
@@ -196,9 +196,9 @@ impl Sql {
         out.join(" AND ")
     }
 
-    /// The group key: a dimension's text (compared byte-wise), the UTC day's start in ms, or
-    /// the UTC hour of the day (0–23). A source's `hour_ms` is an hour's start, or an edge
-    /// row's exact time: both fall in the same day and hour.
+    /// The group key: a dimension's text (compared byte-wise), the UTC day's start in ms, the
+    /// UTC hour of the day (0–23) or the UTC weekday (0: Monday … 6). A source's `hour_ms` is
+    /// an hour's start, or an edge row's exact time: both fall in the same day and hour.
     fn group_key(&mut self, db: &Db, by: &Grouping) -> String {
         match by {
             Grouping::By(d) => format!("{}{}", self.dimension(db, d), bytewise(db)),
@@ -208,6 +208,10 @@ impl Sql {
             Grouping::HourOfDay => {
                 format!("(((hour_ms % {DAY_MS}) + {DAY_MS}) % {DAY_MS}) / {HOUR_MS}")
             }
+            // Whole days since 1970-01-01 (a Thursday: 3 days after a Monday), floored.
+            Grouping::DayOfWeek => format!(
+                "((((hour_ms - (((hour_ms % {DAY_MS}) + {DAY_MS}) % {DAY_MS})) / {DAY_MS}) % 7) + 10) % 7"
+            ),
         }
     }
 }
@@ -296,15 +300,20 @@ fn source(db: &Db, org_id: &str, q: &UsageQuery, raw: bool) -> (String, Sql) {
 
 /// A time grouping's key as read ([`Sql::group_key`]) named: the UTC day starting at `key` ms
 /// as `YYYY-MM-DD`, or the Monday starting its week; the hour of the day `key` (0–23) as
-/// `HH:00`.
+/// `HH:00`; the weekday `key` (0: Monday) by its name.
 fn time_key(key: i64, by: &Grouping) -> Result<String, QueryError> {
-    if *by == Grouping::HourOfDay {
-        return match key {
-            0..=23 => Ok(format!("{key:02}:00")),
-            _ => Err(QueryError::Backend(format!(
-                "hour of the day {key} is out of range"
-            ))),
-        };
+    let out_of_range = |what: &str| QueryError::Backend(format!("{what} {key} is out of range"));
+    match by {
+        Grouping::HourOfDay if (0..=23).contains(&key) => return Ok(format!("{key:02}:00")),
+        Grouping::HourOfDay => return Err(out_of_range("hour of the day")),
+        Grouping::DayOfWeek => {
+            return usize::try_from(key)
+                .ok()
+                .and_then(|i| WEEKDAYS.get(i))
+                .map(|d| d.to_string())
+                .ok_or_else(|| out_of_range("weekday"));
+        }
+        _ => {}
     }
     let day = DateTime::from_timestamp_millis(key)
         .ok_or_else(|| QueryError::Backend(format!("day {key} is out of range")))?
