@@ -1088,7 +1088,10 @@ fn grouping(v: &View<'_>, names: &OrgNames) -> (Option<Grouping>, bool) {
         let w = v.word(i);
         let prev = i.checked_sub(1).map_or("", |p| v.word(p));
         let prev2 = i.checked_sub(2).map_or("", |p| v.word(p));
-        if matches!(w, "daily" | "weekly" | "hourly" | "hour-by-hour") {
+        // "daily spend by day of the week": the weekdays, read at their own words.
+        if matches!(w, "daily" | "weekly" | "hourly" | "hour-by-hour")
+            && !(0..n).any(|j| day_of_week_at(v, j))
+        {
             return (time_grouping(w), false);
         }
         if time_of_day_at(v, i) {
