@@ -103,6 +103,9 @@ pub enum Measure {
     CostPerMillionTokens,
     /// Spend over the period's days: "per day on average", "average daily spend".
     SpendPerDay,
+    /// Calls over the period's days: what weekdays are compared by ("the busiest day of the
+    /// week"), a period holding more Mondays than Tuesdays.
+    CallsPerDay,
     /// Calls with a status other than `ok`.
     Errors,
     /// Errors over calls.
@@ -137,6 +140,7 @@ impl Measure {
             Measure::CostPerCall => "cost_per_call",
             Measure::CostPerMillionTokens => "cost_per_million_tokens",
             Measure::SpendPerDay => "spend_per_day",
+            Measure::CallsPerDay => "calls_per_day",
             Measure::Errors => "errors",
             Measure::ErrorRate => "error_rate",
             Measure::LatencyMean => "latency_mean",

@@ -131,6 +131,12 @@ pub(crate) fn value(
             }
             Value::Usd(Nanos(t.cost.0 * 86_400 / i128::from(seconds)))
         }
+        Measure::CallsPerDay => {
+            if seconds <= 0 {
+                return None;
+            }
+            Value::Count((t.calls as f64 * 86_400.0 / seconds as f64).round() as i64)
+        }
         Measure::Errors => Value::Count(t.error_calls),
         Measure::ErrorRate => {
             if t.calls <= 0 {
@@ -174,6 +180,7 @@ pub(crate) fn noun(m: Measure) -> &'static str {
         Measure::CostPerCall => "cost per call",
         Measure::CostPerMillionTokens => "cost per 1M tokens",
         Measure::SpendPerDay => "spend per day",
+        Measure::CallsPerDay => "calls per day",
         Measure::Errors => "failed calls",
         Measure::ErrorRate => "error rate",
         Measure::LatencyMean => "average latency",
@@ -398,6 +405,15 @@ fn measure_clause(m: Measure, who: Option<&str>, slice: &Measured, period: &str)
                 days_text(seconds)
             ),
             None => format!("{} has no length, so no spend per day", period),
+        },
+        (Measure::CallsPerDay, who) => match v {
+            Some(_) => format!(
+                "{} {vt} calls a day on average {period}: {} over {} days",
+                who.map_or("You made".to_string(), |w| format!("{w} made")),
+                count(t.calls),
+                days_text(seconds)
+            ),
+            None => format!("{} has no length, so no calls per day", period),
         },
         (Measure::CostPerCall, who) => match v {
             Some(_) => format!(
@@ -783,8 +799,12 @@ fn superlative(m: Measure, order: Order, g: &Grouping) -> String {
         return match (m, hi) {
             (Measure::Spend, true) => format!("was the most expensive {thing}"),
             (Measure::Spend, false) => format!("was the cheapest {thing}"),
-            (Measure::Calls, true) => format!("was the busiest {thing}"),
-            (Measure::Calls, false) => format!("was the quietest {thing}"),
+            (Measure::Calls | Measure::CallsPerDay, true) => format!("was the busiest {thing}"),
+            (Measure::Calls | Measure::CallsPerDay, false) => {
+                format!("was the quietest {thing}")
+            }
+            (Measure::SpendPerDay, true) => format!("was the most expensive {thing}"),
+            (Measure::SpendPerDay, false) => format!("was the cheapest {thing}"),
             (m, true) => format!("had the highest {}", noun(m)),
             (m, false) => format!("had the lowest {}", noun(m)),
         };
@@ -804,6 +824,8 @@ fn superlative(m: Measure, order: Order, g: &Grouping) -> String {
         (Measure::TotalTokens, false) => "used the fewest tokens".into(),
         (Measure::SpendPerDay, true) => "spent the most per day".into(),
         (Measure::SpendPerDay, false) => "spent the least per day".into(),
+        (Measure::CallsPerDay, true) => "made the most calls per day".into(),
+        (Measure::CallsPerDay, false) => "made the fewest calls per day".into(),
         (Measure::CostPerCall, true) => format!("was the most expensive {thing} per call"),
         (Measure::CostPerCall, false) => format!("was the cheapest {thing} per call"),
         (Measure::CostPerMillionTokens, true) => {
@@ -1049,6 +1071,8 @@ fn ranking(
             // "was the busiest day" names no unit: the figure does ("10,184 calls").
             let figure = match m {
                 Measure::Calls if g.is_time() => format!("{} calls", v.text()),
+                Measure::CallsPerDay if g.is_time() => format!("{} calls a day", v.text()),
+                Measure::SpendPerDay if g.is_time() => format!("{} a day", v.text()),
                 _ => v.text(),
             };
             let mut s = format!(
@@ -2232,6 +2256,16 @@ mod tests {
             assert!(a.markdown.contains(row), "{row}: {}", a.markdown);
         }
         assert_eq!(a.chart["points"][0]["label"], "Mon");
+        // Ranked by calls per day: Sunday's 200 over 5 days is the fewest.
+        p.measures = vec![Measure::CallsPerDay];
+        p.rank = Some(Rank {
+            order: Order::Lowest,
+            top: Some(1),
+        });
+        assert_eq!(
+            render(&p, &data, now()).lead,
+            "Sunday was the quietest day of the week in November (Nov 1–30): 40 calls a day."
+        );
     }
 
     #[test]

@@ -195,9 +195,24 @@ pub fn plan_question(question: &str, ctx: &PlanContext<'_>) -> QuestionPlan {
         && refinable(previous)
         && elliptical(&parts)
     {
-        return with_breakdown_lead(refine(previous, &parts), s);
+        return per_weekday(with_breakdown_lead(refine(previous, &parts), s));
     }
-    with_breakdown_lead(fresh(&parts, period), s)
+    per_weekday(with_breakdown_lead(fresh(&parts, period), s))
+}
+
+/// Weekdays compared per day: a period rarely holds as many Mondays as Tuesdays (30 days hold
+/// two weekdays five times), so spend and calls by weekday are over each weekday's days.
+fn per_weekday(mut plan: QuestionPlan) -> QuestionPlan {
+    if plan.group_by == Some(Grouping::DayOfWeek) {
+        for m in &mut plan.measures {
+            *m = match *m {
+                Measure::Spend => Measure::SpendPerDay,
+                Measure::Calls => Measure::CallsPerDay,
+                other => other,
+            };
+        }
+    }
+    plan
 }
 
 /// What a breakdown leads with besides its total: the average over the groups
