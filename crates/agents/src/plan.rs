@@ -344,8 +344,8 @@ pub enum Unsupported {
     TokenCostSplit,
     /// "What was our most expensive call?": figures are sums over calls, not single calls.
     SingleCalls,
-    /// "How much do we spend on weekends?": weekdays are a grouping (`day_of_week`), not a
-    /// filter that sums some of them apart.
+    /// "weekend spend by feature": weekends are summed apart from weekdays for the scope
+    /// asked about, not for each group of another breakdown.
     Weekdays,
 }
 
@@ -384,6 +384,11 @@ pub struct QuestionPlan {
     /// average?"): the measure's total over the named groups divided by their number.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub average_per_group: bool,
+    /// The answer leads with weekends against weekdays, per day ("How much do we spend on
+    /// weekends?"): a breakdown by day of the week whose Saturdays and Sundays are summed
+    /// apart from the other days.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub weekends: bool,
     /// Only the groups whose spend or calls are past an amount ("Which users spent more than
     /// $50?").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -415,6 +420,7 @@ impl QuestionPlan {
             focus_day: None,
             drivers: false,
             average_per_group: false,
+            weekends: false,
             threshold: None,
             unknown_names: Vec::new(),
             unsupported: None,

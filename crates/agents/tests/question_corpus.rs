@@ -67,6 +67,9 @@ struct Case {
     /// The answer leads with the average over the groups ("spend per user on average").
     #[serde(default)]
     average: bool,
+    /// The answer leads with weekends against weekdays ("on weekends").
+    #[serde(default)]
+    weekends: bool,
     /// `above CENTS` or `below CENTS` (spend), `above N calls` or `below N calls`: only the
     /// groups past an amount.
     threshold: Option<String>,
@@ -127,6 +130,7 @@ struct Shape {
     focus_day: Option<NaiveDate>,
     drivers: bool,
     average: bool,
+    weekends: bool,
     threshold: Option<String>,
     unknown: Vec<UnknownName>,
     unsupported: Option<Unsupported>,
@@ -148,6 +152,7 @@ fn shape_of(p: &QuestionPlan) -> Shape {
         focus_day: p.focus_day,
         drivers: p.drivers,
         average: p.average_per_group,
+        weekends: p.weekends,
         threshold: p.threshold.map(|t| {
             let side = if t.above { "above" } else { "below" };
             match t.amount {
@@ -231,6 +236,7 @@ fn expected(c: &Case, default_period: &str) -> Shape {
         focus_day: c.focus_day,
         drivers: c.drivers,
         average: c.average,
+        weekends: c.weekends,
         threshold: c.threshold.clone(),
         unknown,
         unsupported: c.unsupported.as_ref().map(|u| parse(u)),

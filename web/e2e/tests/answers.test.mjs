@@ -62,6 +62,7 @@ test('each kind of answer leads with its sentence and shows the chart that fits 
       ['per-token', 'Which model is cheapest per 1k tokens?', 'ranking', /^gemini-2\.0-flash was the cheapest model per 1M tokens in the last 30 days .*: \$0\.\d+\.$/],
       ['by-hour', 'How much did we spend by hour of the day this week?', 'series', /^You spent \$[\d,.]+ this week .*; the highest hour of the day was \d\d:00–\d\d:00 UTC at \$[\d,.]+\.$/],
       ['by-weekday', 'Which day of the week is busiest?', 'ranking', /^[A-Z][a-z]+day was the busiest day of the week in the last 30 days .*: [\d,]+ calls a day\.$/],
+      ['weekends', 'How much do we spend on weekends?', 'series', /^You spent \$[\d,.]+ a day on weekends in the last 30 days .*, against \$[\d,.]+ a day on weekdays: \$[\d,.]+ over \d+ weekend days\.$/],
       ['comparison', 'Compare this week to last week', 'before-after', /^You spent \$[\d,.]+ this week .*(up|down) [\d.]+% from \$[\d,.]+ last week/],
       ['what-if', 'What would we save by moving doc-summarizer from claude-sonnet-4 to claude-3-5-haiku?', 'before-after', /^Moving doc-summarizer from claude-sonnet-4 to claude-3-5-haiku would have cost \$/],
       ['drivers', 'Why is doc-summarizer so expensive?', 'series', /^doc-summarizer cost \$[\d,.]+ in the last 30 days .*of spend from [\d.]+% of calls\.$/],

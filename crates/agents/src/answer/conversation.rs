@@ -92,6 +92,10 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         "Spend by day of the week",
         &["weekday", "weekdays", "weekend", "weekends", "week"],
     ),
+    (
+        "How much do we spend on weekends?",
+        &["weekend", "weekends", "saturday", "sunday", "batch"],
+    ),
 ];
 
 /// The default examples, in order.
@@ -166,9 +170,9 @@ pub(crate) fn unsupported(u: Unsupported) -> (Answer, Vec<String>) {
             &[8, 4, 9],
         ),
         Unsupported::Weekdays => (
-            "I can't total weekends or weekdays apart yet: I break usage down by day of the week (UTC), Saturday and Sunday among the rows, and a question can name one weekend (“last weekend”).",
+            "I can't sum weekends apart within another breakdown yet: I compare weekends with weekdays for the whole org or one slice of it (“How much does support-bot spend on weekends?”), and break usage down by day of the week.",
             "Ask, for example:",
-            &[18, 15, 16],
+            &[19, 18, 15],
         ),
         Unsupported::SingleCalls => (
             "I can't pick out single calls yet: my figures are sums over calls (by hour, model, feature, user and tag). I can tell you where calls cost the most on average, and their latency percentiles.",

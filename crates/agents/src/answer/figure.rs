@@ -902,6 +902,24 @@ fn chart_label(g: &Grouping, key: &str, year: i32) -> String {
     }
 }
 
+/// How many of the period's days (UTC dates it touches) fall on the weekday `key` (`monday`
+/// … `sunday`; 0 for another key).
+fn days_on(key: &str, period: &PlanPeriod) -> i64 {
+    let Some(wd) = apogee_analytics::WEEKDAYS.iter().position(|d| *d == key) else {
+        return 0;
+    };
+    let (first, last) = (
+        period.from.date_naive(),
+        (period.to - chrono::Duration::milliseconds(1)).date_naive(),
+    );
+    let days = first
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .filter(|d| d.weekday().num_days_from_monday() as usize == wd)
+        .count();
+    i64::try_from(days).unwrap_or(i64::MAX)
+}
+
 /// How long the group `key` of `g` lasts within a period of `seconds` (`period`), for the spend
 /// per day: a day or a week its own length; an hour of the day or a name the whole period; a
 /// weekday 24 hours for each of the period's days that falls on it (at least one).
@@ -910,21 +928,7 @@ fn group_seconds(g: &Grouping, key: &str, period: &PlanPeriod, seconds: i64) -> 
     match g {
         Grouping::Day => DAY,
         Grouping::Week => 7 * DAY,
-        Grouping::DayOfWeek => {
-            let Some(wd) = apogee_analytics::WEEKDAYS.iter().position(|d| *d == key) else {
-                return seconds;
-            };
-            let (first, last) = (
-                period.from.date_naive(),
-                (period.to - chrono::Duration::milliseconds(1)).date_naive(),
-            );
-            let days = first
-                .iter_days()
-                .take_while(|d| *d <= last)
-                .filter(|d| d.weekday().num_days_from_monday() as usize == wd)
-                .count();
-            DAY * i64::try_from(days.max(1)).unwrap_or(1)
-        }
+        Grouping::DayOfWeek => DAY * days_on(key, period).max(1),
         Grouping::HourOfDay | Grouping::By(_) => seconds,
     }
 }
@@ -1258,6 +1262,65 @@ fn past_threshold(
     (lead, ranking_chart(t.measure(), g, &past, year))
 }
 
+/// "You spent $20.08 a day on weekends in the last 30 days (Nov 1–30), against $42.14 a day on
+/// weekdays: $180.70 over 9 weekend days" (without its stop): Saturdays and Sundays summed
+/// apart from the other days of a breakdown by weekday, each side per day over its own days in
+/// the period. `None` when the measure is not spend or calls (per day), or a side has no day
+/// in the period.
+fn weekend_lead(
+    m: Measure,
+    who: Option<&str>,
+    cur: &Measured,
+    period_of: &PlanPeriod,
+    period: &str,
+) -> Option<String> {
+    let per_day = match m {
+        Measure::Spend | Measure::SpendPerDay => Measure::SpendPerDay,
+        Measure::Calls | Measure::CallsPerDay => Measure::CallsPerDay,
+        _ => return None,
+    };
+    let side_days = |weekend: bool| -> i64 {
+        apogee_analytics::WEEKDAYS
+            .iter()
+            .filter(|d| matches!(**d, "saturday" | "sunday") == weekend)
+            .map(|d| days_on(d, period_of))
+            .sum()
+    };
+    let side_totals = |weekend: bool| {
+        sum_totals(
+            cur.groups
+                .iter()
+                .filter(|grp| matches!(grp.key.as_str(), "saturday" | "sunday") == weekend)
+                .map(|grp| &grp.totals),
+        )
+    };
+    let (weekend_days, weekday_days) = (side_days(true), side_days(false));
+    let (weekend, weekday) = (side_totals(true), side_totals(false));
+    let on_weekends = value(per_day, &weekend, None, weekend_days * 86_400)?;
+    let on_weekdays = value(per_day, &weekday, None, weekday_days * 86_400)?;
+    let days = format!(
+        "{} weekend day{}",
+        count(weekend_days),
+        if weekend_days == 1 { "" } else { "s" }
+    );
+    Some(match per_day {
+        Measure::CallsPerDay => format!(
+            "{} {} calls a day on weekends {period}, against {} a day on weekdays: {} over {days}",
+            who.map_or("You made".to_string(), |w| format!("{w} made")),
+            on_weekends.text(),
+            on_weekdays.text(),
+            count(weekend.calls),
+        ),
+        _ => format!(
+            "{} {} a day on weekends {period}, against {} a day on weekdays: {} over {days}",
+            who.map_or("You spent".to_string(), |w| format!("{w} cost")),
+            on_weekends.text(),
+            on_weekdays.text(),
+            weekend.cost.display_usd(),
+        ),
+    })
+}
+
 /// "Your 32 users spent $17.86 each on average …": an additive measure's total over the
 /// groups that name the dimension, divided by their number (usage without it is said apart,
 /// not counted). `None` when no group names it, or the measure does not add up.
@@ -1413,7 +1476,12 @@ fn series(
             value(m, &grp.totals, grp.latency.as_ref(), seconds).map(|v| (grp, v))
         })
         .collect();
-    if let Some((top, v)) = points
+    if plan.weekends
+        && *g == Grouping::DayOfWeek
+        && let Some(weekends) = weekend_lead(m, who, cur, &plan.period, period)
+    {
+        lead = weekends;
+    } else if let Some((top, v)) = points
         .iter()
         .max_by(|a, b| a.1.num().total_cmp(&b.1.num()).then(b.0.key.cmp(&a.0.key)))
         && points.len() > 1
@@ -2265,6 +2333,44 @@ mod tests {
         assert_eq!(
             render(&p, &data, now()).lead,
             "Sunday was the quietest day of the week in November (Nov 1–30): 40 calls a day."
+        );
+    }
+
+    #[test]
+    fn weekends_are_summed_apart_per_day_against_weekdays() {
+        let mut p = plan(Scope::all().and(Filter::is(Dimension::Feature, "batch-report")));
+        p.group_by = Some(Grouping::DayOfWeek);
+        p.weekends = true;
+        p.measures = vec![Measure::SpendPerDay];
+        // Nov 1–30: 9 weekend days (five Sundays, four Saturdays), 21 weekdays.
+        p.period = PlanPeriod::new(
+            Period::new(
+                Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+                Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+            ),
+            "in November",
+        );
+        let data = grouped(vec![
+            group("monday", 300, 21.0),
+            group("tuesday", 500, 42.0),
+            group("saturday", 100, 36.0),
+            group("sunday", 200, 54.0),
+        ]);
+        let a = render(&p, &data, now());
+        assert_eq!(
+            a.lead,
+            "batch-report cost $10.00 a day on weekends in November (Nov 1–30), against $3.00 a day on weekdays: $90.00 over 9 weekend days."
+        );
+        assert!(
+            a.markdown.contains("| Saturday | $9.00 |"),
+            "{}",
+            a.markdown
+        );
+        p.measures = vec![Measure::CallsPerDay];
+        p.scope = Scope::all();
+        assert_eq!(
+            render(&p, &data, now()).lead,
+            "You made 33 calls a day on weekends in November (Nov 1–30), against 38 a day on weekdays: 300 over 9 weekend days."
         );
     }
 

@@ -59,6 +59,8 @@ pub(crate) struct Signals {
     pub drivers: bool,
     /// An average over the groups: "per user on average", "average spend per feature".
     pub average_per_group: bool,
+    /// Weekends against weekdays ("on weekends", "weekdays vs weekends").
+    pub weekends: bool,
     /// An amount of money the groups' spend is compared with: "more than $50", "under $10".
     pub threshold: Option<Threshold>,
     /// The kind of saving named: "response cache", "duplicate prompts", "max_tokens", "prompt
@@ -672,6 +674,13 @@ pub(crate) fn read(tokens: &[Token], used: &[usize], names: &OrgNames, question:
                 && dimension_word(v.word(i + 1), names).is_some()
         });
     s.singular_group = singular;
+    // "on weekends": the weekdays, Saturdays and Sundays summed apart; not within another
+    // breakdown (said to be unsupported below).
+    if weekends_apart(&v) && matches!(s.group, None | Some(Grouping::DayOfWeek)) {
+        s.weekends = true;
+        s.group = Some(Grouping::DayOfWeek);
+        s.singular_group = false;
+    }
     s.rank = rank(&v, &s);
     conversation(&v, &mut s, question);
     intents(&v, &mut s);
@@ -1401,7 +1410,7 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
     {
         // "What share of our spend goes to output tokens?": not a figure that is stored.
         Some(Unsupported::TokenCostSplit)
-    } else if weekdays(v) {
+    } else if weekends_apart(v) && !s.weekends {
         Some(Unsupported::Weekdays)
     } else if s.group.is_none() && single_call(v) {
         // "What was our most expensive call?" (not "which feature has the most expensive
@@ -1436,10 +1445,19 @@ fn conversation(v: &View<'_>, s: &mut Signals, question: &str) {
     };
 }
 
-/// "on weekends", "on weekdays": usage of some weekdays summed apart, not a breakdown by
-/// weekday ("the weekend", "last weekend" are a period; "by weekday" a grouping).
-fn weekdays(v: &View<'_>) -> bool {
+/// "on weekends", "on weekdays", "weekend vs weekday": Saturdays and Sundays summed apart from
+/// the other days ("the weekend", "last weekend" are a period; "by weekday" a grouping).
+fn weekends_apart(v: &View<'_>) -> bool {
     v.any(&["weekends", "weekdays"])
+        || (0..v.t.len()).any(|i| {
+            let prev = i.checked_sub(1).map_or("", |p| v.word(p));
+            v.word(i) == "weekend"
+                && v.free(i)
+                && !matches!(
+                    prev,
+                    "the" | "last" | "this" | "next" | "past" | "previous" | "a" | "one"
+                )
+        })
 }
 
 /// "the most expensive call", "our priciest requests", "the single slowest call": one call
@@ -1730,6 +1748,8 @@ fn intents(v: &View<'_>, s: &mut Signals) {
         "against",
     ]) || v.phrase(&["difference", "between"])
         || than_comparison;
+    // "weekend vs weekday": the two sides of one breakdown, not two periods.
+    s.compares = s.compares && !s.weekends;
 }
 
 /// The kind of saving a question names, if any. A response cache is named by its own words or

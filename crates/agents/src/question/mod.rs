@@ -235,6 +235,16 @@ fn with_breakdown_lead(mut plan: QuestionPlan, signals: &Signals) -> QuestionPla
                 | Measure::TotalTokens
                 | Measure::Errors]
         );
+    // Weekends against weekdays (a follow-up keeps it): of spend or calls by weekday.
+    plan.weekends = (plan.weekends || signals.weekends)
+        && plan.intent == Intent::Figure
+        && plan.group_by == Some(Grouping::DayOfWeek)
+        && plan.rank.is_none()
+        && plan.compare.is_none()
+        && matches!(
+            plan.measures.as_slice(),
+            [Measure::Spend | Measure::Calls | Measure::SpendPerDay | Measure::CallsPerDay]
+        );
     // Only the groups past an amount (a follow-up keeps it): of a breakdown of the measure the
     // amount is of (spend or calls), instead of a ranking.
     let breakdown = plan.intent == Intent::Figure
@@ -586,8 +596,9 @@ fn fresh(parts: &Parts, period: PlanPeriod) -> QuestionPlan {
             plan.focus_day = Some(day);
         }
         Intent::SpikeExplanation
-    } else if multi.is_some() && s.compares {
-        // Names compared with each other over the period named, not periods.
+    } else if (multi.is_some() && s.compares) || (s.weekends && p.compare.is_some()) {
+        // Names compared with each other, or weekends with weekdays ("weekend vs weekday
+        // calls last month"), over the period named, not periods.
         if let Some(named) = &p.named {
             plan.period = named.clone();
         }
@@ -644,7 +655,7 @@ fn fresh(parts: &Parts, period: PlanPeriod) -> QuestionPlan {
                     }
                 });
             }
-            plan.compare = if multi.is_some() && s.compares {
+            plan.compare = if (multi.is_some() && s.compares) || s.weekends {
                 None
             } else {
                 p.compare
