@@ -892,6 +892,16 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// Rows a table of `g` lists at most: the 24 hours of a day and the days of a month are one
+/// table each, never cut; anything else [`MAX_ROWS`].
+fn table_rows(g: &Grouping) -> usize {
+    match g {
+        Grouping::HourOfDay => 24,
+        Grouping::Day => 31,
+        _ => MAX_ROWS,
+    }
+}
+
 /// A point's label on a chart: short where the sentence's is long (the hour alone, "13:00";
 /// a weekday's first three letters, "Mon").
 fn chart_label(g: &Grouping, key: &str, year: i32) -> String {
@@ -958,12 +968,7 @@ fn group_table(
         header.push(("calls".to_string(), true));
     }
     let header_refs: Vec<(&str, bool)> = header.iter().map(|(h, r)| (h.as_str(), *r)).collect();
-    // The 24 hours of a day are one table, never cut.
-    let most = match g {
-        Grouping::HourOfDay => 24,
-        _ => MAX_ROWS,
-    };
-    let shown = &rows[..rows.len().min(most)];
+    let shown = &rows[..rows.len().min(table_rows(g))];
     let table: Vec<Vec<String>> = shown
         .iter()
         .map(|(grp, v)| {
@@ -1494,14 +1499,24 @@ fn series(
         ));
     }
     lead.push('.');
+    // A long series lists its latest points (the chart shows them all), not its first.
+    let earlier = points.len().saturating_sub(table_rows(g));
     group_table(
         doc,
         Columns::of(plan, cur.seconds),
         g,
-        &points,
+        &points[earlier..],
         Some(&cur.totals),
         year,
     );
+    if earlier > 0 {
+        doc.blank();
+        doc.line(&format!(
+            "{} earlier {} not listed.",
+            count(earlier as i64),
+            dimension_noun(g, earlier != 1)
+        ));
+    }
     let chart = json!({
         "kind": "series",
         "title": format!("{} by {}", capitalise(noun(m)), dimension_noun(g, false)),
@@ -2277,6 +2292,33 @@ mod tests {
             all.contains("| 23:00–24:00 UTC |") && !all.contains("not listed"),
             "{all}"
         );
+        // A month of days is listed whole; a longer series lists its latest days.
+        p.group_by = Some(Grouping::Day);
+        p.measures = vec![Measure::Spend];
+        let days = |n: u32| {
+            grouped(
+                (0..n)
+                    .map(|i| {
+                        let d = NaiveDate::from_ymd_opt(2026, 8, 1).unwrap()
+                            + chrono::Duration::days(i64::from(i));
+                        group(&d.to_string(), 10, 1.0)
+                    })
+                    .collect(),
+            )
+        };
+        let month = render(&p, &days(31), now()).markdown;
+        assert!(
+            month.contains("| Aug 31 |") && !month.contains("not listed"),
+            "{month}"
+        );
+        let quarter = render(&p, &days(40), now()).markdown;
+        assert!(
+            quarter.contains("| Sep 9 |")
+                && !quarter.contains("| Aug 9 |")
+                && quarter.contains("9 earlier days not listed."),
+            "{quarter}"
+        );
+        p.group_by = Some(Grouping::HourOfDay);
         p.measures = vec![Measure::SpendPerDay];
         let per_day = render(&p, &data, now());
         assert!(

@@ -769,6 +769,38 @@ fn calls_at(tokens: &[Token], i: usize) -> Option<(i64, usize)> {
     (calls && n < 1e15).then_some((n.round() as i64, next))
 }
 
+/// The word indexes of "growth" as a change over time ("month over month growth", "spend
+/// growth", "growth rate"): a comparison, not the growth team.
+pub(crate) fn growth_words(tokens: &[Token]) -> Vec<usize> {
+    let word = |j: Option<usize>| {
+        j.and_then(|j| tokens.get(j))
+            .filter(|t| !t.quoted)
+            .map_or("", |t| t.lower.as_str())
+    };
+    (0..tokens.len())
+        .filter(|&i| {
+            word(Some(i)) == "growth"
+                && (matches!(
+                    word(i.checked_sub(1)),
+                    "day"
+                        | "week"
+                        | "month"
+                        | "quarter"
+                        | "year"
+                        | "mom"
+                        | "wow"
+                        | "yoy"
+                        | "spend"
+                        | "spending"
+                        | "cost"
+                        | "costs"
+                        | "usage"
+                        | "traffic"
+                ) || word(Some(i + 1)) == "rate")
+        })
+        .collect()
+}
+
 /// The word indexes of every number of calls ("1k requests"): an amount, never a name.
 pub(crate) fn calls_amount_words(tokens: &[Token]) -> Vec<usize> {
     (0..tokens.len())

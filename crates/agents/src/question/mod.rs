@@ -69,6 +69,8 @@ fn read_parts(question: &str, ctx: &PlanContext<'_>) -> Parts {
     // "per 1k tokens": a unit, not names; "over 1k calls": an amount.
     skip.extend(intent::per_tokens_words(&tokens));
     skip.extend(intent::calls_amount_words(&tokens));
+    // "month over month growth": a change, not the growth team.
+    skip.extend(intent::growth_words(&tokens));
     let names = names::read(&tokens, &skip, ctx.names, ctx.catalog_models, &vocabulary);
     let mut used = skip;
     used.extend(&names.used);
