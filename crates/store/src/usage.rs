@@ -426,23 +426,18 @@ impl Store {
         origin: Origin,
         batch: &BatchBuckets<'_>,
     ) -> Result<IngestSummary, StoreError> {
+        let synthetic = origin == Origin::Synthetic;
+        if let Db::Sqlite { write, .. } = &self.db {
+            return sqlite_try_ingest(write, org_id, records, synthetic, batch).await;
+        }
         let BatchBuckets {
             rows,
             buckets,
             bucket_of,
         } = batch;
-        let lock = match self.db {
-            Db::Sqlite { .. } => "",
-            // Held to the end of the transaction, so no other ingest grows these rows between
-            // the check and the write; in key order, as the upserts.
-            Db::Postgres(_) => {
-                " ORDER BY hour_ms, provider, model, user_key, feature_key FOR UPDATE"
-            }
-        };
-        let synthetic = origin == Origin::Synthetic;
-        if let Db::Sqlite { write, .. } = &self.db {
-            return sqlite_try_ingest(write, org_id, records, synthetic, batch).await;
-        }
+        // Held to the end of the transaction, so no other ingest grows these rows between the
+        // check and the write; in key order, as the upserts. (Only PostgreSQL gets here.)
+        let lock = " ORDER BY hour_ms, provider, model, user_key, feature_key FOR UPDATE";
         let (delta, rejected) = on_write!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let mut sums = vec![HourSums::default(); buckets.len()];

@@ -922,12 +922,19 @@ fn days_on(key: &str, period: &PlanPeriod) -> i64 {
         period.from.date_naive(),
         (period.to - chrono::Duration::milliseconds(1)).date_naive(),
     );
-    let days = first
-        .iter_days()
-        .take_while(|d| *d <= last)
-        .filter(|d| d.weekday().num_days_from_monday() as usize == wd)
-        .count();
-    i64::try_from(days).unwrap_or(i64::MAX)
+    // Whole weeks hold one of each weekday; the days left over start on `first`'s weekday.
+    let days = (last - first).num_days() + 1;
+    if days <= 0 {
+        return 0;
+    }
+    let wd = i64::try_from(wd).unwrap_or(0);
+    let from_first = (wd - i64::from(first.weekday().num_days_from_monday())).rem_euclid(7);
+    days / 7 + i64::from(from_first < days % 7)
+}
+
+/// Saturday or Sunday, as a key of [`Grouping::DayOfWeek`].
+fn is_weekend(key: &str) -> bool {
+    apogee_analytics::WEEKDAYS[5..].contains(&key)
 }
 
 /// How long the group `key` of `g` lasts within a period of `seconds` (`period`), for the spend
@@ -1287,7 +1294,7 @@ fn weekend_lead(
     let side_days = |weekend: bool| -> i64 {
         apogee_analytics::WEEKDAYS
             .iter()
-            .filter(|d| matches!(**d, "saturday" | "sunday") == weekend)
+            .filter(|d| is_weekend(d) == weekend)
             .map(|d| days_on(d, period_of))
             .sum()
     };
@@ -1295,7 +1302,7 @@ fn weekend_lead(
         sum_totals(
             cur.groups
                 .iter()
-                .filter(|grp| matches!(grp.key.as_str(), "saturday" | "sunday") == weekend)
+                .filter(|grp| is_weekend(&grp.key) == weekend)
                 .map(|grp| &grp.totals),
         )
     };

@@ -586,12 +586,7 @@ const TOKEN_UNITS: &[&str] = &[
 /// The end (exclusive) of a "per … tokens" phrase starting at `i` ("per token", "per 1k
 /// tokens", "per million tokens", "per mtok"): a cost per token is asked, whatever the unit.
 pub(crate) fn per_tokens_at(tokens: &[Token], i: usize) -> Option<usize> {
-    let word = |j: usize| {
-        tokens
-            .get(j)
-            .filter(|t| !t.quoted)
-            .map_or("", |t| t.lower.as_str())
-    };
+    let word = |j: usize| word_at(tokens, j);
     if !matches!(word(i), "per" | "each" | "every") {
         return None;
     }
@@ -623,11 +618,17 @@ struct View<'a> {
     used: &'a [usize],
 }
 
+/// Token `i` in lower case; `""` past the end or for a quoted name (read whole as a name,
+/// never as a rule's word).
+fn word_at(tokens: &[Token], i: usize) -> &str {
+    tokens
+        .get(i)
+        .map_or("", |t| if t.quoted { "" } else { t.lower.as_str() })
+}
+
 impl View<'_> {
     fn word(&self, i: usize) -> &str {
-        self.t
-            .get(i)
-            .map_or("", |t| if t.quoted { "" } else { t.lower.as_str() })
+        word_at(self.t, i)
     }
 
     fn has(&self, w: &str) -> bool {
@@ -737,12 +738,7 @@ fn threshold(v: &View<'_>, question: &str) -> Option<Threshold> {
 /// a `k` or `m` after them, and the groups of three a comma split off ("10", "000"); the
 /// number and the index of the word after it.
 fn calls_at(tokens: &[Token], i: usize) -> Option<(i64, usize)> {
-    let word = |j: usize| {
-        tokens
-            .get(j)
-            .filter(|t| !t.quoted)
-            .map_or("", |t| t.lower.as_str())
-    };
+    let word = |j: usize| word_at(tokens, j);
     let w = word(i);
     let (digits, scale) = match w.strip_suffix('k') {
         Some(d) => (d, 1_000.0),
@@ -772,11 +768,7 @@ fn calls_at(tokens: &[Token], i: usize) -> Option<(i64, usize)> {
 /// The word indexes of "growth" as a change over time ("month over month growth", "spend
 /// growth", "growth rate"): a comparison, not the growth team.
 pub(crate) fn growth_words(tokens: &[Token]) -> Vec<usize> {
-    let word = |j: Option<usize>| {
-        j.and_then(|j| tokens.get(j))
-            .filter(|t| !t.quoted)
-            .map_or("", |t| t.lower.as_str())
-    };
+    let word = |j: Option<usize>| j.map_or("", |j| word_at(tokens, j));
     (0..tokens.len())
         .filter(|&i| {
             word(Some(i)) == "growth"
@@ -1107,16 +1099,20 @@ fn time_grouping(w: &str) -> Option<Grouping> {
 
 /// "day(s) of (the) week" at `i`: the weekdays, every such day of the period together.
 fn day_of_week_at(v: &View<'_>, i: usize) -> bool {
-    matches!(v.word(i), "day" | "days")
-        && v.word(i + 1) == "of"
-        && (v.word(i + 2) == "week" || (v.word(i + 2) == "the" && v.word(i + 3) == "week"))
+    of_the_at(v, i, &["day", "days"], "week")
 }
 
 /// "time of (the) day" at `i`: the hours of the day, as "hour of the day" is.
 fn time_of_day_at(v: &View<'_>, i: usize) -> bool {
-    v.word(i) == "time"
+    of_the_at(v, i, &["time"], "day")
+}
+
+/// One of `heads` at `i`, then "of", "the" or not, and `tail`: "day of the week", "time of
+/// day".
+fn of_the_at(v: &View<'_>, i: usize, heads: &[&str], tail: &str) -> bool {
+    heads.contains(&v.word(i))
         && v.word(i + 1) == "of"
-        && (v.word(i + 2) == "day" || (v.word(i + 2) == "the" && v.word(i + 3) == "day"))
+        && (v.word(i + 2) == tail || (v.word(i + 2) == "the" && v.word(i + 3) == tail))
 }
 
 /// The grouping, and whether it was named singular after which/what/who.
