@@ -1566,6 +1566,10 @@ fn compare(
                 (x - y) * 100.0
             ),
             _ if b.num() == 0.0 => format!(", against nothing {before}"),
+            // Shown as nothing ("$0.00": less than a cent): a ratio to it means nothing.
+            _ if !b.text().chars().any(|c| c.is_ascii_digit() && c != '0') => {
+                format!(", against {} {before}", b.text())
+            }
             // Ten times as much or more: a percentage in the thousands reads as noise.
             _ if a.num() / b.num() >= 10.0 => {
                 let times = a.num() / b.num();
@@ -2451,6 +2455,27 @@ mod tests {
                 "You spent $95.00 in the last 7 days (Nov 23–29), 19.0 times the $5.00 the 7 days before (Nov 16–22).",
                 "You spent $99.00 in the last 7 days (Nov 23–29), up 890.0% from $10.00 the 7 days before (Nov 16–22).",
             ]
+        );
+    }
+
+    #[test]
+    fn a_change_from_less_than_a_cent_gives_no_ratio() {
+        let mut p = plan(Scope::all());
+        p.compare = Some(crate::question::period::previous_of(&p.period));
+        let data = FigureData {
+            current: Measured {
+                totals: totals(100, 1_100.0),
+                ..Measured::default()
+            },
+            previous: Some(Measured {
+                totals: totals(1, 0.001),
+                ..Measured::default()
+            }),
+            ..FigureData::default()
+        };
+        assert_eq!(
+            render(&p, &data, now()).lead,
+            "You spent $1,100.00 in the last 7 days (Nov 23–29), against $0.00 the 7 days before (Nov 16–22)."
         );
     }
 
