@@ -98,13 +98,20 @@ async fn ask(c: &mut Client, n: &mut u32, question: &str, thread: Option<&str>) 
     }
 }
 
-/// Usage of acme over the last hours (all before now, so every read agrees on it).
+/// Usage of acme over the last hours, all of it this month and before now (so every read
+/// agrees on it, and the month's budget has spent something even just after the month began).
 async fn usage(server: &str, token: &str) {
+    use chrono::Datelike;
     let now = chrono::Utc::now();
+    let month_start = chrono::NaiveDate::from_ymd_opt(now.year(), now.month(), 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .expect("the month's first day");
+    // Spread over the last 10 hours, or over the month so far when that is shorter.
+    let span = (now - month_start).min(chrono::Duration::hours(10));
     let mut lines = String::new();
     for h in 1..=30 {
-        let ts = (now - chrono::Duration::minutes(20 * h))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let ts = (now - span * h / 31).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         for (feature, cost) in [("support-bot", 3.25), ("doc-summarizer", 1.5)] {
             lines.push_str(&format!(
                 "{}\n",
